@@ -1,0 +1,90 @@
+import type { Logger } from '../lib/log.js';
+import type { Clock } from '../lib/clock.js';
+import type { CleanupPolicy, Policy } from '../policy/types.js';
+
+/**
+ * Everything that belongs to one runner slot (design.md: "keep everything per slot in one object").
+ * One host runs one slot today; several later, by count, not by design.
+ */
+export interface Slot {
+  /** 0-based slot number. */
+  index: number;
+  /** The runner installation (holds bin/, run.sh, .runner ...). */
+  runnerRoot: string;
+  /** Absolute work directory, normally `<runnerRoot>/_work`. */
+  workDir: string;
+  user: { name: string; uid: number; gid: number; home: string };
+  /** Root-owned state of the agent for this slot (state file, journal, baselines). */
+  stateDir: string;
+  /** Root-only directory on the same filesystem as workDir, where trees are renamed before deletion. */
+  trashDir: string;
+  /** Parent of per-job HOME/TMPDIR/DOCKER_CONFIG directories (prevention: design.md). */
+  jobRoot: string;
+  /** cgroup path (v2 dir or v1 freezer dir) the listener runs in, when the host allows it. */
+  cgroup?: string;
+}
+
+/** What one step removed, by kind (never by content). */
+export interface Removed {
+  count: number;
+  bytes: number;
+}
+
+/** The outcome of one step. `dirty` = something could not be made clean; the host must not be reused. */
+export type StepOutcome = 'ok' | 'skipped' | 'failed' | 'dirty';
+
+/** One step's entry in the job's cleanup report. */
+export interface StepReport {
+  name: string;
+  outcome: StepOutcome;
+  durationMs: number;
+  /** Keyed by kind: e.g. "process", "file", "dir", "docker-config", "container", "volume". */
+  removed: Record<string, Removed>;
+  /** Why skipped / failed / dirty, one line. */
+  reason?: string;
+  /** With dryRun: what the step would remove (paths, pids, ids), capped in length. */
+  plan?: string[];
+}
+
+/** Inputs every step gets. */
+export interface CleanupContext {
+  slot: Slot;
+  policy: CleanupPolicy;
+  /** The whole team policy, for the watermarks in limits. */
+  fullPolicy: Policy;
+  log: Logger;
+  clock: Clock;
+  /** Bounded cleanup signal (style.md rule 7), never the shutdown signal. */
+  signal: AbortSignal;
+  dryRun: boolean;
+  /** Pids that must never be signalled (the agent and its helpers). */
+  protectedPids: ReadonlySet<number>;
+  /** Epoch ms when the job's listener was started; containers created after it belong to the job. */
+  jobStartedAt?: number;
+}
+
+/** One named step of the pipeline (style.md rule 8). */
+export interface CleanupStep {
+  readonly name: string;
+  /** Does the work (or, with ctx.dryRun, only fills `plan`). Throws only on programming errors. */
+  run(ctx: CleanupContext): Promise<Omit<StepReport, 'name' | 'durationMs'>>;
+}
+
+/** The independent verification's findings. */
+export interface VerifyReport {
+  clean: boolean;
+  durationMs: number;
+  /** One line per problem, e.g. "process 1234 of runner user still alive". */
+  problems: string[];
+  disk?: { freePercent: number; freeInodesPercent: number };
+}
+
+/** The whole cleanup report stored in the journal record. */
+export interface CleanupReport {
+  steps: StepReport[];
+  verify: VerifyReport;
+  /** True when every step is ok/skipped and verify is clean. */
+  clean: boolean;
+  /** Job end → host ready (rename + steps + verify), in ms. */
+  readyMs: number;
+}
