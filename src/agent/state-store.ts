@@ -1,0 +1,73 @@
+import path from 'node:path';
+import { readIfExists, writeFileAtomic } from '../lib/fs.js';
+import type { AgentState } from './states.js';
+
+/** What survives a crash: enough to clean up and to delete every registration we created. */
+export interface PersistedState {
+  v: 1;
+  state: AgentState;
+  /** ISO time of the last transition. */
+  since: string;
+  /** ISO time the host first booted the agent (host lifetime). */
+  hostStartedAt: string;
+  /** Jobs served on this host since it was last fresh. */
+  jobsServed: number;
+  /** Next registration sequence number (for the {seq} name template). */
+  seq: number;
+  /** The registration in use, if any. */
+  runner?: { id: number; name: string; registeredAt: string };
+  /** Registrations created and not yet known to be gone (deleted after a crash; no ghosts). */
+  registrations: { id: number; name: string }[];
+  /** True from the moment a listener starts until a verified cleanup: a crash then means "clean first". */
+  dirty: boolean;
+  /** The job in progress, for the journal record written after a crash. */
+  job?: { startedAt: string; listenerStartedAt: string; vars?: Record<string, string> };
+  quarantineReason?: string;
+  /** Listener failures in a row (crash loop detection). */
+  consecutiveFailures: number;
+}
+
+/** The state before the first boot. */
+export function initialState(now: Date): PersistedState {
+  return {
+    v: 1,
+    state: 'boot',
+    since: now.toISOString(),
+    hostStartedAt: now.toISOString(),
+    jobsServed: 0,
+    seq: 1,
+    registrations: [],
+    dirty: false,
+    consecutiveFailures: 0,
+  };
+}
+
+/** Reads and writes `<stateDir>/state.json` atomically (root-only, 0600). */
+export class StateStore {
+  readonly file: string;
+  constructor(stateDir: string) {
+    this.file = path.join(stateDir, 'state.json');
+  }
+
+  /** The persisted state, or undefined on the first boot. A corrupt file counts as dirty. */
+  async load(): Promise<PersistedState | undefined> {
+    const text = await readIfExists(this.file);
+    if (text === undefined) return undefined;
+    try {
+      const parsed = JSON.parse(text) as PersistedState;
+      if (parsed.v !== 1 || typeof parsed.state !== 'string') throw new Error('unknown state version');
+      parsed.registrations ??= [];
+      parsed.consecutiveFailures ??= 0;
+      return parsed;
+    } catch {
+      // Cannot know what was happening: assume the worst (design.md: when in doubt the host is dirty).
+      const s = initialState(new Date());
+      s.dirty = true;
+      return s;
+    }
+  }
+
+  async save(s: PersistedState): Promise<void> {
+    await writeFileAtomic(this.file, `${JSON.stringify(s, null, 2)}\n`, 0o600);
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * Every timer of the agent, in one object, with why it has its value (style.md rule 18). The host
+ * config's `timeouts` section may override any of them by name (tests shorten them).
+ */
+export const DEFAULT_TIMEOUTS = {
+  /** SIGINT has no internal deadline in the runner (contract §2.4): give a cancelled job's post steps 35 s, then SIGKILL. */
+  listenerStopGraceMs: 35_000,
+  /** run-helper waits about 31 s for update.finished after exit 3/4 (contract §2.2); a little more. */
+  updateFinishedWaitMs: 35_000,
+  /** First wait after a failed registration; doubles up to registerBackoffMaxMs. */
+  registerBackoffBaseMs: 1_000,
+  /** Cap of the registration backoff: five minutes keeps a broken fleet from hammering the API. */
+  registerBackoffMaxMs: 300_000,
+  /** After a 401/403 nothing changes until an operator acts: retry rarely. */
+  authFailureBackoffMs: 300_000,
+  /** Listener exit 2 (retryable) is restarted after this (run.sh waits 5 s). */
+  retryableRestartDelayMs: 5_000,
+  /** Exit 2 restarts of one registration before it counts as failed and is replaced. */
+  retryableRestartLimit: 5,
+  /** A whole cleanup pass (steps + verify) may take this long before the host counts as dirty. */
+  cleanupTimeoutMs: 10 * 60_000,
+  /** Draining while busy: the job may run this long before the listener gets SIGINT. */
+  drainGraceMs: 5 * 60_000,
+  /** How often the watchdog marks the loop alive for /healthz. */
+  heartbeatMs: 10_000,
+  /** Attempts to delete a stale registration at recovery before it is left for the next boot. */
+  recoveryDeleteTries: 3,
+};
+
+export type Timeouts = typeof DEFAULT_TIMEOUTS;
+
+/** The defaults with the config's overrides applied (unknown names are rejected by the schema). */
+export function resolveTimeouts(overrides: Partial<Record<string, number>> | undefined): Timeouts {
+  const t = { ...DEFAULT_TIMEOUTS };
+  for (const [k, v] of Object.entries(overrides ?? {})) {
+    if (k in t && typeof v === 'number') (t as Record<string, number>)[k] = v;
+  }
+  return t;
+}

@@ -1,0 +1,266 @@
+import { Octokit } from '@octokit/rest';
+import { createAppAuth } from '@octokit/auth-app';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import { GitHubApiError, isAbort } from '../lib/errors.js';
+import { decideRetry, isRateLimited } from './retry-policy.js';
+import { permissionHint, scopePath, type RunnerScope } from './scope.js';
+import type {
+  DeleteOutcome,
+  GitHubPort,
+  JitRegistration,
+  RunnerInfo,
+  RunnerToken,
+} from './port.js';
+
+/** How the adapter authenticates. Secrets arrive already read; the adapter never logs them. */
+export type GitHubAuth =
+  | { kind: 'token'; token: string }
+  | { kind: 'app'; appId: number | string; installationId: number; privateKey: string };
+
+/** Called after every HTTP exchange, for metrics (endpoint is the route template). */
+export type RequestObserver = (info: {
+  endpoint: string;
+  status: number;
+  rateLimitRemaining?: number;
+}) => void;
+
+/** Options of the adapter; defaults: system clock, no observer, 30 s per-request timeout. */
+export interface OctokitPortOptions {
+  apiUrl: string;
+  scope: RunnerScope;
+  auth: GitHubAuth;
+  clock: Clock;
+  log: Logger;
+  onRequest?: RequestObserver;
+  /** Aborts waits between retries (shutdown). */
+  signal?: AbortSignal;
+  /** Custom fetch (e.g. one trusting a GHES CA bundle). */
+  fetch?: typeof fetch;
+  userAgent?: string;
+}
+
+/** One HTTP request may take this long before it counts as a network error (a hung TCP peer). */
+export const REQUEST_TIMEOUT_MS = 30_000;
+
+interface OctokitErrorLike {
+  status?: number;
+  message?: string;
+  response?: { headers?: Record<string, string | number | undefined>; data?: unknown };
+}
+
+/**
+ * The GitHubPort over @octokit/rest. Retries follow runner-contract.md §7 (see retry-policy.ts),
+ * waiting on the injected Clock, so tests of retry-after need no real sleeping. The throttling and
+ * retry plugins are not used: they wait on real timers (Bottleneck) and cannot take a Clock, and
+ * the agent makes about one call per job, so their queueing buys nothing.
+ */
+export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octokit: Octokit } {
+  const { clock, log, scope } = opts;
+  const octokit = new Octokit({
+    baseUrl: opts.apiUrl.replace(/\/+$/, ''),
+    userAgent: opts.userAgent ?? 'runner-warden',
+    log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
+    request: {
+      fetch: opts.fetch,
+      // Octokit's own retry is off: we retry in the hook below with the injected clock.
+      retries: 0,
+    },
+    ...(opts.auth.kind === 'token'
+      ? { auth: opts.auth.token }
+      : {
+          authStrategy: createAppAuth,
+          auth: {
+            appId: opts.auth.appId,
+            privateKey: opts.auth.privateKey,
+            installationId: opts.auth.installationId,
+          },
+        }),
+  });
+
+  octokit.hook.wrap('request', async (request, options) => {
+    const endpoint = `${options.method} ${options.url}`;
+    for (let attempt = 1; ; attempt++) {
+      const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+      const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+      try {
+        const res = await request({ ...options, request: { ...options.request, signal } });
+        opts.onRequest?.({
+          endpoint,
+          status: res.status,
+          rateLimitRemaining: numOrUndefined(res.headers['x-ratelimit-remaining']),
+        });
+        return res;
+      } catch (err) {
+        if (opts.signal?.aborted) throw err;
+        const e = err as OctokitErrorLike;
+        const headers = e.response?.headers ?? {};
+        // No response at all (refused, reset, DNS) or our own per-request timeout: a network failure.
+        const network = e.status === undefined || (e.status === 500 && !e.response) || timeout.aborted;
+        opts.onRequest?.({
+          endpoint,
+          status: e.status ?? 0,
+          rateLimitRemaining: numOrUndefined(headers['x-ratelimit-remaining']),
+        });
+        const decision = decideRetry({
+          status: e.status,
+          headers,
+          message: errorMessage(e),
+          network,
+          attempt,
+          now: clock.now(),
+        });
+        if (!decision.retry) throw err;
+        log.warn(
+          { endpoint, status: e.status, attempt, waitMs: decision.waitMs, kind: decision.kind },
+          'github request will be retried',
+        );
+        await clock.sleep(decision.waitMs, opts.signal);
+      }
+    }
+  });
+
+  const prefix = scopePath(scope);
+
+  /** Turns an Octokit failure into a GitHubApiError with an operator hint. */
+  const fail = (endpoint: string, err: unknown): never => {
+    if (isAbort(err)) throw err;
+    const e = err as OctokitErrorLike;
+    const msg = errorMessage(e);
+    let hint: string | undefined;
+    if (e.status === 401) hint = `the credentials were refused (expired or wrong token); ${permissionHint(scope)}`;
+    else if (e.status === 403 && !isRateLimited({ status: 403, headers: e.response?.headers ?? {}, message: msg }))
+      hint = permissionHint(scope);
+    else if (e.status === 404) hint = `not found: check github.org / github.repo / github.enterprise and that the token can see it`;
+    throw new GitHubApiError(
+      `GitHub API ${endpoint} failed${e.status ? ` with ${e.status}` : ''}: ${msg}`,
+      e.status,
+      endpoint,
+      hint,
+      { cause: err },
+    );
+  };
+
+  let cachedGroups: Map<string, number> | undefined;
+  let defaultGroupId: number | undefined;
+
+  return {
+    octokit,
+
+    async generateJitConfig(req): Promise<JitRegistration> {
+      const endpoint = `POST ${prefix}/actions/runners/generate-jitconfig`;
+      try {
+        const res = await octokit.request(`POST ${prefix}/actions/runners/generate-jitconfig`, {
+          name: req.name,
+          runner_group_id: req.runnerGroupId,
+          labels: req.labels,
+          work_folder: req.workFolder,
+        });
+        const data = res.data as { runner: RunnerInfo; encoded_jit_config: string };
+        return { runner: data.runner, encodedJitConfig: data.encoded_jit_config };
+      } catch (err) {
+        return fail(endpoint, err);
+      }
+    },
+
+    async resolveRunnerGroup(name): Promise<number> {
+      if (scope.kind === 'repo') {
+        // Repository runners have no groups API; they always join the default group (id 1).
+        if (name && name !== 'Default') {
+          throw new GitHubApiError(
+            `runner group "${name}" cannot be used with a repository scope`,
+            undefined,
+            'runner-groups',
+            'remove runner.group (repository runners always join the Default group)',
+          );
+        }
+        return 1;
+      }
+      if (!cachedGroups) {
+        const endpoint = `GET ${prefix}/actions/runner-groups`;
+        const groups = new Map<string, number>();
+        try {
+          for (let page = 1; page < 100; page++) {
+            const res = await octokit.request(`GET ${prefix}/actions/runner-groups`, { per_page: 100, page });
+            const data = res.data as { runner_groups: { id: number; name: string; default: boolean }[] };
+            for (const g of data.runner_groups) {
+              groups.set(g.name, g.id);
+              if (g.default) defaultGroupId = g.id;
+            }
+            if (data.runner_groups.length < 100) break;
+          }
+        } catch (err) {
+          fail(endpoint, err);
+        }
+        cachedGroups = groups;
+      }
+      if (name === null || name === '') return defaultGroupId ?? 1;
+      const id = cachedGroups.get(name);
+      if (id === undefined) {
+        throw new GitHubApiError(
+          `runner group "${name}" does not exist`,
+          404,
+          `GET ${prefix}/actions/runner-groups`,
+          `create the group or fix runner.group / the policy's runner.group; known: ${[...cachedGroups.keys()].join(', ')}`,
+        );
+      }
+      return id;
+    },
+
+    async deleteRunner(id): Promise<DeleteOutcome> {
+      const endpoint = `DELETE ${prefix}/actions/runners/{runner_id}`;
+      try {
+        await octokit.request(`DELETE ${prefix}/actions/runners/{runner_id}`, { runner_id: id });
+        return 'deleted';
+      } catch (err) {
+        const status = (err as OctokitErrorLike).status;
+        if (status === 404) return 'not-found';
+        if (status === 422) return 'busy';
+        return fail(endpoint, err);
+      }
+    },
+
+    async findRunnersByName(name): Promise<RunnerInfo[]> {
+      const endpoint = `GET ${prefix}/actions/runners`;
+      try {
+        const res = await octokit.request(`GET ${prefix}/actions/runners`, { name, per_page: 100 });
+        return (res.data as { runners: RunnerInfo[] }).runners;
+      } catch (err) {
+        return fail(endpoint, err);
+      }
+    },
+
+    async createRegistrationToken(): Promise<RunnerToken> {
+      const endpoint = `POST ${prefix}/actions/runners/registration-token`;
+      try {
+        const res = await octokit.request(`POST ${prefix}/actions/runners/registration-token`);
+        const data = res.data as { token: string; expires_at: string };
+        return { token: data.token, expiresAt: data.expires_at };
+      } catch (err) {
+        return fail(endpoint, err);
+      }
+    },
+
+    async createRemoveToken(): Promise<RunnerToken> {
+      const endpoint = `POST ${prefix}/actions/runners/remove-token`;
+      try {
+        const res = await octokit.request(`POST ${prefix}/actions/runners/remove-token`);
+        const data = res.data as { token: string; expires_at: string };
+        return { token: data.token, expiresAt: data.expires_at };
+      } catch (err) {
+        return fail(endpoint, err);
+      }
+    },
+  };
+}
+
+function numOrUndefined(v: unknown): number | undefined {
+  const n = Number(v);
+  return v === undefined || !Number.isFinite(n) ? undefined : n;
+}
+
+function errorMessage(e: OctokitErrorLike): string {
+  const data = e.response?.data as { message?: unknown } | undefined;
+  if (data && typeof data.message === 'string') return data.message;
+  return e.message ?? 'unknown error';
+}

@@ -1,0 +1,41 @@
+/**
+ * Parses the listener's console lines (contract §4.2) into events. These are hints: the job can
+ * print anything only through the worker's log, not the listener's stdout, but the agent still
+ * decides from the listener's exit, which nothing in the job can forge.
+ */
+export type ConsoleEvent =
+  | { kind: 'connected' }
+  | { kind: 'listening' }
+  | { kind: 'job-started'; jobName: string }
+  | { kind: 'job-completed'; jobName: string; result: string }
+  | { kind: 'runner-gone' }
+  | { kind: 'session-conflict' }
+  | { kind: 'update' }
+  | { kind: 'connect-error' }
+  | { kind: 'reconnected' };
+
+const TS = String.raw`\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z: `;
+const RULES: [RegExp, (m: RegExpMatchArray) => ConsoleEvent][] = [
+  [/^√ Connected to GitHub/, () => ({ kind: 'connected' })],
+  [new RegExp(`^${TS}Listening for Jobs`), () => ({ kind: 'listening' })],
+  [new RegExp(`^${TS}Running job: (.*)$`), (m) => ({ kind: 'job-started', jobName: m[1] ?? '' })],
+  [
+    new RegExp(`^${TS}Job (.*) completed with result: (\\w+)`),
+    (m) => ({ kind: 'job-completed', jobName: m[1] ?? '', result: m[2] ?? '' }),
+  ],
+  [/The runner no longer exists on the server/, () => ({ kind: 'runner-gone' })],
+  [/A session for this runner already exists/, () => ({ kind: 'session-conflict' })],
+  [/Runner update in progress/, () => ({ kind: 'update' })],
+  [new RegExp(`^${TS}Runner connect error:`), () => ({ kind: 'connect-error' })],
+  [new RegExp(`^${TS}Runner reconnected`), () => ({ kind: 'reconnected' })],
+];
+
+/** The event a console line announces, or undefined for any other line. */
+export function parseConsoleLine(line: string): ConsoleEvent | undefined {
+  const text = line.replace(/\r$/, '');
+  for (const [re, make] of RULES) {
+    const m = text.match(re);
+    if (m) return make(m);
+  }
+  return undefined;
+}

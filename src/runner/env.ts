@@ -1,0 +1,61 @@
+import { writeFile, chmod, chown, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { HookPaths } from './hooks.js';
+
+/** The PATH the listener gets when the host config names none. */
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Per-job directories the listener writes to (design.md, "Prevention before cleanup"). */
+export interface JobDirsLike {
+  home: string;
+  tmp: string;
+  dockerConfig: string;
+}
+
+/**
+ * The listener's whole environment, built from nothing: none of the agent's variables (its token,
+ * its config paths) can leak into the job. The JIT config travels here, never in argv, and the
+ * listener removes ACTIONS_RUNNER_INPUT_* from its own environment before any job runs (contract §1.1).
+ */
+export function buildListenerEnv(opts: {
+  user: { name: string };
+  dirs: JobDirsLike;
+  hooks: HookPaths;
+  jitConfig?: string;
+  path?: string;
+  extra?: Record<string, string>;
+}): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: opts.path ?? DEFAULT_PATH,
+    HOME: opts.dirs.home,
+    USER: opts.user.name,
+    LOGNAME: opts.user.name,
+    SHELL: '/bin/bash',
+    LANG: 'C.UTF-8',
+    TMPDIR: opts.dirs.tmp,
+    DOCKER_CONFIG: opts.dirs.dockerConfig,
+    ACTIONS_RUNNER_HOOK_JOB_STARTED: opts.hooks.startedScript,
+    ACTIONS_RUNNER_HOOK_JOB_COMPLETED: opts.hooks.completedScript,
+    ...opts.extra,
+  };
+  if (opts.jitConfig !== undefined) env.ACTIONS_RUNNER_INPUT_JITCONFIG = opts.jitConfig;
+  return env;
+}
+
+/**
+ * Rewrites the runner's `.env` (read by the listener at start, contract §4.1) so the hooks point at
+ * the agent's root-owned scripts whatever a previous job wrote there. Root-owned, 0644.
+ */
+export async function writeRunnerDotEnv(root: string, hooks: HookPaths, extra: Record<string, string> = {}): Promise<void> {
+  const lines = [
+    `ACTIONS_RUNNER_HOOK_JOB_STARTED=${hooks.startedScript}`,
+    `ACTIONS_RUNNER_HOOK_JOB_COMPLETED=${hooks.completedScript}`,
+    ...Object.entries(extra).map(([k, v]) => `${k}=${v}`),
+  ];
+  const file = path.join(root, '.env');
+  const tmp = path.join(root, `.env.runner-warden.tmp`);
+  await writeFile(tmp, `${lines.join('\n')}\n`, { mode: 0o644 });
+  await chown(tmp, 0, 0);
+  await chmod(tmp, 0o644);
+  await rename(tmp, file);
+}

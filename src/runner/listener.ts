@@ -1,0 +1,104 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import { signalGroup, stopGroup, waitForChild } from '../lib/process.js';
+import { listenerPath } from './installation.js';
+import { parseConsoleLine, type ConsoleEvent } from './console.js';
+
+/** How the listener ended. */
+export interface ListenerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Epoch ms. */
+  at: number;
+}
+
+/** What is needed to start one listener. The JIT config goes in the environment, never argv. */
+export interface ListenerSpec {
+  root: string;
+  uid: number;
+  gid: number;
+  /** The complete environment of the listener (already scrubbed by the caller). */
+  env: Record<string, string>;
+  /** Extra args after `run` (e.g. `--startuptype service`); never the JIT config. */
+  args?: string[];
+  log: Logger;
+  clock: Clock;
+  onConsole?: (e: ConsoleEvent) => void;
+  /** Called right after spawn with the pid, e.g. to move it into a cgroup before it forks. */
+  onSpawn?: (pid: number) => void;
+}
+
+/**
+ * A running `bin/Runner.Listener run`, started directly (not through run.sh, whose restart loop
+ * would hide exit codes the agent must act on), as the runner user, in its own process group.
+ */
+export class ListenerProcess {
+  readonly pid: number;
+  readonly startedAt: number;
+  /** Resolves once the listener exited and its stdio closed (bounded wait). */
+  readonly exited: Promise<ListenerExit>;
+  private readonly child: ChildProcess;
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  /** The last console lines, kept for the journal when the listener fails. */
+  readonly tail: string[] = [];
+
+  private constructor(child: ChildProcess, spec: ListenerSpec) {
+    this.child = child;
+    if (child.pid === undefined) throw new Error('listener did not start');
+    this.pid = child.pid;
+    this.log = spec.log;
+    this.clock = spec.clock;
+    this.startedAt = spec.clock.now();
+    const onLine = (stream: 'stdout' | 'stderr') => (line: string) => {
+      this.tail.push(line);
+      if (this.tail.length > TAIL_LINES) this.tail.shift();
+      this.log.debug({ stream, line }, 'listener output');
+      const ev = parseConsoleLine(line);
+      if (ev) spec.onConsole?.(ev);
+    };
+    if (child.stdout) createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', onLine('stdout'));
+    if (child.stderr) createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', onLine('stderr'));
+    this.exited = waitForChild(child).then(({ code, signal }) => ({ code, signal, at: this.clock.now() }));
+  }
+
+  /** Starts the listener; rejects when the executable cannot be spawned. */
+  static start(spec: ListenerSpec): Promise<ListenerProcess> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(listenerPath(spec.root), ['run', ...(spec.args ?? [])], {
+        cwd: spec.root,
+        uid: spec.uid,
+        gid: spec.gid,
+        env: spec.env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.once('error', reject);
+      child.once('spawn', () => {
+        child.off('error', reject);
+        child.on('error', (err) => spec.log.warn({ err }, 'listener process error'));
+        if (child.pid !== undefined) spec.onSpawn?.(child.pid);
+        resolve(new ListenerProcess(child, spec));
+      });
+    });
+  }
+
+  /** Sends a signal to the listener's process group (SIGINT = graceful shutdown, contract §2.4). */
+  signal(sig: NodeJS.Signals): void {
+    signalGroup(this.pid, sig);
+  }
+
+  /**
+   * Stops the listener: `first` (default SIGINT, which lets a busy runner cancel its job and run
+   * its post steps), then SIGKILL to the group after `graceMs`.
+   */
+  async stop(graceMs: number, first: NodeJS.Signals = 'SIGINT'): Promise<ListenerExit> {
+    await stopGroup(this.pid, this.exited, graceMs, this.clock, first);
+    return this.exited;
+  }
+}
+
+/** Console lines kept for diagnosis. */
+const TAIL_LINES = 50;
