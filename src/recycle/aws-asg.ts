@@ -1,0 +1,132 @@
+import {
+  AutoScalingClient,
+  SetInstanceHealthCommand,
+  TerminateInstanceInAutoScalingGroupCommand,
+  type AutoScalingClientConfig,
+} from '@aws-sdk/client-auto-scaling';
+import { describeError } from '../lib/errors.js';
+import { RECYCLE_DEFAULTS, type AwsAsgRecycleConfig } from './config.js';
+import { httpRequest } from './http.js';
+import type { RecycleProvider, RecycleResult } from './port.js';
+
+/** What awsAsgProvider needs besides its config. */
+export interface AwsAsgDeps {
+  /** SDK credentials; default the SDK's chain (env, profile, instance role via IMDS). Tests pass static ones. */
+  credentials?: AutoScalingClientConfig['credentials'];
+}
+
+/** Instance id and region as IMDSv2 reports them. */
+export interface InstanceIdentity {
+  instanceId: string;
+  region: string;
+}
+
+/**
+ * Reads instance id and region from IMDSv2: PUT a session token, then GET with it. IMDSv1 (GET
+ * without a token) is never used, so instances that require v2 work the same.
+ */
+export async function readInstanceIdentity(
+  endpoint: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<InstanceIdentity> {
+  const base = endpoint.replace(/\/+$/, '');
+  const tokenRes = await httpRequest(`${base}/latest/api/token`, {
+    method: 'PUT',
+    headers: {
+      'x-aws-ec2-metadata-token-ttl-seconds': String(RECYCLE_DEFAULTS.awsAsg.imdsTokenTtlSeconds),
+    },
+    timeoutMs,
+    signal,
+  });
+  if (tokenRes.status !== 200) throw new Error(`IMDS token: HTTP ${tokenRes.status}`);
+  const token = tokenRes.body.trim();
+  const get = async (path: string): Promise<string> => {
+    const res = await httpRequest(`${base}/latest/meta-data/${path}`, {
+      method: 'GET',
+      headers: { 'x-aws-ec2-metadata-token': token },
+      timeoutMs,
+      signal,
+    });
+    if (res.status !== 200) throw new Error(`IMDS ${path}: HTTP ${res.status}`);
+    return res.body.trim();
+  };
+  return { instanceId: await get('instance-id'), region: await get('placement/region') };
+}
+
+/**
+ * `aws-asg`: the Buildkite terminate-instance chain, from the instance itself. 1) terminate in the
+ * group with ShouldDecrementDesiredCapacity=true (the pool shrinks); 2) on failure (typically the
+ * ValidationError at MinSize) terminate without decrement (the group replaces the host); 3) on
+ * failure mark the instance Unhealthy so the group's health check replaces it.
+ */
+export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {}): RecycleProvider {
+  const d = RECYCLE_DEFAULTS.awsAsg;
+  const imdsTimeoutMs = (config.imdsTimeoutSeconds ?? d.imdsTimeoutSeconds) * 1000;
+  const callTimeoutMs = (config.timeoutSeconds ?? d.timeoutSeconds) * 1000;
+  const fail = (detail: string): RecycleResult => ({ provider: 'aws-asg', ok: false, detail });
+  return {
+    name: 'aws-asg',
+    async recycle(_event, signal) {
+      let identity: InstanceIdentity;
+      try {
+        identity =
+          config.instanceId !== undefined && config.region !== undefined
+            ? { instanceId: config.instanceId, region: config.region }
+            : await readInstanceIdentity(config.imdsEndpoint ?? d.imdsEndpoint, imdsTimeoutMs, signal);
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        return fail(`instance identity from IMDSv2: ${describeError(err)}`);
+      }
+      const instanceId = config.instanceId ?? identity.instanceId;
+      // Built per recycle, never at import; destroyed below so no keep-alive socket outlives it.
+      const client = new AutoScalingClient({
+        region: config.region ?? identity.region,
+        maxAttempts: config.maxAttempts ?? d.maxAttempts,
+        ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
+        ...(deps.credentials !== undefined ? { credentials: deps.credentials } : {}),
+      });
+      const steps: string[] = [];
+      /** One SDK call bounded by its own timeout and the caller's signal; the error text on failure. */
+      const call = async (label: string, send: (abortSignal: AbortSignal) => Promise<unknown>): Promise<boolean> => {
+        try {
+          await send(AbortSignal.any([signal, AbortSignal.timeout(callTimeoutMs)]));
+          steps.push(`${label}: accepted`);
+          return true;
+        } catch (err) {
+          if (signal.aborted) throw signal.reason;
+          steps.push(`${label}: ${describeError(err)}`);
+          return false;
+        }
+      };
+      const terminate = (decrement: boolean) => (abortSignal: AbortSignal) =>
+        client.send(
+          new TerminateInstanceInAutoScalingGroupCommand({
+            InstanceId: instanceId,
+            ShouldDecrementDesiredCapacity: decrement,
+          }),
+          { abortSignal },
+        );
+      try {
+        const decrement = config.decrementDesiredCapacity ?? d.decrementDesiredCapacity;
+        const done =
+          (decrement && (await call('terminate with decrement', terminate(true)))) ||
+          (await call('terminate without decrement', terminate(false))) ||
+          (await call('set Unhealthy', (abortSignal) =>
+            client.send(
+              new SetInstanceHealthCommand({
+                InstanceId: instanceId,
+                HealthStatus: 'Unhealthy',
+                // The job is over; waiting out a launch grace period only delays the replacement.
+                ShouldRespectGracePeriod: false,
+              }),
+              { abortSignal },
+            ),
+          ));
+        return { provider: 'aws-asg', ok: done, detail: `${instanceId}: ${steps.join('; ')}` };
+      } finally {
+        client.destroy();
+      }
+    },
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * The recycler: the configured provider and its fallbacks, tried in order until one accepts.
+ *
+ *   event ─► provider ──ok──► done
+ *               │ not ok / threw
+ *               ▼
+ *           fallback[0] ──ok──► done
+ *               │ ...
+ *               ▼
+ *           all failed ─► not ok, every attempt recorded
+ *
+ * An abort of the caller's signal stops the chain at once (no further fallbacks).
+ */
+import type { Clock } from '../lib/clock.js';
+import { systemClock } from '../lib/clock.js';
+import { describeError, isAbort } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/log.js';
+import type { RecycleConfig } from '../policy/types.js';
+import { awsAsgProvider, type AwsAsgDeps } from './aws-asg.js';
+import { commandProvider } from './command.js';
+import { parseRecycleConfig, type RecycleProviderConfig } from './config.js';
+import { exitProvider } from './exit.js';
+import { kubernetesProvider } from './kubernetes.js';
+import { noneProvider } from './none.js';
+import type { RecycleEvent, RecycleProvider, RecycleResult } from './port.js';
+import { shutdownProvider } from './shutdown.js';
+import { webhookProvider } from './webhook.js';
+
+/** One provider's try, as recorded in the job's journal record. */
+export interface RecycleAttempt extends RecycleResult {
+  startedAt: string;
+  durationMs: number;
+}
+
+/** The chain's answer: the accepting provider's result (or the last failure) and every attempt. */
+export interface RecycleOutcome extends RecycleResult {
+  attempts: RecycleAttempt[];
+  /** True when the caller's signal stopped the chain. */
+  aborted: boolean;
+}
+
+/** A provider chain ready to use. */
+export interface Recycler {
+  /** Provider names in the order they are tried. */
+  readonly providers: readonly string[];
+  /** Tries each provider until one says ok. Never rejects. */
+  recycle(event: RecycleEvent, signal: AbortSignal): Promise<RecycleOutcome>;
+}
+
+/** What createRecycler needs besides config; defaults: system clock, silent logger, SDK credential chain. */
+export interface RecyclerDeps {
+  clock?: Clock;
+  log?: Logger;
+  awsCredentials?: AwsAsgDeps['credentials'];
+  /** The config file named in ConfigError. */
+  configFile?: string;
+}
+
+/** Builds one provider from its config. */
+export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps = {}): RecycleProvider {
+  switch (config.provider) {
+    case 'none':
+      return noneProvider();
+    case 'exit':
+      return exitProvider(config);
+    case 'shutdown':
+      return shutdownProvider(config);
+    case 'aws-asg':
+      return awsAsgProvider(config, deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {});
+    case 'kubernetes':
+      return kubernetesProvider(config);
+    case 'webhook':
+      return webhookProvider(config, { clock: deps.clock ?? systemClock });
+    case 'command':
+      return commandProvider(config);
+  }
+}
+
+/**
+ * Validates the `recycle` section (ConfigError listing every problem) and builds the provider
+ * followed by its `fallback` providers.
+ */
+export function createRecycler(config: RecycleConfig, deps: RecyclerDeps = {}): Recycler {
+  const parsed = parseRecycleConfig(config, deps.configFile);
+  const { fallback = [], ...primary } = parsed;
+  const chain = [primary as RecycleProviderConfig, ...fallback].map((c) => createProvider(c, deps));
+  return chainProviders(chain, deps);
+}
+
+/** A recycler over already-built providers (tests and callers with their own providers use it). */
+export function chainProviders(providers: RecycleProvider[], deps: Pick<RecyclerDeps, 'clock' | 'log'> = {}): Recycler {
+  const clock = deps.clock ?? systemClock;
+  const log = (deps.log ?? silentLogger()).child({ component: 'recycle' });
+  return {
+    providers: providers.map((p) => p.name),
+    async recycle(event, signal) {
+      const attempts: RecycleAttempt[] = [];
+      for (const provider of providers) {
+        const started = clock.now();
+        let result: RecycleResult;
+        let aborted = false;
+        try {
+          if (signal.aborted) throw signal.reason;
+          result = await provider.recycle(event, signal);
+        } catch (err) {
+          aborted = signal.aborted || isAbort(err);
+          result = {
+            provider: provider.name,
+            ok: false,
+            detail: aborted ? 'aborted' : `provider failed: ${describeError(err)}`,
+          };
+        }
+        const attempt: RecycleAttempt = {
+          ...result,
+          startedAt: new Date(started).toISOString(),
+          durationMs: clock.now() - started,
+        };
+        attempts.push(attempt);
+        const fields = { provider: attempt.provider, ok: attempt.ok, detail: attempt.detail, durationMs: attempt.durationMs };
+        if (attempt.ok) {
+          log.info(fields, 'recycle signal sent');
+          return { ...result, attempts, aborted: false };
+        }
+        if (aborted) {
+          log.info(fields, 'recycle aborted');
+          return { ...result, attempts, aborted: true };
+        }
+        log.warn(fields, 'recycle provider failed');
+      }
+      const last = attempts[attempts.length - 1];
+      return {
+        provider: last?.provider ?? 'none',
+        ok: false,
+        detail: last === undefined ? 'no provider configured' : `every provider failed; last: ${last.detail}`,
+        attempts,
+        aborted: false,
+      };
+    },
+  };
+}

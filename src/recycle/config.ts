@@ -1,0 +1,270 @@
+/**
+ * The host config's `recycle` section, typed per provider, with its JSON Schema fragment and the
+ * defaults of every provider in one object. The shared `RecycleConfig` of src/policy/types.ts is the
+ * loose shape the config loader hands over; `parseRecycleConfig` narrows it to the union below.
+ */
+import { Ajv, type ErrorObject } from 'ajv';
+import { ConfigError } from '../lib/errors.js';
+import type { RecycleConfig } from '../policy/types.js';
+
+/** The standard in-cluster service-account mount (Kubernetes docs, "Accessing the API from a Pod"). */
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** Every provider default, in one place. */
+export const RECYCLE_DEFAULTS = {
+  exit: { exitCode: 0 },
+  /** A poweroff command returns as soon as systemd queued the job; 30 s covers a slow D-Bus. */
+  shutdown: { timeoutSeconds: 30 },
+  awsAsg: {
+    /** The link-local IMDS address every EC2 instance sees. */
+    imdsEndpoint: 'http://169.254.169.254',
+    /** IMDSv2 token lifetime; one recycle needs it for seconds, the API minimum is 1 s, max 6 h. */
+    imdsTokenTtlSeconds: 60,
+    /** IMDS answers in milliseconds on a healthy instance; 2 s each call bounds a broken one. */
+    imdsTimeoutSeconds: 2,
+    /** SDK attempts per Auto Scaling call (its own backoff on throttling and 5xx). */
+    maxAttempts: 3,
+    /** Bound on each Auto Scaling call including the SDK's retries. */
+    timeoutSeconds: 20,
+    decrementDesiredCapacity: true,
+  },
+  kubernetes: {
+    tokenFile: `${SERVICE_ACCOUNT_DIR}/token`,
+    caFile: `${SERVICE_ACCOUNT_DIR}/ca.crt`,
+    namespaceFile: `${SERVICE_ACCOUNT_DIR}/namespace`,
+    /** The API server answers a pod DELETE once it is stored; 10 s covers a busy control plane. */
+    timeoutSeconds: 10,
+  },
+  webhook: {
+    /** Deliveries before giving up; with the backoff below the last one starts about 15 s in. */
+    maxAttempts: 5,
+    /** First retry delay, doubled on each retry up to maxBackoffMs. */
+    initialBackoffMs: 1_000,
+    /** Cap on one retry delay so a long outage is still probed every 30 s. */
+    maxBackoffMs: 30_000,
+    /** Bound on one delivery; a receiver should answer after queueing, not after acting. */
+    timeoutSeconds: 10,
+  },
+  /** An admin command gets a minute, like the cleanup's admin commands. */
+  command: { timeoutSeconds: 60 },
+} as const;
+
+/** `provider: none`: nothing is signalled; the agent stops and leaves the host to the operator. */
+export interface NoneRecycleConfig {
+  provider: 'none';
+}
+
+/** `provider: exit`: the agent exits with `exitCode` (default 0) for a container orchestrator. */
+export interface ExitRecycleConfig {
+  provider: 'exit';
+  exitCode?: number;
+}
+
+/**
+ * `provider: shutdown`: runs `command` (argv, or a string run by /bin/sh -c). There is no implicit
+ * default: production configs say `["systemctl", "poweroff"]` explicitly. Timeout default 30 s.
+ */
+export interface ShutdownRecycleConfig {
+  provider: 'shutdown';
+  command: string[] | string;
+  timeoutSeconds?: number;
+}
+
+/**
+ * `provider: aws-asg`: the Buildkite chain (terminate with decrement, without, set Unhealthy).
+ * Instance id and region come from IMDSv2 unless given; `endpoint` overrides the Auto Scaling API URL.
+ */
+export interface AwsAsgRecycleConfig {
+  provider: 'aws-asg';
+  /** Default http://169.254.169.254. */
+  imdsEndpoint?: string;
+  /** Auto Scaling API endpoint; default the SDK's regional endpoint. */
+  endpoint?: string;
+  region?: string;
+  instanceId?: string;
+  /** Start the chain with ShouldDecrementDesiredCapacity=true (default true). */
+  decrementDesiredCapacity?: boolean;
+  maxAttempts?: number;
+  imdsTimeoutSeconds?: number;
+  timeoutSeconds?: number;
+}
+
+/**
+ * `provider: kubernetes`: deletes its own pod. `apiUrl` overrides the in-cluster URL built from
+ * `serviceHost`/`servicePort` (the composition root passes KUBERNETES_SERVICE_HOST/PORT);
+ * `podName` and `namespace` come from the downward API (namespace falls back to namespaceFile).
+ */
+export interface KubernetesRecycleConfig {
+  provider: 'kubernetes';
+  podName?: string;
+  namespace?: string;
+  apiUrl?: string;
+  serviceHost?: string;
+  servicePort?: number | string;
+  tokenFile?: string;
+  caFile?: string;
+  namespaceFile?: string;
+  gracePeriodSeconds?: number;
+  timeoutSeconds?: number;
+}
+
+/**
+ * `provider: webhook`: POSTs the event as JSON, signed with HMAC-SHA256 of the body using the
+ * secret in `secretFile` (must be root-owned and not group/other accessible).
+ */
+export interface WebhookRecycleConfig {
+  provider: 'webhook';
+  url: string;
+  secretFile: string;
+  /** Extra request headers (not secret: they are logged in config dumps). */
+  headers?: Record<string, string>;
+  /** PEM bundle for a receiver with a private CA. */
+  caFile?: string;
+  maxAttempts?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  timeoutSeconds?: number;
+}
+
+/** `provider: command`: runs an admin command with the event in its environment; exit 0 = ok. */
+export interface CommandRecycleConfig {
+  provider: 'command';
+  command: string[] | string;
+  /** Extra environment for the command (the agent's own environment is never passed). */
+  env?: Record<string, string>;
+  timeoutSeconds?: number;
+}
+
+/** One provider's config. */
+export type RecycleProviderConfig =
+  | NoneRecycleConfig
+  | ExitRecycleConfig
+  | ShutdownRecycleConfig
+  | AwsAsgRecycleConfig
+  | KubernetesRecycleConfig
+  | WebhookRecycleConfig
+  | CommandRecycleConfig;
+
+/** The provider names, as in `provider:`. */
+export type RecycleProviderName = RecycleProviderConfig['provider'];
+
+/** The `recycle` section: a provider and the fallbacks tried in order when it fails. */
+export type RecycleChainConfig = RecycleProviderConfig & { fallback?: RecycleProviderConfig[] };
+
+const positiveSeconds = { type: 'number', exclusiveMinimum: 0, maximum: 3600 };
+const argv = {
+  oneOf: [
+    { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+    { type: 'string', minLength: 1 },
+  ],
+};
+const stringMap = { type: 'object', additionalProperties: { type: 'string' } };
+const url = { type: 'string', pattern: '^https?://' };
+
+/** Properties each provider accepts (besides `provider` and, at the top level, `fallback`). */
+const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, object>; required: string[] }> = {
+  none: { props: {}, required: [] },
+  exit: { props: { exitCode: { type: 'integer', minimum: 0, maximum: 255 } }, required: [] },
+  shutdown: { props: { command: argv, timeoutSeconds: positiveSeconds }, required: ['command'] },
+  'aws-asg': {
+    props: {
+      imdsEndpoint: url,
+      endpoint: url,
+      region: { type: 'string', minLength: 1 },
+      instanceId: { type: 'string', pattern: '^i-[0-9a-f]+$' },
+      decrementDesiredCapacity: { type: 'boolean' },
+      maxAttempts: { type: 'integer', minimum: 1, maximum: 10 },
+      imdsTimeoutSeconds: positiveSeconds,
+      timeoutSeconds: positiveSeconds,
+    },
+    required: [],
+  },
+  kubernetes: {
+    props: {
+      podName: { type: 'string', minLength: 1 },
+      namespace: { type: 'string', minLength: 1 },
+      apiUrl: url,
+      serviceHost: { type: 'string', minLength: 1 },
+      servicePort: { type: ['integer', 'string'] },
+      tokenFile: { type: 'string', minLength: 1 },
+      caFile: { type: 'string', minLength: 1 },
+      namespaceFile: { type: 'string', minLength: 1 },
+      gracePeriodSeconds: { type: 'integer', minimum: 0 },
+      timeoutSeconds: positiveSeconds,
+    },
+    required: [],
+  },
+  webhook: {
+    props: {
+      url,
+      secretFile: { type: 'string', minLength: 1 },
+      headers: stringMap,
+      caFile: { type: 'string', minLength: 1 },
+      maxAttempts: { type: 'integer', minimum: 1, maximum: 20 },
+      initialBackoffMs: { type: 'integer', minimum: 0 },
+      maxBackoffMs: { type: 'integer', minimum: 0 },
+      timeoutSeconds: positiveSeconds,
+    },
+    required: ['url', 'secretFile'],
+  },
+  command: {
+    props: { command: argv, env: stringMap, timeoutSeconds: positiveSeconds },
+    required: ['command'],
+  },
+};
+
+const PROVIDER_NAMES = Object.keys(PROVIDER_PROPERTIES) as RecycleProviderName[];
+
+function providerSchema(withFallback: boolean): Record<string, unknown> {
+  const allProps: Record<string, object> = { provider: { enum: PROVIDER_NAMES } };
+  for (const { props } of Object.values(PROVIDER_PROPERTIES)) Object.assign(allProps, props);
+  if (withFallback) allProps.fallback = { type: 'array', items: providerSchema(false) };
+  return {
+    type: 'object',
+    required: ['provider'],
+    properties: allProps,
+    additionalProperties: false,
+    // Draft-07 has no discriminated union; each branch limits the keys and requires its own.
+    allOf: PROVIDER_NAMES.map((name) => {
+      const spec = PROVIDER_PROPERTIES[name];
+      const keys = ['provider', ...Object.keys(spec.props), ...(withFallback ? ['fallback'] : [])];
+      return {
+        if: { properties: { provider: { const: name } }, required: ['provider'] },
+        then: { required: spec.required, propertyNames: { enum: keys } },
+      };
+    }),
+  };
+}
+
+/**
+ * JSON Schema (draft-07) of the host config's `recycle` section, for the config schema to embed
+ * under `properties.recycle`. Fallback entries may not have fallbacks of their own.
+ */
+export const recycleSchema: Readonly<Record<string, unknown>> = providerSchema(true);
+
+let validator: ReturnType<Ajv['compile']> | undefined;
+
+function describe(e: ErrorObject): string {
+  const where = e.instancePath === '' ? 'recycle' : `recycle${e.instancePath.replace(/\//g, '.')}`;
+  if (e.keyword === 'propertyNames') return `${where}: property not allowed for this provider`;
+  if (e.keyword === 'additionalProperties') {
+    return `${where}: unknown property ${String((e.params as { additionalProperty?: string }).additionalProperty)}`;
+  }
+  return `${where}: ${e.message ?? e.keyword}`;
+}
+
+/**
+ * Narrows the loose `recycle` section to the typed union, or throws ConfigError listing every
+ * problem. `file` names the config file in the error.
+ */
+export function parseRecycleConfig(raw: RecycleConfig | unknown, file = 'recycle'): RecycleChainConfig {
+  // Compiled on first use, never at import time (style.md rule 2).
+  validator ??= new Ajv({ allErrors: true, strict: false }).compile(recycleSchema);
+  if (!validator(raw)) {
+    const problems = (validator.errors ?? [])
+      .filter((e) => e.keyword !== 'if')
+      .map(describe);
+    throw new ConfigError('invalid recycle section', file, [...new Set(problems)]);
+  }
+  return raw as RecycleChainConfig;
+}

@@ -1,0 +1,40 @@
+/**
+ * The RecyclePort: what the agent tells the fleet's engine when a host must be replaced (issue 5).
+ * One provider per engine (exit, shutdown, aws-asg, kubernetes, webhook, command), each a thin
+ * adapter that takes its far-side endpoint or command from config and never acts on this machine by
+ * itself. The chain in chain.ts tries a provider and its fallbacks in order.
+ */
+
+/** Why and for whom a host is recycled; the payload every provider passes on (webhook body, command env). */
+export interface RecycleEvent {
+  /** The decision's reason, e.g. "max-jobs", "dirty", "disk-low", "drain". */
+  reason: string;
+  /** This host's name. */
+  host: string;
+  runnerName?: string;
+  runnerId?: number;
+  team: string;
+  /** Jobs this host served since boot. */
+  jobsServed: number;
+  lastJob?: { repository?: string; runId?: string; job?: string; result?: string };
+  /** ISO 8601 time of the decision; a receiver can reject stale deliveries with it. */
+  at: string;
+  /** Stable for one recycle of one host, so retries and restarts after a crash are deduplicated. */
+  idempotencyKey: string;
+}
+
+/** What one provider did. `ok` means the engine accepted the signal, not that the host is gone yet. */
+export interface RecycleResult {
+  provider: string;
+  ok: boolean;
+  /** One short human sentence, safe for logs and the journal (no secret). */
+  detail: string;
+  /** Only for `exit`: the code the agent must exit with. */
+  exitCode?: number;
+}
+
+/** One recycle engine. `recycle` resolves with a result; it rejects only when `signal` aborts. */
+export interface RecycleProvider {
+  readonly name: string;
+  recycle(event: RecycleEvent, signal: AbortSignal): Promise<RecycleResult>;
+}
