@@ -13,14 +13,14 @@
  */
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
-import { describeError, isAbort } from '../lib/errors.js';
+import { ConfigError, describeError, isAbort } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import type { RecycleConfig } from '../policy/types.js';
 import { awsAsgProvider, type AwsAsgDeps } from './aws-asg.js';
 import { commandProvider } from './command.js';
-import { parseRecycleConfig, type RecycleProviderConfig } from './config.js';
+import { parseRecycleConfig, type RecycleChainConfig, type RecycleProviderConfig } from './config.js';
 import { exitProvider } from './exit.js';
-import { kubernetesProvider } from './kubernetes.js';
+import { kubernetesApiUrl, kubernetesProvider } from './kubernetes.js';
 import { noneProvider } from './none.js';
 import type { RecycleEvent, RecycleProvider, RecycleResult } from './port.js';
 import { shutdownProvider } from './shutdown.js';
@@ -77,13 +77,27 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
 }
 
 /**
- * Validates the `recycle` section (ConfigError listing every problem) and builds the provider
- * followed by its `fallback` providers.
+ * Validates the `recycle` section (ConfigError listing every problem, including the kubernetes
+ * values the composition root must have filled in) and builds the provider, then its fallbacks.
+ * Takes the typed union beside the shared loose shape, whose `command?: string` cannot hold argv.
  */
-export function createRecycler(config: RecycleConfig, deps: RecyclerDeps = {}): Recycler {
-  const parsed = parseRecycleConfig(config, deps.configFile);
+export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps: RecyclerDeps = {}): Recycler {
+  const file = deps.configFile ?? 'recycle';
+  const parsed = parseRecycleConfig(config, file);
   const { fallback = [], ...primary } = parsed;
-  const chain = [primary as RecycleProviderConfig, ...fallback].map((c) => createProvider(c, deps));
+  const configs = [primary as RecycleProviderConfig, ...fallback];
+  // Values the file may leave out because the composition root fills them from the downward API
+  // and KUBERNETES_SERVICE_*; missing here, they would only fail at the end of the first job.
+  const problems = configs.flatMap((c, i) => {
+    if (c.provider !== 'kubernetes') return [];
+    const where = i === 0 ? 'recycle' : `recycle.fallback.${i - 1}`;
+    return [
+      ...(c.podName === undefined ? [`${where}: podName is required (downward API metadata.name)`] : []),
+      ...(kubernetesApiUrl(c) === undefined ? [`${where}: apiUrl or serviceHost is required`] : []),
+    ];
+  });
+  if (problems.length > 0) throw new ConfigError('invalid recycle section', file, problems);
+  const chain = configs.map((c) => createProvider(c, deps));
   return chainProviders(chain, deps);
 }
 

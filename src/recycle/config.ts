@@ -185,7 +185,7 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
       namespace: { type: 'string', minLength: 1 },
       apiUrl: url,
       serviceHost: { type: 'string', minLength: 1 },
-      servicePort: { type: ['integer', 'string'] },
+      servicePort: { anyOf: [{ type: 'integer', minimum: 1, maximum: 65535 }, { type: 'string', pattern: '^[0-9]+$' }] },
       tokenFile: { type: 'string', minLength: 1 },
       caFile: { type: 'string', minLength: 1 },
       namespaceFile: { type: 'string', minLength: 1 },
@@ -229,8 +229,14 @@ function providerSchema(withFallback: boolean): Record<string, unknown> {
       const spec = PROVIDER_PROPERTIES[name];
       const keys = ['provider', ...Object.keys(spec.props), ...(withFallback ? ['fallback'] : [])];
       return {
-        if: { properties: { provider: { const: name } }, required: ['provider'] },
-        then: { required: spec.required, propertyNames: { enum: keys } },
+        if: { type: 'object', properties: { provider: { const: name } }, required: ['provider'] },
+        then: {
+          type: 'object',
+          // Listed again (as `true`) because ajv's strictRequired wants required keys declared here.
+          properties: Object.fromEntries(spec.required.map((k) => [k, true])),
+          required: spec.required,
+          propertyNames: { enum: keys },
+        },
       };
     }),
   };
@@ -246,7 +252,8 @@ let validator: ReturnType<Ajv['compile']> | undefined;
 
 function describe(e: ErrorObject): string {
   const where = e.instancePath === '' ? 'recycle' : `recycle${e.instancePath.replace(/\//g, '.')}`;
-  if (e.keyword === 'propertyNames') return `${where}: property not allowed for this provider`;
+  const propertyName = (e as ErrorObject & { propertyName?: string }).propertyName;
+  if (propertyName !== undefined) return `${where}: property ${propertyName} is not allowed for this provider`;
   if (e.keyword === 'additionalProperties') {
     return `${where}: unknown property ${String((e.params as { additionalProperty?: string }).additionalProperty)}`;
   }
@@ -262,7 +269,8 @@ export function parseRecycleConfig(raw: RecycleConfig | unknown, file = 'recycle
   validator ??= new Ajv({ allErrors: true, strict: false }).compile(recycleSchema);
   if (!validator(raw)) {
     const problems = (validator.errors ?? [])
-      .filter((e) => e.keyword !== 'if')
+      // `if` and `propertyNames` only repeat what the branch's own error says.
+      .filter((e) => e.keyword !== 'if' && e.keyword !== 'propertyNames')
       .map(describe);
     throw new ConfigError('invalid recycle section', file, [...new Set(problems)]);
   }

@@ -22,6 +22,8 @@ export interface FakeAwsCall {
   action?: string;
   /** Decoded form parameters, for autoscaling calls. */
   params: Record<string, string>;
+  /** The region in the SigV4 credential scope, for autoscaling calls. */
+  signingRegion?: string;
   /** The HTTP status the fake answered. */
   status: number;
 }
@@ -160,13 +162,15 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
         const params = Object.fromEntries(new URLSearchParams(body));
         const action = params.Action ?? '';
         const auth = req.headers.authorization ?? '';
-        const key = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/\d{8}\/[^/]+\/autoscaling\/aws4_request/.exec(auth)?.[1];
+        const scope = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/\d{8}\/([^/]+)\/autoscaling\/aws4_request/.exec(auth);
+        const key = scope?.[1];
+        const signingRegion = scope?.[2];
         if (key === undefined || (opts.accessKeyId !== undefined && key !== opts.accessKeyId)) {
           const text = xmlError('InvalidClientTokenId', 'The security token included in the request is invalid.', true);
-          return answer('autoscaling', 403, text, 'text/xml', { action, params });
+          return answer('autoscaling', 403, text, 'text/xml', { action, params, ...(signingRegion ? { signingRegion } : {}) });
         }
         const out = autoscaling(action, params);
-        return answer('autoscaling', out.status, out.body, 'text/xml', { action, params });
+        return answer('autoscaling', out.status, out.body, 'text/xml', { action, params, ...(signingRegion ? { signingRegion } : {}) });
       }
       return answer('imds', 404, '', 'text/plain');
     });

@@ -1,0 +1,130 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { awsAsgProvider } from '../../src/recycle/aws-asg.js';
+import type { AwsAsgRecycleConfig } from '../../src/recycle/config.js';
+import { startFakeAws, type FakeAws, type FakeAwsOptions } from '../../src/sim/aws/fake-aws.js';
+import { never, sampleEvent } from './fixtures.js';
+
+const credentials = { accessKeyId: 'AKIDFAKERECYCLETEST', secretAccessKey: 'fake-secret-for-tests' };
+
+async function withFake(opts: FakeAwsOptions, fn: (fake: FakeAws, config: AwsAsgRecycleConfig) => Promise<void>): Promise<void> {
+  const fake = await startFakeAws({ accessKeyId: credentials.accessKeyId, ...opts });
+  try {
+    // maxAttempts 1: the fake's answers are final, the SDK's own retries would only slow the test.
+    await fn(fake, { provider: 'aws-asg', imdsEndpoint: fake.url, endpoint: fake.url, maxAttempts: 1 });
+  } finally {
+    await fake.close();
+  }
+}
+
+const asgActions = (fake: FakeAws) =>
+  fake.calls
+    .filter((c) => c.service === 'autoscaling')
+    .map((c) => `${c.action}${c.params.ShouldDecrementDesiredCapacity ? `(${c.params.ShouldDecrementDesiredCapacity})` : ''}:${c.status}`);
+
+test('the instance is terminated with a capacity decrement when the group is above its minimum', async () => {
+  await withFake({ instanceId: 'i-0abc', group: { name: 'runners', min: 0, desired: 2, max: 5 } }, async (fake, config) => {
+    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(true):200']);
+    assert.equal(fake.calls.find((c) => c.service === 'autoscaling')?.params.InstanceId, 'i-0abc', 'the id must come from IMDS');
+    assert.equal(fake.group.desired, 1, 'the decrement must shrink the pool');
+    assert.match(out.detail, /^i-0abc: terminate with decrement: accepted$/);
+  });
+});
+
+test('instance id and region are read through IMDSv2 with a session token', async () => {
+  await withFake({ region: 'ap-southeast-2' }, async (fake, config) => {
+    await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    const imds = fake.calls.filter((c) => c.service === 'imds').map((c) => `${c.method} ${c.path} ${c.status}`);
+    assert.deepEqual(imds, [
+      'PUT /latest/api/token 200',
+      'GET /latest/meta-data/instance-id 200',
+      'GET /latest/meta-data/placement/region 200',
+    ], 'IMDSv2 is token first, then the token on every GET (the fake answers 401 without it)');
+    const call = fake.calls.find((c) => c.service === 'autoscaling');
+    assert.equal(call?.signingRegion, 'ap-southeast-2', 'the SDK must sign for the region IMDS reported');
+  });
+});
+
+test('at the group minimum the decrement is refused and the instance is terminated without it', async () => {
+  await withFake({ group: { name: 'runners', min: 1, desired: 1, max: 5 } }, async (fake, config) => {
+    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), [
+      'TerminateInstanceInAutoScalingGroup(true):400',
+      'TerminateInstanceInAutoScalingGroup(false):200',
+    ]);
+    assert.equal(fake.group.desired, 1, 'without decrement the group must keep its size and replace the host');
+    assert.match(out.detail, /terminate with decrement: ValidationError: Currently, desiredSize equals minSize/);
+    assert.match(out.detail, /terminate without decrement: accepted/);
+  });
+});
+
+test('when both terminations fail the instance is marked Unhealthy', async () => {
+  await withFake({ instanceId: 'i-0def', group: { name: 'runners', min: 1, desired: 1, max: 5 } }, async (fake, config) => {
+    fake.failNext({
+      action: 'TerminateInstanceInAutoScalingGroup',
+      when: { ShouldDecrementDesiredCapacity: 'false' },
+      code: 'ScalingActivityInProgress',
+      message: 'Scaling activity is in progress and blocks this action.',
+    });
+    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), [
+      'TerminateInstanceInAutoScalingGroup(true):400',
+      'TerminateInstanceInAutoScalingGroup(false):400',
+      'SetInstanceHealth:200',
+    ]);
+    const health = fake.calls.find((c) => c.action === 'SetInstanceHealth')?.params;
+    assert.equal(health?.HealthStatus, 'Unhealthy');
+    assert.equal(health?.ShouldRespectGracePeriod, 'false', 'a grace period would only delay the replacement');
+    assert.equal(fake.group.instances.get('i-0def')?.health, 'Unhealthy');
+  });
+});
+
+test('when every step of the chain fails the result is not ok and names each step', async () => {
+  await withFake({ group: { name: 'runners', min: 1, desired: 1, max: 5 } }, async (fake, config) => {
+    fake.failNext({ action: 'TerminateInstanceInAutoScalingGroup', code: 'ScalingActivityInProgress', times: 2 });
+    fake.failNext({ action: 'SetInstanceHealth', code: 'ResourceContention', message: 'busy' });
+    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, false);
+    assert.equal(asgActions(fake).length, 3, 'all three steps must have been tried');
+    assert.match(out.detail, /terminate with decrement: ScalingActivityInProgress.*terminate without decrement: ScalingActivityInProgress.*set Unhealthy: ResourceContention(Fault)?: busy/);
+  });
+});
+
+test('the chain can start without a decrement when the config says so', async () => {
+  await withFake({}, async (fake, config) => {
+    const out = await awsAsgProvider({ ...config, decrementDesiredCapacity: false }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(false):200']);
+  });
+});
+
+test('a configured instance id and region skip IMDS entirely', async () => {
+  await withFake({ instanceId: 'i-0aaa' }, async (fake, config) => {
+    const { imdsEndpoint: _unused, ...rest } = config;
+    const out = await awsAsgProvider({ ...rest, imdsEndpoint: 'http://127.0.0.1:9', instanceId: 'i-0aaa', region: 'us-east-1' }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.equal(fake.calls.filter((c) => c.service === 'imds').length, 0, 'IMDS must not be asked');
+  });
+});
+
+test('an unreachable IMDS fails the provider without calling Auto Scaling', async () => {
+  await withFake({}, async (fake, config) => {
+    const out = await awsAsgProvider({ ...config, imdsEndpoint: 'http://127.0.0.1:9', imdsTimeoutSeconds: 1 }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, false);
+    assert.match(out.detail, /^instance identity from IMDSv2: HttpNetworkError/);
+    assert.equal(fake.calls.length, 0);
+  });
+});
+
+test('credentials the API refuses fail every step', async () => {
+  await withFake({}, async (fake, config) => {
+    const out = await awsAsgProvider(config, { credentials: { accessKeyId: 'AKIDWRONG', secretAccessKey: 'x' } }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, false);
+    assert.match(out.detail, /InvalidClientTokenId/);
+    assert.equal(fake.group.instances.get('i-0fake0000000000001')?.terminating, false);
+  });
+});
