@@ -16,6 +16,8 @@ export interface PersistedState {
   seq: number;
   /** The registration in use, if any. */
   runner?: { id: number; name: string; registeredAt: string };
+  /** A name about to be registered: after a crash here, look it up and delete it. */
+  pendingName?: string;
   /** Registrations created and not yet known to be gone (deleted after a crash; no ghosts). */
   registrations: { id: number; name: string }[];
   /** True from the moment a listener starts until a verified cleanup: a crash then means "clean first". */

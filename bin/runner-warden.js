@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// Entry point of the installed command: runs the TypeScript sources through tsx's loader, so a
+// checkout needs no build step (the agent is a long-running daemon; the load cost is paid once).
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('../src/cli/main.ts');
+process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, process.env);

@@ -1,0 +1,897 @@
+import { access, rm, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import { GitHubApiError, describeError, isAbort } from '../lib/errors.js';
+import type { GitHubPort } from '../github/port.js';
+import type { Policy } from '../policy/types.js';
+import type { CleanupReport, Slot } from '../cleanup/types.js';
+import type { StatusSnapshot } from '../health/snapshot.js';
+import { ListenerProcess, type ListenerExit } from '../runner/listener.js';
+import { installHooks, readEventFile, watchHookEvents, type HookEvent, type HookPaths } from '../runner/hooks.js';
+import { buildListenerEnv, writeRunnerDotEnv, type JobDirsLike } from '../runner/env.js';
+import { removeLocalConfig } from '../runner/installation.js';
+import type { ConsoleEvent } from '../runner/console.js';
+import { decide, type Decision } from '../recycle/decision.js';
+import { assertTransition, type AgentState } from './states.js';
+import { StateStore, initialState, type PersistedState } from './state-store.js';
+import type { Timeouts } from './timeouts.js';
+import { buildJobRecord, jobMetaFromVars, type JobRecordInput, type JournalPort } from './records.js';
+
+/** Where the team policy comes from; the PolicyStore implements it. */
+export interface PolicySource {
+  /** The policy for the next job: adopts a pending valid reload (only called between jobs). */
+  atJobBoundary(): Policy;
+  status(): StatusSnapshot['policy'];
+}
+
+/** One cleanup pass; the composition root binds it to the pipeline and verify. */
+export type CleanupFn = (req: {
+  policy: Policy;
+  jobStartedAt?: number;
+  signal: AbortSignal;
+  /** Called once the steps are done and verification starts. */
+  beforeVerify: () => Promise<void>;
+}) => Promise<CleanupReport>;
+
+/** Per-job directories (prevention); made before each listener starts. */
+export type PrepareJobDirsFn = (key: string) => Promise<JobDirsLike & { root: string }>;
+
+/** A process container (cgroup) the listener is moved into right after spawn. */
+export interface ProcessContainerFactory {
+  create(name: string): Promise<{ add(pid: number): Promise<void> | void; path?: string }>;
+}
+
+/** Tells the infrastructure to replace the host. */
+export interface RecyclerPort {
+  readonly provider: string;
+  recycle(
+    event: { reason: string; team: string; jobsServed: number; runnerName?: string; runnerId?: number },
+    signal: AbortSignal,
+  ): Promise<{ ok: boolean; provider: string; detail: string; exitCode?: number }>;
+}
+
+/** Metrics hooks (AgentMetrics implements them); every method optional. */
+export interface AgentObserver {
+  setState?(state: AgentState): void;
+  jobEnded?(result: string, seconds: number): void;
+  cleanupReported?(report: CleanupReport): void;
+  listenerExited?(code: number | null): void;
+  timeToReady?(seconds: number): void;
+  recycled?(reason: string, provider: string): void;
+}
+
+/** Everything the agent needs, wired by the composition root (src/cli/run.ts). */
+export interface AgentDeps {
+  slot: Slot;
+  github: GitHubPort;
+  policies: PolicySource;
+  cleanup: CleanupFn;
+  prepareJobDirs: PrepareJobDirsFn;
+  journal: JournalPort;
+  hooks: HookPaths;
+  runner: {
+    /** Name template: {hostname}, {seq}, {random}. */
+    name: string;
+    labels: string[];
+    group: string | null;
+    /** Jobs this process serves before stopping; 0 = no limit. */
+    maxJobs: number;
+    path?: string;
+  };
+  team: string;
+  hostname: string;
+  version: string;
+  clock: Clock;
+  log: Logger;
+  timeouts: Timeouts;
+  recycler?: RecyclerPort;
+  processContainers?: ProcessContainerFactory;
+  observer?: AgentObserver;
+}
+
+/** How one registration's listener(s) ended. */
+interface ServeOutcome {
+  /** Set when a job started on this registration. */
+  job?: TrackedJob;
+  exit: ListenerExit;
+  /** Why the registration ended without a job, for the journal. */
+  reason: string;
+  /** The listener failed (counts towards the crash loop). */
+  failed: boolean;
+}
+
+interface TrackedJob {
+  startedAt: number;
+  name?: string;
+  result?: string;
+  vars: Record<string, string>;
+  source: 'hook' | 'console';
+  completedSeen: boolean;
+  notes?: string[];
+}
+
+/** A freshly registered runner. `jit` is a secret: it lives only in memory and the listener's env. */
+interface Registration {
+  id: number;
+  name: string;
+  labels: string[];
+  jit: string;
+}
+
+/** The agent's exit: the process exit code and why. */
+export interface AgentExit {
+  code: number;
+  reason: string;
+}
+
+/**
+ * The lifecycle loop of one slot: register a single-use runner, supervise its listener for one job,
+ * clean and verify, decide, repeat (design.md "Lifecycle"; diagram in states.ts). Every transition
+ * is persisted before the work of the new state starts, so a restarted agent knows what to undo.
+ */
+export class Agent {
+  private ps: PersistedState = initialState(new Date());
+  private readonly store: StateStore;
+  private readonly log: Logger;
+  private draining = false;
+  private drainReason = '';
+  private readonly drainAc = new AbortController();
+  private jobsThisRun = 0;
+  private lastBeat = 0;
+  private readonly startedAt: number;
+  private currentRunner?: { name: string; id?: number; labels: string[] };
+  private currentJob?: TrackedJob;
+  private lastJob?: StatusSnapshot['lastJob'];
+  private tracker?: JobTrackerSink;
+  private lastJobEndAt?: number;
+  private readonly secrets = new Set<string>();
+
+  constructor(private readonly d: AgentDeps) {
+    this.store = new StateStore(d.slot.stateDir);
+    this.log = d.log.child({ component: 'agent' });
+    this.startedAt = d.clock.now();
+  }
+
+  /** Starts draining (SIGTERM, `runner-warden drain`, spot notice): idle → deregister now; busy → bounded wait. */
+  drain(reason: string): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.drainReason = reason;
+    this.log.info({ reason }, 'draining');
+    this.drainAc.abort(new DrainSignal(reason));
+  }
+
+  /** Values that must never appear in any output (the current JIT config); for the health server's scrub. */
+  secretValues(): string[] {
+    return [...this.secrets];
+  }
+
+  /** The status snapshot (no secrets), read by the health server. */
+  snapshot(): StatusSnapshot {
+    const now = this.d.clock.now();
+    return {
+      state: this.ps.state,
+      stateSince: this.ps.since,
+      loopAlive: now - this.lastBeat < this.d.timeouts.heartbeatMs * 3,
+      quarantined: this.ps.state === 'quarantined',
+      ...(this.ps.quarantineReason ? { quarantineReason: this.ps.quarantineReason } : {}),
+      ...(this.currentRunner ? { runner: this.currentRunner } : {}),
+      ...(this.currentJob
+        ? {
+            currentJob: {
+              ...jobMetaFromVars(this.currentJob.vars),
+              ...(this.currentJob.name ? { job: this.currentJob.name } : {}),
+              startedAt: new Date(this.currentJob.startedAt).toISOString(),
+            },
+          }
+        : {}),
+      jobsServed: this.ps.jobsServed,
+      ...(this.lastJob ? { lastJob: this.lastJob } : {}),
+      policy: this.d.policies.status(),
+      agent: {
+        version: this.d.version,
+        pid: process.pid,
+        startedAt: new Date(this.startedAt).toISOString(),
+        uptimeSeconds: Math.round((now - this.startedAt) / 1000),
+      },
+    };
+  }
+
+  /** Runs until stopped, drained or recycled; resolves with the exit code for the CLI. */
+  async run(shutdown: AbortSignal): Promise<AgentExit> {
+    const onShutdown = (): void => this.drain('shutdown signal');
+    if (shutdown.aborted) onShutdown();
+    else shutdown.addEventListener('abort', onShutdown, { once: true });
+    const bg = new AbortController();
+    this.lastBeat = this.d.clock.now();
+    const tasks = [this.heartbeat(bg.signal)];
+    try {
+      await installHooks(this.d.hooks);
+      tasks.push(
+        watchHookEvents(this.d.hooks.eventsDir, (e) => this.onHookEvent(e), {
+          log: this.log,
+          now: () => this.d.clock.now(),
+          signal: bg.signal,
+        }),
+      );
+      return await this.lifecycle();
+    } finally {
+      shutdown.removeEventListener('abort', onShutdown);
+      bg.abort();
+      await Promise.allSettled(tasks);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private async lifecycle(): Promise<AgentExit> {
+    const prev = await this.store.load();
+    if (prev) this.ps = { ...prev };
+    this.ps.state = 'boot';
+    this.ps.since = new Date(this.d.clock.now()).toISOString();
+    await this.persist();
+    await this.d.journal.append({ type: 'event', event: 'boot', at: this.iso(), detail: { previousState: prev ? prev.state : null } });
+
+    let policy = this.d.policies.atJobBoundary();
+    if (prev && prev.state === 'quarantined') {
+      await this.transition('recovering');
+      return this.quarantine(policy, prev.quarantineReason ?? 'quarantined before restart');
+    }
+    if (prev && (prev.dirty || prev.registrations.length > 0 || prev.pendingName !== undefined)) {
+      await this.transition('recovering');
+      const decision = await this.recover(prev, policy);
+      const exit = await this.act(decision, policy);
+      if (exit) return exit;
+    } else {
+      await this.transition('preflight');
+    }
+
+    for (;;) {
+      if (this.draining) return this.stop(`drained: ${this.drainReason}`);
+      policy = this.d.policies.atJobBoundary();
+      const reg = await this.register(policy);
+      if (!reg) return this.stop(`drained: ${this.drainReason}`);
+      const outcome = await this.serve(reg, policy);
+      const decision = await this.afterListener(reg, outcome, policy);
+      const exit = await this.act(decision, policy);
+      if (exit) return exit;
+    }
+  }
+
+  /** Acts on a decision; returns an exit when the agent should stop, undefined to go on (reuse). */
+  private async act(decision: Decision, policy: Policy): Promise<AgentExit | undefined> {
+    switch (decision.action) {
+      case 'reuse':
+        this.ps.dirty = false;
+        return undefined;
+      case 'stop':
+        this.ps.dirty = false;
+        return this.stop(decision.reason);
+      case 'recycle':
+        return this.recycle(policy, decision.reason);
+      case 'quarantine':
+        return this.quarantine(policy, decision.reason);
+    }
+  }
+
+  /** After a crash: kill and clean first, account for the interrupted job, delete every registration we made. */
+  private async recover(prev: PersistedState, policy: Policy): Promise<Decision> {
+    this.log.warn({ prevState: prev.state, dirty: prev.dirty }, 'recovering from an unclean stop');
+    const report = await this.clean(policy, prev.job ? Date.parse(prev.job.listenerStartedAt) : undefined);
+    await this.deleteStaleRegistrations(prev.pendingName);
+    if (prev.job) {
+      this.ps.jobsServed += 1;
+      const rec = buildJobRecord({
+        runnerName: prev.runner?.name,
+        runnerId: prev.runner?.id,
+        vars: prev.job.vars ?? {},
+        startedAt: Date.parse(prev.job.startedAt),
+        endedAt: this.d.clock.now(),
+        exit: undefined,
+        result: 'interrupted',
+        source: 'exit',
+        cleanup: report,
+        notes: [`agent restarted in state ${prev.state}; job interrupted`],
+      });
+      const decision = this.decideAfter(policy, report, 'interrupted');
+      await this.d.journal.append({ ...rec, decision: decision.action, decisionReason: decision.reason });
+      this.ps.job = undefined;
+      return decision;
+    }
+    const decision = this.decideAfter(policy, report, undefined);
+    await this.d.journal.append({ type: 'event', event: 'recovery', at: this.iso(), detail: { decision: decision.action, reason: decision.reason } });
+    return decision;
+  }
+
+  private decideAfter(policy: Policy, report: CleanupReport | undefined, jobResult: string | undefined): Decision {
+    return decide({
+      policy,
+      report,
+      jobsServed: this.ps.jobsServed,
+      jobsThisRun: this.jobsThisRun,
+      agentMaxJobs: this.d.runner.maxJobs,
+      hostStartedAt: Date.parse(this.ps.hostStartedAt),
+      now: this.d.clock.now(),
+      ...(jobResult !== undefined ? { jobResult } : {}),
+      consecutiveFailures: this.ps.consecutiveFailures,
+      draining: this.draining,
+    });
+  }
+
+  /** Registers a fresh JIT runner, retrying with backoff; undefined when draining stopped it. */
+  private async register(policy: Policy): Promise<Registration | undefined> {
+    await this.transition('registering');
+    await this.deleteStaleRegistrations(undefined);
+    const labels = unique([...this.d.runner.labels, ...policy.runner.labels]);
+    const group = policy.runner.group ?? this.d.runner.group;
+    let failures = 0;
+    for (;;) {
+      if (this.draining) return undefined;
+      const name = renderName(this.d.runner.name, this.d.hostname, this.ps.seq);
+      this.ps.pendingName = name;
+      await this.persist();
+      try {
+        const groupId = await this.d.github.resolveRunnerGroup(group);
+        const r = await this.d.github.generateJitConfig({ name, labels, runnerGroupId: groupId, workFolder: '_work' });
+        this.ps.seq += 1;
+        this.ps.pendingName = undefined;
+        this.ps.runner = { id: r.runner.id, name, registeredAt: this.iso() };
+        this.ps.registrations.push({ id: r.runner.id, name });
+        await this.persist();
+        this.currentRunner = { name, id: r.runner.id, labels };
+        this.log.info({ runner: name, runnerId: r.runner.id }, 'runner registered');
+        return { id: r.runner.id, name, labels, jit: r.encodedJitConfig };
+      } catch (err) {
+        if (isAbort(err) && this.draining) return undefined;
+        if (err instanceof GitHubApiError && err.status === 409) {
+          // The name is taken (a runner of an earlier boot, or another host): take the next number.
+          this.log.warn({ runner: name }, 'runner name taken; trying the next');
+          this.ps.seq += 1;
+          continue;
+        }
+        failures += 1;
+        const auth = err instanceof GitHubApiError && err.isAuth;
+        const waitMs = auth
+          ? this.d.timeouts.authFailureBackoffMs
+          : Math.min(this.d.timeouts.registerBackoffBaseMs * 2 ** (failures - 1), this.d.timeouts.registerBackoffMaxMs);
+        const fields = {
+          err: describeError(err),
+          status: err instanceof GitHubApiError ? err.status : undefined,
+          hint: err instanceof GitHubApiError ? err.hint : undefined,
+          waitMs,
+          failures,
+        };
+        if (auth) this.log.error(fields, 'registration refused; check the credentials');
+        else this.log.warn(fields, 'registration failed; backing off');
+        try {
+          await this.d.clock.sleep(waitMs, this.drainAc.signal);
+        } catch {
+          return undefined;
+        }
+      }
+    }
+  }
+
+  /** Supervises the listener(s) of one registration until a job ended or the registration is spent. */
+  private async serve(reg: Registration, policy: Policy): Promise<ServeOutcome> {
+    const t = this.d.timeouts;
+    const dirs = await this.d.prepareJobDirs(`${reg.name}-${randomBytes(3).toString('hex')}`);
+    await writeRunnerDotEnv(this.d.slot.runnerRoot, this.d.hooks);
+    const env = buildListenerEnv({
+      user: this.d.slot.user,
+      dirs,
+      hooks: this.d.hooks,
+      jitConfig: reg.jit,
+      ...(this.d.runner.path ? { path: this.d.runner.path } : {}),
+    });
+    this.secrets.add(reg.jit);
+    let restarts = 0;
+    try {
+      for (;;) {
+        const sink = new JobTrackerSink(this.d.clock);
+        this.tracker = sink;
+        await this.clearEvents();
+        const container = await this.d.processContainers?.create(`${reg.name}-${restarts}`).catch((err: unknown) => {
+          this.log.warn({ err: describeError(err) }, 'no process container for the listener; relying on the uid sweep');
+          return undefined;
+        });
+        this.ps.dirty = true;
+        this.ps.job = undefined;
+        await this.transition('idle');
+        const listener = await ListenerProcess.start({
+          root: this.d.slot.runnerRoot,
+          uid: this.d.slot.user.uid,
+          gid: this.d.slot.user.gid,
+          env,
+          log: this.log.child({ component: 'listener', runner: reg.name }),
+          clock: this.d.clock,
+          onConsole: (e) => sink.console(e),
+          onSpawn: (pid) => {
+            void container?.add(pid);
+          },
+        });
+        if (this.lastJobEndAt !== undefined) {
+          const ms = this.d.clock.now() - this.lastJobEndAt;
+          this.d.observer?.timeToReady?.(ms / 1000);
+          await this.d.journal.append({ type: 'event', event: 'listener-started', at: this.iso(), detail: { runner: reg.name, sinceLastJobEndMs: ms } });
+          this.lastJobEndAt = undefined;
+        }
+        this.log.info({ runner: reg.name, pid: listener.pid }, 'listener started');
+
+        const exit = await this.superviseListener(listener, reg, policy, sink);
+        this.d.observer?.listenerExited?.(exit.code);
+        await this.collectRemainingEvents();
+        const job = sink.job;
+        if (job) return { job, exit, reason: 'job ended', failed: exit.code !== 0 };
+
+        const code = exit.code;
+        if (this.draining) return { exit, reason: `drained while idle (${this.drainReason})`, failed: false };
+        if (sink.idleTimedOut) return { exit, reason: 'idle timeout', failed: false };
+        if (code === 3 || code === 4) {
+          // Self-update before any job (contract §8): wait for update.finished, start again on the same JIT config.
+          restarts += 1;
+          const done = await this.waitForUpdateFinished();
+          this.log.info({ code, updateFinished: done, restarts }, 'listener updated itself; starting it again');
+          if (restarts > t.retryableRestartLimit) return { exit, reason: `self-update loop (${restarts} restarts)`, failed: true };
+          continue;
+        }
+        if (code === 2) {
+          restarts += 1;
+          if (restarts > t.retryableRestartLimit) return { exit, reason: `retryable error ${restarts} times`, failed: true };
+          this.log.warn({ restarts }, 'listener exited with a retryable error; restarting');
+          try {
+            await this.d.clock.sleep(t.retryableRestartDelayMs, this.drainAc.signal);
+          } catch {
+            return { exit, reason: 'drained during restart delay', failed: false };
+          }
+          continue;
+        }
+        if (code === 0) {
+          return { exit, reason: sink.runnerGone ? 'registration removed on the server' : 'listener exited 0 without a job', failed: false };
+        }
+        const why =
+          code === 5
+            ? 'session conflict (exit 5)'
+            : code === 1
+              ? 'listener refused the registration (exit 1)'
+              : `listener exited ${code ?? exit.signal}`;
+        return { exit, reason: why, failed: true };
+      }
+    } finally {
+      this.secrets.delete(reg.jit);
+      this.tracker = undefined;
+    }
+  }
+
+  /** Waits for the listener's exit while reacting to job start, drain, idle and job timeouts. */
+  private async superviseListener(
+    listener: ListenerProcess,
+    reg: Registration,
+    policy: Policy,
+    sink: JobTrackerSink,
+  ): Promise<ListenerExit> {
+    const t = this.d.timeouts;
+    const local = new AbortController();
+    const exited = listener.exited.then((e) => {
+      local.abort();
+      return e;
+    });
+    const idleMs = policy.host.maxIdleMinutes !== null ? policy.host.maxIdleMinutes * 60_000 : undefined;
+    try {
+      // Phase 1: idle, until a job starts, the listener exits, a drain or the idle limit.
+      const phase1 = await Promise.race([
+        exited.then(() => 'exit' as const),
+        sink.started.then(() => 'job' as const),
+        abortable(this.drainAc.signal).then(() => 'drain' as const),
+        idleMs !== undefined ? this.d.clock.sleep(idleMs, local.signal).then(() => 'idle' as const, () => 'exit' as const) : never(),
+      ]);
+      if (phase1 === 'drain' || phase1 === 'idle') {
+        if (phase1 === 'idle') sink.idleTimedOut = true;
+        // Deregister first so no job is assigned while we stop (peers.md §4 item 4): 422 means a job just arrived.
+        const outcome = await this.deleteRegistration(reg.id);
+        if (outcome === 'busy') {
+          this.log.info({ runner: reg.name }, 'a job was assigned while draining; letting it start');
+          sink.idleTimedOut = false;
+          await Promise.race([sink.started, exited]);
+        } else {
+          return listener.stop(t.listenerStopGraceMs);
+        }
+      }
+      if (phase1 === 'exit' && !sink.job) return exited;
+      if (!sink.job) await Promise.race([sink.started, exited]);
+      if (!sink.job) return exited;
+
+      // Phase 2: a job runs. Persist it, then wait for the exit, the job limit or a drain.
+      this.currentJob = sink.job;
+      this.ps.job = {
+        startedAt: new Date(sink.job.startedAt).toISOString(),
+        listenerStartedAt: new Date(listener.startedAt).toISOString(),
+        vars: sink.job.vars,
+      };
+      await this.transition('job-running');
+      const jobLimitMs = policy.limits.maxJobMinutes * 60_000;
+      const phase2 = await Promise.race([
+        exited.then(() => 'exit' as const),
+        this.d.clock.sleep(jobLimitMs, local.signal).then(() => 'timeout' as const, () => 'exit' as const),
+        abortable(this.drainAc.signal).then(() => 'drain' as const),
+      ]);
+      if (phase2 === 'timeout') {
+        this.log.warn({ runner: reg.name, maxJobMinutes: policy.limits.maxJobMinutes }, 'job exceeded its time limit; stopping the listener');
+        sink.note('job exceeded limits.maxJobMinutes; listener stopped');
+        return listener.stop(t.listenerStopGraceMs);
+      }
+      if (phase2 === 'drain') {
+        await this.transition('draining');
+        const finished = await Promise.race([
+          exited.then(() => true),
+          this.d.clock.sleep(t.drainGraceMs, local.signal).then(() => false, () => true),
+        ]);
+        if (!finished) {
+          this.log.warn({ runner: reg.name }, 'drain grace over; cancelling the job');
+          sink.note('drain grace period over; job cancelled');
+          return listener.stop(t.listenerStopGraceMs);
+        }
+      }
+      return exited;
+    } finally {
+      local.abort();
+    }
+  }
+
+  /** Accounts for the ended listener: job record, cleanup, decision. */
+  private async afterListener(reg: Registration, outcome: ServeOutcome, policy: Policy): Promise<Decision> {
+    const { job, exit } = outcome;
+    this.lastJobEndAt = exit.at;
+    if (!job || !job.completedSeen || exit.code !== 0) {
+      // The service removes an ephemeral runner after its job; anything else we delete ourselves.
+      await this.deleteRegistration(reg.id);
+    } else {
+      this.forgetRegistration(reg.id);
+    }
+    this.ps.runner = undefined;
+    this.currentRunner = undefined;
+    if (job) {
+      this.ps.jobsServed += 1;
+      this.jobsThisRun += 1;
+      this.ps.consecutiveFailures = 0;
+    } else if (outcome.failed) {
+      this.ps.consecutiveFailures += 1;
+    }
+    await removeLocalConfig(this.d.slot.runnerRoot);
+    const result = job ? jobResult(job, exit) : undefined;
+    const report = await this.clean(policy, job ? job.startedAt : undefined);
+    const decision = this.decideAfter(policy, report, result);
+    if (job) {
+      const rec = buildJobRecord({
+        runnerName: reg.name,
+        runnerId: reg.id,
+        vars: job.vars,
+        jobName: job.name,
+        startedAt: job.startedAt,
+        endedAt: exit.at,
+        exit,
+        result: result ?? 'unknown',
+        source: job.completedSeen ? 'console' : job.source,
+        cleanup: report,
+        notes: job.notes,
+      });
+      await this.d.journal.append({ ...rec, decision: decision.action, decisionReason: decision.reason });
+      this.d.observer?.jobEnded?.(result ?? 'unknown', (exit.at - job.startedAt) / 1000);
+      this.lastJob = {
+        ...jobMetaFromVars(job.vars),
+        ...(job.name ? { job: job.name } : {}),
+        startedAt: new Date(job.startedAt).toISOString(),
+        endedAt: new Date(exit.at).toISOString(),
+        result: result ?? 'unknown',
+        ...(report
+          ? {
+              cleanup: {
+                clean: report.clean,
+                readyMs: report.readyMs,
+                removed: removedTotals(report),
+                problems: report.verify.problems,
+              },
+            }
+          : {}),
+        decision: `${decision.action}: ${decision.reason}`,
+      };
+      this.log.info({ runner: reg.name, result, decision: decision.action, reason: decision.reason, readyMs: report?.readyMs }, 'job finished');
+    } else {
+      await this.d.journal.append({
+        type: 'event',
+        event: 'listener-ended-without-job',
+        at: this.iso(),
+        detail: {
+          runner: reg.name,
+          reason: outcome.reason,
+          exitCode: exit.code,
+          exitSignal: exit.signal,
+          decision: decision.action,
+          decisionReason: decision.reason,
+        },
+      });
+      this.log.info({ runner: reg.name, reason: outcome.reason, code: exit.code }, 'listener ended without a job');
+    }
+    this.currentJob = undefined;
+    this.ps.job = undefined;
+    if (!job && outcome.failed && decision.action === 'reuse') {
+      // Back off before registering again so a refused registration cannot become a hot loop.
+      const waitMs = Math.min(
+        this.d.timeouts.registerBackoffBaseMs * 2 ** Math.max(0, this.ps.consecutiveFailures - 1),
+        this.d.timeouts.registerBackoffMaxMs,
+      );
+      await this.d.clock.sleep(waitMs, this.drainAc.signal).catch(() => {});
+    }
+    return decision;
+  }
+
+  /** One cleanup pass on its own bounded signal (never the shutdown signal: style.md rule 7). */
+  private async clean(policy: Policy, jobStartedAt: number | undefined): Promise<CleanupReport | undefined> {
+    await this.transition('cleaning');
+    let report: CleanupReport | undefined;
+    try {
+      report = await this.d.cleanup({
+        policy,
+        ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
+        signal: AbortSignal.timeout(this.d.timeouts.cleanupTimeoutMs),
+        beforeVerify: () => this.transition('verifying'),
+      });
+      this.d.observer?.cleanupReported?.(report);
+    } catch (err) {
+      this.log.error({ err: describeError(err) }, 'cleanup failed');
+    }
+    if (this.ps.state === 'cleaning') {
+      // Verification never started: the host cannot be proven clean.
+      return undefined;
+    }
+    await this.transition('deciding');
+    return report;
+  }
+
+  private async recycle(policy: Policy, reason: string): Promise<AgentExit> {
+    await this.transition('recycling');
+    await this.deleteStaleRegistrations(undefined);
+    const recycler = this.d.recycler;
+    if (!recycler || recycler.provider === 'none') {
+      this.log.warn({ reason }, 'recycle requested but no recycle provider is configured; stopping');
+      await this.d.journal.append({ type: 'event', event: 'recycle', at: this.iso(), detail: { reason, provider: 'none', ok: false } });
+      return this.stop(`recycle (${reason}); no provider`);
+    }
+    const res = await recycler
+      .recycle(
+        { reason, team: policy.team, jobsServed: this.ps.jobsServed },
+        AbortSignal.timeout(this.d.timeouts.cleanupTimeoutMs),
+      )
+      .catch((err: unknown) => ({ ok: false, provider: recycler.provider, detail: describeError(err), exitCode: undefined }));
+    this.d.observer?.recycled?.(reason, res.provider);
+    await this.d.journal.append({ type: 'event', event: 'recycle', at: this.iso(), detail: { reason, provider: res.provider, ok: res.ok, result: res.detail } });
+    if (!res.ok) return this.quarantine(policy, `recycle failed: ${res.detail}`, true);
+    // The host is being replaced: never serve another job on it.
+    this.ps.dirty = true;
+    return this.stop(`recycled (${reason})`, res.exitCode ?? 0);
+  }
+
+  /** A dirty host is never reused: recycle it if a provider can, otherwise stay quarantined (health 503) until stopped. */
+  private async quarantine(policy: Policy, reason: string, recycleFailed = false): Promise<AgentExit> {
+    this.ps.quarantineReason = reason;
+    await this.transition('quarantined');
+    this.log.error({ reason }, 'host quarantined');
+    await this.d.journal.append({ type: 'event', event: 'quarantine', at: this.iso(), detail: { reason } });
+    if (!recycleFailed && this.d.recycler && this.d.recycler.provider !== 'none') {
+      return this.recycle(policy, `quarantined: ${reason}`);
+    }
+    await abortable(this.drainAc.signal);
+    return this.stop(`quarantined: ${reason}`, 0, true);
+  }
+
+  private async stop(reason: string, code = 0, keepState = false): Promise<AgentExit> {
+    if (!keepState || this.ps.state !== 'quarantined') await this.transition('stopped');
+    else await this.persist();
+    this.log.info({ reason, code }, 'agent stopped');
+    await this.d.journal.append({ type: 'event', event: 'stop', at: this.iso(), detail: { reason, code } });
+    return { code, reason };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private async deleteRegistration(id: number): Promise<'deleted' | 'not-found' | 'busy' | 'failed'> {
+    try {
+      const outcome = await this.d.github.deleteRunner(id);
+      if (outcome !== 'busy') this.forgetRegistration(id);
+      await this.persist();
+      this.log.info({ runnerId: id, outcome }, 'registration deleted');
+      return outcome;
+    } catch (err) {
+      this.log.warn({ runnerId: id, err: describeError(err) }, 'could not delete registration; will retry before the next registration');
+      return 'failed';
+    }
+  }
+
+  private forgetRegistration(id: number): void {
+    this.ps.registrations = this.ps.registrations.filter((r) => r.id !== id);
+  }
+
+  /** Deletes registrations left by a crash (and a name registered just before one). No ghosts. */
+  private async deleteStaleRegistrations(pendingName: string | undefined): Promise<void> {
+    if (pendingName) {
+      try {
+        for (const r of await this.d.github.findRunnersByName(pendingName)) {
+          if (r.name === pendingName && !this.ps.registrations.some((x) => x.id === r.id)) {
+            this.ps.registrations.push({ id: r.id, name: r.name });
+          }
+        }
+        this.ps.pendingName = undefined;
+      } catch (err) {
+        this.log.warn({ err: describeError(err) }, 'could not look up a registration made before a crash');
+      }
+    }
+    for (const r of [...this.ps.registrations]) {
+      for (let i = 0; i < this.d.timeouts.recoveryDeleteTries; i++) {
+        const outcome = await this.deleteRegistration(r.id);
+        if (outcome === 'deleted' || outcome === 'not-found') break;
+        await this.d.clock.sleep(this.d.timeouts.registerBackoffBaseMs * 2 ** i).catch(() => {});
+      }
+    }
+    await this.persist();
+  }
+
+  private async waitForUpdateFinished(): Promise<boolean> {
+    const file = path.join(this.d.slot.runnerRoot, 'update.finished');
+    const deadline = this.d.clock.now() + this.d.timeouts.updateFinishedWaitMs;
+    while (this.d.clock.now() < deadline) {
+      try {
+        await access(file);
+        await rm(file, { force: true });
+        return true;
+      } catch {
+        await this.d.clock.sleep(UPDATE_POLL_MS).catch(() => {});
+      }
+    }
+    return false;
+  }
+
+  private onHookEvent(e: HookEvent): void {
+    this.tracker?.hook(e);
+  }
+
+  private async clearEvents(): Promise<void> {
+    for (const name of await readdir(this.d.hooks.eventsDir).catch(() => [] as string[])) {
+      await rm(path.join(this.d.hooks.eventsDir, name), { force: true, recursive: true });
+    }
+  }
+
+  /** Picks up hook reports the watcher has not delivered yet (the completed hook runs just before exit). */
+  private async collectRemainingEvents(): Promise<void> {
+    for (const name of await readdir(this.d.hooks.eventsDir).catch(() => [] as string[])) {
+      if (!name.endsWith('.evt')) continue;
+      const e = await readEventFile(path.join(this.d.hooks.eventsDir, name), this.d.clock.now());
+      if (e) this.onHookEvent(e);
+    }
+  }
+
+  private async heartbeat(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      this.lastBeat = this.d.clock.now();
+      try {
+        await this.d.clock.sleep(this.d.timeouts.heartbeatMs, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  private async transition(to: AgentState): Promise<void> {
+    const from = this.ps.state;
+    if (from !== to || to === 'idle' || to === 'registering') {
+      if (from !== to) assertTransition(from, to);
+      this.ps.state = to;
+      this.ps.since = this.iso();
+      if (to !== 'quarantined') this.ps.quarantineReason = to === 'recycling' ? this.ps.quarantineReason : undefined;
+      this.log.info({ from, to }, 'state');
+      this.d.observer?.setState?.(to);
+    }
+    this.lastBeat = this.d.clock.now();
+    await this.persist();
+  }
+
+  private persist(): Promise<void> {
+    return this.store.save(this.ps);
+  }
+
+  private iso(): string {
+    return new Date(this.d.clock.now()).toISOString();
+  }
+}
+
+/** How often to look for update.finished after a self-update exit. */
+const UPDATE_POLL_MS = 250;
+
+/** The reason a drain aborts waits with. */
+class DrainSignal extends Error {
+  override name = 'AbortError';
+  constructor(readonly reason: string) {
+    super(`draining: ${reason}`);
+  }
+}
+
+/** Collects what one listener's console and hooks say about its job. */
+class JobTrackerSink {
+  job?: TrackedJob;
+  runnerGone = false;
+  idleTimedOut = false;
+  readonly started: Promise<void>;
+  private resolveStarted!: () => void;
+  constructor(private readonly clock: Clock) {
+    this.started = new Promise((r) => (this.resolveStarted = r));
+  }
+
+  private begin(source: 'hook' | 'console'): TrackedJob {
+    if (!this.job) {
+      this.job = { startedAt: this.clock.now(), vars: {}, source, completedSeen: false };
+      this.resolveStarted();
+    }
+    return this.job;
+  }
+
+  console(e: ConsoleEvent): void {
+    if (e.kind === 'job-started') this.begin('console').name = e.jobName;
+    else if (e.kind === 'job-completed') {
+      const j = this.begin('console');
+      j.name ??= e.jobName;
+      j.result = e.result;
+      j.completedSeen = true;
+    } else if (e.kind === 'runner-gone') this.runnerGone = true;
+  }
+
+  hook(e: HookEvent): void {
+    const j = this.begin('hook');
+    j.vars = { ...j.vars, ...e.vars };
+  }
+
+  note(text: string): void {
+    if (this.job) (this.job.notes ??= []).push(text);
+  }
+}
+
+/** The job's result: the listener's word when it printed one, else what its exit says. */
+function jobResult(job: TrackedJob, exit: ListenerExit): string {
+  if (job.result) return job.result;
+  if (exit.signal === 'SIGKILL' || exit.code === null) return 'crashed';
+  return exit.code === 0 ? 'unknown' : 'crashed';
+}
+
+function removedTotals(report: CleanupReport): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of report.steps) {
+    for (const [kind, r] of Object.entries(s.removed)) out[kind] = (out[kind] ?? 0) + r.count;
+  }
+  return out;
+}
+
+/** Renders the runner name template: {hostname}, {seq}, {random}. */
+export function renderName(template: string, hostname: string, seq: number): string {
+  return template
+    .replaceAll('{hostname}', hostname)
+    .replaceAll('{seq}', String(seq))
+    .replaceAll('{random}', randomBytes(3).toString('hex'))
+    .slice(0, 64);
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+function abortable(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}
+
+function never(): Promise<never> {
+  return new Promise(() => {});
+}
+
+export type { JobRecordInput };

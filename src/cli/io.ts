@@ -1,0 +1,40 @@
+/** Where a command writes; the CLI passes process.stdout/stderr, tests pass collectors. */
+export interface CliIO {
+  stdout: { write(s: string): unknown };
+  stderr: { write(s: string): unknown };
+}
+
+/** Exit codes of runner-warden (design.md "User-facing names"). */
+export const EXIT = {
+  ok: 0,
+  /** A bad command line. */
+  usage: 64,
+  /** EX_TEMPFAIL: try again later (e.g. the API is unreachable for a one-shot command). */
+  tempfail: 75,
+  /** EX_CONFIG: a config or policy file, or the runner installation, is wrong. */
+  config: 78,
+} as const;
+
+/** Splits `--name value` / `--flag` options from positional args. */
+export function parseOptions(
+  args: string[],
+  spec: { flags?: string[]; values?: string[] },
+): { opts: Record<string, string | true>; positional: string[]; unknown: string[] } {
+  const opts: Record<string, string | true> = {};
+  const positional: string[] = [];
+  const unknown: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+      if (spec.values?.includes(name)) {
+        const v = eq > 0 ? a.slice(eq + 1) : args[++i];
+        if (v === undefined) unknown.push(`${a} (needs a value)`);
+        else opts[name] = v;
+      } else if (spec.flags?.includes(name)) opts[name] = true;
+      else unknown.push(a);
+    } else positional.push(a);
+  }
+  return { opts, positional, unknown };
+}
