@@ -13,7 +13,7 @@
  */
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
-import { ConfigError, describeError, isAbort } from '../lib/errors.js';
+import { ConfigError, describeError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import type { RecycleConfig } from '../policy/types.js';
 import { awsAsgProvider, type AwsAsgDeps } from './aws-asg.js';
@@ -117,7 +117,9 @@ export function chainProviders(providers: RecycleProvider[], deps: Pick<Recycler
           if (signal.aborted) throw signal.reason;
           result = await provider.recycle(event, signal);
         } catch (err) {
-          aborted = signal.aborted || isAbort(err);
+          // Only the caller's signal ends the chain: a provider's own timeout is a failure like any
+          // other, and the fallbacks still run.
+          aborted = signal.aborted;
           result = {
             provider: provider.name,
             ok: false,

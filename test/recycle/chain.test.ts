@@ -78,6 +78,18 @@ test('an abort stops the chain without trying the fallbacks', async () => {
   assert.deepEqual(calls, ['a'], 'no fallback may run after shutdown aborted the recycle');
 });
 
+test('a provider that times out on its own is a failure and the fallback still runs', async () => {
+  const calls: string[] = [];
+  const timesOut: RecycleProvider = {
+    name: 'slow',
+    recycle: () => Promise.reject(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
+  };
+  const out = await chainProviders([timesOut, fake('b', 'ok', calls)]).recycle(sampleEvent(), never);
+  assert.equal(out.ok, true, 'only the caller\'s signal may stop the chain');
+  assert.equal(out.aborted, false);
+  assert.deepEqual(calls, ['b']);
+});
+
 test('createRecycler builds the configured provider followed by its fallbacks', () => {
   const recycler = createRecycler({
     provider: 'command',
