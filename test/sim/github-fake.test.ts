@@ -221,7 +221,7 @@ test('a queued job is handed over the broker to the open session, and the epheme
   const sid = await openSession(fake, r);
   const rest = await octokit.rest.actions.getSelfHostedRunnerForOrg({ org: 'octo', runner_id: r.id });
   assert.equal(rest.data.status, 'online', 'a runner with an open session is online');
-  assert.equal(rest.data.version, '2.336.0', 'the session reports the runner version');
+  assert.equal((rest.data as { version?: string | null }).version, '2.336.0', 'the session reports the runner version');
 
   const jobId = fake.enqueueJob({ repository: 'octo/app', workflow: 'CI', runId: 42, job: 'build', steps });
   const msg = await poll(fake, r, sid, 2000);
