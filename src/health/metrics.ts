@@ -73,6 +73,11 @@ export interface AgentMetricsOptions {
   version: string;
   clock?: Clock;
   eventLoopWindowMs?: number;
+  /**
+   * Recycle providers configured (primary and fallbacks); their failure series start at 0 so an
+   * alert on `increase()` sees the first failure (a series born at 1 shows no increase).
+   */
+  recycleProviders?: readonly string[];
 }
 
 /** Folds unbounded label values into a bounded set (see MAX_LABEL_VALUES). */
@@ -292,6 +297,12 @@ export class AgentMetrics {
       registers,
     });
     this.quarantinedGauge.set(0);
+    // Series that alerts read with increase() exist from the start, for the reason given above.
+    for (const result of ['clean', 'dirty']) this.cleanups.inc({ result }, 0);
+    for (const result of ['ok', 'error']) this.policyReloads.inc({ result: this.label('policy', result) }, 0);
+    for (const provider of opts.recycleProviders ?? []) {
+      this.recycleFailures.inc({ provider: this.label('provider', provider) }, 0);
+    }
     const self = this;
     new Gauge({
       name: `${p}event_loop_delay_seconds`,

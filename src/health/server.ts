@@ -156,7 +156,9 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   const route = async (req: IncomingMessage): Promise<Reply> => {
     const url = req.url ?? '';
     // Only origin-form targets ("/path?query"); absolute-form and "*" are not for this server.
-    if (!url.startsWith('/') || url.startsWith('//')) return text(400, 'bad request target\n');
+    if (!url.startsWith('/') || url.startsWith('//')) {
+      return { ...text(400, 'bad request target\n'), headers: { Connection: 'close' } };
+    }
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     if (!ROUTES.has(path)) return text(404, 'not found\n');
