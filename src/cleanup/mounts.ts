@@ -102,7 +102,10 @@ export interface UnmountResult {
  * UNMOUNT_ROUNDS pass. A lazy detach cannot fail for "busy", so the usual remaining cause is a
  * mount the kernel refuses to drop (a locked mount from another user namespace).
  */
-export async function unmountUnder(dir: string, opts: UnmountOptions = {}): Promise<UnmountResult> {
+export async function unmountUnder(dir: string | Buffer, opts: UnmountOptions = {}): Promise<UnmountResult> {
+  // Never the root directory, never a relative path: "/" would select every mount of the host.
+  const bytes = typeof dir === 'string' ? Buffer.from(dir) : dir;
+  if (bytes[0] !== 0x2f || bytes.length < 2) throw new Error(`unmountUnder: refusing ${JSON.stringify(bytes.toString())}`);
   const unmounted: string[] = [];
   let left: MountEntry[] = [];
   for (let round = 0; round < UNMOUNT_ROUNDS; round++) {

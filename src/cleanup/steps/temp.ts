@@ -1,0 +1,225 @@
+/**
+ * Step "temp": the runner user's entries in each of policy.temp.paths (/tmp, /var/tmp, /dev/shm
+ * by default).
+ *
+ * Everything is decided by lstat: an entry owned by the runner uid goes, with everything below
+ * it; an entry owned by anyone else stays, and so does everything below it, except inside
+ * world-writable directories (a sticky /tmp/.X11-unix), where the job could also have written and
+ * which are searched in turn, down to TEMP_MAX_DEPTH. Symlinks are removed as links; FIFOs and
+ * sockets are unlinked without ever being opened. A mount is never crossed: entries on another
+ * device are not descended into, and a mount inside a directory of the uid is detached first.
+ *
+ * Non-directories are unlinked in place (unlink never follows). A directory is first renamed into
+ * a fresh root-only (0700) staging directory inside the same temp dir, so no job process can reach
+ * it by path any more and odd names never reach argv, then deleted with safe-delete.ts.
+ */
+import { promises as fsp, constants as fsConstants, type Stats } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
+import { describeError } from '../../lib/errors.js';
+import { readMountInfo, mountsUnder, unmountUnder } from '../mounts.js';
+import { deleteTree } from '../safe-delete.js';
+
+/**
+ * How deep the sweep searches directories that are not the uid's but that it could write into.
+ * Such directories are shared sockets dirs one or two levels down; 8 levels covers any real one
+ * while bounding the time a deep world-writable tree (made by someone else) can cost.
+ */
+export const TEMP_MAX_DEPTH = 8;
+
+/** Options of the temp step; defaults: the real mountinfo and umount. */
+export interface TempStepOptions {
+  mountinfoFile?: string;
+  umountCommand?: string;
+}
+
+/** Creates the "temp" step. */
+export function createTempStep(opts: TempStepOptions = {}): CleanupStep {
+  return { name: 'temp', run: (ctx) => runTemp(ctx, opts) };
+}
+
+/** The "temp" step with default options. */
+export const tempStep: CleanupStep = createTempStep();
+
+type Result = Omit<StepReport, 'name' | 'durationMs'>;
+
+/** Longest list kept in a dry-run plan. */
+const PLAN_CAP = 200;
+
+async function runTemp(ctx: CleanupContext, opts: TempStepOptions): Promise<Result> {
+  if (!ctx.policy.temp.enabled) return { outcome: 'skipped', removed: {}, reason: 'disabled by policy' };
+  const { uid } = ctx.slot.user;
+  if (uid === 0) return { outcome: 'failed', removed: {}, reason: 'refusing to sweep the files of uid 0' };
+  const removed: Record<string, Removed> = {};
+  const add = (kind: string, count: number, bytes: number): void => {
+    const r = (removed[kind] ??= { count: 0, bytes: 0 });
+    r.count += count;
+    r.bytes += bytes;
+  };
+  const plan: string[] = [];
+  const problems: string[] = [];
+  const skipped: string[] = [];
+
+  for (const configured of ctx.policy.temp.paths) {
+    if (ctx.signal.aborted) break;
+    if (!path.isAbsolute(configured)) {
+      problems.push(`${configured}: not an absolute path`);
+      continue;
+    }
+    let root: string;
+    let rootSt: Stats;
+    try {
+      root = await fsp.realpath(configured);
+      rootSt = await fsp.lstat(root);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        skipped.push(`${configured} absent`);
+        continue;
+      }
+      throw err;
+    }
+    if (!rootSt.isDirectory()) {
+      problems.push(`${configured}: not a directory`);
+      continue;
+    }
+    const ours: Array<{ entry: Buffer; st: Stats }> = [];
+    await collect(Buffer.from(root), rootSt.dev, uid, 0, ours);
+    if (ctx.dryRun) {
+      for (const o of ours) plan.push(`remove ${kindOf(o.st)} ${o.entry.toString()}`);
+      continue;
+    }
+    let staging: string | undefined;
+    for (const { entry, st } of ours) {
+      if (ctx.signal.aborted) break;
+      try {
+        if (!st.isDirectory()) {
+          await unlinkEntry(entry, st);
+          add(kindOf(st), 1, st.isFile() ? st.size : 0);
+          continue;
+        }
+        const un = await unmountUnder(entry, {
+          includeSelf: true,
+          mountinfoFile: opts.mountinfoFile,
+          umountCommand: opts.umountCommand,
+        });
+        const still = mountsUnder(await readMountInfo(opts.mountinfoFile), entry, true);
+        if (un.remaining.length > 0 || still.length > 0) {
+          problems.push(`${entry.toString()}: holds a mount that could not be detached`);
+          continue;
+        }
+        staging ??= await makeStaging(root);
+        await fsp.rename(entry, path.join(staging, `d-${randomBytes(6).toString('hex')}`));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        problems.push(`${entry.toString()}: ${describeError(err)}`);
+      }
+    }
+    if (staging) {
+      try {
+        const r = await deleteTree(staging, { signal: ctx.signal, mountinfoFile: opts.mountinfoFile });
+        // The staging directory itself is ours, not the job's.
+        add('tree', Math.max(0, r.count - 1), r.bytes);
+        if (r.remaining.length > 0) problems.push(`${staging}: could not be deleted`);
+      } catch (err) {
+        problems.push(`${staging}: ${describeError(err)}`);
+      }
+    }
+  }
+
+  if (ctx.dryRun) return { outcome: 'ok', removed, plan: capList(plan) };
+  if (problems.length > 0) {
+    return { outcome: 'dirty', removed, reason: `${problems.length} problem(s): ${problems[0]}` };
+  }
+  return skipped.length > 0 ? { outcome: 'ok', removed, reason: skipped.join('; ') } : { outcome: 'ok', removed };
+}
+
+/**
+ * Collects the entries of `dir` owned by `uid`, and searches the world-writable directories of
+ * others on the same device.
+ */
+async function collect(
+  dir: Buffer,
+  dev: number,
+  uid: number,
+  depth: number,
+  out: Array<{ entry: Buffer; st: Stats }>,
+): Promise<void> {
+  let names: Buffer[];
+  try {
+    names = await fsp.readdir(dir, { encoding: 'buffer' });
+  } catch {
+    return; // vanished, or not readable even by root (a FUSE mount): nothing of ours to find
+  }
+  for (const name of names) {
+    const entry = Buffer.concat([dir, Buffer.from('/'), name]);
+    let st: Stats;
+    try {
+      st = await fsp.lstat(entry);
+    } catch {
+      continue;
+    }
+    if (st.uid === uid) out.push({ entry, st });
+    else if (st.isDirectory() && (st.mode & 0o002) !== 0 && st.dev === dev && depth < TEMP_MAX_DEPTH) {
+      await collect(entry, dev, uid, depth + 1, out);
+    }
+  }
+}
+
+/** Unlinks a non-directory; an immutable/append-only regular file gets `chattr -i -a` first. */
+async function unlinkEntry(entry: Buffer, st: Stats): Promise<void> {
+  try {
+    await fsp.unlink(entry);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM' || !st.isFile()) throw err;
+    await chattrClear(entry);
+    await fsp.unlink(entry);
+  }
+}
+
+/** `chattr -i -a` on a regular file, handed over as fd 3 so that any name works. */
+async function chattrClear(entry: Buffer): Promise<void> {
+  const fh = await fsp.open(entry, fsConstantsNoFollowRead());
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return;
+    await new Promise<void>((resolve) => {
+      const child = spawn('chattr', ['-i', '-a', '/proc/self/fd/3'], {
+        stdio: ['ignore', 'ignore', 'ignore', fh.fd],
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
+      });
+      child.once('error', () => resolve());
+      child.once('exit', () => resolve());
+    });
+  } finally {
+    await fh.close();
+  }
+}
+
+function fsConstantsNoFollowRead(): number {
+  // O_NONBLOCK: even if the entry were swapped for a FIFO, open would not hang.
+  return fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+}
+
+/** A fresh root-only directory in the temp dir (mkdir fails rather than reuse an existing name). */
+async function makeStaging(root: string): Promise<string> {
+  const dir = path.join(root, `.runner-warden-trash-${randomBytes(8).toString('hex')}`);
+  await fsp.mkdir(dir, { mode: 0o700 });
+  await fsp.chmod(dir, 0o700);
+  return dir;
+}
+
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'dir';
+  if (st.isFile()) return 'file';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isSocket()) return 'socket';
+  return 'device';
+}
+
+function capList(list: string[]): string[] {
+  if (list.length <= PLAN_CAP) return list;
+  return [...list.slice(0, PLAN_CAP), `... and ${list.length - PLAN_CAP} more`];
+}
