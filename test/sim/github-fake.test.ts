@@ -329,6 +329,23 @@ test('cancelJob makes the next renew 404, and a job cancelled in the queue compl
   assert.equal(j.result, 'Canceled');
 });
 
+test('a job whose listener stops renewing is abandoned when its lock runs out, and the ephemeral runner is removed', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const { fake, octokit } = await start(t, { clock, jobLockMs: 600_000 });
+  const r = await jitRunner(octokit, 'dies');
+  const sid = await openSession(fake, r);
+  const jobId = fake.enqueueJob({ repository: 'octo/app', steps });
+  await poll(fake, r, sid);
+  clock.advance(300_000);
+  assert.equal((await broker(fake, 'POST', `/_broker/jobs/${jobId}/renew`, { clientId: r.clientId })).status, 200);
+  clock.advance(599_000);
+  await rejects(octokit.rest.actions.deleteSelfHostedRunnerFromOrg({ org: 'octo', runner_id: r.id }), 422, 'a renewed lock still holds');
+  clock.advance(2_000);
+  assert.equal(fake.job(jobId)?.result, 'Abandoned', 'the lock ran out without a renew');
+  assert.deepEqual(fake.runners(), [], 'an ephemeral runner that had its job is removed');
+  assert.equal((await broker(fake, 'POST', `/_broker/jobs/${jobId}/renew`, { clientId: r.clientId })).status, 404);
+});
+
 test('requestUpdate and crashNext are delivered as the next message, before any job', async (t) => {
   const { fake, octokit } = await start(t);
   const r = await jitRunner(octokit, 'u');

@@ -90,7 +90,7 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       if (!r || r.id !== j.record.runnerId) return code(401, 'invalid_client');
       if (!state.renewJob(j.record.id)) return code(404, 'JobNotFound');
       if (r.session) r.session.lastSeen = state.clock.now();
-      return { status: 200, body: { jobId: j.record.id, lockedUntil: new Date(state.clock.now() + 10 * 60_000).toISOString() } };
+      return { status: 200, body: { jobId: j.record.id, lockedUntil: new Date(state.clock.now() + state.jobLockMs).toISOString() } };
     }),
   );
 

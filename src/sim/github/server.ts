@@ -84,16 +84,19 @@ export class FakeGitHub {
 
   /** Runners of every scope as REST objects, in id order. */
   runners(): RestRunner[] {
+    this.state.sweep();
     return this.state.allRunners().map((r) => this.state.rest(r));
   }
 
   /** Every job ever queued, oldest first (snapshots). */
   jobs(): JobRecord[] {
+    this.state.sweep();
     return this.state.jobRecords();
   }
 
   /** One job's snapshot, or undefined. */
   job(id: string): JobRecord | undefined {
+    this.state.sweep();
     return this.state.jobRecord(id);
   }
 
@@ -108,6 +111,7 @@ export class FakeGitHub {
    */
   waitForJob(jobId: string, status: JobStatus, timeoutMs = DEFAULT_WAIT_FOR_JOB_MS): Promise<JobRecord> {
     const reached = (): JobRecord | undefined => {
+      this.state.sweep();
       const j = this.state.jobRecord(jobId);
       return j && STATUS_ORDER.indexOf(j.status) >= STATUS_ORDER.indexOf(status) ? j : undefined;
     };
@@ -202,6 +206,7 @@ export class FakeGitHub {
     },
   ): Promise<void> {
     const at = this.state.clock.now();
+    this.state.sweep();
     const url = new URL(req.url ?? '/', 'http://fake.invalid');
     const path = url.pathname;
     const method = (req.method ?? 'GET').toUpperCase();
@@ -318,7 +323,7 @@ export async function startFakeGitHub(opts: FakeGitHubOptions = {}): Promise<Fak
   const prefix = (opts.pathPrefix ?? '').replace(/\/+$/, '');
   if (prefix !== '' && !prefix.startsWith('/')) throw new TypeError(`pathPrefix must start with "/": ${prefix}`);
   const groups = opts.runnerGroups ?? [{ id: 1, name: 'Default', default: true }];
-  const state = new FakeState(clock, groups, opts.sessionStaleMs ?? 30_000);
+  const state = new FakeState(clock, groups, opts.sessionStaleMs ?? 30_000, opts.jobLockMs ?? 600_000);
   const limiter = new RateLimiter(clock, opts.rateLimit ?? 5000);
   const auth = new Authenticator(opts.tokens, opts.app, state);
 

@@ -74,6 +74,8 @@ export interface IssuedToken {
 interface JobState {
   record: JobRecord;
   lost: boolean;
+  /** Clock time after which a held job without a renew is abandoned. */
+  lockedUntil: number;
 }
 
 /** Random token text with a GitHub-like prefix; length is not part of any contract. */
@@ -105,6 +107,7 @@ export class FakeState {
     readonly clock: Clock,
     groups: FakeRunnerGroup[],
     readonly sessionStaleMs: number,
+    readonly jobLockMs: number,
   ) {
     this.groups = groups.map((g) => ({ ...g }));
   }
@@ -349,7 +352,7 @@ export class FakeState {
       startedAt: null,
       completedAt: null,
     };
-    this.jobsById.set(id, { record, lost: false });
+    this.jobsById.set(id, { record, lost: false, lockedUntil: 0 });
     this.jobOrder.push(id);
     this.changed();
     return id;
@@ -384,6 +387,7 @@ export class FakeState {
       rec.runnerId = r.id;
       rec.runnerName = r.name;
       rec.assignedAt = this.clock.now();
+      j.lockedUntil = rec.assignedAt + this.jobLockMs;
       r.jobId = id;
       r.jobsTaken++;
       this.events.emit('job-assigned', { jobId: id, runnerId: r.id });
@@ -396,6 +400,7 @@ export class FakeState {
   renewJob(jobId: string): boolean {
     const j = this.jobsById.get(jobId);
     if (!j || j.lost || j.record.cancelled || j.record.status === 'completed') return false;
+    j.lockedUntil = this.clock.now() + this.jobLockMs;
     if (j.record.status === 'assigned') {
       j.record.status = 'running';
       j.record.startedAt = this.clock.now();
@@ -423,6 +428,22 @@ export class FakeState {
     // The service removes an ephemeral registration once its one job is done (contract §5).
     if (r && r.ephemeral) this.deleteRunner(r.id, 'ephemeral');
     this.changed();
+  }
+
+  /**
+   * Abandons every held job whose lock ran out (its listener died without completing it): the
+   * job ends as Abandoned, its runner is free again, and an ephemeral runner is removed, having
+   * had its one job. Called before every request and every state read, so the clock decides.
+   */
+  sweep(): void {
+    const now = this.clock.now();
+    for (const id of this.jobOrder) {
+      const j = this.jobsById.get(id)!;
+      const rec = j.record;
+      if ((rec.status !== 'assigned' && rec.status !== 'running') || now <= j.lockedUntil) continue;
+      j.lost = true;
+      this.completeJob(id, 'Abandoned', null);
+    }
   }
 
   /** Cancels a job: a queued one ends as Canceled; a running one fails its next renew (404). */

@@ -64,6 +64,12 @@ export interface FakeGitHubOptions {
    * 30 s keeps tests of a crashed listener short while still exercising the conflict.
    */
   sessionStaleMs?: number;
+  /**
+   * A delivered job whose lock is not renewed for this long is abandoned (result 'Abandoned') and
+   * its runner freed; default 600 000 ms, the 10-minute lock the service grants per renew. Without
+   * it a listener killed mid-job would leave its runner busy (and undeletable, 422) forever.
+   */
+  jobLockMs?: number;
 }
 
 /** Which side of the fake a request hit. Only 'rest' counts as a GitHub API call. */
