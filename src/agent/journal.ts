@@ -168,10 +168,29 @@ export class Journal {
       // Terminate the torn line so the next record starts on its own line; never truncate.
       await appendLineDurable(this.file, '');
     }
+    await this.closeGaps();
     this.size = (await statSize(this.file)) ?? 0;
     const last = (await this.readLast(1)).records[0];
     this.nextSeq = (last?.seq ?? 0) + 1;
     this.opened = true;
+  }
+
+  /**
+   * Renumbers rotated files to 1..k after a crash mid-rotation left a gap (e.g. .1 and .3), so the
+   * gap does not cost a file of retention forever. Ascending order only ever renames a file onto
+   * a free lower number, so this is as crash-safe as rotation itself.
+   */
+  private async closeGaps(): Promise<void> {
+    const rotated = (await this.files()).filter((f) => f !== this.file).reverse();
+    let changed = false;
+    for (const [i, from] of rotated.entries()) {
+      const to = `${this.file}.${i + 1}`;
+      if (from !== to) {
+        await fsp.rename(from, to);
+        changed = true;
+      }
+    }
+    if (changed) await fsyncDir(this.dir);
   }
 
   private async rotate(): Promise<void> {
