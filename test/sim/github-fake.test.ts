@@ -446,6 +446,7 @@ test('faults answer the next matching requests with their status, headers and bo
   fake.faults.add({ status: 429, headers: { 'retry-after': '7' } });
   const e429 = await rejects(octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo' }), 429, '429');
   assert.equal(e429.response.headers['retry-after'], '7');
+  assert.ok(e429.response.headers['x-ratelimit-remaining'], 'faulted REST answers still carry rate-limit headers');
 
   fake.faults.secondaryRateLimit({ retryAfter: 3 });
   const sec = await rejects(octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo' }), 403, 'secondary');

@@ -48,8 +48,15 @@ interface Call {
 
 type RestHandler = (call: Call) => Reply | Promise<Reply>;
 
+/** The REST side: the request handler and the rate-limit headers for answers it does not make (faults). */
+export interface RestApi {
+  handle: (ctx: RequestContext) => Promise<Reply>;
+  /** The caller's current x-ratelimit-* headers, without counting a call. */
+  rateHeaders: (ctx: RequestContext) => Record<string, string>;
+}
+
 /** Builds the REST request handler; the server calls it with the path below the prefix. */
-export function createRestApi(deps: RestDeps): (ctx: RequestContext) => Promise<Reply> {
+export function createRestApi(deps: RestDeps): RestApi {
   const { state } = deps;
   const routes: Route[] = [];
   // The caller of each request in flight, set before its handler runs.
@@ -325,7 +332,12 @@ export function createRestApi(deps: RestDeps): (ctx: RequestContext) => Promise<
     };
   }
 
-  return async (ctx) => {
+  const rateHeaders = (ctx: RequestContext): Record<string, string> => {
+    const auth = deps.auth.authenticate(header(ctx.headers, 'authorization'));
+    return deps.limiter.take(auth.ok ? auth.principal.key : 'anonymous', false).headers;
+  };
+
+  const handle = async (ctx: RequestContext): Promise<Reply> => {
     const auth = deps.auth.authenticate(header(ctx.headers, 'authorization'));
     const requestId = `${randomBytes(4).toString('hex').toUpperCase()}:${randomUUID().slice(0, 8).toUpperCase()}`;
     const common: Record<string, string> = {
@@ -349,6 +361,7 @@ export function createRestApi(deps: RestDeps): (ctx: RequestContext) => Promise<
     else reply = await found.route.handler(ctx, found.params);
     return { ...reply, headers: { ...common, ...rl.headers, ...reply.headers } };
   };
+  return { handle, rateHeaders };
 
   function paginate<T>(ctx: RequestContext, all: T[], selfUrl: string): { items: T[]; links: Record<string, string> } {
     const perPage = clamp(parseInt(ctx.query.per_page ?? '', 10) || DEFAULT_PER_PAGE, 1, MAX_PER_PAGE);

@@ -15,7 +15,7 @@ import { createBrokerApi, createRegistrationApi } from './broker.js';
 import { Faults, faultBody } from './faults.js';
 import { delay, type Reply, type RequestContext } from './http.js';
 import { RateLimiter } from './ratelimit.js';
-import { createRestApi } from './rest.js';
+import { createRestApi, type RestApi } from './rest.js';
 import { FakeState } from './state.js';
 import type {
   FakeGitHubOptions,
@@ -200,7 +200,7 @@ export class FakeGitHub {
     req: IncomingMessage,
     res: ServerResponse,
     handlers: {
-      rest: (ctx: RequestContext) => Promise<Reply>;
+      rest: RestApi;
       broker: (ctx: RequestContext) => Promise<Reply>;
       registration: (ctx: RequestContext) => Reply;
     },
@@ -251,9 +251,15 @@ export class FakeGitHub {
       if (fault?.spec.delayMs) await delay(fault.spec.delayMs, ac.signal);
       if (fault?.spec.reset) reply = 'reset';
       else if (fault && fault.spec.status !== undefined) {
-        reply = { status: fault.spec.status, body: fault.spec.body ?? faultBody(fault.spec.status), headers: { ...fault.spec.headers } };
+        // A faulted REST answer still carries the caller's rate-limit headers, as every REST answer does.
+        const rate = kind === 'rest' ? handlers.rest.rateHeaders(ctx) : {};
+        reply = {
+          status: fault.spec.status,
+          body: fault.spec.body ?? faultBody(fault.spec.status),
+          headers: { ...rate, ...fault.spec.headers },
+        };
       } else if (tooLarge) reply = { status: 413, body: { message: 'Payload Too Large' } };
-      else if (kind === 'rest') reply = await handlers.rest(ctx);
+      else if (kind === 'rest') reply = await handlers.rest.handle(ctx);
       else if (kind === 'broker') reply = await handlers.broker(ctx);
       else reply = handlers.registration(ctx);
     } catch (err) {
