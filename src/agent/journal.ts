@@ -108,8 +108,8 @@ export interface SkippedLine {
 }
 
 /** The result of reading the journal. */
-export interface JournalRead {
-  records: JournalRecord[];
+export interface JournalRead<R extends JournalRecord = JournalRecord> {
+  records: R[];
   skipped: SkippedLine[];
 }
 
@@ -232,19 +232,20 @@ export class Journal {
 
   /** The last `n` records of any type (oldest first), reading back only as many files as needed. */
   async readLast(n: number): Promise<JournalRead> {
-    return this.readLastWhere(n, () => true);
+    return this.readLastWhere(n, (r): r is JournalRecord => true);
   }
 
   /** The last `n` job records (oldest first). */
-  async readLastJobs(n: number): Promise<JournalRead & { records: JobRecord[] }> {
-    return this.readLastWhere(n, (r): r is JobRecord => r.type === 'job') as Promise<
-      JournalRead & { records: JobRecord[] }
-    >;
+  async readLastJobs(n: number): Promise<JournalRead<JobRecord>> {
+    return this.readLastWhere(n, (r): r is JobRecord => r.type === 'job');
   }
 
-  private async readLastWhere(n: number, keep: (r: JournalRecord) => boolean): Promise<JournalRead> {
+  private async readLastWhere<R extends JournalRecord>(
+    n: number,
+    keep: (r: JournalRecord) => r is R,
+  ): Promise<JournalRead<R>> {
     const files = await this.files();
-    const out: JournalRead = { records: [], skipped: [] };
+    const out: JournalRead<R> = { records: [], skipped: [] };
     for (let i = files.length - 1; i >= 0 && out.records.length < n; i--) {
       const parsed = await readFileRecords(files[i] as string);
       const wanted = parsed.records.filter(keep);
