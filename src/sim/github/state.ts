@@ -390,7 +390,13 @@ export class FakeState {
       j.lockedUntil = rec.assignedAt + this.jobLockMs;
       r.jobId = id;
       r.jobsTaken++;
-      this.events.emit('job-assigned', { jobId: id, runnerId: r.id });
+      this.events.emit('job-assigned', {
+        jobId: id,
+        runnerId: r.id,
+        runnerName: r.name,
+        displayName: rec.job.displayName,
+        repository: rec.job.repository,
+      });
       return { type: 'job', job: structuredClone(rec.job) };
     }
     return null;

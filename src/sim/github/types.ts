@@ -199,7 +199,7 @@ export interface FakeGitHubEvents {
   request: [RecordedRequest];
   'runner-created': [{ runnerId: number; name: string; via: 'jit' | 'registration' }];
   'session-created': [{ runnerId: number; sessionId: string; version: string }];
-  'job-assigned': [{ jobId: string; runnerId: number }];
+  'job-assigned': [{ jobId: string; runnerId: number; runnerName: string; displayName: string; repository: string }];
   /** The first renew: the listener has accepted the job. */
   'job-started': [{ jobId: string; runnerId: number }];
   'job-completed': [{ jobId: string; runnerId: number; result: string; exitCode: number | null }];
