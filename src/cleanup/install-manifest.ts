@@ -1,0 +1,162 @@
+/**
+ * The runner installation's manifest (issue 3 item 7): every file of the runner root (`bin/`,
+ * `externals/`, the scripts, `.env`, `.path`...) recorded at boot, so that a job that changes or
+ * adds a file meant to run in the next job (attack 11) makes the host dirty. Stored root-only in
+ * `<slot.stateDir>/runner-install.json`. Comparison is stat-first, like the home baseline.
+ *
+ * Left out: what the runner itself writes while it runs (`_work`, `_diag`, its registration files,
+ * which the credentials step removes) and the agent's own directories when they sit inside the root.
+ */
+import { promises as fsp, constants as fsc } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from '../lib/fs.js';
+import { isInside } from '../lib/fs.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import {
+  recordTree,
+  indexEntries,
+  encodeEntries,
+  decodeEntries,
+  diffTree,
+  entryFromStat,
+  hashFile,
+  type Row,
+  type TreeIndex,
+  type ManifestEntry,
+  type HomeDiff,
+} from './baseline.js';
+import { DirRef, fromText, shown, isGone } from './catalogue.js';
+import type { Slot } from './types.js';
+
+/** Top-level names of the runner root that the runner rewrites by itself and are not part of the install. */
+export const INSTALL_EXCLUDED = [
+  '_work',
+  '_diag',
+  '.runner',
+  '.runner_migrated',
+  '.credentials',
+  '.credentials_migrated',
+  '.credentials_rsaparams',
+];
+
+/** A loaded install manifest. */
+export interface InstallManifest extends TreeIndex {
+  version: 1;
+  root: string;
+  takenAt: number;
+}
+
+function manifestFile(slot: Slot): string {
+  return path.join(slot.stateDir, 'runner-install.json');
+}
+
+/** The paths (byte strings, relative to the root) the manifest leaves out for this slot. */
+export function installSkips(slot: Slot): { has(rel: string): boolean; isAncestor(rel: string): boolean } {
+  const skip = [...INSTALL_EXCLUDED];
+  for (const dir of [slot.workDir, slot.trashDir, slot.stateDir, slot.jobRoot]) {
+    if (isInside(slot.runnerRoot, dir) && path.resolve(dir) !== path.resolve(slot.runnerRoot)) {
+      skip.push(path.relative(slot.runnerRoot, dir));
+    }
+  }
+  const rels = skip.map(fromText);
+  return {
+    has: (rel) => rels.some((s) => rel === s || rel.startsWith(`${s}/`)),
+    isAncestor: (rel) => rels.some((s) => s.startsWith(`${rel}/`)),
+  };
+}
+
+/** Records the runner installation of `slot` (hashing every file) and stores the manifest. */
+export async function takeInstallManifest(slot: Slot, clock: Clock = systemClock): Promise<InstallManifest> {
+  const rec = await recordTree(fromText(slot.runnerRoot), installSkips(slot), clock);
+  const manifest: InstallManifest = { version: 1, root: slot.runnerRoot, takenAt: clock.now(), ...indexEntries(rec.entries) };
+  await saveInstallManifest(slot, manifest);
+  return manifest;
+}
+
+/** Writes the manifest atomically, root-only. */
+export async function saveInstallManifest(slot: Slot, m: InstallManifest): Promise<void> {
+  await fsp.mkdir(slot.stateDir, { recursive: true, mode: 0o700 });
+  const data = JSON.stringify({ version: 1, root: m.root, takenAt: m.takenAt, entries: encodeEntries(m.entries.values()) });
+  await writeFileAtomic(manifestFile(slot), data, 0o600);
+}
+
+/** Loads the manifest; undefined when none was taken (or it belongs to another root). */
+export async function loadInstallManifest(slot: Slot): Promise<InstallManifest | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(manifestFile(slot), 'utf8');
+  } catch (err) {
+    if (isGone(err)) return undefined;
+    throw err;
+  }
+  const raw = JSON.parse(text) as { version: number; root: string; takenAt: number; entries: Row[] };
+  if (raw.version !== 1 || raw.root !== slot.runnerRoot) return undefined;
+  return { version: 1, root: raw.root, takenAt: raw.takenAt, ...indexEntries(decodeEntries(raw.entries)) };
+}
+
+/** Compares the runner root with its manifest. */
+export function diffInstall(slot: Slot, m: InstallManifest, clock: Clock = systemClock): Promise<HomeDiff> {
+  const skips = installSkips(slot);
+  return diffTree(fromText(slot.runnerRoot), m, { has: skips.has, isAncestor: () => false }, clock);
+}
+
+/** One line per difference of the runner installation. */
+export function describeInstallDiff(slot: Slot, d: HomeDiff): string[] {
+  const p = (rel: string): string => (rel === '' ? slot.runnerRoot : path.join(slot.runnerRoot, shown(rel)));
+  return [
+    ...d.added.map((r) => `runner install: added ${p(r)}`),
+    ...d.changed.map((c) => `runner install: changed ${p(c.rel)} (${c.what.join(', ')})`),
+    ...d.missing.map((r) => `runner install: missing ${p(r)}`),
+  ];
+}
+
+/** PATH written to `.path` when the caller gives none. */
+const DEFAULT_RUNNER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/**
+ * Writes the runner's `.env` (one KEY=VALUE per line; the listener splits at the first '=' and
+ * strips nothing, contract §4.1) and `.path` (`vars.PATH`, else a default), root-owned 0644, each
+ * by a fresh file renamed over the old one (a job's symlink at `.env` is replaced, never followed),
+ * then updates their manifest entries so the next check does not call them changed.
+ */
+export async function writeRunnerEnv(slot: Slot, vars: Record<string, string>, clock: Clock = systemClock): Promise<void> {
+  for (const [k, v] of Object.entries(vars)) {
+    if (k === '' || /[=\n\r\0]/.test(k) || /[\n\r\0]/.test(v)) {
+      throw new Error(`runner .env variable ${JSON.stringify(k)} has a name or value that would split into other lines`);
+    }
+  }
+  const files: Record<string, string> = {
+    '.env': Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(''),
+    '.path': `${vars.PATH ?? DEFAULT_RUNNER_PATH}\n`,
+  };
+  const dir = await DirRef.open(fromText(slot.runnerRoot));
+  const fresh: ManifestEntry[] = [];
+  try {
+    for (const [name, content] of Object.entries(files)) {
+      const tmp = `.${name.slice(1)}.rw-${randomBytes(6).toString('hex')}`;
+      const fh = await fsp.open(dir.at(tmp), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o644);
+      try {
+        await fh.writeFile(content);
+        await fh.chown(0, 0);
+        await fh.chmod(0o644);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      const cur = await dir.lstat(name);
+      if (cur?.isDirectory()) throw new Error(`${name} in the runner root is a directory`);
+      await fsp.rename(dir.at(tmp), dir.at(name));
+      const st = await fsp.lstat(dir.at(name));
+      const e = entryFromStat(name, st, clock.now());
+      e.sha256 = await hashFile(dir.at(name), st.ino, st.size);
+      fresh.push(e);
+    }
+  } finally {
+    await dir.close();
+  }
+  const m = await loadInstallManifest(slot);
+  if (!m) return;
+  const all = [...m.entries.values()].filter((e) => e.rel !== '.env' && e.rel !== '.path');
+  await saveInstallManifest(slot, { ...m, ...indexEntries([...all, ...fresh]) });
+}

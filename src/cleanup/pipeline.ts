@@ -1,0 +1,103 @@
+/**
+ * The cleanup pipeline (style.md rule 8): an ordered list of named steps with one interface, each
+ * timed and recorded in the job's report (name, outcome, duration, what it removed by kind, why),
+ * then the independent verification. A step that throws is recorded `failed` and the pipeline goes
+ * on: the later steps still remove what they can, and the host is not clean either way.
+ *
+ *   commands-before → processes → containers → workdir → credentials → home → temp → system
+ *     → runner-install → commands-after → verify
+ *
+ * Processes go first so nothing the job left running can race the file steps; credentials go
+ * before home so that a changed `~/.gitconfig` is removed and then restored from the baseline.
+ */
+import { describeError, isAbort } from '../lib/errors.js';
+import type { CleanupContext, CleanupReport, CleanupStep, StepReport, VerifyReport } from './types.js';
+import { adminCommandsStep } from './steps/admin-commands.js';
+import { processesStep } from './steps/processes.js';
+import { containersStep } from './steps/containers.js';
+import { createWorkdirStep } from './steps/workdir.js';
+import { credentialsStep } from './steps/credentials.js';
+import { homeStep } from './steps/home.js';
+import { tempStep } from './steps/temp.js';
+import { systemStep } from './steps/system.js';
+import { runnerInstallStep } from './steps/runner-install.js';
+import type { Trash } from './trash.js';
+
+/** Options of defaultSteps. */
+export interface DefaultStepsOptions {
+  /** The slot's trash, drained in the background by its owner (else the workdir step drains it itself). */
+  trash?: Trash;
+}
+
+/** The steps in their order (see the module header). */
+export function defaultSteps(opts: DefaultStepsOptions = {}): CleanupStep[] {
+  return [
+    adminCommandsStep('before'),
+    processesStep,
+    containersStep(),
+    createWorkdirStep(opts.trash ? { trash: opts.trash } : {}),
+    credentialsStep(),
+    homeStep(),
+    tempStep,
+    systemStep,
+    runnerInstallStep(),
+    adminCommandsStep('after'),
+  ];
+}
+
+/** Runs one step, timing it and turning a throw into a `failed` entry. */
+async function runStep(ctx: CleanupContext, step: CleanupStep): Promise<StepReport> {
+  const started = ctx.clock.now();
+  const entry = (r: Omit<StepReport, 'name' | 'durationMs'>): StepReport => ({
+    name: step.name,
+    durationMs: ctx.clock.now() - started,
+    ...r,
+  });
+  if (ctx.signal.aborted) {
+    return entry({ outcome: 'failed', removed: {}, reason: 'not run: the cleanup time limit was reached' });
+  }
+  try {
+    return entry(await step.run(ctx));
+  } catch (err) {
+    const reason = isAbort(err) || ctx.signal.aborted ? 'aborted: the cleanup time limit was reached' : describeError(err);
+    ctx.log.warn({ step: step.name, err: describeError(err) }, 'cleanup step failed');
+    return entry({ outcome: 'failed', removed: {}, reason });
+  }
+}
+
+/**
+ * Runs `steps` in order, then `verify`. `clean` is true only when every step is ok or skipped and
+ * the verification found nothing. `readyMs` spans the steps and the verification.
+ */
+export async function runCleanup(
+  ctx: CleanupContext,
+  steps: CleanupStep[],
+  verify: (ctx: CleanupContext) => Promise<VerifyReport>,
+): Promise<CleanupReport> {
+  const started = ctx.clock.now();
+  const reports: StepReport[] = [];
+  for (const step of steps) {
+    const r = await runStep(ctx, step);
+    ctx.log.info(
+      { step: r.name, outcome: r.outcome, durationMs: r.durationMs, removed: r.removed, ...(r.reason ? { reason: r.reason } : {}) },
+      'cleanup step done',
+    );
+    reports.push(r);
+  }
+  const vStarted = ctx.clock.now();
+  let v: VerifyReport;
+  try {
+    v = await verify(ctx);
+  } catch (err) {
+    v = { clean: false, durationMs: ctx.clock.now() - vStarted, problems: [`verify failed: ${describeError(err)}`] };
+  }
+  const stepsOk = reports.every((r) => r.outcome === 'ok' || r.outcome === 'skipped');
+  const report: CleanupReport = {
+    steps: reports,
+    verify: v,
+    clean: stepsOk && v.clean,
+    readyMs: ctx.clock.now() - started,
+  };
+  ctx.log.info({ clean: report.clean, readyMs: report.readyMs, problems: v.problems.length }, 'cleanup done');
+  return report;
+}

@@ -1,0 +1,240 @@
+/**
+ * Step "home": puts the runner user's home back to its baseline (baseline.ts). New entries are
+ * removed without following links, changed and missing ones are restored from the root-only copy
+ * (content, mode, owner), kept paths (policy.home.keep) are left alone.
+ *
+ * A changed file is never rewritten in place: the copy is written to a fresh sibling and renamed
+ * over it, so a hard link the job made from the home to another file never carries our write.
+ */
+import { promises as fsp, constants as fsc } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { describeError } from '../../lib/errors.js';
+import {
+  DirRef,
+  resolveUnder,
+  removeEntry,
+  bytes,
+  fromText,
+  shown,
+  FILE_READ_FLAGS,
+} from '../catalogue.js';
+import {
+  diffHome,
+  describeDiff,
+  loadBaseline,
+  saveBaseline,
+  recordedCopy,
+  entryFromStat,
+  type HomeBaseline,
+  type ManifestEntry,
+  type Change,
+} from '../baseline.js';
+import type { CleanupContext, CleanupStep, Removed, StepReport, Slot } from '../types.js';
+
+/** Plan and problem lines kept in a report; the rest is summarised as "... and N more". */
+export const MAX_REPORT_LINES = 50;
+
+/** Caps a list of lines for a report. */
+export function capLines(lines: string[], max = MAX_REPORT_LINES): string[] {
+  if (lines.length <= max) return lines;
+  return [...lines.slice(0, max), `... and ${lines.length - max} more`];
+}
+
+/** Adds to a removed-by-kind record. */
+export function addRemoved(into: Record<string, Removed>, kind: string, r: Removed): void {
+  const cur = into[kind] ?? { count: 0, bytes: 0 };
+  cur.count += r.count;
+  cur.bytes += r.bytes;
+  into[kind] = cur;
+}
+
+/** Opens the directory `rel` (byte string, '' = root) under `root` without following links. */
+export async function openDirUnder(root: string, rel: string): Promise<DirRef | undefined> {
+  if (rel === '') return DirRef.open(root).catch(() => undefined);
+  const r = await resolveUnder(root, rel);
+  if (r.kind === 'absent') return undefined;
+  try {
+    if (r.kind !== 'found' || !r.stat.isDirectory()) return undefined;
+    return await r.dir.openChild(r.name);
+  } finally {
+    await r.dir.close();
+  }
+}
+
+function splitRel(rel: string): { parent: string; name: string } {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? { parent: '', name: rel } : { parent: rel.slice(0, i), name: rel.slice(i + 1) };
+}
+
+/** Writes a recorded file's content into `dir` under `name`, by a fresh sibling and a rename. */
+async function restoreFile(slot: Slot, dir: DirRef, name: string, rec: ManifestEntry): Promise<void> {
+  const copy = recordedCopy(slot, rec);
+  if (!copy) throw new Error('no recorded copy');
+  const tmp = `.rw-restore-${randomBytes(6).toString('hex')}`;
+  const out = await fsp.open(dir.at(tmp), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  try {
+    await out.writeFile(await fsp.readFile(copy));
+    await out.chown(rec.uid, rec.gid);
+    await out.chmod(rec.mode); // after chown, which clears set-id bits
+  } catch (err) {
+    await out.close();
+    await fsp.unlink(dir.at(tmp)).catch(() => undefined);
+    throw err;
+  }
+  await out.close();
+  const cur = await dir.lstat(name);
+  if (cur?.isDirectory()) await removeEntry(dir, name);
+  await fsp.rename(dir.at(tmp), dir.at(name));
+}
+
+/** Fixes mode and owner through an fd, so a swapped-in symlink is never followed. */
+async function fixMeta(dir: DirRef, name: string, rec: ManifestEntry): Promise<void> {
+  const flags = rec.type === 'dir' ? fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW : FILE_READ_FLAGS;
+  const fh = await fsp.open(dir.at(name), flags);
+  try {
+    const st = await fh.stat();
+    if ((rec.type === 'dir') !== st.isDirectory() || (rec.type === 'file' && !st.isFile())) {
+      throw new Error('entry changed type while being fixed');
+    }
+    await fh.chown(rec.uid, rec.gid);
+    await fh.chmod(rec.mode);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Restores one recorded entry inside `dir`; returns the fresh manifest entry. */
+async function restoreOne(
+  slot: Slot,
+  dir: DirRef,
+  name: string,
+  rec: ManifestEntry,
+  what: Change[] | 'missing',
+  now: number,
+): Promise<ManifestEntry | undefined> {
+  const cur = await dir.lstat(name);
+  const wrongType =
+    cur !== undefined &&
+    ((rec.type === 'dir' && !cur.isDirectory()) ||
+      (rec.type === 'file' && !cur.isFile()) ||
+      (rec.type === 'symlink' && (!cur.isSymbolicLink() || (what !== 'missing' && what.includes('target')))));
+  if (wrongType) await removeEntry(dir, name);
+  const present = cur !== undefined && !wrongType;
+  switch (rec.type) {
+    case 'dir':
+      if (!present) await fsp.mkdir(dir.at(name), 0o700);
+      await fixMeta(dir, name, rec);
+      break;
+    case 'file':
+      if (!present || what === 'missing' || what.includes('content')) await restoreFile(slot, dir, name, rec);
+      else await fixMeta(dir, name, rec);
+      break;
+    case 'symlink':
+      if (!present) await fsp.symlink(Buffer.from(rec.target ?? '', 'latin1'), dir.at(name));
+      await fsp.lchown(dir.at(name), rec.uid, rec.gid);
+      break;
+    default:
+      throw new Error(`cannot restore a ${rec.type} entry`);
+  }
+  const st = await dir.lstat(name);
+  if (!st) return undefined;
+  return { ...entryFromStat(rec.rel, st, now), sha256: rec.sha256, target: rec.target, type: rec.type };
+}
+
+/** Recorded entries at or under `rel`, parents first. */
+function recordedUnder(baseline: HomeBaseline, rel: string): ManifestEntry[] {
+  const out: ManifestEntry[] = [];
+  for (const e of baseline.entries.values()) {
+    if (rel === '' || e.rel === rel || e.rel.startsWith(`${rel}/`)) out.push(e);
+  }
+  return out;
+}
+
+/** The home step. */
+export function homeStep(): CleanupStep {
+  return {
+    name: 'home',
+    async run(ctx: CleanupContext): Promise<Omit<StepReport, 'name' | 'durationMs'>> {
+      if (!ctx.policy.home.enabled) return { outcome: 'skipped', removed: {}, reason: 'disabled by policy' };
+      const slot = ctx.slot;
+      const baseline = await loadBaseline(slot);
+      if (!baseline) {
+        return { outcome: 'dirty', removed: {}, reason: 'no home baseline (run runner-warden baseline)' };
+      }
+      const diff = await diffHome(slot, baseline, { keep: ctx.policy.home.keep, clock: ctx.clock });
+      if (ctx.dryRun) {
+        return { outcome: 'ok', removed: {}, plan: capLines(describeDiff(diff)) };
+      }
+      const removed: Record<string, Removed> = {};
+      const problems: string[] = [];
+      const home = fromText(slot.user.home);
+
+      for (const rel of diff.added) {
+        ctx.signal.throwIfAborted();
+        const r = await resolveUnder(home, rel);
+        if (r.kind === 'absent') continue;
+        try {
+          addRemoved(removed, 'new-entry', await removeEntry(r.dir, r.name));
+        } catch (err) {
+          problems.push(`~/${shown(rel)}: ${describeError(err)}`);
+        } finally {
+          await r.dir.close();
+        }
+      }
+
+      // Restore parents before children: a missing or retyped directory brings its whole subtree.
+      const todo = new Map<string, Change[] | 'missing'>();
+      for (const rel of diff.missing) for (const e of recordedUnder(baseline, rel)) todo.set(e.rel, 'missing');
+      for (const c of diff.changed) {
+        if (c.what.includes('type')) for (const e of recordedUnder(baseline, c.rel)) todo.set(e.rel, 'missing');
+        else if (!todo.has(c.rel)) todo.set(c.rel, c.what);
+      }
+      const refreshed = new Map(diff.refreshed.map((e) => [e.rel, e]));
+      let restored = 0;
+      let restoredBytes = 0;
+      for (const rel of [...todo.keys()].sort()) {
+        ctx.signal.throwIfAborted();
+        const rec = baseline.entries.get(rel) as ManifestEntry;
+        const what = todo.get(rel) as Change[] | 'missing';
+        const { parent, name } = splitRel(rel);
+        try {
+          let fresh: ManifestEntry | undefined;
+          if (rel === '') {
+            const fh = await fsp.open(bytes(home), fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+            try {
+              await fh.chown(rec.uid, rec.gid);
+              await fh.chmod(rec.mode);
+              fresh = { ...entryFromStat('', await fh.stat(), ctx.clock.now()), type: 'dir' };
+            } finally {
+              await fh.close();
+            }
+          } else {
+            const dir = await openDirUnder(home, parent);
+            if (!dir) throw new Error('parent directory is not restorable');
+            try {
+              fresh = await restoreOne(slot, dir, name, rec, what, ctx.clock.now());
+            } finally {
+              await dir.close();
+            }
+          }
+          if (fresh) refreshed.set(rel, fresh);
+          restored++;
+          if (rec.type === 'file') restoredBytes += rec.size;
+        } catch (err) {
+          problems.push(`~/${shown(rel)}: ${describeError(err)}`);
+        }
+      }
+      if (restored > 0) removed['restored'] = { count: restored, bytes: restoredBytes };
+
+      // Keep the stat cache fresh so the next verify hashes only what moved.
+      if (refreshed.size > 0) {
+        for (const [rel, e] of refreshed) baseline.entries.set(rel, e);
+        await saveBaseline(slot, baseline);
+      }
+      if (problems.length > 0) {
+        return { outcome: 'dirty', removed, reason: `could not restore: ${capLines(problems, 5).join('; ')}` };
+      }
+      return { outcome: 'ok', removed };
+    },
+  };
+}
