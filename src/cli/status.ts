@@ -111,7 +111,7 @@ export async function statusCommand(
 export function formatStatus(s: StatusSnapshot, now: number): string {
   const out: string[] = [];
   const row = (k: string, v: string): void => {
-    out.push(`${`${k}:`.padEnd(13)}${v}`);
+    out.push(`${`${k}:`.padEnd(14)}${v}`);
   };
   const a = s.agent;
   if (a) row('agent', `runner-warden ${p(a.version)}, pid ${a.pid}, up ${duration(a.uptimeSeconds * 1000)}`);
