@@ -1,0 +1,123 @@
+/**
+ * The simulated self-update (runner-contract.md §8). Instead of downloading a package, the
+ * "new version" is a copy of the current `bin/` and `externals/` with the version marker changed,
+ * staged as `bin.<new>` / `externals.<new>`. A detached bash script (`_work/_update.sh`) waits for
+ * the listener pid to exit, swaps `bin` → `bin.<new>` and `externals` → `externals.<new>` (symlinks,
+ * the old ones kept as `bin.<old>`), then touches `update.finished` in the listener's cwd. Its log
+ * is `_diag/SelfUpdate-<stamp>.log.succeed` (or `.failed`).
+ */
+import { spawn } from 'node:child_process';
+import { cp, mkdir, rm, writeFile, readlink } from 'node:fs/promises';
+import { openSync, closeSync } from 'node:fs';
+import path from 'node:path';
+import type { Terminal, Trace } from './diag.js';
+import { fileStamp } from './diag.js';
+import { VERSION_FILE } from './version.js';
+
+/** Inputs of one update. */
+export interface UpdateRequest {
+  root: string;
+  workDir: string;
+  currentVersion: string;
+  targetVersion: string;
+  term: Terminal;
+  trace: Trace;
+  listenerPid: number;
+  now?: () => number;
+}
+
+function q(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The text of `_work/_update.sh` (bash). */
+export function updateScript(r: {
+  root: string;
+  listenerPid: number;
+  currentVersion: string;
+  targetVersion: string;
+  logFile: string;
+}): string {
+  return `#!/bin/bash
+# Written by the simulated runner before it exits for a self-update; mirrors update.sh.template.
+runnerpid=${r.listenerPid}
+existrunnerversion=${q(r.currentVersion)}
+downloadrunnerversion=${q(r.targetVersion)}
+rootfolder=${q(r.root)}
+logfile=${q(r.logFile)}
+
+log() { echo "[$(date -u '+%Y-%m-%d %H:%M:%SZ')] $*" >> "$logfile"; }
+fail() { log "$*"; mv -f "$logfile" "$logfile.failed"; exit 1; }
+
+log "Waiting for runner process $runnerpid to exit"
+while [ -e "/proc/$runnerpid" ] && ! grep -q '^State:.*Z' "/proc/$runnerpid/status" 2>/dev/null; do
+  sleep 0.1
+done
+log "Process $runnerpid finished running"
+
+if [ "$(readlink "$rootfolder/bin")" != "$rootfolder/bin.$downloadrunnerversion" ]; then
+  for d in bin externals; do
+    if [ -L "$rootfolder/$d" ]; then
+      rm -f "$rootfolder/$d" || fail "Can't delete the $d symlink"
+    else
+      rm -rf "$rootfolder/$d.$existrunnerversion"
+      mv -f "$rootfolder/$d" "$rootfolder/$d.$existrunnerversion" || fail "Can't move $d to $d.$existrunnerversion"
+    fi
+    ln -s "$rootfolder/$d.$downloadrunnerversion" "$rootfolder/$d" || fail "Can't link $d to $d.$downloadrunnerversion"
+  done
+fi
+log "Update succeed"
+touch update.finished
+mv -f "$logfile" "$logfile.succeed"
+`;
+}
+
+/**
+ * Stages the new version, writes and launches the update script, printing the console lines of
+ * §8 in order. The caller then exits with 3 (or 4 in single-job mode).
+ */
+export async function selfUpdate(r: UpdateRequest): Promise<void> {
+  const now = r.now ?? Date.now;
+  const { term, trace, root } = r;
+  term.writeLine('Runner update in progress, do not shutdown runner.');
+  term.writeLine(`Downloading ${r.targetVersion} runner`);
+  const newBin = path.join(root, `bin.${r.targetVersion}`);
+  const newExt = path.join(root, `externals.${r.targetVersion}`);
+  const binTarget = await readlink(path.join(root, 'bin')).catch(() => '');
+  if (binTarget !== newBin) {
+    await rm(newBin, { recursive: true, force: true });
+    await rm(newExt, { recursive: true, force: true });
+    await mkdir(path.join(r.workDir, '_update'), { recursive: true });
+    await cp(path.join(root, 'bin'), newBin, { recursive: true, verbatimSymlinks: true });
+    await cp(path.join(root, 'externals'), newExt, { recursive: true, verbatimSymlinks: true });
+    await writeFile(path.join(newBin, VERSION_FILE), `${r.targetVersion}\n`);
+    await rm(path.join(r.workDir, '_update'), { recursive: true, force: true });
+  }
+  trace.info('SelfUpdater', `Staged runner ${r.targetVersion} in ${newBin}.`);
+  term.writeLine('Waiting for current job finish running.');
+  term.writeLine('Generate and execute update script.');
+  const logFile = path.join(root, '_diag', `SelfUpdate-${fileStamp(now())}.log`);
+  const script = path.join(r.workDir, '_update.sh');
+  await mkdir(r.workDir, { recursive: true });
+  await writeFile(
+    script,
+    updateScript({
+      root,
+      listenerPid: r.listenerPid,
+      currentVersion: r.currentVersion,
+      targetVersion: r.targetVersion,
+      logFile,
+    }),
+    { mode: 0o755 },
+  );
+  const fd = openSync(logFile, 'a', 0o644);
+  try {
+    // detached and in its own session: it must outlive the listener it waits for
+    const child = spawn('bash', [script], { cwd: process.cwd(), detached: true, stdio: ['ignore', fd, fd] });
+    child.unref();
+  } finally {
+    closeSync(fd);
+  }
+  term.writeLine('Runner will exit shortly for update, should be back online within 10 seconds.');
+  term.writeLine('Runner update process finished.');
+}
