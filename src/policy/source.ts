@@ -228,7 +228,7 @@ export function parseText(file: string, text: string): ParsedSource & { problems
     const problems = doc.errors.map((e): Problem => {
       const pos = at(e.pos[0]);
       const first = (e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-      return { source: file, ...pos, path: [], message: yamlMessage(e.code, first) };
+      return { source: file, ...pos, path: e.code === 'MULTIPLE_DOCS' ? [] : pathAt(doc, e.pos[0]), message: yamlMessage(e.code, first) };
     });
     return { ...base, doc, problems };
   }
@@ -286,6 +286,33 @@ export function locate(src: ParsedSource, segments: PathSegment[], atKey = false
   }
   const pos = src.lineCounter.linePos(offset);
   return { line: pos.line, col: pos.col };
+}
+
+/** The JSON path of the deepest node whose source range contains `offset` (best effort). */
+function pathAt(doc: Document, offset: number): PathSegment[] {
+  const out: PathSegment[] = [];
+  const inside = (n: unknown): boolean => {
+    const r = (n as YamlNode | null | undefined)?.range;
+    return !!r && r[0] <= offset && offset <= r[2];
+  };
+  let node: unknown = doc.contents;
+  for (let depth = 0; depth < MAX_FLOW_DEPTH && node; depth++) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => inside(p.value) || inside(p.key));
+      if (!pair) break;
+      const key = keyOf(pair.key);
+      if (key === undefined) break;
+      out.push(key);
+      if (!inside(pair.value)) break;
+      node = pair.value;
+    } else if (isSeq(node)) {
+      const index = node.items.findIndex((item) => inside(item));
+      if (index < 0) break;
+      out.push(index);
+      node = node.items[index];
+    } else break;
+  }
+  return out;
 }
 
 function keyOf(key: unknown): string | undefined {
