@@ -1,0 +1,65 @@
+/**
+ * `runner-warden baseline [--home] [--install]`: records the runner user's home as its baseline
+ * (manifest plus root-only copy, baseline.ts) and the runner installation's manifest
+ * (install-manifest.ts). Run at image build, or by the agent at first boot. Without a flag both are
+ * taken. The policy's home.keep paths (caches) are left out of the home baseline.
+ */
+import type { Logger } from '../lib/log.js';
+import { systemClock, type Clock } from '../lib/clock.js';
+import { describeError } from '../lib/errors.js';
+import type { Policy } from '../policy/types.js';
+import type { Slot } from '../cleanup/types.js';
+import { takeBaseline } from '../cleanup/baseline.js';
+import { takeInstallManifest } from '../cleanup/install-manifest.js';
+import { EXIT, parseOptions, type CliIO } from './io.js';
+
+/** What baselineCommand needs from the composition root. */
+export interface BaselineDeps {
+  slot: Slot;
+  policy: Policy;
+  log: Logger;
+  clock?: Clock;
+}
+
+const USAGE = `usage: runner-warden baseline [--home] [--install]
+  --home      record the runner user's home only
+  --install   record the runner installation only
+`;
+
+/** Runs the command; returns 0 on success, 1 when a record could not be taken, 64 on usage errors. */
+export async function baselineCommand(args: readonly string[], io: CliIO, deps: BaselineDeps): Promise<number> {
+  const { opts, positional, unknown } = parseOptions([...args], { flags: ['home', 'install', 'help'] });
+  if (opts.help) {
+    io.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  if (unknown.length > 0 || positional.length > 0) {
+    io.stderr.write(`unknown arguments: ${[...unknown, ...positional].join(' ')}\n${USAGE}`);
+    return EXIT.usage;
+  }
+  const both = !opts.home && !opts.install;
+  const clock = deps.clock ?? systemClock;
+  let rc: number = EXIT.ok;
+  if (both || opts.home) {
+    try {
+      const s = await takeBaseline(deps.slot, { keep: deps.policy.cleanup.home.keep, clock });
+      io.stdout.write(
+        `home baseline of ${deps.slot.user.home}: ${s.entries} entries, ${s.files} files, ${s.bytes} bytes (${s.durationMs} ms)\n`,
+      );
+    } catch (err) {
+      io.stderr.write(`home baseline failed: ${describeError(err)}\n`);
+      rc = 1;
+    }
+  }
+  if (both || opts.install) {
+    try {
+      const m = await takeInstallManifest(deps.slot, clock);
+      io.stdout.write(`runner installation manifest of ${deps.slot.runnerRoot}: ${m.entries.size} entries\n`);
+    } catch (err) {
+      io.stderr.write(`runner installation manifest failed: ${describeError(err)}\n`);
+      rc = 1;
+    }
+  }
+  deps.log.info({ rc }, 'baseline taken');
+  return rc;
+}
