@@ -58,6 +58,8 @@ export interface StubBroker {
   registrationTokens: Set<string>;
   agentNames(): string[];
   openSessions(): number;
+  /** While on, every /_broker/ request has its connection dropped (also the pending long polls). */
+  setOutage(on: boolean): void;
   close(): Promise<void>;
 }
 
@@ -78,6 +80,8 @@ export async function startStubBroker(): Promise<StubBroker> {
   const registrationTokens = new Set<string>();
   let nextId = 1;
   let base = '';
+  let outage = false;
+  const brokerSockets = new Set<import('node:net').Socket>();
   const waiters = new Set<() => void>();
   const wake = (): void => {
     for (const w of [...waiters]) w();
@@ -129,6 +133,14 @@ export async function startStubBroker(): Promise<StubBroker> {
   };
 
   const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/_broker/')) {
+      if (outage) {
+        req.socket.destroy();
+        return;
+      }
+      brokerSockets.add(req.socket);
+      res.on('close', () => brokerSockets.delete(req.socket));
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -314,6 +326,10 @@ export async function startStubBroker(): Promise<StubBroker> {
     },
     agentNames: () => [...agents.values()].filter((a) => !a.deleted).map((a) => a.name),
     openSessions: () => sessions.size,
+    setOutage(on) {
+      outage = on;
+      if (on) for (const sock of brokerSockets) sock.destroy();
+    },
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
