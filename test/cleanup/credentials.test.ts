@@ -1,0 +1,263 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createEngine } from '@secretlint/node';
+import { createLab, runAs, type Lab } from '../helpers/lab.js';
+import { startFakeRegistry } from '../helpers/fake-registry.js';
+import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
+import { ManualClock } from '../../src/lib/clock.js';
+import { silentLogger } from '../../src/lib/log.js';
+import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
+import { takeBaseline, loadBaseline, diffHome, describeDiff } from '../../src/cleanup/baseline.js';
+import { credentialsStep, leftoverCredentials } from '../../src/cleanup/steps/credentials.js';
+import { homeStep } from '../../src/cleanup/steps/home.js';
+import { findCredentials, globToRegExp, type CatalogueRoots, CREDENTIAL_CATALOGUE } from '../../src/cleanup/catalogue.js';
+
+async function makeSlot(lab: Lab): Promise<Slot> {
+  const runnerRoot = path.join(lab.root, 'runner');
+  const stateDir = path.join(lab.root, 'state');
+  await fsp.mkdir(runnerRoot, { mode: 0o755 });
+  await fsp.chown(runnerRoot, lab.user.uid, lab.user.gid);
+  await fsp.mkdir(stateDir, { mode: 0o700 });
+  return {
+    index: 0,
+    runnerRoot,
+    workDir: path.join(runnerRoot, '_work'),
+    user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
+    stateDir,
+    trashDir: path.join(stateDir, 'trash'),
+    jobRoot: path.join(stateDir, 'jobs'),
+  };
+}
+
+function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun = false): CleanupContext {
+  const policy = structuredClone(DEFAULT_POLICY);
+  policy.cleanup.temp.paths = [];
+  edit(policy);
+  return {
+    slot,
+    policy: policy.cleanup,
+    fullPolicy: policy,
+    log: silentLogger(),
+    clock: new ManualClock(Date.now()),
+    signal: AbortSignal.timeout(60_000),
+    dryRun,
+    protectedPids: new Set([process.pid]),
+  };
+}
+
+/** runAs, but asynchronous: the fake registry lives in this process and must answer meanwhile. */
+async function runAsAsync(lab: Lab, script: string): Promise<string> {
+  const { stdout } = await promisify(execFile)('bash', ['-c', script], {
+    uid: lab.user.uid,
+    gid: lab.user.gid,
+    env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: lab.user.home, USER: lab.user.name },
+    cwd: lab.user.home,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return stdout;
+}
+
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+function token(n: number, alphabet = ALNUM): string {
+  return [...randomBytes(n)].map((b) => alphabet[b % alphabet.length]).join('');
+}
+
+/** secretlint over every regular file of `root` (test-lab §6): the files it flags. */
+async function scanSecrets(root: string): Promise<string[]> {
+  const files: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) files.push(p);
+    }
+  };
+  await walk(root);
+  if (files.length === 0) return [];
+  const engine = await createEngine({
+    formatter: 'json',
+    color: false,
+    configFileJSON: {
+      rules: [
+        {
+          id: '@secretlint/secretlint-rule-preset-recommend',
+          rules: [{ id: '@secretlint/secretlint-rule-aws', options: { enableIDScanRule: true } }],
+        },
+        {
+          id: '@secretlint/secretlint-rule-pattern',
+          options: {
+            patterns: [
+              { name: 'docker auths', patterns: ['/"auth"\\s*:\\s*"[A-Za-z0-9+/=]{8,}"/'] },
+              { name: 'kube token', patterns: ['/^\\s*token:\\s*\\S{20,}/m'] },
+              { name: 'netrc password', patterns: ['/password\\s+\\S{12,}/'] },
+            ],
+          },
+        },
+      ],
+    },
+  });
+  const result = await engine.executeOnFiles({ filePathList: files });
+  const parsed = JSON.parse(result.output) as { filePath: string; messages: unknown[] }[];
+  return parsed.filter((f) => f.messages.length > 0).map((f) => path.relative(root, f.filePath));
+}
+
+async function snapshot(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (rel: string): Promise<void> => {
+    const abs = path.join(root, rel);
+    const st = await fsp.lstat(abs);
+    let what = `${st.mode.toString(8)} ${st.uid}:${st.gid}`;
+    if (st.isFile()) what += ` ${createHash('sha256').update(await fsp.readFile(abs)).digest('hex')}`;
+    if (st.isSymbolicLink()) what += ` -> ${await fsp.readlink(abs)}`;
+    out.set(rel, what);
+    if (st.isDirectory()) for (const n of await fsp.readdir(abs)) await walk(path.join(rel, n));
+  };
+  await walk('');
+  return out;
+}
+
+test('credentials written by real tools are removed by kind, gitconfig returns to baseline, and secretlint finds nothing in the home', async () => {
+  const lab = await createLab();
+  const registry = await startFakeRegistry('ciuser', 'cipass-secret-1');
+  try {
+    const slot = await makeSlot(lab);
+    runAs(lab.user, 'git config --global user.name "CI Bot" && git config --global user.email ci@example.test');
+    await takeBaseline(slot);
+    const baselineGitconfig = await fsp.readFile(path.join(lab.user.home, '.gitconfig'), 'utf8');
+    // The runner's own registration files (written by JIT at registration).
+    for (const f of ['.credentials', '.credentials_rsaparams', '.runner', '.credentials_migrated']) {
+      await fsp.writeFile(path.join(slot.runnerRoot, f), `{"secret":"${token(20)}"}`);
+    }
+
+    const ghs = `ghs_${token(36)}`;
+    const job = [
+      'set -e',
+      'git config --global credential.helper store',
+      `printf 'protocol=https\\nhost=github.com\\nusername=x-access-token\\npassword=${ghs}\\n\\n' | git credential approve`,
+      `git config --global url."https://x-access-token:${ghs}@github.com/".insteadOf "https://github.com/"`,
+      'git config --global core.hooksPath /tmp/evil-hooks',
+      `npm config set //registry.example.test/:_authToken=npm_${token(36)}`,
+      `aws configure set aws_access_key_id AKIA${token(16, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567')}`,
+      `aws configure set aws_secret_access_key ${token(40)}`,
+      'aws configure set region us-east-1',
+      `kubectl config set-credentials ci --token=eyJhbGciOiJSUzI1NiJ9.${token(60)}`,
+      'kubectl config set-cluster c1 --server=https://127.0.0.1:6443',
+      'kubectl config set-context ci --cluster=c1 --user=ci && kubectl config use-context ci',
+      `mkdir -p .config/gh && printf 'github.com:\\n    oauth_token: gho_${token(36)}\\n    user: ci-bot\\n' > .config/gh/hosts.yml`,
+      `printf 'machine github.com login ci password ghp_${token(36)}\\n' > .netrc`,
+      `DOCKER_HOST=unix:///nonexistent docker login -u ciuser --password-stdin ${registry.host} <<< 'cipass-secret-1'`,
+      `mkdir -p .config/containers && skopeo login --tls-verify=false --authfile ~/.config/containers/auth.json -u ciuser -p cipass-secret-1 ${registry.host}`,
+      "mkdir -p .ssh && ssh-keygen -q -t ed25519 -N '' -C job -f .ssh/id_ed25519 && cat .ssh/id_ed25519.pub >> .ssh/authorized_keys",
+    ].join('\n');
+    await runAsAsync(lab, job);
+    assert.ok(registry.seen.some((h) => h?.startsWith('Basic ')), 'docker/skopeo never authenticated to the fake registry');
+
+    const flaggedBefore = await scanSecrets(lab.user.home);
+    assert.ok(flaggedBefore.length >= 8, `secretlint should flag the planted credentials first, flagged: ${flaggedBefore.join(', ')}`);
+
+    const dry = await credentialsStep().run(ctxFor(slot, () => {}, true));
+    assert.ok((dry.plan ?? []).some((l) => l.startsWith('docker ~/.docker/config.json')), `dry run plan lacks docker: ${dry.plan?.join('; ')}`);
+
+    const r = await credentialsStep().run(ctxFor(slot));
+    assert.equal(r.outcome, 'ok', `credentials step not ok: ${r.reason}`);
+    for (const kind of ['docker', 'containers', 'npm', 'git-credentials', 'git-config', 'aws', 'kube', 'gh', 'netrc', 'ssh-key', 'ssh-authorized-keys', 'runner-credentials']) {
+      assert.ok((r.removed[kind]?.count ?? 0) > 0, `no ${kind} removal reported: ${JSON.stringify(r.removed)}`);
+    }
+    assert.equal(r.removed['runner-credentials']?.count, 4, 'the runner registration files were not all removed');
+    assert.ok(!JSON.stringify(r).includes(ghs), 'a secret leaked into the report');
+
+    const h = await homeStep().run(ctxFor(slot));
+    assert.equal(h.outcome, 'ok', `home step not ok: ${h.reason}`);
+
+    const left = await leftoverCredentials(ctxFor(slot), await loadBaseline(slot));
+    assert.deepEqual(left.found.map((f) => f.rel), [], 'catalogue files left');
+    assert.equal(await fsp.readFile(path.join(lab.user.home, '.gitconfig'), 'utf8'), baselineGitconfig, 'gitconfig not back to baseline');
+    const diff = await diffHome(slot, (await loadBaseline(slot))!);
+    assert.deepEqual(describeDiff(diff), [], 'home differs from baseline');
+    assert.deepEqual(await scanSecrets(lab.user.home), [], 'secretlint still finds secrets in the home');
+  } finally {
+    await registry.close();
+    await lab.dispose();
+  }
+});
+
+test('symlink traps: ~/.docker -> canary and ~/.aws/credentials -> a canary file are removed as links, the canary untouched', async () => {
+  const lab = await createLab();
+  try {
+    const slot = await makeSlot(lab);
+    const canary = path.join(lab.root, 'canary');
+    await fsp.mkdir(canary, { mode: 0o755 });
+    await fsp.writeFile(path.join(canary, 'config.json'), '{"auths":{"keep":"me"}}', { mode: 0o644 });
+    await fsp.writeFile(path.join(canary, 'shadow'), 'root:*:19000:0:99999:7:::\n', { mode: 0o640 });
+    const before = await snapshot(canary);
+    await takeBaseline(slot);
+    runAs(
+      lab.user,
+      `ln -s ${canary} .docker && mkdir -p .aws && ln -s ${canary}/shadow .aws/credentials && mkdir -p .config && ln -s ${canary} .config/gcloud && ln -s ${canary} .ssh`,
+    );
+    const r = await credentialsStep().run(ctxFor(slot));
+    assert.equal(r.outcome, 'ok', `credentials step not ok: ${r.reason}`);
+    assert.equal(r.removed['docker-symlink']?.count, 1, `~/.docker link not reported: ${JSON.stringify(r.removed)}`);
+    assert.equal(r.removed['aws-symlink']?.count, 1, 'the ~/.aws/credentials link not reported');
+    assert.equal(r.removed['gcloud-symlink']?.count, 1, 'the gcloud link not reported');
+    assert.ok(r.removed['ssh-key-symlink'] || r.removed['ssh-authorized-keys-symlink'], 'the ~/.ssh link not reported');
+    for (const p of ['.docker', '.aws/credentials', '.config/gcloud', '.ssh']) {
+      await assert.rejects(fsp.lstat(path.join(lab.user.home, p)), `~/${p} still exists`);
+    }
+    assert.deepEqual(await snapshot(canary), before, 'the canary changed');
+  } finally {
+    await lab.dispose();
+  }
+});
+
+test('policy extra paths and globs are removed; paths that climb out of the home are refused', async () => {
+  const lab = await createLab();
+  try {
+    const slot = await makeSlot(lab);
+    await takeBaseline(slot);
+    runAs(lab.user, 'mkdir -p .myco/tokens && echo t > .myco/tokens/a.tok && echo t > .myco/tokens/b.tok && echo k > .myco/keep.txt && echo s > .sometool-secret');
+    const ok = await credentialsStep().run(
+      ctxFor(slot, (p) => {
+        p.cleanup.credentials.extraPaths = ['.sometool-secret'];
+        p.cleanup.credentials.extraGlobs = ['.myco/**/*.tok'];
+      }),
+    );
+    assert.equal(ok.outcome, 'ok', `step not ok: ${ok.reason}`);
+    assert.equal(ok.removed['extra']?.count, 3, `extra removals: ${JSON.stringify(ok.removed)}`);
+    assert.ok((await fsp.readFile(path.join(lab.user.home, '.myco/keep.txt'), 'utf8')) === 'k\n', 'a non-matching file was removed');
+    const bad = await credentialsStep().run(ctxFor(slot, (p) => (p.cleanup.credentials.extraPaths = ['../../etc/passwd', '/etc/shadow'])));
+    assert.equal(bad.outcome, 'failed', 'unsafe policy paths must fail the step');
+    assert.match(bad.reason ?? '', /refused/);
+  } finally {
+    await lab.dispose();
+  }
+});
+
+test('the XDG runtime containers auth file is found under /run/user/<uid> and the glob matcher follows shell rules', async () => {
+  const lab = await createLab();
+  try {
+    const xdg = path.join(lab.root, 'run-user');
+    await fsp.mkdir(path.join(xdg, 'containers'), { recursive: true });
+    await fsp.writeFile(path.join(xdg, 'containers', 'auth.json'), '{}');
+    const roots: CatalogueRoots = { home: lab.user.home, runnerRoot: lab.root, xdgRuntime: xdg, jobRoot: path.join(lab.root, 'jobs') };
+    await fsp.mkdir(path.join(lab.root, 'jobs', 'job1', 'docker'), { recursive: true });
+    await fsp.writeFile(path.join(lab.root, 'jobs', 'job1', 'docker', 'config.json'), '{"auths":{}}');
+    const found = await findCredentials(roots, CREDENTIAL_CATALOGUE);
+    const kinds = found.map((f) => `${f.kind}:${f.rel}`);
+    assert.ok(kinds.includes('containers:containers/auth.json'), `XDG auth not found: ${kinds.join(', ')}`);
+    assert.ok(kinds.includes('docker:job1/docker/config.json'), `per-job DOCKER_CONFIG not found: ${kinds.join(', ')}`);
+    assert.ok(globToRegExp('.ssh/*').test('.ssh/id_rsa'));
+    assert.ok(!globToRegExp('.ssh/*').test('.ssh/a/b'));
+    assert.ok(globToRegExp('a/**/*.tok').test('a/b/c/d.tok'));
+    assert.ok(globToRegExp('a/**/*.tok').test('a/d.tok'));
+    assert.ok(globToRegExp('*_migrated').test('.runner_migrated'));
+  } finally {
+    await lab.dispose();
+  }
+});
