@@ -110,7 +110,7 @@ async function runTemp(ctx: CleanupContext, opts: TempStepOptions): Promise<Resu
           continue;
         }
         staging ??= await makeStaging(root);
-        await fsp.rename(entry, path.join(staging, `d-${randomBytes(6).toString('hex')}`));
+        await renameDir(entry, st, path.join(staging, `d-${randomBytes(6).toString('hex')}`));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
         problems.push(`${entry.toString()}: ${describeError(err)}`);
@@ -173,33 +173,45 @@ async function unlinkEntry(entry: Buffer, st: Stats): Promise<void> {
     await fsp.unlink(entry);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM' || !st.isFile()) throw err;
-    await chattrClear(entry);
+    await clearAttributes(entry, st);
     await fsp.unlink(entry);
   }
 }
 
-/** `chattr -i -a` on a regular file, handed over as fd 3 so that any name works. */
-async function chattrClear(entry: Buffer): Promise<void> {
-  const fh = await fsp.open(entry, fsConstantsNoFollowRead());
+/** Renames a directory into the staging dir, clearing immutable/append-only on it if needed. */
+async function renameDir(entry: Buffer, st: Stats, dest: string): Promise<void> {
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) return;
+    await fsp.rename(entry, dest);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    await clearAttributes(entry, st);
+    await fsp.rename(entry, dest);
+  }
+}
+
+/**
+ * `chattr -i -a` on one regular file or directory, whatever its name: the parent directory is
+ * opened by the agent and handed to `find` as fd 3, and find selects the entry by inode and runs
+ * chattr from that directory on `./name`, so no name ever goes into argv and no link is followed.
+ */
+async function clearAttributes(entry: Buffer, st: Stats): Promise<void> {
+  const slash = entry.lastIndexOf(0x2f);
+  const parent = slash <= 0 ? Buffer.from('/') : entry.subarray(0, slash);
+  const fh = await fsp.open(parent, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  try {
     await new Promise<void>((resolve) => {
-      const child = spawn('chattr', ['-i', '-a', '/proc/self/fd/3'], {
-        stdio: ['ignore', 'ignore', 'ignore', fh.fd],
-        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
-      });
+      const child = spawn(
+        'find',
+        ['/proc/self/fd/3/', '-mindepth', '1', '-maxdepth', '1', '-xdev', '-inum', String(st.ino),
+          '(', '-type', 'f', '-o', '-type', 'd', ')', '-execdir', 'chattr', '-f', '-i', '-a', '--', '{}', '+'],
+        { stdio: ['ignore', 'ignore', 'ignore', fh.fd], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } },
+      );
       child.once('error', () => resolve());
       child.once('exit', () => resolve());
     });
   } finally {
     await fh.close();
   }
-}
-
-function fsConstantsNoFollowRead(): number {
-  // O_NONBLOCK: even if the entry were swapped for a FIFO, open would not hang.
-  return fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
 }
 
 /** A fresh root-only directory in the temp dir (mkdir fails rather than reuse an existing name). */
