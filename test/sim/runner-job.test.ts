@@ -207,3 +207,33 @@ test('a failing step or started hook fails the job, skips later steps and still 
     await rl.dispose();
   }
 });
+
+test('with ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT=1 the trace and the step output reach the listener stdout', async () => {
+  const rl = await createRunnerLab();
+  try {
+    const { encoded } = rl.broker.jitRunner();
+    const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT: '1' });
+    await proc.waitFor(/Listening for Jobs/);
+    rl.broker.enqueueJob({ steps: [{ name: 'Say', run: 'echo mirrored-step-line' }] });
+    assert.equal((await proc.exited).code, 0);
+    assert.match(proc.out(), /^\[\S+ \S+ INFO Step\] mirrored-step-line$/m, 'worker trace lines are mirrored');
+    assert.match(proc.out(), /^\[\S+ \S+ INFO Terminal\] WRITE LINE: .*Listening for Jobs$/m, 'listener trace lines are mirrored');
+  } finally {
+    await rl.dispose();
+  }
+});
+
+test('without the mirror the step output stays out of the listener stdout', async () => {
+  const rl = await createRunnerLab();
+  try {
+    const { encoded } = rl.broker.jitRunner();
+    const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
+    await proc.waitFor(/Listening for Jobs/);
+    rl.broker.enqueueJob({ steps: [{ name: 'Say', run: 'echo quiet-step-line' }] });
+    assert.equal((await proc.exited).code, 0);
+    assert.doesNotMatch(proc.out(), /quiet-step-line/);
+    assert.match(await readDiag(rl.root, 'Worker'), /quiet-step-line/);
+  } finally {
+    await rl.dispose();
+  }
+});

@@ -78,7 +78,6 @@ export async function configure(
       "Cannot configure the runner because it is already configured. To reconfigure the runner, run 'config.cmd remove' or './config.sh remove' first.",
     );
   }
-  const unattended = cmd.flag('unattended');
   const url = cmd.arg('url');
   if (!url || !isValidUrl(url)) throw invalid('url');
   const token = cmd.arg('token');
@@ -86,8 +85,7 @@ export async function configure(
     if (cmd.arg('pat')) throw new ConfigureFailure('The simulated runner supports only --token registration.');
     throw invalid('token');
   }
-  void unattended; // the simulator never prompts: every run behaves as --unattended
-
+  // the simulator never prompts: every configure behaves as --unattended
   term.writeSection('Authentication');
   const ex = await exchange(apiUrlFor(url, env), token, url, 'register');
   term.writeSuccess('Connected to GitHub');
