@@ -267,8 +267,9 @@ const checkInstall: Check = async (ctx, _o, out) => {
 };
 
 const checkDisk: Check = async (ctx, _o, out, report) => {
-  let target = ctx.slot.workDir;
-  if (!(await lstatOrUndef(target))) target = path.dirname(target);
+  // A missing _work (emptied, not yet recreated) is measured on the filesystem that will hold it.
+  let target = path.resolve(ctx.slot.workDir);
+  while (target !== '/' && !(await lstatOrUndef(target))) target = path.dirname(target);
   const s = await fsp.statfs(target);
   const freePercent = s.blocks > 0 ? (s.bavail / s.blocks) * 100 : 100;
   // Some filesystems (btrfs) report no inode counts: they have no inode limit to run out of.
