@@ -76,11 +76,15 @@ function typeText(root: SchemaNode, raw: SchemaNode): string {
 /** Every field of `schema`, depth first, with its documentation. */
 export function fieldDocs(schema: SchemaNode): FieldDoc[] {
   const out: FieldDoc[] = [];
+  const open = new Set<SchemaNode>();
   const walk = (node: SchemaNode, prefix: string, required: Set<string>): void => {
+    // A recursive $ref (recycle.fallback[] is a RecycleConfig) is documented once.
+    if (open.has(node)) return;
+    open.add(node);
     for (const [key, prop] of Object.entries((node.properties ?? {}) as Record<string, SchemaNode>)) {
       const target = deref(schema, prop);
       const fieldPath = prefix ? `${prefix}.${key}` : key;
-      const children = target.properties && typeof target.properties === 'object' && target.additionalProperties !== true;
+      const children = !!target.properties && typeof target.properties === 'object' && !open.has(target);
       const meaning = String(prop.description ?? target.description ?? '');
       const def = 'default' in prop ? prop.default : undefined;
       const showDefault = def !== undefined && !(def !== null && typeof def === 'object' && !Array.isArray(def) && Object.keys(def).length === 0);
@@ -99,6 +103,7 @@ export function fieldDocs(schema: SchemaNode): FieldDoc[] {
       const items = target.items ? deref(schema, target.items as SchemaNode) : undefined;
       if (items && items.properties) walk(items, `${fieldPath}[]`, new Set((items.required as string[] | undefined) ?? []));
     }
+    open.delete(node);
   };
   walk(schema, '', new Set((schema.required as string[] | undefined) ?? []));
   return out;

@@ -313,8 +313,8 @@ export interface RecycleConfig {
   provider: 'none' | 'exit' | 'shutdown' | 'aws-asg' | 'kubernetes' | 'webhook' | 'command';
   /** Exit code for provider exit. */
   exitCode?: number;
-  /** Command line for provider command. */
-  command?: string;
+  /** Command for providers shutdown and command: an argv list, or a string run with /bin/sh -c. */
+  command?: string | string[];
   /** Providers tried in order when this one fails. */
   fallback?: RecycleConfig[];
   [key: string]: unknown;
