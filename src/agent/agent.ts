@@ -79,6 +79,8 @@ export interface AgentDeps {
     /** Jobs this process serves before stopping; 0 = no limit. */
     maxJobs: number;
     path?: string;
+    /** Obtain the next JIT config while a job runs, so reuse need not wait for the API (issue 5). */
+    prefetch?: boolean;
   };
   team: string;
   hostname: string;
@@ -147,6 +149,8 @@ export class Agent {
   private tracker?: JobTrackerSink;
   private lastJobEndAt?: number;
   private readonly secrets = new Set<string>();
+  /** The next registration, obtained while a job runs (prefetch); always awaited, used or deleted. */
+  private prefetchTask?: Promise<(Registration & { group: string | null }) | undefined>;
 
   constructor(private readonly d: AgentDeps) {
     this.store = new StateStore(d.slot.stateDir);
@@ -326,6 +330,18 @@ export class Agent {
     await this.deleteStaleRegistrations(undefined);
     const labels = unique([...this.d.runner.labels, ...policy.runner.labels]);
     const group = policy.runner.group ?? this.d.runner.group;
+    const pre = await this.takePrefetched();
+    if (pre) {
+      if (pre.group === group && sameSet(pre.labels, labels)) {
+        this.ps.runner = { id: pre.id, name: pre.name, registeredAt: this.iso() };
+        await this.persist();
+        this.currentRunner = { name: pre.name, id: pre.id, labels };
+        this.log.info({ runner: pre.name, runnerId: pre.id }, 'using the prefetched registration');
+        return pre;
+      }
+      // The policy changed labels or group at this job boundary: the prefetched runner does not fit.
+      await this.deleteRegistration(pre.id);
+    }
     let failures = 0;
     for (;;) {
       if (this.draining) return undefined;
@@ -511,6 +527,7 @@ export class Agent {
         vars: sink.job.vars,
       };
       await this.transition('job-running');
+      if (this.d.runner.prefetch && !this.prefetchTask) this.prefetchTask = this.prefetch(policy);
       const jobLimitMs = policy.limits.maxJobMinutes * 60_000;
       const phase2 = await Promise.race([
         exited.then(() => 'exit' as const),
@@ -652,6 +669,7 @@ export class Agent {
 
   private async recycle(policy: Policy, reason: string): Promise<AgentExit> {
     await this.transition('recycling');
+    await this.discardPrefetched();
     await this.deleteStaleRegistrations(undefined);
     const recycler = this.d.recycler;
     if (!recycler || recycler.provider === 'none') {
@@ -677,6 +695,7 @@ export class Agent {
   private async quarantine(policy: Policy, reason: string, recycleFailed = false): Promise<AgentExit> {
     this.ps.quarantineReason = reason;
     await this.transition('quarantined');
+    await this.discardPrefetched();
     this.log.error({ reason }, 'host quarantined');
     await this.d.journal.append({ type: 'event', event: 'quarantine', at: this.iso(), detail: { reason } });
     if (!recycleFailed && this.d.recycler && this.d.recycler.provider !== 'none') {
@@ -687,6 +706,7 @@ export class Agent {
   }
 
   private async stop(reason: string, code = 0, keepState = false): Promise<AgentExit> {
+    await this.discardPrefetched();
     if (!keepState || this.ps.state !== 'quarantined') await this.transition('stopped');
     else await this.persist();
     this.log.info({ reason, code }, 'agent stopped');
@@ -695,6 +715,40 @@ export class Agent {
   }
 
   // ---------------------------------------------------------------------------------------------
+
+  /** Registers the next runner in the background while a job runs; failures just mean no prefetch. */
+  private async prefetch(policy: Policy): Promise<(Registration & { group: string | null }) | undefined> {
+    const labels = unique([...this.d.runner.labels, ...policy.runner.labels]);
+    const group = policy.runner.group ?? this.d.runner.group;
+    const name = renderName(this.d.runner.name, this.d.hostname, this.ps.seq);
+    this.ps.seq += 1;
+    this.ps.pendingName = name;
+    await this.persist();
+    try {
+      const groupId = await this.d.github.resolveRunnerGroup(group);
+      const r = await this.d.github.generateJitConfig({ name, labels, runnerGroupId: groupId, workFolder: '_work' });
+      this.ps.pendingName = undefined;
+      this.ps.registrations.push({ id: r.runner.id, name });
+      await this.persist();
+      this.log.info({ runner: name, runnerId: r.runner.id }, 'next runner prefetched');
+      return { id: r.runner.id, name, labels, jit: r.encodedJitConfig, group };
+    } catch (err) {
+      this.log.warn({ err: describeError(err) }, 'prefetch failed; will register after cleanup');
+      return undefined;
+    }
+  }
+
+  private async takePrefetched(): Promise<(Registration & { group: string | null }) | undefined> {
+    const task = this.prefetchTask;
+    this.prefetchTask = undefined;
+    return task ? await task : undefined;
+  }
+
+  /** Deletes a prefetched registration that will not be used (the host is recycled or stops). */
+  private async discardPrefetched(): Promise<void> {
+    const pre = await this.takePrefetched();
+    if (pre) await this.deleteRegistration(pre.id);
+  }
 
   private async deleteRegistration(id: number): Promise<'deleted' | 'not-found' | 'busy' | 'failed'> {
     try {
@@ -877,6 +931,10 @@ export function renderName(template: string, hostname: string, seq: number): str
     .replaceAll('{seq}', String(seq))
     .replaceAll('{random}', randomBytes(3).toString('hex'))
     .slice(0, 64);
+}
+
+function sameSet(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
 }
 
 function unique(xs: string[]): string[] {

@@ -87,8 +87,7 @@ export async function buildSlot(config: HostConfig, configFile: string): Promise
   await mkdir(config.stateDir, { recursive: true, mode: 0o711 });
   await chmod(config.stateDir, 0o711);
   const p = statePaths(config.stateDir);
-  const runnerExtra = config.runner as { trashDir?: string; jobRoot?: string };
-  const jobRoot = runnerExtra.jobRoot ?? p.jobRoot;
+  const jobRoot = config.runner.jobRoot ?? p.jobRoot;
   await mkdir(jobRoot, { recursive: true, mode: 0o711 });
   await chmod(jobRoot, 0o711);
   return {
@@ -97,7 +96,7 @@ export async function buildSlot(config: HostConfig, configFile: string): Promise
     workDir: path.join(config.runner.root, '_work'),
     user: { name: user.name, uid: user.uid, gid: user.gid, home: user.home },
     stateDir: config.stateDir,
-    trashDir: runnerExtra.trashDir ?? p.trashDir,
+    trashDir: config.runner.trashDir ?? p.trashDir,
     jobRoot,
   };
 }
@@ -210,6 +209,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       labels: config.runner.labels,
       group: config.runner.group,
       maxJobs: config.runner.maxJobs ?? 0,
+      prefetch: config.runner.prefetch,
       ...(o.listenerPath ? { path: o.listenerPath } : {}),
     },
     team: config.team,

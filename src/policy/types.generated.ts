@@ -264,6 +264,22 @@ export interface HostConfig {
     group: string | null;
     /** Jobs the agent serves before it stops; absent or 0 = no limit. For demos and tests. */
     maxJobs?: number;
+    /**
+     * Root-only directory where _work entries are renamed before background deletion; must be on
+     * the same filesystem as the work directory, in a root-owned parent. Default <stateDir>/trash.
+     */
+    trashDir?: string;
+    /**
+     * Parent of the per-job HOME, TMPDIR and DOCKER_CONFIG directories (root-owned, 0711). Default
+     * <stateDir>/jobs.
+     */
+    jobRoot?: string;
+    /**
+     * Obtain the next runner's JIT configuration while a job runs, so a reused host starts its
+     * next listener without waiting for the API. The prefetched registration is deleted if the
+     * host is recycled instead. Default: false.
+     */
+    prefetch: boolean;
   };
   /**
    * The team whose policy (<policyDir>/<team>.yaml) this host follows; a team without a file gets
