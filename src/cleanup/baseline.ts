@@ -8,7 +8,20 @@
  * ctime, so an entry whose stat matches the recorded one was not written since, and only entries
  * whose stat moved are hashed. That keeps the check of a 50,000-file home well under 2 s.
  */
-import { promises as fsp, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import {
+  promises as fsp,
+  closeSync,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { ensureDir, writeFileAtomic } from '../lib/fs.js';
@@ -150,6 +163,47 @@ export async function hashFile(
   }
 }
 
+/**
+ * Files up to this size are hashed and copied with synchronous calls while recording a tree: one
+ * read instead of a dozen promise round trips, which makes a 50,000-file baseline several times
+ * faster; at 1 MiB a call blocks the event loop for about a millisecond.
+ */
+const SYNC_FILE_MAX = 1 << 20;
+
+/** hashFile for small files, synchronously; undefined in the same cases. */
+function hashSmallFileSync(file: Buffer, expectIno: number, copyDir?: string): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, FILE_READ_FLAGS);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (isGone(err) || code === 'ELOOP' || code === 'ENXIO') return undefined;
+    throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.ino !== expectIno || st.size > SYNC_FILE_MAX || isSparse(st)) return undefined;
+    const buf = Buffer.allocUnsafe(st.size + 1);
+    let n = 0;
+    for (;;) {
+      const r = readSync(fd, buf, n, buf.length - n, null);
+      if (r === 0) break;
+      n += r;
+      if (n > st.size) return undefined; // grew while read
+    }
+    const data = buf.subarray(0, n);
+    const sha = createHash('sha256').update(data).digest('hex');
+    if (copyDir && !existsSync(path.join(copyDir, sha))) {
+      const tmp = path.join(copyDir, `.tmp-${randomBytes(6).toString('hex')}`);
+      writeFileSync(tmp, data, { mode: 0o600, flag: 'wx' });
+      renameSync(tmp, path.join(copyDir, sha));
+    }
+    return sha;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** A file with far fewer blocks than its size: reading it whole could read terabytes of zeros. */
 export function isSparse(st: Stats): boolean {
   return st.blocks * 512 + 4096 < st.size;
@@ -231,7 +285,15 @@ export async function recordTree(
     if (rel === '' && !st.isDirectory()) throw new Error(`${shown(root)} is not a directory`);
     const e = entryFromStat(rel, st, clock.now());
     if (e.type === 'symlink') e.target = readlinkSync(abs, { encoding: 'buffer' }).toString('latin1');
-    if (e.type === 'file') {
+    if (e.type === 'file' && st.size <= SYNC_FILE_MAX && !isSparse(st)) {
+      const sha = hashSmallFileSync(abs, st.ino, copyDir);
+      if (sha === undefined) e.type = 'other';
+      else {
+        e.sha256 = sha;
+        files++;
+        total += st.size;
+      }
+    } else if (e.type === 'file') {
       const tmp = copyDir ? path.join(copyDir, `.tmp-${randomBytes(6).toString('hex')}`) : undefined;
       const sha = await hashFile(abs, st.ino, Number.MAX_SAFE_INTEGER, tmp);
       if (sha === undefined) {

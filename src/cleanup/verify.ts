@@ -18,7 +18,7 @@ import { openProcessContainer } from '../lib/cgroup.js';
 import { processesOfUid } from './proc.js';
 import { readMountInfo, mountsUnder } from './mounts.js';
 import { bytes, fromText, joinRel, shown, isGone, safeRel } from './catalogue.js';
-import { loadBaseline, diffHome, describeDiff, tick } from './baseline.js';
+import { loadBaseline, diffHome, describeDiff, tick, type HomeBaseline } from './baseline.js';
 import { loadInstallManifest, diffInstall, describeInstallDiff } from './install-manifest.js';
 import { leftoverCredentials, describeCredential } from './steps/credentials.js';
 import { DockerApi, isNoEngine } from './docker-api.js';
@@ -49,7 +49,12 @@ export interface VerifyOptions {
   mqueueDir?: string;
 }
 
-type Check = (ctx: CleanupContext, o: VerifyOptions, out: string[], report: VerifyReport) => Promise<void>;
+/** What the checks share: the home baseline is loaded once (it can be megabytes of JSON). */
+interface Shared {
+  baseline: () => Promise<HomeBaseline | undefined>;
+}
+
+type Check = (ctx: CleanupContext, o: VerifyOptions, out: string[], report: VerifyReport, shared: Shared) => Promise<void>;
 
 /** Verifies the host with the default locations. */
 export function verify(ctx: CleanupContext): Promise<VerifyReport> {
@@ -73,9 +78,11 @@ export async function verifyWith(ctx: CleanupContext, o: VerifyOptions): Promise
     ['containers', checkContainers],
   ];
   const problems: string[] = [];
+  let loaded: Promise<HomeBaseline | undefined> | undefined;
+  const shared: Shared = { baseline: () => (loaded ??= loadBaseline(ctx.slot)) };
   for (const [name, check] of checks) {
     try {
-      await check(ctx, o, problems, report);
+      await check(ctx, o, problems, report, shared);
     } catch (err) {
       problems.push(`verify ${name}: check failed: ${describeError(err)}`);
     }
@@ -152,16 +159,16 @@ const checkWorkdir: Check = async (ctx, _o, out) => {
   }
 };
 
-const checkCredentials: Check = async (ctx, _o, out) => {
+const checkCredentials: Check = async (ctx, _o, out, _r, shared) => {
   if (!ctx.policy.credentials.enabled) return;
-  const baseline = await loadBaseline(ctx.slot);
+  const baseline = await shared.baseline();
   const { found } = await leftoverCredentials(ctx, baseline);
   for (const f of found) out.push(`credential file ${describeCredential(f)} still present`);
 };
 
-const checkHome: Check = async (ctx, _o, out) => {
+const checkHome: Check = async (ctx, _o, out, _r, shared) => {
   if (!ctx.policy.home.enabled) return;
-  const baseline = await loadBaseline(ctx.slot);
+  const baseline = await shared.baseline();
   if (!baseline) {
     out.push('home: no baseline to compare with (run runner-warden baseline)');
     return;
