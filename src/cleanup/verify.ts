@@ -115,9 +115,18 @@ const checkProcesses: Check = async (ctx, o, out) => {
 
 const checkMounts: Check = async (ctx, o, out) => {
   const mounts = await readMountInfo(o.mountinfoFile);
-  const places = [ctx.slot.workDir, ctx.slot.user.home, ...(ctx.policy.temp.enabled ? ctx.policy.temp.paths : [])];
-  for (const place of places) {
-    for (const m of mountsUnder(mounts, place)) out.push(`mount ${m.mountPointText} inside ${place}`);
+  // A kept path may be a volume the admin mounts on purpose (a tool cache): not a leftover.
+  const places: { dir: string; keep: string[] }[] = [
+    { dir: ctx.slot.workDir, keep: ctx.policy.workdir.keep },
+    { dir: ctx.slot.user.home, keep: ctx.policy.home.keep },
+    ...(ctx.policy.temp.enabled ? ctx.policy.temp.paths.map((dir) => ({ dir, keep: [] })) : []),
+  ];
+  for (const { dir, keep } of places) {
+    const kept = keep.map((k) => safeRel(k)).filter((k): k is string => k !== undefined).map((k) => path.join(dir, k));
+    for (const m of mountsUnder(mounts, dir)) {
+      if (kept.some((k) => m.mountPointText === k || m.mountPointText.startsWith(`${k}/`))) continue;
+      out.push(`mount ${m.mountPointText} inside ${dir}`);
+    }
   }
 };
 

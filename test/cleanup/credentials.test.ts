@@ -261,3 +261,29 @@ test('the XDG runtime containers auth file is found under /run/user/<uid> and th
     await lab.dispose();
   }
 });
+
+test('a job process swapping ~/.docker between a directory and a symlink to the canary in a tight loop never gets the canary touched', async () => {
+  const lab = await createLab();
+  try {
+    const slot = await makeSlot(lab);
+    const canary = path.join(lab.root, 'canary');
+    await fsp.mkdir(canary, { mode: 0o755 });
+    await fsp.writeFile(path.join(canary, 'config.json'), '{"auths":{"canary":"keep"}}', { mode: 0o644 });
+    const before = await snapshot(canary);
+    await takeBaseline(slot);
+    // Runs as the runner user until killed: the removal must act on what it checked, whatever wins the race.
+    const swapper = execFile(
+      'bash',
+      ['-c', `while true; do mkdir -p d/.docker 2>/dev/null; echo '{"auths":{"x":{"auth":"eHg6eXk="}}}' > d/.docker/config.json; rm -rf .docker; mv d/.docker .docker 2>/dev/null; rm -rf .docker; ln -sfn ${canary} .docker; done`],
+      { uid: lab.user.uid, gid: lab.user.gid, cwd: lab.user.home, env: { PATH: '/usr/bin:/bin' } },
+    );
+    try {
+      for (let i = 0; i < 40; i++) await credentialsStep().run(ctxFor(slot));
+    } finally {
+      swapper.kill('SIGKILL');
+    }
+    assert.deepEqual(await snapshot(canary), before, 'the canary changed while the cleaner raced the swapper');
+  } finally {
+    await lab.dispose();
+  }
+});
