@@ -10,7 +10,8 @@ import type { CleanupReport, Slot } from '../cleanup/types.js';
 import type { StatusSnapshot } from '../health/snapshot.js';
 import { ListenerProcess, type ListenerExit } from '../runner/listener.js';
 import { installHooks, readEventFile, watchHookEvents, type HookEvent, type HookPaths } from '../runner/hooks.js';
-import { buildListenerEnv, writeRunnerDotEnv, type JobDirsLike } from '../runner/env.js';
+import { DEFAULT_PATH, buildListenerEnv, type JobDirsLike } from '../runner/env.js';
+import { writeRunnerEnv } from '../cleanup/install-manifest.js';
 import { removeLocalConfig } from '../runner/installation.js';
 import type { ConsoleEvent } from '../runner/console.js';
 import { decide, type Decision } from '../recycle/decision.js';
@@ -394,7 +395,16 @@ export class Agent {
   private async serve(reg: Registration, policy: Policy): Promise<ServeOutcome> {
     const t = this.d.timeouts;
     const dirs = await this.d.prepareJobDirs(`${reg.name}-${randomBytes(3).toString('hex')}`);
-    await writeRunnerDotEnv(this.d.slot.runnerRoot, this.d.hooks);
+    // Rewritten at every registration (and its manifest entry with it): whatever a job wrote there is gone.
+    await writeRunnerEnv(
+      this.d.slot,
+      {
+        ACTIONS_RUNNER_HOOK_JOB_STARTED: this.d.hooks.startedScript,
+        ACTIONS_RUNNER_HOOK_JOB_COMPLETED: this.d.hooks.completedScript,
+        PATH: this.d.runner.path ?? DEFAULT_PATH,
+      },
+      this.d.clock,
+    );
     const env = buildListenerEnv({
       user: this.d.slot.user,
       dirs,

@@ -8,7 +8,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { chmod, chown, copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -26,6 +25,9 @@ import { wire } from './wire.js';
 
 /** The demo gives up after this long: three small jobs take a few seconds; a hang must not be silent. */
 export const DEMO_TIMEOUT_MS = 180_000;
+
+/** Where the demo makes its temporary root (like the agent's own /var/lib/runner-warden). */
+const DEMO_PARENT = '/var/lib';
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -86,7 +88,9 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
   }
   const jobs = demoJobs().slice(0, Math.max(1, Math.min(3, Number(opts.jobs ?? 3))));
   const say = (s: string): void => void io.stdout.write(`${s}\n`);
-  const root = await mkdtemp(path.join(os.tmpdir(), 'runner-warden-demo-'));
+  // Not under /tmp: the temp step sweeps /tmp for the runner user's files, and a real runner root never lives there.
+  await mkdir(DEMO_PARENT, { recursive: true, mode: 0o755 });
+  const root = await mkdtemp(path.join(DEMO_PARENT, 'runner-warden-demo-'));
   await chmod(root, 0o755);
   const userName = `rwdemo${process.pid % 100000}`;
   const fake = await startFakeGitHub();
@@ -163,7 +167,11 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     const restBefore = fake.restCalls();
     const started = Date.now();
     const timeout = AbortSignal.timeout(DEMO_TIMEOUT_MS);
-    const exit = await agent.run(timeout);
+    // A quarantined host waits for an operator (or its health check) forever; the demo stops it.
+    const stopWhenQuarantined = setInterval(() => {
+      if (agent.snapshot().state === 'quarantined') agent.drain('demo: host quarantined');
+    }, 250);
+    const exit = await agent.run(timeout).finally(() => clearInterval(stopWhenQuarantined));
     await runtime.close();
     const records = (await runtime.journal.readAll()).records;
     printSummary(records, say);

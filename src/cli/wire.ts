@@ -17,6 +17,7 @@ import type { Slot, CleanupContext } from '../cleanup/types.js';
 import { defaultSteps, runCleanup } from '../cleanup/pipeline.js';
 import { verify } from '../cleanup/verify.js';
 import { prepareJobDirs } from '../cleanup/job-dirs.js';
+import { loadInstallManifest, takeInstallManifest } from '../cleanup/install-manifest.js';
 import { createOctokitPort, type GitHubAuth } from '../github/octokit.js';
 import type { RunnerScope } from '../github/scope.js';
 import type { GitHubPort } from '../github/port.js';
@@ -157,6 +158,9 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const clock = o.clock;
   const slot = await buildSlot(config, o.configFile);
   const timeouts = resolveTimeouts(config.timeouts);
+  // The runner installation is recorded once, on a fresh host; a restarted agent compares against
+  // that record rather than accepting whatever a job may have changed since.
+  if (!(await loadInstallManifest(slot))) await takeInstallManifest(slot, clock);
   const metrics = new AgentMetrics({ version: VERSION, clock });
   const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();

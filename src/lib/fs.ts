@@ -51,10 +51,16 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Creates a directory (and parents) owned by root with the given mode, fixing the mode if it existed. */
+/**
+ * Creates a directory (and parents) with the given mode. An existing directory keeps its mode
+ * unless others could write to it, which is then tightened to `mode`: the state dir is 0711 on
+ * purpose (the runner user must traverse to its hook scripts) and must not be narrowed by a
+ * component that only needs its own files private.
+ */
 export async function ensureDir(dir: string, mode = 0o700): Promise<void> {
   await fsp.mkdir(dir, { recursive: true, mode });
-  await fsp.chmod(dir, mode);
+  const st = await fsp.stat(dir);
+  if ((st.mode & 0o022) !== 0) await fsp.chmod(dir, mode);
 }
 
 /** Reads a file if it exists; undefined when it does not (expected absence is not an error). */

@@ -1,5 +1,3 @@
-import { writeFile, chmod, chown, rename } from 'node:fs/promises';
-import path from 'node:path';
 import type { HookPaths } from './hooks.js';
 
 /** The PATH the listener gets when the host config names none. */
@@ -40,22 +38,4 @@ export function buildListenerEnv(opts: {
   };
   if (opts.jitConfig !== undefined) env.ACTIONS_RUNNER_INPUT_JITCONFIG = opts.jitConfig;
   return env;
-}
-
-/**
- * Rewrites the runner's `.env` (read by the listener at start, contract §4.1) so the hooks point at
- * the agent's root-owned scripts whatever a previous job wrote there. Root-owned, 0644.
- */
-export async function writeRunnerDotEnv(root: string, hooks: HookPaths, extra: Record<string, string> = {}): Promise<void> {
-  const lines = [
-    `ACTIONS_RUNNER_HOOK_JOB_STARTED=${hooks.startedScript}`,
-    `ACTIONS_RUNNER_HOOK_JOB_COMPLETED=${hooks.completedScript}`,
-    ...Object.entries(extra).map(([k, v]) => `${k}=${v}`),
-  ];
-  const file = path.join(root, '.env');
-  const tmp = path.join(root, `.env.runner-warden.tmp`);
-  await writeFile(tmp, `${lines.join('\n')}\n`, { mode: 0o644 });
-  await chown(tmp, 0, 0);
-  await chmod(tmp, 0o644);
-  await rename(tmp, file);
 }
