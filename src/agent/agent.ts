@@ -80,6 +80,8 @@ export interface AgentDeps {
     /** Jobs this process serves before stopping; 0 = no limit. */
     maxJobs: number;
     path?: string;
+    /** Extra listener environment from the host config (never secrets: the job sees it). */
+    env?: Record<string, string>;
     /** Obtain the next JIT config while a job runs, so reuse need not wait for the API (issue 5). */
     prefetch?: boolean;
   };
@@ -411,6 +413,7 @@ export class Agent {
       hooks: this.d.hooks,
       jitConfig: reg.jit,
       ...(this.d.runner.path ? { path: this.d.runner.path } : {}),
+      ...(this.d.runner.env ? { extra: this.d.runner.env } : {}),
     });
     this.secrets.add(reg.jit);
     let restarts = 0;

@@ -214,6 +214,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       group: config.runner.group,
       maxJobs: config.runner.maxJobs ?? 0,
       prefetch: config.runner.prefetch,
+      env: config.runner.env,
       ...(o.listenerPath ? { path: o.listenerPath } : {}),
     },
     team: config.team,

@@ -280,6 +280,13 @@ export interface HostConfig {
      * host is recycled instead. Default: false.
      */
     prefetch: boolean;
+    /**
+     * Extra environment for the listener and so for every job (proxies,
+     * RUNNER_WAIT_FOR_DOCKER_IN_SECONDS...). Never put a secret here: the job can read it.
+     */
+    env: {
+      [key: string]: string;
+    };
   };
   /**
    * The team whose policy (<policyDir>/<team>.yaml) this host follows; a team without a file gets

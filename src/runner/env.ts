@@ -23,7 +23,12 @@ export function buildListenerEnv(opts: {
   path?: string;
   extra?: Record<string, string>;
 }): Record<string, string> {
+  // Extra variables first: the agent's own (HOME, TMPDIR, hooks, the JIT config) always win.
+  const extra = Object.fromEntries(
+    Object.entries(opts.extra ?? {}).filter(([k]) => !k.startsWith('ACTIONS_RUNNER_INPUT_')),
+  );
   const env: Record<string, string> = {
+    ...extra,
     PATH: opts.path ?? DEFAULT_PATH,
     HOME: opts.dirs.home,
     USER: opts.user.name,
@@ -34,7 +39,6 @@ export function buildListenerEnv(opts: {
     DOCKER_CONFIG: opts.dirs.dockerConfig,
     ACTIONS_RUNNER_HOOK_JOB_STARTED: opts.hooks.startedScript,
     ACTIONS_RUNNER_HOOK_JOB_COMPLETED: opts.hooks.completedScript,
-    ...opts.extra,
   };
   if (opts.jitConfig !== undefined) env.ACTIONS_RUNNER_INPUT_JITCONFIG = opts.jitConfig;
   return env;

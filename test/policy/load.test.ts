@@ -187,7 +187,7 @@ test('a minimal host config gets every default and its derived API URL', async (
     const config = await loadHostConfig(path.join(dir, 'config.yaml'));
     assert.deepEqual(config, {
       github: { org: 'acme', token: { file: '/etc/runner-warden/token' }, url: 'https://github.com', apiUrl: 'https://api.github.com', registration: 'jit' },
-      runner: { root: '/opt/actions-runner', user: 'runner', name: '{hostname}-{seq}', labels: [], group: null, prefetch: false },
+      runner: { root: '/opt/actions-runner', user: 'runner', name: '{hostname}-{seq}', labels: [], group: null, prefetch: false, env: {} },
       team: 'default',
       policyDir: '/etc/runner-warden/policies',
       stateDir: '/var/lib/runner-warden',
