@@ -54,6 +54,14 @@ export const MAX_LABEL_LENGTH = 80;
  */
 export const EVENT_LOOP_WINDOW_MS = 60_000;
 
+/**
+ * How long render() may serve its last output while no metric changed. Rendering is the only
+ * real work a scrape does (~0.25 ms for this registry); a burst of scrapes or probes (several
+ * Prometheus replicas, a load test) then costs one render per second, and a change still shows
+ * at once because every typed method invalidates the cache.
+ */
+export const RENDER_CACHE_MS = 1_000;
+
 /** Sampling resolution of the event-loop delay monitor; 20 ms costs nothing measurable. */
 export const EVENT_LOOP_RESOLUTION_MS = 20;
 
@@ -111,6 +119,9 @@ export class AgentMetrics {
   private currentState: string | undefined;
   private loopMonitor: IntervalHistogram | undefined;
   private loopPublished: { p50: number; p99: number; max: number } | undefined;
+  /** Bumped by every change; render() reuses its last output only within one generation. */
+  private generation = 0;
+  private rendered: { generation: number; at: number; text: Promise<string> } | undefined;
 
   private readonly state: Gauge<'state'>;
   private readonly stateSince: Gauge;
@@ -342,6 +353,7 @@ export class AgentMetrics {
 
   /** Marks `state` as the current lifecycle state (1) and every other state 0. */
   setState(state: string): void {
+    this.generation++;
     const s = this.states.has(state) ? state : this.label('state', state);
     this.states.add(s);
     if (this.currentState === s) return;
@@ -354,22 +366,26 @@ export class AgentMetrics {
 
   /** Sets the quarantine flag directly (a host can be quarantined while stopping). */
   setQuarantined(quarantined: boolean): void {
+    this.generation++;
     this.quarantinedGauge.set(quarantined ? 1 : 0);
   }
 
   /** Counts a finished job by result and records its duration. */
   jobEnded(result: string, seconds: number): void {
+    this.generation++;
     this.jobs.inc({ result: this.label('result', result) });
     if (Number.isFinite(seconds) && seconds >= 0) this.jobDuration.observe(seconds);
   }
 
   /** The host's lifetime job count (the agent's own counter, restored after a restart). */
   jobsServedTotal(n: number): void {
+    this.generation++;
     this.jobsServed.set(n);
   }
 
   /** Records a whole cleanup report: step durations and outcomes, removed items, verification. */
   cleanupReported(report: CleanupReport): void {
+    this.generation++;
     this.cleanups.inc({ result: report.clean ? 'clean' : 'dirty' });
     this.cleanupDuration.observe(report.readyMs / 1000);
     for (const step of report.steps) {
@@ -388,6 +404,7 @@ export class AgentMetrics {
 
   /** Counts a recycle signalled through `provider` for `reason` (e.g. max-jobs, dirty, drain). */
   recycled(reason: string, provider: string): void {
+    this.generation++;
     this.recycles.inc({
       reason: this.label('reason', reason),
       provider: this.label('provider', provider),
@@ -396,17 +413,20 @@ export class AgentMetrics {
 
   /** Counts a recycle attempt that `provider` failed to carry out. */
   recycleFailed(provider: string): void {
+    this.generation++;
     this.recycleFailures.inc({ provider: this.label('provider', provider) });
   }
 
   /** Counts a Runner.Listener exit; pass the exit code, or the signal name when killed. */
   listenerExited(code: number | string | null, signal?: string | null): void {
+    this.generation++;
     const v = code === null || code === undefined ? `signal:${signal ?? 'unknown'}` : code;
     this.listenerExits.inc({ code: this.label('code', v) });
   }
 
   /** Counts a GitHub request; `endpoint` is the route template, never a URL with ids or tokens. */
   githubRequest(endpoint: string, status: number | string): void {
+    this.generation++;
     this.githubRequests.inc({
       endpoint: this.label('endpoint', endpoint),
       status: this.label('status', status),
@@ -415,16 +435,19 @@ export class AgentMetrics {
 
   /** Records x-ratelimit-remaining from the last GitHub response. */
   rateLimitRemaining(n: number): void {
+    this.generation++;
     this.rateRemaining.set(n);
   }
 
   /** Records the time from a job's end to the next runner ready. */
   timeToReady(seconds: number): void {
+    this.generation++;
     if (Number.isFinite(seconds) && seconds >= 0) this.readyTime.observe(seconds);
   }
 
   /** Stores the latest host figures (percentages become 0..1 ratios). */
   hostFigures(f: HostFigures): void {
+    this.generation++;
     const set = (g: Gauge, v: number | undefined, scale = 1): void => {
       if (v !== undefined && Number.isFinite(v)) g.set(v / scale);
     };
@@ -438,12 +461,27 @@ export class AgentMetrics {
 
   /** Counts a policy reload by result ("ok" or "error"). */
   policyReload(result: 'ok' | 'error' | string): void {
+    this.generation++;
     this.policyReloads.inc({ result: this.label('policy', result) });
   }
 
-  /** The metrics in Prometheus text format. */
+  /**
+   * The metrics in Prometheus text format. Reuses the last output for up to RENDER_CACHE_MS while
+   * nothing changed through the methods above (concurrent scrapes share one render).
+   */
   render(): Promise<string> {
-    return this.registry.metrics();
+    const now = this.clock.now();
+    const r = this.rendered;
+    if (r && r.generation === this.generation && now - r.at >= 0 && now - r.at < RENDER_CACHE_MS) {
+      return r.text;
+    }
+    const text = this.registry.metrics();
+    this.rendered = { generation: this.generation, at: now, text };
+    // A failed render is not cached.
+    text.catch(() => {
+      if (this.rendered?.text === text) this.rendered = undefined;
+    });
+    return text;
   }
 
   /**
@@ -458,6 +496,7 @@ export class AgentMetrics {
       for (;;) {
         await this.clock.sleep(this.windowMs, signal);
         this.loopPublished = readLoop(h);
+        this.generation++;
         h.reset();
       }
     } catch (err) {

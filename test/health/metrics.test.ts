@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AgentMetrics, KNOWN_STATES, MAX_LABEL_VALUES } from '../../src/health/metrics.js';
+import { AgentMetrics, KNOWN_STATES, MAX_LABEL_VALUES, RENDER_CACHE_MS } from '../../src/health/metrics.js';
 import { ManualClock } from '../../src/lib/clock.js';
 import type { CleanupReport } from '../../src/cleanup/types.js';
 
@@ -155,4 +155,19 @@ test('event-loop delay is published per window while run() is active and run() e
   assert.ok((value(t, 'runner_warden_event_loop_delay_seconds{percentile="p50"}') ?? -1) >= 0);
   ac.abort();
   await running;
+});
+
+test('render reuses its output only while nothing changed and for at most RENDER_CACHE_MS', async () => {
+  const clock = new ManualClock();
+  const m = new AgentMetrics({ version: '1', clock });
+  const a = m.render();
+  assert.equal(m.render(), a, 'concurrent scrapes should share one render');
+  m.rateLimitRemaining(10);
+  const b = await m.render();
+  assert.equal(value(b, 'runner_warden_github_rate_limit_remaining'), 10, 'a change must show at once');
+  const spy = m.registry.getSingleMetric('runner_warden_github_rate_limit_remaining');
+  (spy as unknown as { set(v: number): void }).set(20); // behind the cache's back
+  assert.equal(value(await m.render(), 'runner_warden_github_rate_limit_remaining'), 10);
+  clock.advance(RENDER_CACHE_MS);
+  assert.equal(value(await m.render(), 'runner_warden_github_rate_limit_remaining'), 20, 'cache must expire');
 });
