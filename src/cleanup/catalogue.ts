@@ -80,7 +80,9 @@ export class DirRef {
 
   /** A path the kernel resolves inside this directory (the empty name is the directory itself). */
   at(name = ''): Buffer {
-    return bytes(name === '' ? `/proc/self/fd/${this.fh.fd}` : `/proc/self/fd/${this.fh.fd}/${name}`);
+    // "<fd>/." rather than "<fd>": the last component is then the directory, not the fd's magic
+    // link, so tools that refuse links (chattr) act on it too.
+    return bytes(name === '' ? `/proc/self/fd/${this.fh.fd}/.` : `/proc/self/fd/${this.fh.fd}/${name}`);
   }
 
   /** lstat of a child; undefined when it does not exist. */
@@ -284,15 +286,16 @@ export async function removeEntry(parent: DirRef, name: string): Promise<Removed
         continue;
       }
       if (cst.dev !== dev) throw new UnsafePathError('another filesystem inside the tree', shown(child), shown(logical));
-      // An empty directory goes at once, without an fd.
+      // An empty directory goes at once, without an fd (rmdirAt clears immutable/append-only
+      // attributes and throws if it still cannot: never loop on a directory that stays).
       try {
-        await fsp.rmdir(frame.dir.at(child));
+        await rmdirAt(frame.dir, child);
         removed.count++;
         continue;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') continue;
-        if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'EPERM') throw err;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
       }
       if (stack.length >= MAX_OPEN_DEPTH) {
         // Flatten: move the deep subtree up to the top of the tree being removed.

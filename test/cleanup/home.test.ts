@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp, readdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
 import { ManualClock } from '../../src/lib/clock.js';
@@ -215,6 +216,28 @@ test('without a baseline the home step reports the host dirty', async () => {
     assert.equal(r.outcome, 'dirty');
     assert.match(r.reason ?? '', /no home baseline/);
   } finally {
+    await lab.dispose();
+  }
+});
+
+test('new entries with immutable and append-only attributes are removed anyway, without looping', async () => {
+  const lab = await createLab();
+  try {
+    const slot = await makeSlot(lab);
+    await takeBaseline(slot);
+    const imm = path.join(lab.user.home, 'imm');
+    await fsp.mkdir(path.join(imm, 'sub', 'deeper'), { recursive: true });
+    await fsp.writeFile(path.join(imm, 'sub', 'f'), 'x');
+    await fsp.writeFile(path.join(imm, 'g'), 'x');
+    // chattr needs root (CAP_LINUX_IMMUTABLE): here the test plays a job that got it somehow.
+    execFileSync('chattr', ['+i', path.join(imm, 'sub', 'f')]);
+    execFileSync('chattr', ['+i', path.join(imm, 'sub', 'deeper')]);
+    execFileSync('chattr', ['+a', imm]);
+    const r = await homeStep().run(ctxFor(slot));
+    assert.equal(r.outcome, 'ok', `home step not ok: ${r.reason}`);
+    await assert.rejects(fsp.lstat(imm), '~/imm is still there');
+  } finally {
+    execFileSync('chattr', ['-R', '-i', '-a', lab.user.home], { stdio: 'ignore' });
     await lab.dispose();
   }
 });
