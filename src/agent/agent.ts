@@ -11,7 +11,7 @@ import type { StatusSnapshot } from '../health/snapshot.js';
 import { ListenerProcess, type ListenerExit } from '../runner/listener.js';
 import { installHooks, readEventFile, watchHookEvents, type HookEvent, type HookPaths } from '../runner/hooks.js';
 import { DEFAULT_PATH, buildListenerEnv, type JobDirsLike } from '../runner/env.js';
-import { writeRunnerEnv } from '../cleanup/install-manifest.js';
+import { takeInstallManifest, writeRunnerEnv } from '../cleanup/install-manifest.js';
 import { removeLocalConfig } from '../runner/installation.js';
 import type { ConsoleEvent } from '../runner/console.js';
 import { decide, type Decision } from '../recycle/decision.js';
@@ -463,6 +463,11 @@ export class Agent {
           restarts += 1;
           const done = await this.waitForUpdateFinished();
           this.log.info({ code, updateFinished: done, restarts }, 'listener updated itself; starting it again');
+          if (done) {
+            // No job has run on this host since the last verified cleanup, so the new bin/ and
+            // externals/ are the runner's own: record them, or the next check would call them tampered.
+            await takeInstallManifest(this.d.slot, this.d.clock);
+          }
           if (restarts > t.retryableRestartLimit) return { exit, reason: `self-update loop (${restarts} restarts)`, failed: true };
           continue;
         }

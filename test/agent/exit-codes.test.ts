@@ -1,0 +1,156 @@
+/**
+ * How the agent handles each listener exit code of runner-contract.md §2.1, through the real
+ * simulator and the fake API.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createWorld, jobRecords, until } from '../helpers/world.js';
+import type { JournalRecord } from '../../src/agent/journal.js';
+
+const ok = [{ name: 'ok', run: 'echo fine' }];
+
+function events(records: JournalRecord[], name: string): Extract<JournalRecord, { type: 'event' }>[] {
+  return records.filter((r): r is Extract<JournalRecord, { type: 'event' }> => r.type === 'event' && r.event === name);
+}
+
+test('exit 4 (self-update before a job) restarts the listener on the same JIT config, which then takes the job', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  let updated = false;
+  w.fake.events.on('session-created', (s: { runnerId: number }) => {
+    if (!updated) {
+      updated = true;
+      w.fake.requestUpdate(s.runnerId, '2.337.0');
+      setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 1500);
+    }
+  });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  const jobs = jobRecords(await w.journal());
+  assert.equal(jobs.length, 1);
+  assert.equal(jobs[0]?.result, 'Succeeded');
+  assert.equal(jobs[0]?.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(jobs[0]?.cleanup.verify.problems)}`);
+  assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 1, 'a self-update must not cost a new registration');
+});
+
+test('exit 2 (retryable) restarts the same registration after a short delay', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  let crashed = false;
+  w.fake.events.on('session-created', (s: { runnerId: number }) => {
+    if (!crashed) {
+      crashed = true;
+      w.fake.crashNext(s.runnerId);
+      setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 1500);
+    }
+  });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  assert.equal(jobRecords(await w.journal())[0]?.result, 'Succeeded');
+  assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 1);
+});
+
+test('a refused JIT config (exit 1) is replaced by a new registration, and the old one is deleted', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  w.fake.faults.add({
+    match: { method: 'POST', path: /generate-jitconfig/ },
+    times: 1,
+    status: 201,
+    body: {
+      runner: { id: 9999, name: 'bad-jit', os: 'Linux', status: 'offline', busy: false, labels: [{ id: 1, name: 'self-hosted', type: 'read-only' }] },
+      encoded_jit_config: '!!! not base64 !!!',
+    },
+  });
+  w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  const records = await w.journal();
+  const ended = events(records, 'listener-ended-without-job');
+  assert.equal(ended.length, 1, 'the refused registration must be journaled');
+  assert.equal(ended[0]?.detail?.exitCode, 1);
+  assert.equal(jobRecords(records)[0]?.result, 'Succeeded', 'the next registration must take the job');
+  assert.equal(w.fake.restCalls({ method: 'DELETE', path: /runners\/9999$/ }), 1, 'the refused registration must be deleted');
+});
+
+test('a session conflict (exit 5) replaces the registration', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  // Another session keeps the runner for longer than the listener retries (0.5 s here, 240 s for real).
+  let created = 0;
+  let conflict: { remove(): void } | undefined;
+  w.fake.events.on('runner-created', () => {
+    created += 1;
+    if (created === 1) {
+      conflict = w.fake.faults.add({
+        match: { kind: 'broker', method: 'POST', path: /^\/sessions$/ },
+        times: Infinity,
+        status: 409,
+        body: { code: 'SessionConflict' },
+      });
+    } else conflict?.remove();
+  });
+  w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  const records = await w.journal();
+  assert.equal(events(records, 'listener-ended-without-job')[0]?.detail?.exitCode, 5);
+  assert.equal(jobRecords(records)[0]?.result, 'Succeeded');
+  assert.equal(w.fake.runners().length, 0, 'no ghost registration');
+});
+
+test('a registration deleted on the server while idle (exit 0, no job) is replaced', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  let deleted = false;
+  w.fake.events.on('session-created', (s: { runnerId: number }) => {
+    if (!deleted) {
+      deleted = true;
+      setTimeout(() => {
+        w.fake.deleteRunnerServerSide(s.runnerId);
+        setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 500);
+      }, 300);
+    }
+  });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  const records = await w.journal();
+  const ended = events(records, 'listener-ended-without-job');
+  assert.equal(ended[0]?.detail?.exitCode, 0);
+  assert.match(String(ended[0]?.detail?.reason), /removed on the server|without a job/);
+  assert.equal(jobRecords(records)[0]?.result, 'Succeeded');
+});
+
+test('SIGKILL of the listener in the middle of a job still cleans the host and deletes the registration', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  w.fake.enqueueJob({
+    repository: 'octo/app',
+    steps: [
+      {
+        name: 'kill the listener',
+        run: 'echo secret > leftover.txt; (sleep 300 &); kill -9 $(pgrep -u $(id -u) -f "Runner.Listener|listener.ts" | head -n 5); sleep 30',
+      },
+    ],
+  });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  const jobs = jobRecords(await w.journal());
+  assert.equal(jobs.length, 1);
+  assert.equal(jobs[0]?.result, 'crashed');
+  assert.equal(jobs[0]?.listenerSignal, 'SIGKILL');
+  assert.equal(jobs[0]?.cleanup.clean, true, JSON.stringify(jobs[0]?.cleanup.verify.problems));
+  await until(() => w.fake.runners().length === 0, 'the killed runner registration to be deleted');
+});

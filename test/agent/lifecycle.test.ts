@@ -1,0 +1,61 @@
+/**
+ * The agent end to end: the real agent, the runner simulator as real processes as a throwaway
+ * runner user, and the fake GitHub API on loopback.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { createWorld, jobRecords, until } from '../helpers/world.js';
+
+const STEP_SNOOP = (drop: string) =>
+  [
+    // What a hostile job can see: its environment, every readable cmdline and environ.
+    `env > ${drop}/env.$GITHUB_RUN_ID`,
+    `for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; cat $p/environ 2>/dev/null | tr '\\0' '\\n'; done > ${drop}/proc.$GITHUB_RUN_ID || true`,
+  ].join('\n');
+
+test('the agent serves three jobs on fresh single-use registrations, cleaning between them', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 3 } });
+  t.after(() => w.dispose());
+  const rt = await w.runtime();
+  for (let i = 0; i < 3; i++) {
+    w.fake.enqueueJob({
+      repository: 'octo/app',
+      workflow: 'CI',
+      runId: 500 + i,
+      job: `job${i}`,
+      steps: [{ name: 'work', run: `mkdir -p out && seq 1 50 | while read n; do echo $n > out/$n; done\n${STEP_SNOOP(w.dropDir)}` }],
+    });
+  }
+  const exit = await rt.agent.run(AbortSignal.timeout(90_000));
+  await rt.close();
+  assert.equal(exit.code, 0, `agent exit: ${exit.reason}`);
+  const jobs = jobRecords(await w.journal());
+  assert.equal(jobs.length, 3, 'one journal record per job');
+  assert.deepEqual(
+    jobs.map((j) => j.result),
+    ['Succeeded', 'Succeeded', 'Succeeded'],
+  );
+  assert.deepEqual(new Set(jobs.map((j) => j.runnerName)).size, 3, 'every job must get a fresh registration');
+  for (const j of jobs) {
+    assert.equal(j.cleanup.clean, true, `cleanup not clean: ${JSON.stringify(j.cleanup.verify.problems)}`);
+    assert.equal(j.job.repository, 'octo/app', 'hook metadata missing from the journal');
+  }
+  assert.deepEqual(await readdir(path.join(w.runnerRoot, '_work')), [], '_work must be empty after the last job');
+  // One JIT call per job, plus the runner-group lookup made once at the first registration.
+  assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 3);
+  assert.equal(w.fake.restCalls(), 4, 'steady state must be exactly one GitHub call per job');
+  const token = w.fake.defaultToken;
+  for (const f of await readdir(w.dropDir)) {
+    const text = await readFile(path.join(w.dropDir, f), 'utf8');
+    assert.equal(text.includes(token), false, `${f}: the agent's token is visible to the job`);
+    assert.equal(/RUNNER_WARDEN_/.test(text), false, `${f}: the agent's environment leaked into the job`);
+    if (f.startsWith('proc.')) {
+      for (const line of text.split('\n')) {
+        assert.equal(/Runner\.Listener.*jitconfig/i.test(line), false, 'a JIT config appeared in a command line');
+      }
+    }
+  }
+  assert.equal(w.fake.runners().length, 0, 'no registration may be left behind (ghost runners)');
+});
