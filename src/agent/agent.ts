@@ -579,7 +579,8 @@ export class Agent {
   private async afterListener(reg: Registration, outcome: ServeOutcome, policy: Policy): Promise<Decision> {
     const { job, exit } = outcome;
     this.lastJobEndAt = exit.at;
-    if (!job || !job.completedSeen || exit.code !== 0) {
+    const stillOurs = this.ps.registrations.some((r) => r.id === reg.id);
+    if (stillOurs && (!job || !job.completedSeen || exit.code !== 0)) {
       // The service removes an ephemeral runner after its job; anything else we delete ourselves.
       await this.deleteRegistration(reg.id);
     } else {

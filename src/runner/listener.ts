@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
-import { signalGroup, stopGroup, waitForChild } from '../lib/process.js';
+import { signalGroup, waitForChild } from '../lib/process.js';
 import { listenerPath } from './installation.js';
 import { parseConsoleLine, type ConsoleEvent } from './console.js';
 
@@ -91,11 +91,26 @@ export class ListenerProcess {
   }
 
   /**
-   * Stops the listener: `first` (default SIGINT, which lets a busy runner cancel its job and run
-   * its post steps), then SIGKILL to the group after `graceMs`.
+   * Stops the listener: `first` (default SIGINT) to the listener alone, so the runner cancels its
+   * job itself and runs the post steps and the completed hook (contract §2.4) rather than every
+   * step dying of the signal at once; then SIGKILL to the whole group after `graceMs`.
    */
   async stop(graceMs: number, first: NodeJS.Signals = 'SIGINT'): Promise<ListenerExit> {
-    await stopGroup(this.pid, this.exited, graceMs, this.clock, first);
+    try {
+      process.kill(this.pid, first);
+    } catch {
+      // already gone: the exit promise settles by itself
+    }
+    const ac = new AbortController();
+    const timedOut = await Promise.race([
+      this.exited.then(() => false),
+      this.clock.sleep(graceMs, ac.signal).then(
+        () => true,
+        () => false,
+      ),
+    ]);
+    ac.abort();
+    if (timedOut) signalGroup(this.pid, 'SIGKILL');
     return this.exited;
   }
 }
