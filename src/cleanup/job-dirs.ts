@@ -95,6 +95,10 @@ export async function removeJobDirs(
     out.problems.push(`job root ${slot.jobRoot} is not a root-owned directory`);
     return out;
   }
+  if ((await fsp.realpath(slot.jobRoot)) !== path.resolve(slot.jobRoot)) {
+    out.problems.push(`job root ${slot.jobRoot} is reached through a symlink`);
+    return out;
+  }
   const names = await fsp.readdir(slot.jobRoot, { encoding: 'buffer' });
   if (opts.dryRun) {
     out.plan = names.map((n) => `remove job dir ${path.join(slot.jobRoot, n.toString())}`);
