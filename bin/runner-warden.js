@@ -5,4 +5,6 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, process.env);
+const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, process.env);
+// Exit once done: an idle keep-alive socket or timer of a library must not hold a stopped agent.
+process.stdout.write('', () => process.exit(code));

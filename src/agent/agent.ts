@@ -41,7 +41,7 @@ export type PrepareJobDirsFn = (key: string) => Promise<JobDirsLike & { root: st
 
 /** A process container (cgroup) the listener is moved into right after spawn. */
 export interface ProcessContainerFactory {
-  create(name: string): Promise<{ add(pid: number): Promise<void> | void; path?: string }>;
+  create(name: string): Promise<{ add(pid: number): Promise<void> | void; path?: string; remove?(): Promise<void> }>;
 }
 
 /** Tells the infrastructure to replace the host. */
@@ -152,6 +152,8 @@ export class Agent {
   private tracker?: JobTrackerSink;
   private lastJobEndAt?: number;
   private readonly secrets = new Set<string>();
+  /** Process containers of the current registration's listeners, removed after its cleanup. */
+  private containers: { remove?(): Promise<void> }[] = [];
   /** The next registration, obtained while a job runs (prefetch); always awaited, used or deleted. */
   private prefetchTask?: Promise<(Registration & { group: string | null }) | undefined>;
 
@@ -426,6 +428,7 @@ export class Agent {
           this.log.warn({ err: describeError(err) }, 'no process container for the listener; relying on the uid sweep');
           return undefined;
         });
+        if (container) this.containers.push(container);
         this.ps.dirty = true;
         this.ps.job = undefined;
         await this.transition('idle');
@@ -598,6 +601,7 @@ export class Agent {
     await removeLocalConfig(this.d.slot.runnerRoot);
     const result = job ? jobResult(job, exit) : undefined;
     const report = await this.clean(policy, job ? job.startedAt : undefined);
+    await this.removeContainers();
     const decision = this.decideAfter(policy, report, result);
     if (job) {
       const rec = buildJobRecord({
@@ -767,6 +771,12 @@ export class Agent {
   private async discardPrefetched(): Promise<void> {
     const pre = await this.takePrefetched();
     if (pre) await this.deleteRegistration(pre.id);
+  }
+
+  private async removeContainers(): Promise<void> {
+    for (const c of this.containers.splice(0)) {
+      await c.remove?.().catch((err: unknown) => this.log.warn({ err: describeError(err) }, 'could not remove a process container'));
+    }
   }
 
   private async deleteRegistration(id: number): Promise<'deleted' | 'not-found' | 'busy' | 'failed'> {

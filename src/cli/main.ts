@@ -77,7 +77,9 @@ const isEntry = process.argv[1] !== undefined && import.meta.url === new URL(`fi
 if (isEntry) {
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, process.env).then(
     (code) => {
-      process.exitCode = code;
+      // Exit explicitly once the command is done: a library's idle keep-alive socket or timer must
+      // not hold a stopped agent for another minute (systemd would count that as a hang).
+      process.stdout.write('', () => process.exit(code));
     },
     (err: unknown) => {
       process.stderr.write(`runner-warden: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

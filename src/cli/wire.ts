@@ -4,13 +4,17 @@
  * by `demo` (which points it at the simulator and the fake API).
  */
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { ConfigError } from '../lib/errors.js';
 import { lookupUser } from '../lib/users.js';
-import { createProcessContainer } from '../lib/cgroup.js';
+import { createProcessContainer, detectCgroupSupport, openProcessContainer, DEFAULT_CGROUP_PARENT } from '../lib/cgroup.js';
+import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import type { HostConfig } from '../policy/types.js';
 import { PolicyStore } from '../policy/watch.js';
 import type { Slot, CleanupContext } from '../cleanup/types.js';
@@ -18,6 +22,8 @@ import { defaultSteps, runCleanup } from '../cleanup/pipeline.js';
 import { verify } from '../cleanup/verify.js';
 import { prepareJobDirs } from '../cleanup/job-dirs.js';
 import { loadInstallManifest, takeInstallManifest } from '../cleanup/install-manifest.js';
+import { loadBaseline, takeBaseline } from '../cleanup/baseline.js';
+import { Trash } from '../cleanup/trash.js';
 import { createOctokitPort, type GitHubAuth } from '../github/octokit.js';
 import type { RunnerScope } from '../github/scope.js';
 import type { GitHubPort } from '../github/port.js';
@@ -158,9 +164,16 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const clock = o.clock;
   const slot = await buildSlot(config, o.configFile);
   const timeouts = resolveTimeouts(config.timeouts);
-  // The runner installation is recorded once, on a fresh host; a restarted agent compares against
-  // that record rather than accepting whatever a job may have changed since.
+  // The runner installation and the runner user's home are recorded once, on a fresh host (the
+  // image pipeline normally runs `runner-warden baseline`); a restarted agent compares against
+  // those records rather than accepting whatever a job may have changed since.
+  const firstBoot = !existsSync(path.join(config.stateDir, 'state.json'));
   if (!(await loadInstallManifest(slot))) await takeInstallManifest(slot, clock);
+  if (firstBoot && !(await loadBaseline(slot))) {
+    log.info({ home: slot.user.home }, 'no home baseline: recording the runner home as it is on this first boot');
+    await takeBaseline(slot, { clock });
+  }
+  const trash = new Trash(slot.trashDir, log);
   const metrics = new AgentMetrics({ version: VERSION, clock });
   const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();
@@ -202,6 +215,29 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   }
 
   const protectedPids = new Set<number>([process.pid]);
+  const instance = randomBytes(3).toString('hex');
+  // One cgroup parent per slot (named after its state dir): containers left by a crashed agent of
+  // this slot are removed at boot, and never another slot's (or another test's).
+  const cgroupParent = slotCgroupParent(config.stateDir);
+  const cgroupSupport = await detectCgroupSupport();
+  await removeStaleContainers(cgroupSupport, cgroupParent, log);
+  const bg = new AbortController();
+  // Background deletion of what the workdir step moved to the trash; chained so drains never overlap,
+  // and awaited by close() (no floating promise).
+  let trashTask: Promise<unknown> = trash.drainAtBoot().catch((err: unknown) => log.warn({ err: String(err) }, 'trash left from before could not be deleted'));
+  const drainTrash = (): void => {
+    trashTask = trashTask
+      .then(() => trash.drain(bg.signal))
+      .then(
+        (r) => {
+          if (r.count > 0 || r.remaining > 0) {
+            return journal.append({ type: 'event', event: 'trash-drained', at: new Date(clock.now()).toISOString(), detail: { files: r.count, bytes: r.bytes, durationMs: r.durationMs, remaining: r.remaining } });
+          }
+          return undefined;
+        },
+        (err: unknown) => log.warn({ err: String(err) }, 'background deletion failed; retried after the next job'),
+      );
+  };
   const agent: Agent = new Agent({
     slot,
     github,
@@ -226,9 +262,20 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     ...(recycler ? { recycler } : {}),
     processContainers: {
       create: async (name) => {
-        const c = await createProcessContainer(name.replace(/[^A-Za-z0-9._-]/g, '_'));
+        // Unique per agent instance: two agents (or two tests) must never share a cgroup.
+        const c = await createProcessContainer(`${name.replace(/[^A-Za-z0-9._-]/g, '_')}-${instance}`, {
+          parent: cgroupParent,
+          support: cgroupSupport,
+        });
         slot.cgroup = c.path;
-        return c;
+        return {
+          add: (pid: number) => c.add(pid),
+          ...(c.path ? { path: c.path } : {}),
+          remove: async () => {
+            await c.remove();
+            if (slot.cgroup === c.path) delete slot.cgroup;
+          },
+        };
       },
     },
     observer: metrics,
@@ -245,15 +292,16 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
         protectedPids,
         ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
       };
-      return runCleanup(ctx, defaultSteps(), async (c) => {
+      const report = await runCleanup(ctx, defaultSteps({ trash }), async (c) => {
         await beforeVerify();
         return verify(c);
       });
+      drainTrash();
+      return report;
     },
   });
 
-  const bg = new AbortController();
-  const tasks: Promise<unknown>[] = [policies.run(bg.signal)];
+  const tasks: Promise<unknown>[] = [policies.run(bg.signal), metrics.run(bg.signal)];
   let hostSample: HostSample | undefined;
   const sampler = new HostFiguresSampler({
     workDir: slot.workDir,
@@ -283,9 +331,35 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     journal,
     ...(health ? { health } : {}),
     async close() {
+      await trashTask;
       bg.abort();
       await Promise.allSettled(tasks);
       await health?.close();
     },
   };
+}
+
+/** The cgroup parent (relative to each hierarchy's mount point) of the slot whose state is in `stateDir`. */
+export function slotCgroupParent(stateDir: string): string {
+  return `${DEFAULT_CGROUP_PARENT}/slot-${createHash('sha256').update(path.resolve(stateDir)).digest('hex').slice(0, 12)}`;
+}
+
+/** Kills and removes the process containers a previous agent of this slot left (after a crash). */
+async function removeStaleContainers(
+  support: Awaited<ReturnType<typeof detectCgroupSupport>>,
+  parent: string,
+  log: Logger,
+): Promise<void> {
+  for (const mount of [support.v2, support.v1Freezer]) {
+    if (!mount) continue;
+    const dir = path.join(mount, parent);
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const child = path.join(dir, name);
+      if (!(await stat(child).catch(() => undefined))?.isDirectory()) continue;
+      await openProcessContainer(child)
+        .remove()
+        .then(() => log.info({ cgroup: child }, 'removed a process container left by a previous agent'))
+        .catch((err: unknown) => log.warn({ cgroup: child, err: String(err) }, 'could not remove a stale process container'));
+    }
+  }
 }

@@ -1,4 +1,4 @@
-import { chmod, mkdir, writeFile, readFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile, readFile, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createLab, type Lab } from './lab.js';
@@ -7,7 +7,8 @@ import type { FakeGitHubOptions } from '../../src/sim/github/types.js';
 import { installSimulatedRunner } from '../../src/sim/runner/install.js';
 import { loadHostConfig } from '../../src/policy/load.js';
 import type { HostConfig } from '../../src/policy/types.js';
-import { wire, type Runtime } from '../../src/cli/wire.js';
+import { slotCgroupParent, wire, type Runtime } from '../../src/cli/wire.js';
+import { detectCgroupSupport } from '../../src/lib/cgroup.js';
 import { systemClock, type Clock } from '../../src/lib/clock.js';
 import { silentLogger, createLogger, type Logger } from '../../src/lib/log.js';
 import { takeBaseline } from '../../src/cleanup/baseline.js';
@@ -146,6 +147,11 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
     async dispose() {
       await fake.close();
       await lab.dispose();
+      // The slot's cgroup parent (its containers were removed by the agent, or at its next boot).
+      const support = await detectCgroupSupport();
+      for (const mount of [support.v2, support.v1Freezer]) {
+        if (mount) await rmdir(path.join(mount, slotCgroupParent(stateDir))).catch(() => {});
+      }
     },
   };
 }
