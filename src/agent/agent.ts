@@ -13,6 +13,7 @@ import { installHooks, readEventFile, watchHookEvents, type HookEvent, type Hook
 import { DEFAULT_PATH, buildListenerEnv, type JobDirsLike } from '../runner/env.js';
 import { takeInstallManifest, writeRunnerEnv } from '../cleanup/install-manifest.js';
 import { removeLocalConfig } from '../runner/installation.js';
+import { ConfigShError, type TokenRegistrar } from '../runner/token-registration.js';
 import type { ConsoleEvent } from '../runner/console.js';
 import { decide, type Decision } from '../recycle/decision.js';
 import { assertTransition, type AgentState } from './states.js';
@@ -94,6 +95,11 @@ export interface AgentDeps {
   recycler?: RecyclerPort;
   processContainers?: ProcessContainerFactory;
   observer?: AgentObserver;
+  /**
+   * How runners are registered: absent or 'jit', a JIT configuration per job; 'token', a
+   * registration token and config.sh (issue 7, for servers without JIT). Token mode cannot prefetch.
+   */
+  registration?: { mode: 'jit' } | { mode: 'token'; registrar: TokenRegistrar };
 }
 
 /** How one registration's listener(s) ended. */
@@ -122,7 +128,8 @@ interface Registration {
   id: number;
   name: string;
   labels: string[];
-  jit: string;
+  /** Absent in token mode: config.sh already wrote the runner's files. */
+  jit?: string;
 }
 
 /** The agent's exit: the process exit code and why. */
@@ -354,19 +361,28 @@ export class Agent {
       this.ps.pendingName = name;
       await this.persist();
       try {
-        const groupId = await this.d.github.resolveRunnerGroup(group);
-        const r = await this.d.github.generateJitConfig({ name, labels, runnerGroupId: groupId, workFolder: '_work' });
+        let r: { id: number; jit?: string };
+        const mode = this.d.registration;
+        if (mode?.mode === 'token') {
+          // config.sh gets a HOME and TMPDIR of its own under the job root; the next cleanup removes them.
+          const dirs = await this.d.prepareJobDirs(`config-${this.ps.seq}`);
+          r = await mode.registrar.register({ name, labels, group, home: dirs.home, tmp: dirs.tmp, signal: this.drainAc.signal });
+        } else {
+          const groupId = await this.d.github.resolveRunnerGroup(group);
+          const j = await this.d.github.generateJitConfig({ name, labels, runnerGroupId: groupId, workFolder: '_work' });
+          r = { id: j.runner.id, jit: j.encodedJitConfig };
+        }
         this.ps.seq += 1;
         this.ps.pendingName = undefined;
-        this.ps.runner = { id: r.runner.id, name, registeredAt: this.iso() };
-        this.ps.registrations.push({ id: r.runner.id, name });
+        this.ps.runner = { id: r.id, name, registeredAt: this.iso() };
+        this.ps.registrations.push({ id: r.id, name });
         await this.persist();
-        this.currentRunner = { name, id: r.runner.id, labels };
-        this.log.info({ runner: name, runnerId: r.runner.id }, 'runner registered');
-        return { id: r.runner.id, name, labels, jit: r.encodedJitConfig };
+        this.currentRunner = { name, id: r.id, labels };
+        this.log.info({ runner: name, runnerId: r.id, mode: mode?.mode ?? 'jit' }, 'runner registered');
+        return { id: r.id, name, labels, ...(r.jit !== undefined ? { jit: r.jit } : {}) };
       } catch (err) {
         if (isAbort(err) && this.draining) return undefined;
-        if (err instanceof GitHubApiError && err.status === 409) {
+        if ((err instanceof GitHubApiError && err.status === 409) || (err instanceof ConfigShError && err.reason === 'name-exists')) {
           // The name is taken (a runner of an earlier boot, or another host): take the next number.
           this.log.warn({ runner: name }, 'runner name taken; trying the next');
           this.ps.seq += 1;
@@ -413,11 +429,11 @@ export class Agent {
       user: this.d.slot.user,
       dirs,
       hooks: this.d.hooks,
-      jitConfig: reg.jit,
+      ...(reg.jit !== undefined ? { jitConfig: reg.jit } : {}),
       ...(this.d.runner.path ? { path: this.d.runner.path } : {}),
       ...(this.d.runner.env ? { extra: this.d.runner.env } : {}),
     });
-    this.secrets.add(reg.jit);
+    if (reg.jit) this.secrets.add(reg.jit);
     let restarts = 0;
     try {
       for (;;) {
@@ -497,7 +513,7 @@ export class Agent {
         return { exit, reason: why, failed: true };
       }
     } finally {
-      this.secrets.delete(reg.jit);
+      if (reg.jit) this.secrets.delete(reg.jit);
       this.tracker = undefined;
     }
   }
@@ -787,6 +803,22 @@ export class Agent {
       this.log.info({ runnerId: id, outcome }, 'registration deleted');
       return outcome;
     } catch (err) {
+      const mode = this.d.registration;
+      if (mode?.mode === 'token') {
+        // Token mode has a second way: `config.sh remove` with a remove token, while the runner root still holds this registration.
+        try {
+          const dirs = await this.d.prepareJobDirs('config-remove');
+          const removed = await mode.registrar.remove(id, { home: dirs.home, tmp: dirs.tmp });
+          if (removed !== 'not-local') {
+            this.forgetRegistration(id);
+            await this.persist();
+            this.log.info({ runnerId: id, outcome: removed, via: 'config.sh remove', deleteErr: describeError(err) }, 'registration deleted');
+            return removed === 'removed' ? 'deleted' : 'not-found';
+          }
+        } catch (removeErr) {
+          this.log.warn({ runnerId: id, err: describeError(removeErr) }, 'config.sh remove failed as well');
+        }
+      }
       this.log.warn({ runnerId: id, err: describeError(err) }, 'could not delete registration; will retry before the next registration');
       return 'failed';
     }

@@ -280,8 +280,25 @@ export interface TokenRegistrarOptions {
   github: RunnerTokenSource;
   /** `config.sh --url` (github/scope.ts scopeUrl of the host config's github.url and scope). */
   scopeUrl: string;
+  runnerRoot: string;
+  /** The runner user config.sh runs as. */
+  user: { name: string; uid: number; gid: number };
+  /** The host config's `runner.env` (proxies, runner knobs); config.sh needs them as much as the listener. */
+  extraEnv?: Record<string, string>;
+  /** PATH for config.sh; default DEFAULT_PATH. */
+  path?: string;
+  /** Per config.sh run; default CONFIG_SH_TIMEOUT_MS. */
+  timeoutMs?: number;
   clock: Clock;
   log: Logger;
+}
+
+/** What one config.sh run needs besides the registrar's fixed settings. */
+export interface ConfigShCall {
+  /** HOME and TMPDIR of config.sh: directories the runner user owns and the next cleanup removes. */
+  home: string;
+  tmp: string;
+  signal?: AbortSignal;
 }
 
 /**
@@ -291,26 +308,25 @@ export interface TokenRegistrarOptions {
 export class TokenRegistrar {
   readonly mode = 'token' as const;
   private readonly tokens: RunnerTokenCache;
-  private readonly log: Logger;
 
   constructor(private readonly o: TokenRegistrarOptions) {
     this.tokens = new RunnerTokenCache(() => o.github.createRegistrationToken(), o.clock);
-    this.log = o.log;
   }
 
   /** Registers one ephemeral runner; a token the server refused is dropped so the retry fetches a new one. */
   async register(
-    target: ConfigShTarget,
-    req: { name: string; labels: string[]; group: string | null; workFolder?: string },
+    req: ConfigShCall & { name: string; labels: string[]; group: string | null; workFolder?: string },
   ): Promise<LocalRegistration> {
     const token = await this.tokens.get();
     try {
       return await registerWithToken({
-        ...target,
-        log: target.log ?? this.log,
+        ...this.target(req),
         token,
         scopeUrl: this.o.scopeUrl,
-        ...req,
+        name: req.name,
+        labels: req.labels,
+        group: req.group,
+        ...(req.workFolder ? { workFolder: req.workFolder } : {}),
       });
     } catch (err) {
       if (err instanceof ConfigShError && err.reason === 'token-refused') this.tokens.invalidate();
@@ -322,11 +338,11 @@ export class TokenRegistrar {
    * Removes runner `runnerId` with `config.sh remove` when the runner root is still configured
    * for it; 'not-local' when it is not (nothing to remove with). Fetches a remove token (1 API call).
    */
-  async remove(target: ConfigShTarget, runnerId: number): Promise<'removed' | 'already-gone' | 'not-local'> {
-    const local = await readLocalRegistration(target.runnerRoot);
+  async remove(runnerId: number, call: ConfigShCall): Promise<'removed' | 'already-gone' | 'not-local'> {
+    const local = await readLocalRegistration(this.o.runnerRoot);
     if (!local || local.id !== runnerId) return 'not-local';
     const t = await this.o.github.createRemoveToken();
-    const r = await removeWithToken({ ...target, log: target.log ?? this.log, token: t.token });
+    const r = await removeWithToken({ ...this.target(call), token: t.token });
     return r.serverRemoved ? 'removed' : 'already-gone';
   }
 
@@ -334,5 +350,22 @@ export class TokenRegistrar {
   secretValues(): string[] {
     const t = this.tokens.peek();
     return t ? [t] : [];
+  }
+
+  private target(call: ConfigShCall): ConfigShTarget {
+    return {
+      runnerRoot: this.o.runnerRoot,
+      user: this.o.user,
+      env: configShEnv({
+        user: this.o.user,
+        home: call.home,
+        tmp: call.tmp,
+        ...(this.o.path ? { path: this.o.path } : {}),
+        ...(this.o.extraEnv ? { extra: this.o.extraEnv } : {}),
+      }),
+      log: this.o.log,
+      ...(this.o.timeoutMs !== undefined ? { timeoutMs: this.o.timeoutMs } : {}),
+      ...(call.signal ? { signal: call.signal } : {}),
+    };
   }
 }

@@ -32,6 +32,7 @@ let lab: Lab;
 let fake: FakeGitHub;
 let root: string;
 let target: ConfigShTarget;
+let home: string;
 
 /** The fake's org scope, as `config.sh --url` takes it. */
 const scopeUrl = (): string => `${fake.origin}/octo`;
@@ -41,7 +42,7 @@ before(async () => {
   fake = await startFakeGitHub();
   root = path.join(lab.root, 'actions-runner');
   await installSimulatedRunner(root, { owner: { uid: lab.user.uid, gid: lab.user.gid } });
-  const home = path.join(lab.root, 'cfg-home');
+  home = path.join(lab.root, 'cfg-home');
   await mkdir(home);
   await chown(home, lab.user.uid, lab.user.gid);
   target = {
@@ -56,6 +57,11 @@ after(async () => {
   await fake.close();
   await lab.dispose();
 });
+
+/** TokenRegistrar settings shared by the tests. */
+function registrarBase() {
+  return { runnerRoot: root, user: lab.user, extraEnv: { RUNNER_SIM_API_URL: fake.origin }, log: silentLogger() };
+}
 
 async function restToken(kind: 'registration-token' | 'remove-token'): Promise<string> {
   const res = await fetch(`${fake.url}/orgs/octo/actions/runners/${kind}`, {
@@ -175,16 +181,16 @@ test('the registration token is reused within its hour and fetched again five mi
   const fakeClocked = await startFakeGitHub({ clock });
   try {
     const github = createOctokitPort({ apiUrl: fakeClocked.url, scope: { kind: 'org', org: 'octo' }, auth: { kind: 'token', token: fakeClocked.defaultToken }, clock, log: silentLogger() });
-    const registrar = new TokenRegistrar({ github, scopeUrl: `${fakeClocked.origin}/octo`, clock, log: silentLogger() });
+    const registrar = new TokenRegistrar({ ...registrarBase(), github, scopeUrl: `${fakeClocked.origin}/octo`, clock, extraEnv: { RUNNER_SIM_API_URL: fakeClocked.origin } });
     const tokenCalls = (): number => fakeClocked.restCalls({ path: /registration-token$/ });
-    const t = { ...target, env: { ...target.env, RUNNER_SIM_API_URL: fakeClocked.origin } };
-    await registrar.register(t, { name: 'exp-1', labels: [], group: null });
+    const t = { home, tmp: home };
+    await registrar.register({ ...t, name: 'exp-1', labels: [], group: null });
     assert.equal(tokenCalls(), 1);
     clock.advance(50 * 60_000);
-    await registrar.register(t, { name: 'exp-2', labels: [], group: null });
+    await registrar.register({ ...t, name: 'exp-2', labels: [], group: null });
     assert.equal(tokenCalls(), 1, 'a token with 10 minutes left must be reused (no API call per job)');
     clock.advance(6 * 60_000);
-    await registrar.register(t, { name: 'exp-3', labels: [], group: null });
+    await registrar.register({ ...t, name: 'exp-3', labels: [], group: null });
     assert.equal(tokenCalls(), 2, 'a token with 4 minutes left must be replaced before use');
     assert.deepEqual(fakeClocked.runners().map((r) => r.name).sort(), ['exp-1', 'exp-2', 'exp-3']);
   } finally {
@@ -203,12 +209,13 @@ test('a token the server refuses is dropped, so the next registration fetches a 
     },
     createRemoveToken: async (): Promise<RunnerToken> => ({ token: await restToken('remove-token'), expiresAt: new Date(Date.now() + 3_600_000).toISOString() }),
   };
-  const registrar = new TokenRegistrar({ github, scopeUrl: scopeUrl(), clock: systemClock, log: silentLogger() });
-  await assert.rejects(registrar.register(target, { name: 'ref-1', labels: [], group: null }), (e: unknown) => e instanceof ConfigShError && e.reason === 'token-refused');
-  const reg = await registrar.register(target, { name: 'ref-1', labels: [], group: null });
+  const registrar = new TokenRegistrar({ ...registrarBase(), github, scopeUrl: scopeUrl(), clock: systemClock });
+  const call = { home, tmp: home, name: 'ref-1', labels: [], group: null };
+  await assert.rejects(registrar.register(call), (e: unknown) => e instanceof ConfigShError && e.reason === 'token-refused');
+  const reg = await registrar.register(call);
   assert.equal(calls, 2, 'the refused token must not be used again');
-  assert.equal(await registrar.remove(target, reg.id + 1), 'not-local', 'remove must only act on the registration the root holds');
-  assert.equal(await registrar.remove(target, reg.id), 'removed');
+  assert.equal(await registrar.remove(reg.id + 1, { home, tmp: home }), 'not-local', 'remove must only act on the registration the root holds');
+  assert.equal(await registrar.remove(reg.id, { home, tmp: home }), 'removed');
   assert.equal(fake.runners().some((r) => r.id === reg.id), false);
 });
 
