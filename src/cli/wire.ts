@@ -25,7 +25,9 @@ import { loadInstallManifest, takeInstallManifest } from '../cleanup/install-man
 import { loadBaseline, takeBaseline } from '../cleanup/baseline.js';
 import { Trash } from '../cleanup/trash.js';
 import { createOctokitPort, type GitHubAuth } from '../github/octokit.js';
-import type { RunnerScope } from '../github/scope.js';
+import { scopeUrl, type RunnerScope } from '../github/scope.js';
+import { createCaFetch, readCaBundle } from '../github/tls.js';
+import { TokenRegistrar } from '../runner/token-registration.js';
 import type { GitHubPort } from '../github/port.js';
 import { Journal } from '../agent/journal.js';
 import { Agent, type RecyclerPort } from '../agent/agent.js';
@@ -177,10 +179,13 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const metrics = new AgentMetrics({ version: VERSION, clock });
   const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();
+  // GHES behind a private CA: the API calls trust github.caFile besides the system roots.
+  const caFetch = config.github.caFile && !o.github ? createCaFetch(await readCaBundle(config.github.caFile, o.configFile)) : undefined;
   const github =
     o.github ??
     createOctokitPort({
       apiUrl: config.github.apiUrl,
+      ...(caFetch ? { fetch: caFetch.fetch } : {}),
       scope: scopeOf(config),
       auth: await readAuth(config, o.env, o.configFile),
       clock,
@@ -190,6 +195,19 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
         if (r.rateLimitRemaining !== undefined) metrics.rateLimitRemaining(r.rateLimitRemaining);
       },
     });
+  const registrar =
+    config.github.registration === 'token'
+      ? new TokenRegistrar({
+          github,
+          scopeUrl: scopeUrl(config.github.url, scopeOf(config)),
+          runnerRoot: slot.runnerRoot,
+          user: slot.user,
+          ...(config.runner.env ? { extraEnv: config.runner.env } : {}),
+          ...(o.listenerPath ? { path: o.listenerPath } : {}),
+          clock,
+          log: log.child({ component: 'config.sh' }),
+        })
+      : undefined;
   const journal = new Journal({ dir: config.stateDir });
   const hooks = hookPaths(statePaths(config.stateDir).publicDir);
   const hostname = o.hostname ?? os.hostname();
@@ -249,7 +267,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       labels: config.runner.labels,
       group: config.runner.group,
       maxJobs: config.runner.maxJobs ?? 0,
-      prefetch: config.runner.prefetch,
+      // A prefetch registers while the job's runner still occupies the root: JIT only.
+      prefetch: config.runner.prefetch && !registrar,
       env: config.runner.env,
       ...(o.listenerPath ? { path: o.listenerPath } : {}),
     },
@@ -279,6 +298,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       },
     },
     observer: metrics,
+    registration: registrar ? { mode: 'token', registrar } : { mode: 'jit' },
     prepareJobDirs: (key) => prepareJobDirs(slot, key),
     cleanup: async ({ policy, jobStartedAt, signal, beforeVerify }) => {
       const ctx: CleanupContext = {
@@ -319,7 +339,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       ...(config.health.tokenFile ? { tokenFile: config.health.tokenFile } : {}),
       snapshot: () => ({ ...agent.snapshot(), ...(hostSample ? { host: hostSample } : {}) }),
       metrics,
-      secrets: () => agent.secretValues(),
+      secrets: () => [...agent.secretValues(), ...(registrar?.secretValues() ?? [])],
       log: log.child({ component: 'health' }),
     });
   }
@@ -335,6 +355,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       bg.abort();
       await Promise.allSettled(tasks);
       await health?.close();
+      caFetch?.close();
     },
   };
 }
