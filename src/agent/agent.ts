@@ -804,8 +804,10 @@ export class Agent {
       return outcome;
     } catch (err) {
       const mode = this.d.registration;
-      if (mode?.mode === 'token') {
-        // Token mode has a second way: `config.sh remove` with a remove token, while the runner root still holds this registration.
+      // Token mode has a second way: `config.sh remove` with a remove token, while the runner root
+      // still holds this registration. Never right after a job: what it left running (killed only by
+      // the cleanup) could swap `.runner` and have config.sh delete another runner of the scope.
+      if (mode?.mode === 'token' && !this.ps.job) {
         try {
           const dirs = await this.d.prepareJobDirs('config-remove');
           const removed = await mode.registrar.remove(id, { home: dirs.home, tmp: dirs.tmp });
