@@ -153,6 +153,10 @@ function requestOnce(
         chunks.push(c);
       });
       res.on('error', fail);
+      // A connection cut mid-answer (or an abort) may close the stream without 'end' or 'error'.
+      res.on('close', () => {
+        if (!res.complete) fail(new Error('connection closed before the answer ended'));
+      });
       res.on('end', () => {
         try {
           const status = res.statusCode ?? 0;

@@ -187,3 +187,46 @@ test('the agent serves a job in token mode against a GHES with a private CA (git
   );
   assert.equal(w.fake.runners().length, 0, 'no registration left');
 });
+
+test('the CA fetch follows a redirect, drops the credential when it leaves the origin, and stops on its signal', async (t) => {
+  const { createServer } = await import('node:http');
+  const seen: { path: string; auth: string | undefined; method: string }[] = [];
+  const other = createServer((req, res) => {
+    seen.push({ path: `other${req.url}`, auth: req.headers.authorization, method: req.method ?? '' });
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+  });
+  await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+  const otherOrigin = `http://127.0.0.1:${(other.address() as net.AddressInfo).port}`;
+  const main = createServer((req, res) => {
+    seen.push({ path: req.url ?? '', auth: req.headers.authorization, method: req.method ?? '' });
+    if (req.url === '/moved') res.writeHead(301, { location: '/here' }).end();
+    else if (req.url === '/away') res.writeHead(303, { location: `${otherOrigin}/there` }).end();
+    else if (req.url === '/hang') res.writeHead(200).write('partial');
+    else res.writeHead(200, { 'content-type': 'application/json' }).end('{"here":true}');
+  });
+  await new Promise<void>((r) => main.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${(main.address() as net.AddressInfo).port}`;
+  const ca = createCaFetch(caPem);
+  t.after(async () => {
+    ca.close();
+    main.closeAllConnections();
+    other.closeAllConnections();
+    await new Promise<void>((r) => main.close(() => r()));
+    await new Promise<void>((r) => other.close(() => r()));
+  });
+  const headers = { authorization: 'token secret-value' };
+
+  const r1 = await ca.fetch(`${origin}/moved`, { headers });
+  assert.deepEqual(await r1.json(), { here: true });
+  assert.equal(r1.url, `${origin}/here`, 'the Response must name the final URL (Octokit reads it)');
+  assert.equal(seen.at(-1)?.auth, 'token secret-value', 'a same-origin redirect keeps the credential');
+
+  const r2 = await ca.fetch(`${origin}/away`, { method: 'POST', headers, body: '{}' });
+  assert.equal(r2.status, 200);
+  assert.deepEqual(seen.at(-1), { path: 'other/there', auth: undefined, method: 'GET' }, 'a 303 to another origin: GET, no credential');
+
+  const ac = new AbortController();
+  const pending = ca.fetch(`${origin}/hang`, { signal: ac.signal });
+  setTimeout(() => ac.abort(new DOMException('stopped', 'AbortError')), 50);
+  await assert.rejects(pending, (e: unknown) => e instanceof Error && e.name === 'AbortError', 'an abort must reject with the signal reason');
+});
