@@ -38,6 +38,9 @@ export const INSTALL_EXCLUDED = [
   '.credentials',
   '.credentials_migrated',
   '.credentials_rsaparams',
+  // config.sh rewrites svc.sh with per-runner content at every registration (token mode); the
+  // agent never runs it, so a job that changes it gains nothing.
+  'svc.sh',
 ];
 
 /** A loaded install manifest. */

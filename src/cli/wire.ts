@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import type { Clock } from '../lib/clock.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { ConfigError } from '../lib/errors.js';
 import { lookupUser } from '../lib/users.js';
@@ -176,8 +176,9 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     await takeBaseline(slot, { clock });
   }
   const trash = new Trash(slot.trashDir, log);
-  const metrics = new AgentMetrics({ version: VERSION, clock });
-  const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock, onReload: (r) => metrics.policyReload(r) });
+  // Metrics windows and policy debouncing measure real time, whatever clock drives the lifecycle.
+  const metrics = new AgentMetrics({ version: VERSION, clock: systemClock });
+  const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock: systemClock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();
   // GHES behind a private CA: the API calls trust github.caFile besides the system roots.
   const caFetch = config.github.caFile && !o.github ? createCaFetch(await readCaBundle(config.github.caFile, o.configFile)) : undefined;

@@ -96,7 +96,9 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
         const e = err as OctokitErrorLike;
         const headers = e.response?.headers ?? {};
         // No response at all (refused, reset, DNS) or our own per-request timeout: a network failure.
-        const network = e.status === undefined || (e.status === 500 && !e.response) || timeout.aborted;
+        // A certificate the CA bundle does not trust is permanent, not a network blip: fail at once.
+        const network =
+          (e.status === undefined || (e.status === 500 && !e.response) || timeout.aborted) && !isTlsTrustError(err);
         opts.onRequest?.({
           endpoint,
           status: e.status ?? 0,
@@ -252,6 +254,15 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
       }
     },
   };
+}
+
+/** True for TLS verification failures (untrusted or mismatched certificates) anywhere in the cause chain. */
+function isTlsTrustError(err: unknown): boolean {
+  for (let e: unknown = err, i = 0; e && i < 6; e = (e as { cause?: unknown }).cause, i++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return true;
+  }
+  return false;
 }
 
 function numOrUndefined(v: unknown): number | undefined {
