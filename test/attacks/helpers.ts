@@ -26,6 +26,9 @@ export type JobRec = Extract<JournalRecord, { type: 'job' }>;
 /** How long one attack's agent may run: two jobs and two cleanups take 3-6 s here; 90 s covers a loaded host. */
 export const AGENT_RUN_LIMIT_MS = 90_000;
 
+/** How often the harness looks whether the agent quarantined the host (then it stops the agent). */
+const QUARANTINE_POLL_MS = 100;
+
 /** How long a hostile job waits for the test to act mid-job (handshake) before going on without it. */
 const HANDSHAKE_WAIT_S = 30;
 
@@ -388,12 +391,25 @@ export async function attack(t: TestContext, o: AttackOptions): Promise<AttackRe
 
   const stopDuring = new AbortController();
   const during = o.during?.(c, stopDuring.signal);
+  // Without a recycle provider a quarantined agent waits (health 503) until it is stopped: stop it
+  // once it says so, as an operator would; the decision is already in the journal then.
+  const stopAgent = new AbortController();
+  const watch = (async () => {
+    while (!stopAgent.signal.aborted && !stopDuring.signal.aborted) {
+      if (rt.agent.snapshot().quarantined) {
+        stopAgent.abort();
+        return;
+      }
+      await new Promise((res) => setTimeout(res, QUARANTINE_POLL_MS));
+    }
+  })();
   let exit: { code: number; reason: string };
   try {
-    exit = await rt.agent.run(AbortSignal.timeout(o.runLimitMs ?? AGENT_RUN_LIMIT_MS));
+    exit = await rt.agent.run(AbortSignal.any([AbortSignal.timeout(o.runLimitMs ?? AGENT_RUN_LIMIT_MS), stopAgent.signal]));
   } finally {
     stopDuring.abort();
     await during;
+    await watch;
     await rt.close();
   }
   const records = await w.journal();
