@@ -50,6 +50,8 @@ export interface AttackCtx {
   work: string;
   /** The health server's address (set once the runtime exists). */
   health: { host: string; port: number };
+  /** Canary directories whose mtime the hostile job itself changes (never their contents). */
+  jobTouches: string[];
 }
 
 /** The bash lines every hostile step starts with: the variables of AttackCtx, and the job's dirs. */
@@ -163,6 +165,14 @@ export async function makeCanary(lab: Lab): Promise<string> {
   await file('user/ro.txt', 0o444, 'canary: runner-owned read-only\n', true);
   await dir('user/sub', 0o755, true);
   await file('user/sub/f', 0o600, 'canary: runner-owned nested\n', true);
+  // A runner-owned stand-in for _work (attack 12 swaps _work for a symlink to it): what the worker
+  // needs in a workspace, and a file of the canary's own.
+  await dir('user-work', 0o755, true);
+  await dir('user-work/app', 0o755, true);
+  await dir('user-work/app/app', 0o755, true);
+  await file('user-work/app/app/keep.txt', 0o644, 'canary: inside the fake _work\n', true);
+  // The worker of the swapping job itself empties (and first creates) _work/_temp at its end.
+  await dir('user-work/_temp', 0o755, true);
   await dir('sticky', 0o755);
   await file('sticky/user-file', 0o644, 'canary: runner-owned in sticky\n', true);
   // Modes last: a 000 directory and a 1777 sticky one.
@@ -328,6 +338,7 @@ export async function attack(t: TestContext, o: AttackOptions): Promise<AttackRe
     },
     work: path.join(w.runnerRoot, '_work'),
     health: { host: '127.0.0.1', port: 0 },
+    jobTouches: [],
   };
   c.canary = await makeCanary(w.lab);
   await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), stringify({ ...testPolicy(w.lab), ...o.policy?.(c) }));
@@ -441,7 +452,15 @@ function why(j: JobRec | undefined): string {
 
 /** The canary is byte for byte, mode for mode, mtime for mtime what it was. */
 export async function assertCanary(r: AttackResult): Promise<void> {
-  const d = diffSnapshots(r.canaryBefore, await treeSnapshot(r.c.canary, { mtimes: true }));
+  const after = await treeSnapshot(r.c.canary, { mtimes: true });
+  // The one directory a hostile job changes by itself (attack 12, the worker empties _work/_temp
+  // through the job's own symlink): its mtime may move, its (empty) contents may not.
+  for (const rel of r.c.jobTouches) {
+    const a = after.get(rel);
+    const b = r.canaryBefore.get(rel);
+    if (a && b && a.replace(/ m[0-9.]+$/, '') === b.replace(/ m[0-9.]+$/, '')) after.set(rel, b);
+  }
+  const d = diffSnapshots(r.canaryBefore, after);
   assert.deepEqual(d, [], `the agent touched the canary outside every policy path:\n${d.join('\n')}`);
 }
 
