@@ -62,6 +62,9 @@ export interface AgentObserver {
   listenerExited?(code: number | null): void;
   timeToReady?(seconds: number): void;
   recycled?(reason: string, provider: string): void;
+  recycleFailed?(provider: string): void;
+  setQuarantined?(quarantined: boolean): void;
+  jobsServedTotal?(n: number): void;
 }
 
 /** Everything the agent needs, wired by the composition root (src/cli/run.ts). */
@@ -149,6 +152,10 @@ export class Agent {
   private readonly log: Logger;
   private draining = false;
   private drainReason = '';
+  /** The drain asks for recycling (spot notice, `runner-warden drain`) rather than a plain stop (SIGTERM). */
+  private recycleOnDrain = false;
+  /** Epoch ms by which the host goes away (spot notice); the busy-drain grace ends before it. */
+  private drainDeadlineAt?: number;
   private readonly drainAc = new AbortController();
   private jobsThisRun = 0;
   private lastBeat = 0;
@@ -171,7 +178,9 @@ export class Agent {
   }
 
   /** Starts draining (SIGTERM, `runner-warden drain`, spot notice): idle → deregister now; busy → bounded wait. */
-  drain(reason: string): void {
+  drain(reason: string, opts: { recycle?: boolean; deadlineAt?: number } = {}): void {
+    if (opts.recycle) this.recycleOnDrain = true;
+    if (opts.deadlineAt !== undefined) this.drainDeadlineAt = Math.min(this.drainDeadlineAt ?? Infinity, opts.deadlineAt);
     if (this.draining) return;
     this.draining = true;
     this.drainReason = reason;
@@ -321,8 +330,15 @@ export class Agent {
     return decision;
   }
 
-  private decideAfter(policy: Policy, report: CleanupReport | undefined, jobResult: string | undefined): Decision {
+  private decideAfter(
+    policy: Policy,
+    report: CleanupReport | undefined,
+    jobResult: string | undefined,
+    idleTimedOut = false,
+  ): Decision {
     return decide({
+      idleTimedOut,
+      recycleOnDrain: this.recycleOnDrain,
       policy,
       report,
       jobsServed: this.ps.jobsServed,
@@ -476,7 +492,7 @@ export class Agent {
 
         const code = exit.code;
         if (this.draining) return { exit, reason: `drained while idle (${this.drainReason})`, failed: false };
-        if (sink.idleTimedOut) return { exit, reason: 'idle timeout', failed: false };
+        if (sink.idleTimedOut) return { exit, reason: IDLE_TIMEOUT, failed: false };
         if (code === 3 || code === 4) {
           // Self-update before any job (contract §8): wait for update.finished, start again on the same JIT config.
           restarts += 1;
@@ -537,7 +553,7 @@ export class Agent {
       const phase1 = await Promise.race([
         exited.then(() => 'exit' as const),
         sink.started.then(() => 'job' as const),
-        abortable(this.drainAc.signal).then(() => 'drain' as const),
+        abortable(this.drainAc.signal, local.signal).then(() => 'drain' as const),
         idleMs !== undefined ? this.d.clock.sleep(idleMs, local.signal).then(() => 'idle' as const, () => 'exit' as const) : never(),
       ]);
       if (phase1 === 'drain' || phase1 === 'idle') {
@@ -569,7 +585,7 @@ export class Agent {
       const phase2 = await Promise.race([
         exited.then(() => 'exit' as const),
         this.d.clock.sleep(jobLimitMs, local.signal).then(() => 'timeout' as const, () => 'exit' as const),
-        abortable(this.drainAc.signal).then(() => 'drain' as const),
+        abortable(this.drainAc.signal, local.signal).then(() => 'drain' as const),
       ]);
       if (phase2 === 'timeout') {
         this.log.warn({ runner: reg.name, maxJobMinutes: policy.limits.maxJobMinutes }, 'job exceeded its time limit; stopping the listener');
@@ -578,9 +594,13 @@ export class Agent {
       }
       if (phase2 === 'drain') {
         await this.transition('draining');
+        const graceMs =
+          this.drainDeadlineAt !== undefined
+            ? Math.max(0, Math.min(t.drainGraceMs, this.drainDeadlineAt - DRAIN_DEADLINE_MARGIN_MS - this.d.clock.now()))
+            : t.drainGraceMs;
         const finished = await Promise.race([
           exited.then(() => true),
-          this.d.clock.sleep(t.drainGraceMs, local.signal).then(() => false, () => true),
+          this.d.clock.sleep(graceMs, local.signal).then(() => false, () => true),
         ]);
         if (!finished) {
           this.log.warn({ runner: reg.name }, 'drain grace over; cancelling the job');
@@ -618,7 +638,7 @@ export class Agent {
     const result = job ? jobResult(job, exit) : undefined;
     const report = await this.clean(policy, job ? job.startedAt : undefined);
     await this.removeContainers();
-    const decision = this.decideAfter(policy, report, result);
+    const decision = this.decideAfter(policy, report, result, !job && outcome.reason === IDLE_TIMEOUT);
     if (job) {
       const rec = buildJobRecord({
         runnerName: reg.name,
@@ -722,7 +742,8 @@ export class Agent {
         AbortSignal.timeout(this.d.timeouts.cleanupTimeoutMs),
       )
       .catch((err: unknown) => ({ ok: false, provider: recycler.provider, detail: describeError(err), exitCode: undefined }));
-    this.d.observer?.recycled?.(reason, res.provider);
+    if (res.ok) this.d.observer?.recycled?.(reason, res.provider);
+    else this.d.observer?.recycleFailed?.(res.provider);
     await this.d.journal.append({ type: 'event', event: 'recycle', at: this.iso(), detail: { reason, provider: res.provider, ok: res.ok, result: res.detail } });
     if (!res.ok) return this.quarantine(policy, `recycle failed: ${res.detail}`, true);
     // The host is being replaced: never serve another job on it.
@@ -908,6 +929,8 @@ export class Agent {
       if (to !== 'quarantined') this.ps.quarantineReason = to === 'recycling' ? this.ps.quarantineReason : undefined;
       this.log.info({ from, to }, 'state');
       this.d.observer?.setState?.(to);
+      this.d.observer?.setQuarantined?.(to === 'quarantined');
+      this.d.observer?.jobsServedTotal?.(this.ps.jobsServed);
     }
     this.lastBeat = this.d.clock.now();
     await this.persist();
@@ -921,6 +944,12 @@ export class Agent {
     return new Date(this.d.clock.now()).toISOString();
   }
 }
+
+/** The reason of a registration that waited longer than host.maxIdleMinutes. */
+const IDLE_TIMEOUT = 'idle timeout';
+
+/** A busy drain with a deadline (spot notice) ends this long before it, for the post steps and cleanup. */
+export const DRAIN_DEADLINE_MARGIN_MS = 20_000;
 
 /** How often to look for update.finished after a self-update exit. */
 const UPDATE_POLL_MS = 250;
@@ -1004,10 +1033,19 @@ function unique(xs: string[]): string[] {
   return [...new Set(xs)];
 }
 
-function abortable(signal: AbortSignal): Promise<void> {
+/**
+ * Resolves when `signal` aborts. With `until`, the listener is removed once `until` aborts, so a
+ * long-lived signal (the drain) does not collect one listener per job.
+ */
+function abortable(signal: AbortSignal, until?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const onAbort = (): void => resolve();
+    signal.addEventListener('abort', onAbort, { once: true });
+    until?.addEventListener('abort', () => signal.removeEventListener('abort', onAbort), { once: true });
   });
 }
 

@@ -47,7 +47,8 @@ export async function runCommand(args: string[], io: CliIO, env: NodeJS.ProcessE
     log.info({ signal: sig }, 'signal received');
     shutdown.abort();
   };
-  const onDrain = (): void => runtime.agent.drain('drain requested (SIGUSR2)');
+  // `runner-warden drain` (SIGUSR2): finish or cancel the job, clean, then recycle the host.
+  const onDrain = (): void => runtime.agent.drain('drain requested (runner-warden drain)', { recycle: true });
   const handlers: [NodeJS.Signals, () => void][] = [
     ['SIGTERM', onTerm('SIGTERM')],
     ['SIGINT', onTerm('SIGINT')],

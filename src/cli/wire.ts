@@ -38,6 +38,7 @@ import { AgentMetrics } from '../health/metrics.js';
 import { startHealthServer, type HealthServer } from '../health/server.js';
 import { HostFiguresSampler, type HostSample } from '../health/host-figures.js';
 import { createRecycler } from '../recycle/chain.js';
+import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
 
 /** Everything a started agent consists of; `run` awaits `agent.run` and then `close`. */
@@ -323,6 +324,19 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   });
 
   const tasks: Promise<unknown>[] = [policies.run(bg.signal), metrics.run(bg.signal)];
+  if (config.interruptions.imds) {
+    tasks.push(
+      watchInterruptions({
+        endpoint: config.interruptions.imdsUrl,
+        intervalMs: config.interruptions.intervalSeconds * 1000,
+        clock: systemClock,
+        log: log.child({ component: 'interruptions' }),
+        signal: bg.signal,
+        onNotice: (n) =>
+          agent.drain(`${n.kind} notice: ${n.detail}`, { recycle: true, ...(n.deadlineAt !== undefined ? { deadlineAt: n.deadlineAt } : {}) }),
+      }),
+    );
+  }
   let hostSample: HostSample | undefined;
   const sampler = new HostFiguresSampler({
     workDir: slot.workDir,

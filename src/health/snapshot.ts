@@ -33,6 +33,7 @@ export interface StatusSnapshot {
     workFsFreeBytes?: number;
     workFsFreeInodes?: number;
     workFsFreePercent?: number;
+    workFsFreeInodesPercent?: number;
     updatedAt?: string;
   };
   agent: { version: string; pid: number; startedAt: string; uptimeSeconds: number };

@@ -320,6 +320,20 @@ export interface HostConfig {
   timeouts?: {
     [key: string]: number;
   };
+  /**
+   * Drain on notice that the host is going away. imds: poll EC2 instance metadata (IMDSv2) for a
+   * spot interruption notice or an Auto Scaling lifecycle state other than InService; an idle
+   * runner is deregistered at once, a busy one gets until the deadline minus 20 s, then the host
+   * is cleaned and recycled.
+   */
+  interruptions: {
+    /** Poll IMDS for interruption notices (the only polling the agent does). Default: false. */
+    imds: boolean;
+    /** IMDS base URL (tests point it at a fake). Default: "http://169.254.169.254". */
+    imdsUrl: string;
+    /** Seconds between polls; AWS recommends 5 for spot notices. Default: 5. */
+    intervalSeconds: number;
+  };
 }
 
 /**

@@ -23,6 +23,10 @@ export interface DecisionInput {
   jobResult?: string;
   consecutiveFailures: number;
   draining: boolean;
+  /** The listener waited longer than host.maxIdleMinutes for a job. */
+  idleTimedOut?: boolean;
+  /** The drain asks for the host to be replaced (spot notice, `runner-warden drain`), not just stopped. */
+  recycleOnDrain?: boolean;
 }
 
 /**
@@ -38,7 +42,8 @@ export function decide(i: DecisionInput): Decision {
     ];
     return { action: 'quarantine', reason: `verification failed: ${why.slice(0, 5).join('; ') || 'unknown'}` };
   }
-  if (i.draining) return { action: 'stop', reason: 'draining' };
+  if (i.draining) return i.recycleOnDrain ? { action: 'recycle', reason: 'drained' } : { action: 'stop', reason: 'draining' };
+  if (i.idleTimedOut) return { action: 'recycle', reason: 'idle-timeout: no job within host.maxIdleMinutes' };
   const p = i.policy;
   const disk = i.report.verify.disk;
   if (disk && disk.freePercent < p.limits.minFreeDiskPercent) {

@@ -1,0 +1,73 @@
+/** Spot interruption and Auto Scaling lifecycle notices from IMDS start a drain that recycles the host. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createWorld, jobRecords, until } from '../helpers/world.js';
+import { startFakeAws } from '../../src/sim/aws/fake-aws.js';
+import { watchInterruptions, type InterruptionNotice } from '../../src/recycle/interruptions.js';
+import { systemClock } from '../../src/lib/clock.js';
+import { silentLogger } from '../../src/lib/log.js';
+
+test('the IMDS watcher stays quiet while in service and reports a spot notice with its deadline', async (t) => {
+  const aws = await startFakeAws();
+  t.after(() => aws.close());
+  const ac = new AbortController();
+  const notices: InterruptionNotice[] = [];
+  const watching = watchInterruptions({ endpoint: aws.url, intervalMs: 20, clock: systemClock, log: silentLogger(), signal: ac.signal, onNotice: (n) => notices.push(n) });
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(notices.length, 0, 'InService and no spot notice must not drain');
+  aws.metadata['spot/instance-action'] = JSON.stringify({ action: 'terminate', time: '2030-01-01T00:00:00Z' });
+  await watching;
+  ac.abort();
+  assert.deepEqual(notices, [{ kind: 'spot', detail: 'terminate', deadlineAt: Date.parse('2030-01-01T00:00:00Z') }]);
+  assert.ok(aws.calls.some((c) => c.method === 'PUT'), 'IMDSv2 needs a session token first');
+});
+
+test('a spot notice while busy gives the job until the deadline minus the margin, then cancels, cleans and recycles', async (t) => {
+  const aws = await startFakeAws();
+  t.after(() => aws.close());
+  const w = await createWorld({
+    config: {
+      interruptions: { imds: true, imdsUrl: aws.url, intervalSeconds: 1 },
+      recycle: { provider: 'exit', exitCode: 0 },
+    },
+  });
+  t.after(() => w.dispose());
+  w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'long', run: 'sleep 600' }] });
+  const rt = await w.runtime();
+  const running = rt.agent.run(AbortSignal.timeout(60_000));
+  await until(() => rt.agent.snapshot().state === 'job-running', 'the job to start');
+  // Two minutes' notice as AWS gives; 21 s here so the 20 s margin leaves the job one second.
+  aws.metadata['spot/instance-action'] = JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 21_000).toISOString() });
+  const exit = await running;
+  await rt.close();
+  const jobs = jobRecords(await w.journal());
+  assert.equal(jobs[0]?.result, 'Canceled');
+  assert.equal(jobs[0]?.cleanup.clean, true);
+  assert.equal(jobs[0]?.decision, 'recycle');
+  assert.equal(exit.code, 0, exit.reason);
+  assert.match(exit.reason, /recycled/);
+  await until(() => w.fake.runners().length === 0, 'no registration left');
+});
+
+test('an Auto Scaling lifecycle transition while idle deregisters at once and recycles', async (t) => {
+  const aws = await startFakeAws();
+  t.after(() => aws.close());
+  const w = await createWorld({
+    config: {
+      interruptions: { imds: true, imdsUrl: aws.url, intervalSeconds: 1 },
+      recycle: { provider: 'exit', exitCode: 3 },
+    },
+  });
+  t.after(() => w.dispose());
+  const rt = await w.runtime();
+  const running = rt.agent.run(AbortSignal.timeout(60_000));
+  await until(() => rt.agent.snapshot().state === 'idle' && w.fake.runners().length === 1, 'an idle runner');
+  aws.metadata['autoscaling/target-lifecycle-state'] = 'Terminated';
+  const exit = await running;
+  await rt.close();
+  assert.equal(exit.code, 3, `the exit provider's code: ${exit.reason}`);
+  assert.equal(w.fake.runners().length, 0, 'the idle registration must be gone before the host goes');
+  assert.equal(jobRecords(await w.journal()).length, 0);
+  const events = (await w.journal()).filter((r) => r.type === 'event').map((r) => (r as { event: string }).event);
+  assert.ok(events.includes('recycle'), `journal events: ${events.join(', ')}`);
+});
