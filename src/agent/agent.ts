@@ -355,10 +355,10 @@ export class Agent {
   /** Registers a fresh JIT runner, retrying with backoff; undefined when draining stopped it. */
   private async register(policy: Policy): Promise<Registration | undefined> {
     await this.transition('registering');
-    await this.deleteStaleRegistrations(undefined);
+    const pre = await this.takePrefetched();
+    await this.deleteStaleRegistrations(undefined, pre ? [pre.id] : []);
     const labels = unique([...this.d.runner.labels, ...policy.runner.labels]);
     const group = policy.runner.group ?? this.d.runner.group;
-    const pre = await this.takePrefetched();
     if (pre) {
       if (pre.group === group && sameSet(pre.labels, labels)) {
         this.ps.runner = { id: pre.id, name: pre.name, registeredAt: this.iso() };
@@ -852,7 +852,7 @@ export class Agent {
   }
 
   /** Deletes registrations left by a crash (and a name registered just before one). No ghosts. */
-  private async deleteStaleRegistrations(pendingName: string | undefined): Promise<void> {
+  private async deleteStaleRegistrations(pendingName: string | undefined, keep: number[] = []): Promise<void> {
     if (pendingName) {
       try {
         for (const r of await this.d.github.findRunnersByName(pendingName)) {
@@ -865,7 +865,7 @@ export class Agent {
         this.log.warn({ err: describeError(err) }, 'could not look up a registration made before a crash');
       }
     }
-    for (const r of [...this.ps.registrations]) {
+    for (const r of this.ps.registrations.filter((x) => !keep.includes(x.id))) {
       for (let i = 0; i < this.d.timeouts.recoveryDeleteTries; i++) {
         const outcome = await this.deleteRegistration(r.id);
         if (outcome === 'deleted' || outcome === 'not-found') break;

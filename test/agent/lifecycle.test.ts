@@ -59,3 +59,19 @@ test('the agent serves three jobs on fresh single-use registrations, cleaning be
   }
   assert.equal(w.fake.runners().length, 0, 'no registration may be left behind (ghost runners)');
 });
+
+test('with prefetch the next runner is registered while the job runs, and an unused one is deleted at stop', async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 3, prefetch: true } });
+  t.after(() => w.dispose());
+  for (let i = 0; i < 3; i++) w.fake.enqueueJob({ repository: 'octo/app', runId: 700 + i, steps: [{ name: 'work', run: 'sleep 0.3' }] });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(90_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  const jobs = jobRecords(await w.journal());
+  assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded', 'Succeeded']);
+  // Jobs 2 and 3 ran on runners prefetched during jobs 1 and 2; the one prefetched during job 3 is deleted.
+  assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 4);
+  assert.equal(w.fake.restCalls({ method: 'DELETE' }), 1, 'only the unused prefetched registration is deleted');
+  assert.equal(w.fake.runners().length, 0, 'no ghost registration');
+});
