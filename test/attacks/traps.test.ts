@@ -179,7 +179,7 @@ describe('traps for a root cleaner do not make it harm the host or leave traces'
     });
     const failed = polls.filter((p) => p.status !== 200);
     const slowest = Math.max(...polls.map((p) => p.ms));
-    t.diagnostic(`health polls: ${polls.length}, slowest ${Math.round(slowest)} ms; first job cleanup ${r.jobs[0]?.cleanup.readyMs} ms`);
+    t.diagnostic(`health polls: ${polls.length}, slowest ${Math.round(slowest)} ms; first job cleanup ${r.jobs[0]?.cleanup.readyMs} ms (${r.jobs[0]?.cleanup.steps.map((x) => `${x.name} ${x.durationMs}`).join(', ')}, verify ${r.jobs[0]?.cleanup.verify.durationMs})`);
     assert.ok(polls.length >= 20, `too few health polls (${polls.length}) to say anything`);
     assert.deepEqual(failed.slice(0, 5), [], `/healthz did not answer 200 during the jobs and the cleanup (${failed.length} of ${polls.length})`);
     assert.ok(slowest < HEALTH_SLOW_MS, `/healthz took ${Math.round(slowest)} ms at worst (the cleanup blocks the event loop?)`);
