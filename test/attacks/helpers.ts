@@ -268,6 +268,17 @@ export function mountsUnder(root: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
+/** `over` merged into `base`, objects key by key (arrays and scalars replace). */
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = out[k];
+    const plain = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+    out[k] = plain(b) && plain(v) ? deepMerge(b, v) : v;
+  }
+  return out;
+}
+
 /** Options of attack(). */
 export interface AttackOptions {
   /** The hostile job's steps (each gets the preamble). */
@@ -341,7 +352,7 @@ export async function attack(t: TestContext, o: AttackOptions): Promise<AttackRe
     jobTouches: [],
   };
   c.canary = await makeCanary(w.lab);
-  await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), stringify({ ...testPolicy(w.lab), ...o.policy?.(c) }));
+  await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), stringify(deepMerge(testPolicy(w.lab), o.policy?.(c) ?? {})));
   await o.setup?.(c);
   const rt = await w.runtime();
   if (rt.health) c.health = rt.health.address;
