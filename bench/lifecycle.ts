@@ -9,7 +9,7 @@
  * - idle: the agent (a real `runner-warden run` process) idle: RSS, and CPU time over S seconds.
  * Needs root (it makes a throwaway runner user, like the tests).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,7 @@ const JOBS = Number(opt('jobs', '7'));
 const IDLE_SECONDS = Number(opt('idle-seconds', '60'));
 const ONLY = opt('only', 'all');
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.ts');
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/runner-warden.js');
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -125,7 +126,9 @@ async function benchIdle(): Promise<void> {
   const w = await createWorld();
   try {
     await (await w.runtime()).close(); // first boot: baselines, like an image build step
-    const agent = spawn(process.execPath, ['--import', 'tsx', MAIN, 'run', '--config', w.configFile], {
+    // The production way: compiled JavaScript (npm run build), as the install script and images run it.
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: path.resolve(path.dirname(MAIN), '../..'), stdio: 'inherit' });
+    const agent = spawn(process.execPath, [BIN, 'run', '--config', w.configFile], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TSX_DISABLE_CACHE: '1', RUNNER_WARDEN_LOG_LEVEL: 'warn' },
     });

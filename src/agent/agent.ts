@@ -7,6 +7,7 @@ import { GitHubApiError, describeError, isAbort } from '../lib/errors.js';
 import type { GitHubPort } from '../github/port.js';
 import type { Policy } from '../policy/types.js';
 import type { CleanupReport, Slot } from '../cleanup/types.js';
+import type { EngineInventory } from '../cleanup/engine-inventory.js';
 import type { StatusSnapshot } from '../health/snapshot.js';
 import { ListenerProcess, type ListenerExit } from '../runner/listener.js';
 import { installHooks, readEventFile, watchHookEvents, type HookEvent, type HookPaths } from '../runner/hooks.js';
@@ -32,6 +33,8 @@ export interface PolicySource {
 export type CleanupFn = (req: {
   policy: Policy;
   jobStartedAt?: number;
+  /** The container engine's objects before the job; only newer ones are the job's. */
+  engineBefore?: EngineInventory;
   signal: AbortSignal;
   /** Called once the steps are done and verification starts. */
   beforeVerify: () => Promise<void>;
@@ -98,6 +101,8 @@ export interface AgentDeps {
   recycler?: RecyclerPort;
   processContainers?: ProcessContainerFactory;
   observer?: AgentObserver;
+  /** Lists the container engine's objects before a listener starts; undefined when there is no engine. */
+  engineInventory?: (policy: Policy) => Promise<EngineInventory | undefined>;
   /**
    * How runners are registered: absent or 'jit', a JIT configuration per job; 'token', a
    * registration token and config.sh (issue 7, for servers without JIT). Token mode cannot prefetch.
@@ -450,6 +455,15 @@ export class Agent {
       ...(this.d.runner.env ? { extra: this.d.runner.env } : {}),
     });
     if (reg.jit) this.secrets.add(reg.jit);
+    if (policy.cleanup.containers.enabled && this.d.engineInventory) {
+      // Taken on the verified-clean host, before any job code runs; persisted for a crash.
+      const inv = await this.d.engineInventory(policy).catch((err: unknown) => {
+        this.log.warn({ err: describeError(err) }, 'could not list the container engine before the job; falling back to creation times');
+        return undefined;
+      });
+      if (inv) this.ps.engineBefore = inv;
+      else delete this.ps.engineBefore;
+    }
     let restarts = 0;
     try {
       for (;;) {
@@ -711,6 +725,7 @@ export class Agent {
       report = await this.d.cleanup({
         policy,
         ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
+        ...(this.ps.engineBefore ? { engineBefore: this.ps.engineBefore } : {}),
         signal: AbortSignal.timeout(this.d.timeouts.cleanupTimeoutMs),
         beforeVerify: () => this.transition('verifying'),
       });

@@ -25,6 +25,8 @@ export interface PersistedState {
   /** The job in progress, for the journal record written after a crash. */
   job?: { startedAt: string; listenerStartedAt: string; vars?: Record<string, string> };
   quarantineReason?: string;
+  /** The container engine's objects before the current job (see cleanup/engine-inventory.ts). */
+  engineBefore?: import('../cleanup/engine-inventory.js').EngineInventory;
   /** Listener failures in a row (crash loop detection). */
   consecutiveFailures: number;
 }

@@ -61,6 +61,8 @@ export interface CleanupContext {
   protectedPids: ReadonlySet<number>;
   /** Epoch ms when the job's listener was started; containers created after it belong to the job. */
   jobStartedAt?: number;
+  /** The engine's objects before the job (engine-inventory.ts); when given, only objects not in it are the job's. */
+  engineBefore?: import('./engine-inventory.js').EngineInventory;
 }
 
 /** One named step of the pipeline (style.md rule 8). */

@@ -69,6 +69,7 @@ export async function verifyWith(ctx: CleanupContext, o: VerifyOptions): Promise
     ['processes', checkProcesses],
     ['mounts', checkMounts],
     ['workdir', checkWorkdir],
+    ['diag', checkDiag],
     ['credentials', checkCredentials],
     ['home', checkHome],
     ['temp', checkTemp],
@@ -166,6 +167,19 @@ const checkWorkdir: Check = async (ctx, _o, out) => {
       else out.push(`_work: ${shown(child)} left behind`);
     }
   }
+};
+
+const checkDiag: Check = async (ctx, _o, out) => {
+  if (!ctx.policy.workdir.enabled) return;
+  const diag = path.join(ctx.slot.runnerRoot, '_diag');
+  const st = await lstatOrUndef(diag);
+  if (!st) return;
+  if (!st.isDirectory()) {
+    out.push(`_diag ${diag} is not a directory`);
+    return;
+  }
+  const left = await fsp.readdir(diag, { encoding: 'buffer' });
+  if (left.length > 0) out.push(`_diag: ${left.length} runner log entr${left.length === 1 ? 'y' : 'ies'} left (the next job could read this job's output)`);
 };
 
 const checkCredentials: Check = async (ctx, _o, out, _r, shared) => {

@@ -24,6 +24,10 @@ import { prepareJobDirs } from '../cleanup/job-dirs.js';
 import { loadInstallManifest, takeInstallManifest } from '../cleanup/install-manifest.js';
 import { loadBaseline, takeBaseline } from '../cleanup/baseline.js';
 import { Trash } from '../cleanup/trash.js';
+import { takeEngineInventory } from '../cleanup/engine-inventory.js';
+
+/** Listing a local engine's objects takes milliseconds; a hung daemon must not hold the next listener. */
+const ENGINE_INVENTORY_TIMEOUT_MS = 10_000;
 import { createOctokitPort, type GitHubAuth } from '../github/octokit.js';
 import { scopeUrl, type RunnerScope } from '../github/scope.js';
 import { createCaFetch, readCaBundle } from '../github/tls.js';
@@ -302,7 +306,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     observer: metrics,
     registration: registrar ? { mode: 'token', registrar } : { mode: 'jit' },
     prepareJobDirs: (key) => prepareJobDirs(slot, key),
-    cleanup: async ({ policy, jobStartedAt, signal, beforeVerify }) => {
+    engineInventory: (policy) => takeEngineInventory(policy.cleanup.containers.socket, AbortSignal.timeout(ENGINE_INVENTORY_TIMEOUT_MS)),
+    cleanup: async ({ policy, jobStartedAt, engineBefore, signal, beforeVerify }) => {
       const ctx: CleanupContext = {
         slot,
         policy: policy.cleanup,
@@ -313,6 +318,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
         dryRun: false,
         protectedPids,
         ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
+        ...(engineBefore ? { engineBefore } : {}),
       };
       const report = await runCleanup(ctx, defaultSteps({ trash }), async (c) => {
         await beforeVerify();

@@ -1,9 +1,6 @@
-import {
-  AutoScalingClient,
-  SetInstanceHealthCommand,
-  TerminateInstanceInAutoScalingGroupCommand,
-  type AutoScalingClientConfig,
-} from '@aws-sdk/client-auto-scaling';
+// Types only at load: the SDK (about 15 MiB resident) is imported when a host is recycled through
+// it, so agents on other providers never pay for it (the idle RSS budget is 80 MiB).
+import type { AutoScalingClientConfig } from '@aws-sdk/client-auto-scaling';
 import { describeError } from '../lib/errors.js';
 import { RECYCLE_DEFAULTS, type AwsAsgRecycleConfig } from './config.js';
 import { httpRequest } from './http.js';
@@ -79,6 +76,9 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
         return fail(`instance identity from IMDSv2: ${describeError(err)}`);
       }
       const instanceId = config.instanceId ?? identity.instanceId;
+      const { AutoScalingClient, SetInstanceHealthCommand, TerminateInstanceInAutoScalingGroupCommand } = await import(
+        '@aws-sdk/client-auto-scaling'
+      );
       // Built per recycle, never at import; destroyed below so no keep-alive socket outlives it.
       const client = new AutoScalingClient({
         region: config.region ?? identity.region,

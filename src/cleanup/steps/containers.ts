@@ -49,12 +49,29 @@ function isoSeconds(s: string | undefined): number | undefined {
 /** Lists the job's containers, volumes, networks and (per policy.containers.images) images. */
 export async function listJobResources(
   api: DockerApi,
-  ctx: Pick<CleanupContext, 'policy' | 'jobStartedAt'>,
+  ctx: Pick<CleanupContext, 'policy' | 'jobStartedAt' | 'engineBefore'>,
 ): Promise<JobResources> {
   const p = ctx.policy.containers;
+  const out: JobResources = { containers: [], volumes: [], networks: [], images: [] };
+  const before = (ctx.policy.containers as { scope?: string }).scope === 'all' ? undefined : ctx.engineBefore;
+  if (before) {
+    // The inventory taken before the job decides: what was there stays, whatever its timestamps say.
+    const had = {
+      containers: new Set(before.containers),
+      volumes: new Set(before.volumes),
+      networks: new Set(before.networks),
+      images: new Set(before.images),
+    };
+    if (p.containers) out.containers = (await api.containers()).filter((c) => !had.containers.has(c.Id));
+    if (p.volumes) out.volumes = (await api.volumes()).filter((v) => !had.volumes.has(v.Name));
+    if (p.networks) out.networks = (await api.networks()).filter((n) => !PREDEFINED_NETWORKS.has(n.Name) && !had.networks.has(n.Id));
+    if (p.images === 'all') out.images = await api.images();
+    else if (p.images === 'job') out.images = (await api.images()).filter((i) => !had.images.has(i.Id));
+    return out;
+  }
+  // No inventory (a manual pass, or an agent that crashed before taking one): creation times.
   const since = jobSinceSeconds(ctx);
   const after = (sec: number | undefined): boolean => since === undefined || sec === undefined || sec >= since;
-  const out: JobResources = { containers: [], volumes: [], networks: [], images: [] };
   if (p.containers) out.containers = (await api.containers()).filter((c) => after(c.Created));
   if (p.volumes) out.volumes = (await api.volumes()).filter((v) => after(isoSeconds(v.CreatedAt)));
   if (p.networks) {

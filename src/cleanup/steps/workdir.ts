@@ -140,6 +140,10 @@ async function runWorkdir(ctx: CleanupContext, opts: WorkdirStepOptions): Promis
     }
   });
 
+  // The runner's _diag: the worker log and step pages hold the job's output, readable by the next
+  // job (same user). Emptied like _work; a _diag that is a symlink is replaced, never followed.
+  await emptyDiag(slot.runnerRoot, trash, mounts, add, problems);
+
   // Per-job HOME/TMPDIR/DOCKER_CONFIG.
   const jd = await removeJobDirs(slot, trash, {
     mountinfoFile: opts.mountinfoFile,
@@ -161,6 +165,43 @@ async function runWorkdir(ctx: CleanupContext, opts: WorkdirStepOptions): Promis
     return { outcome: 'dirty', removed, reason: `${problems.length} problem(s): ${problems[0]}` };
   }
   return { outcome: 'ok', removed };
+}
+
+/** Moves every entry of `<runnerRoot>/_diag` into the trash (the runner recreates its logs). */
+async function emptyDiag(
+  runnerRoot: string,
+  trash: Trash,
+  mounts: MountEntry[],
+  add: (kind: string, count: number, bytes?: number) => void,
+  problems: string[],
+): Promise<void> {
+  const diag = path.join(path.resolve(runnerRoot), '_diag');
+  let st;
+  try {
+    st = await fsp.lstat(diag);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!st.isDirectory()) {
+    // A job replaced _diag by a link or a file: move the entry itself, never what it points to.
+    try {
+      await trash.put(diag, { mounts });
+      add('diag', 1);
+    } catch (err) {
+      problems.push(`${diag}: ${describeError(err)}`);
+    }
+    return;
+  }
+  for (const name of await fsp.readdir(diag, { encoding: 'buffer' })) {
+    const entry = Buffer.concat([Buffer.from(`${diag}/`), name]);
+    try {
+      await trash.put(entry, { mounts });
+      add('diag', 1);
+    } catch (err) {
+      problems.push(`${entry.toString()}: ${describeError(err)}`);
+    }
+  }
 }
 
 /** Parses keep paths ("_tool", "_tool/node") into a tree; empty and ".." parts are ignored. */
