@@ -171,6 +171,8 @@ export class Agent {
   private tracker?: JobTrackerSink;
   private lastJobEndAt?: number;
   private readonly secrets = new Set<string>();
+  /** The job time limit of the policy in force (for stuck detection). */
+  private maxJobMs = 360 * 60_000;
   /** Process containers of the current registration's listeners, removed after its cleanup. */
   private containers: { remove?(): Promise<void> }[] = [];
   /** The next registration, obtained while a job runs (prefetch); always awaited, used or deleted. */
@@ -204,7 +206,7 @@ export class Agent {
     return {
       state: this.ps.state,
       stateSince: this.ps.since,
-      loopAlive: now - this.lastBeat < this.d.timeouts.heartbeatMs * 3,
+      loopAlive: now - this.lastBeat < this.d.timeouts.heartbeatMs * 3 && !this.stuck(now),
       quarantined: this.ps.state === 'quarantined',
       ...(this.ps.quarantineReason ? { quarantineReason: this.ps.quarantineReason } : {}),
       ...(this.currentRunner ? { runner: this.currentRunner } : {}),
@@ -227,6 +229,28 @@ export class Agent {
         uptimeSeconds: Math.round((now - this.startedAt) / 1000),
       },
     };
+  }
+
+  /**
+   * True when the loop has stayed in a bounded state far longer than its bound: the cleanup or a
+   * recycle hung, or a job outlived its limit and the listener would not stop. /healthz then
+   * answers 503 so a cloud health check replaces the host.
+   */
+  private stuck(now: number): boolean {
+    const inState = now - Date.parse(this.ps.since);
+    const t = this.d.timeouts;
+    switch (this.ps.state) {
+      case 'cleaning':
+      case 'verifying':
+      case 'deciding':
+      case 'recycling':
+        return inState > t.cleanupTimeoutMs + STUCK_MARGIN_MS;
+      case 'job-running':
+      case 'draining':
+        return inState > this.maxJobMs + t.drainGraceMs + t.listenerStopGraceMs + STUCK_MARGIN_MS;
+      default:
+        return false;
+    }
   }
 
   /** Runs until stopped, drained or recycled; resolves with the exit code for the CLI. */
@@ -596,6 +620,7 @@ export class Agent {
       await this.transition('job-running');
       if (this.d.runner.prefetch && !this.prefetchTask) this.prefetchTask = this.prefetch(policy);
       const jobLimitMs = policy.limits.maxJobMinutes * 60_000;
+      this.maxJobMs = jobLimitMs;
       const phase2 = await Promise.race([
         exited.then(() => 'exit' as const),
         this.d.clock.sleep(jobLimitMs, local.signal).then(() => 'timeout' as const, () => 'exit' as const),
@@ -959,6 +984,9 @@ export class Agent {
     return new Date(this.d.clock.now()).toISOString();
   }
 }
+
+/** Slack beyond a state's own bound before the loop counts as stuck (slow disks, a loaded host). */
+const STUCK_MARGIN_MS = 5 * 60_000;
 
 /** The reason of a registration that waited longer than host.maxIdleMinutes. */
 const IDLE_TIMEOUT = 'idle timeout';

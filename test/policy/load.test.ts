@@ -193,6 +193,7 @@ test('a minimal host config gets every default and its derived API URL', async (
       stateDir: '/var/lib/runner-warden',
       health: { listen: '127.0.0.1:9469' },
       recycle: { provider: 'none' },
+      interruptions: { imds: false, imdsUrl: 'http://169.254.169.254', intervalSeconds: 5 },
     });
   });
 });

@@ -402,14 +402,14 @@ export const BAD_CASES: BadCase[] = [
     name: 'a host config with a non-http URL, a bad listen port and an unknown recycle provider',
     kind: 'host',
     entry: 'config.yaml',
-    files: { 'config.yaml': host('github:\n  url: ftp://ghes.example.com\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner, name: "{hostname}-{user}"}\nhealth: {listen: "0.0.0.0:70000"}\nrecycle: {provider: terminate}\ntimeouts: {drainMs: -1, "Bad-Name": 3}\n') },
+    files: { 'config.yaml': host('github:\n  url: ftp://ghes.example.com\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner, name: "{hostname}-{user}"}\nhealth: {listen: "0.0.0.0:70000"}\nrecycle: {provider: terminate}\ntimeouts: {drainGraceMs: -1, "Bad-Name": 3}\n') },
     expect: [
       'config.yaml:2:8: github.url: expected an http(s) URL, got "ftp://ghes.example.com"',
       'config.yaml:5:44: runner.name: expected a name of letters, digits, \'.\', \'_\', \'-\' and the placeholders {hostname}, {seq}, {random}, got "{hostname}-{user}"',
       'config.yaml:6:18: health.listen: expected host:port, got "0.0.0.0:70000" (port above 65535)',
       'config.yaml:7:21: recycle.provider: expected one of "none", "exit", "shutdown", "aws-asg", "kubernetes", "webhook", "command", got "terminate"',
-      'config.yaml:8:21: timeouts.drainMs: expected a number from 0 to 604800000, got -1',
-      'config.yaml:8:25: timeouts.Bad-Name: expected a key matching ^[a-z][A-Za-z0-9]{0,63}$, got "Bad-Name"',
+      'config.yaml:8:11: timeouts: expected one of "listenerStopGraceMs", "updateFinishedWaitMs", "registerBackoffBaseMs", "registerBackoffMaxMs", "authFailureBackoffMs", "retryableRestartDelayMs", "retryableRestartLimit", "cleanupTimeoutMs", "drainGraceMs", "heartbeatMs", "recoveryDeleteTries", got "Bad-Name"',
+      'config.yaml:8:26: timeouts.drainGraceMs: expected a number from 0 to 604800000, got -1',
     ],
   },
   {
