@@ -10,7 +10,7 @@ import type { CleanupReport, Slot } from '../cleanup/types.js';
 import type { EngineInventory } from '../cleanup/engine-inventory.js';
 import type { StatusSnapshot } from '../health/snapshot.js';
 import { ListenerProcess, type ListenerExit } from '../runner/listener.js';
-import { installHooks, readEventFile, watchHookEvents, type HookEvent, type HookPaths } from '../runner/hooks.js';
+import { installHooks, readEventDir, watchHookEvents, type HookEvent, type HookPaths } from '../runner/hooks.js';
 import { DEFAULT_PATH, buildListenerEnv, type JobDirsLike } from '../runner/env.js';
 import { takeInstallManifest, writeRunnerEnv } from '../cleanup/install-manifest.js';
 import { removeLocalConfig } from '../runner/installation.js';
@@ -171,6 +171,10 @@ export class Agent {
   private tracker?: JobTrackerSink;
   private lastJobEndAt?: number;
   private readonly secrets = new Set<string>();
+  /** Hook reports found at start (a job that ran while the agent was down). */
+  private leftoverEvents: HookEvent[] = [];
+  /** Serialises state writes so an older snapshot can never land after a newer one. */
+  private persistQueue: Promise<void> = Promise.resolve();
   /** The job time limit of the policy in force (for stuck detection). */
   private maxJobMs = 360 * 60_000;
   /** Process containers of the current registration's listeners, removed after its cleanup. */
@@ -262,6 +266,8 @@ export class Agent {
     this.lastBeat = this.d.clock.now();
     const tasks = [this.heartbeat(bg.signal)];
     try {
+      // Hook reports written while the agent was down are read before the drop directory is reset.
+      this.leftoverEvents = await readEventDir(this.d.hooks.eventsDir, this.d.clock.now());
       await installHooks(this.d.hooks);
       tasks.push(
         watchHookEvents(this.d.hooks.eventsDir, (e) => this.onHookEvent(e), {
@@ -275,6 +281,7 @@ export class Agent {
       shutdown.removeEventListener('abort', onShutdown);
       bg.abort();
       await Promise.allSettled(tasks);
+      await this.persistQueue;
     }
   }
 
@@ -295,7 +302,7 @@ export class Agent {
     }
     if (prev && (prev.dirty || prev.registrations.length > 0 || prev.pendingName !== undefined)) {
       await this.transition('recovering');
-      const decision = await this.recover(prev, policy);
+      const decision = await this.recover(prev, policy, this.leftoverEvents);
       const exit = await this.act(decision, policy);
       if (exit) return exit;
     } else {
@@ -331,27 +338,50 @@ export class Agent {
   }
 
   /** After a crash: kill and clean first, account for the interrupted job, delete every registration we made. */
-  private async recover(prev: PersistedState, policy: Policy): Promise<Decision> {
+  private async recover(prev: PersistedState, policy: Policy, leftover: HookEvent[]): Promise<Decision> {
     this.log.warn({ prevState: prev.state, dirty: prev.dirty }, 'recovering from an unclean stop');
-    const report = await this.clean(policy, prev.job ? Date.parse(prev.job.listenerStartedAt) : undefined);
+    let job = prev.job;
+    const started = leftover.find((e) => e.event === 'started');
+    if (!job && started) {
+      // A job reached the listener while the agent was down: its hook report is the only trace.
+      job = {
+        startedAt: new Date(started.at).toISOString(),
+        listenerStartedAt: new Date(started.at).toISOString(),
+        vars: { ...started.vars, ...leftover.find((e) => e.event === 'completed')?.vars },
+        ...(prev.runner ? { runner: { id: prev.runner.id, name: prev.runner.name } } : {}),
+      };
+    }
+    const report = await this.clean(policy, job ? Date.parse(job.listenerStartedAt) : undefined);
     await this.deleteStaleRegistrations(prev.pendingName);
-    if (prev.job) {
-      this.ps.jobsServed += 1;
+    if (job) {
+      if (!job.counted) this.ps.jobsServed += 1;
+      const result = job.result ?? 'interrupted';
       const rec = buildJobRecord({
-        runnerName: prev.runner?.name,
-        runnerId: prev.runner?.id,
-        vars: prev.job.vars ?? {},
-        startedAt: Date.parse(prev.job.startedAt),
-        endedAt: this.d.clock.now(),
-        exit: undefined,
-        result: 'interrupted',
-        source: 'exit',
+        runnerName: job.runner?.name ?? prev.runner?.name,
+        runnerId: job.runner?.id ?? prev.runner?.id,
+        vars: job.vars ?? {},
+        jobName: job.name,
+        startedAt: Date.parse(job.startedAt),
+        endedAt: job.endedAt ? Date.parse(job.endedAt) : this.d.clock.now(),
+        exit:
+          job.exitCode !== undefined || job.exitSignal !== undefined
+            ? { code: job.exitCode ?? null, signal: (job.exitSignal ?? null) as NodeJS.Signals | null, at: 0 }
+            : undefined,
+        result,
+        source: job.result ? 'console' : 'exit',
         cleanup: report,
-        notes: [`agent restarted in state ${prev.state}; job interrupted`],
+        notes: [
+          job.endedAt
+            ? `agent restarted in state ${prev.state}, after the job ended; cleaned at recovery`
+            : prev.job
+              ? `agent restarted in state ${prev.state}; job interrupted`
+              : 'a job started while the agent was down; killed and cleaned at recovery',
+        ],
       });
-      const decision = this.decideAfter(policy, report, 'interrupted');
+      const decision = this.decideAfter(policy, report, result);
       await this.d.journal.append({ ...rec, decision: decision.action, decisionReason: decision.reason });
       this.ps.job = undefined;
+      this.ps.runner = undefined;
       return decision;
     }
     const decision = this.decideAfter(policy, report, undefined);
@@ -616,6 +646,8 @@ export class Agent {
         startedAt: new Date(sink.job.startedAt).toISOString(),
         listenerStartedAt: new Date(listener.startedAt).toISOString(),
         vars: sink.job.vars,
+        ...(sink.job.name ? { name: sink.job.name } : {}),
+        runner: { id: reg.id, name: reg.name },
       };
       await this.transition('job-running');
       if (this.d.runner.prefetch && !this.prefetchTask) this.prefetchTask = this.prefetch(policy);
@@ -666,15 +698,29 @@ export class Agent {
     }
     this.ps.runner = undefined;
     this.currentRunner = undefined;
+    const result = job ? jobResult(job, exit) : undefined;
     if (job) {
       this.ps.jobsServed += 1;
       this.jobsThisRun += 1;
       this.ps.consecutiveFailures = 0;
+      // Everything the record needs, persisted before cleaning: a crash from here on still
+      // produces this job's record (with its real result) at the next boot.
+      this.ps.job = {
+        startedAt: new Date(job.startedAt).toISOString(),
+        listenerStartedAt: this.ps.job?.listenerStartedAt ?? new Date(job.startedAt).toISOString(),
+        vars: job.vars,
+        ...(job.name ? { name: job.name } : {}),
+        runner: { id: reg.id, name: reg.name },
+        endedAt: new Date(exit.at).toISOString(),
+        result: result ?? 'unknown',
+        exitCode: exit.code,
+        exitSignal: exit.signal,
+        counted: true,
+      };
     } else if (outcome.failed) {
       this.ps.consecutiveFailures += 1;
     }
     await removeLocalConfig(this.d.slot.runnerRoot);
-    const result = job ? jobResult(job, exit) : undefined;
     const report = await this.clean(policy, job ? job.startedAt : undefined);
     await this.removeContainers();
     const decision = this.decideAfter(policy, report, result, !job && outcome.reason === IDLE_TIMEOUT);
@@ -932,6 +978,11 @@ export class Agent {
 
   private onHookEvent(e: HookEvent): void {
     this.tracker?.hook(e);
+    if (this.ps.job && this.tracker?.job) {
+      // The metadata often arrives just after the job started: keep the persisted copy complete.
+      this.ps.job.vars = this.tracker.job.vars;
+      void this.persist().catch((err: unknown) => this.log.warn({ err: describeError(err) }, 'could not persist state'));
+    }
   }
 
   private async clearEvents(): Promise<void> {
@@ -942,11 +993,7 @@ export class Agent {
 
   /** Picks up hook reports the watcher has not delivered yet (the completed hook runs just before exit). */
   private async collectRemainingEvents(): Promise<void> {
-    for (const name of await readdir(this.d.hooks.eventsDir).catch(() => [] as string[])) {
-      if (!name.endsWith('.evt')) continue;
-      const e = await readEventFile(path.join(this.d.hooks.eventsDir, name), this.d.clock.now());
-      if (e) this.onHookEvent(e);
-    }
+    for (const e of await readEventDir(this.d.hooks.eventsDir, this.d.clock.now())) this.onHookEvent(e);
   }
 
   private async heartbeat(signal: AbortSignal): Promise<void> {
@@ -977,7 +1024,10 @@ export class Agent {
   }
 
   private persist(): Promise<void> {
-    return this.store.save(this.ps);
+    const snapshot = JSON.parse(JSON.stringify(this.ps)) as PersistedState;
+    const next = this.persistQueue.then(() => this.store.save(snapshot));
+    this.persistQueue = next.catch(() => undefined);
+    return next;
   }
 
   private iso(): string {

@@ -23,7 +23,20 @@ export interface PersistedState {
   /** True from the moment a listener starts until a verified cleanup: a crash then means "clean first". */
   dirty: boolean;
   /** The job in progress, for the journal record written after a crash. */
-  job?: { startedAt: string; listenerStartedAt: string; vars?: Record<string, string> };
+  job?: {
+    startedAt: string;
+    listenerStartedAt: string;
+    vars?: Record<string, string>;
+    name?: string;
+    runner?: { id: number; name: string };
+    /** Set once the listener exited: what the job's record will say. */
+    endedAt?: string;
+    result?: string;
+    exitCode?: number | null;
+    exitSignal?: string | null;
+    /** jobsServed already includes this job (so a recovery does not count it twice). */
+    counted?: boolean;
+  };
   quarantineReason?: string;
   /** The container engine's objects before the current job (see cleanup/engine-inventory.ts). */
   engineBefore?: import('../cleanup/engine-inventory.js').EngineInventory;

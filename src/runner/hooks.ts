@@ -128,6 +128,17 @@ export async function readEventFile(file: string, now: number): Promise<HookEven
   }
 }
 
+/** Reads (and deletes) every event file in the drop directory; [] when it does not exist. */
+export async function readEventDir(eventsDir: string, now: number): Promise<HookEvent[]> {
+  const out: HookEvent[] = [];
+  for (const name of await readdir(eventsDir).catch(() => [] as string[])) {
+    if (!name.endsWith('.evt')) continue;
+    const e = await readEventFile(path.join(eventsDir, name), now);
+    if (e) out.push(e);
+  }
+  return out;
+}
+
 /**
  * Watches the drop directory and calls `onEvent` for each hook report, until `signal` aborts.
  * chokidar (inotify) means no polling while idle.
