@@ -4,8 +4,8 @@
 #   packaging/install.sh [--from DIR|TARBALL] [--prefix DIR] [--root DIR] [--no-systemd]
 #                        [--enable] [--skip-build]
 #
-# From a checkout (the default: the tree this script is in) or a source tarball (`git archive`
-# or `npm pack` output), it builds the agent in a staging copy (npm ci, npm run build,
+# From a checkout (the default: the tree this script is in) or a source tarball (`git archive`,
+# with its package-lock.json), it builds the agent in a staging copy (npm ci, npm run build,
 # npm prune --omit=dev: the build needs TypeScript, so `npm ci --omit=dev` alone is not enough),
 # then swaps it into PREFIX (default /opt/runner-warden), root-owned and not writable by anyone
 # else: the agent runs as root and a job must never be able to change its code. It also
@@ -87,7 +87,7 @@ if [ -f "$FROM" ]; then
   mkdir "$WORK/src"
   tar -xf "$FROM" -C "$WORK/src" || die "cannot unpack $FROM"
   SRC="$WORK/src"
-  # git archive --prefix=x/ and npm pack (package/) put everything in one top directory.
+  # `git archive --prefix=runner-warden/` puts everything in one top directory.
   if [ ! -f "$SRC/package.json" ]; then
     tops=("$SRC"/*)
     [ ${#tops[@]} -eq 1 ] && [ -d "${tops[0]}" ] && SRC=${tops[0]}
