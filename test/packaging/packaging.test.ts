@@ -171,6 +171,17 @@ test('running install.sh again replaces the code and keeps an edited config', as
   assert.equal(await mode(path.join(root, 'var/lib/runner-warden')), 0o711);
 });
 
+test('install.sh installs from a source tarball with one top directory (git archive --prefix)', async () => {
+  const tarball = path.join(tmp, 'runner-warden.tar.gz');
+  const tar = await run('tar', ['-czf', tarball, '-C', tmp, 'src']);
+  assert.equal(tar.code, 0, tar.stderr);
+  const root = path.join(tmp, 'root-tarball');
+  const r = await run('bash', [INSTALL, '--from', tarball, '--root', root, '--skip-build', '--no-systemd'], { env: scriptEnv });
+  assert.equal(r.code, 0, `install.sh from a tarball failed: ${r.stderr}`);
+  assert.ok(existsSync(path.join(root, 'opt/runner-warden/bin/runner-warden.js')), 'the tarball was not unpacked into the prefix');
+  assert.deepEqual(await readdir(path.join(tmp, 'tmp')), [], 'install.sh left its unpacked tarball behind');
+});
+
 test('install.sh refuses a system directory as prefix and a directory it did not create', async () => {
   const root = path.join(tmp, 'root-refuse');
   const system = await install(root, '--no-systemd', '--prefix', '/usr');
