@@ -4,10 +4,12 @@
  * then the independent verification. A step that throws is recorded `failed` and the pipeline goes
  * on: the later steps still remove what they can, and the host is not clean either way.
  *
- *   commands-before → processes → containers → workdir → credentials → home → temp → system
+ *   commands-before → system → processes → containers → workdir → credentials → home → temp
  *     → runner-install → commands-after → verify
  *
- * Processes go first so nothing the job left running can race the file steps; credentials go
+ * The system step (crontab, at jobs, IPC) goes before the process sweep so that nothing can start a
+ * new process once the sweep is done; processes then go before the file steps so nothing the job
+ * left running can race them; credentials go
  * before home so that a changed `~/.gitconfig` is removed and then restored from the baseline.
  */
 import { describeError, isAbort } from '../lib/errors.js';
@@ -33,13 +35,14 @@ export interface DefaultStepsOptions {
 export function defaultSteps(opts: DefaultStepsOptions = {}): CleanupStep[] {
   return [
     adminCommandsStep('before'),
+    // Crontab and at jobs go first, so nothing can start a new process after the process sweep.
+    systemStep,
     processesStep,
     containersStep(),
     createWorkdirStep(opts.trash ? { trash: opts.trash } : {}),
     credentialsStep(),
     homeStep(),
     tempStep,
-    systemStep,
     runnerInstallStep(),
     adminCommandsStep('after'),
   ];

@@ -220,7 +220,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
 
   let recycler: RecyclerPort | undefined = o.recycler;
   if (!recycler && config.recycle && config.recycle.provider !== 'none') {
-    const chain = createRecycler(config.recycle, { clock, log, configFile: o.configFile });
+    const chain = createRecycler(withDownwardApi(config.recycle, o.env), { clock, log, configFile: o.configFile });
     recycler = {
       provider: chain.providers.join('>'),
       async recycle(event, signal) {
@@ -404,4 +404,24 @@ async function removeStaleContainers(
         .catch((err: unknown) => log.warn({ cgroup: child, err: String(err) }, 'could not remove a stale process container'));
     }
   }
+}
+
+/**
+ * Fills the kubernetes provider's pod and API address from the environment the pod spec gives it
+ * (downward API POD_NAME / POD_NAMESPACE, and the KUBERNETES_SERVICE_* every pod has), unless the
+ * config names them. Other providers pass through unchanged.
+ */
+export function withDownwardApi(recycle: HostConfig['recycle'], env: NodeJS.ProcessEnv): HostConfig['recycle'] {
+  const fill = (c: Record<string, unknown>): Record<string, unknown> =>
+    c.provider !== 'kubernetes'
+      ? c
+      : {
+          ...c,
+          ...(c.podName === undefined && env.POD_NAME ? { podName: env.POD_NAME } : {}),
+          ...(c.namespace === undefined && env.POD_NAMESPACE ? { namespace: env.POD_NAMESPACE } : {}),
+          ...(c.serviceHost === undefined && c.apiUrl === undefined && env.KUBERNETES_SERVICE_HOST ? { serviceHost: env.KUBERNETES_SERVICE_HOST } : {}),
+          ...(c.servicePort === undefined && env.KUBERNETES_SERVICE_PORT ? { servicePort: Number(env.KUBERNETES_SERVICE_PORT) } : {}),
+        };
+  const r = recycle as Record<string, unknown> & { fallback?: Record<string, unknown>[] };
+  return { ...fill(r), ...(r.fallback ? { fallback: r.fallback.map(fill) } : {}) } as HostConfig['recycle'];
 }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
@@ -67,10 +68,14 @@ export class ListenerProcess {
   /** Starts the listener; rejects when the executable cannot be spawned. */
   static start(spec: ListenerSpec): Promise<ListenerProcess> {
     return new Promise((resolve, reject) => {
-      const child = spawn(listenerPath(spec.root), ['run', ...(spec.args ?? [])], {
+      // Through setpriv --init-groups: spawn()'s own uid/gid switch clears the supplementary
+      // groups, so a runner user in the docker group would lose it and every container job fail.
+      const [cmd, args, ids] = existsSync(SETPRIV)
+        ? [SETPRIV, ['--reuid', String(spec.uid), '--regid', String(spec.gid), '--init-groups', '--', listenerPath(spec.root), 'run', ...(spec.args ?? [])], {}]
+        : [listenerPath(spec.root), ['run', ...(spec.args ?? [])], { uid: spec.uid, gid: spec.gid }];
+      const child = spawn(cmd, args, {
         cwd: spec.root,
-        uid: spec.uid,
-        gid: spec.gid,
+        ...ids,
         env: spec.env,
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -114,6 +119,9 @@ export class ListenerProcess {
     return this.exited;
   }
 }
+
+/** util-linux's setpriv, which switches user with the user's supplementary groups, then execs. */
+const SETPRIV = '/usr/bin/setpriv';
 
 /** Console lines kept for diagnosis. */
 const TAIL_LINES = 50;

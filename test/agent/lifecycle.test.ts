@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { createWorld, jobRecords, until } from '../helpers/world.js';
 
@@ -74,4 +75,20 @@ test('with prefetch the next runner is registered while the job runs, and an unu
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 4);
   assert.equal(w.fake.restCalls({ method: 'DELETE' }), 1, 'only the unused prefetched registration is deleted');
   assert.equal(w.fake.runners().length, 0, 'no ghost registration');
+});
+
+test("the job runs with the runner user's supplementary groups (e.g. docker), not only its primary group", async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  const group = `rwg${w.lab.user.name.slice(2, 8)}`;
+  execFileSync('groupadd', [group]);
+  t.after(() => execFileSync('groupdel', [group]));
+  execFileSync('usermod', ['-aG', group, w.lab.user.name]);
+  w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'groups', run: `id -Gn > ${w.dropDir}/groups` }] });
+  const rt = await w.runtime();
+  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  await rt.close();
+  assert.equal(exit.code, 0, exit.reason);
+  const groups = (await readFile(path.join(w.dropDir, 'groups'), 'utf8')).trim().split(/\s+/);
+  assert.ok(groups.includes(group), `the job's groups were ${groups.join(' ')}; a runner in the docker group would lose docker`);
 });

@@ -99,7 +99,7 @@ test('once the cleanup signal has fired, the remaining steps are recorded as not
 test('defaultSteps lists the steps in the documented order', () => {
   assert.deepEqual(
     defaultSteps().map((s) => s.name),
-    ['commands-before', 'processes', 'containers', 'workdir', 'credentials', 'home', 'temp', 'system', 'runner-install', 'commands-after'],
+    ['commands-before', 'system', 'processes', 'containers', 'workdir', 'credentials', 'home', 'temp', 'runner-install', 'commands-after'],
   );
 });
 
