@@ -1,0 +1,38 @@
+/**
+ * Runs every benchmark in turn, each in its own process (one bench's garbage or child processes
+ * never skew the next). Benchmarks are not tests: they print figures as ratios against a baseline
+ * measured in the same run. Needs root (several make a throwaway runner user).
+ *
+ *   npm run bench                 all of them (about 15 minutes on 2 cores)
+ *   npm run bench -- policy health   only those named
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Each bench with the arguments that keep the whole run bounded; the issue each figure belongs to. */
+const BENCHES: [name: string, args: string[], issue: string][] = [
+  ['lifecycle', [], 'issue 2 (and prefetch, issue 5)'],
+  ['cleanup-ready', ['3'], 'issue 3'],
+  ['cleanup-delete', [], 'issue 3'],
+  ['cleanup-verify', [], 'issue 3'],
+  ['policy', [], 'issue 4'],
+  ['recycle', [], 'issue 5'],
+  ['chaos', [], 'issue 5'],
+  ['health', [], 'issue 6'],
+  ['registration', [], 'issue 7'],
+];
+
+const only = process.argv.slice(2);
+let failed = 0;
+for (const [name, args, issue] of BENCHES) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  console.log(`\n=== bench/${name}.ts (${issue}) ===`);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, `${name}.ts`), ...args], { stdio: 'inherit' });
+  if (r.status !== 0) {
+    failed += 1;
+    console.log(`bench/${name}.ts exited ${r.status ?? r.signal}`);
+  }
+}
+process.exitCode = failed > 0 ? 1 : 0;
