@@ -6,7 +6,11 @@
  * Short states are made long on purpose so the kill lands in them: a slow generate-jitconfig
  * (registering), an admin command that sleeps (cleaning), a temp directory with many root-owned
  * entries that verify walks (verifying), a recycle command that sleeps (recycling). The slowness
- * is removed after the kill, so the restarted agent runs at normal speed.
+ * is removed after the kill, so the restarted agent runs at normal speed. `deciding` is hit by an
+ * inotify watch on the journal: the kill lands right after the job's record was written.
+ *
+ * A job the crash cut short is journaled `interrupted`; a job that had ended before the crash
+ * (killed while cleaning, verifying or deciding) keeps its own result, and still has one record.
  *
  * Slow by necessity: every case starts two agent processes and several simulated listeners (node +
  * tsx each). Cases run two at a time; the file takes about a minute and a half on two cores.
@@ -14,6 +18,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync, watch } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -48,8 +53,11 @@ interface Ctx {
   a?: AgentProcess;
   slowCleanMarker: string;
   slowVerifyDir: string;
-  /** Fake jobs expected to be journaled as interrupted, by id. */
-  interrupted: Set<string>;
+  /**
+   * The result each fake job's record must carry, by job id: `interrupted` for a job the crash cut
+   * short, the job's own result for one that had ended before the crash (only its cleanup was cut).
+   */
+  expected: Map<string, string>;
   notes: Record<string, unknown>;
 }
 
@@ -70,6 +78,9 @@ interface Case {
   killIn?: (c: Ctx, a: AgentProcess) => Promise<void>;
   /** After the first agent died and before the second starts. */
   release?: (c: Ctx) => Promise<void>;
+  /** Kills the restarted agent as well (its state at death must be `restartState`); a third one then finishes. */
+  killRestartIn?: (c: Ctx, b: AgentProcess) => Promise<void>;
+  restartState?: AgentState;
   /** The restarted agent serves a probe job (false: it must recycle without registering). */
   restartServes: boolean;
 }
@@ -137,7 +148,7 @@ const CASES: Case[] = [
       // simulator then dies on its first write to the closed stdout pipe; the job started all the same.)
       const id = c.w.fake.enqueueJob(firstJob(300));
       await c.w.fake.waitForJob(id, 'assigned', 20_000);
-      c.interrupted.add(id);
+      c.expected.set(id, 'interrupted');
     },
     restartServes: true,
   },
@@ -145,7 +156,7 @@ const CASES: Case[] = [
     name: 'job-running, in the middle of a job',
     state: 'job-running',
     async arm(c) {
-      c.interrupted.add(c.w.fake.enqueueJob(firstJob(300)));
+      c.expected.set(c.w.fake.enqueueJob(firstJob(300)), 'interrupted');
     },
     async killIn(c, a) {
       await waitForState(c.w.stateDir, 'job-running', { agent: a });
@@ -160,7 +171,7 @@ const CASES: Case[] = [
     policy: slowCleaningPolicy,
     async arm(c) {
       await writeFile(c.slowCleanMarker, '');
-      c.interrupted.add(c.w.fake.enqueueJob(firstJob(0)));
+      c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
     async killIn(c, a) {
       await waitForState(c.w.stateDir, 'cleaning', { agent: a, where: (s) => s.job !== undefined });
@@ -176,7 +187,7 @@ const CASES: Case[] = [
     state: 'verifying',
     async arm(c) {
       await makeSlowVerifyDir(c.slowVerifyDir);
-      c.interrupted.add(c.w.fake.enqueueJob(firstJob(0)));
+      c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
     async killIn(c, a) {
       await waitForState(c.w.stateDir, 'verifying', { agent: a, timeoutMs: 45_000 });
@@ -188,12 +199,35 @@ const CASES: Case[] = [
     restartServes: true,
   },
   {
+    name: 'deciding, right after the job record was written',
+    state: 'deciding',
+    async arm(c) {
+      c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
+    },
+    killIn: (c, a) => killAfterJobRecords(c.w.stateDir, a, 1),
+    restartServes: true,
+  },
+  {
+    name: 'job-running, and again while recovery decides, right after it wrote the interrupted record',
+    state: 'job-running',
+    async arm(c) {
+      c.expected.set(c.w.fake.enqueueJob(firstJob(300)), 'interrupted');
+    },
+    async killIn(c, a) {
+      await waitForState(c.w.stateDir, 'job-running', { agent: a });
+      await a.kill('SIGKILL');
+    },
+    killRestartIn: (c, b) => killAfterJobRecords(c.w.stateDir, b, 1),
+    restartState: 'deciding',
+    restartServes: true,
+  },
+  {
     name: 'recycling, while the recycle command runs',
     state: 'recycling',
     config: { recycle: { provider: 'command', command: ['sleep', '5'] } },
     policy: () => ({ host: { maxJobs: 1 } }),
     async arm(c) {
-      c.w.fake.enqueueJob(firstJob(0));
+      c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
     async killIn(c, a) {
       await waitForState(c.w.stateDir, 'recycling', { agent: a });
@@ -203,6 +237,30 @@ const CASES: Case[] = [
     restartServes: false,
   },
 ];
+
+/**
+ * SIGKILLs `a` as soon as the journal holds `count` job records: the kill lands between the
+ * record's fsync and the agent's next state write (a window of a few milliseconds that an inotify
+ * watch reliably hits, because that state write itself waits for an fsync).
+ */
+async function killAfterJobRecords(stateDir: string, a: AgentProcess, count: number): Promise<void> {
+  const file = path.join(stateDir, 'journal.jsonl');
+  const reached = (): boolean => {
+    try {
+      return (readFileSync(file, 'utf8').match(/"type":"job"/g) ?? []).length >= count;
+    } catch {
+      return false;
+    }
+  };
+  const watcher = watch(stateDir, (_ev, name) => {
+    if (name === 'journal.jsonl' && reached()) a.child.kill('SIGKILL');
+  });
+  try {
+    await a.waitForExit(45_000);
+  } finally {
+    watcher.close();
+  }
+}
 
 /** Makes `dir` (root-owned, 0755, not world-writable) with SLOW_VERIFY_ENTRIES empty files. */
 async function makeSlowVerifyDir(dir: string): Promise<void> {
@@ -237,7 +295,7 @@ async function runCase(c: Case): Promise<void> {
       w,
       slowCleanMarker: path.join(w.lab.root, 'slow-clean'),
       slowVerifyDir: path.join(w.lab.root, 'sys', 'var-tmp', 'slow-verify'),
-      interrupted: new Set(),
+      expected: new Map(),
       notes: {},
     };
     if (c.policy) await writeFile(path.join(w.policyDir, 'test.yaml'), stringify({ ...testPolicy(w.lab), ...c.policy(ctx) }));
@@ -255,6 +313,16 @@ async function runCase(c: Case): Promise<void> {
     const died = await readPersistedState(w.stateDir);
     assert.equal(died?.state, c.state, `the first agent was meant to die in ${c.state} but its last persisted state is ${died?.state}`);
     await c.release?.(ctx);
+    if (c.killRestartIn) {
+      const mid = startAgentProcess(w.configFile);
+      try {
+        await c.killRestartIn(ctx, mid);
+      } finally {
+        await mid.kill('SIGKILL');
+      }
+      const again = await readPersistedState(w.stateDir);
+      assert.equal(again?.state, c.restartState, `the restarted agent was meant to die in ${c.restartState} but its last persisted state is ${again?.state}`);
+    }
 
     const b = startAgentProcess(w.configFile);
     let probe: string | undefined;
@@ -291,7 +359,8 @@ async function runCase(c: Case): Promise<void> {
         `job ${fj.id} (run ${fj.job.runId}, runner ${fj.runnerName} #${fj.runnerId}, ${fj.status}/${fj.result}) has ${mine.length} ` +
           `journal records ${JSON.stringify(mine.map(brief))}; all job records: ${JSON.stringify(jobs.map(brief))}`,
       );
-      if (ctx.interrupted.has(fj.id)) assert.equal(mine[0]?.result, 'interrupted', `job ${fj.id} was interrupted by the crash`);
+      const want = ctx.expected.get(fj.id);
+      if (want) assert.equal(mine[0]?.result, want, `the record of job ${fj.id} should say ${want}: ${JSON.stringify(mine[0]?.notes)}`);
     }
     assert.equal(jobs.length, started.length, `journal job records (${jobs.length}) vs jobs the service saw start (${started.length})`);
     if (probe) assert.equal(w.fake.job(probe)?.result, 'Succeeded', 'the probe job should run on the restarted agent');
