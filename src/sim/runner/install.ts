@@ -12,6 +12,7 @@
  */
 import { chmod, chown, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import { binWrapper, CONFIG_SH, ENV_SH, RUN_HELPER_TEMPLATE, RUN_SH, SAFE_SLEEP_SH, SVC_SH } from './scripts.js';
 import { DEFAULT_RUNNER_VERSION, VERSION_FILE } from './version.js';
@@ -26,12 +27,36 @@ export interface InstallOptions {
 /** Placeholder assemblies, named like the real ones so layout checks find them. */
 const PLACEHOLDER_DLLS = ['Runner.Listener.dll', 'Runner.Worker.dll', 'Runner.Common.dll', 'Runner.Sdk.dll'];
 
+let bundled: Promise<{ listener: string; worker: string }> | undefined;
+
+/** The listener and worker as single ESM files (built once per process with esbuild). */
+function simBundles(here: string): Promise<{ listener: string; worker: string }> {
+  bundled ??= (async () => {
+    const one = async (entry: string): Promise<string> => {
+      const r = await build({
+        entryPoints: [path.join(here, entry)],
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node20',
+        write: false,
+        logLevel: 'silent',
+        // Bundled CommonJS dependencies call require(); give the ESM bundle one.
+        banner: { js: "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);" },
+      });
+      return r.outputFiles[0]?.text ?? '';
+    };
+    const [listener, worker] = await Promise.all([one('listener.ts'), one('worker.ts')]);
+    return { listener, worker };
+  })();
+  return bundled;
+}
+
 /** Installs the simulated runner into `root` (created if missing; existing layout files are replaced). */
 export async function installSimulatedRunner(root: string, opts: InstallOptions = {}): Promise<void> {
   const version = opts.version ?? DEFAULT_RUNNER_VERSION;
   const abs = path.resolve(root);
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const tsxLoader = fileURLToPath(import.meta.resolve('tsx'));
   const bin = path.join(abs, 'bin');
   await mkdir(abs, { recursive: true, mode: 0o755 });
   await chmod(abs, 0o755);
@@ -47,8 +72,16 @@ export async function installSimulatedRunner(root: string, opts: InstallOptions 
     await chmod(file, 0o644);
   };
 
-  await exe(path.join(bin, 'Runner.Listener'), binWrapper(process.execPath, tsxLoader, path.join(here, 'listener.ts'), abs));
-  await exe(path.join(bin, 'Runner.Worker'), binWrapper(process.execPath, tsxLoader, path.join(here, 'worker.ts'), abs));
+  // The listener and worker are bundled into the installation itself, like a real runner's
+  // binaries: the runner user then needs no access to this checkout (which may sit in a directory
+  // only root can enter, as a CI clone does), and no TypeScript loader runs per process.
+  const bundles = await simBundles(here);
+  await mkdir(path.join(bin, 'sim'), { mode: 0o755 });
+  await chmod(path.join(bin, 'sim'), 0o755);
+  await plain(path.join(bin, 'sim', 'listener.mjs'), bundles.listener);
+  await plain(path.join(bin, 'sim', 'worker.mjs'), bundles.worker);
+  await exe(path.join(bin, 'Runner.Listener'), binWrapper(process.execPath, path.join(bin, 'sim', 'listener.mjs'), abs));
+  await exe(path.join(bin, 'Runner.Worker'), binWrapper(process.execPath, path.join(bin, 'sim', 'worker.mjs'), abs));
   await plain(path.join(bin, VERSION_FILE), `${version}\n`);
   for (const dll of PLACEHOLDER_DLLS) {
     await plain(path.join(bin, dll), `simulated ${dll} ${version} (runner-warden runner simulator)\n`);

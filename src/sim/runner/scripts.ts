@@ -9,19 +9,18 @@ function q(s: string): string {
 }
 
 /**
- * A `bin/` wrapper: `exec`s node with tsx's loader on a simulator main, so the wrapper's pid
- * becomes the node process. RUNNER_SIM_ROOT tells the main its root; TSX_DISABLE_CACHE keeps tsx
- * from writing a cache under /tmp. Both are removed by the main before it spawns anything.
+ * A `bin/` wrapper: `exec`s node on a bundled simulator main (bin/sim/*.mjs), so the wrapper's pid
+ * becomes the node process. RUNNER_SIM_ROOT tells the main its root; the main removes it before it
+ * spawns anything.
  * bash rather than sh: dash drops environment entries whose names are not shell identifiers
  * (`#x=1`, ` A =b` from `.env`), while the real listener hands them to the worker unchanged.
  */
-export function binWrapper(nodePath: string, tsxLoader: string, main: string, root: string): string {
+export function binWrapper(nodePath: string, main: string, root: string): string {
   return `#!/bin/bash
 # Simulated runner binary (runner-warden's simulator). Do not edit: installSimulatedRunner writes it.
 RUNNER_SIM_ROOT=${q(root)}
-TSX_DISABLE_CACHE=1
-export RUNNER_SIM_ROOT TSX_DISABLE_CACHE
-exec ${q(nodePath)} --import ${q(tsxLoader)} ${q(main)} "$@"
+export RUNNER_SIM_ROOT
+exec ${q(nodePath)} ${q(main)} "$@"
 `;
 }
 
