@@ -200,9 +200,25 @@ const checkHome: Check = async (ctx, _o, out, _r, shared) => {
   out.push(...describeDiff(diff));
 };
 
+/** The runner user's groups (primary and supplementary), from the group database. */
+async function groupsOf(user: { name: string; gid: number }): Promise<Set<number>> {
+  const gids = new Set([user.gid]);
+  const text = await fsp.readFile('/etc/group', 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if ((f[3] ?? '').split(',').includes(user.name)) gids.add(Number(f[2]));
+  }
+  return gids;
+}
+
 const checkTemp: Check = async (ctx, _o, out) => {
   if (!ctx.policy.temp.enabled) return;
   const uid = ctx.slot.user.uid;
+  const gids = await groupsOf(ctx.slot.user);
+  // The runner user can only have created entries in directories it can write to: a directory
+  // neither world- nor group-writable for it (a root 0755 tree such as a checkout's node_modules
+  // in /var/tmp) cannot hold anything of the job's and is not walked.
+  const writable = (st: Stats): boolean => (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && gids.has(st.gid));
   for (const dir of ctx.policy.temp.paths) {
     const root = fromText(dir);
     const rootSt = await lstatOrUndef(bytes(root));
@@ -229,7 +245,7 @@ const checkTemp: Check = async (ctx, _o, out) => {
         if (!st) continue;
         if (st.uid === uid) out.push(`temp: ${path.join(dir, shown(child))} belongs to the runner user`);
         // Its own subtree is reported as one line; another filesystem is not walked into.
-        else if (st.isDirectory() && st.dev === rootSt.dev) queue.push(child);
+        else if (st.isDirectory() && st.dev === rootSt.dev && writable(st)) queue.push(child);
       }
     }
   }
