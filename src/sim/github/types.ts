@@ -3,6 +3,9 @@
  * REST objects follow shared/runner-contract.md §7; the broker shapes follow src/sim/PROTOCOL.md.
  */
 import type { Clock } from '../../lib/clock.js';
+import type { BrokerJob, JobStep } from '../protocol.js';
+
+export type { BrokerJob, JobStep };
 
 /** A classic PAT (`scopes`) or a fine-grained / App-style token (`permissions`) the fake accepts. */
 export interface FakeTokenSpec {
@@ -103,11 +106,6 @@ export interface RequestFilter {
   status?: number;
 }
 
-/** A step of a simulated job. */
-export interface JobStep {
-  name: string;
-  run: string;
-}
 
 /** What a test queues; everything but repository and steps has a default. */
 export interface JobSpec {
@@ -130,26 +128,6 @@ export interface JobSpec {
   cancelAfterMs?: number | null;
 }
 
-/** The Job object a runner receives (PROTOCOL.md "Job"). */
-export interface BrokerJob {
-  jobId: string;
-  requestId: number;
-  planId: string;
-  displayName: string;
-  repository: string;
-  workflow: string;
-  runId: string;
-  runNumber: string;
-  runAttempt: string;
-  sha: string;
-  ref: string;
-  eventName: string;
-  actor: string;
-  labels: string[];
-  steps: JobStep[];
-  timeoutMinutes: number;
-  cancelAfterMs: number | null;
-}
 
 /** Job progress; the order matters for waitForJob. */
 export type JobStatus = 'queued' | 'assigned' | 'running' | 'completed';

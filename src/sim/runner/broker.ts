@@ -2,27 +2,10 @@
  * Client of the fake GitHub's private broker (src/sim/PROTOCOL.md): sessions, messages, job
  * renew/complete, and the registration exchange that `configure`/`remove` use.
  */
+import type { BrokerJob } from '../protocol.js';
 
 /** A job as the fake hands it to a runner (PROTOCOL.md "Job"). */
-export interface SimJob {
-  jobId: string;
-  requestId: number;
-  planId: string;
-  displayName: string;
-  repository: string;
-  workflow: string;
-  runId: string;
-  runNumber: string;
-  runAttempt: string;
-  sha: string;
-  ref: string;
-  eventName: string;
-  actor: string;
-  labels: string[];
-  steps: Array<{ name: string; run: string }>;
-  timeoutMinutes?: number;
-  cancelAfterMs?: number | null;
-}
+export type SimJob = BrokerJob;
 
 /** A message from the long poll; `none` is a 204. */
 export type BrokerMessage =
