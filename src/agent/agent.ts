@@ -834,6 +834,14 @@ export class Agent {
     if (!res.ok) return this.quarantine(policy, `recycle failed: ${res.detail}`, true);
     // The host is being replaced: never serve another job on it.
     this.ps.dirty = true;
+    if (TERMINATING_PROVIDERS.test(res.provider) && res.exitCode === undefined) {
+      // The infrastructure ends this host from outside (pod deletion, ASG termination, poweroff).
+      // Exiting now would let a supervisor (kubelet, systemd) start a fresh agent on a host that is
+      // going away, which would register a runner there: wait for the end instead, bounded.
+      await this.persist();
+      this.log.info({ provider: res.provider, waitMs: this.d.timeouts.recycleWaitMs }, 'recycle signalled; waiting for the host to be stopped');
+      await this.d.clock.sleep(this.d.timeouts.recycleWaitMs, this.drainAc.signal).catch(() => {});
+    }
     return this.stop(`recycled (${reason})`, res.exitCode ?? 0);
   }
 
@@ -1034,6 +1042,9 @@ export class Agent {
     return new Date(this.d.clock.now()).toISOString();
   }
 }
+
+/** Providers after which the infrastructure stops this host itself (the agent waits for it). */
+const TERMINATING_PROVIDERS = /^(aws-asg|kubernetes|shutdown)$/;
 
 /** Slack beyond a state's own bound before the loop counts as stuck (slow disks, a loaded host). */
 const STUCK_MARGIN_MS = 5 * 60_000;

@@ -25,6 +25,12 @@ export const DEFAULT_TIMEOUTS = {
   heartbeatMs: 10_000,
   /** Attempts to delete a stale registration at recovery before it is left for the next boot. */
   recoveryDeleteTries: 3,
+  /**
+   * After an aws-asg, kubernetes or shutdown recycle the agent waits this long for the host to be
+   * stopped before it exits: pod deletion and ASG termination usually take under a minute; ten
+   * covers a slow lifecycle hook without keeping a stuck host forever.
+   */
+  recycleWaitMs: 10 * 60_000,
 };
 
 export type Timeouts = typeof DEFAULT_TIMEOUTS;
