@@ -139,7 +139,7 @@ test('SIGKILL of the listener in the middle of a job still cleans the host and d
     steps: [
       {
         name: 'kill the listener',
-        run: 'echo secret > leftover.txt; (sleep 300 &); kill -9 $(pgrep -u $(id -u) -f "Runner.Listener|listener.ts" | head -n 5); sleep 30',
+        run: 'echo secret > leftover.txt; (sleep 300 &); kill -9 $(pgrep -u $(id -u) -f "Runner.Listener|listener.(ts|mjs)" | head -n 5); sleep 30',
       },
     ],
   });

@@ -28,7 +28,7 @@ describe('faults a job causes on purpose', { concurrency: 3 }, () => {
             'echo "$MARK" > leftover.txt; echo "$MARK" > "$REAL_HOME/.leftover-$MARK"; echo "$MARK" > "$SYS_TMP/left-$MARK"',
             'mkdir -p "$HOME/.docker" && echo "{\\"auths\\":{\\"x\\":{\\"auth\\":\\"$MARK\\"}}}" > "$HOME/.docker/config.json"',
             '(exec -a "after-crash-$MARK" sleep 300 &)',
-            'kill -9 $(pgrep -u "$(id -u)" -f "Runner.Listener|listener.ts" | head -n 5)',
+            'kill -9 $(pgrep -u "$(id -u)" -f "Runner.Listener|listener.(ts|mjs)" | head -n 5)',
             'sleep 30',
           ].join('\n'),
         },

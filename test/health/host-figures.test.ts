@@ -10,8 +10,10 @@ import { createLogger } from '../../src/lib/log.js';
 const fakeSources = { cpuLoadPercent: async () => 12.345, memUsedPercent: async () => 40 };
 
 /** Lets pending promise callbacks run (the sampler awaits statfs between sleeps). */
-async function settle(): Promise<void> {
+/** Lets the sampler's real statfs finish: polls until `done` (or 2 s), since I/O under load can take longer than a few ticks. */
+async function settle(done: () => boolean = () => false): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 test('the sampler reports CPU, memory and the work filesystem, then samples again each interval', async () => {
@@ -22,7 +24,7 @@ test('the sampler reports CPU, memory and the work filesystem, then samples agai
     const sampler = new HostFiguresSampler({ workDir: dir, clock, sources: fakeSources, onSample: (s) => samples.push(s) });
     const ac = new AbortController();
     const running = sampler.run(ac.signal);
-    await settle();
+    await settle(() => samples.length >= 1 && clock.sleeps.length >= 1);
     assert.equal(samples.length, 1, 'first sample should be taken at once');
     const s = samples[0] as HostSample;
     assert.equal(s.cpuLoadPercent, 12.35);
@@ -32,7 +34,7 @@ test('the sampler reports CPU, memory and the work filesystem, then samples agai
     assert.equal(s.updatedAt, '2026-01-01T00:00:00.000Z');
     assert.deepEqual(clock.sleeps, [15_000], 'default interval is 15 s');
     clock.advance(15_000);
-    await settle();
+    await settle(() => samples.length >= 2);
     assert.equal(samples.length, 2, 'second sample after one interval');
     ac.abort();
     await running;
