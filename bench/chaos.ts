@@ -8,24 +8,28 @@
  *   record in the journal (an `interrupted` record counts); plus torn journal lines;
  * - ghost registrations: runners left in the fake's list after the last agent drained and stopped.
  *
- * Faults, drawn from a seeded PRNG so a run can be repeated: 5xx and 429 (retry-after) answers to
- * generate-jitconfig, listener crashes (exit 2), self-updates, registrations deleted on the server
- * while idle, jobs that SIGKILL their own listener, and SIGKILL of the agent at random moments (it is
- * restarted at once, like systemd would). The agent is a real `runner-warden run` process.
+ * Faults, drawn from seeded PRNGs: 5xx and 429 (retry-after) answers to generate-jitconfig, listener
+ * crashes (exit 2), self-updates, registrations deleted on the server while idle, jobs that SIGKILL
+ * their own listener, and SIGKILL of the agent at random moments (it is restarted at once, like
+ * systemd would). The agent is a real `runner-warden run` process. A seed fixes the draws, not the
+ * timing of real processes, so two runs with one seed are alike rather than identical. When the
+ * agent recycles the host, the bench replaces it (fresh runner install and agent state) and goes on.
  *
  * The baseline is the same host serving `--baseline-jobs` jobs without faults first, in the same run:
  * job end → next listener started (the journal's `listener-started` events) is printed as a ratio
- * of it. Needs root (it makes a throwaway runner user, like the tests). About 4 s per job on two
- * shared cores, so the default 100 jobs take about 7 minutes.
+ * of it. Needs root (it makes a throwaway runner user, like the tests). About 3 to 4 s per job on
+ * two shared cores, so the default 100 jobs take 5 to 7 minutes.
  */
 import { parseArgs } from 'node:util';
-import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createWorld, testPolicy, type World } from '../test/helpers/world.js';
 import { readPersistedState, startAgentProcess, type AgentProcess, type ProcessExit } from '../test/helpers/agent-process.js';
 import { Journal, type EventRecord, type JobRecord } from '../src/agent/journal.js';
 import type { JobRecord as FakeJob, JobSpec } from '../src/sim/github/types.js';
+import { installSimulatedRunner } from '../src/sim/runner/install.js';
 
 const { values } = parseArgs({
   options: {
@@ -82,8 +86,14 @@ function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-const rand = prng(SEED);
-const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+/**
+ * One stream per kind of opportunity, so that the faults drawn for the jobs do not shift when a
+ * registration or a listener session happens earlier or later in a run (their timing is real).
+ */
+const jobRand = prng(SEED);
+const registrationRand = prng(SEED * 7919 + 1);
+const sessionRand = prng(SEED * 104_729 + 2);
+const pick = <T>(rand: () => number, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]): number => {
   if (xs.length === 0) return Number.NaN;
@@ -103,6 +113,26 @@ const injected = {
 };
 const killedIn: Record<string, number> = {};
 const exits: string[] = [];
+/** Why each host was replaced (the agent exited after a recycle). */
+const replacements: string[] = [];
+
+/**
+ * A recycle replaces the host: the fleet starts a fresh one from the image. Modelled on the same
+ * world: no runner-user process, a pristine runner installation, no agent state. The journal is
+ * kept (it stands for the fleet's collected journals) and so is the home baseline (same image).
+ */
+async function replaceHost(w: World): Promise<void> {
+  try {
+    execFileSync('pkill', ['-KILL', '-U', String(w.lab.user.uid)], { stdio: 'ignore' });
+  } catch {
+    // pkill exits 1 when nothing matched.
+  }
+  await rm(w.runnerRoot, { recursive: true, force: true });
+  await installSimulatedRunner(w.runnerRoot, { owner: { uid: w.lab.user.uid, gid: w.lab.user.gid } });
+  for (const name of ['state.json', 'runner-install.json', 'jobs', 'trash']) {
+    await rm(path.join(w.stateDir, name), { recursive: true, force: true });
+  }
+}
 
 /** Restarts the agent whenever it exits or is killed, until stopped. */
 class Supervisor {
@@ -126,7 +156,12 @@ class Supervisor {
       this.current = undefined;
       if (!this.killing) {
         const stop = [...a.lines].reverse().find((l) => l.msg === 'agent stopped');
-        exits.push(`code ${e.code ?? e.signal}: ${String(stop?.reason ?? a.tail(300).trim())}`);
+        const reason = String(stop?.reason ?? a.tail(300).trim());
+        exits.push(`code ${e.code ?? e.signal}: ${reason.slice(0, 300)}`);
+        if (this.running && reason.startsWith('recycled')) {
+          replacements.push(reason.slice(0, 300));
+          await replaceHost(this.w);
+        }
       }
       this.killing = false;
       if (this.running) await sleep(RESTART_DELAY_MS);
@@ -150,6 +185,8 @@ class Supervisor {
     const a = this.current;
     let e: ProcessExit | undefined;
     if (a) {
+      // SIGTERM before the agent installed its handlers would kill it outright instead of draining it.
+      await a.waitForLog((l) => l.msg === 'state', 'the agent to start', 30_000).catch(() => undefined);
       a.child.kill('SIGTERM');
       e = await a.waitForExit(FINAL_STOP_MS).catch(() => undefined);
     }
@@ -172,7 +209,7 @@ function jobSpec(i: number, killer: boolean): JobSpec {
       ],
     };
   }
-  const secs = (0.1 + rand() * 0.3).toFixed(2);
+  const secs = (0.1 + jobRand() * 0.3).toFixed(2);
   return {
     repository: 'octo/app',
     runId: i,
@@ -191,8 +228,8 @@ async function main(): Promise<void> {
   const w = await createWorld({
     fake: { jobLockMs: JOB_LOCK_MS },
     runner: { maxJobs: 0 },
-    // A recycle (a quarantine, a crash loop) ends the process; the supervisor then restarts it, as a
-    // replacement host would start.
+    // A recycle (a quarantine, a crash loop) ends the process; the supervisor then replaces the host
+    // (replaceHost) and starts the agent on it.
     config: { recycle: { provider: 'exit', exitCode: 0 } },
   });
   const started = Date.now();
@@ -209,10 +246,11 @@ async function main(): Promise<void> {
     let deleteNextIdle = false;
     w.fake.events.on('runner-created', () => {
       if (!chaos) return;
-      if (rand() < P.api5xx) {
-        w.fake.faults.add({ match, times: 1, status: pick([500, 502, 503]) });
+      const roll = registrationRand();
+      if (roll < P.api5xx) {
+        w.fake.faults.add({ match, times: 1, status: pick(registrationRand, [500, 502, 503]) });
         injected['api-5xx'] += 1;
-      } else if (rand() < P.api429) {
+      } else if (roll < P.api5xx + P.api429) {
         w.fake.faults.secondaryRateLimit({ match, times: 1, status: 429, retryAfter: 1 });
         injected['api-429'] += 1;
       }
@@ -230,7 +268,7 @@ async function main(): Promise<void> {
         }, DELETE_AFTER_MS);
         return;
       }
-      const roll = rand();
+      const roll = sessionRand();
       if (roll < P.listenerCrash) {
         w.fake.crashNext(s.runnerId);
         injected['listener-crash'] += 1;
@@ -260,14 +298,14 @@ async function main(): Promise<void> {
       }
       // One job waits in the queue at a time; hold it while a server-side deletion waits for an idle listener.
       if (enqueued < total && !jobs.some((j) => j.status === 'queued') && !deleteNextIdle) {
-        await sleep(rand() * ENQUEUE_GAP_MS);
+        await sleep(jobRand() * ENQUEUE_GAP_MS);
         enqueued += 1;
         chaos = enqueued > BASELINE_JOBS;
         if (enqueued === BASELINE_JOBS + 1) chaosFrom = Date.now();
-        const killer = chaos && rand() < P.listenerKillJob;
+        const killer = chaos && jobRand() < P.listenerKillJob;
         if (killer) injected['listener-kill-job'] += 1;
         w.fake.enqueueJob(jobSpec(enqueued, killer));
-        if (chaos && rand() < P.agentKill) {
+        if (chaos && jobRand() < P.agentKill) {
           const t = setTimeout(() => {
             timers.delete(t);
             void sup.kill().then((state) => {
@@ -275,10 +313,10 @@ async function main(): Promise<void> {
               injected['agent-kill'] += 1;
               killedIn[state] = (killedIn[state] ?? 0) + 1;
             });
-          }, rand() * AGENT_KILL_WINDOW_MS);
+          }, jobRand() * AGENT_KILL_WINDOW_MS);
           timers.add(t);
         }
-        if (chaos && rand() < P.serverDelete) deleteNextIdle = true;
+        if (chaos && jobRand() < P.serverDelete) deleteNextIdle = true;
         continue;
       }
       await sleep(100);
@@ -357,8 +395,10 @@ async function report(
   out(`  ghost registrations:  ${ghosts.length}`);
   out(`  faults injected: ${Object.entries(injected).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   out(`  agent kills landed in: ${Object.entries(killedIn).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
-  out(`  agent processes started: ${o.sup.starts}; exits on their own: ${exits.length}${exits.length ? ` (${[...new Set(exits)].slice(0, 5).join(' | ')})` : ''}`);
+  out(`  agent processes started: ${o.sup.starts}; exits on their own: ${exits.length}`);
   out(`  last agent drained: ${o.last ? `exit ${o.last.code ?? o.last.signal}` : 'did not stop in time'}`);
+  out(`  hosts replaced after a recycle: ${replacements.length}`);
+  for (const r of replacements) out(`    ${r}`);
   out(`  fake job results: ${Object.entries(results).map(([k, v]) => `${k} ${v}`).join(', ')}; assigned but never started ${assignedOnly.length}`);
   out(`  journal events: ${Object.entries(events).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const b = median(base);

@@ -49,8 +49,6 @@ const SLOW_VERIFY_ENTRIES = 60_000;
 /** Per-case context handed to the hooks of a case. */
 interface Ctx {
   w: World;
-  /** The first agent process (set once started). */
-  a?: AgentProcess;
   slowCleanMarker: string;
   slowVerifyDir: string;
   /**
@@ -58,6 +56,7 @@ interface Ctx {
    * short, the job's own result for one that had ended before the crash (only its cleanup was cut).
    */
   expected: Map<string, string>;
+  /** Scratch space between a case's hooks. */
   notes: Record<string, unknown>;
 }
 
@@ -145,7 +144,8 @@ const CASES: Case[] = [
       await online;
       await a.kill('SIGKILL');
       // The listener outlives its agent and keeps polling: the service hands it the next job. (The
-      // simulator then dies on its first write to the closed stdout pipe; the job started all the same.)
+      // simulated listener does not live long without its agent, often not until the job-started
+      // hook; the job was taken all the same, and the restarted agent finds its runner busy.)
       const id = c.w.fake.enqueueJob(firstJob(300));
       await c.w.fake.waitForJob(id, 'assigned', 20_000);
       c.expected.set(id, 'interrupted');
@@ -304,7 +304,6 @@ async function runCase(c: Case): Promise<void> {
     await c.arm?.(ctx);
 
     const a = startAgentProcess(w.configFile);
-    ctx.a = a;
     try {
       await c.killIn?.(ctx, a);
     } finally {
