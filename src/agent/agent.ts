@@ -356,7 +356,15 @@ export class Agent {
     if (job) {
       if (!job.counted) this.ps.jobsServed += 1;
       const result = job.result ?? 'interrupted';
+      const key = job.key ?? `${job.runner?.id ?? prev.runner?.id ?? 'unknown'}@${Date.parse(job.startedAt)}`;
+      if (await this.alreadyRecorded(key)) {
+        // Killed after the record was written and before the state said so: do not write it twice.
+        this.ps.job = undefined;
+        this.ps.runner = undefined;
+        return this.decideAfter(policy, report, result);
+      }
       const rec = buildJobRecord({
+        key,
         runnerName: job.runner?.name ?? prev.runner?.name,
         runnerId: job.runner?.id ?? prev.runner?.id,
         vars: job.vars ?? {},
@@ -387,6 +395,13 @@ export class Agent {
     const decision = this.decideAfter(policy, report, undefined);
     await this.d.journal.append({ type: 'event', event: 'recovery', at: this.iso(), detail: { decision: decision.action, reason: decision.reason } });
     return decision;
+  }
+
+  /** True when the journal's recent job records already hold `key`. */
+  private async alreadyRecorded(key: string): Promise<boolean> {
+    if (!this.d.journal.readLastJobs) return false;
+    const recent = await this.d.journal.readLastJobs(RECENT_RECORDS).catch(() => ({ records: [] as { key?: string }[] }));
+    return recent.records.some((r) => r.key === key);
   }
 
   private decideAfter(
@@ -643,6 +658,7 @@ export class Agent {
       // Phase 2: a job runs. Persist it, then wait for the exit, the job limit or a drain.
       this.currentJob = sink.job;
       this.ps.job = {
+        key: `${reg.id}@${sink.job.startedAt}`,
         startedAt: new Date(sink.job.startedAt).toISOString(),
         listenerStartedAt: new Date(listener.startedAt).toISOString(),
         vars: sink.job.vars,
@@ -706,6 +722,7 @@ export class Agent {
       // Everything the record needs, persisted before cleaning: a crash from here on still
       // produces this job's record (with its real result) at the next boot.
       this.ps.job = {
+        key: this.ps.job?.key ?? `${reg.id}@${job.startedAt}`,
         startedAt: new Date(job.startedAt).toISOString(),
         listenerStartedAt: this.ps.job?.listenerStartedAt ?? new Date(job.startedAt).toISOString(),
         vars: job.vars,
@@ -726,6 +743,7 @@ export class Agent {
     const decision = this.decideAfter(policy, report, result, !job && outcome.reason === IDLE_TIMEOUT);
     if (job) {
       const rec = buildJobRecord({
+        key: this.ps.job?.key,
         runnerName: reg.name,
         runnerId: reg.id,
         vars: job.vars,
@@ -1045,6 +1063,9 @@ export class Agent {
 
 /** Providers after which the infrastructure stops this host itself (the agent waits for it). */
 const TERMINATING_PROVIDERS = /^(aws-asg|kubernetes|shutdown)$/;
+
+/** Job records read back at recovery to find one already written (one job per registration: a few suffice). */
+const RECENT_RECORDS = 20;
 
 /** Slack beyond a state's own bound before the loop counts as stuck (slow disks, a loaded host). */
 const STUCK_MARGIN_MS = 5 * 60_000;

@@ -73,6 +73,8 @@ export interface JobRecord extends RecordBase {
   decision: 'reuse' | 'recycle' | 'quarantine' | 'stop';
   decisionReason: string;
   timeToReadyMs?: number;
+  /** Identifies the job across an agent restart, so a recovery never writes its record twice. */
+  key?: string;
 }
 
 /** A lifecycle event worth keeping beside the jobs (boot, recovery after a crash, drain...). */

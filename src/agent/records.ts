@@ -5,6 +5,8 @@ import type { JobMeta, JobRecord, NewJournalRecord } from './journal.js';
 /** What the agent needs of the journal. */
 export interface JournalPort {
   append(record: NewJournalRecord): Promise<unknown>;
+  /** The last `n` job records (for recovery's duplicate check); optional for simple journals. */
+  readLastJobs?(n: number): Promise<{ records: { key?: string }[] }>;
 }
 
 /** Inputs of a job record before the decision is known. */
@@ -20,6 +22,7 @@ export interface JobRecordInput {
   source: JobRecord['source'];
   cleanup: CleanupReport | undefined;
   notes?: string[] | undefined;
+  key?: string | undefined;
 }
 
 /** The report stored when cleanup never finished: it proves nothing, so it says dirty. */
@@ -70,5 +73,6 @@ export function buildJobRecord(i: JobRecordInput): Omit<Extract<NewJournalRecord
     cleanup,
     timeToReadyMs: cleanup.readyMs,
     ...(i.notes && i.notes.length > 0 ? { notes: i.notes } : {}),
+    ...(i.key ? { key: i.key } : {}),
   };
 }

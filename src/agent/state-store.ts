@@ -24,6 +24,8 @@ export interface PersistedState {
   dirty: boolean;
   /** The job in progress, for the journal record written after a crash. */
   job?: {
+    /** Written into the job's record; a recovery that finds it in the journal does not write again. */
+    key?: string;
     startedAt: string;
     listenerStartedAt: string;
     vars?: Record<string, string>;
