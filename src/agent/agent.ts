@@ -352,7 +352,16 @@ export class Agent {
       };
     }
     const report = await this.clean(policy, job ? Date.parse(job.listenerStartedAt) : undefined);
-    await this.deleteStaleRegistrations(prev.pendingName);
+    const busy = await this.deleteStaleRegistrations(prev.pendingName);
+    if (!job && prev.runner && busy.includes(prev.runner.id)) {
+      // The service still held a job on the runner the agent left idle: a job was assigned while
+      // the agent was down (its listener died with the agent before the job's hooks ran).
+      job = {
+        startedAt: new Date(this.d.clock.now()).toISOString(),
+        listenerStartedAt: prev.since,
+        runner: { id: prev.runner.id, name: prev.runner.name },
+      };
+    }
     if (job) {
       if (!job.counted) this.ps.jobsServed += 1;
       const result = job.result ?? 'interrupted';
@@ -964,7 +973,9 @@ export class Agent {
   }
 
   /** Deletes registrations left by a crash (and a name registered just before one). No ghosts. */
-  private async deleteStaleRegistrations(pendingName: string | undefined, keep: number[] = []): Promise<void> {
+  /** Deletes leftover registrations; returns the ids the service called busy (a job was assigned). */
+  private async deleteStaleRegistrations(pendingName: string | undefined, keep: number[] = []): Promise<number[]> {
+    const busy: number[] = [];
     if (pendingName) {
       try {
         for (const r of await this.d.github.findRunnersByName(pendingName)) {
@@ -980,11 +991,13 @@ export class Agent {
     for (const r of this.ps.registrations.filter((x) => !keep.includes(x.id))) {
       for (let i = 0; i < this.d.timeouts.recoveryDeleteTries; i++) {
         const outcome = await this.deleteRegistration(r.id);
+        if (outcome === 'busy' && !busy.includes(r.id)) busy.push(r.id);
         if (outcome === 'deleted' || outcome === 'not-found') break;
         await this.d.clock.sleep(this.d.timeouts.registerBackoffBaseMs * 2 ** i).catch(() => {});
       }
     }
     await this.persist();
+    return busy;
   }
 
   private async waitForUpdateFinished(): Promise<boolean> {
