@@ -204,7 +204,7 @@ function jobSpec(i: number, killer: boolean): JobSpec {
       steps: [
         {
           name: 'kill the listener',
-          run: 'echo secret > leftover.txt; (sleep 300 &); kill -9 $(pgrep -u $(id -u) -f "Runner.Listener|listener.ts" | head -n 5); sleep 30',
+          run: 'echo secret > leftover.txt; (sleep 300 &); kill -9 $(pgrep -u $(id -u) -f "Runner.Listener|listener.(ts|mjs)" | head -n 5); sleep 30',
         },
       ],
     };

@@ -7,7 +7,8 @@
  * (registering), an admin command that sleeps (cleaning), a temp directory with many root-owned
  * entries that verify walks (verifying), a recycle command that sleeps (recycling). The slowness
  * is removed after the kill, so the restarted agent runs at normal speed. `deciding` is hit by an
- * inotify watch on the journal: the kill lands right after the job's record was written.
+ * inotify watch on the journal, with the agent's state writes held by strace (RENAME_DELAY_MS), so
+ * the kill lands after the job's record was written and before the state says so.
  *
  * A job the crash cut short is journaled `interrupted`; a job that had ended before the crash
  * (killed while cleaning, verifying or deciding) keeps its own result, and still has one record.
@@ -17,8 +18,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync, watch } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, watch } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -77,6 +78,8 @@ interface Case {
   killIn?: (c: Ctx, a: AgentProcess) => Promise<void>;
   /** After the first agent died and before the second starts. */
   release?: (c: Ctx) => Promise<void>;
+  /** Uses strace to hold the agent's state writes (skipped where strace is missing). */
+  needsStrace?: boolean;
   /** Kills the restarted agent as well (its state at death must be `restartState`); a third one then finishes. */
   killRestartIn?: (c: Ctx, b: AgentProcess) => Promise<void>;
   restartState?: AgentState;
@@ -201,10 +204,17 @@ const CASES: Case[] = [
   {
     name: 'deciding, right after the job record was written',
     state: 'deciding',
+    needsStrace: true,
+    // Cleaning is held (the slow admin command) so that strace attaches before the record is written.
+    policy: slowCleaningPolicy,
     async arm(c) {
+      await writeFile(c.slowCleanMarker, '');
       c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
-    killIn: (c, a) => killAfterJobRecords(c.w.stateDir, a, 1),
+    killIn: (c, a) => killAfterJobRecords(c.w.stateDir, a, 1, 'cleaning'),
+    async release(c) {
+      await rm(c.slowCleanMarker, { force: true });
+    },
     restartServes: true,
   },
   {
@@ -217,7 +227,16 @@ const CASES: Case[] = [
       await waitForState(c.w.stateDir, 'job-running', { agent: a });
       await a.kill('SIGKILL');
     },
-    killRestartIn: (c, b) => killAfterJobRecords(c.w.stateDir, b, 1),
+    needsStrace: true,
+    policy: slowCleaningPolicy,
+    async release(c) {
+      // The restarted agent's recovery cleanup is held instead, for strace to attach.
+      await writeFile(c.slowCleanMarker, '');
+    },
+    async killRestartIn(c, b) {
+      await killAfterJobRecords(c.w.stateDir, b, 1, 'cleaning');
+      await rm(c.slowCleanMarker, { force: true });
+    },
     restartState: 'deciding',
     restartServes: true,
   },
@@ -238,12 +257,44 @@ const CASES: Case[] = [
   },
 ];
 
+/** strace, used to widen the few-millisecond window after a journal append (cases skip without it). */
+const STRACE = ['/usr/bin/strace', '/bin/strace'].find((f) => existsSync(f));
+
 /**
- * SIGKILLs `a` as soon as the journal holds `count` job records: the kill lands between the
- * record's fsync and the agent's next state write (a window of a few milliseconds that an inotify
- * watch reliably hits, because that state write itself waits for an fsync).
+ * Each state write's rename(2) is held this long while the deciding cases run, so the kill that
+ * follows a journal append lands before the next state write however loaded the machine is.
  */
-async function killAfterJobRecords(stateDir: string, a: AgentProcess, count: number): Promise<void> {
+const RENAME_DELAY_MS = 400;
+
+/**
+ * Delays every rename(2) of process `pid` (all its threads) by `ms`, with strace's fault injection;
+ * resolves once strace is attached. strace ends with the process.
+ */
+async function delayRenames(pid: number, ms: number): Promise<void> {
+  if (!STRACE) throw new Error('strace is needed to widen the window');
+  const set = 'rename,renameat,renameat2';
+  const st = spawn(STRACE, ['-f', '-o', '/dev/null', '-p', String(pid), '-e', `trace=${set}`, '-e', `inject=${set}:delay_enter=${ms * 1000}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    st.stderr?.setEncoding('utf8');
+    st.stderr?.on('data', (d: string) => {
+      err += d;
+      if (/attached/.test(err)) resolve();
+    });
+    st.once('close', (code) => reject(new Error(`strace ended (${code}) before attaching: ${err}`)));
+  });
+}
+
+/**
+ * SIGKILLs `a` as soon as the journal holds `count` job records, once `a` is in `after` (a state
+ * it holds for a while): from then on each of its renames waits RENAME_DELAY_MS, so the kill, sent
+ * from an inotify watch on the journal, lands between the record's append and the next state write.
+ */
+async function killAfterJobRecords(stateDir: string, a: AgentProcess, count: number, after: AgentState): Promise<void> {
+  await waitForState(stateDir, after, { agent: a });
+  await delayRenames(a.pid, RENAME_DELAY_MS);
   const file = path.join(stateDir, 'journal.jsonl');
   const reached = (): boolean => {
     try {
@@ -380,7 +431,7 @@ async function runCase(c: Case): Promise<void> {
     if (probe) {
       const seen = await readFile(path.join(w.dropDir, 'seen.txt'), 'utf8');
       assert.equal(seen.includes(MARKER), false, `the probe job saw the first job's process:\n${seen}`);
-      const listeners = seen.split('\n').filter((l) => /listener\.ts/.test(l));
+      const listeners = seen.split('\n').filter((l) => /listener\.(ts|mjs)/.test(l));
       assert.ok(listeners.length <= 1, `the probe job saw more than its own listener:\n${seen}`);
     }
     const left = await processesOfUid(w.lab.user.uid);
@@ -391,5 +442,7 @@ async function runCase(c: Case): Promise<void> {
 }
 
 test('an agent killed in any state and restarted loses no journal record, leaves no ghost and cleans before reuse', { concurrency: 2 }, async (t) => {
-  await Promise.all(CASES.map((c) => t.test(`killed in ${c.name}`, () => runCase(c))));
+  await Promise.all(
+    CASES.map((c) => t.test(`killed in ${c.name}`, { skip: c.needsStrace && !STRACE ? 'strace is not installed' : false }, () => runCase(c))),
+  );
 });
