@@ -222,10 +222,17 @@ function printSummary(records: JournalRecord[], say: (s: string) => void): void 
 }
 
 function describeLeftovers(uid: number): string {
+  // Zombies are left out: they are dead already, and on hosts whose PID 1 does not reap (some
+  // containers) the killed daemon's zombie stays until the host goes.
+  let out = '';
   try {
-    const out = execFileSync('pgrep', ['-U', String(uid), '-l'], { encoding: 'utf8' }).trim();
-    return out ? `processes of the runner user still running: ${out.replace(/\n/g, ', ')}` : 'none';
+    out = execFileSync('ps', ['-U', String(uid), '-o', 'pid=,stat=,args='], { encoding: 'utf8' });
   } catch {
     return 'no process of the runner user';
   }
+  const live = out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^\d+\s+Z/.test(l));
+  return live.length > 0 ? `processes of the runner user still running: ${live.join(', ')}` : 'no process of the runner user';
 }
