@@ -179,6 +179,15 @@ async function main(term: Terminal, trace: Trace, root: string, cmd: CommandSett
   });
 }
 
+// .NET's console ignores EPIPE (ConsolePal.Unix): a real listener whose reader died (its
+// supervisor killed) carries on polling and takes jobs. Without this, node would die at the next
+// write and hide the orphaned-listener case from the agent's crash tests.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 const root = process.env.RUNNER_SIM_ROOT ? path.resolve(process.env.RUNNER_SIM_ROOT) : process.cwd();
 for (const k of WRAPPER_ENV) delete process.env[k];
 loadDotEnv(root, process.env);
