@@ -14,7 +14,7 @@
  * (killed while cleaning, verifying or deciding) keeps its own result, and still has one record.
  *
  * Slow by necessity: every case starts two agent processes and several simulated listeners (node +
- * tsx each). Cases run two at a time; the file takes about a minute and a half on two cores.
+ * tsx each). Cases run two at a time; the file takes about a minute on two shared cores.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
