@@ -11,7 +11,6 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
-import { createEngine } from '@secretlint/node';
 import { createWorld, jobRecords, testPolicy, type World, type WorldOptions } from '../helpers/world.js';
 import type { Lab } from '../helpers/lab.js';
 import type { Runtime } from '../../src/cli/wire.js';
@@ -199,44 +198,9 @@ async function probeBaseline(home: string): Promise<Record<string, string>> {
   return out;
 }
 
-/** secretlint (test-lab §6, with the rules credentials.test.ts uses) over every regular file of `root`. */
-export async function scanSecrets(root: string): Promise<string[]> {
-  const files: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) files.push(p);
-    }
-  };
-  await walk(root);
-  if (files.length === 0) return [];
-  const engine = await createEngine({
-    formatter: 'json',
-    color: false,
-    configFileJSON: {
-      rules: [
-        {
-          id: '@secretlint/secretlint-rule-preset-recommend',
-          rules: [{ id: '@secretlint/secretlint-rule-aws', options: { enableIDScanRule: true } }],
-        },
-        {
-          id: '@secretlint/secretlint-rule-pattern',
-          options: {
-            patterns: [
-              { name: 'docker auths', patterns: ['/"auth"\\s*:\\s*"[A-Za-z0-9+/=]{8,}"/'] },
-              { name: 'kube token', patterns: ['/^\\s*token:\\s*\\S{20,}/m'] },
-              { name: 'netrc password', patterns: ['/password\\s+\\S{12,}/'] },
-            ],
-          },
-        },
-      ],
-    },
-  });
-  const result = await engine.executeOnFiles({ filePathList: files });
-  const parsed = JSON.parse(result.output) as { filePath: string; messages: unknown[] }[];
-  return parsed.filter((f) => f.messages.length > 0).map((f) => path.relative(root, f.filePath));
-}
+import { scanSecrets } from '../helpers/cleanup.js';
+
+export { scanSecrets };
 
 /** Waits (polling, real time: the job is a real process) for the hostile job's `handshake <tag>`. */
 export async function whenJobReady(c: AttackCtx, tag: string, signal: AbortSignal): Promise<boolean> {

@@ -5,9 +5,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { createEngine } from '@secretlint/node';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
 import { startFakeRegistry } from '../helpers/fake-registry.js';
+import { ctxFor, makeSlot as makeLabSlot, scanSecrets } from '../helpers/cleanup.js';
+
+const makeSlot = (lab: Lab): Promise<Slot> => makeLabSlot(lab, { chownRoot: true });
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
 import { ManualClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
@@ -17,38 +19,7 @@ import { credentialsStep, leftoverCredentials } from '../../src/cleanup/steps/cr
 import { homeStep } from '../../src/cleanup/steps/home.js';
 import { findCredentials, globToRegExp, type CatalogueRoots, CREDENTIAL_CATALOGUE } from '../../src/cleanup/catalogue.js';
 
-async function makeSlot(lab: Lab): Promise<Slot> {
-  const runnerRoot = path.join(lab.root, 'runner');
-  const stateDir = path.join(lab.root, 'state');
-  await fsp.mkdir(runnerRoot, { mode: 0o755 });
-  await fsp.chown(runnerRoot, lab.user.uid, lab.user.gid);
-  await fsp.mkdir(stateDir, { mode: 0o700 });
-  return {
-    index: 0,
-    runnerRoot,
-    workDir: path.join(runnerRoot, '_work'),
-    user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
-    stateDir,
-    trashDir: path.join(stateDir, 'trash'),
-    jobRoot: path.join(stateDir, 'jobs'),
-  };
-}
 
-function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun = false): CleanupContext {
-  const policy = structuredClone(DEFAULT_POLICY);
-  policy.cleanup.temp.paths = [];
-  edit(policy);
-  return {
-    slot,
-    policy: policy.cleanup,
-    fullPolicy: policy,
-    log: silentLogger(),
-    clock: new ManualClock(Date.now()),
-    signal: AbortSignal.timeout(60_000),
-    dryRun,
-    protectedPids: new Set([process.pid]),
-  };
-}
 
 /** runAs, but asynchronous: the fake registry lives in this process and must answer meanwhile. */
 async function runAsAsync(lab: Lab, script: string): Promise<string> {
@@ -68,44 +39,6 @@ function token(n: number, alphabet = ALNUM): string {
   return [...randomBytes(n)].map((b) => alphabet[b % alphabet.length]).join('');
 }
 
-/** secretlint over every regular file of `root` (test-lab §6): the files it flags. */
-async function scanSecrets(root: string): Promise<string[]> {
-  const files: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.isFile()) files.push(p);
-    }
-  };
-  await walk(root);
-  if (files.length === 0) return [];
-  const engine = await createEngine({
-    formatter: 'json',
-    color: false,
-    configFileJSON: {
-      rules: [
-        {
-          id: '@secretlint/secretlint-rule-preset-recommend',
-          rules: [{ id: '@secretlint/secretlint-rule-aws', options: { enableIDScanRule: true } }],
-        },
-        {
-          id: '@secretlint/secretlint-rule-pattern',
-          options: {
-            patterns: [
-              { name: 'docker auths', patterns: ['/"auth"\\s*:\\s*"[A-Za-z0-9+/=]{8,}"/'] },
-              { name: 'kube token', patterns: ['/^\\s*token:\\s*\\S{20,}/m'] },
-              { name: 'netrc password', patterns: ['/password\\s+\\S{12,}/'] },
-            ],
-          },
-        },
-      ],
-    },
-  });
-  const result = await engine.executeOnFiles({ filePathList: files });
-  const parsed = JSON.parse(result.output) as { filePath: string; messages: unknown[] }[];
-  return parsed.filter((f) => f.messages.length > 0).map((f) => path.relative(root, f.filePath));
-}
 
 async function snapshot(root: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();

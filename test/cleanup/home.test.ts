@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
+import { ctxFor, makeSlot } from '../helpers/cleanup.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
 import { ManualClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
@@ -12,37 +13,7 @@ import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
 import { takeBaseline, loadBaseline, diffHome, describeDiff, diffIsEmpty } from '../../src/cleanup/baseline.js';
 import { homeStep } from '../../src/cleanup/steps/home.js';
 
-async function makeSlot(lab: Lab): Promise<Slot> {
-  const runnerRoot = path.join(lab.root, 'runner');
-  const stateDir = path.join(lab.root, 'state');
-  await fsp.mkdir(runnerRoot, { mode: 0o755 });
-  await fsp.mkdir(stateDir, { mode: 0o700 });
-  return {
-    index: 0,
-    runnerRoot,
-    workDir: path.join(runnerRoot, '_work'),
-    user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
-    stateDir,
-    trashDir: path.join(stateDir, 'trash'),
-    jobRoot: path.join(stateDir, 'jobs'),
-  };
-}
 
-function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun = false): CleanupContext {
-  const policy = structuredClone(DEFAULT_POLICY);
-  policy.cleanup.temp.paths = [];
-  edit(policy);
-  return {
-    slot,
-    policy: policy.cleanup,
-    fullPolicy: policy,
-    log: silentLogger(),
-    clock: new ManualClock(Date.now()),
-    signal: AbortSignal.timeout(60_000),
-    dryRun,
-    protectedPids: new Set([process.pid]),
-  };
-}
 
 /** Every entry of a tree: type, mode, owner and content hash (links by target, never followed). */
 async function snapshot(root: string): Promise<Map<string, string>> {

@@ -1,0 +1,87 @@
+/** Shared fixtures of the cleanup tests: a slot inside a lab, a cleanup context, a secret scan. */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { createEngine } from '@secretlint/node';
+import type { Lab } from './lab.js';
+import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
+import { ManualClock } from '../../src/lib/clock.js';
+import { silentLogger } from '../../src/lib/log.js';
+import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
+
+/** A slot whose runner root, state, trash and job dirs all live in the lab. */
+export async function makeSlot(lab: Lab, opts: { chownRoot?: boolean } = {}): Promise<Slot> {
+  const runnerRoot = path.join(lab.root, 'runner');
+  const stateDir = path.join(lab.root, 'state');
+  await fsp.mkdir(runnerRoot, { mode: 0o755 });
+  if (opts.chownRoot) await fsp.chown(runnerRoot, lab.user.uid, lab.user.gid);
+  await fsp.mkdir(stateDir, { mode: 0o700 });
+  return {
+    index: 0,
+    runnerRoot,
+    workDir: path.join(runnerRoot, '_work'),
+    user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
+    stateDir,
+    trashDir: path.join(stateDir, 'trash'),
+    jobRoot: path.join(stateDir, 'jobs'),
+  };
+}
+
+/** A cleanup context over the default policy (no temp dirs: tests never sweep the real /tmp), edited by `edit`. */
+export function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun = false): CleanupContext {
+  const policy = structuredClone(DEFAULT_POLICY);
+  policy.cleanup.temp.paths = [];
+  edit(policy);
+  return {
+    slot,
+    policy: policy.cleanup,
+    fullPolicy: policy,
+    log: silentLogger(),
+    clock: new ManualClock(Date.now()),
+    signal: AbortSignal.timeout(60_000),
+    dryRun,
+    protectedPids: new Set([process.pid]),
+  };
+}
+
+/**
+ * secretlint over every regular file of `root` (test-lab §6: the recommended preset with the AWS
+ * id rule, plus patterns for what it misses: docker auths, kube tokens, netrc passwords). Returns
+ * the flagged files, relative to `root`.
+ */
+export async function scanSecrets(root: string): Promise<string[]> {
+  const files: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.isFile()) files.push(p);
+    }
+  };
+  await walk(root);
+  if (files.length === 0) return [];
+  const engine = await createEngine({
+    formatter: 'json',
+    color: false,
+    configFileJSON: {
+      rules: [
+        {
+          id: '@secretlint/secretlint-rule-preset-recommend',
+          rules: [{ id: '@secretlint/secretlint-rule-aws', options: { enableIDScanRule: true } }],
+        },
+        {
+          id: '@secretlint/secretlint-rule-pattern',
+          options: {
+            patterns: [
+              { name: 'docker auths', patterns: ['/"auth"\\s*:\\s*"[A-Za-z0-9+/=]{8,}"/'] },
+              { name: 'kube token', patterns: ['/^\\s*token:\\s*\\S{20,}/m'] },
+              { name: 'netrc password', patterns: ['/password\\s+\\S{12,}/'] },
+            ],
+          },
+        },
+      ],
+    },
+  });
+  const result = await engine.executeOnFiles({ filePathList: files });
+  const parsed = JSON.parse(result.output) as { filePath: string; messages: unknown[] }[];
+  return parsed.filter((f) => f.messages.length > 0).map((f) => path.relative(root, f.filePath));
+}
