@@ -146,9 +146,8 @@ const CASES: Case[] = [
       await waitForState(c.w.stateDir, 'idle', { agent: a });
       await online;
       await a.kill('SIGKILL');
-      // The listener outlives its agent and keeps polling: the service hands it the next job. (The
-      // simulated listener does not live long without its agent, often not until the job-started
-      // hook; the job was taken all the same, and the restarted agent finds its runner busy.)
+      // The listener outlives its agent and keeps polling: the service hands it the next job, which
+      // runs until the restarted agent's recovery kills it.
       const id = c.w.fake.enqueueJob(firstJob(300));
       await c.w.fake.waitForJob(id, 'assigned', 20_000);
       c.expected.set(id, 'interrupted');
