@@ -942,7 +942,8 @@ export class Agent {
       const outcome = await this.d.github.deleteRunner(id);
       if (outcome !== 'busy') this.forgetRegistration(id);
       await this.persist();
-      this.log.info({ runnerId: id, outcome }, 'registration deleted');
+      if (outcome === 'busy') this.log.info({ runnerId: id }, 'registration busy (a job is assigned); not deleted yet');
+      else this.log.info({ runnerId: id, outcome }, 'registration deleted');
       return outcome;
     } catch (err) {
       const mode = this.d.registration;
