@@ -1,4 +1,4 @@
-import { chmod, mkdir, writeFile, readFile, rmdir } from 'node:fs/promises';
+import { chmod, mkdir, writeFile, readFile, rmdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createLab, type Lab } from './lab.js';
@@ -8,7 +8,7 @@ import { installSimulatedRunner } from '../../src/sim/runner/install.js';
 import { loadHostConfig } from '../../src/policy/load.js';
 import type { HostConfig } from '../../src/policy/types.js';
 import { slotCgroupParent, wire, type Runtime } from '../../src/cli/wire.js';
-import { detectCgroupSupport } from '../../src/lib/cgroup.js';
+import { detectCgroupSupport, openProcessContainer } from '../../src/lib/cgroup.js';
 import { systemClock, type Clock } from '../../src/lib/clock.js';
 import { silentLogger, createLogger, type Logger } from '../../src/lib/log.js';
 import { takeBaseline } from '../../src/cleanup/baseline.js';
@@ -150,7 +150,14 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
       // The slot's cgroup parent (its containers were removed by the agent, or at its next boot).
       const support = await detectCgroupSupport();
       for (const mount of [support.v2, support.v1Freezer]) {
-        if (mount) await rmdir(path.join(mount, slotCgroupParent(stateDir))).catch(() => {});
+        if (!mount) continue;
+        const parent = path.join(mount, slotCgroupParent(stateDir));
+        // Containers left by an agent the test killed (its successor may never have run).
+        for (const name of await readdir(parent).catch(() => [] as string[])) {
+          const child = path.join(parent, name);
+          if ((await stat(child).catch(() => undefined))?.isDirectory()) await openProcessContainer(child).remove().catch(() => {});
+        }
+        await rmdir(parent).catch(() => {});
       }
     },
   };
