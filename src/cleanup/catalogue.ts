@@ -203,31 +203,25 @@ async function clearImmutable(target: Buffer): Promise<void> {
   await runCommand('chattr', ['-i', '-a', '--', p], { timeoutMs: 10_000 }).catch(() => undefined);
 }
 
-async function unlinkAt(dir: DirRef, name: string): Promise<void> {
+/**
+ * Removes `name` in `dir` with `op` (unlink or rmdir); on EPERM clears the immutable and
+ * append-only attributes of the entry and of its directory, then tries once more.
+ */
+async function removeAt(dir: DirRef, name: string, op: (p: string | Buffer) => Promise<void>): Promise<void> {
   try {
-    await fsp.unlink(dir.at(name));
+    await op(dir.at(name));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
     if (code !== 'EPERM') throw err;
     await clearImmutable(dir.at(name));
     await clearImmutable(dir.at());
-    await fsp.unlink(dir.at(name));
+    await op(dir.at(name));
   }
 }
 
-async function rmdirAt(dir: DirRef, name: string): Promise<void> {
-  try {
-    await fsp.rmdir(dir.at(name));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    if (code !== 'EPERM') throw err;
-    await clearImmutable(dir.at(name));
-    await clearImmutable(dir.at());
-    await fsp.rmdir(dir.at(name));
-  }
-}
+const unlinkAt = (dir: DirRef, name: string): Promise<void> => removeAt(dir, name, (p) => fsp.unlink(p));
+const rmdirAt = (dir: DirRef, name: string): Promise<void> => removeAt(dir, name, (p) => fsp.rmdir(p));
 
 function fileBytes(st: Stats): number {
   return st.isFile() ? st.size : 0;

@@ -16,19 +16,12 @@ function events(records: JournalRecord[], name: string): Extract<JournalRecord, 
 test('exit 4 (self-update before a job) restarts the listener on the same JIT config, which then takes the job', async (t) => {
   const w = await createWorld({ runner: { maxJobs: 1 } });
   t.after(() => w.dispose());
-  let updated = false;
-  w.fake.events.on('session-created', (s: { runnerId: number }) => {
-    if (!updated) {
-      updated = true;
-      w.fake.requestUpdate(s.runnerId, '2.337.0');
-      setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 1500);
-    }
+  w.onFirst('session-created', (s: { runnerId: number }) => {
+    w.fake.requestUpdate(s.runnerId, '2.337.0');
+    setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 1500);
   });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
-  await rt.close();
+  const { exit, jobs } = await w.runToEnd();
   assert.equal(exit.code, 0, exit.reason);
-  const jobs = jobRecords(await w.journal());
   assert.equal(jobs.length, 1);
   assert.equal(jobs[0]?.result, 'Succeeded');
   assert.equal(jobs[0]?.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(jobs[0]?.cleanup.verify.problems)}`);
@@ -38,19 +31,13 @@ test('exit 4 (self-update before a job) restarts the listener on the same JIT co
 test('exit 2 (retryable) restarts the same registration after a short delay', async (t) => {
   const w = await createWorld({ runner: { maxJobs: 1 } });
   t.after(() => w.dispose());
-  let crashed = false;
-  w.fake.events.on('session-created', (s: { runnerId: number }) => {
-    if (!crashed) {
-      crashed = true;
-      w.fake.crashNext(s.runnerId);
-      setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 1500);
-    }
+  w.onFirst('session-created', (s: { runnerId: number }) => {
+    w.fake.crashNext(s.runnerId);
+    setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 1500);
   });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
-  await rt.close();
+  const { exit, jobs } = await w.runToEnd();
   assert.equal(exit.code, 0, exit.reason);
-  assert.equal(jobRecords(await w.journal())[0]?.result, 'Succeeded');
+  assert.equal(jobs[0]?.result, 'Succeeded');
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 1);
 });
 
@@ -67,11 +54,8 @@ test('a refused JIT config (exit 1) is replaced by a new registration, and the o
     },
   });
   w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
-  await rt.close();
+  const { exit, records } = await w.runToEnd();
   assert.equal(exit.code, 0, exit.reason);
-  const records = await w.journal();
   const ended = events(records, 'listener-ended-without-job');
   assert.equal(ended.length, 1, 'the refused registration must be journaled');
   assert.equal(ended[0]?.detail?.exitCode, 1);
@@ -97,11 +81,8 @@ test('a session conflict (exit 5) replaces the registration', async (t) => {
     } else conflict?.remove();
   });
   w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
-  await rt.close();
+  const { exit, records } = await w.runToEnd();
   assert.equal(exit.code, 0, exit.reason);
-  const records = await w.journal();
   assert.equal(events(records, 'listener-ended-without-job')[0]?.detail?.exitCode, 5);
   assert.equal(jobRecords(records)[0]?.result, 'Succeeded');
   assert.equal(w.fake.runners().length, 0, 'no ghost registration');
@@ -110,21 +91,14 @@ test('a session conflict (exit 5) replaces the registration', async (t) => {
 test('a registration deleted on the server while idle (exit 0, no job) is replaced', async (t) => {
   const w = await createWorld({ runner: { maxJobs: 1 } });
   t.after(() => w.dispose());
-  let deleted = false;
-  w.fake.events.on('session-created', (s: { runnerId: number }) => {
-    if (!deleted) {
-      deleted = true;
-      setTimeout(() => {
-        w.fake.deleteRunnerServerSide(s.runnerId);
-        setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 500);
-      }, 300);
-    }
+  w.onFirst('session-created', (s: { runnerId: number }) => {
+    setTimeout(() => {
+      w.fake.deleteRunnerServerSide(s.runnerId);
+      setTimeout(() => w.fake.enqueueJob({ repository: 'octo/app', steps: ok }), 500);
+    }, 300);
   });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
-  await rt.close();
+  const { exit, records } = await w.runToEnd();
   assert.equal(exit.code, 0, exit.reason);
-  const records = await w.journal();
   const ended = events(records, 'listener-ended-without-job');
   assert.equal(ended[0]?.detail?.exitCode, 0);
   assert.match(String(ended[0]?.detail?.reason), /removed on the server|without a job/);
@@ -143,11 +117,8 @@ test('SIGKILL of the listener in the middle of a job still cleans the host and d
       },
     ],
   });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
-  await rt.close();
+  const { exit, jobs } = await w.runToEnd();
   assert.equal(exit.code, 0, exit.reason);
-  const jobs = jobRecords(await w.journal());
   assert.equal(jobs.length, 1);
   assert.equal(jobs[0]?.result, 'crashed');
   assert.equal(jobs[0]?.listenerSignal, 'SIGKILL');

@@ -65,9 +65,7 @@ test('with prefetch the next runner is registered while the job runs, and an unu
   const w = await createWorld({ runner: { maxJobs: 3, prefetch: true } });
   t.after(() => w.dispose());
   for (let i = 0; i < 3; i++) w.fake.enqueueJob({ repository: 'octo/app', runId: 700 + i, steps: [{ name: 'work', run: 'sleep 0.3' }] });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(90_000));
-  await rt.close();
+  const { exit } = await w.runToEnd(90_000);
   assert.equal(exit.code, 0, exit.reason);
   const jobs = jobRecords(await w.journal());
   assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded', 'Succeeded']);
@@ -85,9 +83,7 @@ test("the job runs with the runner user's supplementary groups (e.g. docker), no
   t.after(() => execFileSync('groupdel', [group]));
   execFileSync('usermod', ['-aG', group, w.lab.user.name]);
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'groups', run: `id -Gn > ${w.dropDir}/groups` }] });
-  const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
-  await rt.close();
+  const { exit } = await w.runToEnd(60_000);
   assert.equal(exit.code, 0, exit.reason);
   const groups = (await readFile(path.join(w.dropDir, 'groups'), 'utf8')).trim().split(/\s+/);
   assert.ok(groups.includes(group), `the job's groups were ${groups.join(' ')}; a runner in the docker group would lose docker`);

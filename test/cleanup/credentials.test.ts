@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
 import { startFakeRegistry } from '../helpers/fake-registry.js';
-import { ctxFor, makeSlot as makeLabSlot, scanSecrets } from '../helpers/cleanup.js';
+import { ctxFor, makeSlot as makeLabSlot, scanSecrets, snapshot } from '../helpers/cleanup.js';
 
 const makeSlot = (lab: Lab): Promise<Slot> => makeLabSlot(lab, { chownRoot: true });
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
@@ -40,20 +40,6 @@ function token(n: number, alphabet = ALNUM): string {
 }
 
 
-async function snapshot(root: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (rel: string): Promise<void> => {
-    const abs = path.join(root, rel);
-    const st = await fsp.lstat(abs);
-    let what = `${st.mode.toString(8)} ${st.uid}:${st.gid}`;
-    if (st.isFile()) what += ` ${createHash('sha256').update(await fsp.readFile(abs)).digest('hex')}`;
-    if (st.isSymbolicLink()) what += ` -> ${await fsp.readlink(abs)}`;
-    out.set(rel, what);
-    if (st.isDirectory()) for (const n of await fsp.readdir(abs)) await walk(path.join(rel, n));
-  };
-  await walk('');
-  return out;
-}
 
 test('credentials written by real tools are removed by kind, gitconfig returns to baseline, and secretlint finds nothing in the home', async () => {
   const lab = await createLab();

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
-import { ctxFor, makeSlot } from '../helpers/cleanup.js';
+import { ctxFor, makeSlot, snapshot } from '../helpers/cleanup.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
 import { ManualClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
@@ -15,21 +15,6 @@ import { homeStep } from '../../src/cleanup/steps/home.js';
 
 
 
-/** Every entry of a tree: type, mode, owner and content hash (links by target, never followed). */
-async function snapshot(root: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (rel: string): Promise<void> => {
-    const abs = path.join(root, rel);
-    const st = await fsp.lstat(abs);
-    let what = `${st.mode.toString(8)} ${st.uid}:${st.gid}`;
-    if (st.isFile()) what += ` ${createHash('sha256').update(await fsp.readFile(abs)).digest('hex')}`;
-    if (st.isSymbolicLink()) what += ` -> ${await fsp.readlink(abs)}`;
-    out.set(rel, what);
-    if (st.isDirectory()) for (const n of await fsp.readdir(abs)) await walk(path.join(rel, n));
-  };
-  await walk('');
-  return out;
-}
 
 async function makeCanary(lab: Lab): Promise<string> {
   const canary = path.join(lab.root, 'canary');

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { ctxFor, slotAt } from '../helpers/cleanup.js';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
 import { DEFAULT_POLICY } from '../../src/policy/types.js';
 import { ManualClock } from '../../src/lib/clock.js';
@@ -28,29 +29,7 @@ async function makeRunner(lab: Lab): Promise<Slot> {
   for (const p of ['', 'bin', 'externals', '_work', '_diag', 'run.sh', 'bin/Runner.Listener']) {
     await fsp.lchown(path.join(root, p), lab.user.uid, lab.user.gid);
   }
-  return {
-    index: 0,
-    runnerRoot: root,
-    workDir: path.join(root, '_work'),
-    user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
-    stateDir,
-    trashDir: path.join(stateDir, 'trash'),
-    jobRoot: path.join(stateDir, 'jobs'),
-  };
-}
-
-function ctxFor(slot: Slot): CleanupContext {
-  const policy = structuredClone(DEFAULT_POLICY);
-  return {
-    slot,
-    policy: policy.cleanup,
-    fullPolicy: policy,
-    log: silentLogger(),
-    clock: new ManualClock(Date.now()),
-    signal: AbortSignal.timeout(30_000),
-    dryRun: false,
-    protectedPids: new Set([process.pid]),
-  };
+  return slotAt(lab, root, stateDir);
 }
 
 test('an untouched installation is ok, and what the runner writes itself (_work, _diag, .runner) does not count', async () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { slotAt } from '../helpers/cleanup.js';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
 import { ManualClock } from '../../src/lib/clock.js';
@@ -39,15 +40,7 @@ async function makeWorld(): Promise<World> {
     mqueueDir: path.join(sysRoot, 'mqueue'),
   };
   for (const d of Object.values(sys)) await fsp.mkdir(d, { recursive: true });
-  const slot: Slot = {
-    index: 0,
-    runnerRoot: root,
-    workDir: path.join(root, '_work'),
-    user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
-    stateDir,
-    trashDir: path.join(stateDir, 'trash'),
-    jobRoot: path.join(stateDir, 'jobs'),
-  };
+  const slot: Slot = slotAt(lab, root, stateDir);
   runAs(lab.user, "echo '# rc' > .bashrc && dd if=/dev/urandom of=data.bin bs=64k count=16 status=none");
   await takeBaseline(slot);
   await takeInstallManifest(slot);

@@ -1,6 +1,7 @@
 /** Shared fixtures of the cleanup tests: a slot inside a lab, a cleanup context, a secret scan. */
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { createEngine } from '@secretlint/node';
 import type { Lab } from './lab.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
@@ -8,13 +9,8 @@ import { ManualClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
 
-/** A slot whose runner root, state, trash and job dirs all live in the lab. */
-export async function makeSlot(lab: Lab, opts: { chownRoot?: boolean } = {}): Promise<Slot> {
-  const runnerRoot = path.join(lab.root, 'runner');
-  const stateDir = path.join(lab.root, 'state');
-  await fsp.mkdir(runnerRoot, { mode: 0o755 });
-  if (opts.chownRoot) await fsp.chown(runnerRoot, lab.user.uid, lab.user.gid);
-  await fsp.mkdir(stateDir, { mode: 0o700 });
+/** The slot of the lab's runner user for a runner root and state dir (trash and job dirs in the state dir). */
+export function slotAt(lab: Lab, runnerRoot: string, stateDir: string): Slot {
   return {
     index: 0,
     runnerRoot,
@@ -24,6 +20,16 @@ export async function makeSlot(lab: Lab, opts: { chownRoot?: boolean } = {}): Pr
     trashDir: path.join(stateDir, 'trash'),
     jobRoot: path.join(stateDir, 'jobs'),
   };
+}
+
+/** A slot whose runner root, state, trash and job dirs all live in the lab. */
+export async function makeSlot(lab: Lab, opts: { chownRoot?: boolean } = {}): Promise<Slot> {
+  const runnerRoot = path.join(lab.root, 'runner');
+  const stateDir = path.join(lab.root, 'state');
+  await fsp.mkdir(runnerRoot, { mode: 0o755 });
+  if (opts.chownRoot) await fsp.chown(runnerRoot, lab.user.uid, lab.user.gid);
+  await fsp.mkdir(stateDir, { mode: 0o700 });
+  return slotAt(lab, runnerRoot, stateDir);
 }
 
 /** A cleanup context over the default policy (no temp dirs: tests never sweep the real /tmp), edited by `edit`. */
@@ -84,4 +90,20 @@ export async function scanSecrets(root: string): Promise<string[]> {
   const result = await engine.executeOnFiles({ filePathList: files });
   const parsed = JSON.parse(result.output) as { filePath: string; messages: unknown[] }[];
   return parsed.filter((f) => f.messages.length > 0).map((f) => path.relative(root, f.filePath));
+}
+
+/** Every entry of a tree: type, mode, owner and content hash (links by target, never followed). */
+export async function snapshot(root: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (rel: string): Promise<void> => {
+    const abs = path.join(root, rel);
+    const st = await fsp.lstat(abs);
+    let what = `${st.mode.toString(8)} ${st.uid}:${st.gid}`;
+    if (st.isFile()) what += ` ${createHash('sha256').update(await fsp.readFile(abs)).digest('hex')}`;
+    if (st.isSymbolicLink()) what += ` -> ${await fsp.readlink(abs)}`;
+    out.set(rel, what);
+    if (st.isDirectory()) for (const n of await fsp.readdir(abs)) await walk(path.join(rel, n));
+  };
+  await walk('');
+  return out;
 }

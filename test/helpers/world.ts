@@ -63,6 +63,12 @@ export interface World {
   /** Loads the config and wires a runtime (not started). */
   runtime(o?: { clock?: Clock; github?: GitHubPort; recycler?: RecyclerPort; log?: Logger }): Promise<Runtime>;
   journal(): Promise<JournalRecord[]>;
+  /** Wires a runtime, runs the agent until it stops (bounded), closes it; the exit and the job records. */
+  runToEnd(timeoutMs?: number): Promise<{ exit: { code: number; reason: string }; jobs: ReturnType<typeof jobRecords>; records: JournalRecord[] }>;
+  /** Runs the agent, and stops it (SIGTERM-like drain) once its state is `state`; same result as runToEnd. */
+  drainWhen(state: string): ReturnType<World['runToEnd']>;
+  /** Calls `fn` for the first `event` the fake emits only. */
+  onFirst<T>(event: string, fn: (payload: T) => void): void;
   dispose(): Promise<void>;
 }
 
@@ -112,7 +118,7 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
   const configFile = path.join(etc, 'config.yaml');
   await writeFile(configFile, stringify(config), { mode: 0o600 });
   let baselined = false;
-  return {
+  const world: World = {
     lab,
     fake,
     runnerRoot,
@@ -136,6 +142,27 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
         baselined = true;
       }
       return rt;
+    },
+    async runToEnd(timeoutMs = 60_000) {
+      const rt = await world.runtime();
+      const exit = await rt.agent.run(AbortSignal.timeout(timeoutMs));
+      await rt.close();
+      const records = await world.journal();
+      return { exit, jobs: jobRecords(records), records };
+    },
+    async drainWhen(state) {
+      const rt = await world.runtime();
+      const shutdown = new AbortController();
+      const running = rt.agent.run(shutdown.signal);
+      await until(() => rt.agent.snapshot().state === state, `the agent to be ${state}`);
+      shutdown.abort();
+      const exit = await running;
+      await rt.close();
+      const records = await world.journal();
+      return { exit, jobs: jobRecords(records), records };
+    },
+    onFirst(event, fn) {
+      (fake.events as unknown as import('node:events').EventEmitter).once(event, fn as (...a: unknown[]) => void);
     },
     async journal() {
       const text = await readFile(path.join(stateDir, 'journal.jsonl'), 'utf8').catch(() => '');
@@ -161,6 +188,7 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
       }
     },
   };
+  return world;
 }
 
 /** Job records of a journal, in order. */
