@@ -62,9 +62,16 @@ for (const kind of ['v2', 'v1-freezer'] as const) {
       const { cmd, args } = containedSpawnArgs(c, lab.user, 'bash', ['-c', FORK_LOOP]);
       const child = spawn(cmd, args, { stdio: 'ignore', detached: true });
       assert.ok(child.pid);
-      for (let i = 0; i < 200 && (await c.pids()).length < 4; i++) await new Promise((r) => setTimeout(r, 10));
-      const members = await c.pids();
-      assert.ok(members.length >= 4, `the fork loop's children are not in the cgroup: ${members.length}`);
+      // The loop's subshell and its `sleep 0.01` come and go (at most two at a time), so the count
+      // is read once per pass and the test waits for six members: at least four of them (bash and
+      // three `sleep 1000`) stay until killAll.
+      let members: number[] = [];
+      for (let i = 0; i < 300; i++) {
+        members = await c.pids();
+        if (members.length >= 6) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(members.length >= 6, `the fork loop's children are not in the cgroup: ${members.length}`);
       const seen = await processesOfUid(lab.user.uid);
       const inside = new Set(await c.pids());
       for (const p of seen) {
