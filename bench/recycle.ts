@@ -102,7 +102,7 @@ async function main(): Promise<void> {
     {
       const fake = await startFakeAws({ accessKeyId: credentials.accessKeyId, instanceId: 'i-0bench' });
       const reset = (min: number): void => {
-        fake.group.instances.set('i-0bench', { health: 'Healthy', terminating: false });
+        fake.group.instances.set('i-0bench', { health: 'Healthy', terminating: false, lifecycleState: 'InService' });
         fake.group.min = min;
         fake.group.desired = 1;
       };

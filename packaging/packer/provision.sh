@@ -2,7 +2,7 @@
 # Provisions a runner-warden AMI (runner-warden.pkr.hcl runs it as root on Ubuntu 24.04 or
 # Debian 12). Every input comes from the environment; see the template's variables:
 #   RUNNER_VERSION RUNNER_SHA256 NODE_VERSION RUNNER_WARDEN_TARBALL GITHUB_URL GITHUB_ORG
-#   RUNNER_LABELS TEAM RECYCLE_PROVIDER INSTALL_DOCKER RUNNER_SUDO
+#   RUNNER_LABELS TEAM RECYCLE_PROVIDER LIFECYCLE_HOOK_NAME INSTALL_DOCKER RUNNER_SUDO
 # Nothing is started and nothing is registered: the unit is enabled for the first boot only.
 # `provision.sh --print-config` checks the inputs and prints the host config, changing nothing.
 set -euo pipefail
@@ -15,6 +15,7 @@ NODE_VERSION=${NODE_VERSION:-20}
 RUNNER_LABELS=${RUNNER_LABELS:-self-hosted,linux}
 INSTALL_DOCKER=${INSTALL_DOCKER:-true}
 RUNNER_SUDO=${RUNNER_SUDO:-false}
+LIFECYCLE_HOOK_NAME=${LIFECYCLE_HOOK_NAME:-}
 
 RUNNER_USER=runner
 RUNNER_UID=1001
@@ -30,6 +31,8 @@ CONFIG=/etc/runner-warden/config.yaml
 [[ "$RUNNER_LABELS" =~ ^[A-Za-z0-9._:/+-]+(,[A-Za-z0-9._:/+-]+)*$ ]] || die "RUNNER_LABELS must be comma-separated labels"
 [[ "$NODE_VERSION" =~ ^[0-9]+(\.[0-9]+\.[0-9]+)?$ ]] || die "NODE_VERSION must be a major (20) or x.y.z"
 case "$RECYCLE_PROVIDER" in shutdown|aws-asg) ;; *) die "RECYCLE_PROVIDER must be shutdown or aws-asg" ;; esac
+[[ "$LIFECYCLE_HOOK_NAME" =~ ^[A-Za-z0-9_/-]{0,255}$ ]] || die "LIFECYCLE_HOOK_NAME must be 1-255 of A-Z a-z 0-9 _ / -"
+[ -z "$LIFECYCLE_HOOK_NAME" ] || [ "$RECYCLE_PROVIDER" = aws-asg ] || die "LIFECYCLE_HOOK_NAME needs RECYCLE_PROVIDER=aws-asg"
 
 case "$(uname -m)" in
   x86_64) RUNNER_ARCH=x64; NODE_ARCH=x64 ;;
@@ -60,6 +63,9 @@ render_config() {
     echo "recycle:"
     if [ "$RECYCLE_PROVIDER" = aws-asg ]; then
       echo "  provider: aws-asg"
+      if [ -n "$LIFECYCLE_HOOK_NAME" ]; then
+        echo "  lifecycleHookName: $LIFECYCLE_HOOK_NAME   # completed (CONTINUE) once the host is drained"
+      fi
       echo "  fallback:"
       echo "    - provider: shutdown"
       echo "      command: [systemctl, poweroff]"

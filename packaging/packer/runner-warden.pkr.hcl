@@ -16,12 +16,14 @@
 #   behavior: Terminate"), otherwise `systemctl poweroff` only stops the instance and an Auto
 #   Scaling group (or nobody) replaces it only once a health check fails.
 # - recycle_provider = "aws-asg": an instance profile allowing
-#   autoscaling:TerminateInstanceInAutoScalingGroup and autoscaling:SetInstanceHealth on the
-#   group, and a lifecycle hook on autoscaling:EC2_INSTANCE_TERMINATING with a heartbeat timeout
-#   of 1200 s and default result CONTINUE: the agent notices the hook through IMDS
-#   (interruptions.imds), drains (a busy job gets up to 5 min, then 35 s to stop), cleans and
-#   powers off; the heartbeat covers that, and the group terminates the instance at the latest
-#   when it expires. Keep shutdown-behaviour terminate too: the chain falls back to poweroff.
+#   autoscaling:TerminateInstanceInAutoScalingGroup, autoscaling:SetInstanceHealth,
+#   autoscaling:DescribeAutoScalingInstances and autoscaling:CompleteLifecycleAction on the
+#   group, and a lifecycle hook on autoscaling:EC2_INSTANCE_TERMINATING (its name in
+#   lifecycle_hook_name) with a heartbeat timeout of 1200 s and default result CONTINUE: the agent
+#   notices the hook through IMDS (interruptions.imds), drains (a busy job gets up to 5 min, then
+#   35 s to stop), cleans, deregisters and completes the lifecycle action, so the group terminates
+#   the instance at once; the heartbeat is only the bound. Keep shutdown-behaviour terminate too:
+#   the chain falls back to poweroff.
 # - Deliver the credentials at boot, never in the image: /etc/runner-warden/token (chmod 600)
 #   or a GitHub App key, written by user data from a secrets manager.
 
@@ -115,6 +117,16 @@ variable "recycle_provider" {
   }
 }
 
+variable "lifecycle_hook_name" {
+  type        = string
+  default     = ""
+  description = "With recycle_provider = aws-asg: the group's EC2_INSTANCE_TERMINATING hook, completed once the host is drained (empty: wait for the heartbeat timeout)."
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_/-]{0,255}$", var.lifecycle_hook_name))
+    error_message = "The lifecycle_hook_name must be 1-255 of A-Z a-z 0-9 _ / - (or empty)."
+  }
+}
+
 variable "install_docker" {
   type        = bool
   default     = true
@@ -190,6 +202,7 @@ build {
       "RUNNER_LABELS=${var.runner_labels}",
       "TEAM=${var.team}",
       "RECYCLE_PROVIDER=${var.recycle_provider}",
+      "LIFECYCLE_HOOK_NAME=${var.lifecycle_hook_name}",
       "INSTALL_DOCKER=${var.install_docker}",
       "RUNNER_SUDO=${var.runner_sudo}",
     ]

@@ -56,6 +56,12 @@ export async function readInstanceIdentity(
  * group with ShouldDecrementDesiredCapacity=true (the pool shrinks); 2) on failure (typically the
  * ValidationError at MinSize) terminate without decrement (the group replaces the host); 3) on
  * failure mark the instance Unhealthy so the group's health check replaces it.
+ *
+ * With `lifecycleHookName` set, the provider first asks where the instance stands
+ * (DescribeAutoScalingInstances): a host the group is scaling in and holding in Terminating:Wait
+ * for that hook (the drain came from the IMDS lifecycle notice) is released with
+ * CompleteLifecycleAction CONTINUE, so it goes now rather than when the hook's heartbeat times out;
+ * a host already past the hook is left alone; a host in service goes through the chain above.
  */
 export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {}): RecycleProvider {
   const d = RECYCLE_DEFAULTS.awsAsg;
@@ -76,9 +82,13 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
         return fail(`instance identity from IMDSv2: ${describeError(err)}`);
       }
       const instanceId = config.instanceId ?? identity.instanceId;
-      const { AutoScalingClient, SetInstanceHealthCommand, TerminateInstanceInAutoScalingGroupCommand } = await import(
-        '@aws-sdk/client-auto-scaling'
-      );
+      const {
+        AutoScalingClient,
+        CompleteLifecycleActionCommand,
+        DescribeAutoScalingInstancesCommand,
+        SetInstanceHealthCommand,
+        TerminateInstanceInAutoScalingGroupCommand,
+      } = await import('@aws-sdk/client-auto-scaling');
       // Built per recycle, never at import; destroyed below so no keep-alive socket outlives it.
       const client = new AutoScalingClient({
         region: config.region ?? identity.region,
@@ -87,17 +97,53 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
         ...(deps.credentials !== undefined ? { credentials: deps.credentials } : {}),
       });
       const steps: string[] = [];
-      /** One SDK call bounded by its own timeout and the caller's signal; the error text on failure. */
-      const call = async (label: string, send: (abortSignal: AbortSignal) => Promise<unknown>): Promise<boolean> => {
+      const result = (ok: boolean): RecycleResult => ({ provider: 'aws-asg', ok, detail: `${instanceId}: ${steps.join('; ')}` });
+      /** One SDK call bounded by its own timeout and the caller's signal; its output, or undefined (error in steps). */
+      const attempt = async <T>(label: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T | undefined> => {
         try {
-          await send(AbortSignal.any([signal, AbortSignal.timeout(callTimeoutMs)]));
-          steps.push(`${label}: accepted`);
-          return true;
+          return await send(AbortSignal.any([signal, AbortSignal.timeout(callTimeoutMs)]));
         } catch (err) {
           if (signal.aborted) throw signal.reason;
           steps.push(`${label}: ${describeError(err)}`);
-          return false;
+          return undefined;
         }
+      };
+      const call = async (label: string, send: (abortSignal: AbortSignal) => Promise<unknown>): Promise<boolean> => {
+        const ok = await attempt(label, async (abortSignal) => {
+          await send(abortSignal);
+          return true;
+        });
+        if (ok) steps.push(`${label}: accepted`);
+        return ok === true;
+      };
+      /** Releases a host the group is already scaling in; undefined when it is in service (or unknown). */
+      const releaseScaleIn = async (hook: string): Promise<RecycleResult | undefined> => {
+        const described = await attempt('describe', (abortSignal) =>
+          client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [instanceId] }), { abortSignal }),
+        );
+        const member = described?.AutoScalingInstances?.[0];
+        if (described !== undefined && member === undefined) steps.push('describe: not in an Auto Scaling group');
+        const state = member?.LifecycleState ?? '';
+        if (state === 'Terminating:Wait') {
+          const ok = await call(`complete lifecycle action ${hook} (CONTINUE)`, (abortSignal) =>
+            client.send(
+              new CompleteLifecycleActionCommand({
+                AutoScalingGroupName: member?.AutoScalingGroupName,
+                LifecycleHookName: hook,
+                InstanceId: instanceId,
+                LifecycleActionResult: 'CONTINUE',
+              }),
+              { abortSignal },
+            ),
+          );
+          // Terminating again would be refused while the hook holds the instance: the fallbacks decide.
+          return result(ok);
+        }
+        if (state.startsWith('Terminating') || state === 'Terminated') {
+          steps.push(`already ${state} in ${member?.AutoScalingGroupName ?? 'its group'}`);
+          return result(true);
+        }
+        return undefined;
       };
       const terminate = (decrement: boolean) => (abortSignal: AbortSignal) =>
         client.send(
@@ -108,6 +154,10 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
           { abortSignal },
         );
       try {
+        if (config.lifecycleHookName !== undefined) {
+          const released = await releaseScaleIn(config.lifecycleHookName);
+          if (released) return released;
+        }
         const decrement = config.decrementDesiredCapacity ?? d.decrementDesiredCapacity;
         const done =
           (decrement && (await call('terminate with decrement', terminate(true)))) ||
@@ -123,7 +173,7 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
               { abortSignal },
             ),
           ));
-        return { provider: 'aws-asg', ok: done, detail: `${instanceId}: ${steps.join('; ')}` };
+        return result(done);
       } finally {
         client.destroy();
       }

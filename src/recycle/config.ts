@@ -84,6 +84,12 @@ export interface AwsAsgRecycleConfig {
   instanceId?: string;
   /** Start the chain with ShouldDecrementDesiredCapacity=true (default true). */
   decrementDesiredCapacity?: boolean;
+  /**
+   * The group's autoscaling:EC2_INSTANCE_TERMINATING lifecycle hook. When set, a host the group is
+   * already scaling in (LifecycleState Terminating:Wait) is released at once with
+   * CompleteLifecycleAction CONTINUE instead of waiting out the hook's heartbeat timeout.
+   */
+  lifecycleHookName?: string;
   maxAttempts?: number;
   imdsTimeoutSeconds?: number;
   timeoutSeconds?: number;
@@ -173,6 +179,8 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
       region: { type: 'string', minLength: 1 },
       instanceId: { type: 'string', pattern: '^i-[0-9a-f]+$' },
       decrementDesiredCapacity: { type: 'boolean' },
+      // AWS: 1-255 characters of [A-Za-z0-9\-_\/].
+      lifecycleHookName: { type: 'string', pattern: '^[A-Za-z0-9_/-]{1,255}$' },
       maxAttempts: { type: 'integer', minimum: 1, maximum: 10 },
       imdsTimeoutSeconds: positiveSeconds,
       timeoutSeconds: positiveSeconds,

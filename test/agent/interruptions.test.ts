@@ -71,3 +71,36 @@ test('an Auto Scaling lifecycle transition while idle deregisters at once and re
   const events = (await w.journal()).filter((r) => r.type === 'event').map((r) => (r as { event: string }).event);
   assert.ok(events.includes('recycle'), `journal events: ${events.join(', ')}`);
 });
+
+test('a scale-in held by a termination hook is drained, deregistered and released with CompleteLifecycleAction', async (t) => {
+  const aws = await startFakeAws({ terminationHooks: ['runner-drain'] });
+  t.after(() => aws.close());
+  // The SDK's default credential chain reads these first (on EC2 it would be the instance role).
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  process.env.AWS_ACCESS_KEY_ID = 'AKIDINTERRUPTIONTEST';
+  process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
+  t.after(() => {
+    for (const [k, v] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+  const w = await createWorld({
+    config: {
+      interruptions: { imds: true, imdsUrl: aws.url, intervalSeconds: 1 },
+      recycle: { provider: 'aws-asg', imdsEndpoint: aws.url, endpoint: aws.url, maxAttempts: 1, lifecycleHookName: 'runner-drain' },
+    },
+  });
+  t.after(() => w.dispose());
+  const rt = await w.runtime();
+  const running = rt.agent.run(AbortSignal.timeout(60_000));
+  await until(() => rt.agent.snapshot().state === 'idle' && w.fake.runners().length === 1, 'an idle runner');
+  aws.scaleIn();
+  const exit = await running;
+  await rt.close();
+  assert.match(exit.reason, /recycled/);
+  assert.equal(w.fake.runners().length, 0, 'the idle registration must be gone before the host goes');
+  const actions = aws.calls.filter((c) => c.service === 'autoscaling').map((c) => `${c.action}:${c.status}`);
+  assert.deepEqual(actions, ['DescribeAutoScalingInstances:200', 'CompleteLifecycleAction:200'], 'no terminate call for a host already being scaled in');
+  assert.equal(aws.group.instances.get('i-0fake0000000000001')?.lifecycleState, 'Terminating:Proceed', 'the hook must not be left to time out');
+});

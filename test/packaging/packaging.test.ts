@@ -289,6 +289,18 @@ test('the Packer provisioning script writes a host config that validates, for ea
   }
   const bad = await run('bash', [PROVISION, '--print-config'], { env: { ...base, RECYCLE_PROVIDER: 'shutdown', RUNNER_LABELS: 'a,"b' } });
   assert.notEqual(bad.code, 0, 'a label that could break the YAML must be refused');
+  const hooked = await run('bash', [PROVISION, '--print-config'], { env: { ...base, RECYCLE_PROVIDER: 'aws-asg', LIFECYCLE_HOOK_NAME: 'runner-drain' } });
+  assert.equal(hooked.code, 0, hooked.stderr);
+  const hookFile = path.join(tmp, 'packer-hook.yaml');
+  await writeFile(hookFile, hooked.stdout);
+  await validates([hookFile], 'the Packer config with a lifecycle hook');
+  const hookChain = parseRecycleConfig((await loadHostConfig(hookFile, {})).recycle);
+  assert.equal(hookChain.provider === 'aws-asg' ? hookChain.lifecycleHookName : undefined, 'runner-drain');
+  for (const env of [{ RECYCLE_PROVIDER: 'shutdown', LIFECYCLE_HOOK_NAME: 'runner-drain' }, { RECYCLE_PROVIDER: 'aws-asg', LIFECYCLE_HOOK_NAME: 'bad name: x' }]) {
+    const refused = await run('bash', [PROVISION, '--print-config'], { env: { ...base, ...env } });
+    assert.notEqual(refused.code, 0, `provision.sh must refuse ${JSON.stringify(env)}`);
+    assert.match(refused.stderr, /LIFECYCLE_HOOK_NAME/);
+  }
 });
 
 test('the Packer build validates, records the baseline and enables the unit without starting anything', async () => {

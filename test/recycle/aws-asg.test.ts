@@ -128,3 +128,56 @@ test('credentials the API refuses fail every step', async () => {
     assert.equal(fake.group.instances.get('i-0fake0000000000001')?.terminating, false);
   });
 });
+
+test('with a lifecycle hook, a host the group is scaling in is released with CompleteLifecycleAction', async () => {
+  await withFake({ instanceId: 'i-0hook', terminationHooks: ['drain-runner'] }, async (fake, config) => {
+    fake.scaleIn();
+    const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200', 'CompleteLifecycleAction:200'], 'no terminate: the group is already terminating it');
+    const complete = fake.calls.find((c) => c.action === 'CompleteLifecycleAction')?.params;
+    assert.deepEqual(
+      { group: complete?.AutoScalingGroupName, hook: complete?.LifecycleHookName, id: complete?.InstanceId, result: complete?.LifecycleActionResult },
+      { group: 'runners', hook: 'drain-runner', id: 'i-0hook', result: 'CONTINUE' },
+      'the group name comes from DescribeAutoScalingInstances',
+    );
+    assert.equal(fake.group.instances.get('i-0hook')?.lifecycleState, 'Terminating:Proceed');
+    assert.match(out.detail, /complete lifecycle action drain-runner \(CONTINUE\): accepted/);
+  });
+});
+
+test('with a lifecycle hook, a host in service goes through the terminate chain', async () => {
+  await withFake({ terminationHooks: ['drain-runner'], group: { name: 'runners', min: 0, desired: 2, max: 5 } }, async (fake, config) => {
+    const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200', 'TerminateInstanceInAutoScalingGroup(true):200']);
+    assert.equal(fake.group.instances.get('i-0fake0000000000001')?.lifecycleState, 'Terminating:Wait', 'our own termination then waits on the hook like any other');
+  });
+});
+
+test('a host already past its hook is left to the group, and a wrong hook name falls to the fallbacks', async () => {
+  await withFake({}, async (fake, config) => {
+    fake.scaleIn(); // no hook on the group: straight to Terminating
+    const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200']);
+    assert.match(out.detail, /already Terminating in runners/);
+  });
+  await withFake({ terminationHooks: ['the-real-hook'] }, async (fake, config) => {
+    fake.scaleIn();
+    const out = await awsAsgProvider({ ...config, lifecycleHookName: 'a-typo' }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, false, 'the instance stays held by the hook: the fallback provider must act');
+    assert.match(out.detail, /complete lifecycle action a-typo \(CONTINUE\): ValidationError: No Lifecycle Hook found for a-typo/);
+    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200', 'CompleteLifecycleAction:400']);
+  });
+});
+
+test('when DescribeAutoScalingInstances is refused the terminate chain still runs', async () => {
+  await withFake({ terminationHooks: ['drain-runner'] }, async (fake, config) => {
+    fake.failNext({ action: 'DescribeAutoScalingInstances', status: 403, code: 'AccessDenied', message: 'not authorized to perform: autoscaling:DescribeAutoScalingInstances' });
+    const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:403', 'TerminateInstanceInAutoScalingGroup(true):200']);
+    assert.match(out.detail, /describe: AccessDenied/);
+  });
+});

@@ -4,8 +4,10 @@
  *   (401 without, as on an instance that requires IMDSv2);
  * - the Auto Scaling Query API the SDK sends: POST / with a form body `Action=...&Version=2011-01-01`,
  *   answered with the XML the SDK parses (and `<ErrorResponse>` for errors).
- * The group is modelled (min, desired, instances) so that terminate-with-decrement at MinSize fails
- * with the real ValidationError; `failNext` programs any other failure. Every request is recorded.
+ * The group is modelled (min, desired, instances, termination lifecycle hooks) so that
+ * terminate-with-decrement at MinSize fails with the real ValidationError and a scale-in holds the
+ * instance in Terminating:Wait until CompleteLifecycleAction; `failNext` programs any other failure.
+ * Every request is recorded.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -49,6 +51,17 @@ export interface FakeAwsOptions {
   accessKeyId?: string;
   /** Extra IMDS metadata paths (e.g. "spot/instance-action") and their bodies. */
   metadata?: Record<string, string>;
+  /** Names of the group's autoscaling:EC2_INSTANCE_TERMINATING lifecycle hooks; default none. */
+  terminationHooks?: string[];
+}
+
+/** One instance of the modelled group. */
+export interface FakeAwsInstance {
+  health: string;
+  /** Set once a termination was accepted. */
+  terminating: boolean;
+  /** Auto Scaling's LifecycleState: InService, Terminating:Wait, Terminating:Proceed, Terminating. */
+  lifecycleState: string;
 }
 
 /** A running fake. */
@@ -57,9 +70,15 @@ export interface FakeAws {
   url: string;
   calls: FakeAwsCall[];
   /** The modelled group; tests read desired capacity and instance health from it. */
-  group: { name: string; min: number; desired: number; max: number; instances: Map<string, { health: string; terminating: boolean }> };
+  group: { name: string; min: number; desired: number; max: number; instances: Map<string, FakeAwsInstance>; terminationHooks: string[] };
   metadata: Record<string, string>;
   failNext(failure: FakeAwsFailure): void;
+  /**
+   * The group scales in `instanceId` (default the fake's instance) as AWS does: the instance goes
+   * to Terminating:Wait while a termination hook is pending (Terminating without one) and IMDS
+   * reports target lifecycle state Terminated.
+   */
+  scaleIn(instanceId?: string): void;
   close(): Promise<void>;
 }
 
@@ -78,7 +97,11 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
   const instanceId = opts.instanceId ?? 'i-0fake0000000000001';
   const region = opts.region ?? 'eu-west-1';
   const g = opts.group ?? { name: 'runners', min: 0, desired: 1, max: 10 };
-  const group: FakeAws['group'] = { ...g, instances: new Map([[instanceId, { health: 'Healthy', terminating: false }]]) };
+  const group: FakeAws['group'] = {
+    ...g,
+    instances: new Map([[instanceId, { health: 'Healthy', terminating: false, lifecycleState: 'InService' }]]),
+    terminationHooks: [...(opts.terminationHooks ?? [])],
+  };
   const metadata: Record<string, string> = {
     'instance-id': instanceId,
     'placement/region': region,
@@ -119,6 +142,7 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
           };
         }
         inst.terminating = true;
+        inst.lifecycleState = group.terminationHooks.length > 0 ? 'Terminating:Wait' : 'Terminating';
         if (decrement) group.desired -= 1;
         const activity = `<Activity><ActivityId>${randomUUID()}</ActivityId><AutoScalingGroupName>${group.name}</AutoScalingGroupName><Description>Terminating EC2 instance: ${id}</Description><Cause>At ${new Date().toISOString()} instance ${id} was taken out of service in response to a user request${decrement ? ', shrinking the capacity' : ''}.</Cause><StartTime>${new Date().toISOString()}</StartTime><StatusCode>InProgress</StatusCode><Progress>0</Progress></Activity>`;
         return { status: 200, body: xml(action, activity) };
@@ -126,6 +150,35 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
       case 'SetInstanceHealth': {
         if (!inst) return notFound;
         inst.health = p.HealthStatus ?? inst.health;
+        return { status: 200, body: xml(action, '') };
+      }
+      case 'DescribeAutoScalingInstances': {
+        // Unknown ids are left out of the list, not an error (as AWS answers).
+        const ids = Object.entries(p)
+          .filter(([k]) => /^InstanceIds\.member\.\d+$/.test(k))
+          .map(([, v]) => v);
+        const members = ids
+          .filter((i) => group.instances.has(i))
+          .map((i) => {
+            const m = group.instances.get(i) as FakeAwsInstance;
+            return `<member><AutoScalingGroupName>${group.name}</AutoScalingGroupName><InstanceId>${i}</InstanceId><InstanceType>m7i.large</InstanceType><AvailabilityZone>${region}a</AvailabilityZone><LifecycleState>${m.lifecycleState}</LifecycleState><HealthStatus>${m.health === 'Healthy' ? 'HEALTHY' : 'UNHEALTHY'}</HealthStatus><ProtectedFromScaleIn>false</ProtectedFromScaleIn></member>`;
+          });
+        return { status: 200, body: xml(action, `<AutoScalingInstances>${members.join('')}</AutoScalingInstances>`) };
+      }
+      case 'CompleteLifecycleAction': {
+        if (p.AutoScalingGroupName !== group.name) {
+          return { status: 400, body: xmlError('ValidationError', `Group ${p.AutoScalingGroupName ?? ''} not found`, true) };
+        }
+        if (!group.terminationHooks.includes(p.LifecycleHookName ?? '')) {
+          return { status: 400, body: xmlError('ValidationError', `No Lifecycle Hook found for ${p.LifecycleHookName ?? ''}`, true) };
+        }
+        if (!inst || inst.lifecycleState !== 'Terminating:Wait') {
+          return { status: 400, body: xmlError('ValidationError', `No active Lifecycle Action found with instance ID ${id}`, true) };
+        }
+        if (p.LifecycleActionResult !== 'CONTINUE' && p.LifecycleActionResult !== 'ABANDON') {
+          return { status: 400, body: xmlError('ValidationError', 'LifecycleActionResult must be CONTINUE or ABANDON', true) };
+        }
+        inst.lifecycleState = 'Terminating:Proceed';
         return { status: 200, body: xml(action, '') };
       }
       default:
@@ -183,6 +236,14 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
     group,
     metadata,
     failNext: (f) => failures.push({ ...f }),
+    scaleIn: (id = instanceId) => {
+      const inst = group.instances.get(id);
+      if (!inst) throw new Error(`fake AWS: no instance ${id} in the group`);
+      inst.terminating = true;
+      inst.lifecycleState = group.terminationHooks.length > 0 ? 'Terminating:Wait' : 'Terminating';
+      group.desired = Math.max(group.min, group.desired - 1);
+      metadata['autoscaling/target-lifecycle-state'] = 'Terminated';
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
