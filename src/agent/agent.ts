@@ -119,6 +119,8 @@ interface ServeOutcome {
   reason: string;
   /** The listener failed (counts towards the crash loop). */
   failed: boolean;
+  /** The service refused the runner's version (exit 7, or its console line): the version. */
+  versionDeprecated?: string;
 }
 
 interface TrackedJob {
@@ -418,6 +420,7 @@ export class Agent {
     report: CleanupReport | undefined,
     jobResult: string | undefined,
     idleTimedOut = false,
+    runnerVersionDeprecated?: string,
   ): Decision {
     return decide({
       idleTimedOut,
@@ -432,6 +435,7 @@ export class Agent {
       ...(jobResult !== undefined ? { jobResult } : {}),
       consecutiveFailures: this.ps.consecutiveFailures,
       draining: this.draining,
+      ...(runnerVersionDeprecated !== undefined ? { runnerVersionDeprecated } : {}),
     });
   }
 
@@ -585,6 +589,11 @@ export class Agent {
         const code = exit.code;
         if (this.draining) return { exit, reason: `drained while idle (${this.drainReason})`, failed: false };
         if (sink.idleTimedOut) return { exit, reason: IDLE_TIMEOUT, failed: false };
+        if (code === 7 || sink.versionDeprecated !== undefined) {
+          // Older runners say it only on the console and exit 1 (or 2); either way no restart helps.
+          const version = sink.versionDeprecated ?? 'unknown';
+          return { exit, reason: `runner version ${version} deprecated (exit ${code ?? exit.signal})`, failed: true, versionDeprecated: version };
+        }
         if (code === 3 || code === 4) {
           // Self-update before any job (contract §8): wait for update.finished, start again on the same JIT config.
           restarts += 1;
@@ -749,7 +758,7 @@ export class Agent {
     await removeLocalConfig(this.d.slot.runnerRoot);
     const report = await this.clean(policy, job ? job.startedAt : undefined);
     await this.removeContainers();
-    const decision = this.decideAfter(policy, report, result, !job && outcome.reason === IDLE_TIMEOUT);
+    const decision = this.decideAfter(policy, report, result, !job && outcome.reason === IDLE_TIMEOUT, outcome.versionDeprecated);
     if (job) {
       const rec = buildJobRecord({
         key: this.ps.job?.key,
@@ -1106,6 +1115,7 @@ class JobTrackerSink {
   job?: TrackedJob;
   runnerGone = false;
   idleTimedOut = false;
+  versionDeprecated?: string;
   readonly started: Promise<void>;
   private resolveStarted!: () => void;
   constructor(private readonly clock: Clock) {
@@ -1128,6 +1138,7 @@ class JobTrackerSink {
       j.result = e.result;
       j.completedSeen = true;
     } else if (e.kind === 'runner-gone') this.runnerGone = true;
+    else if (e.kind === 'version-deprecated') this.versionDeprecated = e.version;
   }
 
   hook(e: HookEvent): void {

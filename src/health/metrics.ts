@@ -313,6 +313,8 @@ export class AgentMetrics {
     for (const result of ['ok', 'error']) this.policyReloads.inc({ result: this.label('policy', result) }, 0);
     for (const provider of opts.recycleProviders ?? []) {
       this.recycleFailures.inc({ provider: this.label('provider', provider) }, 0);
+      // The one recycle reason with an alert of its own (the image must be rebuilt).
+      this.recycles.inc({ reason: this.label('reason', 'runner-version-deprecated'), provider: this.label('provider', provider) }, 0);
     }
     const self = this;
     new Gauge({
@@ -402,11 +404,15 @@ export class AgentMetrics {
     if (!report.verify.clean) this.verifyFailures.inc();
   }
 
-  /** Counts a recycle signalled through `provider` for `reason` (e.g. max-jobs, dirty, drain). */
+  /**
+   * Counts a recycle signalled through `provider` for `reason`. The label is the reason's key, the
+   * part before its first colon (max-jobs, disk-low, crash-loop, runner-version-deprecated,
+   * quarantined...): the detail after it (percentages, counts) would make a new series each time.
+   */
   recycled(reason: string, provider: string): void {
     this.generation++;
     this.recycles.inc({
-      reason: this.label('reason', reason),
+      reason: this.label('reason', reason.split(':', 1)[0]?.trim() || reason),
       provider: this.label('provider', provider),
     });
   }

@@ -27,6 +27,8 @@ export interface DecisionInput {
   idleTimedOut?: boolean;
   /** The drain asks for the host to be replaced (spot notice, `runner-warden drain`), not just stopped. */
   recycleOnDrain?: boolean;
+  /** The service refused the installed runner as deprecated (listener exit 7): its version. */
+  runnerVersionDeprecated?: string;
 }
 
 /**
@@ -44,6 +46,11 @@ export function decide(i: DecisionInput): Decision {
   }
   if (i.draining) return i.recycleOnDrain ? { action: 'recycle', reason: 'drained' } : { action: 'stop', reason: 'draining' };
   if (i.idleTimedOut) return { action: 'recycle', reason: 'idle-timeout: no job within host.maxIdleMinutes' };
+  if (i.runnerVersionDeprecated !== undefined) {
+    // Registering again cannot help: this host's runner will never be served. A replacement from
+    // an image with a newer runner can; an alert on this reason says the image needs rebuilding.
+    return { action: 'recycle', reason: `runner-version-deprecated: v${i.runnerVersionDeprecated} is refused by GitHub` };
+  }
   const p = i.policy;
   const disk = i.report.verify.disk;
   if (disk && disk.freePercent < p.limits.minFreeDiskPercent) {

@@ -12,7 +12,9 @@ export type ConsoleEvent =
   | { kind: 'session-conflict' }
   | { kind: 'update' }
   | { kind: 'connect-error' }
-  | { kind: 'reconnected' };
+  | { kind: 'reconnected' }
+  /** The service refuses this runner version (RunnerVersionTooOld; exit 7 or, on older runners, 1). */
+  | { kind: 'version-deprecated'; version: string };
 
 const TS = String.raw`\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z: `;
 const RULES: [RegExp, (m: RegExpMatchArray) => ConsoleEvent][] = [
@@ -28,6 +30,9 @@ const RULES: [RegExp, (m: RegExpMatchArray) => ConsoleEvent][] = [
   [/Runner update in progress/, () => ({ kind: 'update' })],
   [new RegExp(`^${TS}Runner connect error:`), () => ({ kind: 'connect-error' })],
   [new RegExp(`^${TS}Runner reconnected`), () => ({ kind: 'reconnected' })],
+  // "An error occured: Runner version v2.320.0 is deprecated and cannot receive messages." (some
+  // versions spell it "occurred", some add "Error: Forbidden "): the version is what matters.
+  [/Runner version v?(\S+) is deprecated and cannot receive messages/, (m) => ({ kind: 'version-deprecated', version: m[1] ?? 'unknown' })],
 ];
 
 /** The event a console line announces, or undefined for any other line. */

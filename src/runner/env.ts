@@ -39,6 +39,9 @@ export function buildListenerEnv(opts: {
     DOCKER_CONFIG: opts.dirs.dockerConfig,
     ACTIONS_RUNNER_HOOK_JOB_STARTED: opts.hooks.startedScript,
     ACTIONS_RUNNER_HOOK_JOB_COMPLETED: opts.hooks.completedScript,
+    // A runner the service has deprecated exits 7 instead of 1 (contract §2.1), so the agent can
+    // tell "rebuild the image" from a refused registration.
+    ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1',
   };
   if (opts.jitConfig !== undefined) env.ACTIONS_RUNNER_INPUT_JITCONFIG = opts.jitConfig;
   return env;

@@ -34,6 +34,8 @@ const cases: [string, Partial<DecisionInput>, string, RegExp?][] = [
   ],
   ['the default policy gives every job a fresh host', { policy: DEFAULT_POLICY }, 'recycle', /max-jobs/],
   ['a host at its job limit is recycled', { jobsServed: 20 }, 'recycle', /max-jobs/],
+  ['a runner version GitHub refuses recycles a reusable host at once', { runnerVersionDeprecated: '2.310.0' }, 'recycle', /^runner-version-deprecated: v2\.310\.0/],
+  ['a dirty host is quarantined even when its runner is deprecated', { report: undefined, runnerVersionDeprecated: '2.310.0' }, 'quarantine'],
   [
     'a disk below the watermark recycles the host',
     { report: { ...clean, verify: { ...clean.verify, disk: { freePercent: 3, freeInodesPercent: 50 } } } },

@@ -125,3 +125,23 @@ test('SIGKILL of the listener in the middle of a job still cleans the host and d
   assert.equal(jobs[0]?.cleanup.clean, true, JSON.stringify(jobs[0]?.cleanup.verify.problems));
   await until(() => w.fake.runners().length === 0, 'the killed runner registration to be deleted');
 });
+
+test('a runner version GitHub has deprecated (exit 7) recycles the host at once instead of registering again', async (t) => {
+  const w = await createWorld({ config: { recycle: { provider: 'exit', exitCode: 3 } } });
+  t.after(() => w.dispose());
+  w.fake.deprecateRunnerVersionsBelow('99.0.0');
+  w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
+  const { exit, records, jobs } = await w.runToEnd();
+  assert.equal(exit.code, 3, `the exit provider's code: ${exit.reason}`);
+  assert.match(exit.reason, /recycled \(runner-version-deprecated: v2\.\d+\.\d+ is refused by GitHub\)/);
+  assert.equal(jobs.length, 0);
+  assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 1, 'registering again cannot help: one registration, no retries');
+  assert.equal(w.fake.runners().length, 0, 'the refused registration must be deleted');
+  const ended = events(records, 'listener-ended-without-job');
+  assert.equal(ended.length, 1);
+  assert.equal(ended[0]?.detail?.exitCode, 7, 'the agent asks the listener for exit 7 (ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE)');
+  assert.match(String(ended[0]?.detail?.reason), /runner version 2\.\d+\.\d+ deprecated \(exit 7\)/);
+  assert.equal(ended[0]?.detail?.decision, 'recycle');
+  const recycle = events(records, 'recycle');
+  assert.match(String(recycle[0]?.detail?.reason), /^runner-version-deprecated: /);
+});

@@ -81,11 +81,14 @@ test('the typed methods each move their series', async () => {
   const m = new AgentMetrics({ version: '1', recycleProviders: ['aws-asg', 'shutdown'] });
   let t = await m.render();
   assert.equal(value(t, 'runner_warden_recycle_failures_total{provider="shutdown"}'), 0, 'configured providers start at 0');
+  assert.equal(value(t, 'runner_warden_recycles_total{reason="runner-version-deprecated",provider="shutdown"}'), 0, 'the series the deprecation alert reads with increase() starts at 0');
   m.jobEnded('succeeded', 90);
   m.jobEnded('failed', 30);
   m.jobEnded('failed', -1);
   m.jobsServedTotal(7);
   m.recycled('max-jobs', 'aws-asg');
+  m.recycled('disk-low: 3.2% free < 10%', 'aws-asg');
+  m.recycled('disk-low: 2.9% free < 10%', 'aws-asg');
   m.recycleFailed('aws-asg');
   m.listenerExited(0);
   m.listenerExited(2);
@@ -102,6 +105,7 @@ test('the typed methods each move their series', async () => {
     ['runner_warden_job_duration_seconds_count', 2],
     ['runner_warden_host_jobs_served', 7],
     ['runner_warden_recycles_total{reason="max-jobs",provider="aws-asg"}', 1],
+    ['runner_warden_recycles_total{reason="disk-low",provider="aws-asg"}', 2],
     ['runner_warden_recycle_failures_total{provider="aws-asg"}', 1],
     ['runner_warden_listener_exits_total{code="0"}', 1],
     ['runner_warden_listener_exits_total{code="2"}', 1],

@@ -4,7 +4,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { startFakeGitHub, DEFAULT_FAKE_TOKEN, type FakeGitHub } from '../../src/sim/github/server.js';
@@ -99,6 +99,27 @@ describe('the runner simulator works against the fake GitHub', () => {
     fake.deleteRunnerServerSide(id);
     assert.equal((await again.exited).code, 0, 'a registration deleted while idle ends the runner with 0');
     assert.match(again.out(), /The runner no longer exists on the server\. Cleaning up local configuration\./);
+  });
+
+  test('a deprecated runner version is refused messages: exit 1, or 7 with the env var, and run.sh passes 7 on', async () => {
+    await cleanConfig();
+    fake.deprecateRunnerVersionsBelow('99.0.0');
+    try {
+      const { encoded } = await jit(fake, 'fake-jit-deprecated');
+      const plain = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
+      assert.equal((await plain.exited).code, 1, 'without the env var the listener says TerminatedError');
+      assert.match(plain.out(), /Listening for Jobs/, 'the session is created; the refusal comes with the first message');
+      assert.match(plain.err(), /^An error occured: Runner version v2\.\d+\.\d+ is deprecated and cannot receive messages\.$/m);
+      const seven = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' });
+      assert.equal((await seven.exited).code, 7, 'RunnerVersionDeprecated');
+      const wrapped = rl.start([], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' }, 'run.sh');
+      assert.equal((await wrapped.exited).code, 7, 'run-helper.sh and run.sh hand 7 on (contract §2.2, §2.3)');
+      const newestRunnerLog = readdirSync(path.join(rl.root, '_diag')).filter((f) => f.startsWith('Runner_')).sort().at(-1) ?? '';
+      const diag = await readFile(path.join(rl.root, '_diag', newestRunnerLog), 'utf8');
+      assert.match(diag, /AccessDeniedException: Runner version v\S+ is deprecated/);
+    } finally {
+      fake.deprecateRunnerVersionsBelow(undefined);
+    }
   });
 
   test('a job cancelled in the fake ends Canceled', async () => {

@@ -44,6 +44,17 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       if (!owner) return code(404, 'RunnerNotFound');
       if (clientOf(ctx) !== owner) return code(401, 'invalid_client');
       if (s.closed) return code(404, 'SessionNotFound');
+      if (state.isDeprecated(owner.version)) {
+        // The broker's RunnerVersionTooOld: AccessDeniedException with ErrorCode 1 (contract §2.1, §8).
+        return {
+          status: 403,
+          body: {
+            typeKey: 'AccessDeniedException',
+            errorCode: 1,
+            message: `Runner version v${owner.version ?? DEFAULT_RUNNER_VERSION} is deprecated and cannot receive messages.`,
+          },
+        };
+      }
       const asked = Number(ctx.query.waitMs ?? MAX_POLL_WAIT_MS);
       const waitMs = Number.isFinite(asked) ? Math.min(Math.max(0, asked), MAX_POLL_WAIT_MS) : MAX_POLL_WAIT_MS;
       // Real time, not the injected clock: this is the wire protocol's own timeout.

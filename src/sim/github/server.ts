@@ -146,6 +146,16 @@ export class FakeGitHub {
     this.state.pushMessage(runnerId, { type: 'update', version });
   }
 
+  /**
+   * From now on listeners older than `version` are refused messages as deprecated (403
+   * AccessDeniedException, ErrorCode 1): the real service's answer to a runner past its 30-day
+   * update window. Undefined serves every version again.
+   */
+  deprecateRunnerVersionsBelow(version: string | undefined): void {
+    this.state.minimumRunnerVersion = version;
+    this.state.changed();
+  }
+
   /** The runner's next message is `{type:"crash"}`: the listener exits 2 (PROTOCOL.md Additions). */
   crashNext(runnerId: number): void {
     this.state.pushMessage(runnerId, { type: 'crash' });

@@ -99,6 +99,11 @@ export class FakeState {
   private readonly tokens = new Map<string, IssuedToken>();
   private readonly labelIds = new Map<string, number>();
   private readonly waiters = new Set<() => void>();
+  /**
+   * Listeners older than this are refused messages as deprecated (runner-contract.md §2.1, exit 7;
+   * the service's 30-day update rule). Undefined: every version is served.
+   */
+  minimumRunnerVersion: string | undefined;
   private nextRunnerId = 1;
   private nextLabelId = 1;
   private nextRequestId = 1;
@@ -264,6 +269,12 @@ export class FakeState {
   }
 
   // ---- sessions ----
+
+  /** Whether `version` is below the minimum the service still serves. */
+  isDeprecated(version: string | null): boolean {
+    const min = this.minimumRunnerVersion;
+    return min !== undefined && version !== null && compareRunnerVersions(version, min) < 0;
+  }
 
   /** Outcome of POST /_broker/sessions, decided here so the broker stays thin. */
   openSession(
@@ -493,4 +504,15 @@ export class FakeState {
 
 function snapshot(rec: JobRecord): JobRecord {
   return { ...rec, job: structuredClone(rec.job) };
+}
+
+/** Orders dotted runner versions numerically (2.9.0 < 2.10.0); missing parts count as 0. */
+export function compareRunnerVersions(a: string, b: string): number {
+  const pa = a.split('.').map((x) => Number.parseInt(x, 10) || 0);
+  const pb = b.split('.').map((x) => Number.parseInt(x, 10) || 0);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
 }

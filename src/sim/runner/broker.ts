@@ -13,6 +13,8 @@ export type BrokerMessage =
   | { type: 'update'; version: string }
   | { type: 'crash' }
   | { type: 'runnerNotFound' }
+  /** 403 AccessDeniedException with ErrorCode 1: the service no longer serves this version. */
+  | { type: 'deprecated'; message: string }
   | { type: 'none' }
   | { type: 'other'; raw: unknown };
 
@@ -125,6 +127,12 @@ export class BrokerClient {
     const r = await call('GET', url, this.headers, undefined, signal);
     if (r.status === 204) return { type: 'none' };
     if (r.status === 404) return { type: 'runnerNotFound' };
+    if (r.status === 403) {
+      const e = r.json as { typeKey?: string; errorCode?: number; message?: string } | undefined;
+      if (e?.typeKey === 'AccessDeniedException' && e.errorCode === 1) {
+        return { type: 'deprecated', message: String(e.message ?? 'Runner version is deprecated and cannot receive messages.') };
+      }
+    }
     if (r.status !== 200) throw new BrokerHttpError(r.status, 'GET', url, r.text);
     const m = r.json as { type?: string; job?: SimJob; version?: string } | undefined;
     if (m?.type === 'job' && m.job) return { type: 'job', job: m.job };

@@ -170,6 +170,7 @@ async function main(term: Terminal, trace: Trace, root: string, cmd: CommandSett
     settings,
     runOnce: runOnceFlag || settings.ephemeral === true || hosted,
     returnJobResult: hosted,
+    returnVersionDeprecated: envTrue(process.env.ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE),
     term,
     trace,
     clock: systemClock,

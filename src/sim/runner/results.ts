@@ -34,4 +34,5 @@ export const ReturnCode = {
   RunnerUpdating: 3,
   RunOnceRunnerUpdating: 4,
   SessionConflict: 5,
+  RunnerVersionDeprecated: 7,
 } as const;

@@ -12,6 +12,7 @@
  *     ├─update──► self-update → 3 (4 in single-job mode)
  *     ├─crash───► unhandled exception → 2
  *     ├─404─────► "The runner no longer exists on the server..." → delete config → 0
+ *     ├─403 deprecated ► "An error occured: Runner version v… is deprecated…" → 7 (env) or 1
  *     └─shutdown (SIGINT/SIGTERM) → idle: 0; busy: cancel the job (completed hook still runs) → 0
  * The session is deleted on every way out (errors ignored).
  */
@@ -68,6 +69,8 @@ export interface RunContext {
   env: NodeJS.ProcessEnv;
   /** ACTIONS_RUNNER_RETURN_JOB_RESULT_FOR_HOSTED: exit with 100 + the job's result after the job. */
   returnJobResult?: boolean;
+  /** ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: exit 7 (not 1) when the service deprecates this version. */
+  returnVersionDeprecated?: boolean;
 }
 
 /** Thrown for the broker's crash message: the composition root reports it as an unhandled exception. */
@@ -176,6 +179,11 @@ export async function runListener(ctx: RunContext): Promise<number> {
           deleteLocalConfig(ctx.root, (line, ok) => (ok ? term.writeSuccess(line) : term.writeLine(line)));
           sessionId = undefined; // nothing left to delete on the server
           return ReturnCode.Success;
+        case 'deprecated':
+          // Program.cs: AccessDeniedException ErrorCode 1 (the real runner spells it "occured" here).
+          term.writeError(`An error occured: ${msg.message}`);
+          trace.error('Runner', `AccessDeniedException: ${msg.message}`);
+          return ctx.returnVersionDeprecated ? ReturnCode.RunnerVersionDeprecated : ReturnCode.TerminatedError;
         case 'crash':
           throw new SimulatedCrashError('Simulated unhandled exception requested by the fake GitHub service.');
         case 'update': {
