@@ -101,6 +101,11 @@ export interface AgentDeps {
   recycler?: RecyclerPort;
   processContainers?: ProcessContainerFactory;
   observer?: AgentObserver;
+  /**
+   * Readiness checks before the first registration of a boot, besides cleanup and verification
+   * (the container engine answering); returns the problems, none when ready.
+   */
+  preflight?: (policy: Policy, signal: AbortSignal) => Promise<string[]>;
   /** Lists the container engine's objects before a listener starts; undefined when there is no engine. */
   engineInventory?: (policy: Policy) => Promise<EngineInventory | undefined>;
   /**
@@ -309,6 +314,8 @@ export class Agent {
       if (exit) return exit;
     } else {
       await this.transition('preflight');
+      const exit = await this.preflight(policy);
+      if (exit) return exit;
     }
 
     for (;;) {
@@ -439,6 +446,54 @@ export class Agent {
     });
   }
 
+  /** Records what the container engine holds now as not the job's (ps.engineBefore, persisted with the next transition). */
+  private async takeEngineInventory(policy: Policy): Promise<void> {
+    if (!policy.cleanup.containers.enabled || !this.d.engineInventory) return;
+    const inv = await this.d.engineInventory(policy).catch((err: unknown) => {
+      this.log.warn({ err: describeError(err) }, 'could not list the container engine; falling back to creation times');
+      return undefined;
+    });
+    if (inv) this.ps.engineBefore = inv;
+    else delete this.ps.engineBefore;
+  }
+
+  /**
+   * The readiness gate before the first registration of a boot that needed no recovery (peers.md
+   * §4 item 9). The container engine, when the host has one, must answer; then the host goes
+   * through the same cleanup and verification as after a job, so the first job starts as clean as
+   * every later one and a broken image or an engine that never came up is caught before it takes
+   * a job. Dirty or no engine → quarantine; disk below the watermarks or the job limit already
+   * reached → recycle; otherwise register.
+   */
+  private async preflight(policy: Policy): Promise<AgentExit | undefined> {
+    const problems = this.d.preflight ? await this.d.preflight(policy, this.drainAc.signal) : [];
+    if (this.draining) return this.stop(`drained: ${this.drainReason}`);
+    if (problems.length > 0) {
+      await this.d.journal.append({ type: 'event', event: 'preflight', at: this.iso(), detail: { ok: false, problems: problems.join('; ') } });
+      return this.quarantine(policy, `preflight: ${problems.join('; ')}`);
+    }
+    // What the engine holds at boot is the image's or the admin's (a baked cache volume, images
+    // pulled by user data): the inventory keeps it, and should listing fail, "created from now on"
+    // keeps it as well. Only a job's objects are ever removed.
+    await this.takeEngineInventory(policy);
+    const report = await this.clean(policy, this.d.clock.now());
+    const decision = this.decideAfter(policy, report, undefined);
+    await this.d.journal.append({
+      type: 'event',
+      event: 'preflight',
+      at: this.iso(),
+      detail: {
+        ok: decision.action === 'reuse',
+        clean: report?.clean ?? false,
+        readyMs: report?.readyMs ?? null,
+        problems: report ? report.verify.problems.join('; ') : 'cleanup did not complete',
+        decision: decision.action,
+        decisionReason: decision.reason,
+      },
+    });
+    return this.act(decision, policy);
+  }
+
   /** Registers a fresh JIT runner, retrying with backoff; undefined when draining stopped it. */
   private async register(policy: Policy): Promise<Registration | undefined> {
     await this.transition('registering');
@@ -537,15 +592,8 @@ export class Agent {
       ...(this.d.runner.env ? { extra: this.d.runner.env } : {}),
     });
     if (reg.jit) this.secrets.add(reg.jit);
-    if (policy.cleanup.containers.enabled && this.d.engineInventory) {
-      // Taken on the verified-clean host, before any job code runs; persisted for a crash.
-      const inv = await this.d.engineInventory(policy).catch((err: unknown) => {
-        this.log.warn({ err: describeError(err) }, 'could not list the container engine before the job; falling back to creation times');
-        return undefined;
-      });
-      if (inv) this.ps.engineBefore = inv;
-      else delete this.ps.engineBefore;
-    }
+    // Taken on the verified-clean host, before any job code runs; persisted for a crash.
+    await this.takeEngineInventory(policy);
     let restarts = 0;
     try {
       for (;;) {

@@ -31,6 +31,12 @@ export const DEFAULT_TIMEOUTS = {
    * covers a slow lifecycle hook without keeping a stuck host forever.
    */
   recycleWaitMs: 10 * 60_000,
+  /**
+   * Before the first registration of a boot, how long a container engine whose socket exists may
+   * take to answer (dockerd often starts after the agent; the runner's RUNNER_WAIT_FOR_DOCKER_IN_SECONDS
+   * plays the same part). A host whose engine never answers cannot run container jobs: quarantined.
+   */
+  engineWaitMs: 60_000,
 };
 
 export type Timeouts = typeof DEFAULT_TIMEOUTS;

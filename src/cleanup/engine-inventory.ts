@@ -3,6 +3,9 @@
  * job's. Creation times are not enough: the local volume driver rewrites a volume's CreatedAt
  * when a container mounts it, so a job that merely used an admin's volume would have it deleted.
  */
+import { existsSync } from 'node:fs';
+import type { Clock } from '../lib/clock.js';
+import { describeError } from '../lib/errors.js';
 import { DockerApi, isNoEngine } from './docker-api.js';
 
 /** Ids (containers, networks, images) and names (volumes) present before the job. */
@@ -29,4 +32,37 @@ export async function takeEngineInventory(socket: string, signal: AbortSignal): 
     networks: networks.map((n) => n.Id),
     images: images.map((i) => i.Id),
   };
+}
+
+/** One engine `version` call may take this long; a local daemon answers in milliseconds. */
+const ENGINE_PING_TIMEOUT_MS = 5_000;
+/** Between attempts while waiting for the engine. */
+const ENGINE_PING_INTERVAL_MS = 1_000;
+
+/**
+ * Waits for the engine on `socket` to answer, as the runner's own RUNNER_WAIT_FOR_DOCKER_IN_SECONDS
+ * does (contract §2.2): at boot dockerd often starts after the agent. No socket file means no
+ * engine on this host, which is fine. Returns undefined when ready (or aborted), else the problem.
+ */
+export async function waitForEngine(socket: string, waitMs: number, clock: Clock, signal: AbortSignal): Promise<string | undefined> {
+  if (!existsSync(socket)) return undefined;
+  const deadline = clock.now() + waitMs;
+  for (;;) {
+    let problem: string;
+    try {
+      await new DockerApi(socket, AbortSignal.any([signal, AbortSignal.timeout(ENGINE_PING_TIMEOUT_MS)])).version();
+      return undefined;
+    } catch (err) {
+      if (signal.aborted) return undefined;
+      problem = describeError(err);
+    }
+    if (clock.now() >= deadline) {
+      return `the container engine at ${socket} did not answer within ${Math.round(waitMs / 1000)} s (${problem})`;
+    }
+    try {
+      await clock.sleep(ENGINE_PING_INTERVAL_MS, signal);
+    } catch {
+      return undefined;
+    }
+  }
 }

@@ -199,6 +199,14 @@ function printSummary(records: JournalRecord[], say: (s: string) => void): void 
   let n = 0;
   let lastEnd: number | undefined;
   for (const r of records) {
+    if (r.type === 'event' && r.event === 'preflight') {
+      const d = r.detail ?? {};
+      say(
+        d.ok === true
+          ? `\npreflight: host cleaned and verified in ${String(d.readyMs)} ms before the first registration`
+          : `\npreflight failed: ${String(d.problems || d.decisionReason)}`,
+      );
+    }
     if (r.type === 'event' && r.event === 'listener-started' && lastEnd !== undefined) {
       const ms = Number(r.detail?.sinceLastJobEndMs);
       if (Number.isFinite(ms)) say(`  host ready again: next listener started ${ms} ms after the job ended`);

@@ -24,7 +24,7 @@ import { prepareJobDirs } from '../cleanup/job-dirs.js';
 import { loadInstallManifest, takeInstallManifest } from '../cleanup/install-manifest.js';
 import { loadBaseline, takeBaseline } from '../cleanup/baseline.js';
 import { Trash } from '../cleanup/trash.js';
-import { takeEngineInventory } from '../cleanup/engine-inventory.js';
+import { takeEngineInventory, waitForEngine } from '../cleanup/engine-inventory.js';
 
 /** Listing a local engine's objects takes milliseconds; a hung daemon must not hold the next listener. */
 const ENGINE_INVENTORY_TIMEOUT_MS = 10_000;
@@ -306,6 +306,11 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     observer: metrics,
     registration: registrar ? { mode: 'token', registrar } : { mode: 'jit' },
     prepareJobDirs: (key) => prepareJobDirs(slot, key),
+    preflight: async (policy, signal) => {
+      const c = policy.cleanup.containers;
+      const problem = c.enabled ? await waitForEngine(c.socket, timeouts.engineWaitMs, clock, signal) : undefined;
+      return problem ? [problem] : [];
+    },
     engineInventory: (policy) => takeEngineInventory(policy.cleanup.containers.socket, AbortSignal.timeout(ENGINE_INVENTORY_TIMEOUT_MS)),
     cleanup: async ({ policy, jobStartedAt, engineBefore, signal, beforeVerify }) => {
       const ctx: CleanupContext = {

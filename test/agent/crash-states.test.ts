@@ -192,7 +192,8 @@ const CASES: Case[] = [
       c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
     async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'verifying', { agent: a, timeoutMs: 45_000 });
+      // The job's verification, not the preflight's before the first registration.
+      await waitForState(c.w.stateDir, 'verifying', { agent: a, timeoutMs: 45_000, where: (s) => s.job !== undefined });
       await a.kill('SIGKILL');
     },
     async release(c) {
