@@ -36,6 +36,7 @@ import type { GitHubPort } from '../github/port.js';
 import { Journal } from '../agent/journal.js';
 import { Agent, type RecyclerPort } from '../agent/agent.js';
 import { resolveTimeouts } from '../agent/timeouts.js';
+import { ALL_STATES } from '../agent/states.js';
 import { hookPaths } from '../runner/hooks.js';
 import { checkRunnerInstallation } from '../runner/installation.js';
 import { AgentMetrics } from '../health/metrics.js';
@@ -182,7 +183,10 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   }
   const trash = new Trash(slot.trashDir, log);
   // Metrics windows and policy debouncing measure real time, whatever clock drives the lifecycle.
-  const metrics = new AgentMetrics({ version: VERSION, clock: systemClock });
+  const recycleProviders = config.recycle
+    ? [config.recycle, ...(config.recycle.fallback ?? [])].map((r) => r.provider).filter((p) => p !== 'none')
+    : [];
+  const metrics = new AgentMetrics({ version: VERSION, clock: systemClock, states: ALL_STATES, recycleProviders });
   const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock: systemClock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();
   // GHES behind a private CA: the API calls trust github.caFile besides the system roots.

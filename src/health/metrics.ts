@@ -17,27 +17,6 @@ import { isAbort } from '../lib/errors.js';
 export const METRIC_PREFIX = 'runner_warden_';
 
 /**
- * The lifecycle states from design.md. Their series exist from the start (at 0) so that an alert
- * on `runner_warden_state{state="cleaning"}` has a series to read before the first job; a state
- * the agent reports that is not listed here gets its series when first seen.
- */
-export const KNOWN_STATES = [
-  'boot',
-  'recovering',
-  'preflight',
-  'registering',
-  'idle',
-  'job-running',
-  'cleaning',
-  'verifying',
-  'deciding',
-  'draining',
-  'recycling',
-  'quarantined',
-  'stopped',
-] as const;
-
-/**
  * Distinct values one label may take before further values are folded into "other". Every label
  * here is meant to hold a short fixed vocabulary (states, step names, route templates, exit
  * codes); the cap keeps a caller's mistake (a raw URL, an error message) from growing memory and
@@ -82,6 +61,12 @@ export interface AgentMetricsOptions {
   clock?: Clock;
   eventLoopWindowMs?: number;
   /**
+   * The lifecycle states (the composition root passes the agent's list). Their series exist from
+   * the start (at 0) so that an alert on `runner_warden_state{state="cleaning"}` has a series to
+   * read before the first job; a state not listed gets its series when first seen.
+   */
+  states?: readonly string[];
+  /**
    * Recycle providers configured (primary and fallbacks); their failure series start at 0 so an
    * alert on `increase()` sees the first failure (a series born at 1 shows no increase).
    */
@@ -115,7 +100,7 @@ export class AgentMetrics {
   private readonly clock: Clock;
   private readonly windowMs: number;
   private readonly guards = new Map<string, LabelGuard>();
-  private readonly states = new Set<string>(KNOWN_STATES);
+  private readonly states: Set<string>;
   private currentState: string | undefined;
   private loopMonitor: IntervalHistogram | undefined;
   private loopPublished: { p50: number; p99: number; max: number } | undefined;
@@ -166,7 +151,8 @@ export class AgentMetrics {
       labelNames: ['state'],
       registers,
     });
-    for (const s of KNOWN_STATES) this.state.set({ state: s }, 0);
+    this.states = new Set(opts.states ?? []);
+    for (const s of this.states) this.state.set({ state: s }, 0);
     this.stateSince = new Gauge({
       name: `${p}state_since_timestamp_seconds`,
       help: 'Unix time at which the agent entered its current state.',

@@ -145,3 +145,18 @@ test('a runner version GitHub has deprecated (exit 7) recycles the host at once 
   const recycle = events(records, 'recycle');
   assert.match(String(recycle[0]?.detail?.reason), /^runner-version-deprecated: /);
 });
+
+test('the wired metrics start every lifecycle state and every configured provider at 0', async (t) => {
+  const w = await createWorld({ config: { recycle: { provider: 'exit', exitCode: 3, fallback: [{ provider: 'command', command: ['true'] }] } } });
+  t.after(() => w.dispose());
+  const rt = await w.runtime();
+  t.after(() => rt.close());
+  const text = await rt.metrics.render();
+  for (const s of ['boot', 'preflight', 'idle', 'job-running', 'cleaning', 'verifying', 'quarantined', 'stopped']) {
+    assert.match(text, new RegExp(`^runner_warden_state\\{state="${s}"\\} 0$`, 'm'), `state ${s} must have a series before it is first entered`);
+  }
+  for (const p of ['exit', 'command']) {
+    assert.match(text, new RegExp(`^runner_warden_recycle_failures_total\\{provider="${p}"\\} 0$`, 'm'), `provider ${p}`);
+    assert.match(text, new RegExp(`^runner_warden_recycles_total\\{reason="runner-version-deprecated",provider="${p}"\\} 0$`, 'm'));
+  }
+});

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AgentMetrics, KNOWN_STATES, MAX_LABEL_VALUES, RENDER_CACHE_MS } from '../../src/health/metrics.js';
+import { AgentMetrics, MAX_LABEL_VALUES, RENDER_CACHE_MS } from '../../src/health/metrics.js';
+import { ALL_STATES } from '../../src/agent/states.js';
 import { ManualClock } from '../../src/lib/clock.js';
 import type { CleanupReport } from '../../src/cleanup/types.js';
 
@@ -32,9 +33,9 @@ const report: CleanupReport = {
 
 test('setState marks exactly one state with 1 and records since when', async () => {
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
-  const m = new AgentMetrics({ version: '1.2.3', clock });
+  const m = new AgentMetrics({ version: '1.2.3', clock, states: ALL_STATES });
   let text = await m.render();
-  for (const s of KNOWN_STATES) assert.equal(value(text, `runner_warden_state{state="${s}"}`), 0, `${s} series at start`);
+  for (const s of ALL_STATES) assert.equal(value(text, `runner_warden_state{state="${s}"}`), 0, `${s} series at start`);
   m.setState('registering');
   clock.advance(5000);
   m.setState('idle');
