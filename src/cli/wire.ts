@@ -3,7 +3,7 @@
  * the cleanup pipeline, the journal, metrics, the health server and the recycler. Used by `run` and
  * by `demo` (which points it at the simulator and the fake API).
  */
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rmdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -14,7 +14,6 @@ import { ConfigError } from '../lib/errors.js';
 import { lookupUser } from '../lib/users.js';
 import { createProcessContainer, detectCgroupSupport, openProcessContainer, DEFAULT_CGROUP_PARENT } from '../lib/cgroup.js';
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
 import type { HostConfig } from '../policy/types.js';
 import { PolicyStore } from '../policy/watch.js';
 import type { Slot, CleanupContext } from '../cleanup/types.js';
@@ -386,6 +385,10 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       await Promise.allSettled(tasks);
       await health?.close();
       caFetch?.close();
+      // The slot's (empty) cgroup parent: each job's container was removed after its cleanup.
+      for (const mount of [cgroupSupport.v2, cgroupSupport.v1Freezer]) {
+        if (mount) await rmdir(path.join(mount, cgroupParent)).catch(() => {});
+      }
     },
   };
 }
