@@ -5,6 +5,7 @@
  * `file:line:col: json.path: expected ..., got ...`.
  */
 import { ConfigError, PolicyError, describeError } from '../lib/errors.js';
+import { parseRecycleConfig } from '../recycle/config.js';
 import { detectKind, effectiveWithSources, loadHostConfig, loadPolicy, type ConfigKind } from '../policy/load.js';
 
 /** Where the command writes. */
@@ -58,6 +59,10 @@ function parseArgs(args: string[]): Args | string {
 }
 
 function problemsOf(err: unknown): string[] {
+  if (err instanceof ConfigError && err.problems.length > 0) {
+    // Every line names its file, also those of checks that only know the field (the recycle section).
+    return err.problems.map((p) => (p.startsWith(err.file) ? p : `${err.file}: ${p}`));
+  }
   if (err instanceof PolicyError || err instanceof ConfigError) return err.problems.length > 0 ? err.problems : [err.message];
   return [describeError(err)];
 }
@@ -101,8 +106,11 @@ export async function validateCommand(args: string[], io: ValidateIo): Promise<n
     let kind: ConfigKind = parsed.kind ?? 'policy';
     try {
       kind = parsed.kind ?? (await detectKind(file));
-      if (kind === 'host-config') await loadHostConfig(file, {});
-      else await loadPolicy(file, policyOpts);
+      if (kind === 'host-config') {
+        const config = await loadHostConfig(file, {});
+        // The provider-specific options (the host schema only knows the provider names).
+        if (config.recycle) parseRecycleConfig(config.recycle, file);
+      } else await loadPolicy(file, policyOpts);
       if (!parsed.quiet) io.stdout.write(`${file}: ok (${kind === 'host-config' ? 'host config' : 'policy'})\n`);
     } catch (err) {
       invalid++;

@@ -96,7 +96,7 @@ export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps:
       ...(kubernetesApiUrl(c) === undefined ? [`${where}: apiUrl or serviceHost is required`] : []),
     ];
   });
-  if (problems.length > 0) throw new ConfigError('invalid recycle section', file, problems);
+  if (problems.length > 0) throw new ConfigError(`invalid recycle section in ${file}`, file, problems);
   const chain = configs.map((c) => createProvider(c, deps));
   return chainProviders(chain, deps);
 }

@@ -280,7 +280,7 @@ export function parseRecycleConfig(raw: RecycleConfig | unknown, file = 'recycle
       // `if` and `propertyNames` only repeat what the branch's own error says.
       .filter((e) => e.keyword !== 'if' && e.keyword !== 'propertyNames')
       .map(describe);
-    throw new ConfigError('invalid recycle section', file, [...new Set(problems)]);
+    throw new ConfigError(`invalid recycle section in ${file}`, file, [...new Set(problems)]);
   }
   return raw as RecycleChainConfig;
 }

@@ -92,3 +92,16 @@ test('--print-effective exits 1 with the problems of an invalid chain, and takes
     assert.equal((await run(['--print-effective', EXAMPLES[0] as string, EXAMPLES[1] as string])).code, 1);
   });
 });
+
+test("validate checks the recycle provider's own options, naming the file and the field", async () => {
+  await withDir(async (dir) => {
+    const file = path.join(dir, 'config.yaml');
+    await writeFile(file, `${HOST}recycle:\n  provider: aws-asg\n  lifecycleHookName: "not a hook name!"\n  fallback:\n    - provider: webhook\n      url: https://hooks.example/recycle\n`);
+    const r = await run([file]);
+    assert.equal(r.code, 1, r.out);
+    assert.ok(r.err.includes(`${file}: recycle.lifecycleHookName: must match pattern`), r.err);
+    assert.ok(r.err.includes(`${file}: recycle.fallback.0: must have required property 'secretFile'`), r.err);
+    await writeFile(file, `${HOST}recycle:\n  provider: aws-asg\n  lifecycleHookName: runner-drain\n`);
+    assert.equal((await run([file])).code, 0);
+  });
+});
