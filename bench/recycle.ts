@@ -17,6 +17,7 @@ import { httpRequest } from '../src/recycle/http.js';
 import type { RecycleEvent } from '../src/recycle/port.js';
 import { signBody } from '../src/recycle/webhook.js';
 import { startFakeAws } from '../src/sim/aws/fake-aws.js';
+import { startFakeGcp } from '../src/sim/gcp/fake-gcp.js';
 import { startFakeK8s } from '../src/sim/k8s/fake-k8s.js';
 import { startWebhookReceiver } from '../src/sim/webhook/receiver.js';
 
@@ -124,6 +125,35 @@ async function main(): Promise<void> {
           }, bare),
         );
       }
+      await fake.close();
+    }
+    // gcp-mig and aws-asg with a termination hook: the same instance again on every run (reset).
+    {
+      const fake = await startFakeGcp();
+      const r = createRecycler({ provider: 'gcp-mig', metadataEndpoint: fake.url, computeEndpoint: fake.url });
+      const bare = () => httpRequest(`${fake.url}/computeMetadata/v1/instance/name`, { method: 'GET', headers: { 'metadata-flavor': 'Google' }, timeoutMs: 5_000 });
+      rows.push(
+        await measure('gcp-mig (5 metadata + 1 API)', 'metadata GET', async (i) => {
+          fake.group.instances.set('runner-abc1', { status: 'RUNNING' });
+          mustOk(await r.recycle(event(i), never));
+        }, bare),
+      );
+      await fake.close();
+    }
+    {
+      const fake = await startFakeAws({ accessKeyId: credentials.accessKeyId, instanceId: 'i-0hook', terminationHooks: ['drain'] });
+      const r = createRecycler(
+        { provider: 'aws-asg', imdsEndpoint: fake.url, endpoint: fake.url, maxAttempts: 1, lifecycleHookName: 'drain' },
+        { awsCredentials: credentials },
+      );
+      const bare = () => httpRequest(`${fake.url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' }, timeoutMs: 5_000 });
+      rows.push(
+        await measure('aws-asg (scale-in: hook)', 'IMDS token PUT', async (i) => {
+          fake.group.instances.set('i-0hook', { health: 'Healthy', terminating: false, lifecycleState: 'InService' });
+          fake.scaleIn('i-0hook');
+          mustOk(await r.recycle(event(i), never));
+        }, bare),
+      );
       await fake.close();
     }
     // kubernetes: one DELETE; a distinct pod per run because a deleted pod stays deleted.

@@ -308,9 +308,9 @@ export interface HostConfig {
     tokenFile?: string;
   };
   /**
-   * How the infrastructure is told to replace this host. Provider-specific options are accepted as
-   * extra keys for now (their schema belongs to the recycle providers). Default:
-   * {"provider":"none"}.
+   * How the infrastructure is told to replace this host. Provider-specific options are extra keys
+   * checked by the provider's own schema (src/recycle/config.ts), which `runner-warden validate`
+   * and the agent apply. Default: {"provider":"none"}.
    */
   recycle: RecycleConfig;
   /**
@@ -337,17 +337,18 @@ export interface HostConfig {
 }
 
 /**
- * How the infrastructure is told to replace this host. Provider-specific options are accepted as
- * extra keys for now (their schema belongs to the recycle providers).
+ * How the infrastructure is told to replace this host. Provider-specific options are extra keys
+ * checked by the provider's own schema (src/recycle/config.ts), which `runner-warden validate` and
+ * the agent apply.
  */
 export interface RecycleConfig {
   /**
    * none: stop and leave it to the infrastructure; exit: exit with exitCode (container
    * orchestrators); shutdown: power off (VMs set to terminate on shutdown); aws-asg: terminate in
-   * the Auto Scaling group; kubernetes: delete this pod; webhook: call a URL; command: run a
-   * command.
+   * the Auto Scaling group; gcp-mig: delete (or recreate) this VM in its managed instance group;
+   * kubernetes: delete this pod; webhook: call a URL; command: run a command.
    */
-  provider: 'none' | 'exit' | 'shutdown' | 'aws-asg' | 'kubernetes' | 'webhook' | 'command';
+  provider: 'none' | 'exit' | 'shutdown' | 'aws-asg' | 'gcp-mig' | 'kubernetes' | 'webhook' | 'command';
   /** Exit code for provider exit. */
   exitCode?: number;
   /** Command for providers shutdown and command: an argv list, or a string run with /bin/sh -c. */

@@ -20,6 +20,7 @@ import { awsAsgProvider, type AwsAsgDeps } from './aws-asg.js';
 import { commandProvider } from './command.js';
 import { parseRecycleConfig, type RecycleChainConfig, type RecycleProviderConfig } from './config.js';
 import { exitProvider } from './exit.js';
+import { gcpMigProvider } from './gcp-mig.js';
 import { kubernetesApiUrl, kubernetesProvider } from './kubernetes.js';
 import { noneProvider } from './none.js';
 import type { RecycleEvent, RecycleProvider, RecycleResult } from './port.js';
@@ -67,6 +68,8 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
       return shutdownProvider(config);
     case 'aws-asg':
       return awsAsgProvider(config, deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {});
+    case 'gcp-mig':
+      return gcpMigProvider(config);
     case 'kubernetes':
       return kubernetesProvider(config);
     case 'webhook':

@@ -47,6 +47,16 @@ export const RECYCLE_DEFAULTS = {
   },
   /** An admin command gets a minute, like the cleanup's admin commands. */
   command: { timeoutSeconds: 60 },
+  gcpMig: {
+    /** The metadata server every Compute Engine VM sees. */
+    metadataEndpoint: 'http://metadata.google.internal',
+    computeEndpoint: 'https://compute.googleapis.com',
+    /** The metadata server answers in milliseconds on a healthy VM; 2 s bounds a broken one. */
+    metadataTimeoutSeconds: 2,
+    /** deleteInstances returns once the operation is queued; 20 s covers a slow API front end. */
+    timeoutSeconds: 20,
+    action: 'delete',
+  },
 } as const;
 
 /** `provider: none`: nothing is signalled; the agent stops and leaves the host to the operator. */
@@ -92,6 +102,29 @@ export interface AwsAsgRecycleConfig {
   lifecycleHookName?: string;
   maxAttempts?: number;
   imdsTimeoutSeconds?: number;
+  timeoutSeconds?: number;
+}
+
+/**
+ * `provider: gcp-mig`: the VM asks its managed instance group to delete it (`deleteInstances`: the
+ * group's target size shrinks and its autoscaler adds VMs as jobs need them) or to recreate it
+ * (`recreateInstances`: same size, a fresh VM from the template). Project, zone, instance name,
+ * the group (the `created-by` attribute) and an access token come from the metadata server unless
+ * given; `computeEndpoint` overrides the API URL.
+ */
+export interface GcpMigRecycleConfig {
+  provider: 'gcp-mig';
+  action?: 'delete' | 'recreate';
+  /** Default http://metadata.google.internal. */
+  metadataEndpoint?: string;
+  /** Default https://compute.googleapis.com. */
+  computeEndpoint?: string;
+  project?: string;
+  zone?: string;
+  instanceName?: string;
+  /** The group's path, `projects/P/zones/Z/instanceGroupManagers/N` (or `regions/R/...`); default the VM's created-by. */
+  instanceGroupManager?: string;
+  metadataTimeoutSeconds?: number;
   timeoutSeconds?: number;
 }
 
@@ -147,6 +180,7 @@ export type RecycleProviderConfig =
   | ExitRecycleConfig
   | ShutdownRecycleConfig
   | AwsAsgRecycleConfig
+  | GcpMigRecycleConfig
   | KubernetesRecycleConfig
   | WebhookRecycleConfig
   | CommandRecycleConfig;
@@ -183,6 +217,20 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
       lifecycleHookName: { type: 'string', pattern: '^[A-Za-z0-9_/-]{1,255}$' },
       maxAttempts: { type: 'integer', minimum: 1, maximum: 10 },
       imdsTimeoutSeconds: positiveSeconds,
+      timeoutSeconds: positiveSeconds,
+    },
+    required: [],
+  },
+  'gcp-mig': {
+    props: {
+      action: { enum: ['delete', 'recreate'] },
+      metadataEndpoint: url,
+      computeEndpoint: url,
+      project: { type: 'string', pattern: '^[a-z][-a-z0-9]{4,28}[a-z0-9]$|^[0-9]+$' },
+      zone: { type: 'string', pattern: '^[a-z]+-[a-z]+[0-9]+-[a-z]$' },
+      instanceName: { type: 'string', pattern: '^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$' },
+      instanceGroupManager: { type: 'string', pattern: '^projects/[^/]+/(zones|regions)/[^/]+/instanceGroupManagers/[^/]+$' },
+      metadataTimeoutSeconds: positiveSeconds,
       timeoutSeconds: positiveSeconds,
     },
     required: [],

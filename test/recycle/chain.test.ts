@@ -108,13 +108,15 @@ test('a real fallback chain falls through a failing command to exit', async () =
 });
 
 const invalid: Array<[string, unknown, RegExp]> = [
-  ['an unknown provider', { provider: 'gcp-mig' }, /recycle\.provider: must be equal to one of the allowed values/],
+  ['an unknown provider', { provider: 'azure-vmss' }, /recycle\.provider: must be equal to one of the allowed values/],
   ['a property of another provider', { provider: 'exit', url: 'http://x' }, /property url is not allowed for this provider/],
   ['a webhook without its secret file', { provider: 'webhook', url: 'http://127.0.0.1/' }, /must have required property 'secretFile'/],
   ['a shutdown without an explicit command', { provider: 'shutdown' }, /must have required property 'command'/],
   ['a fallback with its own fallback', { provider: 'exit', fallback: [{ provider: 'none', fallback: [] }] }, /recycle\.fallback\.0: unknown property fallback/],
   ['an exit code above 255', { provider: 'exit', exitCode: 256 }, /recycle\.exitCode: must be <= 255/],
   ['an empty command', { provider: 'command', command: [] }, /recycle\.command/],
+  ['an unknown gcp-mig action', { provider: 'gcp-mig', action: 'stop' }, /recycle\.action: must be equal to one of the allowed values/],
+  ['a gcp-mig group path that is not one', { provider: 'gcp-mig', instanceGroupManager: 'runners' }, /recycle\.instanceGroupManager: must match pattern/],
 ];
 for (const [what, config, expected] of invalid) {
   test(`the recycle section is refused for ${what}`, () => {
