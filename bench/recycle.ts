@@ -17,6 +17,7 @@ import { httpRequest } from '../src/recycle/http.js';
 import type { RecycleEvent } from '../src/recycle/port.js';
 import { signBody } from '../src/recycle/webhook.js';
 import { startFakeAws } from '../src/sim/aws/fake-aws.js';
+import { startFakeAzure } from '../src/sim/azure/fake-azure.js';
 import { startFakeGcp } from '../src/sim/gcp/fake-gcp.js';
 import { startFakeK8s } from '../src/sim/k8s/fake-k8s.js';
 import { startWebhookReceiver } from '../src/sim/webhook/receiver.js';
@@ -135,6 +136,18 @@ async function main(): Promise<void> {
       rows.push(
         await measure('gcp-mig (5 metadata + 1 API)', 'metadata GET', async (i) => {
           fake.group.instances.set('runner-abc1', { status: 'RUNNING' });
+          mustOk(await r.recycle(event(i), never));
+        }, bare),
+      );
+      await fake.close();
+    }
+    {
+      const fake = await startFakeAzure();
+      const r = createRecycler({ provider: 'azure-vmss', imdsEndpoint: fake.url, managementEndpoint: fake.url });
+      const bare = () => httpRequest(`${fake.url}/metadata/instance/compute?api-version=2021-02-01`, { method: 'GET', headers: { metadata: 'true' }, timeoutMs: 5_000 });
+      rows.push(
+        await measure('azure-vmss (2 IMDS + 1 ARM)', 'IMDS GET', async (i) => {
+          fake.scaleSet.instances.set('3', { state: 'Running' });
           mustOk(await r.recycle(event(i), never));
         }, bare),
       );

@@ -1133,7 +1133,7 @@ export class Agent {
 }
 
 /** Providers after which the infrastructure stops this host itself (the agent waits for it). */
-const TERMINATING_PROVIDERS = /^(aws-asg|gcp-mig|kubernetes|shutdown)$/;
+const TERMINATING_PROVIDERS = /^(aws-asg|gcp-mig|azure-vmss|kubernetes|shutdown)$/;
 
 /** Job records read back at recovery to find one already written (one job per registration: a few suffice). */
 const RECENT_RECORDS = 20;

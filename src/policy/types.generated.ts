@@ -346,9 +346,10 @@ export interface RecycleConfig {
    * none: stop and leave it to the infrastructure; exit: exit with exitCode (container
    * orchestrators); shutdown: power off (VMs set to terminate on shutdown); aws-asg: terminate in
    * the Auto Scaling group; gcp-mig: delete (or recreate) this VM in its managed instance group;
-   * kubernetes: delete this pod; webhook: call a URL; command: run a command.
+   * azure-vmss: delete (or reimage) this VM in its scale set; kubernetes: delete this pod;
+   * webhook: call a URL; command: run a command.
    */
-  provider: 'none' | 'exit' | 'shutdown' | 'aws-asg' | 'gcp-mig' | 'kubernetes' | 'webhook' | 'command';
+  provider: 'none' | 'exit' | 'shutdown' | 'aws-asg' | 'gcp-mig' | 'azure-vmss' | 'kubernetes' | 'webhook' | 'command';
   /** Exit code for provider exit. */
   exitCode?: number;
   /** Command for providers shutdown and command: an argv list, or a string run with /bin/sh -c. */

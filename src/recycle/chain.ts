@@ -19,6 +19,7 @@ import type { RecycleConfig } from '../policy/types.js';
 import { awsAsgProvider, type AwsAsgDeps } from './aws-asg.js';
 import { commandProvider } from './command.js';
 import { parseRecycleConfig, type RecycleChainConfig, type RecycleProviderConfig } from './config.js';
+import { azureVmssProvider } from './azure-vmss.js';
 import { exitProvider } from './exit.js';
 import { gcpMigProvider } from './gcp-mig.js';
 import { kubernetesApiUrl, kubernetesProvider } from './kubernetes.js';
@@ -70,6 +71,8 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
       return awsAsgProvider(config, deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {});
     case 'gcp-mig':
       return gcpMigProvider(config);
+    case 'azure-vmss':
+      return azureVmssProvider(config);
     case 'kubernetes':
       return kubernetesProvider(config);
     case 'webhook':
@@ -99,7 +102,7 @@ export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps:
       ...(kubernetesApiUrl(c) === undefined ? [`${where}: apiUrl or serviceHost is required`] : []),
     ];
   });
-  if (problems.length > 0) throw new ConfigError(`invalid recycle section in ${file}`, file, problems);
+  if (problems.length > 0) throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, problems);
   const chain = configs.map((c) => createProvider(c, deps));
   return chainProviders(chain, deps);
 }

@@ -47,6 +47,17 @@ export const RECYCLE_DEFAULTS = {
   },
   /** An admin command gets a minute, like the cleanup's admin commands. */
   command: { timeoutSeconds: 60 },
+  azureVmss: {
+    /** The instance metadata service every Azure VM sees. */
+    imdsEndpoint: 'http://169.254.169.254',
+    managementEndpoint: 'https://management.azure.com',
+    /** Compute API version of the scale-set calls. */
+    apiVersion: '2024-07-01',
+    imdsTimeoutSeconds: 2,
+    /** The delete returns 202 once queued; 20 s covers a slow Resource Manager front end. */
+    timeoutSeconds: 20,
+    action: 'delete',
+  },
   gcpMig: {
     /** The metadata server every Compute Engine VM sees. */
     metadataEndpoint: 'http://metadata.google.internal',
@@ -101,6 +112,29 @@ export interface AwsAsgRecycleConfig {
    */
   lifecycleHookName?: string;
   maxAttempts?: number;
+  imdsTimeoutSeconds?: number;
+  timeoutSeconds?: number;
+}
+
+/**
+ * `provider: azure-vmss`: the VM asks its scale set (Uniform orchestration) to delete it (the
+ * capacity shrinks; autoscale adds VMs as jobs need them) or to reimage it (`action: reimage`: the
+ * same VM with a fresh OS disk from the image). Subscription, resource group, scale set, instance
+ * id and a managed-identity token come from IMDS unless given.
+ */
+export interface AzureVmssRecycleConfig {
+  provider: 'azure-vmss';
+  action?: 'delete' | 'reimage';
+  /** Default http://169.254.169.254. */
+  imdsEndpoint?: string;
+  /** Default https://management.azure.com. */
+  managementEndpoint?: string;
+  subscriptionId?: string;
+  resourceGroup?: string;
+  scaleSet?: string;
+  instanceId?: string;
+  /** Client id of a user-assigned managed identity; default the system-assigned one. */
+  identityClientId?: string;
   imdsTimeoutSeconds?: number;
   timeoutSeconds?: number;
 }
@@ -181,6 +215,7 @@ export type RecycleProviderConfig =
   | ShutdownRecycleConfig
   | AwsAsgRecycleConfig
   | GcpMigRecycleConfig
+  | AzureVmssRecycleConfig
   | KubernetesRecycleConfig
   | WebhookRecycleConfig
   | CommandRecycleConfig;
@@ -216,6 +251,21 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
       // AWS: 1-255 characters of [A-Za-z0-9\-_\/].
       lifecycleHookName: { type: 'string', pattern: '^[A-Za-z0-9_/-]{1,255}$' },
       maxAttempts: { type: 'integer', minimum: 1, maximum: 10 },
+      imdsTimeoutSeconds: positiveSeconds,
+      timeoutSeconds: positiveSeconds,
+    },
+    required: [],
+  },
+  'azure-vmss': {
+    props: {
+      action: { enum: ['delete', 'reimage'] },
+      imdsEndpoint: url,
+      managementEndpoint: url,
+      subscriptionId: { type: 'string', pattern: '^[0-9a-fA-F-]{36}$' },
+      resourceGroup: { type: 'string', pattern: '^[-\\w._()]{1,90}$' },
+      scaleSet: { type: 'string', minLength: 1, maxLength: 64 },
+      instanceId: { type: 'string', pattern: '^[0-9]+$' },
+      identityClientId: { type: 'string', pattern: '^[0-9a-fA-F-]{36}$' },
       imdsTimeoutSeconds: positiveSeconds,
       timeoutSeconds: positiveSeconds,
     },
@@ -272,8 +322,14 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
 const PROVIDER_NAMES = Object.keys(PROVIDER_PROPERTIES) as RecycleProviderName[];
 
 function providerSchema(withFallback: boolean): Record<string, unknown> {
-  const allProps: Record<string, object> = { provider: { enum: PROVIDER_NAMES } };
-  for (const { props } of Object.values(PROVIDER_PROPERTIES)) Object.assign(allProps, props);
+  // Every key any provider takes; a key two providers define differently (gcp-mig's and
+  // azure-vmss's `action`) is left to each provider's branch below.
+  const allProps: Record<string, object | boolean> = { provider: { enum: PROVIDER_NAMES } };
+  for (const { props } of Object.values(PROVIDER_PROPERTIES)) {
+    for (const [k, v] of Object.entries(props)) {
+      allProps[k] = k in allProps && JSON.stringify(allProps[k]) !== JSON.stringify(v) ? true : v;
+    }
+  }
   if (withFallback) allProps.fallback = { type: 'array', items: providerSchema(false) };
   return {
     type: 'object',
@@ -288,8 +344,8 @@ function providerSchema(withFallback: boolean): Record<string, unknown> {
         if: { type: 'object', properties: { provider: { const: name } }, required: ['provider'] },
         then: {
           type: 'object',
-          // Listed again (as `true`) because ajv's strictRequired wants required keys declared here.
-          properties: Object.fromEntries(spec.required.map((k) => [k, true])),
+          // The provider's own definitions (ajv's strictRequired also wants required keys declared here).
+          properties: spec.props,
           required: spec.required,
           propertyNames: { enum: keys },
         },
@@ -328,7 +384,7 @@ export function parseRecycleConfig(raw: RecycleConfig | unknown, file = 'recycle
       // `if` and `propertyNames` only repeat what the branch's own error says.
       .filter((e) => e.keyword !== 'if' && e.keyword !== 'propertyNames')
       .map(describe);
-    throw new ConfigError(`invalid recycle section in ${file}`, file, [...new Set(problems)]);
+    throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, [...new Set(problems)]);
   }
   return raw as RecycleChainConfig;
 }

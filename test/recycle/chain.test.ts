@@ -108,7 +108,7 @@ test('a real fallback chain falls through a failing command to exit', async () =
 });
 
 const invalid: Array<[string, unknown, RegExp]> = [
-  ['an unknown provider', { provider: 'azure-vmss' }, /recycle\.provider: must be equal to one of the allowed values/],
+  ['an unknown provider', { provider: 'openstack' }, /recycle\.provider: must be equal to one of the allowed values/],
   ['a property of another provider', { provider: 'exit', url: 'http://x' }, /property url is not allowed for this provider/],
   ['a webhook without its secret file', { provider: 'webhook', url: 'http://127.0.0.1/' }, /must have required property 'secretFile'/],
   ['a shutdown without an explicit command', { provider: 'shutdown' }, /must have required property 'command'/],
