@@ -119,6 +119,7 @@ export interface JournalRead<R extends JournalRecord = JournalRecord> {
 export interface JournalOptions {
   dir: string;
   maxBytes?: number;
+  /** Rotated files kept besides the live one; 0 keeps them all. */
   keep?: number;
 }
 
@@ -138,7 +139,7 @@ export class Journal {
     this.dir = opts.dir;
     this.file = path.join(opts.dir, JOURNAL_FILE);
     this.maxBytes = opts.maxBytes ?? JOURNAL_MAX_BYTES;
-    this.keep = Math.max(1, opts.keep ?? JOURNAL_KEEP);
+    this.keep = opts.keep === 0 ? 0 : Math.max(1, opts.keep ?? JOURNAL_KEEP);
   }
 
   /** Appends one record (stamping `v` and `seq`), fsynced before the promise resolves. */
@@ -196,7 +197,9 @@ export class Journal {
   }
 
   private async rotate(): Promise<void> {
-    for (let i = this.keep - 1; i >= 1; i--) {
+    // Shift .1..top up by one; with a limit, .keep is overwritten (the retention), without, none is.
+    const top = this.keep > 0 ? this.keep - 1 : (await this.files()).length - 1;
+    for (let i = top; i >= 1; i--) {
       await renameIfExists(`${this.file}.${i}`, `${this.file}.${i + 1}`);
     }
     await fsp.rename(this.file, `${this.file}.1`);

@@ -217,7 +217,11 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
           log: log.child({ component: 'config.sh' }),
         })
       : undefined;
-  const journal = new Journal({ dir: config.stateDir });
+  const journal = new Journal({
+    dir: config.stateDir,
+    ...(config.journal?.maxFileMiB !== undefined ? { maxBytes: Math.round(config.journal.maxFileMiB * 1024 * 1024) } : {}),
+    ...(config.journal?.keep !== undefined ? { keep: config.journal.keep } : {}),
+  });
   const hooks = hookPaths(statePaths(config.stateDir).publicDir);
   const hostname = o.hostname ?? os.hostname();
 

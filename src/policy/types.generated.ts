@@ -300,6 +300,22 @@ export interface HostConfig {
    * "/var/lib/runner-warden".
    */
   stateDir: string;
+  /**
+   * Size rotation of the job journal (stateDir/journal.jsonl): files are only renamed, never
+   * truncated; the oldest rotated file beyond `keep` is the retention limit.
+   */
+  journal: {
+    /**
+     * Size at which the live file is rotated. A job record is a few KiB, so 16 MiB holds thousands
+     * of jobs. Default: 16.
+     */
+    maxFileMiB: number;
+    /**
+     * Rotated files kept besides the live one; 0 keeps every file (ship or prune them yourself).
+     * Default: 4.
+     */
+    keep: number;
+  };
   /** The health endpoint (/healthz, /readyz, /status, /metrics). */
   health: {
     /** host:port to listen on; 127.0.0.1 keeps it local. Default: "127.0.0.1:9469". */

@@ -89,6 +89,14 @@ describe('journal', () => {
     assert.equal((records[999] as JobRecord).runnerName, 'rw-host-1-1000');
   });
 
+  test('keep 0 never drops a rotated file (journal.keep: 0 in the host config)', async () => {
+    const j = new Journal({ dir, maxBytes: 4 * 1024, keep: 0 });
+    for (let i = 1; i <= 200; i++) await j.append(job(i));
+    const files = await j.files();
+    assert.ok(files.length > 20, `expected many rotated files, got ${files.length}`);
+    assert.deepEqual((await j.readAll()).records.map((r) => r.seq), Array.from({ length: 200 }, (_, i) => i + 1), 'a record was dropped');
+  });
+
   test('rotation drops only files beyond keep, oldest first', async () => {
     const j = new Journal({ dir, maxBytes: 4 * 1024, keep: 2 });
     for (let i = 1; i <= 60; i++) await j.append(job(i));

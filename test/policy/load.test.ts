@@ -191,6 +191,7 @@ test('a minimal host config gets every default and its derived API URL', async (
       team: 'default',
       policyDir: '/etc/runner-warden/policies',
       stateDir: '/var/lib/runner-warden',
+      journal: { maxFileMiB: 16, keep: 4 },
       health: { listen: '127.0.0.1:9469' },
       recycle: { provider: 'none' },
       interruptions: { imds: false, imdsUrl: 'http://169.254.169.254', intervalSeconds: 5 },

@@ -407,7 +407,7 @@ export const BAD_CASES: BadCase[] = [
       'config.yaml:2:8: github.url: expected an http(s) URL, got "ftp://ghes.example.com"',
       'config.yaml:5:44: runner.name: expected a name of letters, digits, \'.\', \'_\', \'-\' and the placeholders {hostname}, {seq}, {random}, got "{hostname}-{user}"',
       'config.yaml:6:18: health.listen: expected host:port, got "0.0.0.0:70000" (port above 65535)',
-      'config.yaml:7:21: recycle.provider: expected one of "none", "exit", "shutdown", "aws-asg", "kubernetes", "webhook", "command", got "terminate"',
+      'config.yaml:7:21: recycle.provider: expected one of "none", "exit", "shutdown", "aws-asg", "gcp-mig", "azure-vmss", "kubernetes", "webhook", "command", got "terminate"',
       'config.yaml:8:11: timeouts: expected one of "listenerStopGraceMs", "updateFinishedWaitMs", "registerBackoffBaseMs", "registerBackoffMaxMs", "authFailureBackoffMs", "retryableRestartDelayMs", "retryableRestartLimit", "cleanupTimeoutMs", "drainGraceMs", "heartbeatMs", "recoveryDeleteTries", "recycleWaitMs", "engineWaitMs", got "Bad-Name"',
       'config.yaml:8:26: timeouts.drainGraceMs: expected a number from 0 to 604800000, got -1',
     ],
