@@ -135,6 +135,26 @@ describe('the runner simulator works against the fake GitHub', () => {
     assert.equal(fake.job(jobId)?.result, 'Canceled');
   });
 
+  test("a job past its timeout-minutes, or cancelled by a user, is cancelled by the service at the runner's next renew", async () => {
+    for (const [spec, reason] of [
+      [{ timeoutMinutes: 0.02 }, /^The job running on runner fake-jit-timeout-0 has exceeded the maximum execution time of 0\.02 minutes\.$/],
+      [{ cancelAfterMs: 800 }, /^The run was canceled by @octocat\.$/],
+    ] as const) {
+      await cleanConfig();
+      const name = `fake-jit-timeout-${'timeoutMinutes' in spec ? 0 : 1}`;
+      const { encoded } = await jit(fake, name);
+      const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.2' });
+      await proc.waitFor(/Listening for Jobs/);
+      const started = Date.now();
+      const jobId = fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'Long', run: 'sleep 60' }], ...spec });
+      assert.equal((await proc.exited).code, 0);
+      const rec = fake.job(jobId);
+      assert.equal(rec?.result, 'Canceled', JSON.stringify(rec));
+      assert.match(rec?.cancelReason ?? '', reason);
+      assert.ok(Date.now() - started < 20_000, 'the 60 s step must have been cut short');
+    }
+  });
+
   test('config.sh registers with a registration token and config.sh remove unregisters with a remove token', async () => {
     await cleanConfig();
     const api = { RUNNER_SIM_API_URL: fake.origin };

@@ -457,6 +457,16 @@ export class FakeState {
     for (const id of this.jobOrder) {
       const j = this.jobsById.get(id)!;
       const rec = j.record;
+      if (rec.status === 'running' && !rec.cancelled && rec.startedAt !== null) {
+        // The service's own cancellations: timeout-minutes, or a user's cancel (cancelAfterMs).
+        // The runner learns it from its next renew (404) and cancels the job there.
+        const ran = now - rec.startedAt;
+        if (ran >= rec.job.timeoutMinutes * 60_000) {
+          this.cancelJob(id, `The job running on runner ${rec.runnerName ?? '?'} has exceeded the maximum execution time of ${rec.job.timeoutMinutes} minutes.`);
+        } else if (rec.job.cancelAfterMs !== null && ran >= rec.job.cancelAfterMs) {
+          this.cancelJob(id, 'The run was canceled by @octocat.');
+        }
+      }
       if ((rec.status !== 'assigned' && rec.status !== 'running') || now <= j.lockedUntil) continue;
       j.lost = true;
       this.completeJob(id, 'Abandoned', null);
@@ -464,12 +474,13 @@ export class FakeState {
   }
 
   /** Cancels a job: a queued one ends as Canceled; a running one fails its next renew (404). */
-  cancelJob(jobId: string): void {
+  cancelJob(jobId: string, reason?: string): void {
     const j = this.jobsById.get(jobId);
     if (!j) throw new Error(`no job ${jobId}`);
     const rec = j.record;
     if (rec.status === 'completed') return;
     rec.cancelled = true;
+    if (reason !== undefined) rec.cancelReason = reason;
     if (rec.status === 'queued') {
       rec.status = 'completed';
       rec.result = 'Canceled';

@@ -124,7 +124,9 @@ export interface JobSpec {
   ref?: string;
   eventName?: string;
   actor?: string;
+  /** The job's timeout-minutes (default 360): once running this long, the service cancels it. */
   timeoutMinutes?: number;
+  /** Cancel the job this long after it started running, as a user pressing "Cancel" would. */
   cancelAfterMs?: number | null;
 }
 
@@ -143,6 +145,8 @@ export interface JobRecord {
   runnerId: number | null;
   runnerName: string | null;
   cancelled: boolean;
+  /** Why the service cancelled it: the job's timeout-minutes ran out, or cancelAfterMs. */
+  cancelReason?: string;
   queuedAt: number;
   assignedAt: number | null;
   startedAt: number | null;
