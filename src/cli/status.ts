@@ -159,6 +159,8 @@ export function formatStatus(s: StatusSnapshot, now: number): string {
     if (h.cpuLoadPercent !== undefined) load.push(`cpu ${h.cpuLoadPercent.toFixed(0)}%`);
     if (h.memUsedPercent !== undefined) load.push(`memory ${h.memUsedPercent.toFixed(0)}% used`);
     if (load.length > 0) row('host', `${load.join(', ')}${h.updatedAt ? ` (sampled ${when(h.updatedAt, now)})` : ''}`);
+    const e = h.containerEngine;
+    if (e) row('containers', e.up ? `engine up${e.version ? ` (${p(e.version)})` : ''}` : `ENGINE DOWN: ${p(e.error ?? 'no answer')}`);
   } else row('disk', 'not sampled yet');
   return `${out.join('\n')}\n`;
 }

@@ -23,7 +23,7 @@ import { prepareJobDirs } from '../cleanup/job-dirs.js';
 import { loadInstallManifest, takeInstallManifest } from '../cleanup/install-manifest.js';
 import { loadBaseline, takeBaseline } from '../cleanup/baseline.js';
 import { Trash } from '../cleanup/trash.js';
-import { takeEngineInventory, waitForEngine } from '../cleanup/engine-inventory.js';
+import { probeEngine, takeEngineInventory, waitForEngine } from '../cleanup/engine-inventory.js';
 
 /** Listing a local engine's objects takes milliseconds; a hung daemon must not hold the next listener. */
 const ENGINE_INVENTORY_TIMEOUT_MS = 10_000;
@@ -40,7 +40,7 @@ import { hookPaths } from '../runner/hooks.js';
 import { checkRunnerInstallation } from '../runner/installation.js';
 import { AgentMetrics } from '../health/metrics.js';
 import { startHealthServer, type HealthServer } from '../health/server.js';
-import { HostFiguresSampler, type HostSample } from '../health/host-figures.js';
+import { HostFiguresSampler, systemSources, type HostSample } from '../health/host-figures.js';
 import { createRecycler } from '../recycle/chain.js';
 import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
@@ -359,6 +359,15 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const sampler = new HostFiguresSampler({
     workDir: slot.workDir,
     log: log.child({ component: 'host-figures' }),
+    sources: {
+      ...systemSources,
+      // The engine the current policy cleans: a dockerd that died between jobs shows here (and in
+      // the ContainerEngineDown alert) rather than only as failed container jobs.
+      containerEngine: async () => {
+        const c = policies.current().cleanup.containers;
+        return c.enabled ? probeEngine(c.socket, bg.signal) : undefined;
+      },
+    },
     onSample: (s) => {
       hostSample = s;
       metrics.hostFigures(s);

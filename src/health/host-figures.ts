@@ -26,6 +26,8 @@ export type HostSample = HostFigures & { updatedAt: string };
 export interface HostSources {
   cpuLoadPercent(): Promise<number | undefined>;
   memUsedPercent(): Promise<number | undefined>;
+  /** Whether the container engine answers; undefined when the host has none (no socket). */
+  containerEngine?(): Promise<HostFigures['containerEngine']>;
 }
 
 /** Options of HostFiguresSampler; defaults: 15 s interval, system clock, systeminformation. */
@@ -69,11 +71,13 @@ export class HostFiguresSampler {
   /** Takes one sample. A figure that cannot be read is left out (and logged), never thrown. */
   async sampleOnce(): Promise<HostSample> {
     const sample: HostSample = { updatedAt: new Date(this.clock.now()).toISOString() };
-    const [cpu, mem, fs] = await Promise.allSettled([
+    const [cpu, mem, fs, engine] = await Promise.allSettled([
       this.sources.cpuLoadPercent(),
       this.sources.memUsedPercent(),
       statfs(this.opts.workDir),
+      this.sources.containerEngine?.(),
     ]);
+    if (engine.status === 'fulfilled' && engine.value !== undefined) sample.containerEngine = engine.value;
     if (cpu.status === 'fulfilled' && cpu.value !== undefined) sample.cpuLoadPercent = round(cpu.value);
     if (mem.status === 'fulfilled' && mem.value !== undefined) sample.memUsedPercent = round(mem.value);
     if (fs.status === 'fulfilled') {
@@ -88,6 +92,7 @@ export class HostFiguresSampler {
       ['cpu', cpu],
       ['memory', mem],
       ['work fs', fs],
+      ['container engine', engine],
     ] as const) {
       if (r.status === 'rejected') {
         this.log.warn({ figure: what, err: describeError(r.reason) }, 'host figure unavailable');

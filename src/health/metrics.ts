@@ -52,6 +52,8 @@ export interface HostFigures {
   workFsFreeInodes?: number;
   workFsFreePercent?: number;
   workFsFreeInodesPercent?: number;
+  /** The container engine the policy names: absent when the host has none. */
+  containerEngine?: { up: boolean; version?: string; error?: string };
 }
 
 /** Options of AgentMetrics; defaults: system clock, 60 s event-loop window. */
@@ -132,6 +134,7 @@ export class AgentMetrics {
   private readonly fsFreeInodesRatio: Gauge;
   private readonly cpuLoad: Gauge;
   private readonly memUsed: Gauge;
+  private readonly engineUp: Gauge;
   private readonly policyReloads: Counter<'result'>;
   private readonly quarantinedGauge: Gauge;
 
@@ -280,6 +283,11 @@ export class AgentMetrics {
     this.memUsed = new Gauge({
       name: `${p}host_memory_used_ratio`,
       help: 'Host memory in use (0..1), not counting reclaimable cache.',
+      registers,
+    });
+    this.engineUp = new Gauge({
+      name: `${p}container_engine_up`,
+      help: '1 while the container engine of the policy answers, 0 when its socket exists but it does not; absent on hosts without one.',
       registers,
     });
     this.policyReloads = new Counter({
@@ -449,6 +457,7 @@ export class AgentMetrics {
     set(this.fsFreeInodesRatio, f.workFsFreeInodesPercent, 100);
     set(this.cpuLoad, f.cpuLoadPercent, 100);
     set(this.memUsed, f.memUsedPercent, 100);
+    if (f.containerEngine) this.engineUp.set(f.containerEngine.up ? 1 : 0);
   }
 
   /** Counts a policy reload by result ("ok" or "error"). */

@@ -34,6 +34,8 @@ export interface StatusSnapshot {
     workFsFreeInodes?: number;
     workFsFreePercent?: number;
     workFsFreeInodesPercent?: number;
+    /** The policy's container engine, when the host has one. */
+    containerEngine?: { up: boolean; version?: string; error?: string };
     updatedAt?: string;
   };
   agent: { version: string; pid: number; startedAt: string; uptimeSeconds: number };

@@ -9,8 +9,8 @@ import http from 'node:http';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createWorld, testPolicy } from '../helpers/world.js';
-import { waitForEngine } from '../../src/cleanup/engine-inventory.js';
+import { createWorld, testPolicy, until } from '../helpers/world.js';
+import { probeEngine, waitForEngine } from '../../src/cleanup/engine-inventory.js';
 import { systemClock } from '../../src/lib/clock.js';
 import type { JournalRecord } from '../../src/agent/journal.js';
 
@@ -116,4 +116,30 @@ test('an agent restarted on a host that already served its policy limit recycles
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), calls, 'a used-up host must not register again');
   const pre = preflightEvents(second.records).at(-1);
   assert.equal(pre?.detail?.decision, 'recycle');
+});
+
+test('a container engine that does not answer shows in /metrics and /status; one that does shows its version', async (t) => {
+  const w = await createWorld();
+  t.after(() => w.dispose());
+  const sock = path.join(w.lab.root, 'engine.sock');
+  await writeFile(sock, ''); // the socket file left behind by a daemon that died
+  await writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(testPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })));
+  const rt = await w.runtime();
+  t.after(() => rt.close());
+  const engineUp = async (): Promise<string | undefined> => /^runner_warden_container_engine_up (\d)$/m.exec(await rt.metrics.render())?.[1];
+  await until(async () => (await engineUp()) !== undefined, 'the first host sample');
+  assert.equal(await engineUp(), '0');
+  const status = (await (await fetch(`http://127.0.0.1:${rt.health?.address.port}/status`)).json()) as { host?: { containerEngine?: { up: boolean; error?: string } } };
+  assert.equal(status.host?.containerEngine?.up, false);
+  assert.ok(status.host?.containerEngine?.error, 'the engine error is shown for the operator');
+
+  await rm(sock);
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ Version: '27.1.0', ApiVersion: '1.46' }));
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  assert.deepEqual(await probeEngine(sock, AbortSignal.timeout(5_000)), { up: true, version: '27.1.0' });
+  assert.equal(await probeEngine(path.join(w.lab.root, 'absent.sock'), AbortSignal.timeout(5_000)), undefined, 'no socket: no engine, no series');
 });
