@@ -945,6 +945,9 @@ export class Agent {
 
   private async stop(reason: string, code = 0, keepState = false): Promise<AgentExit> {
     await this.discardPrefetched();
+    // A registration requested before a crash that GitHub completed since: one more look before
+    // going (what is still not found stays in the state for the next boot, within its window).
+    if (this.ps.recheckNames?.length) await this.deleteStaleRegistrations(undefined);
     if (!keepState || this.ps.state !== 'quarantined') await this.transition('stopped');
     else await this.persist();
     this.log.info({ reason, code }, 'agent stopped');
@@ -1034,18 +1037,30 @@ export class Agent {
   /** Deletes leftover registrations; returns the ids the service called busy (a job was assigned). */
   private async deleteStaleRegistrations(pendingName: string | undefined, keep: number[] = []): Promise<number[]> {
     const busy: number[] = [];
-    if (pendingName) {
+    const now = this.d.clock.now();
+    // A registration request in flight when the agent died may be completed by GitHub after the
+    // restart first looked for it: names not found are looked up again until RECHECK_WINDOW_MS.
+    const lookups = [
+      ...(pendingName ? [{ name: pendingName, until: new Date(now + RECHECK_WINDOW_MS).toISOString() }] : []),
+      ...(this.ps.recheckNames ?? []).filter((r) => Date.parse(r.until) > now && r.name !== pendingName),
+    ];
+    const again: { name: string; until: string }[] = [];
+    for (const entry of lookups) {
       try {
-        for (const r of await this.d.github.findRunnersByName(pendingName)) {
-          if (r.name === pendingName && !this.ps.registrations.some((x) => x.id === r.id)) {
-            this.ps.registrations.push({ id: r.id, name: r.name });
-          }
+        const found = (await this.d.github.findRunnersByName(entry.name)).filter((r) => r.name === entry.name);
+        for (const r of found) {
+          if (!this.ps.registrations.some((x) => x.id === r.id)) this.ps.registrations.push({ id: r.id, name: r.name });
         }
-        this.ps.pendingName = undefined;
+        if (found.length > 0 && entry.name !== pendingName) this.log.warn({ runner: entry.name }, 'a registration requested before a crash appeared late; deleting it');
+        if (found.length === 0) again.push(entry);
       } catch (err) {
-        this.log.warn({ err: describeError(err) }, 'could not look up a registration made before a crash');
+        this.log.warn({ err: describeError(err), runner: entry.name }, 'could not look up a registration made before a crash');
+        again.push(entry);
       }
     }
+    if (pendingName) this.ps.pendingName = undefined;
+    if (again.length > 0) this.ps.recheckNames = again;
+    else delete this.ps.recheckNames;
     for (const r of this.ps.registrations.filter((x) => !keep.includes(x.id))) {
       for (let i = 0; i < this.d.timeouts.recoveryDeleteTries; i++) {
         const outcome = await this.deleteRegistration(r.id);
@@ -1134,6 +1149,13 @@ export class Agent {
 
 /** Providers after which the infrastructure stops this host itself (the agent waits for it). */
 const TERMINATING_PROVIDERS = /^(aws-asg|gcp-mig|azure-vmss|kubernetes|shutdown)$/;
+
+/**
+ * How long a registration name requested before a crash is looked for again (at each job
+ * boundary). GitHub answers or drops a request within its own timeout, well under a minute; ten
+ * covers a slow restart and a long queue without keeping the extra lookup for long.
+ */
+const RECHECK_WINDOW_MS = 10 * 60_000;
 
 /** Job records read back at recovery to find one already written (one job per registration: a few suffice). */
 const RECENT_RECORDS = 20;

@@ -18,6 +18,11 @@ export interface PersistedState {
   runner?: { id: number; name: string; registeredAt: string };
   /** A name about to be registered: after a crash here, look it up and delete it. */
   pendingName?: string;
+  /**
+   * Pending names looked up after a crash and not found: GitHub may still complete the request the
+   * dead agent sent, so each is looked up again at the following job boundaries until `until`.
+   */
+  recheckNames?: { name: string; until: string }[];
   /** Registrations created and not yet known to be gone (deleted after a crash; no ghosts). */
   registrations: { id: number; name: string }[];
   /** True from the moment a listener starts until a verified cleanup: a crash then means "clean first". */

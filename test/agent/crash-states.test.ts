@@ -85,6 +85,10 @@ interface Case {
   restartState?: AgentState;
   /** The restarted agent serves a probe job (false: it must recycle without registering). */
   restartServes: boolean;
+  /** Seconds the probe job sleeps first (default 0). */
+  probeSleepSeconds?: number;
+  /** Runs beside the restarted agent from its start (not awaited by the harness before it waits for the agent). */
+  whileRestarted?: (c: Ctx, b: AgentProcess) => Promise<void>;
 }
 
 /** Policy with cleanup.commands.before sleeping while `marker` exists (only the targeted pass is slow). */
@@ -111,6 +115,38 @@ const CASES: Case[] = [
       const fault = c.notes.fault as { remaining: number };
       await until(() => fault.remaining === 0, 'the slow generate-jitconfig request to arrive');
       await a.kill('SIGKILL');
+    },
+    restartServes: true,
+  },
+  {
+    name: 'registering, and the service creates the runner only after the restart looked for it',
+    state: 'registering',
+    // GitHub finishes the dead agent's request only after the restarted agent has looked the name
+    // up (and not found it); the lookup at the next job boundary, or at stop, must then find the
+    // late runner and delete it.
+    probeSleepSeconds: 3,
+    async arm(c) {
+      let finish!: () => void;
+      c.notes.finish = () => finish();
+      const completeWhen = new Promise<void>((r) => (finish = r));
+      c.notes.fault = c.w.fake.faults.add({ match: { method: 'POST', path: /generate-jitconfig/ }, times: 1, completeWhen });
+    },
+    async killIn(c, a) {
+      await waitForState(c.w.stateDir, 'registering', { agent: a });
+      const fault = c.notes.fault as { remaining: number };
+      await until(() => fault.remaining === 0, 'the slow generate-jitconfig request to arrive');
+      await a.kill('SIGKILL');
+      c.notes.killedAt = Date.now();
+    },
+    async release(c) {
+      assert.equal(c.w.fake.runners().length, 0, 'the late runner must not exist yet when the agent restarts');
+    },
+    async whileRestarted(c) {
+      const pending = 'test-1';
+      // The restarted agent's lookup of the pending name (GET .../runners?name=test-1), then the late creation.
+      await until(() => c.w.fake.restCalls({ method: 'GET', path: /\/actions\/runners$/ }) > 0, 'the restarted agent to look the pending name up', 45_000);
+      (c.notes.finish as () => void)();
+      await until(() => c.w.fake.runners().some((r) => r.name === pending), 'GitHub to complete the dead agent\'s registration', 10_000);
     },
     restartServes: true,
   },
@@ -375,16 +411,18 @@ async function runCase(c: Case): Promise<void> {
     }
 
     const b = startAgentProcess(w.configFile);
+    const beside = c.whileRestarted?.(ctx, b);
     let probe: string | undefined;
     if (c.restartServes) {
       await b.waitForLog((l) => l.msg === 'runner registered', 'the restarted agent to register a runner', 45_000);
       probe = w.fake.enqueueJob({
         repository: 'octo/app',
         runId: 2,
-        steps: [{ name: 'look around', run: `ps -u $(id -u) -o args= > ${w.dropDir}/seen.txt; echo ok` }],
+        steps: [{ name: 'look around', run: `sleep ${c.probeSleepSeconds ?? 0}; ps -u $(id -u) -o args= > ${w.dropDir}/seen.txt; echo ok` }],
       });
     }
     const exit = await b.waitForExit(60_000);
+    await beside;
     assert.equal(exit.code, 0, `the restarted agent should stop normally:\n${b.tail()}`);
 
     // Cleans before anything is registered again.

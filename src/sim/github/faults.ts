@@ -32,6 +32,11 @@ export interface FaultSpec {
   headers?: Record<string, string>;
   /** Real-time delay before the answer. */
   delayMs?: number;
+  /**
+   * The service finishes the request only once this settles, even when the client has gone (its
+   * answer is then lost): a generate-jitconfig whose caller died still creates the runner, later.
+   */
+  completeWhen?: Promise<unknown>;
   /** Destroy the connection instead of answering (a network error for the client). */
   reset?: boolean;
 }

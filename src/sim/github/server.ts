@@ -259,6 +259,7 @@ export class FakeGitHub {
       await delay(this.latencyMs, ac.signal);
       const fault = this.faults.take(kind, method, routePath);
       if (fault?.spec.delayMs) await delay(fault.spec.delayMs, ac.signal);
+      if (fault?.spec.completeWhen) await fault.spec.completeWhen.catch(() => undefined);
       if (fault?.spec.reset) reply = 'reset';
       else if (fault && fault.spec.status !== undefined) {
         // A faulted REST answer still carries the caller's rate-limit headers, as every REST answer does.
