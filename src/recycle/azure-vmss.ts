@@ -1,6 +1,6 @@
 import { describeError } from '../lib/errors.js';
 import { RECYCLE_DEFAULTS, type AzureVmssRecycleConfig } from './config.js';
-import { httpRequest } from './http.js';
+import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 
 /** IMDS API versions (documented, stable). */
@@ -25,17 +25,6 @@ export function vmssFromResourceId(resourceId: string): VmssIdentity | undefined
     resourceId,
   );
   return m ? { subscriptionId: m[1] ?? '', resourceGroup: m[2] ?? '', scaleSet: m[3] ?? '', instanceId: m[4] ?? '' } : undefined;
-}
-
-/** The message of an Azure Resource Manager error body (`{"error": {"code", "message"}}`). */
-function armError(status: number, body: string): string {
-  try {
-    const e = (JSON.parse(body) as { error?: { code?: string; message?: string } }).error;
-    if (e?.message) return `HTTP ${status} ${e.code ?? ''}: ${e.message}`.replace(/ :/, ':');
-  } catch {
-    // not JSON: fall through
-  }
-  return `HTTP ${status}`;
 }
 
 /**
@@ -99,7 +88,7 @@ export function azureVmssProvider(config: AzureVmssRecycleConfig): RecycleProvid
           timeoutMs,
           signal,
         });
-        if (res.status !== 200 && res.status !== 202) return fail(`${where}: ${action}: ${armError(res.status, res.body)}`);
+        if (res.status !== 200 && res.status !== 202) return fail(`${where}: ${action}: ${describeApiError(res.status, res.body)}`);
         return { provider: 'azure-vmss', ok: true, detail: `${where}: ${action} accepted (HTTP ${res.status})` };
       } catch (err) {
         if (signal.aborted) throw signal.reason;

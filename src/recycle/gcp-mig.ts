@@ -1,6 +1,6 @@
 import { describeError } from '../lib/errors.js';
 import { RECYCLE_DEFAULTS, type GcpMigRecycleConfig } from './config.js';
-import { httpRequest } from './http.js';
+import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 
 /** Where this VM stands, as the metadata server (or the config) says. */
@@ -35,17 +35,6 @@ async function readMetadata(base: string, p: string, timeoutMs: number, signal: 
 export function groupFromCreatedBy(createdBy: string, project: string): string | undefined {
   const m = /^projects\/[^/]+\/((?:zones|regions)\/[^/]+\/instanceGroupManagers\/[^/]+)$/.exec(createdBy);
   return m ? `projects/${project}/${m[1]}` : undefined;
-}
-
-/** The message of a Google API error body (`{"error": {"code", "message", "status"}}`). */
-function apiError(status: number, body: string): string {
-  try {
-    const e = (JSON.parse(body) as { error?: { message?: string; status?: string } }).error;
-    if (e?.message) return `HTTP ${status} ${e.status ?? ''}: ${e.message}`.replace(/ :/, ':');
-  } catch {
-    // not JSON: fall through
-  }
-  return `HTTP ${status}`;
 }
 
 /**
@@ -104,7 +93,7 @@ export function gcpMigProvider(config: GcpMigRecycleConfig): RecycleProvider {
           timeoutMs,
           signal,
         });
-        if (res.status !== 200) return fail(`${where}: ${verb}: ${apiError(res.status, res.body)}`);
+        if (res.status !== 200) return fail(`${where}: ${verb}: ${describeApiError(res.status, res.body)}`);
         const op = JSON.parse(res.body) as { name?: string };
         return { provider: 'gcp-mig', ok: true, detail: `${where}: ${verb} accepted (operation ${op.name ?? '?'})` };
       } catch (err) {

@@ -109,3 +109,21 @@ export function httpRequest(url: string, opts: HttpRequestOptions): Promise<Http
     req.end(opts.body);
   });
 }
+
+/**
+ * `HTTP <status> <code>: <message>` from a cloud API's error body, `{"error": {"code"|"status",
+ * "message"}}` (Google APIs put the name in `status`, Azure Resource Manager in `code`); `HTTP
+ * <status>` when the body is not one.
+ */
+export function describeApiError(status: number, body: string): string {
+  try {
+    const e = (JSON.parse(body) as { error?: { code?: unknown; status?: unknown; message?: unknown } }).error;
+    if (typeof e?.message === 'string') {
+      const name = typeof e.code === 'string' ? e.code : typeof e.status === 'string' ? e.status : '';
+      return `HTTP ${status}${name ? ` ${name}` : ''}: ${e.message}`;
+    }
+  } catch {
+    // not JSON: the status alone
+  }
+  return `HTTP ${status}`;
+}
