@@ -144,12 +144,18 @@ async function benchIdle(): Promise<void> {
     const selfA = process.cpuUsage();
     await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
     const b = await procFigures(pid);
+    const smaps = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
     const selfB = process.cpuUsage(selfA);
     agent.kill('SIGTERM');
     await waitForChild(agent);
     const cpuS = (b.cpuTicks - a.cpuTicks) / 100;
     console.log(`\n[idle] runner-warden run, registered and idle, ${IDLE_SECONDS} s`);
     console.log(`  RSS ${(b.rssKiB / 1024).toFixed(1)} MiB (target ≤ 80 MiB)`);
+    // RSS counts every page of node's own binary and shared libraries the process has touched
+    // (shared with every other node process, and the part that varies from run to run); the
+    // agent's own memory is the anonymous part.
+    const kib = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(smaps)?.[1] ?? NaN) / 1024;
+    console.log(`    of which anonymous (the agent's own heap and stacks) ${kib('Anonymous').toFixed(1)} MiB, shared file-backed (node binary, libraries) ${kib('Shared_Clean').toFixed(1)} MiB; PSS ${kib('Pss').toFixed(1)} MiB`);
     console.log(`  CPU ${cpuS.toFixed(2)} s over ${IDLE_SECONDS} s (target ≤ 0.5 s over 60 s); this bench process itself used ${((selfB.user + selfB.system) / 1e6).toFixed(2)} s as a baseline of an idle node process`);
     console.log(`  GitHub calls while idle: ${w.fake.restCalls({ path: /^(?!.*generate-jitconfig|.*runner-groups)/ }) - w.fake.restCalls({ method: 'DELETE' })} (no polling)`);
   } finally {
