@@ -11,7 +11,7 @@ import type { Policy } from '../policy/types.js';
 import type { Slot } from '../cleanup/types.js';
 import { takeBaseline } from '../cleanup/baseline.js';
 import { takeInstallManifest } from '../cleanup/install-manifest.js';
-import { EXIT, parseOptions, type CliIO } from './io.js';
+import { EXIT, commandOptions, type CliIO } from './io.js';
 
 /** What baselineCommand needs from the composition root. */
 export interface BaselineDeps {
@@ -28,15 +28,8 @@ const USAGE = `usage: runner-warden baseline [--home] [--install]
 
 /** Runs the command; returns 0 on success, 1 when a record could not be taken, 64 on usage errors. */
 export async function baselineCommand(args: readonly string[], io: CliIO, deps: BaselineDeps): Promise<number> {
-  const { opts, positional, unknown } = parseOptions([...args], { flags: ['home', 'install', 'help'] });
-  if (opts.help) {
-    io.stdout.write(USAGE);
-    return EXIT.ok;
-  }
-  if (unknown.length > 0 || positional.length > 0) {
-    io.stderr.write(`unknown arguments: ${[...unknown, ...positional].join(' ')}\n${USAGE}`);
-    return EXIT.usage;
-  }
+  const opts = commandOptions(args, { flags: ['home', 'install'] }, USAGE, io);
+  if (typeof opts === 'number') return opts;
   const both = !opts.home && !opts.install;
   const clock = deps.clock ?? systemClock;
   let rc: number = EXIT.ok;

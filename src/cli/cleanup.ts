@@ -10,7 +10,7 @@ import type { Policy } from '../policy/types.js';
 import type { CleanupContext, CleanupReport, CleanupStep, Slot, VerifyReport } from '../cleanup/types.js';
 import { defaultSteps, runCleanup } from '../cleanup/pipeline.js';
 import { verify as defaultVerify } from '../cleanup/verify.js';
-import { EXIT, parseOptions, type CliIO } from './io.js';
+import { EXIT, commandOptions, type CliIO } from './io.js';
 
 /**
  * The bound of a manual pass (style.md rule 7): a normal pass takes seconds; a quarter of an hour
@@ -70,15 +70,8 @@ export function formatReport(r: CleanupReport, dryRun: boolean): string {
 
 /** Runs the command; returns 0 when clean (or after a dry run), 1 when not clean, 64 on usage errors. */
 export async function cleanupCommand(args: readonly string[], io: CliIO, deps: CleanupDeps): Promise<number> {
-  const { opts, positional, unknown } = parseOptions([...args], { flags: ['dry-run', 'json', 'help'] });
-  if (opts.help) {
-    io.stdout.write(USAGE);
-    return EXIT.ok;
-  }
-  if (unknown.length > 0 || positional.length > 0) {
-    io.stderr.write(`unknown arguments: ${[...unknown, ...positional].join(' ')}\n${USAGE}`);
-    return EXIT.usage;
-  }
+  const opts = commandOptions(args, { flags: ['dry-run', 'json'] }, USAGE, io);
+  if (typeof opts === 'number') return opts;
   const dryRun = opts['dry-run'] === true;
   const ctx: CleanupContext = {
     slot: deps.slot,

@@ -38,3 +38,25 @@ export function parseOptions(
   }
   return { opts, positional, unknown };
 }
+
+/**
+ * parseOptions for a command that takes options only, with `--help`: the options, or the exit code
+ * once it has printed the usage (0 for --help, EXIT.usage for anything it does not know).
+ */
+export function commandOptions(
+  args: readonly string[],
+  spec: { flags?: string[]; values?: string[] },
+  usage: string,
+  io: CliIO,
+): Record<string, string | true> | number {
+  const { opts, positional, unknown } = parseOptions([...args], { ...spec, flags: [...(spec.flags ?? []), 'help'] });
+  if (opts.help) {
+    io.stdout.write(usage);
+    return EXIT.ok;
+  }
+  if (unknown.length > 0 || positional.length > 0) {
+    io.stderr.write(`unknown arguments: ${[...unknown, ...positional].join(' ')}\n${usage}`);
+    return EXIT.usage;
+  }
+  return opts;
+}

@@ -2,6 +2,8 @@
  * The status snapshot the agent keeps current and the health server only reads (issue 6). It holds
  * no secret, ever: no token, no JIT config, no environment.
  */
+import type { HostFigures } from './metrics.js';
+
 export interface JobSummary {
   repository?: string;
   workflow?: string;
@@ -27,16 +29,7 @@ export interface StatusSnapshot {
     decision?: string;
   };
   policy: { team: string; file?: string; version?: string; loadedAt?: string; lastReloadError?: string };
-  host?: {
-    cpuLoadPercent?: number;
-    memUsedPercent?: number;
-    workFsFreeBytes?: number;
-    workFsFreeInodes?: number;
-    workFsFreePercent?: number;
-    workFsFreeInodesPercent?: number;
-    /** The policy's container engine, when the host has one. */
-    containerEngine?: { up: boolean; version?: string; error?: string };
-    updatedAt?: string;
-  };
+  /** The last host sample (health/host-figures.ts). */
+  host?: HostFigures & { updatedAt?: string };
   agent: { version: string; pid: number; startedAt: string; uptimeSeconds: number };
 }

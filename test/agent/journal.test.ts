@@ -10,6 +10,7 @@ import {
   type NewJournalRecord,
 } from '../../src/agent/journal.js';
 import { journalCommand } from '../../src/cli/journal.js';
+import { captureIo } from '../helpers/io.js';
 
 type NewJob = Extract<NewJournalRecord, { type: 'job' }>;
 
@@ -41,15 +42,7 @@ function job(i: number, over: Partial<NewJob> = {}): NewJob {
   };
 }
 
-function io(): { io: Parameters<typeof journalCommand>[1]; out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    io: { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } },
-    out: () => out,
-    err: () => err,
-  };
-}
+const io = captureIo;
 
 describe('journal', () => {
   let dir: string;

@@ -3,10 +3,9 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
-import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
-import { ManualClock } from '../../src/lib/clock.js';
-import { silentLogger } from '../../src/lib/log.js';
-import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
+import type { Policy } from '../../src/policy/types.js';
+import { ctxFor as baseCtx, NOWHERE_SLOT } from '../helpers/cleanup.js';
+import type { CleanupContext } from '../../src/cleanup/types.js';
 import { containersStep } from '../../src/cleanup/steps/containers.js';
 import { verifyWith } from '../../src/cleanup/verify.js';
 import { DockerApi } from '../../src/cleanup/docker-api.js';
@@ -14,31 +13,12 @@ import { startDockerd, importBusybox } from '../helpers/dockerd.js';
 
 // This file starts a real dockerd (test-lab §3a): about 10 s, most of it dockerd's start and stop.
 
-const slot: Slot = {
-  index: 0,
-  runnerRoot: '/nonexistent/runner',
-  workDir: '/nonexistent/runner/_work',
-  user: { name: 'nobody', uid: 65534, gid: 65534, home: '/nonexistent' },
-  stateDir: '/nonexistent/state',
-  trashDir: '/nonexistent/state/trash',
-  jobRoot: '/nonexistent/state/jobs',
-};
-
 function ctxFor(socket: string, jobStartedAt: number | undefined, edit: (p: Policy) => void = () => {}): CleanupContext {
-  const policy = structuredClone(DEFAULT_POLICY);
-  policy.cleanup.containers.socket = socket;
-  edit(policy);
-  return {
-    slot,
-    policy: policy.cleanup,
-    fullPolicy: policy,
-    log: silentLogger(),
-    clock: new ManualClock(Date.now()),
-    signal: AbortSignal.timeout(60_000),
-    dryRun: false,
-    protectedPids: new Set([process.pid]),
-    ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
+  const set = (p: Policy): void => {
+    p.cleanup.containers.socket = socket;
+    edit(p);
   };
+  return baseCtx(NOWHERE_SLOT, set, false, jobStartedAt !== undefined ? { jobStartedAt } : {});
 }
 
 test('without an engine the containers step is skipped with "no engine", not failed', async () => {

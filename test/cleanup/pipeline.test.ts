@@ -6,6 +6,7 @@ import path from 'node:path';
 import { createLab, runAs } from '../helpers/lab.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
 import { ManualClock } from '../../src/lib/clock.js';
+import { ctxFor as baseCtx, NOWHERE_SLOT } from '../helpers/cleanup.js';
 import { silentLogger } from '../../src/lib/log.js';
 import type { CleanupContext, CleanupStep, Slot, VerifyReport } from '../../src/cleanup/types.js';
 import { defaultSteps, runCleanup } from '../../src/cleanup/pipeline.js';
@@ -15,20 +16,8 @@ import { takeInstallManifest } from '../../src/cleanup/install-manifest.js';
 import { cleanupCommand } from '../../src/cli/cleanup.js';
 import { baselineCommand } from '../../src/cli/baseline.js';
 
-const fakeSlot: Slot = {
-  index: 0,
-  runnerRoot: '/nonexistent/runner',
-  workDir: '/nonexistent/runner/_work',
-  user: { name: 'nobody', uid: 65534, gid: 65534, home: '/nonexistent' },
-  stateDir: '/nonexistent/state',
-  trashDir: '/nonexistent/state/trash',
-  jobRoot: '/nonexistent/state/jobs',
-};
-
-function ctxFor(slot: Slot = fakeSlot, clock = new ManualClock(), signal = AbortSignal.timeout(60_000), edit: (p: Policy) => void = () => {}): CleanupContext {
-  const policy = structuredClone(DEFAULT_POLICY);
-  edit(policy);
-  return { slot, policy: policy.cleanup, fullPolicy: policy, log: silentLogger(), clock, signal, dryRun: false, protectedPids: new Set([process.pid]) };
+function ctxFor(slot: Slot = NOWHERE_SLOT, clock = new ManualClock(), signal = AbortSignal.timeout(60_000), edit: (p: Policy) => void = () => {}): CleanupContext {
+  return baseCtx(slot, edit, false, { clock, signal });
 }
 
 function step(name: string, fn: CleanupStep['run']): CleanupStep {
@@ -55,7 +44,7 @@ test('steps run in order, each timed on the clock, and a throwing step is record
       return { outcome: 'skipped', removed: {}, reason: 'no engine' };
     }),
   ];
-  const r = await runCleanup(ctxFor(fakeSlot, clock), steps, async () => {
+  const r = await runCleanup(ctxFor(NOWHERE_SLOT, clock), steps, async () => {
     clock.advance(5);
     return cleanVerify();
   });
@@ -91,7 +80,7 @@ test('once the cleanup signal has fired, the remaining steps are recorded as not
     }),
     step('b', async () => ({ outcome: 'ok', removed: {} })),
   ];
-  const r = await runCleanup(ctxFor(fakeSlot, new ManualClock(), ac.signal), steps, cleanVerify);
+  const r = await runCleanup(ctxFor(NOWHERE_SLOT, new ManualClock(), ac.signal), steps, cleanVerify);
   assert.equal(r.steps[1]?.outcome, 'failed');
   assert.match(r.steps[1]?.reason ?? '', /time limit/);
 });
@@ -113,7 +102,7 @@ test('cleanup --dry-run prints each step plan and exits 0; a pass that is not cl
       return ctx.dryRun ? { outcome: 'ok', removed: {}, plan: ['docker ~/.docker/config.json'] } : { outcome: 'dirty', removed: {}, reason: 'x' };
     }),
   ];
-  const deps = { slot: fakeSlot, policy: structuredClone(DEFAULT_POLICY), log: silentLogger(), clock: new ManualClock(), steps, verify: cleanVerify };
+  const deps = { slot: NOWHERE_SLOT, policy: structuredClone(DEFAULT_POLICY), log: silentLogger(), clock: new ManualClock(), steps, verify: cleanVerify };
   assert.equal(await cleanupCommand(['--dry-run'], io, deps), 0);
   const text = out.join('');
   assert.match(text, /step credentials: ok/);

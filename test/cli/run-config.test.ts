@@ -5,16 +5,7 @@ import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { main } from '../../src/cli/main.js';
-
-function collector(): { io: { stdout: { write(s: string): boolean }; stderr: { write(s: string): boolean } }; out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    io: { stdout: { write: (s: string) => ((out += s), true) }, stderr: { write: (s: string) => ((err += s), true) } },
-    out: () => out,
-    err: () => err,
-  };
-}
+import { captureIo } from '../helpers/io.js';
 
 async function tmp(t: import('node:test').TestContext): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), 'rw-cli-'));
@@ -24,7 +15,7 @@ async function tmp(t: import('node:test').TestContext): Promise<string> {
 
 test('a missing config file exits 78 naming the file', async (t) => {
   const d = await tmp(t);
-  const c = collector();
+  const c = captureIo();
   const code = await main(['run', '--config', path.join(d, 'nope.yaml')], c.io, {});
   assert.equal(code, 78);
   assert.match(c.err(), /nope\.yaml/);
@@ -34,7 +25,7 @@ test('an invalid config exits 78 naming the file, line, field and what was expec
   const d = await tmp(t);
   const f = path.join(d, 'config.yaml');
   await writeFile(f, 'github:\n  url: https://github.com\n  org: acme\n  token: { file: /etc/x }\nrunner:\n  root: relative/path\n  user: runner\n');
-  const c = collector();
+  const c = captureIo();
   const code = await main(['run', '--config', f], c.io, {});
   assert.equal(code, 78);
   assert.match(c.err(), /config\.yaml:6:\d+: runner\.root: .*absolute/);
@@ -50,7 +41,7 @@ test('a runner root that is not a runner installation exits 78 naming the path',
     f,
     `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${root}\n  user: root\nstateDir: ${d}/state\npolicyDir: ${d}/policies\n`,
   );
-  const c = collector();
+  const c = captureIo();
   const code = await main(['run', '--config', f], c.io, {});
   assert.equal(code, 78);
   assert.match(c.err(), new RegExp(`${root}.*not a runner installation.*bin/Runner\\.Listener`));
@@ -60,14 +51,14 @@ test('an unknown runner user exits 78 naming runner.user', async (t) => {
   const d = await tmp(t);
   const f = path.join(d, 'config.yaml');
   await writeFile(f, `github:\n  url: https://github.com\n  org: acme\n  token: { env: GH_TOKEN }\nrunner:\n  root: ${d}\n  user: no-such-user-rw\nstateDir: ${d}/state\n`);
-  const c = collector();
+  const c = captureIo();
   const code = await main(['run', '--config', f], c.io, { GH_TOKEN: 'x' });
   assert.equal(code, 78);
   assert.match(c.err(), /runner\.user.*no-such-user-rw/);
 });
 
 test('unknown commands and options are usage errors', async () => {
-  const c = collector();
+  const c = captureIo();
   assert.equal(await main(['frobnicate'], c.io, {}), 64);
   assert.match(c.err(), /unknown command/);
   assert.equal(await main(['run', '--bogus'], c.io, {}), 64);

@@ -10,6 +10,7 @@ import { startHealthServer, type HealthServer } from '../../src/health/server.js
 import { AgentMetrics } from '../../src/health/metrics.js';
 import type { StatusSnapshot } from '../../src/health/snapshot.js';
 import { ManualClock } from '../../src/lib/clock.js';
+import { captureIo } from '../helpers/io.js';
 
 const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
 
@@ -48,15 +49,7 @@ const snap: StatusSnapshot = {
   agent: { version: '0.1.0', pid: 4242, startedAt: '2026-01-01T10:00:00.000Z', uptimeSeconds: 7200 },
 };
 
-function io(): { io: Parameters<typeof statusCommand>[1]; out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    io: { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } },
-    out: () => out,
-    err: () => err,
-  };
-}
+const io = captureIo;
 
 describe('runner-warden status', () => {
   let dir: string;

@@ -32,8 +32,22 @@ export async function makeSlot(lab: Lab, opts: { chownRoot?: boolean } = {}): Pr
   return slotAt(lab, runnerRoot, stateDir);
 }
 
-/** A cleanup context over the default policy (no temp dirs: tests never sweep the real /tmp), edited by `edit`. */
-export function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun = false): CleanupContext {
+/** A slot whose paths do not exist: for steps that never touch the filesystem (engine, pipeline order). */
+export const NOWHERE_SLOT: Slot = {
+  index: 0,
+  runnerRoot: '/nonexistent/runner',
+  workDir: '/nonexistent/runner/_work',
+  user: { name: 'nobody', uid: 65534, gid: 65534, home: '/nonexistent' },
+  stateDir: '/nonexistent/state',
+  trashDir: '/nonexistent/state/trash',
+  jobRoot: '/nonexistent/state/jobs',
+};
+
+/**
+ * A cleanup context over the default policy (no temp dirs: tests never sweep the real /tmp), edited
+ * by `edit`; `extra` sets or replaces other fields (clock, signal, jobStartedAt).
+ */
+export function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun = false, extra: Partial<CleanupContext> = {}): CleanupContext {
   const policy = structuredClone(DEFAULT_POLICY);
   policy.cleanup.temp.paths = [];
   edit(policy);
@@ -46,6 +60,7 @@ export function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun 
     signal: AbortSignal.timeout(60_000),
     dryRun,
     protectedPids: new Set([process.pid]),
+    ...extra,
   };
 }
 

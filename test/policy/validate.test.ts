@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validateCommand } from '../../src/cli/validate.js';
+import { captureIo } from '../helpers/io.js';
 
 const POLICIES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../policies');
 const EXAMPLES = ['base.yaml', 'default.yaml', 'container-reuse.yaml', 'docker-heavy.yaml', 'strict.yaml'].map((f) => path.join(POLICIES, f));
@@ -12,10 +13,9 @@ const HOST = 'github:\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: /op
 
 /** Runs the command and captures what it printed. */
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await validateCommand(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } });
-  return { code, out, err };
+  const c = captureIo();
+  const code = await validateCommand(args, c.io);
+  return { code, out: c.out(), err: c.err() };
 }
 
 async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {

@@ -10,8 +10,8 @@
  * Every request is recorded.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { listenOnLoopback } from '../loopback.js';
 
 const XMLNS = 'http://autoscaling.amazonaws.com/doc/2011-01-01/';
 
@@ -228,8 +228,7 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
       return answer('imds', 404, '', 'text/plain');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     calls,
@@ -244,10 +243,6 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
       group.desired = Math.max(group.min, group.desired - 1);
       metadata['autoscaling/target-lifecycle-state'] = 'Terminated';
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close,
   };
 }

@@ -9,8 +9,8 @@
  * error. Every request is recorded.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { listenOnLoopback } from '../loopback.js';
 
 /** One request the fake saw. */
 export interface FakeAzureCall {
@@ -130,8 +130,7 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
       answer('imds', 404, { error: 'Not found' });
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     calls,
@@ -140,10 +139,6 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
     failNext: (status, code, message) => {
       failure = { status, code, message };
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close,
   };
 }

@@ -9,8 +9,8 @@
  * API error. Every request is recorded.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { listenOnLoopback } from '../loopback.js';
 
 /** One request the fake saw. */
 export interface FakeGcpCall {
@@ -138,8 +138,7 @@ export async function startFakeGcp(opts: FakeGcpOptions = {}): Promise<FakeGcp> 
       answer('metadata', 404, 'Not Found');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}`,
     calls,
@@ -148,10 +147,6 @@ export async function startFakeGcp(opts: FakeGcpOptions = {}): Promise<FakeGcp> 
     failNext: (status, reason, message) => {
       failure = { status, reason, message };
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close,
   };
 }

@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from '../loopback.js';
 
 /** One request the fake saw (the token itself is never recorded, only whether it matched). */
 export interface FakeK8sCall {
@@ -112,8 +112,7 @@ export async function startFakeK8s(opts: FakeK8sOptions): Promise<FakeK8s> {
     });
   };
   const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : http.createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     calls,
@@ -122,10 +121,6 @@ export async function startFakeK8s(opts: FakeK8sOptions): Promise<FakeK8s> {
       failStatus = code;
       failTimes = times;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close,
   };
 }

@@ -5,8 +5,8 @@
  * and is not recorded twice), and can be told to fail the next deliveries with a 5xx or a 4xx.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { listenOnLoopback } from '../loopback.js';
 
 /** Every delivery the receiver saw, accepted or not. */
 export interface WebhookDelivery {
@@ -77,8 +77,7 @@ export async function startWebhookReceiver(opts: { secret: string }): Promise<We
       reply(202, { accepted: true });
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { port, close } = await listenOnLoopback(server);
   return {
     url: `http://127.0.0.1:${port}/recycle`,
     events,
@@ -87,10 +86,6 @@ export async function startWebhookReceiver(opts: { secret: string }): Promise<We
       failStatus = status;
       failTimes = times;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close,
   };
 }
