@@ -38,6 +38,43 @@ export interface Policy {
      * autoscaler decides). Default: null.
      */
     maxIdleMinutes: number | null;
+    /**
+     * The whole-host integrity check: after every job and at preflight the host's persistence
+     * surfaces (/etc, /usr/local, cron, systemd units, setuid files, users, kernel modules,
+     * mounts, netfilter, routes, sysctls, listening sockets, new processes) are compared with the
+     * system baseline `runner-warden baseline` recorded; any change the agent did not make fails
+     * verification (see docs/integrity.md).
+     */
+    integrity: {
+      /**
+       * Run the check. Off only for hosts that are recycled after every job anyway. Default: true.
+       */
+      enabled: boolean;
+      /**
+       * The surfaces compared (all by default); each is described in docs/integrity.md. Default:
+       * ["etc","usr-local","opt-srv","root-home","authorized-keys","cron","systemd","setuid","accounts","modules","mounts","netfilter","routes","sysctl","listeners","processes","package-state"].
+       */
+      surfaces: ('etc' | 'usr-local' | 'opt-srv' | 'root-home' | 'authorized-keys' | 'cron' | 'systemd' | 'setuid' | 'accounts' | 'modules' | 'mounts' | 'netfilter' | 'routes' | 'sysctl' | 'listeners' | 'processes' | 'package-state')[];
+      /**
+       * Changes that are not drift, added to the built-in defaults (logs, caches, the agent's own
+       * files): a path glob (`/var/cache/**`) or an object glob (`sysctl:net.ipv4.conf.*`,
+       * `process:root:/usr/lib/postgresql/**`, `listener:tcp:*:5432`). `*` stays within one path
+       * segment, `**` crosses them.
+       */
+      exceptions: string[];
+      /**
+       * Jobs may install packages (with runner.sudo allow): the package manager's own state
+       * (/var/lib/dpkg, /var/lib/apt, /var/cache/apt, /etc/ld.so.cache) and the package set are
+       * not drift. Files the packages install into /etc, /usr/local or unit directories still are.
+       * Default: false.
+       */
+      allowPackages: boolean;
+      /**
+       * Size cap of the root-only copy of changed files kept before a quarantined or recycled host
+       * goes away. Default: 64.
+       */
+      forensicsMaxMiB: number;
+    };
   };
   /** How the team's runners are registered. */
   runner: {
@@ -45,6 +82,14 @@ export interface Policy {
     labels: string[];
     /** Runner group the team's runners join; null = the host config's group. Default: null. */
     group: string | null;
+    /**
+     * Sudo for the runner user. deny: the runner user must have no sudo rights (sudoers, groups),
+     * verification fails if it has. allow: passwordless sudo for the job's duration only (a
+     * sudoers drop-in written before the listener starts and removed after it); the host is reused
+     * only when the integrity check passes. recycle: as allow, and the host is recycled after
+     * every job. Default: "deny".
+     */
+    sudo: 'deny' | 'allow' | 'recycle';
   };
   /** Limits on a job and recycle watermarks. */
   limits: {
@@ -382,11 +427,37 @@ export const DEFAULT_POLICY: Policy = {
   "host": {
     "maxJobs": 1,
     "maxLifetimeMinutes": null,
-    "maxIdleMinutes": null
+    "maxIdleMinutes": null,
+    "integrity": {
+      "enabled": true,
+      "surfaces": [
+        "etc",
+        "usr-local",
+        "opt-srv",
+        "root-home",
+        "authorized-keys",
+        "cron",
+        "systemd",
+        "setuid",
+        "accounts",
+        "modules",
+        "mounts",
+        "netfilter",
+        "routes",
+        "sysctl",
+        "listeners",
+        "processes",
+        "package-state"
+      ],
+      "exceptions": [],
+      "allowPackages": false,
+      "forensicsMaxMiB": 64
+    }
   },
   "runner": {
     "labels": [],
-    "group": null
+    "group": null,
+    "sudo": "deny"
   },
   "limits": {
     "maxJobMinutes": 360,
