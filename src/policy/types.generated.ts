@@ -126,6 +126,45 @@ export interface Policy {
      */
     crashLoopThreshold: number;
   };
+  /** How the team's jobs reach a container engine. */
+  docker: {
+    /**
+     * isolated: every job gets a rootless engine of its own (started before the listener, stopped
+     * and deleted after), so nothing it asks of the engine reaches beyond the runner user's own
+     * rights. host: jobs share the host's engine and can act as root through it (an explicit
+     * opt-in: the agent warns at start and says so in /status and /metrics). none: the job reaches
+     * no engine. auto: isolated where dockerd is installed, none otherwise. Default: "auto".
+     */
+    mode: 'auto' | 'isolated' | 'host' | 'none';
+    /**
+     * Pull-through registry mirror (the host's image cache, read-only to jobs) that every per-job
+     * engine pulls Docker Hub images through; null = pull directly. Default: null.
+     */
+    mirror: string | null;
+    /**
+     * What a job may ask of the engine when creating containers. Everything is denied by default.
+     * In isolated mode the per-job engine's own boundary contains these anyway; in host mode and
+     * in the container hooks they are enforced and a refusal names the key that would allow it.
+     */
+    allow: {
+      /** Privileged containers (--privileged). Default: false. */
+      privileged: boolean;
+      /**
+       * Sharing the host's pid, network, ipc, uts, user or cgroup namespace (--pid=host,
+       * --network=host...). Default: false.
+       */
+      hostNamespaces: boolean;
+      /**
+       * Host directories (and everything below them) a container may bind-mount besides the job's
+       * workspace and temp directories.
+       */
+      hostPaths: string[];
+      /** Host devices a container may be given (--device). */
+      devices: string[];
+      /** Capabilities a container may add (--cap-add), without the CAP_ prefix. */
+      capabilities: string[];
+    };
+  };
   /** What each cleanup step does. Every step is on by default. */
   cleanup: CleanupPolicy;
 }
@@ -467,6 +506,17 @@ export const DEFAULT_POLICY: Policy = {
   "recycle": {
     "onJobFailed": false,
     "crashLoopThreshold": 3
+  },
+  "docker": {
+    "mode": "auto",
+    "mirror": null,
+    "allow": {
+      "privileged": false,
+      "hostNamespaces": false,
+      "hostPaths": [],
+      "devices": [],
+      "capabilities": []
+    }
   },
   "cleanup": {
     "processes": {
