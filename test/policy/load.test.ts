@@ -38,8 +38,19 @@ async function withFiles<T>(files: Record<string, string>, fn: (dir: string) => 
 const PROVISIONAL_DEFAULT: Policy = {
   version: 1,
   team: 'default',
-  host: { maxJobs: 1, maxLifetimeMinutes: null, maxIdleMinutes: null },
-  runner: { labels: [], group: null },
+  host: {
+    maxJobs: 1,
+    maxLifetimeMinutes: null,
+    maxIdleMinutes: null,
+    integrity: {
+      enabled: true,
+      surfaces: ['etc', 'usr-local', 'opt-srv', 'root-home', 'authorized-keys', 'cron', 'systemd', 'setuid', 'accounts', 'modules', 'mounts', 'netfilter', 'routes', 'sysctl', 'listeners', 'processes', 'package-state'],
+      exceptions: [],
+      allowPackages: false,
+      forensicsMaxMiB: 64,
+    },
+  },
+  runner: { labels: [], group: null, sudo: 'deny' },
   limits: { maxJobMinutes: 360, minFreeDiskPercent: 10, minFreeInodesPercent: 5 },
   recycle: { onJobFailed: false, crashLoopThreshold: 3 },
   cleanup: {

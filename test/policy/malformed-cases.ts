@@ -353,7 +353,7 @@ export const BAD_CASES: BadCase[] = [
     files: { 'team.json': '{\n  "version": 1,\n  "host": {"maxJobs": -5, "ttl": 3},\n  "cleanup": {"temp": {"paths": ["rel"]}}\n}\n' },
     expect: [
       'team.json:3:23: host.maxJobs: expected an integer from 1 to 10000, got -5',
-      'team.json:3:27: host.ttl: unknown key (expected one of: maxJobs, maxLifetimeMinutes, maxIdleMinutes)',
+      'team.json:3:27: host.ttl: unknown key (expected one of: maxJobs, maxLifetimeMinutes, maxIdleMinutes, integrity)',
       'team.json:4:34: cleanup.temp.paths[0]: expected an absolute temp directory, got "rel" (relative)',
     ],
   },
