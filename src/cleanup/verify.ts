@@ -312,25 +312,25 @@ const checkInstall: Check = async (ctx, _o, out) => {
   out.push(...describeInstallDiff(ctx.slot, await diffInstall(ctx.slot, m, ctx.clock)));
 };
 
-const checkDisk: Check = async (ctx, _o, out, report) => {
+/**
+ * Free space is measured and reported, never a verification problem: a host short of disk is
+ * clean and is recycled by the decision (disk-low), not quarantined.
+ */
+const checkDisk: Check = async (ctx, _o, _out, report) => {
+  report.disk = await measureWorkDisk(ctx.slot.workDir);
+};
+
+/** Free space and inodes (percent, one decimal) of the filesystem that holds `workDir`. */
+export async function measureWorkDisk(workDir: string): Promise<{ freePercent: number; freeInodesPercent: number }> {
   // A missing _work (emptied, not yet recreated) is measured on the filesystem that will hold it.
-  let target = path.resolve(ctx.slot.workDir);
+  let target = path.resolve(workDir);
   while (target !== '/' && !(await lstatOrUndef(target))) target = path.dirname(target);
   const s = await fsp.statfs(target);
   const freePercent = s.blocks > 0 ? (s.bavail / s.blocks) * 100 : 100;
   // Some filesystems (btrfs) report no inode counts: they have no inode limit to run out of.
   const freeInodesPercent = s.files > 0 ? (s.ffree / s.files) * 100 : 100;
-  report.disk = { freePercent: round1(freePercent), freeInodesPercent: round1(freeInodesPercent) };
-  const lim = ctx.fullPolicy.limits;
-  if (freePercent < lim.minFreeDiskPercent) {
-    out.push(`disk: ${round1(freePercent)}% free on the work filesystem, below the policy's ${lim.minFreeDiskPercent}%`);
-  }
-  if (freeInodesPercent < lim.minFreeInodesPercent) {
-    out.push(
-      `disk: ${round1(freeInodesPercent)}% inodes free on the work filesystem, below the policy's ${lim.minFreeInodesPercent}%`,
-    );
-  }
-};
+  return { freePercent: round1(freePercent), freeInodesPercent: round1(freeInodesPercent) };
+}
 
 function round1(n: number): number {
   return Math.round(n * 10) / 10;
