@@ -11,11 +11,14 @@
  * - `x-derived`: filled in by the loader when absent (present in the output type).
  * - `x-file-only`: exists in files but not in the effective value (e.g. `extends`).
  */
-import { Ajv2020, type ValidateFunction, type ErrorObject } from 'ajv/dist/2020.js';
+import { Ajv2020, _, type KeywordCxt, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
-import path from 'node:path';
+import { CHECKS } from './schema-checks.js';
+import { precompiledValidators } from './schema-precompiled.js';
 import hostSchemaJson from './schema/host-config.schema.json' with { type: 'json' };
 import policySchemaJson from './schema/policy.schema.json' with { type: 'json' };
+
+export { CHECKS, globProblem } from './schema-checks.js';
 
 /** A JSON Schema node as plain data (we only read the keywords we use). */
 export type SchemaNode = Record<string, unknown>;
@@ -29,97 +32,20 @@ export const policySchema = policySchemaJson as unknown as SchemaNode;
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
   addFormatsModule) as unknown as (ajv: Ajv2020) => Ajv2020;
 
-/** Directories a temp sweep must never be pointed at: a typo must not turn it into a system sweep. */
-const SYSTEM_ROOTS = new Set([
-  '/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/opt', '/proc',
-  '/root', '/run', '/sbin', '/srv', '/sys', '/usr', '/var',
-]);
-
-/** Longest path accepted anywhere: PATH_MAX on Linux. */
-const MAX_PATH = 4096;
-
-function pathShape(value: string): string | null {
-  if (value.length === 0) return 'empty';
-  if (value.length > MAX_PATH) return `longer than ${MAX_PATH} characters`;
-  if (value.includes('\0')) return 'contains a NUL byte';
-  return null;
+/**
+ * How build-time (standalone) code reaches what the validators call at run time: the semantic
+ * checks and ajv-formats' formats, by module path (ajv's standalone output uses require()).
+ */
+export interface StandaloneRefs {
+  checksModule: string;
 }
 
-function relativeProblem(value: string): string | null {
-  const shape = pathShape(value);
-  if (shape) return shape;
-  if (path.isAbsolute(value)) return 'absolute';
-  const parts = value.split('/');
-  if (parts.includes('..')) return "'..' escapes the root";
-  if (path.posix.normalize(value) === '.' || parts.every((p) => p === '' || p === '.')) {
-    return 'names the root itself';
-  }
-  return null;
-}
-
-function absoluteProblem(value: string): string | null {
-  const shape = pathShape(value);
-  if (shape) return shape;
-  if (!value.startsWith('/')) return 'relative';
-  if (value.split('/').includes('..')) return "contains '..'";
-  return null;
-}
-
-/** Checks glob syntax: balanced, non-empty [classes] and {alternatives}, ** only as a whole segment. */
-export function globProblem(value: string): string | null {
-  const rel = relativeProblem(value);
-  if (rel) return rel;
-  let bracket = -1;
-  let braces = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i];
-    if (c === '\\') {
-      if (i === value.length - 1) return 'ends with a lone backslash';
-      i++;
-      continue;
-    }
-    if (bracket >= 0) {
-      if (c === ']' && i > bracket + 1 && !(i === bracket + 2 && '!^'.includes(value[bracket + 1] ?? ''))) {
-        bracket = -1;
-      } else if (c === '/') {
-        return "a [class] cannot contain '/'";
-      }
-      continue;
-    }
-    if (c === '[') bracket = i;
-    else if (c === '{') braces++;
-    else if (c === '}') {
-      if (braces === 0) return "unbalanced '}'";
-      braces--;
-    }
-  }
-  if (bracket >= 0) return "unclosed '['";
-  if (braces > 0) return "unclosed '{'";
-  const segments = value.split('/').filter((s) => s !== '' && s !== '.');
-  for (const s of segments) {
-    if (s.includes('**') && s !== '**') return "'**' must be a whole path segment";
-  }
-  if (segments.every((s) => /^\*+$/.test(s))) return 'matches the whole home directory';
-  return null;
-}
-
-function listenProblem(value: string): string | null {
-  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(value);
-  if (!m) return 'not host:port';
-  if (Number(m[2]) > 65535) return 'port above 65535';
-  return null;
-}
-
-/** The semantic checks behind `x-check`; each returns why a value fails, or null. */
-export const CHECKS: Record<string, (value: string) => string | null> = {
-  'relative-path': relativeProblem,
-  'absolute-path': absoluteProblem,
-  'temp-dir': (v) => absoluteProblem(v) ?? (SYSTEM_ROOTS.has(path.posix.normalize(v).replace(/(.)\/$/, '$1')) ? 'a system directory' : null),
-  glob: globProblem,
-  'listen-address': listenProblem,
-};
-
-function newAjv(useDefaults: boolean): Ajv2020 {
+/**
+ * The schema compiler with the project's vocabulary. `standalone` makes ajv keep the generated
+ * source so the build can write it out (scripts/build-schemas.ts); the agent itself then never
+ * compiles a schema.
+ */
+export function schemaCompiler(useDefaults: boolean, standalone?: StandaloneRefs): Ajv2020 {
   const ajv = new Ajv2020({
     strict: true,
     // "Exactly one of" is written as oneOf branches of `required` inside allOf; their properties
@@ -129,6 +55,9 @@ function newAjv(useDefaults: boolean): Ajv2020 {
     allErrors: true,
     verbose: true,
     useDefaults,
+    ...(standalone
+      ? { code: { source: true, esm: true, formats: _`require("ajv-formats/dist/formats").fullFormats` } }
+      : {}),
   });
   addFormats(ajv);
   for (const keyword of ['x-expected']) ajv.addKeyword({ keyword, schemaType: 'string' });
@@ -137,18 +66,24 @@ function newAjv(useDefaults: boolean): Ajv2020 {
     keyword: 'x-check',
     type: 'string',
     schemaType: 'string',
-    errors: true,
-    validate: function check(this: unknown, name: string, data: string, parent?: SchemaNode): boolean {
+    // ajv does not attach parentSchema to a custom keyword's errors, so the phrase rides in params.
+    error: {
+      message: ({ params }) => _`${params.reason}`,
+      params: ({ params }) => _`{check: ${params.check}, reason: ${params.reason}, expected: ${params.expected}}`,
+    },
+    code(cxt: KeywordCxt) {
+      const name = cxt.schema as string;
       const fn = CHECKS[name];
       if (!fn) throw new Error(`unknown x-check ${name}`);
-      const reason = fn(data);
-      if (reason === null) return true;
-      // ajv does not attach parentSchema to a custom keyword's errors, so carry the phrase here.
-      const expected = parent?.['x-expected'];
-      (check as unknown as { errors: Partial<ErrorObject>[] }).errors = [
-        { keyword: 'x-check', message: reason, params: { check: name, reason, expected } },
-      ];
-      return false;
+      const { gen } = cxt;
+      const check = gen.scopeValue('func', {
+        ref: fn,
+        ...(standalone ? { code: _`require(${standalone.checksModule}).CHECKS[${name}]` } : {}),
+      });
+      const reason = gen.const('reason', _`${check}(${cxt.data})`);
+      const expected = (cxt.parentSchema as SchemaNode)['x-expected'];
+      cxt.setParams({ check: name, reason, expected: typeof expected === 'string' ? expected : undefined });
+      cxt.fail(_`${reason} !== null`);
     },
   });
   return ajv;
@@ -203,7 +138,7 @@ export function policyFileSchema(): SchemaNode {
   return root;
 }
 
-interface Compiled {
+export interface Compiled {
   host: ValidateFunction;
   policy: ValidateFunction;
   policyFile: ValidateFunction;
@@ -211,18 +146,24 @@ interface Compiled {
 
 let compiled: Compiled | undefined;
 
-/** The compiled validators, built on first use (tens of milliseconds, once per process). */
+/**
+ * The validators: those compiled at build time when this runs from the bundle, otherwise compiled
+ * here on first use (tens of milliseconds, once per process).
+ */
 export function validators(): Compiled {
-  if (!compiled) {
-    const withDefaults = newAjv(true);
-    const plain = newAjv(false);
-    compiled = {
-      host: withDefaults.compile(hostConfigSchema),
-      policy: withDefaults.compile(policySchema),
-      policyFile: plain.compile(policyFileSchema()),
-    };
-  }
+  compiled ??= precompiledValidators() ?? compileValidators();
   return compiled;
+}
+
+/** Compiles the three validators now (the build uses the same compilers for its standalone code). */
+export function compileValidators(standalone?: StandaloneRefs): Compiled {
+  const withDefaults = schemaCompiler(true, standalone);
+  const plain = schemaCompiler(false, standalone);
+  return {
+    host: withDefaults.compile(hostConfigSchema),
+    policy: withDefaults.compile(policySchema),
+    policyFile: plain.compile(policyFileSchema()),
+  };
 }
 
 /** The policy every file starts from: the schema's defaults (the same value as DEFAULT_POLICY). */
