@@ -5,27 +5,55 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A tool counts as present only when its Debian package is installed. `command -v` alone is not
+# enough: root's PATH may hold shims (pyenv, asdf) that the runner user never sees, and the tests
+# run these tools as a throwaway runner user whose PATH is the system one.
+# Each line: Debian package, then the binary the runner user will run (checked after installing).
+packages=(
+  "docker.io        /usr/bin/docker"
+  "busybox-static   /bin/busybox"
+  "prometheus       /usr/bin/promtool"
+  "cron             /usr/bin/crontab"
+  "at               /usr/bin/at"
+  "e2fsprogs        /usr/bin/chattr"
+  "procps           /usr/bin/pkill"
+  "util-linux       /usr/bin/ipcs"
+  "git              /usr/bin/git"
+  "awscli           /usr/bin/aws"
+  "skopeo           /usr/bin/skopeo"
+  "python3          /usr/bin/python3"
+  "openssh-client   /usr/bin/ssh-keygen"
+)
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need=()
-have() { command -v "$1" >/dev/null 2>&1; }
-have dockerd   || need+=(docker.io)
-have busybox   || need+=(busybox-static)
-have promtool  || need+=(prometheus)
-have crontab   || need+=(cron)
-have at        || need+=(at)
-have chattr    || need+=(e2fsprogs)
-have pkill     || need+=(procps)
-have ipcs      || need+=(util-linux)
-have git       || need+=(git)
-have aws       || need+=(awscli)
-have skopeo    || need+=(skopeo)
-have python3   || need+=(python3)
+for line in "${packages[@]}"; do
+  read -r pkg bin <<<"$line"
+  installed "$pkg" || need+=("$pkg")
+done
+if [ "${1:-}" = "--list-missing" ]; then
+  # Prints what would be installed and exits: lets a fresh root or CI image be checked without root.
+  [ ${#need[@]} -eq 0 ] || printf '%s\n' "${need[@]}"
+  exit 0
+fi
+# kubectl is not in Debian bookworm (kubernetes-client 1.20 crashes on `config set-credentials`);
+# the credential tests use it when a runner user can run it from the system PATH.
+if ! PATH=/usr/local/bin:/usr/bin:/bin command -v kubectl >/dev/null 2>&1; then
+  echo "note: no kubectl on the system PATH; the kubeconfig credential cases will be skipped" >&2
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  # Wait for another apt (unattended-upgrades on a fresh VM) instead of failing at once.
+  lock=(-o DPkg::Lock::Timeout=300)
+  apt-get "${lock[@]}" update -qq
   # --no-install-recommends keeps CI fast; each of these works without its recommends.
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt-get "${lock[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+for line in "${packages[@]}"; do
+  read -r pkg bin <<<"$line"
+  # World-executable, as the throwaway runner user needs it, not only by root.
+  [ -x "$bin" ] && [ "$(( 0$(stat -c %a "$bin") & 1 ))" = 1 ] || { echo "$pkg is installed but $bin is not executable by other users" >&2; exit 1; }
+done
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --engine-strict --no-audit --no-fund
 fi
