@@ -4,6 +4,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { GitHubApiError, isAbort } from '../lib/errors.js';
 import { decideRetry, isRateLimited } from './retry-policy.js';
+import { withDeadline } from './deadline-fetch.js';
 import { permissionHint, scopePath, type RunnerScope } from './scope.js';
 import type {
   DeleteOutcome,
@@ -38,9 +39,15 @@ export interface OctokitPortOptions {
   /** Custom fetch (e.g. one trusting a GHES CA bundle). */
   fetch?: typeof fetch;
   userAgent?: string;
+  /** Deadline of one HTTP exchange, headers and body; default REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs?: number;
 }
 
-/** One HTTP request may take this long before it counts as a network error (a hung TCP peer). */
+/**
+ * One HTTP request may take this long before it counts as a network error: the agent's calls
+ * answer in well under a second, and 30 s outlasts GitHub's slowest documented answers while
+ * keeping a hung TCP peer from holding a registration for minutes.
+ */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
 interface OctokitErrorLike {
@@ -57,12 +64,15 @@ interface OctokitErrorLike {
  */
 export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octokit: Octokit } {
   const { clock, log, scope } = opts;
+  const timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  // The deadline sits on fetch itself: a signal added in a request hook never reaches fetch.
+  const deadlineFetch = withDeadline(opts.fetch ?? globalThis.fetch, timeoutMs, opts.signal);
   const octokit = new Octokit({
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
     userAgent: opts.userAgent ?? 'runner-warden',
     log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
     request: {
-      fetch: opts.fetch,
+      fetch: deadlineFetch,
       // Octokit's own retry is off: we retry in the hook below with the injected clock.
       retries: 0,
     },
@@ -81,10 +91,8 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
   octokit.hook.wrap('request', async (request, options) => {
     const endpoint = `${options.method} ${options.url}`;
     for (let attempt = 1; ; attempt++) {
-      const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-      const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
       try {
-        const res = await request({ ...options, request: { ...options.request, signal } });
+        const res = await request(options);
         opts.onRequest?.({
           endpoint,
           status: res.status,
@@ -98,7 +106,7 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
         // No response at all (refused, reset, DNS) or our own per-request timeout: a network failure.
         // A certificate the CA bundle does not trust is permanent, not a network blip: fail at once.
         const network =
-          (e.status === undefined || (e.status === 500 && !e.response) || timeout.aborted) && !isTlsTrustError(err);
+          (e.status === undefined || (e.status === 500 && !e.response)) && !isTlsTrustError(err);
         opts.onRequest?.({
           endpoint,
           status: e.status ?? 0,
