@@ -1,0 +1,224 @@
+/**
+ * The per-job container engine as a JobGuard:
+ *
+ * ```
+ *  isolated  prepare: check the host (engine installed, subids, /dev/net/tun, no reach to a root
+ *                     engine) → snapshot host network → start rootless dockerd in its own cgroup
+ *                     → DOCKER_HOST for the listener
+ *            release: kill its pid namespace, cgroup and subordinate-id processes → move its
+ *                     directory aside and delete it in the background
+ *            verify:  nothing of it left (processes, cgroup, socket, directory, mounts, network)
+ *  host      prepare: a warning (jobs can act as root through the host's engine)
+ *  none      prepare: refuse while the runner user could reach a root engine
+ * ```
+ * A host that cannot give the policy's mode is unfit (quarantined), never downgraded.
+ */
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import {
+  GuardUnfitError,
+  type GuardContext,
+  type GuardFinding,
+  type GuardJob,
+  type GuardPrepared,
+  type GuardReleased,
+  type JobGuard,
+} from '../lib/job-guard.js';
+import { createProcessContainer, detectCgroupSupport, DEFAULT_CGROUP_PARENT, type CgroupSupport } from '../lib/cgroup.js';
+import { pidAlive } from '../lib/process.js';
+import { writeFileAtomic } from '../lib/fs.js';
+import type { Policy } from '../policy/types.js';
+import {
+  DEFAULT_ENGINE_HOST_PATHS,
+  findBinary,
+  isolatedHostProblems,
+  readSubids,
+  rootEngineReach,
+  type EngineHostPaths,
+  type HostProblem,
+  type RunnerUser,
+} from './host-checks.js';
+import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNetSources } from './host-net.js';
+import { processesInRanges } from './id-processes.js';
+import { resolveDockerMode, type DockerMode } from './mode.js';
+import { createEngineDir, engineLayout, EngineStartError, startEngine } from './rootless-engine.js';
+import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, type EngineRecord } from './teardown.js';
+import { mirrorForEngine } from './mirror-address.js';
+
+/** Options of the guard; every default is the production one. */
+export interface EngineGuardOptions {
+  paths?: EngineHostPaths;
+  net?: HostNetSources;
+  /** Cgroup parent of the engines (default runner-warden, beside the listener's). */
+  cgroupParent?: string;
+  cgroupSupport?: CgroupSupport;
+  /** The container hooks entry script; when set the listener gets ACTIONS_RUNNER_CONTAINER_HOOKS. */
+  containerHooks?: string;
+  /** PATH of the engine (default: the binDirs). */
+  enginePath?: string;
+  /** Called with each engine's start time (the metric's observation). */
+  onStarted?: (ms: number) => void;
+  /** The slot's runner user, checked at preflight (verify without a job). */
+  runnerUser?: RunnerUser;
+}
+
+/** The file (root-owned, world-readable) that tells the container hooks what a job may ask. */
+export const ALLOW_FILE = 'docker-allow.json';
+
+/** The per-job container engine. */
+export class EngineGuard implements JobGuard<Policy> {
+  readonly name = 'engine';
+  private readonly paths: EngineHostPaths;
+  private readonly net: HostNetSources;
+  private readonly deletions = new Set<Promise<void>>();
+  private support: CgroupSupport | undefined;
+
+  constructor(private readonly opts: EngineGuardOptions = {}) {
+    this.paths = opts.paths ?? DEFAULT_ENGINE_HOST_PATHS;
+    this.net = opts.net ?? DEFAULT_HOST_NET_SOURCES;
+    this.support = opts.cgroupSupport;
+  }
+
+  /** The mode this host gives `policy` (for /status, `status` and the metric label). */
+  mode(policy: Policy): Promise<DockerMode> {
+    return resolveDockerMode(policy, this.paths);
+  }
+
+  async prepare(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardPrepared> {
+    const mode = await this.mode(policy);
+    await writeFileAtomic(path.join(job.dir, ALLOW_FILE), `${JSON.stringify({ mode, allow: policy.docker.allow })}\n`, 0o644);
+    const env: Record<string, string> = { RUNNER_WARDEN_DOCKER_ALLOW: path.join(job.dir, ALLOW_FILE) };
+    if (this.opts.containerHooks) env.ACTIONS_RUNNER_CONTAINER_HOOKS = this.opts.containerHooks;
+    if (mode === 'host') {
+      ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
+      return { env, notes: ['docker mode host: jobs can act as root through the host engine'] };
+    }
+    if (mode === 'none') {
+      unfitIf(await rootEngineReach(job.user, this.hostPaths(policy)), 'docker mode none');
+      return { env, notes: ['docker mode none: no engine'] };
+    }
+    unfitIf(await isolatedHostProblems(job.user, this.hostPaths(policy)), 'docker mode isolated');
+    const rootlesskit = (await findBinary('rootlesskit', this.paths.binDirs)) as string;
+    const layout = engineLayout(job.dir);
+    const rec: EngineRecord = {
+      subuids: await readSubids(this.paths.subuid, job.user),
+      net: await snapshotHostNet(this.net),
+      startedAt: new Date().toISOString(),
+    };
+    const container = await createProcessContainer(cgroupName(job.key), {
+      parent: this.opts.cgroupParent ?? DEFAULT_CGROUP_PARENT,
+      support: await this.cgroupSupport(),
+    });
+    if (container.path !== undefined && container.kind !== 'none') {
+      rec.cgroup = container.path;
+      rec.cgroupKind = container.kind;
+    }
+    await writeFileAtomic(layout.record, JSON.stringify(rec));
+    await createEngineDir(layout, job.user);
+    const mirror = mirrorForEngine(policy.docker.mirror);
+    try {
+      const started = await startEngine(
+        {
+          layout,
+          user: job.user,
+          rootlesskit,
+          path: this.opts.enginePath ?? this.paths.binDirs.join(':'),
+          ...(mirror.url ? { mirror: mirror.url } : {}),
+          hostLoopback: mirror.hostLoopback,
+          container,
+          signal: ctx.signal,
+        },
+        async (pid) => writeFileAtomic(layout.record, JSON.stringify({ ...rec, pid })),
+      );
+      this.opts.onStarted?.(started.startMs);
+      ctx.log.info({ startMs: started.startMs, socket: started.socket }, 'job engine ready');
+      env.DOCKER_HOST = `unix://${started.socket}`;
+      return { env, notes: [`docker mode isolated: rootless engine ready in ${started.startMs} ms`] };
+    } catch (err) {
+      await this.release(job, policy, ctx).catch(() => undefined);
+      if (err instanceof EngineStartError) {
+        throw new GuardUnfitError(this.name, `the job's engine did not start: ${err.message}: ${err.log}`, `see ${layout.log}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  async release(job: GuardJob, _policy: Policy, ctx: GuardContext): Promise<GuardReleased> {
+    const layout = engineLayout(job.dir);
+    const rec = await readRecord(layout.record);
+    if (!rec) return { outcome: 'skipped', reason: 'no engine was started for this job' };
+    const { killed, left } = await killEngine(rec);
+    const { moved, done } = await moveAsideAndDelete(layout);
+    this.track(done);
+    const removed = { 'engine processes': { count: killed, bytes: 0 }, 'engine directories': { count: moved ? 1 : 0, bytes: 0 } };
+    if (left.length > 0) {
+      ctx.log.error({ pids: left }, 'engine processes survived SIGKILL');
+      return { removed, outcome: 'dirty', reason: `${left.length} engine process(es) survived SIGKILL` };
+    }
+    return { removed, outcome: 'ok' };
+  }
+
+  async verify(job: GuardJob | undefined, policy: Policy, _ctx: GuardContext): Promise<GuardFinding[]> {
+    const mode = await this.mode(policy);
+    if (job === undefined) {
+      const user = await this.preflightUser(policy);
+      if (!user || mode === 'host') return [];
+      const problems =
+        mode === 'isolated' ? await isolatedHostProblems(user, this.hostPaths(policy)) : await rootEngineReach(user, this.hostPaths(policy));
+      return problems.map((p) => ({ problem: `docker mode ${mode}: ${p.what}`, detail: { fix: p.fix } }));
+    }
+    const layout = engineLayout(job.dir);
+    const rec = await readRecord(layout.record);
+    if (!rec) return [];
+    const findings: GuardFinding[] = [];
+    if (rec.pid !== undefined && pidAlive(rec.pid)) findings.push({ problem: `engine process ${rec.pid} still runs` });
+    if (rec.cgroup !== undefined) {
+      const procs = await fsp.readFile(path.join(rec.cgroup, 'cgroup.procs'), 'utf8').catch(() => '');
+      const n = procs.split('\n').filter(Boolean).length;
+      if (n > 0) findings.push({ problem: `engine cgroup ${rec.cgroup} still holds ${n} process(es)` });
+    }
+    const strays = await processesInRanges(rec.subuids);
+    if (strays.length > 0) findings.push({ problem: `${strays.length} process(es) run under the runner user's subordinate ids`, detail: { pids: strays } });
+    for (const p of [layout.dir, layout.socket]) {
+      if (await fsp.lstat(p).then(() => true, () => false)) findings.push({ problem: `engine path ${p} still exists` });
+    }
+    for (const mp of await mountsUnder(job.dir)) findings.push({ problem: `mount ${mp} left under the job's directory` });
+    for (const line of netAdded(rec.net, await snapshotHostNet(this.net))) findings.push({ problem: `${line} appeared on the host during the job` });
+    return findings;
+  }
+
+  /** Resolves when every background deletion has finished (tests, shutdown). */
+  async drain(): Promise<void> {
+    while (this.deletions.size > 0) await Promise.all([...this.deletions]);
+  }
+
+  private track(p: Promise<void>): void {
+    this.deletions.add(p);
+    void p.finally(() => this.deletions.delete(p));
+  }
+
+  private hostPaths(policy: Policy): EngineHostPaths {
+    return { ...this.paths, hostSockets: [...this.paths.hostSockets, policy.cleanup.containers.socket] };
+  }
+
+  private async cgroupSupport(): Promise<CgroupSupport> {
+    this.support ??= await detectCgroupSupport();
+    return this.support;
+  }
+
+  /** At preflight there is no job; the runner user is the one the options name, if any. */
+  private preflightUser(_policy: Policy): Promise<RunnerUser | undefined> {
+    return Promise.resolve(this.opts.runnerUser);
+  }
+}
+
+/** Throws GuardUnfitError listing every problem and every fix. */
+function unfitIf(problems: HostProblem[], what: string): void {
+  if (problems.length === 0) return;
+  throw new GuardUnfitError('engine', `${what}: ${problems.map((p) => p.what).join('; ')}`, problems.map((p) => p.fix).join('; '));
+}
+
+/** A cgroup name for the job's key (the key is the agent's; keep only safe characters). */
+function cgroupName(key: string): string {
+  return `engine-${key.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100)}`;
+}
