@@ -99,6 +99,12 @@ export interface Policy {
      */
     maxJobMinutes: number;
     /**
+     * A host that has not registered a runner for this long (the API never answers, or refuses) is
+     * recycled: a fresh host may succeed where this one is stuck. /readyz fails while registering.
+     * Default: 60.
+     */
+    maxRegistrationMinutes: number;
+    /**
      * After cleanup, recycle instead of reusing when free space on the work filesystem is below
      * this percentage. Default: 10.
      */
@@ -500,6 +506,7 @@ export const DEFAULT_POLICY: Policy = {
   },
   "limits": {
     "maxJobMinutes": 360,
+    "maxRegistrationMinutes": 60,
     "minFreeDiskPercent": 10,
     "minFreeInodesPercent": 5
   },
