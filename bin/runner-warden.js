@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-// Entry point of the installed command. Runs the compiled agent from dist/ (`npm run build`, what
-// the install script and images do: plain JavaScript, about 40 MiB less resident memory), or the
-// TypeScript sources through tsx in a checkout that was not built.
+// Entry point of the installed command. Runs the bundle (dist/runner-warden.mjs, made by
+// `npm run build`: what packages and images ship), or the TypeScript sources through tsx in a
+// checkout that was not built.
 import { existsSync } from 'node:fs';
 
-const compiled = new URL('../dist/cli/main.js', import.meta.url);
+const bundle = new URL('../dist/runner-warden.mjs', import.meta.url);
 let main;
-if (existsSync(compiled)) {
-  ({ main } = await import(compiled.href));
+if (existsSync(bundle)) {
+  ({ main } = await import(bundle.href));
 } else {
   const { register } = await import('tsx/esm/api');
   register();

@@ -20,7 +20,8 @@ import { startFakeGitHub } from '../sim/github/server.js';
 import { installSimulatedRunner } from '../sim/runner/install.js';
 import type { JobRecord, JournalRecord } from '../agent/journal.js';
 import { EXIT, parseOptions, type CliIO } from './io.js';
-import { printConfigError } from './run.js';
+import { DEMO_USAGE } from './usage.js';
+import { printConfigError } from './startup-errors.js';
 import { wire } from './wire.js';
 
 /** The demo gives up after this long: three small jobs take a few seconds; a hang must not be silent. */
@@ -29,7 +30,13 @@ export const DEMO_TIMEOUT_MS = 180_000;
 /** Where the demo makes its temporary root (like the agent's own /var/lib/runner-warden). */
 const DEMO_PARENT = '/var/lib';
 
-const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** Set by the bundler (scripts/build.ts): the bundle is dist/*.mjs, one level below the tree. */
+declare const __RUNNER_WARDEN_BUNDLE__: boolean | undefined;
+/** The installed tree (or checkout), which holds the example policies in policies/. */
+const PROJECT_ROOT = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  typeof __RUNNER_WARDEN_BUNDLE__ === 'boolean' ? '..' : '../..',
+);
 
 /** The three jobs of the demo. */
 export function demoJobs(): { job: string; workflow: string; steps: { name: string; run: string }[] }[] {
@@ -79,7 +86,7 @@ export function demoJobs(): { job: string; workflow: string; steps: { name: stri
 export async function demoCommand(args: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
   const { opts, unknown } = parseOptions(args, { flags: ['keep'], values: ['jobs'] });
   if (unknown.length > 0) {
-    io.stderr.write(`runner-warden demo: unknown option ${unknown.join(', ')}\n`);
+    io.stderr.write(`runner-warden demo: unknown option ${unknown.join(', ')}\n${DEMO_USAGE}`);
     return EXIT.usage;
   }
   if (process.getuid?.() !== 0) {

@@ -1,0 +1,183 @@
+/**
+ * `npm run build`: the agent as one esbuild bundle with its dependencies, in dist/.
+ *
+ *   dist/runner-warden.mjs        the agent and every command but `demo`: what a host runs
+ *                                 (bin/runner-warden.js imports it)
+ *   dist/runner-warden-demo.mjs   `demo`: the agent plus the runner simulator and the fake GitHub
+ *                                 API; imported by `runner-warden demo` only
+ *   dist/runner-warden-aws.mjs    the AWS SDK, imported by the aws-asg recycle provider when it
+ *                                 recycles (once in a host's life)
+ *   dist/THIRD-PARTY-NOTICES.txt  the licences of the bundled packages
+ *
+ * The JSON Schemas are compiled at build time (scripts/build-schemas.ts); the bundle carries the
+ * generated validators and no schema compiler. The simulated runner's listener and worker, which
+ * the demo writes into its runner installation, are bundled here too: the installed agent has no
+ * esbuild and no TypeScript sources.
+ *
+ *   node --import tsx scripts/build.ts [--out DIR] [--metafile]
+ */
+import { build, type Plugin } from 'esbuild';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildSchemas, type GeneratedSchemas } from './build-schemas.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** Node 20.19 is the oldest line the agent supports (package.json engines). */
+const TARGET = 'node20.19';
+/** Bundled CommonJS dependencies call require(); an ESM bundle gets one from node:module. */
+const REQUIRE_BANNER =
+  "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);";
+
+/** The simulated listener and worker, bundled as src/sim/runner/install.ts bundles them in a checkout. */
+async function simRunnerBundles(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const entry of ['listener.ts', 'worker.ts']) {
+    const r = await build({
+      entryPoints: [path.join(ROOT, 'src/sim/runner', entry)],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: TARGET,
+      write: false,
+      logLevel: 'silent',
+      banner: { js: REQUIRE_BANNER },
+    });
+    const text = r.outputFiles[0]?.text;
+    if (!text) throw new Error(`build: the simulator's ${entry} produced no output`);
+    out[entry] = text;
+  }
+  return out;
+}
+
+/** Stands in for esbuild inside the simulator's installer: hands out the listener and worker built above. */
+function prebuiltEsbuildModule(bundles: Record<string, string>): string {
+  return [
+    `const BUNDLES = ${JSON.stringify(bundles)};`,
+    'export async function build(options) {',
+    '  const entry = String(options.entryPoints[0]);',
+    "  const text = BUNDLES[entry.slice(entry.lastIndexOf('/') + 1)];",
+    "  if (text === undefined) throw new Error(`runner-warden bundle: no prebuilt simulator file for ${entry}`);",
+    '  return { outputFiles: [{ text }], errors: [], warnings: [] };',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Swaps, inside the bundle only, the modules that would compile or build at run time. */
+function substitutions(gen: GeneratedSchemas, simEsbuild: string): Plugin {
+  const from = (importer: string, rel: string): boolean => importer === path.join(ROOT, rel);
+  return {
+    name: 'runner-warden-substitutions',
+    setup(b) {
+      b.onResolve({ filter: /\/schema-precompiled\.js$/ }, (a) =>
+        from(a.importer, 'src/policy/schema.ts') ? { path: gen.precompiledModule } : undefined,
+      );
+      b.onResolve({ filter: /^(ajv\/dist\/2020\.js|ajv-formats)$/ }, (a) =>
+        from(a.importer, 'src/policy/schema.ts') ? { path: gen.noCompilerModule } : undefined,
+      );
+      b.onResolve({ filter: /^ajv$/ }, (a) => (from(a.importer, 'src/recycle/config.ts') ? { path: gen.recycleAjvModule } : undefined));
+      b.onResolve({ filter: /^esbuild$/ }, (a) =>
+        from(a.importer, 'src/sim/runner/install.ts') ? { path: 'sim-esbuild', namespace: 'runner-warden-prebuilt' } : undefined,
+      );
+      b.onLoad({ filter: /^sim-esbuild$/, namespace: 'runner-warden-prebuilt' }, () => ({ contents: simEsbuild, loader: 'js' }));
+    },
+  };
+}
+
+/** Imports that stay imports, of the bundle's other files: the demo and the AWS SDK. */
+function lazyFiles(): Plugin {
+  return {
+    name: 'runner-warden-lazy-files',
+    setup(b) {
+      b.onResolve({ filter: /^\.\/demo\.js$/ }, (a) =>
+        a.importer === path.join(ROOT, 'src/cli/main.ts') ? { path: './runner-warden-demo.mjs', external: true } : undefined,
+      );
+      b.onResolve({ filter: /^@aws-sdk\/client-auto-scaling$/ }, () => ({ path: './runner-warden-aws.mjs', external: true }));
+    },
+  };
+}
+
+/** Concatenates the licence texts of every package that ended up in the bundle. */
+async function thirdPartyNotices(inputs: string[]): Promise<string> {
+  const dirs = new Set<string>();
+  for (const input of inputs) {
+    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/.][^/]*)\//.exec(input);
+    if (m?.[1]) dirs.add(path.resolve(ROOT, m[1]));
+  }
+  const parts: string[] = [];
+  for (const dir of [...dirs].sort()) {
+    const pkg = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8')) as { name: string; version: string; license?: string };
+    const files = (await readdir(dir)).filter((f) => /^(licen[sc]e|copying|notice)/i.test(f));
+    const texts = await Promise.all(files.map((f) => readFile(path.join(dir, f), 'utf8')));
+    parts.push(`${pkg.name}@${pkg.version} (${pkg.license ?? 'see below'})\n\n${texts.join('\n').trim() || '(no licence file in the package)'}\n`);
+  }
+  return `Packages bundled into runner-warden's dist/ files, with their licences.\n\n${parts.join(`\n${'-'.repeat(72)}\n\n`)}`;
+}
+
+/** Builds dist/ (or `outDir`); returns the files written with their sizes. */
+export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ file: string; bytes: number }[]> {
+  const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const genDir = path.join(ROOT, 'node_modules/.cache/runner-warden-build');
+  await rm(genDir, { recursive: true, force: true });
+  const gen = await buildSchemas(ROOT, genDir);
+  const sim = await simRunnerBundles();
+  // Built beside dist/ and swapped in whole: a failed build leaves the previous one working.
+  const finalDir = outDir;
+  outDir = `${finalDir}.building`;
+  await rm(outDir, { recursive: true, force: true });
+  await mkdir(outDir, { recursive: true });
+  const common = {
+    bundle: true,
+    platform: 'node' as const,
+    format: 'esm' as const,
+    target: TARGET,
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // Names stay readable in stack traces and in errors' constructor names.
+    keepNames: true,
+    legalComments: 'none' as const,
+    metafile: true,
+    logLevel: 'warning' as const,
+    banner: { js: REQUIRE_BANNER },
+    define: {
+      __RUNNER_WARDEN_VERSION__: JSON.stringify(pkg.version),
+      __RUNNER_WARDEN_BUNDLE__: 'true',
+    },
+  };
+  const plugins = [substitutions(gen, prebuiltEsbuildModule(sim)), lazyFiles()];
+  const results = await Promise.all([
+    // The agent: every command in one file; `demo` and the AWS SDK are imported from their own.
+    build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/main.ts')], outfile: path.join(outDir, 'runner-warden.mjs'), plugins }),
+    // The demo: the agent again, plus the simulator and the fake API (never loaded by `run`).
+    build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/demo.ts')], outfile: path.join(outDir, 'runner-warden-demo.mjs'), plugins }),
+    // The AWS SDK, loaded by the aws-asg recycle provider when it recycles (once per host life).
+    build({
+      ...common,
+      stdin: { contents: "export * from '@aws-sdk/client-auto-scaling';", resolveDir: ROOT, sourcefile: 'aws-sdk.js' },
+      outfile: path.join(outDir, 'runner-warden-aws.mjs'),
+    }),
+  ]);
+  const result = { metafile: { inputs: Object.assign({}, ...results.map((r) => r.metafile.inputs)) as Record<string, unknown>, outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)) as Record<string, unknown> } };
+  await writeFile(path.join(outDir, 'THIRD-PARTY-NOTICES.txt'), await thirdPartyNotices(Object.keys(result.metafile.inputs)));
+  if (process.argv.includes('--metafile')) await writeFile(path.join(outDir, 'meta.json'), JSON.stringify(result.metafile));
+  await rm(finalDir, { recursive: true, force: true });
+  await rename(outDir, finalDir);
+  const files: { file: string; bytes: number }[] = [];
+  for (const f of (await readdir(finalDir)).sort()) files.push({ file: f, bytes: (await stat(path.join(finalDir, f))).size });
+  return files;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const i = process.argv.indexOf('--out');
+  const out = i >= 0 && process.argv[i + 1] ? path.resolve(process.argv[i + 1] as string) : undefined;
+  const files = await buildBundle(out);
+  let total = 0;
+  for (const { file, bytes } of files) {
+    if (file.endsWith('.mjs')) total += bytes;
+    process.stdout.write(`  ${file.padEnd(44)} ${(bytes / 1024).toFixed(0).padStart(6)} KiB\n`);
+  }
+  process.stdout.write(`build: ${files.length} files in ${path.relative(ROOT, out ?? path.join(ROOT, 'dist')) || '.'}, JavaScript ${(total / 1024 / 1024).toFixed(2)} MiB\n`);
+  if (!existsSync(path.join(out ?? path.join(ROOT, 'dist'), 'runner-warden.mjs'))) process.exitCode = 1;
+}
