@@ -1,5 +1,5 @@
 /**
- * The runner user's home baseline (issue 3 item 5): a manifest of every entry of the home (path,
+ * The runner user's home baseline: a manifest of every entry of the home (path,
  * type, mode, owner, size, sha256 of content, symlink target) taken by `runner-warden baseline` at
  * image build or first boot, and a root-only, content-addressed copy of the files. Stored in
  * `<slot.stateDir>/home-baseline/` (mode 700).

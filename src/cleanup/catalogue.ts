@@ -1,5 +1,5 @@
 /**
- * The credential catalogue (issue 3 item 4): the files tools write in the runner user's home (and
+ * The credential catalogue: the files tools write in the runner user's home (and
  * the runner's own config files in its root), each with a kind name for the report. Also the
  * no-follow path access that every reader and remover of a job-controlled tree in src/cleanup uses:
  * a directory is opened with O_NOFOLLOW and its children are reached through

@@ -41,7 +41,7 @@ const ENGINE_PING_INTERVAL_MS = 1_000;
 
 /**
  * Waits for the engine on `socket` to answer, as the runner's own RUNNER_WAIT_FOR_DOCKER_IN_SECONDS
- * does (contract §2.2): at boot dockerd often starts after the agent. No socket file means no
+ * does (docs/runner-contract.md): at boot dockerd often starts after the agent. No socket file means no
  * engine on this host, which is fine. Returns undefined when ready (or aborted), else the problem.
  */
 export async function waitForEngine(socket: string, waitMs: number, clock: Clock, signal: AbortSignal): Promise<string | undefined> {

@@ -1,7 +1,7 @@
 /**
- * The runner installation's manifest (issue 3 item 7): every file of the runner root (`bin/`,
+ * The runner installation's manifest: every file of the runner root (`bin/`,
  * `externals/`, the scripts, `.env`, `.path`...) recorded at boot, so that a job that changes or
- * adds a file meant to run in the next job (attack 11) makes the host dirty. Stored root-only in
+ * adds a file meant to run in the next job (docs/hostile-jobs.md, 11) makes the host dirty. Stored root-only in
  * `<slot.stateDir>/runner-install.json`. Comparison is stat-first, like the home baseline.
  *
  * Left out: what the runner itself writes while it runs (`_work`, `_diag`, its registration files,
@@ -41,6 +41,8 @@ export const INSTALL_EXCLUDED = [
   // config.sh rewrites svc.sh with per-runner content at every registration (token mode); the
   // agent never runs it, so a job that changes it gains nothing.
   'svc.sh',
+  // The agent's one-agent-per-host lock (root-only 0600, rewritten with the agent's pid at each start).
+  '.runner-warden.lock',
 ];
 
 /** A loaded install manifest. */
@@ -119,7 +121,7 @@ const DEFAULT_RUNNER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 
 /**
  * Writes the runner's `.env` (one KEY=VALUE per line; the listener splits at the first '=' and
- * strips nothing, contract §4.1) and `.path` (`vars.PATH`, else a default), root-owned 0644, each
+ * strips nothing: docs/runner-contract.md) and `.path` (`vars.PATH`, else a default), root-owned 0644, each
  * by a fresh file renamed over the old one (a job's symlink at `.env` is replaced, never followed),
  * then updates their manifest entries so the next check does not call them changed.
  */

@@ -1,5 +1,5 @@
 /**
- * Prevention before cleanup (design.md): each job gets a fresh HOME, TMPDIR and DOCKER_CONFIG of
+ * Prevention before cleanup (docs/decisions.md): each job gets a fresh HOME, TMPDIR and DOCKER_CONFIG of
  * its own under `slot.jobRoot`, made from a skeleton, and the whole directory goes to the trash
  * after the job. Tools that honour these variables then never write into the real home.
  *

@@ -1,5 +1,5 @@
 /**
- * The cleanup pipeline (style.md rule 8): an ordered list of named steps with one interface, each
+ * The cleanup pipeline (docs/decisions.md, "Cleanup is a pipeline of named steps"): an ordered list of named steps with one interface, each
  * timed and recorded in the job's report (name, outcome, duration, what it removed by kind, why),
  * then the independent verification. A step that throws is recorded `failed` and the pipeline goes
  * on: the later steps still remove what they can, and the host is not clean either way.

@@ -3,7 +3,7 @@ import type { Clock } from '../lib/clock.js';
 import type { CleanupPolicy, Policy } from '../policy/types.js';
 
 /**
- * Everything that belongs to one runner slot (design.md: "keep everything per slot in one object").
+ * Everything that belongs to one runner slot (a host may later run several slots side by side: adding one must be a change of count, not of design).
  * One host runs one slot today; several later, by count, not by design.
  */
 export interface Slot {
@@ -18,7 +18,7 @@ export interface Slot {
   stateDir: string;
   /** Root-only directory on the same filesystem as workDir, where trees are renamed before deletion. */
   trashDir: string;
-  /** Parent of per-job HOME/TMPDIR/DOCKER_CONFIG directories (prevention: design.md). */
+  /** Parent of per-job HOME/TMPDIR/DOCKER_CONFIG directories (prevention before cleanup: docs/decisions.md). */
   jobRoot: string;
   /** cgroup path (v2 dir or v1 freezer dir) the listener runs in, when the host allows it. */
   cgroup?: string;
@@ -54,7 +54,7 @@ export interface CleanupContext {
   fullPolicy: Policy;
   log: Logger;
   clock: Clock;
-  /** Bounded cleanup signal (style.md rule 7), never the shutdown signal. */
+  /** Bounded cleanup signal, never the shutdown signal (docs/decisions.md, "One bounded signal for cleanup"). */
   signal: AbortSignal;
   dryRun: boolean;
   /** Pids that must never be signalled (the agent and its helpers). */
@@ -65,7 +65,7 @@ export interface CleanupContext {
   engineBefore?: import('./engine-inventory.js').EngineInventory;
 }
 
-/** One named step of the pipeline (style.md rule 8). */
+/** One named step of the pipeline (docs/decisions.md, "Cleanup is a pipeline of named steps"). */
 export interface CleanupStep {
   readonly name: string;
   /** Does the work (or, with ctx.dryRun, only fills `plan`). Throws only on programming errors. */

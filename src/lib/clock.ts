@@ -1,6 +1,6 @@
 /**
  * Time, injected. Everything that waits or measures takes a Clock so that tests of backoff,
- * watchdogs and grace periods run without real waiting (style.md rule 15).
+ * watchdogs and grace periods run without real waiting (docs/decisions.md, "Injected time and roots").
  */
 export interface Clock {
   /** Milliseconds since the epoch. */

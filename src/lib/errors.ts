@@ -1,5 +1,5 @@
 /**
- * The error classes callers branch on (style.md rule 9). Each carries structured fields; branch
+ * The error classes callers branch on (docs/decisions.md, "Typed errors"). Each carries structured fields; branch
  * with `instanceof`, never on message text.
  */
 

@@ -1,7 +1,7 @@
 /**
  * The two JSON Schemas (the single source of the config formats, their TypeScript types and
  * policies/README.md) compiled with ajv 2020 in strict mode. Compilation is lazy: nothing is built
- * at import time (style.md rule 2).
+ * at import time (docs/decisions.md, "Only the composition root touches the process").
  *
  * Vocabulary added to JSON Schema (registered as ajv keywords so strict mode accepts them):
  * - `x-check`: a semantic check by name (paths that must stay inside their root, globs, listen

@@ -377,7 +377,7 @@ function describe(e: ErrorObject): string {
  * problem. `file` names the config file in the error.
  */
 export function parseRecycleConfig(raw: RecycleConfig | unknown, file = 'recycle'): RecycleChainConfig {
-  // Compiled on first use, never at import time (style.md rule 2).
+  // Compiled on first use, never at import time: nothing happens when a module loads.
   validator ??= new Ajv({ allErrors: true, strict: false }).compile(recycleSchema);
   if (!validator(raw)) {
     const problems = (validator.errors ?? [])

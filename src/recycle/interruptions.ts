@@ -3,7 +3,7 @@
  * a spot interruption (`spot/instance-action`, about two minutes ahead) and an Auto Scaling
  * lifecycle transition (`autoscaling/target-lifecycle-state` other than InService). Either starts a
  * drain with recycling: an idle runner is deregistered at once, a busy one gets until the deadline
- * minus a margin (issue 5 item 5; peers.md §4 item 10). Optional: off unless the host config
+ * minus a margin, so no job is lost to the interruption. Optional: off unless the host config
  * enables it, since it is the only polling the agent does.
  */
 import type { Clock } from '../lib/clock.js';

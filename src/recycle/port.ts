@@ -1,5 +1,5 @@
 /**
- * The RecyclePort: what the agent tells the fleet's engine when a host must be replaced (issue 5).
+ * The RecyclePort: what the agent tells the fleet's engine when a host must be replaced.
  * One provider per engine (exit, shutdown, aws-asg, kubernetes, webhook, command), each a thin
  * adapter that takes its far-side endpoint or command from config and never acts on this machine by
  * itself. The chain in chain.ts tries a provider and its fallbacks in order.

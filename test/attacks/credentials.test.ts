@@ -1,5 +1,5 @@
 /**
- * attacks.md 1-7: credentials left by real tools, in the per-job HOME and in the runner user's
+ * docs/hostile-jobs.md 1-7: credentials left by real tools, in the per-job HOME and in the runner user's
  * REAL home (tools that ignore $HOME, or a job that goes around it). The second job looks for
  * every token; secretlint scans the real home from outside. Each test is one reused host (two
  * jobs through the real agent): 3-6 s each, run concurrently.
@@ -28,7 +28,7 @@ describe('credentials left by tools are gone before the next job', { concurrency
           name: 'log in with docker and skopeo',
           run:
             `REG=${registry?.host}\n` +
-            // The docker CLI logs in from the client side; no daemon is needed (test-lab §2).
+            // The docker CLI logs in from the client side; no daemon is needed.
             `DOCKER_HOST=unix:///nonexistent docker login -u ciuser --password-stdin "$REG" <<< '${pass}'\n` +
             'test -s "$DOCKER_CONFIG/config.json"\n' +
             bothHomes(
@@ -143,7 +143,7 @@ describe('credentials left by tools are gone before the next job', { concurrency
       hostile: () => [
         {
           name: 'gh and netrc',
-          // gh is not installed here and cannot log in offline without a fake (test-lab §2): written by hand.
+          // gh is not installed here and cannot log in offline without a fake: written by hand.
           run: bothHomes(
             [
               '  mkdir -p "$H/.config/gh"',

@@ -1,5 +1,5 @@
 /**
- * attacks.md 20: with a Docker engine reachable by the job, the containers (one with
+ * docs/hostile-jobs.md 20: with a Docker engine reachable by the job, the containers (one with
  * --restart=always), volumes, networks and images it made are removed; what the admin had before
  * stays. Starts a real dockerd confined to its own root (test/helpers/dockerd.ts): ~10 s, most of
  * it dockerd's start and stop. Skipped, saying why, where dockerd cannot start.

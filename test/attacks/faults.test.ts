@@ -1,5 +1,5 @@
 /**
- * attacks.md 17-19: the job kills the listener, fills the disk, and hunts for the agent's token
+ * docs/hostile-jobs.md 17-19: the job kills the listener, fills the disk, and hunts for the agent's token
  * and the next runner's JIT configuration. 4-8 s each, run concurrently.
  */
 import { describe, test } from 'node:test';

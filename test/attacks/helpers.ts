@@ -1,5 +1,5 @@
 /**
- * The hostile-job harness (attacks.md, issue 3 "Tests"): a world with the real agent and a reused
+ * The hostile-job harness (docs/hostile-jobs.md): a world with the real agent and a reused
  * host (runner.maxJobs 2), a canary tree outside every policy path, the hostile job, then a second
  * job that looks for every trace of the first (probe.ts) and drops what it found, then checks from
  * outside as root. `attack()` runs it; `assertNoTrace()` / `assertNotReused()` state the outcome.

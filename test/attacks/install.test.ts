@@ -1,5 +1,5 @@
 /**
- * attacks.md 11: a job changes the runner installation so that its code runs in the next job.
+ * docs/hostile-jobs.md 11: a job changes the runner installation so that its code runs in the next job.
  * The runner root belongs to the runner user (bin/ and the scripts are root's, but a directory the
  * user owns lets it replace them). The host must not be reused: the second job stays queued and
  * the payload never runs. One host per case, 3-5 s each, run concurrently.

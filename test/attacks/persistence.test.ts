@@ -1,5 +1,5 @@
 /**
- * attacks.md 8-10: a job that tries to live on into the next one (background processes that
+ * docs/hostile-jobs.md 8-10: a job that tries to live on into the next one (background processes that
  * escape the runner's orphan kill, respawners that rename themselves, cron, at, dotfiles, git hooks,
  * systemd user units, SysV IPC, temp files). Each test is one reused host: 3-8 s each.
  */

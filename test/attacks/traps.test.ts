@@ -1,5 +1,5 @@
 /**
- * attacks.md 12-16: traps for a root cleaner. Symlinks (and a swapped `_work`) that point at the
+ * docs/hostile-jobs.md 12-16: traps for a root cleaner. Symlinks (and a swapped `_work`) that point at the
  * canary, bind mounts made mid-job (as a privileged job could), mode-000 directories, read-only,
  * immutable and append-only entries, very deep and very wide trees while the health endpoint must
  * keep answering, hostile names, FIFOs and sockets where a naive scanner would open them.
@@ -146,7 +146,7 @@ describe('traps for a root cleaner do not make it harm the host or leave traces'
       during: async (c, signal) => {
         if (!(await whenJobReady(c, 'attrs', signal))) return;
         const ws = path.join(c.work, 'app', 'app');
-        // chattr needs CAP_LINUX_IMMUTABLE: the test plays a privileged job (test-lab §4).
+        // chattr needs CAP_LINUX_IMMUTABLE: the test plays a privileged job.
         if (asRoot('chattr', ['+i', path.join(ws, `immutable-${c.marker}`)])) attrs++;
         if (asRoot('chattr', ['+a', path.join(ws, `appendonly-${c.marker}`)])) attrs++;
         if (asRoot('chattr', ['+i', path.join(c.realHome, `immutable-${c.marker}`)])) attrs++;

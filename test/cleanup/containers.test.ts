@@ -11,7 +11,7 @@ import { verifyWith } from '../../src/cleanup/verify.js';
 import { DockerApi } from '../../src/cleanup/docker-api.js';
 import { startDockerd, importBusybox } from '../helpers/dockerd.js';
 
-// This file starts a real dockerd (test-lab §3a): about 10 s, most of it dockerd's start and stop.
+// This file starts a real dockerd (test/helpers/dockerd.ts): about 10 s, most of it dockerd's start and stop.
 
 function ctxFor(socket: string, jobStartedAt: number | undefined, edit: (p: Policy) => void = () => {}): CleanupContext {
   const set = (p: Policy): void => {

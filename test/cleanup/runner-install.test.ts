@@ -11,7 +11,7 @@ import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
 import { takeInstallManifest, loadInstallManifest, diffInstall, writeRunnerEnv } from '../../src/cleanup/install-manifest.js';
 import { runnerInstallStep } from '../../src/cleanup/steps/runner-install.js';
 
-/** A runner root shaped like the real one (contract §4), owned by the runner user as config.sh needs. */
+/** A runner root shaped like the real one (docs/runner-contract.md), owned by the runner user as config.sh needs. */
 async function makeRunner(lab: Lab): Promise<Slot> {
   const root = path.join(lab.root, 'runner');
   const stateDir = path.join(lab.root, 'state');

@@ -120,12 +120,12 @@ test('lists replace, append and remove along a three-file chain, each value reme
   await withFiles(
     {
       'org.yaml': 'version: 1\ncleanup:\n  home:\n    keep: [.cache/a, .cache/b]\n  temp:\n    paths: {append: [/scratch]}\nrunner:\n  labels: [org]\n',
-      'shared/base.yaml': 'version: 1\nextends: ../org.yaml\ncleanup:\n  home:\n    keep: {remove: [.cache/a], append: [.cache/c]}\nlimits:\n  maxJobMinutes: 90\n',
-      'team.yaml': 'version: 1\nextends: shared/base.yaml\nrunner:\n  labels: [team]\ncleanup:\n  home:\n    keep: {append: [.cache/d, .cache/b]}\n',
+      'common/base.yaml': 'version: 1\nextends: ../org.yaml\ncleanup:\n  home:\n    keep: {remove: [.cache/a], append: [.cache/c]}\nlimits:\n  maxJobMinutes: 90\n',
+      'team.yaml': 'version: 1\nextends: common/base.yaml\nrunner:\n  labels: [team]\ncleanup:\n  home:\n    keep: {append: [.cache/d, .cache/b]}\n',
     },
     async (dir) => {
       const { policy, sources, files } = await loadPolicy(path.join(dir, 'team.yaml'));
-      assert.deepEqual(files.map((f) => path.relative(dir, f)), ['team.yaml', 'shared/base.yaml', 'org.yaml']);
+      assert.deepEqual(files.map((f) => path.relative(dir, f)), ['team.yaml', 'common/base.yaml', 'org.yaml']);
       assert.deepEqual(policy.cleanup.home.keep, ['.cache/b', '.cache/c', '.cache/d'], 'remove/append did not compose');
       assert.deepEqual(policy.cleanup.temp.paths, ['/tmp', '/var/tmp', '/dev/shm', '/scratch'], 'a patch without a base should patch the default list');
       assert.deepEqual(policy.runner.labels, ['team'], 'a plain list should replace the inherited one');
@@ -135,11 +135,11 @@ test('lists replace, append and remove along a three-file chain, each value reme
         return s === undefined ? undefined : path.relative(dir, s);
       };
       assert.equal(rel('cleanup.home.keep[0]'), 'org.yaml');
-      assert.equal(rel('cleanup.home.keep[1]'), 'shared/base.yaml');
+      assert.equal(rel('cleanup.home.keep[1]'), 'common/base.yaml');
       assert.equal(rel('cleanup.home.keep[2]'), 'team.yaml');
       assert.equal(rel('cleanup.temp.paths[0]'), undefined, 'default items have no file');
       assert.equal(rel('cleanup.temp.paths[3]'), 'org.yaml');
-      assert.equal(rel('limits.maxJobMinutes'), 'shared/base.yaml');
+      assert.equal(rel('limits.maxJobMinutes'), 'common/base.yaml');
       assert.equal(rel('runner.labels[0]'), 'team.yaml');
     },
   );

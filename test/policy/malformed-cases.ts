@@ -1,5 +1,5 @@
 /**
- * The malformed files of issue 4 ("Bad input"), each with the exact problems it must produce.
+ * Malformed config and policy files, each with the exact problems it must produce.
  * Paths in `expect` are relative to the case's own temporary policy directory.
  */
 
@@ -261,9 +261,9 @@ export const BAD_CASES: BadCase[] = [
     name: 'extends through a symlinked directory that escapes the policy directory',
     kind: 'policy',
     entry: 'team.yaml',
-    files: { 'team.yaml': 'version: 1\nextends: shared/base.yaml\n' },
-    links: { shared: '$OUTSIDE' },
-    expect: ['team.yaml:2:10: extends: expected a file inside the policy directory $ROOT/policies, got "shared/base.yaml" (resolves to $ROOT/outside/base.yaml)'],
+    files: { 'team.yaml': 'version: 1\nextends: common/base.yaml\n' },
+    links: { common: '$OUTSIDE' },
+    expect: ['team.yaml:2:10: extends: expected a file inside the policy directory $ROOT/policies, got "common/base.yaml" (resolves to $ROOT/outside/base.yaml)'],
   },
   {
     name: 'a base policy with its own errors, listed with the extending file\'s',
