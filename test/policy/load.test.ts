@@ -51,7 +51,7 @@ const PROVISIONAL_DEFAULT: Policy = {
     },
   },
   runner: { labels: [], group: null, sudo: 'deny' },
-  limits: { maxJobMinutes: 360, minFreeDiskPercent: 10, minFreeInodesPercent: 5 },
+  limits: { maxJobMinutes: 360, maxRegistrationMinutes: 60, minFreeDiskPercent: 10, minFreeInodesPercent: 5 },
   recycle: { onJobFailed: false, crashLoopThreshold: 3 },
   cleanup: {
     processes: { enabled: true, graceSeconds: 5 },
