@@ -28,6 +28,36 @@ export interface LogOptions {
   level?: string;
   /** Where lines go; default stdout. Tests pass a sink. */
   destination?: DestinationStream;
+  /**
+   * stdout is connected to the journal (the composition root compares JOURNAL_STREAM with
+   * stdout): each line then starts with its syslog priority, `<N>`, which journald strips and
+   * stores as PRIORITY, so `journalctl -p warning` works. Otherwise lines are plain JSON.
+   */
+  journald?: boolean;
+}
+
+/** pino's numeric levels → syslog priorities (sd-daemon(3): `<N>` line prefixes). */
+export function syslogPriority(level: number): number {
+  if (level >= 60) return 2; // fatal → crit
+  if (level >= 50) return 3; // error → err
+  if (level >= 40) return 4; // warn → warning
+  if (level >= 30) return 6; // info → info
+  return 7; // debug, trace → debug
+}
+
+/** Prefixes each JSON line with its priority for journald; flushing goes to the wrapped stream. */
+export function journaldStream(inner: DestinationStream): DestinationStream {
+  const out = inner as DestinationStream & { flush?: (cb?: (err?: Error) => void) => void; flushSync?: () => void; end?: () => void };
+  return {
+    write(line: string): void {
+      // pino writes "level" first: {"level":30,...}
+      const m = /^\{"level":(\d+)/.exec(line);
+      out.write(`<${syslogPriority(m ? Number(m[1]) : 30)}>${line}`);
+    },
+    ...(out.flush ? { flush: (cb?: (err?: Error) => void) => out.flush?.(cb) } : {}),
+    ...(out.flushSync ? { flushSync: () => out.flushSync?.() } : {}),
+    ...(out.end ? { end: () => out.end?.() } : {}),
+  } as DestinationStream;
 }
 
 /** The one root logger, made in the composition root; components use `log.child({ component })`. */
@@ -39,7 +69,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    opts.destination ?? pino.destination({ fd: 1, sync: false }),
+    (opts.journald ? journaldStream : (d: DestinationStream) => d)(opts.destination ?? pino.destination({ fd: 1, sync: false })),
   );
 }
 
