@@ -1,0 +1,100 @@
+/**
+ * The account databases, the package set and the image's identity, read under the check's root:
+ * users (`user:<name>`), groups (`group:<name>`), installed packages (`package:<name>:<arch>`).
+ */
+import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { HostIdentity } from './types.js';
+
+type Objects = Record<string, string>;
+
+/** A passwd entry, as far as the check needs it. */
+export interface Account {
+  name: string;
+  uid: number;
+  home: string;
+}
+
+/** Users and groups as objects, plus the account list (for homes and uid → name). */
+export async function readAccounts(root: string): Promise<{ objects: Objects; users: Account[] }> {
+  const objects: Objects = {};
+  const users: Account[] = [];
+  const shadow = new Map<string, string>();
+  for (const line of (await readText(path.join(root, 'etc/shadow'))).split('\n')) {
+    const f = line.split(':');
+    if (f[0] && f.length > 1) shadow.set(f[0], passwordState(f[1] ?? ''));
+  }
+  for (const line of (await readText(path.join(root, 'etc/passwd'))).split('\n')) {
+    const f = line.split(':');
+    if (!f[0] || f.length < 7) continue;
+    users.push({ name: f[0], uid: Number(f[2]), home: f[5] ?? '' });
+    objects[`user:${f[0]}`] = `uid=${f[2]} gid=${f[3]} home=${f[5]} shell=${f[6]}${shadow.has(f[0]) ? ` password=${shadow.get(f[0])}` : ''}`;
+  }
+  for (const line of (await readText(path.join(root, 'etc/group'))).split('\n')) {
+    const f = line.split(':');
+    if (!f[0] || f.length < 4) continue;
+    objects[`group:${f[0]}`] = `gid=${f[2]} members=${(f[3] ?? '').split(',').filter(Boolean).sort().join(',')}`;
+  }
+  return { objects, users };
+}
+
+function passwordState(field: string): string {
+  if (field === '') return 'empty';
+  if (field.startsWith('!') || field === '*') return 'locked';
+  return `set:${createHash('sha256').update(field).digest('hex').slice(0, 12)}`;
+}
+
+/** Installed packages from the dpkg database: `package:<name>:<arch>` → version. */
+export async function readPackages(root: string): Promise<Objects> {
+  const out: Objects = {};
+  const text = await readText(path.join(root, 'var/lib/dpkg/status'));
+  for (const para of text.split('\n\n')) {
+    const name = /^Package: (.+)$/m.exec(para)?.[1];
+    const status = /^Status: (.+)$/m.exec(para)?.[1];
+    if (!name || !status?.endsWith(' installed')) continue;
+    const arch = /^Architecture: (.+)$/m.exec(para)?.[1] ?? 'all';
+    out[`package:${name}:${arch}`] = /^Version: (.+)$/m.exec(para)?.[1] ?? '';
+  }
+  return out;
+}
+
+/** The identity of this image: machine id, running kernel, and a digest of the package set. */
+export async function readIdentity(root: string, proc: string, packages: Objects): Promise<HostIdentity> {
+  const lines = Object.entries(packages).map(([k, v]) => `${k} ${v}`).sort();
+  return {
+    machineId: (await readText(path.join(root, 'etc/machine-id'))).trim(),
+    kernel: (await readText(path.join(proc, 'sys/kernel/osrelease'))).trim(),
+    packageSet: lines.length ? createHash('sha256').update(lines.join('\n')).digest('hex') : '',
+    packageCount: lines.length,
+  };
+}
+
+/** A subordinate id range of /etc/subuid or /etc/subgid. */
+export interface IdRange {
+  start: number;
+  count: number;
+}
+
+/** The ranges `user` (by name or uid) owns in a subordinate id file; none when absent. */
+export async function readSubIds(file: string, user: { name: string; uid: number }): Promise<IdRange[]> {
+  const out: IdRange[] = [];
+  for (const line of (await readText(file)).split('\n')) {
+    const [who, start, count] = line.trim().split(':');
+    if (!who || start === undefined || count === undefined) continue;
+    if (who !== user.name && who !== String(user.uid)) continue;
+    const s = Number(start);
+    const c = Number(count);
+    if (Number.isInteger(s) && Number.isInteger(c) && c > 0) out.push({ start: s, count: c });
+  }
+  return out;
+}
+
+/** True when `id` falls in one of the ranges. */
+export function inRanges(id: number, ranges: readonly IdRange[]): boolean {
+  return ranges.some((r) => id >= r.start && id < r.start + r.count);
+}
+
+async function readText(file: string): Promise<string> {
+  return readFile(file, 'utf8').catch(() => '');
+}

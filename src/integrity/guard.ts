@@ -1,0 +1,130 @@
+/**
+ * The whole-host integrity check as a JobGuard: `prepare` notes when the job started, `release`
+ * removes what the runner user's subordinate ids left, `verify` compares the host with the system
+ * baseline (after every job, and at preflight with the image identity too). Any drift is a finding
+ * carrying the drift entry; the changed files are copied to the root-only forensics directory.
+ */
+import type { GuardContext, GuardFinding, GuardJob, GuardPrepared, GuardReleased, JobGuard } from '../lib/job-guard.js';
+import type { Policy } from '../policy/types.js';
+import { integrityPaths, identityDifferences, loadBaseline } from './baseline-store.js';
+import { compareSnapshots } from './compare.js';
+import { copyForensics } from './forensics.js';
+import { GlobSet } from './glob.js';
+import { DEFAULT_EXCEPTIONS, PACKAGE_EXCEPTIONS } from './surfaces.js';
+import { takeSnapshot } from './snapshot.js';
+import { inRanges } from './accounts.js';
+import { findLeftovers, jobIdRanges, removeLeftovers } from './subids.js';
+import { sudoGranted } from './sudo-guard.js';
+import { IntegrityBaselineError, type DriftEntry } from './types.js';
+
+/** Where the guard reads and what it leaves out; every path is host view. */
+export interface IntegrityGuardOptions {
+  /** Prefix of the file surfaces (default '/'). */
+  root?: string;
+  /** procfs for kernel state (default '/proc'). */
+  proc?: string;
+  /** The agent's state directory: the baseline and forensics live there. */
+  stateDir: string;
+  /** Directories left out of every walk: the runner root, the agent's state, job and trash dirs. */
+  excluded: readonly string[];
+  /** The runner user: its (and its subordinate ids') processes are cleanup's, not drift. */
+  user: { name: string; uid: number };
+  /** Pids never reported (the agent's own). */
+  skipPids?: readonly number[];
+  /** Read netfilter with iptables-save / nft (default true). */
+  netfilter?: boolean;
+  now?: () => number;
+}
+
+/** The host compared with its system baseline. */
+export class IntegrityGuard implements JobGuard<Policy> {
+  readonly name = 'integrity';
+  private readonly started = new Map<string, number>();
+  private readonly now: () => number;
+  constructor(private readonly o: IntegrityGuardOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  async prepare(job: GuardJob, _policy: Policy, _ctx: GuardContext): Promise<GuardPrepared> {
+    this.started.set(job.key, this.now());
+    return {};
+  }
+
+  async release(job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardReleased> {
+    const ranges = await jobIdRanges(this.root, job.user);
+    if (ranges.uids.length === 0 && ranges.gids.length === 0) return { outcome: 'skipped' };
+    const r = await removeLeftovers(ranges, { root: this.root, proc: this.proc, tempDirs: policy.cleanup.temp.paths });
+    if (r.left.length > 0) {
+      return { outcome: 'dirty', removed: r.removed, reason: `${r.left.length} object(s) of the runner user's subordinate ids survive: ${r.left.slice(0, 3).map((l) => `${l.kind} ${l.id}`).join(', ')}` };
+    }
+    return { outcome: 'ok', removed: r.removed };
+  }
+
+  async verify(job: GuardJob | undefined, policy: Policy, ctx: GuardContext): Promise<GuardFinding[]> {
+    const p = policy.host.integrity;
+    const findings: GuardFinding[] = [];
+    // The job's subordinate ids are verified whatever the integrity switch says: they are the job's.
+    const ranges = await jobIdRanges(this.root, job?.user ?? this.o.user);
+    for (const l of await findLeftovers(ranges, { root: this.root, proc: this.proc, tempDirs: policy.cleanup.temp.paths })) {
+      findings.push({ problem: `${l.kind} ${l.id} of subordinate uid ${l.uid} (the runner user's user namespace) is left`, detail: { surface: 'subids', ...l } });
+    }
+    if (!p.enabled) return findings;
+    let base;
+    try {
+      base = await loadBaseline(this.o.stateDir);
+    } catch (err) {
+      if (err instanceof IntegrityBaselineError) return [...findings, { problem: `system baseline ${err.kind}: ${err.message}`, detail: { kind: err.kind, file: err.file } }];
+      throw err;
+    }
+    const surfaces = p.surfaces.filter((s) => base.surfaces.includes(s));
+    const { snapshot, identity } = await takeSnapshot({
+      root: this.root,
+      proc: this.proc,
+      surfaces,
+      excluded: this.o.excluded,
+      jobUser: job?.user ?? this.o.user,
+      ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
+      ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),
+      signal: ctx.signal,
+    });
+    // The package set identifies the image only at preflight; after a job a changed package is drift.
+    for (const d of identityDifferences(base.identity, identity, !job && !p.allowPackages)) {
+      findings.push({ problem: `system baseline is from another image: ${d}`, detail: { kind: 'other-image', difference: d } });
+    }
+    const exceptions = new GlobSet([...DEFAULT_EXCEPTIONS, ...(p.allowPackages ? PACKAGE_EXCEPTIONS : []), ...p.exceptions]);
+    const subUids = [...ranges.uids, { start: (job?.user ?? this.o.user).uid, count: 1 }];
+    const started = job ? this.started.get(job.key) : undefined;
+    const drift = compareSnapshots(base.snapshot, snapshot, {
+      root: this.root,
+      exceptions,
+      ...(job ? { job: { jobUid: (uid: number) => inRanges(uid, subUids), startedAtMs: started ?? 0, sudo: sudoGranted(policy) } } : {}),
+    });
+    const baseUnreadable = new Set(base.snapshot.unreadable);
+    for (const u of snapshot.unreadable) {
+      if (!baseUnreadable.has(u)) findings.push({ problem: `integrity surface unreadable: ${u}`, detail: { kind: 'unreadable', what: u } });
+    }
+    for (const d of drift) findings.push({ problem: driftLine(d), detail: { ...d } });
+    if (job) this.started.delete(job.key);
+    if (drift.length > 0) {
+      const copy = await copyForensics(integrityPaths(this.o.stateDir).forensics, `${new Date(this.now()).toISOString()}-${job?.key ?? 'preflight'}`, drift, this.root, p.forensicsMaxMiB * 1024 * 1024).catch((err: unknown) => {
+        ctx.log.warn({ err: String(err) }, 'forensics copy failed');
+        return undefined;
+      });
+      if (copy) ctx.log.warn({ drift: drift.length, forensics: copy.dir, files: copy.files, bytes: copy.bytes, skipped: copy.skipped }, 'host drift: evidence kept');
+    }
+    return findings;
+  }
+
+  private get root(): string {
+    return this.o.root ?? '/';
+  }
+
+  private get proc(): string {
+    return this.o.proc ?? '/proc';
+  }
+}
+
+/** One line of the drift report: "etc: /etc/cron.d/x added (the job through sudo ...)". */
+export function driftLine(d: DriftEntry): string {
+  return `${d.surface}: ${d.object} ${d.change} (${d.likely})`;
+}

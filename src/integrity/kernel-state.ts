@@ -1,0 +1,169 @@
+/**
+ * Kernel and network state read from /proc (and /proc/sys): loaded modules, the mount table,
+ * routes, chosen sysctls and binfmt_misc entries, listening sockets, processes. Each reader returns
+ * `<kind>:<key>` → value objects; the comparison decides what a difference means.
+ */
+import { readdir, readFile, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { SYSCTLS } from './surfaces.js';
+
+type Objects = Record<string, string>;
+
+/** Loaded kernel modules: `module:<name>` → its state. */
+export async function readModules(proc: string): Promise<Objects> {
+  const out: Objects = {};
+  for (const line of (await readText(path.join(proc, 'modules'))).split('\n')) {
+    const f = line.split(' ');
+    if (f[0]) out[`module:${f[0]}`] = f[4] ?? '';
+  }
+  return out;
+}
+
+/**
+ * The mount table of the reading process's namespace: `mount:<mount point>` → each mount stacked
+ * there as `<fstype> <source> <root within source> <options>`.
+ */
+export async function readMounts(proc: string): Promise<Objects> {
+  const out: Objects = {};
+  for (const line of (await readText(path.join(proc, 'self/mountinfo'))).split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const f = pre.split(' ');
+    const g = post.split(' ');
+    const mp = unescapeMount(f[4] ?? '');
+    const desc = `${g[0] ?? ''} ${unescapeMount(g[1] ?? '')} ${unescapeMount(f[3] ?? '')} ${(f[5] ?? '').split(',').filter((o) => o !== 'relatime' && o !== 'noatime').join(',')}`;
+    const key = `mount:${mp}`;
+    out[key] = out[key] === undefined ? desc : `${out[key]} | ${desc}`;
+  }
+  return out;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** The IPv4 and IPv6 main routing tables: `route:<dev> <dest>/<len> via <gw>` → metric. */
+export async function readRoutes(proc: string): Promise<Objects> {
+  const out: Objects = {};
+  const v4 = (await readText(path.join(proc, 'net/route'))).split('\n').slice(1);
+  for (const line of v4) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8) continue;
+    const dest = hexIp4(f[1] as string);
+    const gw = hexIp4(f[2] as string);
+    const len = popcount(parseInt(f[7] as string, 16));
+    out[`route:${f[0]} ${dest}/${len} via ${gw}`] = `metric ${f[6]}`;
+  }
+  for (const line of (await readText(path.join(proc, 'net/ipv6_route'))).split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10) continue;
+    const dev = f[9] as string;
+    if (dev === 'lo') continue;
+    out[`route:${dev} ${hexIp6(f[0] as string)}/${parseInt(f[1] as string, 16)} via ${hexIp6(f[4] as string)}`] = `metric ${parseInt(f[5] as string, 16)}`;
+  }
+  return out;
+}
+
+/** The chosen sysctls (`sysctl:kernel.core_pattern`) and binfmt_misc registrations (`binfmt:<name>`). */
+export async function readSysctls(proc: string): Promise<Objects> {
+  const out: Objects = {};
+  await Promise.all(
+    SYSCTLS.map(async (name) => {
+      const v = await readFile(path.join(proc, 'sys', name), 'utf8').catch(() => undefined);
+      if (v !== undefined) out[`sysctl:${name.replaceAll('/', '.')}`] = v.trim().replace(/\s+/g, ' ');
+    }),
+  );
+  const binfmt = path.join(proc, 'sys/fs/binfmt_misc');
+  for (const name of await readdir(binfmt).catch(() => [] as string[])) {
+    if (name === 'register' || name === 'status') continue;
+    const v = await readFile(path.join(binfmt, name), 'utf8').catch(() => undefined);
+    if (v !== undefined) out[`binfmt:${name}`] = v.trim().replace(/\s+/g, ' ');
+  }
+  return out;
+}
+
+/** Listening TCP sockets and unconnected UDP sockets: `listener:<proto>:<addr>:<port>` → `uid N`. */
+export async function readListeners(proc: string, userName: (uid: number) => string): Promise<Objects> {
+  const out: Objects = {};
+  for (const proto of ['tcp', 'tcp6', 'udp', 'udp6'] as const) {
+    const lines = (await readText(path.join(proc, 'net', proto))).split('\n').slice(1);
+    for (const line of lines) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const [lAddr, lPort] = (f[1] as string).split(':');
+      const [, rPort] = (f[2] as string).split(':');
+      const listening = proto.startsWith('tcp') ? f[3] === '0A' : rPort === '0000';
+      if (!listening || !lAddr || !lPort) continue;
+      const addr = proto.endsWith('6') ? hexIp6(lAddr) : hexIp4(lAddr);
+      out[`listener:${proto}:${addr}:${parseInt(lPort, 16)}`] = `user ${userName(Number(f[7]))}`;
+    }
+  }
+  return out;
+}
+
+/** What the process reader leaves out. */
+export interface ProcessFilter {
+  /** True for uids that are the job's (the runner user and its subordinate ranges): cleanup's. */
+  jobUid: (uid: number) => boolean;
+  /** Pids never reported (the agent itself). */
+  skipPids: ReadonlySet<number>;
+  /** Systemd units whose processes are never drift (daily timers, cron). */
+  skipUnits: ReadonlySet<string>;
+}
+
+/**
+ * User-space processes: `process:<user>:<exe>` → `pid <pid> unit <unit>` (one pid shown per key).
+ * Kernel threads (no exe) are left out.
+ */
+export async function readProcesses(proc: string, userName: (uid: number) => string, filter: ProcessFilter): Promise<Objects> {
+  const out: Objects = {};
+  const pids = (await readdir(proc).catch(() => [] as string[])).filter((n) => /^\d+$/.test(n));
+  await Promise.all(
+    pids.map(async (pid) => {
+      if (filter.skipPids.has(Number(pid))) return;
+      const dir = path.join(proc, pid);
+      const status = await readFile(path.join(dir, 'status'), 'utf8').catch(() => undefined);
+      const uid = status ? Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN) : NaN;
+      if (Number.isNaN(uid) || filter.jobUid(uid)) return;
+      const exe = await readlink(path.join(dir, 'exe')).catch(() => undefined);
+      if (!exe) return;
+      const cg = await readFile(path.join(dir, 'cgroup'), 'utf8').catch(() => '');
+      const unit = unitOf(cg);
+      if (unit && filter.skipUnits.has(unit)) return;
+      out[`process:${userName(uid)}:${exe.replace(/ \(deleted\)$/, '')}`] ??= `pid ${pid}${unit ? ` unit ${unit}` : ''}`;
+    }),
+  );
+  return out;
+}
+
+/** The systemd unit a process belongs to, from its cgroup path (v2 line, else name=systemd). */
+export function unitOf(cgroup: string): string | undefined {
+  const line = cgroup.split('\n').find((l) => l.startsWith('0::')) ?? cgroup.split('\n').find((l) => l.includes(':name=systemd:'));
+  const segs = (line?.split(':').slice(2).join(':') ?? '').split('/');
+  for (let i = segs.length - 1; i >= 0; i--) {
+    const s = segs[i] as string;
+    if (/\.(service|scope)$/.test(s)) return s;
+  }
+  return undefined;
+}
+
+function hexIp4(h: string): string {
+  const n = parseInt(h, 16);
+  return [n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255].join('.');
+}
+
+function hexIp6(h: string): string {
+  if (h.length !== 32) return h;
+  // /proc/net/tcp6 prints four 32-bit words in host (little-endian) order; ipv6_route prints bytes in order.
+  return h.match(/.{4}/g)?.map((g) => g.replace(/^0+(?=.)/, '')).join(':').replace(/(^|:)0(:0)+(:|$)/, '::') ?? h;
+}
+
+function popcount(n: number): number {
+  let c = 0;
+  for (let x = n >>> 0; x; x &= x - 1) c++;
+  return c;
+}
+
+async function readText(file: string): Promise<string> {
+  return readFile(file, 'utf8').catch(() => '');
+}

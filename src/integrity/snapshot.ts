@@ -1,0 +1,87 @@
+/**
+ * Takes a snapshot of the enabled surfaces: the metadata walk of the file surfaces, then the
+ * account databases, the package set and the kernel and network state. Used for the baseline (with
+ * content hashes of small files) and for every check (metadata only; contents on demand).
+ */
+import path from 'node:path';
+import type { HostIdentity, Snapshot, SurfaceName } from './types.js';
+import { treeSurfaces, TRANSIENT_UNITS } from './surfaces.js';
+import { walkTrees } from './walk.js';
+import { inRanges, readAccounts, readIdentity, readPackages, readSubIds, type IdRange } from './accounts.js';
+import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
+import { readNetfilter } from './netfilter.js';
+
+/** Where and what a snapshot reads. */
+export interface SnapshotOptions {
+  /** Prefix of the file surfaces and account databases ('/' on a host, a built tree in tests). */
+  root: string;
+  /** The procfs to read kernel state from ('/proc'). */
+  proc: string;
+  surfaces: readonly SurfaceName[];
+  /** Host-view directories left out (the runner root, the agent's state, job and trash dirs). */
+  excluded: readonly string[];
+  /** The runner user: its processes (and those of its subordinate ids) are cleanup's, not drift. */
+  jobUser?: { name: string; uid: number };
+  /** Pids never reported as processes (the agent itself). */
+  skipPids?: readonly number[];
+  /** Run iptables-save / nft (they read the caller's namespace, whatever `root` is). Default true. */
+  netfilter?: boolean;
+  /** Hash every small file of the configuration surfaces (the baseline does). */
+  hashSmall?: boolean;
+  signal?: AbortSignal;
+}
+
+/** The surfaces whose small files the baseline hashes (configuration, not binaries). */
+const HASHED: ReadonlySet<SurfaceName> = new Set<SurfaceName>(['etc', 'cron', 'systemd', 'authorized-keys', 'root-home', 'usr-local']);
+
+/** A snapshot and the identity of the host it was taken on. */
+export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snapshot; identity: HostIdentity }> {
+  const on = new Set(o.surfaces);
+  const { objects: accountObjects, users } = await readAccounts(o.root);
+  const walked = walkTrees(
+    treeSurfaces(
+      on,
+      users.map((u) => u.home).filter((h) => h.startsWith('/')),
+    ),
+    { root: o.root, excluded: o.excluded, ...(o.hashSmall ? { hashSurfaces: HASHED } : {}) },
+  );
+  const objects: Record<string, string> = {};
+  const unreadable = [...walked.unreadable];
+  if (on.has('accounts')) Object.assign(objects, accountObjects);
+  const packages = await readPackages(o.root);
+  if (on.has('package-state')) Object.assign(objects, packages);
+  const names = new Map(users.map((u) => [u.uid, u.name]));
+  const userName = (uid: number): string => names.get(uid) ?? String(uid);
+  let ranges: IdRange[] = [];
+  if (o.jobUser) {
+    ranges = [
+      ...(await readSubIds(path.join(o.root, 'etc/subuid'), o.jobUser)),
+      { start: o.jobUser.uid, count: 1 },
+    ];
+  }
+  const readers: Promise<Record<string, string>>[] = [];
+  if (on.has('modules')) readers.push(readModules(o.proc));
+  if (on.has('mounts')) readers.push(readMounts(o.proc));
+  if (on.has('routes')) readers.push(readRoutes(o.proc));
+  if (on.has('sysctl')) readers.push(readSysctls(o.proc));
+  if (on.has('listeners')) readers.push(readListeners(o.proc, userName));
+  if (on.has('processes')) {
+    // Read before netfilter starts its children, so the check never sees its own tools.
+    Object.assign(
+      objects,
+      await readProcesses(o.proc, userName, {
+        jobUid: (uid) => inRanges(uid, ranges),
+        skipPids: new Set(o.skipPids ?? []),
+        skipUnits: new Set(TRANSIENT_UNITS),
+      }),
+    );
+  }
+  for (const r of await Promise.all(readers)) Object.assign(objects, r);
+  if (on.has('netfilter') && o.netfilter !== false) {
+    const nf = await readNetfilter(o.signal);
+    Object.assign(objects, nf.objects);
+    unreadable.push(...nf.unreadable);
+  }
+  const identity = await readIdentity(o.root, o.proc, packages);
+  return { snapshot: { files: walked.files, fileSurface: walked.fileSurface, objects, unreadable }, identity };
+}

@@ -1,0 +1,104 @@
+/**
+ * What belongs to the job besides the runner user's own uid: the ids of the user namespaces it can
+ * create (its ranges in /etc/subuid and /etc/subgid). A process, a temp file or an IPC object owned
+ * by one of them is the job's, found and removed like the user's own (cleanup handles the user's
+ * own uid; this handles the ranges).
+ */
+import { lstat, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { runCommand } from '../lib/process.js';
+import { inRanges, readSubIds, type IdRange } from './accounts.js';
+
+/** Kill rounds before a survivor is reported: a fork loop in a namespace gets a few passes. */
+const KILL_ROUNDS = 5;
+/** ipcrm of a handful of objects is instant; a hung call must not hold the cleanup. */
+const IPCRM_TIMEOUT_MS = 5_000;
+
+/** Where the leftovers are looked for. */
+export interface JobIdsOptions {
+  root: string;
+  proc: string;
+  /** Host-view directories swept for files of the ranges (policy cleanup.temp.paths). */
+  tempDirs: readonly string[];
+}
+
+/** The runner user's subordinate uid and gid ranges (empty when it has none). */
+export async function jobIdRanges(root: string, user: { name: string; uid: number }): Promise<{ uids: IdRange[]; gids: IdRange[] }> {
+  return {
+    uids: await readSubIds(path.join(root, 'etc/subuid'), user),
+    gids: await readSubIds(path.join(root, 'etc/subgid'), user),
+  };
+}
+
+/** One leftover of the ranges: a process, a temp entry or an IPC object. */
+export interface Leftover {
+  kind: 'process' | 'file' | 'ipc';
+  /** pid, host-view path, or `shm:<id>` / `sem:<id>` / `msg:<id>`. */
+  id: string;
+  uid: number;
+}
+
+/** Everything owned by the ranges, now. */
+export async function findLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: JobIdsOptions): Promise<Leftover[]> {
+  if (r.uids.length === 0 && r.gids.length === 0) return [];
+  const out: Leftover[] = [];
+  for (const pid of (await readdir(o.proc).catch(() => [] as string[])).filter((n) => /^\d+$/.test(n))) {
+    const status = await readFile(path.join(o.proc, pid, 'status'), 'utf8').catch(() => '');
+    const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number) ?? [];
+    const uid = uids.find((u) => inRanges(u, r.uids));
+    if (uid !== undefined) out.push({ kind: 'process', id: pid, uid });
+  }
+  for (const dir of o.tempDirs) {
+    const real = path.join(o.root, dir);
+    for (const name of await readdir(real).catch(() => [] as string[])) {
+      const st = await lstat(path.join(real, name)).catch(() => undefined);
+      if (st && (inRanges(st.uid, r.uids) || inRanges(st.gid, r.gids))) out.push({ kind: 'file', id: path.join(dir, name), uid: st.uid });
+    }
+  }
+  for (const kind of ['shm', 'sem', 'msg'] as const) {
+    const lines = (await readFile(path.join(o.proc, 'sysvipc', kind), 'utf8').catch(() => '')).split('\n');
+    const cols = (lines[0] ?? '').trim().split(/\s+/);
+    const [idIx, uidIx, cuidIx] = [cols.indexOf(kind === 'shm' || kind === 'msg' ? (kind === 'shm' ? 'shmid' : 'msqid') : 'semid'), cols.indexOf('uid'), cols.indexOf('cuid')];
+    if (idIx < 0 || uidIx < 0) continue;
+    for (const line of lines.slice(1)) {
+      const f = line.trim().split(/\s+/);
+      const uid = Number(f[uidIx]);
+      const cuid = Number(f[cuidIx]);
+      if (f[idIx] && (inRanges(uid, r.uids) || inRanges(cuid, r.uids))) out.push({ kind: 'ipc', id: `${kind}:${f[idIx]}`, uid });
+    }
+  }
+  return out;
+}
+
+/** Kills, removes and deletes what the ranges own; returns what is left (empty = all gone). */
+export async function removeLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: JobIdsOptions): Promise<{ removed: Record<string, { count: number; bytes: number }>; left: Leftover[] }> {
+  const removed: Record<string, { count: number; bytes: number }> = {};
+  const count = (k: string): void => {
+    removed[k] = { count: (removed[k]?.count ?? 0) + 1, bytes: 0 };
+  };
+  let left = await findLeftovers(r, o);
+  for (let round = 0; round < KILL_ROUNDS && left.some((l) => l.kind === 'process'); round++) {
+    for (const l of left.filter((x) => x.kind === 'process')) {
+      try {
+        process.kill(Number(l.id), 'SIGKILL');
+        count('subid-processes');
+      } catch {
+        // Already gone.
+      }
+    }
+    await new Promise((res) => setTimeout(res, 50 * (round + 1)));
+    left = await findLeftovers(r, o);
+  }
+  for (const l of left) {
+    if (l.kind === 'file') {
+      // rm does not follow symlinks; a user namespace cannot mount in the host's mount namespace.
+      await rm(path.join(o.root, l.id), { recursive: true, force: true }).then(() => count('subid-files'), () => undefined);
+    } else if (l.kind === 'ipc') {
+      const [kind, id] = l.id.split(':') as [string, string];
+      const flag = kind === 'shm' ? '-m' : kind === 'sem' ? '-s' : '-q';
+      const res = await runCommand('ipcrm', [flag, id], { timeoutMs: IPCRM_TIMEOUT_MS }).catch(() => undefined);
+      if (res?.code === 0) count('subid-ipc');
+    }
+  }
+  return { removed, left: await findLeftovers(r, o) };
+}

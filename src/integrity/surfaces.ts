@@ -1,0 +1,202 @@
+/**
+ * The catalogue of persistence surfaces: where each lives, what a change there means, and the
+ * built-in exceptions for legitimate churn. docs/integrity.md explains each at length.
+ */
+import type { SurfaceName } from './types.js';
+
+/** One file-tree surface: walked under the check's root prefix. */
+export interface TreeSurface {
+  surface: SurfaceName;
+  /** Host-view absolute paths walked recursively (a missing one is simply absent). */
+  paths: string[];
+  /** Record only setuid/setgid regular files (the setuid surface). */
+  setuidOnly?: boolean;
+}
+
+/** What a change on each surface means; printed by docs and kept beside the code that reads it. */
+export const SURFACE_MEANING: Record<SurfaceName, string> = {
+  etc: 'system configuration: cron.d, profile.d, ld.so.preload, sudoers, hosts, PAM, systemd units, CA trust; a change runs code as root or redirects traffic for every later job',
+  'usr-local': 'first on PATH: a new /usr/local/bin/git shadows the real one for every later job; local CA certificates',
+  'opt-srv': 'third-party software and served data (the runner root and the agent\'s own directories left out)',
+  'root-home': "root's shell start-up files, ssh keys, tool configuration",
+  'authorized-keys': 'every user\'s ~/.ssh/authorized_keys: a new line is a remote login',
+  cron: 'crontabs of every user and at jobs (/var/spool/cron, /var/spool/at)',
+  systemd: 'unit directories outside /etc, runtime and transient units, lingering users (a user manager that outlives logins)',
+  setuid: 'setuid/setgid files in system binary directories, temp directories and homes: a root shell for anyone who finds it',
+  accounts: 'users and groups from the password and group databases: a new user, a uid 0 alias, a new member of sudo or docker',
+  modules: 'loaded kernel modules: a rootkit, or a capability the image did not have',
+  mounts: 'the mount table: a bind mount over a system path changes what every later job runs',
+  netfilter: 'netfilter rules (iptables-save, ip6tables-save, nft): a redirect of later jobs\' traffic, or an opened port',
+  routes: 'the routing tables: traffic of later jobs sent through another gateway',
+  sysctl: 'security-relevant kernel settings: core_pattern and modprobe run programs as root, forwarding, ptrace scope',
+  listeners: 'listening sockets that were not there at baseline: a backdoor or a leftover service',
+  processes: 'processes of users other than the runner user (root included) that were not there at baseline',
+  'package-state': 'the set of installed packages and their versions',
+};
+
+/**
+ * The file trees of each surface. `excluded` (the runner root, the agent's state and job dirs) is
+ * removed by the walker; exceptions are applied by the comparison.
+ */
+export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly string[]): TreeSurface[] {
+  const out: TreeSurface[] = [];
+  const add = (surface: SurfaceName, paths: string[], setuidOnly = false): void => {
+    if (enabled.has(surface)) out.push({ surface, paths, ...(setuidOnly ? { setuidOnly } : {}) });
+  };
+  add('etc', ['/etc']);
+  add('usr-local', ['/usr/local']);
+  add('opt-srv', ['/opt', '/srv']);
+  add('root-home', ['/root']);
+  add('authorized-keys', homes.filter((h) => h !== '/root' && h !== '/').flatMap((h) => [`${h}/.ssh/authorized_keys`, `${h}/.ssh/authorized_keys2`]));
+  add('cron', ['/var/spool/cron', '/var/spool/at']);
+  add('systemd', [
+    '/usr/lib/systemd/system',
+    '/usr/lib/systemd/user',
+    '/lib/systemd/system',
+    '/run/systemd/system',
+    '/run/systemd/transient',
+    '/var/lib/systemd/linger',
+  ]);
+  // Where a setuid copy of a shell is useful to an attacker: the system binary directories and
+  // anywhere an unprivileged user can reach and write. A full walk of every local file system costs
+  // seconds (docs/integrity.md weighs it); the mount table catches a remount without nosuid.
+  add(
+    'setuid',
+    ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/libexec', '/usr/lib/openssh', '/usr/lib/dbus-1.0', '/tmp', '/var/tmp', '/dev/shm', '/home', '/var/mail', '/var/local'],
+    true,
+  );
+  return out;
+}
+
+/**
+ * Built-in exceptions: churn on an idle Debian or Ubuntu host and of benign jobs. Each line says
+ * why in docs/integrity.md ("Defaults").
+ */
+export const DEFAULT_EXCEPTIONS: readonly string[] = [
+  // Rewritten by hwclock, DHCP and the resolver manager with the same meaning.
+  '/etc/adjtime',
+  '/etc/resolv.conf',
+  // Lock files the account tools create and remove around any read of the databases.
+  '/etc/.pwd.lock',
+  // Root's caches (not consulted as configuration).
+  '/root/.cache/**',
+  '/root/.npm/_logs/**',
+  '/root/.lesshst',
+  '/root/.bash_history',
+  '/root/.viminfo',
+  // Session scopes systemd-logind creates per login.
+  '/run/systemd/transient/session-*.scope',
+  '/run/systemd/transient/session-*.scope.d/**',
+  // Kernel modules the kernel loads on demand when an unprivileged process uses netfilter or a
+  // veth pair in its own network namespace (a rootless engine does): not a job's choice.
+  'module:nf_*',
+  'module:nft_*',
+  'module:xt_*',
+  'module:ip_tables',
+  'module:ip6_tables',
+  'module:iptable_*',
+  'module:ip6table_*',
+  'module:veth',
+  'module:tun',
+  'module:overlay',
+  // Per-user runtime mounts (logind) and per-job engine mounts under the runner user's runtime dir.
+  'mount:/run/user/**',
+  'mount:/proc/sys/fs/binfmt_misc',
+  'process:_apt:**',
+  'process:man:**',
+  'listener:udp:*:68',
+  'listener:udp6:*:546',
+];
+
+/**
+ * Processes inside these systemd units are never drift: the daily timers of an idle Debian host,
+ * and cron, whose jobs come from crontabs the etc and cron surfaces already compare.
+ */
+export const TRANSIENT_UNITS: readonly string[] = [
+  'apt-daily.service',
+  'apt-daily-upgrade.service',
+  'unattended-upgrades.service',
+  'man-db.service',
+  'logrotate.service',
+  'e2scrub_all.service',
+  'e2scrub_reap.service',
+  'fstrim.service',
+  'dpkg-db-backup.service',
+  'systemd-tmpfiles-clean.service',
+  'cron.service',
+  'anacron.service',
+];
+
+/** Package-manager state, excepted when policy `host.integrity.allowPackages` is true. */
+export const PACKAGE_EXCEPTIONS: readonly string[] = [
+  '/etc/ld.so.cache',
+  '/etc/alternatives/**',
+  '/etc/apt/**',
+  '/var/lib/dpkg/**',
+  '/var/lib/apt/**',
+  '/var/cache/apt/**',
+  '/var/cache/debconf/**',
+  '/var/cache/ldconfig/**',
+  '/etc/ca-certificates.conf',
+  '/etc/ssl/certs/**',
+  'package:*',
+];
+
+/** The chosen sysctls (host view under /proc/sys); each is a known persistence or weakening knob. */
+export const SYSCTLS: readonly string[] = [
+  'kernel/core_pattern',
+  'kernel/modprobe',
+  'kernel/modules_disabled',
+  'kernel/kptr_restrict',
+  'kernel/dmesg_restrict',
+  'kernel/yama/ptrace_scope',
+  'kernel/unprivileged_bpf_disabled',
+  'kernel/randomize_va_space',
+  'kernel/sysrq',
+  'kernel/perf_event_paranoid',
+  'kernel/kexec_load_disabled',
+  'kernel/unprivileged_userns_clone',
+  'user/max_user_namespaces',
+  'fs/protected_symlinks',
+  'fs/protected_hardlinks',
+  'fs/protected_fifos',
+  'fs/protected_regular',
+  'fs/suid_dumpable',
+  'vm/mmap_min_addr',
+  'net/core/bpf_jit_harden',
+  'net/ipv4/ip_forward',
+  'net/ipv4/conf/all/forwarding',
+  'net/ipv4/conf/all/rp_filter',
+  'net/ipv4/conf/all/accept_redirects',
+  'net/ipv4/conf/all/send_redirects',
+  'net/ipv4/conf/all/accept_source_route',
+  'net/ipv4/conf/all/route_localnet',
+  'net/ipv4/ip_unprivileged_port_start',
+  'net/ipv4/ping_group_range',
+  'net/ipv6/conf/all/forwarding',
+  'net/ipv6/conf/all/disable_ipv6',
+];
+
+/** Small configuration files hashed at every check, whatever their metadata says. */
+export const ALWAYS_HASH: readonly string[] = [
+  '/etc/ld.so.preload',
+  '/etc/passwd',
+  '/etc/shadow',
+  '/etc/group',
+  '/etc/gshadow',
+  '/etc/sudoers',
+  '/etc/hosts',
+  '/etc/crontab',
+  '/etc/environment',
+  '/etc/profile',
+  '/etc/bash.bashrc',
+  '/etc/nsswitch.conf',
+  '/root/.ssh/authorized_keys',
+  '/root/.bashrc',
+  '/root/.profile',
+];
+
+/** The directories every walk leaves out: the runner's and the agent's own (host view). */
+export function agentExclusions(slot: { runnerRoot: string; stateDir: string; jobRoot: string; trashDir: string; workDir: string }): string[] {
+  return [...new Set([slot.runnerRoot, slot.workDir, slot.stateDir, slot.jobRoot, slot.trashDir])];
+}
