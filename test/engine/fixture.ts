@@ -1,0 +1,94 @@
+/** Shared fixtures of the engine tests: a job in a lab, a usable /dev/net/tun, a busybox image. */
+import { promises as fsp } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { Lab } from '../helpers/lab.js';
+import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
+import type { GuardContext, GuardJob } from '../../src/lib/job-guard.js';
+import { silentLogger } from '../../src/lib/log.js';
+
+const run = promisify(execFile);
+
+/** The tun device slirp4netns opens; this machine ships it 0600, Debian's default is 0666. */
+const TUN = '/dev/net/tun';
+
+/**
+ * Makes /dev/net/tun usable by unprivileged users for the test's duration; the returned function
+ * restores the mode it found.
+ */
+export async function openTun(): Promise<() => Promise<void>> {
+  const before = (await fsp.stat(TUN)).mode & 0o777;
+  if (before !== 0o666) await fsp.chmod(TUN, 0o666);
+  return async () => {
+    if (before !== 0o666) await fsp.chmod(TUN, before);
+  };
+}
+
+/** A job of the lab's user: a root-owned 0711 per-job directory under `<lab>/jobs`. */
+export async function makeJob(lab: Lab, name = `job-${randomBytes(3).toString('hex')}`): Promise<GuardJob> {
+  const jobs = path.join(lab.root, 'jobs');
+  await fsp.mkdir(jobs, { recursive: true, mode: 0o711 });
+  const dir = path.join(jobs, name);
+  await fsp.mkdir(dir, { mode: 0o711 });
+  return {
+    key: name,
+    dir,
+    user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
+    runnerRoot: path.join(lab.root, 'runner'),
+    stateDir: path.join(lab.root, 'state'),
+  };
+}
+
+/** The default policy with a docker section patched in. */
+export function dockerPolicy(docker: Partial<Policy['docker']>): Policy {
+  const p = structuredClone(DEFAULT_POLICY);
+  p.docker = { ...p.docker, ...docker };
+  return p;
+}
+
+/** A guard context on a generous signal (engines start in about a second; CI is loaded). */
+export function guardCtx(): GuardContext {
+  return { log: silentLogger(), signal: AbortSignal.timeout(120_000) };
+}
+
+/** The docker CLI (run as root, like an operator) against one engine socket. */
+export function dockerCli(lab: Lab, socket: string): (...args: string[]) => Promise<string> {
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(lab.root, 'docker-cli') };
+  return async (...args: string[]) => {
+    const { stdout } = await run('docker', args, { env, timeout: 60_000 });
+    return stdout.trim();
+  };
+}
+
+/** The docker CLI's result without throwing: code, stdout and stderr. */
+export async function dockerTry(docker: (...a: string[]) => Promise<string>, ...args: string[]): Promise<{ ok: boolean; out: string }> {
+  try {
+    return { ok: true, out: await docker(...args) };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return { ok: false, out: `${e.stdout ?? ''}${e.stderr ?? e.message}` };
+  }
+}
+
+/** A busybox-static root filesystem tar (built once per lab). */
+export async function busyboxTar(root: string): Promise<string> {
+  const tar = path.join(root, 'busybox-rootfs.tar');
+  if (await fsp.stat(tar).then(() => true, () => false)) return tar;
+  const rootfs = path.join(root, 'busybox-rootfs');
+  await fsp.mkdir(path.join(rootfs, 'bin'), { recursive: true });
+  await fsp.copyFile('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+  await fsp.chmod(path.join(rootfs, 'bin', 'busybox'), 0o755);
+  for (const app of ['sh', 'ls', 'cat', 'sleep', 'echo', 'touch', 'mkdir', 'id', 'mount', 'head', 'nc', 'ps', 'tail', 'env', 'pwd']) {
+    await fsp.symlink('busybox', path.join(rootfs, 'bin', app));
+  }
+  await fsp.mkdir(path.join(rootfs, 'tmp'), { mode: 0o1777 });
+  await run('tar', ['-C', rootfs, '-cf', tar, '.']);
+  return tar;
+}
+
+/** Imports busybox into an engine as `ref`. */
+export async function importBusybox(docker: (...a: string[]) => Promise<string>, root: string, ref: string): Promise<void> {
+  await docker('import', '-c', 'CMD ["/bin/sh"]', await busyboxTar(root), ref);
+}
