@@ -1,5 +1,5 @@
 import { EXIT, type CliIO } from './io.js';
-import { printConfigError } from './run.js';
+import { printConfigError } from './startup-errors.js';
 import { loadForCommand, takeConfigArg } from './config-args.js';
 import { cleanupCommand } from './cleanup.js';
 import { baselineCommand } from './baseline.js';

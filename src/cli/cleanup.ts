@@ -11,6 +11,7 @@ import type { CleanupContext, CleanupReport, CleanupStep, Slot, VerifyReport } f
 import { defaultSteps, runCleanup } from '../cleanup/pipeline.js';
 import { verify as defaultVerify } from '../cleanup/verify.js';
 import { EXIT, commandOptions, type CliIO } from './io.js';
+import { CLEANUP_USAGE as USAGE } from './usage.js';
 
 /**
  * The bound of a manual pass (style.md rule 7): a normal pass takes seconds; a quarter of an hour
@@ -35,10 +36,6 @@ export interface CleanupDeps {
   timeoutMs?: number;
 }
 
-const USAGE = `usage: runner-warden cleanup [--dry-run] [--json]
-  --dry-run   print what each step would remove; remove nothing
-  --json      print the cleanup report as JSON
-`;
 
 function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;

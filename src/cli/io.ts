@@ -50,7 +50,7 @@ export function commandOptions(
   io: CliIO,
 ): Record<string, string | true> | number {
   const { opts, positional, unknown } = parseOptions([...args], { ...spec, flags: [...(spec.flags ?? []), 'help'] });
-  if (opts.help) {
+  if (opts.help || positional.includes('-h')) {
     io.stdout.write(usage);
     return EXIT.ok;
   }

@@ -2,27 +2,17 @@
  * `runner-warden journal [--json] [--all] [-n N]`: the last jobs from the journal in the state
  * directory, as a table for a person or as JSON for a script.
  */
+import type { CliIO } from './io.js';
+import { JOURNAL_DEFAULT_COUNT, JOURNAL_USAGE as USAGE } from './usage.js';
 import { Journal, type JobRecord, type JournalRecord } from '../agent/journal.js';
 
-/** Where a command writes; process.stdout and process.stderr fit. */
-export interface CommandIo {
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-}
 
-/** Jobs shown when -n is not given: one screenful. */
-export const JOURNAL_DEFAULT_COUNT = 20;
 
-const USAGE = `usage: runner-warden journal [--json] [--all] [-n N]
-  -n N      show the last N jobs (default ${JOURNAL_DEFAULT_COUNT})
-  --json    print the records as JSON
-  --all     include lifecycle events (boot, recovery, drain...), not only jobs
-`;
 
 /** Runs the command; returns the exit code (0 ok, 2 usage, 1 journal unreadable). */
 export async function journalCommand(
   args: readonly string[],
-  io: CommandIo,
+  io: CliIO,
   deps: { stateDir: string },
 ): Promise<number> {
   let json = false;
@@ -131,3 +121,5 @@ function cell(s: string, max: number): string {
   const clean = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
   return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
 }
+
+export { JOURNAL_DEFAULT_COUNT };

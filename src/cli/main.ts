@@ -3,6 +3,7 @@
  * signal handlers and calls process.exit (style.md rule 2). One file per command beside this one.
  */
 import { EXIT, type CliIO } from './io.js';
+import { COMMAND_USAGE, wantsHelp } from './usage.js';
 
 const USAGE = `usage: runner-warden <command> [options]
 
@@ -14,14 +15,22 @@ commands:
   baseline  [--config FILE]            record the runner user's home as the baseline (image build)
   status    [--url URL] [--token-file F] show a running agent's /status for a person
   journal   [--config FILE] [--json] [-n N]  show the last jobs
-  drain     [--url URL]                ask a running agent to drain (finish or cancel, then stop)
+  drain     [--config FILE | --url URL] ask a running agent to drain (finish or cancel, then stop)
   demo      [--jobs N] [--keep]         the whole lifecycle on this machine with the bundled simulator
   version                              print the version
+
+\`runner-warden <command> --help\` prints a command's options and does nothing else.
 `;
 
 /** Runs one command and resolves with its exit code. */
 export async function main(argv: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
   const [cmd, ...args] = argv;
+  const usage = cmd !== undefined ? COMMAND_USAGE[cmd] : undefined;
+  if (usage !== undefined && wantsHelp(args)) {
+    // Before the command's module runs: help never reads a config, drains or starts anything.
+    io.stdout.write(usage);
+    return EXIT.ok;
+  }
   switch (cmd) {
     case 'run': {
       const { runCommand } = await import('./run.js');
@@ -48,7 +57,7 @@ export async function main(argv: string[], io: CliIO, env: NodeJS.ProcessEnv): P
       return journalCli(args, io, env);
     }
     case 'drain': {
-      const { drainCli } = await import('./status-cli.js');
+      const { drainCli } = await import('./drain.js');
       return drainCli(args, io, env);
     }
     case 'demo': {
@@ -82,8 +91,15 @@ if (isEntry) {
       process.stdout.write('', () => process.exit(code));
     },
     (err: unknown) => {
-      process.stderr.write(`runner-warden: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      process.exitCode = 70;
+      // A command threw instead of returning a code: one message, then exit for good (a timer or a
+      // socket the command left open must not keep a process alive that does nothing).
+      void import('./startup-errors.js').then(
+        ({ reportStartupError }) => {
+          const code = reportStartupError(err, { stdout: process.stdout, stderr: process.stderr });
+          process.stderr.write('', () => process.exit(code));
+        },
+        () => process.exit(70),
+      );
     },
   );
 }

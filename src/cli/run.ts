@@ -1,71 +1,74 @@
-import { rm, writeFile } from 'node:fs/promises';
 import { systemClock } from '../lib/clock.js';
 import { createLogger } from '../lib/log.js';
-import { ConfigError, PolicyError, RunnerInstallError, describeError } from '../lib/errors.js';
+import { describeError } from '../lib/errors.js';
 import { loadHostConfig } from '../policy/load.js';
-import { EXIT, parseOptions, type CliIO } from './io.js';
-import { statePaths, wire } from './wire.js';
+import { EXIT, commandOptions, type CliIO } from './io.js';
+import { wire, type Runtime } from './wire.js';
+import { takeHostLocks, type HostLocks } from './host-lock.js';
+import { controlSocketPath, startControlSocket, type ControlServer } from './control-socket.js';
+import { printConfigError, reportStartupError } from './startup-errors.js';
+import { checkRunnerUser } from './runner-user.js';
+import { DEFAULT_CONFIG, RUN_USAGE as USAGE } from './usage.js';
 
-/** Default host config path (design.md). */
-export const DEFAULT_CONFIG = '/etc/runner-warden/config.yaml';
+export { DEFAULT_CONFIG };
 
-/** Prints a configuration error with every problem, for exit 78. */
-export function printConfigError(err: unknown, io: CliIO): boolean {
-  if (err instanceof ConfigError || err instanceof PolicyError) {
-    io.stderr.write(`runner-warden: ${err.message}\n`);
-    for (const p of err.problems) io.stderr.write(`  ${p}\n`);
-    return true;
-  }
-  if (err instanceof RunnerInstallError) {
-    io.stderr.write(`runner-warden: ${err.message}\n`);
-    return true;
-  }
-  return false;
-}
 
-/** `runner-warden run [--config FILE]`: the daemon. Exit 0 stopped, 78 bad config, recycle exit code. */
+
+
+/** `runner-warden run [--config FILE]`: the daemon. Exit 0 stopped, 78 bad config, 75 temporary, recycle exit code. */
 export async function runCommand(args: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
-  const { opts, unknown } = parseOptions(args, { values: ['config', 'log-level'] });
-  if (unknown.length > 0) {
-    io.stderr.write(`runner-warden run: unknown option ${unknown.join(', ')}\n`);
-    return EXIT.usage;
-  }
+  const opts = commandOptions(args, { values: ['config', 'log-level'] }, USAGE, io);
+  if (typeof opts === 'number') return opts;
   const configFile = String(opts.config ?? env.RUNNER_WARDEN_CONFIG ?? DEFAULT_CONFIG);
   const log = createLogger({ level: String(opts['log-level'] ?? env.RUNNER_WARDEN_LOG_LEVEL ?? 'info') });
-  let runtime;
+  let locks: HostLocks | undefined;
+  let runtime: Runtime | undefined;
+  let control: ControlServer | undefined;
   try {
     const config = await loadHostConfig(configFile, env);
+    await checkRunnerUser(config, configFile);
+    // Before anything on the host is touched: a second agent must not recover, clean or register.
+    locks = await takeHostLocks(config.stateDir, config.runner.root, configFile);
     runtime = await wire(config, { configFile, env, log, clock: systemClock });
+    const agent = runtime.agent;
+    // `runner-warden drain`: finish or cancel the job, clean, then recycle the host.
+    control = await startControlSocket(
+      controlSocketPath(config.stateDir),
+      { drain: () => agent.drain('drain requested (runner-warden drain)', { recycle: true }) },
+      process.pid,
+    );
   } catch (err) {
-    if (printConfigError(err, io)) return EXIT.config;
-    throw err;
+    await control?.close();
+    await runtime?.close().catch(() => {});
+    await locks?.release();
+    log.flush();
+    return reportStartupError(err, io, configFile);
   }
-  const pidFile = statePaths(runtime.slot.stateDir).pidFile;
-  await writeFile(pidFile, `${process.pid}\n`, { mode: 0o644 });
+  const rt = runtime;
+  const held = locks;
+  const ctl = control;
   const shutdown = new AbortController();
   const onTerm = (sig: NodeJS.Signals) => (): void => {
     log.info({ signal: sig }, 'signal received');
     shutdown.abort();
   };
-  // `runner-warden drain` (SIGUSR2): finish or cancel the job, clean, then recycle the host.
-  const onDrain = (): void => runtime.agent.drain('drain requested (runner-warden drain)', { recycle: true });
   const handlers: [NodeJS.Signals, () => void][] = [
     ['SIGTERM', onTerm('SIGTERM')],
     ['SIGINT', onTerm('SIGINT')],
-    ['SIGUSR2', onDrain],
   ];
   for (const [sig, h] of handlers) process.on(sig, h);
   try {
-    const exit = await runtime.agent.run(shutdown.signal);
+    const exit = await rt.agent.run(shutdown.signal);
     return exit.code;
   } catch (err) {
+    if (printConfigError(err, io, configFile)) return EXIT.config;
     log.error({ err: describeError(err) }, 'agent failed');
-    if (printConfigError(err, io)) return EXIT.config;
     return EXIT.tempfail;
   } finally {
     for (const [sig, h] of handlers) process.off(sig, h);
-    await runtime.close();
-    await rm(pidFile, { force: true });
+    await ctl.close();
+    await rt.close();
+    await held.release();
     log.flush();
   }
 }

@@ -1,11 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { loadHostConfig } from '../policy/load.js';
 import { EXIT, type CliIO } from './io.js';
-import { printConfigError } from './run.js';
+import { printConfigError } from './startup-errors.js';
 import { takeConfigArg } from './config-args.js';
 import { statusCommand } from './status.js';
 import { journalCommand } from './journal.js';
-import { statePaths } from './wire.js';
 
 function healthUrl(listen: string): string {
   const [host, port] = listen.startsWith('[') ? [listen.slice(0, listen.indexOf(']') + 1), listen.slice(listen.indexOf(']') + 2)] : listen.split(':');
@@ -43,22 +41,3 @@ export async function journalCli(args: string[], io: CliIO, env: NodeJS.ProcessE
   }
 }
 
-/**
- * `runner-warden drain [--config FILE]`: asks the running agent (its pid in the state dir) to drain:
- * idle → deregister and stop now; busy → let the job run to the grace period, then cancel, clean, recycle.
- */
-export async function drainCli(args: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
-  const { configFile } = takeConfigArg(args, env);
-  try {
-    const config = await loadHostConfig(configFile, env);
-    const pid = Number((await readFile(statePaths(config.stateDir).pidFile, 'utf8')).trim());
-    if (!Number.isInteger(pid) || pid <= 1) throw new Error('bad pid file');
-    process.kill(pid, 'SIGUSR2');
-    io.stdout.write(`drain requested from agent ${pid}\n`);
-    return EXIT.ok;
-  } catch (err) {
-    if (printConfigError(err, io)) return EXIT.config;
-    io.stderr.write(`runner-warden drain: no running agent found (${(err as Error).message})\n`);
-    return EXIT.tempfail;
-  }
-}

@@ -7,7 +7,8 @@ import type { StatusSnapshot } from '../health/snapshot.js';
 import { readTokenFile } from '../health/token.js';
 import { describeError } from '../lib/errors.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import type { CommandIo } from './journal.js';
+import type { CliIO } from './io.js';
+import { STATUS_USAGE as USAGE } from './usage.js';
 
 /**
  * How long to wait for the agent's answer. The endpoint only reads a snapshot and answers in
@@ -19,10 +20,6 @@ export const STATUS_TIMEOUT_MS = 5_000;
 /** Largest /status body accepted; a real one is a few KiB. */
 export const STATUS_MAX_BYTES = 1024 * 1024;
 
-const USAGE = `usage: runner-warden status [--json] [--url URL]
-  --json      print the agent's /status JSON as is
-  --url URL   the agent's health address (default from the host config)
-`;
 
 /** Dependencies of statusCommand; defaults: system clock, global fetch. */
 export interface StatusDeps {
@@ -35,7 +32,7 @@ export interface StatusDeps {
 /** Runs the command; returns 0 when the agent answered, 1 when it could not be read, 2 on usage errors. */
 export async function statusCommand(
   args: readonly string[],
-  io: CommandIo,
+  io: CliIO,
   deps: StatusDeps,
 ): Promise<number> {
   let json = false;

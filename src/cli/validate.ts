@@ -5,24 +5,11 @@
  * `file:line:col: json.path: expected ..., got ...`.
  */
 import { ConfigError, PolicyError, describeError } from '../lib/errors.js';
+import type { CliIO } from './io.js';
+import { VALIDATE_USAGE as USAGE } from './usage.js';
 import { parseRecycleConfig } from '../recycle/config.js';
 import { detectKind, effectiveWithSources, loadHostConfig, loadPolicy, type ConfigKind } from '../policy/load.js';
 
-/** Where the command writes. */
-export interface ValidateIo {
-  stdout: { write(s: string): unknown };
-  stderr: { write(s: string): unknown };
-}
-
-const USAGE = `usage: runner-warden validate [--kind host|policy] [--policy-dir DIR] [--quiet] FILE...
-       runner-warden validate --print-effective [--policy-dir DIR] FILE
-
-Checks host configs and team policies (YAML or JSON); the kind is detected from the keys unless
---kind says it. Exit 0 when every file is valid, 1 otherwise.
-  --print-effective  print the merged policy, each value with the file it came from
-  --policy-dir DIR   directory that extends must stay in (default: the file's directory)
-  --quiet            print nothing for valid files
-`;
 
 interface Args {
   files: string[];
@@ -68,7 +55,7 @@ function problemsOf(err: unknown): string[] {
 }
 
 /** Runs the validate command; resolves to the exit code. Never throws for bad input. */
-export async function validateCommand(args: string[], io: ValidateIo): Promise<number> {
+export async function validateCommand(args: string[], io: CliIO): Promise<number> {
   const parsed = parseArgs(args);
   if (typeof parsed === 'string') {
     io.stderr.write(`runner-warden validate: ${parsed}\n${USAGE}`);

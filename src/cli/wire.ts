@@ -79,13 +79,11 @@ export function statePaths(stateDir: string): {
   publicDir: string;
   jobRoot: string;
   trashDir: string;
-  pidFile: string;
 } {
   return {
     publicDir: path.join(stateDir, 'public'),
     jobRoot: path.join(stateDir, 'jobs'),
     trashDir: path.join(stateDir, 'trash'),
-    pidFile: path.join(stateDir, 'agent.pid'),
   };
 }
 
@@ -382,6 +380,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       snapshot: () => ({ ...agent.snapshot(), ...(hostSample ? { host: hostSample } : {}) }),
       metrics,
       secrets: () => [...agent.secretValues(), ...(registrar?.secretValues() ?? [])],
+      onDrain: () => agent.drain('drain requested (POST /drain)', { recycle: true }),
       log: log.child({ component: 'health' }),
     });
   }

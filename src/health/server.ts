@@ -8,14 +8,18 @@
  *   GET /readyz   200 when idle or running a job, 503 while registering, cleaning, draining...
  *   GET /status   the snapshot as JSON (typed to hold no secret)
  *   GET /metrics  Prometheus text format
+ *   POST /drain   asks the agent to drain (only with the token; 403 when none is configured)
  *
  * Bad input gets a 4xx and bounded resources: only GET/HEAD (405), unknown paths (404), malformed
- * requests (400, from Node's parser), huge headers (431), slow clients (408 / closed), and a cap on
- * connections. A last defensive check refuses to serve any body that contains one of the secrets
+ * requests (400, from Node's parser), huge headers (431), slow clients (408 / closed), a deadline
+ * for a connection's first request and for keep-alive idleness, and a cap on connections that
+ * evicts the oldest connection with no request in progress, so that a new probe always gets in
+ * (idle or half-open sockets a job opens cannot starve /healthz). A last defensive check refuses to serve any body that contains one of the secrets
  * the agent names (its token, the current JIT config): 500 and an error log instead.
  */
 import http, { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { Gauge, type Registry } from 'prom-client';
 import { ConfigError, describeError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import type { StatusSnapshot } from './snapshot.js';
@@ -33,6 +37,7 @@ export interface HealthServerLimits {
   connectionsCheckingIntervalMs: number;
   maxHeaderSize: number;
   maxConnections: number;
+  firstRequestTimeoutMs: number;
   closeGraceMs: number;
 }
 
@@ -62,9 +67,17 @@ export const HEALTH_LIMITS: Readonly<HealthServerLimits> = Object.freeze({
   /**
    * A host has a handful of legitimate clients (Prometheus, a load balancer's health check, an
    * autoscaler, an operator with curl); 64 leaves room for bursts and bounds file descriptors and
-   * memory. Connections beyond it are dropped at accept.
+   * memory. A connection beyond it evicts the oldest one with no request in progress (an idle,
+   * half-open or slow socket), so the room for a new probe is always there; only when all 64 are
+   * mid-request (each takes well under a millisecond) is the newcomer dropped.
    */
   maxConnections: 64,
+  /**
+   * A connection must deliver its first complete request headers within this long, measured from
+   * accept (Node's own headers timeout only starts at the first byte, so a silent socket would
+   * otherwise live until the inactivity timeout). A probe sends them in its first packet.
+   */
+  firstRequestTimeoutMs: 5_000,
   /** On close, in-flight responses get this long before their connections are cut. */
   closeGraceMs: 2_000,
 });
@@ -79,6 +92,8 @@ export const MIN_SECRET_LENGTH = 8;
 export interface MetricsSource {
   render(): Promise<string>;
   readonly contentType: string;
+  /** When given, the server adds `runner_warden_health_exposure{bind,auth}` to it. */
+  readonly registry?: Registry;
 }
 
 /** Options of startHealthServer. */
@@ -102,6 +117,12 @@ export interface HealthServerOptions {
   secrets?: () => readonly string[];
   log?: Logger;
   limits?: Partial<HealthServerLimits>;
+  /**
+   * Called for an authorized `POST /drain` (`runner-warden drain --url`). Drain over HTTP needs the
+   * token: without a tokenFile the endpoint answers 403, since anyone who can reach the port could
+   * otherwise take the host out of service.
+   */
+  onDrain?: () => void;
 }
 
 /** A started health server. */
@@ -135,7 +156,7 @@ interface Reply {
 
 const TEXT = 'text/plain; charset=utf-8';
 const JSON_TYPE = 'application/json; charset=utf-8';
-const ROUTES = new Set(['/', '/healthz', '/readyz', '/status', '/metrics']);
+const ROUTES = new Set(['/', '/healthz', '/readyz', '/status', '/metrics', '/drain']);
 const PROBES = new Set(['/healthz', '/readyz']);
 
 /** Starts the health server; resolves once it listens. */
@@ -153,6 +174,17 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
           ),
         );
 
+  const drainRoute = (req: IncomingMessage): Reply => {
+    if (req.method !== 'POST') return { ...text(405, 'method not allowed\n'), headers: { Allow: 'POST' } };
+    if (!token) return text(403, 'drain over HTTP needs health.tokenFile; use `runner-warden drain` on the host\n');
+    if (!token.matches(req.headers.authorization)) {
+      return { ...text(401, 'unauthorized\n'), headers: { 'WWW-Authenticate': 'Bearer realm="runner-warden"' } };
+    }
+    log.info({}, 'drain requested over HTTP');
+    opts.onDrain?.();
+    return text(202, 'drain requested\n');
+  };
+
   const route = async (req: IncomingMessage): Promise<Reply> => {
     const url = req.url ?? '';
     // Only origin-form targets ("/path?query"); absolute-form and "*" are not for this server.
@@ -161,7 +193,8 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
     }
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    if (!ROUTES.has(path)) return text(404, 'not found\n');
+    if (!ROUTES.has(path) || (path === '/drain' && !opts.onDrain)) return text(404, 'not found\n');
+    if (path === '/drain') return drainRoute(req);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return { ...text(405, 'method not allowed\n'), headers: { Allow: 'GET, HEAD' } };
     }
@@ -246,8 +279,8 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
       );
     },
   );
-  server.maxConnections = limits.maxConnections;
   server.timeout = limits.socketTimeoutMs;
+  guardConnections(server, limits, log);
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // What Node would do by itself (400, 431 for huge headers, 408 for slow clients), plus a
     // debug line; nothing is answered once a response has started on this socket.
@@ -265,7 +298,7 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   });
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
+    const onError = (err: NodeJS.ErrnoException): void => reject(listenError(err, opts.listen));
     server.once('error', onError);
     server.listen({ host, port }, () => {
       server.off('error', onError);
@@ -275,6 +308,14 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   server.on('error', (err) => log.error({ err: describeError(err) }, 'health server error'));
   const addr = server.address() as AddressInfo;
   log.info({ host: addr.address, port: addr.port, auth: token !== undefined }, 'health server listening');
+  const bind = bindScope(host);
+  if (bind !== 'loopback' && !token) {
+    log.warn(
+      { host: addr.address, port: addr.port },
+      'health server listens beyond loopback without a token: anyone who reaches the port reads /status and /metrics (set health.tokenFile)',
+    );
+  }
+  exposureGauge(opts.metrics.registry)?.set({ bind, auth: token ? 'token' : 'none' }, 1);
 
   let closing: Promise<void> | undefined;
   return {
@@ -313,4 +354,87 @@ export async function runHealthServer(
 
 function text(status: number, body: string): Reply {
   return { status, type: TEXT, body };
+}
+
+/** Socket state the connection guard keeps. */
+interface Tracked {
+  acceptedAt: number;
+  requests: number;
+  active: number;
+}
+
+/**
+ * Deadlines and the connection cap (see HEALTH_LIMITS): a first request within
+ * firstRequestTimeoutMs, and, beyond maxConnections, eviction of the oldest connection that has no
+ * request in progress.
+ */
+function guardConnections(server: http.Server, limits: HealthServerLimits, log: Logger): void {
+  const conns = new Map<Socket, Tracked>();
+  server.on('connection', (sock: Socket) => {
+    const t: Tracked = { acceptedAt: Date.now(), requests: 0, active: 0 };
+    conns.set(sock, t);
+    const first = setTimeout(() => {
+      if (t.requests === 0) sock.destroy();
+    }, limits.firstRequestTimeoutMs);
+    first.unref();
+    sock.once('close', () => {
+      clearTimeout(first);
+      conns.delete(sock);
+    });
+    if (conns.size <= limits.maxConnections) return;
+    let victim: Socket | undefined;
+    for (const [s, st] of conns) {
+      // Map order is accept order: the first one without a request in progress is the oldest.
+      if (s !== sock && st.active === 0) {
+        victim = s;
+        break;
+      }
+    }
+    log.debug({ connections: conns.size, evicted: victim !== undefined }, 'health connection cap reached');
+    (victim ?? sock).destroy();
+    conns.delete(victim ?? sock);
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const t = conns.get(req.socket);
+    if (!t) return;
+    t.requests++;
+    t.active++;
+    res.once('close', () => {
+      t.active--;
+    });
+  });
+}
+
+/** A listen failure as a ConfigError naming health.listen (exit 78), with what was wrong. */
+function listenError(err: NodeJS.ErrnoException, listen: string): Error {
+  const why: Record<string, string> = {
+    EADDRINUSE: 'in use by another process',
+    EACCES: 'a port this user may not bind',
+    EADDRNOTAVAIL: 'an address this host does not have',
+  };
+  const reason = err.code ? why[err.code] : undefined;
+  if (!reason) return err;
+  return new ConfigError(`health.listen ${listen}: ${reason}`, '', [
+    `health.listen: expected a free local address, got ${JSON.stringify(listen)} (${err.code}: ${reason})`,
+  ], { cause: err });
+}
+
+/** Where a listen host is reachable from: loopback only, every interface, or one other address. */
+export function bindScope(host: string): 'loopback' | 'all' | 'address' {
+  if (host === 'localhost' || host === '::1' || /^127\./.test(host)) return 'loopback';
+  if (host === '0.0.0.0' || host === '::' || host === '') return 'all';
+  return 'address';
+}
+
+function exposureGauge(registry: Registry | undefined): Gauge<'bind' | 'auth'> | undefined {
+  if (!registry) return undefined;
+  const name = 'runner_warden_health_exposure';
+  const existing = registry.getSingleMetric(name) as Gauge<'bind' | 'auth'> | undefined;
+  if (existing) return existing;
+  return new Gauge({
+    name,
+    help: 'Always 1; bind (loopback, all, address) and auth (token, none) say who can read the health endpoint.',
+    labelNames: ['bind', 'auth'],
+    registers: [registry],
+  });
 }

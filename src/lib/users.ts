@@ -26,3 +26,27 @@ export async function lookupUser(
   }
   return undefined;
 }
+
+/** A group of the group database. */
+export interface GroupInfo {
+  name: string;
+  gid: number;
+  members: string[];
+}
+
+/** Reads `groupFile` (default /etc/group); malformed lines are skipped. */
+export async function readGroups(groupFile = '/etc/group'): Promise<GroupInfo[]> {
+  const text = await readFile(groupFile, 'utf8');
+  const out: GroupInfo[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(':');
+    if (f.length < 4 || f[0] === '' || !/^\d+$/.test(f[2] ?? '')) continue;
+    out.push({ name: f[0] as string, gid: Number(f[2]), members: (f[3] ?? '').split(',').map((m) => m.trim()).filter((m) => m !== '') });
+  }
+  return out;
+}
+
+/** The groups `user` belongs to: its primary group (by gid) and every group listing it as a member. */
+export async function groupsOfUser(user: Pick<UserInfo, 'name' | 'gid'>, groupFile = '/etc/group'): Promise<GroupInfo[]> {
+  return (await readGroups(groupFile)).filter((g) => g.gid === user.gid || g.members.includes(user.name));
+}

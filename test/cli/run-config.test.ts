@@ -39,7 +39,7 @@ test('a runner root that is not a runner installation exits 78 naming the path',
   const f = path.join(d, 'config.yaml');
   await writeFile(
     f,
-    `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${root}\n  user: root\nstateDir: ${d}/state\npolicyDir: ${d}/policies\n`,
+    `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${root}\n  user: nobody\nstateDir: ${d}/state\npolicyDir: ${d}/policies\n`,
   );
   const c = captureIo();
   const code = await main(['run', '--config', f], c.io, {});

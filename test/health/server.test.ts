@@ -471,3 +471,89 @@ test('parseListen accepts host:port and [v6]:port and refuses the rest', () => {
     assert.throws(() => parseListen(bad), ConfigError, `should refuse ${JSON.stringify(bad)}`);
   }
 });
+
+/** Opens `n` sockets that each hold a connection: idle, half-sent headers, or a finished keep-alive request. */
+async function holdSockets(port: number, n: number): Promise<net.Socket[]> {
+  const socks: net.Socket[] = [];
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(
+      Array.from({ length: Math.min(50, n - i) }, (_, k) =>
+        new Promise<void>((resolve) => {
+          const s = net.connect(port, '127.0.0.1', () => {
+            const kind = (i + k) % 3;
+            if (kind === 1) s.write('GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+            else if (kind === 2) s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+            resolve();
+          });
+          s.on('error', () => resolve());
+          s.on('data', () => undefined);
+          socks.push(s);
+        }),
+      ),
+    );
+  }
+  return socks;
+}
+
+test('/healthz answers while 1,000 idle, half-open and keep-alive sockets are held open', async (t) => {
+  const metrics = new AgentMetrics({ version: '0.1.0' });
+  const s = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics });
+  t.after(() => s.close());
+  const socks = await holdSockets(s.address.port, 1000);
+  t.after(() => {
+    for (const x of socks) x.destroy();
+  });
+  // Every probe a load balancer would send in the next few seconds must get its 200.
+  for (let i = 0; i < 5; i++) {
+    const r = await Promise.race([
+      get(s.address.port, '/healthz'),
+      new Promise<Got>((_, rej) => setTimeout(() => rej(new Error('/healthz got no answer within 5 s while sockets were held')), 5_000)),
+    ]);
+    assert.equal(r.status, 200, `probe ${i}`);
+  }
+});
+
+test('a health address already in use is a ConfigError naming health.listen', async (t) => {
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => blocker.close(() => r())));
+  const port = (blocker.address() as net.AddressInfo).port;
+  await assert.rejects(
+    startHealthServer({ listen: `127.0.0.1:${port}`, snapshot: () => snapshot(), metrics: new AgentMetrics({ version: '0' }) }),
+    (err: unknown) => err instanceof ConfigError && err.problems.some((p) => /health\.listen: .*in use/.test(p)),
+  );
+});
+
+test('listening beyond loopback without a token logs a warning and sets the exposure metric', async (t) => {
+  const sink = logSink();
+  const metrics = new AgentMetrics({ version: '0.1.0' });
+  const s = await startHealthServer({ listen: '0.0.0.0:0', snapshot: () => snapshot(), metrics, log: sink.log });
+  t.after(() => s.close());
+  const warn = sink.lines().find((l) => l.level === 40 && /beyond loopback/.test(String(l.msg)));
+  assert.ok(warn, `no warning: ${JSON.stringify(sink.lines())}`);
+  assert.match(await metrics.render(), /runner_warden_health_exposure\{bind="all",auth="none"\} 1/);
+  const quiet = logSink();
+  const s2 = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics: new AgentMetrics({ version: '0' }), log: quiet.log });
+  t.after(() => s2.close());
+  assert.equal(quiet.lines().some((l) => l.level === 40), false, 'no warning on loopback');
+});
+
+test('POST /drain drains only with the token, and is refused when no token is configured', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'rw-drain-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const tokenFile = path.join(dir, 'token');
+  await writeFile(tokenFile, 'drain-token-0123456789\n', { mode: 0o600 });
+  let drains = 0;
+  const metrics = new AgentMetrics({ version: '0' });
+  const s = await startHealthServer({ listen: '127.0.0.1:0', tokenFile, snapshot: () => snapshot(), metrics, onDrain: () => void drains++ });
+  t.after(() => s.close());
+  assert.equal((await get(s.address.port, '/drain', { method: 'POST' })).status, 401);
+  assert.equal((await get(s.address.port, '/drain', { method: 'GET', headers: { authorization: 'Bearer drain-token-0123456789' } })).status, 405);
+  assert.equal(drains, 0);
+  assert.equal((await get(s.address.port, '/drain', { method: 'POST', headers: { authorization: 'Bearer drain-token-0123456789' } })).status, 202);
+  assert.equal(drains, 1);
+  const open = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics, onDrain: () => void drains++ });
+  t.after(() => open.close());
+  assert.equal((await get(open.address.port, '/drain', { method: 'POST' })).status, 403);
+  assert.equal(drains, 1);
+});
