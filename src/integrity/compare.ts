@@ -30,6 +30,12 @@ export interface CompareOptions {
   job?: JobWindow;
 }
 
+/**
+ * File times come from the kernel's coarse clock, a tick behind Date.now(); a change this close to
+ * the job's start is counted as the job's rather than called older.
+ */
+const CLOCK_SLACK_MS = 2_000;
+
 /** Kinds of object that count only when added (a service that stopped is not a persistence). */
 const ADD_ONLY = new Set(['process', 'listener']);
 
@@ -123,7 +129,7 @@ function describe(m: FileMeta, hash = m.hash): string {
 function fileAuthor(m: FileMeta, job: JobWindow | undefined): string {
   if (!job) return m.uid === 0 ? 'root, since the baseline' : `uid ${m.uid}, since the baseline`;
   if (job.jobUid(m.uid)) return `the job (files of uid ${m.uid}, the runner user or its user namespaces)`;
-  if (m.ctimeMs < job.startedAtMs) return `uid ${m.uid} before the job started (not the job)`;
+  if (m.ctimeMs < job.startedAtMs - CLOCK_SLACK_MS) return `uid ${m.uid} before the job started (not the job)`;
   if (m.uid !== 0) return `uid ${m.uid} during the job`;
   return job.sudo ? 'the job through sudo (root, during the job)' : 'root during the job (a root process, an engine in host mode, or a privilege escalation)';
 }
