@@ -220,7 +220,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     ...(config.journal?.maxFileMiB !== undefined ? { maxBytes: Math.round(config.journal.maxFileMiB * 1024 * 1024) } : {}),
     ...(config.journal?.keep !== undefined ? { keep: config.journal.keep } : {}),
   });
-  const hooks = hookPaths(statePaths(config.stateDir).publicDir);
+  // The hook report channel is open to the runner user's own group only.
+  const hooks = hookPaths(statePaths(config.stateDir).publicDir, slot.user);
   const hostname = o.hostname ?? os.hostname();
 
   let recycler: RecyclerPort | undefined = o.recycler;

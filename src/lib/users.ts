@@ -50,3 +50,14 @@ export async function readGroups(groupFile = '/etc/group'): Promise<GroupInfo[]>
 export async function groupsOfUser(user: Pick<UserInfo, 'name' | 'gid'>, groupFile = '/etc/group'): Promise<GroupInfo[]> {
   return (await readGroups(groupFile)).filter((g) => g.gid === user.gid || g.members.includes(user.name));
 }
+
+/** Every account of `passwdFile` (default /etc/passwd); malformed lines are skipped. */
+export async function listUsers(passwdFile = '/etc/passwd'): Promise<UserInfo[]> {
+  const out: UserInfo[] = [];
+  for (const line of (await readFile(passwdFile, 'utf8')).split('\n')) {
+    const f = line.split(':');
+    if (f.length < 7 || f[0] === '' || !/^\d+$/.test(f[2] ?? '') || !/^\d+$/.test(f[3] ?? '')) continue;
+    out.push({ name: f[0] as string, uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? '', shell: f[6] ?? '' });
+  }
+  return out;
+}
