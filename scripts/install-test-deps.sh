@@ -54,6 +54,8 @@ for line in "${packages[@]}"; do
   # World-executable, as the throwaway runner user needs it, not only by root.
   [ -x "$bin" ] && [ "$(( 0$(stat -c %a "$bin") & 1 ))" = 1 ] || { echo "$pkg is installed but $bin is not executable by other users" >&2; exit 1; }
 done
+# --debian-only: the Debian part alone (a fresh root without Node, as in the debootstrap check).
+if [ "${1:-}" = "--debian-only" ]; then exit 0; fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --engine-strict --no-audit --no-fund
 fi
