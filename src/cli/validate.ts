@@ -7,6 +7,7 @@
 import { ConfigError, PolicyError, describeError } from '../lib/errors.js';
 import type { CliIO } from './io.js';
 import { VALIDATE_USAGE as USAGE } from './usage.js';
+import { checkRunnerUser } from './runner-user.js';
 import { parseRecycleConfig } from '../recycle/config.js';
 import { detectKind, effectiveWithSources, loadHostConfig, loadPolicy, type ConfigKind } from '../policy/load.js';
 
@@ -97,6 +98,8 @@ export async function validateCommand(args: string[], io: CliIO): Promise<number
         const config = await loadHostConfig(file, {});
         // The provider-specific options (the host schema only knows the provider names).
         if (config.recycle) parseRecycleConfig(config.recycle, file);
+        // A runner user that can act as root (when this host has that user) defeats every cleanup.
+        await checkRunnerUser(config, file);
       } else await loadPolicy(file, policyOpts);
       if (!parsed.quiet) io.stdout.write(`${file}: ok (${kind === 'host-config' ? 'host config' : 'policy'})\n`);
     } catch (err) {
