@@ -27,7 +27,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { ensureDir, writeFileAtomic } from '../lib/fs.js';
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
-import { bytes, fromText, joinRel, safeRel, shown, FILE_READ_FLAGS, isGone } from './catalogue.js';
+import { bytes, fromText, joinRel, safeRel, shown, FILE_READ_FLAGS, isGone } from '../lib/nofollow.js';
 import type { Slot } from './types.js';
 
 /** Kinds of entries a manifest records. `other` (FIFO, socket, device) is recorded, never read. */

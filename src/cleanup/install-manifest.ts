@@ -26,7 +26,7 @@ import {
   type ManifestEntry,
   type HomeDiff,
 } from './baseline.js';
-import { DirRef, fromText, shown, isGone } from './catalogue.js';
+import { DirRef, fromText, shown, isGone } from '../lib/nofollow.js';
 import type { Slot } from './types.js';
 
 /** Top-level names of the runner root that the runner rewrites by itself and are not part of the install. */

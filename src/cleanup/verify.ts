@@ -17,7 +17,7 @@ import { describeError } from '../lib/errors.js';
 import { openProcessContainer } from '../lib/cgroup.js';
 import { processesOfUid } from './proc.js';
 import { readMountInfo, mountsUnder } from './mounts.js';
-import { bytes, fromText, joinRel, shown, isGone, safeRel } from './catalogue.js';
+import { bytes, fromText, joinRel, shown, isGone, safeRel } from '../lib/nofollow.js';
 import { loadBaseline, diffHome, describeDiff, tick, type HomeBaseline } from './baseline.js';
 import { loadInstallManifest, diffInstall, describeInstallDiff } from './install-manifest.js';
 import { leftoverCredentials, describeCredential } from './steps/credentials.js';

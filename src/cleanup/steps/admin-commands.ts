@@ -5,7 +5,7 @@
  * nothing of the agent's (its token) and nothing of the job's, only what says which slot to act on.
  */
 import { runCommand } from '../../lib/process.js';
-import { capLines } from './home.js';
+import { capLines } from '../report.js';
 import type { AdminCommand } from '../../policy/types.js';
 import type { CleanupContext, CleanupStep, StepReport } from '../types.js';
 

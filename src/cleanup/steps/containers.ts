@@ -19,7 +19,7 @@ import {
   type NetworkSummary,
   type VolumeSummary,
 } from '../docker-api.js';
-import { addRemoved, capLines } from './home.js';
+import { addRemoved, capLines } from '../report.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
 
 /** What the job left in the engine, by the policy's scope. */

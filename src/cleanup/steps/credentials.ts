@@ -14,12 +14,11 @@ import {
   catalogueWithExtras,
   findCredentials,
   removeCredential,
-  bytes,
-  shown,
   type FoundCredential,
 } from '../catalogue.js';
+import { bytes, shown } from '../../lib/nofollow.js';
 import { loadBaseline, matchesRecord, type HomeBaseline } from '../baseline.js';
-import { addRemoved, capLines } from './home.js';
+import { addRemoved, capLines } from '../report.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
 
 /** True when a found credential is the image's own: equal to its home baseline entry. */

@@ -9,15 +9,9 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { describeError } from '../../lib/errors.js';
-import {
-  DirRef,
-  resolveUnder,
-  removeEntry,
-  bytes,
-  fromText,
-  shown,
-  FILE_READ_FLAGS,
-} from '../catalogue.js';
+import { DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, FILE_READ_FLAGS } from '../../lib/nofollow.js';
+import { addRemoved, capLines } from '../report.js';
+import { removeEntry } from '../remove-entry.js';
 import {
   diffHome,
   describeDiff,
@@ -30,36 +24,6 @@ import {
   type Change,
 } from '../baseline.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport, Slot } from '../types.js';
-
-/** Plan and problem lines kept in a report; the rest is summarised as "... and N more". */
-export const MAX_REPORT_LINES = 50;
-
-/** Caps a list of lines for a report. */
-export function capLines(lines: string[], max = MAX_REPORT_LINES): string[] {
-  if (lines.length <= max) return lines;
-  return [...lines.slice(0, max), `... and ${lines.length - max} more`];
-}
-
-/** Adds to a removed-by-kind record. */
-export function addRemoved(into: Record<string, Removed>, kind: string, r: Removed): void {
-  const cur = into[kind] ?? { count: 0, bytes: 0 };
-  cur.count += r.count;
-  cur.bytes += r.bytes;
-  into[kind] = cur;
-}
-
-/** Opens the directory `rel` (byte string, '' = root) under `root` without following links. */
-export async function openDirUnder(root: string, rel: string): Promise<DirRef | undefined> {
-  if (rel === '') return DirRef.open(root).catch(() => undefined);
-  const r = await resolveUnder(root, rel);
-  if (r.kind === 'absent') return undefined;
-  try {
-    if (r.kind !== 'found' || !r.stat.isDirectory()) return undefined;
-    return await r.dir.openChild(r.name);
-  } finally {
-    await r.dir.close();
-  }
-}
 
 function splitRel(rel: string): { parent: string; name: string } {
   const i = rel.lastIndexOf('/');

@@ -4,7 +4,7 @@
  * reached the code the next job runs, so the host is dirty and must not be reused.
  */
 import { loadInstallManifest, diffInstall, describeInstallDiff } from '../install-manifest.js';
-import { capLines } from './home.js';
+import { capLines } from '../report.js';
 import type { CleanupContext, CleanupStep, StepReport } from '../types.js';
 
 /** The runner-install step. */
