@@ -24,30 +24,9 @@ import { exitProvider } from './exit.js';
 import { gcpMigProvider } from './gcp-mig.js';
 import { kubernetesApiUrl, kubernetesProvider } from './kubernetes.js';
 import { noneProvider } from './none.js';
-import type { RecycleEvent, RecycleProvider, RecycleResult } from './port.js';
+import type { RecycleAttempt, RecycleEvent, RecyclePort, RecycleProvider, RecycleResult } from './port.js';
 import { shutdownProvider } from './shutdown.js';
 import { webhookProvider } from './webhook.js';
-
-/** One provider's try, as recorded in the job's journal record. */
-export interface RecycleAttempt extends RecycleResult {
-  startedAt: string;
-  durationMs: number;
-}
-
-/** The chain's answer: the accepting provider's result (or the last failure) and every attempt. */
-export interface RecycleOutcome extends RecycleResult {
-  attempts: RecycleAttempt[];
-  /** True when the caller's signal stopped the chain. */
-  aborted: boolean;
-}
-
-/** A provider chain ready to use. */
-export interface Recycler {
-  /** Provider names in the order they are tried. */
-  readonly providers: readonly string[];
-  /** Tries each provider until one says ok. Never rejects. */
-  recycle(event: RecycleEvent, signal: AbortSignal): Promise<RecycleOutcome>;
-}
 
 /** What createRecycler needs besides config; defaults: system clock, silent logger, SDK credential chain. */
 export interface RecyclerDeps {
@@ -87,7 +66,7 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
  * values the composition root must have filled in) and builds the provider, then its fallbacks.
  * Takes the typed union beside the shared loose shape, whose `command?: string` cannot hold argv.
  */
-export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps: RecyclerDeps = {}): Recycler {
+export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps: RecyclerDeps = {}): RecyclePort {
   const file = deps.configFile ?? 'recycle';
   const parsed = parseRecycleConfig(config, file);
   const { fallback = [], ...primary } = parsed;
@@ -108,7 +87,7 @@ export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps:
 }
 
 /** A recycler over already-built providers (tests and callers with their own providers use it). */
-export function chainProviders(providers: RecycleProvider[], deps: Pick<RecyclerDeps, 'clock' | 'log'> = {}): Recycler {
+export function chainProviders(providers: RecycleProvider[], deps: Pick<RecyclerDeps, 'clock' | 'log'> = {}): RecyclePort {
   const clock = deps.clock ?? systemClock;
   const log = (deps.log ?? silentLogger()).child({ component: 'recycle' });
   return {

@@ -1,8 +1,8 @@
 /**
- * The RecyclePort: what the agent tells the fleet's engine when a host must be replaced.
- * One provider per engine (exit, shutdown, aws-asg, kubernetes, webhook, command), each a thin
- * adapter that takes its far-side endpoint or command from config and never acts on this machine by
- * itself. The chain in chain.ts tries a provider and its fallbacks in order.
+ * The RecyclePort: what the agent tells the fleet's engine when a host must be replaced. Behind it
+ * sit one RecycleProvider per engine (exit, shutdown, aws-asg, gcp-mig, azure-vmss, kubernetes,
+ * webhook, command), each a thin adapter that takes its far-side endpoint or command from config
+ * and never acts on this machine by itself; chain.ts tries a provider and its fallbacks in order.
  */
 
 /** Why and for whom a host is recycled; the payload every provider passes on (webhook body, command env). */
@@ -37,4 +37,28 @@ export interface RecycleResult {
 export interface RecycleProvider {
   readonly name: string;
   recycle(event: RecycleEvent, signal: AbortSignal): Promise<RecycleResult>;
+}
+
+/** One provider's try, as recorded in the job's journal record. */
+export interface RecycleAttempt extends RecycleResult {
+  startedAt: string;
+  durationMs: number;
+}
+
+/** The chain's answer: the accepting provider's result (or the last failure) and every attempt. */
+export interface RecycleOutcome extends RecycleResult {
+  attempts: RecycleAttempt[];
+  /** True when the caller's signal stopped the chain. */
+  aborted: boolean;
+}
+
+/**
+ * The RecyclePort: the one thing the composition root hands on to the agent. Built by
+ * createRecycler (chain.ts) from the configured provider and its fallbacks.
+ */
+export interface RecyclePort {
+  /** Provider names in the order they are tried. */
+  readonly providers: readonly string[];
+  /** Tries each provider until one says ok. Never rejects. */
+  recycle(event: RecycleEvent, signal: AbortSignal): Promise<RecycleOutcome>;
 }
