@@ -49,19 +49,6 @@ export class GitHubApiError extends Error {
   }
 }
 
-/** The listener exited in a way the caller must act on. */
-export class ListenerExitError extends Error {
-  override name = 'ListenerExitError';
-  constructor(
-    message: string,
-    readonly code: number | null,
-    readonly signal: NodeJS.Signals | null,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-}
-
 /** A path escaped the root it must stay in (a symlink, `..`, another mount). Marks the host dirty. */
 export class UnsafePathError extends Error {
   override name = 'UnsafePathError';
