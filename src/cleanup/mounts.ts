@@ -20,6 +20,8 @@ export interface MountEntry {
   mountPointText: string;
   fsType: string;
   source: string;
+  /** The per-superblock options (`rw,user_id=1001,...`): FUSE names the mounting user here. */
+  superOptions: string;
 }
 
 /** The mount table of the agent's own mount namespace. */
@@ -53,6 +55,7 @@ export function parseMountInfo(raw: Buffer): MountEntry[] {
       mountPointText: mountPoint.toString('utf8'),
       fsType: unescapeOctal(right[0] ?? '').toString('utf8'),
       source: unescapeOctal(right[1] ?? '').toString('utf8'),
+      superOptions: right[2] ?? '',
     });
   }
   return out;
@@ -170,4 +173,39 @@ function unescapeOctal(s: string): Buffer {
     }
   }
   return Buffer.from(bytes);
+}
+
+/** Who could have made a mount, as far as the agent can tell (see attributeMount). */
+export type MountOrigin = 'job' | 'other';
+
+/** What attributeMount needs to know about the job and the mount's place. */
+export interface MountAttribution {
+  /** The runner user's uid. */
+  uid: number;
+  /** Trees only the job writes (the work dir, the runner home, the per-job dirs): any mount there is the job's. */
+  jobTrees: string[];
+  /** The job may act as root (sudo granted, the host's engine shared): it could have made any mount. */
+  jobMayBeRoot: boolean;
+  /** Owner of the mounted filesystem's root directory (lstat of the mount point), when known. */
+  rootUid?: number;
+  /** Owner of the directory the mount point sits in, when known. */
+  parentUid?: number;
+}
+
+/**
+ * Decides whether a mount visible in the agent's mount namespace counts against the job. An
+ * unprivileged job cannot mount in the host's namespace (its own user namespaces' mounts die with
+ * its processes), except through FUSE's setuid helper, which records `user_id=<uid>`. So a mount
+ * is the job's when: it is under a tree only the job writes; FUSE says the runner user made it;
+ * the runner user owns the mounted root or the directory it is mounted on (a place the job made);
+ * or the job may act as root. Anything else (a root-owned mount another service made under /tmp)
+ * is reported, not blamed on the job.
+ */
+export function attributeMount(m: MountEntry, a: MountAttribution): MountOrigin {
+  if (a.jobMayBeRoot) return 'job';
+  const mp = m.mountPointText;
+  if (a.jobTrees.some((t) => mp === t || mp.startsWith(`${t.replace(/\/+$/, '')}/`))) return 'job';
+  if (m.fsType.startsWith('fuse') && m.superOptions.split(',').includes(`user_id=${a.uid}`)) return 'job';
+  if (a.rootUid === a.uid || a.parentUid === a.uid) return 'job';
+  return 'other';
 }

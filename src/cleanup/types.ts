@@ -78,6 +78,8 @@ export interface VerifyReport {
   durationMs: number;
   /** One line per problem, e.g. "process 1234 of runner user still alive". */
   problems: string[];
+  /** Findings that do not make the host dirty (a mount another service made under /tmp), for operators. */
+  notices?: string[];
   disk?: { freePercent: number; freeInodesPercent: number };
 }
 

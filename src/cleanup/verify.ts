@@ -16,7 +16,7 @@ import path from 'node:path';
 import { describeError } from '../lib/errors.js';
 import { openProcessContainer } from '../lib/cgroup.js';
 import { processesOfUid } from './proc.js';
-import { readMountInfo, mountsUnder } from './mounts.js';
+import { readMountInfo, mountsUnder, attributeMount } from './mounts.js';
 import { bytes, fromText, joinRel, shown, isGone, safeRel } from '../lib/nofollow.js';
 import { loadBaseline, diffHome, describeDiff, tick, type HomeBaseline } from './baseline.js';
 import { loadInstallManifest, diffInstall, describeInstallDiff } from './install-manifest.js';
@@ -114,7 +114,7 @@ const checkProcesses: Check = async (ctx, o, out) => {
   }
 };
 
-const checkMounts: Check = async (ctx, o, out) => {
+const checkMounts: Check = async (ctx, o, out, report) => {
   const mounts = await readMountInfo(o.mountinfoFile);
   // A kept path may be a volume the admin mounts on purpose (a tool cache): not a leftover.
   const places: { dir: string; keep: string[] }[] = [
@@ -122,11 +122,26 @@ const checkMounts: Check = async (ctx, o, out) => {
     { dir: ctx.slot.user.home, keep: ctx.policy.home.keep },
     ...(ctx.policy.temp.enabled ? ctx.policy.temp.paths.map((dir) => ({ dir, keep: [] })) : []),
   ];
+  // Only mounts the job could have made count against it (mounts.ts attributeMount); the others
+  // (a root-owned mount another service made under /tmp) are reported in the notices.
+  const grants = ctx.fullPolicy as { runner?: { sudo?: string }; docker?: { mode?: string } };
+  const jobMayBeRoot = (grants.runner?.sudo !== undefined && grants.runner.sudo !== 'deny') || grants.docker?.mode === 'host';
+  const jobTrees = [ctx.slot.workDir, ctx.slot.user.home, ctx.slot.jobRoot];
   for (const { dir, keep } of places) {
     const kept = keep.map((k) => safeRel(k)).filter((k): k is string => k !== undefined).map((k) => path.join(dir, k));
     for (const m of mountsUnder(mounts, dir)) {
       if (kept.some((k) => m.mountPointText === k || m.mountPointText.startsWith(`${k}/`))) continue;
-      out.push(`mount ${m.mountPointText} inside ${dir}`);
+      const rootSt = await lstatOrUndef(m.mountPoint).catch(() => undefined);
+      const parentSt = await lstatOrUndef(path.dirname(m.mountPointText)).catch(() => undefined);
+      const origin = attributeMount(m, {
+        uid: ctx.slot.user.uid,
+        jobTrees,
+        jobMayBeRoot,
+        ...(rootSt ? { rootUid: rootSt.uid } : {}),
+        ...(parentSt ? { parentUid: parentSt.uid } : {}),
+      });
+      if (origin === 'job') out.push(`mount ${m.mountPointText} inside ${dir}`);
+      else (report.notices ??= []).push(`mount ${m.mountPointText} (${m.fsType} from ${m.source}) inside ${dir}: not the job's (root-owned, not made by the runner user); left alone`);
     }
   }
 };
