@@ -69,7 +69,8 @@ export class Authenticator {
         ok: true,
         principal: {
           kind: 'installation',
-          key: credential,
+          // Every token of one installation draws on the installation's budget (GitHub docs).
+          key: issued.installationId !== undefined ? `installation:${issued.installationId}` : credential,
           permissions: issued.permissions ?? {},
           repositories: issued.repositories ?? null,
         },

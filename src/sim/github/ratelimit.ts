@@ -32,10 +32,14 @@ export class RateLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private exhaustedUntil = 0;
   private exhaustStatus = 403;
+  /** Primary-limit refusals answered so far. */
+  answers = 0;
 
   constructor(
     private readonly clock: Clock,
     private readonly limit: number,
+    /** The hourly budget of an App installation (shared by all its tokens); default `limit`. */
+    private readonly installationLimit: number = limit,
   ) {}
 
   /**
@@ -52,7 +56,8 @@ export class RateLimiter {
     if (count && !empty) b.used++;
     const headers = this.headers(b);
     if (!count || !empty) return { headers };
-    const who = key === 'anonymous' ? '127.0.0.1' : 'user ID 1';
+    this.answers++;
+    const who = key === 'anonymous' ? '127.0.0.1' : key.startsWith('installation:') ? `installation ID ${key.slice(13)}` : 'user ID 1';
     const limited = apiError(this.exhaustStatus, `API rate limit exceeded for ${who}.`);
     limited.body = { ...(limited.body as object), documentation_url: RATE_LIMIT_DOCS };
     return { headers, limited };
@@ -78,7 +83,8 @@ export class RateLimiter {
     const nowS = Math.floor(this.clock.now() / 1000);
     let b = this.buckets.get(key);
     if (!b || nowS >= b.reset) {
-      b = { limit: key === 'anonymous' ? ANONYMOUS_LIMIT : this.limit, used: 0, reset: nowS + WINDOW_S };
+      const limit = key === 'anonymous' ? ANONYMOUS_LIMIT : key.startsWith('installation:') ? this.installationLimit : this.limit;
+      b = { limit, used: 0, reset: nowS + WINDOW_S };
       this.buckets.set(key, b);
     }
     return b;

@@ -7,6 +7,7 @@ import { checkRunnerPermission, scopeHeaders, type Authenticator, type Principal
 import { apiError, findRoute, header, route, validationError, type Reply, type RequestContext, type Route } from './http.js';
 import { buildRunnerFiles, encodeJitConfig } from './jit.js';
 import type { RateLimiter } from './ratelimit.js';
+import type { SecondaryLimiter } from './secondary.js';
 import { scopeRestPath, type Scope } from './scope.js';
 import type { FakeState, RunnerState } from './state.js';
 import type { FakeAppSpec } from './types.js';
@@ -38,6 +39,10 @@ export interface RestDeps {
   /** The REST base URL (with the GHES prefix), for Link headers and runners_url. */
   restBase: () => string;
   brokerUrl: () => string;
+  /** Secondary limits (points per endpoint, concurrency); undefined turns them off. */
+  secondary?: SecondaryLimiter;
+  /** Called for each installation token minted. */
+  onTokenMinted?: () => void;
 }
 
 interface Call {
@@ -53,6 +58,8 @@ export interface RestApi {
   handle: (ctx: RequestContext) => Promise<Reply>;
   /** The caller's current x-ratelimit-* headers, without counting a call. */
   rateHeaders: (ctx: RequestContext) => Record<string, string>;
+  /** The rate-limit key of the caller (a token, or `installation:<id>`). */
+  callerKey: (ctx: RequestContext) => string;
 }
 
 /** Builds the REST request handler; the server calls it with the path below the prefix. */
@@ -320,7 +327,8 @@ export function createRestApi(deps: RestDeps): RestApi {
     }
     const permissions = requested ?? granted;
     // Installation tokens are `ghs_` prefixed and last one hour (contract §7).
-    const t = state.issueToken({ kind: 'installation', permissions, repositories }, 'ghs_');
+    const t = state.issueToken({ kind: 'installation', permissions, repositories, installationId: app.installationId }, 'ghs_');
+    deps.onTokenMinted?.();
     return {
       status: 201,
       body: {
@@ -332,10 +340,11 @@ export function createRestApi(deps: RestDeps): RestApi {
     };
   }
 
-  const rateHeaders = (ctx: RequestContext): Record<string, string> => {
+  const callerKey = (ctx: RequestContext): string => {
     const auth = deps.auth.authenticate(header(ctx.headers, 'authorization'));
-    return deps.limiter.take(auth.ok ? auth.principal.key : 'anonymous', false).headers;
+    return auth.ok ? auth.principal.key : 'anonymous';
   };
+  const rateHeaders = (ctx: RequestContext): Record<string, string> => deps.limiter.take(callerKey(ctx), false).headers;
 
   const handle = async (ctx: RequestContext): Promise<Reply> => {
     const auth = deps.auth.authenticate(header(ctx.headers, 'authorization'));
@@ -358,10 +367,10 @@ export function createRestApi(deps: RestDeps): RestApi {
     let reply: Reply;
     if (!found) reply = apiError(404, 'Not Found');
     else if (ctx.bodyInvalid) reply = apiError(400, 'Problems parsing JSON');
-    else reply = await found.route.handler(ctx, found.params);
+    else reply = deps.secondary?.charge(auth.principal.key, ctx.method, found.route.template) ?? (await found.route.handler(ctx, found.params));
     return { ...reply, headers: { ...common, ...rl.headers, ...reply.headers } };
   };
-  return { handle, rateHeaders };
+  return { handle, rateHeaders, callerKey };
 
   function paginate<T>(ctx: RequestContext, all: T[], selfUrl: string): { items: T[]; links: Record<string, string> } {
     const perPage = clamp(parseInt(ctx.query.per_page ?? '', 10) || DEFAULT_PER_PAGE, 1, MAX_PER_PAGE);

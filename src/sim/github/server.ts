@@ -15,6 +15,7 @@ import { createBrokerApi, createRegistrationApi } from './broker.js';
 import { Faults, faultBody } from './faults.js';
 import { delay, type Reply, type RequestContext } from './http.js';
 import { RateLimiter } from './ratelimit.js';
+import { SecondaryLimiter } from './secondary.js';
 import { createRestApi, type RestApi } from './rest.js';
 import { FakeState } from './state.js';
 import type {
@@ -64,6 +65,10 @@ export class FakeGitHub {
 
   private latencyMs: number;
   private readonly closing = new AbortController();
+  /** Installation access tokens minted so far. */
+  tokensMinted = 0;
+  /** @internal */
+  secondary: SecondaryLimiter | undefined;
 
   /** @internal Use startFakeGitHub. */
   constructor(
@@ -181,6 +186,12 @@ export class FakeGitHub {
     this.limiter.exhaust(resetInSeconds, status);
   }
 
+  /** Limit answers so far: primary (remaining 0), secondary by points, secondary by concurrency. */
+  limitAnswers(): { primary: number; secondaryPoints: number; secondaryConcurrent: number } {
+    const s = this.secondary?.answers ?? { points: 0, concurrent: 0 };
+    return { primary: this.limiter.answers, secondaryPoints: s.points, secondaryConcurrent: s.concurrent };
+  }
+
   /** Real-time delay before every answer from now on. */
   setLatency(ms: number): void {
     this.latencyMs = ms;
@@ -255,7 +266,10 @@ export class FakeGitHub {
     };
 
     let reply: Reply | 'reset';
+    // A REST request is in flight from arrival to answer; the concurrency cap counts it so.
+    const admitted = kind === 'rest' && this.secondary ? this.secondary.enter(handlers.rest.callerKey(ctx)) : undefined;
     try {
+      if (admitted && 'refused' in admitted) throw admitted;
       await delay(this.latencyMs, ac.signal);
       const fault = this.faults.take(kind, method, routePath);
       if (fault?.spec.delayMs) await delay(fault.spec.delayMs, ac.signal);
@@ -274,9 +288,14 @@ export class FakeGitHub {
       else if (kind === 'broker') reply = await handlers.broker(ctx);
       else reply = handlers.registration(ctx);
     } catch (err) {
-      // A bug in the fake must show up in the failing test, not as a hung request.
-      reply = { status: 500, body: { message: `fake GitHub error: ${(err as Error).stack ?? String(err)}` } };
+      if (admitted && err === admitted && 'refused' in admitted) {
+        reply = { ...admitted.refused, headers: { ...handlers.rest.rateHeaders(ctx), ...admitted.refused.headers } };
+      } else {
+        // A bug in the fake must show up in the failing test, not as a hung request.
+        reply = { status: 500, body: { message: `fake GitHub error: ${(err as Error).stack ?? String(err)}` } };
+      }
     } finally {
+      if (admitted && 'release' in admitted) admitted.release();
       res.off('close', abort);
       this.closing.signal.removeEventListener('abort', abort);
     }
@@ -341,7 +360,8 @@ export async function startFakeGitHub(opts: FakeGitHubOptions = {}): Promise<Fak
   if (prefix !== '' && !prefix.startsWith('/')) throw new TypeError(`pathPrefix must start with "/": ${prefix}`);
   const groups = opts.runnerGroups ?? [{ id: 1, name: 'Default', default: true }];
   const state = new FakeState(clock, groups, opts.sessionStaleMs ?? 30_000, opts.jobLockMs ?? 600_000);
-  const limiter = new RateLimiter(clock, opts.rateLimit ?? 5000);
+  const limiter = new RateLimiter(clock, opts.rateLimit ?? 5000, opts.installationRateLimit ?? opts.rateLimit ?? 5000);
+  const secondary = opts.secondaryLimits === false ? undefined : new SecondaryLimiter(clock, opts.secondaryLimits ?? {});
   const auth = new Authenticator(opts.tokens, opts.app, state);
 
   const server = createServer();
@@ -357,6 +377,7 @@ export async function startFakeGitHub(opts: FakeGitHubOptions = {}): Promise<Fak
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const fake = new FakeGitHub(server, state, limiter, `http://${host}:${addr.port}`, prefix, opts.latencyMs ?? 0);
+  fake.secondary = secondary;
 
   const handlers = {
     rest: createRestApi({
@@ -369,6 +390,10 @@ export async function startFakeGitHub(opts: FakeGitHubOptions = {}): Promise<Fak
       app: opts.app,
       restBase: () => fake.url,
       brokerUrl: () => fake.brokerUrl,
+      secondary,
+      onTokenMinted: () => {
+        fake.tokensMinted++;
+      },
     }),
     broker: createBrokerApi(state, () => fake.brokerUrl),
     registration: createRegistrationApi(state, () => fake.brokerUrl),

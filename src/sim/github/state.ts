@@ -67,6 +67,8 @@ export interface IssuedToken {
   scope?: Scope;
   expiresAt: number;
   permissions?: Record<string, 'read' | 'write'>;
+  /** The installation an installation token belongs to: its tokens share one rate-limit budget. */
+  installationId?: number;
   /** Installation tokens limited to these repositories (names, lower case); null = all. */
   repositories?: string[] | null;
 }

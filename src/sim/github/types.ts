@@ -61,6 +61,13 @@ export interface FakeGitHubOptions {
   clock?: Clock;
   /** Primary rate limit per token per hour; default 5000 (the user-token limit, contract §7). */
   rateLimit?: number;
+  /** Primary limit of the App installation, shared by all its tokens; default `rateLimit` (5000, GitHub's floor). */
+  installationRateLimit?: number;
+  /**
+   * GitHub's secondary limits (900 points a minute per endpoint, 100 requests in flight, per
+   * caller); on by default as on github.com, `false` turns them off.
+   */
+  secondaryLimits?: import('./secondary.js').SecondaryLimitOptions | false;
   /**
    * How long an open session with no poll in flight still counts as online (and blocks a second
    * session with 409); default 30 000 ms. The real service keeps an abandoned session for minutes;
