@@ -1,10 +1,12 @@
 import { Octokit } from '@octokit/rest';
-import { createAppAuth } from '@octokit/auth-app';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { GitHubApiError, isAbort } from '../lib/errors.js';
-import { decideRetry, isRateLimited } from './retry-policy.js';
+import { isRateLimited } from './retry-policy.js';
 import { withDeadline } from './deadline-fetch.js';
+import { InstallationTokenCache } from './app-token.js';
+import { HostGate } from './host-gate.js';
+import { cachedAppAuth, errorMessage, installRetryHook, type RequestObserver } from './request-hooks.js';
 import { permissionHint, scopePath, type RunnerScope } from './scope.js';
 import type {
   DeleteOutcome,
@@ -19,12 +21,17 @@ export type GitHubAuth =
   | { kind: 'token'; token: string }
   | { kind: 'app'; appId: number | string; installationId: number; privateKey: string };
 
-/** Called after every HTTP exchange, for metrics (endpoint is the route template). */
-export type RequestObserver = (info: {
-  endpoint: string;
-  status: number;
-  rateLimitRemaining?: number;
-}) => void;
+export type { RequestObserver } from './request-hooks.js';
+
+/** Fleet-scale figures of one host's adapter. */
+export interface FleetStats {
+  /** Installation tokens minted in the last hour of clock time (0 with a token). */
+  mintsLastHour(): number;
+  /** Times a rate-limit answer closed the host's gate. */
+  gatePauses(): number;
+  /** Epoch ms until which every call of this host waits. */
+  pausedUntil(): number;
+}
 
 /** Options of the adapter; defaults: system clock, no observer, 30 s per-request timeout. */
 export interface OctokitPortOptions {
@@ -39,6 +46,8 @@ export interface OctokitPortOptions {
   /** Custom fetch (e.g. one trusting a GHES CA bundle). */
   fetch?: typeof fetch;
   userAgent?: string;
+  /** Uniform numbers in [0, 1) for the retry jitter; default Math.random (a seeded one in simulations). */
+  random?: () => number;
   /** Deadline of one HTTP exchange, headers and body; default REQUEST_TIMEOUT_MS. */
   requestTimeoutMs?: number;
 }
@@ -62,11 +71,28 @@ interface OctokitErrorLike {
  * retry plugins are not used: they wait on real timers (Bottleneck) and cannot take a Clock, and
  * the agent makes about one call per job, so their queueing buys nothing.
  */
-export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octokit: Octokit } {
+export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octokit: Octokit; fleet: FleetStats } {
   const { clock, log, scope } = opts;
   const timeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   // The deadline sits on fetch itself: a signal added in a request hook never reaches fetch.
   const deadlineFetch = withDeadline(opts.fetch ?? globalThis.fetch, timeoutMs, opts.signal);
+  const gate = new HostGate(clock);
+  const app = opts.auth.kind === 'app' ? opts.auth : undefined;
+  const tokens = app
+    ? new InstallationTokenCache({
+        appId: app.appId,
+        privateKey: app.privateKey,
+        clock,
+        mint: async (jwt) => {
+          const res = await octokit.request('POST /app/installations/{installation_id}/access_tokens', {
+            installation_id: app.installationId,
+            headers: { authorization: `bearer ${jwt}` },
+          });
+          const data = res.data as { token: string; expires_at?: string };
+          return { token: data.token, expiresAt: data.expires_at };
+        },
+      })
+    : undefined;
   const octokit = new Octokit({
     baseUrl: opts.apiUrl.replace(/\/+$/, ''),
     userAgent: opts.userAgent ?? 'runner-warden',
@@ -76,59 +102,10 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
       // Octokit's own retry is off: we retry in the hook below with the injected clock.
       retries: 0,
     },
-    ...(opts.auth.kind === 'token'
-      ? { auth: opts.auth.token }
-      : {
-          authStrategy: createAppAuth,
-          auth: {
-            appId: opts.auth.appId,
-            privateKey: opts.auth.privateKey,
-            installationId: opts.auth.installationId,
-          },
-        }),
+    ...(tokens ? { authStrategy: cachedAppAuth(tokens) } : { auth: (opts.auth as { token: string }).token }),
   });
 
-  octokit.hook.wrap('request', async (request, options) => {
-    const endpoint = `${options.method} ${options.url}`;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await request(options);
-        opts.onRequest?.({
-          endpoint,
-          status: res.status,
-          rateLimitRemaining: numOrUndefined(res.headers['x-ratelimit-remaining']),
-        });
-        return res;
-      } catch (err) {
-        if (opts.signal?.aborted) throw err;
-        const e = err as OctokitErrorLike;
-        const headers = e.response?.headers ?? {};
-        // No response at all (refused, reset, DNS) or our own per-request timeout: a network failure.
-        // A certificate the CA bundle does not trust is permanent, not a network blip: fail at once.
-        const network =
-          (e.status === undefined || (e.status === 500 && !e.response)) && !isTlsTrustError(err);
-        opts.onRequest?.({
-          endpoint,
-          status: e.status ?? 0,
-          rateLimitRemaining: numOrUndefined(headers['x-ratelimit-remaining']),
-        });
-        const decision = decideRetry({
-          status: e.status,
-          headers,
-          message: errorMessage(e),
-          network,
-          attempt,
-          now: clock.now(),
-        });
-        if (!decision.retry) throw err;
-        log.warn(
-          { endpoint, status: e.status, attempt, waitMs: decision.waitMs, kind: decision.kind },
-          'github request will be retried',
-        );
-        await clock.sleep(decision.waitMs, opts.signal);
-      }
-    }
-  });
+  installRetryHook(octokit, { clock, log, gate, ...(opts.onRequest ? { onRequest: opts.onRequest } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.random ? { random: opts.random } : {}) });
 
   const prefix = scopePath(scope);
 
@@ -156,6 +133,11 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
 
   return {
     octokit,
+    fleet: {
+      mintsLastHour: () => tokens?.mintsLastHour() ?? 0,
+      gatePauses: () => gate.pauses,
+      pausedUntil: () => gate.pausedUntil,
+    },
 
     async generateJitConfig(req): Promise<JitRegistration> {
       const endpoint = `POST ${prefix}/actions/runners/generate-jitconfig`;
@@ -262,24 +244,4 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
       }
     },
   };
-}
-
-/** True for TLS verification failures (untrusted or mismatched certificates) anywhere in the cause chain. */
-function isTlsTrustError(err: unknown): boolean {
-  for (let e: unknown = err, i = 0; e && i < 6; e = (e as { cause?: unknown }).cause, i++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return true;
-  }
-  return false;
-}
-
-function numOrUndefined(v: unknown): number | undefined {
-  const n = Number(v);
-  return v === undefined || !Number.isFinite(n) ? undefined : n;
-}
-
-function errorMessage(e: OctokitErrorLike): string {
-  const data = e.response?.data as { message?: unknown } | undefined;
-  if (data && typeof data.message === 'string') return data.message;
-  return e.message ?? 'unknown error';
 }
