@@ -109,7 +109,8 @@ async function main(): Promise<void> {
         fake.group.desired = 1;
       };
       const r = createRecycler(
-        { provider: 'aws-asg', imdsEndpoint: fake.url, endpoint: fake.url, maxAttempts: 1 },
+        // scalerOwnsSize: the full three-step chain (decrement, without, Unhealthy) is what is timed.
+        { provider: 'aws-asg', imdsEndpoint: fake.url, endpoint: fake.url, maxAttempts: 1, scalerOwnsSize: true },
         { awsCredentials: credentials },
       );
       const bare = () => httpRequest(`${fake.url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' }, timeoutMs: 5_000 });

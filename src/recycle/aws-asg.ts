@@ -52,10 +52,12 @@ export async function readInstanceIdentity(
 }
 
 /**
- * `aws-asg`: the Buildkite terminate-instance chain, from the instance itself. 1) terminate in the
- * group with ShouldDecrementDesiredCapacity=true (the pool shrinks); 2) on failure (typically the
- * ValidationError at MinSize) terminate without decrement (the group replaces the host); 3) on
- * failure mark the instance Unhealthy so the group's health check replaces it.
+ * `aws-asg`: a terminate-instance chain, from the instance itself. The pool keeps its size
+ * (docs/pools.md): 1) terminate in the group with ShouldDecrementDesiredCapacity=false (the group
+ * launches a replacement); 2) on failure mark the instance Unhealthy so the group's health check
+ * replaces it. Only with `scalerOwnsSize: true` does the chain start with a terminate that
+ * decrements the desired capacity (on failure, typically the ValidationError at MinSize, it goes
+ * on with 1 and 2).
  *
  * With `lifecycleHookName` set, the provider first asks where the instance stands
  * (DescribeAutoScalingInstances): a host the group is scaling in and holding in Terminating:Wait
@@ -158,7 +160,7 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
           const released = await releaseScaleIn(config.lifecycleHookName);
           if (released) return released;
         }
-        const decrement = config.decrementDesiredCapacity ?? d.decrementDesiredCapacity;
+        const decrement = config.scalerOwnsSize === true;
         const done =
           (decrement && (await call('terminate with decrement', terminate(true)))) ||
           (await call('terminate without decrement', terminate(false))) ||

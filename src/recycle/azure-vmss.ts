@@ -1,5 +1,5 @@
 import { describeError } from '../lib/errors.js';
-import { RECYCLE_DEFAULTS, type AzureVmssRecycleConfig } from './config.js';
+import { RECYCLE_DEFAULTS, azureVmssAction, type AzureVmssRecycleConfig } from './config.js';
 import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 
@@ -30,9 +30,9 @@ export function vmssFromResourceId(resourceId: string): VmssIdentity | undefined
 /**
  * `azure-vmss`: from the VM itself, through IMDS (its place in the scale set and a managed-identity
  * token; the identity needs Microsoft.Compute/virtualMachineScaleSets/delete/action, or
- * .../virtualMachines/reimage/action, on the scale set), asks the scale set to delete this
- * instance (capacity shrinks; autoscale adds VMs as the queue needs) or to reimage it (same VM,
- * fresh OS disk). Resource Manager answers 202 once the operation is queued.
+ * .../virtualMachines/reimage/action, on the scale set), asks the scale set to reimage this
+ * instance (the default: same VM, fresh OS disk, capacity unchanged) or, when a scaler owns the
+ * size, to delete it (capacity shrinks; autoscale adds VMs as the queue needs). Resource Manager answers 202 once the operation is queued.
  */
 export function azureVmssProvider(config: AzureVmssRecycleConfig): RecycleProvider {
   const d = RECYCLE_DEFAULTS.azureVmss;
@@ -40,7 +40,7 @@ export function azureVmssProvider(config: AzureVmssRecycleConfig): RecycleProvid
   const arm = (config.managementEndpoint ?? d.managementEndpoint).replace(/\/+$/, '');
   const imdsTimeoutMs = (config.imdsTimeoutSeconds ?? d.imdsTimeoutSeconds) * 1000;
   const timeoutMs = (config.timeoutSeconds ?? d.timeoutSeconds) * 1000;
-  const action = config.action ?? d.action;
+  const action = azureVmssAction(config);
   const fail = (detail: string): RecycleResult => ({ provider: 'azure-vmss', ok: false, detail });
   return {
     name: 'azure-vmss',

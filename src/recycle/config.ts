@@ -26,7 +26,6 @@ export const RECYCLE_DEFAULTS = {
     maxAttempts: 3,
     /** Bound on each Auto Scaling call including the SDK's retries. */
     timeoutSeconds: 20,
-    decrementDesiredCapacity: true,
   },
   kubernetes: {
     tokenFile: `${SERVICE_ACCOUNT_DIR}/token`,
@@ -56,7 +55,6 @@ export const RECYCLE_DEFAULTS = {
     imdsTimeoutSeconds: 2,
     /** The delete returns 202 once queued; 20 s covers a slow Resource Manager front end. */
     timeoutSeconds: 20,
-    action: 'delete',
   },
   gcpMig: {
     /** The metadata server every Compute Engine VM sees. */
@@ -66,9 +64,31 @@ export const RECYCLE_DEFAULTS = {
     metadataTimeoutSeconds: 2,
     /** deleteInstances returns once the operation is queued; 20 s covers a slow API front end. */
     timeoutSeconds: 20,
-    action: 'delete',
   },
 } as const;
+
+/**
+ * Pools keep their size (docs/pools.md): a recycled host is replaced, never taken out of the pool,
+ * unless the operator says a scaler owns the pool's size (`scalerOwnsSize: true`). A recycle means
+ * "this host is used up", not "the fleet needs fewer hosts".
+ */
+export interface PoolSizeOption {
+  /**
+   * True when an autoscaler (a scaling policy, a job-driven scaler) owns the pool's size: the
+   * provider may then take the host out without a replacement. Default false: the pool keeps its size.
+   */
+  scalerOwnsSize?: boolean;
+}
+
+/** What gcp-mig does with this VM: recreate keeps the group's size, delete shrinks it. */
+export function gcpMigAction(config: GcpMigRecycleConfig): 'delete' | 'recreate' {
+  return config.action ?? (config.scalerOwnsSize === true ? 'delete' : 'recreate');
+}
+
+/** What azure-vmss does with this instance: reimage keeps the capacity, delete shrinks it. */
+export function azureVmssAction(config: AzureVmssRecycleConfig): 'delete' | 'reimage' {
+  return config.action ?? (config.scalerOwnsSize === true ? 'delete' : 'reimage');
+}
 
 /** `provider: none`: nothing is signalled; the agent stops and leaves the host to the operator. */
 export interface NoneRecycleConfig {
@@ -92,10 +112,12 @@ export interface ShutdownRecycleConfig {
 }
 
 /**
- * `provider: aws-asg`: the Buildkite chain (terminate with decrement, without, set Unhealthy).
+ * `provider: aws-asg`: terminate this instance in its group without decrementing the desired
+ * capacity (the group launches a replacement), else mark it Unhealthy (the group replaces it). With
+ * `scalerOwnsSize: true` the chain starts with a terminate that decrements the desired capacity.
  * Instance id and region come from IMDSv2 unless given; `endpoint` overrides the Auto Scaling API URL.
  */
-export interface AwsAsgRecycleConfig {
+export interface AwsAsgRecycleConfig extends PoolSizeOption {
   provider: 'aws-asg';
   /** Default http://169.254.169.254. */
   imdsEndpoint?: string;
@@ -103,8 +125,6 @@ export interface AwsAsgRecycleConfig {
   endpoint?: string;
   region?: string;
   instanceId?: string;
-  /** Start the chain with ShouldDecrementDesiredCapacity=true (default true). */
-  decrementDesiredCapacity?: boolean;
   /**
    * The group's autoscaling:EC2_INSTANCE_TERMINATING lifecycle hook. When set, a host the group is
    * already scaling in (LifecycleState Terminating:Wait) is released at once with
@@ -117,13 +137,15 @@ export interface AwsAsgRecycleConfig {
 }
 
 /**
- * `provider: azure-vmss`: the VM asks its scale set (Uniform orchestration) to delete it (the
- * capacity shrinks; autoscale adds VMs as jobs need them) or to reimage it (`action: reimage`: the
- * same VM with a fresh OS disk from the image). Subscription, resource group, scale set, instance
- * id and a managed-identity token come from IMDS unless given.
+ * `provider: azure-vmss`: the VM asks its scale set (Uniform orchestration) to reimage it (the
+ * default: the same VM with a fresh OS disk from the image, the capacity unchanged) or, only when
+ * a scaler owns the size, to delete it (the capacity shrinks; autoscale adds VMs as jobs need them).
+ * Subscription, resource group, scale set, instance id and a managed-identity token come from IMDS
+ * unless given.
  */
-export interface AzureVmssRecycleConfig {
+export interface AzureVmssRecycleConfig extends PoolSizeOption {
   provider: 'azure-vmss';
+  /** Default reimage; delete (the default with scalerOwnsSize) needs scalerOwnsSize: true. */
   action?: 'delete' | 'reimage';
   /** Default http://169.254.169.254. */
   imdsEndpoint?: string;
@@ -140,14 +162,15 @@ export interface AzureVmssRecycleConfig {
 }
 
 /**
- * `provider: gcp-mig`: the VM asks its managed instance group to delete it (`deleteInstances`: the
- * group's target size shrinks and its autoscaler adds VMs as jobs need them) or to recreate it
- * (`recreateInstances`: same size, a fresh VM from the template). Project, zone, instance name,
- * the group (the `created-by` attribute) and an access token come from the metadata server unless
- * given; `computeEndpoint` overrides the API URL.
+ * `provider: gcp-mig`: the VM asks its managed instance group to recreate it (the default:
+ * `recreateInstances`, same size, a fresh VM from the template) or, only when a scaler owns the
+ * size, to delete it (`deleteInstances`: the group's target size shrinks and its autoscaler adds
+ * VMs as jobs need them). Project, zone, instance name, the group (the `created-by` attribute) and
+ * an access token come from the metadata server unless given; `computeEndpoint` overrides the API URL.
  */
-export interface GcpMigRecycleConfig {
+export interface GcpMigRecycleConfig extends PoolSizeOption {
   provider: 'gcp-mig';
+  /** Default recreate; delete (the default with scalerOwnsSize) needs scalerOwnsSize: true. */
   action?: 'delete' | 'recreate';
   /** Default http://metadata.google.internal. */
   metadataEndpoint?: string;
@@ -247,7 +270,7 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
       endpoint: url,
       region: { type: 'string', minLength: 1 },
       instanceId: { type: 'string', pattern: '^i-[0-9a-f]+$' },
-      decrementDesiredCapacity: { type: 'boolean' },
+      scalerOwnsSize: { type: 'boolean' },
       // AWS: 1-255 characters of [A-Za-z0-9\-_\/].
       lifecycleHookName: { type: 'string', pattern: '^[A-Za-z0-9_/-]{1,255}$' },
       maxAttempts: { type: 'integer', minimum: 1, maximum: 10 },
@@ -259,6 +282,7 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
   'azure-vmss': {
     props: {
       action: { enum: ['delete', 'reimage'] },
+      scalerOwnsSize: { type: 'boolean' },
       imdsEndpoint: url,
       managementEndpoint: url,
       subscriptionId: { type: 'string', pattern: '^[0-9a-fA-F-]{36}$' },
@@ -274,6 +298,7 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
   'gcp-mig': {
     props: {
       action: { enum: ['delete', 'recreate'] },
+      scalerOwnsSize: { type: 'boolean' },
       metadataEndpoint: url,
       computeEndpoint: url,
       project: { type: 'string', pattern: '^[a-z][-a-z0-9]{4,28}[a-z0-9]$|^[0-9]+$' },
@@ -386,5 +411,20 @@ export function parseRecycleConfig(raw: RecycleConfig | unknown, file = 'recycle
       .map(describe);
     throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, [...new Set(problems)]);
   }
-  return raw as RecycleChainConfig;
+  const chain = raw as RecycleChainConfig;
+  const problems = [chain, ...(chain.fallback ?? [])].flatMap((c, i) => shrinkProblems(c, i === 0 ? 'recycle' : `recycle.fallback.${i - 1}`));
+  if (problems.length > 0) {
+    throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, problems);
+  }
+  return chain;
+}
+
+/** A provider told to shrink its pool while the operator has not said a scaler owns the size. */
+function shrinkProblems(c: RecycleProviderConfig, where: string): string[] {
+  if (c.provider !== 'gcp-mig' && c.provider !== 'azure-vmss') return [];
+  if (c.action !== 'delete' || c.scalerOwnsSize === true) return [];
+  const keep = c.provider === 'gcp-mig' ? 'recreate' : 'reimage';
+  return [
+    `${where}.action: delete shrinks the pool; expected ${keep} (the pool keeps its size), or scalerOwnsSize: true when an autoscaler owns the pool's size (docs/pools.md)`,
+  ];
 }

@@ -1,5 +1,5 @@
 import { describeError } from '../lib/errors.js';
-import { RECYCLE_DEFAULTS, type GcpMigRecycleConfig } from './config.js';
+import { RECYCLE_DEFAULTS, gcpMigAction, type GcpMigRecycleConfig } from './config.js';
 import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 
@@ -40,9 +40,9 @@ export function groupFromCreatedBy(createdBy: string, project: string): string |
 /**
  * `gcp-mig`: from the VM itself, through the metadata server (identity and a token of the VM's
  * service account, which needs compute.instanceGroupManagers.update on the group), asks the managed
- * instance group to delete this VM (the target size shrinks; an autoscaler adds VMs back as the
- * queue needs) or to recreate it (the size stays; a fresh VM from the template). The API answers
- * with a queued operation; the group then stops the VM.
+ * instance group to recreate this VM (the default: the size stays, a fresh VM from the template)
+ * or, when a scaler owns the size, to delete it (the target size shrinks; the autoscaler adds VMs
+ * back as the queue needs). The API answers with a queued operation; the group then stops the VM.
  */
 export function gcpMigProvider(config: GcpMigRecycleConfig): RecycleProvider {
   const d = RECYCLE_DEFAULTS.gcpMig;
@@ -50,7 +50,7 @@ export function gcpMigProvider(config: GcpMigRecycleConfig): RecycleProvider {
   const computeBase = (config.computeEndpoint ?? d.computeEndpoint).replace(/\/+$/, '');
   const metadataTimeoutMs = (config.metadataTimeoutSeconds ?? d.metadataTimeoutSeconds) * 1000;
   const timeoutMs = (config.timeoutSeconds ?? d.timeoutSeconds) * 1000;
-  const action = config.action ?? d.action;
+  const action = gcpMigAction(config);
   const fail = (detail: string): RecycleResult => ({ provider: 'gcp-mig', ok: false, detail });
   return {
     name: 'gcp-mig',

@@ -22,9 +22,20 @@ const asgActions = (fake: FakeAws) =>
     .filter((c) => c.service === 'autoscaling')
     .map((c) => `${c.action}${c.params.ShouldDecrementDesiredCapacity ? `(${c.params.ShouldDecrementDesiredCapacity})` : ''}:${c.status}`);
 
-test('the instance is terminated with a capacity decrement when the group is above its minimum', async () => {
+test('by default the instance is terminated without a decrement: the group keeps its size and replaces the host', async () => {
   await withFake({ instanceId: 'i-0abc', group: { name: 'runners', min: 0, desired: 2, max: 5 } }, async (fake, config) => {
     const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(false):200']);
+    assert.equal(fake.group.desired, 2, 'a recycle must not shrink a pool nobody said a scaler owns');
+    assert.equal(fake.group.instances.get('i-0abc')?.terminating, true);
+    assert.match(out.detail, /^i-0abc: terminate without decrement: accepted$/);
+  });
+});
+
+test('when a scaler owns the size the instance is terminated with a capacity decrement above the group minimum', async () => {
+  await withFake({ instanceId: 'i-0abc', group: { name: 'runners', min: 0, desired: 2, max: 5 } }, async (fake, config) => {
+    const out = await awsAsgProvider({ ...config, scalerOwnsSize: true }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(true):200']);
     assert.equal(fake.calls.find((c) => c.service === 'autoscaling')?.params.InstanceId, 'i-0abc', 'the id must come from IMDS');
@@ -49,7 +60,7 @@ test('instance id and region are read through IMDSv2 with a session token', asyn
 
 test('at the group minimum the decrement is refused and the instance is terminated without it', async () => {
   await withFake({ group: { name: 'runners', min: 1, desired: 1, max: 5 } }, async (fake, config) => {
-    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    const out = await awsAsgProvider({ ...config, scalerOwnsSize: true }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(asgActions(fake), [
       'TerminateInstanceInAutoScalingGroup(true):400',
@@ -61,7 +72,18 @@ test('at the group minimum the decrement is refused and the instance is terminat
   });
 });
 
-test('when both terminations fail the instance is marked Unhealthy', async () => {
+test('when the termination without decrement fails the instance is marked Unhealthy, and the size stays', async () => {
+  await withFake({ instanceId: 'i-0def', group: { name: 'runners', min: 0, desired: 3, max: 5 } }, async (fake, config) => {
+    fake.failNext({ action: 'TerminateInstanceInAutoScalingGroup', code: 'ScalingActivityInProgress', message: 'Scaling activity is in progress.' });
+    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(false):400', 'SetInstanceHealth:200']);
+    assert.equal(fake.group.desired, 3);
+    assert.equal(fake.group.instances.get('i-0def')?.health, 'Unhealthy');
+  });
+});
+
+test('when a scaler owns the size and both terminations fail the instance is marked Unhealthy', async () => {
   await withFake({ instanceId: 'i-0def', group: { name: 'runners', min: 1, desired: 1, max: 5 } }, async (fake, config) => {
     fake.failNext({
       action: 'TerminateInstanceInAutoScalingGroup',
@@ -69,7 +91,7 @@ test('when both terminations fail the instance is marked Unhealthy', async () =>
       code: 'ScalingActivityInProgress',
       message: 'Scaling activity is in progress and blocks this action.',
     });
-    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    const out = await awsAsgProvider({ ...config, scalerOwnsSize: true }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(asgActions(fake), [
       'TerminateInstanceInAutoScalingGroup(true):400',
@@ -87,18 +109,10 @@ test('when every step of the chain fails the result is not ok and names each ste
   await withFake({ group: { name: 'runners', min: 1, desired: 1, max: 5 } }, async (fake, config) => {
     fake.failNext({ action: 'TerminateInstanceInAutoScalingGroup', code: 'ScalingActivityInProgress', times: 2 });
     fake.failNext({ action: 'SetInstanceHealth', code: 'ResourceContention', message: 'busy' });
-    const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
+    const out = await awsAsgProvider({ ...config, scalerOwnsSize: true }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, false);
     assert.equal(asgActions(fake).length, 3, 'all three steps must have been tried');
     assert.match(out.detail, /terminate with decrement: ScalingActivityInProgress.*terminate without decrement: ScalingActivityInProgress.*set Unhealthy: ResourceContention(Fault)?: busy/);
-  });
-});
-
-test('the chain can start without a decrement when the config says so', async () => {
-  await withFake({}, async (fake, config) => {
-    const out = await awsAsgProvider({ ...config, decrementDesiredCapacity: false }, { credentials }).recycle(sampleEvent(), never);
-    assert.equal(out.ok, true, out.detail);
-    assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(false):200']);
   });
 });
 
@@ -150,7 +164,8 @@ test('with a lifecycle hook, a host in service goes through the terminate chain'
   await withFake({ terminationHooks: ['drain-runner'], group: { name: 'runners', min: 0, desired: 2, max: 5 } }, async (fake, config) => {
     const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
-    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200', 'TerminateInstanceInAutoScalingGroup(true):200']);
+    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200', 'TerminateInstanceInAutoScalingGroup(false):200']);
+    assert.equal(fake.group.desired, 2, 'the pool keeps its size');
     assert.equal(fake.group.instances.get('i-0fake0000000000001')?.lifecycleState, 'Terminating:Wait', 'our own termination then waits on the hook like any other');
   });
 });
@@ -177,7 +192,7 @@ test('when DescribeAutoScalingInstances is refused the terminate chain still run
     fake.failNext({ action: 'DescribeAutoScalingInstances', status: 403, code: 'AccessDenied', message: 'not authorized to perform: autoscaling:DescribeAutoScalingInstances' });
     const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
-    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:403', 'TerminateInstanceInAutoScalingGroup(true):200']);
+    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:403', 'TerminateInstanceInAutoScalingGroup(false):200']);
     assert.match(out.detail, /describe: AccessDenied/);
   });
 });

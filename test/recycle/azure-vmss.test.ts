@@ -17,9 +17,9 @@ async function withFake(opts: FakeAzureOptions, fn: (fake: FakeAzure, config: Az
 const armCalls = (fake: FakeAzure): string[] => fake.calls.filter((c) => c.service === 'arm').map((c) => `${c.method} ${c.path} ${c.status}`);
 const SET = '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/ci/providers/Microsoft.Compute/virtualMachineScaleSets/runners';
 
-test('the VM asks its scale set to delete it, found through IMDS with a managed-identity token', async () => {
+test('when a scaler owns the size the VM asks its scale set to delete it, found through IMDS with a managed-identity token', async () => {
   await withFake({}, async (fake, config) => {
-    const out = await azureVmssProvider(config).recycle(sampleEvent(), never);
+    const out = await azureVmssProvider({ ...config, scalerOwnsSize: true }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(armCalls(fake), [`POST ${SET}/delete 202`]);
     const call = fake.calls.find((c) => c.service === 'arm');
@@ -50,7 +50,7 @@ test('a refusal from Resource Manager fails with its code and message; no scale 
     fake.failNext(403, 'AuthorizationFailed', "The client does not have authorization to perform action 'Microsoft.Compute/virtualMachineScaleSets/delete/action'.");
     const out = await azureVmssProvider(config).recycle(sampleEvent(), never);
     assert.equal(out.ok, false);
-    assert.match(out.detail, /^instance 3 of runners: delete: HTTP 403 AuthorizationFailed: The client does not have authorization/);
+    assert.match(out.detail, /^instance 3 of runners: reimage: HTTP 403 AuthorizationFailed: The client does not have authorization/);
     assert.doesNotMatch(out.detail, new RegExp(fake.token));
   });
   await withFake({ standalone: true }, async (fake, config) => {

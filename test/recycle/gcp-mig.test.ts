@@ -18,9 +18,9 @@ async function withFake(opts: FakeGcpOptions, fn: (fake: FakeGcp, config: GcpMig
 
 const computeCalls = (fake: FakeGcp): string[] => fake.calls.filter((c) => c.service === 'compute').map((c) => `${c.method} ${c.path} ${c.status}`);
 
-test('the VM asks its managed instance group to delete it, found through the metadata server', async () => {
+test('when a scaler owns the size the VM asks its managed instance group to delete it, found through the metadata server', async () => {
   await withFake({}, async (fake, config) => {
-    const out = await gcpMigProvider(config).recycle(sampleEvent(), never);
+    const out = await gcpMigProvider({ ...config, scalerOwnsSize: true }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(computeCalls(fake), [
       'POST /compute/v1/projects/my-project/zones/us-central1-a/instanceGroupManagers/runners/deleteInstances 200',
@@ -60,7 +60,7 @@ test('an API refusal fails the provider with the error in the detail, so a fallb
     fake.failNext(403, 'PERMISSION_DENIED', "Required 'compute.instanceGroupManagers.update' permission");
     const failed = await gcpMigProvider(config).recycle(sampleEvent(), never);
     assert.equal(failed.ok, false);
-    assert.match(failed.detail, /deleteInstances: HTTP 403 PERMISSION_DENIED: Required 'compute\.instanceGroupManagers\.update' permission/);
+    assert.match(failed.detail, /recreateInstances: HTTP 403 PERMISSION_DENIED: Required 'compute\.instanceGroupManagers\.update' permission/);
   });
 });
 
