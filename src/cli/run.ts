@@ -9,6 +9,7 @@ import { controlSocketPath, startControlSocket, type ControlServer } from './con
 import { printConfigError, reportStartupError } from './startup-errors.js';
 import { checkRunnerUser } from './runner-user.js';
 import { DEFAULT_CONFIG, RUN_USAGE as USAGE } from './usage.js';
+import { notifySystemd, stdoutIsJournal } from './systemd.js';
 
 export { DEFAULT_CONFIG };
 
@@ -20,7 +21,10 @@ export async function runCommand(args: string[], io: CliIO, env: NodeJS.ProcessE
   const opts = commandOptions(args, { values: ['config', 'log-level'] }, USAGE, io);
   if (typeof opts === 'number') return opts;
   const configFile = String(opts.config ?? env.RUNNER_WARDEN_CONFIG ?? DEFAULT_CONFIG);
-  const log = createLogger({ level: String(opts['log-level'] ?? env.RUNNER_WARDEN_LOG_LEVEL ?? 'info') });
+  const log = createLogger({
+    level: String(opts['log-level'] ?? env.RUNNER_WARDEN_LOG_LEVEL ?? 'info'),
+    journald: stdoutIsJournal(env),
+  });
   let locks: HostLocks | undefined;
   let runtime: Runtime | undefined;
   let control: ControlServer | undefined;
@@ -57,6 +61,8 @@ export async function runCommand(args: string[], io: CliIO, env: NodeJS.ProcessE
     ['SIGINT', onTerm('SIGINT')],
   ];
   for (const [sig, h] of handlers) process.on(sig, h);
+  // systemd (Type=notify): READY=1 once /healthz answers, watchdog pings while the loop is alive.
+  const notifier = notifySystemd(rt, env, log);
   try {
     const exit = await rt.agent.run(shutdown.signal);
     return exit.code;
@@ -66,6 +72,7 @@ export async function runCommand(args: string[], io: CliIO, env: NodeJS.ProcessE
     return EXIT.tempfail;
   } finally {
     for (const [sig, h] of handlers) process.off(sig, h);
+    await notifier.stop();
     await ctl.close();
     await rt.close();
     await held.release();
