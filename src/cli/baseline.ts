@@ -13,7 +13,7 @@ import type { Slot } from '../cleanup/types.js';
 import { takeBaseline } from '../cleanup/baseline.js';
 import { takeInstallManifest } from '../cleanup/install-manifest.js';
 import { takeSystemBaseline } from '../integrity/system-baseline.js';
-import { agentExclusions } from '../integrity/surfaces.js';
+import { agentExclusions, exceptionPatterns } from '../integrity/surfaces.js';
 import { EXIT, commandOptions, type CliIO } from './io.js';
 import { BASELINE_USAGE as USAGE } from './usage.js';
 
@@ -58,6 +58,7 @@ export async function baselineCommand(args: readonly string[], io: CliIO, deps: 
       const s = await takeSystemBaseline({
         stateDir: deps.slot.stateDir,
         surfaces: deps.policy.host.integrity.surfaces,
+        exceptions: exceptionPatterns(deps.policy.host.integrity),
         excluded: agentExclusions(deps.slot),
         user: deps.slot.user,
         skipPids: [process.pid],

@@ -10,7 +10,7 @@ import { integrityPaths, identityDifferences, loadBaseline } from './baseline-st
 import { compareSnapshots } from './compare.js';
 import { copyForensics } from './forensics.js';
 import { GlobSet } from './glob.js';
-import { DEFAULT_EXCEPTIONS, PACKAGE_EXCEPTIONS } from './surfaces.js';
+import { exceptionPatterns } from './surfaces.js';
 import { takeSnapshot } from './snapshot.js';
 import { inRanges } from './accounts.js';
 import { findLeftovers, jobIdRanges, removeLeftovers } from './subids.js';
@@ -77,11 +77,13 @@ export class IntegrityGuard implements JobGuard<Policy> {
       throw err;
     }
     const surfaces = p.surfaces.filter((s) => base.surfaces.includes(s));
+    const exceptions = new GlobSet(exceptionPatterns(p));
     const { snapshot, identity } = await takeSnapshot({
       root: this.root,
       proc: this.proc,
       surfaces,
       excluded: this.o.excluded,
+      exceptions,
       jobUser: job?.user ?? this.o.user,
       ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
       ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),
@@ -91,7 +93,6 @@ export class IntegrityGuard implements JobGuard<Policy> {
     for (const d of identityDifferences(base.identity, identity, !job && !p.allowPackages)) {
       findings.push({ problem: `system baseline is from another image: ${d}`, detail: { kind: 'other-image', difference: d } });
     }
-    const exceptions = new GlobSet([...DEFAULT_EXCEPTIONS, ...(p.allowPackages ? PACKAGE_EXCEPTIONS : []), ...p.exceptions]);
     const subUids = [...ranges.uids, { start: (job?.user ?? this.o.user).uid, count: 1 }];
     const started = job ? this.started.get(job.key) : undefined;
     const drift = compareSnapshots(base.snapshot, snapshot, {

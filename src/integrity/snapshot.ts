@@ -10,6 +10,7 @@ import { walkTrees } from './walk.js';
 import { inRanges, readAccounts, readIdentity, readPackages, readSubIds, type IdRange } from './accounts.js';
 import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
 import { readNetfilter } from './netfilter.js';
+import type { GlobSet } from './glob.js';
 
 /** Where and what a snapshot reads. */
 export interface SnapshotOptions {
@@ -26,6 +27,8 @@ export interface SnapshotOptions {
   skipPids?: readonly number[];
   /** Run iptables-save / nft (they read the caller's namespace, whatever `root` is). Default true. */
   netfilter?: boolean;
+  /** Exceptions: a directory whose whole subtree they cover is not walked. */
+  exceptions?: GlobSet;
   /** Hash every small file of the configuration surfaces (the baseline does). */
   hashSmall?: boolean;
   signal?: AbortSignal;
@@ -34,22 +37,17 @@ export interface SnapshotOptions {
 /** The surfaces whose small files the baseline hashes (configuration, not binaries). */
 const HASHED: ReadonlySet<SurfaceName> = new Set<SurfaceName>(['etc', 'cron', 'systemd', 'authorized-keys', 'root-home', 'usr-local']);
 
+/** True when every path below `dir` is excepted (a `dir/**`-style pattern). */
+function coversSubtree(ex: GlobSet, dir: string): boolean {
+  return ex.matches(dir) && ex.matches(`${dir}/\u0001`) && ex.matches(`${dir}/\u0001/\u0001`);
+}
+
 /** A snapshot and the identity of the host it was taken on. */
 export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snapshot; identity: HostIdentity }> {
   const on = new Set(o.surfaces);
   const { objects: accountObjects, users } = await readAccounts(o.root);
-  const walked = walkTrees(
-    treeSurfaces(
-      on,
-      users.map((u) => u.home).filter((h) => h.startsWith('/')),
-    ),
-    { root: o.root, excluded: o.excluded, ...(o.hashSmall ? { hashSurfaces: HASHED } : {}) },
-  );
   const objects: Record<string, string> = {};
-  const unreadable = [...walked.unreadable];
   if (on.has('accounts')) Object.assign(objects, accountObjects);
-  const packages = await readPackages(o.root);
-  if (on.has('package-state')) Object.assign(objects, packages);
   const names = new Map(users.map((u) => [u.uid, u.name]));
   const userName = (uid: number): string => names.get(uid) ?? String(uid);
   let ranges: IdRange[] = [];
@@ -59,12 +57,6 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
       { start: o.jobUser.uid, count: 1 },
     ];
   }
-  const readers: Promise<Record<string, string>>[] = [];
-  if (on.has('modules')) readers.push(readModules(o.proc));
-  if (on.has('mounts')) readers.push(readMounts(o.proc));
-  if (on.has('routes')) readers.push(readRoutes(o.proc));
-  if (on.has('sysctl')) readers.push(readSysctls(o.proc));
-  if (on.has('listeners')) readers.push(readListeners(o.proc, userName));
   if (on.has('processes')) {
     // Read before netfilter starts its children, so the check never sees its own tools.
     Object.assign(
@@ -76,12 +68,35 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
       }),
     );
   }
-  for (const r of await Promise.all(readers)) Object.assign(objects, r);
-  if (on.has('netfilter') && o.netfilter !== false) {
-    const nf = await readNetfilter(o.signal);
+  // The netfilter tools run as children while the (synchronous) walk below holds this thread.
+  const netfilter = on.has('netfilter') && o.netfilter !== false ? readNetfilter(o.signal) : undefined;
+  const readers: Promise<Record<string, string>>[] = [readPackages(o.root)];
+  if (on.has('modules')) readers.push(readModules(o.proc));
+  if (on.has('mounts')) readers.push(readMounts(o.proc));
+  if (on.has('routes')) readers.push(readRoutes(o.proc));
+  if (on.has('sysctl')) readers.push(readSysctls(o.proc));
+  if (on.has('listeners')) readers.push(readListeners(o.proc, userName));
+  const walked = walkTrees(
+    treeSurfaces(
+      on,
+      users.map((u) => u.home).filter((h) => h.startsWith('/')),
+    ),
+    {
+      root: o.root,
+      excluded: o.excluded,
+      ...(o.hashSmall ? { hashSurfaces: HASHED } : {}),
+      ...(o.exceptions ? { prune: (p: string) => coversSubtree(o.exceptions as GlobSet, p) } : {}),
+    },
+  );
+  const unreadable = [...walked.unreadable];
+  const [packages, ...rest] = await Promise.all(readers);
+  if (on.has('package-state')) Object.assign(objects, packages);
+  for (const r of rest) Object.assign(objects, r);
+  if (netfilter) {
+    const nf = await netfilter;
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
   }
-  const identity = await readIdentity(o.root, o.proc, packages);
+  const identity = await readIdentity(o.root, o.proc, packages ?? {});
   return { snapshot: { files: walked.files, fileSurface: walked.fileSurface, objects, unreadable }, identity };
 }

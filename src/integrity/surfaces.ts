@@ -200,3 +200,8 @@ export const ALWAYS_HASH: readonly string[] = [
 export function agentExclusions(slot: { runnerRoot: string; stateDir: string; jobRoot: string; trashDir: string; workDir: string }): string[] {
   return [...new Set([slot.runnerRoot, slot.workDir, slot.stateDir, slot.jobRoot, slot.trashDir])];
 }
+
+/** Every exception in force for a policy: the defaults, package state when allowed, the team's. */
+export function exceptionPatterns(p: { exceptions: readonly string[]; allowPackages: boolean }): string[] {
+  return [...DEFAULT_EXCEPTIONS, ...(p.allowPackages ? PACKAGE_EXCEPTIONS : []), ...p.exceptions];
+}

@@ -5,6 +5,7 @@
 import type { SurfaceName } from './types.js';
 import { saveBaseline } from './baseline-store.js';
 import { takeSnapshot } from './snapshot.js';
+import { GlobSet } from './glob.js';
 
 /** Where the baseline is read from and written to. */
 export interface TakeSystemBaselineOptions {
@@ -12,6 +13,8 @@ export interface TakeSystemBaselineOptions {
   proc?: string;
   stateDir: string;
   surfaces: readonly SurfaceName[];
+  /** Exception patterns (exceptionPatterns(policy)): subtrees they cover wholly are not recorded. */
+  exceptions?: readonly string[];
   excluded: readonly string[];
   user: { name: string; uid: number };
   skipPids?: readonly number[];
@@ -37,6 +40,7 @@ export async function takeSystemBaseline(o: TakeSystemBaselineOptions): Promise<
     proc: o.proc ?? '/proc',
     surfaces: o.surfaces,
     excluded: o.excluded,
+    ...(o.exceptions ? { exceptions: new GlobSet(o.exceptions) } : {}),
     jobUser: o.user,
     ...(o.skipPids ? { skipPids: o.skipPids } : {}),
     ...(o.netfilter !== undefined ? { netfilter: o.netfilter } : {}),

@@ -21,6 +21,8 @@ export interface WalkOptions {
   root: string;
   /** Host-view directories never entered (the runner root, the agent's state). */
   excluded: readonly string[];
+  /** Directories whose whole subtree is excepted: not entered (the comparison skips them anyway). */
+  prune?: (hostPath: string) => boolean;
   /** Surfaces whose small regular files get a content hash now (the baseline). */
   hashSurfaces?: ReadonlySet<SurfaceName>;
 }
@@ -63,7 +65,7 @@ export function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): WalkRe
           out.files[p] = meta(s, real(p), hash);
           out.fileSurface[p] = t.surface;
         }
-        if (!s.isDirectory() || s.dev !== dev) continue;
+        if (!s.isDirectory() || s.dev !== dev || o.prune?.(p)) continue;
         let names: string[];
         try {
           names = readdirSync(real(p));
