@@ -263,8 +263,8 @@ describe('health server', () => {
           }),
         ),
       );
-      // Give the server a moment to drop the excess at accept.
-      await new Promise((r) => setTimeout(r, 100));
+      // Each connection beyond the cap evicts the oldest idle one; give a loaded host time to do it.
+      for (let i = 0; i < 150 && closedByServer < 20; i++) await new Promise((r) => setTimeout(r, 20));
       assert.ok(closedByServer >= 20, `only ${closedByServer} of 25 sockets dropped with maxConnections 5`);
       for (const s of socks) s.destroy();
       await new Promise((r) => setTimeout(r, 50));
@@ -556,4 +556,16 @@ test('POST /drain drains only with the token, and is refused when no token is co
   t.after(() => open.close());
   assert.equal((await get(open.address.port, '/drain', { method: 'POST' })).status, 403);
   assert.equal(drains, 1);
+});
+
+test('a silent connection is cut at the first-request deadline, and an idle keep-alive one after keepAliveTimeout', async (t) => {
+  const metrics = new AgentMetrics({ version: '0' });
+  const limits = { firstRequestTimeoutMs: 300, keepAliveTimeoutMs: 300, socketTimeoutMs: 60_000, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, connectionsCheckingIntervalMs: 50 };
+  const s = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics, limits });
+  t.after(() => s.close());
+  const silent = await raw(s.address.port, '', 5_000);
+  assert.ok(silent.closedAfterMs < 2_000, `a socket that sent nothing lived ${silent.closedAfterMs} ms (socket timeout is 60 s)`);
+  const kept = await raw(s.address.port, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n', 5_000);
+  assert.match(kept.text, /^HTTP\/1\.1 200 /);
+  assert.ok(kept.closedAfterMs < 2_000, `an idle keep-alive socket lived ${kept.closedAfterMs} ms`);
 });
