@@ -1,0 +1,47 @@
+/**
+ * The guards of this feature as the composition root builds them: the sudo grant first (its
+ * release removes the grant before any verification runs), then the integrity check. On a first
+ * boot without a system baseline the baseline is recorded now, as the home baseline is: nothing
+ * has run on the host yet. On any later boot a missing baseline is a finding (quarantine).
+ */
+import { existsSync } from 'node:fs';
+import type { JobGuard } from '../lib/job-guard.js';
+import type { Logger } from '../lib/log.js';
+import type { Policy } from '../policy/types.js';
+import { integrityPaths } from './baseline-store.js';
+import { IntegrityGuard } from './guard.js';
+import { SudoGuard } from './sudo-guard.js';
+import { agentExclusions, exceptionPatterns } from './surfaces.js';
+import { takeSystemBaseline } from './system-baseline.js';
+
+/** What the composition root passes. */
+export interface HostGuardsOptions {
+  slot: { runnerRoot: string; workDir: string; stateDir: string; jobRoot: string; trashDir: string; user: { name: string; uid: number; gid: number } };
+  policy: Policy;
+  /** No persisted agent state yet: the host is as its image made it. */
+  firstBoot: boolean;
+  /** The agent's own pid (never a drift process). */
+  agentPid: number;
+  log: Logger;
+}
+
+/** Builds [SudoGuard, IntegrityGuard]; records the system baseline on a first boot without one. */
+export async function createHostGuards(o: HostGuardsOptions): Promise<JobGuard<Policy>[]> {
+  const excluded = agentExclusions(o.slot);
+  const p = o.policy.host.integrity;
+  if (o.firstBoot && p.enabled && !existsSync(integrityPaths(o.slot.stateDir).baseline)) {
+    o.log.info({ stateDir: o.slot.stateDir }, 'no system baseline: recording the host as it is on this first boot');
+    await takeSystemBaseline({
+      stateDir: o.slot.stateDir,
+      surfaces: p.surfaces,
+      exceptions: exceptionPatterns(p),
+      excluded,
+      user: o.slot.user,
+      skipPids: [o.agentPid],
+    });
+  }
+  return [
+    new SudoGuard({ user: o.slot.user }),
+    new IntegrityGuard({ stateDir: o.slot.stateDir, excluded, user: o.slot.user, skipPids: [o.agentPid] }),
+  ];
+}
