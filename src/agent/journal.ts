@@ -1,5 +1,5 @@
 /**
- * The job journal (design.md, issue 6): append-only JSON lines in the state directory, one record
+ * The job journal: append-only JSON lines in the state directory, one record
  * per job (and a few lifecycle events), fsynced before append() returns so that an acknowledged
  * record survives a crash.
  *
@@ -75,6 +75,15 @@ export interface JobRecord extends RecordBase {
   timeToReadyMs?: number;
   /** Identifies the job across an agent restart, so a recovery never writes its record twice. */
   key?: string;
+  /** What the job guards found in verification, with their structured evidence. */
+  guardFindings?: GuardFindingRecord[];
+}
+
+/** One job guard's verification finding, as journaled. */
+export interface GuardFindingRecord {
+  guard: string;
+  problem: string;
+  detail?: Record<string, unknown>;
 }
 
 /** A lifecycle event worth keeping beside the jobs (boot, recovery after a crash, drain...). */
@@ -85,6 +94,8 @@ export interface EventRecord extends RecordBase {
   event: 'boot' | 'recovery' | 'drain' | 'quarantine' | 'recycle' | 'stop' | (string & {});
   /** Small structured detail; never a secret. */
   detail?: Record<string, string | number | boolean | null>;
+  /** What the job guards found (preflight verification), with their structured evidence. */
+  guardFindings?: GuardFindingRecord[];
 }
 
 /**
@@ -157,7 +168,14 @@ export class Journal {
     const line = `${JSON.stringify(record)}\n`;
     const bytes = Buffer.byteLength(line);
     if (this.size > 0 && this.size + bytes > this.maxBytes) await this.rotate();
-    await appendLineDurable(this.file, line);
+    try {
+      await appendLineDurable(this.file, line);
+    } catch (err) {
+      // A short write (ENOSPC) may leave part of the line: open() again before the next append,
+      // which terminates it so the retried record starts on a line of its own. Never truncated.
+      this.opened = false;
+      throw err;
+    }
     this.size += bytes;
     this.nextSeq += 1;
     return record;

@@ -1,5 +1,7 @@
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readIfExists, writeFileAtomic } from '../lib/fs.js';
+import type { GuardJob } from '../lib/job-guard.js';
 import type { AgentState } from './states.js';
 
 /** What survives a crash: enough to clean up and to delete every registration we created. */
@@ -44,7 +46,10 @@ export interface PersistedState {
     /** jobsServed already includes this job (so a recovery does not count it twice). */
     counted?: boolean;
   };
+  /** Mirror of the quarantine fact's reason (quarantine.json is the record; see quarantine-store.ts). */
   quarantineReason?: string;
+  /** The job the guards prepared for, until they released it (a restarted agent releases it). */
+  guardJob?: GuardJob;
   /** The container engine's objects before the current job (see cleanup/engine-inventory.ts). */
   engineBefore?: import('../cleanup/engine-inventory.js').EngineInventory;
   /** Listener failures in a row (crash loop detection). */
@@ -84,14 +89,24 @@ export class StateStore {
       parsed.consecutiveFailures ??= 0;
       return parsed;
     } catch {
-      // Cannot know what was happening: assume the worst (design.md: when in doubt the host is dirty).
+      // Cannot know what was happening: assume the worst (when in doubt the host is dirty).
       const s = initialState(new Date());
       s.dirty = true;
       return s;
     }
   }
 
+  /** Writes atomically; on failure (ENOSPC...) removes the half-written temp files, keeping the old state. */
   async save(s: PersistedState): Promise<void> {
-    await writeFileAtomic(this.file, `${JSON.stringify(s, null, 2)}\n`, 0o600);
+    try {
+      await writeFileAtomic(this.file, `${JSON.stringify(s, null, 2)}\n`, 0o600);
+    } catch (err) {
+      const dir = path.dirname(this.file);
+      const prefix = `.${path.basename(this.file)}.`;
+      for (const name of await readdir(dir).catch(() => [] as string[])) {
+        if (name.startsWith(prefix) && name.endsWith('.tmp')) await rm(path.join(dir, name), { force: true }).catch(() => {});
+      }
+      throw err;
+    }
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The agent's lifecycle (design.md). Every change goes through `assertTransition`; the table below
+ * The agent's lifecycle (ARCHITECTURE.md). Every change goes through `assertTransition`; the table below
  * is the only place that says which edges exist.
  *
  *  boot ─► recovering ─► preflight ─► registering ─► idle ─► job-running ─► cleaning ─► verifying
@@ -10,6 +10,9 @@
  *                                         quarantined ◄───────────────┤
  *                                                        recycle ─► recycling ─► stopped
  *  any live state ─► draining (SIGTERM, spot notice) ─► cleaning / recycling / stopped
+ *
+ *  Quarantine is also a persisted fact (quarantine-store.ts): a boot that finds it goes
+ *  boot ─► quarantined and stays there until `runner-warden unquarantine` (─► recovering) or a recycle.
  */
 export type AgentState =
   | 'boot'
@@ -44,7 +47,8 @@ export const ALL_STATES: readonly AgentState[] = [
 
 /** The allowed edges. */
 const TRANSITIONS: Record<AgentState, readonly AgentState[]> = {
-  boot: ['recovering', 'preflight', 'stopped'],
+  // boot → quarantined: the quarantine fact survives restarts; the host is never recovered into service.
+  boot: ['recovering', 'preflight', 'quarantined', 'stopped'],
   recovering: ['cleaning', 'preflight', 'stopped', 'draining'],
   preflight: ['registering', 'quarantined', 'stopped', 'draining', 'cleaning'],
   registering: ['idle', 'registering', 'cleaning', 'draining', 'stopped', 'quarantined', 'recycling'],
@@ -56,7 +60,8 @@ const TRANSITIONS: Record<AgentState, readonly AgentState[]> = {
   deciding: ['registering', 'recycling', 'quarantined', 'stopped', 'idle'],
   draining: ['cleaning', 'recycling', 'stopped'],
   recycling: ['stopped', 'quarantined'],
-  quarantined: ['recycling', 'stopped'],
+  // quarantined → recovering: only after an operator's release (`runner-warden unquarantine`).
+  quarantined: ['recycling', 'stopped', 'recovering'],
   stopped: [],
 };
 

@@ -1,11 +1,11 @@
 /**
- * Every timer of the agent, in one object, with why it has its value (style.md rule 18). The host
+ * Every timer of the agent, in one object, with why it has its value. The host
  * config's `timeouts` section may override any of them by name (tests shorten them).
  */
 export const DEFAULT_TIMEOUTS = {
-  /** SIGINT has no internal deadline in the runner (contract §2.4): give a cancelled job's post steps 35 s, then SIGKILL. */
+  /** SIGINT has no internal deadline in the runner: give a cancelled job's post steps 35 s, then SIGKILL. */
   listenerStopGraceMs: 35_000,
-  /** run-helper waits about 31 s for update.finished after exit 3/4 (contract §2.2); a little more. */
+  /** the runner's run-helper waits about 31 s for update.finished after exit 3/4; a little more. */
   updateFinishedWaitMs: 35_000,
   /** First wait after a failed registration; doubles up to registerBackoffMaxMs. */
   registerBackoffBaseMs: 1_000,

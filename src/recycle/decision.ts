@@ -29,10 +29,15 @@ export interface DecisionInput {
   recycleOnDrain?: boolean;
   /** The service refused the installed runner as deprecated (listener exit 7): its version. */
   runnerVersionDeprecated?: string;
+  /**
+   * The agent cannot write its state or journal (ENOSPC, EIO, read-only): it can no longer promise
+   * crash safety (no ghost, no lost record), so the host is recycled, not reused.
+   */
+  stateWriteProblem?: string;
 }
 
 /**
- * Reuse or recycle, from the team policy (issue 5). A dirty or unverifiable host is never reused:
+ * Reuse or recycle, from the team policy. A dirty or unverifiable host is never reused:
  * it is quarantined (and recycled when a provider is configured).
  */
 export function decide(i: DecisionInput): Decision {
@@ -45,6 +50,7 @@ export function decide(i: DecisionInput): Decision {
     return { action: 'quarantine', reason: `verification failed: ${why.slice(0, 5).join('; ') || 'unknown'}` };
   }
   if (i.draining) return i.recycleOnDrain ? { action: 'recycle', reason: 'drained' } : { action: 'stop', reason: 'draining' };
+  if (i.stateWriteProblem !== undefined) return { action: 'recycle', reason: `state-unwritable: ${i.stateWriteProblem}` };
   if (i.idleTimedOut) return { action: 'recycle', reason: 'idle-timeout: no job within host.maxIdleMinutes' };
   if (i.runnerVersionDeprecated !== undefined) {
     // Registering again cannot help: this host's runner will never be served. A replacement from

@@ -28,9 +28,10 @@ test('an unreachable API keeps the agent registering with growing backoff, then 
   await rt.close();
   assert.equal(exit.code, 0, exit.reason);
   assert.equal(jobRecords(await w.journal())[0]?.result, 'Succeeded');
-  // The agent's own backoff between attempts: 1 s, 2 s, 4 s, 8 s (capped), besides the adapter's 1-2-4-8 s.
-  const agentWaits = clock.sleeps.filter((ms) => ms === 8_000 || ms === 4_000 || ms === 2_000 || ms === 1_000);
-  assert.ok(agentWaits.length >= 8, `expected backoff waits, got ${JSON.stringify(clock.sleeps.slice(0, 30))}`);
+  // The adapter's own 1-2-4-8 s between its tries (16), and the agent's full-jitter waits between
+  // its 4 failed attempts, each somewhere in [0, 1 s], [0, 2 s], [0, 4 s], [0, 8 s] (capped).
+  const shortWaits = clock.sleeps.filter((ms) => ms <= 8_000);
+  assert.ok(shortWaits.length >= 20, `expected 16 adapter and 4 agent backoff waits, got ${JSON.stringify(clock.sleeps.slice(0, 30))}`);
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 21, 'every attempt reached the API, none was lost or doubled');
 });
 
@@ -42,13 +43,15 @@ test('refused credentials keep the agent registering (no crash, no busy loop) un
   const rt = await w.runtime({ clock });
   const shutdown = new AbortController();
   const running = rt.agent.run(shutdown.signal);
-  // Each refused attempt waits the auth backoff; advance three of them.
+  // Each refused attempt waits the auth backoff (full jitter: somewhere in [0, 300 s]); advance
+  // three of them by the whole window. Longer sleeps are the heartbeat and the registration limit.
+  const authWaits = (): number => clock.sleeps.filter((s) => s <= 300_000).length;
   for (let i = 0; i < 3; i++) {
-    await until(() => clock.sleeps.filter((s) => s === 300_000).length > i);
+    await until(() => authWaits() > i);
     assert.equal(rt.agent.snapshot().state, 'registering');
     clock.advance(300_000);
   }
-  await until(() => clock.sleeps.filter((s) => s === 300_000).length > 3);
+  await until(() => authWaits() > 3);
   shutdown.abort();
   const exit = await running;
   await rt.close();

@@ -1,0 +1,70 @@
+/**
+ * What the agent does when a listener exits (the runner's exit codes as ARCHITECTURE.md lists
+ * them). A pure function of the exit and what was seen before it, so the whole table is tested
+ * without a process (test/unit/agent/exit-codes.test.ts).
+ *
+ *   job seen          → the job ended (failed when the code is not 0)
+ *   draining / idle   → the registration ends (not a failure)
+ *   7, or "deprecated" on the console → end, recycle at once (no restart can help)
+ *   3, 4              → self-update: wait for update.finished, restart on the same registration
+ *   2                 → retryable: restart after a delay
+ *   (3/4/2 more than `restartLimit` times → end, failed)
+ *   0                 → end, not failed (registration removed on the server, or no job)
+ *   1, 5, other, a signal → end, failed (replaced with backoff; repeated → crash loop)
+ */
+
+/** What was known when the listener exited. */
+export interface ListenerExitFacts {
+  code: number | null;
+  signal: NodeJS.Signals | string | null;
+  /** The listener confirmed a job. */
+  job: boolean;
+  draining: boolean;
+  drainReason?: string;
+  idleTimedOut: boolean;
+  /** The console said the runner version is deprecated: that version. */
+  versionDeprecated?: string;
+  /** The console said the registration was removed on the server. */
+  runnerGone: boolean;
+  /** Restarts of this registration's listener so far. */
+  restarts: number;
+  /** Restarts (exit 2, 3, 4) allowed before the registration counts as failed. */
+  restartLimit: number;
+}
+
+/** The verdict. `restart`: start a listener again on the same registration. */
+export type ListenerVerdict =
+  | { action: 'job-ended'; failed: boolean }
+  | { action: 'restart'; restarts: number; waitForUpdate: boolean; delay: boolean }
+  | { action: 'end'; reason: string; failed: boolean; versionDeprecated?: string; waitForUpdate?: boolean };
+
+/** The reason of a registration that waited longer than host.maxIdleMinutes. */
+export const IDLE_TIMEOUT = 'idle timeout';
+
+/** Classifies one listener exit. */
+export function classifyListenerExit(f: ListenerExitFacts): ListenerVerdict {
+  const code = f.code;
+  if (f.job) return { action: 'job-ended', failed: code !== 0 };
+  if (f.draining) return { action: 'end', reason: `drained while idle (${f.drainReason ?? ''})`, failed: false };
+  if (f.idleTimedOut) return { action: 'end', reason: IDLE_TIMEOUT, failed: false };
+  if (code === 7 || f.versionDeprecated !== undefined) {
+    // Older runners say it only on the console and exit 1 (or 2); either way no restart helps.
+    const version = f.versionDeprecated ?? 'unknown';
+    return { action: 'end', reason: `runner version ${version} deprecated (exit ${code ?? f.signal})`, failed: true, versionDeprecated: version };
+  }
+  if (code === 3 || code === 4) {
+    const restarts = f.restarts + 1;
+    if (restarts > f.restartLimit) return { action: 'end', reason: `self-update loop (${restarts} restarts)`, failed: true, waitForUpdate: true };
+    return { action: 'restart', restarts, waitForUpdate: true, delay: false };
+  }
+  if (code === 2) {
+    const restarts = f.restarts + 1;
+    if (restarts > f.restartLimit) return { action: 'end', reason: `retryable error ${restarts} times`, failed: true };
+    return { action: 'restart', restarts, waitForUpdate: false, delay: true };
+  }
+  if (code === 0) {
+    return { action: 'end', reason: f.runnerGone ? 'registration removed on the server' : 'listener exited 0 without a job', failed: false };
+  }
+  const why = code === 5 ? 'session conflict (exit 5)' : code === 1 ? 'listener refused the registration (exit 1)' : `listener exited ${code ?? f.signal}`;
+  return { action: 'end', reason: why, failed: true };
+}

@@ -1,0 +1,100 @@
+/**
+ * Recovery after an unclean stop: clean and verify first, account for the interrupted job (one
+ * journal record, never two), delete every registration the dead agent made. A hook report left in
+ * the drop directory is a claim, not a fact: it becomes a job only when the service agrees (the
+ * runner the dead agent left had a job assigned, or was removed as an ephemeral runner is after
+ * its job); otherwise it stays a note in the recovery record.
+ */
+import type { Policy } from '../policy/types.js';
+import type { HookEvent } from '../runner/hooks.js';
+import type { Decision } from '../recycle/decision.js';
+import type { AgentCore } from './core.js';
+import { buildJobRecord } from './records.js';
+import type { RegistrationLedger } from './registrations.js';
+import type { Settler } from './settle.js';
+import type { PersistedState } from './state-store.js';
+
+/** Job records read back at recovery to find one already written (one job per registration: a few suffice). */
+const RECENT_RECORDS = 20;
+
+type PersistedJob = NonNullable<PersistedState['job']>;
+
+/** Cleans after a crash and decides; the caller acts on the decision. */
+export async function recover(core: AgentCore, ledger: RegistrationLedger, settler: Settler, prev: PersistedState, policy: Policy, leftover: HookEvent[]): Promise<Decision> {
+  const { ctx, d, log } = core;
+  log.warn({ prevState: prev.state, dirty: prev.dirty }, 'recovering from an unclean stop');
+  const started = leftover.find((e) => e.event === 'started');
+  const completed = leftover.find((e) => e.event === 'completed');
+  let job: PersistedJob | undefined = prev.job;
+  const jobStart = job ? Date.parse(job.listenerStartedAt) : started ? started.at : undefined;
+  const { report } = await settler.clean(policy, jobStart);
+  const { busy, gone } = await ledger.deleteStale(prev.pendingName);
+  if (!job && prev.runner) {
+    const id = prev.runner.id;
+    const runner = { id, name: prev.runner.name };
+    if (started && (busy.includes(id) || gone.includes(id))) {
+      // The listener the dead agent left took a job (the service says so); its hook report adds the metadata.
+      job = { startedAt: new Date(started.at).toISOString(), listenerStartedAt: new Date(started.at).toISOString(), vars: { ...started.vars, ...completed?.vars }, runner };
+    } else if (busy.includes(id)) {
+      // The service still held a job on the runner the agent left idle: a job was assigned while
+      // the agent was down (its listener died with the agent before the job's hooks ran).
+      job = { startedAt: new Date(d.clock.now()).toISOString(), listenerStartedAt: prev.since, runner };
+    }
+  }
+  if (!job) {
+    const decision = settler.decide(policy, report);
+    await core.journal.append({
+      type: 'event',
+      event: 'recovery',
+      at: core.iso(),
+      detail: {
+        decision: decision.action,
+        reason: decision.reason,
+        ...(started ? { unconfirmedHookReport: JSON.stringify(started.vars).slice(0, 2_000) } : {}),
+      },
+    });
+    return decision;
+  }
+  if (!job.counted) await ctx.update((s) => (s.jobsServed += 1));
+  const result = job.result ?? 'interrupted';
+  const key = job.key ?? `${job.runner?.id ?? prev.runner?.id ?? 'unknown'}@${Date.parse(job.startedAt)}`;
+  const decision = settler.decide(policy, report, { jobResult: result });
+  if (!(await alreadyRecorded(core, key))) {
+    const rec = buildJobRecord({
+      key,
+      runnerName: job.runner?.name ?? prev.runner?.name,
+      runnerId: job.runner?.id ?? prev.runner?.id,
+      vars: job.vars ?? {},
+      jobName: job.name,
+      startedAt: Date.parse(job.startedAt),
+      endedAt: job.endedAt ? Date.parse(job.endedAt) : d.clock.now(),
+      exit:
+        job.exitCode !== undefined || job.exitSignal !== undefined
+          ? { code: job.exitCode ?? null, signal: (job.exitSignal ?? null) as NodeJS.Signals | null, at: 0 }
+          : undefined,
+      result,
+      source: job.result ? 'console' : 'exit',
+      cleanup: report,
+      notes: [
+        job.endedAt
+          ? `agent restarted in state ${prev.state}, after the job ended; cleaned at recovery`
+          : prev.job
+            ? `agent restarted in state ${prev.state}; job interrupted`
+            : 'a job started while the agent was down; killed and cleaned at recovery',
+      ],
+    });
+    await core.journal.append({ ...rec, decision: decision.action, decisionReason: decision.reason });
+  }
+  // Killed after the record was written and before the state said so: it is not written twice.
+  await ctx.update((s) => {
+    s.job = undefined;
+    s.runner = undefined;
+  });
+  return decision;
+}
+
+/** True when the journal's recent job records already hold `key`. */
+async function alreadyRecorded(core: AgentCore, key: string): Promise<boolean> {
+  const recent = await core.journal.readLastJobs(RECENT_RECORDS).catch(() => ({ records: [] as { key?: string }[] }));
+  return recent.records.some((r) => r.key === key);
+}
