@@ -44,6 +44,7 @@ import { HostFiguresSampler, systemSources, type HostSample } from '../health/ho
 import { createRecycler } from '../recycle/chain.js';
 import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
+import { EngineGuard } from '../engine/engine-guard.js';
 
 /** Everything a started agent consists of; `run` awaits `agent.run` and then `close`. */
 export interface Runtime {
@@ -291,6 +292,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     log,
     timeouts,
     ...(recycler ? { recycler } : {}),
+    // The per-job container engine (policy docker.mode): started before each listener, stopped after.
+    guards: [new EngineGuard({ runnerUser: slot.user, cgroupParent })],
     processContainers: {
       create: async (name) => {
         // Unique per agent instance: two agents (or two tests) must never share a cgroup.
