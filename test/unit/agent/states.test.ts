@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertTransition, IllegalTransitionError } from '../../src/agent/states.js';
+import { assertTransition, IllegalTransitionError } from '../../../src/agent/states.js';
 
 test('the happy path of the lifecycle is made of legal edges', () => {
   const path = ['boot', 'preflight', 'registering', 'idle', 'job-running', 'cleaning', 'verifying', 'deciding', 'registering'] as const;

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decide, type DecisionInput } from '../../src/recycle/decision.js';
-import { DEFAULT_POLICY } from '../../src/policy/types.js';
-import type { CleanupReport } from '../../src/cleanup/types.js';
+import { decide, type DecisionInput } from '../../../src/recycle/decision.js';
+import { DEFAULT_POLICY } from '../../../src/policy/types.js';
+import type { CleanupReport } from '../../../src/cleanup/types.js';
 
 const clean: CleanupReport = {
   steps: [{ name: 'workdir', outcome: 'ok', durationMs: 1, removed: {} }],
