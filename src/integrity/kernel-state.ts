@@ -23,14 +23,17 @@ export async function readModules(proc: string): Promise<Objects> {
  * The mount table of the reading process's namespace: `mount:<mount point>` → each mount stacked
  * there as `<fstype> <source> <root within source> <options>`.
  */
-export async function readMounts(proc: string): Promise<Objects> {
+export async function readMounts(proc: string, excluded: readonly string[] = []): Promise<Objects> {
   const out: Objects = {};
+  // Mounts inside the runner root or the agent's directories are cleanup's (it unmounts them).
+  const inside = (mp: string): boolean => excluded.some((e) => mp === e || mp.startsWith(`${e}/`));
   for (const line of (await readText(path.join(proc, 'self/mountinfo'))).split('\n')) {
     const [pre, post] = line.split(' - ');
     if (!pre || !post) continue;
     const f = pre.split(' ');
     const g = post.split(' ');
     const mp = unescapeMount(f[4] ?? '');
+    if (inside(mp)) continue;
     const desc = `${g[0] ?? ''} ${unescapeMount(g[1] ?? '')} ${unescapeMount(f[3] ?? '')} ${(f[5] ?? '').split(',').filter((o) => o !== 'relatime' && o !== 'noatime').join(',')}`;
     const key = `mount:${mp}`;
     out[key] = out[key] === undefined ? desc : `${out[key]} | ${desc}`;
@@ -82,9 +85,20 @@ export async function readSysctls(proc: string): Promise<Objects> {
   return out;
 }
 
-/** Listening TCP sockets and unconnected UDP sockets: `listener:<proto>:<addr>:<port>` → `uid N`. */
-export async function readListeners(proc: string, userName: (uid: number) => string): Promise<Objects> {
+/**
+ * Listening TCP sockets and unconnected UDP sockets: `listener:<proto>:<addr>:<port>` → `user N`.
+ * Sockets held by `skipPids` (the agent's health server) are left out.
+ */
+export async function readListeners(proc: string, userName: (uid: number) => string, skipPids: readonly number[] = []): Promise<Objects> {
   const out: Objects = {};
+  const own = new Set<string>();
+  for (const pid of skipPids) {
+    for (const fd of await readdir(path.join(proc, String(pid), 'fd')).catch(() => [] as string[])) {
+      const l = await readlink(path.join(proc, String(pid), 'fd', fd)).catch(() => '');
+      const m = /^socket:\[(\d+)\]$/.exec(l);
+      if (m) own.add(m[1] as string);
+    }
+  }
   for (const proto of ['tcp', 'tcp6', 'udp', 'udp6'] as const) {
     const lines = (await readText(path.join(proc, 'net', proto))).split('\n').slice(1);
     for (const line of lines) {
@@ -93,7 +107,7 @@ export async function readListeners(proc: string, userName: (uid: number) => str
       const [lAddr, lPort] = (f[1] as string).split(':');
       const [, rPort] = (f[2] as string).split(':');
       const listening = proto.startsWith('tcp') ? f[3] === '0A' : rPort === '0000';
-      if (!listening || !lAddr || !lPort) continue;
+      if (!listening || !lAddr || !lPort || own.has(f[9] as string)) continue;
       const addr = proto.endsWith('6') ? hexIp6(lAddr) : hexIp4(lAddr);
       out[`listener:${proto}:${addr}:${parseInt(lPort, 16)}`] = `user ${userName(Number(f[7]))}`;
     }
@@ -118,9 +132,23 @@ export interface ProcessFilter {
 export async function readProcesses(proc: string, userName: (uid: number) => string, filter: ProcessFilter): Promise<Objects> {
   const out: Objects = {};
   const pids = (await readdir(proc).catch(() => [] as string[])).filter((n) => /^\d+$/.test(n));
+  // The agent's own children (cleanup tools, the trash's deletion) are not drift. A job's
+  // processes are not among them after cleanup: orphans are re-parented to init, not the agent.
+  const parent = new Map<number, number>();
   await Promise.all(
     pids.map(async (pid) => {
-      if (filter.skipPids.has(Number(pid))) return;
+      const stat = await readFile(path.join(proc, pid, 'stat'), 'utf8').catch(() => '');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (Number.isInteger(ppid)) parent.set(Number(pid), ppid);
+    }),
+  );
+  const ours = (pid: number): boolean => {
+    for (let p = pid, n = 0; p > 0 && n < 64; p = parent.get(p) ?? 0, n++) if (filter.skipPids.has(p)) return true;
+    return false;
+  };
+  await Promise.all(
+    pids.map(async (pid) => {
+      if (ours(Number(pid))) return;
       const dir = path.join(proc, pid);
       const status = await readFile(path.join(dir, 'status'), 'utf8').catch(() => undefined);
       const uid = status ? Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN) : NaN;

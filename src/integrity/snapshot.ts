@@ -72,10 +72,10 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
   const netfilter = on.has('netfilter') && o.netfilter !== false ? readNetfilter(o.signal) : undefined;
   const readers: Promise<Record<string, string>>[] = [readPackages(o.root)];
   if (on.has('modules')) readers.push(readModules(o.proc));
-  if (on.has('mounts')) readers.push(readMounts(o.proc));
+  if (on.has('mounts')) readers.push(readMounts(o.proc, o.excluded));
   if (on.has('routes')) readers.push(readRoutes(o.proc));
   if (on.has('sysctl')) readers.push(readSysctls(o.proc));
-  if (on.has('listeners')) readers.push(readListeners(o.proc, userName));
+  if (on.has('listeners')) readers.push(readListeners(o.proc, userName, o.skipPids ?? []));
   const walked = walkTrees(
     treeSurfaces(
       on,

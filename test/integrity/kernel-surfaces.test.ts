@@ -34,7 +34,8 @@ test('a netfilter rule, a sysctl, a route, a root listener and a bind mount are 
     const hostForward = execFileSync('sysctl', ['-n', 'net.ipv4.ip_forward'], { encoding: 'utf8' }).trim();
     const out = execFileSync(
       'unshare',
-      ['--net', '--mount', '--propagation', 'private', '--pid', '--fork', '--mount-proc', process.execPath, '--import', 'tsx', path.join(here, 'ns-plant.ts'), stateDir, scratch],
+      // `sh` stays the namespace's init (the command is not its last), like the host's pid 1.
+      ['--net', '--mount', '--propagation', 'private', '--pid', '--fork', '--mount-proc', 'sh', '-c', '"$0" --import tsx "$1" "$2" "$3"; true', process.execPath, path.join(here, 'ns-plant.ts'), stateDir, scratch],
       { encoding: 'utf8', cwd: path.resolve(here, '../..'), timeout: 90_000 },
     );
     const { before, after } = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { before: string[]; after: { problem: string; detail: Record<string, unknown> }[] };
