@@ -23,6 +23,11 @@ packages=(
   "skopeo           /usr/bin/skopeo"
   "python3          /usr/bin/python3"
   "openssh-client   /usr/bin/ssh-keygen"
+  "iptables         /usr/sbin/iptables-save"
+  "iproute2         /usr/sbin/ip"
+  "openssl          /usr/bin/openssl"
+  "ca-certificates  /usr/sbin/update-ca-certificates"
+  "systemd          /usr/bin/systemctl"
 )
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need=()
