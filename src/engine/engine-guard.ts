@@ -79,13 +79,22 @@ export class EngineGuard implements JobGuard<Policy> {
     this.support = opts.cgroupSupport;
   }
 
-  /** The mode this host gives `policy` (for /status, `status` and the metric label). */
-  mode(policy: Policy): Promise<DockerMode> {
-    return resolveDockerMode(policy, this.paths);
+  /** The mode this host gives `policy` for the slot's runner user (for /status, `status`, the metric label). */
+  async mode(policy: Policy, user: RunnerUser | undefined = this.opts.runnerUser): Promise<DockerMode> {
+    return (await resolveDockerMode(policy, this.hostPaths(policy), user)).mode;
+  }
+
+  /** Resolves the mode and logs why `auto` gave none on a host that has an engine. */
+  private async resolve(policy: Policy, user: RunnerUser | undefined, ctx: GuardContext): Promise<DockerMode> {
+    const { mode, autoProblems } = await resolveDockerMode(policy, this.hostPaths(policy), user);
+    if (autoProblems.length > 0) {
+      ctx.log.warn({ problems: autoProblems.map((p) => p.what), fixes: autoProblems.map((p) => p.fix) }, 'docker mode auto: no per-job engine on this host, jobs get none');
+    }
+    return mode;
   }
 
   async prepare(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardPrepared> {
-    const mode = await this.mode(policy);
+    const mode = await this.resolve(policy, job.user, ctx);
     await writeFileAtomic(path.join(job.dir, ALLOW_FILE), `${JSON.stringify({ mode, allow: policy.docker.allow })}\n`, 0o644);
     const env: Record<string, string> = { RUNNER_WARDEN_DOCKER_ALLOW: path.join(job.dir, ALLOW_FILE) };
     if (this.opts.containerHooks) env.ACTIONS_RUNNER_CONTAINER_HOOKS = this.opts.containerHooks;
@@ -158,10 +167,11 @@ export class EngineGuard implements JobGuard<Policy> {
     return { removed, outcome: 'ok' };
   }
 
-  async verify(job: GuardJob | undefined, policy: Policy, _ctx: GuardContext): Promise<GuardFinding[]> {
-    const mode = await this.mode(policy);
+  async verify(job: GuardJob | undefined, policy: Policy, ctx: GuardContext): Promise<GuardFinding[]> {
     if (job === undefined) {
-      const user = await this.preflightUser(policy);
+      const user = this.opts.runnerUser;
+      const mode = await this.resolve(policy, user, ctx);
+      if (mode === 'host') ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
       if (!user || mode === 'host') return [];
       const problems =
         mode === 'isolated' ? await isolatedHostProblems(user, this.hostPaths(policy)) : await rootEngineReach(user, this.hostPaths(policy));
@@ -204,11 +214,6 @@ export class EngineGuard implements JobGuard<Policy> {
   private async cgroupSupport(): Promise<CgroupSupport> {
     this.support ??= await detectCgroupSupport();
     return this.support;
-  }
-
-  /** At preflight there is no job; the runner user is the one the options name, if any. */
-  private preflightUser(_policy: Policy): Promise<RunnerUser | undefined> {
-    return Promise.resolve(this.opts.runnerUser);
   }
 }
 

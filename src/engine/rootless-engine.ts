@@ -70,6 +70,12 @@ export interface StartOptions {
   mirror?: string;
   /** Allow the engine to reach the host's loopback (only for a loopback mirror). */
   hostLoopback: boolean;
+  /**
+   * rootlesskit's network: slirp4netns (default; needs /dev/net/tun, gives the engine bridges of
+   * its own) or host (no tun, but no bridge networks: `docker network create` and service
+   * containers fail; measured for docs/docker.md, not offered by the policy).
+   */
+  net?: 'slirp4netns' | 'host';
   container: ProcessContainer;
   signal: AbortSignal;
 }
@@ -95,8 +101,9 @@ export class EngineStartError extends Error {
 }
 
 /** rootlesskit's and dockerd's arguments; exported for the docs and the tests. */
-export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoopback'>): string[] {
+export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoopback' | 'net'>): string[] {
   const { layout } = o;
+  const hostNet = o.net === 'host';
   const dockerd = [
     'dockerd',
     `--data-root=${layout.dataRoot}`,
@@ -107,16 +114,23 @@ export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoop
     // No daemon.json of the runner user's or the host's: the engine's settings are these flags.
     `--config-file=${path.join(layout.dir, 'daemon.json')}`,
     ...(o.mirror ? [`--registry-mirror=${o.mirror}`, `--insecure-registry=${new URL(o.mirror).host}`] : []),
+    // Without a network namespace of its own the engine may not touch the host's links or netfilter.
+    ...(hostNet ? ['--bridge=none', '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false'] : []),
   ];
   // The child clears /run's copied-up docker leftovers, as dockerd-rootless.sh does.
   const child = `rm -f /run/docker /run/containerd /run/xtables.lock; exec "$@"`;
+  const net = hostNet
+    ? ['--net=host']
+    : [
+        '--net=slirp4netns',
+        '--mtu=65520',
+        '--slirp4netns-sandbox=auto',
+        '--slirp4netns-seccomp=auto',
+        ...(o.hostLoopback ? [] : ['--disable-host-loopback']),
+        '--port-driver=builtin',
+      ];
   return [
-    '--net=slirp4netns',
-    '--mtu=65520',
-    '--slirp4netns-sandbox=auto',
-    '--slirp4netns-seccomp=auto',
-    ...(o.hostLoopback ? [] : ['--disable-host-loopback']),
-    '--port-driver=builtin',
+    ...net,
     '--copy-up=/etc',
     '--copy-up=/run',
     '--pidns',

@@ -136,3 +136,22 @@ test('preflight (verify without a job) reports the same problems as findings', a
   const findings = await guard.verify(undefined, dockerPolicy({ mode: 'isolated' }), guardCtx());
   assert.ok(findings.some((f) => /dockerd is not installed/.test(f.problem) && /apt-get/.test(String(f.detail?.fix))), JSON.stringify(findings));
 });
+
+test('auto gives isolated only where a rootless engine can run, none otherwise, and never host', async () => {
+  const tun600 = path.join(lab.root, 'tun-auto');
+  execFileSync('mknod', ['-m', '600', tun600, 'c', '10', '200']);
+  const policy = dockerPolicy({ mode: 'auto' });
+  policy.cleanup.containers.socket = path.join(lab.root, 'no-such.sock');
+  const cases: Array<[string, EngineHostPaths, string]> = [
+    ['a fit host', good, 'isolated'],
+    ['no dockerd', { ...good, binDirs: [path.join(lab.root, 'empty-bin')] }, 'none'],
+    ['tun 0600', { ...good, tun: tun600 }, 'none'],
+  ];
+  for (const [name, paths, want] of cases) {
+    assert.equal(await new EngineGuard({ paths }).mode(policy, lab.user), want, name);
+  }
+  const job = await makeJob(lab);
+  const prepared = await new EngineGuard({ paths: { ...good, tun: tun600 } }).prepare(job, policy, guardCtx());
+  assert.equal(prepared.env?.DOCKER_HOST, undefined, 'auto on an unfit host must not hand out an engine');
+  assert.match(prepared.notes?.join() ?? '', /docker mode none/);
+});

@@ -29,8 +29,11 @@ export interface Upstream {
   stop(): Promise<void>;
 }
 
-/** Starts a registry and a counting front before it. */
-export async function startUpstream(root: string): Promise<Upstream> {
+/**
+ * Starts a registry and a counting front before it. `bytesPerSecond` paces blob bodies the way a
+ * remote registry's bandwidth would (the bench's stand-in for Docker Hub); unpaced by default.
+ */
+export async function startUpstream(root: string, bytesPerSecond?: number): Promise<Upstream> {
   const dir = path.join(root, 'upstream');
   await fsp.mkdir(dir, { recursive: true });
   const port = await freePort();
@@ -51,7 +54,22 @@ export async function startUpstream(root: string): Promise<Upstream> {
     if (m && req.method === 'GET') blobFetches.set(m[1] as string, (blobFetches.get(m[1] as string) ?? 0) + 1);
     const up = http.request({ host: '127.0.0.1', port, path: req.url, method: req.method, headers: req.headers }, (upRes) => {
       res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
+      if (!bytesPerSecond || !m) {
+        upRes.pipe(res);
+        return;
+      }
+      const started = Date.now();
+      let sent = 0;
+      upRes.on('data', (chunk: Buffer) => {
+        sent += chunk.length;
+        res.write(chunk);
+        const ahead = (sent / bytesPerSecond) * 1000 - (Date.now() - started);
+        if (ahead > 0) {
+          upRes.pause();
+          setTimeout(() => upRes.resume(), ahead);
+        }
+      });
+      upRes.on('end', () => res.end());
     });
     up.on('error', () => res.destroy());
     req.pipe(up);
