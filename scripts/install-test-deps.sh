@@ -28,6 +28,10 @@ packages=(
   "openssl          /usr/bin/openssl"
   "ca-certificates  /usr/sbin/update-ca-certificates"
   "systemd          /usr/bin/systemctl"
+  "rootlesskit      /usr/bin/rootlesskit"
+  "slirp4netns      /usr/bin/slirp4netns"
+  "uidmap           /usr/bin/newuidmap"
+  "docker-registry  /usr/bin/docker-registry"
 )
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need=()
