@@ -44,6 +44,7 @@ import { resolveDockerMode, type DockerMode } from './mode.js';
 import { createEngineDir, engineLayout, EngineStartError, startEngine } from './rootless-engine.js';
 import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, type EngineRecord } from './teardown.js';
 import { mirrorForEngine } from './mirror-address.js';
+import { listTags, readImageBaseline, removeOtherImages, retagged, takeImageBaseline } from './image-baseline.js';
 
 /** Options of the guard; every default is the production one. */
 export interface EngineGuardOptions {
@@ -60,6 +61,8 @@ export interface EngineGuardOptions {
   onStarted?: (ms: number) => void;
   /** The slot's runner user, checked at preflight (verify without a job). */
   runnerUser?: RunnerUser;
+  /** The agent's state directory: host mode keeps its image baseline there (root-only). */
+  stateDir?: string;
 }
 
 /** The file (root-owned, world-readable) that tells the container hooks what a job may ask. */
@@ -152,7 +155,8 @@ export class EngineGuard implements JobGuard<Policy> {
     }
   }
 
-  async release(job: GuardJob, _policy: Policy, ctx: GuardContext): Promise<GuardReleased> {
+  async release(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardReleased> {
+    if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.releaseHostImages(policy);
     const layout = engineLayout(job.dir);
     const rec = await readRecord(layout.record);
     if (!rec) return { outcome: 'skipped', reason: 'no engine was started for this job' };
@@ -171,12 +175,16 @@ export class EngineGuard implements JobGuard<Policy> {
     if (job === undefined) {
       const user = this.opts.runnerUser;
       const mode = await this.resolve(policy, user, ctx);
-      if (mode === 'host') ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
+      if (mode === 'host') {
+        ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
+        if (this.keepsHostImages(policy) && this.opts.stateDir) await takeImageBaseline(policy.cleanup.containers.socket, this.opts.stateDir);
+      }
       if (!user || mode === 'host') return [];
       const problems =
         mode === 'isolated' ? await isolatedHostProblems(user, this.hostPaths(policy)) : await rootEngineReach(user, this.hostPaths(policy));
       return problems.map((p) => ({ problem: `docker mode ${mode}: ${p.what}`, detail: { fix: p.fix } }));
     }
+    if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.verifyHostImages(policy);
     const layout = engineLayout(job.dir);
     const rec = await readRecord(layout.record);
     if (!rec) return [];
@@ -200,6 +208,25 @@ export class EngineGuard implements JobGuard<Policy> {
   /** Resolves when every background deletion has finished (tests, shutdown). */
   async drain(): Promise<void> {
     while (this.deletions.size > 0) await Promise.all([...this.deletions]);
+  }
+
+  /** Host mode keeping images: images are a shared cache whose tags must not move. */
+  private keepsHostImages(policy: Policy): boolean {
+    return policy.cleanup.containers.images === 'keep' && this.opts.stateDir !== undefined;
+  }
+
+  private async releaseHostImages(policy: Policy): Promise<GuardReleased> {
+    const baseline = await readImageBaseline(this.opts.stateDir as string);
+    if (!baseline) return { outcome: 'skipped', reason: 'no image baseline was taken at preflight' };
+    const removed = await removeOtherImages(policy.cleanup.containers.socket, baseline);
+    return { outcome: 'ok', removed: { 'images not in the baseline': { count: removed, bytes: 0 } } };
+  }
+
+  private async verifyHostImages(policy: Policy): Promise<GuardFinding[]> {
+    const baseline = await readImageBaseline(this.opts.stateDir as string);
+    if (!baseline) return [{ problem: 'no image baseline of the host engine: a retagged image could not be detected' }];
+    const { tags } = await listTags(policy.cleanup.containers.socket);
+    return retagged(baseline, tags).map((problem) => ({ problem }));
   }
 
   private track(p: Promise<void>): void {
