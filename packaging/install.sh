@@ -6,7 +6,7 @@
 #
 # From a checkout (the default: the tree this script is in) or a source tarball (`git archive`,
 # with its package-lock.json), it builds the agent in a staging copy (npm ci, npm run build,
-# npm prune --omit=dev: the build needs TypeScript, so `npm ci --omit=dev` alone is not enough),
+# then drops node_modules and src/: the bundle in dist/ carries every dependency),
 # then swaps it into PREFIX (default /opt/runner-warden), root-owned and not writable by anyone
 # else: the agent runs as root and a job must never be able to change its code. It also
 #   - links /usr/local/bin/runner-warden to PREFIX/bin/runner-warden.js;
@@ -121,15 +121,16 @@ done
 [ -f "$NEW/bin/runner-warden.js" ] || die "$SRC has no bin/runner-warden.js"
 
 if [ "$BUILD" = 1 ]; then
-  command -v npm >/dev/null || die "npm not found: install Node.js 20 (>= 20.19) first"
-  note "building in $NEW (npm ci, npm run build, npm prune --omit=dev)"
+  command -v npm >/dev/null || die "npm not found: install Node.js (>= 20.19; the newest LTS is best) first"
+  note "building in $NEW (npm ci, npm run build)"
   (
     cd -- "$NEW"
     npm ci --no-audit --no-fund
     npm run build
-    npm prune --omit=dev --no-audit --no-fund
   ) || die "build failed"
-  [ -f "$NEW/dist/cli/main.js" ] || die "the build produced no dist/cli/main.js"
+  [ -f "$NEW/dist/runner-warden.mjs" ] || die "the build produced no dist/runner-warden.mjs"
+  # The bundle carries every dependency: the sources and node_modules are not installed.
+  rm -rf -- "$NEW/node_modules" "$NEW/src" "$NEW/tsconfig.json" "$NEW/tsconfig.build.json"
 fi
 printf 'installed %s from %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$FROM" > "$NEW/$MARKER"
 
@@ -177,7 +178,7 @@ chmod 0711 -- "$ROOT/var/lib/runner-warden"
 if [ "$SYSTEMD" = 1 ]; then
   unit_dir="$ROOT/etc/systemd/system"
   install -d -m 0755 -- "$unit_dir"
-  sed "s#/opt/runner-warden#$PREFIX#g" "$DEST/packaging/systemd/$UNIT_NAME" > "$unit_dir/$UNIT_NAME.tmp"
+  sed "s#^ExecStart=/usr/bin/runner-warden #ExecStart=$PREFIX/bin/runner-warden.js #" "$DEST/packaging/systemd/$UNIT_NAME" > "$unit_dir/$UNIT_NAME.tmp"
   chmod 0644 -- "$unit_dir/$UNIT_NAME.tmp"
   mv -- "$unit_dir/$UNIT_NAME.tmp" "$unit_dir/$UNIT_NAME"
   live=0

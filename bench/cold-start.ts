@@ -1,0 +1,221 @@
+/**
+ * Cold start and idle memory of the installed bundle (the release tarball unpacked in a clean
+ * directory, as a host runs it), against the runner simulator and the fake GitHub API:
+ *
+ *   node --import tsx bench/cold-start.ts [--runs N] [--node PATH]
+ *
+ * - bundle size (dist/*.mjs), and what `run` loads (runner-warden.mjs) vs the lazy files;
+ * - start → first listener poll: from spawning `runner-warden run` to the listener's session on the
+ *   fake API (its long-poll for a job follows at once), median and max of N runs;
+ * - idle RSS and PSS, split as bench/lifecycle.ts prints it (anonymous = the agent's own heap and
+ *   stacks, shared file-backed = node's binary and libraries), median and max of N runs, beside a
+ *   bare `node -e` process measured the same way in the same run;
+ * - the cost of one systemd-notify run (the watchdog ping).
+ * Needs root (a throwaway runner user, like the tests). Targets: start ≤ 1.0 s, RSS ≤ 60 MiB,
+ * PSS ≤ 40 MiB.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { release } from '../scripts/release.js';
+import { startFakeGitHub, type FakeGitHub } from '../src/sim/github/server.js';
+import { installSimulatedRunner } from '../src/sim/runner/install.js';
+import { lookupUser } from '../src/lib/users.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name: string, def: string): string => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? (args[i + 1] as string) : def;
+};
+const RUNS = Number(opt('runs', '6'));
+const NODE = opt('node', process.execPath);
+/** Where the first run's log goes (info level), to see what start-up spends its time on. */
+const LOG = opt('log', '');
+/** After the agent reports idle: let start-up garbage be collected and lazy timers settle. */
+const SETTLE_MS = 3_000;
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Mem {
+  rss: number;
+  pss: number;
+  anon: number;
+  shared: number;
+}
+
+async function memOf(pid: number): Promise<Mem> {
+  const smaps = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kib = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(smaps)?.[1] ?? NaN) / 1024;
+  return { rss: kib('Rss'), pss: kib('Pss'), anon: kib('Anonymous'), shared: kib('Shared_Clean') };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** A host for the agent: runner user, simulated runner, policies, config; removed by dispose. */
+async function makeHost(lab: string, fake: FakeGitHub): Promise<{ configFile: string; stateDir: string; user: string; dispose(): void }> {
+  const name = `rwb${process.pid % 100000}`;
+  const home = path.join(lab, 'home', name);
+  await mkdir(path.join(lab, 'home'), { recursive: true, mode: 0o755 });
+  execFileSync('useradd', ['-m', '-d', home, '-s', '/bin/bash', '-K', 'MAIL_DIR=/nonexistent', name], { stdio: 'ignore' });
+  const u = await lookupUser(name);
+  if (!u) throw new Error(`useradd did not create ${name}`);
+  await chown(home, u.uid, u.gid);
+  const runnerRoot = path.join(lab, 'actions-runner');
+  await installSimulatedRunner(runnerRoot, { owner: { uid: u.uid, gid: u.gid } });
+  const etc = path.join(lab, 'etc');
+  await mkdir(path.join(etc, 'policies'), { recursive: true, mode: 0o700 });
+  for (const d of ['tmp', 'var-tmp', 'shm']) {
+    await mkdir(path.join(lab, 'sys', d), { recursive: true });
+    await chmod(path.join(lab, 'sys', d), 0o1777);
+  }
+  await writeFile(
+    path.join(etc, 'policies', 'bench.yaml'),
+    [
+      'version: 1',
+      'cleanup:',
+      `  temp: { paths: [${['tmp', 'var-tmp', 'shm'].map((d) => path.join(lab, 'sys', d)).join(', ')}] }`,
+      `  containers: { socket: ${path.join(lab, 'no-docker.sock')} }`,
+      '',
+    ].join('\n'),
+  );
+  await writeFile(path.join(etc, 'token'), `${fake.defaultToken}\n`, { mode: 0o600 });
+  const stateDir = path.join(lab, 'state');
+  const configFile = path.join(etc, 'config.yaml');
+  await writeFile(
+    configFile,
+    [
+      'github:',
+      `  url: ${fake.origin}`,
+      `  apiUrl: ${fake.url}`,
+      '  org: octo',
+      `  token: { file: ${path.join(etc, 'token')} }`,
+      'runner:',
+      `  root: ${runnerRoot}`,
+      `  user: ${name}`,
+      '  name: "bench-{seq}"',
+      '  labels: [self-hosted]',
+      'team: bench',
+      `policyDir: ${path.join(etc, 'policies')}`,
+      `stateDir: ${stateDir}`,
+      'health: { listen: "127.0.0.1:0" }',
+      'recycle: { provider: none }',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  return {
+    configFile,
+    stateDir,
+    user: name,
+    dispose() {
+      try {
+        execFileSync('pkill', ['-KILL', '-U', name], { stdio: 'ignore' });
+      } catch {
+        // nothing left running
+      }
+      execFileSync('userdel', ['-f', name], { stdio: 'ignore' });
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const lab = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-cold-'));
+  await chmod(lab, 0o755);
+  const fake = await startFakeGitHub({ sessionStaleMs: 2_000 });
+  let host: Awaited<ReturnType<typeof makeHost>> | undefined;
+  try {
+    // The installed bundle: the release tarball unpacked into a clean directory.
+    const rel = await release(path.join(lab, 'release'), { deb: false });
+    const inst = path.join(lab, 'installed');
+    await mkdir(inst);
+    execFileSync('tar', ['-xzf', rel.tarball, '-C', inst, '--strip-components=1']);
+    const dist = path.join(inst, 'dist');
+    let total = 0;
+    const sizes: string[] = [];
+    for (const f of (await readdir(dist)).filter((f) => f.endsWith('.mjs')).sort()) {
+      const b = (await stat(path.join(dist, f))).size;
+      total += b;
+      sizes.push(`${f} ${(b / 1024).toFixed(0)} KiB`);
+    }
+    console.log(`[bundle] ${(total / 1024 / 1024).toFixed(2)} MiB of JavaScript: ${sizes.join(', ')}; tarball ${((await stat(rel.tarball)).size / 1024 / 1024).toFixed(2)} MiB`);
+    console.log(`  \`run\` loads runner-warden.mjs only; the demo and the AWS SDK files are imported on use`);
+
+    host = await makeHost(lab, fake);
+    const bin = path.join(inst, 'bin/runner-warden.js');
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', RUNNER_WARDEN_LOG_LEVEL: 'warn' };
+    execFileSync(NODE, [bin, 'baseline', '--config', host.configFile], { stdio: 'ignore', env });
+    console.log(`[node] ${execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim()} (${NODE})`);
+
+    const startMs: number[] = [];
+    const agentMem: Mem[] = [];
+    const bareMem: Mem[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const session = new Promise<number>((resolve) => fake.events.once('session-created', () => resolve(performance.now())));
+      const t0 = performance.now();
+      const logFd = LOG && i === 0 ? (await import('node:fs')).openSync(LOG, 'w') : 'ignore';
+      const agent = spawn(NODE, [bin, 'run', '--config', host.configFile], {
+        stdio: ['ignore', logFd, 'inherit'],
+        env: { ...env, ...(logFd !== 'ignore' ? { RUNNER_WARDEN_LOG_LEVEL: 'debug' } : {}) },
+      });
+      const to = sleep(30_000).then(() => -1);
+      const at = await Promise.race([session, to]);
+      if (at < 0) throw new Error(`run ${i + 1}: no listener session within 30 s`);
+      startMs.push(at - t0);
+      await sleep(SETTLE_MS);
+      agentMem.push(await memOf(agent.pid as number));
+      // The baseline: a bare node process, idle, in the same run.
+      const bare = spawn(NODE, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+      await sleep(SETTLE_MS);
+      bareMem.push(await memOf(bare.pid as number));
+      await stopChild(bare);
+      await stopChild(agent);
+      // The next start must register afresh: the fake forgets nothing, the agent's state says idle.
+      await rm(path.join(host.stateDir, 'state.json'), { force: true });
+    }
+    const fmt = (xs: number[], unit: string, digits = 1): string => `median ${median(xs).toFixed(digits)} ${unit}, max ${Math.max(...xs).toFixed(digits)} ${unit}`;
+    console.log(`\n[cold start] spawn of \`runner-warden run\` → listener session on the fake API (its first poll follows), ${RUNS} runs`);
+    console.log(`  ${fmt(startMs, 'ms', 0)} (each: ${startMs.map((x) => x.toFixed(0)).join(', ')}) target ≤ 1000 ms`);
+    const col = (ms: Mem[], k: keyof Mem): number[] => ms.map((m) => m[k]);
+    console.log(`\n[idle memory] ${SETTLE_MS / 1000} s after the listener's session, ${RUNS} runs (MiB)`);
+    for (const [label, ms] of [['agent (installed bundle)', agentMem], ['bare `node -e`', bareMem]] as const) {
+      console.log(`  ${label}: RSS ${fmt(col(ms, 'rss'), 'MiB')}; PSS ${fmt(col(ms, 'pss'), 'MiB')}`);
+      console.log(`    of which anonymous (own heap and stacks) ${fmt(col(ms, 'anon'), 'MiB')}, shared file-backed (node binary, libraries) ${fmt(col(ms, 'shared'), 'MiB')}`);
+    }
+    const ratio = median(col(agentMem, 'rss')) / median(col(bareMem, 'rss'));
+    console.log(`  agent RSS is ${ratio.toFixed(2)}× a bare node process; agent − bare: RSS ${(median(col(agentMem, 'rss')) - median(col(bareMem, 'rss'))).toFixed(1)} MiB, anonymous ${(median(col(agentMem, 'anon')) - median(col(bareMem, 'anon'))).toFixed(1)} MiB`);
+    console.log(`  targets: RSS ≤ 60 MiB, PSS ≤ 40 MiB`);
+
+    const notify: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t = performance.now();
+      try {
+        execFileSync('systemd-notify', ['WATCHDOG=1'], { env: { PATH: env.PATH, NOTIFY_SOCKET: path.join(lab, 'absent.sock') }, stdio: 'ignore' });
+      } catch {
+        // no socket: the cost of the process is what is measured
+      }
+      notify.push(performance.now() - t);
+    }
+    console.log(`\n[watchdog ping] one systemd-notify run: ${fmt(notify, 'ms')} (every 20 s with WatchdogSec=60s)`);
+  } finally {
+    host?.dispose();
+    await fake.close();
+    await rm(lab, { recursive: true, force: true });
+  }
+}
+
+await main();
