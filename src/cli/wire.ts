@@ -45,6 +45,7 @@ import { createRecycler } from '../recycle/chain.js';
 import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
 import { EngineGuard } from '../engine/engine-guard.js';
+import { createHostGuards } from '../integrity/host-guards.js';
 
 /** Everything a started agent consists of; `run` awaits `agent.run` and then `close`. */
 export interface Runtime {
@@ -187,6 +188,9 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const metrics = new AgentMetrics({ version: VERSION, clock: systemClock, states: ALL_STATES, recycleProviders });
   const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock: systemClock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();
+  // The sudo grant and the whole-host integrity check (src/integrity); a first boot records the
+  // system baseline as it records the home baseline.
+  const hostGuards = await createHostGuards({ slot, policy: policies.current(), firstBoot, agentPid: process.pid, log: log.child({ component: 'integrity' }) });
   // GHES behind a private CA: the API calls trust github.caFile besides the system roots.
   const caFetch = config.github.caFile && !o.github ? createCaFetch(await readCaBundle(config.github.caFile, o.configFile)) : undefined;
   const github =
@@ -293,7 +297,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     timeouts,
     ...(recycler ? { recycler } : {}),
     // The per-job container engine (policy docker.mode): started before each listener, stopped after.
-    guards: [new EngineGuard({ runnerUser: slot.user, cgroupParent })],
+    guards: [new EngineGuard({ runnerUser: slot.user, cgroupParent }), ...hostGuards],
     processContainers: {
       create: async (name) => {
         // Unique per agent instance: two agents (or two tests) must never share a cgroup.

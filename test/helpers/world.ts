@@ -36,17 +36,23 @@ export const SIM_ENV = {
   RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.5',
 };
 
-/** A policy for tests: reuse, every step on, temp dirs inside the lab (never the real /tmp). */
+/**
+ * A policy for tests: reuse, every step on, temp dirs inside the lab (never the real /tmp). The
+ * whole-host integrity check is off: it compares the real host, where the tests running beside
+ * this one add users and mounts; test/integrity checks it against roots it builds. `over.host`
+ * is merged into `host`.
+ */
 export function testPolicy(lab: Lab, over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     version: 1,
-    host: { maxJobs: 50 },
+    host: { maxJobs: 50, integrity: { enabled: false } },
     cleanup: {
       processes: { graceSeconds: 1 },
       temp: { paths: [path.join(lab.root, 'sys', 'tmp'), path.join(lab.root, 'sys', 'var-tmp'), path.join(lab.root, 'sys', 'shm')] },
       containers: { socket: path.join(lab.root, 'no-docker.sock') },
     },
     ...over,
+    ...(over.host ? { host: { maxJobs: 50, integrity: { enabled: false }, ...(over.host as Record<string, unknown>) } } : {}),
   };
 }
 
