@@ -90,6 +90,8 @@ async function makeHost(lab: string, fake: FakeGitHub): Promise<{ configFile: st
       'cleanup:',
       `  temp: { paths: [${['tmp', 'var-tmp', 'shm'].map((d) => path.join(lab, 'sys', d)).join(', ')}] }`,
       `  containers: { socket: ${path.join(lab, 'no-docker.sock')} }`,
+      // No container engine on a bench host: no per-job engine to prepare.
+      'docker: { mode: none }',
       '',
     ].join('\n'),
   );
