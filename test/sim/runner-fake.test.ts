@@ -98,7 +98,7 @@ describe('the runner simulator works against the fake GitHub', () => {
     assert.match(again.err(), /A session for this runner already exists\./);
     fake.deleteRunnerServerSide(id);
     assert.equal((await again.exited).code, 0, 'a registration deleted while idle ends the runner with 0');
-    assert.match(again.out(), /The runner no longer exists on the server\. Cleaning up local configuration\./);
+    assert.match(again.err(), /The runner no longer exists on the server\. Cleaning up local configuration\./);
   });
 
   test('a deprecated runner version is refused messages: exit 1, or 7 with the env var, and run.sh passes 7 on', async () => {
@@ -109,7 +109,7 @@ describe('the runner simulator works against the fake GitHub', () => {
       const plain = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
       assert.equal((await plain.exited).code, 1, 'without the env var the listener says TerminatedError');
       assert.match(plain.out(), /Listening for Jobs/, 'the session is created; the refusal comes with the first message');
-      assert.match(plain.err(), /^An error occured: Runner version v2\.\d+\.\d+ is deprecated and cannot receive messages\.$/m);
+      assert.match(plain.err(), /^An error occurred: Runner version v2\.\d+\.\d+ is deprecated and cannot receive messages\.$/m);
       const seven = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' });
       assert.equal((await seven.exited).code, 7, 'RunnerVersionDeprecated');
       const wrapped = rl.start([], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' }, 'run.sh');

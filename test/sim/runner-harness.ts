@@ -50,6 +50,8 @@ export interface StubBroker {
   pushMessage(agentId: number, message: unknown): void;
   /** Deletes a registration (the next poll gets 404, a new session 404). */
   deleteRunner(agentId: number): void;
+  /** Changes the runner's client id on the server: its sessions get 401 invalid_client. */
+  forgetClient(agentId: number): void;
   /** Makes the job's renewals answer 404 (server-side cancel). */
   cancelJob(jobId: string): void;
   /** Holds a session open for the runner so the next create gets 409 until released. */
@@ -250,6 +252,7 @@ export async function startStubBroker(): Promise<StubBroker> {
         const existing = [...agents.values()].find((a) => !a.deleted && a.name === b.name);
         if (existing && !b.replace) return send(409, { code: 'AgentExists' });
         if (existing) existing.deleted = true;
+        if (existing) wake(); // its pending poll learns at once that the registration is gone
         const a = newAgent(b.name, b.labels, b.ephemeral);
         return send(existing ? 200 : 201, {
           runner: { id: a.id, name: a.name },
@@ -317,6 +320,10 @@ export async function startStubBroker(): Promise<StubBroker> {
       if (a) a.deleted = true;
       wake();
     },
+    forgetClient(agentId) {
+      const a = agents.get(agentId);
+      if (a) a.clientId = randomUUID();
+    },
     cancelJob(jobId) {
       cancelled.add(jobId);
     },
@@ -357,8 +364,10 @@ export interface RunnerLab {
   /** A root-owned directory for hook scripts (outside the runner root, as the docs advise). */
   hooks: string;
   broker: StubBroker;
-  /** Runs `<root>/<exe>` (default bin/Runner.Listener) as the runner user with a scrubbed env. */
-  start(args: string[], env?: Record<string, string>, exe?: string): RunnerProc;
+  /** Runs `<at>/<exe>` (default `<root>/bin/Runner.Listener`) as the runner user with a scrubbed env. */
+  start(args: string[], env?: Record<string, string>, exe?: string, at?: string): RunnerProc;
+  /** Installs another simulated runner (a second "host") at `<lab.root>/<name>`, owned by the runner user. */
+  addRoot(name: string): Promise<string>;
   dispose(): Promise<void>;
 }
 
@@ -380,9 +389,14 @@ export async function createRunnerLab(): Promise<RunnerLab> {
     out,
     hooks,
     broker,
-    start(args, env = {}, exe = 'bin/Runner.Listener') {
-      const child = spawn(path.join(root, exe), args, {
-        cwd: root,
+    async addRoot(name) {
+      const other = path.join(lab.root, name);
+      await installSimulatedRunner(other, { owner: { uid: lab.user.uid, gid: lab.user.gid } });
+      return other;
+    },
+    start(args, env = {}, exe = 'bin/Runner.Listener', at = root) {
+      const child = spawn(path.join(at, exe), args, {
+        cwd: at,
         uid: lab.user.uid,
         gid: lab.user.gid,
         env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: lab.user.home, USER: lab.user.name, ...env },

@@ -11,16 +11,28 @@ const FAST = {
   RUNNER_SIM_RECONNECT_DELAY_SECONDS: '0.2',
 };
 
-test('a registration deleted before the session exists ends the listener with exit 1 and keeps its files', async () => {
+test('a registration gone before the session exists: "no longer exists" then exit 1 (404), or the invalid_client text (401); files kept', async () => {
   const rl = await createRunnerLab();
   try {
     const { agentId, encoded } = rl.broker.jitRunner();
     rl.broker.deleteRunner(agentId);
     const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
     const { code } = await proc.exited;
-    assert.equal(code, 1, 'session 404 is a TerminatedError');
-    assert.match(proc.err(), /^Failed to create a session\. The runner registration has been deleted from the server, please re-configure\./m);
+    assert.equal(code, 1, 'session 404 (TaskAgentNotFoundException) is a TerminatedError');
+    assert.match(proc.err(), /^The runner no longer exists on the server\. Please reconfigure the runner\.\nFailed to create session\. /m);
     assert.ok(existsSync(path.join(rl.root, '.runner')), 'files stay when the session could not be created');
+
+    const second = await createRunnerLab();
+    try {
+      const other = second.broker.jitRunner();
+      second.broker.forgetClient(other.agentId);
+      const p2 = second.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: other.encoded });
+      assert.equal((await p2.exited).code, 1, 'session 401 is a TerminatedError');
+      assert.match(p2.err(), /^Failed to create a session\. The runner registration has been deleted from the server, please re-configure\./m);
+      assert.doesNotMatch(p2.err(), /no longer exists/);
+    } finally {
+      await second.dispose();
+    }
   } finally {
     await rl.dispose();
   }
@@ -87,7 +99,13 @@ test('a registration deleted while idle makes the runner clean up its config and
     rl.broker.deleteRunner(agentId);
     const { code } = await proc.exited;
     assert.equal(code, 0);
-    assert.match(proc.out(), /The runner no longer exists on the server\. Cleaning up local configuration\.\n√ Removed \.credentials\n√ Removed \.runner/);
+    assert.match(proc.err(), /^The runner no longer exists on the server\. Cleaning up local configuration\.$/m, 'written with WriteError (Runner.cs)');
+    assert.match(proc.out(), /√ Removed \.credentials\n√ Removed \.runner/);
+    assert.equal(
+      rl.broker.events.some((e) => e.method === 'DELETE' && e.path.startsWith('/_broker/sessions/')),
+      false,
+      'after a 404 the session is not deleted (skipSessionDeletion)',
+    );
     assert.equal(existsSync(path.join(rl.root, '.runner')), false);
     assert.equal(existsSync(path.join(rl.root, '.credentials_rsaparams')), false);
   } finally {

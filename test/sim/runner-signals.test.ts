@@ -31,36 +31,55 @@ test('SIGTERM while idle deletes the session, keeps files and registration, and 
   }
 });
 
-test('SIGINT during a job cancels it, runs the completed hook, reports Canceled and exits 0', async () => {
+test('SIGINT during a job: the step gets SIGINT, SIGTERM 7.5 s later, SIGKILL 2.5 s after that; every later step and the completed hook are skipped; console Canceled, job Failed, exit 0', async () => {
   const rl = await createRunnerLab();
   try {
     const { out, hooks, broker, root } = rl;
     const completed = path.join(hooks, 'completed.sh');
-    await writeFile(completed, `#!/bin/bash\necho "$RUNNER_TRACKING_ID" > ${out}/completed.ran\n`, { mode: 0o755 });
+    await writeFile(completed, `#!/bin/bash\ntouch ${out}/completed.ran\n`, { mode: 0o755 });
     const { encoded } = broker.jitRunner();
+    // the real runner's waits (no RUNNER_SIM_STEP_* override): the listener has no deadline of its own
     const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_HOOK_JOB_COMPLETED: completed });
     await proc.waitFor(/Listening for Jobs/);
     const job = broker.enqueueJob({
       steps: [
-        { name: 'Long', run: `trap 'echo got-sigint > ${out}/step.sigint; exit 130' INT\necho $$ > ${out}/step.pid\nsleep 30 & wait` },
+        {
+          name: 'Stubborn',
+          run: [
+            `trap 'echo "INT $(date +%s%N)" >> ${out}/signals' INT`,
+            `trap 'echo "TERM $(date +%s%N)" >> ${out}/signals' TERM`,
+            `sleep 300 & echo $! > ${out}/orphan.pid`,
+            `echo $$ > ${out}/step.pid`,
+            'while :; do sleep 0.1; done',
+          ].join('\n'),
+        },
         { name: 'After', run: `touch ${out}/after.ran` },
       ],
     });
     await waitForFile(path.join(out, 'step.pid'));
+    const t0 = Date.now();
     proc.child.kill('SIGINT');
     const { code } = await proc.exited;
-    assert.equal(code, 0, `a cancelled job still ends in exit 0; stderr: ${proc.err()}`);
+    const took = Date.now() - t0;
+    assert.equal(code, 0, `a job cut short by shutdown still ends in exit 0; stderr: ${proc.err()}`);
     assert.match(proc.out(), /^Exiting\.\.\.$/m);
-    assert.match(proc.out(), /Job build completed with result: Canceled/);
-    assert.deepEqual(broker.completions, [{ jobId: job.jobId, result: 'Canceled', exitCode: 103 }]);
-    assert.ok(existsSync(path.join(out, 'step.sigint')), "the step's process group should receive SIGINT");
-    assert.ok(existsSync(path.join(out, 'completed.ran')), 'the completed hook runs on cancel (always())');
-    assert.equal(existsSync(path.join(out, 'after.ran')), false, 'later steps are skipped after a cancel');
+    assert.match(proc.out(), /Job build completed with result: Canceled/, 'the listener prints Canceled');
+    assert.deepEqual(broker.completions, [{ jobId: job.jobId, result: 'Failed', exitCode: 102 }], 'the worker records Failed');
+    const signals = (await readFile(path.join(out, 'signals'), 'utf8')).trim().split('\n').map((l) => l.split(' '));
+    assert.deepEqual(signals.map((x) => x[0]), ['INT', 'TERM'], 'SIGINT, then SIGTERM, to the step process');
+    const gapMs = (Number(signals[1]?.[1]) - Number(signals[0]?.[1])) / 1e6;
+    assert.ok(gapMs >= 7_000 && gapMs < 9_500, `SIGTERM comes 7.5 s after SIGINT, came after ${gapMs} ms`);
+    assert.ok(took >= 9_500, `the step ignoring both is killed 10 s after the cancel and the listener waits for it: ${took} ms`);
+    assert.equal(existsSync(path.join(out, 'completed.ran')), false, 'no job-completed hook after a shutdown');
+    assert.equal(existsSync(path.join(out, 'after.ran')), false, 'later steps are skipped');
     const stepPid = Number((await readFile(path.join(out, 'step.pid'), 'utf8')).trim());
-    assert.ok(processGone(stepPid), 'the step is gone after the cancel');
+    const orphanPid = Number((await readFile(path.join(out, 'orphan.pid'), 'utf8')).trim());
+    assert.ok(processGone(stepPid), 'the step is gone');
+    assert.ok(processGone(orphanPid), 'its background child is killed by the orphan sweep of Complete job');
     const workerLog = await readDiag(root, 'Worker');
     assert.match(workerLog, /##\[error\]The runner has received a shutdown signal\. This can happen when the runner service is stopped, or a manually started runner is canceled\./);
-    assert.match(workerLog, /Job result after all job steps finish: Canceled/);
+    assert.match(workerLog, /Skip evaluate condition on runner shutdown: 'Complete runner' is skipped/);
+    assert.match(workerLog, /Job result after all job steps finish: Failed/);
     assert.ok(existsSync(path.join(root, '.runner')), 'a job cut short by shutdown does not count as the completed single job');
   } finally {
     await rl.dispose();
@@ -92,7 +111,14 @@ test('a job cancelled on the server (renew 404) ends Canceled without the shutdo
   try {
     const { out, broker, root } = rl;
     const { encoded } = broker.jitRunner({ ephemeral: false });
-    const proc = rl.start(['run', '--once'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.2' });
+    const completed = path.join(rl.hooks, 'completed.sh');
+    await writeFile(completed, `#!/bin/bash\ntouch ${out}/completed.ran\n`, { mode: 0o755 });
+    const proc = rl.start(['run', '--once'], {
+      ACTIONS_RUNNER_INPUT_JITCONFIG: encoded,
+      ACTIONS_RUNNER_HOOK_JOB_COMPLETED: completed,
+      RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.2',
+      RUNNER_SIM_STEP_SIGINT_TIMEOUT_SECONDS: '0.5',
+    });
     await proc.waitFor(/Listening for Jobs/);
     assert.match(proc.out(), /Warning: '--once' is going to be deprecated in the future/);
     const job = broker.enqueueJob({ steps: [{ name: 'Long', run: `echo $$ > ${out}/step.pid\nsleep 30` }] });
@@ -102,6 +128,7 @@ test('a job cancelled on the server (renew 404) ends Canceled without the shutdo
     assert.equal(code, 0, '--once exits 0 after its job');
     assert.deepEqual(broker.completions.map((c) => c.result), ['Canceled']);
     assert.doesNotMatch(await readDiag(root, 'Worker'), /received a shutdown signal/);
+    assert.ok(existsSync(path.join(out, 'completed.ran')), 'a cancel from the server still runs the always() completed hook');
     assert.ok(existsSync(path.join(root, '.runner')), '--once on a non-ephemeral registration keeps its files');
   } finally {
     await rl.dispose();

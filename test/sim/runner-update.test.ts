@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readdir, readlink, rm } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRunnerLab, TS } from './runner-harness.js';
 
@@ -42,7 +42,13 @@ test('an ephemeral runner told to update exits 4, the script swaps bin and touch
     await waitForFile(path.join(root, 'update.finished'));
     assert.equal(await readlink(path.join(root, 'bin')), path.join(root, 'bin.2.337.0'), 'bin points at the new version');
     assert.ok(existsSync(path.join(root, 'bin.2.336.0', 'Runner.Listener')), 'the old bin is kept as bin.<old>');
-    const diag = await readdir(path.join(root, '_diag'));
+    // update.sh touches update.finished first, then renames its log
+    const deadline = Date.now() + 10_000;
+    let diag = await readdir(path.join(root, '_diag'));
+    while (!diag.some((n) => /^SelfUpdate-\d{8}-\d{6}\.log\.succeed$/.test(n)) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      diag = await readdir(path.join(root, '_diag'));
+    }
     assert.ok(diag.some((n) => /^SelfUpdate-\d{8}-\d{6}\.log\.succeed$/.test(n)), `the update log should end .succeed: ${diag.join(', ')}`);
     await rm(path.join(root, 'update.finished')); // what run-helper.sh does
 
@@ -91,6 +97,49 @@ test('run.sh restarts the listener after an update and exits 0 once the job is d
     }
     assert.equal(existsSync(path.join(rl.root, 'update.finished')), false, 'run-helper deletes update.finished');
     assert.equal(existsSync(path.join(rl.root, '.runner')), false, 'the ephemeral runner removed its config after the job');
+  } finally {
+    await rl.dispose();
+  }
+});
+
+test('a refresh during the single job: the updater waits for the job, exit 4 follows it with the config kept, and update.sh is still at work after the exit', async () => {
+  const rl = await createRunnerLab();
+  try {
+    const { root, broker, out } = rl;
+    const { agentId, encoded } = broker.jitRunner();
+    const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
+    await proc.waitFor(/Listening for Jobs/);
+    assert.match(proc.out(), /Current runner version: '2\.336\.0'/, 'the console names the version the listener started from');
+    const job = broker.enqueueJob({
+      steps: [{ name: 'Wait', run: `touch ${out}/started\nwhile [ ! -f ${out}/go ]; do sleep 0.1; done` }],
+    });
+    await waitForFile(path.join(out, 'started'));
+    broker.pushMessage(agentId, { type: 'update', version: '2.337.0' });
+    await proc.waitFor(/Waiting for current job finish running\./);
+    assert.equal(broker.completions.length, 0, 'the job is still running while the updater waits');
+    await writeFile(path.join(out, 'go'), '');
+    const { code } = await proc.exited;
+    const exitedAt = Date.now();
+    // right after the exit update.sh is still polling for the pid (2 s) and sleeping 1 s more
+    const binIsDir = (await lstat(path.join(root, 'bin'))).isDirectory();
+    const finishedEarly = existsSync(path.join(root, 'update.finished'));
+    assert.equal(code, 4, `single-job mode exits RunOnceRunnerUpdating after its job; stderr: ${proc.err()}`);
+    assert.deepEqual(broker.completions.map((c) => [c.jobId, c.result]), [[job.jobId, 'Succeeded']], 'the job ran to its end');
+    const text = proc.out();
+    const order = ['Runner update in progress', 'Waiting for current job finish running.', 'Job build completed with result: Succeeded', 'Generate and execute update script.', 'Runner update process finished.'];
+    let at = 0;
+    for (const l of order) {
+      const idx = text.indexOf(l, at);
+      assert.ok(idx >= at, `"${l}" should follow in order:\n${text}`);
+      at = idx;
+    }
+    assert.ok(existsSync(path.join(root, '.runner')) && existsSync(path.join(root, '.credentials')), 'exit 4 keeps the local config, job or not');
+    assert.ok(binIsDir && !finishedEarly, 'bin is not yet replaced when the listener has exited');
+    await waitForFile(path.join(root, 'update.finished'), 15_000);
+    const tookMs = Date.now() - exitedAt;
+    assert.ok(tookMs >= 900, `update.sh needs its poll and settle time after the exit: ${tookMs} ms`);
+    assert.equal(await readlink(path.join(root, 'bin')), path.join(root, 'bin.2.337.0'));
+    assert.equal((await readFile(path.join(root, 'bin', 'runner.version'), 'utf8')).trim(), '2.337.0');
   } finally {
     await rl.dispose();
   }

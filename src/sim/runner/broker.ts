@@ -21,7 +21,7 @@ export type BrokerMessage =
 /** The outcome of creating a session. */
 export type SessionResult =
   | { kind: 'created'; sessionId: string }
-  | { kind: 'notFound' }
+  | { kind: 'notFound'; message: string }
   | { kind: 'unauthorized' }
   | { kind: 'conflict' };
 
@@ -41,6 +41,11 @@ export class BrokerHttpError extends Error {
   ) {
     super(`Http response code: ${status} from '${method} ${url}'${body ? `\n${body}` : ''}`);
   }
+}
+
+/** True for errors the listener retries until reconnected: unreachable, or a 5xx. */
+export function isConnectError(err: unknown): boolean {
+  return err instanceof BrokerUnreachableError || (err instanceof BrokerHttpError && err.status >= 500);
 }
 
 /** How long one message long poll may wait on the server (PROTOCOL.md: max 50000). */
@@ -115,7 +120,10 @@ export class BrokerClient {
     if (r.status === 201 || r.status === 200) {
       return { kind: 'created', sessionId: String((r.json as { sessionId?: string })?.sessionId) };
     }
-    if (r.status === 404) return { kind: 'notFound' };
+    if (r.status === 404) {
+      const body = r.json as { code?: string; message?: string } | undefined;
+      return { kind: 'notFound', message: String(body?.message ?? body?.code ?? 'RunnerNotFound') };
+    }
     if (r.status === 401) return { kind: 'unauthorized' };
     if (r.status === 409) return { kind: 'conflict' };
     throw new BrokerHttpError(r.status, 'POST', url, r.text);
@@ -220,11 +228,9 @@ export async function addAgent(brokerUrl: string, brokerToken: string, req: AddA
   throw new BrokerHttpError(r.status, 'POST', url, r.text);
 }
 
-/** Deletes a registration; false when it was not found (404). */
-export async function deleteAgent(brokerUrl: string, brokerToken: string, agentId: number): Promise<boolean> {
+/** Deletes a registration; throws BrokerHttpError for any failure, 404 (already gone) included. */
+export async function deleteAgent(brokerUrl: string, brokerToken: string, agentId: number): Promise<void> {
   const url = new URL(`agents/${agentId}`, brokerUrl.endsWith('/') ? brokerUrl : `${brokerUrl}/`).toString();
   const r = await call('DELETE', url, { authorization: `Bearer ${brokerToken}` });
-  if (r.status === 404) return false;
   if (r.status >= 300) throw new BrokerHttpError(r.status, 'DELETE', url, r.text);
-  return true;
 }

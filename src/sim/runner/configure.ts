@@ -7,6 +7,7 @@
  * `<scheme>://<host>/api/v3`. Because github.com is unreachable in the lab, the simulator-only env
  * `RUNNER_SIM_API_URL` overrides it (point it at the fake GitHub's url).
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +17,6 @@ import type { Terminal } from './diag.js';
 import {
   deleteLocalConfig,
   isConfigured,
-  readCredentials,
   readRunnerSettings,
   writeConfigFile,
 } from './files.js';
@@ -120,10 +120,13 @@ export async function configure(
     if (err instanceof BrokerHttpError || err instanceof BrokerUnreachableError) throw new ConfigureFailure(err.message);
     throw err;
   }
-  if (added.kind === 'exists') throw new ConfigureFailure(`A runner exists with the same name ${name}.`);
   if (added.kind === 'groupNotFound') {
     throw new ConfigureFailure(`Could not find any self-hosted runner group named "${group ?? 'default'}".`);
   }
+  // ConfigurationManager looks the name up first and prints this whenever it is taken; with
+  // --replace it then takes that registration over (whoever runs it), without it (unattended) fails
+  if (added.kind === 'exists' || added.replaced) term.writeLine('A runner exists with the same name');
+  if (added.kind === 'exists') throw new ConfigureFailure(`A runner exists with the same name ${name}.`);
   term.writeSuccess(added.replaced ? 'Successfully replaced the runner' : 'Runner successfully added');
 
   for (const f of ['.credentials', '.credentials_rsaparams'] as const) {
@@ -138,45 +141,62 @@ export async function configure(
   term.writeLine();
 }
 
-/** `config.sh remove [--token T] [--local]`; resolves on success. */
+/**
+ * `config.sh remove [--token T] [--local]`; resolves on success (ConfigurationManager.UnconfigureAsync,
+ * runner-admin flow, which github.com uses today):
+ * - `.runner` and `.credentials` present: exchange the remove token, then DELETE the registration by
+ *   its id. Any failure, a registration already deleted (404) included, prints the HTTP line,
+ *   `Failed: Removing runner from the server` and the error, and exits 1 with the local files kept.
+ * - either file missing: `Cannot connect to server, because config files are missing. Skipping
+ *   removing runner from the server.`, then the local files are deleted and it exits 0: nothing was
+ *   deleted on the server.
+ * The legacy flow's "Does not exist. Skipping Removing runner from the server" (a lookup by name)
+ * is not simulated.
+ */
 export async function remove(root: string, cmd: CommandSettings, term: Terminal, env: NodeJS.ProcessEnv): Promise<void> {
   const print = (line: string, ok: boolean): void => (ok ? term.writeSuccess(line) : term.writeLine(line));
   if (cmd.flag('local')) {
     deleteLocalConfig(root, print);
     return;
   }
-  if (existsSync(path.join(root, '.service'))) {
-    throw new ConfigureFailure('Uninstall service first');
+  term.writeSection('Runner removal');
+  let currentAction = '';
+  try {
+    if (existsSync(path.join(root, '.service'))) {
+      currentAction = 'Removing service';
+      term.writeLine(currentAction);
+      throw new ConfigureFailure('Uninstall service first');
+    }
+    currentAction = 'Removing runner from the server';
+    if (isConfigured(root) && existsSync(path.join(root, '.credentials'))) {
+      const settings = readRunnerSettings(root);
+      const token = cmd.arg('token');
+      if (!token) {
+        if (cmd.arg('pat')) throw new ConfigureFailure('The simulated runner supports only --token removal.');
+        throw invalid('token');
+      }
+      const githubUrl = settings.gitHubUrl || '';
+      const ex = await exchange(apiUrlFor(githubUrl || 'https://github.com', env), token, githubUrl, 'remove');
+      try {
+        await deleteAgent(ex.url, ex.token, settings.agentId);
+      } catch (err) {
+        if (err instanceof BrokerHttpError) {
+          const reason = err.status === 404 ? 'NotFound' : String(err.status);
+          term.writeError(`Http response code: ${reason} from 'DELETE ${err.url}' (Request Id: ${randomUUID()})`);
+          if (err.body) term.writeError(err.body);
+          throw new ConfigureFailure(`Response status code does not indicate success: ${err.status} (${err.status === 404 ? 'Not Found' : 'Error'}).`);
+        }
+        throw err;
+      }
+      term.writeLine();
+      term.writeSuccess('Runner removed successfully');
+    } else {
+      term.writeLine('Cannot connect to server, because config files are missing. Skipping removing runner from the server.');
+    }
+    deleteLocalConfig(root, print);
+  } catch (err) {
+    term.writeError(`Failed: ${currentAction}`);
+    throw err;
   }
-  const hasFiles =
-    isConfigured(root) &&
-    (existsSync(path.join(root, '.credentials')) || existsSync(path.join(root, '.credentials_migrated')));
-  if (hasFiles) {
-    const settings = readRunnerSettings(root);
-    readCredentials(root);
-    const token = cmd.arg('token');
-    if (!token) {
-      if (cmd.arg('pat')) throw new ConfigureFailure('Failed: The simulated runner supports only --token removal.');
-      throw invalid('token');
-    }
-    const githubUrl = settings.gitHubUrl || '';
-    if (!githubUrl && !env.RUNNER_SIM_API_URL) {
-      throw new ConfigureFailure('Failed: Removing runner from the server (no gitHubUrl in .runner)');
-    }
-    term.writeSection('Runner removal');
-    const ex = await exchange(apiUrlFor(githubUrl || 'https://github.com', env), token, githubUrl, 'remove');
-    let deleted: boolean;
-    try {
-      deleted = await deleteAgent(ex.url, ex.token, settings.agentId);
-    } catch (err) {
-      throw new ConfigureFailure(`Failed: Removing runner from the server\n${(err as Error).message}`);
-    }
-    if (deleted) term.writeSuccess('Runner removed successfully');
-    else term.writeLine('Does not exist. Skipping Removing runner from the server');
-  } else {
-    term.writeLine(
-      'Cannot connect to server, because config files are missing. Skipping removing runner from the server.',
-    );
-  }
-  deleteLocalConfig(root, print);
+  term.writeLine();
 }

@@ -22,6 +22,12 @@ export interface InstallOptions {
   version?: string;
   /** The runner user: gets the root dir, `_diag` and `_work` (never `bin/`). */
   owner?: { uid: number; gid: number };
+  /**
+   * Defaults for the simulator's RUNNER_SIM_* knobs (listener.ts, worker.ts), written into the
+   * `bin/` wrappers; the environment still wins. Tests use it to shorten the real runner's waits
+   * (a cancelled step's 7.5 s + 2.5 s, update.sh's 2 s poll) where the agent builds the environment.
+   */
+  simEnv?: Record<string, string>;
 }
 
 /** Placeholder assemblies, named like the real ones so layout checks find them. */
@@ -80,8 +86,8 @@ export async function installSimulatedRunner(root: string, opts: InstallOptions 
   await chmod(path.join(bin, 'sim'), 0o755);
   await plain(path.join(bin, 'sim', 'listener.mjs'), bundles.listener);
   await plain(path.join(bin, 'sim', 'worker.mjs'), bundles.worker);
-  await exe(path.join(bin, 'Runner.Listener'), binWrapper(process.execPath, path.join(bin, 'sim', 'listener.mjs'), abs));
-  await exe(path.join(bin, 'Runner.Worker'), binWrapper(process.execPath, path.join(bin, 'sim', 'worker.mjs'), abs));
+  await exe(path.join(bin, 'Runner.Listener'), binWrapper(process.execPath, path.join(bin, 'sim', 'listener.mjs'), abs, opts.simEnv));
+  await exe(path.join(bin, 'Runner.Worker'), binWrapper(process.execPath, path.join(bin, 'sim', 'worker.mjs'), abs, opts.simEnv));
   await plain(path.join(bin, VERSION_FILE), `${version}\n`);
   for (const dll of PLACEHOLDER_DLLS) {
     await plain(path.join(bin, dll), `simulated ${dll} ${version} (runner-warden runner simulator)\n`);

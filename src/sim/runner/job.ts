@@ -1,35 +1,41 @@
 /**
- * What the simulated Runner.Worker does with one job (runner-contract.md §3, §4.3):
+ * What the simulated Runner.Worker does with one job (actions/runner `Runner.Worker/JobRunner.cs`,
+ * `JobExtension.cs`, `StepsRunner.cs`):
  *
- *   Set up job      delete _work/_actions, empty _work/_temp, create the workspace,
- *                   _PipelineMapping/<owner>/<repo>/PipelineFolder.json, _temp/_github_workflow/event.json
- *   Set up runner   ACTIONS_RUNNER_HOOK_JOB_STARTED (if set; a failure fails the job)
- *   <steps>         each `bash -e <script>` in GITHUB_WORKSPACE; after a failure or a cancel the rest is skipped
- *   Complete runner ACTIONS_RUNNER_HOOK_JOB_COMPLETED (if set; always runs; a failure makes the job Failed)
- *   Complete job    kill orphans by RUNNER_TRACKING_ID, empty _work/_temp
+ *   Set up job            delete _work/_actions, empty _work/_temp, create the workspace,
+ *                         _PipelineMapping/<owner>/<repo>/PipelineFolder.json, _temp/_github_workflow/event.json
+ *   Set up runner         ACTIONS_RUNNER_HOOK_JOB_STARTED (if set; a failure fails the job)
+ *   Initialize containers a job with `container:`/`services:` (container-steps.ts)
+ *   <steps>               `bash -e <script>` in GITHUB_WORKSPACE (in the job container through the
+ *                         hooks when there is one), or a `docker://` step through the hooks
+ *   Stop containers       post step, when "Initialize containers" ran
+ *   Complete runner       ACTIONS_RUNNER_HOOK_JOB_COMPLETED (post step, if set)
+ *   Complete job          kill orphans by RUNNER_TRACKING_ID, empty _work/_temp (always, as FinalizeJob)
  *
- * Every process gets the worker env plus the GITHUB_* allow-list, RUNNER_* of the runner context,
- * CI=true and RUNNER_TRACKING_ID. Step and hook processes run in their own process group so a cancel
- * can signal the whole tree: SIGINT, then SIGKILL after STEP_CANCEL_GRACE_MS.
+ * Conditions: main steps need success(); the hooks and "Stop containers" are always(). A failed
+ * step makes the job Failed. A cancel from the server makes the job Canceled: main steps are
+ * skipped, always() steps still run. A runner shutdown makes the job Failed, and no remaining
+ * step runs at all, post steps included (StepsRunner skips condition evaluation on shutdown): no
+ * "Stop containers", no completed hook. The step running when a cancel arrives gets SIGINT, then
+ * SIGTERM 7.5 s later, then SIGKILL 2.5 s later (step-process.ts).
+ *
+ * Host processes get the worker env plus the GITHUB_* allow-list, RUNNER_* of the runner context,
+ * CI=true and RUNNER_TRACKING_ID; container steps get only the declared part, host paths translated.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { signalGroup, waitForChild } from '../../lib/process.js';
+import type { JobStep } from '../protocol.js';
 import type { SimJob } from './broker.js';
+import { JobContainers } from './container-steps.js';
 import type { Trace } from './diag.js';
+import { readFileCommands, stepFiles } from './file-commands.js';
 import type { RunnerSettings } from './files.js';
 import { killOrphans } from './orphans.js';
 import { mergeResults, type TaskResult } from './results.js';
+import { runStepProcess, which, type StepCancelTimings } from './step-process.js';
 import type { CancelReason } from './worker-channel.js';
-
-/**
- * How long a cancelled step's process group has between SIGINT and SIGKILL. The real
- * ProcessInvoker waits 7.5 s after SIGINT (then SIGTERM 2.5 s); one grace keeps it simple.
- */
-export const STEP_CANCEL_GRACE_MS = 7_500;
 
 /** The annotation the worker logs when the runner is shut down during a job (contract §2.4). */
 export const SHUTDOWN_ANNOTATION =
@@ -48,6 +54,10 @@ export interface JobContext {
   cancelReason(): CancelReason | undefined;
   /** The runner user's uid (the worker runs as it). */
   uid: number;
+  /** The waits between SIGINT, SIGTERM and SIGKILL of a cancelled step (REAL_STEP_CANCEL). */
+  stepCancel: StepCancelTimings;
+  /** The file of the in-container check (PROC1_CGROUP unless a test points elsewhere). */
+  proc1Cgroup: string;
   now?: () => number;
 }
 
@@ -148,101 +158,31 @@ export function jobVariables(ctx: JobContext, p: JobPaths, trackingId: string): 
   };
 }
 
-/** Finds an executable on PATH; undefined when absent. */
-export function which(cmd: string, envPath: string | undefined): string | undefined {
-  for (const dir of (envPath ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
-    if (!dir) continue;
-    const full = path.join(dir, cmd);
-    try {
-      const st = statSync(full);
-      if (st.isFile() && (st.mode & 0o111) !== 0) return full;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-/** Runs a step or hook process in its own group; resolves with its exit code (null when signalled). */
-function runProcess(
-  cmd: string,
-  args: string[],
-  opts: { cwd: string; env: NodeJS.ProcessEnv; cancel: AbortSignal; onLine: (l: string) => void },
-): Promise<number | null> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    const pending: Record<'out' | 'err', string> = { out: '', err: '' };
-    const feed = (which: 'out' | 'err', d: Buffer): void => {
-      pending[which] += d.toString('utf8');
-      const lines = pending[which].split('\n');
-      pending[which] = lines.pop() ?? '';
-      for (const l of lines) opts.onLine(l.replace(/\r$/, ''));
-    };
-    child.stdout.on('data', (d: Buffer) => feed('out', d));
-    child.stderr.on('data', (d: Buffer) => feed('err', d));
-    let killTimer: NodeJS.Timeout | undefined;
-    const onCancel = (): void => {
-      if (child.pid === undefined) return;
-      signalGroup(child.pid, 'SIGINT');
-      killTimer = setTimeout(() => {
-        if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
-      }, STEP_CANCEL_GRACE_MS);
-    };
-    if (opts.cancel.aborted) queueMicrotask(onCancel);
-    else opts.cancel.addEventListener('abort', onCancel, { once: true });
-    let failed = false;
-    child.once('error', (err) => {
-      failed = true;
-      opts.onLine(`##[error]${err.message}`);
-      opts.cancel.removeEventListener('abort', onCancel);
-      resolve(127);
-    });
-    void waitForChild(child).then(({ code }) => {
-      if (killTimer) clearTimeout(killTimer);
-      opts.cancel.removeEventListener('abort', onCancel);
-      for (const w of ['out', 'err'] as const) if (pending[w]) opts.onLine(pending[w]);
-      if (!failed) resolve(code);
-    });
-  });
-}
-
-/** Applies GITHUB_ENV / GITHUB_PATH files (KEY=VALUE and KEY<<DELIM heredocs). */
-async function applyFileCommands(envFile: string, pathFile: string, jobEnv: Record<string, string>): Promise<void> {
-  const envText = await readFile(envFile, 'utf8').catch(() => '');
-  const lines = envText.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] ?? '';
-    const heredoc = /^([^=<]+)<<(.+)$/.exec(line);
-    if (heredoc?.[1] && heredoc[2]) {
-      const body: string[] = [];
-      for (i++; i < lines.length && lines[i] !== heredoc[2]; i++) body.push(lines[i] ?? '');
-      jobEnv[heredoc[1]] = body.join('\n');
-      continue;
-    }
-    const eq = line.indexOf('=');
-    if (eq > 0) jobEnv[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  const added = (await readFile(pathFile, 'utf8').catch(() => ''))
-    .split(/\r?\n/)
-    .filter((l) => l !== '')
-    .reverse();
-  if (added.length > 0) jobEnv.PATH = [...added, jobEnv.PATH ?? ''].join(':');
-}
-
-/** The per-process file-command files and the env vars that point at them. */
-async function fileCommandEnv(p: JobPaths): Promise<{ vars: Record<string, string>; envFile: string; pathFile: string }> {
-  await mkdir(p.fileCommands, { recursive: true });
-  const id = randomUUID();
-  const f = (kind: string): string => path.join(p.fileCommands, `${kind}_${id}`);
-  const vars = {
-    GITHUB_ENV: f('set_env'),
-    GITHUB_PATH: f('add_path'),
-    GITHUB_OUTPUT: f('set_output'),
-    GITHUB_STATE: f('save_state'),
-    GITHUB_STEP_SUMMARY: f('step_summary'),
+/** Writes the workspace mapping and the event file of "Set up job". */
+async function setUpJob(job: SimJob, p: JobPaths, stamp: string): Promise<void> {
+  await rm(p.actions, { recursive: true, force: true });
+  await emptyDir(p.temp);
+  await mkdir(p.workspace, { recursive: true });
+  await mkdir(path.join(p.temp, '_github_home'), { recursive: true });
+  await mkdir(path.join(p.temp, '_runner_hook_responses'), { recursive: true });
+  await mkdir(path.dirname(p.mapping), { recursive: true });
+  const [owner = '', repoName = ''] = job.repository.split('/');
+  const mapping = {
+    repositoryName: job.repository,
+    pipelineDirectory: repoName,
+    workspaceDirectory: path.join(repoName, repoName),
+    repositories: { [job.repository]: { repositoryPath: path.join(repoName, repoName), lastRunOn: stamp } },
+    lastRunOn: stamp,
   };
-  for (const file of Object.values(vars)) await writeFile(file, '');
-  return { vars, envFile: vars.GITHUB_ENV, pathFile: vars.GITHUB_PATH };
+  await writeFile(p.mapping, JSON.stringify(mapping, null, 2));
+  await mkdir(path.dirname(p.eventFile), { recursive: true });
+  const event = {
+    ref: job.ref,
+    after: job.sha,
+    repository: { full_name: job.repository, name: repoName, owner: { login: owner } },
+    sender: { login: job.actor },
+  };
+  await writeFile(p.eventFile, JSON.stringify(event, null, 2));
 }
 
 /** Runs one job to its end and returns its result. Never throws for job-level failures. */
@@ -254,143 +194,173 @@ export async function runJob(ctx: JobContext): Promise<TaskResult> {
   const log = (component: string, line: string): void => trace.info(component, line);
   const stepLog = (line: string): void => log('Step', line);
   let result: TaskResult = 'Succeeded';
-  let shutdownAnnotated = false;
+  const isShutdown = (): boolean => ctx.cancel.aborted && ctx.cancelReason() === 'shutdown';
 
-  const noteCancel = (): void => {
-    result = mergeResults(result, 'Canceled');
-    if (ctx.cancelReason() === 'shutdown' && !shutdownAnnotated) {
-      shutdownAnnotated = true;
+  // Steps with always() are cancelled only by a shutdown; main steps by any cancel.
+  const shutdownAc = new AbortController();
+  const onCancel = (): void => {
+    // StepsRunner: "Mark job as Cancelled or Failed depending on HostContext shutdown token's cancellation"
+    if (ctx.cancelReason() === 'shutdown') {
+      result = 'Failed';
       stepLog(`##[error]${SHUTDOWN_ANNOTATION}`);
+      shutdownAc.abort();
+    } else {
+      result = 'Canceled';
     }
   };
-  ctx.cancel.addEventListener('abort', noteCancel, { once: true });
-  if (ctx.cancel.aborted) noteCancel();
+  if (ctx.cancel.aborted) onCancel();
+  else ctx.cancel.addEventListener('abort', onCancel, { once: true });
+  /** The cancel signal of the step running now: any cancel for main steps, a shutdown for always() steps. */
+  let stepCancel: AbortSignal = ctx.cancel;
 
   log('Worker', `Job ID ${job.jobId}`);
   log('StepsRunner', "Processing step: DisplayName='Set up job'");
-  await rm(p.actions, { recursive: true, force: true });
-  await emptyDir(p.temp);
-  await mkdir(p.workspace, { recursive: true });
-  await mkdir(path.join(p.temp, '_github_home'), { recursive: true });
-  await mkdir(path.join(p.temp, '_runner_hook_responses'), { recursive: true });
-  await mkdir(path.dirname(p.mapping), { recursive: true });
-  const stamp = new Date(now()).toISOString();
-  const [, repoName = ''] = job.repository.split('/');
-  await writeFile(
-    p.mapping,
-    JSON.stringify(
-      {
-        repositoryName: job.repository,
-        pipelineDirectory: repoName,
-        workspaceDirectory: path.join(repoName, repoName),
-        repositories: { [job.repository]: { repositoryPath: path.join(repoName, repoName), lastRunOn: stamp } },
-        lastRunOn: stamp,
-      },
-      null,
-      2,
-    ),
-  );
-  await mkdir(path.dirname(p.eventFile), { recursive: true });
-  const [owner = ''] = job.repository.split('/');
-  await writeFile(
-    p.eventFile,
-    JSON.stringify(
-      {
-        ref: job.ref,
-        after: job.sha,
-        repository: { full_name: job.repository, name: repoName, owner: { login: owner } },
-        sender: { login: job.actor },
-      },
-      null,
-      2,
-    ),
-  );
+  await setUpJob(job, p, new Date(now()).toISOString());
 
-  const jobEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(ctx.baseEnv)) if (v !== undefined) jobEnv[k] = v;
-  Object.assign(jobEnv, jobVariables(ctx, p, trackingId));
-
-  /** Runs a process as a step; returns its step result. */
-  const runAsStep = async (cmd: string, args: string[], cancel: AbortSignal): Promise<TaskResult> => {
-    const files = await fileCommandEnv(p);
-    const code = await runProcess(cmd, args, {
-      cwd: p.workspace,
-      env: { ...jobEnv, ...files.vars },
-      cancel,
-      onLine: stepLog,
-    });
-    await applyFileCommands(files.envFile, files.pathFile, jobEnv);
-    if (cancel.aborted) {
-      stepLog('##[error]The operation was canceled.');
-      return 'Canceled';
-    }
-    if (code !== 0) {
-      stepLog(`##[error]Process completed with exit code ${code ?? 1}.`);
-      return 'Failed';
-    }
-    return 'Succeeded';
+  const declared: Record<string, string> = jobVariables(ctx, p, trackingId);
+  const prependPath: string[] = [];
+  const hostEnv = (): Record<string, string> => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(ctx.baseEnv)) if (v !== undefined) env[k] = v;
+    Object.assign(env, declared);
+    if (prependPath.length > 0) env.PATH = [...prependPath, env.PATH ?? ''].join(':');
+    return env;
   };
 
-  /** The hooks' shell choice by extension (HostContext.GetDefaultShellForScript). */
-  const runHook = async (kind: 'started' | 'completed', script: string, cancel: AbortSignal): Promise<TaskResult> => {
+  /** Runs `body` with a fresh set of file-command files, then applies what the step wrote. */
+  const withFiles = async (body: (fileVars: Record<string, string>) => Promise<TaskResult>): Promise<TaskResult> => {
+    const files = await stepFiles(p.fileCommands);
+    const r = await body(files.vars);
+    const asked = await readFileCommands(files);
+    Object.assign(declared, asked.env);
+    prependPath.unshift(...asked.prependPath);
+    return r;
+  };
+
+  /** Runs a host process as a step; returns its step result. */
+  const runAsStep = (cmd: string, args: string[], cancel: AbortSignal, stepEnv: Record<string, string> = {}): Promise<TaskResult> =>
+    withFiles(async (fileVars) => {
+      const code = await runStepProcess(cmd, args, {
+        cwd: p.workspace,
+        env: { ...hostEnv(), ...stepEnv, ...fileVars },
+        cancel,
+        onLine: stepLog,
+        timings: ctx.stepCancel,
+      });
+      if (cancel.aborted) {
+        stepLog('##[error]The operation was canceled.');
+        return 'Canceled';
+      }
+      if (code !== 0) {
+        stepLog(`##[error]Process completed with exit code ${code ?? 1}.`);
+        return 'Failed';
+      }
+      return 'Succeeded';
+    });
+
+  /** The command for a hook script by its extension (HostContext.GetDefaultShellForScript). */
+  const scriptCommand = (script: string): { cmd: string; args: string[] } | string => {
+    const envPath = hostEnv().PATH;
+    const ext = path.extname(script).toLowerCase();
+    if (ext === '.sh') return { cmd: which('bash', envPath) ?? which('sh', envPath) ?? '/bin/sh', args: ['-e', script] };
+    if (ext === '.js') return { cmd: path.join(ctx.root, 'externals', 'node20', 'bin', 'node'), args: [script] };
+    if (ext === '.ps1') {
+      const pwsh = which('pwsh', envPath) ?? which('powershell', envPath);
+      return pwsh ? { cmd: pwsh, args: ['-command', `. '${script}'`] } : "File not found: 'pwsh'";
+    }
+    return `${script} is not a valid path to a script. Make sure it ends in '.sh', '.ps1' or '.js'.`;
+  };
+
+  const runHook = async (kind: 'started' | 'completed', script: string): Promise<TaskResult> => {
     stepLog(`A job ${kind} hook has been configured by the self-hosted runner administrator`);
     stepLog(`Run '${script}'`);
     if (!existsSync(script)) {
       stepLog(`##[error]File doesn't exist: '${script}'`);
       return 'Failed';
     }
-    const ext = path.extname(script).toLowerCase();
-    if (ext === '.sh') {
-      const shell = which('bash', jobEnv.PATH) ?? which('sh', jobEnv.PATH) ?? '/bin/sh';
-      return runAsStep(shell, ['-e', script], cancel);
+    const c = scriptCommand(script);
+    if (typeof c === 'string') {
+      stepLog(`##[error]${c}`);
+      return 'Failed';
     }
-    if (ext === '.js') {
-      return runAsStep(path.join(ctx.root, 'externals', 'node20', 'bin', 'node'), [script], cancel);
-    }
-    if (ext === '.ps1') {
-      const pwsh = which('pwsh', jobEnv.PATH) ?? which('powershell', jobEnv.PATH);
-      if (!pwsh) {
-        stepLog("##[error]File not found: 'pwsh'");
-        return 'Failed';
-      }
-      return runAsStep(pwsh, ['-command', `. '${script}'`], cancel);
-    }
-    stepLog(`##[error]${script} is not a valid path to a script. Make sure it ends in '.sh', '.ps1' or '.js'.`);
-    return 'Failed';
+    return runAsStep(c.cmd, c.args, stepCancel);
   };
 
-  const step = async (name: string, body: () => Promise<TaskResult>): Promise<void> => {
+  const containers = new JobContainers({
+    root: ctx.root,
+    paths: p,
+    job,
+    hooksScript: ctx.baseEnv.ACTIONS_RUNNER_CONTAINER_HOOKS ?? '',
+    proc1Cgroup: ctx.proc1Cgroup,
+    log: stepLog,
+    trace: (l) => log('ContainerHookManager', l),
+    runHook: async (script, stdin) => {
+      const c = scriptCommand(script);
+      if (typeof c === 'string') throw new Error(c);
+      const code = await runStepProcess(c.cmd, c.args, {
+        cwd: p.workspace,
+        env: hostEnv(),
+        cancel: stepCancel,
+        onLine: stepLog,
+        timings: ctx.stepCancel,
+        stdin,
+      });
+      return code;
+    },
+  });
+
+  /** Runs a step when its condition holds; a Failed step fails the job (StepsRunner). */
+  const step = async (name: string, always: boolean, body: () => Promise<TaskResult>): Promise<void> => {
     log('StepsRunner', `Processing step: DisplayName='${name}'`);
+    if (isShutdown()) {
+      log('StepsRunner', `Skip evaluate condition on runner shutdown: '${name}' is skipped.`);
+      return;
+    }
+    if (!always && (result !== 'Succeeded' || ctx.cancel.aborted)) {
+      log('StepsRunner', `Skipping step '${name}' due to the job result ${result}.`);
+      return;
+    }
     const started = now();
+    stepCancel = always ? shutdownAc.signal : ctx.cancel;
     const r = await body();
     log('StepsRunner', `Step result: ${r} (${((now() - started) / 1000).toFixed(1)} s)`);
-    result = mergeResults(result, r);
+    if (r === 'Failed') result = mergeResults(result, r);
+  };
+
+  const runStep = async (s: JobStep): Promise<TaskResult> => {
+    const env = { ...declared, ...(s.env ?? {}) };
+    if (s.uses !== undefined) {
+      if (!s.uses.startsWith('docker://')) {
+        stepLog(`##[error]The runner simulator does not run actions: '${s.uses}'.`);
+        return 'Failed';
+      }
+      return withFiles((fileVars) => containers.runContainerStep(s, { ...env, ...fileVars }));
+    }
+    stepLog(`##[group]Run ${s.run.split('\n')[0] ?? ''}`);
+    stepLog('##[endgroup]');
+    const script = path.join(p.temp, `${randomUUID()}.sh`);
+    await writeFile(script, s.run.endsWith('\n') ? s.run : `${s.run}\n`);
+    if (containers.scriptsInContainer) {
+      return withFiles((fileVars) => containers.runScript(script, { ...env, ...fileVars }, [...prependPath]));
+    }
+    const shell = which('bash', hostEnv().PATH) ?? '/bin/sh';
+    return runAsStep(shell, ['-e', script], ctx.cancel, s.env ?? {});
   };
 
   const startedHook = ctx.baseEnv.ACTIONS_RUNNER_HOOK_JOB_STARTED ?? '';
   const completedHook = ctx.baseEnv.ACTIONS_RUNNER_HOOK_JOB_COMPLETED ?? '';
-
-  if (startedHook !== '' && !ctx.cancel.aborted) {
-    await step('Set up runner', () => runHook('started', startedHook, ctx.cancel));
-  }
-  for (const s of job.steps) {
-    if (result !== 'Succeeded' || ctx.cancel.aborted) {
-      log('StepsRunner', `Skipping step '${s.name}' due to the job result ${result}.`);
-      continue;
-    }
-    await step(s.name, async () => {
-      stepLog(`##[group]Run ${s.run.split('\n')[0] ?? ''}`);
-      stepLog('##[endgroup]');
-      const script = path.join(p.temp, `${randomUUID()}.sh`);
-      await writeFile(script, s.run.endsWith('\n') ? s.run : `${s.run}\n`);
-      const shell = which('bash', jobEnv.PATH) ?? '/bin/sh';
-      return runAsStep(shell, ['-e', script], ctx.cancel);
+  if (startedHook !== '') await step('Set up runner', true, () => runHook('started', startedHook));
+  let containersStarted = false;
+  if (containers.declared) {
+    await step('Initialize containers', false, () => {
+      containersStarted = true;
+      return containers.initialize();
     });
   }
-  if (completedHook !== '') {
-    // always(): runs after failures and cancels, on a signal of its own
-    await step('Complete runner', () => runHook('completed', completedHook, new AbortController().signal));
-  }
+  for (const s of job.steps) await step(s.name, false, () => runStep(s));
+  // post steps run last-registered first: "Stop containers" before "Complete runner"
+  if (containersStarted) await step('Stop containers', true, () => containers.stop());
+  if (completedHook !== '') await step('Complete runner', true, () => runHook('completed', completedHook));
 
   log('StepsRunner', "Processing step: DisplayName='Complete job'");
   await killOrphans(trackingId, ctx.uid, [process.pid], (l) => log('ProcessInvokerWrapper', l));

@@ -13,6 +13,16 @@
  * - RUNNER_SIM_RECONNECT_DELAY_SECONDS (3): delay between attempts while the broker is unreachable.
  * - RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS (60): job-lock renewal cadence (server cancel detection).
  * - RUNNER_SIM_EXIT_ON_UNLOAD_TIMEOUT_SECONDS (30): the SIGTERM deadline (ExitOnUnloadTimeout).
+ * - RUNNER_SIM_UPDATE_POLL_SECONDS (2) / RUNNER_SIM_UPDATE_SETTLE_SECONDS (1): update.sh's wait for
+ *   the listener's exit and its extra sleep before it swaps `bin`.
+ * - RUNNER_SIM_STEP_SIGINT_TIMEOUT_SECONDS, RUNNER_SIM_STEP_SIGTERM_TIMEOUT_SECONDS,
+ *   RUNNER_SIM_PROC1_CGROUP: read by the worker (worker.ts).
+ * Every RUNNER_SIM_* value may also come from `.env`, or be given a default when the simulator is
+ * installed (InstallOptions.simEnv).
+ *
+ * The JIT configuration stays in this process's original environment, as in the real listener:
+ * CommandSettings removes ACTIONS_RUNNER_INPUT_* from the managed environment only (what the worker
+ * inherits), while /proc/<pid>/environ, readable by the runner user, still shows it.
  */
 import path from 'node:path';
 import { systemClock } from '../../lib/clock.js';
@@ -45,6 +55,8 @@ function timingsFrom(env: NodeJS.ProcessEnv): RunTimings {
     conflictTotalMs: seconds(env, 'RUNNER_SIM_SESSION_CONFLICT_TOTAL_SECONDS', DEFAULT_TIMINGS.conflictTotalMs),
     reconnectDelayMs: seconds(env, 'RUNNER_SIM_RECONNECT_DELAY_SECONDS', DEFAULT_TIMINGS.reconnectDelayMs),
     renewIntervalMs: seconds(env, 'RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS', DEFAULT_TIMINGS.renewIntervalMs),
+    updatePollMs: seconds(env, 'RUNNER_SIM_UPDATE_POLL_SECONDS', DEFAULT_TIMINGS.updatePollMs),
+    updateSettleMs: seconds(env, 'RUNNER_SIM_UPDATE_SETTLE_SECONDS', DEFAULT_TIMINGS.updateSettleMs),
   };
 }
 

@@ -1,36 +1,32 @@
 /**
- * The simulated listener's `run` (runner-contract.md §1.2, §2.4, §4.2, §5, §8; Runner.cs RunAsync,
- * BrokerMessageListener, JobDispatcher):
+ * The simulated listener's `run` (actions/runner `Runner.Listener/Runner.cs` RunAsync,
+ * `BrokerMessageListener.cs`, `JobDispatcher.cs`):
  *
- *   create session ──404──► "Failed to create a session..." → 1
+ *   create session ─404─► "The runner no longer exists on the server. Please reconfigure the runner."
+ *        │                 "Failed to create session. ..." → 1
+ *        │  401 → "Failed to create a session. The runner registration has been deleted ..." → 1
  *        │  409 → retry every conflictRetry for conflictTotal → 5;  unreachable → retry until reconnected
  *        ▼
  *   "√ Connected to GitHub", "Current runner version", "<ts>: Listening for Jobs"
  *        ▼
- *   poll ──job──► Running job → renew (404: Abandoned) → Runner.Worker → "Job X completed with result: R"
- *     │            → complete → single-job mode: stop (ephemeral: delete config files) → 0
- *     ├─update──► self-update → 3 (4 in single-job mode)
+ *   poll (also while a job runs) ──job──► "Running job" → renew (404 first: Abandoned) → Runner.Worker
+ *     │        → "Job X completed with result: R" → single-job mode: 0 (ephemeral: delete config files)
+ *     ├─update──► self-update: waits for the running job, then 3 (4 in single-job mode), config kept
  *     ├─crash───► unhandled exception → 2
- *     ├─404─────► "The runner no longer exists on the server..." → delete config → 0
- *     ├─403 deprecated ► "An error occured: Runner version v… is deprecated…" → 7 (env) or 1
- *     └─shutdown (SIGINT/SIGTERM) → idle: 0; busy: cancel the job (completed hook still runs) → 0
- * The session is deleted on every way out (errors ignored).
+ *     ├─404─────► "The runner no longer exists on the server. Cleaning up local configuration."
+ *     │           → delete config, no session delete → 0
+ *     ├─403 deprecated ► "An error occurred: Runner version v… is deprecated…" → 7 (env) or 1
+ *     └─shutdown (SIGINT/SIGTERM) → idle: 0; busy: the worker is told to shut down and the listener
+ *                  waits for it with no deadline of its own; the console says Canceled, the worker's
+ *                  own result (Failed) is what the job records → 0
+ * The session is deleted on every other way out (errors ignored).
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import type { Clock } from '../../lib/clock.js';
-import { waitForChild } from '../../lib/process.js';
-import {
-  BrokerClient,
-  BrokerHttpError,
-  BrokerUnreachableError,
-  type SimJob,
-} from './broker.js';
+import { BrokerClient, isConnectError } from './broker.js';
 import { formatU, type Terminal, type Trace } from './diag.js';
 import { deleteLocalConfig, readCredentials, type RunnerSettings } from './files.js';
-import { ReturnCode, exitCodeToResult, resultToExitCode, type TaskResult } from './results.js';
-import { selfUpdate } from './update.js';
-import type { CancelReason, WorkerCancelMessage, WorkerJobMessage } from './worker-channel.js';
+import { MessageLoop, sleepUnlessShutdown, type LoopOutcome } from './message-loop.js';
+import { ReturnCode } from './results.js';
 
 /** Timings of the listener; the real values are the defaults, tests shorten them through env. */
 export interface RunTimings {
@@ -42,6 +38,10 @@ export interface RunTimings {
   reconnectDelayMs: number;
   /** Between job-lock renewals while a job runs (real: 60 s); a 404 means the server cancelled the job. */
   renewIntervalMs: number;
+  /** update.sh's poll for the listener's exit (real: 2 s, `safe_sleep.sh 2`). */
+  updatePollMs: number;
+  /** update.sh's extra sleep once the listener is gone (real: 1 s). */
+  updateSettleMs: number;
 }
 
 /** The real runner's timings (see RunTimings). */
@@ -50,6 +50,8 @@ export const DEFAULT_TIMINGS: RunTimings = {
   conflictTotalMs: 240_000,
   reconnectDelayMs: 3_000,
   renewIntervalMs: 60_000,
+  updatePollMs: 2_000,
+  updateSettleMs: 1_000,
 };
 
 /** Everything `run` needs; the composition root (listener.ts) builds it. */
@@ -76,19 +78,6 @@ export interface RunContext {
 /** Thrown for the broker's crash message: the composition root reports it as an unhandled exception. */
 export class SimulatedCrashError extends Error {
   override name = 'SimulatedCrashError';
-}
-
-async function sleepUnlessShutdown(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
-  try {
-    await clock.sleep(ms, signal);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isConnectError(err: unknown): boolean {
-  return err instanceof BrokerUnreachableError || (err instanceof BrokerHttpError && err.status >= 500);
 }
 
 /** Runs the listener until it exits; returns the process exit code. */
@@ -123,12 +112,16 @@ export async function runListener(ctx: RunContext): Promise<number> {
       if (connectError) term.writeLine(`${ts()}: Runner reconnected.`);
       connectError = false;
     } else if (res.kind === 'notFound') {
+      // TaskAgentNotFoundException: IsSessionCreationExceptionRetriable, then CreateSessionResult.Failure
+      trace.info('BrokerMessageListener', 'The runner no longer exists on the server. Stopping the runner.');
+      term.writeError('The runner no longer exists on the server. Please reconfigure the runner.');
+      term.writeError(`Failed to create session. ${res.message}`);
+      return ReturnCode.TerminatedError;
+    } else if (res.kind === 'unauthorized') {
+      // the OAuth exchange answers invalid_client once the registration is deleted
       term.writeError(
         'Failed to create a session. The runner registration has been deleted from the server, please re-configure. Runner registrations are automatically deleted for runners that have not connected to the service recently.',
       );
-      return ReturnCode.TerminatedError;
-    } else if (res.kind === 'unauthorized') {
-      term.writeError('Failed to create a session. invalid_client: the runner credentials were rejected by the server.');
       return ReturnCode.TerminatedError;
     } else {
       term.writeError('A session for this runner already exists.');
@@ -150,164 +143,16 @@ export async function runListener(ctx: RunContext): Promise<number> {
   term.writeLine(`${ts()}: Listening for Jobs`);
 
   // --- message loop ---
-  let runOnceJobCompleted = false;
-  let jobEndedByShutdown = false;
+  const loop = new MessageLoop(ctx, broker, sessionId);
+  let outcome: LoopOutcome | undefined;
   try {
-    while (!shutdown.aborted) {
-      let msg;
-      try {
-        msg = await broker.getMessage(sessionId, shutdown);
-      } catch (err) {
-        if (shutdown.aborted) break;
-        if (!isConnectError(err)) throw err;
-        if (!connectError) {
-          term.writeError(`${ts()}: Runner connect error: ${(err as Error).message}. Retrying until reconnected.`);
-          connectError = true;
-        }
-        if (!(await sleepUnlessShutdown(clock, ctx.timings.reconnectDelayMs, shutdown))) break;
-        continue;
-      }
-      if (connectError) {
-        term.writeLine(`${ts()}: Runner reconnected.`);
-        connectError = false;
-      }
-      switch (msg.type) {
-        case 'none':
-          continue;
-        case 'runnerNotFound':
-          term.writeLine('The runner no longer exists on the server. Cleaning up local configuration.');
-          deleteLocalConfig(ctx.root, (line, ok) => (ok ? term.writeSuccess(line) : term.writeLine(line)));
-          sessionId = undefined; // nothing left to delete on the server
-          return ReturnCode.Success;
-        case 'deprecated':
-          // Program.cs: AccessDeniedException ErrorCode 1 (the real runner spells it "occured" here).
-          term.writeError(`An error occured: ${msg.message}`);
-          trace.error('Runner', `AccessDeniedException: ${msg.message}`);
-          return ctx.returnVersionDeprecated ? ReturnCode.RunnerVersionDeprecated : ReturnCode.TerminatedError;
-        case 'crash':
-          throw new SimulatedCrashError('Simulated unhandled exception requested by the fake GitHub service.');
-        case 'update': {
-          trace.info('Runner', `Refresh message received, target version ${msg.version}.`);
-          await selfUpdate({
-            root: ctx.root,
-            workDir: path.resolve(ctx.root, settings.workFolder || '_work'),
-            currentVersion: ctx.version,
-            targetVersion: msg.version,
-            term,
-            trace,
-            listenerPid: process.pid,
-            now: () => clock.now(),
-          });
-          return ctx.runOnce ? ReturnCode.RunOnceRunnerUpdating : ReturnCode.RunnerUpdating;
-        }
-        case 'job': {
-          const outcome = await dispatchJob(ctx, broker, msg.job);
-          if (ctx.runOnce) {
-            runOnceJobCompleted = !outcome.byShutdown;
-            jobEndedByShutdown = outcome.byShutdown;
-            trace.info('Runner', 'Job has finished at backend, the runner will exit since it is running under onetime use mode.');
-            return ctx.returnJobResult ? resultToExitCode(outcome.result) : ReturnCode.Success;
-          }
-          if (outcome.byShutdown) jobEndedByShutdown = true;
-          break;
-        }
-        default:
-          trace.info('Runner', `Ignoring message: ${JSON.stringify(msg.raw)}`);
-      }
-    }
-    return ReturnCode.Success;
+    outcome = await loop.run();
   } finally {
-    if (sessionId !== undefined) await broker.deleteSession(sessionId);
-    if (settings.ephemeral && runOnceJobCompleted && !jobEndedByShutdown) {
-      deleteLocalConfig(ctx.root, (line, ok) => (ok ? term.writeSuccess(line) : term.writeLine(line)));
-    }
+    // every way out deletes the session (a crash too), except after "no longer exists"
+    if (outcome?.deleteSession !== false) await broker.deleteSession(sessionId);
   }
-}
-
-/** Runs one job through the worker; returns whether a shutdown cut it short. */
-async function dispatchJob(
-  ctx: RunContext,
-  broker: BrokerClient,
-  job: SimJob,
-): Promise<{ result: TaskResult; byShutdown: boolean }> {
-  const { term, trace, clock, shutdown } = ctx;
-  const ts = (): string => formatU(clock.now());
-  term.writeLine(`${ts()}: Running job: ${job.displayName}`);
-  trace.info('JobDispatcher', `Job request ${job.requestId} for plan ${job.planId} job ${job.jobId} received.`);
-
-  const finish = async (result: TaskResult, exitCode: number): Promise<void> => {
-    term.writeLine(`${ts()}: Job ${job.displayName} completed with result: ${result}`);
-    try {
-      await broker.completeJob(job.jobId, result, exitCode);
-    } catch (err) {
-      trace.warn('JobDispatcher', `Failed to complete job request: ${(err as Error).message}`);
-    }
-  };
-
-  let firstRenew: boolean;
-  try {
-    firstRenew = await broker.renewJob(job.jobId, shutdown);
-  } catch (err) {
-    trace.warn('JobDispatcher', `First job lock renewal failed: ${(err as Error).message}`);
-    firstRenew = false;
+  if (outcome.deleteConfig) {
+    deleteLocalConfig(ctx.root, (line, ok) => (ok ? term.writeSuccess(line) : term.writeLine(line)));
   }
-  if (!firstRenew) {
-    trace.info('JobDispatcher', `Job request ${job.requestId} could not be renewed; the job is abandoned.`);
-    await finish('Abandoned', 105);
-    return { result: 'Abandoned', byShutdown: shutdown.aborted };
-  }
-
-  const worker = spawn(path.join(ctx.root, 'bin', 'Runner.Worker'), ['spawnclient'], {
-    cwd: ctx.root,
-    env: ctx.env,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  trace.info('JobDispatcher', `Start renew job request ${job.requestId} for job ${job.jobId}.`);
-  worker.stdout.on('data', (d: Buffer) => process.stdout.write(d));
-  worker.stderr.on('data', (d: Buffer) => process.stderr.write(d));
-  worker.stdin.on('error', () => {
-    // the worker is gone: its exit code tells the rest
-  });
-  const send = (m: WorkerJobMessage | WorkerCancelMessage): void => {
-    if (!worker.stdin.destroyed) worker.stdin.write(`${JSON.stringify(m)}\n`);
-  };
-  send({ type: 'job', job, settings: ctx.settings });
-
-  let cancelled: CancelReason | undefined;
-  const cancel = (reason: CancelReason): void => {
-    if (cancelled !== undefined) return;
-    cancelled = reason;
-    trace.info('JobDispatcher', `Cancelling job ${job.jobId}: ${reason}.`);
-    send({ type: 'cancel', reason });
-  };
-  const onShutdown = (): void => cancel('shutdown');
-  if (shutdown.aborted) onShutdown();
-  else shutdown.addEventListener('abort', onShutdown, { once: true });
-
-  const renewAc = new AbortController();
-  const renewLoop = (async () => {
-    while (!renewAc.signal.aborted) {
-      if (!(await sleepUnlessShutdown(clock, ctx.timings.renewIntervalMs, renewAc.signal))) return;
-      try {
-        if (!(await broker.renewJob(job.jobId, renewAc.signal))) {
-          trace.info('JobDispatcher', `Job request ${job.requestId} was cancelled on the server.`);
-          cancel('server');
-          return;
-        }
-      } catch (err) {
-        if (renewAc.signal.aborted) return;
-        trace.warn('JobDispatcher', `Job lock renewal failed: ${(err as Error).message}`);
-      }
-    }
-  })();
-
-  const { code, signal } = await waitForChild(worker);
-  renewAc.abort();
-  await renewLoop;
-  shutdown.removeEventListener('abort', onShutdown);
-  worker.stdin.destroy();
-  trace.info('JobDispatcher', `Worker finished for job ${job.jobId}. Code: ${code ?? signal}`);
-  const result = exitCodeToResult(code);
-  await finish(result, code ?? 1);
-  return { result, byShutdown: cancelled === 'shutdown' };
+  return outcome.code;
 }

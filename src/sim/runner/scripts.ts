@@ -15,12 +15,17 @@ function q(s: string): string {
  * bash rather than sh: dash drops environment entries whose names are not shell identifiers
  * (`#x=1`, ` A =b` from `.env`), while the real listener hands them to the worker unchanged.
  */
-export function binWrapper(nodePath: string, main: string, root: string): string {
+export function binWrapper(nodePath: string, main: string, root: string, simEnv: Record<string, string> = {}): string {
+  // defaults only: a value already in the environment wins
+  const defaults = Object.entries(simEnv)
+    .filter(([k]) => /^RUNNER_SIM_[A-Z0-9_]+$/.test(k))
+    .map(([k, v]) => `: "\${${k}:=${v.replace(/["\\$`]/g, '')}}"\nexport ${k}\n`)
+    .join('');
   return `#!/bin/bash
 # Simulated runner binary (runner-warden's simulator). Do not edit: installSimulatedRunner writes it.
 RUNNER_SIM_ROOT=${q(root)}
 export RUNNER_SIM_ROOT
-exec ${q(nodePath)} ${q(main)} "$@"
+${defaults}exec ${q(nodePath)} ${q(main)} "$@"
 `;
 }
 

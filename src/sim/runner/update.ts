@@ -1,10 +1,14 @@
 /**
- * The simulated self-update (runner-contract.md §8). Instead of downloading a package, the
- * "new version" is a copy of the current `bin/` and `externals/` with the version marker changed,
- * staged as `bin.<new>` / `externals.<new>`. A detached bash script (`_work/_update.sh`) waits for
- * the listener pid to exit, swaps `bin` → `bin.<new>` and `externals` → `externals.<new>` (symlinks,
- * the old ones kept as `bin.<old>`), then touches `update.finished` in the listener's cwd. Its log
- * is `_diag/SelfUpdate-<stamp>.log.succeed` (or `.failed`).
+ * The simulated self-update (actions/runner `Runner.Listener/SelfUpdaterV2.cs`,
+ * `Misc/layoutbin/update.sh.template`). Instead of downloading a package, the "new version" is a
+ * copy of the current `bin/` and `externals/` with the version marker changed, staged as
+ * `bin.<new>` / `externals.<new>`. Then, as the real updater, it waits for the running job to end
+ * (a refresh can arrive during a job), deletes `update.finished`, and starts `_work/_update.sh`
+ * detached. That script polls until the listener's pid is gone (every 2 s, as update.sh's
+ * `safe_sleep.sh 2`), sleeps 1 s more, swaps `bin` → `bin.<new>` and `externals` → `externals.<new>`
+ * (symlinks; real directories are first moved to `bin.<old>`), then touches `update.finished` in the
+ * listener's cwd. So after exit 3/4 the installation keeps changing for a few seconds. Its log is
+ * `_diag/SelfUpdate-<stamp>.log`, renamed `.succeed` (or `.failed`).
  */
 import { spawn } from 'node:child_process';
 import { cp, mkdir, rm, writeFile, readlink } from 'node:fs/promises';
@@ -23,6 +27,11 @@ export interface UpdateRequest {
   term: Terminal;
   trace: Trace;
   listenerPid: number;
+  /** Resolves when the running job (if any) has ended (JobDispatcher.WaitAsync). */
+  waitForJob: () => Promise<void>;
+  /** update.sh's pid poll interval (real: 2 s) and its settle sleep after the exit (real: 1 s). */
+  pollSeconds: number;
+  settleSeconds: number;
   now?: () => number;
 }
 
@@ -37,6 +46,8 @@ export function updateScript(r: {
   currentVersion: string;
   targetVersion: string;
   logFile: string;
+  pollSeconds: number;
+  settleSeconds: number;
 }): string {
   return `#!/bin/bash
 # Written by the simulated runner before it exits for a self-update; mirrors update.sh.template.
@@ -51,9 +62,12 @@ fail() { log "$*"; mv -f "$logfile" "$logfile.failed"; exit 1; }
 
 log "Waiting for runner process $runnerpid to exit"
 while [ -e "/proc/$runnerpid" ] && ! grep -q '^State:.*Z' "/proc/$runnerpid/status" 2>/dev/null; do
-  sleep 0.1
+  log "Process $runnerpid still running"
+  sleep ${r.pollSeconds}
 done
 log "Process $runnerpid finished running"
+log "Sleep ${r.settleSeconds} more second to make sure process exited"
+sleep ${r.settleSeconds}
 
 if [ "$(readlink "$rootfolder/bin")" != "$rootfolder/bin.$downloadrunnerversion" ]; then
   for d in bin externals; do
@@ -73,51 +87,66 @@ mv -f "$logfile" "$logfile.succeed"
 }
 
 /**
- * Stages the new version, writes and launches the update script, printing the console lines of
- * §8 in order. The caller then exits with 3 (or 4 in single-job mode).
+ * Stages the new version, waits for the job, writes and launches the update script, printing the
+ * updater's console lines in order. Resolves true when the caller must exit with 3 (4 in
+ * single-job mode); false when the update failed and the listener carries on.
  */
-export async function selfUpdate(r: UpdateRequest): Promise<void> {
+export async function selfUpdate(r: UpdateRequest): Promise<boolean> {
   const now = r.now ?? Date.now;
   const { term, trace, root } = r;
-  term.writeLine('Runner update in progress, do not shutdown runner.');
-  term.writeLine(`Downloading ${r.targetVersion} runner`);
-  const newBin = path.join(root, `bin.${r.targetVersion}`);
-  const newExt = path.join(root, `externals.${r.targetVersion}`);
-  const binTarget = await readlink(path.join(root, 'bin')).catch(() => '');
-  if (binTarget !== newBin) {
-    await rm(newBin, { recursive: true, force: true });
-    await rm(newExt, { recursive: true, force: true });
-    await mkdir(path.join(r.workDir, '_update'), { recursive: true });
-    await cp(path.join(root, 'bin'), newBin, { recursive: true, verbatimSymlinks: true });
-    await cp(path.join(root, 'externals'), newExt, { recursive: true, verbatimSymlinks: true });
-    await writeFile(path.join(newBin, VERSION_FILE), `${r.targetVersion}\n`);
-    await rm(path.join(r.workDir, '_update'), { recursive: true, force: true });
-  }
-  trace.info('SelfUpdater', `Staged runner ${r.targetVersion} in ${newBin}.`);
-  term.writeLine('Waiting for current job finish running.');
-  term.writeLine('Generate and execute update script.');
-  const logFile = path.join(root, '_diag', `SelfUpdate-${fileStamp(now())}.log`);
-  const script = path.join(r.workDir, '_update.sh');
-  await mkdir(r.workDir, { recursive: true });
-  await writeFile(
-    script,
-    updateScript({
-      root,
-      listenerPid: r.listenerPid,
-      currentVersion: r.currentVersion,
-      targetVersion: r.targetVersion,
-      logFile,
-    }),
-    { mode: 0o755 },
-  );
-  const fd = openSync(logFile, 'a', 0o644);
   try {
-    // detached and in its own session: it must outlive the listener it waits for
-    const child = spawn('bash', [script], { cwd: process.cwd(), detached: true, stdio: ['ignore', fd, fd] });
-    child.unref();
+    term.writeLine('Runner update in progress, do not shutdown runner.');
+    term.writeLine(`Downloading ${r.targetVersion} runner`);
+    const newBin = path.join(root, `bin.${r.targetVersion}`);
+    const newExt = path.join(root, `externals.${r.targetVersion}`);
+    const binTarget = await readlink(path.join(root, 'bin')).catch(() => '');
+    if (binTarget !== newBin) {
+      await rm(newBin, { recursive: true, force: true });
+      await rm(newExt, { recursive: true, force: true });
+      await mkdir(path.join(r.workDir, '_update'), { recursive: true });
+      await cp(path.join(root, 'bin'), newBin, { recursive: true, verbatimSymlinks: true });
+      await cp(path.join(root, 'externals'), newExt, { recursive: true, verbatimSymlinks: true });
+      await writeFile(path.join(newBin, VERSION_FILE), `${r.targetVersion}\n`);
+      await rm(path.join(r.workDir, '_update'), { recursive: true, force: true });
+    }
+    trace.info('SelfUpdater', `Staged runner ${r.targetVersion} in ${newBin}.`);
+    term.writeLine('Waiting for current job finish running.');
+    await r.waitForJob();
+    trace.info('SelfUpdater', 'All running job has exited.');
+    term.writeLine('Generate and execute update script.');
+    const logFile = path.join(root, '_diag', `SelfUpdate-${fileStamp(now())}.log`);
+    const script = path.join(r.workDir, '_update.sh');
+    await mkdir(r.workDir, { recursive: true });
+    await writeFile(
+      script,
+      updateScript({
+        root,
+        listenerPid: r.listenerPid,
+        currentVersion: r.currentVersion,
+        targetVersion: r.targetVersion,
+        logFile,
+        pollSeconds: r.pollSeconds,
+        settleSeconds: r.settleSeconds,
+      }),
+      { mode: 0o755 },
+    );
+    // IOUtil.DeleteFile("update.finished"): relative to the listener's cwd, like the script's touch
+    await rm('update.finished', { force: true });
+    const fd = openSync(logFile, 'a', 0o644);
+    try {
+      // detached and in its own session: it must outlive the listener it waits for
+      const child = spawn('bash', [script], { cwd: process.cwd(), detached: true, stdio: ['ignore', fd, fd] });
+      child.unref();
+    } finally {
+      closeSync(fd);
+    }
+    term.writeLine('Runner will exit shortly for update, should be back online within 10 seconds.');
+    return true;
+  } catch (err) {
+    trace.error('SelfUpdater', (err as Error).stack ?? String(err));
+    term.writeError(`Runner update failed: ${(err as Error).message}`);
+    return false;
   } finally {
-    closeSync(fd);
+    term.writeLine('Runner update process finished.');
   }
-  term.writeLine('Runner will exit shortly for update, should be back online within 10 seconds.');
-  term.writeLine('Runner update process finished.');
 }

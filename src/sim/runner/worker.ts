@@ -4,6 +4,11 @@
  * The worker runs the job (job.ts) and exits with 100 + TaskResult (runner-contract.md §2.1).
  * It ignores SIGINT (the real worker's Terminal service swallows Ctrl-C) and treats SIGTERM as a
  * runner shutdown. Only this file touches process.env, argv, signals and exit for the worker.
+ *
+ * Simulator-only environment (read, then removed so that no step sees it):
+ * - RUNNER_SIM_STEP_SIGINT_TIMEOUT_SECONDS (7.5) / RUNNER_SIM_STEP_SIGTERM_TIMEOUT_SECONDS (2.5): the
+ *   waits of a cancelled step's SIGINT → SIGTERM → SIGKILL (ProcessInvoker's real values by default).
+ * - RUNNER_SIM_PROC1_CGROUP (/proc/1/cgroup): the file of the "runner runs in a container" check.
  */
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,10 +16,23 @@ import { Trace } from './diag.js';
 import { runJob } from './job.js';
 import { envTrue, WRAPPER_ENV, type CancelReason, type WorkerCancelMessage, type WorkerJobMessage } from './worker-channel.js';
 import { resultToExitCode } from './results.js';
+import { PROC1_CGROUP } from './container-steps.js';
+import { REAL_STEP_CANCEL, type StepCancelTimings } from './step-process.js';
+
+function seconds(name: string, fallbackMs: number): number {
+  const v = Number.parseFloat(process.env[name] ?? '');
+  return Number.isFinite(v) && v >= 0 ? Math.round(v * 1000) : fallbackMs;
+}
 
 async function main(): Promise<number> {
   const root = process.env.RUNNER_SIM_ROOT ?? process.cwd();
   for (const k of WRAPPER_ENV) delete process.env[k];
+  const stepCancel: StepCancelTimings = {
+    sigintMs: seconds('RUNNER_SIM_STEP_SIGINT_TIMEOUT_SECONDS', REAL_STEP_CANCEL.sigintMs),
+    sigtermMs: seconds('RUNNER_SIM_STEP_SIGTERM_TIMEOUT_SECONDS', REAL_STEP_CANCEL.sigtermMs),
+  };
+  const proc1Cgroup = process.env.RUNNER_SIM_PROC1_CGROUP || PROC1_CGROUP;
+  for (const k of Object.keys(process.env)) if (k.startsWith('RUNNER_SIM_')) delete process.env[k];
   if (process.argv[2]?.toLowerCase() !== 'spawnclient') {
     process.stderr.write('Runner.Worker: expected `spawnclient`\n');
     return 1;
@@ -73,6 +91,8 @@ async function main(): Promise<number> {
     cancel: cancelAc.signal,
     cancelReason: () => reason,
     uid,
+    stepCancel,
+    proc1Cgroup,
   });
   return resultToExitCode(result);
 }
