@@ -70,7 +70,9 @@ export function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): WalkRe
         try {
           names = readdirSync(real(p));
         } catch (err) {
-          out.unreadable.push(`${p}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+          // Removed (or replaced) between its lstat and the listing: gone, not unreadable.
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOENT' && code !== 'ENOTDIR') out.unreadable.push(`${p}: ${code ?? 'error'}`);
           continue;
         }
         for (const name of names) {
