@@ -12,8 +12,10 @@ export interface JobDirsLike {
 
 /**
  * The listener's whole environment, built from nothing: none of the agent's variables (its token,
- * its config paths) can leak into the job. The JIT config travels here, never in argv, and the
- * listener removes ACTIONS_RUNNER_INPUT_* from its own environment before any job runs (contract §1.1).
+ * its config paths) can leak into the job. The JIT config travels here, never in argv. The listener
+ * removes ACTIONS_RUNNER_INPUT_* only from its managed environment (what the worker and the steps
+ * inherit); its original environment, /proc/<pid>/environ, keeps the JIT config while it runs, and
+ * any process of the runner user can read it (docs/runner-contract.md §1).
  */
 export function buildListenerEnv(opts: {
   user: { name: string };

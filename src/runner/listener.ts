@@ -97,8 +97,11 @@ export class ListenerProcess {
 
   /**
    * Stops the listener: `first` (default SIGINT) to the listener alone, so the runner cancels its
-   * job itself and runs the post steps and the completed hook (contract §2.4) rather than every
-   * step dying of the signal at once; then SIGKILL to the whole group after `graceMs`.
+   * job itself (the worker stops the step process: SIGINT, SIGTERM 7.5 s later, a kill 2.5 s after
+   * that, then uploads the logs) rather than every step dying of the signal at once; then SIGKILL
+   * to the whole group after `graceMs`. A shutdown skips every remaining step, post steps and the
+   * job-completed hook included (docs/runner-contract.md §4): what they would have cleaned is the
+   * agent's to clean.
    */
   async stop(graceMs: number, first: NodeJS.Signals = 'SIGINT'): Promise<ListenerExit> {
     try {
