@@ -371,6 +371,31 @@ export interface HostConfig {
      */
     prefetch: boolean;
     /**
+     * Install newer runner releases in place, between jobs and when GitHub deprecates the running
+     * version, instead of recycling the host. A release is installed only when its SHA-256 matches
+     * the digest the source publishes. Absent: the runner is never updated by the agent (a
+     * deprecated runner recycles the host).
+     */
+    updates?: {
+      /**
+       * "github": GitHub's releases API for actions/runner, through github.apiUrl with the agent's
+       * credentials. Or the URL of a mirror serving latest.json (the release object as GitHub's
+       * API returns it, with its assets' digests) and the assets it names.
+       */
+      source: string;
+      /**
+       * The release asset to install: actions-runner-<platform>-<version>.tar.gz. Default:
+       * "linux-x64".
+       */
+      platform: 'linux-x64' | 'linux-arm64' | 'linux-arm';
+      /**
+       * How often, between jobs, the agent asks the source for a newer release; a deprecation asks
+       * at once. One call per host per period: keep it long on large fleets sharing one
+       * installation. Default: 360.
+       */
+      checkEveryMinutes: number;
+    };
+    /**
      * Extra environment for the listener and so for every job (proxies,
      * RUNNER_WAIT_FOR_DOCKER_IN_SECONDS...). Never put a secret here: the job can read it.
      */
