@@ -49,7 +49,9 @@ export class SudoGuard implements JobGuard<Policy> {
       throw new GuardUnfitError(this.name, `cannot create ${path.dirname(SUDO_DROP_IN)}`, 'install sudo on the image', { cause: err });
     });
     await writeFileAtomic(this.dropIn, `# written by runner-warden for one job; removed when the job ends\n${job.user.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
-    return { notes: [`sudo granted to ${job.user.name} for this job (${SUDO_DROP_IN})`] };
+    const notes = [`sudo granted to ${job.user.name} for this job (${SUDO_DROP_IN})`];
+    if (policy.runner.sudo === 'recycle') notes.push('runner.sudo is recycle: the host is recycled after this job');
+    return { notes };
   }
 
   async release(_job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardReleased> {
