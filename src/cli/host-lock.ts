@@ -58,3 +58,19 @@ export async function takeHostLocks(stateDir: string, runnerRoot: string, config
   }
   return { files: held.map((l) => l.file), release };
 }
+
+/**
+ * The pid of the agent running on `stateDir`, or undefined when none holds its lock (for commands
+ * such as `unquarantine` that act differently while an agent runs). Never signal this pid: ask the
+ * agent through its control socket.
+ */
+export async function runningAgentPid(stateDir: string): Promise<number | undefined> {
+  try {
+    const probe = await acquireLock(stateLockFile(stateDir));
+    await probe.release();
+    return undefined;
+  } catch (err) {
+    if (err instanceof LockBusyError) return err.holderPid ?? -1;
+    throw err;
+  }
+}
