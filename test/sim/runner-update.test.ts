@@ -87,7 +87,7 @@ test('run.sh restarts the listener after an update and exits 0 once the job is d
     assert.equal(code, 0);
     const out = proc.out();
     for (const l of [
-      'Runner listener exit because of updating, re-launch ephemeral runner after successful update',
+      'Runner listener exit because of updating, re-launch runner after successful update',
       'Update finished successfully.',
       'Restarting runner...',
       'Runner listener exit with 0 return code, stop the service, no retry needed.',

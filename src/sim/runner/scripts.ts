@@ -51,8 +51,9 @@ run() {
         returnCode=$?
         if [[ $returnCode -eq 2 ]]; then
             echo "Restarting runner..."
-        elif [[ $returnCode -eq 7 && -n "$ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE" ]]; then
-            exit 7
+        elif [[ "$ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE" == "1" && $returnCode -eq 7 ]]; then
+            echo "Exiting runner..."
+            exit "$returnCode"
         else
             echo "Exiting runner..."
             exit 0
@@ -72,10 +73,13 @@ runWithManualTrap() {
         cp -f "$DIR"/run-helper.sh.template "$DIR"/run-helper.sh
         "$DIR"/run-helper.sh $* &
         PID=$!
-        wait -f $PID
+        wait $PID
         returnCode=$?
         if [[ $returnCode -eq 2 ]]; then
             echo "Restarting runner..."
+        elif [[ "$ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE" == "1" && $returnCode -eq 7 ]]; then
+            echo "Exiting runner..."
+            exit "$returnCode"
         else
             echo "Exiting runner..."
             # Unregister signal handling before exit
@@ -170,6 +174,9 @@ returnCode=$?
 if [[ $returnCode == 0 ]]; then
     echo "Runner listener exit with 0 return code, stop the service, no retry needed."
     exit 0
+elif [[ "$ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE" == "1" && $returnCode -eq 7 ]]; then
+    echo "Runner listener exit with deprecated version exit code: \${returnCode}."
+    exit "$returnCode"
 elif [[ $returnCode == 1 ]]; then
     echo "Runner listener exit with terminated error, stop the service, no retry needed."
     exit 0
@@ -182,13 +189,10 @@ elif [[ $returnCode == 3 ]]; then
 ${waitForUpdate('Runner listener exit because of updating, re-launch runner after successful update')}
 elif [[ $returnCode == 4 ]]; then
     # Wait for 30 seconds or for flag file to exists for the ephemeral runner update process finish
-${waitForUpdate('Runner listener exit because of updating, re-launch ephemeral runner after successful update')}
+${waitForUpdate('Runner listener exit because of updating, re-launch runner after successful update')}
 elif [[ $returnCode == 5 ]]; then
     echo "Runner listener exit with Session Conflict error, stop the service, no retry needed."
     exit 0
-elif [[ $returnCode == 7 && -n "$ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE" ]]; then
-    echo "Runner listener exit with deprecated version error, stop the service, no retry needed."
-    exit 7
 else
     echo "Exiting with unknown error code: \${returnCode}"
     exit 0
