@@ -22,6 +22,8 @@ const BENCHES: [name: string, args: string[], issue: string][] = [
   ['chaos', [], 'issue 5'],
   ['health', [], 'issue 6'],
   ['registration', [], 'issue 7'],
+  ['fleet', ['1000'], 'fleet scale'],
+  ['runner-update', ['3000', '60', '3'], 'fleet scale'],
 ];
 
 const only = process.argv.slice(2);
