@@ -1,29 +1,39 @@
-import { EXIT, type CliIO } from './io.js';
-import { printConfigError } from './startup-errors.js';
+import type { CliIO } from './io.js';
+import { reportStartupError } from './startup-errors.js';
 import { loadForCommand, takeConfigArg } from './config-args.js';
 import { cleanupCommand } from './cleanup.js';
 import { baselineCommand } from './baseline.js';
+import { takeHostLocks, type HostLocks } from './host-lock.js';
 
-/** `runner-warden cleanup [--config FILE] [--dry-run] [--json]`. */
+/**
+ * `runner-warden cleanup [--config FILE] [--dry-run] [--json]`. A real pass takes the slot's locks
+ * (exit 75 naming the agent's pid while one runs: a cleanup would kill its job); a dry run only reads.
+ */
 export async function cleanupCli(args: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
   const { configFile, rest } = takeConfigArg(args, env);
+  let locks: HostLocks | undefined;
   try {
-    const { slot, policy, log } = await loadForCommand(configFile, env);
+    const { config, slot, policy, log } = await loadForCommand(configFile, env);
+    if (!rest.includes('--dry-run')) locks = await takeHostLocks(config.stateDir, config.runner.root, configFile);
     return await cleanupCommand(rest, io, { slot, policy, log });
   } catch (err) {
-    if (printConfigError(err, io)) return EXIT.config;
-    throw err;
+    return reportStartupError(err, io, configFile);
+  } finally {
+    await locks?.release();
   }
 }
 
-/** `runner-warden baseline [--config FILE] [--home] [--install]`. */
+/** `runner-warden baseline [--config FILE] [--home] [--install]`; takes the slot's locks, like cleanup. */
 export async function baselineCli(args: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
   const { configFile, rest } = takeConfigArg(args, env);
+  let locks: HostLocks | undefined;
   try {
-    const { slot, policy, log } = await loadForCommand(configFile, env);
+    const { config, slot, policy, log } = await loadForCommand(configFile, env);
+    locks = await takeHostLocks(config.stateDir, config.runner.root, configFile);
     return await baselineCommand(rest, io, { slot, policy, log });
   } catch (err) {
-    if (printConfigError(err, io)) return EXIT.config;
-    throw err;
+    return reportStartupError(err, io, configFile);
+  } finally {
+    await locks?.release();
   }
 }

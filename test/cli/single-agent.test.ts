@@ -42,6 +42,13 @@ test('a second agent on the same state dir or runner root exits 75 naming the fi
   assert.equal(sameRoot.code, 75, `a second agent on the same runner root must be refused\n${sameRoot.err}`);
   assert.match(sameRoot.err, new RegExp(`pid ${first.pid}\\b`));
 
+  // A manual cleanup or baseline would kill the running job or record its changes: refused too.
+  const cleanup = cli(['cleanup', '--config', w.configFile]);
+  assert.equal(cleanup.code, 75, `cleanup ran beside a running agent\n${cleanup.out}${cleanup.err}`);
+  assert.match(cleanup.err, new RegExp(`pid ${first.pid}\\b`));
+  assert.equal(cli(['baseline', '--config', w.configFile]).code, 75);
+  assert.equal(cli(['cleanup', '--config', w.configFile, '--dry-run']).code !== 75, true, 'a dry run only reads and may run');
+
   const still = await waitForState(w.stateDir, 'idle', { agent: first, timeoutMs: 5_000 });
   assert.equal(still.runner?.name, runnerName, 'the first agent kept its registration (nothing recovered it away)');
   assert.equal(w.fake.runners().length, 1, 'exactly one runner registered on the fake');
