@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 die() { printf 'provision.sh: %s\n' "$*" >&2; exit 1; }
 need() { [ -n "${!1:-}" ] || die "$1 is required"; }
 for v in RUNNER_VERSION RUNNER_SHA256 RUNNER_WARDEN_TARBALL GITHUB_URL GITHUB_ORG TEAM RECYCLE_PROVIDER; do need "$v"; done
-NODE_VERSION=${NODE_VERSION:-20}
+NODE_VERSION=${NODE_VERSION:-26}
 RUNNER_LABELS=${RUNNER_LABELS:-self-hosted,linux}
 INSTALL_DOCKER=${INSTALL_DOCKER:-true}
 RUNNER_SUDO=${RUNNER_SUDO:-false}

@@ -1,5 +1,5 @@
 # An EC2 AMI for single-use GitHub Actions runner hosts: the actions runner, its unprivileged
-# user, Docker (optional), Node.js 20 and runner-warden, with the config validated, the runner
+# user, Docker (optional), Node.js (newest LTS) and runner-warden, with the config validated, the runner
 # user's home recorded as the cleanup baseline and the unit enabled (it starts at first boot,
 # never during the build: a bake must not register a runner).
 #
@@ -28,6 +28,9 @@
 #   or a GitHub App key, written by user data from a secrets manager.
 
 packer {
+  # required_plugins, can(regex()) and imds_support need Packer 1.10 or later; Debian 12's
+  # packer is 1.6.6, which stops here with this constraint named (test/release/packer.test.ts).
+  required_version = ">= 1.10.0"
   required_plugins {
     amazon = {
       source  = "github.com/hashicorp/amazon"
@@ -77,8 +80,8 @@ variable "runner_sha256" {
 
 variable "node_version" {
   type        = string
-  default     = "20"
-  description = "Node.js release line or exact version (20 or 20.19.5); runner-warden needs >= 20.19."
+  default     = "26"
+  description = "Node.js release line or exact version (26 or 26.12.1): the newest LTS by default; runner-warden needs >= 20.19."
 }
 
 variable "runner_warden_tarball" {
