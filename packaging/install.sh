@@ -113,7 +113,7 @@ NEW="$DEST.installing"
 rm -rf -- "$NEW"
 mkdir -m 0755 -- "$NEW"
 # What the agent needs at run time and to build; tests, benchmarks and VCS data stay out.
-include=(package.json package-lock.json tsconfig.json tsconfig.build.json bin src policies packaging README.md ARCHITECTURE.md LICENSE)
+include=(package.json package-lock.json tsconfig.json tsconfig.build.json bin src scripts policies packaging README.md ARCHITECTURE.md LICENSE)
 [ "$BUILD" = 1 ] || include+=(node_modules dist)
 for entry in "${include[@]}"; do
   [ -e "$SRC/$entry" ] && cp -a -- "$SRC/$entry" "$NEW/"
@@ -130,7 +130,7 @@ if [ "$BUILD" = 1 ]; then
   ) || die "build failed"
   [ -f "$NEW/dist/runner-warden.mjs" ] || die "the build produced no dist/runner-warden.mjs"
   # The bundle carries every dependency: the sources and node_modules are not installed.
-  rm -rf -- "$NEW/node_modules" "$NEW/src" "$NEW/tsconfig.json" "$NEW/tsconfig.build.json"
+  rm -rf -- "$NEW/node_modules" "$NEW/src" "$NEW/scripts" "$NEW/tsconfig.json" "$NEW/tsconfig.build.json"
 fi
 printf 'installed %s from %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$FROM" > "$NEW/$MARKER"
 
