@@ -34,6 +34,8 @@ const RUNS = Number(opt('runs', '6'));
 const NODE = opt('node', process.execPath);
 /** Where the first run's log goes (info level), to see what start-up spends its time on. */
 const LOG = opt('log', '');
+/** V8/Node flags for the agent and the bare process alike (e.g. "--max-semi-space-size=1"). */
+const NODE_OPTIONS = opt('node-options', '');
 /** After the agent reports idle: let start-up garbage be collected and lazy timers settle. */
 const SETTLE_MS = 3_000;
 
@@ -159,7 +161,7 @@ async function main(): Promise<void> {
 
     host = await makeHost(lab, fake);
     const bin = path.join(inst, 'bin/runner-warden.js');
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', RUNNER_WARDEN_LOG_LEVEL: 'warn' };
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', RUNNER_WARDEN_LOG_LEVEL: 'warn', ...(NODE_OPTIONS ? { NODE_OPTIONS } : {}) };
     execFileSync(NODE, [bin, 'baseline', '--config', host.configFile], { stdio: 'ignore', env });
     console.log(`[node] ${execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim()} (${NODE})`);
 
@@ -174,14 +176,14 @@ async function main(): Promise<void> {
         stdio: ['ignore', logFd, 'inherit'],
         env: { ...env, ...(logFd !== 'ignore' ? { RUNNER_WARDEN_LOG_LEVEL: 'debug' } : {}) },
       });
-      const to = sleep(30_000).then(() => -1);
+      const to = sleep(120_000).then(() => -1);
       const at = await Promise.race([session, to]);
-      if (at < 0) throw new Error(`run ${i + 1}: no listener session within 30 s`);
+      if (at < 0) throw new Error(`run ${i + 1}: no listener session within 120 s`);
       startMs.push(at - t0);
       await sleep(SETTLE_MS);
       agentMem.push(await memOf(agent.pid as number));
       // The baseline: a bare node process, idle, in the same run.
-      const bare = spawn(NODE, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+      const bare = spawn(NODE, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env });
       await sleep(SETTLE_MS);
       bareMem.push(await memOf(bare.pid as number));
       await stopChild(bare);

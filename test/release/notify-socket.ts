@@ -35,7 +35,8 @@ export async function startNotifySocket(dir: string): Promise<NotifySocket> {
   const sock = path.join(dir, 'notify.sock');
   const log = path.join(dir, 'notify.log');
   const child: ChildProcess = spawn('python3', ['-c', SERVER, sock, log], { stdio: ['ignore', 'ignore', 'inherit'] });
-  for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
+  // python3 starts in tens of milliseconds, seconds on a loaded machine.
+  for (let i = 0; i < 1200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 25));
   if (!existsSync(sock)) throw new Error('the notify socket stand-in did not bind');
   return {
     path: sock,
