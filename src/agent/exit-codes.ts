@@ -3,13 +3,17 @@
  * them). A pure function of the exit and what was seen before it, so the whole table is tested
  * without a process (test/unit/agent/exit-codes.test.ts).
  *
- *   job seen          → the job ended (failed when the code is not 0)
+ *   3, 4 (any row)    → wait for update.finished first: update.sh is still rewriting bin/ after
+ *                       the listener exits, even after a job (docs/runner-contract.md §6)
+ *   job seen          → the job ended (failed when the code is not 0, 3 or 4); never a restart:
+ *                       an ephemeral registration is spent once its job ran
  *   draining / idle   → the registration ends (not a failure)
  *   7, or "deprecated" on the console → end, recycle at once (no restart can help)
- *   3, 4              → self-update: wait for update.finished, restart on the same registration
+ *   3, 4              → self-update: restart on the same registration
  *   2                 → retryable: restart after a delay
  *   (3/4/2 more than `restartLimit` times → end, failed)
  *   0                 → end, not failed (registration removed on the server, or no job)
+ *   1 after "no longer exists" / "registration has been deleted" → end, deregistered (not failed)
  *   1, 5, other, a signal → end, failed (replaced with backoff; repeated → crash loop)
  */
 
@@ -34,7 +38,7 @@ export interface ListenerExitFacts {
 
 /** The verdict. `restart`: start a listener again on the same registration. */
 export type ListenerVerdict =
-  | { action: 'job-ended'; failed: boolean }
+  | { action: 'job-ended'; failed: boolean; waitForUpdate: boolean }
   | { action: 'restart'; restarts: number; waitForUpdate: boolean; delay: boolean }
   | { action: 'end'; reason: string; failed: boolean; versionDeprecated?: string; waitForUpdate?: boolean };
 
@@ -44,9 +48,10 @@ export const IDLE_TIMEOUT = 'idle timeout';
 /** Classifies one listener exit. */
 export function classifyListenerExit(f: ListenerExitFacts): ListenerVerdict {
   const code = f.code;
-  if (f.job) return { action: 'job-ended', failed: code !== 0 };
-  if (f.draining) return { action: 'end', reason: `drained while idle (${f.drainReason ?? ''})`, failed: false };
-  if (f.idleTimedOut) return { action: 'end', reason: IDLE_TIMEOUT, failed: false };
+  const updating = code === 3 || code === 4;
+  if (f.job) return { action: 'job-ended', failed: code !== 0 && !updating && !f.runnerGone, waitForUpdate: updating };
+  if (f.draining) return { action: 'end', reason: `drained while idle (${f.drainReason ?? ''})`, failed: false, waitForUpdate: updating };
+  if (f.idleTimedOut) return { action: 'end', reason: IDLE_TIMEOUT, failed: false, waitForUpdate: updating };
   if (code === 7 || f.versionDeprecated !== undefined) {
     // Older runners say it only on the console and exit 1 (or 2); either way no restart helps.
     const version = f.versionDeprecated ?? 'unknown';
@@ -62,9 +67,10 @@ export function classifyListenerExit(f: ListenerExitFacts): ListenerVerdict {
     if (restarts > f.restartLimit) return { action: 'end', reason: `retryable error ${restarts} times`, failed: true };
     return { action: 'restart', restarts, waitForUpdate: false, delay: true };
   }
-  if (code === 0) {
-    return { action: 'end', reason: f.runnerGone ? 'registration removed on the server' : 'listener exited 0 without a job', failed: false };
-  }
+  // The registration is gone on the server: exit 0 while polling, exit 1 when a session cannot be
+  // created (docs/runner-contract.md §2). A deregistration, not a crash of this host.
+  if (f.runnerGone && (code === 0 || code === 1)) return { action: 'end', reason: `registration removed on the server (exit ${code})`, failed: false };
+  if (code === 0) return { action: 'end', reason: 'listener exited 0 without a job', failed: false };
   const why = code === 5 ? 'session conflict (exit 5)' : code === 1 ? 'listener refused the registration (exit 1)' : `listener exited ${code ?? f.signal}`;
   return { action: 'end', reason: why, failed: true };
 }

@@ -131,16 +131,22 @@ export class ListenerSupervisor {
           ...(tracker.ignoredReports > 0 ? { ignoredHookReports: tracker.ignoredReports } : {}),
           ...(!tracker.job && tracker.hookClaimedStart ? { unconfirmedHookVars: { ...tracker.reportedVars } } : {}),
         };
+        if (verdict.waitForUpdate) {
+          // Exit 3/4: update.sh is still replacing bin/ and externals/ (docs/runner-contract.md §6),
+          // also after a job. Nothing may clean or restart the installation before it has finished.
+          const done = await this.waitForUpdateFinished();
+          this.core.log.info({ code: exit.code, updateFinished: done, afterJob: tracker.job !== undefined }, 'listener updated itself');
+          // The new bin/ and externals/ are what update.sh installed: record them, or the next
+          // check would call them tampered.
+          // After a job only update.sh's own paths are accepted: whatever else the job changed stays a
+          // difference for the check. Not finished in time: nothing recorded, the check judges.
+          const left = done ? await host.recordInstall({ onlyUpdate: tracker.job !== undefined }) : [];
+          if (left.length > 0) this.core.log.warn({ differences: left.slice(0, 10) }, 'installation changed beyond the self-update; not recorded');
+          if (tracker.job) tracker.note(`runner self-update after the job (exit ${exit.code}): ${!done ? 'update.finished never came' : left.length > 0 ? 'other changes found, installation not recorded' : 'new installation recorded'}`);
+        }
+        // An ephemeral registration is spent once a job ran: never a restart on it.
         if (verdict.action === 'job-ended' && tracker.job) return { job: tracker.job, exit, reason: 'job ended', failed: verdict.failed, ...extra };
         if (verdict.action === 'job-ended') throw new Error('unreachable: a job verdict without a job');
-        if (verdict.waitForUpdate) {
-          // Self-update before any job: wait for update.finished, start again on the same JIT config.
-          const done = await this.waitForUpdateFinished();
-          this.core.log.info({ code: exit.code, updateFinished: done, restarts: restarts + 1 }, 'listener updated itself; starting it again');
-          // No job has run on this host since the last verified cleanup, so the new bin/ and
-          // externals/ are the runner's own: record them, or the next check would call them tampered.
-          if (done) await host.recordInstall();
-        }
         if (verdict.action === 'end') {
           return {
             exit,
