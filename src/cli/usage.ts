@@ -70,6 +70,11 @@ export const DEMO_USAGE = `usage: runner-warden demo [--jobs N] [--keep]
   --keep     keep the demo's directory afterwards
 `;
 
+export const UNQUARANTINE_USAGE = `usage: runner-warden unquarantine --reason TEXT [--config FILE]
+  ends the host's quarantine (an operator decision, journaled with who and why); the agent then
+  cleans and verifies the host before it serves again. Run as root on the host.
+`;
+
 export const VERSION_USAGE = `usage: runner-warden version
   print the version
 `;
@@ -84,6 +89,7 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
   journal: JOURNAL_USAGE,
   drain: DRAIN_USAGE,
   demo: DEMO_USAGE,
+  unquarantine: UNQUARANTINE_USAGE,
   version: VERSION_USAGE,
 };
 
