@@ -1,5 +1,5 @@
 /**
- * Parses the listener's console lines (contract §4.2) into events. These are hints: the job can
+ * Parses the listener's console lines (docs/runner-contract.md §3) into events. These are hints: the job can
  * print anything only through the worker's log, not the listener's stdout, but the agent still
  * decides from the listener's exit, which nothing in the job can forge.
  */
@@ -25,7 +25,10 @@ const RULES: [RegExp, (m: RegExpMatchArray) => ConsoleEvent][] = [
     new RegExp(`^${TS}Job (.*) completed with result: (\\w+)`),
     (m) => ({ kind: 'job-completed', jobName: m[1] ?? '', result: m[2] ?? '' }),
   ],
+  // 404 on the session or a poll: "The runner no longer exists on the server. ..." (then exit 1 or 0).
   [/The runner no longer exists on the server/, () => ({ kind: 'runner-gone' })],
+  // 401 invalid_client on the session: the registration was deleted (then exit 1; docs/runner-contract.md §2).
+  [/Failed to create a session\. The runner registration has been deleted from the server/, () => ({ kind: 'runner-gone' })],
   [/A session for this runner already exists/, () => ({ kind: 'session-conflict' })],
   [/Runner update in progress/, () => ({ kind: 'update' })],
   [new RegExp(`^${TS}Runner connect error:`), () => ({ kind: 'connect-error' })],

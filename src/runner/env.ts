@@ -27,7 +27,8 @@ export function buildListenerEnv(opts: {
 }): Record<string, string> {
   // Extra variables first: the agent's own (HOME, TMPDIR, hooks, the JIT config) always win.
   const extra = Object.fromEntries(
-    Object.entries(opts.extra ?? {}).filter(([k]) => !k.startsWith('ACTIONS_RUNNER_INPUT_')),
+    // The listener matches this prefix in any case (docs/runner-contract.md §1): so does the filter.
+    Object.entries(opts.extra ?? {}).filter(([k]) => !k.toUpperCase().startsWith('ACTIONS_RUNNER_INPUT_')),
   );
   const env: Record<string, string> = {
     ...extra,

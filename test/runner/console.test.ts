@@ -8,6 +8,11 @@ const cases: [string, ReturnType<typeof parseConsoleLine>][] = [
   ['2024-05-01 10:00:05Z: Running job: build (linux, 20)', { kind: 'job-started', jobName: 'build (linux, 20)' }],
   ['2024-05-01 10:03:00Z: Job build completed with result: Failed', { kind: 'job-completed', jobName: 'build', result: 'Failed' }],
   ['The runner no longer exists on the server. Cleaning up local configuration.', { kind: 'runner-gone' }],
+  ['The runner no longer exists on the server. Please reconfigure the runner.', { kind: 'runner-gone' }],
+  [
+    'Failed to create a session. The runner registration has been deleted from the server, please re-configure. Runner registrations are automatically deleted for runners that have not connected to the service recently.',
+    { kind: 'runner-gone' },
+  ],
   ['A session for this runner already exists.', { kind: 'session-conflict' }],
   ['Runner update in progress, do not shutdown runner.', { kind: 'update' }],
   ['2024-05-01 10:00:00Z: Runner connect error: refused. Retrying until reconnected.', { kind: 'connect-error' }],
@@ -21,6 +26,6 @@ const cases: [string, ReturnType<typeof parseConsoleLine>][] = [
 
 for (const [line, expected] of cases) {
   test(`console line "${line.slice(0, 40)}" parses as ${expected?.kind ?? 'nothing'}`, () => {
-    assert.deepEqual(parseConsoleLine(line), expected, 'the listener line formats of runner-contract.md §4.2 changed');
+    assert.deepEqual(parseConsoleLine(line), expected, 'the listener line formats of docs/runner-contract.md §3 changed');
   });
 }
