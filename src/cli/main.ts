@@ -16,6 +16,7 @@ commands:
   status    [--url URL] [--token-file F] show a running agent's /status for a person
   journal   [--config FILE] [--json] [-n N]  show the last jobs
   drain     [--config FILE | --url URL] ask a running agent to drain (finish or cancel, then stop)
+  unquarantine --reason TEXT [--config FILE]  end the host's quarantine (journaled; cleaned before serving)
   demo      [--jobs N] [--keep]         the whole lifecycle on this machine with the bundled simulator
   version                              print the version
 
@@ -56,6 +57,8 @@ export async function main(argv: string[], io: CliIO, env: NodeJS.ProcessEnv): P
       const { journalCli } = await import('./status-cli.js');
       return journalCli(args, io, env);
     }
+    case 'unquarantine':
+      return (await import('./unquarantine.js')).unquarantineCli(args, io, env);
     case 'drain': {
       const { drainCli } = await import('./drain.js');
       return drainCli(args, io, env);

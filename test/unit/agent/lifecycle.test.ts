@@ -1,7 +1,7 @@
 /** The Agent with fake ports: the loop, hook reports, registration limits, disk, ENOSPC. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { READY_STATES } from '../../../src/agent/states.js';
+import { READY_STATES, type AgentState } from '../../../src/agent/states.js';
 import { cleanReport, events, makeUnitWorld, recordingRecycler, settleUntil, type FakeListener } from './fakes.js';
 import type { JitRegistration } from '../../../src/github/port.js';
 
@@ -71,7 +71,7 @@ test('a registration the API never answers fails /readyz and, past limits.maxReg
   const running = agent.run(new AbortController().signal);
   await settleUntil(() => w.github.jitCalls === 1, 'the registration request');
   assert.equal(agent.snapshot().state, 'registering');
-  assert.equal(READY_STATES.has(agent.snapshot().state), false, '/readyz must fail while registering');
+  assert.equal(READY_STATES.has(agent.snapshot().state as AgentState), false, '/readyz must fail while registering');
   w.clock.advance(29 * 60_000);
   await settleUntil(() => false, 'nothing', 50).catch(() => {});
   assert.equal(recycler.calls.length, 0, 'recycled before the limit');
