@@ -1,5 +1,5 @@
 /**
- * Registration-token mode (issue 7; runner-contract.md §1.3, §1.4, §5): for servers without JIT
+ * Registration-token mode (docs/runner-contract.md §8): for servers without JIT
  * configurations, a runner is registered by `config.sh --ephemeral` with a registration token and
  * removed by `config.sh remove` with a remove token.
  *
@@ -58,6 +58,8 @@ export type ConfigShFailure =
   | 'group-not-found'
   | 'token-refused'
   | 'already-configured'
+  /** remove: the server answered 404 to deleting the registration (already gone). */
+  | 'not-found'
   | 'timeout'
   | 'failed';
 
@@ -137,9 +139,14 @@ export function configShEnv(opts: {
   };
 }
 
-/** config.sh's argv for an unattended ephemeral registration (contract §1.3); never the token. */
+/**
+ * config.sh's argv for an unattended ephemeral registration (docs/runner-contract.md §8); never the
+ * token. Never `--replace`: it takes over a registration of the same name whichever host runs it
+ * (that host's listener loses it at its next poll). A taken name fails instead, and the agent
+ * registers under the next name, as in JIT mode.
+ */
 export function configureArgs(o: Pick<RegisterWithTokenOptions, 'scopeUrl' | 'name' | 'labels' | 'group' | 'workFolder'>): string[] {
-  const args = ['--unattended', '--ephemeral', '--disableupdate', '--replace', '--url', o.scopeUrl, '--name', o.name];
+  const args = ['--unattended', '--ephemeral', '--disableupdate', '--url', o.scopeUrl, '--name', o.name];
   // `--labels ""` would be read as a flag by the runner's parser (§1.1); leave it out instead.
   if (o.labels.length > 0) args.push('--labels', o.labels.join(','));
   if (o.group) args.push('--runnergroup', o.group);
@@ -164,13 +171,35 @@ export async function registerWithToken(opts: RegisterWithTokenOptions): Promise
 }
 
 /**
- * Unregisters the runner configured in `runnerRoot` with `config.sh remove` and a remove token
- * (contract §1.4): the runner deletes itself on the server by id and removes its local files.
- * `serverRemoved` is false when the server no longer knew it (already gone, an expected outcome).
+ * How `config.sh remove` ended (docs/runner-contract.md §8): `removed` (deleted on the server by
+ * id), `already-gone` (the server answered 404 to the DELETE: someone deleted it first; config.sh
+ * exits 1 then and keeps the local files), `nothing-deleted` (exit 0 with "config files are
+ * missing": it deleted nothing on the server, so the REST delete is still needed).
  */
-export async function removeWithToken(opts: ConfigShTarget & { token: string }): Promise<{ serverRemoved: boolean }> {
-  const out = await runConfigSh('remove', ['remove'], opts);
-  return { serverRemoved: !/Does not exist\. Skipping Removing runner from the server/.test(out) };
+export type RemoveOutcome = 'removed' | 'already-gone' | 'nothing-deleted';
+
+/** config.sh remove skipped the server because `.runner` or `.credentials` was missing. */
+const REMOVE_SKIPPED = /Cannot connect to server, because config files are missing/;
+/** The DELETE of the registration by id answered 404: it is gone already. */
+const DELETE_NOT_FOUND = /Http response code: (NotFound|404) from 'DELETE /;
+
+/**
+ * Unregisters the runner configured in `runnerRoot` with `config.sh remove` and a remove token:
+ * the runner deletes itself on the server by id and removes its local files. Rejects with
+ * ConfigShError for any other failure.
+ */
+export async function removeWithToken(opts: ConfigShTarget & { token: string }): Promise<{ outcome: RemoveOutcome }> {
+  try {
+    const out = await runConfigSh('remove', ['remove'], opts);
+    return { outcome: REMOVE_SKIPPED.test(out) ? 'nothing-deleted' : 'removed' };
+  } catch (err) {
+    if (err instanceof ConfigShError && err.reason === 'not-found') {
+      // config.sh keeps `.runner` and `.credentials` after a failed remove: the registration they name is gone.
+      await removeLocalConfig(opts.runnerRoot);
+      return { outcome: 'already-gone' };
+    }
+    throw err;
+  }
 }
 
 /** Reads the id and name of the registration in `root/.runner`; undefined when absent or unreadable. */
@@ -222,18 +251,27 @@ async function runConfigSh(
   }
   if (res.code === 0 && !res.timedOut) return stdout;
   const detail = (stderr.trim() || stdout.trim()).split('\n').slice(-5).join(' | ');
-  const reason: ConfigShFailure = res.timedOut ? 'timeout' : classify(`${stderr}\n${stdout}`);
+  const reason: ConfigShFailure = res.timedOut ? 'timeout' : classify(stderr, stdout);
   const how = res.timedOut ? `timed out after ${opts.timeoutMs ?? CONFIG_SH_TIMEOUT_MS} ms` : `exited ${res.code ?? res.signal}`;
   throw new ConfigShError(`config.sh ${command} ${how}: ${detail || 'no output'}`, command, reason, res.code, detail);
 }
 
-/** What config.sh's output says went wrong (the only place its text is interpreted). */
-function classify(text: string): ConfigShFailure {
-  if (/A runner exists with the same name/.test(text)) return 'name-exists';
+/**
+ * What config.sh's output says went wrong (the only place its text is interpreted; the lines are
+ * those of docs/runner-contract.md §8). The listener prints the failure that ended it last, on
+ * stderr: "A runner exists with the same name" alone on stdout is printed whenever the name is
+ * taken, so only the final line says the registration failed for that.
+ */
+export function classify(stderr: string, stdout: string): ConfigShFailure {
+  const text = `${stderr}\n${stdout}`;
+  const lines = (stderr.trim() !== '' ? stderr : stdout).split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const last = lines.at(-1) ?? '';
+  if (/^A runner exists with the same name \S/.test(last)) return 'name-exists';
   if (/Could not find any self-hosted runner group named/.test(text)) return 'group-not-found';
-  if (/already configured/.test(text)) return 'already-configured';
-  // The token exchange (POST .../actions/runner-registration) answers 404 for an unknown or expired token.
-  if (/Http response code: (NotFound|404|Unauthorized|401)/.test(text)) return 'token-refused';
+  if (/Cannot configure the runner because it is already configured/.test(text)) return 'already-configured';
+  // The token exchange answers 404 (or 401/403) for an unknown or expired registration or remove token.
+  if (/Http response code: (NotFound|404|Unauthorized|401|Forbidden|403) from 'POST [^']*\/actions\/runner-registration/.test(text)) return 'token-refused';
+  if (DELETE_NOT_FOUND.test(text)) return 'not-found';
   return 'failed';
 }
 
@@ -343,7 +381,8 @@ export class TokenRegistrar {
     if (!local || local.id !== runnerId) return 'not-local';
     const t = await this.o.github.createRemoveToken();
     const r = await removeWithToken({ ...this.target(call), token: t.token });
-    return r.serverRemoved ? 'removed' : 'already-gone';
+    // Nothing was deleted on the server (config files missing): the caller keeps its REST delete.
+    return r.outcome === 'nothing-deleted' ? 'not-local' : r.outcome;
   }
 
   /** The registration token held, for the health server's scrub. */

@@ -24,6 +24,7 @@ import {
   readLocalRegistration,
   registerWithToken,
   removeWithToken,
+  classify,
   type ConfigShTarget,
   type RunnerToken,
 } from '../../src/runner/token-registration.js';
@@ -87,12 +88,13 @@ function captureLog(): { log: ReturnType<typeof createLogger>; text: () => strin
 test('config.sh argv never carries the token; empty labels and the default group are left out', () => {
   const args = configureArgs({ scopeUrl: 'https://ghes.example/octo', name: 'r-1', labels: [], group: null });
   assert.deepEqual(args, [
-    '--unattended', '--ephemeral', '--disableupdate', '--replace',
+    '--unattended', '--ephemeral', '--disableupdate',
     '--url', 'https://ghes.example/octo', '--name', 'r-1', '--work', '_work',
   ]);
   const full = configureArgs({ scopeUrl: 'u', name: 'n', labels: ['a', 'b'], group: 'g', workFolder: 'w' });
   assert.deepEqual(full.slice(-6), ['--labels', 'a,b', '--runnergroup', 'g', '--work', 'w']);
   assert.equal(full.includes('--token'), false, 'the token must never be an argument');
+  assert.equal(full.includes('--replace'), false, "--replace would take over another host's registration of the same name");
 });
 
 test('config.sh environment drops ACTIONS_RUNNER_INPUT_* from runner.env and keeps the agent variables on top', () => {
@@ -148,7 +150,7 @@ test('a runner registers through config.sh as the runner user with the token onl
   const removeToken = await restToken('remove-token');
   const cap2 = captureLog();
   const out = await removeWithToken({ ...target, log: cap2.log, token: removeToken });
-  assert.deepEqual(out, { serverRemoved: true });
+  assert.deepEqual(out, { outcome: 'removed' });
   assert.equal(fake.runners().some((r) => r.id === reg.id), false, 'config.sh remove left the registration on the server');
   assert.equal(await readLocalRegistration(root), undefined, 'config.sh remove must delete the local .runner');
   assert.equal(cap2.text().includes(removeToken), false, 'the remove token was logged');
@@ -251,4 +253,39 @@ test('the local registration is read without following a link at .runner and des
   await writeFile(path.join(dir, 'elsewhere'), JSON.stringify({ agentId: 7, agentName: 'x' }));
   await symlink(path.join(dir, 'elsewhere'), path.join(dir, '.runner'));
   assert.equal(await readLocalRegistration(dir), undefined, 'a symlinked .runner must not be trusted');
+});
+
+test('a taken name fails config.sh as name-exists without touching the other registration; only the final line decides', async () => {
+  const token = await restToken('registration-token');
+  const first = await registerWithToken({ ...target, token, scopeUrl: scopeUrl(), name: 'same-name', labels: [], group: null });
+  // Another host (here: the same root, reconfigured) asks for the same name.
+  await assert.rejects(
+    registerWithToken({ ...target, token, scopeUrl: scopeUrl(), name: 'same-name', labels: [], group: null }),
+    (err: unknown) => err instanceof ConfigShError && err.reason === 'name-exists',
+  );
+  const same = fake.runners().filter((r) => r.name === 'same-name');
+  assert.deepEqual(same.map((r) => r.id), [first.id], 'the first registration must be neither replaced nor duplicated');
+  // config.sh prints the stdout line whenever the name is taken; a later, other failure is not name-exists.
+  assert.equal(classify('A runner exists with the same name same-name.\n', 'A runner exists with the same name\n'), 'name-exists');
+  assert.equal(classify('Http response code: 500 from \'POST https://x/agents\'\n', 'A runner exists with the same name\n'), 'failed');
+  await rm(path.join(root, '.runner'), { force: true });
+  await rm(path.join(root, '.credentials'), { force: true });
+  await rm(path.join(root, '.credentials_rsaparams'), { force: true });
+});
+
+test('config.sh remove: a registration already deleted on the server is already-gone; with .credentials missing nothing was deleted', async () => {
+  const token = await restToken('registration-token');
+  const reg = await registerWithToken({ ...target, token, scopeUrl: scopeUrl(), name: 'rm-gone', labels: [], group: null });
+  fake.deleteRunnerServerSide(reg.id);
+  // exit 1, "Http response code: NotFound from 'DELETE ...'": gone already, and its local files are removed.
+  assert.deepEqual(await removeWithToken({ ...target, token: await restToken('remove-token') }), { outcome: 'already-gone' });
+  assert.equal(await readLocalRegistration(root), undefined);
+
+  const reg2 = await registerWithToken({ ...target, token, scopeUrl: scopeUrl(), name: 'rm-nocreds', labels: [], group: null });
+  await rm(path.join(root, '.credentials'));
+  // exit 0 having deleted nothing on the server: never read as removed.
+  assert.deepEqual(await removeWithToken({ ...target, token: await restToken('remove-token') }), { outcome: 'nothing-deleted' });
+  assert.ok(fake.runners().some((r) => r.id === reg2.id), 'the registration is still on the server: the REST delete must follow');
+  // A remove token the server refuses is not "already gone".
+  assert.equal(classify("Http response code: NotFound from 'POST http://h/api/v3/actions/runner-registration'\n", ''), 'token-refused');
 });
