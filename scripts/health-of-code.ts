@@ -76,7 +76,9 @@ function main(): number {
   const src = sourceFiles(ROOT, 'src');
   const texts = new Map(src.map((f) => [f, readFileSync(path.join(ROOT, f), 'utf8')]));
 
-  const sizes = [...texts].map(([f, t]) => ({ f, lines: t.split('\n').length - (t.endsWith('\n') ? 1 : 0) })).sort((a, b) => b.lines - a.lines);
+  const sizes = [...texts]
+    .map(([f, t]) => ({ f, lines: t.split('\n').length - (t.endsWith('\n') ? 1 : 0) }))
+    .sort((a, b) => b.lines - a.lines);
   const over = sizes.filter((s) => s.lines > MAX_FILE_LINES);
   console.log(`Largest file in src/: ${sizes[0]?.f ?? '-'} (${sizes[0]?.lines ?? 0} lines; target ≤ ${MAX_FILE_LINES})`);
   for (const s of sizes.slice(0, 5)) console.log(`  ${String(s.lines).padStart(5)}  ${s.f}`);
@@ -104,7 +106,12 @@ function main(): number {
 
   if (runUnit) {
     const started = process.hrtime.bigint();
-    const r = spawnSync('npm', ['run', '--silent', 'test:unit'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: UNIT_TIMEOUT_MS });
+    const r = spawnSync('npm', ['run', '--silent', 'test:unit'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      encoding: 'utf8',
+      timeout: UNIT_TIMEOUT_MS,
+    });
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (r.error || r.status === null) {
       console.log(`npm run test:unit: did not finish (${r.error?.message ?? `signal ${r.signal ?? '?'}`})`);
@@ -113,7 +120,9 @@ function main(): number {
       console.log('npm run test:unit: no such script yet');
       missed++;
     } else {
-      console.log(`npm run test:unit: ${seconds.toFixed(1)} s (target ≤ ${UNIT_SECONDS} s), exit ${r.status}${process.getuid?.() === 0 ? ', run as root' : ''}`);
+      console.log(
+        `npm run test:unit: ${seconds.toFixed(1)} s (target ≤ ${UNIT_SECONDS} s), exit ${r.status}${process.getuid?.() === 0 ? ', run as root' : ''}`,
+      );
       if (r.status !== 0 || seconds > UNIT_SECONDS) missed++;
     }
   }

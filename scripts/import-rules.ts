@@ -72,7 +72,7 @@ export function ruleBroken(file: string, target: string): string | undefined {
   const top = file.split('/')[0];
   const targetTop = target.split('/')[0];
   if (top === 'src' && (targetTop === 'test' || targetTop === 'bench')) return 'src imports nothing from test/ or bench/';
-  if (top === 'bench' && targetTop === 'test') return 'bench/ does not import test/ (its helpers are not a benchmark\'s baseline)';
+  if (top === 'bench' && targetTop === 'test') return "bench/ does not import test/ (its helpers are not a benchmark's baseline)";
   const from = srcFolder(file);
   const to = srcFolder(target);
   if (from === undefined || to === undefined || from === to) return undefined;

@@ -103,7 +103,7 @@ export async function loadInstallManifest(slot: Slot): Promise<InstallManifest |
 /** Compares the runner root with its manifest. */
 export function diffInstall(slot: Slot, m: InstallManifest, clock: Clock = systemClock): Promise<HomeDiff> {
   const skips = installSkips(slot);
-  return diffTree(fromText(slot.runnerRoot), m, { has: skips.has, isAncestor: () => false }, clock);
+  return diffTree(fromText(slot.runnerRoot), m, { has: (p: string) => skips.has(p), isAncestor: () => false }, clock);
 }
 
 /** One line per difference of the runner installation. */

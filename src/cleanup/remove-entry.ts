@@ -8,7 +8,7 @@ import { promises as fsp, type Stats } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { runCommand } from '../lib/process.js';
 import { UnsafePathError } from '../lib/errors.js';
-import { DirRef, bytes, joinPath, shown } from '../lib/nofollow.js';
+import { type DirRef, bytes, joinPath, shown } from '../lib/nofollow.js';
 import { readMountInfo, mountsUnder } from './mounts.js';
 import type { Removed } from './types.js';
 

@@ -1,3 +1,4 @@
+import type { EngineInventory } from './engine-inventory.js';
 import type { Logger } from '../lib/log.js';
 import type { Clock } from '../lib/clock.js';
 import type { CleanupPolicy, Policy } from '../policy/types.js';
@@ -62,7 +63,7 @@ export interface CleanupContext {
   /** Epoch ms when the job's listener was started; containers created after it belong to the job. */
   jobStartedAt?: number;
   /** The engine's objects before the job (engine-inventory.ts); when given, only objects not in it are the job's. */
-  engineBefore?: import('./engine-inventory.js').EngineInventory;
+  engineBefore?: EngineInventory;
 }
 
 /** One named step of the pipeline (docs/decisions.md, "Cleanup is a pipeline of named steps"). */

@@ -24,7 +24,7 @@ import { exitProvider } from './exit.js';
 import { gcpMigProvider } from './gcp-mig.js';
 import { kubernetesApiUrl, kubernetesProvider } from './kubernetes.js';
 import { noneProvider } from './none.js';
-import type { RecycleAttempt, RecycleEvent, RecyclePort, RecycleProvider, RecycleResult } from './port.js';
+import type { RecycleAttempt, RecyclePort, RecycleProvider, RecycleResult } from './port.js';
 import { shutdownProvider } from './shutdown.js';
 import { webhookProvider } from './webhook.js';
 
@@ -70,7 +70,7 @@ export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps:
   const file = deps.configFile ?? 'recycle';
   const parsed = parseRecycleConfig(config, file);
   const { fallback = [], ...primary } = parsed;
-  const configs = [primary as RecycleProviderConfig, ...fallback];
+  const configs: RecycleProviderConfig[] = [primary, ...fallback];
   // Values the file may leave out because the composition root fills them from the downward API
   // and KUBERNETES_SERVICE_*; missing here, they would only fail at the end of the first job.
   const problems = configs.flatMap((c, i) => {

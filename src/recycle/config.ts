@@ -1,11 +1,10 @@
 /**
  * The host config's `recycle` section, typed per provider, with its JSON Schema fragment and the
- * defaults of every provider in one object. The shared `RecycleConfig` of src/policy/types.ts is the
- * loose shape the config loader hands over; `parseRecycleConfig` narrows it to the union below.
+ * defaults of every provider in one object. The config loader hands over a loose `recycle` section
+ * (src/policy/types.ts); `parseRecycleConfig` narrows it to the union below.
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import { ConfigError } from '../lib/errors.js';
-import type { RecycleConfig } from '../policy/types.js';
 
 /** The standard in-cluster service-account mount (Kubernetes docs, "Accessing the API from a Pod"). */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -401,7 +400,7 @@ function describe(e: ErrorObject): string {
  * Narrows the loose `recycle` section to the typed union, or throws ConfigError listing every
  * problem. `file` names the config file in the error.
  */
-export function parseRecycleConfig(raw: RecycleConfig | unknown, file = 'recycle'): RecycleChainConfig {
+export function parseRecycleConfig(raw: unknown, file = 'recycle'): RecycleChainConfig {
   // Compiled on first use, never at import time: nothing happens when a module loads.
   validator ??= new Ajv({ allErrors: true, strict: false }).compile(recycleSchema);
   if (!validator(raw)) {

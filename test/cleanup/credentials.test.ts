@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -10,10 +10,7 @@ import { startFakeRegistry } from '../helpers/fake-registry.js';
 import { ctxFor, makeSlot as makeLabSlot, scanSecrets, snapshot } from '../helpers/cleanup.js';
 
 const makeSlot = (lab: Lab): Promise<Slot> => makeLabSlot(lab, { chownRoot: true });
-import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
-import { ManualClock } from '../../src/lib/clock.js';
-import { silentLogger } from '../../src/lib/log.js';
-import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
+import type { Slot } from '../../src/cleanup/types.js';
 import { takeBaseline, loadBaseline, diffHome, describeDiff } from '../../src/cleanup/baseline.js';
 import { credentialsStep, leftoverCredentials } from '../../src/cleanup/steps/credentials.js';
 import { homeStep } from '../../src/cleanup/steps/home.js';

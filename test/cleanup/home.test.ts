@@ -1,15 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp, readdirSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
 import { ctxFor, makeSlot, snapshot } from '../helpers/cleanup.js';
-import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
-import { ManualClock } from '../../src/lib/clock.js';
-import { silentLogger } from '../../src/lib/log.js';
-import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
 import { takeBaseline, loadBaseline, diffHome, describeDiff, diffIsEmpty } from '../../src/cleanup/baseline.js';
 import { homeStep } from '../../src/cleanup/steps/home.js';
 

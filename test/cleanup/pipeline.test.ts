@@ -11,8 +11,6 @@ import { silentLogger } from '../../src/lib/log.js';
 import type { CleanupContext, CleanupStep, Slot, VerifyReport } from '../../src/cleanup/types.js';
 import { defaultSteps, runCleanup } from '../../src/cleanup/pipeline.js';
 import { verifyWith } from '../../src/cleanup/verify.js';
-import { takeBaseline } from '../../src/cleanup/baseline.js';
-import { takeInstallManifest } from '../../src/cleanup/install-manifest.js';
 import { cleanupCommand } from '../../src/cli/cleanup.js';
 import { baselineCommand } from '../../src/cli/baseline.js';
 

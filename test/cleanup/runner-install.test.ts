@@ -4,10 +4,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { ctxFor, slotAt } from '../helpers/cleanup.js';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
-import { DEFAULT_POLICY } from '../../src/policy/types.js';
-import { ManualClock } from '../../src/lib/clock.js';
-import { silentLogger } from '../../src/lib/log.js';
-import type { CleanupContext, Slot } from '../../src/cleanup/types.js';
+import type { Slot } from '../../src/cleanup/types.js';
 import { takeInstallManifest, loadInstallManifest, diffInstall, writeRunnerEnv } from '../../src/cleanup/install-manifest.js';
 import { runnerInstallStep } from '../../src/cleanup/steps/runner-install.js';
 

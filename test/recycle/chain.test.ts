@@ -6,7 +6,6 @@ import { ConfigError } from '../../src/lib/errors.js';
 import { chainProviders, createRecycler } from '../../src/recycle/chain.js';
 import { parseRecycleConfig, recycleSchema } from '../../src/recycle/config.js';
 import type { RecycleProvider } from '../../src/recycle/port.js';
-import type { RecycleConfig } from '../../src/policy/types.js';
 import { never, sampleEvent } from './fixtures.js';
 
 function fake(name: string, behaviour: 'ok' | 'fail' | 'throw' | 'hang', calls: string[]): RecycleProvider {
@@ -134,7 +133,7 @@ for (const [what, config, expected] of invalid) {
 
 test('a kubernetes provider without a pod name or API URL is refused when the recycler is built', () => {
   assert.throws(
-    () => createRecycler({ provider: 'exit', fallback: [{ provider: 'kubernetes' }] } as RecycleConfig),
+    () => createRecycler({ provider: 'exit', fallback: [{ provider: 'kubernetes' }] }),
     (err: unknown) =>
       err instanceof ConfigError &&
       err.problems.includes('recycle.fallback.0: podName is required (downward API metadata.name)') &&

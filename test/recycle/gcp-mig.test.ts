@@ -5,7 +5,6 @@ import { createRecycler } from '../../src/recycle/chain.js';
 import type { GcpMigRecycleConfig } from '../../src/recycle/config.js';
 import { startFakeGcp, type FakeGcp, type FakeGcpOptions } from '../../src/sim/gcp/fake-gcp.js';
 import { never, sampleEvent } from './fixtures.js';
-import type { RecycleConfig } from '../../src/policy/types.js';
 
 async function withFake(opts: FakeGcpOptions, fn: (fake: FakeGcp, config: GcpMigRecycleConfig) => Promise<void>): Promise<void> {
   const fake = await startFakeGcp(opts);
@@ -49,7 +48,7 @@ test('recreate keeps the group size and replaces the VM; a regional group works 
 test('an API refusal fails the provider with the error in the detail, so a fallback runs', async () => {
   await withFake({}, async (fake, config) => {
     fake.failNext(403, 'PERMISSION_DENIED', "Required 'compute.instanceGroupManagers.update' permission for 'projects/my-project/zones/us-central1-a/instanceGroupManagers/runners'");
-    const recycler = createRecycler({ ...config, fallback: [{ provider: 'exit', exitCode: 9 }] } as RecycleConfig);
+    const recycler = createRecycler({ ...config, fallback: [{ provider: 'exit', exitCode: 9 }] });
     const out = await recycler.recycle(sampleEvent(), never);
     assert.equal(out.ok, true, 'the fallback carried it out');
     assert.equal(out.provider, 'exit');

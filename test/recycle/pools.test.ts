@@ -16,7 +16,10 @@ import { never, sampleEvent } from './fixtures.js';
 const credentials = { accessKeyId: 'AKIDFAKEPOOLSTEST', secretAccessKey: 'fake-secret-for-tests' };
 
 /** Recycles once through the configured chain; returns the pool size before and after. */
-async function recycleOnce(provider: 'aws-asg' | 'gcp-mig' | 'azure-vmss', extra: Record<string, unknown>): Promise<{ before: number; after: number; detail: string }> {
+async function recycleOnce(
+  provider: 'aws-asg' | 'gcp-mig' | 'azure-vmss',
+  extra: Record<string, unknown>,
+): Promise<{ before: number; after: number; detail: string }> {
   if (provider === 'aws-asg') {
     const fake = await startFakeAws({ accessKeyId: credentials.accessKeyId, group: { name: 'runners', min: 0, desired: 4, max: 8 } });
     try {

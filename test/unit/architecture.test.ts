@@ -52,16 +52,28 @@ test('the rules allow the layers downwards and refuse every way back up or acros
     ['bench/chaos.ts', 'test/helpers/world.ts', false],
   ];
   for (const [from, to, allowed] of cases) {
-    assert.equal(ruleBroken(from, to) === undefined, allowed, `${from} → ${to} should be ${allowed ? 'allowed' : 'refused'}: ${ruleBroken(from, to) ?? 'allowed'}`);
+    assert.equal(
+      ruleBroken(from, to) === undefined,
+      allowed,
+      `${from} → ${to} should be ${allowed ? 'allowed' : 'refused'}: ${ruleBroken(from, to) ?? 'allowed'}`,
+    );
   }
 });
 
 test('no file in src imports against the direction', () => {
   const found = importViolations(ROOT).filter((v) => v.file.startsWith('src/'));
-  assert.deepEqual(found.map((v) => `${v.file} → ${v.target}: ${v.rule}`), [], 'an import breaks the layering');
+  assert.deepEqual(
+    found.map((v) => `${v.file} → ${v.target}: ${v.rule}`),
+    [],
+    'an import breaks the layering',
+  );
 });
 
 test('bench/ imports nothing from test/', () => {
   const found = importViolations(ROOT).filter((v) => v.file.startsWith('bench/'));
-  assert.deepEqual(found.map((v) => `${v.file} → ${v.target}`), [], 'a benchmark imports test code');
+  assert.deepEqual(
+    found.map((v) => `${v.file} → ${v.target}`),
+    [],
+    'a benchmark imports test code',
+  );
 });

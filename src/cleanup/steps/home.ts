@@ -9,7 +9,7 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { describeError } from '../../lib/errors.js';
-import { DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, FILE_READ_FLAGS } from '../../lib/nofollow.js';
+import { type DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, FILE_READ_FLAGS } from '../../lib/nofollow.js';
 import { addRemoved, capLines } from '../report.js';
 import { removeEntry } from '../remove-entry.js';
 import {

@@ -126,7 +126,7 @@ async function runProcesses(ctx: CleanupContext, opts: ProcessesStepOptions): Pr
   if (current.length === 0) return { outcome: 'ok', removed: { process: { count: killed.size, bytes: 0 } } };
 
   // Polite first: SIGTERM, then the grace period (cut short once everything has exited).
-  for (const p of current) signal(p.pid, 'SIGTERM') && note(p);
+  for (const p of current) if (signal(p.pid, 'SIGTERM')) note(p);
   try {
     await graceWait(ctx, ctx.policy.processes.graceSeconds * 1000, targets);
   } catch (err) {

@@ -216,7 +216,7 @@ function keepTree(keep: string[]): KeepTree {
       const existing = node.get(part);
       const last = i === parts.length - 1;
       if (existing && existing.size === 0 && !last) break; // a parent is already kept whole
-      const next: KeepTree = last ? new Map() : existing ?? new Map();
+      const next: KeepTree = last ? new Map<string, KeepTree>() : (existing ?? new Map<string, KeepTree>());
       node.set(part, next);
       node = next;
     }
