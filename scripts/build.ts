@@ -159,7 +159,7 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
       outfile: path.join(outDir, 'runner-warden-aws.mjs'),
     }),
   ]);
-  const result = { metafile: { inputs: Object.assign({}, ...results.map((r) => r.metafile.inputs)) as Record<string, unknown>, outputs: Object.assign({}, ...results.map((r) => r.metafile.outputs)) as Record<string, unknown> } };
+  const result = { metafile: { inputs: Object.assign({}, ...results.map((r) => r.metafile?.inputs ?? {})) as Record<string, unknown>, outputs: Object.assign({}, ...results.map((r) => r.metafile?.outputs ?? {})) as Record<string, unknown> } };
   await writeFile(path.join(outDir, 'THIRD-PARTY-NOTICES.txt'), await thirdPartyNotices(Object.keys(result.metafile.inputs)));
   if (process.argv.includes('--metafile')) await writeFile(path.join(outDir, 'meta.json'), JSON.stringify(result.metafile));
   await rm(finalDir, { recursive: true, force: true });
