@@ -21,7 +21,7 @@
 #   group, and a lifecycle hook on autoscaling:EC2_INSTANCE_TERMINATING (its name in
 #   lifecycle_hook_name) with a heartbeat timeout of 1200 s and default result CONTINUE: the agent
 #   notices the hook through IMDS (interruptions.imds), drains (a busy job gets up to 5 min, then
-#   35 s to stop), cleans, deregisters and completes the lifecycle action, so the group terminates
+#   40 s to stop), cleans, deregisters and completes the lifecycle action, so the group terminates
 #   the instance at once; the heartbeat is only the bound. Keep shutdown-behaviour terminate too:
 #   the chain falls back to poweroff.
 # - Deliver the credentials at boot, never in the image: /etc/runner-warden/token (chmod 600)

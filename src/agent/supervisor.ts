@@ -44,7 +44,11 @@ export interface ServeOutcome {
   setupProblem?: string;
 }
 
-/** A busy drain with a deadline (spot notice) ends this long before it, for the post steps and cleanup. */
+/**
+ * A busy drain with a deadline (spot notice) stops the listener this long plus the stop grace
+ * (the worker's shutdown) before it: time for the cleanup, which does what the skipped post steps
+ * would have (job containers, the workspace's credentials).
+ */
 export const DRAIN_DEADLINE_MARGIN_MS = 20_000;
 
 /** How often to look for update.finished after a self-update exit. */
@@ -287,7 +291,9 @@ export class ListenerSupervisor {
       if (phase2 === 'drain') {
         await ctx.transition('draining');
         const graceMs =
-          drain.deadlineAt !== undefined ? Math.max(0, Math.min(t.drainGraceMs, drain.deadlineAt - DRAIN_DEADLINE_MARGIN_MS - d.clock.now())) : t.drainGraceMs;
+          drain.deadlineAt !== undefined
+            ? Math.max(0, Math.min(t.drainGraceMs, drain.deadlineAt - DRAIN_DEADLINE_MARGIN_MS - t.listenerStopGraceMs - d.clock.now()))
+            : t.drainGraceMs;
         const finished = await Promise.race([exited.then(() => true), d.clock.sleep(graceMs, local.signal).then(() => false, () => true)]);
         if (!finished) {
           log.warn({ runner: reg.name }, 'drain grace over; cancelling the job');

@@ -1,10 +1,27 @@
 /**
+ * After the listener's SIGINT the worker stops the running step: SIGINT, SIGTERM 7.5 s later, a
+ * kill 2.5 s after that (docs/runner-contract.md §4). A step that ignores both holds it this long.
+ */
+export const WORKER_STEP_STOP_MS = 10_000;
+
+/**
+ * Then the worker kills the job's orphans, uploads the job's logs and completes the job with the
+ * service (no post step and no completed hook run after a shutdown): a few HTTP calls with their
+ * retries; 30 s covers a slow upload without keeping a stuck worker long.
+ */
+export const WORKER_FINALIZE_MS = 30_000;
+
+/**
  * Every timer of the agent, in one object, with why it has its value. The host
  * config's `timeouts` section may override any of them by name (tests shorten them).
  */
 export const DEFAULT_TIMEOUTS = {
-  /** SIGINT has no internal deadline in the runner: give a cancelled job's post steps 35 s, then SIGKILL. */
-  listenerStopGraceMs: 35_000,
+  /**
+   * SIGINT has no deadline in the runner: the worker's step stop plus its log upload and job
+   * completion, then SIGKILL to the group. Never SIGTERM: the listener's own cut at 30 s could end
+   * it before the worker has completed the job.
+   */
+  listenerStopGraceMs: WORKER_STEP_STOP_MS + WORKER_FINALIZE_MS,
   /** the runner's run-helper waits about 31 s for update.finished after exit 3/4; a little more. */
   updateFinishedWaitMs: 35_000,
   /** First wait after a failed registration; doubles up to registerBackoffMaxMs. */

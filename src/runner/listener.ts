@@ -96,16 +96,17 @@ export class ListenerProcess {
   }
 
   /**
-   * Stops the listener: `first` (default SIGINT) to the listener alone, so the runner cancels its
+   * Stops the listener: SIGINT to the listener alone, so the runner cancels its
    * job itself (the worker stops the step process: SIGINT, SIGTERM 7.5 s later, a kill 2.5 s after
    * that, then uploads the logs) rather than every step dying of the signal at once; then SIGKILL
    * to the whole group after `graceMs`. A shutdown skips every remaining step, post steps and the
    * job-completed hook included (docs/runner-contract.md §4): what they would have cleaned is the
-   * agent's to clean.
+   * agent's to clean. Never SIGTERM: its handler gives up after 30 s and the runtime ends the
+   * listener, possibly before the worker has completed the job.
    */
-  async stop(graceMs: number, first: NodeJS.Signals = 'SIGINT'): Promise<ListenerExit> {
+  async stop(graceMs: number): Promise<ListenerExit> {
     try {
-      process.kill(this.pid, first);
+      process.kill(this.pid, 'SIGINT');
     } catch {
       // already gone: the exit promise settles by itself
     }
