@@ -44,6 +44,7 @@ import { resolveDockerMode, type DockerMode } from './mode.js';
 import { createEngineDir, engineLayout, EngineStartError, startEngine } from './rootless-engine.js';
 import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, type EngineRecord } from './teardown.js';
 import { mirrorForEngine } from './mirror-address.js';
+import { startApiProxy, type ApiProxy } from './api-proxy.js';
 import { listTags, readImageBaseline, removeOtherImages, retagged, takeImageBaseline } from './image-baseline.js';
 
 /** Options of the guard; every default is the production one. */
@@ -65,6 +66,9 @@ export interface EngineGuardOptions {
   stateDir?: string;
 }
 
+/** Host mode: the policy proxy's socket in the job's directory. */
+const PROXY_SOCKET = 'engine-proxy.sock';
+
 /** The file (root-owned, world-readable) that tells the container hooks what a job may ask. */
 export const ALLOW_FILE = 'docker-allow.json';
 
@@ -74,6 +78,8 @@ export class EngineGuard implements JobGuard<Policy> {
   private readonly paths: EngineHostPaths;
   private readonly net: HostNetSources;
   private readonly deletions = new Set<Promise<void>>();
+  /** Host mode: the running proxy of each job, by job key. */
+  private readonly proxies = new Map<string, ApiProxy>();
   private support: CgroupSupport | undefined;
 
   constructor(private readonly opts: EngineGuardOptions = {}) {
@@ -103,7 +109,18 @@ export class EngineGuard implements JobGuard<Policy> {
     if (this.opts.containerHooks) env.ACTIONS_RUNNER_CONTAINER_HOOKS = this.opts.containerHooks;
     if (mode === 'host') {
       ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
-      return { env, notes: ['docker mode host: jobs can act as root through the host engine'] };
+      const direct = await rootEngineReach(job.user, this.hostPaths(policy));
+      if (direct.length > 0) ctx.log.warn({ problems: direct.map((p) => p.what) }, 'docker mode host: the runner user can bypass the policy proxy');
+      const proxy = await startApiProxy({
+        listen: path.join(job.dir, PROXY_SOCKET),
+        upstream: policy.cleanup.containers.socket,
+        allow: policy.docker.allow,
+        workspaceRoots: [path.join(job.runnerRoot, '_work'), job.dir],
+        owner: job.user,
+      });
+      this.proxies.set(job.key, proxy);
+      env.DOCKER_HOST = `unix://${proxy.socket}`;
+      return { env, notes: ['docker mode host: jobs can act as root through the host engine; creates go through the policy proxy'] };
     }
     if (mode === 'none') {
       unfitIf(await rootEngineReach(job.user, this.hostPaths(policy)), 'docker mode none');
@@ -156,6 +173,12 @@ export class EngineGuard implements JobGuard<Policy> {
   }
 
   async release(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardReleased> {
+    const proxy = this.proxies.get(job.key);
+    if (proxy) {
+      this.proxies.delete(job.key);
+      await proxy.close();
+      if (proxy.refused.length > 0) ctx.log.info({ refused: proxy.refused }, 'engine proxy refused requests');
+    }
     if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.releaseHostImages(policy);
     const layout = engineLayout(job.dir);
     const rec = await readRecord(layout.record);
