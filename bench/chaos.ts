@@ -1,5 +1,5 @@
 /**
- * Chaos figure (issue 5): simulated jobs on one reused host while faults are injected at random,
+ * Chaos figure: simulated jobs on one reused host while faults are injected at random,
  * then count what leaked:
  *
  *   node --import tsx bench/chaos.ts [--jobs 100] [--seed 1] [--baseline-jobs 8]

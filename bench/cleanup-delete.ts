@@ -1,7 +1,7 @@
 /**
  * Background deletion of a 200,000-file tree through the trash, against `rm -rf` on an identical
  * tree in the same run, and the event-loop delay (p99) while the deletion runs.
- * Targets (issue 3): trash drain ≤ 1.3× rm -rf; event-loop p99 ≤ 50 ms.
+ * Targets: trash drain ≤ 1.3× rm -rf; event-loop p99 ≤ 50 ms.
  *
  *   node --import tsx bench/cleanup-delete.ts [files=200000]
  *

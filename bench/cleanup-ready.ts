@@ -4,7 +4,7 @@
  * steps) and the independent verify, with 200,000 small files in `_work` against the same with
  * 10,000 files, measured in the same run. The trash deletion runs afterwards in the background and
  * is not on this path.
- * Targets (issue 3): ≤ 1.0 s with 200,000 files, and ≤ 1.2× the 10,000-file figure.
+ * Targets: ≤ 1.0 s with 200,000 files, and ≤ 1.2× the 10,000-file figure.
  *
  *   node --import tsx bench/cleanup-ready.ts [rounds=3]
  *

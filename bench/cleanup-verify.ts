@@ -1,5 +1,5 @@
 /**
- * Verification of a home of 50,000 files (issue 3 figure: ≤ 2 s), against `find <home> -printf`
+ * Verification of a home of 50,000 files (target: ≤ 2 s), against `find <home> -printf`
  * over the same tree in the same run (the cost of merely walking and stat-ing it).
  *
  *   node --import tsx bench/cleanup-verify.ts [files]

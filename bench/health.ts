@@ -1,5 +1,5 @@
 /**
- * Health endpoint figures (issue 6): requests/s and p99 latency of /healthz and /metrics on
+ * Health endpoint figures: requests/s and p99 latency of /healthz and /metrics on
  * loopback, against a bare node:http server answering "ok" measured in the same run; the same
  * while a 200,000-file tree is wiped by `rm -rf` in a child process; and RSS growth of the server
  * over 100,000 requests.

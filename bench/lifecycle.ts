@@ -1,5 +1,5 @@
 /**
- * Lifecycle figures (issues 2 and 5), against the runner simulator and the in-process fake API:
+ * Lifecycle figures, against the runner simulator and the in-process fake API:
  *
  *   node --import tsx bench/lifecycle.ts [--jobs N] [--idle-seconds S] [--only ready|prefetch|idle]
  *

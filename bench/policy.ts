@@ -1,5 +1,5 @@
 /**
- * Policy validation figures (issue 4):
+ * Policy validation figures:
  * - validating a typical policy after warm-up (target <= 5 ms), as a median and as a ratio against
  *   JSON.parse of the same content, the floor of any config loader;
  * - a YAML alias bomb rejected (targets <= 100 ms and <= 50 MiB extra memory).

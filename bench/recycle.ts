@@ -1,5 +1,5 @@
 /**
- * Figure of issue 5: "verified cleanup → recycle signal sent" ≤ 1 s, for each provider against its
+ * Figure: "verified cleanup → recycle signal sent" ≤ 1 s, for each provider against its
  * loopback fake. Each row prints the recycler's latency (first call, then median and p95 of warm
  * calls) beside a bare round trip to the same fake measured in the same run (for command/shutdown,
  * a bare spawn of `true`), and the ratio of the two medians.

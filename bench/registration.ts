@@ -1,5 +1,5 @@
 /**
- * Figure of issue 7: registration time in both modes, side by side, against the fake GitHub with a
+ * Figure: registration time in both modes, side by side, against the fake GitHub with a
  * fixed latency per answer. Baseline: JIT mode (one `generate-jitconfig` call; the group id is
  * cached after the first registration, as in the agent). Compared with it, in the same run:
  * - token (warm): the cached registration token + the simulator's `config.sh` as the runner user

@@ -11,26 +11,26 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-/** Each bench with the arguments that keep the whole run bounded; the issue each figure belongs to. */
-const BENCHES: [name: string, args: string[], issue: string][] = [
-  ['lifecycle', [], 'issue 2 (and prefetch, issue 5)'],
-  ['cleanup-ready', ['3'], 'issue 3'],
-  ['cleanup-delete', [], 'issue 3'],
-  ['cleanup-verify', [], 'issue 3'],
-  ['policy', [], 'issue 4'],
-  ['recycle', [], 'issue 5'],
-  ['chaos', [], 'issue 5'],
-  ['health', [], 'issue 6'],
-  ['registration', [], 'issue 7'],
+/** Each bench with the arguments that keep the whole run bounded; what each figure measures. */
+const BENCHES: [name: string, args: string[], about: string][] = [
+  ['lifecycle', [], 'lifecycle and prefetch'],
+  ['cleanup-ready', ['3'], 'cleanup: host ready'],
+  ['cleanup-delete', [], 'cleanup: trash drain'],
+  ['cleanup-verify', [], 'cleanup: verification'],
+  ['policy', [], 'policy validation'],
+  ['recycle', [], 'recycle signal'],
+  ['chaos', [], 'faults on a reused host'],
+  ['health', [], 'health endpoint'],
+  ['registration', [], 'registration modes'],
   ['fleet', ['1000'], 'fleet scale'],
   ['runner-update', ['3000', '60', '3'], 'fleet scale'],
 ];
 
 const only = process.argv.slice(2);
 let failed = 0;
-for (const [name, args, issue] of BENCHES) {
+for (const [name, args, about] of BENCHES) {
   if (only.length > 0 && !only.includes(name)) continue;
-  console.log(`\n=== bench/${name}.ts (${issue}) ===`);
+  console.log(`\n=== bench/${name}.ts (${about}) ===`);
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, `${name}.ts`), ...args], { stdio: 'inherit' });
   if (r.status !== 0) {
     failed += 1;

@@ -1,7 +1,7 @@
 /**
  * Mounts under a directory the agent is about to delete. `rm -rf` walks into a same-filesystem
  * bind mount and empties its source (`--one-file-system` compares st_dev, which a bind mount
- * shares: test-lab.md §4), so every mount under a tree is detached before the tree is touched,
+ * shares), so every mount under a tree is detached before the tree is touched,
  * and a tree that still holds a mount is never deleted.
  *
  * Paths are kept as bytes: mountinfo escapes space, tab, newline and backslash as octal (`\040`)

@@ -1,5 +1,5 @@
 /**
- * The independent verification (issue 3 item 8). It trusts none of the steps' results and looks
+ * The independent verification. It trusts none of the steps' results and looks
  * at the host itself: processes of the runner user, `_work`, the credential catalogue, the home
  * against its baseline, temp directories, the user's system objects (crontab, at jobs, SysV IPC,
  * POSIX message queues), the runner installation against its manifest, free disk and inodes, and

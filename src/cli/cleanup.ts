@@ -14,7 +14,7 @@ import { EXIT, commandOptions, type CliIO } from './io.js';
 import { CLEANUP_USAGE as USAGE } from './usage.js';
 
 /**
- * The bound of a manual pass (style.md rule 7): a normal pass takes seconds; a quarter of an hour
+ * The bound of a manual pass (docs/decisions.md, "One bounded signal for cleanup"): a normal pass takes seconds; a quarter of an hour
  * covers deleting millions of files on a slow disk and still ends a pass that hangs.
  */
 export const MANUAL_CLEANUP_TIMEOUT_MS = 15 * 60_000;

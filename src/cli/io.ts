@@ -4,7 +4,7 @@ export interface CliIO {
   stderr: { write(s: string): unknown };
 }
 
-/** Exit codes of runner-warden (design.md "User-facing names"). */
+/** Exit codes of runner-warden (user-facing: units and monitors rely on them). */
 export const EXIT = {
   ok: 0,
   /** A bad command line. */

@@ -1,6 +1,6 @@
 /**
  * runner-warden's composition root: the only module that reads argv and the environment, installs
- * signal handlers and calls process.exit (style.md rule 2). One file per command beside this one.
+ * signal handlers and calls process.exit (docs/decisions.md, "Only the composition root touches the process"). One file per command beside this one.
  */
 import { EXIT, type CliIO } from './io.js';
 import { COMMAND_USAGE, wantsHelp } from './usage.js';

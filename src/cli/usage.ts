@@ -4,7 +4,7 @@
  * or changes anything. The commands print the same text with their usage errors.
  */
 
-/** Default host config path (design.md). */
+/** Default host config path. */
 export const DEFAULT_CONFIG = '/etc/runner-warden/config.yaml';
 
 const CONFIG_LINE = `  --config FILE  host config (default ${DEFAULT_CONFIG}, or RUNNER_WARDEN_CONFIG)\n`;

@@ -66,7 +66,7 @@ interface OctokitErrorLike {
 }
 
 /**
- * The GitHubPort over @octokit/rest. Retries follow runner-contract.md §7 (see retry-policy.ts),
+ * The GitHubPort over @octokit/rest. Retries follow docs/runner-contract.md §10 (see retry-policy.ts),
  * waiting on the injected Clock, so tests of retry-after need no real sleeping. The throttling and
  * retry plugins are not used: they wait on real timers (Bottleneck) and cannot take a Clock, and
  * the agent makes about one call per job, so their queueing buys nothing.

@@ -1,9 +1,9 @@
 /**
- * The GitHubPort: only the calls the agent makes (style.md rule 12). The @octokit/rest adapter is
+ * The GitHubPort: only the calls the agent makes (docs/decisions.md, "Narrow ports over SDKs"). The @octokit/rest adapter is
  * in octokit.ts; tests run it against the fake API in src/sim/github.
  */
 
-/** A runner as the REST API returns it (contract §7). */
+/** A runner as the REST API returns it (docs/runner-contract.md §10). */
 export interface RunnerInfo {
   id: number;
   name: string;

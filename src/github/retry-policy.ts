@@ -1,5 +1,5 @@
 /**
- * When and how long to wait before retrying a GitHub API call, per runner-contract.md §7:
+ * When and how long to wait before retrying a GitHub API call, per docs/runner-contract.md §10:
  * - primary limit exhausted (403/429 with x-ratelimit-remaining: 0): wait until x-ratelimit-reset;
  * - secondary limit (403/429 saying so): wait retry-after if given, else until reset if remaining is 0,
  *   else at least 60 s, doubling on each further try;
@@ -67,8 +67,9 @@ export function decideRetry(a: Attempt): RetryDecision {
   if (a.attempt >= MAX_TRIES) return { retry: false };
   const random = a.random ?? Math.random;
   const clamp = (ms: number): number => Math.min(Math.max(ms, 0), MAX_SINGLE_WAIT_MS);
-  // A wait the server imposed is kept whole; the jitter goes on top of it.
-  const imposed = (ms: number): number => clamp(ms + Math.floor(random() * (Math.min(clamp(ms), LIMIT_JITTER_MAX_MS) + 1)));
+  // A wait the server imposed is kept whole; the jitter goes on top of it, over at least `spread`.
+  const imposed = (ms: number, spread = 0): number =>
+    clamp(ms + Math.floor(random() * (Math.min(Math.max(clamp(ms), spread), LIMIT_JITTER_MAX_MS) + 1)));
   const backoff = (): number => backoffDelay(a.attempt - 1, { baseMs: SERVER_ERROR_BASE_MS, maxMs: SERVER_ERROR_MAX_MS }, random);
   const retryAfter = header(a.headers, 'retry-after');
   const retryAfterMs = retryAfter !== undefined && Number.isFinite(Number(retryAfter)) ? Number(retryAfter) * 1000 : undefined;
@@ -83,7 +84,10 @@ export function decideRetry(a: Attempt): RetryDecision {
   const reset = header(a.headers, 'x-ratelimit-reset');
   const secondary = /secondary rate limit/i.test(a.message ?? '') || remaining !== '0';
   const kind = secondary ? 'secondary-limit' : 'primary-limit';
-  if (retryAfterMs !== undefined) return { retry: true, waitMs: imposed(retryAfterMs), kind };
+  // A secondary limit's retry-after says when this caller may send again, not when the fleet
+  // behind the same installation may: spreading over at least a minute keeps the refused hosts
+  // from meeting the limit again all together a few seconds later.
+  if (retryAfterMs !== undefined) return { retry: true, waitMs: imposed(retryAfterMs, secondary ? SECONDARY_LIMIT_MIN_MS : 0), kind };
   if (remaining === '0' && reset !== undefined && Number.isFinite(Number(reset))) {
     // One extra second: reset is a whole-second epoch and the server's clock may be a little ahead.
     return { retry: true, waitMs: imposed(Number(reset) * 1000 - a.now + 1000), kind };

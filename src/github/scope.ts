@@ -29,7 +29,7 @@ export function scopeUrl(githubUrl: string, s: RunnerScope): string {
   }
 }
 
-/** The permission a 401/403 most likely means is missing (contract §7), for the operator. */
+/** The permission a 401/403 most likely means is missing (docs/runner-contract.md §10), for the operator. */
 export function permissionHint(s: RunnerScope): string {
   switch (s.kind) {
     case 'org':

@@ -1,5 +1,5 @@
 /**
- * Trusting a private CA for GitHub Enterprise Server (host config `github.caFile`, issue 7).
+ * Trusting a private CA for GitHub Enterprise Server (host config `github.caFile`).
  *
  * Node's global fetch cannot take a CA per call without the `undici` package (its `Agent` with
  * `connect: { ca }` would be the dispatcher), which is not a dependency of this project. So the

@@ -1,5 +1,5 @@
 /**
- * The agent's Prometheus metrics (issue 6), on a registry of its own (never prom-client's global
+ * The agent's Prometheus metrics, on a registry of its own (never prom-client's global
  * one, so that tests and a second agent in one process cannot mix series). Every name starts with
  * `runner_warden_`; units are base units (seconds, bytes, ratios 0..1) as Prometheus asks.
  *
@@ -13,7 +13,7 @@ import type { CleanupReport } from '../cleanup/types.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { isAbort } from '../lib/errors.js';
 
-/** Prefix of every metric name (design.md: user-facing names). */
+/** Prefix of every metric name (user-facing: dashboards and alerts rely on it). */
 export const METRIC_PREFIX = 'runner_warden_';
 
 /**
@@ -92,7 +92,7 @@ class LabelGuard {
 
 const JOB_DURATION_BUCKETS = [10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 21600];
 const STEP_DURATION_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
-/** Around the ~30 s a fresh registration takes (design.md) and the 120 s alert threshold. */
+/** Around the ~30 s a fresh registration takes and the 120 s alert threshold. */
 const READY_BUCKETS = [1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600];
 
 /** The agent's metrics over its own prom-client Registry. */

@@ -1,5 +1,5 @@
 /**
- * The health endpoint (issue 6): a small HTTP server that only reads the status snapshot the
+ * The health endpoint: a small HTTP server that only reads the status snapshot the
  * agent keeps current and renders the metrics. It never does work and never calls GitHub, so a
  * probe gets its answer in well under a millisecond even while a cleanup keeps the host busy.
  *
@@ -25,7 +25,7 @@ import { silentLogger, type Logger } from '../lib/log.js';
 import type { StatusSnapshot } from './snapshot.js';
 import { readTokenFile, TokenCheck } from './token.js';
 
-/** The address the server listens on by default (design.md: user-facing names). */
+/** The address the server listens on by default (user-facing: probes and monitors rely on it). */
 export const DEFAULT_HEALTH_LISTEN = '127.0.0.1:9469';
 
 /** Socket and parser limits of the health server; the defaults are HEALTH_LIMITS. */
@@ -334,7 +334,7 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   };
 }
 
-/** Runs the health server until `signal` aborts, then closes it (style.md rule 5). */
+/** Runs the health server until `signal` aborts, then closes it (docs/decisions.md, "Long-running parts take a signal"). */
 export async function runHealthServer(
   opts: HealthServerOptions & { onListening?: (address: { host: string; port: number }) => void },
   signal: AbortSignal,

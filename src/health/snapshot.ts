@@ -1,5 +1,5 @@
 /**
- * The status snapshot the agent keeps current and the health server only reads (issue 6). It holds
+ * The status snapshot the agent keeps current and the health server only reads. It holds
  * no secret, ever: no token, no JIT config, no environment.
  */
 import type { HostFigures } from './metrics.js';

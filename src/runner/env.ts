@@ -3,7 +3,7 @@ import type { HookPaths } from './hooks.js';
 /** The PATH the listener gets when the host config names none. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** Per-job directories the listener writes to (design.md, "Prevention before cleanup"). */
+/** Per-job directories the listener writes to (docs/decisions.md, "Prevention before cleanup"). */
 export interface JobDirsLike {
   home: string;
   tmp: string;
@@ -42,7 +42,7 @@ export function buildListenerEnv(opts: {
     DOCKER_CONFIG: opts.dirs.dockerConfig,
     ACTIONS_RUNNER_HOOK_JOB_STARTED: opts.hooks.startedScript,
     ACTIONS_RUNNER_HOOK_JOB_COMPLETED: opts.hooks.completedScript,
-    // A runner the service has deprecated exits 7 instead of 1 (contract §2.1), so the agent can
+    // A runner the service has deprecated exits 7 instead of 1 (docs/runner-contract.md §2), so the agent can
     // tell "rebuild the image" from a refused registration.
     ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1',
   };

@@ -2,7 +2,7 @@ import { lstat, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { RunnerInstallError } from '../lib/errors.js';
 
-/** Files the runner writes when configured; single-job completion deletes them (contract §5). */
+/** Files the runner writes when configured; single-job completion deletes them (docs/runner-contract.md §7). */
 export const RUNNER_CONFIG_FILES = [
   '.runner',
   '.runner_migrated',
@@ -11,7 +11,7 @@ export const RUNNER_CONFIG_FILES = [
   '.credentials_rsaparams',
 ] as const;
 
-/** Paths that every runner installation has (contract §1, §4). */
+/** Paths that every runner installation has (docs/runner-contract.md §1, §7). */
 const REQUIRED = ['bin/Runner.Listener', 'run.sh', 'config.sh'];
 
 /**

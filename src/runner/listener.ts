@@ -90,7 +90,7 @@ export class ListenerProcess {
     });
   }
 
-  /** Sends a signal to the listener's process group (SIGINT = graceful shutdown, contract §2.4). */
+  /** Sends a signal to the listener's process group (SIGINT = graceful shutdown, docs/runner-contract.md §4). */
   signal(sig: NodeJS.Signals): void {
     signalGroup(this.pid, sig);
   }

@@ -8,7 +8,7 @@
  *   §1.1), never in argv: a later job running as the same user could read /proc/<pid>/cmdline of
  *   any process, and argv also ends up in ps listings and audit logs. It is never logged either:
  *   config.sh's output is redacted before it reaches a log line or an error message.
- * - The registration token lasts 1 h (contract §7). RunnerTokenCache reuses it across jobs (no API
+ * - The registration token lasts 1 h (docs/runner-contract.md §10). RunnerTokenCache reuses it across jobs (no API
  *   call per job) and fetches a new one once less than TOKEN_REFRESH_MARGIN_MS remain; a token the
  *   server refused is dropped at once.
  * - The runner id is read from the `.runner` file config.sh wrote (`agentId`, §4.1). The listener
@@ -40,7 +40,7 @@ export const CONFIG_SH_TIMEOUT_MS = 120_000;
 /** The largest `.runner` file read back; the real one is well under 1 KiB. */
 const MAX_RUNNER_FILE_BYTES = 64 * 1024;
 
-/** A registration or remove token and its expiry (ISO date-time), as the REST API returns them (contract §7). */
+/** A registration or remove token and its expiry (ISO date-time), as the REST API returns them (docs/runner-contract.md §10). */
 export interface RunnerToken {
   token: string;
   expiresAt: string;

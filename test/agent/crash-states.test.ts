@@ -1,5 +1,5 @@
 /**
- * Crash safety (issue 5 item 7): the agent, as a real process, is killed with SIGKILL in each state
+ * Crash safety: the agent, as a real process, is killed with SIGKILL in each state
  * of its lifecycle and started again. Whatever the state, the restarted agent must clean before it
  * registers, journal every job that started exactly once, and leave no registration behind.
  *

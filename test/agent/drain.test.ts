@@ -36,7 +36,7 @@ test('draining while busy cancels a job that outlives the grace period, still cl
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'endless', run: 'sleep 600' }] });
   const { exit, jobs } = await w.drainWhen('job-running');
   assert.equal(exit.code, 0, exit.reason);
-  assert.equal(jobs[0]?.result, 'Canceled', 'the runner reports Canceled after SIGINT (contract §2.4)');
+  assert.equal(jobs[0]?.result, 'Canceled', 'the runner reports Canceled after SIGINT (docs/runner-contract.md §4)');
   assert.equal(jobs[0]?.cleanup.clean, true, JSON.stringify(jobs[0]?.cleanup.verify.problems));
   assert.ok(jobs[0]?.notes?.some((n) => /grace/.test(n)), 'the journal must say the job was cancelled by the drain');
   await until(() => w.fake.runners().length === 0, 'no registration left');

@@ -1,5 +1,5 @@
 /**
- * How the agent handles each listener exit code of runner-contract.md §2.1, through the real
+ * How the agent handles each listener exit code of docs/runner-contract.md §2, through the real
  * simulator and the fake API.
  */
 import { test } from 'node:test';

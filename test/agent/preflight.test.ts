@@ -1,5 +1,5 @@
 /**
- * The readiness gate before the first registration of a boot (peers.md §4 item 9): the container
+ * The readiness gate before the first registration of a boot: the container
  * engine must answer when the host has one, and the host is cleaned and verified before it takes
  * its first job, as after every job.
  */

@@ -1,5 +1,5 @@
 /**
- * The agent in registration-token mode (issue 7), end to end: the real agent, the simulator's
+ * The agent in registration-token mode, end to end: the real agent, the simulator's
  * config.sh and listener as real processes of a throwaway runner user, and the fake GitHub API.
  * Slower than a unit test (about 10-20 s in all): every registration starts config.sh, and the
  * side-by-side test runs two agents.

@@ -99,7 +99,7 @@ export function startAgentProcess(configFile: string, o: StartAgentOptions = {})
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => keep(d));
   const exited = new Promise<ProcessExit>((resolve) => {
-    // 'close' comes after 'exit' and after both pipes closed (style.md rule 6).
+    // 'close' comes after 'exit' and after both pipes closed (docs/decisions.md, "Stopping a child").
     child.once('close', (code, signal) => {
       if (partial !== '') pushLine(lines, partial);
       partial = '';

@@ -65,7 +65,7 @@ export function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun 
 }
 
 /**
- * secretlint over every regular file of `root` (test-lab §6: the recommended preset with the AWS
+ * secretlint over every regular file of `root` (the recommended preset with the AWS
  * id rule, plus patterns for what it misses: docker auths, kube tokens, netrc passwords). Returns
  * the flagged files, relative to `root`.
  */

@@ -39,7 +39,7 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /**
- * Starts dockerd (test-lab §3a) with its own data root, exec root, unix socket and pidfile inside
+ * Starts dockerd with its own data root, exec root, unix socket and pidfile inside
  * `root`, vfs storage, and no host network changes (no iptables, no default bridge, no ip_forward).
  * Containers get a cgroup parent of their own so their cgroup directories can be removed after.
  */
@@ -140,7 +140,7 @@ export async function startDockerd(root: string): Promise<DockerdStart> {
   };
 }
 
-/** Builds a busybox-static rootfs tar (test-lab §3) and imports it as `repo:tag`. */
+/** Builds a busybox-static rootfs tar and imports it as `repo:tag`. */
 export async function importBusybox(d: Dockerd, root: string, ref: string): Promise<void> {
   const rootfs = path.join(root, 'busybox-rootfs');
   await fsp.mkdir(path.join(rootfs, 'bin'), { recursive: true });

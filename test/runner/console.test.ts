@@ -16,7 +16,7 @@ const cases: [string, ReturnType<typeof parseConsoleLine>][] = [
   ['A session for this runner already exists.', { kind: 'session-conflict' }],
   ['Runner update in progress, do not shutdown runner.', { kind: 'update' }],
   ['2024-05-01 10:00:00Z: Runner connect error: refused. Retrying until reconnected.', { kind: 'connect-error' }],
-  // The three spellings seen in actions/runner issues #3658, #1991 and #3653.
+  // The three spellings seen in bug reports against actions/runner.
   ['An error occured: Runner version v2.310.0 is deprecated and cannot receive messages.', { kind: 'version-deprecated', version: '2.310.0' }],
   ['An error occurred: Runner version v2.296.2 is deprecated and cannot receive messages.', { kind: 'version-deprecated', version: '2.296.2' }],
   ['An error occured: Error: Forbidden Runner version v2.316.0 is deprecated and cannot receive messages.', { kind: 'version-deprecated', version: '2.316.0' }],

@@ -113,7 +113,7 @@ describe('the runner simulator works against the fake GitHub', () => {
       const seven = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' });
       assert.equal((await seven.exited).code, 7, 'RunnerVersionDeprecated');
       const wrapped = rl.start([], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' }, 'run.sh');
-      assert.equal((await wrapped.exited).code, 7, 'run-helper.sh and run.sh hand 7 on (contract §2.2, §2.3)');
+      assert.equal((await wrapped.exited).code, 7, 'run-helper.sh and run.sh hand 7 on (docs/runner-contract.md §6)');
       const newestRunnerLog = readdirSync(path.join(rl.root, '_diag')).filter((f) => f.startsWith('Runner_')).sort().at(-1) ?? '';
       const diag = await readFile(path.join(rl.root, '_diag', newestRunnerLog), 'utf8');
       assert.match(diag, /AccessDeniedException: Runner version v\S+ is deprecated/);

@@ -1,6 +1,6 @@
 /**
  * Who is calling and what they may do: configured PATs, App JWTs (RS256, verified like GitHub
- * does per contract §7) and the installation tokens the fake issued, plus the permission each
+ * does per docs/runner-contract.md §10) and the installation tokens the fake issued, plus the permission each
  * runner endpoint needs.
  */
 import { createPublicKey, verify, type KeyObject } from 'node:crypto';
@@ -12,7 +12,7 @@ import type { FakeAppSpec, FakeTokenSpec } from './types.js';
 /** The token accepted when no `tokens` option is given; it has every scope. Not a secret. */
 export const DEFAULT_FAKE_TOKEN = 'fake-token-full-access';
 
-/** Every classic scope the runner endpoints need (contract §7). */
+/** Every classic scope the runner endpoints need (docs/runner-contract.md §10). */
 const FULL_SCOPES = ['repo', 'admin:org', 'manage_runners:enterprise'];
 
 /** GitHub tolerates this much clock drift on a JWT's `iat`; the docs suggest backdating by 60 s. */
@@ -85,7 +85,7 @@ export class Authenticator {
     return { ok: false, reply: badCredentials() };
   }
 
-  /** Checks an App JWT: RS256 signature by the app's key, `iss`, `iat` and `exp` (contract §7). */
+  /** Checks an App JWT: RS256 signature by the app's key, `iss`, `iat` and `exp` (docs/runner-contract.md §10). */
   verifyJwt(jwt: string): { ok: true; appId: string } | { ok: false; message: string } {
     const undecodable = { ok: false as const, message: 'A JSON web token could not be decoded' };
     if (!this.app || !this.appKey) return undecodable;
@@ -127,7 +127,7 @@ export function badCredentials(): Reply {
   return apiError(401, 'Bad credentials');
 }
 
-/** The classic scope a scope family needs (contract §7). */
+/** The classic scope a scope family needs (docs/runner-contract.md §10). */
 function neededScope(scope: Scope): string {
   return scope.kind === 'repo' ? 'repo' : scope.kind === 'org' ? 'admin:org' : 'manage_runners:enterprise';
 }

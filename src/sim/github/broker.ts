@@ -45,7 +45,7 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       if (clientOf(ctx) !== owner) return code(401, 'invalid_client');
       if (s.closed) return code(404, 'SessionNotFound');
       if (state.isDeprecated(owner.version)) {
-        // The broker's RunnerVersionTooOld: AccessDeniedException with ErrorCode 1 (contract §2.1, §8).
+        // The broker's RunnerVersionTooOld: AccessDeniedException with ErrorCode 1 (docs/runner-contract.md §2, §6).
         return {
           status: 403,
           body: {

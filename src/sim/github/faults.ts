@@ -67,7 +67,7 @@ export class Faults {
   }
 
   /**
-   * A secondary rate limit (contract §7): 403 (or 429) with the secondary message and, when
+   * A secondary rate limit (docs/runner-contract.md §10): 403 (or 429) with the secondary message and, when
    * `retryAfter` is given, a `retry-after` header in seconds.
    */
   secondaryRateLimit(opts: { times?: number; retryAfter?: number; status?: 403 | 429; match?: FaultMatch } = {}): FaultHandle {

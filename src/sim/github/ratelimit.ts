@@ -1,6 +1,6 @@
 /**
  * The primary rate limit: one hourly bucket per caller, the `x-ratelimit-*` headers on every REST
- * answer (contract §7), and a switch that exhausts it for tests of waiting until the reset.
+ * answer (docs/runner-contract.md §10), and a switch that exhausts it for tests of waiting until the reset.
  */
 import type { Clock } from '../../lib/clock.js';
 import { apiError, type Reply } from './http.js';

@@ -1,5 +1,5 @@
 /**
- * The public REST endpoints of contract §7 for repo, org and enterprise scopes, with GitHub's
+ * The public REST endpoints of docs/runner-contract.md §10 for repo, org and enterprise scopes, with GitHub's
  * authentication, permission, rate-limit and error behaviour. Only these count as API calls.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -17,7 +17,7 @@ const DEFAULT_PER_PAGE = 30;
 const MAX_PER_PAGE = 100;
 /** generate-jitconfig and the label endpoints take 1..100 labels (OpenAPI minItems/maxItems). */
 const MAX_LABELS = 100;
-/** An installation token may be limited to at most 500 repositories (contract §7). */
+/** An installation token may be limited to at most 500 repositories (docs/runner-contract.md §10). */
 const MAX_TOKEN_REPOSITORIES = 500;
 
 /** Installation permissions when the app spec names none. */
@@ -134,7 +134,7 @@ export function createRestApi(deps: RestDeps): RestApi {
       scoped(kind, (c, s) => {
         const r = runnerIn(s, c.params);
         if (!r) return apiError(404, 'Not Found');
-        // The service refuses to remove a runner that is running a job (contract §7, 422).
+        // The service refuses to remove a runner that is running a job (docs/runner-contract.md §10, 422).
         if (r.jobId !== null) return apiError(422, `Bad request - Runner "${r.name}" is still running a job"`);
         state.deleteRunner(r.id, 'rest');
         return { status: 204 };
@@ -326,7 +326,7 @@ export function createRestApi(deps: RestDeps): RestApi {
         );
     }
     const permissions = requested ?? granted;
-    // Installation tokens are `ghs_` prefixed and last one hour (contract §7).
+    // Installation tokens are `ghs_` prefixed and last one hour (docs/runner-contract.md §10).
     const t = state.issueToken({ kind: 'installation', permissions, repositories, installationId: app.installationId }, 'ghs_');
     deps.onTokenMinted?.();
     return {
@@ -360,7 +360,7 @@ export function createRestApi(deps: RestDeps): RestApi {
       return { ...auth.reply, headers: { ...common, ...rl.headers } };
     }
     principals.set(ctx, auth.principal);
-    // GET /rate_limit does not count against the primary limit (contract §7).
+    // GET /rate_limit does not count against the primary limit (docs/runner-contract.md §10).
     const rl = deps.limiter.take(auth.principal.key, !isRateLimit);
     if (rl.limited) return { ...rl.limited, headers: { ...common, ...rl.headers } };
     const found = findRoute(routes, ctx.method, ctx.routePath);

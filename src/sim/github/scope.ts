@@ -1,6 +1,6 @@
 /**
  * Where a runner registration lives: a repository, an organisation or an enterprise. The three
- * REST path families (contract §7) map onto these.
+ * REST path families (docs/runner-contract.md §10) map onto these.
  */
 
 /** A registration scope. Names compare case-insensitively, as GitHub's do. */

@@ -1,7 +1,7 @@
 /**
- * A fake GitHub on loopback: the runner REST endpoints (contract §7), the simulator's private
+ * A fake GitHub on loopback: the runner REST endpoints (docs/runner-contract.md §10), the simulator's private
  * broker protocol (src/sim/PROTOCOL.md) and the registration flow, over real HTTP so that tests
- * point a real Octokit at it (style.md rule 13) and assert on the recorded requests.
+ * point a real Octokit at it (docs/decisions.md, "Narrow ports over SDKs") and assert on the recorded requests.
  *
  *   test ──Octokit──► REST (prefix) ──► rest.ts ─┐
  *   simulated listener ──fetch──► /_broker/* ──► broker.ts ─┼─► state.ts (runners, jobs, tokens)
@@ -146,7 +146,7 @@ export class FakeGitHub {
     });
   }
 
-  /** The runner's next message is `{type:"update", version}` (contract §8). */
+  /** The runner's next message is `{type:"update", version}` (docs/runner-contract.md §6). */
   requestUpdate(runnerId: number, version: string): void {
     this.state.pushMessage(runnerId, { type: 'update', version });
   }

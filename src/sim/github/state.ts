@@ -18,7 +18,7 @@ import type {
   RestRunner,
 } from './types.js';
 
-/** Registration, remove and installation tokens last one hour (contract §7). */
+/** Registration, remove and installation tokens last one hour (docs/runner-contract.md §10). */
 export const TOKEN_TTL_MS = 60 * 60 * 1000;
 
 /** Label names the service marks read-only because the runner applies them itself. */
@@ -102,7 +102,7 @@ export class FakeState {
   private readonly labelIds = new Map<string, number>();
   private readonly waiters = new Set<() => void>();
   /**
-   * Listeners older than this are refused messages as deprecated (runner-contract.md §2.1, exit 7;
+   * Listeners older than this are refused messages as deprecated (docs/runner-contract.md §2, exit 7;
    * the service's 30-day update rule). Undefined: every version is served.
    */
   minimumRunnerVersion: string | undefined;
@@ -444,7 +444,7 @@ export class FakeState {
     const r = rec.runnerId === null ? undefined : this.runnersById.get(rec.runnerId);
     if (r && r.jobId === jobId) r.jobId = null;
     this.events.emit('job-completed', { jobId, runnerId: rec.runnerId ?? 0, result, exitCode });
-    // The service removes an ephemeral registration once its one job is done (contract §5).
+    // The service removes an ephemeral registration once its one job is done (docs/runner-contract.md §7).
     if (r && r.ephemeral) this.deleteRunner(r.id, 'ephemeral');
     this.changed();
   }

@@ -1,6 +1,6 @@
 /**
  * Public types of the fake GitHub API: options, recorded requests, jobs and events. The shapes of
- * REST objects follow shared/runner-contract.md §7; the broker shapes follow src/sim/PROTOCOL.md.
+ * REST objects follow docs/runner-contract.md §10; the broker shapes follow src/sim/PROTOCOL.md.
  */
 import type { Clock } from '../../lib/clock.js';
 import type { BrokerJob, JobStep } from '../protocol.js';
@@ -59,7 +59,7 @@ export interface FakeGitHubOptions {
   runnerGroups?: FakeRunnerGroup[];
   /** Drives token expiry, rate-limit resets and session staleness; default systemClock. */
   clock?: Clock;
-  /** Primary rate limit per token per hour; default 5000 (the user-token limit, contract §7). */
+  /** Primary rate limit per token per hour; default 5000 (the user-token limit, docs/runner-contract.md §10). */
   rateLimit?: number;
   /** Primary limit of the App installation, shared by all its tokens; default `rateLimit` (5000, GitHub's floor). */
   installationRateLimit?: number;
@@ -167,7 +167,7 @@ export interface RestLabel {
   type: 'read-only' | 'custom';
 }
 
-/** A runner as REST returns it (contract §7). */
+/** A runner as REST returns it (docs/runner-contract.md §10). */
 export interface RestRunner {
   id: number;
   name: string;

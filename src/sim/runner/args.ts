@@ -1,6 +1,6 @@
 /**
  * The simulated runner's command line, parsed the way Runner.Listener parses it
- * (runner-contract.md §1.1, `CommandLineParser.cs` + `CommandSettings.cs`):
+ * (docs/runner-contract.md §1, `CommandLineParser.cs` + `CommandSettings.cs`):
  *
  *   cmd1 cmd2 --arg1 val1 --flag --arg2 val2
  *
@@ -23,7 +23,7 @@ export const INPUT_ENV_PREFIX = 'ACTIONS_RUNNER_INPUT_';
 const VALID_COMMANDS = ['configure', 'remove', 'run', 'warmup'];
 const GENERIC_FLAGS = ['help', 'version', 'commit', 'check'];
 
-/** Options each command accepts (contract §1.1), lower case; flags and args together. */
+/** Options each command accepts (docs/runner-contract.md §1), lower case; flags and args together. */
 const OPTIONS_BY_COMMAND: Record<string, string[]> = {
   configure: [
     'disableupdate',

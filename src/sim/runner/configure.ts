@@ -1,6 +1,6 @@
 /**
  * The simulated `configure` and `remove` commands, the registration-token path of
- * runner-contract.md §1.3 / §1.4 (ConfigurationManager.ConfigureAsync / UnconfigureAsync).
+ * docs/runner-contract.md §8 (ConfigurationManager.ConfigureAsync / UnconfigureAsync).
  * Failures throw ConfigureFailure, whose message the listener prints to stderr before exit 1.
  *
  * The API base comes from `--url`: github.com → https://api.github.com, any other host (GHES) →

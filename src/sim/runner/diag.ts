@@ -1,5 +1,5 @@
 /**
- * The simulated runner's `_diag` trace and its console (runner-contract.md §4.2):
+ * The simulated runner's `_diag` trace and its console (docs/runner-contract.md §3):
  * - trace lines `[YYYY-MM-DD HH:MM:SSZ INFO|WARN|ERR |VERB Component] message`, in
  *   `_diag/<Prefix>_YYYYMMDD-HHMMSS-utc.log`;
  * - console lines mirrored into the trace as `[... INFO Terminal] WRITE LINE: <text>` (errors as

@@ -1,5 +1,5 @@
 /**
- * The simulated runner's files in its root (runner-contract.md §4.1, §1.2, §5): `.runner`,
+ * The simulated runner's files in its root (docs/runner-contract.md §7, §1): `.runner`,
  * `.credentials`, `.credentials_rsaparams` (mode 600), their `_migrated` twins, `.env`, and the
  * JIT configuration that writes the first three.
  */

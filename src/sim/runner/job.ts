@@ -37,7 +37,7 @@ import { mergeResults, type TaskResult } from './results.js';
 import { runStepProcess, which, type StepCancelTimings } from './step-process.js';
 import type { CancelReason } from './worker-channel.js';
 
-/** The annotation the worker logs when the runner is shut down during a job (contract §2.4). */
+/** The annotation the worker logs when the runner is shut down during a job (docs/runner-contract.md §4). */
 export const SHUTDOWN_ANNOTATION =
   'The runner has received a shutdown signal. This can happen when the runner service is stopped, or a manually started runner is canceled.';
 
@@ -61,7 +61,7 @@ export interface JobContext {
   now?: () => number;
 }
 
-/** The job's directories, derived from the work folder and the repository (contract §4.3). */
+/** The job's directories, derived from the work folder and the repository (docs/runner-contract.md §7). */
 export interface JobPaths {
   work: string;
   temp: string;

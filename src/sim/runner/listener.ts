@@ -1,5 +1,5 @@
 /**
- * Main of the simulated `bin/Runner.Listener` (runner-contract.md §1, §2.4): the composition root
+ * Main of the simulated `bin/Runner.Listener` (docs/runner-contract.md §1, §4): the composition root
  * of the simulated runner process. Only this file reads argv and env, handles signals and exits.
  *
  * Order at start, as Program.cs: load `<root>/.env` into the environment, parse the command line

@@ -1,5 +1,5 @@
 /**
- * The worker's orphan-process cleanup at "Complete job" (runner-contract.md §3): every process of
+ * The worker's orphan-process cleanup at "Complete job" (docs/runner-contract.md §5): every process of
  * the runner user whose environment carries this job's `RUNNER_TRACKING_ID` is killed, so a
  * background process a step or hook left behind dies unless it changed or cleared the variable.
  */

@@ -1,6 +1,6 @@
 /**
  * Task results and exit codes shared by the simulated listener and worker
- * (runner-contract.md §2.1, `TaskResultUtil.cs`, `Constants.Runner.ReturnCode`).
+ * (docs/runner-contract.md §2, `TaskResultUtil.cs`, `Constants.Runner.ReturnCode`).
  */
 
 /** TaskResult names in enum order: Succeeded 0 ... Abandoned 5. */

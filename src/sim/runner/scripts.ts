@@ -1,6 +1,6 @@
 /**
  * The texts of the simulated runner's shell scripts. Each mirrors the documented behaviour of the
- * real file in actions/runner `src/Misc/layoutroot/` (runner-contract.md §1.3, §2.2, §2.3); the
+ * real file in actions/runner `src/Misc/layoutroot/` (docs/runner-contract.md §8, §6); the
  * .NET dependency checks are left out.
  */
 

@@ -1,7 +1,7 @@
 /**
  * Main of the simulated `bin/Runner.Worker spawnclient`. The listener writes JSON lines to its
  * stdin: first `{"type":"job", job, settings}`, later `{"type":"cancel","reason":"shutdown"|"server"}`.
- * The worker runs the job (job.ts) and exits with 100 + TaskResult (runner-contract.md §2.1).
+ * The worker runs the job (job.ts) and exits with 100 + TaskResult (docs/runner-contract.md §2).
  * It ignores SIGINT (the real worker's Terminal service swallows Ctrl-C) and treats SIGTERM as a
  * runner shutdown. Only this file touches process.env, argv, signals and exit for the worker.
  *
