@@ -6,7 +6,7 @@ import type { Logger } from '../lib/log.js';
 import { listUsers, readGroups } from '../lib/users.js';
 
 /**
- * The runner's job hooks (contract §3) report to the agent over a unix socket that only the runner
+ * The runner's job hooks (docs/runner-contract.md §5) report to the agent over a unix socket that only the runner
  * user can reach: `<publicDir>/report/` is root:<runner's own group> 0710 and the socket in it is
  * root:<that group> 0660, so another local user cannot even traverse to it, and nothing a report
  * holds ever touches a filesystem (a flood fills no disk). The agent takes a bounded number of
@@ -19,7 +19,7 @@ import { listUsers, readGroups } from '../lib/users.js';
  * agent decides from the listener's exit.
  */
 
-/** The job metadata a hook reports: the GITHUB_* and RUNNER_* values of contract §3. */
+/** The job metadata a hook reports: the GITHUB_* and RUNNER_* values of docs/runner-contract.md §5. */
 export interface HookEvent {
   event: 'started' | 'completed';
   at: number;
@@ -96,7 +96,7 @@ export function hookPaths(publicDir: string, owner?: { name: string; gid: number
 }
 
 function hookScript(event: 'started' | 'completed', p: HookPaths): string {
-  // Runs as `bash -e <path>` as the runner user (contract §3); it must never fail the job. The
+  // Runs as `bash -e <path>` as the runner user (docs/runner-contract.md §5); it must never fail the job. The
   // job's NODE_OPTIONS must not load its code into the client (it would only run as the job's own
   // user, but the report must be the hook's).
   return `#!/bin/bash

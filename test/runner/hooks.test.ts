@@ -37,7 +37,7 @@ async function settle(events: HookEvent[], n: number): Promise<void> {
 
 test('a job-started hook run as the runner user reports the job metadata, and no token travels', async (t) => {
   const { lab, paths, events } = await setup(t);
-  // The runner runs hooks as `bash -e <path>` (contract §3).
+  // The runner runs hooks as `bash -e <path>` (docs/runner-contract.md §5).
   runAs(lab.user, `bash -e ${paths.startedScript}`, {
     GITHUB_REPOSITORY: 'octo/app',
     GITHUB_RUN_ID: '42',
