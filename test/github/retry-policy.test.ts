@@ -18,7 +18,14 @@ const HIGH = (): number => 0.999_999_9;
 
 type Kind = 'primary-limit' | 'secondary-limit' | 'retry-after' | 'server-error' | 'network';
 const cases: { name: string; a: Parameters<typeof decideRetry>[0]; kind?: Kind; min?: number; max?: number }[] = [
-  { name: '429 with retry-after waits that many seconds, plus up to as much jitter', a: { ...base, status: 429, headers: { 'retry-after': '7' } }, kind: 'secondary-limit', min: 7000, max: 14_000 },
+  { name: 'a secondary limit with retry-after waits that many seconds, plus jitter over at least a minute', a: { ...base, status: 429, headers: { 'retry-after': '7' } }, kind: 'secondary-limit', min: 7000, max: 67_000 },
+  {
+    name: 'a primary limit with retry-after gets jitter of at most its own length',
+    a: { ...base, status: 403, headers: { 'retry-after': '7', 'x-ratelimit-remaining': '0' } },
+    kind: 'primary-limit',
+    min: 7000,
+    max: 14_000,
+  },
   {
     name: '403 with remaining 0 waits until the reset (plus a second), plus jitter',
     a: { ...base, status: 403, headers: { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(now / 1000 + 120) } },
