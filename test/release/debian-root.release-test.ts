@@ -43,6 +43,10 @@ function sh(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<R
 }
 
 test('the .deb installs offline into a fresh Debian root, twice, and every command runs there', { timeout: 40 * 60_000 }, async () => {
+  // The tools this test needs, which the main suite does not (apt-get install debootstrap lintian):
+  for (const tool of ['/usr/sbin/debootstrap', '/usr/bin/lintian', '/usr/bin/dpkg-deb', '/usr/bin/unshare']) {
+    assert.ok(existsSync(tool), `${tool} is missing: apt-get install --no-install-recommends debootstrap lintian`);
+  }
   const lab = await mkdtemp(path.join(os.tmpdir(), 'rw-debroot-'));
   await chmod(lab, 0o755);
   try {
