@@ -297,7 +297,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     timeouts,
     ...(recycler ? { recycler } : {}),
     // The per-job container engine (policy docker.mode): started before each listener, stopped after.
-    guards: [new EngineGuard({ runnerUser: slot.user, cgroupParent }), ...hostGuards],
+    guards: [new EngineGuard({ runnerUser: slot.user, cgroupParent, stateDir: slot.stateDir }), ...hostGuards],
     processContainers: {
       create: async (name) => {
         // Unique per agent instance: two agents (or two tests) must never share a cgroup.
