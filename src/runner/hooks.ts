@@ -182,11 +182,21 @@ export function parseReport(text: string, now: number): HookEvent | undefined {
     const eq = line.indexOf('=');
     if (eq <= 0) continue;
     const key = line.slice(0, eq);
-    const value = line.slice(eq + 1).replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, MAX_VALUE_CHARS);
+    const value = stripControls(line.slice(eq + 1)).slice(0, MAX_VALUE_CHARS);
     if (key === 'event' && (value === 'started' || value === 'completed')) event = value;
     else if ((HOOK_VARS as readonly string[]).includes(key) && value !== '') vars[key] = value;
   }
   return event ? { event, at: now, vars } : undefined;
+}
+
+/** Control characters (a terminal escape, a bell) become spaces: values reach logs and the journal. */
+function stripControls(s: string): string {
+  let out = '';
+  for (const ch of s) {
+    const c = ch.charCodeAt(0);
+    out += c < 0x20 || c === 0x7f ? ' ' : ch;
+  }
+  return out;
 }
 
 /**

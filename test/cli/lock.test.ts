@@ -1,5 +1,5 @@
 /** The flock primitive: exclusive between open file descriptions, released with its holder, never fooled by a planted file. */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, symlink, writeFile, readFile, stat, chmod } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { acquireLock, LockBusyError } from '../../src/lib/lock.js';
 import { runningAgentPid, stateLockFile } from '../../src/cli/host-lock.js';
 
-async function tmp(t: import('node:test').TestContext): Promise<string> {
+async function tmp(t: TestContext): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), 'rw-lock-'));
   t.after(() => rm(d, { recursive: true, force: true }));
   return d;

@@ -1,5 +1,5 @@
 /** `runner-warden run` with bad input: exit 78 with a message naming the file, the field and what was expected. */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
@@ -7,7 +7,7 @@ import path from 'node:path';
 import { main } from '../../src/cli/main.js';
 import { captureIo } from '../helpers/io.js';
 
-async function tmp(t: import('node:test').TestContext): Promise<string> {
+async function tmp(t: TestContext): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), 'rw-cli-'));
   t.after(() => rm(d, { recursive: true, force: true }));
   return d;

@@ -1,5 +1,5 @@
 /** runner.user must be unprivileged: validate and run refuse root and root-reaching groups unless the policy grants them. */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import os from 'node:os';
@@ -8,7 +8,7 @@ import { main } from '../../src/cli/main.js';
 import { privilegeProblems } from '../../src/cli/runner-user.js';
 import { captureIo } from '../helpers/io.js';
 
-async function tmp(t: import('node:test').TestContext): Promise<string> {
+async function tmp(t: TestContext): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), 'rw-user-'));
   t.after(() => rm(d, { recursive: true, force: true }));
   return d;

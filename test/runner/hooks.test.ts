@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, stat, mkdir, writeFile, symlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,7 +7,7 @@ import { hookPaths, installHooks, parseReport, readEventDir, watchHookEvents, ty
 import { silentLogger } from '../../src/lib/log.js';
 
 /** A lab whose state dir is laid out like the agent's (0711 state dir, 0755 public dir inside). */
-async function setup(t: import('node:test').TestContext, o: { maxPerWindow?: number; windowMs?: number } = {}): Promise<{ lab: Lab; other: Lab; paths: HookPaths; events: HookEvent[] }> {
+async function setup(t: TestContext, o: { maxPerWindow?: number; windowMs?: number } = {}): Promise<{ lab: Lab; other: Lab; paths: HookPaths; events: HookEvent[] }> {
   const lab = await createLab();
   t.after(() => lab.dispose());
   const other = await createLab('rw-other-');
