@@ -43,6 +43,10 @@ export class JobTracker {
   ignoredReports = 0;
   /** A hook said a job started; kept to note a claim the listener never confirmed. */
   hookClaimedStart = false;
+  /** A job-completed hook reported (it never runs after a runner shutdown). */
+  hookCompleted = false;
+  /** The agent stopped the listener while its job ran (drain grace over, job time limit). */
+  stoppedBusy = false;
   readonly started: Promise<void>;
   private resolveStarted!: () => void;
   private reports = 0;
@@ -71,6 +75,7 @@ export class JobTracker {
     }
     this.reports += 1;
     if (e.event === 'started') this.hookClaimedStart = true;
+    if (e.event === 'completed') this.hookCompleted = true;
     for (const [k, v] of Object.entries(e.vars)) {
       if (k in this.hookVars || Object.keys(this.hookVars).length < MAX_HOOK_VARS) this.hookVars[k] = v;
     }

@@ -118,6 +118,7 @@ export class ListenerSupervisor {
         const exit = await this.supervise(listener, reg, policy, tracker);
         d.observer?.listenerExited?.(exit.code);
         for (const e of await host.takeEvents(d.clock.now()).catch(() => [] as HookEvent[])) await this.onHook(e);
+        if (tracker.stoppedBusy) tracker.note(shutdownNote(tracker));
         const verdict = classifyListenerExit({
           code: exit.code,
           signal: exit.signal,
@@ -286,7 +287,7 @@ export class ListenerSupervisor {
       if (phase2 === 'timeout') {
         log.warn({ runner: reg.name, maxJobMinutes: policy.limits.maxJobMinutes }, 'job exceeded its time limit; stopping the listener');
         tracker.note('job exceeded limits.maxJobMinutes; listener stopped');
-        return await listener.stop(t.listenerStopGraceMs);
+        return await stopBusy(listener, tracker, t.listenerStopGraceMs);
       }
       if (phase2 === 'drain') {
         await ctx.transition('draining');
@@ -298,7 +299,7 @@ export class ListenerSupervisor {
         if (!finished) {
           log.warn({ runner: reg.name }, 'drain grace over; cancelling the job');
           tracker.note('drain grace period over; job cancelled');
-          return await listener.stop(t.listenerStopGraceMs);
+          return await stopBusy(listener, tracker, t.listenerStopGraceMs);
         }
       }
       return await exited;
@@ -316,6 +317,24 @@ export class ListenerSupervisor {
     }
     return false;
   }
+}
+
+/**
+ * Stops a listener that runs a job. Its job's record then keeps the result the listener's console
+ * gave (Canceled), and a note gives GitHub's (Failed: a runner shutdown fails the job and skips
+ * every post step and the completed hook; docs/runner-contract.md §3, §4).
+ */
+async function stopBusy(listener: ListenerHandle, tracker: JobTracker, graceMs: number): Promise<ListenerExit> {
+  tracker.stoppedBusy = true;
+  return await listener.stop(graceMs);
+}
+
+/** The note of a job whose listener the agent stopped (after the last hook reports were read). */
+function shutdownNote(tracker: JobTracker): string {
+  return (
+    `runner shut down during the job: result ${tracker.job?.result ?? 'unknown'} as the listener reported it; GitHub records the job as Failed. ` +
+    `Post steps are skipped after a shutdown (${tracker.hookCompleted ? 'yet a job-completed hook reported' : 'no job-completed hook report'}): the cleanup removes what they would have`
+  );
 }
 
 function never(): Promise<never> {
