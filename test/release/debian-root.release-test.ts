@@ -92,7 +92,7 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
     assert.equal(listingAgain.stdout, listing.stdout, 'the second install changed the installed tree');
     assert.match(listing.stdout, /^drwx------ root \/etc\/runner-warden$/m);
     assert.match(listing.stdout, /^drwx--x--x root \/var\/lib\/runner-warden$/m);
-    const status = await inRoot('dpkg-query -W -f "${Status} ${Version}" runner-warden; echo; dpkg --verify runner-warden && echo verified');
+    const status = await inRoot("dpkg-query -W -f '${Status} ${Version}' runner-warden; echo; dpkg --verify runner-warden && echo verified");
     assert.match(status.stdout, /install ok installed 0\./);
     assert.match(status.stdout, /verified/);
 
