@@ -90,9 +90,9 @@ export function realRunnerHost(o: { slot: Slot; hooks: HookPaths; clock: Clock; 
         const d = await diffInstall(o.slot, m, o.clock);
         const outside = {
           ...d,
-          added: d.added.filter((r) => !UPDATED_BY_RUNNER.test(r)),
-          changed: d.changed.filter((c) => !UPDATED_BY_RUNNER.test(c.rel)),
-          missing: d.missing.filter((r) => !UPDATED_BY_RUNNER.test(r)),
+          added: d.added.filter((r: string) => !UPDATED_BY_RUNNER.test(r)),
+          changed: d.changed.filter((c: { rel: string }) => !UPDATED_BY_RUNNER.test(c.rel)),
+          missing: d.missing.filter((r: string) => !UPDATED_BY_RUNNER.test(r)),
         };
         const problems = describeInstallDiff(o.slot, outside);
         if (problems.length > 0) return problems;
