@@ -28,7 +28,7 @@ import { signalGroup } from '../src/lib/process.js';
 import { silentLogger } from '../src/lib/log.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
-import { freePort, pushImage, startUpstream } from '../test/engine/registry-image.js';
+import { freePort, pushImage, startUpstream } from './registry-upstream.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s. */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;

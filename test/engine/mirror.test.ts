@@ -12,7 +12,7 @@ import { EngineGuard } from '../../src/engine/engine-guard.js';
 import { engineLayout } from '../../src/engine/rootless-engine.js';
 import { RegistryMirror, mirrorStats, cacheBytes } from '../../src/engine/mirror.js';
 import { busyboxTar, dockerCli, dockerPolicy, dockerTry, guardCtx, makeJob, openTun } from './fixture.js';
-import { freePort, pushImage, startUpstream, type Upstream } from './registry-image.js';
+import { freePort, pushImage, startUpstream, type Upstream } from '../../bench/registry-upstream.js';
 
 let lab: Lab;
 let restoreTun: () => Promise<void>;

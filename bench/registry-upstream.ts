@@ -1,5 +1,5 @@
 /**
- * A registry upstream for the mirror tests and the engine bench: Debian's docker-registry on a
+ * A registry upstream for bench/engine.ts (and the mirror test): Debian's docker-registry on a
  * loopback port, a counting front that records every blob fetch it serves, and a push of an image
  * built from a root filesystem tar through the registry API (no engine needed).
  */
