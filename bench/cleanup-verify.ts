@@ -17,7 +17,8 @@ import { DEFAULT_POLICY } from '../src/policy/types.js';
 import { systemClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/log.js';
 import type { CleanupContext, Slot } from '../src/cleanup/types.js';
-import { takeBaseline, loadBaseline, diffHome } from '../src/cleanup/baseline.js';
+import { takeBaseline, loadBaseline } from '../src/cleanup/baseline.js';
+import { diffHome } from '../src/cleanup/home-diff.js';
 import { verifyWith } from '../src/cleanup/verify.js';
 
 const run = promisify(execFile);

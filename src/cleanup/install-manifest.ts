@@ -13,19 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../lib/fs.js';
 import { isInside } from '../lib/fs.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import {
-  recordTree,
-  indexEntries,
-  encodeEntries,
-  decodeEntries,
-  diffTree,
-  entryFromStat,
-  hashFile,
-  type Row,
-  type TreeIndex,
-  type ManifestEntry,
-  type HomeDiff,
-} from './baseline.js';
+import { recordTree, indexEntries, encodeEntries, decodeEntries, entryFromStat, hashFile, type Row, type TreeIndex, type ManifestEntry } from './baseline.js';
+import { diffTree, type HomeDiff } from './home-diff.js';
 import { DirRef, fromText, shown, isGone } from '../lib/nofollow.js';
 import type { Slot } from './types.js';
 

@@ -11,7 +11,8 @@ import { ctxFor, makeSlot as makeLabSlot, scanSecrets, snapshot } from '../helpe
 
 const makeSlot = (lab: Lab): Promise<Slot> => makeLabSlot(lab, { chownRoot: true });
 import type { Slot } from '../../src/cleanup/types.js';
-import { takeBaseline, loadBaseline, diffHome, describeDiff } from '../../src/cleanup/baseline.js';
+import { takeBaseline, loadBaseline } from '../../src/cleanup/baseline.js';
+import { diffHome, describeDiff } from '../../src/cleanup/home-diff.js';
 import { credentialsStep, leftoverCredentials } from '../../src/cleanup/steps/credentials.js';
 import { homeStep } from '../../src/cleanup/steps/home.js';
 import { findCredentials, globToRegExp, type CatalogueRoots, CREDENTIAL_CATALOGUE } from '../../src/cleanup/catalogue.js';

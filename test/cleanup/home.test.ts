@@ -5,7 +5,8 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createLab, runAs, type Lab } from '../helpers/lab.js';
 import { ctxFor, makeSlot, snapshot } from '../helpers/cleanup.js';
-import { takeBaseline, loadBaseline, diffHome, describeDiff, diffIsEmpty } from '../../src/cleanup/baseline.js';
+import { takeBaseline, loadBaseline } from '../../src/cleanup/baseline.js';
+import { diffHome, describeDiff, diffIsEmpty } from '../../src/cleanup/home-diff.js';
 import { homeStep } from '../../src/cleanup/steps/home.js';
 
 

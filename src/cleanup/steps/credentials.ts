@@ -17,7 +17,8 @@ import {
   type FoundCredential,
 } from '../catalogue.js';
 import { bytes, shown } from '../../lib/nofollow.js';
-import { loadBaseline, matchesRecord, type HomeBaseline } from '../baseline.js';
+import { loadBaseline, type HomeBaseline } from '../baseline.js';
+import { matchesRecord } from '../home-diff.js';
 import { addRemoved, capLines } from '../report.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
 

@@ -12,17 +12,8 @@ import { describeError } from '../../lib/errors.js';
 import { type DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, FILE_READ_FLAGS } from '../../lib/nofollow.js';
 import { addRemoved, capLines } from '../report.js';
 import { removeEntry } from '../remove-entry.js';
-import {
-  diffHome,
-  describeDiff,
-  loadBaseline,
-  saveBaseline,
-  recordedCopy,
-  entryFromStat,
-  type HomeBaseline,
-  type ManifestEntry,
-  type Change,
-} from '../baseline.js';
+import { loadBaseline, saveBaseline, entryFromStat, type HomeBaseline, type ManifestEntry } from '../baseline.js';
+import { diffHome, describeDiff, recordedCopy, type Change } from '../home-diff.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport, Slot } from '../types.js';
 
 function splitRel(rel: string): { parent: string; name: string } {
