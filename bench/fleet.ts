@@ -382,7 +382,7 @@ async function main(): Promise<void> {
     if (r.limitAnswers > 0) break;
     best = { rate, jobsPerHour: r.jobsPerHour };
   }
-  console.log(
+  if (PHASES !== 'outage') console.log(
     `highest steady job rate with zero limit answers: ${best ? best.jobsPerHour.toFixed(0) : 'none'} jobs/h ` +
       `(bound of the installation budget: ${budgetRate} jobs/h, ratio ${best ? (best.jobsPerHour / budgetRate).toFixed(2) : '-'})`,
   );
