@@ -1,0 +1,236 @@
+/**
+ * A bench's world: a throwaway runner user, a simulated runner installation, the fake GitHub, a
+ * policy directory and a host config, all inside one temporary root that dispose() removes with
+ * the user. The benches build it themselves (bench/ never imports the tests' helpers); the shape
+ * follows the tests' world so figures and tests exercise the same host.
+ */
+import { chmod, chown, mkdir, mkdtemp, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { startFakeGitHub, type FakeGitHub } from '../../src/sim/github/server.js';
+import type { FakeGitHubOptions } from '../../src/sim/github/types.js';
+import { installSimulatedRunner } from '../../src/sim/runner/install.js';
+import { loadHostConfig } from '../../src/policy/load.js';
+import { slotCgroupParent, wire } from '../../src/cli/wire.js';
+import { detectCgroupSupport, openProcessContainer } from '../../src/lib/cgroup.js';
+import { systemClock } from '../../src/lib/clock.js';
+import { silentLogger } from '../../src/lib/log.js';
+import { takeBaseline } from '../../src/cleanup/baseline.js';
+import { lookupUser, type UserInfo } from '../../src/lib/users.js';
+
+/** Agent timers short enough for a bench (listeners are real processes and run in real time). */
+export const BENCH_TIMEOUTS = {
+  listenerStopGraceMs: 5_000,
+  updateFinishedWaitMs: 10_000,
+  registerBackoffBaseMs: 20,
+  registerBackoffMaxMs: 200,
+  authFailureBackoffMs: 200,
+  retryableRestartDelayMs: 20,
+  drainGraceMs: 10_000,
+  heartbeatMs: 1_000,
+};
+
+/** The simulator knobs that shorten its real-time waits (documented in src/sim/runner/listener.ts). */
+export const SIM_ENV = {
+  RUNNER_SIM_SESSION_CONFLICT_RETRY_SECONDS: '0.2',
+  RUNNER_SIM_SESSION_CONFLICT_TOTAL_SECONDS: '0.5',
+  RUNNER_SIM_RECONNECT_DELAY_SECONDS: '0.2',
+  RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.5',
+};
+
+/** A local user the bench made; removed (with its processes) by remove(). */
+export interface BenchUser {
+  user: UserInfo;
+  remove(): void;
+}
+
+/** Creates a fresh unprivileged user whose home is `<root>/home/<name>`. Needs root. */
+export async function createUser(root: string): Promise<BenchUser> {
+  await mkdir(path.join(root, 'home'), { recursive: true, mode: 0o755 });
+  const name = `rw${randomBytes(4).toString('hex')}`;
+  const home = path.join(root, 'home', name);
+  execFileSync('useradd', ['-m', '-d', home, '-s', '/bin/bash', '-K', 'MAIL_DIR=/nonexistent', name], { stdio: 'ignore' });
+  const user = await lookupUser(name);
+  if (!user) throw new Error(`useradd did not create ${name}`);
+  await chown(home, user.uid, user.gid);
+  return {
+    user,
+    remove() {
+      for (const [cmd, args] of [
+        ['pkill', ['-KILL', '-U', String(user.uid)]],
+        ['crontab', ['-r', '-u', name]],
+        ['userdel', ['-f', name]],
+      ] as const) {
+        try {
+          execFileSync(cmd, [...args], { stdio: 'ignore' });
+        } catch {
+          // Nothing to kill, no crontab, already gone.
+        }
+      }
+    },
+  };
+}
+
+/**
+ * A bench policy: reuse, every step on, temp dirs inside the world (never the real /tmp). The
+ * whole-host integrity check is off: it compares the real host, where others' tests add users and
+ * mounts. `over.host` is merged into `host`.
+ */
+export function benchPolicy(root: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  const host = { maxJobs: 50, integrity: { enabled: false }, ...((over.host as Record<string, unknown> | undefined) ?? {}) };
+  return {
+    version: 1,
+    cleanup: {
+      processes: { graceSeconds: 1 },
+      temp: { paths: sysTempDirs(root) },
+      containers: { socket: path.join(root, 'no-docker.sock') },
+    },
+    ...over,
+    host,
+  };
+}
+
+/** The world's stand-ins for /tmp, /var/tmp and /dev/shm. */
+export function sysTempDirs(root: string): string[] {
+  return ['tmp', 'var-tmp', 'shm'].map((d) => path.join(root, 'sys', d));
+}
+
+/** A host with a simulated runner, a fake GitHub and a config, all inside one root. */
+export interface World {
+  root: string;
+  user: UserInfo;
+  fake: FakeGitHub;
+  runnerRoot: string;
+  stateDir: string;
+  configFile: string;
+  policyDir: string;
+  /** World-writable, outside every policy path: where jobs leave what they found. */
+  dropDir: string;
+  /** The image step: wires a runtime once, takes the runner user's home baseline, closes it. */
+  baseline(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/** Options of createWorld. */
+export interface WorldOptions {
+  fake?: FakeGitHubOptions;
+  policy?: Record<string, unknown>;
+  /** Host config fields merged over the defaults. */
+  config?: Record<string, unknown>;
+  /** runner.* fields merged over the defaults. */
+  runner?: Record<string, unknown>;
+  /**
+   * Put the state directory and the runner installation (its work directory) on one tmpfs of this
+   * many bytes, the host's disk in small (unmounted by dispose). They must share a filesystem: the
+   * agent moves a job's work directory into the trash in the state directory by a rename.
+   */
+  hostFsBytes?: number;
+}
+
+/** Builds a world: user, runner installation, fake API, policy dir, host config file. Needs root. */
+export async function createWorld(o: WorldOptions = {}): Promise<World> {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-'));
+  await chmod(root, 0o755);
+  const owner = await createUser(root);
+  const user = owner.user;
+  const fake = await startFakeGitHub({ jobLockMs: 3_000, sessionStaleMs: 2_000, ...o.fake });
+  const hostFs = path.join(root, 'disk');
+  const stateDir = path.join(hostFs, 'state');
+  let mounted = false;
+  const dispose = async (): Promise<void> => {
+    await fake.close().catch(() => {});
+    owner.remove();
+    if (mounted) execFileSync('umount', ['-l', hostFs], { stdio: 'ignore' });
+    await rm(root, { recursive: true, force: true, maxRetries: 3 });
+    const support = await detectCgroupSupport();
+    for (const mount of [support.v2, support.v1Freezer]) {
+      if (!mount) continue;
+      const parent = path.join(mount, slotCgroupParent(stateDir));
+      for (const name of await readdir(parent).catch(() => [] as string[])) {
+        const child = path.join(parent, name);
+        if ((await stat(child).catch(() => undefined))?.isDirectory()) await openProcessContainer(child).remove().catch(() => {});
+      }
+      await rmdir(parent).catch(() => {});
+    }
+  };
+  try {
+    await mkdir(hostFs, { mode: 0o755 });
+    if (o.hostFsBytes !== undefined) {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${o.hostFsBytes},mode=0755`, 'tmpfs', hostFs]);
+      mounted = true;
+    }
+    const runnerRoot = path.join(hostFs, 'actions-runner');
+    await installSimulatedRunner(runnerRoot, { owner: { uid: user.uid, gid: user.gid } });
+    for (const d of sysTempDirs(root)) {
+      await mkdir(d, { recursive: true });
+      await chmod(d, 0o1777);
+    }
+    const dropDir = path.join(root, 'drop');
+    await mkdir(dropDir);
+    await chmod(dropDir, 0o777);
+    await mkdir(stateDir, { mode: 0o700 });
+    const etc = path.join(root, 'etc');
+    const policyDir = path.join(etc, 'policies');
+    await mkdir(policyDir, { recursive: true, mode: 0o700 });
+    await writeFile(path.join(policyDir, 'test.yaml'), stringify(o.policy ?? benchPolicy(root)));
+    await writeFile(path.join(etc, 'token'), `${fake.defaultToken}\n`, { mode: 0o600 });
+    const config = {
+      github: { url: fake.origin, apiUrl: fake.url, org: 'octo', token: { file: path.join(etc, 'token') } },
+      runner: { root: runnerRoot, user: user.name, name: 'bench-{seq}', labels: ['self-hosted'], env: SIM_ENV, ...o.runner },
+      team: 'test',
+      policyDir,
+      stateDir,
+      health: { listen: '127.0.0.1:0' },
+      recycle: { provider: 'none' },
+      timeouts: BENCH_TIMEOUTS,
+      ...o.config,
+    };
+    const configFile = path.join(etc, 'config.yaml');
+    await writeFile(configFile, stringify(config), { mode: 0o600 });
+    return {
+      root,
+      user,
+      fake,
+      runnerRoot,
+      stateDir,
+      configFile,
+      policyDir,
+      dropDir,
+      async baseline() {
+        const rt = await wire(await loadHostConfig(configFile, {}), { configFile, env: {}, log: silentLogger(), clock: systemClock, hostname: 'benchhost' });
+        try {
+          await takeBaseline(rt.slot);
+        } finally {
+          await rt.close();
+        }
+      },
+      dispose,
+    };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+}
+
+/**
+ * A recycle replaces the host: the fleet starts a fresh one from the image. Modelled on the same
+ * world: no runner-user process, a pristine runner installation, no agent state, `extra` paths
+ * (what the bench planted) gone. The journal is kept (it stands for the fleet's collected
+ * journals) and so is the home baseline (same image).
+ */
+export async function replaceHost(w: World, extra: readonly string[] = []): Promise<void> {
+  try {
+    execFileSync('pkill', ['-KILL', '-U', String(w.user.uid)], { stdio: 'ignore' });
+  } catch {
+    // pkill exits 1 when nothing matched.
+  }
+  await rm(w.runnerRoot, { recursive: true, force: true });
+  await installSimulatedRunner(w.runnerRoot, { owner: { uid: w.user.uid, gid: w.user.gid } });
+  for (const name of ['state.json', 'runner-install.json', 'quarantine.json', 'jobs', 'trash']) {
+    await rm(path.join(w.stateDir, name), { recursive: true, force: true });
+  }
+  for (const p of extra) await rm(p, { recursive: true, force: true });
+}
