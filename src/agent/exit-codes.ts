@@ -3,8 +3,10 @@
  * them). A pure function of the exit and what was seen before it, so the whole table is tested
  * without a process (test/unit/agent/exit-codes.test.ts).
  *
- *   3, 4 (any row)    → wait for update.finished first: update.sh is still rewriting bin/ after
- *                       the listener exits, even after a job (docs/runner-contract.md §6)
+ *   3, 4, or "Generate and execute update script" on the console (any row)
+ *                     → wait for update.finished first: update.sh is still rewriting bin/ after
+ *                       the listener exits, even after a job (docs/runner-contract.md §6); a
+ *                       listener that exits otherwise (0 after "no longer exists") still started it
  *   job seen          → the job ended (failed when the code is not 0, 3 or 4); never a restart:
  *                       an ephemeral registration is spent once its job ran
  *   draining / idle   → the registration ends (not a failure)
@@ -30,6 +32,8 @@ export interface ListenerExitFacts {
   versionDeprecated?: string;
   /** The console said the registration was removed on the server. */
   runnerGone: boolean;
+  /** The console said the listener started update.sh. */
+  updateScript?: boolean;
   /** Restarts of this registration's listener so far. */
   restarts: number;
   /** Restarts (exit 2, 3, 4) allowed before the registration counts as failed. */
@@ -47,9 +51,16 @@ export const IDLE_TIMEOUT = 'idle timeout';
 
 /** Classifies one listener exit. */
 export function classifyListenerExit(f: ListenerExitFacts): ListenerVerdict {
+  const v = classify(f);
+  // update.sh outlives the listener whatever ended it: no row may let the cleanup start before it finished.
+  if (v.action === 'end' && f.updateScript === true) return { ...v, waitForUpdate: true };
+  return v;
+}
+
+function classify(f: ListenerExitFacts): ListenerVerdict {
   const code = f.code;
-  const updating = code === 3 || code === 4;
-  if (f.job) return { action: 'job-ended', failed: code !== 0 && !updating && !f.runnerGone, waitForUpdate: updating };
+  const updating = code === 3 || code === 4 || f.updateScript === true;
+  if (f.job) return { action: 'job-ended', failed: code !== 0 && code !== 3 && code !== 4 && !f.runnerGone, waitForUpdate: updating };
   if (f.draining) return { action: 'end', reason: `drained while idle (${f.drainReason ?? ''})`, failed: false, waitForUpdate: updating };
   if (f.idleTimedOut) return { action: 'end', reason: IDLE_TIMEOUT, failed: false, waitForUpdate: updating };
   if (code === 7 || f.versionDeprecated !== undefined) {

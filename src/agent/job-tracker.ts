@@ -43,6 +43,8 @@ export class JobTracker {
   ignoredReports = 0;
   /** A hook said a job started; kept to note a claim the listener never confirmed. */
   hookClaimedStart = false;
+  /** The listener started update.sh (it outlives the listener, whatever the exit code). */
+  updateScript = false;
   /** A job-completed hook reported (it never runs after a runner shutdown). */
   hookCompleted = false;
   /** The agent stopped the listener while its job ran (drain grace over, job time limit). */
@@ -64,6 +66,7 @@ export class JobTracker {
       j.result = e.result;
       j.completedSeen = true;
     } else if (e.kind === 'runner-gone') this.runnerGone = true;
+    else if (e.kind === 'update-script') this.updateScript = true;
     else if (e.kind === 'version-deprecated') this.versionDeprecated = e.version;
   }
 

@@ -128,6 +128,7 @@ export class ListenerSupervisor {
           idleTimedOut: tracker.idleTimedOut,
           ...(tracker.versionDeprecated !== undefined ? { versionDeprecated: tracker.versionDeprecated } : {}),
           runnerGone: tracker.runnerGone,
+          updateScript: tracker.updateScript,
           restarts,
           restartLimit: d.timeouts.retryableRestartLimit,
         });

@@ -11,6 +11,8 @@ export type ConsoleEvent =
   | { kind: 'runner-gone' }
   | { kind: 'session-conflict' }
   | { kind: 'update' }
+  /** The updater started `update.sh`, which goes on replacing bin/ after the listener exits. */
+  | { kind: 'update-script' }
   | { kind: 'connect-error' }
   | { kind: 'reconnected' }
   /** The service refuses this runner version (RunnerVersionTooOld; exit 7 or, on older runners, 1). */
@@ -31,6 +33,7 @@ const RULES: [RegExp, (m: RegExpMatchArray) => ConsoleEvent][] = [
   [/Failed to create a session\. The runner registration has been deleted from the server/, () => ({ kind: 'runner-gone' })],
   [/A session for this runner already exists/, () => ({ kind: 'session-conflict' })],
   [/Runner update in progress/, () => ({ kind: 'update' })],
+  [/Generate and execute update script/, () => ({ kind: 'update-script' })],
   [new RegExp(`^${TS}Runner connect error:`), () => ({ kind: 'connect-error' })],
   [new RegExp(`^${TS}Runner reconnected`), () => ({ kind: 'reconnected' })],
   // "An error occured: Runner version v2.320.0 is deprecated and cannot receive messages." (some

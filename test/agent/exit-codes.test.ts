@@ -4,6 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readlink } from 'node:fs/promises';
+import path from 'node:path';
 import { createWorld, jobRecords, until } from '../helpers/world.js';
 import type { JournalRecord } from '../../src/agent/journal.js';
 
@@ -26,6 +28,32 @@ test('exit 4 (self-update before a job) restarts the listener on the same JIT co
   assert.equal(jobs[0]?.result, 'Succeeded');
   assert.equal(jobs[0]?.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(jobs[0]?.cleanup.verify.problems)}`);
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 1, 'a self-update must not cost a new registration');
+});
+
+// todo: the simulator's listener answers the poll that finds its spent registration gone (exit 0)
+// before it has started update.sh, so update.finished never comes here; the runner's source exits
+// 4 with update.sh running (docs/runner-contract.md §6). The agent's side is pinned by
+// test/unit/agent/exit-codes.test.ts; this test passes once the simulator starts update.sh first.
+test('a self-update during a job (update.sh still running after the exit): the agent waits for it, records the new bin/, the next job runs on it, no quarantine', { todo: 'simulator exits on the spent registration before starting update.sh' }, async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 2 } });
+  t.after(() => w.dispose());
+  const versions: string[] = [];
+  w.fake.events.on('session-created', (s) => versions.push(s.version));
+  w.onFirst('job-started', (j: { runnerId: number }) => w.fake.requestUpdate(j.runnerId, '2.337.0'));
+  w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'work', run: 'sleep 3' }] });
+  w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
+  const { exit, jobs, records } = await w.runToEnd(90_000);
+  t.diagnostic(JSON.stringify({ exit, versions, jobs: records.filter((r) => r.type === 'job').map((r) => ({ code: r.listenerExitCode, notes: r.notes })) }));
+  assert.equal(exit.code, 0, exit.reason);
+  assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded']);
+  // Exit 4 per the runner's source; the simulator may see its spent registration gone first and exit 0.
+  assert.ok([0, 4].includes(jobs[0]?.listenerExitCode ?? -1), `listener exit ${jobs[0]?.listenerExitCode}`);
+  assert.ok(jobs[0]?.notes?.some((n) => /new installation recorded/.test(n)), JSON.stringify(jobs[0]?.notes));
+  for (const j of jobs) assert.equal(j.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(j.cleanup.verify.problems)}`);
+  assert.equal(jobs[1]?.decision, 'stop', 'no quarantine');
+  assert.match(await readlink(path.join(w.runnerRoot, 'bin')), /bin\.2\.337\.0$/);
+  assert.equal(versions.at(-1), '2.337.0', 'the next job must run on the updated runner');
+  assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 2, 'one registration per job: the spent one is not restarted');
 });
 
 test('exit 2 (retryable) restarts the same registration after a short delay', async (t) => {

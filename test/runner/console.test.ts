@@ -15,6 +15,7 @@ const cases: [string, ReturnType<typeof parseConsoleLine>][] = [
   ],
   ['A session for this runner already exists.', { kind: 'session-conflict' }],
   ['Runner update in progress, do not shutdown runner.', { kind: 'update' }],
+  ['Generate and execute update script.', { kind: 'update-script' }],
   ['2024-05-01 10:00:00Z: Runner connect error: refused. Retrying until reconnected.', { kind: 'connect-error' }],
   // The three spellings seen in bug reports against actions/runner.
   ['An error occured: Runner version v2.310.0 is deprecated and cannot receive messages.', { kind: 'version-deprecated', version: '2.310.0' }],

@@ -55,3 +55,10 @@ test('the other rows: idle, drain, deprecated, retryable, conflict, signal', () 
   assert.equal(killed.action === 'end' && killed.failed, true);
   assert.equal(classifyListenerExit(f({ code: 0 })).action === 'end' && classifyListenerExit(f({ code: 0 })).action, 'end');
 });
+
+test('update.sh started (console) but the listener exited 0 after "no longer exists": update.finished is still awaited', () => {
+  assert.deepEqual(classifyListenerExit(f({ job: true, code: 0, runnerGone: true, updateScript: true })), { action: 'job-ended', failed: false, waitForUpdate: true });
+  const idle = classifyListenerExit(f({ code: 0, runnerGone: true, updateScript: true }));
+  assert.equal(idle.action, 'end');
+  assert.equal(idle.waitForUpdate, true);
+});
