@@ -171,3 +171,26 @@ test('when the API refuses DELETE, draining an idle token-mode runner removes it
   assert.match(cap.text(), /"via":"config\.sh remove"/);
   for (const secret of issuedTokens(w)) assert.equal(cap.text().includes(secret), false, 'a token reached the log');
 });
+
+test("two hosts with the same runner name in token mode: the second takes the next name and never the first host's registration", async (t) => {
+  const w = await tokenWorld({ runner: { maxJobs: 1 } });
+  t.after(() => w.dispose());
+  // The other host: a live registration named as this host's first runner (test-1).
+  const res = await fetch(`${w.fake.url}/orgs/octo/actions/runners/generate-jitconfig`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${w.fake.defaultToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'test-1', runner_group_id: 1, labels: ['self-hosted'] }),
+  });
+  assert.equal(res.status, 201);
+  const other = ((await res.json()) as { runner: { id: number } }).runner.id;
+  w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'build', run: 'true' }] });
+  const { exit, jobs } = await w.runToEnd();
+  assert.equal(exit.code, 0, exit.reason);
+  assert.equal(jobs[0]?.result, 'Succeeded');
+  assert.equal(jobs[0]?.runnerName, 'test-2', 'a taken name must move the agent to the next one');
+  assert.deepEqual(
+    w.fake.runners().map((r) => [r.id, r.name]),
+    [[other, 'test-1']],
+    "the other host's registration must be untouched (neither replaced nor deleted)",
+  );
+});
