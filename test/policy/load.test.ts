@@ -53,6 +53,7 @@ const PROVISIONAL_DEFAULT: Policy = {
   runner: { labels: [], group: null, sudo: 'deny' },
   limits: { maxJobMinutes: 360, maxRegistrationMinutes: 60, minFreeDiskPercent: 10, minFreeInodesPercent: 5 },
   recycle: { onJobFailed: false, crashLoopThreshold: 3 },
+  docker: { mode: 'auto', mirror: null, allow: { privileged: false, hostNamespaces: false, hostPaths: [], devices: [], capabilities: [] } },
   cleanup: {
     processes: { enabled: true, graceSeconds: 5 },
     containers: { enabled: true, socket: '/var/run/docker.sock', containers: true, volumes: true, networks: true, images: 'keep', buildCache: true },
