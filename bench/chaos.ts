@@ -21,15 +21,15 @@
  * two shared cores, so the default 100 jobs take 5 to 7 minutes.
  */
 import { parseArgs } from 'node:util';
-import { execFileSync } from 'node:child_process';
-import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { writeFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
-import { createWorld, testPolicy, type World } from '../test/helpers/world.js';
-import { readPersistedState, startAgentProcess, type AgentProcess, type ProcessExit } from '../test/helpers/agent-process.js';
+import { benchPolicy, createWorld, replaceHost, type World } from './lib/world.js';
+import { readPersistedState, startAgentProcess, type AgentProcess, type ProcessExit } from './lib/agent-process.js';
+import { median, pick, prng, sleep } from './lib/prng.js';
 import { Journal, type EventRecord, type JobRecord } from '../src/agent/journal.js';
 import type { JobRecord as FakeJob, JobSpec } from '../src/sim/github/types.js';
-import { installSimulatedRunner } from '../src/sim/runner/install.js';
 
 const { values } = parseArgs({
   options: {
@@ -75,17 +75,6 @@ const JOB_LOCK_MS = 3_000;
 /** The drained last agent gets this long to stop. */
 const FINAL_STOP_MS = 60_000;
 
-/** mulberry32: small, fast and good enough to make fault schedules repeatable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 /**
  * One stream per kind of opportunity, so that the faults drawn for the jobs do not shift when a
  * registration or a listener session happens earlier or later in a run (their timing is real).
@@ -93,14 +82,6 @@ function prng(seed: number): () => number {
 const jobRand = prng(SEED);
 const registrationRand = prng(SEED * 7919 + 1);
 const sessionRand = prng(SEED * 104_729 + 2);
-const pick = <T>(rand: () => number, xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 const injected = {
   'api-5xx': 0,
@@ -115,24 +96,6 @@ const killedIn: Record<string, number> = {};
 const exits: string[] = [];
 /** Why each host was replaced (the agent exited after a recycle). */
 const replacements: string[] = [];
-
-/**
- * A recycle replaces the host: the fleet starts a fresh one from the image. Modelled on the same
- * world: no runner-user process, a pristine runner installation, no agent state. The journal is
- * kept (it stands for the fleet's collected journals) and so is the home baseline (same image).
- */
-async function replaceHost(w: World): Promise<void> {
-  try {
-    execFileSync('pkill', ['-KILL', '-U', String(w.lab.user.uid)], { stdio: 'ignore' });
-  } catch {
-    // pkill exits 1 when nothing matched.
-  }
-  await rm(w.runnerRoot, { recursive: true, force: true });
-  await installSimulatedRunner(w.runnerRoot, { owner: { uid: w.lab.user.uid, gid: w.lab.user.gid } });
-  for (const name of ['state.json', 'runner-install.json', 'jobs', 'trash']) {
-    await rm(path.join(w.stateDir, name), { recursive: true, force: true });
-  }
-}
 
 /** Restarts the agent whenever it exits or is killed, until stopped. */
 class Supervisor {
@@ -156,7 +119,7 @@ class Supervisor {
       this.current = undefined;
       if (!this.killing) {
         const stop = [...a.lines].reverse().find((l) => l.msg === 'agent stopped');
-        const reason = String(stop?.reason ?? a.tail(300).trim());
+        const reason = typeof stop?.reason === 'string' ? stop.reason : a.tail(300).trim();
         exits.push(`code ${e.code ?? e.signal}: ${reason.slice(0, 300)}`);
         if (this.running && reason.startsWith('recycled')) {
           replacements.push(reason.slice(0, 300));
@@ -237,9 +200,9 @@ async function main(): Promise<void> {
   let chaos = false;
   const sup = new Supervisor(w);
   try {
-    await writeFile(path.join(w.policyDir, 'test.yaml'), stringify(testPolicy(w.lab, { host: { maxJobs: 10_000 } })));
+    await writeFile(path.join(w.policyDir, 'test.yaml'), stringify(benchPolicy(w.root, { host: { maxJobs: 10_000 } })));
     // The image step: a baseline of the runner user's home.
-    await (await w.runtime()).close();
+    await w.baseline();
 
     const match = { method: 'POST', path: /generate-jitconfig/ };
     let updateSeq = 400;
@@ -366,7 +329,7 @@ async function report(
   for (const r of unattributed) {
     const at = r.startedAt ? Date.parse(r.startedAt) : Number.NaN;
     const cands = ran
-      .filter((j) => !claims.has(j.id) && j.startedAt !== null && Math.abs((j.startedAt as number) - at) < 5_000)
+      .filter((j) => !claims.has(j.id) && j.startedAt !== null && Math.abs(j.startedAt - at) < 5_000)
       .sort((a, b) => Math.abs((a.startedAt as number) - at) - Math.abs((b.startedAt as number) - at));
     const fj = cands[0];
     if (fj) {
@@ -418,4 +381,5 @@ async function report(
   if (ran.length < o.total) out(`  note: ${o.total - ran.length} of ${o.total} jobs never started (${fakeJobs.filter((j) => j.startedAt === null).map((j: FakeJob) => `${j.job.runId}:${j.result ?? j.status}`).join(' ')})`);
 }
 
-await main();
+// Runs only as a command: importing this file (a test, run-all's listing) must not start a run.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

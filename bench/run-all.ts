@@ -20,6 +20,7 @@ const BENCHES: [name: string, args: string[], about: string][] = [
   ['policy', [], 'policy validation'],
   ['recycle', [], 'recycle signal'],
   ['chaos', [], 'faults on a reused host'],
+  ['soak', ['--jobs', '50'], 'soak invariants under kills, stalls, ENOSPC, forgery'],
   ['health', [], 'health endpoint'],
   ['registration', [], 'registration modes'],
   ['fleet', ['1000'], 'fleet scale'],

@@ -74,14 +74,17 @@ export function checkInvariants(c: CheckInput): Invariants {
         held = `seq ${r.seq}`;
       } else if (r.type === 'event' && r.event === 'unquarantine') held = undefined;
       else if (held && (r.type === 'job' || (r.type === 'event' && r.event === 'listener-started'))) {
-        qLost.push(`after the quarantine at ${held}: ${r.type === 'job' ? `job record seq ${r.seq} (${r.runnerName})` : `listener started, seq ${r.seq}`}`);
+        qLost.push(
+          `after the quarantine at ${held}: ${r.type === 'job' ? `job record seq ${r.seq} (${r.runnerName})` : `listener started, seq ${r.seq}`}`,
+        );
       }
     }
   }
   for (const j of ran) {
     const at = j.startedAt as number;
     const span = c.quarantinedSpans.find(([a, b]) => at > a && at < b);
-    if (span) qLost.push(`run ${j.job.runId} started on the fake while the host was quarantined (since ${new Date(span[0]).toISOString()})`);
+    if (span)
+      qLost.push(`run ${j.job.runId} started on the fake while the host was quarantined (since ${new Date(span[0]).toISOString()})`);
   }
 
   // Forged reports: any path that took the write, a /status naming the forged repository, a record of it.
@@ -110,7 +113,9 @@ export function checkInvariants(c: CheckInput): Invariants {
       const ms = (rs: EventRecord[]): number[] => rs.map((r) => Number(r.detail?.sinceLastJobEndMs)).filter((x) => Number.isFinite(x));
       const b = median(ms(starts.filter((r) => Date.parse(r.at) < chaosFrom)));
       const f = median(ms(starts.filter((r) => Date.parse(r.at) >= chaosFrom)));
-      return [`  job end -> next listener, median: ${(f / 1000).toFixed(2)} s with faults vs ${(b / 1000).toFixed(2)} s baseline (same run) = ${(f / b).toFixed(2)}x`];
+      return [
+        `  job end -> next listener, median: ${(f / 1000).toFixed(2)} s with faults vs ${(b / 1000).toFixed(2)} s baseline (same run) = ${(f / b).toFixed(2)}x`,
+      ];
     },
   };
   inv.lines.push(
@@ -118,13 +123,24 @@ export function checkInvariants(c: CheckInput): Invariants {
     `  ghost registrations:     ${inv.ghosts}`,
     `  dirty hosts reused:      ${inv.dirtyReused}  (jobs that found an earlier job's marker or process ${foundDirty.length} of ${c.found.size} that looked; records reusing an unclean host ${reusedUnclean.length})`,
     `  quarantine lost:         ${inv.quarantineLost}  (quarantines ${quarantines}, hosts replaced ${c.generations.length})`,
-    `  /healthz failures:       ${inv.healthFailures}  (polls ${c.health.polls}: ${Object.entries(c.health.answers).map(([k, v]) => `${k} x${v}`).join(', ')})`,
-    `  forged reports accepted: ${inv.forgedAccepted}  (attempts ${c.forges.length}; ${Object.entries(forgeTries).map(([k, v]) => `${k} x${v}`).join(', ') || 'none'})`,
-    `  fake job results: ${Object.entries(results).map(([k, v]) => `${k} ${v}`).join(', ')}`,
-    `  journal events: ${Object.entries(events).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `  /healthz failures:       ${inv.healthFailures}  (polls ${c.health.polls}: ${Object.entries(c.health.answers)
+      .map(([k, v]) => `${k} x${v}`)
+      .join(', ')})`,
+    `  forged reports accepted: ${inv.forgedAccepted}  (attempts ${c.forges.length}; ${
+      Object.entries(forgeTries)
+        .map(([k, v]) => `${k} x${v}`)
+        .join(', ') || 'none'
+    })`,
+    `  fake job results: ${Object.entries(results)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+    `  journal events: ${Object.entries(events)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
   );
   for (const j of lost) inv.lines.push(`  LOST: run ${j.job.runId} on ${j.runnerName} #${j.runnerId}: ${j.status}/${j.result}`);
-  for (const j of dup) inv.lines.push(`  DUPLICATE: run ${j.job.runId}: ${(claims.get(j.id) ?? []).map((r) => `${r.seq} ${r.result}`).join(', ')}`);
+  for (const j of dup)
+    inv.lines.push(`  DUPLICATE: run ${j.job.runId}: ${(claims.get(j.id) ?? []).map((r) => `${r.seq} ${r.result}`).join(', ')}`);
   for (const t of c.torn) inv.lines.push(`  TORN: ${t}`);
   for (const g of c.ghosts) inv.lines.push(`  GHOST: ${g.id} ${g.name} ${g.status} busy=${g.busy}`);
   for (const [i, t] of foundDirty) inv.lines.push(`  DIRTY: run ${i} found: ${t.slice(0, 200)}`);

@@ -16,7 +16,9 @@ export class StateFiller {
   fill(holdMs: number): void {
     const file = path.join(this.dir, `.soak-filler-${++this.seq}`);
     const secs = (holdMs / 1000).toFixed(2);
-    const child = spawn('bash', ['-c', `dd if=/dev/zero of='${file}' bs=256k 2>/dev/null; sleep ${secs}; rm -f '${file}'`], { stdio: 'ignore' });
+    const child = spawn('bash', ['-c', `dd if=/dev/zero of='${file}' bs=256k 2>/dev/null; sleep ${secs}; rm -f '${file}'`], {
+      stdio: 'ignore',
+    });
     this.episodes += 1;
     this.helpers.add(child);
     child.once('exit', () => this.helpers.delete(child));

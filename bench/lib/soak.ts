@@ -9,7 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { Journal, type JobRecord, type JournalRecord } from '../../src/agent/journal.js';
+import { Journal } from '../../src/agent/journal.js';
 import type { JobSpec } from '../../src/sim/github/types.js';
 import { readPersistedState, startAgentProcess, type AgentProcess, type ProcessExit } from './agent-process.js';
 import { prng, pick, sleep } from './prng.js';
@@ -164,7 +164,9 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const a = current;
     if (!a || killing || replacing) return false;
     if (a.child.exitCode !== null || a.child.signalCode !== null) return false;
-    return a.indexOf((l) => l.msg === 'health server listening') >= 0 && a.indexOf((l) => l.msg === 'agent stopped' || l.msg === 'draining') < 0;
+    return (
+      a.indexOf((l) => l.msg === 'health server listening') >= 0 && a.indexOf((l) => l.msg === 'agent stopped' || l.msg === 'draining') < 0
+    );
   };
   const journalCount = async (): Promise<number> => (await new Journal({ dir: w.stateDir }).readAll()).records.length;
 
@@ -185,7 +187,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       current = undefined;
       if (!killing) {
         const stop = [...a.lines].reverse().find((l) => l.msg === 'agent stopped');
-        const reason = String(stop?.reason ?? a.tail(300).trim());
+        const reason = typeof stop?.reason === 'string' ? stop.reason : a.tail(300).trim();
         exits.push(`code ${e.code ?? e.signal}: ${reason.slice(0, 300)}`);
         if (running && reason.startsWith('recycled')) {
           replacing = true;
@@ -367,7 +369,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     running = false;
     for (let i = 0; i < 50 && !current; i++) await sleep(20);
     let last: ProcessExit | undefined;
-    const a = current as AgentProcess | undefined;
+    const a = current;
     if (a) {
       await a.waitForLog((l) => l.msg === 'state', 'the agent to start', 30_000).catch(() => undefined);
       a.child.kill('SIGTERM');
@@ -387,7 +389,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       if (t !== undefined) found.set(i, t.trim());
     }
     const inv = checkInvariants({
-      records: read.records as JournalRecord[],
+      records: read.records,
       torn: read.skipped.map((s) => `${s.file}:${s.line} ${s.reason}`),
       fakeJobs: w.fake.jobs(),
       ghosts: w.fake.runners(),
@@ -402,8 +404,16 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const lines = [
       `soak: ${o.jobs} jobs with faults after ${o.baselineJobs} without, seed ${o.seed}, wall ${wallS.toFixed(1)} s (${(wallS / total).toFixed(2)} s a job)`,
       ...inv.lines,
-      `  faults injected: ${Object.entries(injected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
-      `  agent kills landed in: ${Object.entries(killedIn).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+      `  faults injected: ${
+        Object.entries(injected)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ') || 'none'
+      }`,
+      `  agent kills landed in: ${
+        Object.entries(killedIn)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ') || 'none'
+      }`,
       `  agent processes started: ${starts}; exits on their own: ${exits.length}; last agent drained: ${last ? `exit ${last.code ?? last.signal}` : 'did not stop in time'}`,
       `  hosts replaced after a recycle: ${replacements.length}`,
       ...summarise(replacements).map((l) => `    ${l}`),

@@ -151,7 +151,10 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
       const parent = path.join(mount, slotCgroupParent(stateDir));
       for (const name of await readdir(parent).catch(() => [] as string[])) {
         const child = path.join(parent, name);
-        if ((await stat(child).catch(() => undefined))?.isDirectory()) await openProcessContainer(child).remove().catch(() => {});
+        if ((await stat(child).catch(() => undefined))?.isDirectory())
+          await openProcessContainer(child)
+            .remove()
+            .catch(() => {});
       }
       await rmdir(parent).catch(() => {});
     }
@@ -200,7 +203,13 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
       policyDir,
       dropDir,
       async baseline() {
-        const rt = await wire(await loadHostConfig(configFile, {}), { configFile, env: {}, log: silentLogger(), clock: systemClock, hostname: 'benchhost' });
+        const rt = await wire(await loadHostConfig(configFile, {}), {
+          configFile,
+          env: {},
+          log: silentLogger(),
+          clock: systemClock,
+          hostname: 'benchhost',
+        });
         try {
           await takeBaseline(rt.slot);
         } finally {
