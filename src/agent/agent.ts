@@ -30,6 +30,7 @@ import { registerRunner, type Registration, type RunnerRegistrar } from './regis
 import { RegistrationLedger } from './registrations.js';
 import { realRunnerHost } from './runner-host.js';
 import { realDisk } from './disk.js';
+import { RunnerUpdates } from './runner-updates.js';
 import { Settler } from './settle.js';
 import { StateStore, type PersistedState } from './state-store.js';
 import { statusSnapshot } from './status.js';
@@ -60,6 +61,7 @@ export class Agent {
   private readonly supervisor: ListenerSupervisor;
   private readonly settler: Settler;
   private readonly endings: Endings;
+  private readonly updates: RunnerUpdates;
   private readonly startedAt: number;
   private readonly lateTasks: Promise<unknown>[] = [];
 
@@ -89,7 +91,8 @@ export class Agent {
     this.registrar = token ?? new JitRegistrar(this.core, this.ledger, d.runner.prefetch === true);
     const guards = new GuardCalls(this.core.guards, log, clock);
     this.supervisor = new ListenerSupervisor(this.core, this.ledger, this.registrar, guards);
-    this.settler = new Settler(this.core, this.ledger, this.supervisor, guards);
+    this.updates = new RunnerUpdates(this.core);
+    this.settler = new Settler(this.core, this.ledger, this.supervisor, guards, this.updates);
     this.endings = new Endings(this.core, this.ledger, this.registrar);
   }
 
@@ -118,6 +121,8 @@ export class Agent {
     this.core.live.lastBeat = d.clock.now();
     const tasks = [this.heartbeat(bg.signal)];
     try {
+      // An update a crash interrupted is finished or undone before any listener starts.
+      await this.updates.recover();
       // Hook reports written while the agent was down are read before the drop directory is reset.
       const leftover = (await host.takeLeftoverEvents(d.clock.now()).catch(() => [] as HookEvent[])).slice(0, MAX_LEFTOVER_REPORTS);
       await host.installHooks();
@@ -157,6 +162,7 @@ export class Agent {
         continue;
       }
       policy = d.policies.atJobBoundary();
+      await this.updates.between();
       const got = await registerRunner(this.core, this.registrar, this.ledger, policy);
       if (got.kind === 'drained') return this.endings.stop(`drained: ${drain.reason}`);
       if (got.kind === 'stuck') {

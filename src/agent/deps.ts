@@ -14,6 +14,7 @@ import type { StatusSnapshot } from '../health/snapshot.js';
 import type { HookPaths } from '../runner/hooks.js';
 import type { JobDirsLike } from '../runner/env.js';
 import type { TokenRegistrar } from '../runner/token-registration.js';
+import type { UpdateResult } from '../runner/update.js';
 import type { AgentState } from './states.js';
 import type { Timeouts } from './timeouts.js';
 import type { JournalPort } from './records.js';
@@ -53,6 +54,19 @@ export interface RecyclerPort {
     event: { reason: string; team: string; jobsServed: number; runnerName?: string; runnerId?: number },
     signal: AbortSignal,
   ): Promise<{ ok: boolean; provider: string; detail: string; exitCode?: number }>;
+}
+
+/**
+ * In-place runner updates (host config `runner.updates`), bound by the composition root to the
+ * slot's runner root and release source (src/runner/update.ts).
+ */
+export interface RunnerUpdatesPort {
+  /** Finishes or undoes an update a crash interrupted; run at boot before any listener. */
+  recover(): Promise<void>;
+  /** Installs a newer verified release, or says why not. */
+  update(): Promise<UpdateResult>;
+  /** How often, between jobs, a newer release is looked for (host config checkEveryMinutes). */
+  checkEveryMs: number;
 }
 
 /** Metrics hooks (AgentMetrics implements them); every method optional. */
@@ -120,6 +134,8 @@ export interface AgentDeps {
   runnerHost?: RunnerHostPort;
   /** The work filesystem and its trash, for disk figures taken after the trash is empty; default the slot's. */
   disk?: DiskPort;
+  /** In-place runner updates; absent: never updated by the agent (a deprecated runner recycles the host). */
+  runnerUpdates?: RunnerUpdatesPort;
   /** Uniform [0, 1) for backoff jitter; default Math.random. */
   random?: RandomSource;
 }

@@ -17,6 +17,7 @@ import type { TrackedJob } from './job-tracker.js';
 import type { Registration } from './registrar.js';
 import type { RegistrationLedger } from './registrations.js';
 import type { ListenerSupervisor, ServeOutcome } from './supervisor.js';
+import type { RunnerUpdates } from './runner-updates.js';
 import { backoffDelay } from '../lib/backoff.js';
 
 /** A cleanup pass: the report (undefined when it did not complete) and the guards' findings. */
@@ -30,6 +31,8 @@ export interface DecideExtras {
   jobResult?: string | undefined;
   idleTimedOut?: boolean;
   runnerVersionDeprecated?: string | undefined;
+  /** Why an in-place update could not replace the deprecated runner. */
+  runnerUpdateProblem?: string | undefined;
   /** The host could not set up a listener (ENOSPC on the job directories...). */
   setupProblem?: string | undefined;
 }
@@ -54,6 +57,7 @@ export class Settler {
     private readonly ledger: RegistrationLedger,
     private readonly supervisor: ListenerSupervisor,
     private readonly guards: GuardCalls,
+    private readonly updates?: RunnerUpdates,
   ) {}
 
   /** One cleanup pass (states cleaning → verifying → deciding). */
@@ -112,6 +116,7 @@ export class Settler {
       consecutiveFailures: ctx.s.consecutiveFailures,
       draining: drain.draining,
       ...(x.runnerVersionDeprecated !== undefined ? { runnerVersionDeprecated: x.runnerVersionDeprecated } : {}),
+      ...(x.runnerUpdateProblem !== undefined ? { runnerUpdateProblem: x.runnerUpdateProblem } : {}),
       ...(problem !== undefined ? { stateWriteProblem: problem } : {}),
     });
   }
@@ -154,10 +159,20 @@ export class Settler {
     await this.core.host.removeLocalConfig().catch((err: unknown) => log.warn({ err: describeError(err) }, 'could not remove the runner registration files'));
     const { report, findings } = await this.clean(policy, job ? job.startedAt : undefined);
     await this.supervisor.removeContainers();
+    // A deprecated runner is updated in place when runner.updates allows: the host registers
+    // again instead of being recycled.
+    let deprecated = outcome.versionDeprecated;
+    let updateProblem: string | undefined;
+    if (deprecated !== undefined && this.core.d.runnerUpdates && this.updates && report?.clean === true) {
+      const u = await this.updates.onDeprecated(deprecated);
+      if ('updated' in u) deprecated = undefined;
+      else updateProblem = u.recycle;
+    }
     let decision = this.decide(policy, report, {
       jobResult: result,
       idleTimedOut: !job && outcome.idleTimedOut === true,
-      runnerVersionDeprecated: outcome.versionDeprecated,
+      runnerVersionDeprecated: deprecated,
+      runnerUpdateProblem: updateProblem,
       setupProblem: outcome.setupProblem,
     });
     if (outcome.refused && decision.action !== 'quarantine') {

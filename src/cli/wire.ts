@@ -31,9 +31,11 @@ import { createOctokitPort, type GitHubAuth } from '../github/octokit.js';
 import { scopeUrl, type RunnerScope } from '../github/scope.js';
 import { createCaFetch, readCaBundle } from '../github/tls.js';
 import { TokenRegistrar } from '../runner/token-registration.js';
+import { recoverRunnerUpdate, updateRunner } from '../runner/update.js';
 import type { GitHubPort } from '../github/port.js';
 import { Journal } from '../agent/journal.js';
 import { Agent, type RecyclerPort } from '../agent/agent.js';
+import type { RunnerUpdatesPort } from '../agent/deps.js';
 import { resolveTimeouts } from '../agent/timeouts.js';
 import { ALL_STATES } from '../agent/states.js';
 import { hookPaths } from '../runner/hooks.js';
@@ -249,6 +251,28 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     };
   }
 
+  // In-place runner updates (host config runner.updates, docs/fleet-scale.md).
+  const updates = config.runner.updates;
+  const updateLog = log.child({ component: 'runner-update' });
+  const runnerUpdates: RunnerUpdatesPort | undefined = updates
+    ? {
+        recover: async () => {
+          await recoverRunnerUpdate(slot.runnerRoot, updateLog);
+        },
+        update: () =>
+          updateRunner({
+            root: slot.runnerRoot,
+            source: updates.source,
+            apiUrl: config.github.apiUrl,
+            platform: updates.platform,
+            clock,
+            log: updateLog,
+            retakeManifest: () => takeInstallManifest(slot, clock),
+          }),
+        checkEveryMs: updates.checkEveryMinutes * 60_000,
+      }
+    : undefined;
+
   const protectedPids = new Set<number>([process.pid]);
   const instance = randomBytes(3).toString('hex');
   // One cgroup parent per slot (named after its state dir): containers left by a crashed agent of
@@ -296,6 +320,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     log,
     timeouts,
     ...(recycler ? { recycler } : {}),
+    ...(runnerUpdates ? { runnerUpdates } : {}),
     // The per-job container engine (policy docker.mode): started before each listener, stopped after.
     guards: [new EngineGuard({ runnerUser: slot.user, cgroupParent, stateDir: slot.stateDir }), ...hostGuards],
     processContainers: {

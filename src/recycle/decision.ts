@@ -29,6 +29,8 @@ export interface DecisionInput {
   recycleOnDrain?: boolean;
   /** The service refused the installed runner as deprecated (listener exit 7): its version. */
   runnerVersionDeprecated?: string;
+  /** Why an in-place runner update (host config runner.updates) did not replace the deprecated runner. */
+  runnerUpdateProblem?: string;
   /**
    * The agent cannot write its state or journal (ENOSPC, EIO, read-only): it can no longer promise
    * crash safety (no ghost, no lost record), so the host is recycled, not reused.
@@ -55,7 +57,8 @@ export function decide(i: DecisionInput): Decision {
   if (i.runnerVersionDeprecated !== undefined) {
     // Registering again cannot help: this host's runner will never be served. A replacement from
     // an image with a newer runner can; an alert on this reason says the image needs rebuilding.
-    return { action: 'recycle', reason: `runner-version-deprecated: v${i.runnerVersionDeprecated} is refused by GitHub` };
+    const why = i.runnerUpdateProblem !== undefined ? ` (${i.runnerUpdateProblem})` : '';
+    return { action: 'recycle', reason: `runner-version-deprecated: v${i.runnerVersionDeprecated} is refused by GitHub${why}` };
   }
   const p = i.policy;
   const disk = i.report.verify.disk;
