@@ -52,6 +52,12 @@ export function decide(i: DecisionInput): Decision {
     return { action: 'quarantine', reason: `verification failed: ${why.slice(0, 5).join('; ') || 'unknown'}` };
   }
   if (i.draining) return i.recycleOnDrain ? { action: 'recycle', reason: 'drained' } : { action: 'stop', reason: 'draining' };
+  // A job that had root through sudo may have changed anything the integrity check does not
+  // cover: with runner.sudo recycle the policy wants every such host replaced. A job ran when
+  // it has a result (also one a crash interrupted, at recovery).
+  if (i.jobResult !== undefined && i.policy.runner.sudo === 'recycle') {
+    return { action: 'recycle', reason: 'sudo-job: runner.sudo is recycle and a job ran with sudo' };
+  }
   if (i.stateWriteProblem !== undefined) return { action: 'recycle', reason: `state-unwritable: ${i.stateWriteProblem}` };
   if (i.idleTimedOut) return { action: 'recycle', reason: 'idle-timeout: no job within host.maxIdleMinutes' };
   if (i.runnerVersionDeprecated !== undefined) {

@@ -52,6 +52,10 @@ const cases: [string, Partial<DecisionInput>, string, RegExp?][] = [
   ['a failed job does not recycle by default', { jobResult: 'Failed' }, 'reuse'],
   ['a host past its lifetime is recycled', { policy: { ...reuse20, host: { ...reuse20.host, maxLifetimeMinutes: 1 } }, now: 61_000 }, 'recycle', /max-lifetime/],
   ['a draining agent stops after a clean pass', { draining: true }, 'stop'],
+  ['a job that ran with runner.sudo recycle recycles the host', { jobResult: 'Succeeded', policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } }, 'recycle', /^sudo-job/],
+  ['runner.sudo recycle without a job (listener ended idle) keeps the host', { policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } }, 'reuse'],
+  ['runner.sudo allow reuses the host after a job', { jobResult: 'Succeeded', policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'allow' } } }, 'reuse'],
+  ['a dirty host after a sudo job is quarantined, not just recycled', { jobResult: 'Succeeded', report: undefined, policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } }, 'quarantine'],
   ['the agent stops when its own job count is reached', { agentMaxJobs: 1 }, 'stop'],
 ];
 
