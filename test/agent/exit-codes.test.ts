@@ -42,7 +42,7 @@ test('a self-update during a job (update.sh still running after the exit): the a
   w.onFirst('job-started', (j: { runnerId: number }) => w.fake.requestUpdate(j.runnerId, '2.337.0'));
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'work', run: 'sleep 3' }] });
   w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
-  const { exit, jobs, records } = await w.runToEnd(90_000);
+  const { exit, jobs, records } = await w.runToEnd(45_000);
   t.diagnostic(JSON.stringify({ exit, versions, jobs: records.filter((r) => r.type === 'job').map((r) => ({ code: r.listenerExitCode, notes: r.notes })) }));
   assert.equal(exit.code, 0, exit.reason);
   assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded']);
