@@ -158,6 +158,8 @@ export function formatStatus(s: StatusSnapshot, now: number): string {
     if (load.length > 0) row('host', `${load.join(', ')}${h.updatedAt ? ` (sampled ${when(h.updatedAt, now)})` : ''}`);
     const e = h.containerEngine;
     if (e) row('containers', e.up ? `engine up${e.version ? ` (${p(e.version)})` : ''}` : `ENGINE DOWN: ${p(e.error ?? 'no answer')}`);
+    const dm = h.dockerMode;
+    if (dm) row('docker mode', `${p(dm.mode)}${dm.jobsCanActAsRoot ? ' (JOBS CAN ACT AS ROOT through the host engine)' : ', jobs cannot act as root through an engine'}`);
   } else row('disk', 'not sampled yet');
   return `${out.join('\n')}\n`;
 }

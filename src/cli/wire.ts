@@ -47,6 +47,7 @@ import { createRecycler } from '../recycle/chain.js';
 import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
 import { EngineGuard } from '../engine/engine-guard.js';
+import { modeStatus } from '../engine/mode.js';
 import { createHostGuards } from '../integrity/host-guards.js';
 
 /** Everything a started agent consists of; `run` awaits `agent.run` and then `close`. */
@@ -278,6 +279,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   // One cgroup parent per slot (named after its state dir): containers left by a crashed agent of
   // this slot are removed at boot, and never another slot's (or another test's).
   const cgroupParent = slotCgroupParent(config.stateDir);
+  // The per-job container engine (policy docker.mode); also asked for the mode /status shows.
+  const engineGuard = new EngineGuard({ runnerUser: slot.user, cgroupParent, stateDir: slot.stateDir });
   const cgroupSupport = await detectCgroupSupport();
   await removeStaleContainers(cgroupSupport, cgroupParent, log);
   const bg = new AbortController();
@@ -322,7 +325,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     ...(recycler ? { recycler } : {}),
     ...(runnerUpdates ? { runnerUpdates } : {}),
     // The per-job container engine (policy docker.mode): started before each listener, stopped after.
-    guards: [new EngineGuard({ runnerUser: slot.user, cgroupParent, stateDir: slot.stateDir }), ...hostGuards],
+    guards: [engineGuard, ...hostGuards],
     processContainers: {
       create: async (name) => {
         // Unique per agent instance: two agents (or two tests) must never share a cgroup.
@@ -398,6 +401,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
         const c = policies.current().cleanup.containers;
         return c.enabled ? probeEngine(c.socket, bg.signal) : undefined;
       },
+      // Whether jobs can act as root through the engine (docker.mode host), for /status, `status` and the metric.
+      dockerMode: async () => modeStatus(await engineGuard.mode(policies.current())),
     },
     onSample: (s) => {
       hostSample = s;

@@ -28,6 +28,8 @@ export interface HostSources {
   memUsedPercent(): Promise<number | undefined>;
   /** Whether the container engine answers; undefined when the host has none (no socket). */
   containerEngine?(): Promise<HostFigures['containerEngine']>;
+  /** The docker mode the current policy gets on this host. */
+  dockerMode?(): Promise<HostFigures['dockerMode']>;
 }
 
 /** Options of HostFiguresSampler; defaults: 15 s interval, system clock, systeminformation. */
@@ -71,13 +73,15 @@ export class HostFiguresSampler {
   /** Takes one sample. A figure that cannot be read is left out (and logged), never thrown. */
   async sampleOnce(): Promise<HostSample> {
     const sample: HostSample = { updatedAt: new Date(this.clock.now()).toISOString() };
-    const [cpu, mem, fs, engine] = await Promise.allSettled([
+    const [cpu, mem, fs, engine, docker] = await Promise.allSettled([
       this.sources.cpuLoadPercent(),
       this.sources.memUsedPercent(),
       statfs(this.opts.workDir),
       this.sources.containerEngine?.(),
+      this.sources.dockerMode?.(),
     ]);
     if (engine.status === 'fulfilled' && engine.value !== undefined) sample.containerEngine = engine.value;
+    if (docker.status === 'fulfilled' && docker.value !== undefined) sample.dockerMode = docker.value;
     if (cpu.status === 'fulfilled' && cpu.value !== undefined) sample.cpuLoadPercent = round(cpu.value);
     if (mem.status === 'fulfilled' && mem.value !== undefined) sample.memUsedPercent = round(mem.value);
     if (fs.status === 'fulfilled') {
@@ -93,6 +97,7 @@ export class HostFiguresSampler {
       ['memory', mem],
       ['work fs', fs],
       ['container engine', engine],
+      ['docker mode', docker],
     ] as const) {
       if (r.status === 'rejected') {
         this.log.warn({ figure: what, err: describeError(r.reason) }, 'host figure unavailable');

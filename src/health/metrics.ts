@@ -54,6 +54,8 @@ export interface HostFigures {
   workFsFreeInodesPercent?: number;
   /** The container engine the policy names: absent when the host has none. */
   containerEngine?: { up: boolean; version?: string; error?: string };
+  /** The docker mode the policy gets on this host (isolated, host, none); host mode lets jobs act as root through the engine. */
+  dockerMode?: { mode: string; jobsCanActAsRoot: boolean };
 }
 
 /** Options of AgentMetrics; defaults: system clock, 60 s event-loop window. */
@@ -135,6 +137,7 @@ export class AgentMetrics {
   private readonly cpuLoad: Gauge;
   private readonly memUsed: Gauge;
   private readonly engineUp: Gauge;
+  private readonly dockerMode: Gauge<'mode' | 'jobs_can_act_as_root'>;
   private readonly policyReloads: Counter<'result'>;
   private readonly quarantinedGauge: Gauge;
 
@@ -288,6 +291,12 @@ export class AgentMetrics {
     this.engineUp = new Gauge({
       name: `${p}container_engine_up`,
       help: '1 while the container engine of the policy answers, 0 when its socket exists but it does not; absent on hosts without one.',
+      registers,
+    });
+    this.dockerMode = new Gauge({
+      name: `${p}docker_mode`,
+      help: '1 for the docker mode jobs get on this host (isolated, host, none); jobs_can_act_as_root="true" in host mode.',
+      labelNames: ['mode', 'jobs_can_act_as_root'],
       registers,
     });
     this.policyReloads = new Counter({
@@ -458,6 +467,11 @@ export class AgentMetrics {
     set(this.cpuLoad, f.cpuLoadPercent, 100);
     set(this.memUsed, f.memUsedPercent, 100);
     if (f.containerEngine) this.engineUp.set(f.containerEngine.up ? 1 : 0);
+    if (f.dockerMode) {
+      // One series at a time: a mode that changed (policy reload) drops the old one.
+      this.dockerMode.reset();
+      this.dockerMode.set({ mode: this.label('docker_mode', f.dockerMode.mode), jobs_can_act_as_root: String(f.dockerMode.jobsCanActAsRoot) }, 1);
+    }
   }
 
   /** Counts a policy reload by result ("ok" or "error"). */
