@@ -32,7 +32,10 @@ export interface Invariants {
   ghosts: number;
   dirtyReused: number;
   quarantineLost: number;
+  /** /healthz failures while the agent served (its loop running). */
   healthFailures: number;
+  /** /healthz failures of an agent process still starting (health server up, loop not yet running). */
+  healthStartupFailures: number;
   forgedAccepted: number;
   lines: string[];
   broken: string[];
@@ -104,7 +107,8 @@ export function checkInvariants(c: CheckInput): Invariants {
     ghosts: c.ghosts.length,
     dirtyReused: foundDirty.length + reusedUnclean.length,
     quarantineLost: qLost.length,
-    healthFailures: hf.length,
+    healthFailures: hf.filter((h) => !h.startup).length,
+    healthStartupFailures: hf.filter((h) => h.startup).length,
     forgedAccepted: reached.length + c.statusLeaks.length + forgedRecords.length,
     lines: [],
     broken: [],
@@ -123,7 +127,9 @@ export function checkInvariants(c: CheckInput): Invariants {
     `  ghost registrations:     ${inv.ghosts}`,
     `  dirty hosts reused:      ${inv.dirtyReused}  (jobs that found an earlier job's marker or process ${foundDirty.length} of ${c.found.size} that looked; records reusing an unclean host ${reusedUnclean.length})`,
     `  quarantine lost:         ${inv.quarantineLost}  (quarantines ${quarantines}, hosts replaced ${c.generations.length})`,
-    `  /healthz failures:       ${inv.healthFailures}  (polls ${c.health.polls}: ${Object.entries(c.health.answers)
+    `  /healthz failures:       ${inv.healthFailures + inv.healthStartupFailures}  (${inv.healthStartupFailures} of them before the agent's first state; polls ${c.health.polls}: ${Object.entries(
+      c.health.answers,
+    )
       .map(([k, v]) => `${k} x${v}`)
       .join(', ')})`,
     `  forged reports accepted: ${inv.forgedAccepted}  (attempts ${c.forges.length}; ${
@@ -146,7 +152,7 @@ export function checkInvariants(c: CheckInput): Invariants {
   for (const [i, t] of foundDirty) inv.lines.push(`  DIRTY: run ${i} found: ${t.slice(0, 200)}`);
   for (const r of reusedUnclean) inv.lines.push(`  DIRTY: record seq ${r.seq} reused an unclean host: ${r.decisionReason}`);
   for (const q of qLost) inv.lines.push(`  QUARANTINE LOST: ${q}`);
-  for (const h of hf.slice(0, 20)) inv.lines.push(`  HEALTHZ: ${h.at} ${h.what.slice(0, 320)}`);
+  for (const h of hf.slice(0, 20)) inv.lines.push(`  HEALTHZ${h.startup ? ' (start-up)' : ''}: ${h.at} ${h.what.slice(0, 320)}`);
   for (const f of reached) inv.lines.push(`  FORGED: ${JSON.stringify(f.tries)}`);
   for (const s of c.statusLeaks) inv.lines.push(`  FORGED in /status: ${s}`);
   for (const r of forgedRecords) inv.lines.push(`  FORGED in the journal: seq ${r.seq}`);
@@ -156,6 +162,7 @@ export function checkInvariants(c: CheckInput): Invariants {
   if (inv.dirtyReused > 0) inv.broken.push(`${inv.dirtyReused} dirty hosts reused`);
   if (inv.quarantineLost > 0) inv.broken.push(`${inv.quarantineLost} quarantines lost`);
   if (inv.healthFailures > 0) inv.broken.push(`${inv.healthFailures} /healthz failures`);
+  if (inv.healthStartupFailures > 0) inv.broken.push(`${inv.healthStartupFailures} /healthz failures at agent start-up`);
   if (inv.forgedAccepted > 0) inv.broken.push(`${inv.forgedAccepted} forged reports got through`);
   if (ran.length > 0 && c.health.polls === 0) inv.broken.push('/healthz was never polled');
   return inv;

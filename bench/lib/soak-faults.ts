@@ -86,6 +86,8 @@ s.on('close', () => { clearTimeout(t); process.stdout.write(JSON.stringify(out))
 export interface HealthFailure {
   at: string;
   what: string;
+  /** The agent process had not reached its first state yet (its loop had not started). */
+  startup: boolean;
 }
 
 /** Whether the agent process should be answering now (started its health server, not stopping or killed). */
@@ -112,6 +114,8 @@ export class HealthPoller {
     private readonly onTick?: () => void,
     /** What the agent was doing, kept with a failure. */
     private readonly context: () => string = () => '',
+    /** Whether the agent process is still starting (no state reached yet). */
+    private readonly startingUp: () => boolean = () => false,
   ) {}
 
   start(): void {
@@ -144,14 +148,14 @@ export class HealthPoller {
       const key = res.status === 200 ? '200' : `${res.status} ${body.slice(0, 40)}`;
       this.answers[key] = (this.answers[key] ?? 0) + 1;
       if (res.status === 200 || (res.status === 503 && body.includes('quarantined'))) return;
-      this.failures.push({ at, what: `${what} (${this.context()})` });
+      this.failures.push({ at, what: `${what} (${this.context()})`, startup: this.startingUp() });
       return;
     } catch (err) {
       what = `no answer: ${(err as Error).cause ? String((err as Error & { cause: unknown }).cause) : (err as Error).message}`;
     }
     this.polls += 1;
     if (before && this.serving()) {
-      this.failures.push({ at, what: `${what} (${this.context()})` });
+      this.failures.push({ at, what: `${what} (${this.context()})`, startup: this.startingUp() });
       this.answers['no answer while serving'] = (this.answers['no answer while serving'] ?? 0) + 1;
     } else {
       this.answers['no answer (agent starting/stopping/down)'] = (this.answers['no answer (agent starting/stopping/down)'] ?? 0) + 1;

@@ -64,6 +64,10 @@ export interface SoakResult {
   /** One line per broken invariant; empty when all held. */
   broken: string[];
   wallS: number;
+  /** Faults that landed, by kind. */
+  injected: Record<string, number>;
+  /** Jobs the fake saw start. */
+  jobsRun: number;
 }
 
 /** A random moment within this much of a job's enqueue covers idle, job-running, cleaning and registering. */
@@ -232,7 +236,16 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const last = a.lines.at(-1);
     return `pid ${a.pid}, up ${((Date.now() - Date.parse(a.lines[0]?.time ?? new Date().toISOString())) / 1000).toFixed(1)} s, state ${st?.to ?? '?'}, last log "${last?.msg ?? ''}"`;
   };
-  const health = new HealthPoller(`http://127.0.0.1:${port}/healthz`, serving, HEALTH_POLL_MS, HEALTH_ANSWER_MS, watchQuarantine, agentNow);
+  const startingUp = (): boolean => current !== undefined && current.indexOf((l) => l.msg === 'state') < 0;
+  const health = new HealthPoller(
+    `http://127.0.0.1:${port}/healthz`,
+    serving,
+    HEALTH_POLL_MS,
+    HEALTH_ANSWER_MS,
+    watchQuarantine,
+    agentNow,
+    startingUp,
+  );
 
   const started = Date.now();
   let chaosFrom = Number.POSITIVE_INFINITY;
@@ -422,7 +435,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const broken = [...inv.broken];
     if (stalled) broken.push('the soak stalled: no job completed for too long');
     if (!last) broken.push('the last agent did not drain in time');
-    return { invariants: inv, lines, broken, wallS };
+    return { invariants: inv, lines, broken, wallS, injected, jobsRun: w.fake.jobs().filter((j) => j.startedAt !== null).length };
   } finally {
     running = false;
     for (const t of timers) clearTimeout(t);
