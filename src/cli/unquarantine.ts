@@ -18,11 +18,7 @@ import { EXIT, parseOptions, type CliIO } from './io.js';
 import { takeConfigArg } from './config-args.js';
 import { printConfigError } from './startup-errors.js';
 import { stateLockFile } from './host-lock.js';
-
-export const UNQUARANTINE_USAGE = `usage: runner-warden unquarantine --reason TEXT [--config FILE]
-  ends the host's quarantine (an operator decision, journaled with who and why); the agent then
-  cleans and verifies the host before it serves again. Run as root on the host.
-`;
+import { UNQUARANTINE_USAGE } from './usage.js';
 
 /**
  * How long to wait for a running agent to take the request: it looks every couple of seconds

@@ -57,3 +57,11 @@ test('an argument after -- is not a help flag', async () => {
   const code = await main(['validate', '--', '--help'], c.io, {});
   assert.equal(code, 1, 'validate treats "--help" after -- as a file name (which does not exist)');
 });
+
+test('unquarantine without --reason prints the one usage text of usage.ts on stderr and fails', async () => {
+  const c = captureIo();
+  const code = await main(['unquarantine', '--config', '/nonexistent/config.yaml'], c.io, {});
+  assert.notEqual(code, 0);
+  assert.ok(c.err().endsWith(COMMAND_USAGE.unquarantine ?? '<none>'), `stderr was: ${c.err()}`);
+  assert.match(c.err(), /--reason TEXT is required/);
+});
