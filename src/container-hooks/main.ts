@@ -32,7 +32,7 @@ async function readAllow(file: string | undefined): Promise<{ mode: string; allo
 export async function main(env: NodeJS.ProcessEnv, stdin: string, print: (line: string) => void): Promise<number> {
   try {
     const input = parseHookInput(stdin);
-    const { mode, allow } = await readAllow(env.RUNNER_WARDEN_DOCKER_ALLOW);
+    const { mode, allow } = await readAllow(env.CONTAINER_HOOKS_DOCKER_POLICY);
     if (mode === 'none') throw new CreateRefusedError('this runner gives jobs no container engine (docker.mode: none)');
     const workspace = env.RUNNER_WORKSPACE ? path.dirname(env.RUNNER_WORKSPACE) : env.GITHUB_WORKSPACE ? path.dirname(path.dirname(env.GITHUB_WORKSPACE)) : undefined;
     const roots = [workspace, env.RUNNER_TEMP, env.RUNNER_TOOL_CACHE].filter((r): r is string => !!r);

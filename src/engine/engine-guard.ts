@@ -105,7 +105,8 @@ export class EngineGuard implements JobGuard<Policy> {
   async prepare(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardPrepared> {
     const mode = await this.resolve(policy, job.user, ctx);
     await writeFileAtomic(path.join(job.dir, ALLOW_FILE), `${JSON.stringify({ mode, allow: policy.docker.allow })}\n`, 0o644);
-    const env: Record<string, string> = { RUNNER_WARDEN_DOCKER_ALLOW: path.join(job.dir, ALLOW_FILE) };
+    // Not RUNNER_WARDEN_*: that prefix is the agent's own configuration, which never reaches a job.
+    const env: Record<string, string> = { CONTAINER_HOOKS_DOCKER_POLICY: path.join(job.dir, ALLOW_FILE) };
     if (this.opts.containerHooks) env.ACTIONS_RUNNER_CONTAINER_HOOKS = this.opts.containerHooks;
     if (mode === 'host') {
       ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
