@@ -347,9 +347,19 @@ export class FakeState {
       eventName: spec.eventName ?? 'push',
       actor: spec.actor ?? 'octocat',
       labels: spec.labels ?? ['self-hosted'],
-      steps: spec.steps.map((s) => ({ name: s.name, run: s.run })),
+      // Everything the runner needs of a step and of the job's containers, copied so a test that
+      // reuses its spec object cannot change a queued job.
+      steps: spec.steps.map((s) => ({
+        name: s.name,
+        run: s.run,
+        ...(s.uses !== undefined ? { uses: s.uses } : {}),
+        ...(s.with !== undefined ? { with: { ...s.with } } : {}),
+        ...(s.env !== undefined ? { env: { ...s.env } } : {}),
+      })),
       timeoutMinutes: spec.timeoutMinutes ?? 360,
       cancelAfterMs: spec.cancelAfterMs ?? null,
+      ...(spec.container !== undefined ? { container: structuredClone(spec.container) } : {}),
+      ...(spec.services !== undefined ? { services: structuredClone(spec.services) } : {}),
     };
     const record: JobRecord = {
       id,

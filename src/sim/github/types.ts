@@ -3,9 +3,9 @@
  * REST objects follow docs/runner-contract.md §10; the broker shapes follow src/sim/PROTOCOL.md.
  */
 import type { Clock } from '../../lib/clock.js';
-import type { BrokerJob, JobStep } from '../protocol.js';
+import type { BrokerJob, JobContainer, JobStep } from '../protocol.js';
 
-export type { BrokerJob, JobStep };
+export type { BrokerJob, JobContainer, JobStep };
 
 /** A classic PAT (`scopes`) or a fine-grained / App-style token (`permissions`) the fake accepts. */
 export interface FakeTokenSpec {
@@ -135,6 +135,10 @@ export interface JobSpec {
   timeoutMinutes?: number;
   /** Cancel the job this long after it started running, as a user pressing "Cancel" would. */
   cancelAfterMs?: number | null;
+  /** `container:`: the runner runs the job's steps in it (through the container hooks when set). */
+  container?: JobContainer;
+  /** `services:`, keyed by the service's name. */
+  services?: Record<string, JobContainer>;
 }
 
 
