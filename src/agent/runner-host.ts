@@ -67,7 +67,7 @@ export function realRunnerHost(o: { slot: Slot; hooks: HookPaths; clock: Clock; 
   return {
     takeLeftoverEvents: (now) => readEventDir(o.hooks.eventsDir, now),
     installHooks: () => installHooks(o.hooks),
-    watchEvents: (onEvent, signal) => watchHookEvents(o.hooks.eventsDir, onEvent, { log: o.log, now: () => o.clock.now(), signal }),
+    watchEvents: (onEvent, signal) => watchHookEvents(o.hooks, onEvent, { log: o.log, now: () => o.clock.now(), signal }),
     takeEvents: (now) => readEventDir(o.hooks.eventsDir, now),
     clearEvents: async () => {
       for (const name of await readdir(o.hooks.eventsDir).catch(() => [] as string[])) {
