@@ -37,7 +37,7 @@ test('20. a running container, a volume, a network and an image left by the job 
 
   const r = await attack(t, {
     setup: async (c) => {
-      // The job reaches the engine as the runner user: the socket is its (the usual `docker` group).
+      // The job reaches the host engine as the runner user, as in docker.mode host (the usual `docker` group).
       await fsp.chmod(root, 0o711);
       await fsp.chmod(path.dirname(d.socket), 0o711);
       await fsp.chown(d.socket, 0, c.w.lab.user.gid);
@@ -45,7 +45,7 @@ test('20. a running container, a volume, a network and an image left by the job 
       // Engines stamp creation to the second: the job's resources must be younger than the admin's.
       await new Promise((res) => setTimeout(res, 1_100));
     },
-    policy: () => ({ cleanup: { containers: { socket: d.socket, images: 'job' } } }),
+    policy: () => ({ docker: { mode: 'host' }, cleanup: { containers: { socket: d.socket, images: 'job' } } }),
     hostile: () => [
       {
         name: 'leave docker state',
