@@ -46,7 +46,7 @@ export interface FieldDoc {
 
 function deref(root: SchemaNode, node: SchemaNode): SchemaNode {
   if (typeof node.$ref !== 'string') return node;
-  return ((root.$defs as Record<string, SchemaNode>)[node.$ref.replace('#/$defs/', '')] ?? {}) as SchemaNode;
+  return (root.$defs as Record<string, SchemaNode>)[node.$ref.replace('#/$defs/', '')] ?? {};
 }
 
 function typeText(root: SchemaNode, raw: SchemaNode): string {
@@ -57,15 +57,15 @@ function typeText(root: SchemaNode, raw: SchemaNode): string {
   const parts: string[] = [];
   for (const t of types) {
     if (t === 'integer' || t === 'number') {
-      const min = node.minimum;
-      const max = node.maximum;
+      const min = node.minimum as number | undefined;
+      const max = node.maximum as number | undefined;
       parts.push(min !== undefined && max !== undefined ? `${t} ${String(min)}..${String(max)}` : min !== undefined ? `${t} >= ${String(min)}` : t);
     } else if (t === 'string') {
       parts.push(typeof node['x-expected'] === 'string' ? `string (${node['x-expected']})` : 'string');
     } else if (t === 'array') {
       const items = deref(root, (node.items ?? {}) as SchemaNode);
       const itemText = typeof items.title === 'string' ? `${items.title}` : typeText(root, items);
-      parts.push(`list of ${itemText}${node.maxItems !== undefined ? `, at most ${String(node.maxItems)}` : ''}${node['x-merge'] === true ? '; patchable' : ''}`);
+      parts.push(`list of ${itemText}${node.maxItems !== undefined ? `, at most ${String(node.maxItems as number)}` : ''}${node['x-merge'] === true ? '; patchable' : ''}`);
     } else if (t === 'object') {
       parts.push(node.additionalProperties && typeof node.additionalProperties === 'object' ? `mapping of name to ${typeText(root, node.additionalProperties as SchemaNode)}` : 'mapping');
     } else parts.push(t);
@@ -85,7 +85,7 @@ export function fieldDocs(schema: SchemaNode): FieldDoc[] {
       const target = deref(schema, prop);
       const fieldPath = prefix ? `${prefix}.${key}` : key;
       const children = !!target.properties && typeof target.properties === 'object' && !open.has(target);
-      const meaning = String(prop.description ?? target.description ?? '');
+      const meaning = String((prop.description ?? target.description ?? '') as string);
       const def = 'default' in prop ? prop.default : undefined;
       const showDefault = def !== undefined && !(def !== null && typeof def === 'object' && !Array.isArray(def) && Object.keys(def).length === 0);
       const examples = (prop.examples ?? target.examples) as unknown[] | undefined;

@@ -50,7 +50,7 @@ function resolveRef(root: SchemaNode, node: SchemaNode): SchemaNode {
   const ref = node.$ref;
   if (typeof ref !== 'string') return node;
   const name = ref.replace('#/$defs/', '');
-  return ((root.$defs as Record<string, SchemaNode>)[name] ?? {}) as SchemaNode;
+  return (root.$defs as Record<string, SchemaNode>)[name] ?? {};
 }
 
 let envFieldsCache: Map<string, EnvField> | undefined;
@@ -216,7 +216,7 @@ interface ChainStep {
 }
 
 function policyKeyOrder(): string[] {
-  return Object.keys((policySchema.properties ?? {}) as object);
+  return Object.keys(policySchema.properties ?? {});
 }
 
 function teamFromFile(file: string): string {
@@ -359,7 +359,7 @@ export function parsePolicyText(name: string, text: string): Policy {
 // Kind detection and printing
 
 function topKeys(schema: SchemaNode): Set<string> {
-  return new Set(Object.keys((schema.properties ?? {}) as object));
+  return new Set(Object.keys(schema.properties ?? {}));
 }
 
 /**
@@ -406,7 +406,7 @@ export async function effectiveWithSources(file: string, opts: LoadPolicyOptions
         return;
       }
       lines.push(pad(`${indent}${keyText}`, 48) + note(segs));
-      value.forEach((item, i) => {
+      value.forEach((item: unknown, i) => {
         if (item && typeof item === 'object') {
           lines.push(pad(`${indent}  -`, 48) + note([...segs, i]));
           for (const [k, v] of Object.entries(item)) walk(v, [...segs, i, k], `${indent}    `, `${k}:`);

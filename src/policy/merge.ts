@@ -80,7 +80,7 @@ function mergeInto(
     const here = [...segs, key];
     const current = target[key];
     if (Array.isArray(current) && isPlainObject(value)) {
-      target[key] = patchList(current, value as { append?: unknown[]; remove?: unknown[] }, here, file, sources);
+      target[key] = patchList(current, value, here, file, sources);
     } else if (isPlainObject(current) && isPlainObject(value)) {
       mergeInto(current, value, here, file, sources);
     } else {

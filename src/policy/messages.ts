@@ -44,8 +44,9 @@ function typeWords(type: unknown): string {
 
 function numberWords(schema: SchemaNode): string {
   const what = typeWords(Array.isArray(schema.type) ? schema.type.filter((t) => t !== 'null') : schema.type);
-  const min = schema.minimum ?? schema.exclusiveMinimum;
-  const max = schema.maximum ?? schema.exclusiveMaximum;
+  // JSON Schema's bounds are numbers (the schemas are ours and compiled by Ajv in strict mode).
+  const min = (schema.minimum ?? schema.exclusiveMinimum) as number | undefined;
+  const max = (schema.maximum ?? schema.exclusiveMaximum) as number | undefined;
   if (min !== undefined && max !== undefined) return `${what} from ${String(min)} to ${String(max)}`;
   if (min !== undefined) return `${what} >= ${String(min)}`;
   return `${what} <= ${String(max)}`;
@@ -144,7 +145,7 @@ export function ajvProblems(errors: ErrorObject[], data: unknown, where: Locator
         if (err.propertyName !== undefined) {
           push([...segments, err.propertyName], `expected a key matching ${String(params.pattern)}, got ${JSON.stringify(err.propertyName)}`, true);
         } else {
-          push(segments, `expected ${expected ?? `a ${String(params.format ?? 'value')}`}, got ${got}`);
+          push(segments, `expected ${expected ?? `a ${(params.format as string | undefined) ?? 'value'}`}, got ${got}`);
         }
         break;
       case 'x-check':

@@ -98,7 +98,8 @@ export function describeValue(value: unknown): string {
     const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value;
     return JSON.stringify(shown);
   }
-  return String(value);
+  // What is left is a number, boolean or bigint: a parsed file holds nothing else.
+  return String(value as number | boolean | bigint);
 }
 
 function lineColAt(text: string, offset: number): { line: number; col: number } {
