@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { startFakeGitHub, DEFAULT_FAKE_TOKEN } from '../../src/sim/github/server.js';
 import { createRunnerLab, TS } from './runner-harness.js';
 
 async function waitForFile(file: string, ms = 10_000): Promise<void> {
@@ -49,7 +50,10 @@ test('an ephemeral runner told to update exits 4, the script swaps bin and touch
       await new Promise((r) => setTimeout(r, 50));
       diag = await readdir(path.join(root, '_diag'));
     }
-    assert.ok(diag.some((n) => /^SelfUpdate-\d{8}-\d{6}\.log\.succeed$/.test(n)), `the update log should end .succeed: ${diag.join(', ')}`);
+    assert.ok(
+      diag.some((n) => /^SelfUpdate-\d{8}-\d{6}\.log\.succeed$/.test(n)),
+      `the update log should end .succeed: ${diag.join(', ')}`,
+    );
     await rm(path.join(root, 'update.finished')); // what run-helper.sh does
 
     const second = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
@@ -124,16 +128,29 @@ test('a refresh during the single job: the updater waits for the job, exit 4 fol
     const binIsDir = (await lstat(path.join(root, 'bin'))).isDirectory();
     const finishedEarly = existsSync(path.join(root, 'update.finished'));
     assert.equal(code, 4, `single-job mode exits RunOnceRunnerUpdating after its job; stderr: ${proc.err()}`);
-    assert.deepEqual(broker.completions.map((c) => [c.jobId, c.result]), [[job.jobId, 'Succeeded']], 'the job ran to its end');
+    assert.deepEqual(
+      broker.completions.map((c) => [c.jobId, c.result]),
+      [[job.jobId, 'Succeeded']],
+      'the job ran to its end',
+    );
     const text = proc.out();
-    const order = ['Runner update in progress', 'Waiting for current job finish running.', 'Job build completed with result: Succeeded', 'Generate and execute update script.', 'Runner update process finished.'];
+    const order = [
+      'Runner update in progress',
+      'Waiting for current job finish running.',
+      'Job build completed with result: Succeeded',
+      'Generate and execute update script.',
+      'Runner update process finished.',
+    ];
     let at = 0;
     for (const l of order) {
       const idx = text.indexOf(l, at);
       assert.ok(idx >= at, `"${l}" should follow in order:\n${text}`);
       at = idx;
     }
-    assert.ok(existsSync(path.join(root, '.runner')) && existsSync(path.join(root, '.credentials')), 'exit 4 keeps the local config, job or not');
+    assert.ok(
+      existsSync(path.join(root, '.runner')) && existsSync(path.join(root, '.credentials')),
+      'exit 4 keeps the local config, job or not',
+    );
     assert.ok(binIsDir && !finishedEarly, 'bin is not yet replaced when the listener has exited');
     await waitForFile(path.join(root, 'update.finished'), 15_000);
     const tookMs = Date.now() - exitedAt;
@@ -141,6 +158,45 @@ test('a refresh during the single job: the updater waits for the job, exit 4 fol
     assert.equal(await readlink(path.join(root, 'bin')), path.join(root, 'bin.2.337.0'));
     assert.equal((await readFile(path.join(root, 'bin', 'runner.version'), 'utf8')).trim(), '2.337.0');
   } finally {
+    await rl.dispose();
+  }
+});
+
+test('against the fake GitHub, which removes the spent registration and answers the pending poll 404 at once, a refresh during the job still ends in exit 4 with update.sh started', async () => {
+  const rl = await createRunnerLab();
+  const fake = await startFakeGitHub();
+  try {
+    const { root, out } = rl;
+    const res = await fetch(`${fake.url}/repos/octo/app/actions/runners/generate-jitconfig`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${DEFAULT_FAKE_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'upd-during-job', runner_group_id: 1, labels: ['self-hosted'] }),
+    });
+    const { runner, encoded_jit_config: encoded } = (await res.json()) as { runner: { id: number }; encoded_jit_config: string };
+    const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
+    await proc.waitFor(/Listening for Jobs/);
+    const jobId = fake.enqueueJob({
+      repository: 'octo/app',
+      steps: [{ name: 'Wait', run: `touch ${out}/started\nwhile [ ! -f ${out}/go ]; do sleep 0.1; done` }],
+    });
+    await waitForFile(path.join(out, 'started'));
+    fake.requestUpdate(runner.id, '2.337.0');
+    await proc.waitFor(/Waiting for current job finish running\./);
+    await writeFile(path.join(out, 'go'), '');
+    const { code } = await proc.exited;
+    assert.equal(fake.job(jobId)?.result, 'Succeeded');
+    assert.equal(
+      fake.runners().some((r) => r.id === runner.id),
+      false,
+      'the service removed the spent registration',
+    );
+    assert.equal(code, 4, `exit 4, not the 404's exit 0; stderr: ${proc.err()}`);
+    assert.match(proc.out(), /Generate and execute update script\./);
+    assert.ok(existsSync(path.join(root, '.runner')), 'exit 4 keeps the local config');
+    await waitForFile(path.join(root, 'update.finished'), 15_000);
+    assert.equal(await readlink(path.join(root, 'bin')), path.join(root, 'bin.2.337.0'));
+  } finally {
+    await fake.close();
     await rl.dispose();
   }
 });

@@ -30,6 +30,8 @@ export interface JobOutcome {
 /** A job being run. */
 export interface Dispatch {
   done: Promise<JobOutcome>;
+  /** The worker has exited: what is left is the listener's report of the completion. */
+  readonly workerExited: boolean;
   /** Cancels the job (the dispatcher's own shutdown sends a plain cancel). */
   cancel(reason: CancelReason): void;
 }
@@ -38,12 +40,24 @@ export interface Dispatch {
 export function dispatchJob(ctx: RunContext, broker: BrokerClient, job: SimJob): Dispatch {
   let cancelHook: (reason: CancelReason) => void = () => undefined;
   let pendingCancel: CancelReason | undefined;
-  const done = run(ctx, broker, job, (send) => {
-    cancelHook = send;
-    if (pendingCancel) send(pendingCancel);
-  });
+  let workerExited = false;
+  const done = run(
+    ctx,
+    broker,
+    job,
+    (send) => {
+      cancelHook = send;
+      if (pendingCancel) send(pendingCancel);
+    },
+    () => {
+      workerExited = true;
+    },
+  );
   return {
     done,
+    get workerExited() {
+      return workerExited;
+    },
     cancel(reason) {
       pendingCancel ??= reason;
       cancelHook(reason);
@@ -56,6 +70,7 @@ async function run(
   broker: BrokerClient,
   job: SimJob,
   onCancelReady: (send: (reason: CancelReason) => void) => void,
+  onWorkerExit: () => void,
 ): Promise<JobOutcome> {
   const { term, trace, clock, shutdown } = ctx;
   const ts = (): string => formatU(clock.now());
@@ -80,6 +95,7 @@ async function run(
   }
   if (!firstRenew) {
     trace.info('JobDispatcher', `Job request ${job.requestId} could not be renewed; the job is abandoned.`);
+    onWorkerExit();
     await finish('Abandoned', 'Abandoned', 105);
     return { result: 'Abandoned', byShutdown: shutdown.aborted };
   }
@@ -131,6 +147,7 @@ async function run(
 
   // no deadline: the dispatcher waits for the worker however long its steps take to stop
   const { code, signal } = await waitForChild(worker);
+  onWorkerExit();
   renewAc.abort();
   await renewLoop;
   shutdown.removeEventListener('abort', onShutdown);

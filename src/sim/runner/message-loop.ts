@@ -7,7 +7,11 @@
  * - single-job mode with its job received: wait for the poll or the job; the job's end exits 0 (or
  *   100 + result with ACTIONS_RUNNER_RETURN_JOB_RESULT_FOR_HOSTED), an ephemeral runner deleting
  *   its config files;
- * - a job or update message while an update runs or the single job was received is ignored.
+ * - a job or update message while an update runs or the single job was received is ignored;
+ * - "runner not found" while an update waits for a job whose worker has exited: the update goes
+ *   first (exit 3/4, update.sh started). That 404 is the service removing the spent ephemeral
+ *   registration on the completion this listener reported; in the runner the worker reports it and
+ *   the updater starts update.sh as soon as the dispatch ends, with no network step in between.
  * On every way out the running job is cancelled and awaited without deadline (JobDispatcher.ShutdownAsync).
  */
 import type { Clock } from '../../lib/clock.js';
@@ -80,9 +84,8 @@ export class MessageLoop {
         if (ev.kind === 'update') {
           this.update = undefined;
           if (!ev.ok) continue;
-          ctx.trace.info('Runner', 'Auto update task finished at backend, an runner update is ready to apply exit the current runner instance.');
           await stopPolling();
-          return { code: ctx.runOnce ? ReturnCode.RunOnceRunnerUpdating : ReturnCode.RunnerUpdating, deleteSession: true, deleteConfig: false };
+          return this.updateExit('stop message queue looping');
         }
         if (ev.kind === 'job') {
           ctx.trace.info('Runner', 'Job has finished at backend, the runner will exit since it is running under onetime use mode.');
@@ -95,7 +98,9 @@ export class MessageLoop {
           if (ctx.shutdown.aborted) break;
           if (!isConnectError(ev.r.err)) throw ev.r.err;
           if (!this.connectError) {
-            ctx.term.writeError(`${formatU(ctx.clock.now())}: Runner connect error: ${(ev.r.err as Error).message}. Retrying until reconnected.`);
+            ctx.term.writeError(
+              `${formatU(ctx.clock.now())}: Runner connect error: ${(ev.r.err as Error).message}. Retrying until reconnected.`,
+            );
             this.connectError = true;
           }
           if (!(await sleepUnlessShutdown(ctx.clock, ctx.timings.reconnectDelayMs, ctx.shutdown))) break;
@@ -104,6 +109,15 @@ export class MessageLoop {
         if (this.connectError) {
           ctx.term.writeLine(`${formatU(ctx.clock.now())}: Runner reconnected.`);
           this.connectError = false;
+        }
+        if (ev.r.msg.type === 'runnerNotFound' && this.update && this.job?.workerExited) {
+          // The spent registration's 404 answers the completion this listener reported itself
+          // (the real worker reports it before exiting). In the runner the updater's continuation
+          // starts update.sh the moment the dispatch ends, before the loop runs again: it goes first.
+          await this.job.done;
+          const updating = await this.update;
+          this.update = undefined;
+          if (updating) return this.updateExit('the job is done and update.sh started before the removal was seen');
         }
         const exit = await this.handle(ev.r.msg, runOnceJobReceived);
         if (exit) return exit;
@@ -119,6 +133,16 @@ export class MessageLoop {
         await this.job.done;
       }
     }
+  }
+
+  /** Exit 3 (4 in single-job mode) for an update ready to apply: the local config is kept. */
+  private updateExit(why: string): LoopOutcome {
+    const { ctx } = this;
+    ctx.trace.info(
+      'Runner',
+      `Auto update task finished at backend, an runner update is ready to apply exit the current runner instance (${why}).`,
+    );
+    return { code: ctx.runOnce ? ReturnCode.RunOnceRunnerUpdating : ReturnCode.RunnerUpdating, deleteSession: true, deleteConfig: false };
   }
 
   /** Acts on one message; returns how to exit, or undefined to keep looping. */
