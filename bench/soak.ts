@@ -2,7 +2,11 @@
  * Soak: jobs through the simulator on one reused host while faults are injected at random, then
  * the invariants are checked; exits 1 when one broke.
  *
- *   node --import tsx bench/soak.ts [--jobs 500] [--seed 1] [--baseline-jobs 8]
+ *   node --import tsx bench/soak.ts [--jobs 500] [--seed 1] [--baseline-jobs 8] [--keep DIR]
+ *
+ * --keep DIR keeps the journal, the fake's jobs and runners and the agents' warnings and state
+ * lines there, to look into a broken invariant. On two cores shared with other work a job takes
+ * 10 to 15 s (restarts, recycles and 35 s API stalls included): 500 jobs take close to two hours.
  *
  * Faults, each kind from its own seeded PRNG (bench/lib/soak.ts): agent SIGKILLs at random moments
  * and while quarantined (restarted like systemd), generate-jitconfig stalls beyond the request
@@ -23,6 +27,7 @@ const { values } = parseArgs({
     jobs: { type: 'string', default: '500' },
     seed: { type: 'string', default: '1' },
     'baseline-jobs': { type: 'string', default: '8' },
+    keep: { type: 'string' },
   },
 });
 const num = (name: string, v: string | undefined): number => {
@@ -35,6 +40,7 @@ const res = await runSoak({
   seed: num('seed', values.seed),
   baselineJobs: num('baseline-jobs', values['baseline-jobs']),
   progress: (l) => void process.stderr.write(`${l}\n`),
+  ...(values.keep ? { keepDir: values.keep } : {}),
 });
 for (const l of res.lines) process.stdout.write(`${l}\n`);
 if (res.broken.length > 0) {

@@ -54,6 +54,8 @@ export interface SoakOptions {
   p?: Partial<FaultChances>;
   /** Progress lines (stderr in the bench). */
   progress?: (line: string) => void;
+  /** Keep the journal, the fake's jobs and runners and each agent's exit here, to look into a broken invariant. */
+  keepDir?: string;
 }
 
 /** What a soak measured. */
@@ -159,6 +161,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   let quarantinedSince: number | undefined;
   let quarantineKilledThisHost = false;
 
+  const agentLogs: string[] = [];
   let running = true;
   let current: AgentProcess | undefined;
   let killing = false;
@@ -189,6 +192,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
       starts += 1;
       const e: ProcessExit = await a.exited;
       current = undefined;
+      if (o.keepDir)
+        for (const l of a.lines)
+          if (l.level >= 40 || l.msg === 'state' || /regist|journal|stopped/.test(l.msg))
+            agentLogs.push(JSON.stringify({ pid: a.pid, ...l }));
       if (!killing) {
         const stop = [...a.lines].reverse().find((l) => l.msg === 'agent stopped');
         const reason = typeof stop?.reason === 'string' ? stop.reason : a.tail(300).trim();
@@ -396,6 +403,14 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     const wallS = (Date.now() - started) / 1000;
 
     const read = await new Journal({ dir: w.stateDir }).readAll();
+    if (o.keepDir) {
+      const { mkdir, copyFile } = await import('node:fs/promises');
+      await mkdir(o.keepDir, { recursive: true });
+      await copyFile(path.join(w.stateDir, 'journal.jsonl'), path.join(o.keepDir, 'journal.jsonl')).catch(() => {});
+      const fake = { jobs: w.fake.jobs(), runners: w.fake.runners(), exits, replacements, generations, quarantinedSpans };
+      await writeFile(path.join(o.keepDir, 'soak.json'), JSON.stringify(fake, null, 1));
+      await writeFile(path.join(o.keepDir, 'agent-logs.jsonl'), agentLogs.join('\n'));
+    }
     const found = new Map<number, string>();
     for (let i = 1; i <= total; i++) {
       const t = await readFile(path.join(w.dropDir, `found-${i}`), 'utf8').catch(() => undefined);
