@@ -30,11 +30,9 @@ test('exit 4 (self-update before a job) restarts the listener on the same JIT co
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 1, 'a self-update must not cost a new registration');
 });
 
-// todo: the simulator's listener answers the poll that finds its spent registration gone (exit 0)
-// before it has started update.sh, so update.finished never comes here; the runner's source exits
-// 4 with update.sh running (docs/runner-contract.md §6). The agent's side is pinned by
-// test/unit/agent/exit-codes.test.ts; this test passes once the simulator starts update.sh first.
-test('a self-update during a job (update.sh still running after the exit): the agent waits for it, records the new bin/, the next job runs on it, no quarantine', { todo: 'simulator exits on the spent registration before starting update.sh' }, async (t) => {
+// The fake GitHub removes the spent registration the moment the job completes; the listener still
+// exits 4 with update.sh running (docs/runner-contract.md §6), and the agent must wait for it.
+test('a self-update during a job (update.sh still running after the exit): the agent waits for it, records the new bin/, the next job runs on it, no quarantine', async (t) => {
   const w = await createWorld({ runner: { maxJobs: 2 } });
   t.after(() => w.dispose());
   const versions: string[] = [];
@@ -46,8 +44,7 @@ test('a self-update during a job (update.sh still running after the exit): the a
   t.diagnostic(JSON.stringify({ exit, versions, jobs: records.filter((r) => r.type === 'job').map((r) => ({ code: r.listenerExitCode, notes: r.notes })) }));
   assert.equal(exit.code, 0, exit.reason);
   assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded']);
-  // Exit 4 per the runner's source; the simulator may see its spent registration gone first and exit 0.
-  assert.ok([0, 4].includes(jobs[0]?.listenerExitCode ?? -1), `listener exit ${jobs[0]?.listenerExitCode}`);
+  assert.equal(jobs[0]?.listenerExitCode, 4, 'exit 4 follows the job, update.sh still at work');
   assert.ok(jobs[0]?.notes?.some((n) => /new installation recorded/.test(n)), JSON.stringify(jobs[0]?.notes));
   for (const j of jobs) assert.equal(j.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(j.cleanup.verify.problems)}`);
   assert.equal(jobs[1]?.decision, 'stop', 'no quarantine');
