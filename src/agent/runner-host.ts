@@ -3,7 +3,7 @@
  * its manifest, and the listener process. One port so that the unit tests can run the whole
  * lifecycle without root or child processes; `realRunnerHost` is what production uses.
  */
-import { access, readdir, rm } from 'node:fs/promises';
+import { access, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
@@ -33,10 +33,6 @@ export interface RunnerHostPort {
   installHooks(): Promise<void>;
   /** Delivers hook reports until `signal` aborts. */
   watchEvents(onEvent: (e: HookEvent) => void, signal: AbortSignal): Promise<void>;
-  /** Reports the watcher has not delivered yet (read and deleted). */
-  takeEvents(now: number): Promise<HookEvent[]>;
-  /** Empties the drop directory before a listener starts. */
-  clearEvents(): Promise<void>;
   /** Rewrites the runner's `.env` (hooks, PATH) so nothing a job wrote there survives. */
   writeRunnerEnv(): Promise<void>;
   /**
@@ -68,12 +64,6 @@ export function realRunnerHost(o: { slot: Slot; hooks: HookPaths; clock: Clock; 
     takeLeftoverEvents: (now) => readEventDir(o.hooks.eventsDir, now),
     installHooks: () => installHooks(o.hooks),
     watchEvents: (onEvent, signal) => watchHookEvents(o.hooks, onEvent, { log: o.log, now: () => o.clock.now(), signal }),
-    takeEvents: (now) => readEventDir(o.hooks.eventsDir, now),
-    clearEvents: async () => {
-      for (const name of await readdir(o.hooks.eventsDir).catch(() => [] as string[])) {
-        await rm(path.join(o.hooks.eventsDir, name), { force: true, recursive: true });
-      }
-    },
     writeRunnerEnv: () =>
       writeRunnerEnv(
         o.slot,

@@ -113,11 +113,9 @@ export class ListenerSupervisor {
       for (;;) {
         const tracker = new JobTracker(d.clock);
         this.tracker = tracker;
-        await host.clearEvents();
         const listener = await this.start(reg, restarts, env, tracker);
         const exit = await this.supervise(listener, reg, policy, tracker);
         d.observer?.listenerExited?.(exit.code);
-        for (const e of await host.takeEvents(d.clock.now()).catch(() => [] as HookEvent[])) await this.onHook(e);
         if (tracker.stoppedBusy) tracker.note(shutdownNote(tracker));
         const verdict = classifyListenerExit({
           code: exit.code,

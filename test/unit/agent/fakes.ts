@@ -201,8 +201,6 @@ export async function makeUnitWorld(o: UnitWorldOptions = {}): Promise<UnitWorld
             w.deliverHook = onEvent;
             signal.addEventListener('abort', () => resolve(), { once: true });
           }),
-        takeEvents: () => Promise.resolve([]),
-        clearEvents: () => Promise.resolve(),
         writeRunnerEnv: () => Promise.resolve(),
         recordInstall: () => Promise.resolve([]),
         removeLocalConfig: () => Promise.resolve(),
