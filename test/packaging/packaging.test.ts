@@ -472,7 +472,7 @@ test('kubectl kustomize renders the manifests offline', async (t) => {
   const r = await run(kubectl, ['kustomize', path.join(PKG, 'kubernetes')]);
   assert.equal(r.code, 0, `kubectl kustomize failed: ${r.stderr}`);
   const kinds = parseAllDocuments(r.stdout).map((d) => (d.toJS() as K8sObject).kind).sort();
-  assert.deepEqual(kinds, ['ConfigMap', 'Deployment', 'Namespace', 'Role', 'RoleBinding', 'ServiceAccount']);
+  assert.deepEqual(kinds, ['ConfigMap', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'ServiceAccount']);
 });
 
 // ---------------------------------------------------------------------------------------------
