@@ -9,9 +9,6 @@ import type { ContainerInfo, Mount } from './protocol.js';
 /** Label on everything the hooks create; its value is the runner's name. */
 export const JOB_LABEL = 'runner-warden.job';
 
-/** Where the runner expects the engine socket inside job containers. */
-const ENGINE_SOCKET_TARGET = '/var/run/docker.sock';
-
 /** What every create needs to know about the job. */
 export interface JobScope {
   /** The runner's name (RUNNER_NAME): the label value. */

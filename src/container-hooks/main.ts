@@ -44,7 +44,7 @@ export async function main(env: NodeJS.ProcessEnv, stdin: string, print: (line: 
       ...(dockerHost.startsWith('unix://') ? { engineSocket: dockerHost.slice('unix://'.length) } : {}),
     };
     const cliEnv: Record<string, string> = { PATH: env.PATH ?? '/usr/local/bin:/usr/bin:/bin' };
-    for (const k of ['DOCKER_HOST', 'DOCKER_CONFIG', 'HOME']) if (env[k]) cliEnv[k] = env[k] as string;
+    for (const k of ['DOCKER_HOST', 'DOCKER_CONFIG', 'HOME']) if (env[k]) cliEnv[k] = env[k];
     const hookEnv: HookEnv = { docker: dockerCli(cliEnv), scope, tempDir: env.RUNNER_TEMP ?? '', print, pull: mode === 'host' ? 'always' : 'missing' };
     switch (input.command) {
       case 'prepare_job': {

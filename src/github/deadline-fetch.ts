@@ -46,7 +46,7 @@ export function withDeadline(inner: typeof fetch, timeoutMs: number, shutdown?: 
       clearTimeout(t);
     }
   };
-  return deadlineFetch as typeof fetch;
+  return deadlineFetch;
 }
 
 async function readAll(res: Response, signal: AbortSignal): Promise<Uint8Array | null> {

@@ -97,7 +97,7 @@ export function createCaFetch(caPem: string, opts: CaFetchOptions = {}): CaFetch
   };
 
   return {
-    fetch: caFetch as typeof fetch,
+    fetch: caFetch,
     close() {
       agents['https:'].destroy();
       agents['http:'].destroy();

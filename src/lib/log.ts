@@ -57,7 +57,7 @@ export function journaldStream(inner: DestinationStream): DestinationStream {
     ...(out.flush ? { flush: (cb?: (err?: Error) => void) => out.flush?.(cb) } : {}),
     ...(out.flushSync ? { flushSync: () => out.flushSync?.() } : {}),
     ...(out.end ? { end: () => out.end?.() } : {}),
-  } as DestinationStream;
+  };
 }
 
 /** The one root logger, made in the composition root; components use `log.child({ component })`. */
