@@ -12,8 +12,8 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { assertTransition, type AgentState } from './states.js';
-import { StateStore, initialState, type PersistedState } from './state-store.js';
-import { QuarantineStore, type QuarantineFact } from './quarantine-store.js';
+import { type StateStore, initialState, type PersistedState } from './state-store.js';
+import type { QuarantineStore, QuarantineFact } from './quarantine-store.js';
 import type { AgentObserver } from './deps.js';
 
 /** The persisted context of one agent process. */

@@ -22,7 +22,8 @@
 /** What was known when the listener exited. */
 export interface ListenerExitFacts {
   code: number | null;
-  signal: NodeJS.Signals | string | null;
+  /** A signal name: one of NodeJS.Signals, or one Node does not know. */
+  signal: string | null;
   /** The listener confirmed a job. */
   job: boolean;
   draining: boolean;

@@ -255,7 +255,7 @@ export class Journal {
 
   /** The last `n` records of any type (oldest first), reading back only as many files as needed. */
   async readLast(n: number): Promise<JournalRead> {
-    return this.readLastWhere(n, (r): r is JournalRecord => true);
+    return this.readLastWhere(n, (_r): _r is JournalRecord => true);
   }
 
   /** The last `n` job records (oldest first). */

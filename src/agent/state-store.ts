@@ -1,6 +1,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readIfExists, writeFileAtomic } from '../lib/fs.js';
+import type { EngineInventory } from '../cleanup/engine-inventory.js';
 import type { GuardJob } from '../lib/job-guard.js';
 import type { AgentState } from './states.js';
 
@@ -51,7 +52,7 @@ export interface PersistedState {
   /** The job the guards prepared for, until they released it (a restarted agent releases it). */
   guardJob?: GuardJob;
   /** The container engine's objects before the current job (see cleanup/engine-inventory.ts). */
-  engineBefore?: import('../cleanup/engine-inventory.js').EngineInventory;
+  engineBefore?: EngineInventory;
   /** Listener failures in a row (crash loop detection). */
   consecutiveFailures: number;
 }
