@@ -319,14 +319,15 @@ export class AgentMetrics {
       // The one recycle reason with an alert of its own (the image must be rebuilt).
       this.recycles.inc({ reason: this.label('reason', 'runner-version-deprecated'), provider: this.label('provider', provider) }, 0);
     }
-    const self = this;
+    // prom-client calls collect() with `this` bound to the gauge; the figures come from this object.
+    const loopFigures = () => this.loopFigures();
     new Gauge({
       name: `${p}event_loop_delay_seconds`,
       help: `Event-loop delay percentiles over the last ${this.windowMs / 1000} s window.`,
       labelNames: ['percentile'],
       registers,
       collect() {
-        const v = self.loopFigures();
+        const v = loopFigures();
         this.set({ percentile: 'p50' }, v.p50);
         this.set({ percentile: 'p99' }, v.p99);
         this.set({ percentile: 'max' }, v.max);
@@ -475,7 +476,7 @@ export class AgentMetrics {
   }
 
   /** Counts a policy reload by result ("ok" or "error"). */
-  policyReload(result: 'ok' | 'error' | string): void {
+  policyReload(result: string): void {
     this.generation++;
     this.policyReloads.inc({ result: this.label('policy', result) });
   }
