@@ -132,7 +132,7 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       const group =
         b.runnerGroup === null || b.runnerGroup === undefined || b.runnerGroup === ''
           ? state.defaultGroup()
-          : state.groupByName(String(b.runnerGroup));
+          : state.groupByName(typeof b.runnerGroup === 'string' ? b.runnerGroup : JSON.stringify(b.runnerGroup));
       if (!group) return code(404, 'RunnerGroupNotFound');
       const existing = state.findByName(scope, b.name);
       if (existing) {
@@ -144,7 +144,7 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
         scope,
         name: b.name,
         groupId: group.id,
-        labels: b.labels as string[],
+        labels: b.labels,
         ephemeral: b.ephemeral === true,
         disableUpdate: b.disableUpdate === true,
         workFolder,

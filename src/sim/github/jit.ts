@@ -70,7 +70,7 @@ export function buildRunnerFiles(input: RunnerFileInput): RunnerFiles {
 /** base64(JSON { name: base64(text) }), the `encoded_jit_config` format. */
 export function encodeJitConfig(files: RunnerFiles): string {
   const packed: Record<string, string> = {};
-  for (const [name, text] of Object.entries(files)) packed[name] = Buffer.from(text, 'utf8').toString('base64');
+  for (const name of Object.keys(files) as (keyof RunnerFiles)[]) packed[name] = Buffer.from(files[name], 'utf8').toString('base64');
   return Buffer.from(JSON.stringify(packed), 'utf8').toString('base64');
 }
 

@@ -269,6 +269,8 @@ export class FakeGitHub {
     // A REST request is in flight from arrival to answer; the concurrency cap counts it so.
     const admitted = kind === 'rest' && this.secondary ? this.secondary.enter(handlers.rest.callerKey(ctx)) : undefined;
     try {
+      // The refusal goes to the catch below (err === admitted), which answers with it; it never escapes.
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a sentinel, not an error
       if (admitted && 'refused' in admitted) throw admitted;
       await delay(this.latencyMs, ac.signal);
       const fault = this.faults.take(kind, method, routePath);

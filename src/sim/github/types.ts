@@ -4,6 +4,7 @@
  */
 import type { Clock } from '../../lib/clock.js';
 import type { BrokerJob, JobContainer, JobStep } from '../protocol.js';
+import type { SecondaryLimitOptions } from './secondary.js';
 
 export type { BrokerJob, JobContainer, JobStep };
 
@@ -67,7 +68,7 @@ export interface FakeGitHubOptions {
    * GitHub's secondary limits (900 points a minute per endpoint, 100 requests in flight, per
    * caller); on by default as on github.com, `false` turns them off.
    */
-  secondaryLimits?: import('./secondary.js').SecondaryLimitOptions | false;
+  secondaryLimits?: SecondaryLimitOptions | false;
   /**
    * How long an open session with no poll in flight still counts as online (and blocks a second
    * session with 409); default 30 000 ms. The real service keeps an abandoned session for minutes;
