@@ -18,13 +18,11 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { release } from '../scripts/release.js';
 import { startFakeGitHub, type FakeGitHub } from '../src/sim/github/server.js';
 import { installSimulatedRunner } from '../src/sim/runner/install.js';
 import { lookupUser } from '../src/lib/users.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const opt = (name: string, def: string): string => {
   const i = args.indexOf(`--${name}`);

@@ -5,13 +5,16 @@
 import { existsSync } from 'node:fs';
 
 const bundle = new URL('../dist/runner-warden.mjs', import.meta.url);
+/** The signature of src/cli/main.ts's `main` (this launcher is not type-checked against the sources). */
+/** @typedef {(argv: string[], io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream }, env: NodeJS.ProcessEnv) => Promise<number>} Main */
+/** @type {Main} */
 let main;
 if (existsSync(bundle)) {
-  ({ main } = await import(bundle.href));
+  ({ main } = /** @type {{ main: Main }} */ (await import(bundle.href)));
 } else {
   const { register } = await import('tsx/esm/api');
   register();
-  ({ main } = await import('../src/cli/main.ts'));
+  ({ main } = /** @type {{ main: Main }} */ (await import('../src/cli/main.ts')));
 }
 const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }, process.env);
 // Exit once done: an idle keep-alive socket or timer of a library must not hold a stopped agent.
