@@ -90,7 +90,7 @@ export class ListenerSupervisor {
 
   /** Runs the listener(s) of `reg` until a job ended or the registration is spent. */
   async serve(reg: Registration, policy: Policy): Promise<ServeOutcome> {
-    const { d, ctx, host, live } = this.core;
+    const { d, host, live } = this.core;
     const key = `${reg.name}-${randomBytes(3).toString('hex')}`;
     const dirs = await d.prepareJobDirs(key);
     // Rewritten at every registration (and its manifest entry with it): whatever a job wrote there is gone.

@@ -88,9 +88,9 @@ export type ListenerScript = (l: FakeListener, n: number) => void;
 /** One Succeeded job: "Running job", "completed with result", exit 0. */
 export const oneJob: ListenerScript = (l) => {
   queueMicrotask(() => {
-    l.say({ kind: 'job-started', jobName: 'build' } as ConsoleEvent);
+    l.say({ kind: 'job-started', jobName: 'build' });
     queueMicrotask(() => {
-      l.say({ kind: 'job-completed', jobName: 'build', result: 'Succeeded' } as ConsoleEvent);
+      l.say({ kind: 'job-completed', jobName: 'build', result: 'Succeeded' });
       l.exit(0);
     });
   });
@@ -241,7 +241,7 @@ export async function makeUnitWorld(o: UnitWorldOptions = {}): Promise<UnitWorld
             w.records.push(r);
             return r;
           },
-          readLastJobs: (n) => Promise.resolve({ records: w.records.filter((r) => r.type === 'job').slice(-n) as { key?: string }[] }),
+          readLastJobs: (n) => Promise.resolve({ records: w.records.filter((r) => r.type === 'job').slice(-n) }),
         },
         hooks: hookPaths(path.join(stateDir, 'public')),
         runner: { name: 'unit-{seq}', labels: ['self-hosted'], group: null, maxJobs: o.maxJobs ?? 1 },
