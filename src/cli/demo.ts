@@ -27,6 +27,21 @@ import { wire } from './wire.js';
 /** The demo gives up after this long: three small jobs take a few seconds; a hang must not be silent. */
 export const DEMO_TIMEOUT_MS = 180_000;
 
+/** The demo host's team: its policy is DEMO_POLICY. */
+const DEMO_TEAM = 'demo';
+
+/** container-reuse with the integrity surfaces a concurrent process on the same machine leaves alone. */
+const DEMO_POLICY = `# Written by runner-warden demo.
+version: 1
+extends: container-reuse.yaml
+description: The demo host, reused between its jobs; integrity checked on the surfaces only a job could change here.
+host:
+  integrity:
+    surfaces: [usr-local, opt-srv, root-home, authorized-keys, cron, systemd, modules, sysctl]
+    # npm, which runs the demo as root (npm run demo, npx), writes its cache and logs there.
+    exceptions: ["/root/.npm/**"]
+`;
+
 /** Where the demo makes its temporary root (like the agent's own /var/lib/runner-warden). */
 const DEMO_PARENT = '/var/lib';
 
@@ -119,6 +134,10 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     for (const f of await readdir(path.join(PROJECT_ROOT, 'policies'))) {
       if (f.endsWith('.yaml')) await copyFile(path.join(PROJECT_ROOT, 'policies', f), path.join(etc, 'policies', f));
     }
+    // The demo's team: container-reuse, with the whole-host integrity check scoped to the surfaces
+    // nothing else on a shared machine changes while the demo runs (other users' accounts and
+    // processes, their files under /tmp, mounts and sockets would be drift the demo did not cause).
+    await writeFile(path.join(etc, 'policies', `${DEMO_TEAM}.yaml`), DEMO_POLICY, { mode: 0o600 });
     await writeFile(path.join(etc, 'token'), `${fake.defaultToken}\n`, { mode: 0o600 });
     const configFile = path.join(etc, 'config.yaml');
     await writeFile(
@@ -136,7 +155,7 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
         `  name: "demo-{seq}"`,
         `  labels: [self-hosted, linux]`,
         `  maxJobs: ${jobs.length}`,
-        `team: container-reuse`,
+        `team: ${DEMO_TEAM}`,
         `policyDir: ${path.join(etc, 'policies')}`,
         `stateDir: ${path.join(root, 'state')}`,
         `health:`,
@@ -187,7 +206,10 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     say(`leftovers on the host: ${describeLeftovers(user.uid)}`);
     if (timeout.aborted) say('demo timed out: see the agent log');
     if (opts.keep) say(`kept ${root} (agent log: ${logFile})`);
-    return exit.code === 0 && !timeout.aborted ? EXIT.ok : 1;
+    // The demo passes only when every job was verified clean and the host was never quarantined.
+    const allClean = records.every((r) => r.type !== 'job' || r.cleanup.verify.clean) && !records.some((r) => r.type === 'event' && r.event === 'quarantine');
+    if (!allClean) say('demo failed: the host was not verified clean (see the agent log)');
+    return exit.code === 0 && !timeout.aborted && allClean ? EXIT.ok : 1;
   } finally {
     await fake.close();
     if (created) {
