@@ -79,7 +79,8 @@ export class Agent {
       drain: new DrainControl(),
       journal: new BufferedJournal(d.journal, log),
       log,
-      live: { jobsThisRun: 0, maxJobMs: 360 * 60_000, secrets: new Set(), lastBeat: 0 },
+      // Born alive: the health server answers before run() starts the loop, and a 0 here read as "loop stalled".
+      live: { jobsThisRun: 0, maxJobMs: 360 * 60_000, secrets: new Set(), lastBeat: clock.now() },
       iso: () => new Date(clock.now()).toISOString(),
       later: (task) => {
         this.lateTasks.push(task.catch((err: unknown) => log.warn({ err: describeError(err) }, 'background task failed')));
