@@ -1,5 +1,5 @@
 /** The Octokit adapter against the fake GitHub API: retries, rate limits and errors (docs/runner-contract.md §10). */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { startFakeGitHub } from '../../src/sim/github/server.js';
 import { createOctokitPort } from '../../src/github/octokit.js';
@@ -7,7 +7,7 @@ import { ManualClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { GitHubApiError } from '../../src/lib/errors.js';
 
-async function setup(t: import('node:test').TestContext, tokens?: { token: string; scopes?: string[] }[]) {
+async function setup(t: TestContext, tokens?: { token: string; scopes?: string[] }[]) {
   const clock = ManualClock.instant(Date.now());
   const fake = await startFakeGitHub({ clock, ...(tokens ? { tokens } : {}) });
   t.after(() => fake.close());

@@ -164,6 +164,7 @@ describe('runner-warden status', () => {
     try {
       const c = io();
       await statusCommand([], c.io, { url: `http://127.0.0.1:${open.address.port}`, clock });
+      // eslint-disable-next-line no-control-regex -- finding control characters is what this assertion is for
       assert.ok(!/[\u0000-\u0008\u000b-\u001f]/.test(c.out()), 'control characters reached the terminal');
       assert.equal(c.out().match(/^state:/gm)?.length, 1, 'a newline in a job name must not forge a line');
     } finally {

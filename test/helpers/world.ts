@@ -1,4 +1,5 @@
 import { chmod, mkdir, writeFile, readFile, rmdir, readdir, stat } from 'node:fs/promises';
+import type { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createLab, type Lab } from './lab.js';
@@ -168,7 +169,7 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
       return { exit, jobs: jobRecords(records), records };
     },
     onFirst(event, fn) {
-      (fake.events as unknown as import('node:events').EventEmitter).once(event, fn as (...a: unknown[]) => void);
+      (fake.events as unknown as EventEmitter).once(event, fn as (...a: unknown[]) => void);
     },
     async journal() {
       const text = await readFile(path.join(stateDir, 'journal.jsonl'), 'utf8').catch(() => '');

@@ -60,7 +60,7 @@ for (const c of BAD_CASES) {
       const ms = performance.now() - started;
       const cls = c.kind === 'host' ? ConfigError : PolicyError;
       assert.ok(err instanceof cls, `expected a ${cls.name}, got ${String(err)}: the loader crashed or accepted bad input`);
-      assert.deepEqual(err.problems.map(w.relative), c.expect, 'the problems listed differ from the expected messages');
+      assert.deepEqual(err.problems.map((p) => w.relative(p)), c.expect, 'the problems listed differ from the expected messages');
       assert.ok(err.message.includes(err.problems[0] as string), 'the error message should carry the problems');
       assert.ok(ms < 1000, `rejecting took ${ms.toFixed(0)} ms: a bound (size, aliases, nesting) is not applied early`);
     } finally {

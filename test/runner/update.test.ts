@@ -1,5 +1,5 @@
 /** Runner updates in place: verified, unpacked beside, switched atomically, crash-safe. */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
@@ -35,7 +35,7 @@ async function tarball(scratch: string, version: string): Promise<Buffer> {
   return readFile(out);
 }
 
-async function setup(t: import('node:test').TestContext, digest: FakeRelease['digest'] = 'true') {
+async function setup(t: TestContext, digest: FakeRelease['digest'] = 'true') {
   const scratch = await mkdtemp(path.join(tmpdir(), 'rw-update-'));
   t.after(() => rm(scratch, { recursive: true, force: true }));
   const root = path.join(scratch, 'runner');

@@ -26,6 +26,7 @@ async function start(t: TestContext, opts: FakeGitHubOptions = {}): Promise<{ fa
 
 interface BrokerAnswer {
   status: number;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed JSON of every broker answer's shape; the tests assert on it field by field
   body: any;
 }
 
@@ -53,7 +54,7 @@ async function jitRunner(
   octokit: Octokit,
   name: string,
   labels = ['self-hosted', 'linux'],
-): Promise<{ id: number; clientId: string; runnerFile: any }> {
+): Promise<{ id: number; clientId: string; runnerFile: { serverUrl: string } }> {
   const { data } = await octokit.rest.actions.generateRunnerJitconfigForOrg({
     org: 'octo',
     name,
@@ -62,7 +63,7 @@ async function jitRunner(
   });
   const files = decodeJitConfig(data.encoded_jit_config);
   const creds = JSON.parse(files['.credentials']!);
-  return { id: data.runner.id, clientId: creds.data.clientId, runnerFile: JSON.parse(files['.runner']!) };
+  return { id: data.runner.id, clientId: creds.data.clientId, runnerFile: JSON.parse(files['.runner']!) as { serverUrl: string } };
 }
 
 async function openSession(fake: FakeGitHub, r: { id: number; clientId: string }): Promise<string> {
@@ -79,12 +80,18 @@ const poll = (fake: FakeGitHub, r: { clientId: string }, sid: string, waitMs = 0
 
 const steps = [{ name: 'Build', run: 'echo hi' }];
 
-async function rejects(p: Promise<unknown>, status: number, what: string): Promise<any> {
+/** What the assertions read of an Octokit RequestError: its response's headers and JSON body. */
+interface HttpFailure {
+  status: number;
+  response: { headers: Record<string, string | undefined>; data: { message: string; documentation_url?: string } };
+}
+
+async function rejects(p: Promise<unknown>, status: number, what: string): Promise<HttpFailure> {
   try {
     await p;
   } catch (err) {
     assert.equal((err as { status?: number }).status, status, what);
-    return err;
+    return err as HttpFailure;
   }
   assert.fail(`${what}: the call succeeded`);
 }

@@ -1,5 +1,5 @@
 /** The fake GitHub enforces the documented limits: primary budgets, secondary limits, token lifetime. */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { startFakeGitHub, type FakeGitHubOptions } from '../../src/sim/github/server.js';
@@ -13,7 +13,7 @@ const appKeys = generateKeyPairSync('rsa', {
 });
 const APP = { appId: 42, installationId: 9, publicKeyPem: appKeys.publicKey };
 
-async function start(t: import('node:test').TestContext, opts: FakeGitHubOptions) {
+async function start(t: TestContext, opts: FakeGitHubOptions) {
   const clock = new ManualClock(Date.UTC(2026, 0, 1, 12));
   const fake = await startFakeGitHub({ clock, ...opts });
   t.after(() => fake.close());

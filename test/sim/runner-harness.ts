@@ -9,7 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, chown, readFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import { createLab, type Lab } from '../helpers/lab.js';
 import { installSimulatedRunner } from '../../src/sim/runner/install.js';
@@ -83,7 +83,7 @@ export async function startStubBroker(): Promise<StubBroker> {
   let nextId = 1;
   let base = '';
   let outage = false;
-  const brokerSockets = new Set<import('node:net').Socket>();
+  const brokerSockets = new Set<Socket>();
   const waiters = new Set<() => void>();
   const wake = (): void => {
     for (const w of [...waiters]) w();

@@ -84,7 +84,7 @@ test('the crash message is an unhandled exception: exit 2 with the error on stde
     assert.equal(code, 2, 'RetryableError');
     assert.match(proc.err(), /^An error occurred: /m);
     assert.ok(existsSync(path.join(rl.root, '.runner')), 'a crash leaves the config in place');
-    assert.match(await readDiag(rl.root, 'Runner'), /ERR  Runner\.Listener\] SimulatedCrashError/);
+    assert.match(await readDiag(rl.root, 'Runner'), /ERR {2}Runner\.Listener\] SimulatedCrashError/);
   } finally {
     await rl.dispose();
   }
