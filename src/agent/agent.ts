@@ -134,7 +134,7 @@ export class Agent {
       bg.abort();
       await Promise.allSettled(tasks);
       await this.settleLateTasks();
-      await this.core.journal.flush();
+      await this.core.journal.close((ms) => d.clock.sleep(ms));
       await this.core.ctx.flush();
     }
   }

@@ -16,6 +16,11 @@ import type { JournalPort } from './records.js';
  */
 export const MAX_PENDING_RECORDS = 1_000;
 
+/** Rounds of writing at exit: with {@link CLOSE_RETRY_MS}, up to 20 s for a filling disk to free up. */
+export const CLOSE_ATTEMPTS = 20;
+/** Pause between the exit's write rounds. */
+export const CLOSE_RETRY_MS = 1_000;
+
 /** A JournalPort that keeps what it could not write. */
 export class BufferedJournal implements JournalPort {
   private readonly pending: NewJournalRecord[] = [];
@@ -51,6 +56,19 @@ export class BufferedJournal implements JournalPort {
     const run = this.tail.then(() => this.writePending());
     this.tail = run;
     return run;
+  }
+
+  /**
+   * At exit: keeps trying to write what is waiting (`attempts` rounds, `sleep` between them, since
+   * the disk may be freed by the trash's deletion or an operator), then logs every record still
+   * unwritten whole, at error level, so the service's log keeps what the journal could not.
+   */
+  async close(sleep: (ms: number) => Promise<void>, attempts = CLOSE_ATTEMPTS): Promise<void> {
+    for (let i = 0; i < attempts && this.pending.length > 0; i++) {
+      await this.flush();
+      if (this.pending.length > 0) await sleep(CLOSE_RETRY_MS).catch(() => undefined);
+    }
+    for (const record of this.pending.splice(0)) this.log.error({ record, reason: this.failure }, 'journal record not written; kept here');
   }
 
   /** The last job records, the ones still in memory included (recovery's duplicate check). */
