@@ -1,14 +1,14 @@
 /** The journal as the agent writes it: nothing is lost when the state filesystem refuses writes. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pino } from 'pino';
+import { createLogger, type Logger } from '../../../src/lib/log.js';
 import { BufferedJournal } from '../../../src/agent/journal-buffer.js';
 import type { NewJournalRecord } from '../../../src/agent/journal.js';
 import type { JournalPort } from '../../../src/agent/records.js';
 
-function sinkLogger(): { log: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
+function sinkLogger(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
-  const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const log = createLogger({ destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
   return { log, lines };
 }
 
