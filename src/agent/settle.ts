@@ -64,6 +64,7 @@ export class Settler {
   async clean(policy: Policy, jobStartedAt: number | undefined): Promise<Cleaned> {
     const { ctx, d, log } = this.core;
     await ctx.transition('cleaning');
+    const started = d.clock.now();
     const signal = AbortSignal.timeout(d.timeouts.cleanupTimeoutMs);
     const guardJob = ctx.s.guardJob;
     const guardSteps = guardJob ? await this.guards.release(guardJob, policy, signal) : [];
@@ -86,7 +87,8 @@ export class Settler {
     if (ctx.s.state === 'cleaning') return { report: undefined, findings };
     if (report) {
       findings = await this.guards.verify(guardJob, policy, signal);
-      report = merge(report, guardSteps, findings);
+      // Ready means proven clean: the guards' release and verification count, not only the pipeline's.
+      report = { ...merge(report, guardSteps, findings), readyMs: d.clock.now() - started };
       report = await this.settledDisk(report, policy);
       d.observer?.cleanupReported?.(report);
       this.evidence = [
