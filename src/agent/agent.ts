@@ -201,8 +201,9 @@ export class Agent {
     const { d, live, journal } = this.core;
     while (!signal.aborted) {
       live.lastBeat = d.clock.now();
-      // Records that could not be written wait in memory: try them again on every beat.
-      if (journal.backlog > 0) await journal.flush();
+      // Records that could not be written wait in memory: try them again on every beat, without
+      // waiting for it here (a write stuck on a full disk must not make the loop look stalled).
+      if (journal.backlog > 0) this.core.later(journal.flush());
       try {
         await d.clock.sleep(d.timeouts.heartbeatMs, signal);
       } catch {
