@@ -10,6 +10,7 @@ const bundle = new URL('../dist/runner-warden.mjs', import.meta.url);
 /** @type {Main} */
 let main;
 if (existsSync(bundle)) {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment -- the JSDoc cast types it; the lint tree drops the cast's parentheses and sees import()'s any
   ({ main } = /** @type {{ main: Main }} */ (await import(bundle.href)));
 } else {
   const { register } = await import('tsx/esm/api');

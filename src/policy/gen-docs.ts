@@ -65,7 +65,7 @@ function typeText(root: SchemaNode, raw: SchemaNode): string {
     } else if (t === 'array') {
       const items = deref(root, (node.items ?? {}) as SchemaNode);
       const itemText = typeof items.title === 'string' ? `${items.title}` : typeText(root, items);
-      parts.push(`list of ${itemText}${node.maxItems !== undefined ? `, at most ${String(node.maxItems as number)}` : ''}${node['x-merge'] === true ? '; patchable' : ''}`);
+      parts.push(`list of ${itemText}${node.maxItems !== undefined ? `, at most ${node.maxItems as number}` : ''}${node['x-merge'] === true ? '; patchable' : ''}`);
     } else if (t === 'object') {
       parts.push(node.additionalProperties && typeof node.additionalProperties === 'object' ? `mapping of name to ${typeText(root, node.additionalProperties as SchemaNode)}` : 'mapping');
     } else parts.push(t);
@@ -85,7 +85,7 @@ export function fieldDocs(schema: SchemaNode): FieldDoc[] {
       const target = deref(schema, prop);
       const fieldPath = prefix ? `${prefix}.${key}` : key;
       const children = !!target.properties && typeof target.properties === 'object' && !open.has(target);
-      const meaning = String((prop.description ?? target.description ?? '') as string);
+      const meaning = `${(prop.description ?? target.description ?? '') as string}`;
       const def = 'default' in prop ? prop.default : undefined;
       const showDefault = def !== undefined && !(def !== null && typeof def === 'object' && !Array.isArray(def) && Object.keys(def).length === 0);
       const examples = (prop.examples ?? target.examples) as unknown[] | undefined;

@@ -74,7 +74,7 @@ function typeOf(ctx: Ctx, raw: SchemaNode, indent: string): string {
 function structural(ctx: Ctx, node: SchemaNode, indent: string): string {
   if ('const' in node) return literal(node.const);
   if (Array.isArray(node.enum)) return node.enum.map(literal).join(' | ');
-  const types = Array.isArray(node.type) ? node.type.map(String) : node.type ? [String(node.type as string)] : [];
+  const types = Array.isArray(node.type) ? node.type.map(String) : node.type ? [`${node.type as string}`] : [];
   if (types.length === 0) return 'unknown';
   return types
     .map((t) => {

@@ -99,7 +99,7 @@ export function describeValue(value: unknown): string {
     return JSON.stringify(shown);
   }
   // What is left is a number, boolean or bigint: a parsed file holds nothing else.
-  return String(value as number | boolean | bigint);
+  return `${value as number | boolean | bigint}`;
 }
 
 function lineColAt(text: string, offset: number): { line: number; col: number } {
