@@ -18,7 +18,7 @@ import { loadHostConfig } from '../policy/load.js';
 import { takeBaseline } from '../cleanup/baseline.js';
 import { startFakeGitHub } from '../sim/github/server.js';
 import { installSimulatedRunner } from '../sim/runner/install.js';
-import type { JobRecord, JournalRecord } from '../agent/journal.js';
+import type { JournalRecord } from '../agent/journal.js';
 import { EXIT, parseOptions, type CliIO } from './io.js';
 import { DEMO_USAGE } from './usage.js';
 import { printConfigError } from './startup-errors.js';
@@ -243,7 +243,7 @@ function printSummary(records: JournalRecord[], say: (s: string) => void): void 
     }
     if (r.type !== 'job') continue;
     n += 1;
-    const j = r as JobRecord;
+    const j = r;
     say(`\njob ${n}: "${j.job.job ?? '?'}" of ${j.job.repository ?? '?'} (${j.job.workflow ?? '?'} run ${j.job.runId ?? '?'}) on ${j.runnerName}`);
     say(`  result ${j.result}; listener exit ${j.listenerExitCode ?? j.listenerSignal}`);
     const removed = j.cleanup.steps
