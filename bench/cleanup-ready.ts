@@ -13,7 +13,7 @@
 import { promises as fsp } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
-import { createLab, runAs } from '../test/helpers/lab.js';
+import { createLab, runAs } from '../src/sim/lab.js';
 import { defaultSteps, runCleanup } from '../src/cleanup/pipeline.js';
 import { verify } from '../src/cleanup/verify.js';
 import { takeBaseline } from '../src/cleanup/baseline.js';

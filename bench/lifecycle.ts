@@ -13,7 +13,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createWorld, type World } from '../test/helpers/world.js';
+import { createWorld, type World } from './lib/world.js';
+import { Journal } from '../src/agent/journal.js';
+import { loadHostConfig } from '../src/policy/load.js';
+import { wire, type Runtime } from '../src/cli/wire.js';
 import { createOctokitPort } from '../src/github/octokit.js';
 import { systemClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/log.js';
@@ -46,15 +49,40 @@ function fileJob(i: number, files: number): { repository: string; runId: number;
   };
 }
 
+/** Loads the world's host config and wires a runtime (not started), as `runner-warden run` does. */
+async function runtime(w: World): Promise<Runtime> {
+  return wire(await loadHostConfig(w.configFile, {}), {
+    configFile: w.configFile,
+    env: {},
+    log: silentLogger(),
+    clock: systemClock,
+    hostname: 'benchhost',
+  });
+}
+
+/** A fresh world whose runner user's home baseline is taken (the image step), ready to run jobs. */
+async function baselinedWorld(o: Parameters<typeof createWorld>[0]): Promise<World> {
+  const w = await createWorld(o);
+  try {
+    await w.baseline();
+  } catch (err) {
+    await w.dispose();
+    throw err;
+  }
+  return w;
+}
+
 async function runJobs(w: World, jobs: number, files: number): Promise<{ readyMs: number[]; restCalls: number; jit: number }> {
   for (let i = 0; i < jobs; i++) w.fake.enqueueJob(fileJob(i, files));
-  const rt = await w.runtime();
+  const rt = await runtime(w);
   const restBefore = w.fake.restCalls();
   const jitBefore = w.fake.restCalls({ path: /generate-jitconfig/ });
   const exit = await rt.agent.run(AbortSignal.timeout(300_000));
   await rt.close();
   if (exit.code !== 0) throw new Error(`agent exit ${exit.code}: ${exit.reason}`);
-  const records = await w.journal();
+  const read = await new Journal({ dir: w.stateDir }).readAll();
+  if (read.skipped.length > 0) throw new Error(`${read.skipped.length} torn journal lines`);
+  const records = read.records;
   const readyMs = records
     .filter((r) => r.type === 'event' && r.event === 'listener-started')
     .map((r) => Number((r as { detail?: { sinceLastJobEndMs?: number } }).detail?.sinceLastJobEndMs))
@@ -84,7 +112,7 @@ async function jitAlone(w: World, n: number): Promise<number[]> {
 }
 
 async function benchReady(): Promise<void> {
-  const w = await createWorld({ runner: { maxJobs: JOBS } });
+  const w = await baselinedWorld({ runner: { maxJobs: JOBS } });
   try {
     const r = await runJobs(w, JOBS, 10_000);
     const jit = median(await jitAlone(w, 15));
@@ -102,7 +130,7 @@ async function benchReady(): Promise<void> {
 async function benchPrefetch(): Promise<void> {
   const results: Record<string, number> = {};
   for (const prefetch of [false, true]) {
-    const w = await createWorld({ runner: { maxJobs: JOBS, prefetch }, fake: { latencyMs: 300 } });
+    const w = await baselinedWorld({ runner: { maxJobs: JOBS, prefetch }, fake: { latencyMs: 300 } });
     try {
       const r = await runJobs(w, JOBS, 1_000);
       results[prefetch ? 'with' : 'without'] = median(r.readyMs);
@@ -123,9 +151,8 @@ async function procFigures(pid: number): Promise<{ rssKiB: number; cpuTicks: num
 }
 
 async function benchIdle(): Promise<void> {
-  const w = await createWorld();
+  const w = await baselinedWorld({}); // the home baseline is the image build step
   try {
-    await (await w.runtime()).close(); // first boot: baselines, like an image build step
     // The production way: compiled JavaScript (npm run build), as the install script and images run it.
     execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: path.resolve(path.dirname(MAIN), '../..'), stdio: 'inherit' });
     const agent = spawn(process.execPath, [BIN, 'run', '--config', w.configFile], {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { loadPolicy, parsePolicyText } from '../src/policy/load.js';
-import { ALIAS_BOMB } from '../test/policy/malformed-cases.js';
+import { ALIAS_BOMB } from '../src/sim/alias-bomb.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WARMUP = 200;

@@ -12,7 +12,7 @@
  */
 import { chown, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { createLab } from '../test/helpers/lab.js';
+import { createLab } from '../src/sim/lab.js';
 import { startFakeGitHub } from '../src/sim/github/server.js';
 import { installSimulatedRunner } from '../src/sim/runner/install.js';
 import { createOctokitPort } from '../src/github/octokit.js';

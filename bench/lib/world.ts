@@ -4,9 +4,8 @@
  * the user. The benches build it themselves (bench/ never imports the tests' helpers); the shape
  * follows the tests' world so figures and tests exercise the same host.
  */
-import { chmod, chown, mkdir, mkdtemp, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -19,7 +18,8 @@ import { detectCgroupSupport, openProcessContainer } from '../../src/lib/cgroup.
 import { systemClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { takeBaseline } from '../../src/cleanup/baseline.js';
-import { lookupUser, type UserInfo } from '../../src/lib/users.js';
+import type { UserInfo } from '../../src/lib/users.js';
+import { createThrowawayUser, type ThrowawayUser } from '../../src/sim/lab.js';
 
 /** Agent timers short enough for a bench (listeners are real processes and run in real time). */
 export const BENCH_TIMEOUTS = {
@@ -41,38 +41,8 @@ export const SIM_ENV = {
   RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.5',
 };
 
-/** A local user the bench made; removed (with its processes) by remove(). */
-export interface BenchUser {
-  user: UserInfo;
-  remove(): void;
-}
-
-/** Creates a fresh unprivileged user whose home is `<root>/home/<name>`. Needs root. */
-export async function createUser(root: string): Promise<BenchUser> {
-  await mkdir(path.join(root, 'home'), { recursive: true, mode: 0o755 });
-  const name = `rw${randomBytes(4).toString('hex')}`;
-  const home = path.join(root, 'home', name);
-  execFileSync('useradd', ['-m', '-d', home, '-s', '/bin/bash', '-K', 'MAIL_DIR=/nonexistent', name], { stdio: 'ignore' });
-  const user = await lookupUser(name);
-  if (!user) throw new Error(`useradd did not create ${name}`);
-  await chown(home, user.uid, user.gid);
-  return {
-    user,
-    remove() {
-      for (const [cmd, args] of [
-        ['pkill', ['-KILL', '-U', String(user.uid)]],
-        ['crontab', ['-r', '-u', name]],
-        ['userdel', ['-f', name]],
-      ] as const) {
-        try {
-          execFileSync(cmd, [...args], { stdio: 'ignore' });
-        } catch {
-          // Nothing to kill, no crontab, already gone.
-        }
-      }
-    },
-  };
-}
+/** The bench's throwaway user: the same one the tests and the demo make (src/sim/lab.ts). */
+export { createThrowawayUser as createUser, type ThrowawayUser as BenchUser };
 
 /**
  * A bench policy: reuse, every step on, temp dirs inside the world (never the real /tmp). The
@@ -134,7 +104,7 @@ export interface WorldOptions {
 export async function createWorld(o: WorldOptions = {}): Promise<World> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-'));
   await chmod(root, 0o755);
-  const owner = await createUser(root);
+  const owner = await createThrowawayUser(root);
   const user = owner.user;
   const fake = await startFakeGitHub({ jobLockMs: 3_000, sessionStaleMs: 2_000, ...o.fake });
   const hostFs = path.join(root, 'disk');

@@ -2,6 +2,7 @@
  * Malformed config and policy files, each with the exact problems it must produce.
  * Paths in `expect` are relative to the case's own temporary policy directory.
  */
+import { ALIAS_BOMB } from '../../src/sim/alias-bomb.js';
 
 /** One malformed input. */
 export interface BadCase {
@@ -17,23 +18,6 @@ export interface BadCase {
   env?: Record<string, string>;
   expect: string[];
 }
-
-const aliasBomb = [
-  'version: 1',
-  'description: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]',
-  'x1: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
-  'x2: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
-  'x3: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
-  'x4: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]',
-  'x5: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]',
-  'x6: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]',
-  'x7: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]',
-  'x8: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]',
-  '',
-].join('\n');
-
-/** The alias bomb, also used by the benchmark: 9^9 strings once expanded. */
-export const ALIAS_BOMB = aliasBomb;
 
 const garbage = Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x01, 0x00, 0x00, 0x00, 0xff, 0xfe, 0x10, 0x80]);
 
@@ -294,7 +278,7 @@ export const BAD_CASES: BadCase[] = [
     name: 'a YAML alias bomb',
     kind: 'policy',
     entry: 'team.yaml',
-    files: { 'team.yaml': aliasBomb },
+    files: { 'team.yaml': ALIAS_BOMB },
     expect: ['team.yaml:1:1: (root): expected at most 50 alias expansions, got an alias bomb (excessive aliasing)'],
   },
   {

@@ -1,0 +1,87 @@
+/**
+ * A throwaway world on this machine: a temporary root and an unprivileged runner user whose home
+ * is inside it. Used by the tests, the benchmarks and the demo; all of them run as root. The user
+ * is removed in dispose(), together with everything it still runs.
+ */
+import { mkdtemp, rm, chmod, mkdir, chown } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { lookupUser, type UserInfo } from '../lib/users.js';
+
+/** A local user made for one run; remove() kills its processes and deletes it (not its home). */
+export interface ThrowawayUser {
+  user: UserInfo;
+  remove(): void;
+}
+
+/** Creates a fresh unprivileged user whose home is `<root>/home/<name>`. Needs root. */
+export async function createThrowawayUser(root: string): Promise<ThrowawayUser> {
+  await mkdir(path.join(root, 'home'), { recursive: true, mode: 0o755 });
+  const name = `rw${randomBytes(4).toString('hex')}`;
+  const home = path.join(root, 'home', name);
+  execFileSync('useradd', ['-m', '-d', home, '-s', '/bin/bash', '-K', 'MAIL_DIR=/nonexistent', name], { stdio: 'ignore' });
+  const user = await lookupUser(name);
+  if (!user) throw new Error(`useradd did not create ${name}`);
+  await chown(home, user.uid, user.gid);
+  return {
+    user,
+    remove() {
+      for (const [cmd, args] of [
+        ['pkill', ['-KILL', '-U', String(user.uid)]],
+        ['crontab', ['-r', '-u', name]],
+        ['userdel', ['-f', name]],
+      ] as const) {
+        try {
+          execFileSync(cmd, [...args], { stdio: 'ignore' });
+        } catch {
+          // Nothing to kill, no crontab, already gone.
+        }
+      }
+    },
+  };
+}
+
+/** A temporary root and an unprivileged runner user. */
+export interface Lab {
+  root: string;
+  user: UserInfo;
+  /** Kills the user's processes, removes the user and the root. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Makes a temp root (mode 755 so the runner user can reach its home inside) and a fresh runner
+ * user whose home is `<root>/home/<name>`.
+ */
+export async function createLab(prefix = 'rw-test-'): Promise<Lab> {
+  const root = await mkdtemp(path.join(os.tmpdir(), prefix));
+  await chmod(root, 0o755);
+  let owner: ThrowawayUser;
+  try {
+    owner = await createThrowawayUser(root);
+  } catch (err) {
+    await rm(root, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    root,
+    user: owner.user,
+    async dispose() {
+      owner.remove();
+      await rm(root, { recursive: true, force: true, maxRetries: 3 });
+    },
+  };
+}
+
+/** Runs a bash script as the lab user and returns stdout (throws on non-zero exit). */
+export function runAs(user: UserInfo, script: string, env: Record<string, string> = {}): string {
+  return execFileSync('bash', ['-c', script], {
+    uid: user.uid,
+    gid: user.gid,
+    env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: user.home, USER: user.name, ...env },
+    cwd: user.home,
+    encoding: 'utf8',
+  });
+}
