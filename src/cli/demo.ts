@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { systemClock } from '../lib/clock.js';
 import { createLogger } from '../lib/log.js';
-import { lookupUser } from '../lib/users.js';
+import { createThrowawayUser, type ThrowawayUser } from '../sim/lab.js';
 import { loadHostConfig } from '../policy/load.js';
 import { takeBaseline } from '../cleanup/baseline.js';
 import { startFakeGitHub } from '../sim/github/server.js';
@@ -114,17 +114,14 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
   await mkdir(DEMO_PARENT, { recursive: true, mode: 0o755 });
   const root = await mkdtemp(path.join(DEMO_PARENT, 'runner-warden-demo-'));
   await chmod(root, 0o755);
-  const userName = `rwdemo${process.pid % 100000}`;
   const fake = await startFakeGitHub();
-  let created = false;
+  let owner: ThrowawayUser | undefined;
   try {
     // The world: a runner user, a runner installation, a state dir, policies, a token.
-    await mkdir(path.join(root, 'home'), { mode: 0o755 });
-    const home = path.join(root, 'home', userName);
-    execFileSync('useradd', ['-m', '-d', home, '-s', '/bin/bash', userName], { stdio: 'ignore' });
-    created = true;
-    const user = await lookupUser(userName);
-    if (!user) throw new Error(`useradd did not create ${userName}`);
+    owner = await createThrowawayUser(root);
+    const user = owner.user;
+    const userName = user.name;
+    const home = user.home;
     await writeFile(path.join(home, '.bashrc'), '# the image\'s .bashrc\nexport PS1="\\u@\\h:\\w\\$ "\n');
     await chown(path.join(home, '.bashrc'), user.uid, user.gid);
     const runnerRoot = path.join(root, 'actions-runner');
@@ -212,14 +209,7 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     return exit.code === 0 && !timeout.aborted && allClean ? EXIT.ok : 1;
   } finally {
     await fake.close();
-    if (created) {
-      try {
-        execFileSync('pkill', ['-KILL', '-U', userName], { stdio: 'ignore' });
-      } catch {
-        // nothing left running: expected after a clean run
-      }
-      execFileSync('userdel', ['-f', userName], { stdio: 'ignore' });
-    }
+    owner?.remove();
     if (!opts.keep) await rm(root, { recursive: true, force: true });
   }
 }
