@@ -43,7 +43,7 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\nclenaup: {}\n' },
-    expect: ['team.yaml:2:1: clenaup: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, cleanup)'],
+    expect: ['team.yaml:2:1: clenaup: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, docker, cleanup)'],
   },
   {
     name: 'an unknown nested key with no near match',
@@ -328,7 +328,7 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.json',
     files: { 'team.json': '{"version": 1, "__proto__": {"polluted": true}}\n' },
-    expect: ['team.json:1:16: __proto__: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, cleanup)'],
+    expect: ['team.json:1:16: __proto__: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, docker, cleanup)'],
   },
   {
     name: 'a JSON policy with several errors, all listed',
