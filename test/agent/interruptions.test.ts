@@ -30,14 +30,16 @@ test('a spot notice while busy gives the job until the deadline minus the margin
       interruptions: { imds: true, imdsUrl: aws.url, intervalSeconds: 1 },
       recycle: { provider: 'exit', exitCode: 0 },
     },
+    // Room for the worker to stop on a loaded machine; the deadline below sets this much aside too.
+    timeouts: { listenerStopGraceMs: 15_000 },
   });
   t.after(() => w.dispose());
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'long', run: 'sleep 600' }] });
   const rt = await w.runtime();
   const running = rt.agent.run(AbortSignal.timeout(60_000));
   await until(() => rt.agent.snapshot().state === 'job-running', 'the job to start');
-  // Two minutes' notice as AWS gives; 21 s here so the 20 s margin leaves the job one second.
-  aws.metadata['spot/instance-action'] = JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 21_000).toISOString() });
+  // Two minutes' notice as AWS gives; 36 s here so the 20 s margin and the 15 s stop grace leave the job one second.
+  aws.metadata['spot/instance-action'] = JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 36_000).toISOString() });
   const exit = await running;
   await rt.close();
   const jobs = jobRecords(await w.journal());

@@ -129,7 +129,11 @@ test('a container engine that does not answer shows in /metrics and /status; one
   const engineUp = async (): Promise<string | undefined> => /^runner_warden_container_engine_up (\d)$/m.exec(await rt.metrics.render())?.[1];
   await until(async () => (await engineUp()) !== undefined, 'the first host sample');
   assert.equal(await engineUp(), '0');
-  const status = (await (await fetch(`http://127.0.0.1:${rt.health?.address.port}/status`)).json()) as { host?: { containerEngine?: { up: boolean; error?: string } } };
+  type Status = { host?: { containerEngine?: { up: boolean; error?: string } } };
+  const readStatus = async (): Promise<Status> => (await (await fetch(`http://127.0.0.1:${rt.health?.address.port}/status`)).json()) as Status;
+  // The gauge can come from the preflight's engine wait before the first host sample reaches /status.
+  await until(async () => (await readStatus()).host?.containerEngine !== undefined, 'the first host sample in /status');
+  const status = await readStatus();
   assert.equal(status.host?.containerEngine?.up, false);
   assert.ok(status.host?.containerEngine?.error, 'the engine error is shown for the operator');
 
