@@ -1,6 +1,5 @@
 /**
- * The agent as a real `runner-warden run` process, for the benches that kill it (bench/ keeps its
- * own copy: it must not import the tests' helpers) (SIGKILL
+ * The agent as a real `runner-warden run` process, for the benches and tests that kill it (SIGKILL
  * cannot be simulated in-process: nothing of the dying agent may run afterwards). Captures its
  * JSON log lines and reads its persisted state the way a restarted agent would.
  */
