@@ -1,15 +1,10 @@
 /** Seeded randomness for the benches: fault schedules that a seed repeats. */
 
-/** mulberry32: small, fast and good enough to make fault schedules repeatable. */
+import { seededRandom } from '../../src/lib/backoff.js';
+
+/** The agent's own seeded generator (mulberry32), so a fault schedule and a jitter sequence agree on what a seed means. */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return seededRandom(seed);
 }
 
 /** One element of `xs`, drawn from `rand`. */
