@@ -70,6 +70,17 @@ export class GuardCalls {
     return steps;
   }
 
+  /** Lets each guard start the next job's set-up while this host is verified (JobGuard.prewarm). */
+  prewarm(policy: Policy, signal: AbortSignal): void {
+    for (const g of this.guards) {
+      try {
+        g.prewarm?.(policy, { log: this.log.child({ guard: g.name }), signal });
+      } catch (err) {
+        this.log.warn({ guard: g.name, err: describeError(err) }, 'a job guard could not prewarm');
+      }
+    }
+  }
+
   /** Every guard's independent check; a guard that throws is itself a finding. */
   async verify(job: GuardJob | undefined, policy: Policy, signal: AbortSignal): Promise<GuardFindingRecord[]> {
     const out: GuardFindingRecord[] = [];

@@ -86,6 +86,8 @@ export class Settler {
     this.evidence = ['cleanup did not complete'];
     if (ctx.s.state === 'cleaning') return { report: undefined, findings };
     if (report) {
+      // The next job's set-up (its engine) overlaps the guards' checks; never on a dirty host.
+      if (report.verify.clean) this.guards.prewarm(policy, signal);
       findings = await this.guards.verify(guardJob, policy, signal);
       // Ready means proven clean: the guards' release and verification count, not only the pipeline's.
       report = { ...merge(report, guardSteps, findings), readyMs: d.clock.now() - started };

@@ -9,7 +9,7 @@ import type { Logger } from './log.js';
  *  preflight ─► verify(undefined)                         (before a boot's first registration)
  *  serve     ─► prepare(job)  → env for the listener      (after registration, before the listener)
  *  cleaning  ─► release(job)                              (after the listener exited; also at recovery)
- *  verifying ─► verify(job)                               (independent pass; any line = dirty)
+ *  verifying ─► prewarm() (optional, returns at once) → verify(job)   (any line = dirty)
  * ```
  *
  * Guards live in feature folders and are built by the composition root; the agent knows only
@@ -35,6 +35,14 @@ export interface JobGuard<P = unknown> {
    * makes the host dirty. Never trusts what `release` reported.
    */
   verify(job: GuardJob | undefined, policy: P, ctx: GuardContext): Promise<GuardFinding[]>;
+  /**
+   * Optional. Called when the agent starts the guards' verification of a host whose cleanup
+   * pipeline passed (the previous job's processes are dead and proven gone), so that slow set-up
+   * for the next job (a container engine's start) overlaps verification instead of the ready
+   * path. Returns at once and never throws. What it starts belongs to the guard until the next
+   * `prepare` takes it; the guard stops it itself when no prepare comes (the host was not reused).
+   */
+  prewarm?(policy: P, ctx: GuardContext): void;
 }
 
 /** The job a guard acts on; persisted with the agent's state so a restarted agent can release it. */
