@@ -1,0 +1,65 @@
+/**
+ * The agent's outward signs of life: the host-figures sampler (CPU, memory, disk, the container
+ * engine, the docker mode) and the health server (/healthz, /readyz, /status, /metrics, /drain).
+ */
+import type { Logger } from '../lib/log.js';
+import type { Agent } from '../agent/agent.js';
+import type { PolicyStore } from '../policy/watch.js';
+import type { Slot } from '../cleanup/types.js';
+import type { HostConfig } from '../policy/types.js';
+import type { AgentMetrics } from '../health/metrics.js';
+import { startHealthServer, type HealthServer } from '../health/server.js';
+import { HostFiguresSampler, systemSources, type HostSample } from '../health/host-figures.js';
+import { probeEngine } from '../cleanup/engine-inventory.js';
+import { modeStatus } from '../engine/mode.js';
+import type { EngineGuard } from '../engine/engine-guard.js';
+
+/** Host figures: `run` it in the background; `last()` is what /status shows. */
+export interface HostFigures {
+  run(signal: AbortSignal): Promise<void>;
+  last(): HostSample | undefined;
+}
+
+/** The sampler of the slot's host figures, feeding the metrics. */
+export function hostFigures(o: { slot: Slot; policies: PolicyStore; engineGuard: EngineGuard; metrics: AgentMetrics; log: Logger; signal: AbortSignal }): HostFigures {
+  let last: HostSample | undefined;
+  const sampler = new HostFiguresSampler({
+    workDir: o.slot.workDir,
+    log: o.log.child({ component: 'host-figures' }),
+    sources: {
+      ...systemSources,
+      // The engine the current policy cleans: a dockerd that died between jobs shows here (and in
+      // the ContainerEngineDown alert) rather than only as failed container jobs.
+      containerEngine: async () => {
+        const c = o.policies.current().cleanup.containers;
+        return c.enabled ? probeEngine(c.socket, o.signal) : undefined;
+      },
+      // Whether jobs can act as root through the engine (docker.mode host), for /status, `status` and the metric.
+      dockerMode: async () => modeStatus(await o.engineGuard.mode(o.policies.current())),
+    },
+    onSample: (s) => {
+      last = s;
+      o.metrics.hostFigures(s);
+    },
+  });
+  return { run: (signal) => sampler.run(signal), last: () => last };
+}
+
+/** Starts the health server on `config.health.listen`. */
+export function startAgentHealth(
+  config: HostConfig,
+  o: { agent: Agent; metrics: AgentMetrics; figures: HostFigures; extraSecrets: () => string[]; log: Logger },
+): Promise<HealthServer> {
+  return startHealthServer({
+    listen: config.health.listen,
+    ...(config.health.tokenFile ? { tokenFile: config.health.tokenFile } : {}),
+    snapshot: () => {
+      const host = o.figures.last();
+      return { ...o.agent.snapshot(), ...(host ? { host } : {}) };
+    },
+    metrics: o.metrics,
+    secrets: () => [...o.agent.secretValues(), ...o.extraSecrets()],
+    onDrain: () => o.agent.drain('drain requested (POST /drain)', { recycle: true }),
+    log: o.log.child({ component: 'health' }),
+  });
+}
