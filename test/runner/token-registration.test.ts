@@ -112,7 +112,7 @@ test('config.sh environment drops ACTIONS_RUNNER_INPUT_* from runner.env and kee
 test('a runner registers through config.sh as the runner user with the token only in its environment, and config.sh remove unregisters it', async () => {
   const token = await restToken('registration-token');
   // Latency keeps config.sh alive long enough for the scan below to see its processes.
-  fake.setLatency(150);
+  fake.latencyMs = 150;
   const seen = { configSh: 0, leaks: [] as string[] };
   const scanning = new AbortController();
   const scan = (async () => {
@@ -133,7 +133,7 @@ test('a runner registers through config.sh as the runner user with the token onl
   } finally {
     scanning.abort();
     await scan;
-    fake.setLatency(0);
+    fake.latencyMs = 0;
   }
   assert.ok(seen.configSh > 0, 'the /proc scan never saw config.sh running, so it proved nothing');
   assert.deepEqual(seen.leaks, [], 'the registration token appeared in a process command line');

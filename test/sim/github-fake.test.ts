@@ -365,11 +365,11 @@ test('requestUpdate and crashNext are delivered as the next message, before any 
   assert.equal((await poll(fake, r, sid)).body.type, 'job');
 });
 
-test('openConflictingSession makes the next session create 409, and a live session blocks a second one', async (t) => {
+test('an injected session conflict makes the next session create 409, and a live session blocks a second one', async (t) => {
   const clock = new ManualClock(Date.now());
   const { fake, octokit } = await start(t, { clock, sessionStaleMs: 30_000 });
   const r = await jitRunner(octokit, 's');
-  fake.openConflictingSession(r.id);
+  fake.faults.sessionConflict();
   const create = () => broker(fake, 'POST', '/_broker/sessions', { clientId: r.clientId, body: { agentId: r.id, version: '2.336.0' } });
   assert.deepEqual(await create(), { status: 409, body: { code: 'SessionConflict' } });
   assert.equal((await create()).status, 201, 'the conflict is consumed by one create');
@@ -473,7 +473,7 @@ test('faults answer the next matching requests with their status, headers and bo
   fake.faults.add({ reset: true });
   await assert.rejects(octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo' }), 'a reset fault is a network error');
 
-  fake.setLatency(80);
+  fake.latencyMs = 80;
   const t1 = Date.now();
   await octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo' });
   assert.ok(Date.now() - t1 >= 70, 'setLatency delays every answer');

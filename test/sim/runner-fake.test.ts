@@ -92,7 +92,7 @@ describe('the runner simulator works against the fake GitHub', () => {
     fake.crashNext(id);
     const crashed = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
     assert.equal((await crashed.exited).code, 2);
-    fake.openConflictingSession(id);
+    fake.faults.sessionConflict();
     const again = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_SESSION_CONFLICT_RETRY_SECONDS: '0.2' });
     await again.waitFor(/Listening for Jobs/);
     assert.match(again.err(), /A session for this runner already exists\./);

@@ -63,7 +63,7 @@ export class Authenticator {
         return { ok: true, principal: { kind: 'fine-grained', key: credential, permissions: spec.permissions } };
       return { ok: true, principal: { kind: 'pat', key: credential, scopes: spec.scopes ?? [] } };
     }
-    const issued = this.state.issued(credential, ['installation']);
+    const issued = this.state.tokens.find(credential, ['installation']);
     if (issued) {
       return {
         ok: true,

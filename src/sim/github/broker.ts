@@ -6,7 +6,8 @@
 import { delay, findRoute, header, route, type Reply, type RequestContext, type Route } from './http.js';
 import { buildRunnerFiles } from './jit.js';
 import { scopeUrlPath } from './scope.js';
-import type { FakeState, RunnerState } from './state.js';
+import type { RunnerState } from './runners.js';
+import type { FakeState } from './state.js';
 
 /** A long poll waits at most 50 s (PROTOCOL.md), the listener's own poll timeout. */
 export const MAX_POLL_WAIT_MS = 50_000;
@@ -19,7 +20,7 @@ const code = (status: number, c: string): Reply => ({ status, body: { code: c } 
 export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx: RequestContext) => Promise<Reply> {
   const routes: Route[] = [];
   const clientOf = (ctx: RequestContext): RunnerState | undefined =>
-    state.runnerByClientId(header(ctx.headers, 'x-sim-client-id'));
+    state.runners.byClientId(header(ctx.headers, 'x-sim-client-id'));
 
   routes.push(
     route('POST', '/sessions', (ctx) => {
@@ -30,7 +31,7 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       if (b.agentId !== r.id) return code(404, 'RunnerNotFound');
       const version = typeof b.version === 'string' ? b.version : DEFAULT_RUNNER_VERSION;
       const os = typeof b.os === 'string' ? b.os : 'linux';
-      const opened = state.openSession(r, version, os);
+      const opened = state.sessions.open(r, version, os);
       if (!opened.ok) return code(409, 'SessionConflict');
       return { status: 201, body: { sessionId: opened.session.id } };
     }),
@@ -38,13 +39,13 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
 
   routes.push(
     route('GET', '/sessions/{sid}/message', async (ctx, p) => {
-      const s = state.session(p.sid ?? '');
+      const s = state.sessions.get(p.sid ?? '');
       if (!s) return code(404, 'SessionNotFound');
-      const owner = state.runner(s.runnerId);
+      const owner = state.runners.get(s.runnerId);
       if (!owner) return code(404, 'RunnerNotFound');
       if (clientOf(ctx) !== owner) return code(401, 'invalid_client');
       if (s.closed) return code(404, 'SessionNotFound');
-      if (state.isDeprecated(owner.version)) {
+      if (state.sessions.isDeprecated(owner.version)) {
         // The broker's RunnerVersionTooOld: AccessDeniedException with ErrorCode 1 (docs/runner-contract.md §2, §6).
         return {
           status: 403,
@@ -62,12 +63,12 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       s.pollsInFlight++;
       try {
         for (;;) {
-          const r = state.runner(s.runnerId);
+          const r = state.runners.get(s.runnerId);
           if (!r) return code(404, 'RunnerNotFound');
           if (s.closed) return code(404, 'SessionNotFound');
           // A client that went away must not be handed a job it will never see.
           if (ctx.signal.aborted) return { status: 204 };
-          const msg = state.takeMessage(r);
+          const msg = state.jobs.take(r);
           if (msg) return { status: 200, body: msg };
           const left = deadline - Date.now();
           if (left <= 0) return { status: 204 };
@@ -85,38 +86,38 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       const r = clientOf(ctx);
       // After an ephemeral runner was removed its credentials are gone: 401, which the listener ignores.
       if (!r) return code(401, 'invalid_client');
-      const s = state.session(p.sid ?? '');
+      const s = state.sessions.get(p.sid ?? '');
       if (!s || s.runnerId !== r.id || s.closed) return code(404, 'SessionNotFound');
-      state.closeSession(s);
+      state.sessions.close(s);
       return { status: 204 };
     }),
   );
 
   routes.push(
     route('POST', '/jobs/{jobId}/renew', (ctx, p) => {
-      const j = state.jobState(p.jobId ?? '');
+      const j = state.jobs.state(p.jobId ?? '');
       if (!j || j.lost) return code(404, 'JobNotFound');
       if (j.record.cancelled) return code(404, 'JobCancelled');
       const r = clientOf(ctx);
       if (!r || r.id !== j.record.runnerId) return code(401, 'invalid_client');
-      if (!state.renewJob(j.record.id)) return code(404, 'JobNotFound');
+      if (!state.jobs.renew(j.record.id)) return code(404, 'JobNotFound');
       if (r.session) r.session.lastSeen = state.clock.now();
-      return { status: 200, body: { jobId: j.record.id, lockedUntil: new Date(state.clock.now() + state.jobLockMs).toISOString() } };
+      return { status: 200, body: { jobId: j.record.id, lockedUntil: new Date(state.clock.now() + state.jobs.lockMs).toISOString() } };
     }),
   );
 
   routes.push(
     route('POST', '/jobs/{jobId}/complete', (ctx, p) => {
-      const j = state.jobState(p.jobId ?? '');
+      const j = state.jobs.state(p.jobId ?? '');
       if (!j) return code(404, 'JobNotFound');
       const r = clientOf(ctx);
-      const owner = j.record.runnerId === null ? undefined : state.runner(j.record.runnerId);
+      const owner = j.record.runnerId === null ? undefined : state.runners.get(j.record.runnerId);
       // The owner may already be gone (deleted server-side); its result is still recorded.
       if (owner && r !== owner) return code(401, 'invalid_client');
       const b = (ctx.body ?? {}) as { result?: unknown; exitCode?: unknown };
       const result = typeof b.result === 'string' ? b.result : 'Failed';
       const exitCode = typeof b.exitCode === 'number' ? b.exitCode : null;
-      state.completeJob(j.record.id, result, exitCode);
+      state.jobs.complete(j.record.id, result, exitCode);
       return { status: 200, body: {} };
     }),
   );
@@ -131,16 +132,16 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
       const scope = t.scope!;
       const group =
         b.runnerGroup === null || b.runnerGroup === undefined || b.runnerGroup === ''
-          ? state.defaultGroup()
-          : state.groupByName(typeof b.runnerGroup === 'string' ? b.runnerGroup : JSON.stringify(b.runnerGroup));
+          ? state.groups.default()
+          : state.groups.byName(typeof b.runnerGroup === 'string' ? b.runnerGroup : JSON.stringify(b.runnerGroup));
       if (!group) return code(404, 'RunnerGroupNotFound');
-      const existing = state.findByName(scope, b.name);
+      const existing = state.runners.findByName(scope, b.name);
       if (existing) {
         if (b.replace !== true) return code(409, 'AgentExists');
-        state.deleteRunner(existing.id, 'replaced');
+        state.runners.remove(existing.id, 'replaced');
       }
       const workFolder = typeof b.workFolder === 'string' ? b.workFolder : '_work';
-      const r = state.createRunner({
+      const r = state.runners.create({
         scope,
         name: b.name,
         groupId: group.id,
@@ -161,7 +162,7 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
         disableUpdate: r.disableUpdate,
         clientId: r.clientId,
       });
-      return { status: 201, body: { runner: state.rest(r), files } };
+      return { status: 201, body: { runner: state.runners.rest(r), files } };
     }),
   );
 
@@ -169,10 +170,10 @@ export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx
     route('DELETE', '/agents/{agentId}', (ctx, p) => {
       const t = bearer(state, ctx, 'broker-remove');
       if (!t) return code(401, 'invalid_token');
-      const r = state.runner(Number(p.agentId));
+      const r = state.runners.get(Number(p.agentId));
       const scope = t.scope!;
-      if (!r || !state.runnersIn(scope).includes(r)) return code(404, 'RunnerNotFound');
-      state.deleteRunner(r.id, 'broker');
+      if (!r || !state.runners.inScope(scope).includes(r)) return code(404, 'RunnerNotFound');
+      state.runners.remove(r.id, 'broker');
       return { status: 204 };
     }),
   );
@@ -197,14 +198,14 @@ export function createRegistrationApi(state: FakeState, brokerUrl: () => string)
     const b = (ctx.body ?? {}) as { url?: unknown; runner_event?: unknown };
     const event = b.runner_event === 'remove' ? 'remove' : b.runner_event === 'register' ? 'register' : undefined;
     if (!m || !event) return notFound;
-    const t = state.issued(m[1]!, [event === 'register' ? 'registration' : 'remove']);
+    const t = state.tokens.find(m[1]!, [event === 'register' ? 'registration' : 'remove']);
     if (!t || !t.scope) return notFound;
     // The token belongs to one repo/org/enterprise; config.sh's --url must name it.
     if (typeof b.url === 'string' && URL.canParse(b.url)) {
       const path = new URL(b.url).pathname.replace(/\/+$/, '').toLowerCase();
       if (!path.endsWith(`/${scopeUrlPath(t.scope).toLowerCase()}`)) return notFound;
     }
-    const broker = state.issueToken({ kind: event === 'register' ? 'broker-register' : 'broker-remove', scope: t.scope }, '');
+    const broker = state.tokens.issue({ kind: event === 'register' ? 'broker-register' : 'broker-remove', scope: t.scope }, '');
     return {
       status: 200,
       body: { url: brokerUrl(), token_schema: 'OAuthAccessToken', token: broker.token, use_v2_flow: true },
@@ -214,7 +215,7 @@ export function createRegistrationApi(state: FakeState, brokerUrl: () => string)
 
 function bearer(state: FakeState, ctx: RequestContext, kind: 'broker-register' | 'broker-remove') {
   const m = /^Bearer\s+(\S+)$/i.exec(header(ctx.headers, 'authorization') ?? '');
-  return m ? state.issued(m[1]!, [kind]) : undefined;
+  return m ? state.tokens.find(m[1]!, [kind]) : undefined;
 }
 
 /** Waits for a state change, the deadline, or the client leaving, whichever comes first. */

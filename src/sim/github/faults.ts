@@ -85,6 +85,14 @@ export class Faults {
     });
   }
 
+  /**
+   * The next `times` session creates (POST /_broker/sessions) get 409 SessionConflict, as if
+   * another listener held the session: the listener retries.
+   */
+  sessionConflict(times = 1): FaultHandle {
+    return this.add({ match: { kind: 'broker', method: 'POST', path: '/sessions' }, times, status: 409, body: { code: 'SessionConflict' } });
+  }
+
   /** Removes every fault. */
   clear(): void {
     this.active = [];

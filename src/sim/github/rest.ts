@@ -9,7 +9,8 @@ import { buildRunnerFiles, encodeJitConfig } from './jit.js';
 import type { RateLimiter } from './ratelimit.js';
 import type { SecondaryLimiter } from './secondary.js';
 import { scopeRestPath, type Scope } from './scope.js';
-import type { FakeState, RunnerState } from './state.js';
+import type { RunnerState } from './runners.js';
+import type { FakeState } from './state.js';
 import type { FakeAppSpec } from './types.js';
 
 /** GitHub's page size default and maximum for list endpoints. */
@@ -106,7 +107,7 @@ export function createRestApi(deps: RestDeps): RestApi {
   const runnerIn = (scope: Scope, p: Record<string, string>): RunnerState | undefined => {
     const id = Number(p.runner_id);
     if (!Number.isInteger(id)) return undefined;
-    return state.runnersIn(scope).find((r) => r.id === id);
+    return state.runners.inScope(scope).find((r) => r.id === id);
   };
 
   const families: [Scope['kind'], string][] = [
@@ -125,7 +126,7 @@ export function createRestApi(deps: RestDeps): RestApi {
       `${runners}/{runner_id}`,
       scoped(kind, (c, s) => {
         const r = runnerIn(s, c.params);
-        return r ? { status: 200, body: state.rest(r) } : apiError(404, 'Not Found');
+        return r ? { status: 200, body: state.runners.rest(r) } : apiError(404, 'Not Found');
       }),
     );
     add(
@@ -136,7 +137,7 @@ export function createRestApi(deps: RestDeps): RestApi {
         if (!r) return apiError(404, 'Not Found');
         // The service refuses to remove a runner that is running a job (docs/runner-contract.md §10, 422).
         if (r.jobId !== null) return apiError(422, `Bad request - Runner "${r.name}" is still running a job"`);
-        state.deleteRunner(r.id, 'rest');
+        state.runners.remove(r.id, 'rest');
         return { status: 204 };
       }),
     );
@@ -171,7 +172,7 @@ export function createRestApi(deps: RestDeps): RestApi {
     'GET',
     '/orgs/{org}/actions/runner-groups',
     scoped('org', (c, s) => {
-      const all = state.groups.map((g) => ({
+      const all = state.groups.list.map((g) => ({
         id: g.id,
         name: g.name,
         visibility: g.visibility ?? 'all',
@@ -217,13 +218,13 @@ export function createRestApi(deps: RestDeps): RestApi {
     if (b.work_folder !== undefined && typeof b.work_folder !== 'string') problems.push('"work_folder" must be a string.');
     if (problems.length > 0) return validationError(problems);
     const name = b.name as string;
-    const group = state.group(b.runner_group_id as number);
+    const group = state.groups.byId(b.runner_group_id as number);
     if (!group) return apiError(404, 'Not Found');
     // The service refuses a second runner with the same name in the same scope.
-    if (state.findByName(scope, name))
+    if (state.runners.findByName(scope, name))
       return apiError(409, `Already exists - A runner with the name "${name}" already exists.`);
     const workFolder = (b.work_folder as string | undefined) ?? '_work';
-    const r = state.createRunner({
+    const r = state.runners.create({
       scope,
       name,
       groupId: group.id,
@@ -244,19 +245,19 @@ export function createRestApi(deps: RestDeps): RestApi {
       disableUpdate: false,
       clientId: r.clientId,
     });
-    return { status: 201, body: { runner: state.rest(r), encoded_jit_config: encodeJitConfig(files) } };
+    return { status: 201, body: { runner: state.runners.rest(r), encoded_jit_config: encodeJitConfig(files) } };
   }
 
   function runnerToken(scope: Scope, kind: 'registration' | 'remove'): Reply {
-    const t = state.issueToken({ kind, scope }, '');
+    const t = state.tokens.issue({ kind, scope }, '');
     return { status: 201, body: { token: t.token, expires_at: new Date(t.expiresAt).toISOString() } };
   }
 
   function listRunners(c: Call, scope: Scope): Reply {
     const name = c.ctx.query.name;
-    let list = state.runnersIn(scope);
+    let list = state.runners.inScope(scope);
     if (name !== undefined) list = list.filter((r) => r.name === name);
-    const all = list.map((r) => state.rest(r));
+    const all = list.map((r) => state.runners.rest(r));
     const { items, links } = paginate(c.ctx, all, `${deps.restBase()}${c.ctx.routePath}`);
     return { status: 200, body: { total_count: all.length, runners: items }, headers: links };
   }
@@ -274,7 +275,7 @@ export function createRestApi(deps: RestDeps): RestApi {
     const keep = method === 'PUT' ? r.labels.filter((l) => l.type === 'read-only') : r.labels;
     const added = names
       .filter((n) => !keep.some((l) => eq(l.name, n)))
-      .map((n) => state.label(n, 'custom'));
+      .map((n) => state.labels.label(n, 'custom'));
     r.labels = dedupe([...keep, ...added]);
     state.changed();
     return labelList(r);
@@ -327,7 +328,7 @@ export function createRestApi(deps: RestDeps): RestApi {
     }
     const permissions = requested ?? granted;
     // Installation tokens are `ghs_` prefixed and last one hour (docs/runner-contract.md §10).
-    const t = state.issueToken({ kind: 'installation', permissions, repositories, installationId: app.installationId }, 'ghs_');
+    const t = state.tokens.issue({ kind: 'installation', permissions, repositories, installationId: app.installationId }, 'ghs_');
     deps.onTokenMinted?.();
     return {
       status: 201,
