@@ -5,9 +5,23 @@ import { describeError } from '../lib/errors.js';
 import { RECYCLE_DEFAULTS, type AwsAsgRecycleConfig } from './config.js';
 import { httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
+import { sendThrottled, type ThrottleDeps, type ThrottleVerdict } from './throttle.js';
+
+/** The error names AWS APIs answer a call over the account's rate with. */
+const THROTTLING_ERRORS = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException', 'RequestThrottled']);
+
+/** Throttling, a 5xx or no answer (retried), or an answer that stands. */
+function awsVerdict(r: { err?: unknown }): ThrottleVerdict {
+  if (r.err === undefined) return { kind: 'final' };
+  const e = r.err as { name?: unknown; $metadata?: { httpStatusCode?: number } };
+  const status = e.$metadata?.httpStatusCode;
+  if ((typeof e.name === 'string' && THROTTLING_ERRORS.has(e.name)) || status === 429) return { kind: 'throttled' };
+  if (status === undefined || status >= 500) return { kind: 'transient' };
+  return { kind: 'final' };
+}
 
 /** What awsAsgProvider needs besides its config. */
-export interface AwsAsgDeps {
+export interface AwsAsgDeps extends ThrottleDeps {
   /** SDK credentials; default the SDK's chain (env, profile, instance role via IMDS). Tests pass static ones. */
   credentials?: AutoScalingClientConfig['credentials'];
 }
@@ -94,7 +108,9 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
       // Built per recycle, never at import; destroyed below so no keep-alive socket outlives it.
       const client = new AutoScalingClient({
         region: config.region ?? identity.region,
-        maxAttempts: config.maxAttempts ?? d.maxAttempts,
+        // One try per send: the retries below wait on the agent's clock with full jitter, which
+        // the SDK's own (real timers) cannot; a throttled fleet must not retry in step.
+        maxAttempts: 1,
         ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
         ...(deps.credentials !== undefined ? { credentials: deps.credentials } : {}),
       });
@@ -102,13 +118,19 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
       const result = (ok: boolean): RecycleResult => ({ provider: 'aws-asg', ok, detail: `${instanceId}: ${steps.join('; ')}` });
       /** One SDK call bounded by its own timeout and the caller's signal; its output, or undefined (error in steps). */
       const attempt = async <T>(label: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T | undefined> => {
-        try {
-          return await send(AbortSignal.any([signal, AbortSignal.timeout(callTimeoutMs)]));
-        } catch (err) {
-          if (signal.aborted) throw signal.reason;
-          steps.push(`${label}: ${describeError(err)}`);
-          return undefined;
-        }
+        const once = async (): Promise<{ out?: T; err?: unknown }> => {
+          try {
+            return { out: await send(AbortSignal.any([signal, AbortSignal.timeout(callTimeoutMs)])) };
+          } catch (err) {
+            if (signal.aborted) throw signal.reason;
+            return { err };
+          }
+        };
+        const { answer, throttled } = await sendThrottled(once, awsVerdict, signal, deps, config.maxAttempts ?? d.maxAttempts);
+        if (throttled > 0) steps.push(`${label}: throttled ${throttled}x`);
+        if (answer.err === undefined) return answer.out;
+        steps.push(`${label}: ${describeError(answer.err)}`);
+        return undefined;
       };
       const call = async (label: string, send: (abortSignal: AbortSignal) => Promise<unknown>): Promise<boolean> => {
         const ok = await attempt(label, async (abortSignal) => {

@@ -2,6 +2,7 @@ import { describeError } from '../lib/errors.js';
 import { RECYCLE_DEFAULTS, azureVmssAction, type AzureVmssRecycleConfig } from './config.js';
 import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
+import { sendHttpThrottled, type ThrottleDeps } from './throttle.js';
 
 /** IMDS API versions (documented, stable). */
 const IMDS_INSTANCE_API = '2021-02-01';
@@ -34,7 +35,7 @@ export function vmssFromResourceId(resourceId: string): VmssIdentity | undefined
  * instance (the default: same VM, fresh OS disk, capacity unchanged) or, when a scaler owns the
  * size, to delete it (capacity shrinks; autoscale adds VMs as the queue needs). Resource Manager answers 202 once the operation is queued.
  */
-export function azureVmssProvider(config: AzureVmssRecycleConfig): RecycleProvider {
+export function azureVmssProvider(config: AzureVmssRecycleConfig, deps: ThrottleDeps = {}): RecycleProvider {
   const d = RECYCLE_DEFAULTS.azureVmss;
   const imds = (config.imdsEndpoint ?? d.imdsEndpoint).replace(/\/+$/, '');
   const arm = (config.managementEndpoint ?? d.managementEndpoint).replace(/\/+$/, '');
@@ -80,20 +81,23 @@ export function azureVmssProvider(config: AzureVmssRecycleConfig): RecycleProvid
           ? `${set}/virtualMachines/${id.instanceId}/reimage?api-version=${d.apiVersion}`
           : `${set}/delete?api-version=${d.apiVersion}`;
       const where = `instance ${id.instanceId} of ${id.scaleSet}`;
-      try {
-        const res = await httpRequest(url, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: JSON.stringify(action === 'reimage' ? {} : { instanceIds: [id.instanceId] }),
-          timeoutMs,
-          signal,
-        });
-        if (res.status !== 200 && res.status !== 202) return fail(`${where}: ${action}: ${describeApiError(res.status, res.body)}`);
-        return { provider: 'azure-vmss', ok: true, detail: `${where}: ${action} accepted (HTTP ${res.status})` };
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        return fail(`${where}: ${action}: ${describeError(err)}`);
-      }
+      const { answer, throttled } = await sendHttpThrottled(
+        () =>
+          httpRequest(url, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body: JSON.stringify(action === 'reimage' ? {} : { instanceIds: [id.instanceId] }),
+            timeoutMs,
+            signal,
+          }),
+        signal,
+        deps,
+      );
+      const after = throttled > 0 ? ` (throttled ${throttled}x first)` : '';
+      if (answer.res === undefined) return fail(`${where}: ${action}: ${describeError(answer.err)}${after}`);
+      const res = answer.res;
+      if (res.status !== 200 && res.status !== 202) return fail(`${where}: ${action}: ${describeApiError(res.status, res.body)}${after}`);
+      return { provider: 'azure-vmss', ok: true, detail: `${where}: ${action} accepted (HTTP ${res.status})${after}` };
     },
   };
 }

@@ -47,11 +47,11 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
     case 'shutdown':
       return shutdownProvider(config);
     case 'aws-asg':
-      return awsAsgProvider(config, deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {});
+      return awsAsgProvider(config, { clock: deps.clock ?? systemClock, ...(deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {}) });
     case 'gcp-mig':
-      return gcpMigProvider(config);
+      return gcpMigProvider(config, { clock: deps.clock ?? systemClock });
     case 'azure-vmss':
-      return azureVmssProvider(config);
+      return azureVmssProvider(config, { clock: deps.clock ?? systemClock });
     case 'kubernetes':
       return kubernetesProvider(config);
     case 'webhook':

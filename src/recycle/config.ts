@@ -21,9 +21,12 @@ export const RECYCLE_DEFAULTS = {
     imdsTokenTtlSeconds: 60,
     /** IMDS answers in milliseconds on a healthy instance; 2 s each call bounds a broken one. */
     imdsTimeoutSeconds: 2,
-    /** SDK attempts per Auto Scaling call (its own backoff on throttling and 5xx). */
+    /**
+     * Tries per Auto Scaling call after a 5xx or no answer (a blip; three with full jitter ride
+     * one out); throttling answers are retried longer (recycle/throttle.ts).
+     */
     maxAttempts: 3,
-    /** Bound on each Auto Scaling call including the SDK's retries. */
+    /** Bound on each try of an Auto Scaling call. */
     timeoutSeconds: 20,
   },
   kubernetes: {

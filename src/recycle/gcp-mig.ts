@@ -2,6 +2,7 @@ import { describeError } from '../lib/errors.js';
 import { RECYCLE_DEFAULTS, gcpMigAction, type GcpMigRecycleConfig } from './config.js';
 import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
+import { sendHttpThrottled, type ThrottleDeps } from './throttle.js';
 
 /** Where this VM stands, as the metadata server (or the config) says. */
 export interface GcpInstanceIdentity {
@@ -44,7 +45,7 @@ export function groupFromCreatedBy(createdBy: string, project: string): string |
  * or, when a scaler owns the size, to delete it (the target size shrinks; the autoscaler adds VMs
  * back as the queue needs). The API answers with a queued operation; the group then stops the VM.
  */
-export function gcpMigProvider(config: GcpMigRecycleConfig): RecycleProvider {
+export function gcpMigProvider(config: GcpMigRecycleConfig, deps: ThrottleDeps = {}): RecycleProvider {
   const d = RECYCLE_DEFAULTS.gcpMig;
   const metadataBase = (config.metadataEndpoint ?? d.metadataEndpoint).replace(/\/+$/, '');
   const computeBase = (config.computeEndpoint ?? d.computeEndpoint).replace(/\/+$/, '');
@@ -85,21 +86,29 @@ export function gcpMigProvider(config: GcpMigRecycleConfig): RecycleProvider {
           : // The VM may already be leaving the group (a resize raced us): not an error worth a fallback.
             { instances: [instance], skipInstancesOnValidationError: true };
       const where = `${id.instanceName} in ${id.instanceGroupManager.split('/').pop() ?? id.instanceGroupManager}`;
+      const { answer, throttled } = await sendHttpThrottled(
+        () =>
+          httpRequest(`${computeBase}/compute/v1/${id.instanceGroupManager}/${verb}`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+            timeoutMs,
+            signal,
+          }),
+        signal,
+        deps,
+      );
+      const after = throttled > 0 ? ` (throttled ${throttled}x first)` : '';
+      if (answer.res === undefined) return fail(`${where}: ${verb}: ${describeError(answer.err)}${after}`);
+      const res = answer.res;
+      if (res.status !== 200) return fail(`${where}: ${verb}: ${describeApiError(res.status, res.body)}${after}`);
+      let op: { name?: string } = {};
       try {
-        const res = await httpRequest(`${computeBase}/compute/v1/${id.instanceGroupManager}/${verb}`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-          timeoutMs,
-          signal,
-        });
-        if (res.status !== 200) return fail(`${where}: ${verb}: ${describeApiError(res.status, res.body)}`);
-        const op = JSON.parse(res.body) as { name?: string };
-        return { provider: 'gcp-mig', ok: true, detail: `${where}: ${verb} accepted (operation ${op.name ?? '?'})` };
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        return fail(`${where}: ${verb}: ${describeError(err)}`);
+        op = JSON.parse(res.body) as { name?: string };
+      } catch {
+        // accepted all the same; the operation name is only for the log
       }
+      return { provider: 'gcp-mig', ok: true, detail: `${where}: ${verb} accepted (operation ${op.name ?? '?'})${after}` };
     },
   };
 }

@@ -7,11 +7,20 @@
  * The group is modelled (min, desired, instances, termination lifecycle hooks) so that
  * terminate-with-decrement at MinSize fails with the real ValidationError and a scale-in holds the
  * instance in Terminating:Wait until CompleteLifecycleAction; `failNext` programs any other failure.
- * Every request is recorded.
+ * The Query API enforces a request rate per account, as AWS does: past it the answer is 400
+ * `Throttling` "Rate exceeded" (IMDS is not limited: it is per instance). Every request is recorded.
  */
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
+import type { Clock } from '../../lib/clock.js';
+import { RateBucket, type CloudRate } from '../cloud-rate.js';
 import { listenOnLoopback } from '../loopback.js';
+
+/**
+ * AWS throttles API calls with a token bucket per account and Region. Auto Scaling publishes no
+ * sizes; these are EC2's documented ones for mutating actions (a bucket of 50, 5 refilled a second).
+ */
+export const DEFAULT_AWS_RATE: CloudRate = { burst: 50, perSecond: 5 };
 
 const XMLNS = 'http://autoscaling.amazonaws.com/doc/2011-01-01/';
 
@@ -53,6 +62,12 @@ export interface FakeAwsOptions {
   metadata?: Record<string, string>;
   /** Names of the group's autoscaling:EC2_INSTANCE_TERMINATING lifecycle hooks; default none. */
   terminationHooks?: string[];
+  /** More instances of the group (a fleet), besides `instanceId`. */
+  moreInstances?: string[];
+  /** The Auto Scaling API's request rate; default DEFAULT_AWS_RATE; false: unlimited. */
+  rate?: CloudRate | false;
+  /** The clock of the rate; default the system clock. */
+  clock?: Clock;
 }
 
 /** One instance of the modelled group. */
@@ -72,6 +87,8 @@ export interface FakeAws {
   /** The modelled group; tests read desired capacity and instance health from it. */
   group: { name: string; min: number; desired: number; max: number; instances: Map<string, FakeAwsInstance>; terminationHooks: string[] };
   metadata: Record<string, string>;
+  /** Throttling answers so far. */
+  throttled(): number;
   failNext(failure: FakeAwsFailure): void;
   /**
    * The group scales in `instanceId` (default the fake's instance) as AWS does: the instance goes
@@ -99,7 +116,9 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
   const g = opts.group ?? { name: 'runners', min: 0, desired: 1, max: 10 };
   const group: FakeAws['group'] = {
     ...g,
-    instances: new Map([[instanceId, { health: 'Healthy', terminating: false, lifecycleState: 'InService' }]]),
+    instances: new Map(
+      [instanceId, ...(opts.moreInstances ?? [])].map((id) => [id, { health: 'Healthy', terminating: false, lifecycleState: 'InService' }]),
+    ),
     terminationHooks: [...(opts.terminationHooks ?? [])],
   };
   const metadata: Record<string, string> = {
@@ -112,6 +131,7 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
   const tokens = new Set<string>();
   const failures: FakeAwsFailure[] = [];
   const calls: FakeAwsCall[] = [];
+  const bucket = opts.rate === false ? undefined : new RateBucket(opts.rate ?? DEFAULT_AWS_RATE, opts.clock);
 
   const autoscaling = (action: string, p: Record<string, string>): { status: number; body: string } => {
     const failure = failures.find(
@@ -222,7 +242,10 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
           const text = xmlError('InvalidClientTokenId', 'The security token included in the request is invalid.', true);
           return answer('autoscaling', 403, text, 'text/xml', { action, params, ...(signingRegion ? { signingRegion } : {}) });
         }
-        const out = autoscaling(action, params);
+        const out =
+          bucket?.take() === undefined
+            ? autoscaling(action, params)
+            : { status: 400, body: xmlError('Throttling', 'Rate exceeded', true) };
         return answer('autoscaling', out.status, out.body, 'text/xml', { action, params, ...(signingRegion ? { signingRegion } : {}) });
       }
       return answer('imds', 404, '', 'text/plain');
@@ -234,6 +257,7 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
     calls,
     group,
     metadata,
+    throttled: () => bucket?.refused ?? 0,
     failNext: (f) => failures.push({ ...f }),
     scaleIn: (id = instanceId) => {
       const inst = group.instances.get(id);

@@ -6,11 +6,18 @@
  *   and .../virtualMachineScaleSets/N/virtualMachines/ID/reimage with the bearer token, answering
  *   202 as ARM does for queued operations, or `{"error": {"code", "message"}}`.
  * The scale set is modelled (capacity, instances) so tests read the effect; `failNext` programs an
- * error. Every request is recorded.
+ * error. Resource Manager's write rate is enforced per subscription, as ARM does: past it the
+ * answer is 429 `TooManyRequests` with `Retry-After` (IMDS is not limited: it is per VM). Every
+ * request is recorded.
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import type { Clock } from '../../lib/clock.js';
+import { RateBucket, type CloudRate } from '../cloud-rate.js';
 import { listenOnLoopback } from '../loopback.js';
+
+/** Resource Manager's documented bucket for writes per subscription and region: 200, refilled at 10 a second. */
+export const DEFAULT_AZURE_RATE: CloudRate = { burst: 200, perSecond: 10 };
 
 /** One request the fake saw. */
 export interface FakeAzureCall {
@@ -31,6 +38,12 @@ export interface FakeAzureOptions {
   capacity?: number;
   /** A VM outside any Uniform scale set (its resourceId names a plain virtual machine). */
   standalone?: boolean;
+  /** More instance ids of the scale set (a fleet), besides `instanceId`. */
+  moreInstances?: string[];
+  /** Resource Manager's write rate; default DEFAULT_AZURE_RATE; false: unlimited. */
+  rate?: CloudRate | false;
+  /** The clock of the rate; default the system clock. */
+  clock?: Clock;
 }
 
 /** A running fake. */
@@ -40,6 +53,8 @@ export interface FakeAzure {
   /** The bearer token IMDS hands out and ARM requires. */
   token: string;
   scaleSet: { name: string; capacity: number; instances: Map<string, { state: 'Running' | 'Deleting' | 'Reimaging' }> };
+  /** Throttling answers so far. */
+  throttled(): number;
   failNext(status: number, code: string, message: string): void;
   close(): Promise<void>;
 }
@@ -51,7 +66,8 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
   const name = opts.scaleSet ?? 'runners';
   const instanceId = opts.instanceId ?? '3';
   const token = `eyJ0eXAiOiJKV1Qi.fake-${randomBytes(12).toString('hex')}`;
-  const scaleSet: FakeAzure['scaleSet'] = { name, capacity: opts.capacity ?? 2, instances: new Map([[instanceId, { state: 'Running' }]]) };
+  const scaleSet: FakeAzure['scaleSet'] = { name, capacity: opts.capacity ?? 2, instances: new Map([instanceId, ...(opts.moreInstances ?? [])].map((i) => [i, { state: 'Running' as const }])) };
+  const bucket = opts.rate === false ? undefined : new RateBucket(opts.rate ?? DEFAULT_AZURE_RATE, opts.clock);
   const setPath = `/subscriptions/${sub}/resourceGroups/${rg}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
   const calls: FakeAzureCall[] = [];
   let failure: { status: number; code: string; message: string } | undefined;
@@ -69,9 +85,9 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
       } catch {
         body = raw;
       }
-      const answer = (service: FakeAzureCall['service'], status: number, payload: unknown): void => {
+      const answer = (service: FakeAzureCall['service'], status: number, payload: unknown, headers: Record<string, string> = {}): void => {
         calls.push({ service, method: req.method ?? '', path: url.pathname, query, ...(body !== undefined ? { body } : {}), status });
-        res.writeHead(status, { 'content-type': 'application/json' });
+        res.writeHead(status, { 'content-type': 'application/json', ...headers });
         res.end(payload === undefined ? '' : JSON.stringify(payload));
       };
       const armError = (status: number, code: string, message: string): void => answer('arm', status, { error: { code, message } });
@@ -101,6 +117,11 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
       if (req.method === 'POST' && url.pathname.startsWith('/subscriptions/')) {
         if (req.headers.authorization !== `Bearer ${token}`) return armError(401, 'InvalidAuthenticationToken', 'The access token is invalid.');
         if (!query['api-version']) return armError(400, 'MissingApiVersionParameter', "The api-version query parameter (?api-version=) is required for all requests.");
+        const waitMs = bucket?.take();
+        if (waitMs !== undefined) {
+          const message = 'The request is being throttled as the limit has been reached for operation type - Write. For more information, see - https://aka.ms/armthrottling';
+          return answer('arm', 429, { error: { code: 'TooManyRequests', message } }, { 'retry-after': String(Math.ceil(waitMs / 1000)) });
+        }
         if (failure) {
           const f = failure;
           failure = undefined;
@@ -136,6 +157,7 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
     calls,
     token,
     scaleSet,
+    throttled: () => bucket?.refused ?? 0,
     failNext: (status, code, message) => {
       failure = { status, code, message };
     },

@@ -6,11 +6,21 @@
  *   deleteInstances and .../recreateInstances with the bearer token, answering an Operation, or
  *   `{"error": {...}}` as Google APIs do.
  * The group is modelled (target size, instances) so tests read the effect; `failNext` programs an
- * API error. Every request is recorded.
+ * API error. The API enforces a per-minute request quota per project, as Compute Engine does: past
+ * it the answer is 429 `rateLimitExceeded` (the metadata server is not limited: it is per VM).
+ * Every request is recorded.
  */
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
+import type { Clock } from '../../lib/clock.js';
+import { RateBucket, type CloudRate } from '../cloud-rate.js';
 import { listenOnLoopback } from '../loopback.js';
+
+/**
+ * Compute Engine counts API requests per project per minute (quotas of a few thousand a minute,
+ * raised on request): the fake's default is 1,200 a minute, a minute's worth at once at most.
+ */
+export const DEFAULT_GCP_RATE: CloudRate = { burst: 1200, perSecond: 20 };
 
 /** One request the fake saw. */
 export interface FakeGcpCall {
@@ -33,6 +43,12 @@ export interface FakeGcpOptions {
   regional?: boolean;
   /** Leave the created-by attribute out (a VM that no group created). */
   noCreatedBy?: boolean;
+  /** More VMs of the group (a fleet), besides `instanceName`. */
+  moreInstances?: string[];
+  /** The API's request rate; default DEFAULT_GCP_RATE; false: unlimited. */
+  rate?: CloudRate | false;
+  /** The clock of the rate; default the system clock. */
+  clock?: Clock;
 }
 
 /** A running fake. */
@@ -42,6 +58,8 @@ export interface FakeGcp {
   /** The bearer token the metadata server hands out and the API requires. */
   token: string;
   group: { name: string; targetSize: number; instances: Map<string, { status: 'RUNNING' | 'DELETING' | 'RECREATING' }> };
+  /** Throttling answers so far. */
+  throttled(): number;
   /** The next API call answers with this error. */
   failNext(status: number, reason: string, message: string): void;
   close(): Promise<void>;
@@ -59,8 +77,9 @@ export async function startFakeGcp(opts: FakeGcpOptions = {}): Promise<FakeGcp> 
   const group: FakeGcp['group'] = {
     name: groupName,
     targetSize: opts.targetSize ?? 2,
-    instances: new Map([[instanceName, { status: 'RUNNING' }]]),
+    instances: new Map([instanceName, ...(opts.moreInstances ?? [])].map((n) => [n, { status: 'RUNNING' as const }])),
   };
+  const bucket = opts.rate === false ? undefined : new RateBucket(opts.rate ?? DEFAULT_GCP_RATE, opts.clock);
   const metadata: Record<string, string> = {
     'project/project-id': project,
     'project/numeric-project-id': projectNumber,
@@ -105,6 +124,11 @@ export async function startFakeGcp(opts: FakeGcpOptions = {}): Promise<FakeGcp> 
         if (req.headers.authorization !== `Bearer ${token}`) {
           return apiError(401, 'UNAUTHENTICATED', 'Request had invalid authentication credentials.');
         }
+        if (bucket?.take() !== undefined) {
+          // Compute Engine's answer over a rate quota (no Retry-After: the caller backs off).
+          const message = `Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'compute.googleapis.com' for consumer 'project_number:${projectNumber}'.`;
+          return answer('compute', 429, { error: { code: 429, message, errors: [{ message, domain: 'usageLimits', reason: 'rateLimitExceeded' }], status: 'RESOURCE_EXHAUSTED' } });
+        }
         if (failure) {
           const f = failure;
           failure = undefined;
@@ -144,6 +168,7 @@ export async function startFakeGcp(opts: FakeGcpOptions = {}): Promise<FakeGcp> 
     calls,
     token,
     group,
+    throttled: () => bucket?.refused ?? 0,
     failNext: (status, reason, message) => {
       failure = { status, reason, message };
     },
