@@ -54,6 +54,8 @@ export class Endings {
     await ctx.transition('recycling');
     await this.registrar.discardAhead();
     await this.ledger.deleteStale(ctx.s.pendingName);
+    // The host's state goes with it: a registration the service may still complete is waited for now.
+    await this.ledger.settleLate();
     const recycler = d.recycler;
     if (!recycler || recycler.provider === 'none') {
       log.warn({ reason }, 'recycle requested but no recycle provider is configured; stopping');
@@ -115,9 +117,10 @@ export class Endings {
   async stop(reason: string, code = 0): Promise<AgentExit> {
     const { ctx, log, journal } = this.core;
     await this.registrar.discardAhead();
-    // A registration requested before a crash that GitHub completed since: one more look before
-    // going (what is still not found stays in the state for the next boot, within its window).
-    if (ctx.s.recheckNames?.length) await this.ledger.deleteStale(undefined);
+    // A registration the service may still complete (requested before a crash, timed out, given
+    // up on): waited for, bounded, and looked up once more before going (what a failing lookup
+    // could not settle stays in the state for the next boot, within its window).
+    await this.ledger.settleLate();
     await ctx.transition('stopped');
     log.info({ reason, code }, 'agent stopped');
     await journal.append({ type: 'event', event: 'stop', at: this.core.iso(), detail: { reason, code } });

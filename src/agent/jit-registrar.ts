@@ -5,7 +5,7 @@
 import { describeError } from '../lib/errors.js';
 import type { Policy } from '../policy/types.js';
 import type { AgentCore } from './core.js';
-import type { RegistrationLedger } from './registrations.js';
+import { addRecheck, fateUnknown, type RegistrationLedger } from './registrations.js';
 import { registrationTarget, renderName, type Prefetched, type RunnerRegistrar } from './registrar.js';
 
 /** The JIT registrar (with prefetch). */
@@ -50,15 +50,28 @@ export class JitRegistrar implements RunnerRegistrar {
       s.seq += 1;
       s.pendingName = name;
     });
+    if (ctx.writeProblem !== undefined) {
+      // The name is not on disk: a crash after the request would leave its runner unknown.
+      await ctx.update((s) => (s.pendingName = undefined));
+      return undefined;
+    }
+    const sentAt = d.clock.now();
     try {
       const r = await this.request({ name, labels, group });
+      const slow = d.clock.now() - sentAt > d.timeouts.registrationRecheckAfterMs;
       await ctx.update((s) => {
         s.pendingName = undefined;
         s.registrations.push({ id: r.id, name });
+        if (slow) addRecheck(s, name, d.clock.now(), d.timeouts.lateRegistrationMs);
       });
       log.info({ runner: name, runnerId: r.id }, 'next runner prefetched');
       return { id: r.id, name, labels, jit: r.jit, group };
     } catch (err) {
+      // The main registration will overwrite pendingName: a request whose fate is unknown is watched instead.
+      await ctx.update((s) => {
+        if (s.pendingName === name) s.pendingName = undefined;
+        if (fateUnknown(err)) addRecheck(s, name, d.clock.now(), d.timeouts.lateRegistrationMs);
+      });
       log.warn({ err: describeError(err) }, 'prefetch failed; will register after cleanup');
       return undefined;
     }

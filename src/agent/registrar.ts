@@ -12,7 +12,7 @@ import { ConfigShError } from '../runner/token-registration.js';
 import type { Policy } from '../policy/types.js';
 import type { AgentCore } from './core.js';
 import { abortable } from './drain.js';
-import type { RegistrationLedger } from './registrations.js';
+import { addRecheck, fateUnknown, type RegistrationLedger } from './registrations.js';
 
 /** A registered runner. `jit` is a secret: it lives only in memory and the listener's env. */
 export interface Registration {
@@ -79,18 +79,29 @@ export async function registerRunner(core: AgentCore, registrar: RunnerRegistrar
     if (remaining <= 0) return stuck(core, limitMs, failures);
     const name = renderName(d.runner.name, d.hostname, ctx.s.seq);
     await ctx.update((s) => (s.pendingName = name));
+    // The name must be on disk before the request: a crash after the service made the runner is
+    // then found by it at the next start. A state that cannot be written cannot promise that.
+    const unwritable = ctx.writeProblem;
+    if (unwritable !== undefined) return { kind: 'stuck', reason: `state-unwritable: ${unwritable} (no registration is requested before its name is on disk)` };
+    const sentAt = d.clock.now();
     const outcome = await boundedRequest(core, ledger, registrar.request({ name, labels, group, seq: ctx.s.seq, signal: drain.signal }), name, remaining);
     if (outcome.kind === 'ok') {
       const r = outcome.value;
+      // A slow answer had an attempt the client gave up on (then retried with this name) or a
+      // stalled one: the service may complete it later, after this runner is gone, under the same name.
+      const slow = d.clock.now() - sentAt > d.timeouts.registrationRecheckAfterMs;
       await ctx.update((s) => {
         s.seq += 1;
         s.pendingName = undefined;
         s.runner = { id: r.id, name, registeredAt: core.iso() };
         s.registrations.push({ id: r.id, name });
+        if (slow) addRecheck(s, name, d.clock.now(), d.timeouts.lateRegistrationMs);
       });
       log.info({ runner: name, runnerId: r.id, mode: registrar.mode }, 'runner registered');
       return registered(core, { id: r.id, name, labels, ...(r.jit !== undefined ? { jit: r.jit } : {}) }, false);
     }
+    // Given up on, or failed without the service saying no: it may still make the runner, later.
+    if (outcome.kind !== 'error' || fateUnknown(outcome.err)) await ledger.watchLate(name);
     if (outcome.kind === 'drained') return { kind: 'drained' };
     if (outcome.kind === 'deadline') return stuck(core, limitMs, failures);
     const err = outcome.err;

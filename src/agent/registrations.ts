@@ -3,9 +3,11 @@
  * mode `config.sh remove`), and after a crash the lookup of a name that was being registered.
  * No ghosts: what is not deleted stays in the persisted state for the next boundary or boot.
  */
-import { describeError } from '../lib/errors.js';
+import { GitHubApiError, describeError } from '../lib/errors.js';
 import { backoffDelay } from '../lib/backoff.js';
+import { ConfigShError } from '../runner/token-registration.js';
 import type { AgentCore } from './core.js';
+import type { PersistedState } from './state-store.js';
 
 /** How one deletion ended. */
 export type DeleteOutcome = 'deleted' | 'not-found' | 'busy' | 'failed';
@@ -64,6 +66,34 @@ export class RegistrationLedger {
   }
 
   /**
+   * Puts `name` on the persisted recheck list: its request may still be completed by the service
+   * (timed out, answered slowly, given up on), so the runner that may appear under it is looked up
+   * and deleted at the next boundaries and before the agent stops. Without it, a late completion
+   * after the name was freed (its retried runner served its job and went away) is a ghost.
+   */
+  watchLate(name: string): Promise<void> {
+    return this.core.ctx.update((s) => addRecheck(s, name, this.core.d.clock.now(), this.core.d.timeouts.lateRegistrationMs));
+  }
+
+  /**
+   * Before the agent stops or the host is recycled: waits (bounded by lateRegistrationMs) until no
+   * watched request can still be completed, then looks the names up once more and deletes what
+   * they found. A stop that did not wait would leave the late runner to a next boot that may never
+   * come (a recycled host's state goes with it).
+   */
+  async settleLate(): Promise<void> {
+    const { ctx, d, log } = this.core;
+    const now = d.clock.now();
+    const settle = Math.max(0, ...(ctx.s.recheckNames ?? []).map((r) => (r.settleAt ? Date.parse(r.settleAt) - now : 0)));
+    const waitMs = Math.min(settle, d.timeouts.lateRegistrationMs);
+    if (waitMs > 0) {
+      log.info({ waitMs, names: ctx.s.recheckNames?.map((r) => r.name) }, 'waiting for registration requests the service may still complete');
+      await d.clock.sleep(waitMs).catch(() => {});
+    }
+    if (ctx.s.recheckNames?.length) await this.deleteStale(undefined);
+  }
+
+  /**
    * Deletes leftover registrations (all but `keep`), looking up `pendingName` and the names still
    * in their recheck window first. Returns the ids the service called busy (a job was assigned)
    * and those it no longer had (an ephemeral runner is removed by the service after its job).
@@ -75,17 +105,22 @@ export class RegistrationLedger {
     const now = d.clock.now();
     // A registration request in flight when the agent died may be completed by GitHub after the
     // restart first looked for it: names not found are looked up again until RECHECK_WINDOW_MS.
-    const lookups = [
-      ...(pendingName ? [{ name: pendingName, until: new Date(now + RECHECK_WINDOW_MS).toISOString() }] : []),
-      ...(ctx.s.recheckNames ?? []).filter((r) => Date.parse(r.until) > now && r.name !== pendingName),
-    ];
-    const again: { name: string; until: string }[] = [];
+    // The request sent before the crash may still be completed: it is watched from now (a restart
+    // comes after the send), for as long as any late completion.
+    const crashed = pendingName ? [recheckEntry(pendingName, now, d.timeouts.lateRegistrationMs)] : [];
+    const lookups = [...crashed, ...(ctx.s.recheckNames ?? []).filter((r) => Date.parse(r.until) > now && r.name !== pendingName)];
+    const again: RecheckEntry[] = [];
     for (const entry of lookups) {
       try {
+        const known = new Set(ctx.s.registrations.map((r) => r.id));
         const found = (await d.github.findRunnersByName(entry.name)).filter((r) => r.name === entry.name);
         for (const r of found) await this.adopt(r.id, r.name);
-        if (found.length > 0 && entry.name !== pendingName) log.warn({ runner: entry.name }, 'a registration requested before a crash appeared late; deleting it');
-        if (found.length === 0) again.push(entry);
+        const fresh = found.filter((r) => !known.has(r.id));
+        if (fresh.length > 0 && entry.name !== pendingName) log.warn({ runner: entry.name, runnerIds: fresh.map((r) => r.id) }, 'a registration the service completed late appeared; deleting it');
+        // Until a late completion is no longer possible, a name is looked up again even when found:
+        // the runner found may be the retried one, and the late one may still come.
+        const open = entry.settleAt !== undefined ? Date.parse(entry.settleAt) > now : found.length === 0;
+        if (open) again.push(entry);
       } catch (err) {
         log.warn({ err: describeError(err), runner: entry.name }, 'could not look up a registration made before a crash');
         again.push(entry);
@@ -109,3 +144,26 @@ export class RegistrationLedger {
     return { busy, gone };
   }
 }
+
+/**
+ * True when a registration request's error leaves its fate unknown: no answer (deadline, network),
+ * a 5xx (a proxy may have answered for a service that went on), or a rate limit on a retry. Only a
+ * refusal the service itself gave (4xx: bad request, name taken, no permission) proves nothing was made.
+ */
+export function fateUnknown(err: unknown): boolean {
+  if (err instanceof GitHubApiError) return err.status === undefined || err.status >= 500 || err.status === 429 || err.status === 408;
+  if (err instanceof ConfigShError) return err.reason === 'timeout' || err.reason === 'failed';
+  return true;
+}
+
+/** Adds (or extends) the recheck entry of `name` in `s`: watched until lateMs from `now`. */
+export function addRecheck(s: Pick<PersistedState, 'recheckNames'>, name: string, now: number, lateMs: number): void {
+  s.recheckNames = [...(s.recheckNames ?? []).filter((r) => r.name !== name), recheckEntry(name, now, lateMs)];
+}
+
+/** A recheck entry for a request sent at or before `now`. */
+function recheckEntry(name: string, now: number, lateMs: number): RecheckEntry {
+  return { name, until: new Date(now + Math.max(RECHECK_WINDOW_MS, lateMs)).toISOString(), settleAt: new Date(now + lateMs).toISOString() };
+}
+
+type RecheckEntry = NonNullable<PersistedState['recheckNames']>[number];

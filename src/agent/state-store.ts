@@ -22,10 +22,13 @@ export interface PersistedState {
   /** A name about to be registered: after a crash here, look it up and delete it. */
   pendingName?: string;
   /**
-   * Pending names looked up after a crash and not found: GitHub may still complete the request the
-   * dead agent sent, so each is looked up again at the following job boundaries until `until`.
+   * Names whose registration request may still be completed by the service (sent before a crash,
+   * timed out, answered slowly, or given up on): each is looked up at the following job boundaries
+   * and whatever runner carries it is deleted, until `settleAt` has passed (a late completion is no
+   * longer possible) and a lookup then answered; `until` caps the lookups when they keep failing.
+   * An entry without `settleAt` (older versions) is dropped once found.
    */
-  recheckNames?: { name: string; until: string }[];
+  recheckNames?: { name: string; until: string; settleAt?: string }[];
   /** Registrations created and not yet known to be gone (deleted after a crash; no ghosts). */
   registrations: { id: number; name: string }[];
   /** True from the moment a listener starts until a verified cleanup: a crash then means "clean first". */

@@ -40,6 +40,19 @@ export const DEFAULT_TIMEOUTS = {
   drainGraceMs: 5 * 60_000,
   /** How often the watchdog marks the loop alive for /healthz. */
   heartbeatMs: 10_000,
+  /**
+   * A generate-jitconfig answers in well under a second; a call slower than this had an attempt
+   * the client gave up on (the adapter retries after its deadline) or a stalled answer, either of
+   * which the service may still complete: its name is looked up again (registrations.ts).
+   */
+  registrationRecheckAfterMs: 2_000,
+  /**
+   * How long after the client gave up the service may still complete a registration request: the
+   * adapter's own deadline is 30 s and GitHub's front end ends a request it has not answered within
+   * its own timeout, so a request a minute old is done or dropped. Lookups last until then, and a
+   * stopping agent waits for it (bounded by this) rather than leave a late runner behind.
+   */
+  lateRegistrationMs: 60_000,
   /** Attempts to delete a stale registration at recovery before it is left for the next boot. */
   recoveryDeleteTries: 3,
   /**

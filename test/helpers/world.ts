@@ -27,6 +27,8 @@ export const TEST_TIMEOUTS = {
   retryableRestartDelayMs: 20,
   drainGraceMs: 10_000,
   heartbeatMs: 1_000,
+  // The fake completes a stalled request when the test says so: a stop need not wait a minute for it.
+  lateRegistrationMs: 5_000,
 };
 
 /** The simulator knobs that shorten its real-time waits (documented in src/sim/runner/listener.ts). */

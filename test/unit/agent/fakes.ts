@@ -35,6 +35,9 @@ export const UNIT_TIMEOUTS: Timeouts = {
   authFailureBackoffMs: 800,
   retryableRestartDelayMs: 10,
   heartbeatMs: 3_600_000,
+  // A stopping agent waits this long for a registration the service may still complete, on the
+  // manual clock nobody advances here: no wait (the late window is tested in test/agent).
+  lateRegistrationMs: 0,
 };
 
 /** A clock whose sleeps up to AUTO_ADVANCE_MS complete at once. */
