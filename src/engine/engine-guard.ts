@@ -8,6 +8,8 @@
  *            release: kill its pid namespace, cgroup and subordinate-id processes → move its
  *                     directory aside and delete it in the background
  *            verify:  nothing of it left (processes, cgroup, socket, directory, mounts, network)
+ *            prewarm: the next job's engine starts while this host is verified (warm-engine.ts);
+ *                     prepare takes it when it was started for the same user and mirror
  *  host      prepare: a warning (jobs can act as root through the host's engine)
  *  none      prepare: refuse while the runner user could reach a root engine
  * ```
@@ -24,15 +26,15 @@ import {
   type GuardReleased,
   type JobGuard,
 } from '../lib/job-guard.js';
-import { createProcessContainer, detectCgroupSupport, DEFAULT_CGROUP_PARENT, type CgroupSupport } from '../lib/cgroup.js';
+import { detectCgroupSupport, DEFAULT_CGROUP_PARENT, type CgroupSupport } from '../lib/cgroup.js';
 import { pidAlive } from '../lib/process.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import type { Policy } from '../policy/types.js';
 import {
+  containerJobsRefused,
   DEFAULT_ENGINE_HOST_PATHS,
   findBinary,
   isolatedHostProblems,
-  readSubids,
   rootEngineReach,
   type EngineHostPaths,
   type HostProblem,
@@ -41,9 +43,12 @@ import {
 import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNetSources } from './host-net.js';
 import { processesInRanges } from './id-processes.js';
 import { resolveDockerMode, type DockerMode } from './mode.js';
-import { createEngineDir, engineLayout, EngineStartError, startEngine } from './rootless-engine.js';
+import { engineLayout, engineLayoutAt, EngineStartError, type EngineLayout } from './rootless-engine.js';
+import { launchEngine, type Launched } from './launch.js';
+import { WarmEngine, WARM_DIR_PREFIX } from './warm-engine.js';
 import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, type EngineRecord } from './teardown.js';
 import { mirrorForEngine } from './mirror-address.js';
+import { DEFAULT_MIRROR_STORAGE, mirrorProblems } from './mirror-checks.js';
 import { startApiProxy, type ApiProxy } from './api-proxy.js';
 import { listTags, readImageBaseline, removeOtherImages, retagged, takeImageBaseline } from './image-baseline.js';
 
@@ -64,6 +69,12 @@ export interface EngineGuardOptions {
   runnerUser?: RunnerUser;
   /** The agent's state directory: host mode keeps its image baseline there (root-only). */
   stateDir?: string;
+  /** The image cache's storage directory, checked for room at preflight (default the packaged one). */
+  mirrorStorage?: string;
+  /** The runner installation (its `.env` may configure container hooks). */
+  runnerRoot?: string;
+  /** The per-job directories' root (where a warm engine waits); default: the parent of the last job's directory. */
+  jobRoot?: string;
 }
 
 /** Host mode: the policy proxy's socket in the job's directory. */
@@ -81,6 +92,9 @@ export class EngineGuard implements JobGuard<Policy> {
   /** Host mode: the running proxy of each job, by job key. */
   private readonly proxies = new Map<string, ApiProxy>();
   private support: CgroupSupport | undefined;
+  private readonly warm = new WarmEngine((p) => this.track(p));
+  /** Learnt from the first job when no jobRoot option was given. */
+  private jobRoot: string | undefined;
 
   constructor(private readonly opts: EngineGuardOptions = {}) {
     this.paths = opts.paths ?? DEFAULT_ENGINE_HOST_PATHS;
@@ -128,41 +142,22 @@ export class EngineGuard implements JobGuard<Policy> {
       return { env, notes: ['docker mode none: no engine'] };
     }
     unfitIf(await isolatedHostProblems(job.user, this.hostPaths(policy)), 'docker mode isolated');
-    const rootlesskit = (await findBinary('rootlesskit', this.paths.binDirs)) as string;
-    const layout = engineLayout(job.dir);
-    const rec: EngineRecord = {
-      subuids: await readSubids(this.paths.subuid, job.user),
-      net: await snapshotHostNet(this.net),
-      startedAt: new Date().toISOString(),
-    };
-    const container = await createProcessContainer(cgroupName(job.key), {
-      parent: this.opts.cgroupParent ?? DEFAULT_CGROUP_PARENT,
-      support: await this.cgroupSupport(),
-    });
-    if (container.path !== undefined && container.kind !== 'none') {
-      rec.cgroup = container.path;
-      rec.cgroupKind = container.kind;
-    }
-    await writeFileAtomic(layout.record, JSON.stringify(rec));
-    await createEngineDir(layout, job.user);
+    this.jobRoot ??= path.dirname(job.dir);
     const mirror = mirrorForEngine(policy.docker.mirror);
+    const waitStarted = Date.now();
+    const warm = await this.warm.take(warmKey(job.user, mirror));
+    if (warm) {
+      await writeFileAtomic(engineLayout(job.dir).record, JSON.stringify({ ...warm.rec, dir: warm.layout.dir }));
+      const waited = Date.now() - waitStarted;
+      ctx.log.info({ startMs: warm.startMs, waitedMs: waited, socket: warm.layout.socket }, 'job engine ready (started while the previous job was verified)');
+      env.DOCKER_HOST = `unix://${warm.layout.socket}`;
+      return { env, notes: [`docker mode isolated: rootless engine started during the previous verification (${warm.startMs} ms), waited ${waited} ms`] };
+    }
+    const layout = engineLayout(job.dir);
     try {
-      const started = await startEngine(
-        {
-          layout,
-          user: job.user,
-          rootlesskit,
-          path: this.opts.enginePath ?? this.paths.binDirs.join(':'),
-          ...(mirror.url ? { mirror: mirror.url } : {}),
-          hostLoopback: mirror.hostLoopback,
-          container,
-          signal: ctx.signal,
-        },
-        async (pid) => writeFileAtomic(layout.record, JSON.stringify({ ...rec, pid })),
-      );
-      this.opts.onStarted?.(started.startMs);
-      ctx.log.info({ startMs: started.startMs, socket: started.socket }, 'job engine ready');
-      env.DOCKER_HOST = `unix://${started.socket}`;
+      const started = await this.launch(layout, job.user, cgroupName(job.key), mirror, ctx.signal);
+      ctx.log.info({ startMs: started.startMs, socket: layout.socket }, 'job engine ready');
+      env.DOCKER_HOST = `unix://${layout.socket}`;
       return { env, notes: [`docker mode isolated: rootless engine ready in ${started.startMs} ms`] };
     } catch (err) {
       await this.release(job, policy, ctx).catch(() => undefined);
@@ -173,6 +168,46 @@ export class EngineGuard implements JobGuard<Policy> {
     }
   }
 
+  /**
+   * Starts the next job's engine while this host is verified (off the ready path); the next
+   * prepare takes it. Only for isolated mode on a host that can give it; never throws.
+   */
+  prewarm(policy: Policy, ctx: GuardContext): void {
+    const user = this.opts.runnerUser;
+    const jobRoot = this.opts.jobRoot ?? this.jobRoot;
+    if (!user || !jobRoot || this.warm.pending) return;
+    const mirror = mirrorForEngine(policy.docker.mirror);
+    this.warm.start(
+      warmKey(user, mirror),
+      jobRoot,
+      async (layout, signal) => {
+        const { mode } = await resolveDockerMode(policy, this.hostPaths(policy), user);
+        if (mode !== 'isolated' || (await isolatedHostProblems(user, this.hostPaths(policy))).length > 0) return undefined;
+        return this.launch(layout, user, cgroupName(`warm-${path.basename(path.dirname(layout.dir))}`), mirror, signal);
+      },
+      ctx.log,
+    );
+  }
+
+  /** Starts an engine in `layout` for `user` and waits for its first answer. */
+  private async launch(layout: EngineLayout, user: RunnerUser, cgroup: string, mirror: { url?: string; hostLoopback: boolean }, signal: AbortSignal): Promise<Launched> {
+    const l = await launchEngine({
+      layout,
+      user,
+      subuidFile: this.paths.subuid,
+      net: this.net,
+      cgroupName: cgroup,
+      cgroupParent: this.opts.cgroupParent ?? DEFAULT_CGROUP_PARENT,
+      cgroupSupport: await this.cgroupSupport(),
+      rootlesskit: (await findBinary('rootlesskit', this.paths.binDirs)) as string,
+      enginePath: this.opts.enginePath ?? this.paths.binDirs.join(':'),
+      mirror,
+      signal,
+    });
+    this.opts.onStarted?.(l.startMs);
+    return l;
+  }
+
   async release(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardReleased> {
     const proxy = this.proxies.get(job.key);
     if (proxy) {
@@ -181,8 +216,7 @@ export class EngineGuard implements JobGuard<Policy> {
       if (proxy.refused.length > 0) ctx.log.info({ refused: proxy.refused }, 'engine proxy refused requests');
     }
     if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.releaseHostImages(policy);
-    const layout = engineLayout(job.dir);
-    const rec = await readRecord(layout.record);
+    const { layout, rec } = await recordedLayout(job);
     if (!rec) return { outcome: 'skipped', reason: 'no engine was started for this job' };
     const { killed, left } = await killEngine(rec);
     const { moved, done } = await moveAsideAndDelete(layout);
@@ -203,14 +237,18 @@ export class EngineGuard implements JobGuard<Policy> {
         ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
         if (this.keepsHostImages(policy) && this.opts.stateDir) await takeImageBaseline(policy.cleanup.containers.socket, this.opts.stateDir);
       }
+      const refused = await containerJobsRefused(this.paths, this.opts.containerHooks, this.opts.runnerRoot ? path.join(this.opts.runnerRoot, '.env') : undefined);
+      if (refused) ctx.log.warn({ problem: refused.what, fix: refused.fix }, 'container jobs will be refused');
+      if (mode === 'isolated' && policy.docker.mirror) {
+        for (const p of await mirrorProblems(policy.docker.mirror, this.opts.mirrorStorage ?? DEFAULT_MIRROR_STORAGE)) ctx.log.warn({ problem: p.what, fix: p.fix }, 'image cache');
+      }
       if (!user || mode === 'host') return [];
       const problems =
         mode === 'isolated' ? await isolatedHostProblems(user, this.hostPaths(policy)) : await rootEngineReach(user, this.hostPaths(policy));
       return problems.map((p) => ({ problem: `docker mode ${mode}: ${p.what}`, detail: { fix: p.fix } }));
     }
     if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.verifyHostImages(policy);
-    const layout = engineLayout(job.dir);
-    const rec = await readRecord(layout.record);
+    const { layout, rec } = await recordedLayout(job);
     if (!rec) return [];
     const findings: GuardFinding[] = [];
     if (rec.pid !== undefined && pidAlive(rec.pid)) findings.push({ problem: `engine process ${rec.pid} still runs` });
@@ -229,8 +267,9 @@ export class EngineGuard implements JobGuard<Policy> {
     return findings;
   }
 
-  /** Resolves when every background deletion has finished (tests, shutdown). */
+  /** Stops a warm engine nobody took, then resolves when every background deletion has finished (tests, shutdown). */
   async drain(): Promise<void> {
+    await this.warm.discard();
     while (this.deletions.size > 0) await Promise.all([...this.deletions]);
   }
 
@@ -272,6 +311,25 @@ export class EngineGuard implements JobGuard<Policy> {
 function unfitIf(problems: HostProblem[], what: string): void {
   if (problems.length === 0) return;
   throw new GuardUnfitError('engine', `${what}: ${problems.map((p) => p.what).join('; ')}`, problems.map((p) => p.fix).join('; '));
+}
+
+/** What a warm engine was started for: the runner user and the mirror it was given. */
+function warmKey(user: { uid: number; gid: number }, mirror: { url?: string; hostLoopback: boolean }): string {
+  return `${user.uid}:${user.gid}:${mirror.url ?? ''}:${mirror.hostLoopback}`;
+}
+
+/**
+ * The engine layout a job's record names: `<job.dir>/engine`, or the warm engine's directory the
+ * job took (only beside the job's own directory, under the same job root).
+ */
+async function recordedLayout(job: GuardJob): Promise<{ layout: EngineLayout; rec: EngineRecord | undefined }> {
+  const own = engineLayout(job.dir);
+  const rec = await readRecord(own.record);
+  const jobRoot = path.dirname(job.dir);
+  if (rec?.dir !== undefined && path.dirname(path.dirname(rec.dir)) === jobRoot && path.basename(path.dirname(rec.dir)).startsWith(WARM_DIR_PREFIX)) {
+    return { layout: engineLayoutAt(rec.dir, own.record), rec };
+  }
+  return { layout: own, rec };
 }
 
 /** A cgroup name for the job's key (the key is the agent's; keep only safe characters). */

@@ -23,6 +23,8 @@ export interface EngineHostPaths {
   tun: string;
   /** Sockets of engines that run as root (the host's dockerd, containerd, podman). */
   hostSockets: string[];
+  /** The runner's own "am I in a container" test reads this file (default /proc/1/cgroup). */
+  procOneCgroup?: string;
 }
 
 /** Debian's locations; the host sockets are completed with the policy's cleanup socket. */
@@ -33,6 +35,7 @@ export const DEFAULT_ENGINE_HOST_PATHS: EngineHostPaths = {
   group: '/etc/group',
   tun: '/dev/net/tun',
   hostSockets: ['/var/run/docker.sock', '/run/docker.sock', '/run/containerd/containerd.sock', '/run/podman/podman.sock'],
+  procOneCgroup: '/proc/1/cgroup',
 };
 
 /** The user namespace needs 65,536 subordinate ids: images use uids up to 65,534 (nobody). */
@@ -177,4 +180,22 @@ export async function isolatedHostProblems(user: RunnerUser, paths: EngineHostPa
   }
   problems.push(...(await rootEngineReach(user, paths)));
   return problems;
+}
+
+/**
+ * Why the runner would refuse `container:` and `services:` jobs on this host, or undefined. The
+ * runner (ContainerOperationProvider) refuses them when a line of /proc/1/cgroup holds `:/docker/`
+ * (it runs in a container) unless container hooks are configured: through the agent
+ * (`hooks`, the guard's containerHooks) or the runner installation's `.env` (`runnerEnv`).
+ */
+export async function containerJobsRefused(paths: EngineHostPaths, hooks: string | undefined, runnerEnv?: string): Promise<HostProblem | undefined> {
+  const cgroup = await fsp.readFile(paths.procOneCgroup ?? '/proc/1/cgroup', 'utf8').catch(() => '');
+  if (!cgroup.split('\n').some((l) => l.includes(':/docker/'))) return undefined;
+  if (hooks) return undefined;
+  const env = runnerEnv ? await fsp.readFile(runnerEnv, 'utf8').catch(() => '') : '';
+  if (/^ACTIONS_RUNNER_CONTAINER_HOOKS=\S/m.test(env)) return undefined;
+  return {
+    what: 'the runner runs in a container (/proc/1/cgroup names docker) and no container hooks are configured: it will refuse container: and services: jobs',
+    fix: `point ACTIONS_RUNNER_CONTAINER_HOOKS at runner-warden's hooks (src/container-hooks/hooks.sh, see docs/docker.md)${runnerEnv ? ` in ${runnerEnv}` : ''}`,
+  };
 }

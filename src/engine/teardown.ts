@@ -30,6 +30,8 @@ export interface EngineRecord {
   subuids: SubidRange[];
   net: HostNet;
   startedAt: string;
+  /** The engine directory when it is not `<job.dir>/engine` (a warm engine the job took). */
+  dir?: string;
 }
 
 export async function readRecord(file: string): Promise<EngineRecord | undefined> {

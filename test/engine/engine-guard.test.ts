@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createLab, type Lab } from '../helpers/lab.js';
@@ -16,7 +17,7 @@ import { dockerCli, dockerPolicy, dockerTry, guardCtx, importBusybox, makeJob, o
 
 let lab: Lab;
 let restoreTun: () => Promise<void>;
-const guard = new EngineGuard({ cgroupParent: 'rw-test-engine' });
+let guard: EngineGuard;
 const policy = dockerPolicy({ mode: 'isolated' });
 
 /** Host places a job reaching root would write; each is fingerprinted before and after. */
@@ -39,6 +40,7 @@ async function fingerprint(places: string[]): Promise<Record<string, string>> {
 before(async () => {
   lab = await createLab('rw-engine-');
   restoreTun = await openTun();
+  guard = new EngineGuard({ cgroupParent: 'rw-test-engine', runnerUser: lab.user, jobRoot: path.join(lab.root, 'jobs') });
 });
 
 after(async () => {
@@ -141,11 +143,18 @@ test("job B's engine sees nothing job A left: no trusted-name retag, containers,
   assert.equal(await a('inspect', '-f', '{{.Config.Labels.poisoned}}', 'node:20'), 'yes');
   const releasedA = await guard.release(jobA, policy, guardCtx());
   assert.equal(releasedA.outcome, 'ok', releasedA.reason);
+  // As the agent does: B's engine starts when A's host verification begins, and that
+  // verification does not take the starting engine for something A left.
+  guard.prewarm(policy, guardCtx());
   assert.deepEqual(await guard.verify(jobA, policy, guardCtx()), []);
 
   const jobB = await makeJob(lab, 'job-b');
-  await guard.prepare(jobB, policy, guardCtx());
-  const b = dockerCli(lab, engineLayout(jobB.dir).socket);
+  const preparedB = await guard.prepare(jobB, policy, guardCtx());
+  assert.match(preparedB.notes?.join() ?? '', /started during the previous verification/, 'B did not get the warm engine');
+  const socketB = (preparedB.env?.DOCKER_HOST ?? '').replace(/^unix:\/\//, '');
+  assert.match(socketB, /\/jobs\/\.engine-warm-[0-9a-f]+\/engine\/docker\.sock$/);
+  assert.equal((await fsp.stat(socketB)).uid, lab.user.uid, 'the warm engine runs as the runner user');
+  const b = dockerCli(lab, socketB);
   assert.equal(await b('ps', '-aq'), '', 'B sees A containers');
   assert.equal(await b('volume', 'ls', '-q'), '', 'B sees A volumes');
   assert.deepEqual((await b('network', 'ls', '--format', '{{.Name}}')).split('\n').sort(), ['bridge', 'host', 'none'], 'B sees A networks');
@@ -153,4 +162,33 @@ test("job B's engine sees nothing job A left: no trusted-name retag, containers,
   const releasedB = await guard.release(jobB, policy, guardCtx());
   assert.equal(releasedB.outcome, 'ok');
   assert.deepEqual(await guard.verify(jobB, policy, guardCtx()), []);
+  assert.equal(await fsp.stat(socketB).then(() => true, () => false), false, "B's warm engine socket outlived release");
+});
+
+test('a warm engine started for another mirror is not taken: it is stopped and the job gets a cold start', async () => {
+  guard.prewarm(policy, guardCtx());
+  const job = await makeJob(lab, 'job-c');
+  const other = dockerPolicy({ mode: 'isolated', mirror: 'http://127.0.0.1:9' });
+  const prepared = await guard.prepare(job, other, guardCtx());
+  assert.match(prepared.notes?.join() ?? '', /rootless engine ready in \d+ ms/, 'the job took an engine started for another mirror');
+  assert.equal(prepared.env?.DOCKER_HOST, `unix://${engineLayout(job.dir).socket}`);
+  assert.equal((await guard.release(job, other, guardCtx())).outcome, 'ok');
+  await guard.drain();
+  // SIGKILLed processes may linger a moment until reaped (zombies can do nothing): wait for the rest.
+  const alive = (): string => {
+    try {
+      const ps = execFileSync('ps', ['-o', 'pid=,stat=,comm=', '-u', String(lab.user.uid)], { encoding: 'utf8' });
+      return ps.split('\n').filter((l) => l.trim() && !/^\s*\d+\s+Z/.test(l)).join('\n');
+    } catch {
+      return ''; // ps exits 1 when the user runs nothing
+    }
+  };
+  let left = alive();
+  for (let i = 0; i < 50 && left !== ''; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    left = alive();
+  }
+  assert.equal(left, '', `processes of the runner user outlived the stopped warm engine: ${left}`);
+  const warmDirs = (await fsp.readdir(path.join(lab.root, 'jobs'))).filter((n) => n.startsWith('.engine-warm-'));
+  for (const d of warmDirs) assert.equal(await fsp.stat(path.join(lab.root, 'jobs', d, 'engine')).then(() => true, () => false), false, `warm engine directory ${d} left`);
 });

@@ -1,0 +1,86 @@
+/**
+ * One rootless engine from nothing to its first API answer, wherever its directory lives: in the
+ * job's directory (a cold start in prepare) or beside the per-job directories (a warm engine
+ * started while the previous job's host was verified). The root-owned record is written before
+ * the engine can do anything, so a failure at any point leaves what is needed to stop it.
+ */
+import { promises as fsp } from 'node:fs';
+import { createProcessContainer, type CgroupSupport } from '../lib/cgroup.js';
+import { writeFileAtomic } from '../lib/fs.js';
+import { readSubids } from './host-checks.js';
+import { snapshotHostNet, type HostNetSources } from './host-net.js';
+import { createEngineDir, startEngine, type EngineLayout } from './rootless-engine.js';
+import { killEngine, type EngineRecord } from './teardown.js';
+
+/** What a launch needs. */
+export interface LaunchOptions {
+  layout: EngineLayout;
+  user: { name: string; uid: number; gid: number };
+  subuidFile: string;
+  net: HostNetSources;
+  /** The engine's own cgroup: its name under `cgroupParent`. */
+  cgroupName: string;
+  cgroupParent: string;
+  cgroupSupport: CgroupSupport;
+  rootlesskit: string;
+  enginePath: string;
+  mirror: { url?: string; hostLoopback: boolean };
+  signal: AbortSignal;
+}
+
+/** A running engine and its record (pid included). */
+export interface Launched {
+  layout: EngineLayout;
+  rec: EngineRecord & { pid: number };
+  /** Spawn to first /_ping answer. */
+  startMs: number;
+}
+
+/**
+ * Starts the engine and waits for its first answer. On failure the engine's processes are
+ * killed (the caller moves its directory aside) and the error is rethrown.
+ */
+export async function launchEngine(o: LaunchOptions): Promise<Launched> {
+  const { layout } = o;
+  const rec: EngineRecord = {
+    subuids: await readSubids(o.subuidFile, o.user),
+    net: await snapshotHostNet(o.net),
+    startedAt: new Date().toISOString(),
+  };
+  const container = await createProcessContainer(o.cgroupName, { parent: o.cgroupParent, support: o.cgroupSupport });
+  if (container.path !== undefined && container.kind !== 'none') {
+    rec.cgroup = container.path;
+    rec.cgroupKind = container.kind;
+  }
+  await writeFileAtomic(layout.record, JSON.stringify(rec));
+  let pid: number | undefined;
+  try {
+    await createEngineDir(layout, o.user);
+    const started = await startEngine(
+      {
+        layout,
+        user: o.user,
+        rootlesskit: o.rootlesskit,
+        path: o.enginePath,
+        ...(o.mirror.url ? { mirror: o.mirror.url } : {}),
+        hostLoopback: o.mirror.hostLoopback,
+        container,
+        signal: o.signal,
+      },
+      async (p) => {
+        pid = p;
+        await writeFileAtomic(layout.record, JSON.stringify({ ...rec, pid: p }));
+      },
+    );
+    return { layout, rec: { ...rec, pid: started.pid }, startMs: started.startMs };
+  } catch (err) {
+    await killEngine(pid === undefined ? rec : { ...rec, pid }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Creates the root-owned 0711 parent of a warm engine's directory (the engine user may pass, not list). */
+export async function createWarmParent(dir: string): Promise<void> {
+  await fsp.mkdir(dir, { mode: 0o711 });
+  await fsp.chmod(dir, 0o711);
+}
