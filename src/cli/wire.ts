@@ -28,6 +28,7 @@ import { resolveTimeouts } from '../agent/timeouts.js';
 import { ALL_STATES } from '../agent/states.js';
 import { hookPaths } from '../runner/hooks.js';
 import { AgentMetrics } from '../health/metrics.js';
+import { mirrorDebugAddress, registerMirrorMetrics } from '../engine/mirror-metrics.js';
 import type { HealthServer } from '../health/server.js';
 import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
@@ -80,6 +81,8 @@ export interface WireOptions {
 export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime> {
   const log = o.log;
   const clock = o.clock;
+  // Debug marks of the start-up's phases (bench/cold-start.ts reads their times).
+  log.debug({}, 'wiring');
   const slot = await buildSlot(config, o.configFile);
   const timeouts = resolveTimeouts(config.timeouts);
   // The runner installation and the runner user's home are recorded once, on a fresh host (the
@@ -91,6 +94,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     log.info({ home: slot.user.home }, 'no home baseline: recording the runner home as it is on this first boot');
     await takeBaseline(slot, { clock });
   }
+  log.debug({}, 'slot checked');
   const trash = new Trash(slot.trashDir, log);
   // Metrics windows and policy debouncing measure real time, whatever clock drives the lifecycle.
   const recycleProviders = config.recycle
@@ -99,8 +103,11 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const metrics = new AgentMetrics({ version: VERSION, clock: systemClock, states: ALL_STATES, recycleProviders });
   const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock: systemClock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();
+  // The image cache's hits, misses and bytes on /metrics, read from its debug server at scrape time.
+  registerMirrorMetrics(metrics.registry, () => mirrorDebugAddress(policies.current().docker.mirror));
   // The per-job container engine, the sudo grant and the whole-host integrity check.
   const { guards, engineGuard } = await buildGuards({ slot, policy: policies.current(), firstBoot, log });
+  log.debug({ guards: guards.map((g) => g.name) }, 'guards built');
   const adapter = o.github ? undefined : await createGitHubAdapter(config, { env: o.env, configFile: o.configFile, clock, log, metrics });
   const github = o.github ?? (adapter as NonNullable<typeof adapter>).github;
   const registrar =
@@ -218,6 +225,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       }),
     );
   }
+  log.debug({}, 'agent built');
   const figures = hostFigures({ slot, policies, engineGuard, metrics, log, signal: bg.signal });
   tasks.push(figures.run(bg.signal));
   const health = o.noHealth
