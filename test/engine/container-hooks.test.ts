@@ -1,15 +1,19 @@
 /**
  * The container hooks, driven with the JSON the runner sends, run as the runner user against the
  * job's own rootless engine: a `container:` job with one service, a script step in the job
- * container, a docker:// step, a refused `options: --privileged`, and cleanup.
+ * container, a docker:// step, a refused `options: --privileged`, and cleanup; then the same
+ * through the runner simulator on a host where the runner itself runs in a container. One engine
+ * serves the whole file: every test ends with the engine empty (cleanup_job), as a job leaves it.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLab, type Lab } from '../helpers/lab.js';
+import type { Lab } from '../helpers/lab.js';
+import { createRunnerLab, readDiag, type RunnerLab } from '../sim/runner-harness.js';
+import { main as hooksMain } from '../../src/container-hooks/main.js';
 import { EngineGuard } from '../../src/engine/engine-guard.js';
 import { engineLayout } from '../../src/engine/rootless-engine.js';
 import { dockerCli, dockerPolicy, guardCtx, importBusybox, makeJob, openTun } from './fixture.js';
@@ -17,6 +21,7 @@ import type { GuardJob } from '../../src/lib/job-guard.js';
 
 const HOOKS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/container-hooks/hooks.sh');
 
+let rl: RunnerLab;
 let lab: Lab;
 let restoreTun: () => Promise<void>;
 let job: GuardJob;
@@ -53,7 +58,8 @@ const container = (over: Record<string, unknown>) => ({
 });
 
 before(async () => {
-  lab = await createLab('rw-hooks-');
+  rl = await createRunnerLab();
+  lab = rl.lab;
   restoreTun = await openTun();
   job = await makeJob(lab);
   const prepared = await guard.prepare(job, dockerPolicy({ mode: 'isolated' }), guardCtx());
@@ -79,7 +85,7 @@ after(async () => {
   await guard.release(job, dockerPolicy({ mode: 'isolated' }), guardCtx());
   await guard.drain();
   await restoreTun();
-  await lab.dispose();
+  await rl.dispose();
   for (const ctrl of await fsp.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
     await fsp.rmdir(path.join('/sys/fs/cgroup', ctrl, 'rw-test-engine')).catch(() => undefined);
   }
@@ -130,14 +136,42 @@ test('create options the policy does not allow are refused, and the job log name
   const responseFile = path.join(work, '_temp', '_runner_hook_responses', 'refused.json');
   await fsp.writeFile(responseFile, '');
   await fsp.chown(responseFile, lab.user.uid, lab.user.gid);
+  // In process (the first test ran the same entry point as the runner user): the refusal comes
+  // before any container exists, and a node start per case would cost seconds on a loaded host.
   for (const [options, key] of [
     ['--privileged', 'docker.allow.privileged'],
     ['--pid=host', 'docker.allow.hostNamespaces'],
     ['-v /etc:/host-etc', 'docker.allow.hostPaths: [/etc]'],
   ] as const) {
-    const r = await hook({ command: 'prepare_job', responseFile, args: { container: container({ createOptions: options }), services: [] }, state: null });
-    assert.equal(r.code, 1, `${options} was accepted: ${r.out}`);
-    assert.ok(r.out.includes(key), `the refusal of ${options} does not name ${key}: ${r.out}`);
+    let out = '';
+    const input = { command: 'prepare_job', responseFile, args: { container: container({ createOptions: options }), services: [] }, state: null };
+    const code = await hooksMain(env, JSON.stringify(input), (line) => (out += `${line}\n`));
+    assert.equal(code, 1, `${options} was accepted: ${out}`);
+    assert.ok(out.includes(key), `the refusal of ${options} does not name ${key}: ${out}`);
   }
   assert.equal(await dockerCli(lab, engineLayout(job.dir).socket)('ps', '-aq'), '', 'a refused container was created anyway');
+});
+
+test('a container job with a service runs through the hooks on the job engine when the runner is in a container', async () => {
+  const engine = dockerCli(lab, engineLayout(job.dir).socket);
+  const cgroup = path.join(rl.hooks, 'cgroup');
+  writeFileSync(cgroup, '12:memory:/docker/0123abcd\n0::/\n');
+  const { encoded } = rl.broker.jitRunner();
+  const { ACTIONS_RUNNER_CONTAINER_HOOKS, CONTAINER_HOOKS_DOCKER_POLICY, DOCKER_HOST } = env;
+  const proc = rl.start(['run'], { ACTIONS_RUNNER_CONTAINER_HOOKS, CONTAINER_HOOKS_DOCKER_POLICY, DOCKER_HOST, ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_PROC1_CGROUP: cgroup } as Record<string, string>);
+  await proc.waitFor(/Listening for Jobs/);
+  rl.broker.enqueueJob({
+    container: { image: 'busybox:1', env: { GREETING: 'hello' } },
+    services: { db: { image: 'busybox:1', options: '--entrypoint sleep' } },
+    steps: [
+      { name: 'In the job container', run: 'echo "job container says $GREETING from $(pwd)"' },
+      { name: 'A docker step', run: '', uses: 'docker://busybox:1', with: { entrypoint: 'echo', args: 'docker step ran' } },
+    ],
+  });
+  assert.equal((await proc.exited).code, 0, proc.err());
+  const log = await readDiag(rl.root, 'Worker');
+  assert.deepEqual(rl.broker.completions.map((c) => c.result), ['Succeeded'], log.slice(-3000));
+  assert.match(log, /job container says hello from \/__w\//);
+  assert.match(log, /docker step ran/);
+  assert.equal(await engine('ps', '-aq'), '', 'cleanup_job removed the job and service containers');
 });

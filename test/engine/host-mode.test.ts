@@ -1,12 +1,17 @@
 /**
- * Host mode: the job reaches the shared engine only through the agent's policy proxy. Ordinary
- * containers run (attach streams included); privileged, host-namespace, host-path, device and
- * capability asks are refused with the key that would allow them; a policy that allows one lets
- * it through.
+ * Host mode, against one rootful dockerd of the file's own (started once: both tests need only a
+ * shared engine, as host mode has):
+ * - with images kept, a job that retags a trusted image fails verification, and images the job
+ *   added are removed while releasing;
+ * - the job reaches the shared engine only through the agent's policy proxy: ordinary containers
+ *   run (attach streams included); privileged, host-namespace, host-path, device and capability
+ *   asks are refused with the key that would allow them; a policy that allows one lets it through.
+ * The image test runs first: it asserts the engine's whole image list.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
+import path from 'node:path';
 import { createLab, type Lab } from '../helpers/lab.js';
 import { startDockerd, type Dockerd } from '../helpers/dockerd.js';
 import { EngineGuard } from '../../src/engine/engine-guard.js';
@@ -17,7 +22,7 @@ let dockerd: Dockerd | undefined;
 let skip = '';
 
 before(async () => {
-  lab = await createLab('rw-proxy-');
+  lab = await createLab('rw-hostmode-');
   const started = await startDockerd(lab.root);
   if (started.ok) dockerd = started.dockerd;
   else skip = started.reason;
@@ -26,6 +31,35 @@ before(async () => {
 after(async () => {
   await dockerd?.stop();
   await lab.dispose();
+});
+
+test('a retagged trusted image fails verification, and the job\'s other images are removed', async (t) => {
+  if (!dockerd) return t.skip(`dockerd could not start here: ${skip}`);
+  const d = dockerd;
+  const tar = await busyboxTar(lab.root);
+  await d.docker('import', '-c', 'CMD ["/bin/sh"]', tar, 'node:20');
+  const stateDir = path.join(lab.root, 'state');
+  await fsp.mkdir(stateDir, { mode: 0o700 });
+  const policy = dockerPolicy({ mode: 'host' });
+  policy.cleanup.containers.socket = d.socket;
+  policy.cleanup.containers.images = 'keep';
+  const guard = new EngineGuard({ stateDir, runnerUser: lab.user });
+  assert.deepEqual(await guard.verify(undefined, policy, guardCtx()), [], 'preflight in host mode takes the baseline');
+
+  // A well-behaved job: pulls (here: imports) an image of its own; release removes it, verify passes.
+  const job1 = await makeJob(lab);
+  await d.docker('import', '-c', 'LABEL job=1', tar, 'job-one:latest');
+  const r1 = await guard.release(job1, policy, guardCtx());
+  assert.equal(r1.removed?.['images not in the baseline']?.count, 1);
+  assert.deepEqual(await guard.verify(job1, policy, guardCtx()), []);
+  assert.match(await d.docker('images', '--format', '{{.Repository}}:{{.Tag}}'), /^node:20$/);
+
+  // A hostile job: builds a marked image and tags it with the trusted name.
+  const job2 = await makeJob(lab);
+  await d.docker('import', '-c', 'LABEL poisoned=yes', '-c', 'CMD ["/bin/sh"]', tar, 'node:20');
+  await guard.release(job2, policy, guardCtx());
+  const findings = await guard.verify(job2, policy, guardCtx());
+  assert.ok(findings.some((f) => /image tag node:20 (is gone|now names)/.test(f.problem)), JSON.stringify(findings));
 });
 
 test('through the host-mode proxy ordinary containers run and escapes are refused naming the policy key', async (t) => {
