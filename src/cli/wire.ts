@@ -29,6 +29,7 @@ import { ALL_STATES } from '../agent/states.js';
 import { hookPaths } from '../runner/hooks.js';
 import { AgentMetrics } from '../health/metrics.js';
 import { mirrorDebugAddress, registerMirrorMetrics } from '../engine/mirror-metrics.js';
+import { DEFAULT_MIRROR_STORAGE } from '../engine/mirror-checks.js';
 import type { HealthServer } from '../health/server.js';
 import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
@@ -104,7 +105,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock: systemClock, onReload: (r) => metrics.policyReload(r) });
   await policies.load();
   // The image cache's hits, misses and bytes on /metrics, read from its debug server at scrape time.
-  registerMirrorMetrics(metrics.registry, () => mirrorDebugAddress(policies.current().docker.mirror));
+  registerMirrorMetrics(metrics.registry, () => mirrorDebugAddress(policies.current().docker.mirror), () => (policies.current().docker.mirror ? DEFAULT_MIRROR_STORAGE : undefined));
   // The per-job container engine, the sudo grant and the whole-host integrity check.
   const { guards, engineGuard } = await buildGuards({ slot, policy: policies.current(), firstBoot, log });
   log.debug({ guards: guards.map((g) => g.name) }, 'guards built');

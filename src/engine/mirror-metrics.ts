@@ -1,25 +1,33 @@
 /**
- * The image cache's counters on the agent's /metrics: hits, misses and bytes pulled from the
- * upstream, read at scrape time from the mirror's debug server (distribution's expvar
- * `registry.proxy`), plus whether that server answered. The packaged mirror
+ * The image cache on the agent's /metrics, read at scrape time from the mirror's debug server
+ * (distribution's expvar `registry.proxy`), plus the size of its store. The packaged mirror
  * (packaging/systemd/runner-warden-mirror.yml) serves on 127.0.0.1:5001 and its debug server on
  * the next port, 5002: {@link mirrorDebugAddress} follows that layout.
  *
  *   runner_warden_mirror_up                              1 when the debug server answered
- *   runner_warden_mirror_hits_total{kind=blob|manifest}  served from the cache
+ *   runner_warden_mirror_hits_total{kind=blob|manifest}  served from the store
  *   runner_warden_mirror_misses_total{kind}              fetched from the upstream
- *   runner_warden_mirror_upstream_bytes_total            blob bytes fetched from the upstream
+ *   runner_warden_mirror_upstream_bytes_total            bytes fetched from the upstream
+ *   runner_warden_mirror_served_bytes_total              bytes sent to engines
+ *   runner_warden_mirror_cache_bytes                     size of the store (du, at most once a minute)
  *
- * The counters are the mirror's own: they start again at zero when it restarts (Prometheus
- * reads that as a counter reset).
+ * The counters are the mirror's own, with distribution 2.8's quirks (measured, docs/docker.md):
+ * it counts a blob fetched on a miss as a hit, never counts blob bytes pulled, and counts a blob's
+ * bytes served twice; manifest hits, misses and bytes are right. They start again at zero when
+ * the mirror restarts (a counter reset to Prometheus). The store's size is the agent's own figure.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { mirrorStats, type MirrorStats } from './mirror.js';
+import { cacheBytes, mirrorStats, type MirrorStats } from './mirror.js';
 
 /** A scrape must not hang on a sick mirror; half a second is ample for a loopback expvar read. */
 const SCRAPE_TIMEOUT_MS = 500;
 
-/** The four collect() calls of one scrape share one read made within this window. */
+/** `du` over the store: a cache of tens of GB in thousands of blobs takes a second; once a minute is plenty for a size. */
+const CACHE_SIZE_EVERY_MS = 60_000;
+/** A scrape waits this long for the first size; later scrapes use the last one while the next is taken. */
+const CACHE_SIZE_WAIT_MS = 2_000;
+
+/** The collect() calls of one scrape share one read made within this window. */
 const SHARE_READ_MS = 1_000;
 
 const PREFIX = 'runner_warden_mirror_';
@@ -39,9 +47,22 @@ export function mirrorDebugAddress(mirror: string | null | undefined): string | 
 /** Where the collector reads: the debug address now (the policy may change), or undefined. */
 export type MirrorDebugSource = () => string | undefined;
 
-/** Registers the mirror's metrics on `registry`; each scrape reads the counters once. */
-export function registerMirrorMetrics(registry: Registry, source: MirrorDebugSource, read: (addr: string) => Promise<MirrorStats | undefined> = readStats): void {
+/** Registers the mirror's metrics on `registry`; each scrape reads the counters once. `storage` is its store (default none: no size). */
+export function registerMirrorMetrics(registry: Registry, source: MirrorDebugSource, storage?: () => string | undefined, read: (addr: string) => Promise<MirrorStats | undefined> = readStats): void {
   const registers = [registry];
+  let size: { at: number; bytes: Promise<number> } | undefined;
+  const cacheSize = async (): Promise<number | undefined> => {
+    const dir = storage?.();
+    if (!dir) return undefined;
+    if (!size || Date.now() - size.at > CACHE_SIZE_EVERY_MS) {
+      const previous = size;
+      const next = cacheBytes(dir);
+      size = { at: Date.now(), bytes: next };
+      // A previous size answers at once while the next is taken.
+      if (previous) return previous.bytes;
+    }
+    return Promise.race([size.bytes, new Promise<undefined>((r) => setTimeout(r, CACHE_SIZE_WAIT_MS).unref())]);
+  };
   let last: { at: number; addr: string | undefined; stats: Promise<MirrorStats | undefined> } | undefined;
   // One read per scrape, shared by the four metrics' collect() calls (prom-client calls each).
   const stats = (): Promise<MirrorStats | undefined> => {
@@ -87,12 +108,31 @@ export function registerMirrorMetrics(registry: Registry, source: MirrorDebugSou
   });
   new Counter({
     name: `${PREFIX}upstream_bytes_total`,
-    help: 'Blob bytes the image cache fetched from its upstream.',
+    help: 'Bytes the image cache fetched from its upstream, as it counts them (distribution 2.8 counts manifests only).',
     registers,
     async collect() {
       const s = await stats();
       this.reset();
-      if (s) this.inc(s.blobBytesPulled);
+      if (s) this.inc(s.blobBytesPulled + s.manifestBytesPulled);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}served_bytes_total`,
+    help: 'Bytes the image cache sent to engines, as it counts them (distribution 2.8 counts a blob twice).',
+    registers,
+    async collect() {
+      const s = await stats();
+      this.reset();
+      if (s) this.inc(s.bytesServed);
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}cache_bytes`,
+    help: 'Size of the image cache’s store on disk (taken at most once a minute).',
+    registers,
+    async collect() {
+      const b = await cacheSize();
+      if (b !== undefined) this.set(b);
     },
   });
 }

@@ -54,6 +54,10 @@ export interface MirrorStats {
   blobBytesPulled: number;
   manifestHits: number;
   manifestMisses: number;
+  /** Blob and manifest bytes sent to engines (distribution 2.8 counts a blob's bytes twice per GET). */
+  bytesServed: number;
+  /** Manifest bytes fetched from the upstream (2.8 never counts blob bytes pulled: always 0). */
+  manifestBytesPulled: number;
 }
 
 /** Reads the counters from the debug server; undefined when it does not answer. */
@@ -68,6 +72,8 @@ export async function mirrorStats(debugListen: string, signal?: AbortSignal): Pr
       blobBytesPulled: p.blobs?.BytesPulled ?? 0,
       manifestHits: p.manifests?.Hits ?? 0,
       manifestMisses: p.manifests?.Misses ?? 0,
+      bytesServed: (p.blobs?.BytesPushed ?? 0) + (p.manifests?.BytesPushed ?? 0),
+      manifestBytesPulled: p.manifests?.BytesPulled ?? 0,
     };
   } catch {
     return undefined;

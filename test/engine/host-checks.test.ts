@@ -1,18 +1,24 @@
 /**
  * A host that cannot give `isolated` (or `none`) is refused with the fix, before any engine
  * starts: missing binaries, no subordinate ids, an unusable /dev/net/tun, a runner user that can
- * reach a root engine. Each case uses files of the test's own root, never the machine's.
+ * reach a root engine. The preflight warns about what does not make a host unfit: a runner in a
+ * container without container hooks, an image cache that is down or full. Each case uses files of
+ * the test's own root, never the machine's.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { createLab, type Lab } from '../helpers/lab.js';
 import { DEFAULT_ENGINE_HOST_PATHS, type EngineHostPaths } from '../../src/engine/host-checks.js';
 import { EngineGuard } from '../../src/engine/engine-guard.js';
 import { GuardUnfitError } from '../../src/lib/job-guard.js';
+import { mirrorProblems } from '../../src/engine/mirror-checks.js';
+import { createLogger } from '../../src/lib/log.js';
+import { freePort } from '../../bench/registry-upstream.js';
 import { dockerPolicy, guardCtx, makeJob } from './fixture.js';
 
 let lab: Lab;
@@ -154,4 +160,68 @@ test('auto gives isolated only where a rootless engine can run, none otherwise, 
   const prepared = await new EngineGuard({ paths: { ...good, tun: tun600 } }).prepare(job, policy, guardCtx());
   assert.equal(prepared.env?.DOCKER_HOST, undefined, 'auto on an unfit host must not hand out an engine');
   assert.match(prepared.notes?.join() ?? '', /docker mode none/);
+});
+
+/** A guard context whose logger keeps every line. */
+function capturingCtx(): { ctx: ReturnType<typeof guardCtx>; lines: () => Array<Record<string, unknown>> } {
+  const out: string[] = [];
+  const log = createLogger({ level: 'warn', destination: { write: (l: string) => void out.push(l) } });
+  return { ctx: { ...guardCtx(), log }, lines: () => out.map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+test('preflight warns when the runner would refuse container jobs: in a container, no hooks configured', async () => {
+  const cg = path.join(lab.root, 'proc1-cgroup');
+  await fsp.writeFile(cg, '12:memory:/docker/0123abcd\n11:cpu:/docker/0123abcd\n');
+  const runnerRoot = path.join(lab.root, 'runner-env');
+  await fsp.mkdir(runnerRoot, { recursive: true });
+  const policy = dockerPolicy({ mode: 'isolated' });
+  policy.cleanup.containers.socket = path.join(lab.root, 'no-such.sock');
+  const warned = async (o: { hooks?: string; envFile?: string; cgroup?: string }): Promise<string | undefined> => {
+    const { ctx, lines } = capturingCtx();
+    const g = new EngineGuard({ paths: { ...good, procOneCgroup: o.cgroup ?? cg }, runnerUser: lab.user, runnerRoot, ...(o.hooks ? { containerHooks: o.hooks } : {}) });
+    await fsp.rm(path.join(runnerRoot, '.env'), { force: true });
+    if (o.envFile !== undefined) await fsp.writeFile(path.join(runnerRoot, '.env'), o.envFile);
+    await g.verify(undefined, policy, ctx);
+    const l = lines().find((x) => x.msg === 'container jobs will be refused');
+    return l ? `${String(l.problem)} | ${String(l.fix)}` : undefined;
+  };
+  assert.match((await warned({})) ?? '', /runs in a container .* will refuse container: and services: jobs \| point ACTIONS_RUNNER_CONTAINER_HOOKS at/);
+  assert.equal(await warned({ hooks: '/opt/hooks.sh' }), undefined, 'hooks given to the guard');
+  assert.equal(await warned({ envFile: 'LANG=C\nACTIONS_RUNNER_CONTAINER_HOOKS=/opt/hooks.sh\n' }), undefined, "hooks in the runner's .env");
+  const v2 = path.join(lab.root, 'proc1-cgroup-v2');
+  await fsp.writeFile(v2, '0::/\n');
+  assert.equal(await warned({ cgroup: v2 }), undefined, 'not in a container the runner recognises');
+});
+
+test('the image cache down or full: named, with the fix', async () => {
+  const closed = `http://127.0.0.1:${await freePort()}`;
+  const down = await mirrorProblems(closed, undefined);
+  assert.equal(down.length, 1);
+  assert.match(down[0]?.what ?? '', new RegExp(`image cache \\(docker.mirror ${closed}\\) does not answer: .*ECONNREFUSED`));
+  assert.match(down[0]?.fix ?? '', /systemctl start runner-warden-mirror/);
+  // A full disk: a 1 MiB tmpfs of the test's own, filled, then unmounted.
+  const fs = path.join(lab.root, 'mirror-fs');
+  await fsp.mkdir(fs);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=64', 'rw-test-mirror', fs]);
+  try {
+    const srv = http.createServer((_q, r) => r.end('{}'));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const up = `http://127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
+    try {
+      assert.deepEqual(await mirrorProblems(up, fs), [], 'an answering cache with room');
+      try {
+        execFileSync('dd', ['if=/dev/zero', `of=${path.join(fs, 'blob')}`, 'bs=64k'], { stdio: 'ignore' });
+      } catch {
+        // ENOSPC is the point
+      }
+      const full = await mirrorProblems(up, fs);
+      assert.equal(full.length, 1, JSON.stringify(full));
+      assert.match(full[0]?.what ?? '', new RegExp(`disk is full: 0\\.0% space .* at ${fs}`));
+      assert.match(full[0]?.fix ?? '', /runner-warden-mirror-gc\.service/);
+    } finally {
+      srv.close();
+    }
+  } finally {
+    execFileSync('umount', [fs]);
+  }
 });
