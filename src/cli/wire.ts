@@ -241,6 +241,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     ...(health ? { health } : {}),
     async close() {
       await trashTask;
+      // A warm engine no job took (the last job, a drain) must not outlive the agent.
+      await engineGuard.drain();
       bg.abort();
       await Promise.allSettled(tasks);
       await health?.close();
