@@ -61,7 +61,7 @@ export function registerMirrorMetrics(registry: Registry, source: MirrorDebugSou
       // A previous size answers at once while the next is taken.
       if (previous) return previous.bytes;
     }
-    return Promise.race([size.bytes, new Promise<undefined>((r) => setTimeout(r, CACHE_SIZE_WAIT_MS).unref())]);
+    return Promise.race([size.bytes, new Promise<undefined>((r) => setTimeout(() => r(undefined), CACHE_SIZE_WAIT_MS).unref())]);
   };
   let last: { at: number; addr: string | undefined; stats: Promise<MirrorStats | undefined> } | undefined;
   // One read per scrape, shared by the four metrics' collect() calls (prom-client calls each).
