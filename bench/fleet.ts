@@ -18,7 +18,12 @@
  * limit allows, and the most secondary-limit answers any host got; (3) token mints per host per
  * hour; (4) heap per simulated host.
  *
- *   node --import tsx bench/fleet.ts [hosts=1000] [seed=1] [all|outage]
+ * (5) a fleet-wide recycle: every host calls its recycle provider (the real aws-asg, gcp-mig and
+ * azure-vmss code, with its full-jitter backoff on throttling) at the same instant against the
+ * fake cloud API's default rate; the time until every host's call was accepted and the
+ * throttling answers per host, beside the bound the rate allows.
+ *
+ *   node --import tsx bench/fleet.ts [hosts=1000] [seed=1] [all|outage|recycle]
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -34,6 +39,15 @@ import type { CleanupReport } from '../src/cleanup/types.js';
 import { GitHubApiError } from '../src/lib/errors.js';
 import { silentLogger } from '../src/lib/log.js';
 import type { Clock } from '../src/lib/clock.js';
+import { awsAsgProvider } from '../src/recycle/aws-asg.js';
+import { azureVmssProvider } from '../src/recycle/azure-vmss.js';
+import { gcpMigProvider } from '../src/recycle/gcp-mig.js';
+import type { RecycleProvider } from '../src/recycle/port.js';
+import type { ThrottleDeps } from '../src/recycle/throttle.js';
+import type { CloudRate } from '../src/sim/cloud-rate.js';
+import { DEFAULT_AWS_RATE, startFakeAws } from '../src/sim/aws/fake-aws.js';
+import { DEFAULT_AZURE_RATE, startFakeAzure } from '../src/sim/azure/fake-azure.js';
+import { DEFAULT_GCP_RATE, startFakeGcp } from '../src/sim/gcp/fake-gcp.js';
 
 const HOSTS = Number(process.argv[2] ?? 1000);
 const SEED = Number(process.argv[3] ?? 1);
@@ -52,7 +66,7 @@ const BOOT_SPREAD_MS = 15 * 60_000;
 const STEADY_MS = 60 * 60_000;
 /** The simulated clock moves in steps of at least this: far below any wait that matters, and it keeps a 1,000-host run short. */
 const CLOCK_GRANULE_MS = 50;
-/** 'all', or 'outage' for the outage figure alone. */
+/** 'all', 'outage' for the outage figure alone, 'recycle' for the fleet-wide recycle alone. */
 const PHASES = process.argv[4] ?? 'all';
 
 const appKeys = generateKeyPairSync('rsa', {
@@ -171,7 +185,10 @@ class Host {
       random,
       onRequest: (r) => {
         if (r.limit) this.limitAnswers++;
-        if (r.limit === 'secondary') this.secondaryAnswers++;
+        if (r.limit === 'secondary') {
+          this.secondaryAnswers++;
+          world.secondaryByEndpoint.set(r.endpoint, (world.secondaryByEndpoint.get(r.endpoint) ?? 0) + 1);
+        }
       },
     });
   }
@@ -236,6 +253,8 @@ class World {
   queued = 0;
   jobsDone = 0;
   hosts: Host[] = [];
+  /** Secondary-limit answers per endpoint (route template), for the outage figure's breakdown. */
+  readonly secondaryByEndpoint = new Map<string, number>();
   constructor(
     readonly fake: FakeGitHub,
     readonly clock: SimClock,
@@ -307,7 +326,18 @@ async function steadyRun(world: World, perHour: number): Promise<{ limitAnswers:
   return { limitAnswers, jobsPerHour: (served / STEADY_MS) * 3_600_000 };
 }
 
-async function outageRun(world: World): Promise<{ recoverMs: number; boundMs: number; maxSecondary: number; hostsWithTwo: number; mintsPerHostHour: number }> {
+interface OutageFigures {
+  recoverMs: number;
+  boundMs: number;
+  maxSecondary: number;
+  hostsWithTwo: number;
+  mintsPerHostHour: number;
+  /** Secondary answers by cause (points or concurrency) and by endpoint. */
+  byCause: { points: number; concurrent: number };
+  byEndpoint: [string, number][];
+}
+
+async function outageRun(world: World): Promise<OutageFigures> {
   try {
     // Every host loses its registration during the outage (the worst case: all must register again).
     const t0 = world.clock.now();
@@ -316,6 +346,8 @@ async function outageRun(world: World): Promise<{ recoverMs: number; boundMs: nu
       h.registered = false;
       h.secondaryAnswers = 0;
     }
+    world.secondaryByEndpoint.clear();
+    const limits0 = world.fake.limitAnswers();
     const notice = seededRandom(SEED * 31);
     // Hosts notice over the first minute (their jobs end, their listeners fail) and start registering.
     for (const h of world.idle.splice(0)) void world.clock.sleep(Math.floor(notice() * 60_000)).then(() => h.give(false));
@@ -338,12 +370,127 @@ async function outageRun(world: World): Promise<{ recoverMs: number; boundMs: nu
       boundMs,
       maxSecondary: Math.max(...world.hosts.map((h) => h.secondaryAnswers)),
       hostsWithTwo: world.hosts.filter((h) => h.secondaryAnswers > 1).length,
+      byCause: {
+        points: world.fake.limitAnswers().secondaryPoints - limits0.secondaryPoints,
+        concurrent: world.fake.limitAnswers().secondaryConcurrent - limits0.secondaryConcurrent,
+      },
+      byEndpoint: [...world.secondaryByEndpoint].sort((a, b) => b[1] - a[1]),
       mintsPerHostHour: mints,
     };
   } finally {
     world.stop();
     await quiesce();
     await world.fake.close();
+  }
+}
+
+/** One cloud of the fleet-wide recycle: its fake with `hosts` instances and one provider per host. */
+interface RecycleCloud {
+  name: string;
+  rate: CloudRate;
+  start(clock: Clock, hosts: number): Promise<{ providers: (deps: ThrottleDeps, i: number) => RecycleProvider; throttledOf: (i: number) => number; close: () => Promise<void> }>;
+}
+
+const RECYCLE_CLOUDS: RecycleCloud[] = [
+  {
+    name: 'aws-asg (Auto Scaling)',
+    rate: DEFAULT_AWS_RATE,
+    async start(clock, hosts) {
+      const ids = Array.from({ length: hosts }, (_, i) => `i-0${i.toString(16).padStart(16, '0')}`);
+      const fake = await startFakeAws({ instanceId: ids[0], moreInstances: ids.slice(1), clock, group: { name: 'runners', min: 0, desired: hosts, max: hosts } });
+      const credentials = { accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet' };
+      return {
+        providers: (deps, i) => awsAsgProvider({ provider: 'aws-asg', endpoint: fake.url, region: 'eu-west-1', instanceId: ids[i] as string }, { credentials, ...deps }),
+        throttledOf: (i) => fake.calls.filter((c) => c.params.InstanceId === ids[i] && c.status === 400 && c.action === 'TerminateInstanceInAutoScalingGroup').length,
+        close: fake.close,
+      };
+    },
+  },
+  {
+    name: 'gcp-mig (Compute Engine)',
+    rate: DEFAULT_GCP_RATE,
+    async start(clock, hosts) {
+      const names = Array.from({ length: hosts }, (_, i) => `runner-${i}`);
+      const fake = await startFakeGcp({ instanceName: names[0], moreInstances: names.slice(1), clock, targetSize: hosts });
+      const group = 'projects/my-project/zones/us-central1-a/instanceGroupManagers/runners';
+      return {
+        providers: (deps, i) =>
+          gcpMigProvider({ provider: 'gcp-mig', metadataEndpoint: fake.url, computeEndpoint: fake.url, project: 'my-project', zone: 'us-central1-a', instanceName: names[i] as string, instanceGroupManager: group }, deps),
+        throttledOf: (i) => fake.calls.filter((c) => c.status === 429 && JSON.stringify(c.body).includes(`/instances/${names[i] as string}"`)).length,
+        close: fake.close,
+      };
+    },
+  },
+  {
+    name: 'azure-vmss (Resource Manager)',
+    rate: DEFAULT_AZURE_RATE,
+    async start(clock, hosts) {
+      const ids = Array.from({ length: hosts }, (_, i) => String(i));
+      const fake = await startFakeAzure({ instanceId: ids[0], moreInstances: ids.slice(1), clock, capacity: hosts });
+      const where = { subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'ci', scaleSet: 'runners' };
+      return {
+        providers: (deps, i) => azureVmssProvider({ provider: 'azure-vmss', imdsEndpoint: fake.url, managementEndpoint: fake.url, ...where, instanceId: ids[i] as string }, deps),
+        throttledOf: (i) => fake.calls.filter((c) => c.status === 429 && c.path.endsWith(`/virtualMachines/${ids[i] as string}/reimage`)).length,
+        close: fake.close,
+      };
+    },
+  },
+];
+
+/**
+ * Every host recycles at the same instant. The clock moves only when no host is between two
+ * sleeps (a host's HTTP exchanges run in real time, its backoff on the simulated clock).
+ */
+async function fleetRecycle(cloud: RecycleCloud, seed: number): Promise<{ doneMs: number; boundMs: number; meanThrottled: number; maxThrottled: number; failed: number }> {
+  const clock = new SimClock(Date.UTC(2026, 0, 1));
+  let active = 0;
+  const hostClock: Clock = {
+    now: () => clock.now(),
+    sleep: async (ms, signal) => {
+      active--;
+      try {
+        await clock.sleep(ms, signal);
+      } finally {
+        active++;
+      }
+    },
+  };
+  const world = await cloud.start(clock, HOSTS);
+  try {
+    const master = seededRandom(seed * 104729);
+    const t0 = clock.now();
+    let doneAt = t0;
+    let failed = 0;
+    const runs = Array.from({ length: HOSTS }, (_, i) => {
+      const provider = world.providers({ clock: hostClock, random: seededRandom(Math.floor(master() * 2 ** 32)) }, i);
+      active++;
+      return provider
+        .recycle({ reason: 'runner-version-deprecated', host: `h${i}`, team: 'fleet', jobsServed: 1, at: new Date(t0).toISOString(), idempotencyKey: `h${i}:recycle` }, new AbortController().signal)
+        .then((r) => {
+          if (!r.ok) failed++;
+          doneAt = Math.max(doneAt, clock.now());
+        })
+        .finally(() => active--);
+    });
+    let settled = false;
+    void Promise.all(runs).then(() => (settled = true));
+    while (!settled) {
+      // Wait until every host is asleep or done, then wake the next sleepers.
+      for (let idle = 0; idle < 3 && !settled; ) {
+        await new Promise((r) => setTimeout(r, active > 0 ? 2 : 0));
+        idle = active > 0 ? 0 : idle + 1;
+      }
+      const next = clock.nextDue();
+      if (settled || next === undefined) break;
+      clock.advanceTo(next + CLOCK_GRANULE_MS);
+    }
+    await Promise.all(runs);
+    const throttled = Array.from({ length: HOSTS }, (_, i) => world.throttledOf(i));
+    // A bucket admits its burst at once, then one call per 1/perSecond.
+    const boundMs = Math.max(0, Math.ceil(((HOSTS - cloud.rate.burst) / cloud.rate.perSecond) * 1000));
+    return { doneMs: doneAt - t0, boundMs, meanThrottled: throttled.reduce((a, b) => a + b, 0) / HOSTS, maxThrottled: Math.max(...throttled), failed };
+  } finally {
+    await world.close();
   }
 }
 
@@ -365,11 +512,29 @@ async function memoryPerHost(): Promise<number> {
   return (after - base) / HOSTS;
 }
 
+async function printFleetRecycle(): Promise<void> {
+  console.log(`fleet-wide recycle: ${HOSTS} hosts at once, each through its real provider against the fake cloud API's default rate`);
+  for (const cloud of RECYCLE_CLOUDS) {
+    const t = performance.now();
+    const r = await fleetRecycle(cloud, SEED);
+    const ratio = r.boundMs > 0 ? `ratio ${(r.doneMs / r.boundMs).toFixed(2)}` : 'the burst holds the fleet';
+    console.log(
+      `  ${cloud.name.padEnd(30)} rate ${cloud.rate.burst} at once, ${cloud.rate.perSecond}/s: every call accepted after ${(r.doneMs / 1000).toFixed(0)} s ` +
+        `(bound ${(r.boundMs / 1000).toFixed(0)} s, ${ratio}); throttling answers per host mean ${r.meanThrottled.toFixed(2)}, max ${r.maxThrottled}` +
+        `${r.failed > 0 ? `; ${r.failed} hosts NOT recycled` : ''} [${((performance.now() - t) / 1000).toFixed(0)} s wall]`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   const callsPerJob = 2; // generate-jitconfig + the spent registration's DELETE; the group id is cached
   const budgetRate = INSTALLATION_BUDGET / callsPerJob;
   console.log(`fleet: ${HOSTS} hosts on one App installation (${INSTALLATION_BUDGET}/h, ${POINTS_PER_MINUTE} points/min per endpoint), seed ${SEED}`);
+  if (PHASES === 'recycle') {
+    await printFleetRecycle();
+    return;
+  }
   const world = await makeWorld(SEED);
   await boot(world);
   console.log(`  booted ${HOSTS} hosts (${(BOOT_SPREAD_MS / 60_000).toFixed(0)} min rollout) in ${((performance.now() - t0) / 1000).toFixed(0)} s of wall time`);
@@ -391,8 +556,10 @@ async function main(): Promise<void> {
     `after a ${OUTAGE_MS / 60_000}-minute outage: every host registered again in ${(o.recoverMs / 1000).toFixed(0)} s; ` +
       `lower bound of the secondary limit ${(o.boundMs / 1000).toFixed(0)} s; ratio ${(o.recoverMs / o.boundMs).toFixed(2)} (target <= 1.20)`,
   );
-  console.log(`  most secondary-limit answers of one host: ${o.maxSecondary} (hosts with more than one: ${o.hostsWithTwo})`);
+  console.log(`  most secondary-limit answers of one host: ${o.maxSecondary} (target <= 1; hosts with more than one: ${o.hostsWithTwo})`);
+  console.log(`  secondary answers: ${o.byCause.points} for points, ${o.byCause.concurrent} for concurrency; by endpoint: ${o.byEndpoint.map(([e, n]) => `${e} ${n}`).join(', ') || 'none'}`);
   console.log(`  installation token mints per host in the last hour: ${o.mintsPerHostHour.toFixed(2)}`);
+  await printFleetRecycle();
   const perHost = await memoryPerHost();
   console.log(`memory per simulated host (adapter, token cache, gate): ${(perHost / 1024).toFixed(1)} KiB of heap`);
   console.log(`wall time ${((performance.now() - t0) / 1000).toFixed(0)} s`);
