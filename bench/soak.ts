@@ -22,7 +22,7 @@
  * same host serving --baseline-jobs jobs without faults first, in the same run. Needs root.
  */
 import { parseArgs } from 'node:util';
-import { runSoak } from './lib/soak.js';
+import { printSoak, runSoak, wholeNumberArg } from './lib/soak.js';
 
 const { values } = parseArgs({
   options: {
@@ -33,21 +33,14 @@ const { values } = parseArgs({
     'budget-minutes': { type: 'string' },
   },
 });
-const num = (name: string, v: string | undefined): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name}: expected a whole number, got ${v}`);
-  return n;
-};
-const res = await runSoak({
-  jobs: num('jobs', values.jobs),
-  seed: num('seed', values.seed),
-  baselineJobs: num('baseline-jobs', values['baseline-jobs']),
-  progress: (l) => void process.stderr.write(`${l}\n`),
-  ...(values.keep ? { keepDir: values.keep } : {}),
-  ...(values['budget-minutes'] ? { budgetMs: num('budget-minutes', values['budget-minutes']) * 60_000 } : {}),
-});
-for (const l of res.lines) process.stdout.write(`${l}\n`);
-if (res.broken.length > 0) {
-  process.stdout.write(`BROKEN: ${res.broken.join('; ')}\n`);
-  process.exitCode = 1;
-} else process.stdout.write('all invariants held\n');
+printSoak(
+  await runSoak({
+    jobs: wholeNumberArg('jobs', values.jobs),
+    seed: wholeNumberArg('seed', values.seed),
+    baselineJobs: wholeNumberArg('baseline-jobs', values['baseline-jobs']),
+    progress: (l) => void process.stderr.write(`${l}\n`),
+    ...(values.keep ? { keepDir: values.keep } : {}),
+    ...(values['budget-minutes'] ? { budgetMs: wholeNumberArg('budget-minutes', values['budget-minutes']) * 60_000 } : {}),
+  }),
+  'soak',
+);

@@ -498,3 +498,19 @@ function summarise(reasons: string[]): string[] {
   }
   return [...m.entries()].map(([k, v]) => `${v} x ${k}`);
 }
+
+/** A command-line count: a whole number, else an error naming the flag. */
+export function wholeNumberArg(name: string, v: string | undefined): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name}: expected a whole number, got ${v}`);
+  return n;
+}
+
+/** Prints a soak's report (its first word replaced by `label`); a broken invariant sets exit code 1. */
+export function printSoak(res: SoakResult, label: string): void {
+  for (const l of res.lines) process.stdout.write(`${l.replace(/^soak:/, `${label}:`)}\n`);
+  if (res.broken.length > 0) {
+    process.stdout.write(`BROKEN: ${res.broken.join('; ')}\n`);
+    process.exitCode = 1;
+  } else process.stdout.write('all invariants held\n');
+}
