@@ -13,7 +13,7 @@ const processRestriction = ['env', 'argv', 'exit', 'on', 'once'].map((property) 
 }));
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'coverage/', 'src/policy/types.generated.ts', 'src/policy/schema-precompiled.ts'] },
+  { ignores: ['node_modules/', 'dist/', 'coverage/', 'src/policy/types.generated*.ts', 'src/policy/schema-precompiled.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateTypes, GENERATED_TYPES_PATH } from '../../src/policy/gen-types.js';
+import { generateTypeFiles, GENERATED_TYPES_DIR, GENERATED_TYPES_NAME } from '../../src/policy/gen-types.js';
 import { fieldDocs, generateReadme, readExamples, GENERATED_README_PATH } from '../../src/policy/gen-docs.js';
 import { hostConfigSchema, policyDefaults, policySchema } from '../../src/policy/schema.js';
 import { DEFAULT_POLICY } from '../../src/policy/types.js';
@@ -11,9 +11,14 @@ import { DEFAULT_POLICY } from '../../src/policy/types.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const REGEN = 'run `node --import tsx scripts/gen-policy.ts` after changing a schema';
 
-test('the checked-in types.generated.ts matches the schemas', async () => {
-  const onDisk = await readFile(path.join(REPO, GENERATED_TYPES_PATH), 'utf8');
-  assert.ok(onDisk === generateTypes(), `${GENERATED_TYPES_PATH} is stale: ${REGEN}`);
+test('the checked-in types.generated*.ts files match the schemas, and there is no other', async () => {
+  const files = generateTypeFiles();
+  for (const f of files) {
+    const onDisk = await readFile(path.join(REPO, f.path), 'utf8').catch(() => 'missing');
+    assert.ok(onDisk === f.text, `${f.path} is stale: ${REGEN}`);
+  }
+  const present = (await readdir(path.join(REPO, GENERATED_TYPES_DIR))).filter((n) => GENERATED_TYPES_NAME.test(n));
+  assert.deepEqual(present.sort(), files.map((f) => path.basename(f.path)).sort(), `a generated file is left over: ${REGEN}`);
 });
 
 test('the checked-in policies/README.md matches the schemas and the example policies', async () => {
