@@ -50,14 +50,18 @@ export async function openTun(): Promise<() => Promise<void>> {
   };
 }
 
-/** A job of the lab's user: a root-owned 0711 per-job directory under `<lab>/jobs`. */
+/**
+ * A job of the lab's user: a root-owned 0711 per-job directory `<lab>/jobs/<name>`. The key (which
+ * names the engine's cgroup) is unique on the machine, as the agent's are: test files running at
+ * once, or another checkout's suite, must never share an engine cgroup.
+ */
 export async function makeJob(lab: Lab, name = `job-${randomBytes(3).toString('hex')}`): Promise<GuardJob> {
   const jobs = path.join(lab.root, 'jobs');
   await fsp.mkdir(jobs, { recursive: true, mode: 0o711 });
   const dir = path.join(jobs, name);
   await fsp.mkdir(dir, { mode: 0o711 });
   return {
-    key: name,
+    key: `${name}-${randomBytes(4).toString('hex')}`,
     dir,
     user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
     runnerRoot: path.join(lab.root, 'runner'),
