@@ -14,7 +14,7 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { DockerCli } from './docker-cli.js';
-import { containerArgs, containerName, JOB_LABEL, type JobScope } from './create-args.js';
+import { containerArgs, containerName, enforcePolicy, JOB_LABEL, type JobScope } from './create-args.js';
 import {
   contextPorts,
   type ContainerInfo,
@@ -98,6 +98,8 @@ export async function prepareJob(env: HookEnv, args: PrepareJobArgs): Promise<Pr
     env.print('No containers exist, skipping hook invocation');
     return undefined;
   }
+  // Every container's asks are checked before the engine is touched: a refused job leaves nothing.
+  for (const c of [job, ...services]) if (c) enforcePolicy(c, env.scope);
   await cleanupJob(env);
   const network = `github_network_${unique()}`;
   await env.docker.capture(['network', 'create', `--label=${JOB_LABEL}=${env.scope.runner}`, `--label=${Buffer.from(env.scope.runner).toString('hex')}`, network]);

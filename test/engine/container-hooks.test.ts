@@ -10,16 +10,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { promises as fsp, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Lab } from '../helpers/lab.js';
 import { createRunnerLab, readDiag, type RunnerLab } from '../sim/runner-harness.js';
 import { main as hooksMain } from '../../src/container-hooks/main.js';
 import { EngineGuard } from '../../src/engine/engine-guard.js';
 import { engineLayout } from '../../src/engine/rootless-engine.js';
-import { dockerCli, dockerPolicy, guardCtx, importBusybox, makeJob, openTun } from './fixture.js';
+import { bundledHooks, dockerCli, dockerPolicy, guardCtx, HOOKS_SH, importBusybox, makeJob, openTun } from './fixture.js';
 import type { GuardJob } from '../../src/lib/job-guard.js';
 
-const HOOKS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/container-hooks/hooks.sh');
 
 let rl: RunnerLab;
 let lab: Lab;
@@ -27,12 +25,14 @@ let restoreTun: () => Promise<void>;
 let job: GuardJob;
 let env: Record<string, string>;
 let work: string;
-const guard = new EngineGuard({ cgroupParent: 'rw-test-engine', containerHooks: HOOKS });
+let guard: EngineGuard;
+/** The hooks as a built package runs them (bundle); the checkout's tsx path is run once below. */
+let HOOKS: string;
 
 /** Runs the hooks as the runner would: as the runner user, its environment, the JSON on stdin. */
-function hook(input: Record<string, unknown>): Promise<{ code: number | null; out: string }> {
+function hook(input: Record<string, unknown>, script = HOOKS): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(HOOKS, [], { uid: lab.user.uid, gid: lab.user.gid, env, cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(script, [], { uid: lab.user.uid, gid: lab.user.gid, env, cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -60,6 +60,8 @@ const container = (over: Record<string, unknown>) => ({
 before(async () => {
   rl = await createRunnerLab();
   lab = rl.lab;
+  HOOKS = await bundledHooks(lab.root);
+  guard = new EngineGuard({ cgroupParent: 'rw-test-engine', containerHooks: HOOKS });
   restoreTun = await openTun();
   job = await makeJob(lab);
   const prepared = await guard.prepare(job, dockerPolicy({ mode: 'isolated' }), guardCtx());
@@ -136,6 +138,10 @@ test('create options the policy does not allow are refused, and the job log name
   const responseFile = path.join(work, '_temp', '_runner_hook_responses', 'refused.json');
   await fsp.writeFile(responseFile, '');
   await fsp.chown(responseFile, lab.user.uid, lab.user.gid);
+  // Once through the checkout's hooks.sh as the runner user (its tsx path, used when no bundle is built).
+  const viaTsx = await hook({ command: 'prepare_job', responseFile, args: { container: container({ createOptions: '--privileged' }), services: [] }, state: null }, HOOKS_SH);
+  assert.equal(viaTsx.code, 1, viaTsx.out);
+  assert.ok(viaTsx.out.includes('docker.allow.privileged'), viaTsx.out);
   // In process (the first test ran the same entry point as the runner user): the refusal comes
   // before any container exists, and a node start per case would cost seconds on a loaded host.
   for (const [options, key] of [
@@ -149,7 +155,9 @@ test('create options the policy does not allow are refused, and the job log name
     assert.equal(code, 1, `${options} was accepted: ${out}`);
     assert.ok(out.includes(key), `the refusal of ${options} does not name ${key}: ${out}`);
   }
-  assert.equal(await dockerCli(lab, engineLayout(job.dir).socket)('ps', '-aq'), '', 'a refused container was created anyway');
+  const engine = dockerCli(lab, engineLayout(job.dir).socket);
+  assert.equal(await engine('ps', '-aq'), '', 'a refused container was created anyway');
+  assert.equal(await engine('network', 'ls', '-q', '--filter', 'label=runner-warden.job'), '', 'a refused job left a network');
 });
 
 test('a container job with a service runs through the hooks on the job engine when the runner is in a container', async () => {

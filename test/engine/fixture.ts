@@ -5,6 +5,8 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import type { Lab } from '../helpers/lab.js';
 import { DEFAULT_POLICY, type Policy } from '../../src/policy/types.js';
 import type { GuardContext, GuardJob } from '../../src/lib/job-guard.js';
@@ -119,4 +121,32 @@ export async function busyboxTar(root: string): Promise<string> {
 /** Imports busybox into an engine as `ref`. */
 export async function importBusybox(docker: (...a: string[]) => Promise<string>, root: string, ref: string): Promise<void> {
   await docker('import', '-c', 'CMD ["/bin/sh"]', await busyboxTar(root), ref);
+}
+
+/** The hooks entry script in the checkout (runs main.ts through tsx when no bundle is built). */
+export const HOOKS_SH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/container-hooks/hooks.sh');
+
+/**
+ * A copy of the hooks as a built package lays them out, inside `root`: `src/container-hooks/hooks.sh`
+ * beside `dist/container-hooks.js` (main.ts bundled with esbuild), so hooks.sh takes its bundle
+ * path. A hook call then costs a node start, not a TypeScript compile per call. Returns hooks.sh.
+ */
+export async function bundledHooks(root: string): Promise<string> {
+  const pkg = path.join(root, 'hooks-pkg');
+  const script = path.join(pkg, 'src', 'container-hooks', 'hooks.sh');
+  await fsp.mkdir(path.dirname(script), { recursive: true, mode: 0o755 });
+  await fsp.copyFile(HOOKS_SH, script);
+  await fsp.chmod(script, 0o755);
+  await build({
+    entryPoints: [path.join(path.dirname(HOOKS_SH), 'main.ts')],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile: path.join(pkg, 'dist', 'container-hooks.js'),
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: 'silent',
+  });
+  await fsp.chmod(path.join(pkg, 'dist'), 0o755);
+  return script;
 }
