@@ -34,6 +34,15 @@ const NODE = opt('node', process.execPath);
 const LOG = opt('log', '');
 /** V8/Node flags for the agent and the bare process alike (e.g. "--max-semi-space-size=1"). */
 const NODE_OPTIONS = opt('node-options', '');
+/**
+ * `scoped` (default): the whole-host integrity check on, on the surfaces nothing else on a shared
+ * machine changes; `off`: without it, to see the rest of the start-up path (its cost is the
+ * integrity feature's and is printed as its own phase either way).
+ */
+const INTEGRITY = opt('integrity', 'scoped');
+if (!['scoped', 'off'].includes(INTEGRITY)) throw new Error(`--integrity: expected scoped or off, got "${INTEGRITY}"`);
+/** The preflight's whole-host integrity compare takes tens of seconds on a loaded two-core machine. */
+const SESSION_TIMEOUT_MS = 600_000;
 /** After the agent reports idle: let start-up garbage be collected and lazy timers settle. */
 const SETTLE_MS = 3_000;
 
@@ -55,6 +64,65 @@ async function memOf(pid: number): Promise<Mem> {
   const smaps = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kib = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(smaps)?.[1] ?? NaN) / 1024;
   return { rss: kib('Rss'), pss: kib('Pss'), anon: kib('Anonymous'), shared: kib('Shared_Clean') };
+}
+
+/** Start-up phases, in ms, each measured from the end of the previous one (undefined: not logged). */
+type Phases = Partial<Record<(typeof PHASE_LABELS)[number][0], number>>;
+
+/** The marks the agent logs on its way to the first poll, in order, and what each phase covers. */
+const PHASE_LABELS = [
+  ['wiring', 'spawn → wiring starts (node, bundle load, config, locks)'],
+  ['slot', 'slot, runner install manifest and home baseline checked'],
+  ['policy', 'policy loaded'],
+  ['guards', 'job guards built (engine, sudo, integrity)'],
+  ['wired', 'GitHub adapter, cgroups, journal: agent built'],
+  ['health', 'health server listening'],
+  ['preflight', '→ preflight (control socket, state, recovery)'],
+  ['cleaning', 'preflight checks (engine wait) → cleaning'],
+  ['cleaned', 'boot cleanup pipeline (steps)'],
+  ['verified', 'verification incl. job guards (whole-host integrity)'],
+  ['registered', 'decide + JIT registration on the fake API'],
+  ['listener', 'listener spawned'],
+  ['session', 'listener start → its session on the fake API'],
+] as const;
+
+/** Reads the phase marks from one run's JSON log (pino, ISO times); `wall0` = spawn, `session` = the fake's event. */
+function phasesOf(log: string, wall0: number, session: number): Phases {
+  const marks: Partial<Record<string, number>> = {};
+  for (const line of log.split('\n')) {
+    let j: { time?: string; msg?: string; from?: string; to?: string };
+    try {
+      j = JSON.parse(line) as typeof j;
+    } catch {
+      continue;
+    }
+    const t = Date.parse(j.time ?? '');
+    const key =
+      j.msg === 'wiring' ? 'wiring'
+      : j.msg === 'slot checked' ? 'slot'
+      : j.msg === 'policy loaded' ? 'policy'
+      : j.msg === 'guards built' ? 'guards'
+      : j.msg === 'agent built' ? 'wired'
+      : j.msg === 'health server listening' ? 'health'
+      : j.msg === 'state' && j.to === 'preflight' ? 'preflight'
+      : j.msg === 'state' && j.from === 'preflight' ? 'cleaning'
+      : j.msg === 'state' && j.from === 'cleaning' ? 'cleaned'
+      : j.msg === 'state' && j.from === 'verifying' ? 'verified'
+      : j.msg === 'runner registered' ? 'registered'
+      : j.msg === 'listener started' ? 'listener'
+      : undefined;
+    if (key && marks[key] === undefined && Number.isFinite(t)) marks[key] = t;
+  }
+  marks.session = session;
+  const out: Phases = {};
+  let prev = wall0;
+  for (const [key] of PHASE_LABELS) {
+    const t = marks[key];
+    if (t === undefined) continue;
+    out[key] = t - prev;
+    prev = t;
+  }
+  return out;
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
@@ -92,6 +160,14 @@ async function makeHost(lab: string, fake: FakeGitHub): Promise<{ configFile: st
       `  containers: { socket: ${path.join(lab, 'no-docker.sock')} }`,
       // No container engine on a bench host: no per-job engine to prepare.
       'docker: { mode: none }',
+      // The whole-host integrity check stays on, scoped as the demo scopes it: on a shared machine
+      // other processes add users, mounts and /tmp files the bench did not cause (drift would
+      // quarantine the host and no listener would ever poll).
+      'host:',
+      '  integrity:',
+      ...(INTEGRITY === 'off'
+        ? ['    enabled: false']
+        : ['    surfaces: [usr-local, opt-srv, root-home, authorized-keys, cron, systemd, modules, sysctl]', '    exceptions: ["/root/.npm/**"]']),
       '',
     ].join('\n'),
   );
@@ -163,23 +239,43 @@ async function main(): Promise<void> {
     execFileSync(NODE, [bin, 'baseline', '--config', host.configFile], { stdio: 'ignore', env });
     console.log(`[node] ${execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim()} (${NODE})`);
 
+    // Node's own start and the bundle's load, apart from the agent: `node -e 0` and an import of
+    // the bundle that runs nothing (main.ts runs only as the entry point).
+    const bundleUrl = new URL(`file://${path.join(dist, 'runner-warden.mjs')}`).href;
+    const nodeStartMs: number[] = [];
+    const bundleLoadMs: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      let t = performance.now();
+      execFileSync(NODE, ['-e', '0'], { env });
+      nodeStartMs.push(performance.now() - t);
+      t = performance.now();
+      execFileSync(NODE, ['--input-type=module', '-e', `await import(${JSON.stringify(bundleUrl)})`], { env });
+      bundleLoadMs.push(performance.now() - t);
+    }
+
     const startMs: number[] = [];
+    const phases: Phases[] = [];
     const agentMem: Mem[] = [];
     const bareMem: Mem[] = [];
     for (let i = 0; i < RUNS; i++) {
-      const session = new Promise<number>((resolve) => fake.events.once('session-created', () => resolve(performance.now())));
+      const session = new Promise<number>((resolve) => fake.events.once('session-created', () => resolve(Date.now())));
       const t0 = performance.now();
-      const logFd = LOG && i === 0 ? (await import('node:fs')).openSync(LOG, 'w') : 'ignore';
+      const wall0 = Date.now();
+      // Every run logs at debug level to its own file: the breakdown is read from its timestamps.
+      const logFile = LOG && i === 0 ? LOG : path.join(lab, `run-${i + 1}.log`);
+      const logFd = (await import('node:fs')).openSync(logFile, 'w');
       const agent = spawn(NODE, [bin, 'run', '--config', host.configFile], {
         stdio: ['ignore', logFd, 'inherit'],
-        env: { ...env, ...(logFd !== 'ignore' ? { RUNNER_WARDEN_LOG_LEVEL: 'debug' } : {}) },
+        env: { ...env, RUNNER_WARDEN_LOG_LEVEL: 'debug' },
       });
-      const to = sleep(120_000).then(() => -1);
+      const to = sleep(SESSION_TIMEOUT_MS).then(() => -1);
       const at = await Promise.race([session, to]);
-      if (at < 0) throw new Error(`run ${i + 1}: no listener session within 120 s`);
-      startMs.push(at - t0);
+      if (at < 0) await stopChild(agent);
+      if (at < 0) throw new Error(`run ${i + 1}: no listener session within ${SESSION_TIMEOUT_MS / 1000} s (log: ${logFile})`);
+      startMs.push(performance.now() - t0);
       await sleep(SETTLE_MS);
       agentMem.push(await memOf(agent.pid as number));
+      phases.push(phasesOf(await readFile(logFile, 'utf8'), wall0, at));
       // The baseline: a bare node process, idle, in the same run.
       const bare = spawn(NODE, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env });
       await sleep(SETTLE_MS);
@@ -190,8 +286,15 @@ async function main(): Promise<void> {
       await rm(path.join(host.stateDir, 'state.json'), { force: true });
     }
     const fmt = (xs: number[], unit: string, digits = 1): string => `median ${median(xs).toFixed(digits)} ${unit}, max ${Math.max(...xs).toFixed(digits)} ${unit}`;
-    console.log(`\n[cold start] spawn of \`runner-warden run\` → listener session on the fake API (its first poll follows), ${RUNS} runs`);
+    console.log(`\n[cold start] spawn of \`runner-warden run\` → listener session on the fake API (its first poll follows), ${RUNS} runs, integrity check ${INTEGRITY}`);
     console.log(`  ${fmt(startMs, 'ms', 0)} (each: ${startMs.map((x) => x.toFixed(0)).join(', ')}) target ≤ 1000 ms`);
+    console.log(`  breakdown (median of ${RUNS} runs, ms; from the agent's log timestamps, each phase from the end of the one above):`);
+    console.log(`    node start alone (\`node -e 0\`, separate processes)        ${fmt(nodeStartMs, 'ms', 0)}`);
+    console.log(`    node start + bundle import (nothing run)                  ${fmt(bundleLoadMs, 'ms', 0)}`);
+    for (const [key, label] of PHASE_LABELS) {
+      const xs = phases.map((p) => p[key]).filter((x): x is number => x !== undefined);
+      if (xs.length > 0) console.log(`    ${label.padEnd(58)}${fmt(xs, 'ms', 0)}`);
+    }
     const col = (ms: Mem[], k: keyof Mem): number[] => ms.map((m) => m[k]);
     console.log(`\n[idle memory] ${SETTLE_MS / 1000} s after the listener's session, ${RUNS} runs (MiB)`);
     for (const [label, ms] of [['agent (installed bundle)', agentMem], ['bare `node -e`', bareMem]] as const) {

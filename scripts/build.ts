@@ -7,6 +7,9 @@
  *                                 API; imported by `runner-warden demo` only
  *   dist/runner-warden-aws.mjs    the AWS SDK, imported by the aws-asg recycle provider when it
  *                                 recycles (once in a host's life)
+ *   dist/container-hooks.js       the container hooks (src/container-hooks/main.ts) the runner
+ *                                 runs with its own node for container: and services: jobs
+ *                                 (ACTIONS_RUNNER_CONTAINER_HOOKS names it; the runner takes .js)
  *   dist/THIRD-PARTY-NOTICES.txt  the licences of the bundled packages
  *
  * The JSON Schemas are compiled at build time (scripts/build-schemas.ts); the bundle carries the
@@ -26,6 +29,8 @@ import { buildSchemas, type GeneratedSchemas } from './build-schemas.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Node 20.19 is the oldest line the agent supports (package.json engines). */
 const TARGET = 'node20.19';
+/** The container hooks' file in dist/: src/container-hooks/hooks.sh and the images name it. */
+export const CONTAINER_HOOKS_FILE = 'container-hooks.js';
 /** Bundled CommonJS dependencies call require(); an ESM bundle gets one from node:module. */
 const REQUIRE_BANNER =
   "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);";
@@ -152,6 +157,9 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
     build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/main.ts')], outfile: path.join(outDir, 'runner-warden.mjs'), plugins }),
     // The demo: the agent again, plus the simulator and the fake API (never loaded by `run`).
     build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/demo.ts')], outfile: path.join(outDir, 'runner-warden-demo.mjs'), plugins }),
+    // The container hooks: a program of their own, started by the runner once per hook call.
+    // An ES module like the rest (the tree's package.json says "type": "module").
+    build({ ...common, entryPoints: [path.join(ROOT, 'src/container-hooks/main.ts')], outfile: path.join(outDir, CONTAINER_HOOKS_FILE) }),
     // The AWS SDK, loaded by the aws-asg recycle provider when it recycles (once per host life).
     build({
       ...common,

@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { buildBundle } from './build.js';
+import { buildBundle, CONTAINER_HOOKS_FILE } from './build.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DEB_ARCH = 'amd64';
@@ -64,7 +64,7 @@ async function copy(from: string, to: string, mode = 0o644): Promise<void> {
 async function programTree(dir: string, dist: string, pkg: Pkg): Promise<void> {
   await copy(path.join(ROOT, 'bin/runner-warden.js'), path.join(dir, 'bin/runner-warden.js'), 0o755);
   for (const f of await readdir(dist)) {
-    if (f.endsWith('.mjs') || f === 'THIRD-PARTY-NOTICES.txt') await copy(path.join(dist, f), path.join(dir, 'dist', f));
+    if (f.endsWith('.mjs') || f === CONTAINER_HOOKS_FILE || f === 'THIRD-PARTY-NOTICES.txt') await copy(path.join(dist, f), path.join(dir, 'dist', f));
   }
   // bin/runner-warden.js is an ES module; this is all of package.json it needs.
   const manifest = { name: 'runner-warden', version: pkg.version, type: 'module', engines: pkg.engines, bin: { 'runner-warden': 'bin/runner-warden.js' } };

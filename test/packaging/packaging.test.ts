@@ -20,6 +20,7 @@ import { loadHostConfig } from '../../src/policy/load.js';
 import { parseRecycleConfig, SERVICE_ACCOUNT_DIR } from '../../src/recycle/config.js';
 import { createRecycler } from '../../src/recycle/chain.js';
 import { DEFAULT_TIMEOUTS } from '../../src/agent/timeouts.js';
+import { CONTAINER_HOOKS_FILE } from '../../scripts/build.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PKG = path.join(REPO, 'packaging');
@@ -494,6 +495,13 @@ test('the Dockerfile builds with install.sh, runs the agent under tini and ships
   assert.match(body, /runner-warden validate /);
   assert.match(body, /runner-warden baseline /);
   assert.match(body, /sha256sum -c/, 'the runner download must be checked');
+  // Container jobs inside the container: the runner's .env names the bundled hooks the build
+  // writes (scripts/build.ts), under the prefix install.sh installs to, before the baseline.
+  const hooks = /ACTIONS_RUNNER_CONTAINER_HOOKS=(\S+)" >> \/opt\/actions-runner\/\.env/.exec(body);
+  assert.ok(hooks, "the image must configure container hooks in the runner's .env");
+  assert.equal(hooks[1], `/opt/runner-warden/dist/${CONTAINER_HOOKS_FILE}`, 'the hooks path must be the installed bundle');
+  assert.match(await readFile(INSTALL, 'utf8'), /^PREFIX=\$\{PREFIX:-\/opt\/runner-warden\}|PREFIX=\/opt\/runner-warden/m, 'install.sh installs under /opt/runner-warden');
+  assert.ok(body.indexOf('ACTIONS_RUNNER_CONTAINER_HOOKS') < body.indexOf('runner-warden baseline'), 'the .env must be in place before the baseline records the runner installation');
   // Every path COPY takes from the build context exists.
   for (const m of body.matchAll(/^COPY (?!--from)(.+)$/gm)) {
     const parts = (m[1] as string).trim().split(/\s+/);

@@ -57,6 +57,7 @@ test('the tarball holds the bundle, bin, unit, example config, policies, man pag
     'completions/runner-warden.bash',
     'config.example.yaml',
     'dist/THIRD-PARTY-NOTICES.txt',
+    'dist/container-hooks.js',
     'dist/runner-warden-aws.mjs',
     'dist/runner-warden-demo.mjs',
     'dist/runner-warden.mjs',
@@ -95,6 +96,27 @@ test('every command answers --help, and a bad config is refused naming the file,
   assert.match(v.stdout + v.stderr, /runner\.root: expected an absolute path, got "opt\/actions-runner" \(relative\)/);
   const version = await run(process.execPath, [bin, 'version']);
   assert.equal(version.stdout.trim(), (JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version);
+});
+
+test('the bundled container hooks run with node alone and refuse what the agent did not allow, naming why', async () => {
+  const hooks = path.join(inst, 'dist/container-hooks.js');
+  const call = (input: string, env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      const c = execFile(process.execPath, [hooks], { encoding: 'utf8', env: { PATH: process.env.PATH, ...env } }, (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+      );
+      c.stdin?.end(input);
+    });
+  const garbled = await call('not json\n', {});
+  assert.equal(garbled.code, 1, garbled.stderr);
+  assert.match(garbled.stdout, /^::error::stdin: expected one JSON document/m);
+  // A host whose policy gives jobs no engine (docker.mode none): the agent's root-owned policy file.
+  const policy = path.join(lab.root, 'hooks-policy.json');
+  await writeFile(policy, JSON.stringify({ mode: 'none' }), { mode: 0o644 });
+  const none = await call(`${JSON.stringify({ command: 'prepare_job', responseFile: path.join(lab.root, 'response.json'), args: {}, state: {} })}\n`, { CONTAINER_HOOKS_DOCKER_POLICY: policy });
+  assert.equal(none.code, 1, none.stderr);
+  assert.match(none.stdout, /^::error::.*no container engine \(docker\.mode: none\)/m);
+  assert.equal(none.stderr, '', 'no stack trace: the job log gets one ::error:: line');
 });
 
 test('under a stand-in for systemd: READY=1 after /healthz answers, pings stop while wedged, journald priorities, STOPPING=1', { timeout: 420_000 }, async () => {
@@ -166,6 +188,6 @@ test('npm pack publishes only what runs', async () => {
   assert.equal(r.code, 0, r.stderr);
   const files = (JSON.parse(r.stdout) as { files: { path: string }[] }[])[0]?.files.map((f) => f.path) ?? [];
   assert.ok(files.includes('bin/runner-warden.js') && files.includes('LICENSE') && files.includes('package.json'));
-  const allowed = /^(bin\/runner-warden\.js|dist\/[^/]+\.mjs|dist\/THIRD-PARTY-NOTICES\.txt|policies\/[^/]+\.yaml|packaging\/(config\.example\.yaml|systemd\/runner-warden\.service|man\/runner-warden\.1|completions\/[^/]+)|LICENSE|README\.md|package\.json)$/;
+  const allowed = /^(bin\/runner-warden\.js|dist\/[^/]+\.mjs|dist\/container-hooks\.js|dist\/THIRD-PARTY-NOTICES\.txt|policies\/[^/]+\.yaml|packaging\/(config\.example\.yaml|systemd\/runner-warden\.service|man\/runner-warden\.1|completions\/[^/]+)|LICENSE|README\.md|package\.json)$/;
   assert.deepEqual(files.filter((f) => !allowed.test(f)), []);
 });
