@@ -23,7 +23,7 @@ import { existsSync, readFileSync, watch } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { createWorld, testPolicy, until, type World } from '../helpers/world.js';
+import { agentPolicy, createWorld, until, type World } from './agent-world.js';
 import { readPersistedState, startAgentProcess, waitForState, type AgentProcess, type LogLine } from '../helpers/agent-process.js';
 import { processesOfUid } from '../../src/cleanup/proc.js';
 import { Journal, type JobRecord } from '../../src/agent/journal.js';
@@ -93,7 +93,7 @@ interface Case {
 
 /** Policy with cleanup.commands.before sleeping while `marker` exists (only the targeted pass is slow). */
 function slowCleaningPolicy(c: Ctx): Record<string, unknown> {
-  const base = testPolicy(c.w.lab);
+  const base = agentPolicy(c.w.lab);
   return {
     cleanup: {
       ...(base.cleanup as Record<string, unknown>),
@@ -385,7 +385,7 @@ async function runCase(c: Case): Promise<void> {
       expected: new Map(),
       notes: {},
     };
-    if (c.policy) await writeFile(path.join(w.policyDir, 'test.yaml'), stringify(testPolicy(w.lab, c.policy(ctx))));
+    if (c.policy) await writeFile(path.join(w.policyDir, 'test.yaml'), stringify(agentPolicy(w.lab, c.policy(ctx))));
     // The image step: a baseline of the runner user's home (no host is called clean without one).
     await (await w.runtime()).close();
     await c.arm?.(ctx);

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createWorld, jobRecords, until } from '../helpers/world.js';
+import { createWorld, jobRecords, until } from './agent-world.js';
 import { waitForChild } from '../../src/lib/process.js';
 import { processesOfUid } from '../../src/cleanup/proc.js';
 

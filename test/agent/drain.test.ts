@@ -1,7 +1,7 @@
 /** Draining: SIGTERM (or `runner-warden drain`) while idle and while a job runs. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWorld, jobRecords, until } from '../helpers/world.js';
+import { createWorld, jobRecords, until } from './agent-world.js';
 
 test('draining while idle deletes the registration, stops the listener and exits 0', async (t) => {
   const w = await createWorld();

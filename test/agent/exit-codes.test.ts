@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readlink } from 'node:fs/promises';
 import path from 'node:path';
-import { createWorld, jobRecords, until } from '../helpers/world.js';
+import { createWorld, jobRecords, until } from './agent-world.js';
 import type { JournalRecord } from '../../src/agent/journal.js';
 
 const ok = [{ name: 'ok', run: 'echo fine' }];

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWorld, until } from '../helpers/world.js';
+import { createWorld, until } from './agent-world.js';
 import { createOctokitPort } from '../../src/github/octokit.js';
 import { systemClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';

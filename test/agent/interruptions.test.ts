@@ -1,7 +1,7 @@
 /** Spot interruption and Auto Scaling lifecycle notices from IMDS start a drain that recycles the host. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWorld, jobRecords, until } from '../helpers/world.js';
+import { createWorld, jobRecords, until } from './agent-world.js';
 import { startFakeAws } from '../../src/sim/aws/fake-aws.js';
 import { watchInterruptions, type InterruptionNotice } from '../../src/recycle/interruptions.js';
 import { systemClock } from '../../src/lib/clock.js';

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { createWorld, jobRecords } from '../helpers/world.js';
+import { createWorld, jobRecords } from './agent-world.js';
 
 const STEP_SNOOP = (drop: string) =>
   [

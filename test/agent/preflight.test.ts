@@ -9,7 +9,7 @@ import http from 'node:http';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createWorld, testPolicy, until } from '../helpers/world.js';
+import { agentPolicy, createWorld, until } from './agent-world.js';
 import { probeEngine, waitForEngine } from '../../src/cleanup/engine-inventory.js';
 import { systemClock } from '../../src/lib/clock.js';
 import type { JournalRecord } from '../../src/agent/journal.js';
@@ -59,7 +59,7 @@ test('a host whose container engine never answers is quarantined before it regis
   // A socket path that exists but where nothing listens: a dockerd that failed to start.
   const sock = path.join(w.lab.root, 'dead-docker.sock');
   await writeFile(sock, '');
-  await writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(testPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })));
+  await writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })));
   const started = Date.now();
   const { exit, jobs, records } = await w.runToEnd();
   assert.equal(exit.code, 4, `quarantine recycles through the exit provider: ${exit.reason}`);
@@ -102,13 +102,13 @@ test('an agent restarted on a host that already served its policy limit recycles
   const w = await createWorld({ runner: { maxJobs: 1 }, config: { recycle: { provider: 'exit', exitCode: 5 } } });
   t.after(() => w.dispose());
   const policyFile = path.join(w.policyDir, 'test.yaml');
-  await writeFile(policyFile, JSON.stringify(testPolicy(w.lab, { host: { maxJobs: 2 } })));
+  await writeFile(policyFile, JSON.stringify(agentPolicy(w.lab, { host: { maxJobs: 2 } })));
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'ok', run: 'true' }] });
   const first = await w.runToEnd();
   assert.equal(first.exit.code, 0, first.exit.reason);
   assert.equal(first.jobs.length, 1);
   // The team lowers its limit to one job per host; the agent is started again on the same host.
-  await writeFile(policyFile, JSON.stringify(testPolicy(w.lab, { host: { maxJobs: 1 } })));
+  await writeFile(policyFile, JSON.stringify(agentPolicy(w.lab, { host: { maxJobs: 1 } })));
   const calls = w.fake.restCalls({ path: /generate-jitconfig/ });
   const second = await w.runToEnd();
   assert.equal(second.exit.code, 5, `recycled through the exit provider: ${second.exit.reason}`);
@@ -123,7 +123,7 @@ test('a container engine that does not answer shows in /metrics and /status; one
   t.after(() => w.dispose());
   const sock = path.join(w.lab.root, 'engine.sock');
   await writeFile(sock, ''); // the socket file left behind by a daemon that died
-  await writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(testPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })));
+  await writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })));
   const rt = await w.runtime();
   t.after(() => rt.close());
   const engineUp = async (): Promise<string | undefined> => /^runner_warden_container_engine_up (\d)$/m.exec(await rt.metrics.render())?.[1];

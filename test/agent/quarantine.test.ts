@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { appendFile } from 'node:fs/promises';
 import path from 'node:path';
 import assert from 'node:assert/strict';
-import { createWorld } from '../helpers/world.js';
+import { createWorld } from './agent-world.js';
 import { startAgentProcess, waitForState } from '../helpers/agent-process.js';
 import { main } from '../../src/cli/main.js';
 import { captureIo } from '../helpers/io.js';

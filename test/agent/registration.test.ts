@@ -1,7 +1,7 @@
 /** Registration under API failure: backoff on the injected clock, state registering, no crash. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createWorld, jobRecords } from '../helpers/world.js';
+import { createWorld, jobRecords } from './agent-world.js';
 import { ManualClock } from '../../src/lib/clock.js';
 
 /**

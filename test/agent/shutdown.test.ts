@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createWorld, testPolicy, until, SIM_ENV, type World } from '../helpers/world.js';
+import { agentPolicy, createWorld, until, SIM_ENV, type World } from './agent-world.js';
 import { startDockerd, importBusybox } from '../helpers/dockerd.js';
 import { DockerApi } from '../../src/cleanup/docker-api.js';
 import { systemClock, type Clock } from '../../src/lib/clock.js';
@@ -74,7 +74,7 @@ test('a drain that outlives its grace: no completed hook, the job containers, ne
   await fsp.chmod(path.dirname(d.socket), 0o711);
   await fsp.chown(d.socket, 0, w.lab.user.gid);
   await fsp.chmod(d.socket, 0o660);
-  await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(testPolicy(w.lab, { docker: { mode: 'host' }, cleanup: { ...(testPolicy(w.lab).cleanup as object), containers: { socket: d.socket } } })));
+  await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { docker: { mode: 'host' }, cleanup: { ...(agentPolicy(w.lab).cleanup as object), containers: { socket: d.socket } } })));
   w.fake.enqueueJob({
     repository: 'octo/app',
     steps: [
@@ -109,7 +109,7 @@ test('a job over limits.maxJobMinutes is stopped the same way: result as the run
   const clock: Clock = { now: () => systemClock.now(), sleep: (ms, signal) => systemClock.sleep(ms === 60_000 ? 2_000 : ms, signal) };
   const w = await createWorld({ timeouts: { listenerStopGraceMs: 20_000 }, runner: { env: SHORT_STOP, maxJobs: 1 } });
   t.after(() => w.dispose());
-  await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(testPolicy(w.lab, { limits: { maxJobMinutes: 1 } })));
+  await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { limits: { maxJobMinutes: 1 } })));
   w.fake.enqueueJob({ repository: 'octo/app', steps: checkoutThenHang });
   const rt = await w.runtime({ clock });
   const exit = await rt.agent.run(AbortSignal.timeout(60_000));

@@ -10,7 +10,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import { createWorld, jobRecords, until, SIM_ENV, type World, type WorldOptions } from '../helpers/world.js';
+import { createWorld, jobRecords, until, SIM_ENV, type World, type WorldOptions } from './agent-world.js';
 import { createLogger, type Logger } from '../../src/lib/log.js';
 import { GitHubApiError } from '../../src/lib/errors.js';
 import { createOctokitPort } from '../../src/github/octokit.js';
