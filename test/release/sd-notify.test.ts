@@ -15,47 +15,57 @@ import { startNotifySocket } from './notify-socket.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Waits for `pred`, bounded generously: on a loaded two-core machine one systemd-notify run can take a second. */
+async function until(what: string, pred: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(50)) if (await pred()) return;
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
 test('READY=1 waits for readiness; the watchdog is fed while alive and starves while the loop is wedged', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'rw-sdnotify-'));
   const sock = await startNotifySocket(dir);
+  let ready = false;
+  let alive = true;
+  const n = startSystemdNotify({
+    socket: sock.path,
+    watchdogUsec: 600_000, // 600 ms: a ping every 200 ms
+    ready: async () => ready,
+    alive: () => alive,
+    clock: systemClock,
+    log: silentLogger(),
+    env: { PATH: process.env.PATH },
+  });
+  // Stopped whatever an assertion says: a running notifier would hold the test process forever.
+  let stopped = false;
   try {
-    let ready = false;
-    let alive = true;
-    const n = startSystemdNotify({
-      socket: sock.path,
-      watchdogUsec: 600_000, // 600 ms: a ping every 200 ms
-      ready: async () => ready,
-      alive: () => alive,
-      clock: systemClock,
-      log: silentLogger(),
-      env: { PATH: process.env.PATH },
-    });
     await sleep(800);
     assert.equal((await sock.messages()).filter((m) => m.vars.includes('READY=1')).length, 0, 'READY=1 before the agent served');
     const readyAt = Date.now();
     ready = true;
     await n.readySent;
-    await sleep(800);
-    const before = await sock.messages();
-    const firstReady = before.find((m) => m.vars.includes('READY=1'));
+    const firstReady = (await sock.messages()).find((m) => m.vars.includes('READY=1'));
     assert.ok(firstReady && firstReady.at >= readyAt - 5, 'READY=1 sent once ready');
-    assert.ok(before.filter((m) => m.vars.includes('WATCHDOG=1')).length >= 4, `pings while alive: ${JSON.stringify(before)}`);
+    const watchdogs = async (after: number): Promise<number> => (await sock.messages()).filter((m) => m.at > after && m.vars.includes('WATCHDOG=1')).length;
+    await until('three pings while alive', async () => (await watchdogs(readyAt)) >= 3);
 
     alive = false;
-    await sleep(300); // a ping already on its way may still land
+    // Pings are sent one after another: at most one already started may still land, late on a
+    // loaded machine. Then two watchdog intervals and more without a ping: systemd would kill.
+    await sleep(3_000);
     const wedgedFrom = Date.now();
-    await sleep(1_200); // two watchdog intervals: systemd would have killed the agent
-    const starving = (await sock.messages()).filter((m) => m.at > wedgedFrom && m.vars.includes('WATCHDOG=1'));
-    assert.deepEqual(starving, [], 'no ping while the loop is not alive');
+    await sleep(1_500);
+    assert.equal(await watchdogs(wedgedFrom), 0, 'no ping while the loop is not alive');
 
     alive = true;
-    await sleep(700);
-    assert.ok((await sock.messages()).some((m) => m.at > wedgedFrom + 1_200 && m.vars.includes('WATCHDOG=1')), 'pings again once alive');
+    const aliveAgain = Date.now();
+    await until('pings again once alive', async () => (await watchdogs(aliveAgain)) >= 1);
     await n.stop();
+    stopped = true;
     // systemd-notify follows each message with BARRIER=1 and waits until systemd has read it.
     const last = (await sock.messages()).filter((m) => !m.vars.includes('BARRIER=1')).at(-1);
     assert.deepEqual(last?.vars, ['STOPPING=1']);
   } finally {
+    if (!stopped) await n.stop();
     await sock.close();
     await rm(dir, { recursive: true, force: true });
   }
