@@ -70,7 +70,6 @@ export class WarmEngine {
       return launch(layout, abort.signal);
     })().catch((err: unknown) => {
       log.warn({ err: describeError(err) }, 'the warm engine did not start; the next job gets a cold start');
-      this.track(deleteDir(dir));
       return undefined;
     });
     const timer = setTimeout(() => void this.discard(), WARM_UNCLAIMED_MS);
@@ -89,7 +88,7 @@ export class WarmEngine {
     clearTimeout(slot.timer);
     const l = await slot.ready;
     if (l && slot.key === key && pidAlive(l.rec.pid) && (await ping(l.layout.socket))) return l;
-    if (l) this.track(stop(l, slot.dir));
+    this.track(l ? stop(l, slot.dir) : deleteDir(slot.dir));
     return undefined;
   }
 
@@ -101,7 +100,7 @@ export class WarmEngine {
     clearTimeout(slot.timer);
     slot.abort.abort();
     const l = await slot.ready;
-    if (l) this.track(stop(l, slot.dir));
+    this.track(l ? stop(l, slot.dir) : deleteDir(slot.dir));
   }
 }
 
