@@ -5,16 +5,19 @@
  * - classes with more than MAX_METHODS methods (counted by TypeScript's parser, not by regex);
  * - comments that name an issue or a document outside the repository (target: none);
  * - imports against the layering (scripts/import-rules.ts; target: none);
- * - how long `npm run test:unit` takes (target: ≤ UNIT_SECONDS s), unless --no-unit.
+ * - how long `npm run test:unit` takes (target: ≤ UNIT_SECONDS s), unless --no-unit. The target
+ *   is "without root": started as root, the script runs it as `nobody` (unit-user.ts) and says so.
  *
  * Exits 1 when a target is missed, so CI can run it. Run from anywhere inside the repository.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { importViolations, sourceFiles } from './import-rules.js';
+import { unprivilegedRun } from './unit-user.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** One concern per file: a file past this many lines holds more than one (docs/decisions.md). */
@@ -70,6 +73,22 @@ function classesOf(file: string, text: string): Array<{ file: string; name: stri
   return out;
 }
 
+/**
+ * CPU seconds (user + system) of this process's finished children, from /proc (Linux): with the
+ * wall time and the load average it tells a slow machine from a slow test layer.
+ */
+function childCpuSeconds(): number | undefined {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+    // Fields 16 and 17 of proc(5) (cutime, cstime); `fields` starts at field 3.
+    return (Number(fields[13]) + Number(fields[14])) / ticks;
+  } catch {
+    return undefined;
+  }
+}
+
 function main(): number {
   const runUnit = !process.argv.includes('--no-unit');
   let missed = 0;
@@ -105,25 +124,36 @@ function main(): number {
   if (violations.length > 0) missed++;
 
   if (runUnit) {
-    const started = process.hrtime.bigint();
-    const r = spawnSync('npm', ['run', '--silent', 'test:unit'], {
-      cwd: ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      encoding: 'utf8',
-      timeout: UNIT_TIMEOUT_MS,
-    });
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    if (r.error || r.status === null) {
-      console.log(`npm run test:unit: did not finish (${r.error?.message ?? `signal ${r.signal ?? '?'}`})`);
-      missed++;
-    } else if (r.status !== 0 && /missing script/i.test(r.stderr)) {
-      console.log('npm run test:unit: no such script yet');
-      missed++;
-    } else {
-      console.log(
-        `npm run test:unit: ${seconds.toFixed(1)} s (target ≤ ${UNIT_SECONDS} s), exit ${r.status}${process.getuid?.() === 0 ? ', run as root' : ''}`,
-      );
-      if (r.status !== 0 || seconds > UNIT_SECONDS) missed++;
+    const as = process.getuid?.() === 0 ? unprivilegedRun(ROOT) : undefined;
+    if (as) console.log(`npm run test:unit: started as root, so run as ${as.user} (uid ${as.uid})${as.copied ? ' on a copy it can read' : ''}`);
+    try {
+      const started = process.hrtime.bigint();
+      const cpuBefore = childCpuSeconds();
+      const r = spawnSync('npm', ['run', '--silent', 'test:unit'], {
+        cwd: as?.root ?? ROOT,
+        stdio: ['ignore', 'ignore', 'pipe'],
+        encoding: 'utf8',
+        timeout: UNIT_TIMEOUT_MS,
+        ...(as ? { uid: as.uid, gid: as.gid, env: as.env } : {}),
+      });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const cpuAfter = childCpuSeconds();
+      const cpu = cpuBefore === undefined || cpuAfter === undefined ? '' : `; ${(cpuAfter - cpuBefore).toFixed(1)} s of CPU`;
+      const load = `load average ${loadavg()[0]?.toFixed(1) ?? '?'} on ${availableParallelism()} cores`;
+      if (r.error || r.status === null) {
+        console.log(`npm run test:unit: did not finish (${r.error?.message ?? `signal ${r.signal ?? '?'}`})`);
+        missed++;
+      } else if (r.status !== 0 && /missing script/i.test(r.stderr)) {
+        console.log('npm run test:unit: no such script yet');
+        missed++;
+      } else {
+        const who = as ? `as ${as.user}` : process.getuid?.() === 0 ? 'as root' : 'without root';
+        console.log(`npm run test:unit: ${seconds.toFixed(1)} s (target ≤ ${UNIT_SECONDS} s), exit ${r.status}, run ${who}${cpu}, ${load}`);
+        if (r.status !== 0) console.log(r.stderr.split('\n').slice(-20).join('\n'));
+        if (r.status !== 0 || seconds > UNIT_SECONDS) missed++;
+      }
+    } finally {
+      as?.cleanup();
     }
   }
   console.log(missed === 0 ? 'All targets met.' : `Targets missed: ${missed}`);

@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { importViolations, importsOf, ruleBroken } from '../../scripts/import-rules.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** Every violation of the repository, read once (reading every import is the costly part). */
+let found: ReturnType<typeof importViolations> | undefined;
+const violations = (): ReturnType<typeof importViolations> => (found ??= importViolations(ROOT));
 
 test('every kind of import is read: static, type-only, re-export, side effect and dynamic', () => {
   const text = [
@@ -61,18 +64,18 @@ test('the rules allow the layers downwards and refuse every way back up or acros
 });
 
 test('no file in src imports against the direction', () => {
-  const found = importViolations(ROOT).filter((v) => v.file.startsWith('src/'));
+  const inSrc = violations().filter((v) => v.file.startsWith('src/'));
   assert.deepEqual(
-    found.map((v) => `${v.file} → ${v.target}: ${v.rule}`),
+    inSrc.map((v) => `${v.file} → ${v.target}: ${v.rule}`),
     [],
     'an import breaks the layering',
   );
 });
 
 test('bench/ imports nothing from test/', () => {
-  const found = importViolations(ROOT).filter((v) => v.file.startsWith('bench/'));
+  const inBench = violations().filter((v) => v.file.startsWith('bench/'));
   assert.deepEqual(
-    found.map((v) => `${v.file} → ${v.target}`),
+    inBench.map((v) => `${v.file} → ${v.target}`),
     [],
     'a benchmark imports test code',
   );
