@@ -76,6 +76,8 @@ export interface WireOptions {
   hostname?: string;
   /** PATH for the listener. */
   listenerPath?: string;
+  /** Prefix of the file surfaces the integrity check reads (tests and benches: a built root). */
+  integrityRoot?: string;
 }
 
 /** Wires everything; throws ConfigError / PolicyError / RunnerInstallError for the CLI to map to 78. */
@@ -107,7 +109,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   // The image cache's hits, misses and bytes on /metrics, read from its debug server at scrape time.
   registerMirrorMetrics(metrics.registry, () => mirrorDebugAddress(policies.current().docker.mirror), () => (policies.current().docker.mirror ? DEFAULT_MIRROR_STORAGE : undefined));
   // The per-job container engine, the sudo grant and the whole-host integrity check.
-  const { guards, engineGuard } = await buildGuards({ slot, policy: policies.current(), firstBoot, log });
+  const { guards, engineGuard } = await buildGuards({ slot, policy: policies.current(), firstBoot, log, ...(o.integrityRoot ? { integrityRoot: o.integrityRoot } : {}) });
   log.debug({ guards: guards.map((g) => g.name) }, 'guards built');
   const adapter = o.github ? undefined : await createGitHubAdapter(config, { env: o.env, configFile: o.configFile, clock, log, metrics });
   const github = o.github ?? (adapter as NonNullable<typeof adapter>).github;

@@ -22,6 +22,11 @@ export interface HostGuardsOptions {
   firstBoot: boolean;
   /** The agent's own pid (never a drift process). */
   agentPid: number;
+  /**
+   * Prefix of the file surfaces the integrity check reads (default '/'; tests and benches point it
+   * at a built root). The sudo grant is always the real one: sudo reads the real /etc/sudoers.d.
+   */
+  root?: string;
   log: Logger;
 }
 
@@ -32,6 +37,7 @@ export async function createHostGuards(o: HostGuardsOptions): Promise<JobGuard<P
   if (o.firstBoot && p.enabled && !existsSync(integrityPaths(o.slot.stateDir).baseline)) {
     o.log.info({ stateDir: o.slot.stateDir }, 'no system baseline: recording the host as it is on this first boot');
     await takeSystemBaseline({
+      ...(o.root ? { root: o.root } : {}),
       stateDir: o.slot.stateDir,
       surfaces: p.surfaces,
       exceptions: exceptionPatterns(p),
@@ -42,6 +48,6 @@ export async function createHostGuards(o: HostGuardsOptions): Promise<JobGuard<P
   }
   return [
     new SudoGuard({ user: o.slot.user }),
-    new IntegrityGuard({ stateDir: o.slot.stateDir, excluded, user: o.slot.user, skipPids: [o.agentPid] }),
+    new IntegrityGuard({ ...(o.root ? { root: o.root } : {}), stateDir: o.slot.stateDir, excluded, user: o.slot.user, skipPids: [o.agentPid] }),
   ];
 }
