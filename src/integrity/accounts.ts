@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { HostIdentity } from './types.js';
+import type { ByStat } from './stat-cache.js';
 
 type Objects = Record<string, string>;
 
@@ -59,14 +60,30 @@ export async function readPackages(root: string): Promise<Objects> {
   return out;
 }
 
-/** The identity of this image: machine id, running kernel, and a digest of the package set. */
-export async function readIdentity(root: string, proc: string, packages: Objects): Promise<HostIdentity> {
-  const lines = Object.entries(packages).map(([k, v]) => `${k} ${v}`).sort();
+/** The package set and its digest (sha256 of the sorted `package version` lines). */
+export interface PackageSet {
+  objects: Objects;
+  digest: string;
+  count: number;
+}
+
+/** The package set under `root`; with `cache`, parsed again only when the database file changed. */
+export async function readPackageSet(root: string, cache?: ByStat<PackageSet>): Promise<PackageSet> {
+  const compute = async (): Promise<PackageSet> => {
+    const objects = await readPackages(root);
+    const lines = Object.entries(objects).map(([k, v]) => `${k} ${v}`).sort();
+    return { objects, digest: lines.length ? createHash('sha256').update(lines.join('\n')).digest('hex') : '', count: lines.length };
+  };
+  return cache ? cache.get(path.join(root, 'var/lib/dpkg/status'), compute) : compute();
+}
+
+/** The identity of this image: machine id, running kernel, and the digest of the package set. */
+export async function readIdentity(root: string, proc: string, packages: PackageSet): Promise<HostIdentity> {
   return {
     machineId: (await readText(path.join(root, 'etc/machine-id'))).trim(),
     kernel: (await readText(path.join(proc, 'sys/kernel/osrelease'))).trim(),
-    packageSet: lines.length ? createHash('sha256').update(lines.join('\n')).digest('hex') : '',
-    packageCount: lines.length,
+    packageSet: packages.digest,
+    packageCount: packages.count,
   };
 }
 

@@ -5,6 +5,11 @@
 
 /** Compiles one pattern to an anchored RegExp. */
 export function globToRegExp(pattern: string): RegExp {
+  return new RegExp(`^${globSource(pattern)}$`, 's');
+}
+
+/** The unanchored RegExp source of one pattern. */
+function globSource(pattern: string): string {
   let re = '';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i] as string;
@@ -23,16 +28,19 @@ export function globToRegExp(pattern: string): RegExp {
     else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
   }
   if (pattern.endsWith('/**')) re = `${re.slice(0, -'/.*'.length)}(?:/.*)?`;
-  return new RegExp(`^${re}$`, 's');
+  return re;
 }
 
-/** A set of patterns matched together. */
+/**
+ * A set of patterns matched together: one alternation, so a path costs one RegExp run however
+ * many patterns there are (the comparison matches every path of every surface).
+ */
 export class GlobSet {
-  private readonly res: RegExp[];
+  private readonly re: RegExp | undefined;
   constructor(patterns: readonly string[]) {
-    this.res = patterns.map(globToRegExp);
+    this.re = patterns.length ? new RegExp(`^(?:${patterns.map((p) => `(?:${globSource(p)})`).join('|')})$`, 's') : undefined;
   }
   matches(s: string): boolean {
-    return this.res.some((r) => r.test(s));
+    return this.re?.test(s) ?? false;
   }
 }

@@ -15,7 +15,10 @@ import { takeSnapshot } from './snapshot.js';
 import { inRanges } from './accounts.js';
 import { findLeftovers, jobIdRanges, removeLeftovers } from './subids.js';
 import { sudoGranted } from './sudo-guard.js';
-import { IntegrityBaselineError, type DriftEntry } from './types.js';
+import { IntegrityBaselineError, type DriftEntry, type SystemBaseline } from './types.js';
+import { ByStat } from './stat-cache.js';
+import type { PackageSet } from './accounts.js';
+import { NetfilterShell } from './netfilter.js';
 
 /** Where the guard reads and what it leaves out; every path is host view. */
 export interface IntegrityGuardOptions {
@@ -41,6 +44,11 @@ export class IntegrityGuard implements JobGuard<Policy> {
   readonly name = 'integrity';
   private readonly started = new Map<string, number>();
   private readonly now: () => number;
+  /** The stored baseline, parsed and its digest checked, while its file is unchanged. */
+  private readonly baselines = new ByStat<SystemBaseline>();
+  private readonly packages = new ByStat<PackageSet>();
+  /** Runs iptables-save and nft for every check: no child of the agent per check. */
+  private readonly netfilterShell = new NetfilterShell();
   constructor(private readonly o: IntegrityGuardOptions) {
     this.now = o.now ?? Date.now;
   }
@@ -71,7 +79,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
     if (!p.enabled) return findings;
     let base;
     try {
-      base = await loadBaseline(this.o.stateDir);
+      base = await this.baselines.get(integrityPaths(this.o.stateDir).baseline, () => loadBaseline(this.o.stateDir));
     } catch (err) {
       if (err instanceof IntegrityBaselineError) return [...findings, { problem: `system baseline ${err.kind}: ${err.message}`, detail: { kind: err.kind, file: err.file } }];
       throw err;
@@ -84,6 +92,8 @@ export class IntegrityGuard implements JobGuard<Policy> {
       surfaces,
       excluded: this.o.excluded,
       exceptions,
+      packageCache: this.packages,
+      netfilterShell: this.netfilterShell,
       jobUser: job?.user ?? this.o.user,
       ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
       ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),

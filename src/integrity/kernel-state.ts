@@ -2,8 +2,12 @@
  * Kernel and network state read from /proc (and /proc/sys): loaded modules, the mount table,
  * routes, chosen sysctls and binfmt_misc entries, listening sockets, processes. Each reader returns
  * `<kind>:<key>` → value objects; the comparison decides what a difference means.
+ * The per-process and per-sysctl files are read synchronously: a /proc read is generated in
+ * memory and costs microseconds, far less than a round trip through libuv's thread pool, which
+ * the file walk keeps busy at the same time (a few hundred processes cost a few milliseconds).
  */
-import { readdir, readFile, readlink } from 'node:fs/promises';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SYSCTLS } from './surfaces.js';
 
@@ -70,12 +74,10 @@ export async function readRoutes(proc: string): Promise<Objects> {
 /** The chosen sysctls (`sysctl:kernel.core_pattern`) and binfmt_misc registrations (`binfmt:<name>`). */
 export async function readSysctls(proc: string): Promise<Objects> {
   const out: Objects = {};
-  await Promise.all(
-    SYSCTLS.map(async (name) => {
-      const v = await readFile(path.join(proc, 'sys', name), 'utf8').catch(() => undefined);
-      if (v !== undefined) out[`sysctl:${name.replaceAll('/', '.')}`] = v.trim().replace(/\s+/g, ' ');
-    }),
-  );
+  for (const name of SYSCTLS) {
+    const v = readSync(path.join(proc, 'sys', name));
+    if (v !== undefined) out[`sysctl:${name.replaceAll('/', '.')}`] = v.trim().replace(/\s+/g, ' ');
+  }
   const binfmt = path.join(proc, 'sys/fs/binfmt_misc');
   for (const name of await readdir(binfmt).catch(() => [] as string[])) {
     if (name === 'register' || name === 'status') continue;
@@ -93,9 +95,8 @@ export async function readListeners(proc: string, userName: (uid: number) => str
   const out: Objects = {};
   const own = new Set<string>();
   for (const pid of skipPids) {
-    for (const fd of await readdir(path.join(proc, String(pid), 'fd')).catch(() => [] as string[])) {
-      const l = await readlink(path.join(proc, String(pid), 'fd', fd)).catch(() => '');
-      const m = /^socket:\[(\d+)\]$/.exec(l);
+    for (const fd of listSync(path.join(proc, String(pid), 'fd'))) {
+      const m = /^socket:\[(\d+)\]$/.exec(linkSync(path.join(proc, String(pid), 'fd', fd)) ?? '');
       if (m) own.add(m[1] as string);
     }
   }
@@ -131,37 +132,58 @@ export interface ProcessFilter {
  */
 export async function readProcesses(proc: string, userName: (uid: number) => string, filter: ProcessFilter): Promise<Objects> {
   const out: Objects = {};
-  const pids = (await readdir(proc).catch(() => [] as string[])).filter((n) => /^\d+$/.test(n));
-  // The agent's own children (cleanup tools, the trash's deletion) are not drift. A job's
-  // processes are not among them after cleanup: orphans are re-parented to init, not the agent.
+  const pids = listSync(proc).filter((n) => /^\d+$/.test(n));
+  // One read of each process's status gives its parent and its uid. The agent's own children
+  // (cleanup tools, the trash's deletion) are not drift. A job's processes are not among them
+  // after cleanup: orphans are re-parented to init, not the agent.
   const parent = new Map<number, number>();
-  await Promise.all(
-    pids.map(async (pid) => {
-      const stat = await readFile(path.join(proc, pid, 'stat'), 'utf8').catch(() => '');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (Number.isInteger(ppid)) parent.set(Number(pid), ppid);
-    }),
-  );
+  const uidOf = new Map<string, number>();
+  for (const pid of pids) {
+    const status = readSync(path.join(proc, pid, 'status')) ?? '';
+    const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+    if (Number.isInteger(ppid)) parent.set(Number(pid), ppid);
+    if (Number.isInteger(uid)) uidOf.set(pid, uid);
+  }
   const ours = (pid: number): boolean => {
     for (let p = pid, n = 0; p > 0 && n < 64; p = parent.get(p) ?? 0, n++) if (filter.skipPids.has(p)) return true;
     return false;
   };
-  await Promise.all(
-    pids.map(async (pid) => {
-      if (ours(Number(pid))) return;
-      const dir = path.join(proc, pid);
-      const status = await readFile(path.join(dir, 'status'), 'utf8').catch(() => undefined);
-      const uid = status ? Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN) : NaN;
-      if (Number.isNaN(uid) || filter.jobUid(uid)) return;
-      const exe = await readlink(path.join(dir, 'exe')).catch(() => undefined);
-      if (!exe) return;
-      const cg = await readFile(path.join(dir, 'cgroup'), 'utf8').catch(() => '');
-      const unit = unitOf(cg);
-      if (unit && filter.skipUnits.has(unit)) return;
-      out[`process:${userName(uid)}:${exe.replace(/ \(deleted\)$/, '')}`] ??= `pid ${pid}${unit ? ` unit ${unit}` : ''}`;
-    }),
-  );
+  for (const pid of pids) {
+    const uid = uidOf.get(pid);
+    if (uid === undefined || ours(Number(pid)) || filter.jobUid(uid)) continue;
+    const exe = linkSync(path.join(proc, pid, 'exe'));
+    if (!exe) continue;
+    const unit = unitOf(readSync(path.join(proc, pid, 'cgroup')) ?? '');
+    if (unit && filter.skipUnits.has(unit)) continue;
+    out[`process:${userName(uid)}:${exe.replace(/ \(deleted\)$/, '')}`] ??= `pid ${pid}${unit ? ` unit ${unit}` : ''}`;
+  }
   return out;
+}
+
+/** A /proc file's text, undefined when it is gone (the process exited) or unreadable. */
+function readSync(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function listSync(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function linkSync(p: string): string | undefined {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The systemd unit a process belongs to, from its cgroup path (v2 line, else name=systemd). */

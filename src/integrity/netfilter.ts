@@ -3,37 +3,130 @@
  * `ip6tables-save` and `nft list ruleset` where installed: `netfilter:<tool> <table> <rule>`.
  * Packet counters are dropped so traffic alone is never drift.
  */
-import { runCommand } from '../lib/process.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { runCommand, signalGroup } from '../lib/process.js';
 
 /** A dump of a few hundred rules takes milliseconds; a wedged netlink call must not hold the check. */
 export const NETFILTER_TIMEOUT_MS = 5_000;
 
-/** The tools tried, in order; a missing one is skipped (ENOENT), a failing one is reported. */
+/** The tools tried, in order; a missing one is skipped, a failing one is reported. */
 const TOOLS: [string, string[]][] = [
   ['iptables-save', []],
   ['ip6tables-save', []],
   ['nft', ['list', 'ruleset']],
 ];
 
-/** Reads every installed tool's rules; `unreadable` names a tool that failed. */
+/** Separates the tools' outputs: a record separator, which none of them prints. */
+const RS = '\u001e';
+
+/**
+ * One shell runs every installed tool in turn: a child process is started once per check, not
+ * once per tool (starting a child from a large process is the costliest step of the whole check).
+ * Each output is preceded by `RS<tool> <exit code>`; a tool not on PATH prints nothing.
+ */
+const SCRIPT = TOOLS.map(([cmd, args]) => `if command -v ${cmd} >/dev/null 2>&1; then out=$(${[cmd, ...args].join(' ')} 2>/dev/null); printf '${RS}%s %s\\n%s\\n' ${cmd} $? "$out"; fi`).join('\n');
+
+/** Reads every installed tool's rules once (a child shell for this call); `unreadable` names a tool that failed. */
 export async function readNetfilter(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
+  try {
+    const r = await runCommand('sh', ['-c', SCRIPT], { timeoutMs: NETFILTER_TIMEOUT_MS, ...(signal ? { signal } : {}) });
+    const out = parseNetfilter(r.stdout);
+    if (r.code !== 0) out.unreadable.push(`netfilter: sh exited ${r.code ?? r.signal}: ${r.stderr.trim().slice(0, 200)}`);
+    return out;
+  } catch (err) {
+    return { objects: {}, unreadable: [`netfilter: ${String(err)}`] };
+  }
+}
+
+/**
+ * A shell kept for the agent's lifetime that runs the tools on request: the check starts no child
+ * of its own (the shell, a small process, starts the tools). Killed and started again when a
+ * request times out or the shell is gone (a root job may kill it; the next check starts another).
+ * It reads its commands from a pipe and ends when the agent does (end of input).
+ */
+export class NetfilterShell {
+  private child: ChildProcess | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /** The rules now; requests are served one at a time. */
+  read(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
+    const next = this.queue.then(() => this.request(signal));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Ends the shell (tests; the agent's exit ends it anyway). */
+  close(): void {
+    const c = this.child;
+    this.child = undefined;
+    if (c?.pid !== undefined) signalGroup(c.pid, 'SIGKILL');
+  }
+
+  private shell(): ChildProcess {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return this.child;
+    const c = spawn('sh', ['-s'], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
+    c.on('error', () => undefined);
+    c.stdin?.on('error', () => undefined);
+    c.once('exit', () => {
+      if (this.child === c) this.child = undefined;
+    });
+    // Neither the shell nor its pipes keep the agent's event loop alive.
+    c.unref();
+    (c.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    (c.stdout as unknown as { unref?: () => void } | null)?.unref?.();
+    this.child = c;
+    return c;
+  }
+
+  private request(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
+    const c = this.shell();
+    return new Promise((resolve) => {
+      let out = '';
+      const done = (fail?: string): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        c.stdout?.off('data', onData);
+        c.off('exit', onExit);
+        if (fail) {
+          this.close();
+          resolve({ objects: {}, unreadable: [`netfilter: ${fail}`] });
+        } else resolve(parseNetfilter(out.slice(0, out.length - END.length)));
+      };
+      const onData = (d: Buffer): void => {
+        out += d.toString('utf8');
+        if (out.endsWith(END)) done();
+        else if (out.length > MAX_OUTPUT_BYTES) done(`the tools printed more than ${MAX_OUTPUT_BYTES} bytes`);
+      };
+      const onExit = (): void => done('the shell running the tools exited');
+      const onAbort = (): void => done('aborted');
+      const timer = setTimeout(() => done(`no answer in ${NETFILTER_TIMEOUT_MS} ms`), NETFILTER_TIMEOUT_MS);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      c.stdout?.on('data', onData);
+      c.once('exit', onExit);
+      c.stdin?.write(`${SCRIPT}\nprintf '${END_PRINTF}'\n`);
+    });
+  }
+}
+
+/** The end of one request's output. */
+const END = '\u001fend\n';
+const END_PRINTF = '\\037end\\n';
+/** Rules printed at most: thousands of rules; a runaway tool must not fill the agent's memory. */
+const MAX_OUTPUT_BYTES = 16 << 20;
+
+/** The tools' outputs as objects; a tool that failed is named in `unreadable`. */
+export function parseNetfilter(stdout: string): { objects: Record<string, string>; unreadable: string[] } {
   const objects: Record<string, string> = {};
   const unreadable: string[] = [];
-  const results = await Promise.all(
-    TOOLS.map(async ([cmd, args]) => {
-      try {
-        return { cmd, r: await runCommand(cmd, args, { timeoutMs: NETFILTER_TIMEOUT_MS, ...(signal ? { signal } : {}) }) };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        unreadable.push(`netfilter: ${cmd}: ${String(err)}`);
-        return undefined;
-      }
-    }),
-  );
+  const results: { cmd: string; r: { code: number; stdout: string } }[] = [];
+  for (const rec of stdout.split(RS).slice(1)) {
+    const nl = rec.indexOf('\n');
+    const [cmd = '', code = ''] = rec.slice(0, nl).split(' ');
+    results.push({ cmd, r: { code: Number(code), stdout: rec.slice(nl + 1) } });
+  }
   for (const x of results) {
-    if (!x) continue;
     if (x.r.code !== 0) {
-      unreadable.push(`netfilter: ${x.cmd} exited ${x.r.code ?? x.r.signal}: ${x.r.stderr.trim().slice(0, 200)}`);
+      unreadable.push(`netfilter: ${x.cmd} exited ${x.r.code}`);
       continue;
     }
     const seen = new Map<string, number>();

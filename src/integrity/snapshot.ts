@@ -7,9 +7,10 @@ import path from 'node:path';
 import type { HostIdentity, Snapshot, SurfaceName } from './types.js';
 import { treeSurfaces, TRANSIENT_UNITS } from './surfaces.js';
 import { walkTrees } from './walk.js';
-import { inRanges, readAccounts, readIdentity, readPackages, readSubIds, type IdRange } from './accounts.js';
+import { inRanges, readAccounts, readIdentity, readPackageSet, readSubIds, type IdRange, type PackageSet } from './accounts.js';
+import type { ByStat } from './stat-cache.js';
 import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
-import { readNetfilter } from './netfilter.js';
+import { readNetfilter, type NetfilterShell } from './netfilter.js';
 import type { GlobSet } from './glob.js';
 
 /** Where and what a snapshot reads. */
@@ -31,6 +32,10 @@ export interface SnapshotOptions {
   exceptions?: GlobSet;
   /** Hash every small file of the configuration surfaces (the baseline does). */
   hashSmall?: boolean;
+  /** The shell that runs the netfilter tools (the guard keeps one); without it a child is started. */
+  netfilterShell?: NetfilterShell;
+  /** The package database parsed once while it is unchanged (the guard keeps one across checks). */
+  packageCache?: ByStat<PackageSet>;
   signal?: AbortSignal;
 }
 
@@ -57,26 +62,23 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
       { start: o.jobUser.uid, count: 1 },
     ];
   }
-  if (on.has('processes')) {
-    // Read before netfilter starts its children, so the check never sees its own tools.
-    Object.assign(
-      objects,
-      await readProcesses(o.proc, userName, {
-        jobUid: (uid) => inRanges(uid, ranges),
-        skipPids: new Set(o.skipPids ?? []),
-        skipUnits: new Set(TRANSIENT_UNITS),
-      }),
-    );
-  }
-  // The netfilter tools run as children while the (synchronous) walk below holds this thread.
-  const netfilter = on.has('netfilter') && o.netfilter !== false ? readNetfilter(o.signal) : undefined;
-  const readers: Promise<Record<string, string>>[] = [readPackages(o.root)];
+  // The checking process and its children (the netfilter tools below) are never drift.
+  const skipPids = [...new Set([...(o.skipPids ?? []), process.pid])];
+  const procs = on.has('processes')
+    ? readProcesses(o.proc, userName, { jobUid: (uid) => inRanges(uid, ranges), skipPids: new Set(skipPids), skipUnits: new Set(TRANSIENT_UNITS) })
+    : Promise.resolve({});
+  // Everything reads at once: the netfilter tools as children, /proc and the package database
+  // through the thread pool, beside the file walk.
+  const netfilter = on.has('netfilter') && o.netfilter !== false ? (o.netfilterShell ? o.netfilterShell.read(o.signal) : readNetfilter(o.signal)) : undefined;
+  const packages = readPackageSet(o.root, o.packageCache);
+  const readers: Promise<Record<string, string>>[] = [];
   if (on.has('modules')) readers.push(readModules(o.proc));
   if (on.has('mounts')) readers.push(readMounts(o.proc, o.excluded));
   if (on.has('routes')) readers.push(readRoutes(o.proc));
   if (on.has('sysctl')) readers.push(readSysctls(o.proc));
-  if (on.has('listeners')) readers.push(readListeners(o.proc, userName, o.skipPids ?? []));
-  const walked = walkTrees(
+  if (on.has('listeners')) readers.push(readListeners(o.proc, userName, skipPids));
+  readers.push(procs);
+  const walk = walkTrees(
     treeSurfaces(
       on,
       users.map((u) => u.home).filter((h) => h.startsWith('/')),
@@ -88,15 +90,15 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
       ...(o.exceptions ? { prune: (p: string) => coversSubtree(o.exceptions as GlobSet, p) } : {}),
     },
   );
+  const [walked, pkgs, ...rest] = await Promise.all([walk, packages, ...readers]);
   const unreadable = [...walked.unreadable];
-  const [packages, ...rest] = await Promise.all(readers);
-  if (on.has('package-state')) Object.assign(objects, packages);
+  if (on.has('package-state')) Object.assign(objects, pkgs.objects);
   for (const r of rest) Object.assign(objects, r);
   if (netfilter) {
     const nf = await netfilter;
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
   }
-  const identity = await readIdentity(o.root, o.proc, packages ?? {});
+  const identity = await readIdentity(o.root, o.proc, pkgs);
   return { snapshot: { files: walked.files, fileSurface: walked.fileSurface, objects, unreadable }, identity };
 }

@@ -4,6 +4,7 @@
  * by one of them is the job's, found and removed like the user's own (cleanup handles the user's
  * own uid; this handles the ranges).
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { runCommand } from '../lib/process.js';
@@ -42,17 +43,19 @@ export interface Leftover {
 export async function findLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: JobIdsOptions): Promise<Leftover[]> {
   if (r.uids.length === 0 && r.gids.length === 0) return [];
   const out: Leftover[] = [];
-  for (const pid of (await readdir(o.proc).catch(() => [] as string[])).filter((n) => /^\d+$/.test(n))) {
-    const status = await readFile(path.join(o.proc, pid, 'status'), 'utf8').catch(() => '');
+  // /proc is read synchronously: generated in memory, cheaper than a thread-pool round trip each.
+  for (const pid of listSync(o.proc).filter((n) => /^\d+$/.test(n))) {
+    const status = readSync(path.join(o.proc, pid, 'status'));
     const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number) ?? [];
     const uid = uids.find((u) => inRanges(u, r.uids));
     if (uid !== undefined) out.push({ kind: 'process', id: pid, uid });
   }
   for (const dir of o.tempDirs) {
     const real = path.join(o.root, dir);
-    for (const name of await readdir(real).catch(() => [] as string[])) {
-      const st = await lstat(path.join(real, name)).catch(() => undefined);
-      if (st && (inRanges(st.uid, r.uids) || inRanges(st.gid, r.gids))) out.push({ kind: 'file', id: path.join(dir, name), uid: st.uid });
+    const names = await readdir(real).catch(() => [] as string[]);
+    const sts = await Promise.all(names.map((name) => lstat(path.join(real, name)).catch(() => undefined)));
+    for (const [i, st] of sts.entries()) {
+      if (st && (inRanges(st.uid, r.uids) || inRanges(st.gid, r.gids))) out.push({ kind: 'file', id: path.join(dir, names[i] as string), uid: st.uid });
     }
   }
   for (const kind of ['shm', 'sem', 'msg'] as const) {
@@ -101,4 +104,20 @@ export async function removeLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o
     }
   }
   return { removed, left: await findLeftovers(r, o) };
+}
+
+function readSync(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function listSync(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }

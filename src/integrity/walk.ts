@@ -1,10 +1,11 @@
 /**
  * The metadata walk of the file surfaces: one lstat per entry, never following symlinks, never
- * descending into another mount, never entering an excluded directory. Synchronous on purpose: a
- * few thousand lstat calls cost less in one tight loop than as as many promises (bench/integrity.ts
- * measures it against `find -printf`); the event loop is held for that time only.
+ * descending into another mount, never entering an excluded directory. The lstat, readdir and
+ * readlink calls run on libuv's thread pool, a bounded number in flight: the event loop stays free
+ * and, on a busy machine, the walk is not held to one thread's share of the CPU (bench/integrity.ts
+ * measures it against `find -printf` of the same trees). Contents are read only for the baseline.
  */
-import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstat, openSync, readdir, readFileSync, readlink, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { FileMeta, SurfaceName } from './types.js';
@@ -14,6 +15,11 @@ import type { TreeSurface } from './surfaces.js';
 export const HASH_MAX_BYTES = 64 * 1024;
 /** Entries one walk records at most: a surface grown past this is itself drift, and memory stays bounded. */
 export const MAX_ENTRIES = 1_000_000;
+/**
+ * File-system calls in flight at once: enough to keep libuv's four threads fed while the main
+ * thread records results; more only queues inside libuv and holds more paths in memory.
+ */
+export const WALK_CONCURRENCY = 16;
 
 /** What the walk needs besides the trees. */
 export interface WalkOptions {
@@ -35,69 +41,126 @@ export interface WalkResult {
   unreadable: string[];
 }
 
+/** One tree start to walk: its surface's index (for precedence), its device, its hashing. */
+interface Start {
+  tree: number;
+  path: string;
+  st: Stats;
+}
+
 /** Walks every tree; a path in two surfaces is recorded once, under the first. */
-export function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): WalkResult {
-  const out: WalkResult = { files: {}, fileSurface: {}, unreadable: [] };
+export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): Promise<WalkResult> {
   const excluded = o.excluded.map((e) => path.resolve(e));
   const isExcluded = (p: string): boolean => excluded.some((e) => p === e || p.startsWith(`${e}/`));
   const real = (p: string): string => (o.root === '/' ? p : path.join(o.root, p));
+  // /bin and /lib are symlinks into /usr on merged-usr images: walk each real directory once, for
+  // the first surface that names it (the starts are resolved in order before any walking).
+  const starts: Start[] = [];
+  const seen = new Set<string>();
+  for (const [tree, t] of trees.entries()) {
+    for (const p of t.paths) {
+      if (isExcluded(p)) continue;
+      const st = await lstatOrUndefined(real(p));
+      if (!st || seen.has(`${st.dev}:${st.ino}`)) continue;
+      seen.add(`${st.dev}:${st.ino}`);
+      starts.push({ tree, path: p, st });
+    }
+  }
+  // Per surface, then merged in surface order: precedence does not depend on which call came back first.
+  const per = trees.map(() => ({ files: new Map<string, FileMeta>() }));
+  const unreadable: string[] = [];
   let count = 0;
-  // /bin and /lib are symlinks into /usr on merged-usr images: walk each real directory once.
-  const walkedStarts = new Set<string>();
-  for (const t of trees) {
-    const hash = o.hashSurfaces?.has(t.surface) ?? false;
-    for (const start of t.paths) {
-      if (isExcluded(start)) continue;
-      const st = lstatSync(real(start), { throwIfNoEntry: false });
-      if (!st) continue;
-      const id = `${st.dev}:${st.ino}`;
-      if (walkedStarts.has(id)) continue;
-      walkedStarts.add(id);
-      const dev = st.dev;
-      const stack: [string, Stats][] = [[start, st]];
-      while (stack.length > 0) {
-        const [p, s] = stack.pop() as [string, Stats];
-        if (++count > MAX_ENTRIES) {
-          out.unreadable.push(`${start}: more than ${MAX_ENTRIES} entries`);
-          break;
-        }
-        if (!(p in out.files) && (!t.setuidOnly || isSetid(s))) {
-          out.files[p] = meta(s, real(p), hash);
-          out.fileSurface[p] = t.surface;
-        }
-        if (!s.isDirectory() || s.dev !== dev || o.prune?.(p)) continue;
-        let names: string[];
-        try {
-          names = readdirSync(real(p));
-        } catch (err) {
-          // Removed (or replaced) between its lstat and the listing: gone, not unreadable.
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code !== 'ENOENT' && code !== 'ENOTDIR') out.unreadable.push(`${p}: ${code ?? 'error'}`);
-          continue;
-        }
+  let overflow = false;
+  type Item = { tree: number; p: string; dev: number; st?: Stats };
+  const stack: Item[] = starts.map((s) => ({ tree: s.tree, p: s.path, dev: s.st.dev, st: s.st }));
+
+  const visit = (it: Item, s: Stats, done: () => void): void => {
+    if (++count > MAX_ENTRIES) {
+      if (!overflow) unreadable.push(`${trees[it.tree]?.paths.join(', ')}: more than ${MAX_ENTRIES} entries`);
+      overflow = true;
+      stack.length = 0;
+      done();
+      return;
+    }
+    const t = trees[it.tree] as TreeSurface;
+    const files = (per[it.tree] as { files: Map<string, FileMeta> }).files;
+    let pendingLink = false;
+    if (!t.setuidOnly || isSetid(s)) {
+      const m = metaOf(s, real(it.p), o.hashSurfaces?.has(t.surface) ?? false);
+      files.set(it.p, m);
+      if (m.type === 'l') {
+        pendingLink = true;
+        readlink(real(it.p), (err, target) => {
+          // Gone between lstat and readlink: the next check sees it.
+          if (!err) m.link = target;
+          done();
+        });
+      }
+    }
+    if (!s.isDirectory() || s.dev !== it.dev || o.prune?.(it.p)) {
+      if (!pendingLink) done();
+      return;
+    }
+    readdir(real(it.p), (err, names) => {
+      if (err) {
+        // Removed (or replaced) between its lstat and the listing: gone, not unreadable.
+        if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') unreadable.push(`${it.p}: ${err.code ?? 'error'}`);
+      } else if (!overflow) {
         for (const name of names) {
-          const child = p === '/' ? `/${name}` : `${p}/${name}`;
-          if (isExcluded(child)) continue;
-          let cs: Stats | undefined;
-          try {
-            cs = lstatSync(real(child), { throwIfNoEntry: false });
-          } catch (err) {
-            out.unreadable.push(`${child}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-          }
-          if (cs) stack.push([child, cs]);
+          const child = it.p === '/' ? `/${name}` : `${it.p}/${name}`;
+          if (!isExcluded(child)) stack.push({ tree: it.tree, p: child, dev: it.dev });
         }
       }
+      done();
+    });
+  };
+
+  await new Promise<void>((resolve) => {
+    let active = 0;
+    const finish = (): void => {
+      active--;
+      pump();
+    };
+    const pump = (): void => {
+      while (active < WALK_CONCURRENCY && stack.length > 0) {
+        const it = stack.pop() as Item;
+        active++;
+        if (it.st) visit(it, it.st, finish);
+        else {
+          lstat(real(it.p), (err, s) => {
+            if (err) {
+              if (err.code !== 'ENOENT') unreadable.push(`${it.p}: ${err.code ?? 'error'}`);
+              finish();
+            } else visit(it, s, finish);
+          });
+        }
+      }
+      if (active === 0 && stack.length === 0) resolve();
+    };
+    pump();
+  });
+
+  const out: WalkResult = { files: {}, fileSurface: {}, unreadable: unreadable.sort() };
+  for (const [tree, t] of trees.entries()) {
+    for (const [p, m] of (per[tree] as { files: Map<string, FileMeta> }).files) {
+      if (p in out.files) continue;
+      out.files[p] = m;
+      out.fileSurface[p] = t.surface;
     }
   }
   return out;
+}
+
+function lstatOrUndefined(p: string): Promise<Stats | undefined> {
+  return new Promise((resolve) => lstat(p, (err, s) => resolve(err ? undefined : s)));
 }
 
 function isSetid(s: Stats): boolean {
   return s.isFile() && (s.mode & 0o6000) !== 0;
 }
 
-/** The metadata of one entry; `hash` when asked and the file is small. */
-export function meta(s: Stats, realPath: string, hash: boolean): FileMeta {
+/** The metadata of one entry without its symlink target; `hash` when asked and the file is small. */
+function metaOf(s: Stats, realPath: string, hash: boolean): FileMeta {
   const type = s.isFile() ? 'f' : s.isDirectory() ? 'd' : s.isSymbolicLink() ? 'l' : 'o';
   const m: FileMeta = {
     type,
@@ -109,13 +172,6 @@ export function meta(s: Stats, realPath: string, hash: boolean): FileMeta {
     mtimeMs: s.mtimeMs,
     ctimeMs: s.ctimeMs,
   };
-  if (type === 'l') {
-    try {
-      m.link = readlinkSync(realPath);
-    } catch {
-      // Gone between lstat and readlink: the next check sees it.
-    }
-  }
   if (hash && type === 'f' && s.size <= HASH_MAX_BYTES) {
     const h = hashFile(realPath);
     if (h !== undefined) m.hash = h;
