@@ -107,7 +107,7 @@ export class RegistrationLedger {
     // restart first looked for it: names not found are looked up again until RECHECK_WINDOW_MS.
     // The request sent before the crash may still be completed: it is watched from now (a restart
     // comes after the send), for as long as any late completion.
-    const crashed = pendingName ? [recheckEntry(pendingName, now, d.timeouts.lateRegistrationMs)] : [];
+    const crashed = pendingName ? [{ ...recheckEntry(pendingName, now, d.timeouts.lateRegistrationMs), untilFound: true }] : [];
     const lookups = [...crashed, ...(ctx.s.recheckNames ?? []).filter((r) => Date.parse(r.until) > now && r.name !== pendingName)];
     const again: RecheckEntry[] = [];
     for (const entry of lookups) {
@@ -119,7 +119,8 @@ export class RegistrationLedger {
         if (fresh.length > 0 && entry.name !== pendingName) log.warn({ runner: entry.name, runnerIds: fresh.map((r) => r.id) }, 'a registration the service completed late appeared; deleting it');
         // Until a late completion is no longer possible, a name is looked up again even when found:
         // the runner found may be the retried one, and the late one may still come.
-        const open = entry.settleAt !== undefined ? Date.parse(entry.settleAt) > now : found.length === 0;
+        // A name sent before a crash (when, is unknown) is also looked for until found, within `until`.
+        const open = (entry.settleAt !== undefined && Date.parse(entry.settleAt) > now) || ((entry.untilFound ?? entry.settleAt === undefined) && found.length === 0);
         if (open) again.push(entry);
       } catch (err) {
         log.warn({ err: describeError(err), runner: entry.name }, 'could not look up a registration made before a crash');

@@ -26,9 +26,10 @@ export interface PersistedState {
    * timed out, answered slowly, or given up on): each is looked up at the following job boundaries
    * and whatever runner carries it is deleted, until `settleAt` has passed (a late completion is no
    * longer possible) and a lookup then answered; `until` caps the lookups when they keep failing.
-   * An entry without `settleAt` (older versions) is dropped once found.
+   * An entry without `settleAt` (older versions), or with `untilFound` (a name sent before a
+   * crash, at a time not known), is also kept while its lookups find nothing.
    */
-  recheckNames?: { name: string; until: string; settleAt?: string }[];
+  recheckNames?: { name: string; until: string; settleAt?: string; untilFound?: boolean }[];
   /** Registrations created and not yet known to be gone (deleted after a crash; no ghosts). */
   registrations: { id: number; name: string }[];
   /** True from the moment a listener starts until a verified cleanup: a crash then means "clean first". */
