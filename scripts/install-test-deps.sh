@@ -32,6 +32,7 @@ packages=(
   "slirp4netns      /usr/bin/slirp4netns"
   "uidmap           /usr/bin/newuidmap"
   "docker-registry  /usr/bin/docker-registry"
+  "sudo             /usr/bin/sudo"
 )
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 need=()
