@@ -1,8 +1,9 @@
 /**
  * A bench's world: a throwaway runner user, a simulated runner installation, the fake GitHub, a
  * policy directory and a host config, all inside one temporary root that dispose() removes with
- * the user. The benches build it themselves (bench/ never imports the tests' helpers); the shape
- * follows the tests' world so figures and tests exercise the same host.
+ * the user. This file is also the one home of the host such a world stands for (writeHost,
+ * removeSlotCgroups, benchPolicy): test/helpers/world.ts builds the tests' world on it, so
+ * figures and tests exercise the same host (bench/ never imports the tests' helpers).
  */
 import { chmod, mkdir, mkdtemp, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
@@ -45,9 +46,9 @@ export const SIM_ENV = {
 export { createThrowawayUser as createUser, type ThrowawayUser as BenchUser };
 
 /**
- * A bench policy: reuse, every step on, temp dirs inside the world (never the real /tmp). The
+ * A world's policy: reuse, every step on, temp dirs inside the world (never the real /tmp). The
  * whole-host integrity check is off: it compares the real host, where others' tests add users and
- * mounts. `over.host` is merged into `host`.
+ * mounts (test/integrity checks it against roots it builds). `over.host` is merged into `host`.
  */
 export function benchPolicy(root: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   const host = { maxJobs: 50, integrity: { enabled: false }, ...((over.host as Record<string, unknown> | undefined) ?? {}) };
@@ -100,6 +101,88 @@ export interface WorldOptions {
   hostFsBytes?: number;
 }
 
+/** Where writeHost puts the host, and what it puts there. */
+export interface HostSpec {
+  /** The world's root: sys/ (temp dirs), drop/ and etc/ (policies, token, config) go here. */
+  root: string;
+  runnerRoot: string;
+  stateDir: string;
+  user: UserInfo;
+  fake: FakeGitHub;
+  /** The policy file's content; default benchPolicy(root). */
+  policy?: Record<string, unknown>;
+  /** runner.* fields merged over the defaults. */
+  runner?: Record<string, unknown>;
+  /** Host config fields merged over the defaults. */
+  config?: Record<string, unknown>;
+  timeouts: Record<string, number>;
+  /** Runner name template, e.g. 'bench-{seq}'. */
+  runnerName: string;
+}
+
+/** The files of a written host. */
+export interface HostFiles {
+  configFile: string;
+  policyDir: string;
+  dropDir: string;
+}
+
+/**
+ * Writes a host inside `root`: the simulated runner installation, stand-ins for /tmp, /var/tmp and
+ * /dev/shm, a world-writable drop directory, the policy directory, the token and the host config
+ * pointing at the fake GitHub.
+ */
+export async function writeHost(h: HostSpec): Promise<HostFiles> {
+  await installSimulatedRunner(h.runnerRoot, { owner: { uid: h.user.uid, gid: h.user.gid } });
+  for (const d of sysTempDirs(h.root)) {
+    await mkdir(d, { recursive: true });
+    await chmod(d, 0o1777);
+  }
+  const dropDir = path.join(h.root, 'drop');
+  await mkdir(dropDir);
+  await chmod(dropDir, 0o777);
+  await mkdir(h.stateDir, { recursive: true, mode: 0o700 });
+  const etc = path.join(h.root, 'etc');
+  const policyDir = path.join(etc, 'policies');
+  await mkdir(policyDir, { recursive: true, mode: 0o700 });
+  await writeFile(path.join(policyDir, 'test.yaml'), stringify(h.policy ?? benchPolicy(h.root)));
+  await writeFile(path.join(etc, 'token'), `${h.fake.defaultToken}\n`, { mode: 0o600 });
+  const config = {
+    github: { url: h.fake.origin, apiUrl: h.fake.url, org: 'octo', token: { file: path.join(etc, 'token') } },
+    runner: { root: h.runnerRoot, user: h.user.name, name: h.runnerName, labels: ['self-hosted'], env: SIM_ENV, ...h.runner },
+    team: 'test',
+    policyDir,
+    stateDir: h.stateDir,
+    health: { listen: '127.0.0.1:0' },
+    recycle: { provider: 'none' },
+    timeouts: h.timeouts,
+    ...h.config,
+  };
+  const configFile = path.join(etc, 'config.yaml');
+  await writeFile(configFile, stringify(config), { mode: 0o600 });
+  return { configFile, policyDir, dropDir };
+}
+
+/**
+ * Removes the slot's cgroup parent under every cgroup mount, with the containers an agent that was
+ * killed left in it (its successor may never have run).
+ */
+export async function removeSlotCgroups(stateDir: string): Promise<void> {
+  const support = await detectCgroupSupport();
+  for (const mount of [support.v2, support.v1Freezer]) {
+    if (!mount) continue;
+    const parent = path.join(mount, slotCgroupParent(stateDir));
+    for (const name of await readdir(parent).catch(() => [] as string[])) {
+      const child = path.join(parent, name);
+      if ((await stat(child).catch(() => undefined))?.isDirectory())
+        await openProcessContainer(child)
+          .remove()
+          .catch(() => {});
+    }
+    await rmdir(parent).catch(() => {});
+  }
+}
+
 /** Builds a world: user, runner installation, fake API, policy dir, host config file. Needs root. */
 export async function createWorld(o: WorldOptions = {}): Promise<World> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-'));
@@ -115,19 +198,7 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
     owner.remove();
     if (mounted) execFileSync('umount', ['-l', hostFs], { stdio: 'ignore' });
     await rm(root, { recursive: true, force: true, maxRetries: 3 });
-    const support = await detectCgroupSupport();
-    for (const mount of [support.v2, support.v1Freezer]) {
-      if (!mount) continue;
-      const parent = path.join(mount, slotCgroupParent(stateDir));
-      for (const name of await readdir(parent).catch(() => [] as string[])) {
-        const child = path.join(parent, name);
-        if ((await stat(child).catch(() => undefined))?.isDirectory())
-          await openProcessContainer(child)
-            .remove()
-            .catch(() => {});
-      }
-      await rmdir(parent).catch(() => {});
-    }
+    await removeSlotCgroups(stateDir);
   };
   try {
     await mkdir(hostFs, { mode: 0o755 });
@@ -136,45 +207,28 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
       mounted = true;
     }
     const runnerRoot = path.join(hostFs, 'actions-runner');
-    await installSimulatedRunner(runnerRoot, { owner: { uid: user.uid, gid: user.gid } });
-    for (const d of sysTempDirs(root)) {
-      await mkdir(d, { recursive: true });
-      await chmod(d, 0o1777);
-    }
-    const dropDir = path.join(root, 'drop');
-    await mkdir(dropDir);
-    await chmod(dropDir, 0o777);
-    await mkdir(stateDir, { mode: 0o700 });
-    const etc = path.join(root, 'etc');
-    const policyDir = path.join(etc, 'policies');
-    await mkdir(policyDir, { recursive: true, mode: 0o700 });
-    await writeFile(path.join(policyDir, 'test.yaml'), stringify(o.policy ?? benchPolicy(root)));
-    await writeFile(path.join(etc, 'token'), `${fake.defaultToken}\n`, { mode: 0o600 });
-    const config = {
-      github: { url: fake.origin, apiUrl: fake.url, org: 'octo', token: { file: path.join(etc, 'token') } },
-      runner: { root: runnerRoot, user: user.name, name: 'bench-{seq}', labels: ['self-hosted'], env: SIM_ENV, ...o.runner },
-      team: 'test',
-      policyDir,
+    const files = await writeHost({
+      root,
+      runnerRoot,
       stateDir,
-      health: { listen: '127.0.0.1:0' },
-      recycle: { provider: 'none' },
+      user,
+      fake,
+      ...(o.policy ? { policy: o.policy } : {}),
+      ...(o.runner ? { runner: o.runner } : {}),
+      ...(o.config ? { config: o.config } : {}),
       timeouts: BENCH_TIMEOUTS,
-      ...o.config,
-    };
-    const configFile = path.join(etc, 'config.yaml');
-    await writeFile(configFile, stringify(config), { mode: 0o600 });
+      runnerName: 'bench-{seq}',
+    });
     return {
       root,
       user,
       fake,
       runnerRoot,
       stateDir,
-      configFile,
-      policyDir,
-      dropDir,
+      ...files,
       async baseline() {
-        const rt = await wire(await loadHostConfig(configFile, {}), {
-          configFile,
+        const rt = await wire(await loadHostConfig(files.configFile, {}), {
+          configFile: files.configFile,
           env: {},
           log: silentLogger(),
           clock: systemClock,

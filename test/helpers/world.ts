@@ -1,15 +1,18 @@
-import { chmod, mkdir, writeFile, readFile, rmdir, readdir, stat } from 'node:fs/promises';
+/**
+ * The tests' world: a lab user and root (src/sim/lab.ts) holding the host bench/lib/world.ts writes
+ * (runner installation, fake GitHub, policy, config), plus what the tests do with it: wire a
+ * runtime, run the agent to its end or drain it at a state, read the journal.
+ */
+import { readFile } from 'node:fs/promises';
 import type { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { stringify } from 'yaml';
 import { createLab, type Lab } from './lab.js';
+import { BENCH_TIMEOUTS, SIM_ENV, benchPolicy, removeSlotCgroups, writeHost } from '../../bench/lib/world.js';
 import { startFakeGitHub, type FakeGitHub } from '../../src/sim/github/server.js';
 import type { FakeGitHubOptions } from '../../src/sim/github/types.js';
-import { installSimulatedRunner } from '../../src/sim/runner/install.js';
 import { loadHostConfig } from '../../src/policy/load.js';
 import type { HostConfig } from '../../src/policy/types.js';
-import { slotCgroupParent, wire, type Runtime } from '../../src/cli/wire.js';
-import { detectCgroupSupport, openProcessContainer } from '../../src/lib/cgroup.js';
+import { wire, type Runtime } from '../../src/cli/wire.js';
 import { systemClock, type Clock } from '../../src/lib/clock.js';
 import { silentLogger, createLogger, type Logger } from '../../src/lib/log.js';
 import { takeBaseline } from '../../src/cleanup/baseline.js';
@@ -17,26 +20,13 @@ import type { JournalRecord } from '../../src/agent/journal.js';
 import type { GitHubPort } from '../../src/github/port.js';
 import type { RecyclerPort } from '../../src/agent/agent.js';
 
+export { SIM_ENV };
+
 /** Timers short enough for tests (real time is used for listeners, which are real processes). */
 export const TEST_TIMEOUTS = {
-  listenerStopGraceMs: 5_000,
-  updateFinishedWaitMs: 10_000,
-  registerBackoffBaseMs: 20,
-  registerBackoffMaxMs: 200,
-  authFailureBackoffMs: 200,
-  retryableRestartDelayMs: 20,
-  drainGraceMs: 10_000,
-  heartbeatMs: 1_000,
+  ...BENCH_TIMEOUTS,
   // The fake completes a stalled request when the test says so: a stop need not wait a minute for it.
   lateRegistrationMs: 5_000,
-};
-
-/** The simulator knobs that shorten its real-time waits (documented in src/sim/runner/listener.ts). */
-export const SIM_ENV = {
-  RUNNER_SIM_SESSION_CONFLICT_RETRY_SECONDS: '0.2',
-  RUNNER_SIM_SESSION_CONFLICT_TOTAL_SECONDS: '0.5',
-  RUNNER_SIM_RECONNECT_DELAY_SECONDS: '0.2',
-  RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.5',
 };
 
 /**
@@ -46,17 +36,7 @@ export const SIM_ENV = {
  * is merged into `host`.
  */
 export function testPolicy(lab: Lab, over: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    version: 1,
-    host: { maxJobs: 50, integrity: { enabled: false } },
-    cleanup: {
-      processes: { graceSeconds: 1 },
-      temp: { paths: [path.join(lab.root, 'sys', 'tmp'), path.join(lab.root, 'sys', 'var-tmp'), path.join(lab.root, 'sys', 'shm')] },
-      containers: { socket: path.join(lab.root, 'no-docker.sock') },
-    },
-    ...over,
-    ...(over.host ? { host: { maxJobs: 50, integrity: { enabled: false }, ...(over.host as Record<string, unknown>) } } : {}),
-  };
+  return benchPolicy(lab.root, over);
 }
 
 /** A host with a simulated runner, a fake GitHub and a config, all inside one lab root. */
@@ -99,33 +79,19 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
   const lab = await createLab('rw-world-');
   const fake = await startFakeGitHub({ jobLockMs: 3_000, sessionStaleMs: 2_000, ...o.fake });
   const runnerRoot = path.join(lab.root, 'actions-runner');
-  await installSimulatedRunner(runnerRoot, { owner: { uid: lab.user.uid, gid: lab.user.gid } });
-  for (const d of ['tmp', 'var-tmp', 'shm']) {
-    await mkdir(path.join(lab.root, 'sys', d), { recursive: true });
-    await chmod(path.join(lab.root, 'sys', d), 0o1777);
-  }
-  const dropDir = path.join(lab.root, 'drop');
-  await mkdir(dropDir);
-  await chmod(dropDir, 0o777);
-  const etc = path.join(lab.root, 'etc');
-  const policyDir = path.join(etc, 'policies');
-  await mkdir(policyDir, { recursive: true, mode: 0o700 });
-  await writeFile(path.join(policyDir, 'test.yaml'), stringify(o.policy ?? testPolicy(lab)));
-  await writeFile(path.join(etc, 'token'), `${fake.defaultToken}\n`, { mode: 0o600 });
   const stateDir = path.join(lab.root, 'state');
-  const config = {
-    github: { url: fake.origin, apiUrl: fake.url, org: 'octo', token: { file: path.join(etc, 'token') } },
-    runner: { root: runnerRoot, user: lab.user.name, name: 'test-{seq}', labels: ['self-hosted'], env: SIM_ENV, ...o.runner },
-    team: 'test',
-    policyDir,
+  const { configFile, policyDir, dropDir } = await writeHost({
+    root: lab.root,
+    runnerRoot,
     stateDir,
-    health: { listen: '127.0.0.1:0' },
-    recycle: { provider: 'none' },
+    user: lab.user,
+    fake,
+    ...(o.policy ? { policy: o.policy } : {}),
+    ...(o.runner ? { runner: o.runner } : {}),
+    ...(o.config ? { config: o.config } : {}),
     timeouts: { ...TEST_TIMEOUTS, ...o.timeouts },
-    ...o.config,
-  };
-  const configFile = path.join(etc, 'config.yaml');
-  await writeFile(configFile, stringify(config), { mode: 0o600 });
+    runnerName: 'test-{seq}',
+  });
   let baselined = false;
   const world: World = {
     lab,
@@ -183,18 +149,7 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
     async dispose() {
       await fake.close();
       await lab.dispose();
-      // The slot's cgroup parent (its containers were removed by the agent, or at its next boot).
-      const support = await detectCgroupSupport();
-      for (const mount of [support.v2, support.v1Freezer]) {
-        if (!mount) continue;
-        const parent = path.join(mount, slotCgroupParent(stateDir));
-        // Containers left by an agent the test killed (its successor may never have run).
-        for (const name of await readdir(parent).catch(() => [] as string[])) {
-          const child = path.join(parent, name);
-          if ((await stat(child).catch(() => undefined))?.isDirectory()) await openProcessContainer(child).remove().catch(() => {});
-        }
-        await rmdir(parent).catch(() => {});
-      }
+      await removeSlotCgroups(stateDir);
     },
   };
   return world;
