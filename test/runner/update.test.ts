@@ -1,5 +1,5 @@
 /** Runner updates in place: verified, unpacked beside, switched atomically, crash-safe. */
-import { test, type TestContext } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startFakeReleases, type FakeRelease } from '../../src/sim/github/releases.js';
 import { installedVersion, recoverRunnerUpdate, updateRunner } from '../../src/runner/update.js';
+import { build } from 'esbuild';
 import { ManualClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 
@@ -111,12 +112,42 @@ const STEPS: [step: string, versionAfterRestart: string][] = [
   ['switched', NEW],
 ];
 
+/**
+ * The crash child bundled once into plain JavaScript: each kill then starts node alone instead of
+ * compiling the TypeScript again (seven starts took most of this file's two minutes).
+ */
+let childBundle: Promise<string> | undefined;
+let childDir: string | undefined;
+// At file level: an after() called inside a test would run when that test ends.
+after(() => (childDir ? rm(childDir, { recursive: true, force: true }) : undefined));
+function crashChild(): Promise<string> {
+  childBundle ??= (async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'rw-update-child-'));
+    childDir = dir;
+    const file = path.join(dir, 'update-child.mjs');
+    await build({
+      entryPoints: [path.join(here, 'fixtures', 'update-child.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      outfile: file,
+      logLevel: 'silent',
+      // Bundled CommonJS dependencies call require(); give the ESM bundle one.
+      banner: { js: "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);" },
+    });
+    return file;
+  })();
+  return childBundle;
+}
+
 for (const [step, expected] of STEPS) {
   test(`killed at "${step}": after restart the runner works (v${expected}) and a new try completes`, async (t) => {
     const { root, opts, releases } = await setup(t);
+    const childFile = await crashChild();
     // Not spawnSync: the release server lives in this process and must keep answering.
     const child = await new Promise<{ signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) => {
-      const c = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fixtures', 'update-child.ts'), root, releases.url, step], { timeout: 60_000 });
+      const c = spawn(process.execPath, [childFile, root, releases.url, step], { timeout: 60_000 });
       let stdout = '';
       let stderr = '';
       c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
