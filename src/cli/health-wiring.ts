@@ -9,7 +9,8 @@ import type { Slot } from '../cleanup/types.js';
 import type { HostConfig } from '../policy/types.js';
 import type { AgentMetrics } from '../health/metrics.js';
 import { startHealthServer, type HealthServer } from '../health/server.js';
-import { HostFiguresSampler, systemSources, type HostSample } from '../health/host-figures.js';
+import { HostFiguresSampler, type HostSample } from '../health/host-figures.js';
+import { procSources } from '../health/proc-figures.js';
 import { probeEngine } from '../cleanup/engine-inventory.js';
 import { modeStatus } from '../engine/mode.js';
 import type { EngineGuard } from '../engine/engine-guard.js';
@@ -27,7 +28,8 @@ export function hostFigures(o: { slot: Slot; policies: PolicyStore; engineGuard:
     workDir: o.slot.workDir,
     log: o.log.child({ component: 'host-figures' }),
     sources: {
-      ...systemSources,
+      // CPU and memory straight from /proc: systeminformation would cost an idle agent megabytes.
+      ...procSources(),
       // The engine the current policy cleans: a dockerd that died between jobs shows here (and in
       // the ContainerEngineDown alert) rather than only as failed container jobs.
       containerEngine: async () => {

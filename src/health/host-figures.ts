@@ -5,7 +5,6 @@
  * the disk busy.
  */
 import { statfs } from 'node:fs/promises';
-import si from 'systeminformation';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { describeError, isAbort } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/log.js';
@@ -43,13 +42,23 @@ export interface HostFiguresOptions {
   sources?: HostSources;
 }
 
+/**
+ * systeminformation, imported on first use: it evaluates every one of its modules at import, and
+ * the agent reads its figures from /proc (proc-figures.ts) without it.
+ */
+async function loadSi(): Promise<{ currentLoad(): Promise<{ currentLoad: number }>; mem(): Promise<{ total: number; available: number }> }> {
+  return (await import('systeminformation')).default;
+}
+
 /** The systeminformation-backed sources. */
 export const systemSources: HostSources = {
   async cpuLoadPercent() {
+    const si = await loadSi();
     const load = await si.currentLoad();
     return load.currentLoad;
   },
   async memUsedPercent() {
+    const si = await loadSi();
     const m = await si.mem();
     // "available" counts reclaimable cache as free, which is what a job can actually get.
     return m.total > 0 ? ((m.total - m.available) / m.total) * 100 : undefined;
