@@ -50,6 +50,31 @@ while True:
         break
     top = pp
 t0 = fields(top)[1]
+# This job's own container engine (docker.mode isolated) is started by the agent before the
+# listener, as the runner user: its processes descend from the one whose command line names the
+# engine's directory, the directory of this job's DOCKER_HOST socket (a fresh name per job, which
+# the first job could not have known). Anything else started before the listener is a trace.
+dh = os.environ.get('DOCKER_HOST', '')
+engine_dir = (os.path.dirname(dh[len('unix://'):]) + '/').encode() if dh.startswith('unix://') else b''
+def cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read()
+    except OSError:
+        return b''
+def own_engine(pid):
+    if not engine_dir:
+        return False
+    seen = 0
+    while pid > 1 and seen < 64:
+        if engine_dir in cmdline(pid):
+            return True
+        try:
+            pid = fields(pid)[0]
+        except OSError:
+            return False
+        seen += 1
+    return False
 for e in os.listdir('/proc'):
     if not e.isdigit():
         continue
@@ -68,7 +93,7 @@ for e in os.listdir('/proc'):
         except OSError:
             data[part] = b''
     # A zombie runs nothing; here PID 1 does not reap, so the listener's exited children stay as Z.
-    if st0 < t0 and state != 'Z':
+    if st0 < t0 and state != 'Z' and not own_engine(pid):
         F['processes'].append('%d %s (%s) ppid %d start %d < listener %d start %d: %s' % (pid, state, comm, fields(pid)[0], st0, top, t0, enc(data['cmdline'].replace(b'\0', b' '))))
     for part, d in data.items():
         for n in needles:
