@@ -7,11 +7,25 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Journal } from '../../src/agent/journal.js';
 import { makeUnitWorld } from '../unit/agent/fakes.js';
+
+/** Fills the filesystem of `dir` at once (a policy read is synchronous: the disk is full when it returns). */
+function fillSync(dir: string): void {
+  const fd = openSync(path.join(dir, 'filler-now'), 'w');
+  const chunk = Buffer.alloc(16 * 1024, 1);
+  try {
+    for (;;) writeSync(fd, chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Fills the filesystem of `dir` with one file until ENOSPC; returns its path. */
 async function fill(dir: string): Promise<string> {
@@ -70,4 +84,41 @@ test('a full state filesystem: no crash, a recycle instead of another job, and e
     read.records.map((_, i) => i + 1),
     'records must keep their order and numbering',
   );
+});
+
+test('a registration is not requested when its name could not be written first (the state filesystem filled at the job boundary)', async (t) => {
+  const root = await mkdtemp(path.join(tmpdir(), 'rw-enospc-'));
+  const stateDir = path.join(root, 'state');
+  await mkdir(stateDir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'tmpfs', stateDir]);
+  t.after(async () => {
+    execFileSync('umount', ['-l', stateDir]);
+    await rm(root, { recursive: true, force: true });
+  });
+  const recycles: string[] = [];
+  const w = await makeUnitWorld({
+    stateDir,
+    recycler: {
+      provider: 'command',
+      recycle: (req) => {
+        recycles.push(req.reason);
+        return Promise.resolve({ ok: true, provider: 'command', detail: 'done', exitCode: 0 });
+      },
+    },
+  });
+  t.after(() => w.dispose());
+  // The boundary's policy read comes after the loop's own check of the state writes and right
+  // before the registration: the disk fills there (a job's leftover, another process).
+  let reads = 0;
+  const policies = {
+    atJobBoundary: () => {
+      reads += 1;
+      if (reads === 2) fillSync(stateDir);
+      return w.policy;
+    },
+    status: () => ({ team: 'unit' }),
+  };
+  const exit = await w.agent({ policies }).run(new AbortController().signal);
+  assert.equal(w.github.jitCalls, 0, 'a runner was requested while its name could not be persisted: a crash would leave it a ghost');
+  assert.match(recycles[0] ?? exit.reason, /state-unwritable/, `the host should be recycled as unwritable: ${exit.reason}`);
 });

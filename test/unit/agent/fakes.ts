@@ -283,6 +283,15 @@ export async function settleUntil(pred: () => boolean, what: string, turns = Inf
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** Runs `agent` until `pred` holds, then stops it as SIGTERM would; resolves with its exit. */
+export async function runUntil(agent: Agent, pred: () => boolean, what: string): Promise<{ code: number; reason: string }> {
+  const shutdown = new AbortController();
+  const running = agent.run(shutdown.signal);
+  await settleUntil(pred, what);
+  shutdown.abort();
+  return running;
+}
+
 /** A recycler that records its calls. */
 export function recordingRecycler(ok = true): RecyclerPort & { calls: string[] } {
   const calls: string[] = [];

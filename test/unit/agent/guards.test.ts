@@ -6,7 +6,7 @@ import path from 'node:path';
 import { GuardUnfitError, type GuardFinding, type GuardJob, type JobGuard } from '../../../src/lib/job-guard.js';
 import type { Policy } from '../../../src/policy/types.js';
 import { initialState } from '../../../src/agent/state-store.js';
-import { makeUnitWorld, settleUntil } from './fakes.js';
+import { makeUnitWorld, runUntil } from './fakes.js';
 
 /** A guard that records its calls; behaviour switchable per test. */
 function fakeGuard(o: { unfit?: boolean; findings?: (job: GuardJob | undefined) => GuardFinding[] } = {}): JobGuard<Policy> & { calls: string[] } {
@@ -51,11 +51,7 @@ test('a guard finding after the job makes the host dirty: quarantined, the findi
   const w = await makeUnitWorld({ guards: [guard] });
   t.after(() => w.dispose());
   const agent = w.agent();
-  const shutdown = new AbortController();
-  const running = agent.run(shutdown.signal);
-  await settleUntil(() => agent.snapshot().quarantined, 'the quarantine');
-  shutdown.abort();
-  await running;
+  await runUntil(agent, () => agent.snapshot().quarantined, 'the quarantine');
   const job = w.records.find((r) => r.type === 'job');
   assert.ok(job && job.type === 'job');
   assert.equal(job.decision, 'quarantine');
@@ -68,11 +64,7 @@ test('a guard that finds the host unfit quarantines it, naming the guard and the
   const w = await makeUnitWorld({ guards: [guard] });
   t.after(() => w.dispose());
   const agent = w.agent();
-  const shutdown = new AbortController();
-  const running = agent.run(shutdown.signal);
-  await settleUntil(() => agent.snapshot().quarantined, 'the quarantine');
-  shutdown.abort();
-  await running;
+  await runUntil(agent, () => agent.snapshot().quarantined, 'the quarantine');
   assert.equal(w.listeners.length, 0, 'a listener ran without its guard');
   assert.match(agent.snapshot().quarantineReason ?? '', /guard fake unfit: no user namespaces.*fix: set kernel\.unprivileged_userns_clone=1/);
   assert.ok(guard.calls.some((c) => c.startsWith('release')), 'what prepare began is released');

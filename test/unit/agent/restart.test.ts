@@ -12,16 +12,12 @@ import { initialState } from '../../../src/agent/state-store.js';
 import { QuarantineStore, quarantineFact } from '../../../src/agent/quarantine-store.js';
 import { RELEASE_POLL_MS } from '../../../src/agent/endings.js';
 import { GitHubApiError } from '../../../src/lib/errors.js';
-import { cleanReport, dirtyReport, events, makeUnitWorld, settleUntil, type UnitWorld } from './fakes.js';
+import { cleanReport, dirtyReport, events, makeUnitWorld, runUntil, settleUntil, type UnitWorld } from './fakes.js';
 import type { Agent } from '../../../src/agent/agent.js';
 
 /** Runs an agent until it holds the quarantine, then stops it as SIGTERM would. */
-async function runUntilHeld(w: UnitWorld, agent: Agent): Promise<{ code: number; reason: string }> {
-  const shutdown = new AbortController();
-  const running = agent.run(shutdown.signal);
-  await settleUntil(() => agent.snapshot().state === 'quarantined', 'the agent to hold the quarantine');
-  shutdown.abort();
-  return running;
+function runUntilHeld(_w: UnitWorld, agent: Agent): Promise<{ code: number; reason: string }> {
+  return runUntil(agent, () => agent.snapshot().state === 'quarantined', 'the agent to hold the quarantine');
 }
 
 test('a quarantined host stays quarantined through any number of restarts, without cleaning or registering', async (t) => {
