@@ -410,9 +410,9 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
       const fake = await startFakeAws({ instanceId: ids[0], moreInstances: ids.slice(1), clock, group: { name: 'runners', min: 0, desired: hosts, max: hosts } });
       const credentials = { accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet' };
       return {
-        providers: (deps, i) => awsAsgProvider({ provider: 'aws-asg', ...SLOW_SIM, endpoint: fake.url, region: 'eu-west-1', instanceId: ids[i] as string }, { credentials, ...deps }),
+        providers: (deps, i) => awsAsgProvider({ provider: 'aws-asg', ...SLOW_SIM, endpoint: fake.url, region: 'eu-west-1', instanceId: ids[i] }, { credentials, ...deps }),
         throttledOf: (i) => fake.calls.filter((c) => c.params.InstanceId === ids[i] && c.status === 400 && c.action === 'TerminateInstanceInAutoScalingGroup').length,
-        close: fake.close,
+        close: () => fake.close(),
       };
     },
   },
@@ -425,9 +425,9 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
       const group = 'projects/my-project/zones/us-central1-a/instanceGroupManagers/runners';
       return {
         providers: (deps, i) =>
-          gcpMigProvider({ provider: 'gcp-mig', ...SLOW_SIM, metadataTimeoutSeconds: SLOW_SIM.timeoutSeconds, metadataEndpoint: fake.url, computeEndpoint: fake.url, project: 'my-project', zone: 'us-central1-a', instanceName: names[i] as string, instanceGroupManager: group }, deps),
+          gcpMigProvider({ provider: 'gcp-mig', ...SLOW_SIM, metadataTimeoutSeconds: SLOW_SIM.timeoutSeconds, metadataEndpoint: fake.url, computeEndpoint: fake.url, project: 'my-project', zone: 'us-central1-a', instanceName: names[i], instanceGroupManager: group }, deps),
         throttledOf: (i) => fake.calls.filter((c) => c.status === 429 && JSON.stringify(c.body).includes(`/instances/${names[i] as string}"`)).length,
-        close: fake.close,
+        close: () => fake.close(),
       };
     },
   },
@@ -439,9 +439,9 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
       const fake = await startFakeAzure({ instanceId: ids[0], moreInstances: ids.slice(1), clock, capacity: hosts });
       const where = { subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'ci', scaleSet: 'runners' };
       return {
-        providers: (deps, i) => azureVmssProvider({ provider: 'azure-vmss', ...SLOW_SIM, imdsTimeoutSeconds: SLOW_SIM.timeoutSeconds, imdsEndpoint: fake.url, managementEndpoint: fake.url, ...where, instanceId: ids[i] as string }, deps),
+        providers: (deps, i) => azureVmssProvider({ provider: 'azure-vmss', ...SLOW_SIM, imdsTimeoutSeconds: SLOW_SIM.timeoutSeconds, imdsEndpoint: fake.url, managementEndpoint: fake.url, ...where, instanceId: ids[i] }, deps),
         throttledOf: (i) => fake.calls.filter((c) => c.status === 429 && c.path.endsWith(`/virtualMachines/${ids[i] as string}/reimage`)).length,
-        close: fake.close,
+        close: () => fake.close(),
       };
     },
   },
@@ -473,9 +473,10 @@ async function fleetRecycle(cloud: RecycleCloud, seed: number): Promise<{ doneMs
     let failed = 0;
     const runs: Promise<void>[] = [];
     for (let i = 0; i < HOSTS; i++) {
-      // The same simulated instant for all, but a thousand connects in one real millisecond would
-      // overflow the loopback listen queue (one machine stands for a thousand here): batches.
-      if (i % LAUNCH_BATCH === 0) await new Promise((r) => setTimeout(r, 20));
+      // The same simulated instant for all (the clock stands still until every host is launched),
+      // but a thousand connects in one real millisecond overflow the loopback listen queue (one
+      // machine stands for a thousand here): a batch goes once the previous one is asleep or done.
+      while (i % LAUNCH_BATCH === 0 && active > 0) await new Promise((r) => setTimeout(r, 5));
       const provider = world.providers({ clock: hostClock, random: seededRandom(Math.floor(master() * 2 ** 32)) }, i);
       active++;
       runs.push(provider

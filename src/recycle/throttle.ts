@@ -22,11 +22,12 @@ export interface ThrottlePolicy extends BackoffPolicy {
 }
 
 /**
- * One second first (a cloud API's bucket refills in about that), doubling to two minutes: twelve
- * tries span about ten minutes of envelope, which outlasts any recycle of a few thousand hosts
- * against the documented rates; a host that is used up may wait, it serves no job meanwhile.
+ * One second first (a cloud API's bucket refills in about that), doubling to two minutes: sixteen
+ * tries span about twenty minutes of envelope (a thousand hosts at once against a bucket of 5 a
+ * second took up to eleven), which outlasts a recycle of a few thousand hosts against the
+ * documented rates; a host that is used up may wait, it serves no job meanwhile.
  */
-export const THROTTLE_DEFAULTS: ThrottlePolicy = { baseMs: 1_000, maxMs: 120_000, maxTries: 12 };
+export const THROTTLE_DEFAULTS: ThrottlePolicy = { baseMs: 1_000, maxMs: 120_000, maxTries: 16 };
 
 /**
  * A try's verdict: the answer stands (`final`), the API refused it for its rate (`throttled`, with

@@ -40,7 +40,7 @@ const clouds: Cloud[] = [
         ),
         refusals: () => fake.calls.filter((c) => c.status !== 200).map((c) => `${c.status} ${c.action ?? ''}`),
         throttled: fake.throttled,
-        close: fake.close,
+        close: () => fake.close(),
       };
     },
   },
@@ -60,7 +60,7 @@ const clouds: Cloud[] = [
         ),
         refusals: () => fake.calls.filter((c) => c.service === 'compute' && c.status !== 200).map((c) => String(c.status)),
         throttled: fake.throttled,
-        close: fake.close,
+        close: () => fake.close(),
       };
     },
   },
@@ -77,7 +77,7 @@ const clouds: Cloud[] = [
         ),
         refusals: () => fake.calls.filter((c) => c.service === 'arm' && c.status !== 202).map((c) => String(c.status)),
         throttled: fake.throttled,
-        close: fake.close,
+        close: () => fake.close(),
       };
     },
   },
