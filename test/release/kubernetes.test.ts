@@ -11,6 +11,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { Ajv } from 'ajv';
+import { PDB_SCHEMA, PODMONITOR_SCHEMA } from './k8s-schemas.js';
 
 const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../packaging/kubernetes');
 
@@ -58,4 +60,24 @@ test('the base renders; the PDB and PodMonitor select the Deployment pods and it
     assert.equal(e.path, '/metrics');
     assert.match(String(e.interval), /^\d+[sm]$/);
   }
+});
+
+test('the PodDisruptionBudget and PodMonitor validate against their API schemas, and a misspelt field is refused', async () => {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const pdb = ajv.compile(PDB_SCHEMA);
+  const pm = ajv.compile(PODMONITOR_SCHEMA);
+  const load = async (f: string): Promise<Obj> => parseAllDocuments(await readFile(path.join(DIR, f), 'utf8')).map((d) => d.toJS() as Obj)[0] as Obj;
+  const shipped = { pdb: await load('pdb.yaml'), pm: await load('podmonitor.yaml') };
+  assert.ok(pdb(shipped.pdb), `pdb.yaml: ${ajv.errorsText(pdb.errors)}`);
+  assert.ok(pm(shipped.pm), `podmonitor.yaml: ${ajv.errorsText(pm.errors)}`);
+  // The schemas catch what a hand-edited manifest gets wrong (the API server would drop or refuse it).
+  const spec = (o: Obj): Obj => o.spec as Obj;
+  const bad: [string, (o: Obj) => boolean, Obj][] = [
+    ['maxUnavailabe (typo)', pdb, { ...shipped.pdb, spec: { ...spec(shipped.pdb), maxUnavailabe: 1 } }],
+    ['both budgets', pdb, { ...shipped.pdb, spec: { ...spec(shipped.pdb), minAvailable: 1 } }],
+    ['eviction policy value', pdb, { ...shipped.pdb, spec: { ...spec(shipped.pdb), unhealthyPodEvictionPolicy: 'Always' } }],
+    ['endpoints (not podMetricsEndpoints)', pm, { ...shipped.pm, spec: { selector: spec(shipped.pm).selector, endpoints: spec(shipped.pm).podMetricsEndpoints } }],
+    ['interval 30 (no unit)', pm, { ...shipped.pm, spec: { ...spec(shipped.pm), podMetricsEndpoints: [{ port: 'health', path: '/metrics', interval: '30' }] } }],
+  ];
+  for (const [what, validate, doc] of bad) assert.equal(validate(doc), false, `${what} should be refused`);
 });
