@@ -20,7 +20,7 @@ import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { pidAlive, runCommand } from '../lib/process.js';
 import { createWarmParent, type Launched } from './launch.js';
-import { engineLayoutAt, ping, type EngineLayout } from './rootless-engine.js';
+import { engineLayoutAt, EngineStartError, ping, type EngineLayout } from './rootless-engine.js';
 import { killEngine } from './teardown.js';
 
 /**
@@ -69,7 +69,7 @@ export class WarmEngine {
       await createWarmParent(dir);
       return launch(layout, abort.signal);
     })().catch((err: unknown) => {
-      log.warn({ err: describeError(err) }, 'the warm engine did not start; the next job gets a cold start');
+      log.warn({ err: describeError(err), ...(err instanceof EngineStartError ? { engineLog: err.log } : {}) }, 'the warm engine did not start; the next job gets a cold start');
       return undefined;
     });
     const timer = setTimeout(() => void this.discard(), WARM_UNCLAIMED_MS);
