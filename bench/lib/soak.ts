@@ -1,7 +1,7 @@
 /**
  * The soak: simulated jobs through one reused host (a real `runner-warden run` process, restarted
  * like systemd would) while faults are injected from seeded PRNGs, one stream per kind of fault;
- * then the invariants are checked. bench/soak.ts is its command line, test/agent/soak.test.ts a
+ * then the invariants are checked. bench/soak.ts is its command line, test/e2e/agent/soak.test.ts a
  * short run of it in CI. Needs root (it makes two throwaway users and mounts a tmpfs).
  */
 import { existsSync } from 'node:fs';

@@ -48,7 +48,7 @@ export { createThrowawayUser as createUser, type ThrowawayUser as BenchUser };
 /**
  * A world's policy: reuse, every step on, temp dirs inside the world (never the real /tmp). The
  * whole-host integrity check is off: it compares the real host, where others' tests add users and
- * mounts (test/integrity checks it against roots it builds). `over.host` is merged into `host`.
+ * mounts (test/e2e/integrity checks it against roots it builds). `over.host` is merged into `host`.
  */
 export function benchPolicy(root: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   const host = { maxJobs: 50, integrity: { enabled: false }, ...((over.host as Record<string, unknown> | undefined) ?? {}) };

@@ -29,7 +29,7 @@
 
 packer {
   # required_plugins, can(regex()) and imds_support need Packer 1.10 or later; Debian 12's
-  # packer is 1.6.6, which stops here with this constraint named (test/release/packer.test.ts).
+  # packer is 1.6.6, which stops here with this constraint named (test/e2e/release/packer.test.ts).
   required_version = ">= 1.10.0"
   required_plugins {
     amazon = {

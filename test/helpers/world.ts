@@ -32,7 +32,7 @@ export const TEST_TIMEOUTS = {
 /**
  * A policy for tests: reuse, every step on, temp dirs inside the lab (never the real /tmp). The
  * whole-host integrity check is off: it compares the real host, where the tests running beside
- * this one add users and mounts; test/integrity checks it against roots it builds. `over.host`
+ * this one add users and mounts; test/e2e/integrity checks it against roots it builds. `over.host`
  * is merged into `host`.
  */
 export function testPolicy(lab: Lab, over: Record<string, unknown> = {}): Record<string, unknown> {

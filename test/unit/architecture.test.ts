@@ -40,7 +40,7 @@ test('the rules allow the layers downwards and refuse every way back up or acros
     ['src/container-hooks/main.ts', 'src/engine/create-policy.ts', true],
     ['src/cli/demo.ts', 'src/sim/github/server.ts', true],
     ['src/sim/runner/run.ts', 'src/lib/clock.ts', true],
-    ['test/agent/x.test.ts', 'src/sim/github/server.ts', true],
+    ['test/e2e/agent/x.test.ts', 'src/sim/github/server.ts', true],
     ['bench/recycle.ts', 'src/sim/aws/fake-aws.ts', true],
     ['src/agent/agent.ts', 'src/cli/io.ts', false],
     ['src/recycle/chain.ts', 'src/agent/deps.ts', false],

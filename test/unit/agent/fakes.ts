@@ -36,7 +36,7 @@ export const UNIT_TIMEOUTS: Timeouts = {
   retryableRestartDelayMs: 10,
   heartbeatMs: 3_600_000,
   // A stopping agent waits this long for a registration the service may still complete, on the
-  // manual clock nobody advances here: no wait (the late window is tested in test/agent).
+  // manual clock nobody advances here: no wait (the late window is tested in test/e2e/agent).
   lateRegistrationMs: 0,
 };
 

@@ -1,0 +1,182 @@
+/**
+ * docs/hostile-jobs.md 1-7: credentials left by real tools, in the per-job HOME and in the runner user's
+ * REAL home (tools that ignore $HOME, or a job that goes around it). The second job looks for
+ * every token; secretlint scans the real home from outside. Each test is one reused host (two
+ * jobs through the real agent): 3-6 s each, run concurrently.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { attack, assertNoTrace, token } from './helpers.js';
+import { startFakeRegistry, type FakeRegistry } from '../../helpers/fake-registry.js';
+
+/** Runs `cmds` once with the per-job HOME and once with HOME set to the real home. */
+function bothHomes(cmds: string): string {
+  return `for H in "$HOME" "$REAL_HOME"; do\n${cmds}\ndone\n`;
+}
+
+describe('credentials left by tools are gone before the next job', { concurrency: 4 }, () => {
+  test('1. docker login and skopeo/podman auth files (docker, containers, XDG_RUNTIME_DIR) are removed', async (t) => {
+    const pass = token(24);
+    let registry: FakeRegistry | undefined;
+    const r = await attack(t, {
+      setup: async () => {
+        registry = await startFakeRegistry('ciuser', pass);
+        t.after(() => registry?.close());
+      },
+      hostile: (c) => [
+        {
+          name: 'log in with docker and skopeo',
+          run:
+            `REG=${registry?.host}\n` +
+            // The docker CLI logs in from the client side; no daemon is needed.
+            `DOCKER_HOST=unix:///nonexistent docker login -u ciuser --password-stdin "$REG" <<< '${pass}'\n` +
+            'test -s "$DOCKER_CONFIG/config.json"\n' +
+            bothHomes(
+              [
+                `  HOME=$H DOCKER_CONFIG=$H/.docker DOCKER_HOST=unix:///nonexistent docker login -u ciuser --password-stdin "$REG" <<< '${pass}'`,
+                '  mkdir -p "$H/.config/containers"',
+                `  HOME=$H skopeo login --tls-verify=false --authfile "$H/.config/containers/auth.json" -u ciuser -p '${pass}' "$REG"`,
+                '  test -s "$H/.docker/config.json" && test -s "$H/.config/containers/auth.json"',
+              ].join('\n'),
+            ) +
+            // skopeo's default without DOCKER_CONFIG (which it prefers when set): $XDG_RUNTIME_DIR/containers/auth.json,
+            // here in a temp dir stand-in.
+            'export XDG_RUNTIME_DIR=$SYS_SHM/xdg-$(id -u); mkdir -m 700 -p "$XDG_RUNTIME_DIR"\n' +
+            `env -u DOCKER_CONFIG skopeo login --tls-verify=false -u ciuser -p '${pass}' "$REG"\n` +
+            'test -s "$XDG_RUNTIME_DIR/containers/auth.json"\n' +
+            `echo "${c.marker}" > /dev/null\n`,
+        },
+      ],
+      needles: [pass, Buffer.from(`ciuser:${pass}`).toString('base64')],
+    });
+    assert.ok(registry?.seen.some((h) => h === `Basic ${Buffer.from(`ciuser:${pass}`).toString('base64')}`), 'no tool authenticated to the fake registry');
+    await assertNoTrace(r);
+  });
+
+  test('2. an npm auth token set with npm config set is removed from both homes', async (t) => {
+    const npmToken = `npm_${token(36)}`;
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'npm config set',
+          run: bothHomes(
+            `  HOME=$H npm config set //registry.example.test/:_authToken=${npmToken}\n  HOME=$H npm config set //registry.example.test/:always-auth=true || true\n  grep -q ${npmToken} "$H/.npmrc"`,
+          ),
+        },
+      ],
+      needles: [npmToken],
+    });
+    await assertNoTrace(r);
+  });
+
+  test('3. git credential store, credential approve and a token in a url rewrite are removed, gitconfig restored', async (t) => {
+    const ghs = `ghs_${token(36)}`;
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'git credentials',
+          run: bothHomes(
+            [
+              '  HOME=$H git config --global credential.helper store',
+              `  printf 'protocol=https\\nhost=github.com\\nusername=x-access-token\\npassword=${ghs}\\n\\n' | HOME=$H git credential approve`,
+              `  HOME=$H git config --global url."https://x-access-token:${ghs}@github.com/".insteadOf "https://github.com/"`,
+              `  grep -q ${ghs} "$H/.git-credentials"`,
+            ].join('\n'),
+          ),
+        },
+      ],
+      needles: [ghs],
+      probeExtra: () => 'HOME=$REAL_HOME git config --global --list | grep -E "credential|insteadof" | sed "s/^/gitconfig: /"',
+    });
+    await assertNoTrace(r);
+  });
+
+  test('4. aws configure set credentials and config are removed', async (t) => {
+    const keyId = `AKIA${token(16, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567')}`;
+    const secret = token(40);
+    const session = token(64);
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'aws configure',
+          run: bothHomes(
+            [
+              `  HOME=$H aws configure set aws_access_key_id ${keyId}`,
+              `  HOME=$H aws configure set aws_secret_access_key ${secret}`,
+              `  HOME=$H aws configure set aws_session_token ${session} --profile ci`,
+              `  grep -q ${secret} "$H/.aws/credentials"`,
+            ].join('\n'),
+          ),
+        },
+      ],
+      needles: [keyId, secret, session],
+    });
+    await assertNoTrace(r);
+  });
+
+  test('5. kubectl config set-credentials leaves no token in a kubeconfig', async (t) => {
+    const kube = `eyJhbGciOiJSUzI1NiJ9.${token(80)}`;
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'kubectl config',
+          run: bothHomes(
+            [
+              `  HOME=$H kubectl config set-credentials ci --token=${kube}`,
+              '  HOME=$H kubectl config set-cluster c1 --server=https://127.0.0.1:6443',
+              '  HOME=$H kubectl config set-context ci --cluster=c1 --user=ci',
+              '  HOME=$H kubectl config use-context ci',
+              `  grep -q ${kube} "$H/.kube/config"`,
+            ].join('\n'),
+          ),
+        },
+      ],
+      needles: [kube],
+    });
+    await assertNoTrace(r);
+  });
+
+  test('6. a GitHub CLI hosts.yml and a .netrc are removed', async (t) => {
+    const gho = `gho_${token(36)}`;
+    const ghp = `ghp_${token(36)}`;
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'gh and netrc',
+          // gh is not installed here and cannot log in offline without a fake: written by hand.
+          run: bothHomes(
+            [
+              '  mkdir -p "$H/.config/gh"',
+              `  printf 'github.com:\\n    oauth_token: ${gho}\\n    user: ci-bot\\n    git_protocol: https\\n' > "$H/.config/gh/hosts.yml"`,
+              '  chmod 600 "$H/.config/gh/hosts.yml"',
+              `  printf 'machine github.com login ci-bot password ${ghp}\\n' > "$H/.netrc"`,
+              '  chmod 600 "$H/.netrc"',
+            ].join('\n'),
+          ),
+        },
+      ],
+      needles: [gho, ghp],
+    });
+    await assertNoTrace(r);
+  });
+
+  test('7. an ssh private key and a new authorized_keys line are removed', async (t) => {
+    const r = await attack(t, {
+      hostile: (c) => [
+        {
+          name: 'ssh keys',
+          run: bothHomes(
+            [
+              '  mkdir -p -m 700 "$H/.ssh"',
+              `  ssh-keygen -q -t ed25519 -N '' -C "${c.marker}" -f "$H/.ssh/id_ed25519"`,
+              '  cat "$H/.ssh/id_ed25519.pub" >> "$H/.ssh/authorized_keys"',
+              `  printf 'Host *\\n  IdentityFile ~/.ssh/id_ed25519\\n  # ${c.marker}\\n' > "$H/.ssh/config"`,
+            ].join('\n'),
+          ),
+        },
+      ],
+      needles: ['BEGIN OPENSSH PRIVATE KEY'],
+    });
+    await assertNoTrace(r);
+  });
+});

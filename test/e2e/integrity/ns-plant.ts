@@ -1,0 +1,66 @@
+/**
+ * Run inside fresh network, mount and pid namespaces (kernel-surfaces.test.ts starts it with
+ * unshare): takes a system baseline of the kernel and network surfaces, plants a netfilter rule, a
+ * sysctl change, a route, a root process listening on a port and a bind mount over a system path,
+ * and prints the integrity guard's findings as JSON. Before planting, it acts as the agent does
+ * (a health listener, a child process, a mount in the runner root): none of that may be drift. Everything it planted dies with the namespaces.
+ *   node --import tsx ns-plant.ts <stateDir> <scratchDir>
+ */
+import { execFileSync, spawn } from 'node:child_process';
+// Started by kernel-surfaces.test.ts under `sh` as the pid namespace's init, so that orphans go to
+// it and not to this process (which plays the agent).
+import { once } from 'node:events';
+import net from 'node:net';
+import { IntegrityGuard } from '../../../src/integrity/guard.js';
+import { takeSystemBaseline } from '../../../src/integrity/system-baseline.js';
+import { DEFAULT_POLICY } from '../../../src/policy/types.js';
+import { createLogger } from '../../../src/lib/log.js';
+
+const [stateDir, scratch] = process.argv.slice(2) as [string, string];
+const SURFACES = ['mounts', 'netfilter', 'routes', 'sysctl', 'listeners', 'processes'] as const;
+const user = { name: 'nobody', uid: 65534 };
+const run = (cmd: string, ...args: string[]): void => {
+  execFileSync(cmd, args, { stdio: 'pipe' });
+};
+
+run('ip', 'link', 'set', 'lo', 'up');
+await takeSystemBaseline({ stateDir, surfaces: SURFACES, excluded: [scratch], user, skipPids: [process.pid] });
+const policy = structuredClone(DEFAULT_POLICY);
+policy.host.integrity.surfaces = [...SURFACES];
+const guard = new IntegrityGuard({ stateDir, excluded: [scratch], user, skipPids: [process.pid] });
+const ctx = { log: createLogger({ level: 'silent' }), signal: AbortSignal.timeout(60_000) };
+const job = { key: 'ns-job', dir: scratch, user: { ...user, gid: 65534, home: '/nonexistent' }, runnerRoot: scratch, stateDir };
+await guard.prepare(job, policy, ctx);
+// The agent's own doings after the baseline are no drift: its health listener, a child it runs,
+// a mount inside the runner root (cleanup's).
+const health = net.createServer().listen(9469, '127.0.0.1');
+await once(health, 'listening');
+const ownChild = spawn('sleep', ['60'], { stdio: 'ignore' });
+run('mount', '-t', 'tmpfs', 'jobtmp', scratch);
+const before = (await guard.verify(job, policy, ctx)).map((f) => f.problem);
+run('umount', scratch);
+
+run('iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '4444', '-j', 'ACCEPT');
+run('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+run('ip', 'route', 'add', '10.99.0.0/16', 'dev', 'lo');
+run('mount', '--bind', scratch, '/usr/local/bin');
+// A root daemon left by the job: started in the background and orphaned (re-parented to the
+// namespace's init, as a job's leftovers are to the host's), so it is not one of the agent's own.
+run('sh', '-c', 'python3 -c "import socket,time\ns=socket.socket()\ns.bind((\'127.0.0.1\',4445))\ns.listen()\ntime.sleep(60)" >/dev/null 2>&1 &');
+for (let i = 0; i < 100; i++) {
+  const up = await new Promise<boolean>((res) => {
+    const c = net.connect(4445, '127.0.0.1', () => {
+      c.destroy();
+      res(true);
+    });
+    c.on('error', () => res(false));
+  });
+  if (up) break;
+  await new Promise((r) => setTimeout(r, 100));
+}
+const after = await guard.verify(job, policy, ctx);
+run('pkill', '-KILL', '-f', 'socket.socket');
+ownChild.kill('SIGKILL');
+health.close();
+run('umount', '/usr/local/bin');
+process.stdout.write(`${JSON.stringify({ before, after })}\n`);
