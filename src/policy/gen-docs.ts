@@ -3,7 +3,8 @@
  * example) plus the list of example policies. Run `node --import tsx scripts/gen-policy.ts`; a
  * test fails when the checked-in README is stale.
  */
-import { hostEnvFields, MAX_EXTENDS_DEPTH } from './load.js';
+import { hostEnvFields } from './env-overrides.js';
+import { MAX_EXTENDS_DEPTH } from './load.js';
 import { hostConfigSchema, policySchema, type SchemaNode } from './schema.js';
 import { MAX_ALIAS_COUNT, MAX_FILE_BYTES, MAX_FLOW_DEPTH, parseText } from './source.js';
 import { readdir, readFile } from 'node:fs/promises';
@@ -59,15 +60,23 @@ function typeText(root: SchemaNode, raw: SchemaNode): string {
     if (t === 'integer' || t === 'number') {
       const min = node.minimum as number | undefined;
       const max = node.maximum as number | undefined;
-      parts.push(min !== undefined && max !== undefined ? `${t} ${String(min)}..${String(max)}` : min !== undefined ? `${t} >= ${String(min)}` : t);
+      parts.push(
+        min !== undefined && max !== undefined ? `${t} ${String(min)}..${String(max)}` : min !== undefined ? `${t} >= ${String(min)}` : t,
+      );
     } else if (t === 'string') {
       parts.push(typeof node['x-expected'] === 'string' ? `string (${node['x-expected']})` : 'string');
     } else if (t === 'array') {
       const items = deref(root, (node.items ?? {}) as SchemaNode);
       const itemText = typeof items.title === 'string' ? `${items.title}` : typeText(root, items);
-      parts.push(`list of ${itemText}${node.maxItems !== undefined ? `, at most ${node.maxItems as number}` : ''}${node['x-merge'] === true ? '; patchable' : ''}`);
+      parts.push(
+        `list of ${itemText}${node.maxItems !== undefined ? `, at most ${node.maxItems as number}` : ''}${node['x-merge'] === true ? '; patchable' : ''}`,
+      );
     } else if (t === 'object') {
-      parts.push(node.additionalProperties && typeof node.additionalProperties === 'object' ? `mapping of name to ${typeText(root, node.additionalProperties as SchemaNode)}` : 'mapping');
+      parts.push(
+        node.additionalProperties && typeof node.additionalProperties === 'object'
+          ? `mapping of name to ${typeText(root, node.additionalProperties as SchemaNode)}`
+          : 'mapping',
+      );
     } else parts.push(t);
   }
   return parts.join(' or ');
@@ -87,7 +96,8 @@ export function fieldDocs(schema: SchemaNode): FieldDoc[] {
       const children = !!target.properties && typeof target.properties === 'object' && !open.has(target);
       const meaning = `${(prop.description ?? target.description ?? '') as string}`;
       const def = 'default' in prop ? prop.default : undefined;
-      const showDefault = def !== undefined && !(def !== null && typeof def === 'object' && !Array.isArray(def) && Object.keys(def).length === 0);
+      const showDefault =
+        def !== undefined && !(def !== null && typeof def === 'object' && !Array.isArray(def) && Object.keys(def).length === 0);
       const examples = (prop.examples ?? target.examples) as unknown[] | undefined;
       const derived = prop['x-derived'] === true ? ' Derived when absent.' : '';
       const fileOnly = prop['x-file-only'] === true ? ' Files only (not in the effective policy).' : '';

@@ -24,6 +24,7 @@ import {
   type Problem,
 } from './source.js';
 import type { HostConfig, Policy } from './types.js';
+import { applyEnvOverrides } from './env-overrides.js';
 
 /**
  * Longest `extends` chain followed. Real setups use one or two levels (organisation, team); the
@@ -31,112 +32,11 @@ import type { HostConfig, Policy } from './types.js';
  */
 export const MAX_EXTENDS_DEPTH = 8;
 
-/** Prefix of the environment variables that override host config fields. */
-export const ENV_PREFIX = 'RUNNER_WARDEN_';
-
 /** What a file holds. */
 export type ConfigKind = 'host-config' | 'policy';
 
 // ---------------------------------------------------------------------------------------------
 // Host config
-
-interface EnvField {
-  path: string[];
-  types: string[];
-  isList: boolean;
-}
-
-function resolveRef(root: SchemaNode, node: SchemaNode): SchemaNode {
-  const ref = node.$ref;
-  if (typeof ref !== 'string') return node;
-  const name = ref.replace('#/$defs/', '');
-  return (root.$defs as Record<string, SchemaNode>)[name] ?? {};
-}
-
-let envFieldsCache: Map<string, EnvField> | undefined;
-
-/** Every host config scalar or list field as `RUNNER_WARDEN_<PATH>` → its path and type. */
-export function hostEnvFields(): Map<string, EnvField> {
-  if (envFieldsCache) return envFieldsCache;
-  const out = new Map<string, EnvField>();
-  const walk = (node: SchemaNode, segs: string[], depth: number): void => {
-    const props = node.properties as Record<string, SchemaNode> | undefined;
-    if (!props || depth > 3) return;
-    for (const [key, raw] of Object.entries(props)) {
-      const child = resolveRef(hostConfigSchema, raw);
-      const here = [...segs, key];
-      const types = (Array.isArray(child.type) ? child.type : [child.type]).map(String);
-      if (types.includes('object')) walk(child, here, depth + 1);
-      else if (types.includes('array')) {
-        const items = (child.items ?? {}) as SchemaNode;
-        if (items.type === 'string') out.set(ENV_PREFIX + here.join('_').toUpperCase(), { path: here, types, isList: true });
-      } else out.set(ENV_PREFIX + here.join('_').toUpperCase(), { path: here, types, isList: false });
-    }
-  };
-  walk(hostConfigSchema, [], 0);
-  envFieldsCache = out;
-  return out;
-}
-
-/** Keys of which a file or the environment may set only one; an override of one drops the others. */
-const EXCLUSIVE: string[][] = [
-  ['github.org', 'github.repo', 'github.enterprise'],
-  ['github.token', 'github.app'],
-  ['github.token.file', 'github.token.env'],
-];
-
-function envValue(raw: string, field: EnvField): unknown {
-  if (field.isList) return raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  const t = field.types;
-  if (t.includes('null') && (raw === '' || raw === 'null')) return null;
-  if ((t.includes('integer') || t.includes('number')) && /^-?\d+(\.\d+)?$/.test(raw.trim())) return Number(raw.trim());
-  if (t.includes('boolean')) {
-    if (['true', '1', 'yes'].includes(raw.trim().toLowerCase())) return true;
-    if (['false', '0', 'no'].includes(raw.trim().toLowerCase())) return false;
-  }
-  return raw;
-}
-
-function setIn(root: Record<string, unknown>, segs: string[], value: unknown): void {
-  let node = root;
-  for (const seg of segs.slice(0, -1)) {
-    const next = node[seg];
-    if (next === null || typeof next !== 'object' || Array.isArray(next)) node[seg] = {};
-    node = node[seg] as Record<string, unknown>;
-  }
-  node[segs[segs.length - 1] as string] = value;
-}
-
-function deleteIn(root: Record<string, unknown>, dotted: string): void {
-  const segs = dotted.split('.');
-  let node: unknown = root;
-  for (const seg of segs.slice(0, -1)) {
-    node = node && typeof node === 'object' ? (node as Record<string, unknown>)[seg] : undefined;
-  }
-  if (node && typeof node === 'object') delete (node as Record<string, unknown>)[segs[segs.length - 1] as string];
-}
-
-/**
- * Applies `RUNNER_WARDEN_<PATH>` overrides to `value` in place; returns dotted path → variable
- * name for each one applied (so that errors about them name the variable, not the file).
- */
-export function applyEnvOverrides(value: Record<string, unknown>, env: Record<string, string | undefined>): Map<string, string> {
-  const applied = new Map<string, string>();
-  const fields = hostEnvFields();
-  for (const name of Object.keys(env).sort()) {
-    const raw = env[name];
-    const field = fields.get(name);
-    if (raw === undefined || !field) continue;
-    const dotted = field.path.join('.');
-    for (const group of EXCLUSIVE) {
-      const mine = group.find((g) => dotted === g || dotted.startsWith(`${g}.`));
-      if (mine) for (const other of group) if (other !== mine) deleteIn(value, other);
-    }
-    setIn(value, field.path, envValue(raw, field));
-    applied.set(dotted, name);
-  }
-  return applied;
-}
 
 /** The REST API base for a GitHub URL: api.github.com, api.<sub>.ghe.com, or <url>/api/v3. */
 export function deriveApiUrl(url: string): string {
@@ -162,7 +62,9 @@ export async function loadHostConfig(file: string, env: Record<string, string | 
   if (parsed.problems.length > 0) throw configError(file, parsed.problems);
   const value = parsed.value;
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw configError(file, [{ source: file, ...locate(parsed, []), path: [], message: `expected a mapping, got ${describeValue(value)}` }]);
+    throw configError(file, [
+      { source: file, ...locate(parsed, []), path: [], message: `expected a mapping, got ${describeValue(value)}` },
+    ]);
   }
   const data = value as Record<string, unknown>;
   const fromEnv = applyEnvOverrides(data, env);
@@ -233,7 +135,9 @@ export async function loadPolicy(file: string, opts: LoadPolicyOptions = {}): Pr
   try {
     realDir = await realpath(dir);
   } catch {
-    throw policyError(file, [{ source: file, path: [], message: `expected an existing policy directory, got ${JSON.stringify(dir)} (not found)` }]);
+    throw policyError(file, [
+      { source: file, path: [], message: `expected an existing policy directory, got ${JSON.stringify(dir)} (not found)` },
+    ]);
   }
   const problems: Problem[] = [];
   const chain: ParsedSource[] = [];
@@ -251,7 +155,11 @@ export async function loadPolicy(file: string, opts: LoadPolicyOptions = {}): Pr
     try {
       real = await realpath(shown);
     } catch {
-      pointAtExtends(from ? `expected an existing policy file, got ${JSON.stringify(from.value)} (not found)` : 'expected a file, got nothing (not found)');
+      pointAtExtends(
+        from
+          ? `expected an existing policy file, got ${JSON.stringify(from.value)} (not found)`
+          : 'expected a file, got nothing (not found)',
+      );
       break;
     }
     if (!isInside(realDir, real)) {
@@ -295,7 +203,7 @@ export async function loadPolicy(file: string, opts: LoadPolicyOptions = {}): Pr
     .map((src) => ({ file: src.file, value: src.value as Record<string, unknown> }));
   const top = chain[0] as ParsedSource;
   const topTeam = (top.value as Record<string, unknown>).team;
-  const team = typeof topTeam === 'string' ? topTeam : opts.team ?? teamFromFile(file);
+  const team = typeof topTeam === 'string' ? topTeam : (opts.team ?? teamFromFile(file));
   const merged = mergeLayers(policyDefaults(), layers, team, policyKeyOrder());
   const validate = validators().policy;
   if (!validate(merged.value)) {
@@ -345,12 +253,27 @@ export function parsePolicyText(name: string, text: string): Policy {
   if (problems.length > 0) throw policyError(name, problems);
   const value = parsed.value as Record<string, unknown>;
   if (typeof value.extends === 'string') {
-    throw policyError(name, [{ source: name, ...locate(parsed, ['extends']), path: ['extends'], message: 'expected no extends here (text without a directory), got one' }]);
+    throw policyError(name, [
+      {
+        source: name,
+        ...locate(parsed, ['extends']),
+        path: ['extends'],
+        message: 'expected no extends here (text without a directory), got one',
+      },
+    ]);
   }
-  const merged = mergeLayers(policyDefaults(), [{ file: name, value }], typeof value.team === 'string' ? value.team : teamFromFile(name), policyKeyOrder());
+  const merged = mergeLayers(
+    policyDefaults(),
+    [{ file: name, value }],
+    typeof value.team === 'string' ? value.team : teamFromFile(name),
+    policyKeyOrder(),
+  );
   const validate = validators().policy;
   if (!validate(merged.value)) {
-    throw policyError(name, ajvProblems(validate.errors ?? [], merged.value, (segs, atKey) => ({ source: name, ...locate(parsed, segs, atKey) })));
+    throw policyError(
+      name,
+      ajvProblems(validate.errors ?? [], merged.value, (segs, atKey) => ({ source: name, ...locate(parsed, segs, atKey) })),
+    );
   }
   return merged.value as unknown as Policy;
 }
@@ -386,7 +309,10 @@ export async function detectKind(file: string): Promise<ConfigKind> {
 }
 
 function renderScalar(v: unknown): string {
-  if (typeof v === 'string') return /^[A-Za-z0-9_./{}-][A-Za-z0-9_./{} -]*$/.test(v) && !/^(true|false|null|~|-?\d.*)$/i.test(v) && !v.endsWith(' ') ? v : JSON.stringify(v);
+  if (typeof v === 'string')
+    return /^[A-Za-z0-9_./{}-][A-Za-z0-9_./{} -]*$/.test(v) && !/^(true|false|null|~|-?\d.*)$/i.test(v) && !v.endsWith(' ')
+      ? v
+      : JSON.stringify(v);
   return JSON.stringify(v);
 }
 

@@ -43,7 +43,9 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\nclenaup: {}\n' },
-    expect: ['team.yaml:2:1: clenaup: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, docker, cleanup)'],
+    expect: [
+      'team.yaml:2:1: clenaup: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, docker, cleanup)',
+    ],
   },
   {
     name: 'an unknown nested key with no near match',
@@ -78,7 +80,9 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'payments.yaml',
     files: { 'payments.yaml': 'version: 1\ncleanup:\n  workdir:\n    keep:\n      - _tool\n      - ../../etc\n' },
-    expect: ['payments.yaml:6:9: cleanup.workdir.keep[1]: expected a path inside _work (relative, no \'..\'), got "../../../etc" (\'..\' escapes the root)'],
+    expect: [
+      "payments.yaml:6:9: cleanup.workdir.keep[1]: expected a path inside _work (relative, no '..'), got \"../../etc\" ('..' escapes the root)",
+    ],
   },
   {
     name: 'an absolute workdir keep path',
@@ -92,14 +96,18 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\ncleanup:\n  home:\n    keep: ["./"]\n' },
-    expect: ['team.yaml:4:12: cleanup.home.keep[0]: expected a path inside the home directory (relative, no \'..\'), got "./" (names the root itself)'],
+    expect: [
+      'team.yaml:4:12: cleanup.home.keep[0]: expected a path inside the home directory (relative, no \'..\'), got "./" (names the root itself)',
+    ],
   },
   {
     name: 'an absolute extra credential path',
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\ncleanup:\n  credentials:\n    extraPaths: [/root/.ssh/id_rsa]\n' },
-    expect: ['team.yaml:4:18: cleanup.credentials.extraPaths[0]: expected a path inside the home directory (relative, no \'..\'), got "/root/.ssh/id_rsa" (absolute)'],
+    expect: [
+      'team.yaml:4:18: cleanup.credentials.extraPaths[0]: expected a path inside the home directory (relative, no \'..\'), got "/root/.ssh/id_rsa" (absolute)',
+    ],
   },
   {
     name: 'a relative temp path',
@@ -120,28 +128,36 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\ncleanup:\n  credentials:\n    extraGlobs: [".config/[ab"]\n' },
-    expect: ['team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got ".config/[ab" (unclosed \'[\')'],
+    expect: [
+      'team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got ".config/[ab" (unclosed \'[\')',
+    ],
   },
   {
     name: 'a glob with an unbalanced brace',
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\ncleanup:\n  credentials:\n    extraGlobs: [".config/a}"]\n' },
-    expect: ['team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got ".config/a}" (unbalanced \'}\')'],
+    expect: [
+      'team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got ".config/a}" (unbalanced \'}\')',
+    ],
   },
   {
     name: 'a glob matching the whole home',
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\ncleanup:\n  credentials:\n    extraGlobs: ["**/*"]\n' },
-    expect: ['team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got "**/*" (matches the whole home directory)'],
+    expect: [
+      'team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got "**/*" (matches the whole home directory)',
+    ],
   },
   {
     name: 'a glob escaping home',
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\ncleanup:\n  credentials:\n    extraGlobs: ["../*/.ssh/*"]\n' },
-    expect: ['team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got "../*/.ssh/*" (\'..\' escapes the root)'],
+    expect: [
+      'team.yaml:4:18: cleanup.credentials.extraGlobs[0]: expected a glob inside the home directory, got "../*/.ssh/*" (\'..\' escapes the root)',
+    ],
   },
   {
     name: 'a negative grace period',
@@ -197,7 +213,9 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\nrunner:\n  labels: [a, b\nhost: {}\n' },
-    expect: ['team.yaml:4:1: runner.labels[1]: expected valid YAML, got a syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]'],
+    expect: [
+      'team.yaml:4:1: runner.labels[1]: expected valid YAML, got a syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]',
+    ],
   },
   {
     name: 'a tab used for indentation',
@@ -224,7 +242,11 @@ export const BAD_CASES: BadCase[] = [
     name: 'a cycle of extends',
     kind: 'policy',
     entry: 'a.yaml',
-    files: { 'a.yaml': 'version: 1\nextends: b.yaml\n', 'b.yaml': 'version: 1\nextends: c.yaml\n', 'c.yaml': 'version: 1\nextends: a.yaml\n' },
+    files: {
+      'a.yaml': 'version: 1\nextends: b.yaml\n',
+      'b.yaml': 'version: 1\nextends: c.yaml\n',
+      'c.yaml': 'version: 1\nextends: a.yaml\n',
+    },
     expect: ['c.yaml:2:10: extends: expected no cycle of extends, got a.yaml -> b.yaml -> c.yaml -> a.yaml'],
   },
   {
@@ -239,7 +261,9 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\nextends: ../outside/base.yaml\n' },
-    expect: ['team.yaml:2:10: extends: expected a file inside the policy directory $ROOT/policies, got "../outside/base.yaml" (resolves to $ROOT/outside/base.yaml)'],
+    expect: [
+      'team.yaml:2:10: extends: expected a file inside the policy directory $ROOT/policies, got "../outside/base.yaml" (resolves to $ROOT/outside/base.yaml)',
+    ],
   },
   {
     name: 'extends through a symlinked directory that escapes the policy directory',
@@ -247,13 +271,18 @@ export const BAD_CASES: BadCase[] = [
     entry: 'team.yaml',
     files: { 'team.yaml': 'version: 1\nextends: common/base.yaml\n' },
     links: { common: '$OUTSIDE' },
-    expect: ['team.yaml:2:10: extends: expected a file inside the policy directory $ROOT/policies, got "common/base.yaml" (resolves to $ROOT/outside/base.yaml)'],
+    expect: [
+      'team.yaml:2:10: extends: expected a file inside the policy directory $ROOT/policies, got "common/base.yaml" (resolves to $ROOT/outside/base.yaml)',
+    ],
   },
   {
-    name: 'a base policy with its own errors, listed with the extending file\'s',
+    name: "a base policy with its own errors, listed with the extending file's",
     kind: 'policy',
     entry: 'team.yaml',
-    files: { 'team.yaml': 'version: 1\nextends: base.yaml\nhost: {maxJobs: 0}\n', 'base.yaml': 'version: 1\nlimits: {maxJobMinutes: "1h"}\n' },
+    files: {
+      'team.yaml': 'version: 1\nextends: base.yaml\nhost: {maxJobs: 0}\n',
+      'base.yaml': 'version: 1\nlimits: {maxJobMinutes: "1h"}\n',
+    },
     expect: [
       'base.yaml:2:25: limits.maxJobMinutes: expected an integer, got "1h"',
       'team.yaml:3:17: host.maxJobs: expected an integer from 1 to 10000, got 0',
@@ -263,7 +292,10 @@ export const BAD_CASES: BadCase[] = [
     name: 'host reuse inherited together with a cleanup step a base turned off',
     kind: 'policy',
     entry: 'team.yaml',
-    files: { 'team.yaml': 'version: 1\nextends: base.yaml\nhost: {maxJobs: 20}\n', 'base.yaml': 'version: 1\ncleanup:\n  credentials: {enabled: false}\n' },
+    files: {
+      'team.yaml': 'version: 1\nextends: base.yaml\nhost: {maxJobs: 20}\n',
+      'base.yaml': 'version: 1\ncleanup:\n  credentials: {enabled: false}\n',
+    },
     expect: ['base.yaml:3:26: cleanup.credentials.enabled: expected true when host.maxJobs > 1 (a reused host must be cleaned), got false'],
   },
   {
@@ -328,7 +360,9 @@ export const BAD_CASES: BadCase[] = [
     kind: 'policy',
     entry: 'team.json',
     files: { 'team.json': '{"version": 1, "__proto__": {"polluted": true}}\n' },
-    expect: ['team.json:1:16: __proto__: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, docker, cleanup)'],
+    expect: [
+      'team.json:1:16: __proto__: unknown key (expected one of: version, extends, team, description, host, runner, limits, recycle, docker, cleanup)',
+    ],
   },
   {
     name: 'a JSON policy with several errors, all listed',
@@ -346,16 +380,15 @@ export const BAD_CASES: BadCase[] = [
     kind: 'host',
     entry: 'config.yaml',
     files: { 'config.yaml': host('team: payments\n') },
-    expect: [
-      'config.yaml:1:1: (root): missing required key "github"',
-      'config.yaml:1:1: (root): missing required key "runner"',
-    ],
+    expect: ['config.yaml:1:1: (root): missing required key "github"', 'config.yaml:1:1: (root): missing required key "runner"'],
   },
   {
     name: 'a host config naming both an org and a repo',
     kind: 'host',
     entry: 'config.yaml',
-    files: { 'config.yaml': host('github:\n  org: acme\n  repo: acme/app\n  token: {env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner}\n') },
+    files: {
+      'config.yaml': host('github:\n  org: acme\n  repo: acme/app\n  token: {env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner}\n'),
+    },
     expect: ['config.yaml:2:3: github: expected exactly one of "org", "repo", "enterprise", got "org" and "repo"'],
   },
   {
@@ -369,7 +402,9 @@ export const BAD_CASES: BadCase[] = [
     name: 'a host config whose token names both a file and a variable, the file relative',
     kind: 'host',
     entry: 'config.yaml',
-    files: { 'config.yaml': host('github:\n  org: acme\n  token: {file: token.txt, env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner}\n') },
+    files: {
+      'config.yaml': host('github:\n  org: acme\n  token: {file: token.txt, env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner}\n'),
+    },
     expect: [
       'config.yaml:3:10: github.token: expected exactly one of "file", "env", got "file" and "env"',
       'config.yaml:3:17: github.token.file: expected an absolute path, got "token.txt" (relative)',
@@ -379,20 +414,28 @@ export const BAD_CASES: BadCase[] = [
     name: 'a host config whose app lacks its installation',
     kind: 'host',
     entry: 'config.yaml',
-    files: { 'config.yaml': host('github:\n  enterprise: acme\n  app: {appId: 12, privateKeyFile: /etc/rw/app.pem}\nrunner: {root: /opt/r, user: runner}\n') },
+    files: {
+      'config.yaml': host(
+        'github:\n  enterprise: acme\n  app: {appId: 12, privateKeyFile: /etc/rw/app.pem}\nrunner: {root: /opt/r, user: runner}\n',
+      ),
+    },
     expect: ['config.yaml:3:8: github.app: missing required key "installationId"'],
   },
   {
     name: 'a host config with a non-http URL, a bad listen port and an unknown recycle provider',
     kind: 'host',
     entry: 'config.yaml',
-    files: { 'config.yaml': host('github:\n  url: ftp://ghes.example.com\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner, name: "{hostname}-{user}"}\nhealth: {listen: "0.0.0.0:70000"}\nrecycle: {provider: terminate}\ntimeouts: {drainGraceMs: -1, "Bad-Name": 3}\n') },
+    files: {
+      'config.yaml': host(
+        'github:\n  url: ftp://ghes.example.com\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: /opt/r, user: runner, name: "{hostname}-{user}"}\nhealth: {listen: "0.0.0.0:70000"}\nrecycle: {provider: terminate}\ntimeouts: {drainGraceMs: -1, "Bad-Name": 3}\n',
+      ),
+    },
     expect: [
       'config.yaml:2:8: github.url: expected an http(s) URL, got "ftp://ghes.example.com"',
-      'config.yaml:5:44: runner.name: expected a name of letters, digits, \'.\', \'_\', \'-\' and the placeholders {hostname}, {seq}, {random}, got "{hostname}-{user}"',
+      "config.yaml:5:44: runner.name: expected a name of letters, digits, '.', '_', '-' and the placeholders {hostname}, {seq}, {random}, got \"{hostname}-{user}\"",
       'config.yaml:6:18: health.listen: expected host:port, got "0.0.0.0:70000" (port above 65535)',
       'config.yaml:7:21: recycle.provider: expected one of "none", "exit", "shutdown", "aws-asg", "gcp-mig", "azure-vmss", "kubernetes", "webhook", "command", got "terminate"',
-      'config.yaml:8:11: timeouts: expected one of "listenerStopGraceMs", "updateFinishedWaitMs", "registerBackoffBaseMs", "registerBackoffMaxMs", "authFailureBackoffMs", "retryableRestartDelayMs", "retryableRestartLimit", "cleanupTimeoutMs", "drainGraceMs", "heartbeatMs", "recoveryDeleteTries", "recycleWaitMs", "engineWaitMs", got "Bad-Name"',
+      'config.yaml:8:11: timeouts: expected one of "listenerStopGraceMs", "updateFinishedWaitMs", "registerBackoffBaseMs", "registerBackoffMaxMs", "authFailureBackoffMs", "retryableRestartDelayMs", "retryableRestartLimit", "cleanupTimeoutMs", "drainGraceMs", "heartbeatMs", "recoveryDeleteTries", "registrationRecheckAfterMs", "lateRegistrationMs", "recycleWaitMs", "engineWaitMs", got "Bad-Name"',
       'config.yaml:8:26: timeouts.drainGraceMs: expected a number from 0 to 604800000, got -1',
     ],
   },
