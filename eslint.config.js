@@ -21,7 +21,13 @@ export default tseslint.config(
       parserOptions: {
         projectService: {
           // Files no tsconfig includes (scripts that no test imports, the launcher): linted with default options.
-          allowDefaultProject: ['eslint.config.js', 'bin/*.js', 'scripts/gen-policy.ts', 'scripts/health-of-code.ts', 'scripts/unit-user.ts'],
+          allowDefaultProject: [
+            'eslint.config.js',
+            'bin/*.js',
+            'scripts/gen-policy.ts',
+            'scripts/health-of-code.ts',
+            'scripts/unit-user.ts',
+          ],
         },
         tsconfigRootDir: import.meta.dirname,
       },

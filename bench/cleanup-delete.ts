@@ -92,8 +92,12 @@ async function main(): Promise<void> {
     const b = await timeTrash(root, 'find-then-rm');
     const base = Math.min(rmMs, rmMs2);
     console.log(`rm -rf (baseline, best of 2)        ${base.toFixed(0)} ms  (${rmMs.toFixed(0)} / ${rmMs2.toFixed(0)})`);
-    console.log(`trash drain, find-delete (default)  ${a.ms.toFixed(0)} ms  ratio ${(a.ms / base).toFixed(2)}×  (target ≤ 1.3×)  counted ${a.count}  event-loop p99 ${a.p99.toFixed(1)} ms (target ≤ 50)`);
-    console.log(`trash drain, find-then-rm           ${b.ms.toFixed(0)} ms  ratio ${(b.ms / base).toFixed(2)}×  counted ${b.count}  event-loop p99 ${b.p99.toFixed(1)} ms`);
+    console.log(
+      `trash drain, find-delete (default)  ${a.ms.toFixed(0)} ms  ratio ${(a.ms / base).toFixed(2)}×  (target ≤ 1.3×)  counted ${a.count}  event-loop p99 ${a.p99.toFixed(1)} ms (target ≤ 50)`,
+    );
+    console.log(
+      `trash drain, find-then-rm           ${b.ms.toFixed(0)} ms  ratio ${(b.ms / base).toFixed(2)}×  counted ${b.count}  event-loop p99 ${b.p99.toFixed(1)} ms`,
+    );
   } finally {
     await run('rm', ['-rf', '--one-file-system', '--', root]);
   }

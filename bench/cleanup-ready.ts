@@ -25,7 +25,6 @@ import { DEFAULT_POLICY } from '../src/policy/types.js';
 import { systemClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/log.js';
 
-
 const ROUNDS = Number(process.argv[2] ?? 3);
 
 /** A checkout-like _work: _work/repo/repo/<dir>/<file>, plus a few top-level leftovers. */
@@ -108,7 +107,9 @@ async function main(): Promise<void> {
         const split = report.steps.filter((st) => st.durationMs >= 5).map((st) => `${st.name} ${st.durationMs} ms`);
         split.push(`verify ${report.verify.durationMs} ms`);
         if (!report.clean) {
-          throw new Error(`not clean: ${JSON.stringify([...report.steps.filter((st) => st.outcome !== 'ok' && st.outcome !== 'skipped'), ...report.verify.problems])}`);
+          throw new Error(
+            `not clean: ${JSON.stringify([...report.steps.filter((st) => st.outcome !== 'ok' && st.outcome !== 'skipped'), ...report.verify.problems])}`,
+          );
         }
         results[files]?.push(ms);
         console.log(`  round ${round + 1}, ${files} files: ${ms.toFixed(0)} ms (${split.join(', ')})`);
@@ -120,12 +121,16 @@ async function main(): Promise<void> {
     const big = median(results[200_000] ?? []);
     console.log(`job end → host ready (every cleanup step + verify), median of ${ROUNDS}`);
     console.log(`  10,000 files   ${small.toFixed(0)} ms  (${(results[10_000] ?? []).map((x) => x.toFixed(0)).join(', ')})`);
-    console.log(`  200,000 files  ${big.toFixed(0)} ms  (${(results[200_000] ?? []).map((x) => x.toFixed(0)).join(', ')})  target ≤ 1000 ms`);
+    console.log(
+      `  200,000 files  ${big.toFixed(0)} ms  (${(results[200_000] ?? []).map((x) => x.toFixed(0)).join(', ')})  target ≤ 1000 ms`,
+    );
     console.log(`  ratio 200k/10k ${(big / small).toFixed(2)}×  (target ≤ 1.2×)`);
   } finally {
     for (const t of trashes) await t.drain().catch(() => undefined);
     await new Promise<void>((resolve) => {
-      spawn('rm', ['-rf', '--one-file-system', '--', path.join(lab.root, 'runner'), path.join(lab.root, 'trash')], { stdio: 'ignore' }).once('exit', () => resolve());
+      spawn('rm', ['-rf', '--one-file-system', '--', path.join(lab.root, 'runner'), path.join(lab.root, 'trash')], {
+        stdio: 'ignore',
+      }).once('exit', () => resolve());
     });
     await lab.dispose();
   }

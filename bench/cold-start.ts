@@ -98,19 +98,31 @@ function phasesOf(log: string, wall0: number, session: number): Phases {
     }
     const t = Date.parse(j.time ?? '');
     const key =
-      j.msg === 'wiring' ? 'wiring'
-      : j.msg === 'slot checked' ? 'slot'
-      : j.msg === 'policy loaded' ? 'policy'
-      : j.msg === 'guards built' ? 'guards'
-      : j.msg === 'agent built' ? 'wired'
-      : j.msg === 'health server listening' ? 'health'
-      : j.msg === 'state' && j.to === 'preflight' ? 'preflight'
-      : j.msg === 'state' && j.from === 'preflight' ? 'cleaning'
-      : j.msg === 'state' && j.from === 'cleaning' ? 'cleaned'
-      : j.msg === 'state' && j.from === 'verifying' ? 'verified'
-      : j.msg === 'runner registered' ? 'registered'
-      : j.msg === 'listener started' ? 'listener'
-      : undefined;
+      j.msg === 'wiring'
+        ? 'wiring'
+        : j.msg === 'slot checked'
+          ? 'slot'
+          : j.msg === 'policy loaded'
+            ? 'policy'
+            : j.msg === 'guards built'
+              ? 'guards'
+              : j.msg === 'agent built'
+                ? 'wired'
+                : j.msg === 'health server listening'
+                  ? 'health'
+                  : j.msg === 'state' && j.to === 'preflight'
+                    ? 'preflight'
+                    : j.msg === 'state' && j.from === 'preflight'
+                      ? 'cleaning'
+                      : j.msg === 'state' && j.from === 'cleaning'
+                        ? 'cleaned'
+                        : j.msg === 'state' && j.from === 'verifying'
+                          ? 'verified'
+                          : j.msg === 'runner registered'
+                            ? 'registered'
+                            : j.msg === 'listener started'
+                              ? 'listener'
+                              : undefined;
     if (key && marks[key] === undefined && Number.isFinite(t)) marks[key] = t;
   }
   marks.session = session;
@@ -167,7 +179,10 @@ async function makeHost(lab: string, fake: FakeGitHub): Promise<{ configFile: st
       '  integrity:',
       ...(INTEGRITY === 'off'
         ? ['    enabled: false']
-        : ['    surfaces: [usr-local, opt-srv, root-home, authorized-keys, cron, systemd, modules, sysctl]', '    exceptions: ["/root/.npm/**"]']),
+        : [
+            '    surfaces: [usr-local, opt-srv, root-home, authorized-keys, cron, systemd, modules, sysctl]',
+            '    exceptions: ["/root/.npm/**"]',
+          ]),
       '',
     ].join('\n'),
   );
@@ -230,7 +245,9 @@ async function main(): Promise<void> {
       total += b;
       sizes.push(`${f} ${(b / 1024).toFixed(0)} KiB`);
     }
-    console.log(`[bundle] ${(total / 1024 / 1024).toFixed(2)} MiB of JavaScript: ${sizes.join(', ')}; tarball ${((await stat(rel.tarball)).size / 1024 / 1024).toFixed(2)} MiB`);
+    console.log(
+      `[bundle] ${(total / 1024 / 1024).toFixed(2)} MiB of JavaScript: ${sizes.join(', ')}; tarball ${((await stat(rel.tarball)).size / 1024 / 1024).toFixed(2)} MiB`,
+    );
     console.log(`  \`run\` loads runner-warden.mjs only; the demo and the AWS SDK files are imported on use`);
 
     host = await makeHost(lab, fake);
@@ -285,8 +302,11 @@ async function main(): Promise<void> {
       // The next start must register afresh: the fake forgets nothing, the agent's state says idle.
       await rm(path.join(host.stateDir, 'state.json'), { force: true });
     }
-    const fmt = (xs: number[], unit: string, digits = 1): string => `median ${median(xs).toFixed(digits)} ${unit}, max ${Math.max(...xs).toFixed(digits)} ${unit}`;
-    console.log(`\n[cold start] spawn of \`runner-warden run\` → listener session on the fake API (its first poll follows), ${RUNS} runs, integrity check ${INTEGRITY}`);
+    const fmt = (xs: number[], unit: string, digits = 1): string =>
+      `median ${median(xs).toFixed(digits)} ${unit}, max ${Math.max(...xs).toFixed(digits)} ${unit}`;
+    console.log(
+      `\n[cold start] spawn of \`runner-warden run\` → listener session on the fake API (its first poll follows), ${RUNS} runs, integrity check ${INTEGRITY}`,
+    );
     console.log(`  ${fmt(startMs, 'ms', 0)} (each: ${startMs.map((x) => x.toFixed(0)).join(', ')}) target ≤ 1000 ms`);
     console.log(`  breakdown (median of ${RUNS} runs, ms; from the agent's log timestamps, each phase from the end of the one above):`);
     console.log(`    node start alone (\`node -e 0\`, separate processes)        ${fmt(nodeStartMs, 'ms', 0)}`);
@@ -297,19 +317,29 @@ async function main(): Promise<void> {
     }
     const col = (ms: Mem[], k: keyof Mem): number[] => ms.map((m) => m[k]);
     console.log(`\n[idle memory] ${SETTLE_MS / 1000} s after the listener's session, ${RUNS} runs (MiB)`);
-    for (const [label, ms] of [['agent (installed bundle)', agentMem], ['bare `node -e`', bareMem]] as const) {
+    for (const [label, ms] of [
+      ['agent (installed bundle)', agentMem],
+      ['bare `node -e`', bareMem],
+    ] as const) {
       console.log(`  ${label}: RSS ${fmt(col(ms, 'rss'), 'MiB')}; PSS ${fmt(col(ms, 'pss'), 'MiB')}`);
-      console.log(`    of which anonymous (own heap and stacks) ${fmt(col(ms, 'anon'), 'MiB')}, shared file-backed (node binary, libraries) ${fmt(col(ms, 'shared'), 'MiB')}`);
+      console.log(
+        `    of which anonymous (own heap and stacks) ${fmt(col(ms, 'anon'), 'MiB')}, shared file-backed (node binary, libraries) ${fmt(col(ms, 'shared'), 'MiB')}`,
+      );
     }
     const ratio = median(col(agentMem, 'rss')) / median(col(bareMem, 'rss'));
-    console.log(`  agent RSS is ${ratio.toFixed(2)}× a bare node process; agent − bare: RSS ${(median(col(agentMem, 'rss')) - median(col(bareMem, 'rss'))).toFixed(1)} MiB, anonymous ${(median(col(agentMem, 'anon')) - median(col(bareMem, 'anon'))).toFixed(1)} MiB`);
+    console.log(
+      `  agent RSS is ${ratio.toFixed(2)}× a bare node process; agent − bare: RSS ${(median(col(agentMem, 'rss')) - median(col(bareMem, 'rss'))).toFixed(1)} MiB, anonymous ${(median(col(agentMem, 'anon')) - median(col(bareMem, 'anon'))).toFixed(1)} MiB`,
+    );
     console.log(`  targets: RSS ≤ 60 MiB, PSS ≤ 40 MiB`);
 
     const notify: number[] = [];
     for (let i = 0; i < 10; i++) {
       const t = performance.now();
       try {
-        execFileSync('systemd-notify', ['WATCHDOG=1'], { env: { PATH: env.PATH, NOTIFY_SOCKET: path.join(lab, 'absent.sock') }, stdio: 'ignore' });
+        execFileSync('systemd-notify', ['WATCHDOG=1'], {
+          env: { PATH: env.PATH, NOTIFY_SOCKET: path.join(lab, 'absent.sock') },
+          stdio: 'ignore',
+        });
       } catch {
         // no socket: the cost of the process is what is measured
       }

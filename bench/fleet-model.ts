@@ -79,7 +79,15 @@ function run(spread: Spread): { recoverMs: number; twice: number; most: number; 
   const notice = seededRandom(SEED * 31);
   const hosts: Host[] = [];
   for (let i = 0; i < HOSTS; i++) {
-    const h: Host = { random: seededRandom(Math.floor(master() * 2 ** 32)), gate: 0, step: 0, attempt: 0, failures: 0, refusals: 0, doneAt: 0 };
+    const h: Host = {
+      random: seededRandom(Math.floor(master() * 2 ** 32)),
+      gate: 0,
+      step: 0,
+      attempt: 0,
+      failures: 0,
+      refusals: 0,
+      doneAt: 0,
+    };
     hosts.push(h);
     later(h, Math.floor(notice() * 60_000));
   }
@@ -100,12 +108,25 @@ function run(spread: Spread): { recoverMs: number; twice: number; most: number; 
 const adapter: Spread = (retryAfterMs, random, attempt, now) => {
   // The attempt number within one call of the adapter (the mint's nested tries start over).
   const inner = ((attempt - 1) % MAX_TRIES) + 1;
-  const d = decideRetry({ status: 403, headers: { 'retry-after': retryAfterMs / 1000 }, message: 'You have exceeded a secondary rate limit', attempt: inner, now, random });
+  const d = decideRetry({
+    status: 403,
+    headers: { 'retry-after': retryAfterMs / 1000 },
+    message: 'You have exceeded a secondary rate limit',
+    attempt: inner,
+    now,
+    random,
+  });
   return d.retry ? d.waitMs : 0;
 };
-const uniform = (extraMs: number): Spread => (r, random) => r + Math.floor(random() * extraMs);
+const uniform =
+  (extraMs: number): Spread =>
+  (r, random) =>
+    r + Math.floor(random() * extraMs);
 /** Over the time in which the full window's charges leave it ([retry-after, 60 s]), plus `extraMs`. */
-const whileItFrees = (extraMs: number): Spread => (r, random) => r + Math.floor(random() * (Math.max(0, 60_000 - r) + extraMs));
+const whileItFrees =
+  (extraMs: number): Spread =>
+  (r, random) =>
+    r + Math.floor(random() * (Math.max(0, 60_000 - r) + extraMs));
 
 const boundMs = Math.floor((HOSTS - 1) / 180) * 60_000;
 console.log(`model of the outage recovery: ${HOSTS} hosts, seed ${SEED}; lower bound of the secondary limit ${boundMs / 1000} s`);
@@ -120,5 +141,7 @@ const rows: [string, Spread][] = [
 ];
 for (const [name, spread] of rows) {
   const r = run(spread);
-  console.log(`${name.padEnd(52)} ${(r.recoverMs / 1000).toFixed(0).padStart(6)} s  ${(r.recoverMs / boundMs).toFixed(2).padStart(5)}  ${String(r.twice).padStart(8)}  ${String(r.most).padStart(4)}  ${String(r.answers).padStart(7)}`);
+  console.log(
+    `${name.padEnd(52)} ${(r.recoverMs / 1000).toFixed(0).padStart(6)} s  ${(r.recoverMs / boundMs).toFixed(2).padStart(5)}  ${String(r.twice).padStart(8)}  ${String(r.most).padStart(4)}  ${String(r.answers).padStart(7)}`,
+  );
 }

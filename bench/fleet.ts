@@ -92,10 +92,14 @@ class SimClock implements Clock {
       if (signal?.aborted) return reject(signal.reason);
       const s = { until: this.t + Math.max(0, ms), resolve, seq: this.seq++ };
       this.sleepers.push(s);
-      signal?.addEventListener('abort', () => {
-        this.sleepers = this.sleepers.filter((x) => x !== s);
-        reject(signal.reason);
-      }, { once: true });
+      signal?.addEventListener(
+        'abort',
+        () => {
+          this.sleepers = this.sleepers.filter((x) => x !== s);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
     });
   }
   nextDue(): number | undefined {
@@ -130,7 +134,7 @@ const countingFetch: typeof fetch = async (input, init) => {
 };
 
 async function quiesce(): Promise<void> {
-  for (let idle = 0; idle < 3; ) {
+  for (let idle = 0; idle < 3;) {
     await new Promise((r) => setImmediate(r));
     idle = inFlight > 0 ? 0 : idle + 1;
   }
@@ -196,14 +200,19 @@ class Host {
   /** Registers with the agent's rules: stale registration first, the next number on 409, full-jitter backoff. */
   async register(): Promise<void> {
     const backoff = { baseMs: DEFAULT_TIMEOUTS.registerBackoffBaseMs, maxMs: DEFAULT_TIMEOUTS.registerBackoffMaxMs };
-    for (let failures = 0; ; ) {
+    for (let failures = 0; ;) {
       try {
         if (this.runnerId !== undefined) {
           await this.port.deleteRunner(this.runnerId);
           this.runnerId = undefined;
         }
         const group = await this.port.resolveRunnerGroup(null);
-        const reg = await this.port.generateJitConfig({ name: `host-${this.index}-${this.seq}`, labels: ['self-hosted'], runnerGroupId: group, workFolder: '_work' });
+        const reg = await this.port.generateJitConfig({
+          name: `host-${this.index}-${this.seq}`,
+          labels: ['self-hosted'],
+          runnerGroupId: group,
+          workFolder: '_work',
+        });
         this.seq++;
         this.runnerId = reg.runner.id;
         this.registered = true;
@@ -233,7 +242,17 @@ class Host {
       this.registered = false;
       this.jobsServed++;
       this.world.jobsDone++;
-      const d = decide({ policy, report: cleanReport, jobsServed: this.jobsServed, jobsThisRun: this.jobsServed, agentMaxJobs: 0, hostStartedAt: 0, now: this.world.clock.now(), consecutiveFailures: 0, draining: false });
+      const d = decide({
+        policy,
+        report: cleanReport,
+        jobsServed: this.jobsServed,
+        jobsThisRun: this.jobsServed,
+        agentMaxJobs: 0,
+        hostStartedAt: 0,
+        now: this.world.clock.now(),
+        consecutiveFailures: 0,
+        draining: false,
+      });
       if (d.action !== 'reuse') throw new Error(`unexpected decision ${d.action}: ${d.reason}`);
     }
   }
@@ -322,7 +341,11 @@ async function steadyRun(world: World, perHour: number): Promise<{ limitAnswers:
   const served = world.jobsDone - jobs0;
   await runUntil(world.clock, world.clock.now() + 61 * 60_000);
   world.fake.clearRequests();
-  const limitAnswers = after.primary + after.secondaryPoints + after.secondaryConcurrent - (before.primary + before.secondaryPoints + before.secondaryConcurrent);
+  const limitAnswers =
+    after.primary +
+    after.secondaryPoints +
+    after.secondaryConcurrent -
+    (before.primary + before.secondaryPoints + before.secondaryConcurrent);
   return { limitAnswers, jobsPerHour: (served / STEADY_MS) * 3_600_000 };
 }
 
@@ -398,7 +421,14 @@ const SLOW_SIM = { timeoutSeconds: 120 };
 interface RecycleCloud {
   name: string;
   rate: CloudRate;
-  start(clock: Clock, hosts: number): Promise<{ providers: (deps: ThrottleDeps, i: number) => RecycleProvider; throttledOf: (i: number) => number; close: () => Promise<void> }>;
+  start(
+    clock: Clock,
+    hosts: number,
+  ): Promise<{
+    providers: (deps: ThrottleDeps, i: number) => RecycleProvider;
+    throttledOf: (i: number) => number;
+    close: () => Promise<void>;
+  }>;
 }
 
 const RECYCLE_CLOUDS: RecycleCloud[] = [
@@ -407,11 +437,22 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
     rate: DEFAULT_AWS_RATE,
     async start(clock, hosts) {
       const ids = Array.from({ length: hosts }, (_, i) => `i-0${i.toString(16).padStart(16, '0')}`);
-      const fake = await startFakeAws({ instanceId: ids[0], moreInstances: ids.slice(1), clock, group: { name: 'runners', min: 0, desired: hosts, max: hosts } });
+      const fake = await startFakeAws({
+        instanceId: ids[0],
+        moreInstances: ids.slice(1),
+        clock,
+        group: { name: 'runners', min: 0, desired: hosts, max: hosts },
+      });
       const credentials = { accessKeyId: 'AKIDFLEET', secretAccessKey: 'fleet' };
       return {
-        providers: (deps, i) => awsAsgProvider({ provider: 'aws-asg', ...SLOW_SIM, endpoint: fake.url, region: 'eu-west-1', instanceId: ids[i] }, { credentials, ...deps }),
-        throttledOf: (i) => fake.calls.filter((c) => c.params.InstanceId === ids[i] && c.status === 400 && c.action === 'TerminateInstanceInAutoScalingGroup').length,
+        providers: (deps, i) =>
+          awsAsgProvider(
+            { provider: 'aws-asg', ...SLOW_SIM, endpoint: fake.url, region: 'eu-west-1', instanceId: ids[i] },
+            { credentials, ...deps },
+          ),
+        throttledOf: (i) =>
+          fake.calls.filter((c) => c.params.InstanceId === ids[i] && c.status === 400 && c.action === 'TerminateInstanceInAutoScalingGroup')
+            .length,
         close: () => fake.close(),
       };
     },
@@ -425,8 +466,22 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
       const group = 'projects/my-project/zones/us-central1-a/instanceGroupManagers/runners';
       return {
         providers: (deps, i) =>
-          gcpMigProvider({ provider: 'gcp-mig', ...SLOW_SIM, metadataTimeoutSeconds: SLOW_SIM.timeoutSeconds, metadataEndpoint: fake.url, computeEndpoint: fake.url, project: 'my-project', zone: 'us-central1-a', instanceName: names[i], instanceGroupManager: group }, deps),
-        throttledOf: (i) => fake.calls.filter((c) => c.status === 429 && JSON.stringify(c.body).includes(`/instances/${names[i] as string}"`)).length,
+          gcpMigProvider(
+            {
+              provider: 'gcp-mig',
+              ...SLOW_SIM,
+              metadataTimeoutSeconds: SLOW_SIM.timeoutSeconds,
+              metadataEndpoint: fake.url,
+              computeEndpoint: fake.url,
+              project: 'my-project',
+              zone: 'us-central1-a',
+              instanceName: names[i],
+              instanceGroupManager: group,
+            },
+            deps,
+          ),
+        throttledOf: (i) =>
+          fake.calls.filter((c) => c.status === 429 && JSON.stringify(c.body).includes(`/instances/${names[i] as string}"`)).length,
         close: () => fake.close(),
       };
     },
@@ -439,8 +494,21 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
       const fake = await startFakeAzure({ instanceId: ids[0], moreInstances: ids.slice(1), clock, capacity: hosts });
       const where = { subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'ci', scaleSet: 'runners' };
       return {
-        providers: (deps, i) => azureVmssProvider({ provider: 'azure-vmss', ...SLOW_SIM, imdsTimeoutSeconds: SLOW_SIM.timeoutSeconds, imdsEndpoint: fake.url, managementEndpoint: fake.url, ...where, instanceId: ids[i] }, deps),
-        throttledOf: (i) => fake.calls.filter((c) => c.status === 429 && c.path.endsWith(`/virtualMachines/${ids[i] as string}/reimage`)).length,
+        providers: (deps, i) =>
+          azureVmssProvider(
+            {
+              provider: 'azure-vmss',
+              ...SLOW_SIM,
+              imdsTimeoutSeconds: SLOW_SIM.timeoutSeconds,
+              imdsEndpoint: fake.url,
+              managementEndpoint: fake.url,
+              ...where,
+              instanceId: ids[i],
+            },
+            deps,
+          ),
+        throttledOf: (i) =>
+          fake.calls.filter((c) => c.status === 429 && c.path.endsWith(`/virtualMachines/${ids[i] as string}/reimage`)).length,
         close: () => fake.close(),
       };
     },
@@ -451,7 +519,10 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
  * Every host recycles at the same instant. The clock moves only when no host is between two
  * sleeps (a host's HTTP exchanges run in real time, its backoff on the simulated clock).
  */
-async function fleetRecycle(cloud: RecycleCloud, seed: number): Promise<{ doneMs: number; boundMs: number; meanThrottled: number; maxThrottled: number; failed: number }> {
+async function fleetRecycle(
+  cloud: RecycleCloud,
+  seed: number,
+): Promise<{ doneMs: number; boundMs: number; meanThrottled: number; maxThrottled: number; failed: number }> {
   const clock = new SimClock(Date.UTC(2026, 0, 1));
   let active = 0;
   const hostClock: Clock = {
@@ -479,19 +550,31 @@ async function fleetRecycle(cloud: RecycleCloud, seed: number): Promise<{ doneMs
       while (i % LAUNCH_BATCH === 0 && active > 0) await new Promise((r) => setTimeout(r, 5));
       const provider = world.providers({ clock: hostClock, random: seededRandom(Math.floor(master() * 2 ** 32)) }, i);
       active++;
-      runs.push(provider
-        .recycle({ reason: 'runner-version-deprecated', host: `h${i}`, team: 'fleet', jobsServed: 1, at: new Date(t0).toISOString(), idempotencyKey: `h${i}:recycle` }, new AbortController().signal)
-        .then((r) => {
-          if (!r.ok && failed++ === 0) console.log(`    first failure: ${r.detail}`);
-          doneAt = Math.max(doneAt, clock.now());
-        })
-        .finally(() => active--));
+      runs.push(
+        provider
+          .recycle(
+            {
+              reason: 'runner-version-deprecated',
+              host: `h${i}`,
+              team: 'fleet',
+              jobsServed: 1,
+              at: new Date(t0).toISOString(),
+              idempotencyKey: `h${i}:recycle`,
+            },
+            new AbortController().signal,
+          )
+          .then((r) => {
+            if (!r.ok && failed++ === 0) console.log(`    first failure: ${r.detail}`);
+            doneAt = Math.max(doneAt, clock.now());
+          })
+          .finally(() => active--),
+      );
     }
     let settled = false;
     void Promise.all(runs).then(() => (settled = true));
     while (!settled) {
       // Wait until every host is asleep or done, then wake the next sleepers.
-      for (let idle = 0; idle < 3 && !settled; ) {
+      for (let idle = 0; idle < 3 && !settled;) {
         await new Promise((r) => setTimeout(r, active > 0 ? 2 : 0));
         idle = active > 0 ? 0 : idle + 1;
       }
@@ -503,7 +586,13 @@ async function fleetRecycle(cloud: RecycleCloud, seed: number): Promise<{ doneMs
     const throttled = Array.from({ length: HOSTS }, (_, i) => world.throttledOf(i));
     // A bucket admits its burst at once, then one call per 1/perSecond.
     const boundMs = Math.max(0, Math.ceil(((HOSTS - cloud.rate.burst) / cloud.rate.perSecond) * 1000));
-    return { doneMs: doneAt - t0, boundMs, meanThrottled: throttled.reduce((a, b) => a + b, 0) / HOSTS, maxThrottled: Math.max(...throttled), failed };
+    return {
+      doneMs: doneAt - t0,
+      boundMs,
+      meanThrottled: throttled.reduce((a, b) => a + b, 0) / HOSTS,
+      maxThrottled: Math.max(...throttled),
+      failed,
+    };
   } finally {
     await world.close();
   }
@@ -545,14 +634,18 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const callsPerJob = 2; // generate-jitconfig + the spent registration's DELETE; the group id is cached
   const budgetRate = INSTALLATION_BUDGET / callsPerJob;
-  console.log(`fleet: ${HOSTS} hosts on one App installation (${INSTALLATION_BUDGET}/h, ${POINTS_PER_MINUTE} points/min per endpoint), seed ${SEED}`);
+  console.log(
+    `fleet: ${HOSTS} hosts on one App installation (${INSTALLATION_BUDGET}/h, ${POINTS_PER_MINUTE} points/min per endpoint), seed ${SEED}`,
+  );
   if (PHASES === 'recycle') {
     await printFleetRecycle();
     return;
   }
   const world = await makeWorld(SEED);
   await boot(world);
-  console.log(`  booted ${HOSTS} hosts (${(BOOT_SPREAD_MS / 60_000).toFixed(0)} min rollout) in ${((performance.now() - t0) / 1000).toFixed(0)} s of wall time`);
+  console.log(
+    `  booted ${HOSTS} hosts (${(BOOT_SPREAD_MS / 60_000).toFixed(0)} min rollout) in ${((performance.now() - t0) / 1000).toFixed(0)} s of wall time`,
+  );
   let best: { rate: number; jobsPerHour: number } | undefined;
   // Ascending: the first rate that meets a limit ends the search.
   for (const f of PHASES === 'outage' ? [] : [0.95, 1.0, 1.05]) {
@@ -562,17 +655,20 @@ async function main(): Promise<void> {
     if (r.limitAnswers > 0) break;
     best = { rate, jobsPerHour: r.jobsPerHour };
   }
-  if (PHASES !== 'outage') console.log(
-    `highest steady job rate with zero limit answers: ${best ? best.jobsPerHour.toFixed(0) : 'none'} jobs/h ` +
-      `(bound of the installation budget: ${budgetRate} jobs/h, ratio ${best ? (best.jobsPerHour / budgetRate).toFixed(2) : '-'})`,
-  );
+  if (PHASES !== 'outage')
+    console.log(
+      `highest steady job rate with zero limit answers: ${best ? best.jobsPerHour.toFixed(0) : 'none'} jobs/h ` +
+        `(bound of the installation budget: ${budgetRate} jobs/h, ratio ${best ? (best.jobsPerHour / budgetRate).toFixed(2) : '-'})`,
+    );
   const o = await outageRun(world);
   console.log(
     `after a ${OUTAGE_MS / 60_000}-minute outage: every host registered again in ${(o.recoverMs / 1000).toFixed(0)} s; ` +
       `lower bound of the secondary limit ${(o.boundMs / 1000).toFixed(0)} s; ratio ${(o.recoverMs / o.boundMs).toFixed(2)} (target <= 1.20)`,
   );
   console.log(`  most secondary-limit answers of one host: ${o.maxSecondary} (target <= 1; hosts with more than one: ${o.hostsWithTwo})`);
-  console.log(`  secondary answers: ${o.byCause.points} for points, ${o.byCause.concurrent} for concurrency; by endpoint: ${o.byEndpoint.map(([e, n]) => `${e} ${n}`).join(', ') || 'none'}`);
+  console.log(
+    `  secondary answers: ${o.byCause.points} for points, ${o.byCause.concurrent} for concurrency; by endpoint: ${o.byEndpoint.map(([e, n]) => `${e} ${n}`).join(', ') || 'none'}`,
+  );
   console.log(`  installation token mints per host in the last hour: ${o.mintsPerHostHour.toFixed(2)}`);
   await printFleetRecycle();
   const perHost = await memoryPerHost();

@@ -77,7 +77,14 @@ async function serve(kind: string): Promise<void> {
     }
     metrics.rateLimitRemaining(4800);
     metrics.policyReload('ok');
-    metrics.hostFigures({ cpuLoadPercent: 10, memUsedPercent: 30, workFsFreeBytes: 5e10, workFsFreeInodes: 3e6, workFsFreePercent: 60, workFsFreeInodesPercent: 80 });
+    metrics.hostFigures({
+      cpuLoadPercent: 10,
+      memUsedPercent: 30,
+      workFsFreeBytes: 5e10,
+      workFsFreeInodes: 3e6,
+      workFsFreePercent: 60,
+      workFsFreeInodesPercent: 80,
+    });
     const started = new Date().toISOString();
     const snapshot = {
       state: 'idle',

@@ -61,19 +61,32 @@ async function measure(label: string, root: string, about: string[]): Promise<{ 
     const policy = structuredClone(DEFAULT_POLICY);
     const user = { name: 'nobody', uid: 65534 };
     const excluded = [...AGENT_DIRS, stateDir];
-    const b = await takeSystemBaseline({ root, stateDir, surfaces: policy.host.integrity.surfaces, exceptions: exceptionPatterns(policy.host.integrity), excluded, user, skipPids: [process.pid] });
+    const b = await takeSystemBaseline({
+      root,
+      stateDir,
+      surfaces: policy.host.integrity.surfaces,
+      exceptions: exceptionPatterns(policy.host.integrity),
+      excluded,
+      user,
+      skipPids: [process.pid],
+    });
     const guard = new IntegrityGuard({ root, stateDir, excluded, user, skipPids: [process.pid] });
     const ctx = { log: silentLogger(), signal: AbortSignal.timeout(600_000) };
     // The same trees the check walks, for find and for the walk alone.
     const { users } = await readAccounts(root);
-    const trees = treeSurfaces(new Set(policy.host.integrity.surfaces), users.map((u) => u.home).filter((h) => h.startsWith('/')));
+    const trees = treeSurfaces(
+      new Set(policy.host.integrity.surfaces),
+      users.map((u) => u.home).filter((h) => h.startsWith('/')),
+    );
     const patterns = exceptionPatterns(policy.host.integrity);
     const ex = new GlobSet(patterns);
     const prune = (p: string): boolean => ex.matches(p) && ex.matches(`${p}/\u0001`) && ex.matches(`${p}/\u0001/\u0001`);
     const real = (p: string): string => (root === '/' ? p : path.join(root, p));
     // find would walk /bin and /sbin again through their symlinks on merged-usr roots: the check walks each once.
     const findArgs = [...new Set(trees.flatMap((t) => t.paths))].filter((p) => !/^\/(bin|sbin|lib)(\/|$)/.test(p)).map(real);
-    const prunes = [...new Set([...patterns.filter((e) => e.startsWith('/') && e.endsWith('/**')).map((e) => e.slice(0, -3)), ...excluded])];
+    const prunes = [
+      ...new Set([...patterns.filter((e) => e.startsWith('/') && e.endsWith('/**')).map((e) => e.slice(0, -3)), ...excluded]),
+    ];
     const pruneExpr = prunes.flatMap((p, i) => [...(i ? ['-o'] : []), '-path', real(p)]);
     const check: number[] = [];
     const checkCpu: number[] = [];
@@ -94,7 +107,9 @@ async function measure(label: string, root: string, about: string[]): Promise<{ 
       walk.push(performance.now() - t);
       t = performance.now();
       const c0 = childCpuMs();
-      await run('find', [...findArgs, '-xdev', '(', ...pruneExpr, ')', '-prune', '-o', '-printf', '%i %s %m %U %G %T@ %C@ %p\\0'], { maxBuffer: 1 << 30 }).catch((e: unknown) => e);
+      await run('find', [...findArgs, '-xdev', '(', ...pruneExpr, ')', '-prune', '-o', '-printf', '%i %s %m %U %G %T@ %C@ %p\\0'], {
+        maxBuffer: 1 << 30,
+      }).catch((e: unknown) => e);
       find.push(performance.now() - t);
       findCpu.push(childCpuMs() - c0);
     }
@@ -103,13 +118,19 @@ async function measure(label: string, root: string, about: string[]): Promise<{ 
     console.log(`\n${label}, defaults, median of ${RUNS}`);
     for (const line of about) console.log(`  ${line}`);
     console.log(`  baseline: ${b.files} files, ${b.objects} objects, taken in ${b.durationMs} ms`);
-    console.log(`  whole check (files + accounts + packages + kernel + network): ${c.toFixed(0)} ms   (target ≤ 300 ms; runs: ${ms(check)})`);
+    console.log(
+      `  whole check (files + accounts + packages + kernel + network): ${c.toFixed(0)} ms   (target ≤ 300 ms; runs: ${ms(check)})`,
+    );
     console.log(`  file walk alone:                                  ${w.toFixed(0)} ms   (${files} entries kept; runs: ${ms(walk)})`);
     console.log(`  find -printf of the same trees:                   ${f.toFixed(0)} ms   (runs: ${ms(find)})`);
     console.log(`  ratio whole check / find: ${(c / f).toFixed(2)}   file walk / find: ${(w / f).toFixed(2)}   (target ≤ 2)`);
     // CPU time depends less than wall time on what else the machine runs.
-    console.log(`  CPU time: whole check ${median(checkCpu).toFixed(0)} ms (this process; its netfilter tools not counted), find ${median(findCpu).toFixed(0)} ms (kernel ticks of 10 ms)`);
-    console.log(`  drift lines in the last run: ${drift.length}${drift.length ? ` (other activity on this machine), e.g. ${drift.slice(0, 3).join('; ')}` : ''}`);
+    console.log(
+      `  CPU time: whole check ${median(checkCpu).toFixed(0)} ms (this process; its netfilter tools not counted), find ${median(findCpu).toFixed(0)} ms (kernel ticks of 10 ms)`,
+    );
+    console.log(
+      `  drift lines in the last run: ${drift.length}${drift.length ? ` (other activity on this machine), e.g. ${drift.slice(0, 3).join('; ')}` : ''}`,
+    );
     return { check: c, find: f };
   } finally {
     await rm(stateDir, { recursive: true, force: true });
@@ -119,14 +140,20 @@ async function measure(label: string, root: string, about: string[]): Promise<{ 
 async function main(): Promise<void> {
   const cache = arg('--stock-cache');
   const stock = await stockRoot({ ...(cache ? { cache } : {}), log: (l) => console.log(l) });
-  const load = (): string => os.loadavg().map((x) => x.toFixed(1)).join(' ');
+  const load = (): string =>
+    os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ');
   console.log(`integrity check; ${os.cpus().length} cores, load average ${load()} at start`);
   await measure('STOCK DEBIAN ROOT', stock.root, [
     `file surfaces, accounts, package set: ${stock.about}`,
     'kernel and network surfaces (modules, mounts, netfilter, routes, sysctl, listeners, processes): this live machine',
   ]);
   if (!process.argv.includes('--no-live')) {
-    await measure('THIS LIVE MACHINE (root /)', '/', ['a development host, not a stock image: toolchains under /root, tests\' trees under /tmp and /home']);
+    await measure('THIS LIVE MACHINE (root /)', '/', [
+      "a development host, not a stock image: toolchains under /root, tests' trees under /tmp and /home",
+    ]);
   }
   console.log(`\nload average ${load()} at the end`);
 }

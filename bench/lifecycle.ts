@@ -118,9 +118,13 @@ async function benchReady(): Promise<void> {
     const jit = median(await jitAlone(w, 15));
     const m = median(r.readyMs);
     console.log(`\n[ready] ${JOBS} jobs, 10,000 files each in _work, fake API in process, no latency`);
-    console.log(`  listener exit → next listener started: median ${m.toFixed(0)} ms (n=${r.readyMs.length}: ${r.readyMs.join(', ')}) target ≤ 300 ms`);
+    console.log(
+      `  listener exit → next listener started: median ${m.toFixed(0)} ms (n=${r.readyMs.length}: ${r.readyMs.join(', ')}) target ≤ 300 ms`,
+    );
     console.log(`  JIT call alone (same fake, same run):  median ${jit.toFixed(1)} ms → ready is ${(m / jit).toFixed(1)}× one JIT call`);
-    console.log(`  GitHub REST calls: ${r.restCalls} for ${JOBS} jobs (${r.jit} JIT + ${r.restCalls - r.jit} runner-group lookup at the first registration)`);
+    console.log(
+      `  GitHub REST calls: ${r.restCalls} for ${JOBS} jobs (${r.jit} JIT + ${r.restCalls - r.jit} runner-group lookup at the first registration)`,
+    );
     console.log(`  steady state: ${((r.restCalls - 1) / JOBS).toFixed(2)} calls per job (target exactly 1)`);
   } finally {
     await w.dispose();
@@ -134,12 +138,16 @@ async function benchPrefetch(): Promise<void> {
     try {
       const r = await runJobs(w, JOBS, 1_000);
       results[prefetch ? 'with' : 'without'] = median(r.readyMs);
-      console.log(`  prefetch ${prefetch ? 'on ' : 'off'}: job end → next listener started median ${median(r.readyMs).toFixed(0)} ms (n=${r.readyMs.length}: ${r.readyMs.join(', ')}); REST calls ${r.restCalls}`);
+      console.log(
+        `  prefetch ${prefetch ? 'on ' : 'off'}: job end → next listener started median ${median(r.readyMs).toFixed(0)} ms (n=${r.readyMs.length}: ${r.readyMs.join(', ')}); REST calls ${r.restCalls}`,
+      );
     } finally {
       await w.dispose();
     }
   }
-  console.log(`[prefetch] fake API latency 300 ms: with prefetch ${results.with?.toFixed(0)} ms vs without ${results.without?.toFixed(0)} ms (${((results.with ?? 0) / (results.without ?? 1)).toFixed(2)}×); target with prefetch ≤ 500 ms`);
+  console.log(
+    `[prefetch] fake API latency 300 ms: with prefetch ${results.with?.toFixed(0)} ms vs without ${results.without?.toFixed(0)} ms (${((results.with ?? 0) / (results.without ?? 1)).toFixed(2)}×); target with prefetch ≤ 500 ms`,
+  );
 }
 
 async function procFigures(pid: number): Promise<{ rssKiB: number; cpuTicks: number }> {
@@ -182,9 +190,15 @@ async function benchIdle(): Promise<void> {
     // (shared with every other node process, and the part that varies from run to run); the
     // agent's own memory is the anonymous part.
     const kib = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(smaps)?.[1] ?? NaN) / 1024;
-    console.log(`    of which anonymous (the agent's own heap and stacks) ${kib('Anonymous').toFixed(1)} MiB, shared file-backed (node binary, libraries) ${kib('Shared_Clean').toFixed(1)} MiB; PSS ${kib('Pss').toFixed(1)} MiB`);
-    console.log(`  CPU ${cpuS.toFixed(2)} s over ${IDLE_SECONDS} s (target ≤ 0.5 s over 60 s); this bench process itself used ${((selfB.user + selfB.system) / 1e6).toFixed(2)} s as a baseline of an idle node process`);
-    console.log(`  GitHub calls while idle: ${w.fake.restCalls({ path: /^(?!.*generate-jitconfig|.*runner-groups)/ }) - w.fake.restCalls({ method: 'DELETE' })} (no polling)`);
+    console.log(
+      `    of which anonymous (the agent's own heap and stacks) ${kib('Anonymous').toFixed(1)} MiB, shared file-backed (node binary, libraries) ${kib('Shared_Clean').toFixed(1)} MiB; PSS ${kib('Pss').toFixed(1)} MiB`,
+    );
+    console.log(
+      `  CPU ${cpuS.toFixed(2)} s over ${IDLE_SECONDS} s (target ≤ 0.5 s over 60 s); this bench process itself used ${((selfB.user + selfB.system) / 1e6).toFixed(2)} s as a baseline of an idle node process`,
+    );
+    console.log(
+      `  GitHub calls while idle: ${w.fake.restCalls({ path: /^(?!.*generate-jitconfig|.*runner-groups)/ }) - w.fake.restCalls({ method: 'DELETE' })} (no polling)`,
+    );
   } finally {
     await w.dispose();
   }

@@ -89,7 +89,14 @@ async function main(): Promise<void> {
     // exit: in process, no far side.
     {
       const r = createRecycler({ provider: 'exit', exitCode: 0 });
-      rows.push(await measure('exit', 'none (in process)', async (i) => mustOk(await r.recycle(event(i), never)), async () => {}));
+      rows.push(
+        await measure(
+          'exit',
+          'none (in process)',
+          async (i) => mustOk(await r.recycle(event(i), never)),
+          async () => {},
+        ),
+      );
     }
     // command and shutdown: one spawn of the configured command.
     const spawnTrue = () => runCommand('true', [], { timeoutMs: 5_000 });
@@ -113,18 +120,33 @@ async function main(): Promise<void> {
         { provider: 'aws-asg', imdsEndpoint: fake.url, endpoint: fake.url, maxAttempts: 1, scalerOwnsSize: true },
         { awsCredentials: credentials },
       );
-      const bare = () => httpRequest(`${fake.url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' }, timeoutMs: 5_000 });
+      const bare = () =>
+        httpRequest(`${fake.url}/latest/api/token`, {
+          method: 'PUT',
+          headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' },
+          timeoutMs: 5_000,
+        });
       for (const [label, min, failWithout] of [
         ['aws-asg (decrement)', 0, false],
         ['aws-asg (at min: 2 steps)', 1, false],
         ['aws-asg (3 steps: Unhealthy)', 1, true],
       ] as const) {
         rows.push(
-          await measure(label, 'IMDS token PUT', async (i) => {
-            reset(min);
-            if (failWithout) fake.failNext({ action: 'TerminateInstanceInAutoScalingGroup', when: { ShouldDecrementDesiredCapacity: 'false' }, code: 'ScalingActivityInProgress' });
-            mustOk(await r.recycle(event(i), never));
-          }, bare),
+          await measure(
+            label,
+            'IMDS token PUT',
+            async (i) => {
+              reset(min);
+              if (failWithout)
+                fake.failNext({
+                  action: 'TerminateInstanceInAutoScalingGroup',
+                  when: { ShouldDecrementDesiredCapacity: 'false' },
+                  code: 'ScalingActivityInProgress',
+                });
+              mustOk(await r.recycle(event(i), never));
+            },
+            bare,
+          ),
         );
       }
       await fake.close();
@@ -133,24 +155,44 @@ async function main(): Promise<void> {
     {
       const fake = await startFakeGcp();
       const r = createRecycler({ provider: 'gcp-mig', metadataEndpoint: fake.url, computeEndpoint: fake.url });
-      const bare = () => httpRequest(`${fake.url}/computeMetadata/v1/instance/name`, { method: 'GET', headers: { 'metadata-flavor': 'Google' }, timeoutMs: 5_000 });
+      const bare = () =>
+        httpRequest(`${fake.url}/computeMetadata/v1/instance/name`, {
+          method: 'GET',
+          headers: { 'metadata-flavor': 'Google' },
+          timeoutMs: 5_000,
+        });
       rows.push(
-        await measure('gcp-mig (5 metadata + 1 API)', 'metadata GET', async (i) => {
-          fake.group.instances.set('runner-abc1', { status: 'RUNNING' });
-          mustOk(await r.recycle(event(i), never));
-        }, bare),
+        await measure(
+          'gcp-mig (5 metadata + 1 API)',
+          'metadata GET',
+          async (i) => {
+            fake.group.instances.set('runner-abc1', { status: 'RUNNING' });
+            mustOk(await r.recycle(event(i), never));
+          },
+          bare,
+        ),
       );
       await fake.close();
     }
     {
       const fake = await startFakeAzure();
       const r = createRecycler({ provider: 'azure-vmss', imdsEndpoint: fake.url, managementEndpoint: fake.url });
-      const bare = () => httpRequest(`${fake.url}/metadata/instance/compute?api-version=2021-02-01`, { method: 'GET', headers: { metadata: 'true' }, timeoutMs: 5_000 });
+      const bare = () =>
+        httpRequest(`${fake.url}/metadata/instance/compute?api-version=2021-02-01`, {
+          method: 'GET',
+          headers: { metadata: 'true' },
+          timeoutMs: 5_000,
+        });
       rows.push(
-        await measure('azure-vmss (2 IMDS + 1 ARM)', 'IMDS GET', async (i) => {
-          fake.scaleSet.instances.set('3', { state: 'Running' });
-          mustOk(await r.recycle(event(i), never));
-        }, bare),
+        await measure(
+          'azure-vmss (2 IMDS + 1 ARM)',
+          'IMDS GET',
+          async (i) => {
+            fake.scaleSet.instances.set('3', { state: 'Running' });
+            mustOk(await r.recycle(event(i), never));
+          },
+          bare,
+        ),
       );
       await fake.close();
     }
@@ -160,13 +202,23 @@ async function main(): Promise<void> {
         { provider: 'aws-asg', imdsEndpoint: fake.url, endpoint: fake.url, maxAttempts: 1, lifecycleHookName: 'drain' },
         { awsCredentials: credentials },
       );
-      const bare = () => httpRequest(`${fake.url}/latest/api/token`, { method: 'PUT', headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' }, timeoutMs: 5_000 });
+      const bare = () =>
+        httpRequest(`${fake.url}/latest/api/token`, {
+          method: 'PUT',
+          headers: { 'x-aws-ec2-metadata-token-ttl-seconds': '60' },
+          timeoutMs: 5_000,
+        });
       rows.push(
-        await measure('aws-asg (scale-in: hook)', 'IMDS token PUT', async (i) => {
-          fake.group.instances.set('i-0hook', { health: 'Healthy', terminating: false, lifecycleState: 'InService' });
-          fake.scaleIn('i-0hook');
-          mustOk(await r.recycle(event(i), never));
-        }, bare),
+        await measure(
+          'aws-asg (scale-in: hook)',
+          'IMDS token PUT',
+          async (i) => {
+            fake.group.instances.set('i-0hook', { health: 'Healthy', terminating: false, lifecycleState: 'InService' });
+            fake.scaleIn('i-0hook');
+            mustOk(await r.recycle(event(i), never));
+          },
+          bare,
+        ),
       );
       await fake.close();
     }
@@ -176,10 +228,23 @@ async function main(): Promise<void> {
       const fake = await startFakeK8s({ token, pods: Array.from({ length: ITERATIONS + 1 }, (_, i) => `bench/pod-${i}`) });
       await writeFile(path.join(root, 'token'), token, { mode: 0o600 });
       const recyclers = Array.from({ length: ITERATIONS + 1 }, (_, i) =>
-        createRecycler({ provider: 'kubernetes', apiUrl: fake.url, namespace: 'bench', podName: `pod-${i}`, tokenFile: path.join(root, 'token') }),
+        createRecycler({
+          provider: 'kubernetes',
+          apiUrl: fake.url,
+          namespace: 'bench',
+          podName: `pod-${i}`,
+          tokenFile: path.join(root, 'token'),
+        }),
       );
-      const bare = () => httpRequest(`${fake.url}/api/v1/namespaces/bench/pods/absent`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` }, timeoutMs: 5_000 });
-      rows.push(await measure('kubernetes', 'DELETE (404) round trip', async (i) => mustOk(await recyclers[i]!.recycle(event(i), never)), bare));
+      const bare = () =>
+        httpRequest(`${fake.url}/api/v1/namespaces/bench/pods/absent`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${token}` },
+          timeoutMs: 5_000,
+        });
+      rows.push(
+        await measure('kubernetes', 'DELETE (404) round trip', async (i) => mustOk(await recyclers[i]!.recycle(event(i), never)), bare),
+      );
       await fake.close();
     }
     // webhook: one signed POST (secret file read each time, as in production).
@@ -192,7 +257,16 @@ async function main(): Promise<void> {
       let n = 0;
       const bare = () => {
         const body = JSON.stringify(event(-1 - n++));
-        return httpRequest(rx.url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-runner-warden-signature': signBody(secret, body), 'idempotency-key': `bare-${n}` }, body, timeoutMs: 5_000 });
+        return httpRequest(rx.url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'x-runner-warden-signature': signBody(secret, body),
+            'idempotency-key': `bare-${n}`,
+          },
+          body,
+          timeoutMs: 5_000,
+        });
       };
       rows.push(await measure('webhook', 'signed POST round trip', async (i) => mustOk(await r.recycle(event(i), never)), bare));
       await rx.close();
@@ -203,11 +277,15 @@ async function main(): Promise<void> {
 
   const f = (ms: number): string => (Number.isFinite(ms) ? ms.toFixed(2).padStart(8) : '       -');
   console.log(`verified cleanup → recycle signal sent (target ≤ ${TARGET_MS} ms), ${ITERATIONS} warm runs each, loopback fakes`);
-  console.log(`${'provider'.padEnd(30)} ${'first ms'.padStart(8)} ${'med ms'.padStart(8)} ${'p95 ms'.padStart(8)} | ${'base ms'.padStart(8)} ${'ratio'.padStart(7)}  baseline  target`);
+  console.log(
+    `${'provider'.padEnd(30)} ${'first ms'.padStart(8)} ${'med ms'.padStart(8)} ${'p95 ms'.padStart(8)} | ${'base ms'.padStart(8)} ${'ratio'.padStart(7)}  baseline  target`,
+  );
   for (const r of rows) {
     const ratio = r.baseline > 0.001 ? `${(r.median / r.baseline).toFixed(1)}x` : '-';
     const verdict = Math.max(r.first, r.p95) <= TARGET_MS ? 'ok' : 'MISSED';
-    console.log(`${r.name.padEnd(30)} ${f(r.first)} ${f(r.median)} ${f(r.p95)} | ${f(r.baseline)} ${ratio.padStart(7)}  ${r.baselineWhat}  ${verdict}`);
+    console.log(
+      `${r.name.padEnd(30)} ${f(r.first)} ${f(r.median)} ${f(r.p95)} | ${f(r.baseline)} ${ratio.padStart(7)}  ${r.baselineWhat}  ${verdict}`,
+    );
   }
 }
 

@@ -73,14 +73,20 @@ async function main(): Promise<void> {
 
     // How much of config.sh is only starting the process (node + tsx here, .NET for the real runner).
     const bareStart = (): Promise<unknown> =>
-      runCommand(path.join(root, 'config.sh'), ['--version'], { cwd: root, uid: lab.user.uid, gid: lab.user.gid, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home } });
+      runCommand(path.join(root, 'config.sh'), ['--version'], {
+        cwd: root,
+        uid: lab.user.uid,
+        gid: lab.user.gid,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home },
+      });
     const figures = { jit: [] as number[], tokenWarm: [] as number[], tokenCold: [] as number[], start: [] as number[] };
     for (let i = 0; i < ITERATIONS; i++) {
       let id = 0;
       figures.jit.push(
         await time(async () => {
           const groupId = await github.resolveRunnerGroup(null);
-          id = (await github.generateJitConfig({ name: `jit-${i}`, labels: ['self-hosted'], runnerGroupId: groupId, workFolder: '_work' })).runner.id;
+          id = (await github.generateJitConfig({ name: `jit-${i}`, labels: ['self-hosted'], runnerGroupId: groupId, workFolder: '_work' }))
+            .runner.id;
         }),
       );
       await github.deleteRunner(id);
@@ -101,9 +107,13 @@ async function main(): Promise<void> {
     ];
     console.log(`registration time, median of ${ITERATIONS}, fake GitHub latency ${LATENCY_MS} ms per answer`);
     for (const [name, xs, calls] of rows) {
-      console.log(`${name.padEnd(34)} ${median(xs).toFixed(0).padStart(6)} ms  ${(median(xs) / base).toFixed(1).padStart(5)}x jit   (${calls})`);
+      console.log(
+        `${name.padEnd(34)} ${median(xs).toFixed(0).padStart(6)} ms  ${(median(xs) / base).toFixed(1).padStart(5)}x jit   (${calls})`,
+      );
     }
-    console.log(`REST calls made by the fake's count: ${fake.restCalls()} (registration tokens: ${fake.restCalls({ path: /registration-token$/ })})`);
+    console.log(
+      `REST calls made by the fake's count: ${fake.restCalls()} (registration tokens: ${fake.restCalls({ path: /registration-token$/ })})`,
+    );
   } finally {
     await fake.close();
     await lab.dispose();

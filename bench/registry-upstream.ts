@@ -40,12 +40,23 @@ export async function startUpstream(root: string, bytesPerSecond?: number): Prom
   const config = path.join(dir, 'config.yml');
   await fsp.writeFile(
     config,
-    JSON.stringify({ version: 0.1, log: { level: 'warn' }, storage: { filesystem: { rootdirectory: path.join(dir, 'data') } }, http: { addr: `127.0.0.1:${port}` } }),
+    JSON.stringify({
+      version: 0.1,
+      log: { level: 'warn' },
+      storage: { filesystem: { rootdirectory: path.join(dir, 'data') } },
+      http: { addr: `127.0.0.1:${port}` },
+    }),
   );
   const child: ChildProcess = spawn('docker-registry', ['serve', config], { detached: true, stdio: 'ignore' });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   for (let i = 0; i < 200; i++) {
-    if (await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.ok, () => false)) break;
+    if (
+      await fetch(`http://127.0.0.1:${port}/v2/`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const blobFetches = new Map<string, number>();
@@ -91,7 +102,12 @@ export async function startUpstream(root: string, bytesPerSecond?: number): Prom
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Pushes a single-layer image made of `rootfsTar` as `repo:tag`; returns the layer's digest. */
-export async function pushImage(registry: string, repo: string, tag: string, rootfsTar: Buffer): Promise<{ layer: string; manifest: string }> {
+export async function pushImage(
+  registry: string,
+  repo: string,
+  tag: string,
+  rootfsTar: Buffer,
+): Promise<{ layer: string; manifest: string }> {
   const layer = gzipSync(rootfsTar, { level: 1 });
   const config = Buffer.from(
     JSON.stringify({

@@ -62,7 +62,9 @@ async function inPlace(): Promise<void> {
     const tgz = path.join(scratch, 'r.tar.gz');
     spawnSync('tar', ['-czf', tgz, '-C', src, '.']);
     const bytes = await readFile(tgz);
-    const releases = await startFakeReleases([{ version: '2.331.0', assets: [{ name: 'actions-runner-linux-x64-2.331.0.tar.gz', bytes }] }]);
+    const releases = await startFakeReleases([
+      { version: '2.331.0', assets: [{ name: 'actions-runner-linux-x64-2.331.0.tar.gz', bytes }] },
+    ]);
     const untar: number[] = [];
     const update: number[] = [];
     for (let i = 0; i < ITERATIONS; i++) {
@@ -75,7 +77,14 @@ async function inPlace(): Promise<void> {
 
       const root = path.join(scratch, `root-${i}`);
       await writeRunner(root, '2.330.0', FILES, MIB * 1024 * 1024);
-      const r = await updateRunner({ root, source: releases.url, apiUrl: releases.url, clock: systemClock, log: silentLogger(), retakeManifest: async () => {} });
+      const r = await updateRunner({
+        root,
+        source: releases.url,
+        apiUrl: releases.url,
+        clock: systemClock,
+        log: silentLogger(),
+        retakeManifest: async () => {},
+      });
       if (!('updated' in r)) throw new Error(`update did not happen: ${JSON.stringify(r)}`);
       update.push(r.ms);
       await rm(root, { recursive: true, force: true });
@@ -114,7 +123,13 @@ async function betweenJobs(): Promise<void> {
     spawnSync('tar', ['-czf', tgz, '-C', rel, '.']);
     releases.set([{ version: next, assets: [{ name: `actions-runner-linux-x64-${next}.tar.gz`, bytes: await readFile(tgz) }] }]);
     const ids = [w.fake.enqueueJob(job(1))];
-    const rt = await wire(await loadHostConfig(w.configFile, {}), { configFile: w.configFile, env: {}, log: silentLogger(), clock: systemClock, hostname: 'benchhost' });
+    const rt = await wire(await loadHostConfig(w.configFile, {}), {
+      configFile: w.configFile,
+      env: {},
+      log: silentLogger(),
+      clock: systemClock,
+      hostname: 'benchhost',
+    });
     const run = rt.agent.run(AbortSignal.timeout(600_000));
     await w.fake.waitForJob(ids[0] as string, 'running', 300_000);
     // GitHub stops serving the running version while job 1 runs: its next listener is refused.
@@ -124,24 +139,38 @@ async function betweenJobs(): Promise<void> {
     await rt.close();
     const [j1, j2, j3] = ids.map((id) => w.fake.job(id));
     if (!j1?.completedAt || !j2?.assignedAt || !j2.completedAt || !j3?.assignedAt) {
-      throw new Error(`the three jobs did not all run (agent exit ${exit.code}: ${exit.reason}): ${JSON.stringify([j1, j2, j3].map((j) => j?.status))}`);
+      throw new Error(
+        `the three jobs did not all run (agent exit ${exit.code}: ${exit.reason}): ${JSON.stringify([j1, j2, j3].map((j) => j?.status))}`,
+      );
     }
-    const records = (await new Journal({ dir: w.stateDir }).readAll()).records as { seq: number; type: string; event?: string; at?: string; endedAt?: string; detail?: Record<string, unknown> }[];
+    const records = (await new Journal({ dir: w.stateDir }).readAll()).records as {
+      seq: number;
+      type: string;
+      event?: string;
+      at?: string;
+      endedAt?: string;
+      detail?: Record<string, unknown>;
+    }[];
     const updated = records.find((r) => r.type === 'event' && r.event === 'runner-updated');
     const jobRecs = records.filter((r) => r.type === 'job');
     const startedAfter = (seq: number) => records.find((r) => r.seq > seq && r.type === 'event' && r.event === 'listener-started');
     const afterUpdate = updated && startedAfter(updated.seq);
     const afterJob2 = jobRecs[1] && startedAfter(jobRecs[1].seq);
-    if (!updated || !afterUpdate?.at || !jobRecs[0]?.endedAt || !afterJob2) throw new Error('the agent did not update the runner between the jobs, or a listener is missing from the journal');
+    if (!updated || !afterUpdate?.at || !jobRecs[0]?.endedAt || !afterJob2)
+      throw new Error('the agent did not update the runner between the jobs, or a listener is missing from the journal');
     const listenerWith = Date.parse(afterUpdate.at) - Date.parse(jobRecs[0].endedAt);
     const listenerWithout = Number(afterJob2.detail?.sinceLastJobEndMs);
     const takenWith = j2.assignedAt - j1.completedAt;
     const takenWithout = j3.assignedAt - j2.completedAt;
     console.log(`job end → next listener, real agent (runner simulator, fake GitHub and release mirror on loopback; 2 cores shared)`);
-    console.log(`  runner update between jobs 1 and 2 (v${String(updated.detail?.from)} deprecated during job 1 → v${String(updated.detail?.version)}; the in-place update took ${String(updated.detail?.ms)} ms, mirror download included):`);
+    console.log(
+      `  runner update between jobs 1 and 2 (v${String(updated.detail?.from)} deprecated during job 1 → v${String(updated.detail?.version)}; the in-place update took ${String(updated.detail?.ms)} ms, mirror download included):`,
+    );
     console.log(`    job end → next listener started ${listenerWith} ms; → next job taken ${takenWith} ms`);
     console.log(`  baseline, jobs 2 → 3 of the same run, no update between them:`);
-    console.log(`    job end → next listener started ${listenerWithout} ms; → next job taken ${takenWithout} ms  (the update costs ${(listenerWith / listenerWithout).toFixed(2)}x)`);
+    console.log(
+      `    job end → next listener started ${listenerWithout} ms; → next job taken ${takenWithout} ms  (the update costs ${(listenerWith / listenerWithout).toFixed(2)}x)`,
+    );
   } finally {
     await releases.close();
     await w.dispose();

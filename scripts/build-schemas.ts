@@ -15,8 +15,7 @@ import { hostConfigSchema, policyFileSchema, policySchema, schemaCompiler } from
 import { recycleSchema } from '../src/recycle/config.js';
 
 type Standalone = (ajv: unknown, fn: unknown) => string;
-const standaloneCode = ((standaloneModule as unknown as { default?: Standalone }).default ??
-  standaloneModule) as unknown as Standalone;
+const standaloneCode = ((standaloneModule as unknown as { default?: Standalone }).default ?? standaloneModule) as unknown as Standalone;
 
 /** JSON text with sorted keys: the same schema gives the same key whatever the property order. */
 export function stableJson(value: unknown): string {

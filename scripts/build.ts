@@ -63,7 +63,7 @@ function prebuiltEsbuildModule(bundles: Record<string, string>): string {
     'export async function build(options) {',
     '  const entry = String(options.entryPoints[0]);',
     "  const text = BUNDLES[entry.slice(entry.lastIndexOf('/') + 1)];",
-    "  if (text === undefined) throw new Error(`runner-warden bundle: no prebuilt simulator file for ${entry}`);",
+    '  if (text === undefined) throw new Error(`runner-warden bundle: no prebuilt simulator file for ${entry}`);',
     '  return { outputFiles: [{ text }], errors: [], warnings: [] };',
     '}',
     '',
@@ -116,7 +116,9 @@ async function thirdPartyNotices(inputs: string[]): Promise<string> {
     const pkg = JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8')) as { name: string; version: string; license?: string };
     const files = (await readdir(dir)).filter((f) => /^(licen[sc]e|copying|notice)/i.test(f));
     const texts = await Promise.all(files.map((f) => readFile(path.join(dir, f), 'utf8')));
-    parts.push(`${pkg.name}@${pkg.version} (${pkg.license ?? 'see below'})\n\n${texts.join('\n').trim() || '(no licence file in the package)'}\n`);
+    parts.push(
+      `${pkg.name}@${pkg.version} (${pkg.license ?? 'see below'})\n\n${texts.join('\n').trim() || '(no licence file in the package)'}\n`,
+    );
   }
   return `Packages bundled into runner-warden's dist/ files, with their licences.\n\n${parts.join(`\n${'-'.repeat(72)}\n\n`)}`;
 }
@@ -167,7 +169,12 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
       outfile: path.join(outDir, 'runner-warden-aws.mjs'),
     }),
   ]);
-  const result = { metafile: { inputs: Object.assign({}, ...results.map((r) => r.metafile?.inputs ?? {})) as Record<string, unknown>, outputs: Object.assign({}, ...results.map((r) => r.metafile?.outputs ?? {})) as Record<string, unknown> } };
+  const result = {
+    metafile: {
+      inputs: Object.assign({}, ...results.map((r) => r.metafile?.inputs ?? {})) as Record<string, unknown>,
+      outputs: Object.assign({}, ...results.map((r) => r.metafile?.outputs ?? {})) as Record<string, unknown>,
+    },
+  };
   await writeFile(path.join(outDir, 'THIRD-PARTY-NOTICES.txt'), await thirdPartyNotices(Object.keys(result.metafile.inputs)));
   if (process.argv.includes('--metafile')) await writeFile(path.join(outDir, 'meta.json'), JSON.stringify(result.metafile));
   await rm(finalDir, { recursive: true, force: true });
@@ -186,6 +193,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     if (file.endsWith('.mjs')) total += bytes;
     process.stdout.write(`  ${file.padEnd(44)} ${(bytes / 1024).toFixed(0).padStart(6)} KiB\n`);
   }
-  process.stdout.write(`build: ${files.length} files in ${path.relative(ROOT, out ?? path.join(ROOT, 'dist')) || '.'}, JavaScript ${(total / 1024 / 1024).toFixed(2)} MiB\n`);
+  process.stdout.write(
+    `build: ${files.length} files in ${path.relative(ROOT, out ?? path.join(ROOT, 'dist')) || '.'}, JavaScript ${(total / 1024 / 1024).toFixed(2)} MiB\n`,
+  );
   if (!existsSync(path.join(out ?? path.join(ROOT, 'dist'), 'runner-warden.mjs'))) process.exitCode = 1;
 }

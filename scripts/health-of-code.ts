@@ -125,7 +125,8 @@ function main(): number {
 
   if (runUnit) {
     const as = process.getuid?.() === 0 ? unprivilegedRun(ROOT) : undefined;
-    if (as) console.log(`npm run test:unit: started as root, so run as ${as.user} (uid ${as.uid})${as.copied ? ' on a copy it can read' : ''}`);
+    if (as)
+      console.log(`npm run test:unit: started as root, so run as ${as.user} (uid ${as.uid})${as.copied ? ' on a copy it can read' : ''}`);
     try {
       const started = process.hrtime.bigint();
       const cpuBefore = childCpuSeconds();

@@ -64,10 +64,17 @@ async function copy(from: string, to: string, mode = 0o644): Promise<void> {
 async function programTree(dir: string, dist: string, pkg: Pkg): Promise<void> {
   await copy(path.join(ROOT, 'bin/runner-warden.js'), path.join(dir, 'bin/runner-warden.js'), 0o755);
   for (const f of await readdir(dist)) {
-    if (f.endsWith('.mjs') || f === CONTAINER_HOOKS_FILE || f === 'THIRD-PARTY-NOTICES.txt') await copy(path.join(dist, f), path.join(dir, 'dist', f));
+    if (f.endsWith('.mjs') || f === CONTAINER_HOOKS_FILE || f === 'THIRD-PARTY-NOTICES.txt')
+      await copy(path.join(dist, f), path.join(dir, 'dist', f));
   }
   // bin/runner-warden.js is an ES module; this is all of package.json it needs.
-  const manifest = { name: 'runner-warden', version: pkg.version, type: 'module', engines: pkg.engines, bin: { 'runner-warden': 'bin/runner-warden.js' } };
+  const manifest = {
+    name: 'runner-warden',
+    version: pkg.version,
+    type: 'module',
+    engines: pkg.engines,
+    bin: { 'runner-warden': 'bin/runner-warden.js' },
+  };
   await put(path.join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   // The demo copies the example policies from here.
   for (const f of await readdir(path.join(ROOT, 'policies'))) {
@@ -115,7 +122,9 @@ async function nodeBinary(arch: string): Promise<{ dir: string; version: string 
     run('npm', ['pack', `${p.name}@${pin.version}`, '--pack-destination', cache, '--silent']);
   }
   const [algo, expected] = p.integrity.split('-', 2) as [string, string];
-  const actual = createHash(algo).update(await readFile(tgz)).digest('base64');
+  const actual = createHash(algo)
+    .update(await readFile(tgz))
+    .digest('base64');
   if (actual !== expected) {
     await rm(tgz, { force: true });
     throw new Error(`${p.name}@${pin.version}: integrity ${algo}-${actual} is not the pinned ${p.integrity} (packaging/node.json)`);
@@ -223,11 +232,20 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
   const date = new Date(epoch * 1000).toUTCString().replace('GMT', '+0000');
   await put(
     path.join(doc, 'changelog.Debian.gz'),
-    gzipSync(`runner-warden (${pkg.version}-1) unstable; urgency=medium\n\n  * Release ${pkg.version}.\n\n -- ${DEB_MAINTAINER}  ${date}\n`, { level: 9 }),
+    gzipSync(
+      `runner-warden (${pkg.version}-1) unstable; urgency=medium\n\n  * Release ${pkg.version}.\n\n -- ${DEB_MAINTAINER}  ${date}\n`,
+      { level: 9 },
+    ),
   );
   await put(path.join(doc, 'README.md.gz'), gzipSync(await readFile(path.join(ROOT, 'README.md')), { level: 9 }));
-  await put(path.join(root, 'usr/share/man/man1/runner-warden.1.gz'), gzipSync(await readFile(path.join(ROOT, 'packaging/man/runner-warden.1')), { level: 9 }));
-  await copy(path.join(ROOT, 'packaging/completions/runner-warden.bash'), path.join(root, 'usr/share/bash-completion/completions/runner-warden'));
+  await put(
+    path.join(root, 'usr/share/man/man1/runner-warden.1.gz'),
+    gzipSync(await readFile(path.join(ROOT, 'packaging/man/runner-warden.1')), { level: 9 }),
+  );
+  await copy(
+    path.join(ROOT, 'packaging/completions/runner-warden.bash'),
+    path.join(root, 'usr/share/bash-completion/completions/runner-warden'),
+  );
   await copy(path.join(ROOT, 'packaging/completions/_runner-warden'), path.join(root, 'usr/share/zsh/vendor-completions/_runner-warden'));
   // Team policies are the host's configuration: conffiles, kept (or asked about) on upgrade.
   const conffiles: string[] = [];
@@ -279,7 +297,11 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
       if (e.isDirectory()) {
         if (full !== debian) await walk(full);
       } else if (e.isFile()) {
-        sums.push(`${createHash('md5').update(await readFile(full)).digest('hex')}  ${path.relative(root, full)}`);
+        sums.push(
+          `${createHash('md5')
+            .update(await readFile(full))
+            .digest('hex')}  ${path.relative(root, full)}`,
+        );
       }
     }
   };
@@ -306,7 +328,12 @@ export async function release(out: string, opts: { deb?: boolean } = {}): Promis
     const deb = opts.deb === false ? undefined : await buildDeb(work, dist, pkg, out, epoch);
     const lines: string[] = [];
     for (const f of [tarball, deb]) {
-      if (f) lines.push(`${createHash('sha256').update(await readFile(f)).digest('hex')}  ${path.basename(f)}`);
+      if (f)
+        lines.push(
+          `${createHash('sha256')
+            .update(await readFile(f))
+            .digest('hex')}  ${path.basename(f)}`,
+        );
     }
     const sums = path.join(out, 'SHA256SUMS');
     await writeFile(sums, `${lines.join('\n')}\n`);

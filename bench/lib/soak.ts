@@ -278,7 +278,10 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     forger = await createUser(w.root);
     // No per-job container engine (docker.mode none): starting one is 4 to 6 s of a job here, and
     // nothing the soak checks depends on it (the engine's own tests cover its start, stop and cleanup).
-    await writeFile(path.join(w.policyDir, 'test.yaml'), stringify(benchPolicy(w.root, { host: { maxJobs: 10_000 }, docker: { mode: 'none' } })));
+    await writeFile(
+      path.join(w.policyDir, 'test.yaml'),
+      stringify(benchPolicy(w.root, { host: { maxJobs: 10_000 }, docker: { mode: 'none' } })),
+    );
     await w.baseline();
 
     const match = { method: 'POST', path: /generate-jitconfig/ };

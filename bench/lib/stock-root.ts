@@ -53,6 +53,8 @@ function run(cmd: string, args: string[]): Promise<void> {
       err = (err + d.toString()).slice(-4000);
     });
     child.once('error', reject);
-    child.once('exit', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code ?? signal}:\n${err}`))));
+    child.once('exit', (code, signal) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code ?? signal}:\n${err}`)),
+    );
   });
 }

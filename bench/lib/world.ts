@@ -46,7 +46,7 @@ export const SIM_ENV = {
 export { createThrowawayUser as createUser, type ThrowawayUser as BenchUser };
 
 /**
- * A world's policy: reuse, every step on, temp dirs inside the world (never the real /tmp). The
+ * A world's policy: reuse, every step on, no container engine, temp dirs inside the world (never the real /tmp). The
  * whole-host integrity check is off: it compares the real host, where others' tests add users and
  * mounts (test/e2e/integrity checks it against roots it builds). `over.host` is merged into `host`.
  */
@@ -59,6 +59,10 @@ export function benchPolicy(root: string, over: Record<string, unknown> = {}): R
       temp: { paths: sysTempDirs(root) },
       containers: { socket: path.join(root, 'no-docker.sock') },
     },
+    // No per-job container engine: a rootless engine around every job costs seconds of CPU and is
+    // measured and tested on its own (bench/engine.ts, test/e2e/engine); a world that wants one
+    // names the mode in `over`.
+    docker: { mode: 'none' },
     ...over,
     host,
   };

@@ -37,7 +37,16 @@ import { statusSnapshot } from './status.js';
 import { ListenerSupervisor, type ServeOutcome } from './supervisor.js';
 import { TokenModeRegistrar } from './token-registrar.js';
 
-export type { AgentDeps, AgentExit, AgentObserver, CleanupFn, PolicySource, PrepareJobDirsFn, ProcessContainerFactory, RecyclerPort } from './deps.js';
+export type {
+  AgentDeps,
+  AgentExit,
+  AgentObserver,
+  CleanupFn,
+  PolicySource,
+  PrepareJobDirsFn,
+  ProcessContainerFactory,
+  RecyclerPort,
+} from './deps.js';
 export { renderName } from './registrar.js';
 export { DRAIN_DEADLINE_MARGIN_MS } from './supervisor.js';
 
@@ -71,7 +80,9 @@ export class Agent {
     this.startedAt = clock.now();
     this.core = {
       d,
-      host: d.runnerHost ?? realRunnerHost({ slot: d.slot, hooks: d.hooks, clock, log, ...(d.runner.path ? { listenerPath: d.runner.path } : {}) }),
+      host:
+        d.runnerHost ??
+        realRunnerHost({ slot: d.slot, hooks: d.hooks, clock, log, ...(d.runner.path ? { listenerPath: d.runner.path } : {}) }),
       disk: d.disk ?? realDisk(d.slot),
       guards: d.guards ?? [],
       random: d.random ?? Math.random,
@@ -142,11 +153,17 @@ export class Agent {
   private async lifecycle(leftover: HookEvent[]): Promise<AgentExit> {
     const { ctx, d, drain, journal } = this.core;
     const { prev, fact } = await ctx.boot();
-    await journal.append({ type: 'event', event: 'boot', at: this.core.iso(), detail: { previousState: prev ? prev.state : null, quarantined: fact !== undefined } });
+    await journal.append({
+      type: 'event',
+      event: 'boot',
+      at: this.core.iso(),
+      detail: { previousState: prev ? prev.state : null, quarantined: fact !== undefined },
+    });
     let policy = d.policies.atJobBoundary();
     let next: Next;
     if (fact) next = await this.endings.resume(policy, prev?.pendingName);
-    else if (prev && (prev.dirty || prev.registrations.length > 0 || prev.pendingName !== undefined)) next = await this.recoverFrom(prev, policy, leftover);
+    else if (prev && (prev.dirty || prev.registrations.length > 0 || prev.pendingName !== undefined))
+      next = await this.recoverFrom(prev, policy, leftover);
     else next = await preflight(this.core, this.settler, this.endings, policy);
     for (;;) {
       if (next === 'released') {
@@ -189,7 +206,12 @@ export class Agent {
     } catch (err) {
       this.core.log.error({ err: describeError(err), runner: reg.name }, 'could not set up a listener');
       const why = describeError(err);
-      return { exit: { code: null, signal: null, at: this.core.d.clock.now() }, reason: `listener not started: ${why}`, failed: true, setupProblem: why };
+      return {
+        exit: { code: null, signal: null, at: this.core.d.clock.now() },
+        reason: `listener not started: ${why}`,
+        failed: true,
+        setupProblem: why,
+      };
     }
   }
 

@@ -124,20 +124,24 @@ export class AgentContext {
   private async saveFact(): Promise<void> {
     const fact = this.fact;
     if (!fact) return;
-    const next = this.queue.then(() => this.quarantines.save(fact)).then(
-      () => this.wrote(),
-      (err: unknown) => this.failed('quarantine', err),
-    );
+    const next = this.queue
+      .then(() => this.quarantines.save(fact))
+      .then(
+        () => this.wrote(),
+        (err: unknown) => this.failed('quarantine', err),
+      );
     this.queue = next;
     await next;
   }
 
   private persist(): Promise<void> {
     const snapshot = JSON.parse(JSON.stringify(this.ps)) as PersistedState;
-    const next = this.queue.then(() => this.store.save(snapshot)).then(
-      () => this.wrote(),
-      (err: unknown) => this.failed('state', err),
-    );
+    const next = this.queue
+      .then(() => this.store.save(snapshot))
+      .then(
+        () => this.wrote(),
+        (err: unknown) => this.failed('state', err),
+      );
     this.queue = next;
     return next;
   }

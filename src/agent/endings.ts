@@ -67,7 +67,12 @@ export class Endings {
       .catch((err: unknown) => ({ ok: false, provider: recycler.provider, detail: describeError(err), exitCode: undefined }));
     if (res.ok) d.observer?.recycled?.(reason, res.provider);
     else d.observer?.recycleFailed?.(res.provider);
-    await journal.append({ type: 'event', event: 'recycle', at: this.core.iso(), detail: { reason, provider: res.provider, ok: res.ok, result: res.detail } });
+    await journal.append({
+      type: 'event',
+      event: 'recycle',
+      at: this.core.iso(),
+      detail: { reason, provider: res.provider, ok: res.ok, result: res.detail },
+    });
     if (!res.ok) return this.quarantine(policy, `recycle failed: ${res.detail}`, [], true);
     // The host is being replaced: never serve another job on it.
     await ctx.update((s) => (s.dirty = true));
@@ -91,7 +96,12 @@ export class Endings {
     await ctx.transition('quarantined');
     await this.registrar.discardAhead();
     log.error({ reason }, 'host quarantined');
-    await journal.append({ type: 'event', event: 'quarantine', at: this.core.iso(), detail: { reason, since: ctx.quarantine?.at ?? this.core.iso() } });
+    await journal.append({
+      type: 'event',
+      event: 'quarantine',
+      at: this.core.iso(),
+      detail: { reason, since: ctx.quarantine?.at ?? this.core.iso() },
+    });
     if (!recycleFailed && d.recycler && d.recycler.provider !== 'none') return this.recycle(policy, `quarantined: ${reason}`);
     return this.hold();
   }
@@ -141,7 +151,14 @@ export class Endings {
           type: 'event',
           event: 'unquarantine',
           at: this.core.iso(),
-          detail: { reason: req.reason, by: req.by, requestedAt: req.at, quarantineReason: fact.reason, quarantinedAt: fact.at, via: 'running agent' },
+          detail: {
+            reason: req.reason,
+            by: req.by,
+            requestedAt: req.at,
+            quarantineReason: fact.reason,
+            quarantinedAt: fact.at,
+            via: 'running agent',
+          },
         });
         await ctx.clearQuarantine();
         return 'released';

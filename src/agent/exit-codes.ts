@@ -67,11 +67,17 @@ function classify(f: ListenerExitFacts): ListenerVerdict {
   if (code === 7 || f.versionDeprecated !== undefined) {
     // Older runners say it only on the console and exit 1 (or 2); either way no restart helps.
     const version = f.versionDeprecated ?? 'unknown';
-    return { action: 'end', reason: `runner version ${version} deprecated (exit ${code ?? f.signal})`, failed: true, versionDeprecated: version };
+    return {
+      action: 'end',
+      reason: `runner version ${version} deprecated (exit ${code ?? f.signal})`,
+      failed: true,
+      versionDeprecated: version,
+    };
   }
   if (code === 3 || code === 4) {
     const restarts = f.restarts + 1;
-    if (restarts > f.restartLimit) return { action: 'end', reason: `self-update loop (${restarts} restarts)`, failed: true, waitForUpdate: true };
+    if (restarts > f.restartLimit)
+      return { action: 'end', reason: `self-update loop (${restarts} restarts)`, failed: true, waitForUpdate: true };
     return { action: 'restart', restarts, waitForUpdate: true, delay: false };
   }
   if (code === 2) {
@@ -81,8 +87,14 @@ function classify(f: ListenerExitFacts): ListenerVerdict {
   }
   // The registration is gone on the server: exit 0 while polling, exit 1 when a session cannot be
   // created (docs/runner-contract.md §2). A deregistration, not a crash of this host.
-  if (f.runnerGone && (code === 0 || code === 1)) return { action: 'end', reason: `registration removed on the server (exit ${code})`, failed: false };
+  if (f.runnerGone && (code === 0 || code === 1))
+    return { action: 'end', reason: `registration removed on the server (exit ${code})`, failed: false };
   if (code === 0) return { action: 'end', reason: 'listener exited 0 without a job', failed: false };
-  const why = code === 5 ? 'session conflict (exit 5)' : code === 1 ? 'listener refused the registration (exit 1)' : `listener exited ${code ?? f.signal}`;
+  const why =
+    code === 5
+      ? 'session conflict (exit 5)'
+      : code === 1
+        ? 'listener refused the registration (exit 1)'
+        : `listener exited ${code ?? f.signal}`;
   return { action: 'end', reason: why, failed: true };
 }

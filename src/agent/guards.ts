@@ -48,7 +48,8 @@ export class GuardCalls {
         Object.assign(out.env, r.env ?? {});
         out.notes.push(...(r.notes ?? []).map((n) => `${g.name}: ${n}`));
       } catch (err) {
-        if (err instanceof GuardUnfitError) return { guard: err.guard || g.name, message: err.message, ...(err.fix !== undefined ? { fix: err.fix } : {}) };
+        if (err instanceof GuardUnfitError)
+          return { guard: err.guard || g.name, message: err.message, ...(err.fix !== undefined ? { fix: err.fix } : {}) };
         throw new GuardPrepareError(g.name, err);
       }
     }
@@ -62,9 +63,21 @@ export class GuardCalls {
       const t0 = this.clock.now();
       try {
         const r = await g.release(job, policy, { log: this.log.child({ guard: g.name }), signal });
-        steps.push({ name: `guard:${g.name}`, outcome: r.outcome, durationMs: this.clock.now() - t0, removed: r.removed ?? {}, ...(r.reason ? { reason: r.reason } : {}) });
+        steps.push({
+          name: `guard:${g.name}`,
+          outcome: r.outcome,
+          durationMs: this.clock.now() - t0,
+          removed: r.removed ?? {},
+          ...(r.reason ? { reason: r.reason } : {}),
+        });
       } catch (err) {
-        steps.push({ name: `guard:${g.name}`, outcome: 'failed', durationMs: this.clock.now() - t0, removed: {}, reason: describeError(err) });
+        steps.push({
+          name: `guard:${g.name}`,
+          outcome: 'failed',
+          durationMs: this.clock.now() - t0,
+          removed: {},
+          reason: describeError(err),
+        });
       }
     }
     return steps;

@@ -88,7 +88,8 @@ export class BufferedJournal implements JournalPort {
       try {
         await this.inner.append(record);
       } catch (err) {
-        if (this.failure === undefined) this.log.error({ err: describeError(err), waiting: this.pending.length }, 'journal append failed; keeping the record in memory');
+        if (this.failure === undefined)
+          this.log.error({ err: describeError(err), waiting: this.pending.length }, 'journal append failed; keeping the record in memory');
         this.failure = describeError(err);
         return;
       }

@@ -263,10 +263,7 @@ export class Journal {
     return this.readLastWhere(n, (r): r is JobRecord => r.type === 'job');
   }
 
-  private async readLastWhere<R extends JournalRecord>(
-    n: number,
-    keep: (r: JournalRecord) => r is R,
-  ): Promise<JournalRead<R>> {
+  private async readLastWhere<R extends JournalRecord>(n: number, keep: (r: JournalRecord) => r is R): Promise<JournalRead<R>> {
     const files = await this.files();
     const out: JournalRead<R> = { records: [], skipped: [] };
     for (let i = files.length - 1; i >= 0 && out.records.length < n; i--) {
@@ -316,12 +313,7 @@ async function readFileRecords(file: string): Promise<JournalRead> {
 function isRecord(v: unknown): v is JournalRecord {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Partial<JournalRecord>;
-  return (
-    r.v === JOURNAL_VERSION &&
-    typeof r.seq === 'number' &&
-    typeof r.type === 'string' &&
-    RECORD_TYPES.has(r.type)
-  );
+  return r.v === JOURNAL_VERSION && typeof r.seq === 'number' && typeof r.type === 'string' && RECORD_TYPES.has(r.type);
 }
 
 async function statSize(file: string): Promise<number | undefined> {

@@ -68,7 +68,12 @@ export class QuarantineStore {
     try {
       const f = JSON.parse(text) as Partial<QuarantineFact>;
       if (typeof f.reason !== 'string' || typeof f.at !== 'string') throw new Error('not a quarantine record');
-      return { v: 1, reason: f.reason, at: f.at, evidence: Array.isArray(f.evidence) ? f.evidence.filter((e) => typeof e === 'string') : [] };
+      return {
+        v: 1,
+        reason: f.reason,
+        at: f.at,
+        evidence: Array.isArray(f.evidence) ? f.evidence.filter((e) => typeof e === 'string') : [],
+      };
     } catch {
       return { v: 1, reason: `unreadable ${QUARANTINE_FILE}`, at: new Date(0).toISOString(), evidence: [] };
     }
@@ -91,7 +96,12 @@ export class QuarantineStore {
     try {
       const r = JSON.parse(text) as Partial<UnquarantineRequest>;
       if (typeof r.reason !== 'string' || r.reason.trim() === '' || typeof r.by !== 'string') return undefined;
-      return { v: 1, reason: r.reason.slice(0, MAX_LINE_CHARS), by: r.by.slice(0, 200), at: typeof r.at === 'string' ? r.at : new Date().toISOString() };
+      return {
+        v: 1,
+        reason: r.reason.slice(0, MAX_LINE_CHARS),
+        by: r.by.slice(0, 200),
+        at: typeof r.at === 'string' ? r.at : new Date().toISOString(),
+      };
     } catch {
       return undefined;
     }

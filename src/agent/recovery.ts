@@ -20,7 +20,14 @@ const RECENT_RECORDS = 20;
 type PersistedJob = NonNullable<PersistedState['job']>;
 
 /** Cleans after a crash and decides; the caller acts on the decision. */
-export async function recover(core: AgentCore, ledger: RegistrationLedger, settler: Settler, prev: PersistedState, policy: Policy, leftover: HookEvent[]): Promise<Decision> {
+export async function recover(
+  core: AgentCore,
+  ledger: RegistrationLedger,
+  settler: Settler,
+  prev: PersistedState,
+  policy: Policy,
+  leftover: HookEvent[],
+): Promise<Decision> {
   const { ctx, d, log } = core;
   log.warn({ prevState: prev.state, dirty: prev.dirty }, 'recovering from an unclean stop');
   const started = leftover.find((e) => e.event === 'started');
@@ -34,7 +41,12 @@ export async function recover(core: AgentCore, ledger: RegistrationLedger, settl
     const runner = { id, name: prev.runner.name };
     if (started && (busy.includes(id) || gone.includes(id))) {
       // The listener the dead agent left took a job (the service says so); its hook report adds the metadata.
-      job = { startedAt: new Date(started.at).toISOString(), listenerStartedAt: new Date(started.at).toISOString(), vars: { ...started.vars, ...completed?.vars }, runner };
+      job = {
+        startedAt: new Date(started.at).toISOString(),
+        listenerStartedAt: new Date(started.at).toISOString(),
+        vars: { ...started.vars, ...completed?.vars },
+        runner,
+      };
     } else if (busy.includes(id)) {
       // The service still held a job on the runner the agent left idle: a job was assigned while
       // the agent was down (its listener died with the agent before the job's hooks ran).

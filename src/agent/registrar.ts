@@ -30,7 +30,13 @@ export type Prefetched = Registration & { group: string | null };
 export interface RunnerRegistrar {
   readonly mode: 'jit' | 'token';
   /** Creates one runner named `name`; rejects with the service's error. */
-  request(req: { name: string; labels: string[]; group: string | null; seq: number; signal: AbortSignal }): Promise<{ id: number; jit?: string }>;
+  request(req: {
+    name: string;
+    labels: string[];
+    group: string | null;
+    seq: number;
+    signal: AbortSignal;
+  }): Promise<{ id: number; jit?: string }>;
   /** A job started: a registrar that can may start the next registration now. */
   jobStarted(policy: Policy): void;
   /** The registration made ahead, if any (always awaited: used or deleted by the caller). */
@@ -54,7 +60,12 @@ export function registrationTarget(core: AgentCore, policy: Policy): { labels: s
 }
 
 /** Registers the next runner (entering `registering`), with backoff, within the policy's limit. */
-export async function registerRunner(core: AgentCore, registrar: RunnerRegistrar, ledger: RegistrationLedger, policy: Policy): Promise<Obtained> {
+export async function registerRunner(
+  core: AgentCore,
+  registrar: RunnerRegistrar,
+  ledger: RegistrationLedger,
+  policy: Policy,
+): Promise<Obtained> {
   const { ctx, d, log, drain, live } = core;
   await ctx.transition('registering');
   const since = d.clock.now();
@@ -82,9 +93,16 @@ export async function registerRunner(core: AgentCore, registrar: RunnerRegistrar
     // The name must be on disk before the request: a crash after the service made the runner is
     // then found by it at the next start. A state that cannot be written cannot promise that.
     const unwritable = ctx.writeProblem;
-    if (unwritable !== undefined) return { kind: 'stuck', reason: `state-unwritable: ${unwritable} (no registration is requested before its name is on disk)` };
+    if (unwritable !== undefined)
+      return { kind: 'stuck', reason: `state-unwritable: ${unwritable} (no registration is requested before its name is on disk)` };
     const sentAt = d.clock.now();
-    const outcome = await boundedRequest(core, ledger, registrar.request({ name, labels, group, seq: ctx.s.seq, signal: drain.signal }), name, remaining);
+    const outcome = await boundedRequest(
+      core,
+      ledger,
+      registrar.request({ name, labels, group, seq: ctx.s.seq, signal: drain.signal }),
+      name,
+      remaining,
+    );
     if (outcome.kind === 'ok') {
       const r = outcome.value;
       // A slow answer had an attempt the client gave up on (then retried with this name) or a
@@ -114,7 +132,9 @@ export async function registerRunner(core: AgentCore, registrar: RunnerRegistrar
     }
     failures += 1;
     const auth = err instanceof GitHubApiError && err.isAuth;
-    const waitMs = auth ? backoffDelay(0, { baseMs: d.timeouts.authFailureBackoffMs, maxMs: d.timeouts.authFailureBackoffMs }, core.random) : backoffDelay(failures - 1, backoff, core.random);
+    const waitMs = auth
+      ? backoffDelay(0, { baseMs: d.timeouts.authFailureBackoffMs, maxMs: d.timeouts.authFailureBackoffMs }, core.random)
+      : backoffDelay(failures - 1, backoff, core.random);
     const fields = {
       err: describeError(err),
       status: err instanceof GitHubApiError ? err.status : undefined,
@@ -156,7 +176,10 @@ async function registered(core: AgentCore, reg: Registration, prefetched = true)
 function stuck(core: AgentCore, limitMs: number, failures: number): Obtained {
   const minutes = Math.round(limitMs / 60_000);
   core.log.error({ limitMinutes: minutes, failures }, 'no runner registered within the policy limit');
-  return { kind: 'stuck', reason: `registration-stuck: no runner registered within ${minutes} min (limits.maxRegistrationMinutes; ${failures} failed attempts)` };
+  return {
+    kind: 'stuck',
+    reason: `registration-stuck: no runner registered within ${minutes} min (limits.maxRegistrationMinutes; ${failures} failed attempts)`,
+  };
 }
 
 type RequestOutcome<T> = { kind: 'ok'; value: T } | { kind: 'error'; err: unknown } | { kind: 'drained' } | { kind: 'deadline' };

@@ -87,7 +87,10 @@ export class RegistrationLedger {
     const settle = Math.max(0, ...(ctx.s.recheckNames ?? []).map((r) => (r.settleAt ? Date.parse(r.settleAt) - now : 0)));
     const waitMs = Math.min(settle, d.timeouts.lateRegistrationMs);
     if (waitMs > 0) {
-      log.info({ waitMs, names: ctx.s.recheckNames?.map((r) => r.name) }, 'waiting for registration requests the service may still complete');
+      log.info(
+        { waitMs, names: ctx.s.recheckNames?.map((r) => r.name) },
+        'waiting for registration requests the service may still complete',
+      );
       await d.clock.sleep(waitMs).catch(() => {});
     }
     if (ctx.s.recheckNames?.length) await this.deleteStale(undefined);
@@ -116,11 +119,17 @@ export class RegistrationLedger {
         const found = (await d.github.findRunnersByName(entry.name)).filter((r) => r.name === entry.name);
         for (const r of found) await this.adopt(r.id, r.name);
         const fresh = found.filter((r) => !known.has(r.id));
-        if (fresh.length > 0 && entry.name !== pendingName) log.warn({ runner: entry.name, runnerIds: fresh.map((r) => r.id) }, 'a registration the service completed late appeared; deleting it');
+        if (fresh.length > 0 && entry.name !== pendingName)
+          log.warn(
+            { runner: entry.name, runnerIds: fresh.map((r) => r.id) },
+            'a registration the service completed late appeared; deleting it',
+          );
         // Until a late completion is no longer possible, a name is looked up again even when found:
         // the runner found may be the retried one, and the late one may still come.
         // A name sent before a crash (when, is unknown) is also looked for until found, within `until`.
-        const open = (entry.settleAt !== undefined && Date.parse(entry.settleAt) > now) || ((entry.untilFound ?? entry.settleAt === undefined) && found.length === 0);
+        const open =
+          (entry.settleAt !== undefined && Date.parse(entry.settleAt) > now) ||
+          ((entry.untilFound ?? entry.settleAt === undefined) && found.length === 0);
         if (open) again.push(entry);
       } catch (err) {
         log.warn({ err: describeError(err), runner: entry.name }, 'could not look up a registration made before a crash');
@@ -138,7 +147,11 @@ export class RegistrationLedger {
         if (outcome === 'busy' && !busy.includes(r.id)) busy.push(r.id);
         if (outcome === 'not-found' && !gone.includes(r.id)) gone.push(r.id);
         if (outcome === 'deleted' || outcome === 'not-found') break;
-        const waitMs = backoffDelay(i, { baseMs: d.timeouts.registerBackoffBaseMs, maxMs: d.timeouts.registerBackoffMaxMs }, this.core.random);
+        const waitMs = backoffDelay(
+          i,
+          { baseMs: d.timeouts.registerBackoffBaseMs, maxMs: d.timeouts.registerBackoffMaxMs },
+          this.core.random,
+        );
         await d.clock.sleep(waitMs).catch(() => {});
       }
     }

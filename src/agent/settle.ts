@@ -94,7 +94,9 @@ export class Settler {
       report = await this.settledDisk(report, policy);
       d.observer?.cleanupReported?.(report);
       this.evidence = [
-        ...report.steps.filter((st) => st.outcome === 'failed' || st.outcome === 'dirty').map((st) => `${st.name}: ${st.reason ?? st.outcome}`),
+        ...report.steps
+          .filter((st) => st.outcome === 'failed' || st.outcome === 'dirty')
+          .map((st) => `${st.name}: ${st.reason ?? st.outcome}`),
         ...report.verify.problems,
       ];
     }
@@ -160,7 +162,9 @@ export class Settler {
       } else if (outcome.failed) s.consecutiveFailures += 1;
     });
     if (job) live.jobsThisRun += 1;
-    await this.core.host.removeLocalConfig().catch((err: unknown) => log.warn({ err: describeError(err) }, 'could not remove the runner registration files'));
+    await this.core.host
+      .removeLocalConfig()
+      .catch((err: unknown) => log.warn({ err: describeError(err) }, 'could not remove the runner registration files'));
     const { report, findings } = await this.clean(policy, job ? job.startedAt : undefined);
     await this.supervisor.removeContainers();
     // A deprecated runner is updated in place when runner.updates allows: the host registers
@@ -223,7 +227,12 @@ export class Settler {
       cleanup: report,
       notes: job.notes,
     });
-    await this.core.journal.append({ ...rec, decision: decision.action, decisionReason: decision.reason, ...(findings.length > 0 ? { guardFindings: findings } : {}) });
+    await this.core.journal.append({
+      ...rec,
+      decision: decision.action,
+      decisionReason: decision.reason,
+      ...(findings.length > 0 ? { guardFindings: findings } : {}),
+    });
     d.observer?.jobEnded?.(result, (exit.at - job.startedAt) / 1000);
     live.lastJob = {
       ...jobMetaFromVars(job.vars),
@@ -231,7 +240,9 @@ export class Settler {
       startedAt: new Date(job.startedAt).toISOString(),
       endedAt: new Date(exit.at).toISOString(),
       result,
-      ...(report ? { cleanup: { clean: report.clean, readyMs: report.readyMs, removed: removedTotals(report), problems: report.verify.problems } } : {}),
+      ...(report
+        ? { cleanup: { clean: report.clean, readyMs: report.readyMs, removed: removedTotals(report), problems: report.verify.problems } }
+        : {}),
       decision: `${decision.action}: ${decision.reason}`,
     };
     log.info({ runner: reg.name, result, decision: decision.action, reason: decision.reason, readyMs: report?.readyMs }, 'job finished');

@@ -82,14 +82,7 @@ export function assertTransition(from: AgentState, to: AgentState): void {
 }
 
 /** States in which a crash leaves the host possibly dirty: the next boot cleans before registering. */
-export const DIRTY_STATES: ReadonlySet<AgentState> = new Set([
-  'idle',
-  'job-running',
-  'cleaning',
-  'verifying',
-  'draining',
-  'quarantined',
-]);
+export const DIRTY_STATES: ReadonlySet<AgentState> = new Set(['idle', 'job-running', 'cleaning', 'verifying', 'draining', 'quarantined']);
 
 /** States in which /readyz answers 200. */
 export const READY_STATES: ReadonlySet<AgentState> = new Set(['idle', 'job-running']);

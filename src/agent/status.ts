@@ -41,11 +41,20 @@ export function statusSnapshot(core: AgentCore, startedAt: number): StatusSnapsh
   return {
     state: ctx.s.state,
     stateSince: ctx.s.since,
-    loopAlive: now - live.lastBeat < d.timeouts.heartbeatMs * 3 && !isStuck(ctx.s.state, Date.parse(ctx.s.since), now, d.timeouts, live.maxJobMs),
+    loopAlive:
+      now - live.lastBeat < d.timeouts.heartbeatMs * 3 && !isStuck(ctx.s.state, Date.parse(ctx.s.since), now, d.timeouts, live.maxJobMs),
     quarantined: fact !== undefined,
     ...(fact ? { quarantineReason: fact.reason } : {}),
     ...(live.currentRunner ? { runner: live.currentRunner } : {}),
-    ...(job ? { currentJob: { ...jobMetaFromVars(job.vars), ...(job.name ? { job: job.name } : {}), startedAt: new Date(job.startedAt).toISOString() } } : {}),
+    ...(job
+      ? {
+          currentJob: {
+            ...jobMetaFromVars(job.vars),
+            ...(job.name ? { job: job.name } : {}),
+            startedAt: new Date(job.startedAt).toISOString(),
+          },
+        }
+      : {}),
     jobsServed: ctx.s.jobsServed,
     ...(live.lastJob ? { lastJob: live.lastJob } : {}),
     policy: d.policies.status(),

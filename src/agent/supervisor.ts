@@ -145,11 +145,16 @@ export class ListenerSupervisor {
           // After a job only update.sh's own paths are accepted: whatever else the job changed stays a
           // difference for the check. Not finished in time: nothing recorded, the check judges.
           const left = done ? await host.recordInstall({ onlyUpdate: tracker.job !== undefined }) : [];
-          if (left.length > 0) this.core.log.warn({ differences: left.slice(0, 10) }, 'installation changed beyond the self-update; not recorded');
-          if (tracker.job) tracker.note(`runner self-update after the job (exit ${exit.code}): ${!done ? 'update.finished never came' : left.length > 0 ? 'other changes found, installation not recorded' : 'new installation recorded'}`);
+          if (left.length > 0)
+            this.core.log.warn({ differences: left.slice(0, 10) }, 'installation changed beyond the self-update; not recorded');
+          if (tracker.job)
+            tracker.note(
+              `runner self-update after the job (exit ${exit.code}): ${!done ? 'update.finished never came' : left.length > 0 ? 'other changes found, installation not recorded' : 'new installation recorded'}`,
+            );
         }
         // An ephemeral registration is spent once a job ran: never a restart on it.
-        if (verdict.action === 'job-ended' && tracker.job) return { job: tracker.job, exit, reason: 'job ended', failed: verdict.failed, ...extra };
+        if (verdict.action === 'job-ended' && tracker.job)
+          return { job: tracker.job, exit, reason: 'job ended', failed: verdict.failed, ...extra };
         if (verdict.action === 'job-ended') throw new Error('unreachable: a job verdict without a job');
         if (verdict.action === 'end') {
           return {
@@ -181,7 +186,11 @@ export class ListenerSupervisor {
    * Persists the guard job (a restarted agent releases it) and prepares every guard. A refusal or
    * a failure ends the registration before any listener starts.
    */
-  private async prepareGuards(key: string, dir: string, policy: Policy): Promise<{ env: Record<string, string>; notes: string[] } | { outcome: ServeOutcome }> {
+  private async prepareGuards(
+    key: string,
+    dir: string,
+    policy: Policy,
+  ): Promise<{ env: Record<string, string>; notes: string[] } | { outcome: ServeOutcome }> {
     if (this.guards.count === 0) return { env: {}, notes: [] };
     const { d, ctx, log } = this.core;
     const job: GuardJob = { key, dir, user: d.slot.user, runnerRoot: d.slot.runnerRoot, stateDir: d.slot.stateDir };
@@ -225,7 +234,12 @@ export class ListenerSupervisor {
     if (live.lastJobEndAt !== undefined) {
       const ms = d.clock.now() - live.lastJobEndAt;
       d.observer?.timeToReady?.(ms / 1000);
-      await this.core.journal.append({ type: 'event', event: 'listener-started', at: this.core.iso(), detail: { runner: reg.name, sinceLastJobEndMs: ms } });
+      await this.core.journal.append({
+        type: 'event',
+        event: 'listener-started',
+        at: this.core.iso(),
+        detail: { runner: reg.name, sinceLastJobEndMs: ms },
+      });
       live.lastJobEndAt = undefined;
     }
     log.info({ runner: reg.name, pid: listener.pid }, 'listener started');
@@ -248,7 +262,12 @@ export class ListenerSupervisor {
         exited.then(() => 'exit' as const),
         tracker.started.then(() => 'job' as const),
         abortable(drain.signal, local.signal).then(() => 'drain' as const),
-        idleMs !== undefined ? d.clock.sleep(idleMs, local.signal).then(() => 'idle' as const, () => 'exit' as const) : never(),
+        idleMs !== undefined
+          ? d.clock.sleep(idleMs, local.signal).then(
+              () => 'idle' as const,
+              () => 'exit' as const,
+            )
+          : never(),
       ]);
       if (phase1 === 'drain' || phase1 === 'idle') {
         if (phase1 === 'idle') tracker.idleTimedOut = true;
@@ -280,7 +299,10 @@ export class ListenerSupervisor {
       live.maxJobMs = jobLimitMs;
       const phase2 = await Promise.race([
         exited.then(() => 'exit' as const),
-        d.clock.sleep(jobLimitMs, local.signal).then(() => 'timeout' as const, () => 'exit' as const),
+        d.clock.sleep(jobLimitMs, local.signal).then(
+          () => 'timeout' as const,
+          () => 'exit' as const,
+        ),
         abortable(drain.signal, local.signal).then(() => 'drain' as const),
       ]);
       if (phase2 === 'timeout') {
@@ -294,7 +316,13 @@ export class ListenerSupervisor {
           drain.deadlineAt !== undefined
             ? Math.max(0, Math.min(t.drainGraceMs, drain.deadlineAt - DRAIN_DEADLINE_MARGIN_MS - t.listenerStopGraceMs - d.clock.now()))
             : t.drainGraceMs;
-        const finished = await Promise.race([exited.then(() => true), d.clock.sleep(graceMs, local.signal).then(() => false, () => true)]);
+        const finished = await Promise.race([
+          exited.then(() => true),
+          d.clock.sleep(graceMs, local.signal).then(
+            () => false,
+            () => true,
+          ),
+        ]);
         if (!finished) {
           log.warn({ runner: reg.name }, 'drain grace over; cancelling the job');
           tracker.note('drain grace period over; job cancelled');

@@ -20,7 +20,14 @@ export class TokenModeRegistrar implements RunnerRegistrar {
   async request(req: { name: string; labels: string[]; group: string | null; seq: number; signal: AbortSignal }): Promise<{ id: number }> {
     // config.sh gets a HOME and TMPDIR of its own under the job root; the next cleanup removes them.
     const dirs = await this.core.d.prepareJobDirs(`config-${req.seq}`);
-    const r = await this.registrar.register({ name: req.name, labels: req.labels, group: req.group, home: dirs.home, tmp: dirs.tmp, signal: req.signal });
+    const r = await this.registrar.register({
+      name: req.name,
+      labels: req.labels,
+      group: req.group,
+      home: dirs.home,
+      tmp: dirs.tmp,
+      signal: req.signal,
+    });
     return { id: r.id };
   }
 

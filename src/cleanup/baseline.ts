@@ -126,12 +126,7 @@ export function tick(): Promise<void> {
  * when the path is no longer a regular file with the inode `expectIno`, or is sparse, or grows past
  * `maxBytes` (the caller then counts the content as changed). `copyTo` also writes the bytes there.
  */
-export async function hashFile(
-  file: Buffer,
-  expectIno: number,
-  maxBytes: number,
-  copyTo?: string,
-): Promise<string | undefined> {
+export async function hashFile(file: Buffer, expectIno: number, maxBytes: number, copyTo?: string): Promise<string | undefined> {
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(file, FILE_READ_FLAGS);
@@ -228,7 +223,10 @@ export interface BaselineSummary {
 export class KeepSet {
   private readonly keep: string[];
   constructor(keep: readonly string[]) {
-    this.keep = keep.map((k) => safeRel(k)).filter((k): k is string => k !== undefined).map(fromText);
+    this.keep = keep
+      .map((k) => safeRel(k))
+      .filter((k): k is string => k !== undefined)
+      .map(fromText);
   }
   /** `rel` is a kept path or inside one. */
   has(rel: string): boolean {

@@ -152,7 +152,10 @@ export function globToRegExp(glob: string): RegExp {
         const end = seg.indexOf(']', j + 1);
         if (end < 0) re += '\\[';
         else {
-          const body = seg.slice(j + 1, end).replace(/^!/, '^').replace(/\\/g, '\\\\');
+          const body = seg
+            .slice(j + 1, end)
+            .replace(/^!/, '^')
+            .replace(/\\/g, '\\\\');
           re += `[${body}]`;
           j = end;
         }
@@ -231,10 +234,7 @@ async function lstatOrUndef(p: string): Promise<Stats | undefined> {
  * `~/.docker -> /etc`) is reported as the symlink itself with `linkInPath`, never followed.
  * Each path is reported once (the first entry that names it wins).
  */
-export async function findCredentials(
-  roots: CatalogueRoots,
-  entries: readonly CatalogueEntry[],
-): Promise<FoundCredential[]> {
+export async function findCredentials(roots: CatalogueRoots, entries: readonly CatalogueEntry[]): Promise<FoundCredential[]> {
   const seen = new Set<string>();
   const out: FoundCredential[] = [];
   const add = (f: FoundCredential): void => {

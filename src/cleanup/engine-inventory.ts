@@ -71,7 +71,10 @@ export async function waitForEngine(socket: string, waitMs: number, clock: Clock
  * One look at the engine on `socket` for the health figures: undefined when the host has none (no
  * socket file), else whether it answers, with its version or the error.
  */
-export async function probeEngine(socket: string, signal: AbortSignal): Promise<{ up: boolean; version?: string; error?: string } | undefined> {
+export async function probeEngine(
+  socket: string,
+  signal: AbortSignal,
+): Promise<{ up: boolean; version?: string; error?: string } | undefined> {
   if (!existsSync(socket)) return undefined;
   try {
     const v = await new DockerApi(socket, AbortSignal.any([signal, AbortSignal.timeout(ENGINE_PING_TIMEOUT_MS)])).version();

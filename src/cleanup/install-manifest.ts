@@ -13,7 +13,17 @@ import { randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../lib/fs.js';
 import { isInside } from '../lib/fs.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { recordTree, indexEntries, encodeEntries, decodeEntries, entryFromStat, hashFile, type Row, type TreeIndex, type ManifestEntry } from './baseline.js';
+import {
+  recordTree,
+  indexEntries,
+  encodeEntries,
+  decodeEntries,
+  entryFromStat,
+  hashFile,
+  type Row,
+  type TreeIndex,
+  type ManifestEntry,
+} from './baseline.js';
 import { diffTree, type HomeDiff } from './home-diff.js';
 import { DirRef, fromText, shown, isGone } from '../lib/nofollow.js';
 import type { Slot } from './types.js';
@@ -121,7 +131,9 @@ export async function writeRunnerEnv(slot: Slot, vars: Record<string, string>, c
     }
   }
   const files: Record<string, string> = {
-    '.env': Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(''),
+    '.env': Object.entries(vars)
+      .map(([k, v]) => `${k}=${v}\n`)
+      .join(''),
     '.path': `${vars.PATH ?? DEFAULT_RUNNER_PATH}\n`,
   };
   const dir = await DirRef.open(fromText(slot.runnerRoot));

@@ -70,18 +70,12 @@ export async function readMountInfo(file = MOUNTINFO): Promise<MountEntry[]> {
  * Mounts at or below `dir` (at `dir` itself only with includeSelf), deepest first. `dir` must be
  * absolute and is compared byte for byte after removing a trailing slash.
  */
-export function mountsUnder(
-  entries: MountEntry[],
-  dir: string | Buffer,
-  includeSelf = false,
-): MountEntry[] {
+export function mountsUnder(entries: MountEntry[], dir: string | Buffer, includeSelf = false): MountEntry[] {
   let base = typeof dir === 'string' ? Buffer.from(dir) : dir;
   while (base.length > 1 && base[base.length - 1] === 0x2f) base = base.subarray(0, base.length - 1);
   const prefix = base.length === 1 ? base : Buffer.concat([base, Buffer.from('/')]);
   return entries
-    .filter((m) =>
-      m.mountPoint.equals(base) ? includeSelf : m.mountPoint.subarray(0, prefix.length).equals(prefix),
-    )
+    .filter((m) => (m.mountPoint.equals(base) ? includeSelf : m.mountPoint.subarray(0, prefix.length).equals(prefix)))
     .sort((a, b) => b.mountPoint.length - a.mountPoint.length);
 }
 

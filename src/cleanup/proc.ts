@@ -40,10 +40,7 @@ export async function readProc(pid: number, procRoot = PROC_ROOT): Promise<ProcI
   let stat: string;
   let status: string;
   try {
-    [stat, status] = await Promise.all([
-      fsp.readFile(path.join(dir, 'stat'), 'latin1'),
-      fsp.readFile(path.join(dir, 'status'), 'latin1'),
-    ]);
+    [stat, status] = await Promise.all([fsp.readFile(path.join(dir, 'stat'), 'latin1'), fsp.readFile(path.join(dir, 'status'), 'latin1')]);
   } catch {
     return undefined;
   }
@@ -69,10 +66,7 @@ export function parseProc(pid: number, stat: string, status: string): ProcInfo |
 }
 
 /** Every readable process, optionally filtered. */
-export async function listProcesses(
-  filter: (p: ProcInfo) => boolean = () => true,
-  procRoot = PROC_ROOT,
-): Promise<ProcInfo[]> {
+export async function listProcesses(filter: (p: ProcInfo) => boolean = () => true, procRoot = PROC_ROOT): Promise<ProcInfo[]> {
   const pids = await listPids(procRoot);
   const out: ProcInfo[] = [];
   // Batches keep the thread pool busy without opening thousands of files at once.

@@ -105,12 +105,7 @@ export function deleteTree(target: string, opts: DeleteOptions = {}): Promise<De
   return deleteTrees([target], opts);
 }
 
-async function pass(
-  targets: string[],
-  strategy: DeleteStrategy,
-  result: DeleteResult,
-  opts: DeleteOptions,
-): Promise<void> {
+async function pass(targets: string[], strategy: DeleteStrategy, result: DeleteResult, opts: DeleteOptions): Promise<void> {
   const counter = lineCounter(result);
   // `--` is not understood by find, so targets are absolute paths: none can start with '-'.
   const printf = ['-printf', '%y %s\\n'];
@@ -161,12 +156,7 @@ function lineCounter(into: DeleteResult): Counter {
  * Runs a child in its own process group, streams stdout into `counter`, returns (capped) stderr.
  * Aborting, or DELETE_TIMEOUT_MS, kills the group.
  */
-async function spawnCounted(
-  cmd: string,
-  args: string[],
-  counter: Counter | undefined,
-  signal?: AbortSignal,
-): Promise<string> {
+async function spawnCounted(cmd: string, args: string[], counter: Counter | undefined, signal?: AbortSignal): Promise<string> {
   if (signal?.aborted) return '';
   const child = spawn(cmd, args, {
     stdio: ['ignore', counter ? 'pipe' : 'ignore', 'pipe'],

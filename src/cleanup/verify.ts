@@ -129,7 +129,10 @@ const checkMounts: Check = async (ctx, o, out, report) => {
   const jobMayBeRoot = (grants.runner?.sudo !== undefined && grants.runner.sudo !== 'deny') || grants.docker?.mode === 'host';
   const jobTrees = [ctx.slot.workDir, ctx.slot.user.home, ctx.slot.jobRoot];
   for (const { dir, keep } of places) {
-    const kept = keep.map((k) => safeRel(k)).filter((k): k is string => k !== undefined).map((k) => path.join(dir, k));
+    const kept = keep
+      .map((k) => safeRel(k))
+      .filter((k): k is string => k !== undefined)
+      .map((k) => path.join(dir, k));
     for (const m of mountsUnder(mounts, dir)) {
       if (kept.some((k) => m.mountPointText === k || m.mountPointText.startsWith(`${k}/`))) continue;
       const rootSt = await lstatOrUndef(m.mountPoint).catch(() => undefined);
@@ -142,7 +145,10 @@ const checkMounts: Check = async (ctx, o, out, report) => {
         ...(parentSt ? { parentUid: parentSt.uid } : {}),
       });
       if (origin === 'job') out.push(`mount ${m.mountPointText} inside ${dir}`);
-      else (report.notices ??= []).push(`mount ${m.mountPointText} (${m.fsType} from ${m.source}) inside ${dir}: not the job's (root-owned, not made by the runner user); left alone`);
+      else
+        (report.notices ??= []).push(
+          `mount ${m.mountPointText} (${m.fsType} from ${m.source}) inside ${dir}: not the job's (root-owned, not made by the runner user); left alone`,
+        );
     }
   }
 };
@@ -165,7 +171,10 @@ const checkWorkdir: Check = async (ctx, _o, out) => {
     out.push(`_work ${ctx.slot.workDir} is not a directory`);
     return;
   }
-  const keep = ctx.policy.workdir.keep.map((k) => safeRel(k)).filter((k): k is string => k !== undefined).map(fromText);
+  const keep = ctx.policy.workdir.keep
+    .map((k) => safeRel(k))
+    .filter((k): k is string => k !== undefined)
+    .map(fromText);
   // Walk only the ancestors of kept paths; anything else found is a leftover.
   const queue = [''];
   while (queue.length > 0) {
@@ -195,7 +204,8 @@ const checkDiag: Check = async (ctx, _o, out) => {
     return;
   }
   const left = await fsp.readdir(diag, { encoding: 'buffer' });
-  if (left.length > 0) out.push(`_diag: ${left.length} runner log entr${left.length === 1 ? 'y' : 'ies'} left (the next job could read this job's output)`);
+  if (left.length > 0)
+    out.push(`_diag: ${left.length} runner log entr${left.length === 1 ? 'y' : 'ies'} left (the next job could read this job's output)`);
 };
 
 const checkCredentials: Check = async (ctx, _o, out, _r, shared) => {

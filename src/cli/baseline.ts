@@ -25,7 +25,6 @@ export interface BaselineDeps {
   clock?: Clock;
 }
 
-
 /** Runs the command; returns 0 on success, 1 when a record could not be taken, 64 on usage errors. */
 export async function baselineCommand(args: readonly string[], io: CliIO, deps: BaselineDeps): Promise<number> {
   const opts = commandOptions(args, { flags: ['home', 'install', 'system'] }, USAGE, io);
@@ -64,7 +63,9 @@ export async function baselineCommand(args: readonly string[], io: CliIO, deps: 
         skipPids: [process.pid],
         now: () => clock.now(),
       });
-      io.stdout.write(`system baseline ${s.file}: ${s.files} files, ${s.objects} kernel, network and account objects (${s.durationMs} ms)\n`);
+      io.stdout.write(
+        `system baseline ${s.file}: ${s.files} files, ${s.objects} kernel, network and account objects (${s.durationMs} ms)\n`,
+      );
       for (const u of s.unreadable) io.stderr.write(`system baseline: unreadable: ${u}\n`);
     } catch (err) {
       io.stderr.write(`system baseline failed: ${describeError(err)}\n`);

@@ -36,7 +36,6 @@ export interface CleanupDeps {
   timeoutMs?: number;
 }
 
-
 function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;

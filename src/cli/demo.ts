@@ -61,7 +61,10 @@ export function demoJobs(): { job: string; workflow: string; steps: { name: stri
       workflow: 'CI',
       steps: [
         { name: 'Checkout', run: 'mkdir -p src && for i in $(seq 1 300); do echo "int f$i;" > src/f$i.c; done' },
-        { name: 'Build', run: 'mkdir -p out && for f in src/*.c; do cp "$f" "out/$(basename "$f" .c).o"; done; echo built $(ls out | wc -l) objects' },
+        {
+          name: 'Build',
+          run: 'mkdir -p out && for f in src/*.c; do cp "$f" "out/$(basename "$f" .c).o"; done; echo built $(ls out | wc -l) objects',
+        },
       ],
     },
     {
@@ -184,9 +187,7 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     fake.events.on('job-assigned', (j: { displayName?: string; runnerId?: number }) =>
       say(`→ job "${j.displayName ?? '?'}" handed to runner ${j.runnerId ?? '?'}`),
     );
-    jobs.forEach((j, i) =>
-      fake.enqueueJob({ repository: 'octo/app', workflow: j.workflow, runId: 100 + i, job: j.job, steps: j.steps }),
-    );
+    jobs.forEach((j, i) => fake.enqueueJob({ repository: 'octo/app', workflow: j.workflow, runId: 100 + i, job: j.job, steps: j.steps }));
     const restBefore = fake.restCalls();
     const started = Date.now();
     const timeout = AbortSignal.timeout(DEMO_TIMEOUT_MS);
@@ -198,13 +199,17 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     await runtime.close();
     const records = (await runtime.journal.readAll()).records;
     printSummary(records, say);
-    say(`\nGitHub REST calls: ${fake.restCalls() - restBefore} for ${records.filter((r) => r.type === 'job').length} jobs (one JIT configuration each)`);
+    say(
+      `\nGitHub REST calls: ${fake.restCalls() - restBefore} for ${records.filter((r) => r.type === 'job').length} jobs (one JIT configuration each)`,
+    );
     say(`agent stopped: ${exit.reason} (exit ${exit.code}) after ${((Date.now() - started) / 1000).toFixed(1)} s`);
     say(`leftovers on the host: ${describeLeftovers(user.uid)}`);
     if (timeout.aborted) say('demo timed out: see the agent log');
     if (opts.keep) say(`kept ${root} (agent log: ${logFile})`);
     // The demo passes only when every job was verified clean and the host was never quarantined.
-    const allClean = records.every((r) => r.type !== 'job' || r.cleanup.verify.clean) && !records.some((r) => r.type === 'event' && r.event === 'quarantine');
+    const allClean =
+      records.every((r) => r.type !== 'job' || r.cleanup.verify.clean) &&
+      !records.some((r) => r.type === 'event' && r.event === 'quarantine');
     if (!allClean) say('demo failed: the host was not verified clean (see the agent log)');
     return exit.code === 0 && !timeout.aborted && allClean ? EXIT.ok : 1;
   } finally {
@@ -234,15 +239,24 @@ function printSummary(records: JournalRecord[], say: (s: string) => void): void 
     if (r.type !== 'job') continue;
     n += 1;
     const j = r;
-    say(`\njob ${n}: "${j.job.job ?? '?'}" of ${j.job.repository ?? '?'} (${j.job.workflow ?? '?'} run ${j.job.runId ?? '?'}) on ${j.runnerName}`);
+    say(
+      `\njob ${n}: "${j.job.job ?? '?'}" of ${j.job.repository ?? '?'} (${j.job.workflow ?? '?'} run ${j.job.runId ?? '?'}) on ${j.runnerName}`,
+    );
     say(`  result ${j.result}; listener exit ${j.listenerExitCode ?? j.listenerSignal}`);
     const removed = j.cleanup.steps
       .filter((s) => Object.keys(s.removed).length > 0)
-      .map((s) => `${s.name}: ${Object.entries(s.removed).map(([k, v]) => `${v.count} ${k}`).join(', ')}`);
+      .map(
+        (s) =>
+          `${s.name}: ${Object.entries(s.removed)
+            .map(([k, v]) => `${v.count} ${k}`)
+            .join(', ')}`,
+      );
     say(`  removed: ${removed.length > 0 ? removed.join('; ') : 'nothing'}`);
     const odd = j.cleanup.steps.filter((s) => s.outcome !== 'ok').map((s) => `${s.name} ${s.outcome}${s.reason ? ` (${s.reason})` : ''}`);
     if (odd.length > 0) say(`  steps: ${odd.join('; ')}`);
-    say(`  verified ${j.cleanup.verify.clean ? 'clean' : `DIRTY: ${j.cleanup.verify.problems.join('; ')}`}; ready ${j.cleanup.readyMs} ms after the job ended`);
+    say(
+      `  verified ${j.cleanup.verify.clean ? 'clean' : `DIRTY: ${j.cleanup.verify.problems.join('; ')}`}; ready ${j.cleanup.readyMs} ms after the job ended`,
+    );
     say(`  decision: ${j.decision} (${j.decisionReason})`);
     lastEnd = Date.parse(j.endedAt);
   }

@@ -17,9 +17,28 @@ export interface Guards {
 }
 
 /** Builds the guard list; a first boot records the system baseline as it records the home baseline. */
-export async function buildGuards(o: { slot: Slot; policy: Policy; firstBoot: boolean; log: Logger; integrityRoot?: string }): Promise<Guards> {
+export async function buildGuards(o: {
+  slot: Slot;
+  policy: Policy;
+  firstBoot: boolean;
+  log: Logger;
+  integrityRoot?: string;
+}): Promise<Guards> {
   const { slot } = o;
-  const engineGuard = new EngineGuard({ runnerUser: slot.user, cgroupParent: slotCgroupParent(slot.stateDir), stateDir: slot.stateDir, jobRoot: slot.jobRoot, runnerRoot: slot.runnerRoot });
-  const hostGuards = await createHostGuards({ slot, policy: o.policy, firstBoot: o.firstBoot, agentPid: process.pid, log: o.log.child({ component: 'integrity' }), ...(o.integrityRoot ? { root: o.integrityRoot } : {}) });
+  const engineGuard = new EngineGuard({
+    runnerUser: slot.user,
+    cgroupParent: slotCgroupParent(slot.stateDir),
+    stateDir: slot.stateDir,
+    jobRoot: slot.jobRoot,
+    runnerRoot: slot.runnerRoot,
+  });
+  const hostGuards = await createHostGuards({
+    slot,
+    policy: o.policy,
+    firstBoot: o.firstBoot,
+    agentPid: process.pid,
+    log: o.log.child({ component: 'integrity' }),
+    ...(o.integrityRoot ? { root: o.integrityRoot } : {}),
+  });
   return { guards: [engineGuard, ...hostGuards], engineGuard };
 }

@@ -22,7 +22,14 @@ export interface HostFigures {
 }
 
 /** The sampler of the slot's host figures, feeding the metrics. */
-export function hostFigures(o: { slot: Slot; policies: PolicyStore; engineGuard: EngineGuard; metrics: AgentMetrics; log: Logger; signal: AbortSignal }): HostFigures {
+export function hostFigures(o: {
+  slot: Slot;
+  policies: PolicyStore;
+  engineGuard: EngineGuard;
+  metrics: AgentMetrics;
+  log: Logger;
+  signal: AbortSignal;
+}): HostFigures {
   let last: HostSample | undefined;
   const sampler = new HostFiguresSampler({
     workDir: o.slot.workDir,

@@ -33,14 +33,19 @@ export interface HostLocks {
  * each and wait). Throws LockBusyError (holder pid) or LockError; on failure nothing stays held.
  */
 export async function takeHostLocks(stateDir: string, runnerRoot: string, configFile: string): Promise<HostLocks> {
-  const unusable = (field: string, dir: string, expected: string) => (err: unknown): never => {
-    const code = (err as NodeJS.ErrnoException).code ?? (err as { cause?: NodeJS.ErrnoException }).cause?.code;
-    // Another holder, or a lock failure that is not about the directory (flock(1) missing): as is.
-    if (err instanceof LockBusyError || code === undefined) throw err;
-    throw new ConfigError(`${field} ${dir} cannot be used`, configFile, [
-      `${configFile}: ${field}: expected ${expected}, got "${dir}" (${code})`,
-    ], { cause: err });
-  };
+  const unusable =
+    (field: string, dir: string, expected: string) =>
+    (err: unknown): never => {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as { cause?: NodeJS.ErrnoException }).cause?.code;
+      // Another holder, or a lock failure that is not about the directory (flock(1) missing): as is.
+      if (err instanceof LockBusyError || code === undefined) throw err;
+      throw new ConfigError(
+        `${field} ${dir} cannot be used`,
+        configFile,
+        [`${configFile}: ${field}: expected ${expected}, got "${dir}" (${code})`],
+        { cause: err },
+      );
+    };
   // The state dir is created here (root-only, traversable) so its lock exists before anything else.
   const stateErr = unusable('stateDir', stateDir, 'a directory root can write');
   await mkdir(stateDir, { recursive: true, mode: 0o711 }).catch(stateErr);
@@ -51,7 +56,9 @@ export async function takeHostLocks(stateDir: string, runnerRoot: string, config
   };
   try {
     held.push(await acquireLock(stateLockFile(stateDir)).catch(stateErr));
-    held.push(await acquireLock(runnerRootLockFile(runnerRoot)).catch(unusable('runner.root', runnerRoot, 'a runner installation root can write')));
+    held.push(
+      await acquireLock(runnerRootLockFile(runnerRoot)).catch(unusable('runner.root', runnerRoot, 'a runner installation root can write')),
+    );
   } catch (err) {
     await release();
     throw err;

@@ -6,15 +6,8 @@ import type { CliIO } from './io.js';
 import { JOURNAL_DEFAULT_COUNT, JOURNAL_USAGE as USAGE } from './usage.js';
 import { Journal, type JobRecord, type JournalRecord } from '../agent/journal.js';
 
-
-
-
 /** Runs the command; returns the exit code (0 ok, 2 usage, 1 journal unreadable). */
-export async function journalCommand(
-  args: readonly string[],
-  io: CliIO,
-  deps: { stateDir: string },
-): Promise<number> {
+export async function journalCommand(args: readonly string[], io: CliIO, deps: { stateDir: string }): Promise<number> {
   let json = false;
   let all = false;
   let count = JOURNAL_DEFAULT_COUNT;
@@ -70,7 +63,10 @@ export function formatTable(records: readonly JournalRecord[]): string {
   const rows = records.map((r) => (r.type === 'job' ? jobRow(r) : eventRow(r)));
   const widths = HEADERS.map((h, c) => Math.max(h.length, ...rows.map((row) => (row[c] ?? '').length)));
   const line = (cells: readonly string[]): string =>
-    `${cells.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  ').trimEnd()}\n`;
+    `${cells
+      .map((cell, c) => cell.padEnd(widths[c] ?? 0))
+      .join('  ')
+      .trimEnd()}\n`;
   return [line(HEADERS), ...rows.map(line)].join('');
 }
 

@@ -46,7 +46,9 @@ export function withDownwardApi(recycle: HostConfig['recycle'], env: NodeJS.Proc
           ...c,
           ...(c.podName === undefined && env.POD_NAME ? { podName: env.POD_NAME } : {}),
           ...(c.namespace === undefined && env.POD_NAMESPACE ? { namespace: env.POD_NAMESPACE } : {}),
-          ...(c.serviceHost === undefined && c.apiUrl === undefined && env.KUBERNETES_SERVICE_HOST ? { serviceHost: env.KUBERNETES_SERVICE_HOST } : {}),
+          ...(c.serviceHost === undefined && c.apiUrl === undefined && env.KUBERNETES_SERVICE_HOST
+            ? { serviceHost: env.KUBERNETES_SERVICE_HOST }
+            : {}),
           ...(c.servicePort === undefined && env.KUBERNETES_SERVICE_PORT ? { servicePort: Number(env.KUBERNETES_SERVICE_PORT) } : {}),
         };
   const r = recycle as Record<string, unknown> & { fallback?: Record<string, unknown>[] };

@@ -13,9 +13,6 @@ import { notifySystemd, stdoutIsJournal } from './systemd.js';
 
 export { DEFAULT_CONFIG };
 
-
-
-
 /** `runner-warden run [--config FILE]`: the daemon. Exit 0 stopped, 78 bad config, 75 temporary, recycle exit code. */
 export async function runCommand(args: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
   const opts = commandOptions(args, { values: ['config', 'log-level'] }, USAGE, io);

@@ -48,7 +48,9 @@ export async function privilegeProblems(user: UserInfo, grants: RunnerGrants, gr
     else if (SUDO_GROUPS.includes(g.name) && grants.sudo !== 'allow' && grants.sudo !== 'recycle') {
       problems.push(`member of group "${g.name}" (sudo to root) while the policy's runner.sudo is ${grants.sudo ?? 'deny (absent)'}`);
     } else if (ENGINE_GROUPS.includes(g.name) && grants.dockerMode !== 'host') {
-      problems.push(`member of group "${g.name}" (root through the engine socket) while the policy's docker.mode is ${grants.dockerMode ?? 'absent'}, not host`);
+      problems.push(
+        `member of group "${g.name}" (root through the engine socket) while the policy's docker.mode is ${grants.dockerMode ?? 'absent'}, not host`,
+      );
     }
   }
   return problems;
@@ -58,7 +60,11 @@ export async function privilegeProblems(user: UserInfo, grants: RunnerGrants, gr
  * Throws ConfigError naming the file and `runner.user` when the configured user is privileged.
  * A user this host does not have is left to the caller (run refuses it; validate may run elsewhere).
  */
-export async function checkRunnerUser(config: HostConfig, configFile: string, o: { passwdFile?: string; groupFile?: string } = {}): Promise<void> {
+export async function checkRunnerUser(
+  config: HostConfig,
+  configFile: string,
+  o: { passwdFile?: string; groupFile?: string } = {},
+): Promise<void> {
   const user = await lookupUser(config.runner.user, o.passwdFile);
   if (!user) return;
   const problems = await privilegeProblems(user, await policyGrants(config), o.groupFile);

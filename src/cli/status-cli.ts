@@ -6,7 +6,9 @@ import { statusCommand } from './status.js';
 import { journalCommand } from './journal.js';
 
 function healthUrl(listen: string): string {
-  const [host, port] = listen.startsWith('[') ? [listen.slice(0, listen.indexOf(']') + 1), listen.slice(listen.indexOf(']') + 2)] : listen.split(':');
+  const [host, port] = listen.startsWith('[')
+    ? [listen.slice(0, listen.indexOf(']') + 1), listen.slice(listen.indexOf(']') + 2)]
+    : listen.split(':');
   const h = host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host;
   return `http://${h}:${port}`;
 }
@@ -40,4 +42,3 @@ export async function journalCli(args: string[], io: CliIO, env: NodeJS.ProcessE
     throw err;
   }
 }
-

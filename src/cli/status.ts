@@ -20,7 +20,6 @@ export const STATUS_TIMEOUT_MS = 5_000;
 /** Largest /status body accepted; a real one is a few KiB. */
 export const STATUS_MAX_BYTES = 1024 * 1024;
 
-
 /** Dependencies of statusCommand; defaults: system clock, global fetch. */
 export interface StatusDeps {
   /** Base URL of the health server, e.g. `http://127.0.0.1:9469`. */
@@ -30,11 +29,7 @@ export interface StatusDeps {
 }
 
 /** Runs the command; returns 0 when the agent answered, 1 when it could not be read, 2 on usage errors. */
-export async function statusCommand(
-  args: readonly string[],
-  io: CliIO,
-  deps: StatusDeps,
-): Promise<number> {
+export async function statusCommand(args: readonly string[], io: CliIO, deps: StatusDeps): Promise<number> {
   let json = false;
   let base = deps.url;
   for (let i = 0; i < args.length; i++) {
@@ -86,9 +81,7 @@ export async function statusCommand(
     if (body.length > STATUS_MAX_BYTES) throw new Error(`body larger than ${STATUS_MAX_BYTES} bytes`);
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code;
-    io.stderr.write(
-      `runner-warden status: cannot read ${url.href}: ${cause ?? describeError(err)} (is the agent running?)\n`,
-    );
+    io.stderr.write(`runner-warden status: cannot read ${url.href}: ${cause ?? describeError(err)} (is the agent running?)\n`);
     return 1;
   }
 
@@ -159,13 +152,20 @@ export function formatStatus(s: StatusSnapshot, now: number): string {
     const e = h.containerEngine;
     if (e) row('containers', e.up ? `engine up${e.version ? ` (${p(e.version)})` : ''}` : `ENGINE DOWN: ${p(e.error ?? 'no answer')}`);
     const dm = h.dockerMode;
-    if (dm) row('docker mode', `${p(dm.mode)}${dm.jobsCanActAsRoot ? ' (JOBS CAN ACT AS ROOT through the host engine)' : ', jobs cannot act as root through an engine'}`);
+    if (dm)
+      row(
+        'docker mode',
+        `${p(dm.mode)}${dm.jobsCanActAsRoot ? ' (JOBS CAN ACT AS ROOT through the host engine)' : ', jobs cannot act as root through an engine'}`,
+      );
   } else row('disk', 'not sampled yet');
   return `${out.join('\n')}\n`;
 }
 
 function jobLine(j: NonNullable<StatusSnapshot['currentJob']>, now: number): string {
-  const what = [j.repository, j.workflow, j.job].filter(Boolean).map((x) => p(x as string)).join(' · ');
+  const what = [j.repository, j.workflow, j.job]
+    .filter(Boolean)
+    .map((x) => p(x as string))
+    .join(' · ');
   const run = j.runId ? ` run ${p(j.runId)}` : '';
   const time = j.endedAt ? `, ended ${when(j.endedAt, now)}` : j.startedAt ? `, started ${when(j.startedAt, now)}` : '';
   return `${what || 'unknown job'}${run}${time}`;

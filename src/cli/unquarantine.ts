@@ -39,7 +39,9 @@ export async function unquarantineCli(args: string[], io: CliIO, env: NodeJS.Pro
   const { opts, positional, unknown } = parseOptions(rest, { values: ['reason'] });
   const reason = typeof opts.reason === 'string' ? opts.reason.trim() : '';
   if (unknown.length > 0 || positional.length > 0 || reason === '') {
-    io.stderr.write(`runner-warden unquarantine: ${reason === '' ? '--reason TEXT is required (why the host is safe to serve again)' : `unexpected ${[...unknown, ...positional].join(' ')}`}\n${UNQUARANTINE_USAGE}`);
+    io.stderr.write(
+      `runner-warden unquarantine: ${reason === '' ? '--reason TEXT is required (why the host is safe to serve again)' : `unexpected ${[...unknown, ...positional].join(' ')}`}\n${UNQUARANTINE_USAGE}`,
+    );
     return EXIT.usage;
   }
   let stateDir: string;
@@ -86,19 +88,28 @@ export async function unquarantineCli(args: string[], io: CliIO, env: NodeJS.Pro
     return EXIT.ok;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    io.stderr.write(`runner-warden unquarantine: ${code === 'EACCES' || code === 'EPERM' ? `${stateDir} is root-only: run as root` : describeError(err)}\n`);
+    io.stderr.write(
+      `runner-warden unquarantine: ${code === 'EACCES' || code === 'EPERM' ? `${stateDir} is root-only: run as root` : describeError(err)}\n`,
+    );
     return EXIT.tempfail;
   }
 }
 
 /** Leaves the request for the running agent and waits for it to take it. */
-async function handToAgent(store: QuarantineStore, req: { v: 1; reason: string; by: string; at: string }, pid: number | undefined, io: CliIO): Promise<number> {
+async function handToAgent(
+  store: QuarantineStore,
+  req: { v: 1; reason: string; by: string; at: string },
+  pid: number | undefined,
+  io: CliIO,
+): Promise<number> {
   await store.writeRequest(req);
   const deadline = Date.now() + AGENT_TAKE_TIMEOUT_MS;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, TAKE_POLL_MS));
     if (!(await store.load())) {
-      io.stdout.write(`the running agent${pid ? ` (pid ${pid})` : ''} ended the quarantine; it cleans and verifies the host before serving\n`);
+      io.stdout.write(
+        `the running agent${pid ? ` (pid ${pid})` : ''} ended the quarantine; it cleans and verifies the host before serving\n`,
+      );
       return EXIT.ok;
     }
   }

@@ -11,7 +11,6 @@ import { checkRunnerUser } from './runner-user.js';
 import { parseRecycleConfig } from '../recycle/config.js';
 import { detectKind, effectiveWithSources, loadHostConfig, loadPolicy, type ConfigKind } from '../policy/load.js';
 
-
 interface Args {
   files: string[];
   kind?: ConfigKind;
@@ -67,7 +66,9 @@ export async function validateCommand(args: string[], io: CliIO): Promise<number
     return 0;
   }
   if (parsed.files.length === 0 || (parsed.printEffective && parsed.files.length !== 1)) {
-    io.stderr.write(`runner-warden validate: ${parsed.printEffective ? '--print-effective takes exactly one FILE' : 'no FILE given'}\n${USAGE}`);
+    io.stderr.write(
+      `runner-warden validate: ${parsed.printEffective ? '--print-effective takes exactly one FILE' : 'no FILE given'}\n${USAGE}`,
+    );
     return 1;
   }
   const policyOpts = parsed.policyDir !== undefined ? { policyDir: parsed.policyDir } : {};

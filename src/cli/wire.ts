@@ -104,12 +104,28 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     ? [config.recycle, ...(config.recycle.fallback ?? [])].map((r) => r.provider).filter((p) => p !== 'none')
     : [];
   const metrics = new AgentMetrics({ version: VERSION, clock: systemClock, states: ALL_STATES, recycleProviders });
-  const policies = new PolicyStore({ dir: config.policyDir, team: config.team, log: log.child({ component: 'policy' }), clock: systemClock, onReload: (r) => metrics.policyReload(r) });
+  const policies = new PolicyStore({
+    dir: config.policyDir,
+    team: config.team,
+    log: log.child({ component: 'policy' }),
+    clock: systemClock,
+    onReload: (r) => metrics.policyReload(r),
+  });
   await policies.load();
   // The image cache's hits, misses and bytes on /metrics, read from its debug server at scrape time.
-  registerMirrorMetrics(metrics.registry, () => mirrorDebugAddress(policies.current().docker.mirror), () => (policies.current().docker.mirror ? DEFAULT_MIRROR_STORAGE : undefined));
+  registerMirrorMetrics(
+    metrics.registry,
+    () => mirrorDebugAddress(policies.current().docker.mirror),
+    () => (policies.current().docker.mirror ? DEFAULT_MIRROR_STORAGE : undefined),
+  );
   // The per-job container engine, the sudo grant and the whole-host integrity check.
-  const { guards, engineGuard } = await buildGuards({ slot, policy: policies.current(), firstBoot, log, ...(o.integrityRoot ? { integrityRoot: o.integrityRoot } : {}) });
+  const { guards, engineGuard } = await buildGuards({
+    slot,
+    policy: policies.current(),
+    firstBoot,
+    log,
+    ...(o.integrityRoot ? { integrityRoot: o.integrityRoot } : {}),
+  });
   log.debug({ guards: guards.map((g) => g.name) }, 'guards built');
   const adapter = o.github ? undefined : await createGitHubAdapter(config, { env: o.env, configFile: o.configFile, clock, log, metrics });
   const github = o.github ?? (adapter as NonNullable<typeof adapter>).github;
@@ -142,14 +158,21 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   const bg = new AbortController();
   // Background deletion of what the workdir step moved to the trash; chained so drains never overlap,
   // and awaited by close() (no floating promise).
-  let trashTask: Promise<unknown> = trash.drainAtBoot().catch((err: unknown) => log.warn({ err: String(err) }, 'trash left from before could not be deleted'));
+  let trashTask: Promise<unknown> = trash
+    .drainAtBoot()
+    .catch((err: unknown) => log.warn({ err: String(err) }, 'trash left from before could not be deleted'));
   const drainTrash = (): void => {
     trashTask = trashTask
       .then(() => trash.drain(bg.signal))
       .then(
         (r) => {
           if (r.count > 0 || r.remaining > 0) {
-            return journal.append({ type: 'event', event: 'trash-drained', at: new Date(clock.now()).toISOString(), detail: { files: r.count, bytes: r.bytes, durationMs: r.durationMs, remaining: r.remaining } });
+            return journal.append({
+              type: 'event',
+              event: 'trash-drained',
+              at: new Date(clock.now()).toISOString(),
+              detail: { files: r.count, bytes: r.bytes, durationMs: r.durationMs, remaining: r.remaining },
+            });
           }
           return undefined;
         },
@@ -224,7 +247,10 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
         log: log.child({ component: 'interruptions' }),
         signal: bg.signal,
         onNotice: (n) =>
-          agent.drain(`${n.kind} notice: ${n.detail}`, { recycle: true, ...(n.deadlineAt !== undefined ? { deadlineAt: n.deadlineAt } : {}) }),
+          agent.drain(`${n.kind} notice: ${n.detail}`, {
+            recycle: true,
+            ...(n.deadlineAt !== undefined ? { deadlineAt: n.deadlineAt } : {}),
+          }),
       }),
     );
   }

@@ -53,12 +53,21 @@ const unique = (): string => randomBytes(8).toString('hex');
 
 /** Pulls `image`, logging in to its registry with a throwaway config when credentials are given. */
 async function pull(env: HookEnv, image: string, registry: Registry | null | undefined): Promise<void> {
-  if (env.pull === 'missing' && (await env.docker.capture(['image', 'inspect', '--format', '{{.Id}}', image]).then(() => true, () => false))) return;
+  if (
+    env.pull === 'missing' &&
+    (await env.docker.capture(['image', 'inspect', '--format', '{{.Id}}', image]).then(
+      () => true,
+      () => false,
+    ))
+  )
+    return;
   let config: string | undefined;
   try {
     if (registry?.username && registry.password) {
       config = await fsp.mkdtemp(path.join(env.tempDir || os.tmpdir(), '.docker_'));
-      await env.docker.capture(['--config', config, 'login', '-u', registry.username, '--password-stdin', registry.serverUrl ?? ''], { input: registry.password });
+      await env.docker.capture(['--config', config, 'login', '-u', registry.username, '--password-stdin', registry.serverUrl ?? ''], {
+        input: registry.password,
+      });
     }
     await env.docker.capture([...(config ? ['--config', config] : []), 'pull', image]);
   } finally {
@@ -102,7 +111,13 @@ export async function prepareJob(env: HookEnv, args: PrepareJobArgs): Promise<Pr
   for (const c of [job, ...services]) if (c) enforcePolicy(c, env.scope);
   await cleanupJob(env);
   const network = `github_network_${unique()}`;
-  await env.docker.capture(['network', 'create', `--label=${JOB_LABEL}=${env.scope.runner}`, `--label=${Buffer.from(env.scope.runner).toString('hex')}`, network]);
+  await env.docker.capture([
+    'network',
+    'create',
+    `--label=${JOB_LABEL}=${env.scope.runner}`,
+    `--label=${Buffer.from(env.scope.runner).toString('hex')}`,
+    network,
+  ]);
   const state: HookState = { network };
   const response: PrepareJobResponse = { state, context: { services: [] }, isAlpine: false };
   if (job) {
@@ -129,8 +144,10 @@ export async function runScriptStep(env: HookEnv, args: ScriptStepArgs, state: H
   const dockerArgs = ['exec', '-i', `--workdir=${args.workingDirectory}`];
   for (const k of Object.keys(vars)) dockerArgs.push('-e', k);
   if (args.prependPath?.length) {
-    const envList = JSON.parse(await env.docker.capture(['inspect', '--format', '{{json .Config.Env}}', state.container])) as string[] | null;
-    const base = (envList ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+    const envList = JSON.parse(await env.docker.capture(['inspect', '--format', '{{json .Config.Env}}', state.container])) as
+      string[] | null;
+    const base =
+      (envList ?? []).find((e) => e.startsWith('PATH='))?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
     vars.PATH = [...[...args.prependPath].reverse(), base].join(':');
     if (!dockerArgs.includes('PATH')) dockerArgs.push('-e', 'PATH');
   }
@@ -144,7 +161,15 @@ export async function runContainerStep(env: HookEnv, args: ContainerInfo, state:
   if (image) await pull(env, image, args.registry);
   else if (args.dockerfile) {
     image = `${Buffer.from(env.scope.runner).toString('hex')}:${unique().slice(0, 6)}`;
-    await env.docker.capture(['build', `--label=${JOB_LABEL}=${env.scope.runner}`, '-t', image, '-f', args.dockerfile, path.dirname(args.dockerfile)]);
+    await env.docker.capture([
+      'build',
+      `--label=${JOB_LABEL}=${env.scope.runner}`,
+      '-t',
+      image,
+      '-f',
+      args.dockerfile,
+      path.dirname(args.dockerfile),
+    ]);
   } else throw new Error('run_container_step: expected args.image or args.dockerfile');
   const { args: runArgs, env: vars } = containerArgs(args, image, containerName(image, unique()), state?.network, env.scope);
   return env.docker.stream(['run', '--rm', ...runArgs], { env: vars });

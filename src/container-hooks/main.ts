@@ -34,7 +34,11 @@ export async function main(env: NodeJS.ProcessEnv, stdin: string, print: (line: 
     const input = parseHookInput(stdin);
     const { mode, allow } = await readAllow(env.CONTAINER_HOOKS_DOCKER_POLICY);
     if (mode === 'none') throw new CreateRefusedError('this runner gives jobs no container engine (docker.mode: none)');
-    const workspace = env.RUNNER_WORKSPACE ? path.dirname(env.RUNNER_WORKSPACE) : env.GITHUB_WORKSPACE ? path.dirname(path.dirname(env.GITHUB_WORKSPACE)) : undefined;
+    const workspace = env.RUNNER_WORKSPACE
+      ? path.dirname(env.RUNNER_WORKSPACE)
+      : env.GITHUB_WORKSPACE
+        ? path.dirname(path.dirname(env.GITHUB_WORKSPACE))
+        : undefined;
     const roots = [workspace, env.RUNNER_TEMP, env.RUNNER_TOOL_CACHE].filter((r): r is string => !!r);
     const dockerHost = env.DOCKER_HOST ?? '';
     const scope: JobScope = {
@@ -45,7 +49,13 @@ export async function main(env: NodeJS.ProcessEnv, stdin: string, print: (line: 
     };
     const cliEnv: Record<string, string> = { PATH: env.PATH ?? '/usr/local/bin:/usr/bin:/bin' };
     for (const k of ['DOCKER_HOST', 'DOCKER_CONFIG', 'HOME']) if (env[k]) cliEnv[k] = env[k];
-    const hookEnv: HookEnv = { docker: dockerCli(cliEnv), scope, tempDir: env.RUNNER_TEMP ?? '', print, pull: mode === 'host' ? 'always' : 'missing' };
+    const hookEnv: HookEnv = {
+      docker: dockerCli(cliEnv),
+      scope,
+      tempDir: env.RUNNER_TEMP ?? '',
+      print,
+      pull: mode === 'host' ? 'always' : 'missing',
+    };
     switch (input.command) {
       case 'prepare_job': {
         const response = await prepareJob(hookEnv, (input.args ?? {}) as PrepareJobArgs);

@@ -91,7 +91,11 @@ export class HookInputError extends Error {
 
 /** Parses stdin's text (the last non-empty line, as the reference implementation reads it). */
 export function parseHookInput(text: string): HookInput {
-  const line = text.split('\n').filter((l) => l.trim() !== '').pop() ?? '';
+  const line =
+    text
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .pop() ?? '';
   let raw: unknown;
   try {
     raw = JSON.parse(line);

@@ -18,7 +18,11 @@ import { askFromHostConfig, checkCreate, describeRefusals, type DockerAllow } fr
 const MAX_CREATE_BODY = 1 << 20;
 
 /** Paths refused whatever the policy (privilege without a create). */
-const ALWAYS_REFUSED = [/^\/plugins\/(pull|create|[^/]+\/(enable|upgrade|set))/, /^\/(swarm|services|secrets|configs|nodes)\b/, /^\/containers\/[^/]+\/update$/];
+const ALWAYS_REFUSED = [
+  /^\/plugins\/(pull|create|[^/]+\/(enable|upgrade|set))/,
+  /^\/(swarm|services|secrets|configs|nodes)\b/,
+  /^\/containers\/[^/]+\/update$/,
+];
 
 /** The proxy's settings. */
 export interface ProxyOptions {
@@ -97,8 +101,11 @@ export async function startApiProxy(o: ProxyOptions): Promise<ApiProxy> {
         refuse(res, 'the create request is not JSON');
         return;
       }
-      const ask = isCreate ? askFromHostConfig(doc.HostConfig as Record<string, unknown> | undefined) : { ...askFromHostConfig({}), privileged: doc.Privileged === true };
-      const refusals = size > MAX_CREATE_BODY ? [{ asked: 'a create request over 1 MiB', key: 'none' }] : checkCreate(ask, o.allow, o.workspaceRoots);
+      const ask = isCreate
+        ? askFromHostConfig(doc.HostConfig as Record<string, unknown> | undefined)
+        : { ...askFromHostConfig({}), privileged: doc.Privileged === true };
+      const refusals =
+        size > MAX_CREATE_BODY ? [{ asked: 'a create request over 1 MiB', key: 'none' }] : checkCreate(ask, o.allow, o.workspaceRoots);
       if (refusals.length > 0) {
         const msg = describeRefusals(refusals);
         refused.push(msg);

@@ -56,7 +56,7 @@ export function askFromCliArgs(args: string[]): CreateAsk {
     const a = args[i] as string;
     const eq = a.indexOf('=');
     const [flag, inline] = a.startsWith('--') && eq > 0 ? [a.slice(0, eq), a.slice(eq + 1)] : [a, undefined];
-    const value = (): string => inline ?? (args[++i] ?? '');
+    const value = (): string => inline ?? args[++i] ?? '';
     if (flag === '--privileged') ask.privileged = inline === undefined || inline === 'true';
     else if (flag in NAMESPACE_FLAGS) {
       const v = value();
@@ -65,7 +65,11 @@ export function askFromCliArgs(args: string[]): CreateAsk {
       const src = value().split(':')[0] ?? '';
       if (src.startsWith('/')) ask.bindSources.push(src);
     } else if (flag === '--mount') {
-      const fields = Object.fromEntries(value().split(',').map((kv) => [kv.split('=')[0] ?? '', kv.split('=').slice(1).join('=')]));
+      const fields = Object.fromEntries(
+        value()
+          .split(',')
+          .map((kv) => [kv.split('=')[0] ?? '', kv.split('=').slice(1).join('=')]),
+      );
       const type = fields.type ?? 'volume';
       const src = fields.source ?? fields.src ?? '';
       if (type === 'bind' || src.startsWith('/')) ask.bindSources.push(src);

@@ -111,7 +111,10 @@ export class EngineGuard implements JobGuard<Policy> {
   private async resolve(policy: Policy, user: RunnerUser | undefined, ctx: GuardContext): Promise<DockerMode> {
     const { mode, autoProblems } = await resolveDockerMode(policy, this.hostPaths(policy), user);
     if (autoProblems.length > 0) {
-      ctx.log.warn({ problems: autoProblems.map((p) => p.what), fixes: autoProblems.map((p) => p.fix) }, 'docker mode auto: no per-job engine on this host, jobs get none');
+      ctx.log.warn(
+        { problems: autoProblems.map((p) => p.what), fixes: autoProblems.map((p) => p.fix) },
+        'docker mode auto: no per-job engine on this host, jobs get none',
+      );
     }
     return mode;
   }
@@ -125,7 +128,8 @@ export class EngineGuard implements JobGuard<Policy> {
     if (mode === 'host') {
       ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
       const direct = await rootEngineReach(job.user, this.hostPaths(policy));
-      if (direct.length > 0) ctx.log.warn({ problems: direct.map((p) => p.what) }, 'docker mode host: the runner user can bypass the policy proxy');
+      if (direct.length > 0)
+        ctx.log.warn({ problems: direct.map((p) => p.what) }, 'docker mode host: the runner user can bypass the policy proxy');
       const proxy = await startApiProxy({
         listen: path.join(job.dir, PROXY_SOCKET),
         upstream: policy.cleanup.containers.socket,
@@ -149,9 +153,15 @@ export class EngineGuard implements JobGuard<Policy> {
     if (warm) {
       await writeFileAtomic(engineLayout(job.dir).record, JSON.stringify({ ...warm.rec, dir: warm.layout.dir }));
       const waited = Date.now() - waitStarted;
-      ctx.log.info({ startMs: warm.startMs, waitedMs: waited, socket: warm.layout.socket }, 'job engine ready (started while the previous job was verified)');
+      ctx.log.info(
+        { startMs: warm.startMs, waitedMs: waited, socket: warm.layout.socket },
+        'job engine ready (started while the previous job was verified)',
+      );
       env.DOCKER_HOST = `unix://${warm.layout.socket}`;
-      return { env, notes: [`docker mode isolated: rootless engine started during the previous verification (${warm.startMs} ms), waited ${waited} ms`] };
+      return {
+        env,
+        notes: [`docker mode isolated: rootless engine started during the previous verification (${warm.startMs} ms), waited ${waited} ms`],
+      };
     }
     const layout = engineLayout(job.dir);
     try {
@@ -162,7 +172,9 @@ export class EngineGuard implements JobGuard<Policy> {
     } catch (err) {
       await this.release(job, policy, ctx).catch(() => undefined);
       if (err instanceof EngineStartError) {
-        throw new GuardUnfitError(this.name, `the job's engine did not start: ${err.message}: ${err.log}`, `see ${layout.log}`, { cause: err });
+        throw new GuardUnfitError(this.name, `the job's engine did not start: ${err.message}: ${err.log}`, `see ${layout.log}`, {
+          cause: err,
+        });
       }
       throw err;
     }
@@ -190,7 +202,13 @@ export class EngineGuard implements JobGuard<Policy> {
   }
 
   /** Starts an engine in `layout` for `user` and waits for its first answer. */
-  private async launch(layout: EngineLayout, user: RunnerUser, cgroup: string, mirror: { url?: string; hostLoopback: boolean }, signal: AbortSignal): Promise<Launched> {
+  private async launch(
+    layout: EngineLayout,
+    user: RunnerUser,
+    cgroup: string,
+    mirror: { url?: string; hostLoopback: boolean },
+    signal: AbortSignal,
+  ): Promise<Launched> {
     const l = await launchEngine({
       layout,
       user,
@@ -235,16 +253,24 @@ export class EngineGuard implements JobGuard<Policy> {
       const mode = await this.resolve(policy, user, ctx);
       if (mode === 'host') {
         ctx.log.warn({ mode }, 'docker mode host: jobs can act as root through the host engine');
-        if (this.keepsHostImages(policy) && this.opts.stateDir) await takeImageBaseline(policy.cleanup.containers.socket, this.opts.stateDir);
+        if (this.keepsHostImages(policy) && this.opts.stateDir)
+          await takeImageBaseline(policy.cleanup.containers.socket, this.opts.stateDir);
       }
-      const refused = await containerJobsRefused(this.paths, this.opts.containerHooks, this.opts.runnerRoot ? path.join(this.opts.runnerRoot, '.env') : undefined);
+      const refused = await containerJobsRefused(
+        this.paths,
+        this.opts.containerHooks,
+        this.opts.runnerRoot ? path.join(this.opts.runnerRoot, '.env') : undefined,
+      );
       if (refused) ctx.log.warn({ problem: refused.what, fix: refused.fix }, 'container jobs will be refused');
       if (mode === 'isolated' && policy.docker.mirror) {
-        for (const p of await mirrorProblems(policy.docker.mirror, this.opts.mirrorStorage ?? DEFAULT_MIRROR_STORAGE)) ctx.log.warn({ problem: p.what, fix: p.fix }, 'image cache');
+        for (const p of await mirrorProblems(policy.docker.mirror, this.opts.mirrorStorage ?? DEFAULT_MIRROR_STORAGE))
+          ctx.log.warn({ problem: p.what, fix: p.fix }, 'image cache');
       }
       if (!user || mode === 'host') return [];
       const problems =
-        mode === 'isolated' ? await isolatedHostProblems(user, this.hostPaths(policy)) : await rootEngineReach(user, this.hostPaths(policy));
+        mode === 'isolated'
+          ? await isolatedHostProblems(user, this.hostPaths(policy))
+          : await rootEngineReach(user, this.hostPaths(policy));
       return problems.map((p) => ({ problem: `docker mode ${mode}: ${p.what}`, detail: { fix: p.fix } }));
     }
     if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.verifyHostImages(policy);
@@ -258,12 +284,20 @@ export class EngineGuard implements JobGuard<Policy> {
       if (n > 0) findings.push({ problem: `engine cgroup ${rec.cgroup} still holds ${n} process(es)` });
     }
     const strays = await processesInRanges(rec.subuids);
-    if (strays.length > 0) findings.push({ problem: `${strays.length} process(es) run under the runner user's subordinate ids`, detail: { pids: strays } });
+    if (strays.length > 0)
+      findings.push({ problem: `${strays.length} process(es) run under the runner user's subordinate ids`, detail: { pids: strays } });
     for (const p of [layout.dir, layout.socket]) {
-      if (await fsp.lstat(p).then(() => true, () => false)) findings.push({ problem: `engine path ${p} still exists` });
+      if (
+        await fsp.lstat(p).then(
+          () => true,
+          () => false,
+        )
+      )
+        findings.push({ problem: `engine path ${p} still exists` });
     }
     for (const mp of await mountsUnder(job.dir)) findings.push({ problem: `mount ${mp} left under the job's directory` });
-    for (const line of netAdded(rec.net, await snapshotHostNet(this.net))) findings.push({ problem: `${line} appeared on the host during the job` });
+    for (const line of netAdded(rec.net, await snapshotHostNet(this.net)))
+      findings.push({ problem: `${line} appeared on the host during the job` });
     return findings;
   }
 
@@ -326,7 +360,11 @@ async function recordedLayout(job: GuardJob): Promise<{ layout: EngineLayout; re
   const own = engineLayout(job.dir);
   const rec = await readRecord(own.record);
   const jobRoot = path.dirname(job.dir);
-  if (rec?.dir !== undefined && path.dirname(path.dirname(rec.dir)) === jobRoot && path.basename(path.dirname(rec.dir)).startsWith(WARM_DIR_PREFIX)) {
+  if (
+    rec?.dir !== undefined &&
+    path.dirname(path.dirname(rec.dir)) === jobRoot &&
+    path.basename(path.dirname(rec.dir)).startsWith(WARM_DIR_PREFIX)
+  ) {
     return { layout: engineLayoutAt(rec.dir, own.record), rec };
   }
   return { layout: own, rec };

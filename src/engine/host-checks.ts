@@ -135,7 +135,8 @@ export async function rootEngineReach(user: RunnerUser, paths: EngineHostPaths):
     const st = await fsp.stat(sock).catch(() => undefined);
     if (!st || !st.isSocket()) continue;
     if (!canWrite(st, user, groups)) continue;
-    const why = st.uid === user.uid ? 'owns it' : groups.has(st.gid) ? `is in its group ${groups.get(st.gid) ?? st.gid}` : 'finds it world-writable';
+    const why =
+      st.uid === user.uid ? 'owns it' : groups.has(st.gid) ? `is in its group ${groups.get(st.gid) ?? st.gid}` : 'finds it world-writable';
     problems.push({
       what: `runner user ${user.name} can reach the root engine socket ${sock} (it ${why})`,
       fix: `chmod 660 ${sock} and keep ${user.name} out of its group (${st.gid})`,
@@ -188,7 +189,11 @@ export async function isolatedHostProblems(user: RunnerUser, paths: EngineHostPa
  * (it runs in a container) unless container hooks are configured: through the agent
  * (`hooks`, the guard's containerHooks) or the runner installation's `.env` (`runnerEnv`).
  */
-export async function containerJobsRefused(paths: EngineHostPaths, hooks: string | undefined, runnerEnv?: string): Promise<HostProblem | undefined> {
+export async function containerJobsRefused(
+  paths: EngineHostPaths,
+  hooks: string | undefined,
+  runnerEnv?: string,
+): Promise<HostProblem | undefined> {
   const cgroup = await fsp.readFile(paths.procOneCgroup ?? '/proc/1/cgroup', 'utf8').catch(() => '');
   if (!cgroup.split('\n').some((l) => l.includes(':/docker/'))) return undefined;
   if (hooks) return undefined;

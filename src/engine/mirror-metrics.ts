@@ -48,7 +48,12 @@ export function mirrorDebugAddress(mirror: string | null | undefined): string | 
 export type MirrorDebugSource = () => string | undefined;
 
 /** Registers the mirror's metrics on `registry`; each scrape reads the counters once. `storage` is its store (default none: no size). */
-export function registerMirrorMetrics(registry: Registry, source: MirrorDebugSource, storage?: () => string | undefined, read: (addr: string) => Promise<MirrorStats | undefined> = readStats): void {
+export function registerMirrorMetrics(
+  registry: Registry,
+  source: MirrorDebugSource,
+  storage?: () => string | undefined,
+  read: (addr: string) => Promise<MirrorStats | undefined> = readStats,
+): void {
   const registers = [registry];
   let size: { at: number; bytes: Promise<number> } | undefined;
   const cacheSize = async (): Promise<number | undefined> => {

@@ -80,7 +80,8 @@ export async function mountsUnder(dir: string, mountinfo = '/proc/self/mountinfo
  * the delete can never reach through one.
  */
 export async function moveAsideAndDelete(layout: EngineLayout): Promise<{ moved: boolean; done: Promise<void> }> {
-  for (const mp of (await mountsUnder(layout.dir)).reverse()) await runCommand('umount', ['-l', mp], { timeoutMs: 10_000 }).catch(() => undefined);
+  for (const mp of (await mountsUnder(layout.dir)).reverse())
+    await runCommand('umount', ['-l', mp], { timeoutMs: 10_000 }).catch(() => undefined);
   const aside = path.join(path.dirname(layout.dir), `.engine-deleting-${Date.now()}`);
   try {
     await fsp.rename(layout.dir, aside);

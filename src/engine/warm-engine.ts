@@ -60,7 +60,12 @@ export class WarmEngine {
    * for (runner user, mirror); `launch` starts it in the given layout, or resolves undefined
    * when the host cannot have one now. Never throws.
    */
-  start(key: string, jobRoot: string, launch: (layout: EngineLayout, signal: AbortSignal) => Promise<Launched | undefined>, log: Logger): void {
+  start(
+    key: string,
+    jobRoot: string,
+    launch: (layout: EngineLayout, signal: AbortSignal) => Promise<Launched | undefined>,
+    log: Logger,
+  ): void {
     if (this.slot) return;
     const dir = path.join(jobRoot, `${WARM_DIR_PREFIX}${randomBytes(4).toString('hex')}`);
     const abort = new AbortController();
@@ -69,7 +74,10 @@ export class WarmEngine {
       await createWarmParent(dir);
       return launch(layout, abort.signal);
     })().catch((err: unknown) => {
-      log.warn({ err: describeError(err), ...(err instanceof EngineStartError ? { engineLog: err.log } : {}) }, 'the warm engine did not start; the next job gets a cold start');
+      log.warn(
+        { err: describeError(err), ...(err instanceof EngineStartError ? { engineLog: err.log } : {}) },
+        'the warm engine did not start; the next job gets a cold start',
+      );
       return undefined;
     });
     const timer = setTimeout(() => void this.discard(), WARM_UNCLAIMED_MS);

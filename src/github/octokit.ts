@@ -8,18 +8,11 @@ import { InstallationTokenCache } from './app-token.js';
 import { HostGate } from './host-gate.js';
 import { cachedAppAuth, errorMessage, installRetryHook, type RequestObserver } from './request-hooks.js';
 import { permissionHint, scopePath, type RunnerScope } from './scope.js';
-import type {
-  DeleteOutcome,
-  GitHubPort,
-  JitRegistration,
-  RunnerInfo,
-  RunnerToken,
-} from './port.js';
+import type { DeleteOutcome, GitHubPort, JitRegistration, RunnerInfo, RunnerToken } from './port.js';
 
 /** How the adapter authenticates. Secrets arrive already read; the adapter never logs them. */
 export type GitHubAuth =
-  | { kind: 'token'; token: string }
-  | { kind: 'app'; appId: number | string; installationId: number; privateKey: string };
+  { kind: 'token'; token: string } | { kind: 'app'; appId: number | string; installationId: number; privateKey: string };
 
 export type { RequestObserver } from './request-hooks.js';
 
@@ -105,7 +98,14 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
     ...(tokens ? { authStrategy: cachedAppAuth(tokens) } : { auth: (opts.auth as { token: string }).token }),
   });
 
-  installRetryHook(octokit, { clock, log, gate, ...(opts.onRequest ? { onRequest: opts.onRequest } : {}), ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.random ? { random: opts.random } : {}) });
+  installRetryHook(octokit, {
+    clock,
+    log,
+    gate,
+    ...(opts.onRequest ? { onRequest: opts.onRequest } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.random ? { random: opts.random } : {}),
+  });
 
   const prefix = scopePath(scope);
 
@@ -119,13 +119,9 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
     else if (e.status === 403 && !isRateLimited({ status: 403, headers: e.response?.headers ?? {}, message: msg }))
       hint = permissionHint(scope);
     else if (e.status === 404) hint = `not found: check github.org / github.repo / github.enterprise and that the token can see it`;
-    throw new GitHubApiError(
-      `GitHub API ${endpoint} failed${e.status ? ` with ${e.status}` : ''}: ${msg}`,
-      e.status,
-      endpoint,
-      hint,
-      { cause: err },
-    );
+    throw new GitHubApiError(`GitHub API ${endpoint} failed${e.status ? ` with ${e.status}` : ''}: ${msg}`, e.status, endpoint, hint, {
+      cause: err,
+    });
   };
 
   let cachedGroups: Map<string, number> | undefined;

@@ -32,12 +32,7 @@ export type DeleteOutcome = 'deleted' | 'not-found' | 'busy';
 
 export interface GitHubPort {
   /** POST .../actions/runners/generate-jitconfig for the configured scope. */
-  generateJitConfig(req: {
-    name: string;
-    labels: string[];
-    runnerGroupId: number;
-    workFolder: string;
-  }): Promise<JitRegistration>;
+  generateJitConfig(req: { name: string; labels: string[]; runnerGroupId: number; workFolder: string }): Promise<JitRegistration>;
   /** Resolves a runner group name to its id (org/enterprise); repos use the default group 1. */
   resolveRunnerGroup(name: string | null): Promise<number>;
   /** DELETE .../actions/runners/{id}: 204 → deleted, 404 → not-found, 422 → busy. */

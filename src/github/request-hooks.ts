@@ -104,7 +104,9 @@ const MINT_ROUTE = /\/app\/installations\/[^/]+\/access_tokens$/;
 export function cachedAppAuth(tokens: InstallationTokenCache) {
   return () => ({
     async hook(
-      request: ((o: unknown) => Promise<unknown>) & { endpoint: { merge: (r: unknown, p?: unknown) => { url: string; headers: Record<string, string> } } },
+      request: ((o: unknown) => Promise<unknown>) & {
+        endpoint: { merge: (r: unknown, p?: unknown) => { url: string; headers: Record<string, string> } };
+      },
       route: unknown,
       parameters?: unknown,
     ): Promise<unknown> {

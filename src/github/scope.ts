@@ -1,8 +1,6 @@
 /** Where the runners live: an organisation, a repository or an enterprise. */
 export type RunnerScope =
-  | { kind: 'org'; org: string }
-  | { kind: 'repo'; owner: string; repo: string }
-  | { kind: 'enterprise'; enterprise: string };
+  { kind: 'org'; org: string } | { kind: 'repo'; owner: string; repo: string } | { kind: 'enterprise'; enterprise: string };
 
 /** The REST path prefix of a scope, e.g. `/orgs/acme`. */
 export function scopePath(s: RunnerScope): string {

@@ -46,7 +46,10 @@ export interface HostFiguresOptions {
  * systeminformation, imported on first use: it evaluates every one of its modules at import, and
  * the agent reads its figures from /proc (proc-figures.ts) without it.
  */
-async function loadSi(): Promise<{ currentLoad(): Promise<{ currentLoad: number }>; mem(): Promise<{ total: number; available: number }> }> {
+async function loadSi(): Promise<{
+  currentLoad(): Promise<{ currentLoad: number }>;
+  mem(): Promise<{ total: number; available: number }>;
+}> {
   return (await import('systeminformation')).default;
 }
 

@@ -95,7 +95,10 @@ export class AgentMetrics {
     for (const provider of opts.recycleProviders ?? []) {
       this.m.recycleFailures.inc({ provider: this.labels.value('provider', provider) }, 0);
       // The one recycle reason with an alert of its own (the image must be rebuilt).
-      this.m.recycles.inc({ reason: this.labels.value('reason', 'runner-version-deprecated'), provider: this.labels.value('provider', provider) }, 0);
+      this.m.recycles.inc(
+        { reason: this.labels.value('reason', 'runner-version-deprecated'), provider: this.labels.value('provider', provider) },
+        0,
+      );
     }
   }
 
@@ -213,7 +216,10 @@ export class AgentMetrics {
     if (f.dockerMode) {
       // One series at a time: a mode that changed (policy reload) drops the old one.
       this.m.dockerMode.reset();
-      this.m.dockerMode.set({ mode: this.labels.value('docker_mode', f.dockerMode.mode), jobs_can_act_as_root: String(f.dockerMode.jobsCanActAsRoot) }, 1);
+      this.m.dockerMode.set(
+        { mode: this.labels.value('docker_mode', f.dockerMode.mode), jobs_can_act_as_root: String(f.dockerMode.jobsCanActAsRoot) },
+        1,
+      );
     }
   }
 

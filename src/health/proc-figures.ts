@@ -16,10 +16,12 @@ interface CpuTimes {
 async function cpuTimes(procDir: string): Promise<CpuTimes> {
   const line = (await readFile(path.join(procDir, 'stat'), 'utf8')).split('\n', 1)[0] ?? '';
   const fields = line.trim().split(/\s+/);
-  if (fields[0] !== 'cpu' || fields.length < 5) throw new Error(`${procDir}/stat: expected a "cpu" line first, got ${JSON.stringify(line.slice(0, 60))}`);
+  if (fields[0] !== 'cpu' || fields.length < 5)
+    throw new Error(`${procDir}/stat: expected a "cpu" line first, got ${JSON.stringify(line.slice(0, 60))}`);
   // user nice system idle iowait irq softirq steal (guest time is already inside user and nice).
   const t = fields.slice(1, 9).map(Number);
-  if (t.some((x) => !Number.isFinite(x))) throw new Error(`${procDir}/stat: expected numbers on the cpu line, got ${JSON.stringify(line.slice(0, 80))}`);
+  if (t.some((x) => !Number.isFinite(x)))
+    throw new Error(`${procDir}/stat: expected numbers on the cpu line, got ${JSON.stringify(line.slice(0, 80))}`);
   return { total: t.reduce((a, b) => a + b, 0), idle: t[3] ?? 0 };
 }
 

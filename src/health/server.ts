@@ -167,12 +167,7 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   const token =
     opts.tokenFile === undefined
       ? undefined
-      : new TokenCheck(
-          await readTokenFile(
-            opts.tokenFile,
-            'tokenOwnerUid' in opts ? { ownerUid: opts.tokenOwnerUid } : {},
-          ),
-        );
+      : new TokenCheck(await readTokenFile(opts.tokenFile, 'tokenOwnerUid' in opts ? { ownerUid: opts.tokenOwnerUid } : {}));
 
   const drainRoute = (req: IncomingMessage): Reply => {
     if (req.method !== 'POST') return { ...text(405, 'method not allowed\n'), headers: { Allow: 'POST' } };
@@ -286,12 +281,8 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
     // debug line; nothing is answered once a response has started on this socket.
     log.debug({ code: err.code }, 'health client error');
     if (err.code !== 'ECONNRESET' && socket.writable && socket.bytesWritten === 0) {
-      const status =
-        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
-        () => socket.destroy(),
-      );
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
     } else {
       socket.destroy();
     }
@@ -414,9 +405,12 @@ function listenError(err: NodeJS.ErrnoException, listen: string): Error {
   };
   const reason = err.code ? why[err.code] : undefined;
   if (!reason) return err;
-  return new ConfigError(`health.listen ${listen}: ${reason}`, '', [
-    `health.listen: expected a free local address, got ${JSON.stringify(listen)} (${err.code}: ${reason})`,
-  ], { cause: err });
+  return new ConfigError(
+    `health.listen ${listen}: ${reason}`,
+    '',
+    [`health.listen: expected a free local address, got ${JSON.stringify(listen)} (${err.code}: ${reason})`],
+    { cause: err },
+  );
 }
 
 /** Where a listen host is reachable from: loopback only, every interface, or one other address. */

@@ -33,16 +33,10 @@ export async function readTokenFile(file: string, opts: TokenFileOptions = {}): 
     if (!st.isFile()) throw new ConfigError(`health token file ${file} is not a regular file`, file);
     if ((st.mode & 0o077) !== 0) {
       const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
-      throw new ConfigError(
-        `health token file ${file} has mode ${mode}: group or others can read it; run chmod 600 ${file}`,
-        file,
-      );
+      throw new ConfigError(`health token file ${file} has mode ${mode}: group or others can read it; run chmod 600 ${file}`, file);
     }
     if (ownerUid !== undefined && st.uid !== ownerUid) {
-      throw new ConfigError(
-        `health token file ${file} is owned by uid ${st.uid}, expected uid ${ownerUid}`,
-        file,
-      );
+      throw new ConfigError(`health token file ${file} is owned by uid ${st.uid}, expected uid ${ownerUid}`, file);
     }
     if (st.size > MAX_TOKEN_BYTES) {
       throw new ConfigError(`health token file ${file} is larger than ${MAX_TOKEN_BYTES} bytes`, file);

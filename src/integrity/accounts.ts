@@ -30,7 +30,8 @@ export async function readAccounts(root: string): Promise<{ objects: Objects; us
     const f = line.split(':');
     if (!f[0] || f.length < 7) continue;
     users.push({ name: f[0], uid: Number(f[2]), home: f[5] ?? '' });
-    objects[`user:${f[0]}`] = `uid=${f[2]} gid=${f[3]} home=${f[5]} shell=${f[6]}${shadow.has(f[0]) ? ` password=${shadow.get(f[0])}` : ''}`;
+    objects[`user:${f[0]}`] =
+      `uid=${f[2]} gid=${f[3]} home=${f[5]} shell=${f[6]}${shadow.has(f[0]) ? ` password=${shadow.get(f[0])}` : ''}`;
   }
   for (const line of (await readText(path.join(root, 'etc/group'))).split('\n')) {
     const f = line.split(':');
@@ -71,7 +72,9 @@ export interface PackageSet {
 export async function readPackageSet(root: string, cache?: ByStat<PackageSet>): Promise<PackageSet> {
   const compute = async (): Promise<PackageSet> => {
     const objects = await readPackages(root);
-    const lines = Object.entries(objects).map(([k, v]) => `${k} ${v}`).sort();
+    const lines = Object.entries(objects)
+      .map(([k, v]) => `${k} ${v}`)
+      .sort();
     return { objects, digest: lines.length ? createHash('sha256').update(lines.join('\n')).digest('hex') : '', count: lines.length };
   };
   return cache ? cache.get(path.join(root, 'var/lib/dpkg/status'), compute) : compute();

@@ -39,7 +39,11 @@ export async function loadBaseline(stateDir: string): Promise<SystemBaseline> {
   const st = await lstat(file).catch(() => undefined);
   if (!st) throw new IntegrityBaselineError('missing', file, `no system baseline at ${file}: run \`runner-warden baseline\` on the image`);
   if (!st.isFile() || st.uid !== 0 || (st.mode & 0o077) !== 0) {
-    throw new IntegrityBaselineError('unsafe', file, `${file}: expected a regular file owned by root with mode 0600, got uid ${st.uid} mode ${(st.mode & 0o7777).toString(8)}`);
+    throw new IntegrityBaselineError(
+      'unsafe',
+      file,
+      `${file}: expected a regular file owned by root with mode 0600, got uid ${st.uid} mode ${(st.mode & 0o7777).toString(8)}`,
+    );
   }
   const text = await readFile(file, 'utf8');
   const nl = text.indexOf('\n');
@@ -52,7 +56,11 @@ export async function loadBaseline(stateDir: string): Promise<SystemBaseline> {
     throw new IntegrityBaselineError('corrupt', file, `${file}: line 1: expected {"digest": "<sha256>"}`, { cause: err });
   }
   if (typeof digest !== 'string' || digest !== digestOf(body)) {
-    throw new IntegrityBaselineError('corrupt', file, `${file}: digest: the body's sha256 does not match the recorded digest (corrupted or edited)`);
+    throw new IntegrityBaselineError(
+      'corrupt',
+      file,
+      `${file}: digest: the body's sha256 does not match the recorded digest (corrupted or edited)`,
+    );
   }
   let b: SystemBaseline;
   try {
@@ -75,7 +83,9 @@ export function identityDifferences(base: HostIdentity, now: HostIdentity, packa
   if (base.machineId !== now.machineId) out.push(`machine id: baseline ${base.machineId || '(empty)'}, host ${now.machineId || '(empty)'}`);
   if (base.kernel !== now.kernel) out.push(`kernel: baseline ${base.kernel}, host ${now.kernel}`);
   if (packages && base.packageSet !== now.packageSet) {
-    out.push(`package set: baseline ${base.packageCount} packages (${base.packageSet.slice(0, 12)}), host ${now.packageCount} (${now.packageSet.slice(0, 12)})`);
+    out.push(
+      `package set: baseline ${base.packageCount} packages (${base.packageSet.slice(0, 12)}), host ${now.packageCount} (${now.packageSet.slice(0, 12)})`,
+    );
   }
   return out;
 }

@@ -80,7 +80,15 @@ export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOption
       continue;
     }
     const why = fileChange(was, cur, alwaysHash.has(p) ? real(p) : undefined, real(p));
-    if (why) out.push({ surface, object: p, change: 'modified', before: describe(was), after: `${describe(cur, why.hash)} (${why.what})`, likely: fileAuthor(cur, o.job) });
+    if (why)
+      out.push({
+        surface,
+        object: p,
+        change: 'modified',
+        before: describe(was),
+        after: `${describe(cur, why.hash)} (${why.what})`,
+        likely: fileAuthor(cur, o.job),
+      });
   }
   for (const [p, was] of Object.entries(base.files)) {
     if (p in now.files || o.exceptions.matches(p)) continue;
@@ -97,13 +105,24 @@ export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOption
   }
   for (const [k, was] of Object.entries(base.objects)) {
     if (k in now.objects || o.exceptions.matches(k) || ADD_ONLY.has(k.slice(0, k.indexOf(':')))) continue;
-    out.push({ surface: objectSurface(k), object: k, change: 'removed', before: was, likely: o.job ? 'during the job' : 'since the baseline' });
+    out.push({
+      surface: objectSurface(k),
+      object: k,
+      change: 'removed',
+      before: was,
+      likely: o.job ? 'during the job' : 'since the baseline',
+    });
   }
   return out.sort((a, b) => a.surface.localeCompare(b.surface) || a.object.localeCompare(b.object));
 }
 
 /** Why a file differs, or undefined when it does not (a rewrite with the same content is no drift). */
-function fileChange(was: FileMeta, cur: FileMeta, alwaysHashPath: string | undefined, realPath: string): { what: string; hash?: string } | undefined {
+function fileChange(
+  was: FileMeta,
+  cur: FileMeta,
+  alwaysHashPath: string | undefined,
+  realPath: string,
+): { what: string; hash?: string } | undefined {
   if (was.type !== cur.type) return { what: 'type changed' };
   const owner: string[] = [];
   if (was.mode !== cur.mode) owner.push('mode');
@@ -131,12 +150,16 @@ function fileAuthor(m: FileMeta, job: JobWindow | undefined): string {
   if (job.jobUid(m.uid)) return `the job (files of uid ${m.uid}, the runner user or its user namespaces)`;
   if (m.ctimeMs < job.startedAtMs - CLOCK_SLACK_MS) return `uid ${m.uid} before the job started (not the job)`;
   if (m.uid !== 0) return `uid ${m.uid} during the job`;
-  return job.sudo ? 'the job through sudo (root, during the job)' : 'root during the job (a root process, an engine in host mode, or a privilege escalation)';
+  return job.sudo
+    ? 'the job through sudo (root, during the job)'
+    : 'root during the job (a root process, an engine in host mode, or a privilege escalation)';
 }
 
 function objectAuthor(key: string, value: string, job: JobWindow | undefined): string {
   const user = /(?:^|\s)user (\S+)/.exec(value)?.[1] ?? (key.startsWith('process:') ? key.split(':')[1] : undefined);
   if (!job) return user ? `${user}, since the baseline` : 'since the baseline';
   if (user && user !== 'root' && user !== '0') return `${user} during the job`;
-  return job.sudo ? 'the job through sudo (root, during the job)' : 'root during the job (a root process, an engine in host mode, or a privilege escalation)';
+  return job.sudo
+    ? 'the job through sudo (root, during the job)'
+    : 'root during the job (a root process, an engine in host mode, or a privilege escalation)';
 }

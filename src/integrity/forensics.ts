@@ -21,7 +21,13 @@ export interface ForensicsCopy {
  * Copies the drift's files into `<forensicsDir>/<stamp>/files/<path>` and writes `drift.json`.
  * `maxBytes` caps the whole forensics directory, earlier copies included.
  */
-export async function copyForensics(forensicsDir: string, stamp: string, drift: readonly DriftEntry[], root: string, maxBytes: number): Promise<ForensicsCopy> {
+export async function copyForensics(
+  forensicsDir: string,
+  stamp: string,
+  drift: readonly DriftEntry[],
+  root: string,
+  maxBytes: number,
+): Promise<ForensicsCopy> {
   await mkdir(forensicsDir, { recursive: true, mode: 0o700 });
   const dir = path.join(forensicsDir, stamp.replace(/[^A-Za-z0-9._-]/g, '_'));
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -32,7 +38,7 @@ export async function copyForensics(forensicsDir: string, stamp: string, drift: 
     if (d.change === 'removed' || !d.object.startsWith('/')) continue;
     const data = readCapped(root === '/' ? d.object : path.join(root, d.object), Math.max(0, budget));
     if (data === undefined) continue;
-    if (data.cut || data.buf.length === 0 && data.size > 0) out.skipped++;
+    if (data.cut || (data.buf.length === 0 && data.size > 0)) out.skipped++;
     if (data.buf.length === 0 && data.size > 0) continue;
     const dest = path.join(dir, 'files', d.object);
     await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });

@@ -63,7 +63,14 @@ export class IntegrityGuard implements JobGuard<Policy> {
     if (ranges.uids.length === 0 && ranges.gids.length === 0) return { outcome: 'skipped' };
     const r = await removeLeftovers(ranges, { root: this.root, proc: this.proc, tempDirs: policy.cleanup.temp.paths });
     if (r.left.length > 0) {
-      return { outcome: 'dirty', removed: r.removed, reason: `${r.left.length} object(s) of the runner user's subordinate ids survive: ${r.left.slice(0, 3).map((l) => `${l.kind} ${l.id}`).join(', ')}` };
+      return {
+        outcome: 'dirty',
+        removed: r.removed,
+        reason: `${r.left.length} object(s) of the runner user's subordinate ids survive: ${r.left
+          .slice(0, 3)
+          .map((l) => `${l.kind} ${l.id}`)
+          .join(', ')}`,
+      };
     }
     return { outcome: 'ok', removed: r.removed };
   }
@@ -74,14 +81,18 @@ export class IntegrityGuard implements JobGuard<Policy> {
     // The job's subordinate ids are verified whatever the integrity switch says: they are the job's.
     const ranges = await jobIdRanges(this.root, job?.user ?? this.o.user);
     for (const l of await findLeftovers(ranges, { root: this.root, proc: this.proc, tempDirs: policy.cleanup.temp.paths })) {
-      findings.push({ problem: `${l.kind} ${l.id} of subordinate uid ${l.uid} (the runner user's user namespace) is left`, detail: { surface: 'subids', ...l } });
+      findings.push({
+        problem: `${l.kind} ${l.id} of subordinate uid ${l.uid} (the runner user's user namespace) is left`,
+        detail: { surface: 'subids', ...l },
+      });
     }
     if (!p.enabled) return findings;
     let base;
     try {
       base = await this.baselines.get(integrityPaths(this.o.stateDir).baseline, () => loadBaseline(this.o.stateDir));
     } catch (err) {
-      if (err instanceof IntegrityBaselineError) return [...findings, { problem: `system baseline ${err.kind}: ${err.message}`, detail: { kind: err.kind, file: err.file } }];
+      if (err instanceof IntegrityBaselineError)
+        return [...findings, { problem: `system baseline ${err.kind}: ${err.message}`, detail: { kind: err.kind, file: err.file } }];
       throw err;
     }
     const surfaces = p.surfaces.filter((s) => base.surfaces.includes(s));
@@ -117,11 +128,21 @@ export class IntegrityGuard implements JobGuard<Policy> {
     for (const d of drift) findings.push({ problem: driftLine(d), detail: { ...d } });
     if (job) this.started.delete(job.key);
     if (drift.length > 0) {
-      const copy = await copyForensics(integrityPaths(this.o.stateDir).forensics, `${new Date(this.now()).toISOString()}-${job?.key ?? 'preflight'}`, drift, this.root, p.forensicsMaxMiB * 1024 * 1024).catch((err: unknown) => {
+      const copy = await copyForensics(
+        integrityPaths(this.o.stateDir).forensics,
+        `${new Date(this.now()).toISOString()}-${job?.key ?? 'preflight'}`,
+        drift,
+        this.root,
+        p.forensicsMaxMiB * 1024 * 1024,
+      ).catch((err: unknown) => {
         ctx.log.warn({ err: String(err) }, 'forensics copy failed');
         return undefined;
       });
-      if (copy) ctx.log.warn({ drift: drift.length, forensics: copy.dir, files: copy.files, bytes: copy.bytes, skipped: copy.skipped }, 'host drift: evidence kept');
+      if (copy)
+        ctx.log.warn(
+          { drift: drift.length, forensics: copy.dir, files: copy.files, bytes: copy.bytes, skipped: copy.skipped },
+          'host drift: evidence kept',
+        );
     }
     return findings;
   }

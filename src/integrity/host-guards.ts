@@ -16,7 +16,14 @@ import { takeSystemBaseline } from './system-baseline.js';
 
 /** What the composition root passes. */
 export interface HostGuardsOptions {
-  slot: { runnerRoot: string; workDir: string; stateDir: string; jobRoot: string; trashDir: string; user: { name: string; uid: number; gid: number } };
+  slot: {
+    runnerRoot: string;
+    workDir: string;
+    stateDir: string;
+    jobRoot: string;
+    trashDir: string;
+    user: { name: string; uid: number; gid: number };
+  };
   policy: Policy;
   /** No persisted agent state yet: the host is as its image made it. */
   firstBoot: boolean;
@@ -48,6 +55,12 @@ export async function createHostGuards(o: HostGuardsOptions): Promise<JobGuard<P
   }
   return [
     new SudoGuard({ user: o.slot.user }),
-    new IntegrityGuard({ ...(o.root ? { root: o.root } : {}), stateDir: o.slot.stateDir, excluded, user: o.slot.user, skipPids: [o.agentPid] }),
+    new IntegrityGuard({
+      ...(o.root ? { root: o.root } : {}),
+      stateDir: o.slot.stateDir,
+      excluded,
+      user: o.slot.user,
+      skipPids: [o.agentPid],
+    }),
   ];
 }

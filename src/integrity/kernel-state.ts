@@ -38,7 +38,10 @@ export async function readMounts(proc: string, excluded: readonly string[] = [])
     const g = post.split(' ');
     const mp = unescapeMount(f[4] ?? '');
     if (inside(mp)) continue;
-    const desc = `${g[0] ?? ''} ${unescapeMount(g[1] ?? '')} ${unescapeMount(f[3] ?? '')} ${(f[5] ?? '').split(',').filter((o) => o !== 'relatime' && o !== 'noatime').join(',')}`;
+    const desc = `${g[0] ?? ''} ${unescapeMount(g[1] ?? '')} ${unescapeMount(f[3] ?? '')} ${(f[5] ?? '')
+      .split(',')
+      .filter((o) => o !== 'relatime' && o !== 'noatime')
+      .join(',')}`;
     const key = `mount:${mp}`;
     out[key] = out[key] === undefined ? desc : `${out[key]} | ${desc}`;
   }
@@ -66,7 +69,8 @@ export async function readRoutes(proc: string): Promise<Objects> {
     if (f.length < 10) continue;
     const dev = f[9] as string;
     if (dev === 'lo') continue;
-    out[`route:${dev} ${hexIp6(f[0] as string)}/${parseInt(f[1] as string, 16)} via ${hexIp6(f[4] as string)}`] = `metric ${parseInt(f[5] as string, 16)}`;
+    out[`route:${dev} ${hexIp6(f[0] as string)}/${parseInt(f[1] as string, 16)} via ${hexIp6(f[4] as string)}`] =
+      `metric ${parseInt(f[5] as string, 16)}`;
   }
   return out;
 }
@@ -205,7 +209,13 @@ function hexIp4(h: string): string {
 function hexIp6(h: string): string {
   if (h.length !== 32) return h;
   // /proc/net/tcp6 prints four 32-bit words in host (little-endian) order; ipv6_route prints bytes in order.
-  return h.match(/.{4}/g)?.map((g) => g.replace(/^0+(?=.)/, '')).join(':').replace(/(^|:)0(:0)+(:|$)/, '::') ?? h;
+  return (
+    h
+      .match(/.{4}/g)
+      ?.map((g) => g.replace(/^0+(?=.)/, ''))
+      .join(':')
+      .replace(/(^|:)0(:0)+(:|$)/, '::') ?? h
+  );
 }
 
 function popcount(n: number): number {

@@ -24,7 +24,10 @@ const RS = '\u001e';
  * once per tool (starting a child from a large process is the costliest step of the whole check).
  * Each output is preceded by `RS<tool> <exit code>`; a tool not on PATH prints nothing.
  */
-const SCRIPT = TOOLS.map(([cmd, args]) => `if command -v ${cmd} >/dev/null 2>&1; then out=$(${[cmd, ...args].join(' ')} 2>/dev/null); printf '${RS}%s %s\\n%s\\n' ${cmd} $? "$out"; fi`).join('\n');
+const SCRIPT = TOOLS.map(
+  ([cmd, args]) =>
+    `if command -v ${cmd} >/dev/null 2>&1; then out=$(${[cmd, ...args].join(' ')} 2>/dev/null); printf '${RS}%s %s\\n%s\\n' ${cmd} $? "$out"; fi`,
+).join('\n');
 
 /** Reads every installed tool's rules once (a child shell for this call); `unreadable` names a tool that failed. */
 export async function readNetfilter(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {

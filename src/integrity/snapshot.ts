@@ -57,19 +57,25 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
   const userName = (uid: number): string => names.get(uid) ?? String(uid);
   let ranges: IdRange[] = [];
   if (o.jobUser) {
-    ranges = [
-      ...(await readSubIds(path.join(o.root, 'etc/subuid'), o.jobUser)),
-      { start: o.jobUser.uid, count: 1 },
-    ];
+    ranges = [...(await readSubIds(path.join(o.root, 'etc/subuid'), o.jobUser)), { start: o.jobUser.uid, count: 1 }];
   }
   // The checking process and its children (the netfilter tools below) are never drift.
   const skipPids = [...new Set([...(o.skipPids ?? []), process.pid])];
   const procs = on.has('processes')
-    ? readProcesses(o.proc, userName, { jobUid: (uid) => inRanges(uid, ranges), skipPids: new Set(skipPids), skipUnits: new Set(TRANSIENT_UNITS) })
+    ? readProcesses(o.proc, userName, {
+        jobUid: (uid) => inRanges(uid, ranges),
+        skipPids: new Set(skipPids),
+        skipUnits: new Set(TRANSIENT_UNITS),
+      })
     : Promise.resolve({});
   // Everything reads at once: the netfilter tools as children, /proc and the package database
   // through the thread pool, beside the file walk.
-  const netfilter = on.has('netfilter') && o.netfilter !== false ? (o.netfilterShell ? o.netfilterShell.read(o.signal) : readNetfilter(o.signal)) : undefined;
+  const netfilter =
+    on.has('netfilter') && o.netfilter !== false
+      ? o.netfilterShell
+        ? o.netfilterShell.read(o.signal)
+        : readNetfilter(o.signal)
+      : undefined;
   const packages = readPackageSet(o.root, o.packageCache);
   const readers: Promise<Record<string, string>>[] = [];
   if (on.has('modules')) readers.push(readModules(o.proc));

@@ -55,13 +55,18 @@ export async function findLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: 
     const names = await readdir(real).catch(() => [] as string[]);
     const sts = await Promise.all(names.map((name) => lstat(path.join(real, name)).catch(() => undefined)));
     for (const [i, st] of sts.entries()) {
-      if (st && (inRanges(st.uid, r.uids) || inRanges(st.gid, r.gids))) out.push({ kind: 'file', id: path.join(dir, names[i] as string), uid: st.uid });
+      if (st && (inRanges(st.uid, r.uids) || inRanges(st.gid, r.gids)))
+        out.push({ kind: 'file', id: path.join(dir, names[i] as string), uid: st.uid });
     }
   }
   for (const kind of ['shm', 'sem', 'msg'] as const) {
     const lines = (await readFile(path.join(o.proc, 'sysvipc', kind), 'utf8').catch(() => '')).split('\n');
     const cols = (lines[0] ?? '').trim().split(/\s+/);
-    const [idIx, uidIx, cuidIx] = [cols.indexOf(kind === 'shm' || kind === 'msg' ? (kind === 'shm' ? 'shmid' : 'msqid') : 'semid'), cols.indexOf('uid'), cols.indexOf('cuid')];
+    const [idIx, uidIx, cuidIx] = [
+      cols.indexOf(kind === 'shm' || kind === 'msg' ? (kind === 'shm' ? 'shmid' : 'msqid') : 'semid'),
+      cols.indexOf('uid'),
+      cols.indexOf('cuid'),
+    ];
     if (idIx < 0 || uidIx < 0) continue;
     for (const line of lines.slice(1)) {
       const f = line.trim().split(/\s+/);
@@ -74,7 +79,10 @@ export async function findLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: 
 }
 
 /** Kills, removes and deletes what the ranges own; returns what is left (empty = all gone). */
-export async function removeLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: JobIdsOptions): Promise<{ removed: Record<string, { count: number; bytes: number }>; left: Leftover[] }> {
+export async function removeLeftovers(
+  r: { uids: IdRange[]; gids: IdRange[] },
+  o: JobIdsOptions,
+): Promise<{ removed: Record<string, { count: number; bytes: number }>; left: Leftover[] }> {
   const removed: Record<string, { count: number; bytes: number }> = {};
   const count = (k: string): void => {
     removed[k] = { count: (removed[k]?.count ?? 0) + 1, bytes: 0 };
@@ -95,7 +103,10 @@ export async function removeLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o
   for (const l of left) {
     if (l.kind === 'file') {
       // rm does not follow symlinks; a user namespace cannot mount in the host's mount namespace.
-      await rm(path.join(o.root, l.id), { recursive: true, force: true }).then(() => count('subid-files'), () => undefined);
+      await rm(path.join(o.root, l.id), { recursive: true, force: true }).then(
+        () => count('subid-files'),
+        () => undefined,
+      );
     } else if (l.kind === 'ipc') {
       const [kind, id] = l.id.split(':') as [string, string];
       const flag = kind === 'shm' ? '-m' : kind === 'sem' ? '-s' : '-q';

@@ -7,7 +7,15 @@
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../lib/fs.js';
-import { GuardUnfitError, type GuardContext, type GuardFinding, type GuardJob, type GuardPrepared, type GuardReleased, type JobGuard } from '../lib/job-guard.js';
+import {
+  GuardUnfitError,
+  type GuardContext,
+  type GuardFinding,
+  type GuardJob,
+  type GuardPrepared,
+  type GuardReleased,
+  type JobGuard,
+} from '../lib/job-guard.js';
 import type { Policy } from '../policy/types.js';
 import { groupsOf, sudoRights } from './sudoers.js';
 
@@ -43,12 +51,20 @@ export class SudoGuard implements JobGuard<Policy> {
   async prepare(job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardPrepared> {
     if (!sudoGranted(policy)) return {};
     if (!/^[a-z_][a-z0-9_-]*\$?$/i.test(job.user.name)) {
-      throw new GuardUnfitError(this.name, `runner user name "${job.user.name}" cannot be written into sudoers safely`, 'use a plain user name for runner.user');
+      throw new GuardUnfitError(
+        this.name,
+        `runner user name "${job.user.name}" cannot be written into sudoers safely`,
+        'use a plain user name for runner.user',
+      );
     }
     await mkdir(path.dirname(this.dropIn), { recursive: true, mode: 0o750 }).catch((err: unknown) => {
       throw new GuardUnfitError(this.name, `cannot create ${path.dirname(SUDO_DROP_IN)}`, 'install sudo on the image', { cause: err });
     });
-    await writeFileAtomic(this.dropIn, `# written by runner-warden for one job; removed when the job ends\n${job.user.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
+    await writeFileAtomic(
+      this.dropIn,
+      `# written by runner-warden for one job; removed when the job ends\n${job.user.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`,
+      0o440,
+    );
     const notes = [`sudo granted to ${job.user.name} for this job (${SUDO_DROP_IN})`];
     if (policy.runner.sudo === 'recycle') notes.push('runner.sudo is recycle: the host is recycled after this job');
     return { notes };
@@ -56,9 +72,17 @@ export class SudoGuard implements JobGuard<Policy> {
 
   async release(_job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardReleased> {
     // Removed whatever the policy says now: it may have changed during the job.
-    const had = await lstat(this.dropIn).then(() => true, () => false);
+    const had = await lstat(this.dropIn).then(
+      () => true,
+      () => false,
+    );
     await rm(this.dropIn, { force: true });
-    if (await lstat(this.dropIn).then(() => true, () => false)) {
+    if (
+      await lstat(this.dropIn).then(
+        () => true,
+        () => false,
+      )
+    ) {
       return { outcome: 'dirty', reason: `${SUDO_DROP_IN} could not be removed` };
     }
     return had ? { outcome: 'ok', removed: { 'sudo-grant': { count: 1, bytes: 0 } } } : { outcome: sudoGranted(policy) ? 'ok' : 'skipped' };

@@ -42,7 +42,9 @@ async function ruleLines(root: string, file: string, depth: number, out: { file:
       const target = path.isAbsolute(inc[2] as string) ? (inc[2] as string) : path.join(path.dirname(file), inc[2] as string);
       if (inc[1]) {
         // sudo skips names with a dot or ending in ~ inside an includedir.
-        const names = (await readdir(path.join(root, target)).catch(() => [] as string[])).filter((n) => !n.includes('.') && !n.endsWith('~')).sort();
+        const names = (await readdir(path.join(root, target)).catch(() => [] as string[]))
+          .filter((n) => !n.includes('.') && !n.endsWith('~'))
+          .sort();
         for (const n of names) await ruleLines(root, path.join(target, n), depth + 1, out);
       } else await ruleLines(root, target, depth + 1, out);
       continue;
@@ -62,7 +64,11 @@ export async function sudoRights(root: string, who: SudoSubject): Promise<string
     if (!m) continue;
     for (const def of (m[1] as string).split(':')) {
       const [name, list] = def.split('=');
-      if (name && list) aliases.set(name.trim(), list.split(',').map((s) => s.trim()));
+      if (name && list)
+        aliases.set(
+          name.trim(),
+          list.split(',').map((s) => s.trim()),
+        );
     }
   }
   const matches = (item: string, depth = 0): boolean => {

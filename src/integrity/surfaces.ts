@@ -17,16 +17,16 @@ export interface TreeSurface {
 export const SURFACE_MEANING: Record<SurfaceName, string> = {
   etc: 'system configuration: cron.d, profile.d, ld.so.preload, sudoers, hosts, PAM, systemd units, CA trust; a change runs code as root or redirects traffic for every later job',
   'usr-local': 'first on PATH: a new /usr/local/bin/git shadows the real one for every later job; local CA certificates',
-  'opt-srv': 'third-party software and served data (the runner root and the agent\'s own directories left out)',
+  'opt-srv': "third-party software and served data (the runner root and the agent's own directories left out)",
   'root-home': "root's shell start-up files, ssh keys, tool configuration",
-  'authorized-keys': 'every user\'s ~/.ssh/authorized_keys: a new line is a remote login',
+  'authorized-keys': "every user's ~/.ssh/authorized_keys: a new line is a remote login",
   cron: 'crontabs of every user and at jobs (/var/spool/cron, /var/spool/at)',
   systemd: 'unit directories outside /etc, runtime and transient units, lingering users (a user manager that outlives logins)',
   setuid: 'setuid/setgid files in system binary directories, temp directories and homes: a root shell for anyone who finds it',
   accounts: 'users and groups from the password and group databases: a new user, a uid 0 alias, a new member of sudo or docker',
   modules: 'loaded kernel modules: a rootkit, or a capability the image did not have',
   mounts: 'the mount table: a bind mount over a system path changes what every later job runs',
-  netfilter: 'netfilter rules (iptables-save, ip6tables-save, nft): a redirect of later jobs\' traffic, or an opened port',
+  netfilter: "netfilter rules (iptables-save, ip6tables-save, nft): a redirect of later jobs' traffic, or an opened port",
   routes: 'the routing tables: traffic of later jobs sent through another gateway',
   sysctl: 'security-relevant kernel settings: core_pattern and modprobe run programs as root, forwarding, ptrace scope',
   listeners: 'listening sockets that were not there at baseline: a backdoor or a leftover service',
@@ -47,7 +47,10 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
   add('usr-local', ['/usr/local']);
   add('opt-srv', ['/opt', '/srv']);
   add('root-home', ['/root']);
-  add('authorized-keys', homes.filter((h) => h !== '/root' && h !== '/').flatMap((h) => [`${h}/.ssh/authorized_keys`, `${h}/.ssh/authorized_keys2`]));
+  add(
+    'authorized-keys',
+    homes.filter((h) => h !== '/root' && h !== '/').flatMap((h) => [`${h}/.ssh/authorized_keys`, `${h}/.ssh/authorized_keys2`]),
+  );
   add('cron', ['/var/spool/cron', '/var/spool/at']);
   add('systemd', [
     '/usr/lib/systemd/system',
@@ -62,7 +65,21 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
   // seconds (docs/integrity.md weighs it); the mount table catches a remount without nosuid.
   add(
     'setuid',
-    ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/libexec', '/usr/lib/openssh', '/usr/lib/dbus-1.0', '/tmp', '/var/tmp', '/dev/shm', '/home', '/var/mail', '/var/local'],
+    [
+      '/usr/bin',
+      '/usr/sbin',
+      '/bin',
+      '/sbin',
+      '/usr/libexec',
+      '/usr/lib/openssh',
+      '/usr/lib/dbus-1.0',
+      '/tmp',
+      '/var/tmp',
+      '/dev/shm',
+      '/home',
+      '/var/mail',
+      '/var/local',
+    ],
     true,
   );
   return out;
@@ -197,7 +214,13 @@ export const ALWAYS_HASH: readonly string[] = [
 ];
 
 /** The directories every walk leaves out: the runner's and the agent's own (host view). */
-export function agentExclusions(slot: { runnerRoot: string; stateDir: string; jobRoot: string; trashDir: string; workDir: string }): string[] {
+export function agentExclusions(slot: {
+  runnerRoot: string;
+  stateDir: string;
+  jobRoot: string;
+  trashDir: string;
+  workDir: string;
+}): string[] {
   return [...new Set([slot.runnerRoot, slot.workDir, slot.stateDir, slot.jobRoot, slot.trashDir])];
 }
 

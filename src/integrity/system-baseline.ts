@@ -46,7 +46,13 @@ export async function takeSystemBaseline(o: TakeSystemBaselineOptions): Promise<
     ...(o.netfilter !== undefined ? { netfilter: o.netfilter } : {}),
     hashSmall: true,
   });
-  const file = await saveBaseline(o.stateDir, { format: 1, takenAt: new Date(now()).toISOString(), identity, surfaces: [...o.surfaces], snapshot });
+  const file = await saveBaseline(o.stateDir, {
+    format: 1,
+    takenAt: new Date(now()).toISOString(),
+    identity,
+    surfaces: [...o.surfaces],
+    snapshot,
+  });
   return {
     file,
     files: Object.keys(snapshot.files).length,

@@ -102,10 +102,7 @@ export async function detectCgroupSupport(file = '/proc/self/mountinfo'): Promis
  * Creates (or reuses, after emptying it) the container `<parent>/<name>` in the best hierarchy the
  * host offers. Never throws for lack of cgroups: returns kind `none` instead.
  */
-export async function createProcessContainer(
-  name: string,
-  opts: ContainerOptions = {},
-): Promise<ProcessContainer> {
+export async function createProcessContainer(name: string, opts: ContainerOptions = {}): Promise<ProcessContainer> {
   if (!/^[A-Za-z0-9._-]{1,128}$/.test(name) || name === '.' || name === '..') {
     throw new Error(`invalid cgroup name ${JSON.stringify(name)}`);
   }
@@ -265,15 +262,7 @@ export function containedSpawnArgs(
   cmd: string,
   args: string[],
 ): { cmd: string; args: string[] } {
-  const drop = [
-    'setpriv',
-    `--reuid=${user.uid}`,
-    `--regid=${user.gid}`,
-    '--init-groups',
-    '--',
-    cmd,
-    ...args,
-  ];
+  const drop = ['setpriv', `--reuid=${user.uid}`, `--regid=${user.gid}`, '--init-groups', '--', cmd, ...args];
   if (container.path === undefined) return { cmd: drop[0] as string, args: drop.slice(1) };
   return {
     cmd: '/bin/sh',

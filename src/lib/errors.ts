@@ -76,9 +76,7 @@ export class RunnerInstallError extends Error {
 
 /** True when `err` is the reason of an aborted signal (shutdown), which is an outcome, not a failure. */
 export function isAbort(err: unknown): boolean {
-  return (
-    err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')
-  );
+  return err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError');
 }
 
 /** A short, safe description of any thrown value for logs and reports. */

@@ -6,11 +6,7 @@ import { randomBytes } from 'node:crypto';
  * Writes `data` to `file` so that a reader (or the agent after a crash) sees either the old or the
  * new content, never a torn one: write a sibling temp file, fsync it, rename it over, fsync the dir.
  */
-export async function writeFileAtomic(
-  file: string,
-  data: string | Uint8Array,
-  mode = 0o600,
-): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await fsp.open(tmp, fsc.O_CREAT | fsc.O_EXCL | fsc.O_WRONLY | fsc.O_NOFOLLOW, mode);

@@ -144,7 +144,8 @@ function flockFd(fh: FileHandle, bin: string, file: string): Promise<number> {
     child.once('error', (err) => reject(new LockError(`cannot run ${bin} to lock ${file}`, file, { cause: err })));
     child.once('close', (code, sig) => {
       if (code === null) reject(new LockError(`${bin} was killed (${sig ?? 'signal'}) locking ${file}`, file));
-      else if (code !== 0 && code !== FLOCK_BUSY_EXIT) reject(new LockError(`${bin} failed on ${file}: ${stderr.trim() || `exit ${code}`}`, file));
+      else if (code !== 0 && code !== FLOCK_BUSY_EXIT)
+        reject(new LockError(`${bin} failed on ${file}: ${stderr.trim() || `exit ${code}`}`, file));
       else resolve(code);
     });
   });

@@ -25,11 +25,7 @@ export interface RunCommandOptions extends Omit<SpawnOptions, 'stdio' | 'detache
  * Runs a command in its own process group and collects its output. On timeout or abort the whole
  * group gets SIGKILL. Resolves once the child exited and its stdio closed (bounded wait).
  */
-export function runCommand(
-  cmd: string,
-  args: string[],
-  opts: RunCommandOptions = {},
-): Promise<CommandResult> {
+export function runCommand(cmd: string, args: string[], opts: RunCommandOptions = {}): Promise<CommandResult> {
   const { timeoutMs = 60_000, input, signal, maxOutputBytes = 1 << 20, ...spawnOpts } = opts;
   return new Promise((resolve, reject) => {
     let child: ChildProcess;
@@ -76,9 +72,7 @@ export function runCommand(
  * Resolves when the child has exited and its stdio has closed, or STDIO_CLOSE_GRACE_MS after the
  * exit if a leaked grandchild keeps a pipe open (actions/toolkit toolrunner does the same).
  */
-export function waitForChild(
-  child: ChildProcess,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+export function waitForChild(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   return new Promise((resolve) => {
     let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let closed = false;

@@ -79,7 +79,13 @@ export function startSystemdNotify(opts: SystemdNotifyOptions): SystemdNotifier 
       );
     });
   if (!opts.socket) {
-    return { readySent: Promise.resolve(), get sent() { return 0; }, stop: async () => {} };
+    return {
+      readySent: Promise.resolve(),
+      get sent() {
+        return 0;
+      },
+      stop: async () => {},
+    };
   }
   let isReady = false;
   const readySent = (async () => {

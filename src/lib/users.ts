@@ -13,10 +13,7 @@ export interface UserInfo {
  * Looks a user up in `passwdFile` (default /etc/passwd). Returns undefined when absent. The agent
  * reads the file rather than calling getent so it works the same in tests and minimal images.
  */
-export async function lookupUser(
-  name: string,
-  passwdFile = '/etc/passwd',
-): Promise<UserInfo | undefined> {
+export async function lookupUser(name: string, passwdFile = '/etc/passwd'): Promise<UserInfo | undefined> {
   const text = await readFile(passwdFile, 'utf8');
   for (const line of text.split('\n')) {
     const f = line.split(':');
@@ -41,7 +38,14 @@ export async function readGroups(groupFile = '/etc/group'): Promise<GroupInfo[]>
   for (const line of text.split('\n')) {
     const f = line.split(':');
     if (f.length < 4 || f[0] === '' || !/^\d+$/.test(f[2] ?? '')) continue;
-    out.push({ name: f[0] as string, gid: Number(f[2]), members: (f[3] ?? '').split(',').map((m) => m.trim()).filter((m) => m !== '') });
+    out.push({
+      name: f[0] as string,
+      gid: Number(f[2]),
+      members: (f[3] ?? '')
+        .split(',')
+        .map((m) => m.trim())
+        .filter((m) => m !== ''),
+    });
   }
   return out;
 }

@@ -129,7 +129,10 @@ export function ajvProblems(errors: ErrorObject[], data: unknown, where: Locator
         push(segments, `expected ${numberWords(parent)}, got ${got}`);
         break;
       case 'minLength':
-        push(segments, params.limit === 1 ? `expected a non-empty string, got ""` : `expected at least ${String(params.limit)} characters, got ${got}`);
+        push(
+          segments,
+          params.limit === 1 ? `expected a non-empty string, got ""` : `expected at least ${String(params.limit)} characters, got ${got}`,
+        );
         break;
       case 'maxLength':
         push(segments, `expected at most ${String(params.limit)} characters, got ${String((err.data as string).length)}`);
@@ -143,20 +146,30 @@ export function ajvProblems(errors: ErrorObject[], data: unknown, where: Locator
       case 'pattern':
       case 'format':
         if (err.propertyName !== undefined) {
-          push([...segments, err.propertyName], `expected a key matching ${String(params.pattern)}, got ${JSON.stringify(err.propertyName)}`, true);
+          push(
+            [...segments, err.propertyName],
+            `expected a key matching ${String(params.pattern)}, got ${JSON.stringify(err.propertyName)}`,
+            true,
+          );
         } else {
           push(segments, `expected ${expected ?? `a ${(params.format as string | undefined) ?? 'value'}`}, got ${got}`);
         }
         break;
       case 'x-check':
-        push(segments, `expected ${expected ?? (params.expected as string | undefined) ?? 'a valid value'}, got ${got} (${String(params.reason)})`);
+        push(
+          segments,
+          `expected ${expected ?? (params.expected as string | undefined) ?? 'a valid value'}, got ${got} (${String(params.reason)})`,
+        );
         break;
       case 'oneOf': {
         const keys = requiredBranches(err.schema);
         if (keys && err.data && typeof err.data === 'object') {
           const present = keys.filter((k) => k in (err.data as object));
           const list = keys.map((k) => `"${k}"`).join(', ');
-          push(segments, `expected exactly one of ${list}, got ${present.length === 0 ? 'none' : present.map((k) => `"${k}"`).join(' and ')}`);
+          push(
+            segments,
+            `expected exactly one of ${list}, got ${present.length === 0 ? 'none' : present.map((k) => `"${k}"`).join(' and ')}`,
+          );
         } else {
           push(segments, `expected exactly one of the allowed shapes, got ${got}`);
         }

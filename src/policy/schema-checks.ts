@@ -7,8 +7,24 @@ import path from 'node:path';
 
 /** Directories a temp sweep must never be pointed at: a typo must not turn it into a system sweep. */
 const SYSTEM_ROOTS = new Set([
-  '/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/opt', '/proc',
-  '/root', '/run', '/sbin', '/srv', '/sys', '/usr', '/var',
+  '/',
+  '/bin',
+  '/boot',
+  '/dev',
+  '/etc',
+  '/home',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/opt',
+  '/proc',
+  '/root',
+  '/run',
+  '/sbin',
+  '/srv',
+  '/sys',
+  '/usr',
+  '/var',
 ]);
 
 /** Longest path accepted anywhere: PATH_MAX on Linux. */
@@ -90,7 +106,8 @@ function listenProblem(value: string): string | null {
 export const CHECKS: Record<string, (value: string) => string | null> = {
   'relative-path': relativeProblem,
   'absolute-path': absoluteProblem,
-  'temp-dir': (v) => absoluteProblem(v) ?? (SYSTEM_ROOTS.has(path.posix.normalize(v).replace(/(.)\/$/, '$1')) ? 'a system directory' : null),
+  'temp-dir': (v) =>
+    absoluteProblem(v) ?? (SYSTEM_ROOTS.has(path.posix.normalize(v).replace(/(.)\/$/, '$1')) ? 'a system directory' : null),
   glob: globProblem,
   'listen-address': listenProblem,
 };

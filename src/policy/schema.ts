@@ -29,8 +29,9 @@ export const hostConfigSchema = hostSchemaJson as unknown as SchemaNode;
 export const policySchema = policySchemaJson as unknown as SchemaNode;
 
 // ajv-formats is CommonJS with `module.exports = formatsPlugin` plus `.default`.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
-  addFormatsModule) as unknown as (ajv: Ajv2020) => Ajv2020;
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as unknown as (
+  ajv: Ajv2020,
+) => Ajv2020;
 
 /**
  * How build-time (standalone) code reaches what the validators call at run time: the semantic
@@ -55,9 +56,7 @@ export function schemaCompiler(useDefaults: boolean, standalone?: StandaloneRefs
     allErrors: true,
     verbose: true,
     useDefaults,
-    ...(standalone
-      ? { code: { source: true, esm: true, formats: _`require("ajv-formats/dist/formats").fullFormats` } }
-      : {}),
+    ...(standalone ? { code: { source: true, esm: true, formats: _`require("ajv-formats/dist/formats").fullFormats` } } : {}),
   });
   addFormats(ajv);
   for (const keyword of ['x-expected']) ajv.addKeyword({ keyword, schemaType: 'string' });

@@ -4,17 +4,7 @@
  * refused, and the mapping from a JSON path to `line:col` in the file.
  */
 import { open } from 'node:fs/promises';
-import {
-  parseDocument,
-  LineCounter,
-  isAlias,
-  isMap,
-  isSeq,
-  isScalar,
-  isPair,
-  type Document,
-  type Node as YamlNode,
-} from 'yaml';
+import { parseDocument, LineCounter, isAlias, isMap, isSeq, isScalar, isPair, type Document, type Node as YamlNode } from 'yaml';
 
 /**
  * Largest file accepted. A policy is a few KiB; 256 KiB leaves room for long comment headers while
@@ -223,7 +213,18 @@ export function parseText(file: string, text: string): ParsedSource & { problems
   try {
     doc = parseDocument(text, { uniqueKeys: true, lineCounter, prettyErrors: false, version: '1.2', strict: true });
   } catch (err) {
-    return { ...base, problems: [{ source: file, line: 1, col: 1, path: [], message: `expected YAML or JSON, got text the parser rejects (${(err as Error).message})` }] };
+    return {
+      ...base,
+      problems: [
+        {
+          source: file,
+          line: 1,
+          col: 1,
+          path: [],
+          message: `expected YAML or JSON, got text the parser rejects (${(err as Error).message})`,
+        },
+      ],
+    };
   }
   if (doc.errors.length > 0) {
     const problems = doc.errors.map((e): Problem => {

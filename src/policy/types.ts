@@ -11,5 +11,4 @@ export { DEFAULT_POLICY } from './types.generated.js';
 
 /** How the agent authenticates to GitHub: the one credential the host config names. */
 export type GitHubCredentials =
-  | { kind: 'token'; token: NonNullable<HostConfig['github']['token']> }
-  | ({ kind: 'app' } & NonNullable<HostConfig['github']['app']>);
+  { kind: 'token'; token: NonNullable<HostConfig['github']['token']> } | ({ kind: 'app' } & NonNullable<HostConfig['github']['app']>);

@@ -105,7 +105,10 @@ export class PolicyStore {
     const entry = await this.read();
     this.active = entry;
     this.pending = undefined;
-    this.log.info({ file: entry.file ?? null, version: entry.version }, entry.file ? 'policy loaded' : 'no policy file, using the default policy');
+    this.log.info(
+      { file: entry.file ?? null, version: entry.version },
+      entry.file ? 'policy loaded' : 'no policy file, using the default policy',
+    );
   }
 
   /** The policy in effect (deeply frozen). Throws if load() has not succeeded. */
@@ -153,7 +156,10 @@ export class PolicyStore {
       this.lastError = message;
       if (message !== this.loggedError) {
         this.loggedError = message;
-        this.log.error({ problems: err instanceof PolicyError ? err.problems : [message] }, 'policy change refused, keeping the last good policy');
+        this.log.error(
+          { problems: err instanceof PolicyError ? err.problems : [message] },
+          'policy change refused, keeping the last good policy',
+        );
       }
       this.onReload?.('error');
       return 'error';

@@ -8,7 +8,13 @@ import type { RecycleProvider, RecycleResult } from './port.js';
 import { sendThrottled, type ThrottleDeps, type ThrottleVerdict } from './throttle.js';
 
 /** The error names AWS APIs answer a call over the account's rate with. */
-const THROTTLING_ERRORS = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException', 'RequestThrottled']);
+const THROTTLING_ERRORS = new Set([
+  'Throttling',
+  'ThrottlingException',
+  'RequestLimitExceeded',
+  'TooManyRequestsException',
+  'RequestThrottled',
+]);
 
 /** Throttling, a 5xx or no answer (retried), or an answer that stands. */
 function awsVerdict(r: { err?: unknown }): ThrottleVerdict {
@@ -36,11 +42,7 @@ export interface InstanceIdentity {
  * Reads instance id and region from IMDSv2: PUT a session token, then GET with it. IMDSv1 (GET
  * without a token) is never used, so instances that require v2 work the same.
  */
-export async function readInstanceIdentity(
-  endpoint: string,
-  timeoutMs: number,
-  signal: AbortSignal,
-): Promise<InstanceIdentity> {
+export async function readInstanceIdentity(endpoint: string, timeoutMs: number, signal: AbortSignal): Promise<InstanceIdentity> {
   const base = endpoint.replace(/\/+$/, '');
   const tokenRes = await httpRequest(`${base}/latest/api/token`, {
     method: 'PUT',

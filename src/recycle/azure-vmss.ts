@@ -22,9 +22,10 @@ export interface VmssIdentity {
  * A Flexible-orchestration or standalone VM has a plain virtualMachines id: undefined.
  */
 export function vmssFromResourceId(resourceId: string): VmssIdentity | undefined {
-  const m = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/virtualMachineScaleSets\/([^/]+)\/virtualMachines\/(\d+)$/i.exec(
-    resourceId,
-  );
+  const m =
+    /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/virtualMachineScaleSets\/([^/]+)\/virtualMachines\/(\d+)$/i.exec(
+      resourceId,
+    );
   return m ? { subscriptionId: m[1] ?? '', resourceGroup: m[2] ?? '', scaleSet: m[3] ?? '', instanceId: m[4] ?? '' } : undefined;
 }
 
@@ -56,8 +57,16 @@ export function azureVmssProvider(config: AzureVmssRecycleConfig, deps: Throttle
       let token: string;
       try {
         const given =
-          config.subscriptionId !== undefined && config.resourceGroup !== undefined && config.scaleSet !== undefined && config.instanceId !== undefined
-            ? { subscriptionId: config.subscriptionId, resourceGroup: config.resourceGroup, scaleSet: config.scaleSet, instanceId: config.instanceId }
+          config.subscriptionId !== undefined &&
+          config.resourceGroup !== undefined &&
+          config.scaleSet !== undefined &&
+          config.instanceId !== undefined
+            ? {
+                subscriptionId: config.subscriptionId,
+                resourceGroup: config.resourceGroup,
+                scaleSet: config.scaleSet,
+                instanceId: config.instanceId,
+              }
             : undefined;
         if (given) id = given;
         else {
@@ -68,7 +77,9 @@ export function azureVmssProvider(config: AzureVmssRecycleConfig, deps: Throttle
         }
         const resource = encodeURIComponent(`${arm}/`);
         const clientId = config.identityClientId !== undefined ? `&client_id=${encodeURIComponent(config.identityClientId)}` : '';
-        const t = (await imdsGet(`/metadata/identity/oauth2/token?api-version=${IMDS_TOKEN_API}&resource=${resource}${clientId}`)) as { access_token?: string };
+        const t = (await imdsGet(`/metadata/identity/oauth2/token?api-version=${IMDS_TOKEN_API}&resource=${resource}${clientId}`)) as {
+          access_token?: string;
+        };
         if (!t.access_token) return fail('IMDS gave no managed-identity token');
         token = t.access_token;
       } catch (err) {

@@ -47,7 +47,10 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
     case 'shutdown':
       return shutdownProvider(config);
     case 'aws-asg':
-      return awsAsgProvider(config, { clock: deps.clock ?? systemClock, ...(deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {}) });
+      return awsAsgProvider(config, {
+        clock: deps.clock ?? systemClock,
+        ...(deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {}),
+      });
     case 'gcp-mig':
       return gcpMigProvider(config, { clock: deps.clock ?? systemClock });
     case 'azure-vmss':
@@ -81,7 +84,8 @@ export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps:
       ...(kubernetesApiUrl(c) === undefined ? [`${where}: apiUrl or serviceHost is required`] : []),
     ];
   });
-  if (problems.length > 0) throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, problems);
+  if (problems.length > 0)
+    throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, problems);
   const chain = configs.map((c) => createProvider(c, deps));
   return chainProviders(chain, deps);
 }

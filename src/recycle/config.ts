@@ -318,7 +318,12 @@ const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, o
       namespace: { type: 'string', minLength: 1 },
       apiUrl: url,
       serviceHost: { type: 'string', minLength: 1 },
-      servicePort: { anyOf: [{ type: 'integer', minimum: 1, maximum: 65535 }, { type: 'string', pattern: '^[0-9]+$' }] },
+      servicePort: {
+        anyOf: [
+          { type: 'integer', minimum: 1, maximum: 65535 },
+          { type: 'string', pattern: '^[0-9]+$' },
+        ],
+      },
       tokenFile: { type: 'string', minLength: 1 },
       caFile: { type: 'string', minLength: 1 },
       namespaceFile: { type: 'string', minLength: 1 },
@@ -411,10 +416,14 @@ export function parseRecycleConfig(raw: unknown, file = 'recycle'): RecycleChain
       // `if` and `propertyNames` only repeat what the branch's own error says.
       .filter((e) => e.keyword !== 'if' && e.keyword !== 'propertyNames')
       .map(describe);
-    throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, [...new Set(problems)]);
+    throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, [
+      ...new Set(problems),
+    ]);
   }
   const chain = raw as RecycleChainConfig;
-  const problems = [chain, ...(chain.fallback ?? [])].flatMap((c, i) => shrinkProblems(c, i === 0 ? 'recycle' : `recycle.fallback.${i - 1}`));
+  const problems = [chain, ...(chain.fallback ?? [])].flatMap((c, i) =>
+    shrinkProblems(c, i === 0 ? 'recycle' : `recycle.fallback.${i - 1}`),
+  );
   if (problems.length > 0) {
     throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, problems);
   }

@@ -55,7 +55,12 @@ async function readMeta(base: string, token: string, p: string, signal: AbortSig
 class TokenExpired extends Error {}
 
 /** Checks once; returns a notice or undefined. Exported for tests. */
-export async function checkInterruption(base: string, token: string, now: number, signal: AbortSignal): Promise<InterruptionNotice | undefined> {
+export async function checkInterruption(
+  base: string,
+  token: string,
+  now: number,
+  signal: AbortSignal,
+): Promise<InterruptionNotice | undefined> {
   const spot = await readMeta(base, token, 'spot/instance-action', signal);
   if (spot) {
     let action = 'terminate';

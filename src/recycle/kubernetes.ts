@@ -43,8 +43,7 @@ export function kubernetesProvider(config: KubernetesRecycleConfig): RecycleProv
       let ca: string | undefined;
       try {
         token = (await fsp.readFile(config.tokenFile ?? d.tokenFile, 'utf8')).trim();
-        namespace =
-          config.namespace ?? (await fsp.readFile(config.namespaceFile ?? d.namespaceFile, 'utf8')).trim();
+        namespace = config.namespace ?? (await fsp.readFile(config.namespaceFile ?? d.namespaceFile, 'utf8')).trim();
         if (base.startsWith('https:')) {
           ca = await fsp.readFile(config.caFile ?? d.caFile, 'utf8');
         }

@@ -71,7 +71,9 @@ export type HttpTry<R> = { res: R; err?: undefined } | { res?: undefined; err: u
  * limit, as older Google APIs answer) is throttling, with its `Retry-After`; a 5xx or no answer is
  * transient; anything else stands.
  */
-export function httpVerdict(t: HttpTry<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>): ThrottleVerdict {
+export function httpVerdict(
+  t: HttpTry<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>,
+): ThrottleVerdict {
   if (t.res === undefined) return { kind: 'transient' };
   const { status, headers, body } = t.res;
   if (status === 429 || (status === 403 && /"reason"\s*:\s*"(rateLimitExceeded|userRateLimitExceeded)"/.test(body))) {

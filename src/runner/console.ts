@@ -23,10 +23,7 @@ const RULES: [RegExp, (m: RegExpMatchArray) => ConsoleEvent][] = [
   [/^√ Connected to GitHub/, () => ({ kind: 'connected' })],
   [new RegExp(`^${TS}Listening for Jobs`), () => ({ kind: 'listening' })],
   [new RegExp(`^${TS}Running job: (.*)$`), (m) => ({ kind: 'job-started', jobName: m[1] ?? '' })],
-  [
-    new RegExp(`^${TS}Job (.*) completed with result: (\\w+)`),
-    (m) => ({ kind: 'job-completed', jobName: m[1] ?? '', result: m[2] ?? '' }),
-  ],
+  [new RegExp(`^${TS}Job (.*) completed with result: (\\w+)`), (m) => ({ kind: 'job-completed', jobName: m[1] ?? '', result: m[2] ?? '' })],
   // 404 on the session or a poll: "The runner no longer exists on the server. ..." (then exit 1 or 0).
   [/The runner no longer exists on the server/, () => ({ kind: 'runner-gone' })],
   // 401 invalid_client on the session: the registration was deleted (then exit 1; docs/runner-contract.md §2).

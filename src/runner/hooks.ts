@@ -223,11 +223,7 @@ export interface WatchOptions {
  * Serves the report socket and calls `onEvent` for each valid report, until `signal` aborts.
  * `paths` may also be the old drop directory's path: the socket is found beside it.
  */
-export async function watchHookEvents(
-  paths: HookPaths | string,
-  onEvent: (e: HookEvent) => void,
-  opts: WatchOptions,
-): Promise<void> {
+export async function watchHookEvents(paths: HookPaths | string, onEvent: (e: HookEvent) => void, opts: WatchOptions): Promise<void> {
   if (opts.signal.aborted) return;
   const socket = typeof paths === 'string' ? path.join(path.dirname(paths), 'report', 'hook.sock') : paths.socket;
   const group = typeof paths === 'string' ? (await lstat(path.dirname(socket))).gid : (paths.group ?? 0);

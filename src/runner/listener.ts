@@ -71,7 +71,21 @@ export class ListenerProcess {
       // Through setpriv --init-groups: spawn()'s own uid/gid switch clears the supplementary
       // groups, so a runner user in the docker group would lose it and every container job fail.
       const [cmd, args, ids] = existsSync(SETPRIV)
-        ? [SETPRIV, ['--reuid', String(spec.uid), '--regid', String(spec.gid), '--init-groups', '--', listenerPath(spec.root), 'run', ...(spec.args ?? [])], {}]
+        ? [
+            SETPRIV,
+            [
+              '--reuid',
+              String(spec.uid),
+              '--regid',
+              String(spec.gid),
+              '--init-groups',
+              '--',
+              listenerPath(spec.root),
+              'run',
+              ...(spec.args ?? []),
+            ],
+            {},
+          ]
         : [listenerPath(spec.root), ['run', ...(spec.args ?? [])], { uid: spec.uid, gid: spec.gid }];
       const child = spawn(cmd, args, {
         cwd: spec.root,

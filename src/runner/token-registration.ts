@@ -124,9 +124,7 @@ export function configShEnv(opts: {
   path?: string;
   extra?: Record<string, string>;
 }): Record<string, string> {
-  const extra = Object.fromEntries(
-    Object.entries(opts.extra ?? {}).filter(([k]) => !k.toUpperCase().startsWith('ACTIONS_RUNNER_INPUT_')),
-  );
+  const extra = Object.fromEntries(Object.entries(opts.extra ?? {}).filter(([k]) => !k.toUpperCase().startsWith('ACTIONS_RUNNER_INPUT_')));
   return {
     ...extra,
     PATH: opts.path ?? DEFAULT_PATH,
@@ -228,11 +226,7 @@ export async function readLocalRegistration(root: string): Promise<LocalRegistra
 }
 
 /** Runs config.sh with the token in its environment; resolves with its redacted stdout. */
-async function runConfigSh(
-  command: 'configure' | 'remove',
-  args: string[],
-  opts: ConfigShTarget & { token: string },
-): Promise<string> {
+async function runConfigSh(command: 'configure' | 'remove', args: string[], opts: ConfigShTarget & { token: string }): Promise<string> {
   const log = opts.log ?? silentLogger();
   const redact = (text: string): string => (opts.token ? text.split(opts.token).join('[redacted]') : text);
   const res = await runCommand(path.join(opts.runnerRoot, 'config.sh'), args, {
@@ -246,7 +240,10 @@ async function runConfigSh(
   if (opts.signal?.aborted) throw opts.signal.reason;
   const stdout = redact(res.stdout);
   const stderr = redact(res.stderr);
-  for (const [stream, text] of [['stdout', stdout], ['stderr', stderr]] as const) {
+  for (const [stream, text] of [
+    ['stdout', stdout],
+    ['stderr', stderr],
+  ] as const) {
     for (const line of text.split('\n')) if (line.trim() !== '') log.debug({ stream, line, command }, 'config.sh output');
   }
   if (res.code === 0 && !res.timedOut) return stdout;
@@ -264,13 +261,17 @@ async function runConfigSh(
  */
 export function classify(stderr: string, stdout: string): ConfigShFailure {
   const text = `${stderr}\n${stdout}`;
-  const lines = (stderr.trim() !== '' ? stderr : stdout).split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = (stderr.trim() !== '' ? stderr : stdout)
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   const last = lines.at(-1) ?? '';
   if (/^A runner exists with the same name \S/.test(last)) return 'name-exists';
   if (/Could not find any self-hosted runner group named/.test(text)) return 'group-not-found';
   if (/Cannot configure the runner because it is already configured/.test(text)) return 'already-configured';
   // The token exchange answers 404 (or 401/403) for an unknown or expired registration or remove token.
-  if (/Http response code: (NotFound|404|Unauthorized|401|Forbidden|403) from 'POST [^']*\/actions\/runner-registration/.test(text)) return 'token-refused';
+  if (/Http response code: (NotFound|404|Unauthorized|401|Forbidden|403) from 'POST [^']*\/actions\/runner-registration/.test(text))
+    return 'token-refused';
   if (DELETE_NOT_FOUND.test(text)) return 'not-found';
   return 'failed';
 }

@@ -66,7 +66,8 @@ export async function latestRelease(q: ReleaseQuery): Promise<ReleaseCandidate> 
   if (rel.draft === true || rel.prerelease === true) throw new ReleaseSourceError(`${url}: v${version} is a draft or a prerelease`);
   const assetName = `actions-runner-${q.platform}-${version}.tar.gz`;
   const asset = rel.assets?.find((a) => a.name === assetName);
-  if (!asset || typeof asset.browser_download_url !== 'string') throw new ReleaseSourceError(`${url}: v${version} has no asset ${assetName}`);
+  if (!asset || typeof asset.browser_download_url !== 'string')
+    throw new ReleaseSourceError(`${url}: v${version} has no asset ${assetName}`);
   const sha256 = digestOf(asset.digest) ?? bodyDigest(rel.body, q.platform);
   if (!sha256) throw new ReleaseSourceError(`${url}: v${version} publishes no SHA-256 for ${assetName}`);
   return { version, assetName, url: asset.browser_download_url, sha256 };

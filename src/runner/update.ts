@@ -42,7 +42,21 @@ const VERSIONS = 'versions';
 /** What an unpacked runner must contain to be installed. */
 const REQUIRED = ['bin/Runner.Listener', 'run.sh', 'config.sh'];
 /** Top-level names the runner writes itself: never part of a version, never switched. */
-const RUNNER_OWNED = new Set(['_work', '_diag', '.runner', '.runner_migrated', '.credentials', '.credentials_migrated', '.credentials_rsaparams', '.env', '.path', '.runner-warden.lock', INTENT, STAGING, VERSIONS]);
+const RUNNER_OWNED = new Set([
+  '_work',
+  '_diag',
+  '.runner',
+  '.runner_migrated',
+  '.credentials',
+  '.credentials_migrated',
+  '.credentials_rsaparams',
+  '.env',
+  '.path',
+  '.runner-warden.lock',
+  INTENT,
+  STAGING,
+  VERSIONS,
+]);
 
 /** The outcome the agent branches on. */
 export type UpdateResult = { updated: string; from: string; ms: number } | { none: string } | { refused: string };
@@ -112,14 +126,19 @@ export async function updateRunner(o: UpdateOptions): Promise<UpdateResult> {
   if ('refused' in got) return got;
   if (got.sha256 !== rel.sha256) {
     await fsp.rm(staging, { recursive: true, force: true });
-    o.log.error({ version: rel.version, published: rel.sha256, got: got.sha256 }, 'runner release refused: SHA-256 differs from the published digest');
+    o.log.error(
+      { version: rel.version, published: rel.sha256, got: got.sha256 },
+      'runner release refused: SHA-256 differs from the published digest',
+    );
     return { refused: `v${rel.version}: SHA-256 ${got.sha256} differs from the published ${rel.sha256}` };
   }
   const started = o.clock.now();
   await step('unpack');
   const unpacked = path.join(staging, rel.version);
   await fsp.mkdir(unpacked);
-  const tar = await runCommand('tar', ['-xzf', tarball, '-C', unpacked, '--no-same-owner', '--no-overwrite-dir'], { timeoutMs: UNPACK_TIMEOUT_MS });
+  const tar = await runCommand('tar', ['-xzf', tarball, '-C', unpacked, '--no-same-owner', '--no-overwrite-dir'], {
+    timeoutMs: UNPACK_TIMEOUT_MS,
+  });
   if (tar.code !== 0) {
     await fsp.rm(staging, { recursive: true, force: true });
     return { refused: `v${rel.version}: the tarball does not unpack (${tar.stderr.trim().slice(0, 200)})` };

@@ -47,7 +47,12 @@ export const NOWHERE_SLOT: Slot = {
  * A cleanup context over the default policy (no temp dirs: tests never sweep the real /tmp), edited
  * by `edit`; `extra` sets or replaces other fields (clock, signal, jobStartedAt).
  */
-export function ctxFor(slot: Slot, edit: (p: Policy) => void = () => {}, dryRun = false, extra: Partial<CleanupContext> = {}): CleanupContext {
+export function ctxFor(
+  slot: Slot,
+  edit: (p: Policy) => void = () => {},
+  dryRun = false,
+  extra: Partial<CleanupContext> = {},
+): CleanupContext {
   const policy = structuredClone(DEFAULT_POLICY);
   policy.cleanup.temp.paths = [];
   edit(policy);
@@ -114,7 +119,10 @@ export async function snapshot(root: string): Promise<Map<string, string>> {
     const abs = path.join(root, rel);
     const st = await fsp.lstat(abs);
     let what = `${st.mode.toString(8)} ${st.uid}:${st.gid}`;
-    if (st.isFile()) what += ` ${createHash('sha256').update(await fsp.readFile(abs)).digest('hex')}`;
+    if (st.isFile())
+      what += ` ${createHash('sha256')
+        .update(await fsp.readFile(abs))
+        .digest('hex')}`;
     if (st.isSymbolicLink()) what += ` -> ${await fsp.readlink(abs)}`;
     out.set(rel, what);
     if (st.isDirectory()) for (const n of await fsp.readdir(abs)) await walk(path.join(rel, n));

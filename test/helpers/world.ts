@@ -53,7 +53,9 @@ export interface World {
   runtime(o?: { clock?: Clock; github?: GitHubPort; recycler?: RecyclerPort; log?: Logger }): Promise<Runtime>;
   journal(): Promise<JournalRecord[]>;
   /** Wires a runtime, runs the agent until it stops (bounded), closes it; the exit and the job records. */
-  runToEnd(timeoutMs?: number): Promise<{ exit: { code: number; reason: string }; jobs: ReturnType<typeof jobRecords>; records: JournalRecord[] }>;
+  runToEnd(
+    timeoutMs?: number,
+  ): Promise<{ exit: { code: number; reason: string }; jobs: ReturnType<typeof jobRecords>; records: JournalRecord[] }>;
   /** Runs the agent, and stops it (SIGTERM-like drain) once its state is `state`; same result as runToEnd. */
   drainWhen(state: string): ReturnType<World['runToEnd']>;
   /** Calls `fn` for the first `event` the fake emits only. */

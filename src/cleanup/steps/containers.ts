@@ -75,9 +75,7 @@ export async function listJobResources(
   if (p.containers) out.containers = (await api.containers()).filter((c) => after(c.Created));
   if (p.volumes) out.volumes = (await api.volumes()).filter((v) => after(isoSeconds(v.CreatedAt)));
   if (p.networks) {
-    out.networks = (await api.networks()).filter(
-      (n) => !PREDEFINED_NETWORKS.has(n.Name) && after(isoSeconds(n.Created)),
-    );
+    out.networks = (await api.networks()).filter((n) => !PREDEFINED_NETWORKS.has(n.Name) && after(isoSeconds(n.Created)));
   }
   if (p.images === 'all') out.images = await api.images();
   else if (p.images === 'job' && since !== undefined) out.images = (await api.images()).filter((i) => i.Created >= since);

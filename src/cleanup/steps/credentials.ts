@@ -9,13 +9,7 @@
  * reported as `<kind>-symlink`.
  */
 import { describeError } from '../../lib/errors.js';
-import {
-  catalogueRoots,
-  catalogueWithExtras,
-  findCredentials,
-  removeCredential,
-  type FoundCredential,
-} from '../catalogue.js';
+import { catalogueRoots, catalogueWithExtras, findCredentials, removeCredential, type FoundCredential } from '../catalogue.js';
 import { bytes, shown } from '../../lib/nofollow.js';
 import { loadBaseline, type HomeBaseline } from '../baseline.js';
 import { matchesRecord } from '../home-diff.js';
@@ -23,10 +17,7 @@ import { addRemoved, capLines } from '../report.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
 
 /** True when a found credential is the image's own: equal to its home baseline entry. */
-export async function isBaselineCredential(
-  f: FoundCredential,
-  baseline: HomeBaseline | undefined,
-): Promise<boolean> {
+export async function isBaselineCredential(f: FoundCredential, baseline: HomeBaseline | undefined): Promise<boolean> {
   if (!baseline || f.base !== 'home') return false;
   const rec = baseline.entries.get(f.rel);
   if (!rec) return false;
@@ -38,10 +29,7 @@ export async function leftoverCredentials(
   ctx: Pick<CleanupContext, 'slot' | 'policy'>,
   baseline: HomeBaseline | undefined,
 ): Promise<{ found: FoundCredential[]; rejected: string[] }> {
-  const { entries, rejected } = catalogueWithExtras(
-    ctx.policy.credentials.extraPaths,
-    ctx.policy.credentials.extraGlobs,
-  );
+  const { entries, rejected } = catalogueWithExtras(ctx.policy.credentials.extraPaths, ctx.policy.credentials.extraGlobs);
   const all = await findCredentials(catalogueRoots(ctx.slot), entries);
   const found: FoundCredential[] = [];
   for (const f of all) if (!(await isBaselineCredential(f, baseline))) found.push(f);

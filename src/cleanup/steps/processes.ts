@@ -76,10 +76,8 @@ async function runProcesses(ctx: CleanupContext, opts: ProcessesStepOptions): Pr
   }
   const procRoot = opts.procRoot;
   const log = ctx.log.child({ step: 'processes' });
-  const exempt = (pid: number): boolean =>
-    pid <= 1 || pid === process.pid || ctx.protectedPids.has(pid);
-  const targets = async (): Promise<ProcInfo[]> =>
-    (await processesOfUid(uid, procRoot)).filter((p) => !exempt(p.pid));
+  const exempt = (pid: number): boolean => pid <= 1 || pid === process.pid || ctx.protectedPids.has(pid);
+  const targets = async (): Promise<ProcInfo[]> => (await processesOfUid(uid, procRoot)).filter((p) => !exempt(p.pid));
 
   const container = ctx.slot.cgroup ? openProcessContainer(ctx.slot.cgroup) : undefined;
 
@@ -151,7 +149,10 @@ async function runProcesses(ctx: CleanupContext, opts: ProcessesStepOptions): Pr
   const survivors = await targets();
   const removed = { process: { count: killed.size, bytes: 0 } };
   if (survivors.length > 0) {
-    const sample = survivors.slice(0, 5).map((p) => `${p.pid}(${p.comm},${p.state})`).join(' ');
+    const sample = survivors
+      .slice(0, 5)
+      .map((p) => `${p.pid}(${p.comm},${p.state})`)
+      .join(' ');
     return {
       outcome: 'dirty',
       removed,
@@ -199,11 +200,7 @@ function signal(pid: number, sig: NodeJS.Signals): boolean {
 }
 
 /** Waits up to `graceMs` on the injected clock, returning early once no target is left. */
-async function graceWait(
-  ctx: CleanupContext,
-  graceMs: number,
-  targets: () => Promise<ProcInfo[]>,
-): Promise<void> {
+async function graceWait(ctx: CleanupContext, graceMs: number, targets: () => Promise<ProcInfo[]>): Promise<void> {
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -219,11 +216,7 @@ async function graceWait(
 }
 
 /** Polls until no target is left, `maxMs` of real time passed, or `abort` fires. */
-async function waitGone(
-  targets: () => Promise<ProcInfo[]>,
-  maxMs: number,
-  abort: AbortSignal,
-): Promise<boolean> {
+async function waitGone(targets: () => Promise<ProcInfo[]>, maxMs: number, abort: AbortSignal): Promise<boolean> {
   const started = Date.now();
   while (!abort.aborted && Date.now() - started < maxMs) {
     if ((await targets()).length === 0) return true;
@@ -238,11 +231,9 @@ async function waitGone(
  */
 function killMinusOneAs(uid: number, gid: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      'setpriv',
-      [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', 'kill', '-KILL', '-1'],
-      { stdio: 'ignore' },
-    );
+    const child = spawn('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', 'kill', '-KILL', '-1'], {
+      stdio: 'ignore',
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
     child.once('error', (err) => {
       clearTimeout(timer);

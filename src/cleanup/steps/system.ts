@@ -196,7 +196,11 @@ async function sysvIpc(uid: number, dir: string, acc: Acc): Promise<void> {
       acc.plan.push(...ids.map((id) => `${t.kind} ${id}`));
       continue;
     }
-    const r = await tool('ipcrm', ids.flatMap((id) => [t.flag, id]), acc.signal);
+    const r = await tool(
+      'ipcrm',
+      ids.flatMap((id) => [t.flag, id]),
+      acc.signal,
+    );
     if (!r) {
       acc.skipped.push('no ipcrm');
       return;

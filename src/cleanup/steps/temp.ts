@@ -139,13 +139,7 @@ async function runTemp(ctx: CleanupContext, opts: TempStepOptions): Promise<Resu
  * Collects the entries of `dir` owned by `uid`, and searches the world-writable directories of
  * others on the same device.
  */
-async function collect(
-  dir: Buffer,
-  dev: number,
-  uid: number,
-  depth: number,
-  out: Array<{ entry: Buffer; st: Stats }>,
-): Promise<void> {
+async function collect(dir: Buffer, dev: number, uid: number, depth: number, out: Array<{ entry: Buffer; st: Stats }>): Promise<void> {
   let names: Buffer[];
   try {
     names = await fsp.readdir(dir, { encoding: 'buffer' });
@@ -202,8 +196,31 @@ async function clearAttributes(entry: Buffer, st: Stats): Promise<void> {
     await new Promise<void>((resolve) => {
       const child = spawn(
         'find',
-        ['/proc/self/fd/3/', '-mindepth', '1', '-maxdepth', '1', '-xdev', '-inum', String(st.ino),
-          '(', '-type', 'f', '-o', '-type', 'd', ')', '-execdir', 'chattr', '-f', '-i', '-a', '--', '{}', '+'],
+        [
+          '/proc/self/fd/3/',
+          '-mindepth',
+          '1',
+          '-maxdepth',
+          '1',
+          '-xdev',
+          '-inum',
+          String(st.ino),
+          '(',
+          '-type',
+          'f',
+          '-o',
+          '-type',
+          'd',
+          ')',
+          '-execdir',
+          'chattr',
+          '-f',
+          '-i',
+          '-a',
+          '--',
+          '{}',
+          '+',
+        ],
         { stdio: ['ignore', 'ignore', 'ignore', fh.fd], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } },
       );
       child.once('error', () => resolve());

@@ -134,9 +134,7 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
   const bucket = opts.rate === false ? undefined : new RateBucket(opts.rate ?? DEFAULT_AWS_RATE, opts.clock);
 
   const autoscaling = (action: string, p: Record<string, string>): { status: number; body: string } => {
-    const failure = failures.find(
-      (f) => f.action === action && Object.entries(f.when ?? {}).every(([k, v]) => p[k] === v),
-    );
+    const failure = failures.find((f) => f.action === action && Object.entries(f.when ?? {}).every(([k, v]) => p[k] === v));
     if (failure) {
       failure.times = (failure.times ?? 1) - 1;
       if (failure.times <= 0) failures.splice(failures.indexOf(failure), 1);
@@ -145,7 +143,10 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
     }
     const id = p.InstanceId ?? '';
     const inst = group.instances.get(id);
-    const notFound = { status: 400, body: xmlError('ValidationError', `Instance Id not found - No managed instance found for instance ID: ${id}`, true) };
+    const notFound = {
+      status: 400,
+      body: xmlError('ValidationError', `Instance Id not found - No managed instance found for instance ID: ${id}`, true),
+    };
     switch (action) {
       case 'TerminateInstanceInAutoScalingGroup': {
         if (!inst || inst.terminating) return notFound;
@@ -212,7 +213,13 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       const url = new URL(req.url ?? '/', 'http://fake');
-      const answer = (service: FakeAwsCall['service'], status: number, text: string, type: string, extra: Partial<FakeAwsCall> = {}): void => {
+      const answer = (
+        service: FakeAwsCall['service'],
+        status: number,
+        text: string,
+        type: string,
+        extra: Partial<FakeAwsCall> = {},
+      ): void => {
         calls.push({ service, method: req.method ?? '', path: url.pathname, params: {}, status, ...extra });
         res.writeHead(status, { 'content-type': type, 'x-amzn-requestid': randomUUID() });
         res.end(text);
@@ -243,9 +250,7 @@ export async function startFakeAws(opts: FakeAwsOptions = {}): Promise<FakeAws> 
           return answer('autoscaling', 403, text, 'text/xml', { action, params, ...(signingRegion ? { signingRegion } : {}) });
         }
         const out =
-          bucket?.take() === undefined
-            ? autoscaling(action, params)
-            : { status: 400, body: xmlError('Throttling', 'Rate exceeded', true) };
+          bucket?.take() === undefined ? autoscaling(action, params) : { status: 400, body: xmlError('Throttling', 'Rate exceeded', true) };
         return answer('autoscaling', out.status, out.body, 'text/xml', { action, params, ...(signingRegion ? { signingRegion } : {}) });
       }
       return answer('imds', 404, '', 'text/plain');

@@ -66,7 +66,11 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
   const name = opts.scaleSet ?? 'runners';
   const instanceId = opts.instanceId ?? '3';
   const token = `eyJ0eXAiOiJKV1Qi.fake-${randomBytes(12).toString('hex')}`;
-  const scaleSet: FakeAzure['scaleSet'] = { name, capacity: opts.capacity ?? 2, instances: new Map([instanceId, ...(opts.moreInstances ?? [])].map((i) => [i, { state: 'Running' as const }])) };
+  const scaleSet: FakeAzure['scaleSet'] = {
+    name,
+    capacity: opts.capacity ?? 2,
+    instances: new Map([instanceId, ...(opts.moreInstances ?? [])].map((i) => [i, { state: 'Running' as const }])),
+  };
   const bucket = opts.rate === false ? undefined : new RateBucket(opts.rate ?? DEFAULT_AZURE_RATE, opts.clock);
   const setPath = `/subscriptions/${sub}/resourceGroups/${rg}/providers/Microsoft.Compute/virtualMachineScaleSets/${name}`;
   const calls: FakeAzureCall[] = [];
@@ -109,17 +113,25 @@ export async function startFakeAzure(opts: FakeAzureOptions = {}): Promise<FakeA
           });
         }
         if (url.pathname === '/metadata/identity/oauth2/token') {
-          if (!query.resource) return answer('imds', 400, { error: 'invalid_request', error_description: 'Required query variable resource is missing' });
+          if (!query.resource)
+            return answer('imds', 400, { error: 'invalid_request', error_description: 'Required query variable resource is missing' });
           return answer('imds', 200, { access_token: token, expires_in: '86399', resource: query.resource, token_type: 'Bearer' });
         }
         return answer('imds', 404, { error: 'Not found' });
       }
       if (req.method === 'POST' && url.pathname.startsWith('/subscriptions/')) {
-        if (req.headers.authorization !== `Bearer ${token}`) return armError(401, 'InvalidAuthenticationToken', 'The access token is invalid.');
-        if (!query['api-version']) return armError(400, 'MissingApiVersionParameter', "The api-version query parameter (?api-version=) is required for all requests.");
+        if (req.headers.authorization !== `Bearer ${token}`)
+          return armError(401, 'InvalidAuthenticationToken', 'The access token is invalid.');
+        if (!query['api-version'])
+          return armError(
+            400,
+            'MissingApiVersionParameter',
+            'The api-version query parameter (?api-version=) is required for all requests.',
+          );
         const waitMs = bucket?.take();
         if (waitMs !== undefined) {
-          const message = 'The request is being throttled as the limit has been reached for operation type - Write. For more information, see - https://aka.ms/armthrottling';
+          const message =
+            'The request is being throttled as the limit has been reached for operation type - Write. For more information, see - https://aka.ms/armthrottling';
           return answer('arm', 429, { error: { code: 'TooManyRequests', message } }, { 'retry-after': String(Math.ceil(waitMs / 1000)) });
         }
         if (failure) {

@@ -86,11 +86,15 @@ export async function startFakeGcp(opts: FakeGcpOptions = {}): Promise<FakeGcp> 
     'instance/zone': `projects/${projectNumber}/zones/${zone}`,
     'instance/name': instanceName,
     'instance/service-accounts/default/token': JSON.stringify({ access_token: token, expires_in: 3599, token_type: 'Bearer' }),
-    ...(opts.noCreatedBy ? {} : { 'instance/attributes/created-by': `projects/${projectNumber}/${location}/instanceGroupManagers/${groupName}` }),
+    ...(opts.noCreatedBy
+      ? {}
+      : { 'instance/attributes/created-by': `projects/${projectNumber}/${location}/instanceGroupManagers/${groupName}` }),
   };
   const calls: FakeGcpCall[] = [];
   let failure: { status: number; reason: string; message: string } | undefined;
-  const groupPath = new RegExp(`^/compute/v1/projects/(${project}|${projectNumber})/${location}/instanceGroupManagers/${groupName}/(deleteInstances|recreateInstances)$`);
+  const groupPath = new RegExp(
+    `^/compute/v1/projects/(${project}|${projectNumber})/${location}/instanceGroupManagers/${groupName}/(deleteInstances|recreateInstances)$`,
+  );
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -127,7 +131,14 @@ export async function startFakeGcp(opts: FakeGcpOptions = {}): Promise<FakeGcp> 
         if (bucket?.take() !== undefined) {
           // Compute Engine's answer over a rate quota (no Retry-After: the caller backs off).
           const message = `Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service 'compute.googleapis.com' for consumer 'project_number:${projectNumber}'.`;
-          return answer('compute', 429, { error: { code: 429, message, errors: [{ message, domain: 'usageLimits', reason: 'rateLimitExceeded' }], status: 'RESOURCE_EXHAUSTED' } });
+          return answer('compute', 429, {
+            error: {
+              code: 429,
+              message,
+              errors: [{ message, domain: 'usageLimits', reason: 'rateLimitExceeded' }],
+              status: 'RESOURCE_EXHAUSTED',
+            },
+          });
         }
         if (failure) {
           const f = failure;

@@ -59,8 +59,7 @@ export class Authenticator {
     const credential = m[2]!;
     const spec = this.tokens.get(credential);
     if (spec) {
-      if (spec.permissions)
-        return { ok: true, principal: { kind: 'fine-grained', key: credential, permissions: spec.permissions } };
+      if (spec.permissions) return { ok: true, principal: { kind: 'fine-grained', key: credential, permissions: spec.permissions } };
       return { ok: true, principal: { kind: 'pat', key: credential, scopes: spec.scopes ?? [] } };
     }
     const issued = this.state.tokens.find(credential, ['installation']);
@@ -113,8 +112,7 @@ export class Authenticator {
     if (typeof claims.exp !== 'number' || claims.exp <= now)
       return {
         ok: false,
-        message:
-          "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires.",
+        message: "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires.",
       };
     if (claims.exp > now + JWT_MAX_LIFETIME_S + JWT_SKEW_S || claims.exp - claims.iat > JWT_MAX_LIFETIME_S)
       return { ok: false, message: "'Expiration time' claim ('exp') is too far in the future." };
@@ -157,9 +155,7 @@ export function checkRunnerPermission(p: Principal, scope: Scope, write: boolean
     case 'fine-grained':
     case 'installation': {
       const message =
-        p.kind === 'installation'
-          ? 'Resource not accessible by integration'
-          : 'Resource not accessible by personal access token';
+        p.kind === 'installation' ? 'Resource not accessible by integration' : 'Resource not accessible by personal access token';
       if (scope.kind === 'enterprise') return apiError(403, message);
       if (p.kind === 'installation' && scope.kind === 'repo' && p.repositories !== null) {
         // A token limited to some repositories does not see the others at all.

@@ -19,8 +19,7 @@ const code = (status: number, c: string): Reply => ({ status, body: { code: c } 
 /** Builds the handler for paths below `/_broker`. */
 export function createBrokerApi(state: FakeState, brokerUrl: () => string): (ctx: RequestContext) => Promise<Reply> {
   const routes: Route[] = [];
-  const clientOf = (ctx: RequestContext): RunnerState | undefined =>
-    state.runners.byClientId(header(ctx.headers, 'x-sim-client-id'));
+  const clientOf = (ctx: RequestContext): RunnerState | undefined => state.runners.byClientId(header(ctx.headers, 'x-sim-client-id'));
 
   routes.push(
     route('POST', '/sessions', (ctx) => {

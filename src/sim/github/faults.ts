@@ -90,7 +90,12 @@ export class Faults {
    * another listener held the session: the listener retries.
    */
   sessionConflict(times = 1): FaultHandle {
-    return this.add({ match: { kind: 'broker', method: 'POST', path: '/sessions' }, times, status: 409, body: { code: 'SessionConflict' } });
+    return this.add({
+      match: { kind: 'broker', method: 'POST', path: '/sessions' },
+      times,
+      status: 409,
+      body: { code: 'SessionConflict' },
+    });
   }
 
   /** Removes every fault. */

@@ -69,11 +69,7 @@ export function route(method: string, template: string, handler: Handler): Route
 }
 
 /** Finds the route for a request; literal segments win over parameters when both match. */
-export function findRoute(
-  routes: Route[],
-  method: string,
-  path: string,
-): { route: Route; params: Record<string, string> } | undefined {
+export function findRoute(routes: Route[], method: string, path: string): { route: Route; params: Record<string, string> } | undefined {
   let best: { route: Route; params: Record<string, string> } | undefined;
   for (const r of routes) {
     if (r.method !== method) continue;

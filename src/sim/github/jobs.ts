@@ -192,7 +192,10 @@ export class JobQueue {
         // The runner learns it from its next renew (404) and cancels the job there.
         const ran = now - rec.startedAt;
         if (ran >= rec.job.timeoutMinutes * 60_000) {
-          this.cancel(id, `The job running on runner ${rec.runnerName ?? '?'} has exceeded the maximum execution time of ${rec.job.timeoutMinutes} minutes.`);
+          this.cancel(
+            id,
+            `The job running on runner ${rec.runnerName ?? '?'} has exceeded the maximum execution time of ${rec.job.timeoutMinutes} minutes.`,
+          );
         } else if (rec.job.cancelAfterMs !== null && ran >= rec.job.cancelAfterMs) {
           this.cancel(id, 'The run was canceled by @octocat.');
         }

@@ -52,8 +52,12 @@ export async function startFakeReleases(initial: FakeRelease[] = []): Promise<Fa
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   function describe(r: FakeRelease): unknown {
-    const sha = (b: Buffer): string => (r.digest === 'wrong' ? createHash('sha256').update('not the asset').digest('hex') : createHash('sha256').update(b).digest('hex'));
-    const body = r.digest === 'none' ? '' : r.assets.map((a) => `<!-- BEGIN SHA ${platformOf(a.name)} -->${sha(a.bytes)}<!-- END SHA ${platformOf(a.name)} -->`).join('\n');
+    const sha = (b: Buffer): string =>
+      r.digest === 'wrong' ? createHash('sha256').update('not the asset').digest('hex') : createHash('sha256').update(b).digest('hex');
+    const body =
+      r.digest === 'none'
+        ? ''
+        : r.assets.map((a) => `<!-- BEGIN SHA ${platformOf(a.name)} -->${sha(a.bytes)}<!-- END SHA ${platformOf(a.name)} -->`).join('\n');
     return {
       tag_name: `v${r.version}`,
       name: `v${r.version}`,

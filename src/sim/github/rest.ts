@@ -80,8 +80,7 @@ export function createRestApi(deps: RestDeps): RestApi {
   /** Resolves the scope named by the path, or the 404 GitHub gives for an unknown one. */
   const scopeOf = (kind: Scope['kind'], p: Record<string, string>): Scope | undefined => {
     if (kind === 'org') return eq(p.org, deps.org) ? { kind, org: deps.org } : undefined;
-    if (kind === 'enterprise')
-      return eq(p.enterprise, deps.enterprise) ? { kind, enterprise: deps.enterprise } : undefined;
+    if (kind === 'enterprise') return eq(p.enterprise, deps.enterprise) ? { kind, enterprise: deps.enterprise } : undefined;
     const full = deps.repos.find((r) => eq(r, `${p.owner}/${p.repo}`));
     if (!full) return undefined;
     const [owner, repo] = full.split('/') as [string, string];
@@ -89,10 +88,7 @@ export function createRestApi(deps: RestDeps): RestApi {
   };
 
   /** Wraps a scoped handler with the scope lookup and the permission check. */
-  const scoped = (
-    kind: Scope['kind'],
-    h: (call: Call, scope: Scope) => Reply | Promise<Reply>,
-  ): RestHandler => {
+  const scoped = (kind: Scope['kind'], h: (call: Call, scope: Scope) => Reply | Promise<Reply>): RestHandler => {
     return (call) => {
       const scope = scopeOf(kind, call.params);
       if (!scope) return apiError(404, 'Not Found');
@@ -117,10 +113,26 @@ export function createRestApi(deps: RestDeps): RestApi {
   ];
   for (const [kind, base] of families) {
     const runners = `${base}/actions/runners`;
-    add('POST', `${runners}/generate-jitconfig`, scoped(kind, (c, s) => generateJitConfig(c, s)));
-    add('POST', `${runners}/registration-token`, scoped(kind, (_c, s) => runnerToken(s, 'registration')));
-    add('POST', `${runners}/remove-token`, scoped(kind, (_c, s) => runnerToken(s, 'remove')));
-    add('GET', runners, scoped(kind, (c, s) => listRunners(c, s)));
+    add(
+      'POST',
+      `${runners}/generate-jitconfig`,
+      scoped(kind, (c, s) => generateJitConfig(c, s)),
+    );
+    add(
+      'POST',
+      `${runners}/registration-token`,
+      scoped(kind, (_c, s) => runnerToken(s, 'registration')),
+    );
+    add(
+      'POST',
+      `${runners}/remove-token`,
+      scoped(kind, (_c, s) => runnerToken(s, 'remove')),
+    );
+    add(
+      'GET',
+      runners,
+      scoped(kind, (c, s) => listRunners(c, s)),
+    );
     add(
       'GET',
       `${runners}/{runner_id}`,
@@ -221,8 +233,7 @@ export function createRestApi(deps: RestDeps): RestApi {
     const group = state.groups.byId(b.runner_group_id as number);
     if (!group) return apiError(404, 'Not Found');
     // The service refuses a second runner with the same name in the same scope.
-    if (state.runners.findByName(scope, name))
-      return apiError(409, `Already exists - A runner with the name "${name}" already exists.`);
+    if (state.runners.findByName(scope, name)) return apiError(409, `Already exists - A runner with the name "${name}" already exists.`);
     const workFolder = (b.work_folder as string | undefined) ?? '_work';
     const r = state.runners.create({
       scope,
@@ -273,9 +284,7 @@ export function createRestApi(deps: RestDeps): RestApi {
     if (problems.length > 0) return validationError(problems);
     const names = (b as { labels: string[] }).labels;
     const keep = method === 'PUT' ? r.labels.filter((l) => l.type === 'read-only') : r.labels;
-    const added = names
-      .filter((n) => !keep.some((l) => eq(l.name, n)))
-      .map((n) => state.labels.label(n, 'custom'));
+    const added = names.filter((n) => !keep.some((l) => eq(l.name, n))).map((n) => state.labels.label(n, 'custom'));
     r.labels = dedupe([...keep, ...added]);
     state.changed();
     return labelList(r);
@@ -321,10 +330,7 @@ export function createRestApi(deps: RestDeps): RestApi {
       const known = deps.repos.map((r) => r.split('/')[1]!.toLowerCase());
       repositories = (b.repositories as string[]).map((n) => n.toLowerCase());
       if (repositories.some((n) => !known.includes(n)))
-        return apiError(
-          422,
-          'There is at least one repository that does not exist or is not accessible to the parent installation.',
-        );
+        return apiError(422, 'There is at least one repository that does not exist or is not accessible to the parent installation.');
     }
     const permissions = requested ?? granted;
     // Installation tokens are `ghs_` prefixed and last one hour (docs/runner-contract.md §10).
@@ -368,7 +374,9 @@ export function createRestApi(deps: RestDeps): RestApi {
     let reply: Reply;
     if (!found) reply = apiError(404, 'Not Found');
     else if (ctx.bodyInvalid) reply = apiError(400, 'Problems parsing JSON');
-    else reply = deps.secondary?.charge(auth.principal.key, ctx.method, found.route.template) ?? (await found.route.handler(ctx, found.params));
+    else
+      reply =
+        deps.secondary?.charge(auth.principal.key, ctx.method, found.route.template) ?? (await found.route.handler(ctx, found.params));
     return { ...reply, headers: { ...common, ...rl.headers, ...reply.headers } };
   };
   return { handle, rateHeaders, callerKey };

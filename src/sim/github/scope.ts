@@ -5,9 +5,7 @@
 
 /** A registration scope. Names compare case-insensitively, as GitHub's do. */
 export type Scope =
-  | { kind: 'repo'; owner: string; repo: string }
-  | { kind: 'org'; org: string }
-  | { kind: 'enterprise'; enterprise: string };
+  { kind: 'repo'; owner: string; repo: string } | { kind: 'org'; org: string } | { kind: 'enterprise'; enterprise: string };
 
 /** A stable lower-case key, e.g. `repo:octo/app`. */
 export function scopeKey(s: Scope): string {

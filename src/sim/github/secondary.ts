@@ -24,8 +24,7 @@ const WINDOW_MS = 60_000;
  */
 const CONCURRENCY_RETRY_AFTER_S = 1;
 
-const SECONDARY_DOCS =
-  'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits';
+const SECONDARY_DOCS = 'https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits';
 
 /** Options of the secondary limits; every field has a default. */
 export interface SecondaryLimitOptions {

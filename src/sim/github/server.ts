@@ -141,9 +141,7 @@ export class FakeGitHub {
       };
       const timer = setTimeout(() => {
         const now = this.state.jobs.record(jobId);
-        finish(() =>
-          reject(new Error(`job ${jobId} did not reach ${status} within ${timeoutMs} ms (it is ${now?.status})`)),
-        );
+        finish(() => reject(new Error(`job ${jobId} did not reach ${status} within ${timeoutMs} ms (it is ${now?.status})`)));
       }, timeoutMs);
       const names = ['job-assigned', 'job-started', 'job-completed'] as const;
       const finish = (then: () => void): void => {

@@ -114,7 +114,6 @@ export interface RequestFilter {
   status?: number;
 }
 
-
 /** What a test queues; everything but repository and steps has a default. */
 export interface JobSpec {
   repository: string;
@@ -141,7 +140,6 @@ export interface JobSpec {
   /** `services:`, keyed by the service's name. */
   services?: Record<string, JobContainer>;
 }
-
 
 /** Job progress; the order matters for waitForJob. */
 export type JobStatus = 'queued' | 'assigned' | 'running' | 'completed';

@@ -67,8 +67,7 @@ export function parseArgv(argv: readonly string[]): ParsedArgs {
   const addFlag = (name: string): void => {
     if (!flags.some((f) => f.toLowerCase() === name.toLowerCase())) flags.push(name);
   };
-  const hasArg = (name: string): boolean =>
-    [...args.keys()].some((k) => k.toLowerCase() === name.toLowerCase());
+  const hasArg = (name: string): boolean => [...args.keys()].some((k) => k.toLowerCase() === name.toLowerCase());
   let hasArgs = false;
   let scope: string | undefined;
   for (const arg of argv) {
@@ -108,10 +107,7 @@ export class CommandSettings {
    * `env` is read for `ACTIONS_RUNNER_INPUT_*`; the names found are returned by `consumedEnv` so the
    * composition root can delete them from its own environment (the real runner does).
    */
-  constructor(
-    argv: readonly string[],
-    env: Record<string, string | undefined>,
-  ) {
+  constructor(argv: readonly string[], env: Record<string, string | undefined>) {
     this.parsed = parseArgv(argv);
     for (const [key, raw] of Object.entries(env)) {
       if (!key.toUpperCase().startsWith(INPUT_ENV_PREFIX)) continue;
@@ -177,7 +173,7 @@ export class CommandSettings {
     const unknown = this.unknownOptions();
     if (unknown.length === 0) return undefined;
     const list = unknown.join(', ');
-    const usage = "For usage refer to: .\\config.cmd --help or ./config.sh --help";
+    const usage = 'For usage refer to: .\\config.cmd --help or ./config.sh --help';
     return this.commandName === ''
       ? `This command does not recognize the command-line input arguments: '${list}'. ${usage}`
       : `Unrecognized command-line input arguments for command ${this.commandName}: '${list}'. ${usage}`;

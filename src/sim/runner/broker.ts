@@ -20,10 +20,7 @@ export type BrokerMessage =
 
 /** The outcome of creating a session. */
 export type SessionResult =
-  | { kind: 'created'; sessionId: string }
-  | { kind: 'notFound'; message: string }
-  | { kind: 'unauthorized' }
-  | { kind: 'conflict' };
+  { kind: 'created'; sessionId: string } | { kind: 'notFound'; message: string } | { kind: 'unauthorized' } | { kind: 'conflict' };
 
 /** The broker could not be reached (connection refused, reset, DNS): the caller retries. */
 export class BrokerUnreachableError extends Error {
@@ -60,13 +57,7 @@ interface Reply {
   json: unknown;
 }
 
-async function call(
-  method: string,
-  url: string,
-  headers: Record<string, string>,
-  body?: unknown,
-  signal?: AbortSignal,
-): Promise<Reply> {
+async function call(method: string, url: string, headers: Record<string, string>, body?: unknown, signal?: AbortSignal): Promise<Reply> {
   const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
   const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
   let res: Response;
@@ -211,9 +202,7 @@ export interface AddAgentRequest {
 
 /** The outcome of `POST /_broker/agents`. */
 export type AddAgentResult =
-  | { kind: 'added'; replaced: boolean; files: Record<string, string>; runner: unknown }
-  | { kind: 'exists' }
-  | { kind: 'groupNotFound' };
+  { kind: 'added'; replaced: boolean; files: Record<string, string>; runner: unknown } | { kind: 'exists' } | { kind: 'groupNotFound' };
 
 /** Registers the runner with the broker token from the exchange. */
 export async function addAgent(brokerUrl: string, brokerToken: string, req: AddAgentRequest): Promise<AddAgentResult> {

@@ -14,12 +14,7 @@ import path from 'node:path';
 import type { CommandSettings } from './args.js';
 import { addAgent, BrokerHttpError, BrokerUnreachableError, deleteAgent, exchangeToken } from './broker.js';
 import type { Terminal } from './diag.js';
-import {
-  deleteLocalConfig,
-  isConfigured,
-  readRunnerSettings,
-  writeConfigFile,
-} from './files.js';
+import { deleteLocalConfig, isConfigured, readRunnerSettings, writeConfigFile } from './files.js';
 
 /** A configure/remove failure; the message is what the runner prints. */
 export class ConfigureFailure extends Error {
@@ -67,12 +62,7 @@ async function exchange(apiUrl: string, token: string, githubUrl: string, event:
 }
 
 /** `config.sh [configure] --url U --token T ...`; resolves on success. */
-export async function configure(
-  root: string,
-  cmd: CommandSettings,
-  term: Terminal,
-  env: NodeJS.ProcessEnv,
-): Promise<void> {
+export async function configure(root: string, cmd: CommandSettings, term: Terminal, env: NodeJS.ProcessEnv): Promise<void> {
   if (isConfigured(root)) {
     throw new ConfigureFailure(
       "Cannot configure the runner because it is already configured. To reconfigure the runner, run 'config.cmd remove' or './config.sh remove' first.",
@@ -184,7 +174,9 @@ export async function remove(root: string, cmd: CommandSettings, term: Terminal,
           const reason = err.status === 404 ? 'NotFound' : String(err.status);
           term.writeError(`Http response code: ${reason} from 'DELETE ${err.url}' (Request Id: ${randomUUID()})`);
           if (err.body) term.writeError(err.body);
-          throw new ConfigureFailure(`Response status code does not indicate success: ${err.status} (${err.status === 404 ? 'Not Found' : 'Error'}).`);
+          throw new ConfigureFailure(
+            `Response status code does not indicate success: ${err.status} (${err.status === 404 ? 'Not Found' : 'Error'}).`,
+          );
         }
         throw err;
       }

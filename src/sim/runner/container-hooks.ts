@@ -138,7 +138,9 @@ export class ContainerHookClient {
     }
     if (response?.state) {
       this.state = response.state;
-      this.trace(`Global variable 'ContainerHookState' updated successfully for '${command}' with data found in 'state' property of the response file.`);
+      this.trace(
+        `Global variable 'ContainerHookState' updated successfully for '${command}' with data found in 'state' property of the response file.`,
+      );
     }
     return response;
   }
@@ -147,7 +149,9 @@ export class ContainerHookClient {
     const needsAlpine = input.command === 'prepare_job' && (input.args as PrepareJobArgs).container !== null;
     if (!existsSync(input.responseFile)) {
       if (needsAlpine) {
-        throw new Error(`Response file is required but not found for the hook script at '${this.script}' running command '${input.command}'`);
+        throw new Error(
+          `Response file is required but not found for the hook script at '${this.script}' running command '${input.command}'`,
+        );
       }
       return null;
     }

@@ -19,13 +19,7 @@ import path from 'node:path';
 import type { JobStep } from '../protocol.js';
 import type { SimJob } from './broker.js';
 import { CONTAINER_HOOKS_ENV, ContainerHookClient, ContainerHookError, type HookRunner } from './container-hooks.js';
-import {
-  ContainerPathMap,
-  containerStepArgs,
-  jobHookContainer,
-  serviceHookContainer,
-  type ScriptStepArgs,
-} from './hook-input.js';
+import { ContainerPathMap, containerStepArgs, jobHookContainer, serviceHookContainer, type ScriptStepArgs } from './hook-input.js';
 import type { JobPaths } from './job.js';
 import type { TaskResult } from './results.js';
 
@@ -100,9 +94,7 @@ export class JobContainers {
     const { job, paths, root } = this.d;
     if (!this.client) {
       if (runsInDockerContainer(this.d.proc1Cgroup)) return this.fail(new Error(IN_CONTAINER_MESSAGE));
-      return this.fail(
-        new Error(`The runner simulator runs containers only through container hooks: set ${CONTAINER_HOOKS_ENV}.`),
-      );
+      return this.fail(new Error(`The runner simulator runs containers only through container hooks: set ${CONTAINER_HOOKS_ENV}.`));
     }
     try {
       const response = await this.client.call('prepare_job', {

@@ -13,7 +13,10 @@ import path from 'node:path';
 
 /** `2024-05-01 10:00:00Z`: .NET's `u` format, UTC. */
 export function formatU(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
+  return new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** `20240501-100000`: the stamp in `_diag` file names, UTC. */

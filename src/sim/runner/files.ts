@@ -7,13 +7,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node
 import path from 'node:path';
 
 /** The config files in the order the runner deletes them (ConfigurationManager.DeleteLocalRunnerConfig). */
-export const CONFIG_FILES = [
-  '.credentials',
-  '.credentials_migrated',
-  '.credentials_rsaparams',
-  '.runner',
-  '.runner_migrated',
-] as const;
+export const CONFIG_FILES = ['.credentials', '.credentials_migrated', '.credentials_rsaparams', '.runner', '.runner_migrated'] as const;
 
 /** The fields of `.runner` the simulator uses. */
 export interface RunnerSettings {

@@ -74,10 +74,16 @@ function mount(source: string | null, target: string, readOnly = false): MountVo
 export function parseUserVolume(value: string): MountVolume {
   const parts = value.split(':');
   if (parts.length === 3) {
-    return { userProvidedValue: value, sourceVolumePath: parts[0] ?? null, targetVolumePath: parts[1] ?? null, readOnly: parts[2]?.toLowerCase() === 'ro' };
+    return {
+      userProvidedValue: value,
+      sourceVolumePath: parts[0] ?? null,
+      targetVolumePath: parts[1] ?? null,
+      readOnly: parts[2]?.toLowerCase() === 'ro',
+    };
   }
   if (parts.length === 2) {
-    if (parts[1]?.toLowerCase() === 'ro') return { userProvidedValue: value, sourceVolumePath: null, targetVolumePath: parts[0] ?? null, readOnly: true };
+    if (parts[1]?.toLowerCase() === 'ro')
+      return { userProvidedValue: value, sourceVolumePath: null, targetVolumePath: parts[0] ?? null, readOnly: true };
     return { userProvidedValue: value, sourceVolumePath: parts[0] ?? null, targetVolumePath: parts[1] ?? null, readOnly: false };
   }
   return { userProvidedValue: value, sourceVolumePath: null, targetVolumePath: value, readOnly: false };

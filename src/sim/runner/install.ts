@@ -48,7 +48,9 @@ function simBundles(here: string): Promise<{ listener: string; worker: string }>
         write: false,
         logLevel: 'silent',
         // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-        banner: { js: "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);" },
+        banner: {
+          js: "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);",
+        },
       });
       return r.outputFiles[0]?.text ?? '';
     };

@@ -170,7 +170,9 @@ async function main(term: Terminal, trace: Trace, root: string, cmd: CommandSett
   const settings = readRunnerSettings(root);
   const runOnceFlag = cmd.flag('once');
   if (runOnceFlag) {
-    term.writeLine("Warning: '--once' is going to be deprecated in the future, please consider using '--ephemeral' during runner registration.");
+    term.writeLine(
+      "Warning: '--once' is going to be deprecated in the future, please consider using '--ephemeral' during runner registration.",
+    );
     term.writeLine(
       'https://docs.github.com/en/actions/hosting-your-own-runners/autoscaling-with-self-hosted-runners#using-ephemeral-runners-for-autoscaling',
     );

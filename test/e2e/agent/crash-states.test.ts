@@ -144,9 +144,13 @@ const CASES: Case[] = [
     async whileRestarted(c) {
       const pending = 'test-1';
       // The restarted agent's lookup of the pending name (GET .../runners?name=test-1), then the late creation.
-      await until(() => c.w.fake.restCalls({ method: 'GET', path: /\/actions\/runners$/ }) > 0, 'the restarted agent to look the pending name up', 120_000);
+      await until(
+        () => c.w.fake.restCalls({ method: 'GET', path: /\/actions\/runners$/ }) > 0,
+        'the restarted agent to look the pending name up',
+        120_000,
+      );
       (c.notes.finish as () => void)();
-      await until(() => c.w.fake.runners().some((r) => r.name === pending), 'GitHub to complete the dead agent\'s registration', 10_000);
+      await until(() => c.w.fake.runners().some((r) => r.name === pending), "GitHub to complete the dead agent's registration", 10_000);
     },
     restartServes: true,
   },
@@ -309,9 +313,13 @@ const RENAME_DELAY_MS = 400;
 async function delayRenames(pid: number, ms: number): Promise<void> {
   if (!STRACE) throw new Error('strace is needed to widen the window');
   const set = 'rename,renameat,renameat2';
-  const st = spawn(STRACE, ['-f', '-o', '/dev/null', '-p', String(pid), '-e', `trace=${set}`, '-e', `inject=${set}:delay_enter=${ms * 1000}`], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const st = spawn(
+    STRACE,
+    ['-f', '-o', '/dev/null', '-p', String(pid), '-e', `trace=${set}`, '-e', `inject=${set}:delay_enter=${ms * 1000}`],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   await new Promise<void>((resolve, reject) => {
     let err = '';
     st.stderr?.setEncoding('utf8');
@@ -407,7 +415,11 @@ async function runCase(c: Case): Promise<void> {
         await mid.kill('SIGKILL');
       }
       const again = await readPersistedState(w.stateDir);
-      assert.equal(again?.state, c.restartState, `the restarted agent was meant to die in ${c.restartState} but its last persisted state is ${again?.state}`);
+      assert.equal(
+        again?.state,
+        c.restartState,
+        `the restarted agent was meant to die in ${c.restartState} but its last persisted state is ${again?.state}`,
+      );
     }
 
     const b = startAgentProcess(w.configFile);
@@ -418,7 +430,9 @@ async function runCase(c: Case): Promise<void> {
       probe = w.fake.enqueueJob({
         repository: 'octo/app',
         runId: 2,
-        steps: [{ name: 'look around', run: `sleep ${c.probeSleepSeconds ?? 0}; ps -u $(id -u) -o args= > ${w.dropDir}/seen.txt; echo ok` }],
+        steps: [
+          { name: 'look around', run: `sleep ${c.probeSleepSeconds ?? 0}; ps -u $(id -u) -o args= > ${w.dropDir}/seen.txt; echo ok` },
+        ],
       });
     }
     const exit = await b.waitForExit(120_000);
@@ -437,7 +451,13 @@ async function runCase(c: Case): Promise<void> {
     const records = (await new Journal({ dir: w.stateDir }).readAll()).records;
     const jobs = records.filter((r): r is JobRecord => r.type === 'job');
     const started = w.fake.jobs().filter((j) => j.assignedAt !== null);
-    const brief = (r: JobRecord): unknown => ({ seq: r.seq, runnerName: r.runnerName, runnerId: r.runnerId, runId: r.job.runId, result: r.result });
+    const brief = (r: JobRecord): unknown => ({
+      seq: r.seq,
+      runnerName: r.runnerName,
+      runnerId: r.runnerId,
+      runId: r.job.runId,
+      result: r.result,
+    });
     for (const fj of started) {
       // A record names its job by the runner it ran on, or (without one) by the run id from the hook.
       const mine = jobs.filter((r) => (r.runnerId !== undefined ? r.runnerId === fj.runnerId : r.job.runId === fj.job.runId));
@@ -462,7 +482,11 @@ async function runCase(c: Case): Promise<void> {
 
     // No ghost (an abandoned job's runner is freed by the fake after jobLockMs, 3 s or 10 s here).
     await until(() => w.fake.runners().length === 0, 'every registration to be gone (no ghost)', 15_000).catch(() => {
-      assert.deepEqual(w.fake.runners().map((r) => `${r.id} ${r.name} ${r.status} busy=${r.busy}`), [], 'ghost registrations left on the service');
+      assert.deepEqual(
+        w.fake.runners().map((r) => `${r.id} ${r.name} ${r.status} busy=${r.busy}`),
+        [],
+        'ghost registrations left on the service',
+      );
     });
 
     // Nothing of the first job (nor the orphaned listener) survived the restart.
@@ -473,7 +497,11 @@ async function runCase(c: Case): Promise<void> {
       assert.ok(listeners.length <= 1, `the probe job saw more than its own listener:\n${seen}`);
     }
     const left = await processesOfUid(w.lab.user.uid);
-    assert.deepEqual(left.map((p) => `${p.pid} ${p.comm}`), [], 'runner user processes left after the restarted agent stopped');
+    assert.deepEqual(
+      left.map((p) => `${p.pid} ${p.comm}`),
+      [],
+      'runner user processes left after the restarted agent stopped',
+    );
   } finally {
     await w.dispose();
   }
@@ -482,8 +510,14 @@ async function runCase(c: Case): Promise<void> {
 // Two cases at a time: each has its own lab, user, fake API and agents, so they do not interfere;
 // without a per-job container engine a case is light enough that two fit in the hang bounds on a
 // loaded two-core machine (with one, two at once missed them).
-test('an agent killed in any state and restarted loses no journal record, leaves no ghost and cleans before reuse', { concurrency: 2 }, async (t) => {
-  await Promise.all(
-    CASES.map((c) => t.test(`killed in ${c.name}`, { skip: c.needsStrace && !STRACE ? 'strace is not installed' : false }, () => runCase(c))),
-  );
-});
+test(
+  'an agent killed in any state and restarted loses no journal record, leaves no ghost and cleans before reuse',
+  { concurrency: 2 },
+  async (t) => {
+    await Promise.all(
+      CASES.map((c) =>
+        t.test(`killed in ${c.name}`, { skip: c.needsStrace && !STRACE ? 'strace is not installed' : false }, () => runCase(c)),
+      ),
+    );
+  },
+);

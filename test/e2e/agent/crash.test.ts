@@ -51,16 +51,17 @@ test('an agent killed mid-job cleans the host before registering again, journals
   // The listener lives on in its own process group, as it would after a real agent crash.
   assert.ok((await processesOfUid(w.lab.user.uid)).length > 0, 'the orphaned listener and job should still run');
 
-  w.fake.enqueueJob({ repository: 'octo/app', runId: 2, steps: [{ name: 'after', run: `ps -u $(id -u) -o args= > ${w.dropDir}/seen.txt; echo ok` }] });
+  w.fake.enqueueJob({
+    repository: 'octo/app',
+    runId: 2,
+    steps: [{ name: 'after', run: `ps -u $(id -u) -o args= > ${w.dropDir}/seen.txt; echo ok` }],
+  });
   const second = startAgent(w.configFile);
   let out2 = '';
   second.stdout?.on('data', (d: Buffer) => (out2 += d.toString()));
   second.stderr?.on('data', (d: Buffer) => (out2 += d.toString()));
   let timer: NodeJS.Timeout | undefined;
-  const done = await Promise.race([
-    waitForChild(second),
-    new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 60_000))),
-  ]);
+  const done = await Promise.race([waitForChild(second), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 60_000)))]);
   clearTimeout(timer);
   if (!done) second.kill('SIGKILL');
   if (process.env.RW_TEST_LOG) process.stderr.write(out2);
@@ -75,7 +76,10 @@ test('an agent killed mid-job cleans the host before registering again, journals
   );
   assert.equal(jobs[0]?.cleanup.clean, true, `recovery cleanup: ${JSON.stringify(jobs[0]?.cleanup.verify.problems)}`);
   // Recovery ran before any registration of the second agent.
-  const lines = out2.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; to?: string });
+  const lines = out2
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string; to?: string });
   const firstClean = lines.findIndex((l) => l.msg === 'state' && l.to === 'cleaning');
   const firstRegister = lines.findIndex((l) => l.msg === 'runner registered');
   assert.ok(firstClean >= 0 && firstClean < firstRegister, 'the restarted agent must clean before registering');

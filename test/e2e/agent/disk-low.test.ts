@@ -41,7 +41,13 @@ async function lowDiskWorld(t: { after: (fn: () => Promise<void>) => void }, max
 
 /** Runs the agent in this process until it stops (bounded); its exit and journal. */
 async function runAgent(w: World): Promise<{ exit: { code: number; reason: string }; records: JournalRecord[] }> {
-  const rt = await wire(await loadHostConfig(w.configFile, {}), { configFile: w.configFile, env: {}, log: silentLogger(), clock: systemClock, hostname: 'diskhost' });
+  const rt = await wire(await loadHostConfig(w.configFile, {}), {
+    configFile: w.configFile,
+    env: {},
+    log: silentLogger(),
+    clock: systemClock,
+    hostname: 'diskhost',
+  });
   try {
     const exit = await rt.agent.run(AbortSignal.timeout(150_000));
     return { exit, records: (await new Journal({ dir: w.stateDir }).readAll()).records };
@@ -62,29 +68,41 @@ describe('a job that fills the host disk', { concurrency: 2 }, () => {
     const jobs = records.filter((r): r is JobRecord => r.type === 'job');
     assert.equal(jobs.length, 2, `both jobs should run on the reused host: ${exit.reason}`);
     assert.equal(jobs[0]?.decision, 'reuse', `the first job's files were counted as if still on disk: ${jobs[0]?.decisionReason}`);
-    assert.equal(records.some((r) => r.type === 'event' && r.event === 'quarantine'), false, 'a full workspace quarantined the host');
+    assert.equal(
+      records.some((r) => r.type === 'event' && r.event === 'quarantine'),
+      false,
+      'a full workspace quarantined the host',
+    );
     assert.match(exit.reason, /maxJobs/);
   });
 
-  test('leaving data outside the workspace: recycled with reason disk-low, not quarantined, on the figure after the trash', { timeout: 180_000 }, async (t) => {
-    const w = await lowDiskWorld(t, 0);
-    // 46 MiB that stays (the cache) and 10 MiB in the workspace: free is under 13% before the trash
-    // is emptied and about 26% after (the runner and the state take a little), both under the 30% watermark.
-    w.fake.enqueueJob({
-      repository: 'octo/app',
-      runId: 1,
-      steps: [{ name: 'fill', run: `${fillStep(path.join(w.cache, 'left'), 46)} && ${fillStep('"$GITHUB_WORKSPACE/big"', 10)}` }],
-    });
-    const { exit, records } = await runAgent(w);
-    const job = records.find((r): r is JobRecord => r.type === 'job');
-    assert.equal(job?.result, 'Succeeded', `the filling job should have run: ${exit.reason}`);
-    assert.equal(job.decision, 'recycle');
-    const m = /^disk-low: ([\d.]+)% free < 30%/.exec(job.decisionReason ?? '');
-    assert.ok(m, `the decision should be a disk-low recycle, got: ${job.decisionReason}`);
-    // Before the trash was emptied at most (64 - 46 - 10) / 64 = 12.5% was free: a higher figure was taken after.
-    assert.ok(Number(m[1]) > 16, `the disk was measured with the workspace still in the trash (${m[1]}% free)`);
-    assert.match(exit.reason, /^recycled \(disk-low/);
-    assert.equal(records.some((r) => r.type === 'event' && r.event === 'quarantine'), false, 'low disk quarantined the host');
-    assert.equal(existsSync(path.join(w.stateDir, 'quarantine.json')), false, 'a quarantine fact was written for low disk');
-  });
+  test(
+    'leaving data outside the workspace: recycled with reason disk-low, not quarantined, on the figure after the trash',
+    { timeout: 180_000 },
+    async (t) => {
+      const w = await lowDiskWorld(t, 0);
+      // 46 MiB that stays (the cache) and 10 MiB in the workspace: free is under 13% before the trash
+      // is emptied and about 26% after (the runner and the state take a little), both under the 30% watermark.
+      w.fake.enqueueJob({
+        repository: 'octo/app',
+        runId: 1,
+        steps: [{ name: 'fill', run: `${fillStep(path.join(w.cache, 'left'), 46)} && ${fillStep('"$GITHUB_WORKSPACE/big"', 10)}` }],
+      });
+      const { exit, records } = await runAgent(w);
+      const job = records.find((r): r is JobRecord => r.type === 'job');
+      assert.equal(job?.result, 'Succeeded', `the filling job should have run: ${exit.reason}`);
+      assert.equal(job.decision, 'recycle');
+      const m = /^disk-low: ([\d.]+)% free < 30%/.exec(job.decisionReason ?? '');
+      assert.ok(m, `the decision should be a disk-low recycle, got: ${job.decisionReason}`);
+      // Before the trash was emptied at most (64 - 46 - 10) / 64 = 12.5% was free: a higher figure was taken after.
+      assert.ok(Number(m[1]) > 16, `the disk was measured with the workspace still in the trash (${m[1]}% free)`);
+      assert.match(exit.reason, /^recycled \(disk-low/);
+      assert.equal(
+        records.some((r) => r.type === 'event' && r.event === 'quarantine'),
+        false,
+        'low disk quarantined the host',
+      );
+      assert.equal(existsSync(path.join(w.stateDir, 'quarantine.json')), false, 'a quarantine fact was written for low disk');
+    },
+  );
 });

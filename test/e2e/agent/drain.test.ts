@@ -38,6 +38,9 @@ test('draining while busy cancels a job that outlives the grace period, still cl
   assert.equal(exit.code, 0, exit.reason);
   assert.equal(jobs[0]?.result, 'Canceled', 'the runner reports Canceled after SIGINT (docs/runner-contract.md §4)');
   assert.equal(jobs[0]?.cleanup.clean, true, JSON.stringify(jobs[0]?.cleanup.verify.problems));
-  assert.ok(jobs[0]?.notes?.some((n) => /grace/.test(n)), 'the journal must say the job was cancelled by the drain');
+  assert.ok(
+    jobs[0]?.notes?.some((n) => /grace/.test(n)),
+    'the journal must say the job was cancelled by the drain',
+  );
   await until(() => w.fake.runners().length === 0, 'no registration left');
 });

@@ -26,7 +26,11 @@ test('exit 4 (self-update before a job) restarts the listener on the same JIT co
   assert.equal(exit.code, 0, exit.reason);
   assert.equal(jobs.length, 1);
   assert.equal(jobs[0]?.result, 'Succeeded');
-  assert.equal(jobs[0]?.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(jobs[0]?.cleanup.verify.problems)}`);
+  assert.equal(
+    jobs[0]?.cleanup.clean,
+    true,
+    `the updated runner was taken for tampering: ${JSON.stringify(jobs[0]?.cleanup.verify.problems)}`,
+  );
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 1, 'a self-update must not cost a new registration');
 });
 
@@ -41,12 +45,25 @@ test('a self-update during a job (update.sh still running after the exit): the a
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'work', run: 'sleep 3' }] });
   w.fake.enqueueJob({ repository: 'octo/app', steps: ok });
   const { exit, jobs, records } = await w.runToEnd(45_000);
-  t.diagnostic(JSON.stringify({ exit, versions, jobs: records.filter((r) => r.type === 'job').map((r) => ({ code: r.listenerExitCode, notes: r.notes })) }));
+  t.diagnostic(
+    JSON.stringify({
+      exit,
+      versions,
+      jobs: records.filter((r) => r.type === 'job').map((r) => ({ code: r.listenerExitCode, notes: r.notes })),
+    }),
+  );
   assert.equal(exit.code, 0, exit.reason);
-  assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded']);
+  assert.deepEqual(
+    jobs.map((j) => j.result),
+    ['Succeeded', 'Succeeded'],
+  );
   assert.equal(jobs[0]?.listenerExitCode, 4, 'exit 4 follows the job, update.sh still at work');
-  assert.ok(jobs[0]?.notes?.some((n) => /new installation recorded/.test(n)), JSON.stringify(jobs[0]?.notes));
-  for (const j of jobs) assert.equal(j.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(j.cleanup.verify.problems)}`);
+  assert.ok(
+    jobs[0]?.notes?.some((n) => /new installation recorded/.test(n)),
+    JSON.stringify(jobs[0]?.notes),
+  );
+  for (const j of jobs)
+    assert.equal(j.cleanup.clean, true, `the updated runner was taken for tampering: ${JSON.stringify(j.cleanup.verify.problems)}`);
   assert.equal(jobs[1]?.decision, 'stop', 'no quarantine');
   assert.match(await readlink(path.join(w.runnerRoot, 'bin')), /bin\.2\.337\.0$/);
   assert.equal(versions.at(-1), '2.337.0', 'the next job must run on the updated runner');
@@ -74,7 +91,14 @@ test('a refused JIT config (exit 1) is replaced by a new registration, and the o
     times: 1,
     status: 201,
     body: {
-      runner: { id: 9999, name: 'bad-jit', os: 'Linux', status: 'offline', busy: false, labels: [{ id: 1, name: 'self-hosted', type: 'read-only' }] },
+      runner: {
+        id: 9999,
+        name: 'bad-jit',
+        os: 'Linux',
+        status: 'offline',
+        busy: false,
+        labels: [{ id: 1, name: 'self-hosted', type: 'read-only' }],
+      },
       encoded_jit_config: '!!! not base64 !!!',
     },
   });
@@ -164,7 +188,11 @@ test('a runner version GitHub has deprecated (exit 7) recycles the host at once 
   assert.equal(w.fake.runners().length, 0, 'the refused registration must be deleted');
   const ended = events(records, 'listener-ended-without-job');
   assert.equal(ended.length, 1);
-  assert.equal(ended[0]?.detail?.exitCode, 7, 'the agent asks the listener for exit 7 (ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE)');
+  assert.equal(
+    ended[0]?.detail?.exitCode,
+    7,
+    'the agent asks the listener for exit 7 (ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE)',
+  );
   assert.match(String(ended[0]?.detail?.reason), /runner version 2\.\d+\.\d+ deprecated \(exit 7\)/);
   assert.equal(ended[0]?.detail?.decision, 'recycle');
   const recycle = events(records, 'recycle');
@@ -172,13 +200,19 @@ test('a runner version GitHub has deprecated (exit 7) recycles the host at once 
 });
 
 test('the wired metrics start every lifecycle state and every configured provider at 0', async (t) => {
-  const w = await createWorld({ config: { recycle: { provider: 'exit', exitCode: 3, fallback: [{ provider: 'command', command: ['true'] }] } } });
+  const w = await createWorld({
+    config: { recycle: { provider: 'exit', exitCode: 3, fallback: [{ provider: 'command', command: ['true'] }] } },
+  });
   t.after(() => w.dispose());
   const rt = await w.runtime();
   t.after(() => rt.close());
   const text = await rt.metrics.render();
   for (const s of ['boot', 'preflight', 'idle', 'job-running', 'cleaning', 'verifying', 'quarantined', 'stopped']) {
-    assert.match(text, new RegExp(`^runner_warden_state\\{state="${s}"\\} 0$`, 'm'), `state ${s} must have a series before it is first entered`);
+    assert.match(
+      text,
+      new RegExp(`^runner_warden_state\\{state="${s}"\\} 0$`, 'm'),
+      `state ${s} must have a series before it is first entered`,
+    );
   }
   for (const p of ['exit', 'command']) {
     assert.match(text, new RegExp(`^runner_warden_recycle_failures_total\\{provider="${p}"\\} 0$`, 'm'), `provider ${p}`);

@@ -12,14 +12,24 @@ test('the IMDS watcher stays quiet while in service and reports a spot notice wi
   t.after(() => aws.close());
   const ac = new AbortController();
   const notices: InterruptionNotice[] = [];
-  const watching = watchInterruptions({ endpoint: aws.url, intervalMs: 20, clock: systemClock, log: silentLogger(), signal: ac.signal, onNotice: (n) => notices.push(n) });
+  const watching = watchInterruptions({
+    endpoint: aws.url,
+    intervalMs: 20,
+    clock: systemClock,
+    log: silentLogger(),
+    signal: ac.signal,
+    onNotice: (n) => notices.push(n),
+  });
   await new Promise((r) => setTimeout(r, 150));
   assert.equal(notices.length, 0, 'InService and no spot notice must not drain');
   aws.metadata['spot/instance-action'] = JSON.stringify({ action: 'terminate', time: '2030-01-01T00:00:00Z' });
   await watching;
   ac.abort();
   assert.deepEqual(notices, [{ kind: 'spot', detail: 'terminate', deadlineAt: Date.parse('2030-01-01T00:00:00Z') }]);
-  assert.ok(aws.calls.some((c) => c.method === 'PUT'), 'IMDSv2 needs a session token first');
+  assert.ok(
+    aws.calls.some((c) => c.method === 'PUT'),
+    'IMDSv2 needs a session token first',
+  );
 });
 
 test('a spot notice while busy gives the job until the deadline minus the margin, then cancels, cleans and recycles', async (t) => {
@@ -82,7 +92,10 @@ test('a scale-in held by a termination hook is drained, deregistered and release
   process.env.AWS_ACCESS_KEY_ID = 'AKIDINTERRUPTIONTEST';
   process.env.AWS_SECRET_ACCESS_KEY = 'fake-secret';
   t.after(() => {
-    for (const [k, v] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+    for (const [k, v] of [
+      ['AWS_ACCESS_KEY_ID', saved.id],
+      ['AWS_SECRET_ACCESS_KEY', saved.secret],
+    ] as const) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
     }
@@ -103,6 +116,14 @@ test('a scale-in held by a termination hook is drained, deregistered and release
   assert.match(exit.reason, /recycled/);
   assert.equal(w.fake.runners().length, 0, 'the idle registration must be gone before the host goes');
   const actions = aws.calls.filter((c) => c.service === 'autoscaling').map((c) => `${c.action}:${c.status}`);
-  assert.deepEqual(actions, ['DescribeAutoScalingInstances:200', 'CompleteLifecycleAction:200'], 'no terminate call for a host already being scaled in');
-  assert.equal(aws.group.instances.get('i-0fake0000000000001')?.lifecycleState, 'Terminating:Proceed', 'the hook must not be left to time out');
+  assert.deepEqual(
+    actions,
+    ['DescribeAutoScalingInstances:200', 'CompleteLifecycleAction:200'],
+    'no terminate call for a host already being scaled in',
+  );
+  assert.equal(
+    aws.group.instances.get('i-0fake0000000000001')?.lifecycleState,
+    'Terminating:Proceed',
+    'the hook must not be left to time out',
+  );
 });

@@ -3,12 +3,7 @@ import assert from 'node:assert/strict';
 import os from 'node:os';
 import path from 'node:path';
 import { mkdtemp, rm, readdir, stat, appendFile, rename, readFile } from 'node:fs/promises';
-import {
-  Journal,
-  JOURNAL_FILE,
-  type JobRecord,
-  type NewJournalRecord,
-} from '../../../src/agent/journal.js';
+import { Journal, JOURNAL_FILE, type JobRecord, type NewJournalRecord } from '../../../src/agent/journal.js';
 import { journalCommand } from '../../../src/cli/journal.js';
 import { captureIo } from '../../helpers/io.js';
 
@@ -78,7 +73,11 @@ describe('journal', () => {
     }
     const { records, skipped } = await j.readAll();
     assert.deepEqual(skipped, []);
-    assert.deepEqual(records.map((r) => r.seq), Array.from({ length: 1000 }, (_, i) => i + 1), 'records lost or out of order');
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      Array.from({ length: 1000 }, (_, i) => i + 1),
+      'records lost or out of order',
+    );
     assert.equal((records[999] as JobRecord).runnerName, 'rw-host-1-1000');
   });
 
@@ -87,7 +86,11 @@ describe('journal', () => {
     for (let i = 1; i <= 200; i++) await j.append(job(i));
     const files = await j.files();
     assert.ok(files.length > 20, `expected many rotated files, got ${files.length}`);
-    assert.deepEqual((await j.readAll()).records.map((r) => r.seq), Array.from({ length: 200 }, (_, i) => i + 1), 'a record was dropped');
+    assert.deepEqual(
+      (await j.readAll()).records.map((r) => r.seq),
+      Array.from({ length: 200 }, (_, i) => i + 1),
+      'a record was dropped',
+    );
   });
 
   test('rotation drops only files beyond keep, oldest first', async () => {
@@ -97,7 +100,11 @@ describe('journal', () => {
     assert.deepEqual(names, [JOURNAL_FILE, `${JOURNAL_FILE}.1`, `${JOURNAL_FILE}.2`]);
     const seqs = (await j.readAll()).records.map((r) => r.seq);
     assert.equal(seqs.at(-1), 60);
-    assert.deepEqual(seqs, Array.from({ length: seqs.length }, (_, i) => 61 - seqs.length + i), 'kept records should be the newest, contiguous');
+    assert.deepEqual(
+      seqs,
+      Array.from({ length: seqs.length }, (_, i) => 61 - seqs.length + i),
+      'kept records should be the newest, contiguous',
+    );
   });
 
   test('an agent killed mid-rotation loses no record and keeps numbering after restart', async () => {
@@ -117,11 +124,18 @@ describe('journal', () => {
     for (let i = 41; i <= 80; i++) await restarted.append(job(i));
     const names = (await readdir(dir)).filter((n) => n !== JOURNAL_FILE);
     const numbers = names.map((n) => Number(n.split('.').pop())).sort((a, b) => a - b);
-    assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1), 'restart should close the gap');
+    assert.deepEqual(
+      numbers,
+      Array.from({ length: numbers.length }, (_, i) => i + 1),
+      'restart should close the gap',
+    );
     assert.ok(numbers.length <= 20, 'keep is still honoured');
     const { records, skipped } = await restarted.readAll();
     assert.deepEqual(skipped, []);
-    assert.deepEqual(records.map((r) => r.seq), Array.from({ length: 80 }, (_, i) => i + 1));
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      Array.from({ length: 80 }, (_, i) => i + 1),
+    );
   });
 
   test('a torn last line from a crash is skipped, reported, and does not glue onto the next record', async () => {
@@ -130,21 +144,31 @@ describe('journal', () => {
     const torn = JSON.stringify({ v: 1, seq: 4, type: 'job', runnerName: 'rw-torn' }).slice(0, 30);
     await appendFile(j.file, torn);
     let read = await new Journal({ dir }).readAll();
-    assert.deepEqual(read.records.map((r) => r.seq), [1, 2, 3]);
+    assert.deepEqual(
+      read.records.map((r) => r.seq),
+      [1, 2, 3],
+    );
     assert.deepEqual(read.skipped, [{ file: j.file, line: 4, reason: 'torn' }]);
 
     const restarted = new Journal({ dir });
     const next = await restarted.append(job(4));
     assert.equal(next.seq, 4, 'seq continues after the last intact record');
     read = await restarted.readAll();
-    assert.deepEqual(read.records.map((r) => r.seq), [1, 2, 3, 4], 'the record after the torn line must be intact');
+    assert.deepEqual(
+      read.records.map((r) => r.seq),
+      [1, 2, 3, 4],
+      'the record after the torn line must be intact',
+    );
     assert.deepEqual(read.skipped, [{ file: j.file, line: 4, reason: 'invalid json' }]);
   });
 
   test('concurrent appends get distinct seqs and whole lines', async () => {
     const j = new Journal({ dir, maxBytes: 8 * 1024 });
     const got = await Promise.all(Array.from({ length: 50 }, (_, i) => j.append(job(i))));
-    assert.deepEqual(got.map((r) => r.seq).sort((a, b) => a - b), Array.from({ length: 50 }, (_, i) => i + 1));
+    assert.deepEqual(
+      got.map((r) => r.seq).sort((a, b) => a - b),
+      Array.from({ length: 50 }, (_, i) => i + 1),
+    );
     const { records, skipped } = await j.readAll();
     assert.equal(records.length, 50);
     assert.deepEqual(skipped, []);
@@ -157,10 +181,16 @@ describe('journal', () => {
       if (i % 10 === 0) await j.append({ type: 'event', at: '2026-01-01T00:00:00Z', event: 'drain' });
     }
     const last5 = await j.readLast(5);
-    assert.deepEqual(last5.records.map((r) => r.type), ['job', 'job', 'job', 'job', 'event']);
+    assert.deepEqual(
+      last5.records.map((r) => r.type),
+      ['job', 'job', 'job', 'job', 'event'],
+    );
     const jobs = await j.readLastJobs(25);
     assert.equal(jobs.records.length, 25);
-    assert.deepEqual(jobs.records.map((r) => r.runnerId), Array.from({ length: 25 }, (_, i) => 1006 + i));
+    assert.deepEqual(
+      jobs.records.map((r) => r.runnerId),
+      Array.from({ length: 25 }, (_, i) => 1006 + i),
+    );
     assert.deepEqual((await j.readLast(1000)).records.length, 33);
     assert.deepEqual((await new Journal({ dir: path.join(dir, 'none') }).readAll()).records, []);
   });
@@ -171,8 +201,18 @@ describe('journal', () => {
     await appendFile(j.file, '{"v":2,"seq":9,"type":"job"}\n{"v":1,"seq":10,"type":"future"}\n[1,2]\n');
     await j.append(job(2));
     const { records, skipped } = await new Journal({ dir }).readAll();
-    assert.deepEqual(records.map((r) => r.seq), [1, 2]);
-    assert.deepEqual(skipped.map((s) => [s.line, s.reason]), [[2, 'not a record'], [3, 'not a record'], [4, 'not a record']]);
+    assert.deepEqual(
+      records.map((r) => r.seq),
+      [1, 2],
+    );
+    assert.deepEqual(
+      skipped.map((s) => [s.line, s.reason]),
+      [
+        [2, 'not a record'],
+        [3, 'not a record'],
+        [4, 'not a record'],
+      ],
+    );
   });
 
   describe('runner-warden journal', () => {
@@ -203,7 +243,10 @@ describe('journal', () => {
       let c = io();
       assert.equal(await journalCommand(['--json', '-n', '2'], c.io, { stateDir: dir }), 0);
       const got = JSON.parse(c.out()) as JobRecord[];
-      assert.deepEqual(got.map((r) => r.seq), [4, 5]);
+      assert.deepEqual(
+        got.map((r) => r.seq),
+        [4, 5],
+      );
       c = io();
       assert.equal(await journalCommand(['--all', '-n=2'], c.io, { stateDir: dir }), 0);
       assert.match(c.out(), /\(drain\)\s+reason=spot/);

@@ -68,7 +68,10 @@ test('with prefetch the next runner is registered while the job runs, and an unu
   const { exit } = await w.runToEnd(90_000);
   assert.equal(exit.code, 0, exit.reason);
   const jobs = jobRecords(await w.journal());
-  assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded', 'Succeeded']);
+  assert.deepEqual(
+    jobs.map((j) => j.result),
+    ['Succeeded', 'Succeeded', 'Succeeded'],
+  );
   // Jobs 2 and 3 ran on runners prefetched during jobs 1 and 2; the one prefetched during job 3 is deleted.
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 4);
   assert.equal(w.fake.restCalls({ method: 'DELETE' }), 1, 'only the unused prefetched registration is deleted');

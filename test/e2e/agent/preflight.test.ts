@@ -36,7 +36,9 @@ test('leftovers on a fresh boot are cleaned before the first registration, and t
   const seen = path.join(w.dropDir, 'seen.txt');
   w.fake.enqueueJob({
     repository: 'octo/app',
-    steps: [{ name: 'look', run: `{ test -e "$HOME/.docker/config.json" && echo docker; test -e "${stray}" && echo stray; true; } > ${seen}` }],
+    steps: [
+      { name: 'look', run: `{ test -e "$HOME/.docker/config.json" && echo docker; test -e "${stray}" && echo stray; true; } > ${seen}` },
+    ],
   });
   const { exit, jobs, records } = await w.runToEnd();
   assert.equal(exit.code, 0, exit.reason);
@@ -59,7 +61,10 @@ test('a host whose container engine never answers is quarantined before it regis
   // A socket path that exists but where nothing listens: a dockerd that failed to start.
   const sock = path.join(w.lab.root, 'dead-docker.sock');
   await writeFile(sock, '');
-  await writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })));
+  await writeFile(
+    path.join(w.policyDir, 'test.yaml'),
+    JSON.stringify(agentPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })),
+  );
   const started = Date.now();
   const { exit, jobs, records } = await w.runToEnd();
   assert.equal(exit.code, 4, `quarantine recycles through the exit provider: ${exit.reason}`);
@@ -75,7 +80,11 @@ test('waitForEngine: no socket is fine at once, a late engine is waited for, a d
   t.after(() => w.dispose());
   const dir = w.lab.root;
   const signal = AbortSignal.timeout(20_000);
-  assert.equal(await waitForEngine(path.join(dir, 'absent.sock'), 10_000, systemClock, signal), undefined, 'no socket file: no engine on this host');
+  assert.equal(
+    await waitForEngine(path.join(dir, 'absent.sock'), 10_000, systemClock, signal),
+    undefined,
+    'no socket file: no engine on this host',
+  );
 
   const late = path.join(dir, 'late.sock');
   await writeFile(late, ''); // the path exists before the daemon binds it, as with a socket-activated dockerd
@@ -123,14 +132,19 @@ test('a container engine that does not answer shows in /metrics and /status; one
   t.after(() => w.dispose());
   const sock = path.join(w.lab.root, 'engine.sock');
   await writeFile(sock, ''); // the socket file left behind by a daemon that died
-  await writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })));
+  await writeFile(
+    path.join(w.policyDir, 'test.yaml'),
+    JSON.stringify(agentPolicy(w.lab, { cleanup: { processes: { graceSeconds: 1 }, containers: { socket: sock } } })),
+  );
   const rt = await w.runtime();
   t.after(() => rt.close());
-  const engineUp = async (): Promise<string | undefined> => /^runner_warden_container_engine_up (\d)$/m.exec(await rt.metrics.render())?.[1];
+  const engineUp = async (): Promise<string | undefined> =>
+    /^runner_warden_container_engine_up (\d)$/m.exec(await rt.metrics.render())?.[1];
   await until(async () => (await engineUp()) !== undefined, 'the first host sample');
   assert.equal(await engineUp(), '0');
   type Status = { host?: { containerEngine?: { up: boolean; error?: string } } };
-  const readStatus = async (): Promise<Status> => (await (await fetch(`http://127.0.0.1:${rt.health?.address.port}/status`)).json()) as Status;
+  const readStatus = async (): Promise<Status> =>
+    (await (await fetch(`http://127.0.0.1:${rt.health?.address.port}/status`)).json()) as Status;
   // The gauge can come from the preflight's engine wait before the first host sample reaches /status.
   await until(async () => (await readStatus()).host?.containerEngine !== undefined, 'the first host sample in /status');
   const status = await readStatus();
@@ -145,5 +159,9 @@ test('a container engine that does not answer shows in /metrics and /status; one
   await new Promise<void>((r) => server.listen(sock, r));
   t.after(() => new Promise<void>((r) => server.close(() => r())));
   assert.deepEqual(await probeEngine(sock, AbortSignal.timeout(5_000)), { up: true, version: '27.1.0' });
-  assert.equal(await probeEngine(path.join(w.lab.root, 'absent.sock'), AbortSignal.timeout(5_000)), undefined, 'no socket: no engine, no series');
+  assert.equal(
+    await probeEngine(path.join(w.lab.root, 'absent.sock'), AbortSignal.timeout(5_000)),
+    undefined,
+    'no socket: no engine, no series',
+  );
 });

@@ -31,8 +31,16 @@ test('a quarantined host stays quarantined through restarts until an operator ru
     await again.waitForLog((l) => l.msg === 'host still quarantined', `restart ${i + 1} to keep the quarantine`, 60_000);
     const exit = await again.kill('SIGTERM');
     assert.equal(exit.code, 0, `restart ${i + 1} exited ${exit.code}:\n${again.tail()}`);
-    assert.equal(again.indexOf((l) => l.msg === 'runner registered'), -1, 'a quarantined host registered a runner after a restart');
-    assert.equal(again.indexOf((l) => l.to === 'cleaning'), -1, 'a quarantined host was cleaned for service after a restart');
+    assert.equal(
+      again.indexOf((l) => l.msg === 'runner registered'),
+      -1,
+      'a quarantined host registered a runner after a restart',
+    );
+    assert.equal(
+      again.indexOf((l) => l.to === 'cleaning'),
+      -1,
+      'a quarantined host was cleaned for service after a restart',
+    );
   }
 
   // The operator's release, handed to a running agent through the state directory.

@@ -17,7 +17,10 @@ function backoffClock(): ManualClock {
 }
 
 test('an unreachable API keeps the agent registering with growing backoff, then it recovers and serves the job', async (t) => {
-  const w = await createWorld({ runner: { maxJobs: 1 }, timeouts: { heartbeatMs: 3_600_000, registerBackoffBaseMs: 1_000, registerBackoffMaxMs: 8_000 } });
+  const w = await createWorld({
+    runner: { maxJobs: 1 },
+    timeouts: { heartbeatMs: 3_600_000, registerBackoffBaseMs: 1_000, registerBackoffMaxMs: 8_000 },
+  });
   t.after(() => w.dispose());
   // 5 failed calls per registration attempt (the adapter's own tries) × 4 attempts, then success.
   w.fake.faults.add({ match: { path: /generate-jitconfig/ }, status: 503, times: 20 });

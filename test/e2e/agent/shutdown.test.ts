@@ -24,7 +24,10 @@ const MARK = 'persisted-credential-4f1c9a';
 
 /** What actions/checkout leaves in the workspace until its post step runs, then a step that ignores SIGINT and SIGTERM. */
 const checkoutThenHang = [
-  { name: 'checkout', run: `mkdir -p .git && printf '[http "https://github.com/"]\\n\\textraheader = AUTHORIZATION: basic ${MARK}\\n' > .git/config` },
+  {
+    name: 'checkout',
+    run: `mkdir -p .git && printf '[http "https://github.com/"]\\n\\textraheader = AUTHORIZATION: basic ${MARK}\\n' > .git/config`,
+  },
   { name: 'hang', run: "trap '' INT TERM; while :; do sleep 1; done" },
 ];
 
@@ -74,7 +77,15 @@ test('a drain that outlives its grace: no completed hook, the job containers, ne
   await fsp.chmod(path.dirname(d.socket), 0o711);
   await fsp.chown(d.socket, 0, w.lab.user.gid);
   await fsp.chmod(d.socket, 0o660);
-  await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { docker: { mode: 'host' }, cleanup: { ...(agentPolicy(w.lab).cleanup as object), containers: { socket: d.socket } } })));
+  await fsp.writeFile(
+    path.join(w.policyDir, 'test.yaml'),
+    JSON.stringify(
+      agentPolicy(w.lab, {
+        docker: { mode: 'host' },
+        cleanup: { ...(agentPolicy(w.lab).cleanup as object), containers: { socket: d.socket } },
+      }),
+    ),
+  );
   w.fake.enqueueJob({
     repository: 'octo/app',
     steps: [
@@ -92,15 +103,38 @@ test('a drain that outlives its grace: no completed hook, the job containers, ne
   // Drain only once the containers exist and the job hangs.
   const api = new DockerApi(d.socket);
   const ready = path.join(w.dropDir, 'ready');
-  await until(async () => (await fsp.access(ready).then(() => true, () => false)) || w.fake.jobs()[0]?.status === 'completed', 'the job containers', 40_000);
+  await until(
+    async () =>
+      (await fsp.access(ready).then(
+        () => true,
+        () => false,
+      )) || w.fake.jobs()[0]?.status === 'completed',
+    'the job containers',
+    40_000,
+  );
   shutdown.abort();
   const exit = await running;
   await rt.close();
   assert.equal(exit.code, 0, exit.reason);
-  assert.equal(w.fake.jobs()[0]?.status === 'completed' && !(await fsp.access(ready).then(() => true, () => false)), false, `the docker step failed: ${JSON.stringify(w.fake.jobs()[0])}`);
+  assert.equal(
+    w.fake.jobs()[0]?.status === 'completed' &&
+      !(await fsp.access(ready).then(
+        () => true,
+        () => false,
+      )),
+    false,
+    `the docker step failed: ${JSON.stringify(w.fake.jobs()[0])}`,
+  );
   assertShutdownRecord(await w.journal(), w);
-  assert.deepEqual((await api.containers()).map((c) => c.Names), [], 'the job container survived (no "Stop containers" ran)');
-  assert.deepEqual((await api.networks()).map((n) => n.Name).filter((n) => !['bridge', 'host', 'none'].includes(n)), []);
+  assert.deepEqual(
+    (await api.containers()).map((c) => c.Names),
+    [],
+    'the job container survived (no "Stop containers" ran)',
+  );
+  assert.deepEqual(
+    (await api.networks()).map((n) => n.Name).filter((n) => !['bridge', 'host', 'none'].includes(n)),
+    [],
+  );
   assert.deepEqual(await credentialLeft(w), [], 'the credential checkout persisted is still on the host');
 });
 

@@ -74,9 +74,16 @@ test('in token mode the agent registers through config.sh, serves jobs, and the 
   assert.equal(exit.code, 0, `agent exit: ${exit.reason}`);
 
   const jobs = jobRecords(await w.journal());
-  assert.deepEqual(jobs.map((j) => j.result), ['Succeeded', 'Succeeded']);
+  assert.deepEqual(
+    jobs.map((j) => j.result),
+    ['Succeeded', 'Succeeded'],
+  );
   for (const j of jobs) assert.equal(j.cleanup.clean, true, `cleanup not clean: ${JSON.stringify(j.cleanup.verify.problems)}`);
-  assert.deepEqual(created.map((c) => c.via), ['registration', 'registration'], 'every runner must come from config.sh, not JIT');
+  assert.deepEqual(
+    created.map((c) => c.via),
+    ['registration', 'registration'],
+    'every runner must come from config.sh, not JIT',
+  );
   assert.equal(w.fake.restCalls({ path: /generate-jitconfig/ }), 0, 'token mode must not call generate-jitconfig');
   assert.equal(w.fake.restCalls({ path: /registration-token$/ }), 1, 'one registration token serves both jobs within its hour');
   assert.equal(w.fake.runners().length, 0, 'the service removes each ephemeral runner after its job: no ghosts');
@@ -118,8 +125,14 @@ test('a JIT agent and a token agent serve jobs side by side, each through its ow
     assert.equal(jobs[0]?.cleanup.clean, true, JSON.stringify(jobs[0]?.cleanup.verify.problems));
     assert.equal(w.fake.runners().length, 0, 'no registration left');
   }
-  assert.deepEqual(made.jit.map((c) => c.via), ['jit']);
-  assert.deepEqual(made.token.map((c) => c.via), ['registration']);
+  assert.deepEqual(
+    made.jit.map((c) => c.via),
+    ['jit'],
+  );
+  assert.deepEqual(
+    made.token.map((c) => c.via),
+    ['registration'],
+  );
   assert.equal(jit.fake.restCalls({ path: /registration-token$/ }), 0);
   assert.equal(tok.fake.restCalls({ path: /generate-jitconfig/ }), 0);
 });

@@ -49,7 +49,10 @@ describe('credentials left by tools are gone before the next job', { concurrency
       ],
       needles: [pass, Buffer.from(`ciuser:${pass}`).toString('base64')],
     });
-    assert.ok(registry?.seen.some((h) => h === `Basic ${Buffer.from(`ciuser:${pass}`).toString('base64')}`), 'no tool authenticated to the fake registry');
+    assert.ok(
+      registry?.seen.some((h) => h === `Basic ${Buffer.from(`ciuser:${pass}`).toString('base64')}`),
+      'no tool authenticated to the fake registry',
+    );
     await assertNoTrace(r);
   });
 

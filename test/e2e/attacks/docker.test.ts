@@ -13,7 +13,7 @@ import { attack, assertNoTrace } from './helpers.js';
 import { startDockerd, importBusybox, type Dockerd } from '../../helpers/dockerd.js';
 import { DockerApi } from '../../../src/cleanup/docker-api.js';
 
-test('20. a running container, a volume, a network and an image left by the job are removed; the admin\'s image, volume and network stay', async (t) => {
+test("20. a running container, a volume, a network and an image left by the job are removed; the admin's image, volume and network stay", async (t) => {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-attack-docker-'));
   const started = await startDockerd(root);
   if (!started.ok) {
@@ -26,7 +26,8 @@ test('20. a running container, a volume, a network and an image left by the job 
     const api = new DockerApi(d.socket);
     await api.version().catch(() => undefined);
     for (const c of await api.containers().catch(() => [])) await api.removeContainer(c.Id).catch(() => undefined);
-    for (const n of await api.networks().catch(() => [])) if (!['none', 'host'].includes(n.Name)) await api.removeNetwork(n.Id).catch(() => undefined);
+    for (const n of await api.networks().catch(() => []))
+      if (!['none', 'host'].includes(n.Name)) await api.removeNetwork(n.Id).catch(() => undefined);
     await d.stop();
     await fsp.rm(root, { recursive: true, force: true });
   });
@@ -83,7 +84,18 @@ test('20. a running container, a volume, a network and an image left by the job 
   await api.version();
   const after = (await d.docker('images', '--format', '{{.Repository}}:{{.Tag}}')).split('\n').sort();
   assert.deepEqual(after, before, 'the images are not what the admin had before the job');
-  assert.deepEqual((await api.volumes()).map((v) => v.Name), ['admin-cache'], 'the admin volume went, or a job volume stayed');
-  assert.ok((await api.networks()).some((n) => n.Name === 'admin-net'), 'the admin network was removed');
-  assert.deepEqual((await api.containers()).map((c) => c.Names?.[0]), [], 'a container is left');
+  assert.deepEqual(
+    (await api.volumes()).map((v) => v.Name),
+    ['admin-cache'],
+    'the admin volume went, or a job volume stayed',
+  );
+  assert.ok(
+    (await api.networks()).some((n) => n.Name === 'admin-net'),
+    'the admin network was removed',
+  );
+  assert.deepEqual(
+    (await api.containers()).map((c) => c.Names?.[0]),
+    [],
+    'a container is left',
+  );
 });

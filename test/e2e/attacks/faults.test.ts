@@ -65,7 +65,7 @@ describe('faults a job causes on purpose', { concurrency: 3 }, () => {
     await fsp.rm(path.join(r.c.w.dropDir, `fill-${r.c.marker}`), { force: true });
   });
 
-  test('19. a job searching env, /proc, readable files and the health endpoint finds neither the agent token nor a later runner\'s JIT config', async (t) => {
+  test("19. a job searching env, /proc, readable files and the health endpoint finds neither the agent token nor a later runner's JIT config", async (t) => {
     const dump = (c: AttackCtx): JobStep[] => [
       {
         name: 'hunt for secrets',
@@ -100,14 +100,21 @@ describe('faults a job causes on purpose', { concurrency: 3 }, () => {
         const files = decodeJitConfig(body.encoded_jit_config);
         const rsa = JSON.parse(files['.credentials_rsaparams'] ?? '{}') as Record<string, string>;
         const creds = JSON.parse(files['.credentials'] ?? '{}') as { data?: { clientId?: string } };
-        return { id: body.runner.id, at: q.at, secrets: [body.encoded_jit_config, rsa.d ?? '', rsa.p ?? '', rsa.q ?? '', creds.data?.clientId ?? ''].filter((s) => s.length > 8) };
+        return {
+          id: body.runner.id,
+          at: q.at,
+          secrets: [body.encoded_jit_config, rsa.d ?? '', rsa.p ?? '', rsa.q ?? '', creds.data?.clientId ?? ''].filter((s) => s.length > 8),
+        };
       });
     for (const [i, j] of r.jobs.entries()) {
       const own = issued.find((x) => x.id === j.runnerId);
       assert.ok(own, `no JIT config was issued for the runner of job ${i + 1}`);
       const later = issued.filter((x) => x.id > (j.runnerId ?? 0));
       const jobEnd = Date.parse(j.endedAt);
-      assert.ok(later.some((x) => x.at < jobEnd), `no later runner was registered while job ${i + 1} ran (prefetch off?)`);
+      assert.ok(
+        later.some((x) => x.at < jobEnd),
+        `no later runner was registered while job ${i + 1} ran (prefetch off?)`,
+      );
       const dir = path.join(r.c.w.dropDir, `dump-${i + 1}`);
       const texts = await Promise.all((await fsp.readdir(dir)).map(async (f) => [f, await fsp.readFile(path.join(dir, f))] as const));
       // The search works: the job can read its own runner's registration (the runner needs it).

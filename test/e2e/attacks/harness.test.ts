@@ -27,13 +27,34 @@ test('the probe finds every kind of trace before cleanup, and none of them after
   });
   const p = r.selfProbe;
   assert.ok(p, 'the probe step of the hostile job wrote no findings');
-  assert.ok(p.proc?.some((l) => l.includes('cmdline')), `the renamed process was not found in /proc: ${JSON.stringify(p.proc)}`);
-  assert.ok(p.home?.some((l) => l.includes('.planted')), `the planted home file was not found: ${JSON.stringify(p.home)}`);
-  assert.ok(p.temp?.some((l) => l.includes('planted')), 'the temp file was not found');
-  assert.ok(p.work?.some((l) => l.includes('planted')), `the workspace file was not found: ${JSON.stringify(p.work)}`);
+  assert.ok(
+    p.proc?.some((l) => l.includes('cmdline')),
+    `the renamed process was not found in /proc: ${JSON.stringify(p.proc)}`,
+  );
+  assert.ok(
+    p.home?.some((l) => l.includes('.planted')),
+    `the planted home file was not found: ${JSON.stringify(p.home)}`,
+  );
+  assert.ok(
+    p.temp?.some((l) => l.includes('planted')),
+    'the temp file was not found',
+  );
+  assert.ok(
+    p.work?.some((l) => l.includes('planted')),
+    `the workspace file was not found: ${JSON.stringify(p.work)}`,
+  );
   assert.ok(p.absent?.length, 'the per-job HOME was not found');
-  assert.ok(p.system?.some((l) => l.startsWith('crontab')), 'the crontab was not found');
-  assert.ok(p.system?.some((l) => l.startsWith('SysV shm')), 'the SysV segment was not found');
-  assert.ok(p.needles?.some((l) => l.includes('.planted')), 'no needle hit in the per-job HOME');
+  assert.ok(
+    p.system?.some((l) => l.startsWith('crontab')),
+    'the crontab was not found',
+  );
+  assert.ok(
+    p.system?.some((l) => l.startsWith('SysV shm')),
+    'the SysV segment was not found',
+  );
+  assert.ok(
+    p.needles?.some((l) => l.includes('.planted')),
+    'no needle hit in the per-job HOME',
+  );
   await assertNoTrace(r);
 });

@@ -91,7 +91,10 @@ export async function treeSnapshot(root: string, o: { mtimes?: boolean } = {}): 
       continue;
     }
     let line = `${typeOf(st)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
-    if (st.isFile()) line += ` ${st.size} ${createHash('sha256').update(await fsp.readFile(abs)).digest('hex')}`;
+    if (st.isFile())
+      line += ` ${st.size} ${createHash('sha256')
+        .update(await fsp.readFile(abs))
+        .digest('hex')}`;
     if (st.isSymbolicLink()) line += ` -> ${(await fsp.readlink(abs, { encoding: 'buffer' })).toString('latin1')}`;
     if (o.mtimes && !st.isSymbolicLink()) line += ` m${st.mtimeMs}`;
     out.set(rel.toString('latin1'), line);
@@ -191,7 +194,10 @@ async function probeBaseline(home: string): Promise<Record<string, string>> {
     const abs = Buffer.concat([Buffer.from(home), Buffer.from('/'), Buffer.from(rel, 'latin1')]);
     const st = await fsp.lstat(abs);
     let extra = '';
-    if (st.isFile()) extra = createHash('sha256').update(await fsp.readFile(abs)).digest('hex');
+    if (st.isFile())
+      extra = createHash('sha256')
+        .update(await fsp.readFile(abs))
+        .digest('hex');
     if (st.isSymbolicLink()) extra = (await fsp.readlink(abs, { encoding: 'buffer' })).toString('utf8');
     out[rel] = `${typeOf(st)} ${(st.mode & 0o7777).toString(8)} ${extra}`;
   }
@@ -370,7 +376,12 @@ export async function attack(t: TestContext, o: AttackOptions): Promise<AttackRe
   const probe: JobStep[] = o.secondJob?.(c) ?? [
     probeStep(cfg.out),
     ...(o.probeExtra
-      ? [{ name: 'look for more traces', run: `DROP=${w.dropDir}\nREAL_HOME=${c.realHome}\n{\n${o.probeExtra(c)}\n} > ${w.dropDir}/extra.txt 2>/dev/null || true\n` }]
+      ? [
+          {
+            name: 'look for more traces',
+            run: `DROP=${w.dropDir}\nREAL_HOME=${c.realHome}\n{\n${o.probeExtra(c)}\n} > ${w.dropDir}/extra.txt 2>/dev/null || true\n`,
+          },
+        ]
       : []),
   ];
   w.fake.enqueueJob({ repository: 'octo/app', runId: 2, job: 'probe', steps: probe });
@@ -407,7 +418,20 @@ export async function attack(t: TestContext, o: AttackOptions): Promise<AttackRe
   }
   const extra = await fsp.readFile(path.join(w.dropDir, 'extra.txt'), 'utf8').catch(() => '');
   const self = await fsp.readFile(path.join(w.dropDir, 'probe-self.json'), 'utf8').catch(() => undefined);
-  return { c, rt, exit, records, jobs: jobRecords(records), ...(probeOut ? { probe: probeOut } : {}), ...(self ? { selfProbe: JSON.parse(self) as Record<string, string[]> } : {}), extra, canaryBefore, homeBefore, tempBefore, needles };
+  return {
+    c,
+    rt,
+    exit,
+    records,
+    jobs: jobRecords(records),
+    ...(probeOut ? { probe: probeOut } : {}),
+    ...(self ? { selfProbe: JSON.parse(self) as Record<string, string[]> } : {}),
+    extra,
+    canaryBefore,
+    homeBefore,
+    tempBefore,
+    needles,
+  };
 }
 
 /** The last lines of the runner's worker logs (the jobs' output), for failure messages. */
@@ -421,7 +445,9 @@ export async function diagTail(r: AttackResult, lines = 40): Promise<string> {
 
 function why(j: JobRec | undefined): string {
   if (!j) return 'no job record';
-  const bad = j.cleanup.steps.filter((s) => s.outcome !== 'ok' && s.outcome !== 'skipped').map((s) => `${s.name}: ${s.outcome} ${s.reason ?? ''}`);
+  const bad = j.cleanup.steps
+    .filter((s) => s.outcome !== 'ok' && s.outcome !== 'skipped')
+    .map((s) => `${s.name}: ${s.outcome} ${s.reason ?? ''}`);
   return `decision ${j.decision} (${j.decisionReason}); steps: ${bad.join('; ') || 'all ok'}; verify: ${j.cleanup.verify.problems.slice(0, 12).join(' | ')}`;
 }
 
@@ -447,7 +473,11 @@ export async function assertCanary(r: AttackResult): Promise<void> {
 export async function assertNoTrace(r: AttackResult, o: { firstResult?: string } = {}): Promise<void> {
   const [j1, j2] = r.jobs;
   assert.equal(r.jobs.length, 2, `both jobs should have run on the reused host (exit: ${r.exit.reason}); first job: ${why(j1)}`);
-  assert.equal(j1?.result, o.firstResult ?? 'Succeeded', `the hostile job did not plant what it meant to (result ${j1?.result}):\n${await diagTail(r)}`);
+  assert.equal(
+    j1?.result,
+    o.firstResult ?? 'Succeeded',
+    `the hostile job did not plant what it meant to (result ${j1?.result}):\n${await diagTail(r)}`,
+  );
   assert.equal(j1?.cleanup.clean, true, `cleanup after the hostile job is not clean: ${why(j1)}`);
   assert.equal(j1?.decision, 'reuse', `the host should be reused after a clean cleanup: ${why(j1)}`);
   assert.equal(j2?.result, 'Succeeded', 'the probe job failed (probe script broken?)');
@@ -467,7 +497,11 @@ export async function assertNoTrace(r: AttackResult, o: { firstResult?: string }
 export async function assertHostClean(r: AttackResult): Promise<void> {
   const { c } = r;
   const procs = await processesOfUid(c.w.lab.user.uid);
-  assert.deepEqual(procs.map((p) => `${p.pid} ${p.comm}`), [], 'processes of the runner user survived the agent');
+  assert.deepEqual(
+    procs.map((p) => `${p.pid} ${p.comm}`),
+    [],
+    'processes of the runner user survived the agent',
+  );
   const home = diffSnapshots(r.homeBefore, await treeSnapshot(c.realHome));
   assert.deepEqual(home, [], 'the real home differs from its state before the jobs');
   const work = await fsp.readdir(c.work).catch(() => [] as string[]);
@@ -489,7 +523,11 @@ export async function assertHostClean(r: AttackResult): Promise<void> {
  */
 export async function assertNotReused(r: AttackResult): Promise<void> {
   const [j1] = r.jobs;
-  assert.equal(r.jobs.length, 1, `exactly one job may run on this host; records: ${r.jobs.map((j) => `${j.job.job}: ${j.decision}`).join(', ')}`);
+  assert.equal(
+    r.jobs.length,
+    1,
+    `exactly one job may run on this host; records: ${r.jobs.map((j) => `${j.job.job}: ${j.decision}`).join(', ')}`,
+  );
   assert.ok(
     j1?.decision === 'quarantine' || j1?.decision === 'recycle',
     `the host must be quarantined or recycled, not ${j1?.decision}: ${why(j1)}`,

@@ -63,7 +63,8 @@ const CASES: { name: string; script: (payload: string) => string }[] = [
   },
   {
     name: 'a script added next to run.sh (run-helper.sh, which the real run.sh executes)',
-    script: (payload) => ['cd "$RUNNER_ROOT"', `printf '#!/bin/bash\\n%s\\n' '${payload}' > run-helper.sh`, 'chmod 755 run-helper.sh'].join('\n'),
+    script: (payload) =>
+      ['cd "$RUNNER_ROOT"', `printf '#!/bin/bash\\n%s\\n' '${payload}' > run-helper.sh`, 'chmod 755 run-helper.sh'].join('\n'),
   },
 ];
 

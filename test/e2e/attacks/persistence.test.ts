@@ -90,7 +90,7 @@ describe('a job cannot persist into the next job', { concurrency: 3 }, () => {
     const r = await attack(t, {
       setup: async (c) => {
         // Someone else's files in the shared temp dirs: the agent removes only the runner user's.
-        await fsp.writeFile(path.join(c.sys.tmp, 'root-owned.txt'), 'not the job\'s\n');
+        await fsp.writeFile(path.join(c.sys.tmp, 'root-owned.txt'), "not the job's\n");
         await fsp.mkdir(path.join(c.sys.varTmp, 'systemd-private-root'), { mode: 0o700 });
         await fsp.writeFile(path.join(c.sys.varTmp, 'systemd-private-root', 'keep'), 'keep\n');
       },
@@ -119,6 +119,10 @@ describe('a job cannot persist into the next job', { concurrency: 3 }, () => {
       // The canary's runner-owned file, hard-linked from the temp dirs: must survive with its content.
     });
     await assertNoTrace(r);
-    assert.equal(await fsp.readFile(path.join(r.c.sys.tmp, 'root-owned.txt'), 'utf8'), 'not the job\'s\n', 'a root file in /tmp was removed');
+    assert.equal(
+      await fsp.readFile(path.join(r.c.sys.tmp, 'root-owned.txt'), 'utf8'),
+      "not the job's\n",
+      'a root file in /tmp was removed',
+    );
   });
 });

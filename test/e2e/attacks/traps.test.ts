@@ -79,15 +79,10 @@ describe('traps for a root cleaner do not make it harm the host or leave traces'
       hostile: (c) => {
         c.jobTouches.push('user-work/_temp');
         return [
-        {
-          name: 'swap _work for a symlink',
-          run: [
-            'cd "$RUNNER_ROOT"',
-            'mv _work "$TMPDIR/work-$MARK"',
-            'ln -s "$CANARY/user-work" _work',
-            'cd /',
-          ].join('\n'),
-        },
+          {
+            name: 'swap _work for a symlink',
+            run: ['cd "$RUNNER_ROOT"', 'mv _work "$TMPDIR/work-$MARK"', 'ln -s "$CANARY/user-work" _work', 'cd /'].join('\n'),
+          },
         ];
       },
     });
@@ -179,9 +174,15 @@ describe('traps for a root cleaner do not make it harm the host or leave traces'
     });
     const failed = polls.filter((p) => p.status !== 200);
     const slowest = Math.max(...polls.map((p) => p.ms));
-    t.diagnostic(`health polls: ${polls.length}, slowest ${Math.round(slowest)} ms; first job cleanup ${r.jobs[0]?.cleanup.readyMs} ms (${r.jobs[0]?.cleanup.steps.map((x) => `${x.name} ${x.durationMs}`).join(', ')}, verify ${r.jobs[0]?.cleanup.verify.durationMs})`);
+    t.diagnostic(
+      `health polls: ${polls.length}, slowest ${Math.round(slowest)} ms; first job cleanup ${r.jobs[0]?.cleanup.readyMs} ms (${r.jobs[0]?.cleanup.steps.map((x) => `${x.name} ${x.durationMs}`).join(', ')}, verify ${r.jobs[0]?.cleanup.verify.durationMs})`,
+    );
     assert.ok(polls.length >= 20, `too few health polls (${polls.length}) to say anything`);
-    assert.deepEqual(failed.slice(0, 5), [], `/healthz did not answer 200 during the jobs and the cleanup (${failed.length} of ${polls.length})`);
+    assert.deepEqual(
+      failed.slice(0, 5),
+      [],
+      `/healthz did not answer 200 during the jobs and the cleanup (${failed.length} of ${polls.length})`,
+    );
     assert.ok(slowest < HEALTH_SLOW_MS, `/healthz took ${Math.round(slowest)} ms at worst (the cleanup blocks the event loop?)`);
     await assertNoTrace(r);
   });
@@ -249,7 +250,7 @@ PY`,
     await assertNoTrace(r);
   });
 
-  test('the runner\'s own _diag logs do not hand the first job\'s output to the second job', async (t) => {
+  test("the runner's own _diag logs do not hand the first job's output to the second job", async (t) => {
     const r = await attack(t, {
       hostile: () => [{ name: 'print', run: 'echo "output of the first job: $MARK"' }],
       extraRoots: (c) => [path.join(c.w.runnerRoot, '_diag')],
@@ -266,5 +267,3 @@ const HEALTH_TIMEOUT_MS = 5_000;
  * (a synchronous walk of 50,000 files) without flaking on scheduler noise.
  */
 const HEALTH_SLOW_MS = 2_000;
-
-

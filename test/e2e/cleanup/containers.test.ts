@@ -48,8 +48,14 @@ test('the job container, volume, network and committed image are removed; what e
     const cid = await d.docker('run', '-d', '--network', 'jobnet', '-v', 'jobvol:/data', 'envlab/busybox', 'sleep', '300');
     await d.docker('commit', cid, 'job/built:1');
 
-    const dry = await containersStep().run({ ...ctxFor(d.socket, jobStartedAt, (p) => (p.cleanup.containers.images = 'job')), dryRun: true });
-    assert.ok((dry.plan ?? []).some((l) => l.startsWith(`container ${cid.slice(0, 12)}`)), `plan lacks the container: ${dry.plan?.join('; ')}`);
+    const dry = await containersStep().run({
+      ...ctxFor(d.socket, jobStartedAt, (p) => (p.cleanup.containers.images = 'job')),
+      dryRun: true,
+    });
+    assert.ok(
+      (dry.plan ?? []).some((l) => l.startsWith(`container ${cid.slice(0, 12)}`)),
+      `plan lacks the container: ${dry.plan?.join('; ')}`,
+    );
     assert.ok(await d.docker('ps', '-q'), 'dry run removed the container');
 
     const r = await containersStep().run(ctxFor(d.socket, jobStartedAt, (p) => (p.cleanup.containers.images = 'job')));
@@ -61,8 +67,16 @@ test('the job container, volume, network and committed image are removed; what e
 
     const api = new DockerApi(d.socket);
     await api.version();
-    assert.deepEqual((await api.containers()).map((c) => c.Id), [], 'a container is left');
-    assert.deepEqual((await api.volumes()).map((v) => v.Name), ['admin-cache'], 'the pre-existing volume went, or the job volume stayed');
+    assert.deepEqual(
+      (await api.containers()).map((c) => c.Id),
+      [],
+      'a container is left',
+    );
+    assert.deepEqual(
+      (await api.volumes()).map((v) => v.Name),
+      ['admin-cache'],
+      'the pre-existing volume went, or the job volume stayed',
+    );
     assert.ok(!(await api.networks()).some((n) => n.Name === 'jobnet'), 'the job network is left');
     const tags = (await api.images()).flatMap((i) => i.RepoTags ?? []);
     assert.deepEqual(tags, ['envlab/busybox:latest'], 'the pre-existing image must stay and the job image go');
@@ -70,7 +84,8 @@ test('the job container, volume, network and committed image are removed; what e
     // Verify agrees, independently.
     const v = await verifyWith(
       ctxFor(d.socket, jobStartedAt, (p) => {
-        for (const k of ['processes', 'workdir', 'credentials', 'home', 'temp', 'system', 'runnerInstall'] as const) p.cleanup[k].enabled = false;
+        for (const k of ['processes', 'workdir', 'credentials', 'home', 'temp', 'system', 'runnerInstall'] as const)
+          p.cleanup[k].enabled = false;
         p.limits.minFreeDiskPercent = 0;
         p.limits.minFreeInodesPercent = 0;
       }),
@@ -80,19 +95,27 @@ test('the job container, volume, network and committed image are removed; what e
 
     // And it does see a container the job leaves.
     await d.docker('create', '--name', 'late', 'envlab/busybox');
-    const v2 = await verifyWith(ctxFor(d.socket, jobStartedAt, (p) => {
-      for (const k of ['processes', 'workdir', 'credentials', 'home', 'temp', 'system', 'runnerInstall'] as const) p.cleanup[k].enabled = false;
-      p.limits.minFreeDiskPercent = 0;
-      p.limits.minFreeInodesPercent = 0;
-    }), {});
-    assert.ok(v2.problems.some((p) => p.startsWith('container ') && p.includes('/late')), v2.problems.join('\n'));
+    const v2 = await verifyWith(
+      ctxFor(d.socket, jobStartedAt, (p) => {
+        for (const k of ['processes', 'workdir', 'credentials', 'home', 'temp', 'system', 'runnerInstall'] as const)
+          p.cleanup[k].enabled = false;
+        p.limits.minFreeDiskPercent = 0;
+        p.limits.minFreeInodesPercent = 0;
+      }),
+      {},
+    );
+    assert.ok(
+      v2.problems.some((p) => p.startsWith('container ') && p.includes('/late')),
+      v2.problems.join('\n'),
+    );
     await d.docker('rm', '-f', 'late');
   } finally {
     // Networks make host interfaces: remove any the test left before the engine stops.
     const api = new DockerApi(d.socket);
     await api.version().catch(() => undefined);
     for (const c of await api.containers().catch(() => [])) await api.removeContainer(c.Id).catch(() => undefined);
-    for (const n of await api.networks().catch(() => [])) if (!['none', 'host'].includes(n.Name)) await api.removeNetwork(n.Id).catch(() => undefined);
+    for (const n of await api.networks().catch(() => []))
+      if (!['none', 'host'].includes(n.Name)) await api.removeNetwork(n.Id).catch(() => undefined);
     await d.stop();
     await fsp.rm(root, { recursive: true, force: true });
   }

@@ -17,8 +17,6 @@ import { credentialsStep, leftoverCredentials } from '../../../src/cleanup/steps
 import { homeStep } from '../../../src/cleanup/steps/home.js';
 import { findCredentials, globToRegExp, type CatalogueRoots, CREDENTIAL_CATALOGUE } from '../../../src/cleanup/catalogue.js';
 
-
-
 /** runAs, but asynchronous: the fake registry lives in this process and must answer meanwhile. */
 async function runAsAsync(lab: Lab, script: string): Promise<string> {
   const { stdout } = await promisify(execFile)('bash', ['-c', script], {
@@ -36,8 +34,6 @@ const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 function token(n: number, alphabet = ALNUM): string {
   return [...randomBytes(n)].map((b) => alphabet[b % alphabet.length]).join('');
 }
-
-
 
 test('credentials written by real tools are removed by kind, gitconfig returns to baseline, and secretlint finds nothing in the home', async () => {
   const lab = await createLab();
@@ -79,17 +75,36 @@ test('credentials written by real tools are removed by kind, gitconfig returns t
       "mkdir -p .ssh && ssh-keygen -q -t ed25519 -N '' -C job -f .ssh/id_ed25519 && cat .ssh/id_ed25519.pub >> .ssh/authorized_keys",
     ].join('\n');
     await runAsAsync(lab, job);
-    assert.ok(registry.seen.some((h) => h?.startsWith('Basic ')), 'docker/skopeo never authenticated to the fake registry');
+    assert.ok(
+      registry.seen.some((h) => h?.startsWith('Basic ')),
+      'docker/skopeo never authenticated to the fake registry',
+    );
 
     const flaggedBefore = await scanSecrets(lab.user.home);
     assert.ok(flaggedBefore.length >= 8, `secretlint should flag the planted credentials first, flagged: ${flaggedBefore.join(', ')}`);
 
     const dry = await credentialsStep().run(ctxFor(slot, () => {}, true));
-    assert.ok((dry.plan ?? []).some((l) => l.startsWith('docker ~/.docker/config.json')), `dry run plan lacks docker: ${dry.plan?.join('; ')}`);
+    assert.ok(
+      (dry.plan ?? []).some((l) => l.startsWith('docker ~/.docker/config.json')),
+      `dry run plan lacks docker: ${dry.plan?.join('; ')}`,
+    );
 
     const r = await credentialsStep().run(ctxFor(slot));
     assert.equal(r.outcome, 'ok', `credentials step not ok: ${r.reason}`);
-    for (const kind of ['docker', 'containers', 'npm', 'git-credentials', 'git-config', 'aws', 'kube', 'gh', 'netrc', 'ssh-key', 'ssh-authorized-keys', 'runner-credentials']) {
+    for (const kind of [
+      'docker',
+      'containers',
+      'npm',
+      'git-credentials',
+      'git-config',
+      'aws',
+      'kube',
+      'gh',
+      'netrc',
+      'ssh-key',
+      'ssh-authorized-keys',
+      'runner-credentials',
+    ]) {
       assert.ok((r.removed[kind]?.count ?? 0) > 0, `no ${kind} removal reported: ${JSON.stringify(r.removed)}`);
     }
     assert.equal(r.removed['runner-credentials']?.count, 4, 'the runner registration files were not all removed');
@@ -99,7 +114,11 @@ test('credentials written by real tools are removed by kind, gitconfig returns t
     assert.equal(h.outcome, 'ok', `home step not ok: ${h.reason}`);
 
     const left = await leftoverCredentials(ctxFor(slot), await loadBaseline(slot));
-    assert.deepEqual(left.found.map((f) => f.rel), [], 'catalogue files left');
+    assert.deepEqual(
+      left.found.map((f) => f.rel),
+      [],
+      'catalogue files left',
+    );
     assert.equal(await fsp.readFile(path.join(lab.user.home, '.gitconfig'), 'utf8'), baselineGitconfig, 'gitconfig not back to baseline');
     const diff = await diffHome(slot, (await loadBaseline(slot))!);
     assert.deepEqual(describeDiff(diff), [], 'home differs from baseline');
@@ -144,7 +163,10 @@ test('policy extra paths and globs are removed; paths that climb out of the home
   try {
     const slot = await makeSlot(lab);
     await takeBaseline(slot);
-    runAs(lab.user, 'mkdir -p .myco/tokens && echo t > .myco/tokens/a.tok && echo t > .myco/tokens/b.tok && echo k > .myco/keep.txt && echo s > .sometool-secret');
+    runAs(
+      lab.user,
+      'mkdir -p .myco/tokens && echo t > .myco/tokens/a.tok && echo t > .myco/tokens/b.tok && echo k > .myco/keep.txt && echo s > .sometool-secret',
+    );
     const ok = await credentialsStep().run(
       ctxFor(slot, (p) => {
         p.cleanup.credentials.extraPaths = ['.sometool-secret'];
@@ -154,7 +176,7 @@ test('policy extra paths and globs are removed; paths that climb out of the home
     assert.equal(ok.outcome, 'ok', `step not ok: ${ok.reason}`);
     assert.equal(ok.removed['extra']?.count, 3, `extra removals: ${JSON.stringify(ok.removed)}`);
     assert.ok((await fsp.readFile(path.join(lab.user.home, '.myco/keep.txt'), 'utf8')) === 'k\n', 'a non-matching file was removed');
-    const bad = await credentialsStep().run(ctxFor(slot, (p) => (p.cleanup.credentials.extraPaths = ['../../../etc/passwd', '/etc/shadow'])));
+    const bad = await credentialsStep().run(ctxFor(slot, (p) => (p.cleanup.credentials.extraPaths = ['../../etc/passwd', '/etc/shadow'])));
     assert.equal(bad.outcome, 'failed', 'unsafe policy paths must fail the step');
     assert.match(bad.reason ?? '', /refused/);
   } finally {
@@ -197,7 +219,10 @@ test('a job process swapping ~/.docker between a directory and a symlink to the 
     // Runs as the runner user until killed: the removal must act on what it checked, whatever wins the race.
     const swapper = execFile(
       'bash',
-      ['-c', `while true; do mkdir -p d/.docker 2>/dev/null; echo '{"auths":{"x":{"auth":"eHg6eXk="}}}' > d/.docker/config.json; rm -rf .docker; mv d/.docker .docker 2>/dev/null; rm -rf .docker; ln -sfn ${canary} .docker; done`],
+      [
+        '-c',
+        `while true; do mkdir -p d/.docker 2>/dev/null; echo '{"auths":{"x":{"auth":"eHg6eXk="}}}' > d/.docker/config.json; rm -rf .docker; mv d/.docker .docker 2>/dev/null; rm -rf .docker; ln -sfn ${canary} .docker; done`,
+      ],
       { uid: lab.user.uid, gid: lab.user.gid, cwd: lab.user.home, env: { PATH: '/usr/bin:/bin' } },
     );
     try {

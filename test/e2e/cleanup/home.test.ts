@@ -9,9 +9,6 @@ import { takeBaseline, loadBaseline } from '../../../src/cleanup/baseline.js';
 import { diffHome, describeDiff, diffIsEmpty } from '../../../src/cleanup/home-diff.js';
 import { homeStep } from '../../../src/cleanup/steps/home.js';
 
-
-
-
 async function makeCanary(lab: Lab): Promise<string> {
   const canary = path.join(lab.root, 'canary');
   await fsp.mkdir(path.join(canary, 'sub'), { recursive: true, mode: 0o755 });
@@ -26,7 +23,10 @@ test('the home step removes new entries, restores changed and missing ones, and 
     const slot = await makeSlot(lab);
     const canary = await makeCanary(lab);
     const before = await snapshot(canary);
-    runAs(lab.user, 'mkdir -p .config/app .cache && echo "export A=1" > .bashrc && echo conf > .config/app/conf && chmod 640 .config/app/conf && echo p > .profile');
+    runAs(
+      lab.user,
+      'mkdir -p .config/app .cache && echo "export A=1" > .bashrc && echo conf > .config/app/conf && chmod 640 .config/app/conf && echo p > .profile',
+    );
     await takeBaseline(slot, { keep: ['.cache/pip'] });
     const pristine = await snapshot(lab.user.home);
 
@@ -58,14 +58,26 @@ open('leaf','w').write('x')"`,
     assert.ok(baseline, 'takeBaseline did not store a manifest loadBaseline can read');
     const diff = await diffHome(slot, baseline, { keep: ['.cache/pip'] });
     const lines = describeDiff(diff).join('\n');
-    for (const expect of ['.bashrc differs from baseline (content)', '.config/app/conf differs from baseline (mode)', '.profile missing', 'new entry ~/deep', 'new entry ~/.cache/other', 'new entry ~/.config/fifo', 'new entry ~/.config/sock', 'new entry ~/bad-']) {
+    for (const expect of [
+      '.bashrc differs from baseline (content)',
+      '.config/app/conf differs from baseline (mode)',
+      '.profile missing',
+      'new entry ~/deep',
+      'new entry ~/.cache/other',
+      'new entry ~/.config/fifo',
+      'new entry ~/.config/sock',
+      'new entry ~/bad-',
+    ]) {
       assert.ok(lines.includes(expect), `diffHome did not report "${expect}":\n${lines}`);
     }
     assert.ok(!lines.includes('.cache/pip'), 'a kept path was reported');
 
     const dry = await homeStep().run(ctxFor(slot, (p) => (p.cleanup.home.keep = ['.cache/pip']), true));
     assert.equal(dry.outcome, 'ok');
-    assert.ok((dry.plan ?? []).some((l) => l.includes('.bashrc')), 'dry run did not plan the .bashrc restore');
+    assert.ok(
+      (dry.plan ?? []).some((l) => l.includes('.bashrc')),
+      'dry run did not plan the .bashrc restore',
+    );
     assert.ok(readdirSync(lab.user.home).includes('deep'), 'dry run removed something');
 
     const r = await homeStep().run(ctxFor(slot, (p) => (p.cleanup.home.keep = ['.cache/pip'])));

@@ -43,17 +43,32 @@ test('mounts are blamed on the job only when it could have made them', async (t)
     const policy = structuredClone(DEFAULT_POLICY);
     policy.cleanup.temp.paths = [temp];
     (policy as { runner: { sudo?: string } }).runner.sudo = sudo;
-    return { slot, policy: policy.cleanup, fullPolicy: policy, log: silentLogger(), clock: new ManualClock(Date.now()), signal: AbortSignal.timeout(30_000), dryRun: false, protectedPids: new Set([process.pid]) };
+    return {
+      slot,
+      policy: policy.cleanup,
+      fullPolicy: policy,
+      log: silentLogger(),
+      clock: new ManualClock(Date.now()),
+      signal: AbortSignal.timeout(30_000),
+      dryRun: false,
+      protectedPids: new Set([process.pid]),
+    };
   };
   const mountProblems = (r: { problems: string[] }): string[] => r.problems.filter((p) => p.startsWith('mount '));
 
   let r = await verifyWith(ctx(), {});
   assert.deepEqual(mountProblems(r), [], 'a root-owned mount another service made under /tmp was blamed on the job');
-  assert.ok(r.notices?.some((n) => n.includes(service) && /not the job's/.test(n)), `the foreign mount must be reported: ${JSON.stringify(r.notices)}`);
+  assert.ok(
+    r.notices?.some((n) => n.includes(service) && /not the job's/.test(n)),
+    `the foreign mount must be reported: ${JSON.stringify(r.notices)}`,
+  );
 
   // The same mount with a policy that lets the job act as root: it could have made it.
   r = await verifyWith(ctx('allow'), {});
-  assert.ok(mountProblems(r).some((p) => p.includes(service)), 'with sudo granted every mount counts');
+  assert.ok(
+    mountProblems(r).some((p) => p.includes(service)),
+    'with sudo granted every mount counts',
+  );
 
   // A filesystem the runner user owns, in a temp dir; and any mount in the work dir.
   const owned = path.join(temp, 'job-fs');
@@ -62,12 +77,21 @@ test('mounts are blamed on the job only when it could have made them', async (t)
   await mount(inWork, 'size=64k');
   r = await verifyWith(ctx(), {});
   const blamed = mountProblems(r);
-  assert.ok(blamed.some((p) => p.includes(owned)), `a runner-owned filesystem was not blamed: ${JSON.stringify(blamed)}`);
-  assert.ok(blamed.some((p) => p.includes(inWork)), `a mount in the work dir was not blamed: ${JSON.stringify(blamed)}`);
-  assert.equal(blamed.some((p) => p.includes(service)), false);
+  assert.ok(
+    blamed.some((p) => p.includes(owned)),
+    `a runner-owned filesystem was not blamed: ${JSON.stringify(blamed)}`,
+  );
+  assert.ok(
+    blamed.some((p) => p.includes(inWork)),
+    `a mount in the work dir was not blamed: ${JSON.stringify(blamed)}`,
+  );
+  assert.equal(
+    blamed.some((p) => p.includes(service)),
+    false,
+  );
 });
 
-test('a FUSE mount names its user: the runner user\'s is the job\'s, another user\'s is not', () => {
+test("a FUSE mount names its user: the runner user's is the job's, another user's is not", () => {
   const line = (uid: number): string =>
     `300 29 0:77 / /tmp/sshfs rw,nosuid,nodev,relatime shared:1 - fuse.sshfs host:/ rw,user_id=${uid},group_id=${uid}\n`;
   const a = { uid: 1001, jobTrees: ['/home/runner/actions-runner/_work'], jobMayBeRoot: false, rootUid: 0, parentUid: 0 };

@@ -14,7 +14,12 @@ import { verifyWith } from '../../../src/cleanup/verify.js';
 import { cleanupCommand } from '../../../src/cli/cleanup.js';
 import { baselineCommand } from '../../../src/cli/baseline.js';
 
-function ctxFor(slot: Slot = NOWHERE_SLOT, clock = new ManualClock(), signal = AbortSignal.timeout(60_000), edit: (p: Policy) => void = () => {}): CleanupContext {
+function ctxFor(
+  slot: Slot = NOWHERE_SLOT,
+  clock = new ManualClock(),
+  signal = AbortSignal.timeout(60_000),
+  edit: (p: Policy) => void = () => {},
+): CleanupContext {
   return baseCtx(slot, edit, false, { clock, signal });
 }
 
@@ -49,7 +54,11 @@ test('steps run in order, each timed on the clock, and a throwing step is record
   assert.deepEqual(ran, ['a', 'b', 'c']);
   assert.deepEqual(
     r.steps.map((s) => [s.name, s.outcome, s.durationMs]),
-    [['a', 'ok', 25], ['b', 'failed', 0], ['c', 'skipped', 0]],
+    [
+      ['a', 'ok', 25],
+      ['b', 'failed', 0],
+      ['c', 'skipped', 0],
+    ],
   );
   assert.equal(r.steps[1]?.reason, 'Error: boom');
   assert.deepEqual(r.steps[0]?.removed, { file: { count: 2, bytes: 10 } });
@@ -97,10 +106,19 @@ test('cleanup --dry-run prints each step plan and exits 0; a pass that is not cl
   const steps = [
     step('credentials', async (ctx) => {
       seen.push(ctx.dryRun);
-      return ctx.dryRun ? { outcome: 'ok', removed: {}, plan: ['docker ~/.docker/config.json'] } : { outcome: 'dirty', removed: {}, reason: 'x' };
+      return ctx.dryRun
+        ? { outcome: 'ok', removed: {}, plan: ['docker ~/.docker/config.json'] }
+        : { outcome: 'dirty', removed: {}, reason: 'x' };
     }),
   ];
-  const deps = { slot: NOWHERE_SLOT, policy: structuredClone(DEFAULT_POLICY), log: silentLogger(), clock: new ManualClock(), steps, verify: cleanVerify };
+  const deps = {
+    slot: NOWHERE_SLOT,
+    policy: structuredClone(DEFAULT_POLICY),
+    log: silentLogger(),
+    clock: new ManualClock(),
+    steps,
+    verify: cleanVerify,
+  };
   assert.equal(await cleanupCommand(['--dry-run'], io, deps), 0);
   const text = out.join('');
   assert.match(text, /step credentials: ok/);
@@ -119,7 +137,8 @@ test('a hostile job is cleaned end to end by the default steps and the host veri
     await fsp.mkdir(path.join(root, 'bin'), { recursive: true });
     await fsp.mkdir(path.join(root, '_work', '_tool', 'node'), { recursive: true });
     await fsp.writeFile(path.join(root, 'run.sh'), '#!/bin/bash\n', { mode: 0o755 });
-    for (const p of ['', 'bin', '_work', '_work/_tool', '_work/_tool/node']) await fsp.lchown(path.join(root, p), lab.user.uid, lab.user.gid);
+    for (const p of ['', 'bin', '_work', '_work/_tool', '_work/_tool/node'])
+      await fsp.lchown(path.join(root, p), lab.user.uid, lab.user.gid);
     await fsp.mkdir(stateDir, { mode: 0o700 });
     const temp = path.join(lab.root, 'tmp');
     await fsp.mkdir(temp);
@@ -128,7 +147,10 @@ test('a hostile job is cleaned end to end by the default steps and the host veri
     await fsp.mkdir(canary);
     await fsp.writeFile(path.join(canary, 'passwd'), 'root:x:0:0::/root:/bin/bash\n', { mode: 0o644 });
     const canarySum = async (): Promise<string> =>
-      createHash('sha256').update(await fsp.readFile(path.join(canary, 'passwd'))).update(String((await fsp.stat(path.join(canary, 'passwd'))).mode)).digest('hex');
+      createHash('sha256')
+        .update(await fsp.readFile(path.join(canary, 'passwd')))
+        .update(String((await fsp.stat(path.join(canary, 'passwd'))).mode))
+        .digest('hex');
     const before = await canarySum();
     const slot: Slot = {
       index: 0,

@@ -53,7 +53,10 @@ test('a dry run lists the pids and names of the job processes and kills nothing'
   const slot = await makeSlot(lab);
   const r = await createProcessesStep().run(makeCtx(slot, { dryRun: true }));
   assert.equal(r.outcome, 'ok');
-  assert.ok(r.plan?.some((l) => /^process \d+ sleep$/.test(l)), `plan lacks the sleep: ${JSON.stringify(r.plan)}`);
+  assert.ok(
+    r.plan?.some((l) => /^process \d+ sleep$/.test(l)),
+    `plan lacks the sleep: ${JSON.stringify(r.plan)}`,
+  );
   assert.ok((await processesOfUid(lab.user.uid)).length >= 1, 'a dry run killed something');
 });
 
@@ -79,7 +82,11 @@ test('without kill(-1) (a protected process shares the uid) the stop-the-world s
   const protectedPids = new Set([process.pid, keeper.pid]);
   const r = await createProcessesStep().run(makeCtx(slot, { protectedPids }));
   const left = await processesOfUid(lab.user.uid);
-  assert.deepEqual(left.map((p) => p.pid), [keeper.pid], 'only the protected process may remain');
+  assert.deepEqual(
+    left.map((p) => p.pid),
+    [keeper.pid],
+    'only the protected process may remain',
+  );
   assert.equal(r.outcome, 'ok', r.reason);
   keeper.kill('SIGKILL');
 });

@@ -34,7 +34,10 @@ test('an untouched installation is ok, and what the runner writes itself (_work,
   try {
     const slot = await makeRunner(lab);
     await takeInstallManifest(slot);
-    runAs(lab.user, `cd ${slot.runnerRoot} && echo log > _diag/Runner_1.log && mkdir -p _work/repo/repo && echo x > _work/repo/repo/f && echo '{}' > .runner && echo '{}' > .credentials`);
+    runAs(
+      lab.user,
+      `cd ${slot.runnerRoot} && echo log > _diag/Runner_1.log && mkdir -p _work/repo/repo && echo x > _work/repo/repo/f && echo '{}' > .runner && echo '{}' > .credentials`,
+    );
     const r = await runnerInstallStep().run(ctxFor(slot));
     assert.equal(r.outcome, 'ok', `unexpected: ${r.reason}`);
   } finally {

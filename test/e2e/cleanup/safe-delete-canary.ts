@@ -35,7 +35,10 @@ export async function snapshot(dir: string): Promise<Map<string, string>> {
   const walk = async (p: Buffer, rel: string): Promise<void> => {
     const st = await fsp.lstat(p);
     let detail = '';
-    if (st.isFile()) detail = createHash('sha256').update(await fsp.readFile(p)).digest('hex');
+    if (st.isFile())
+      detail = createHash('sha256')
+        .update(await fsp.readFile(p))
+        .digest('hex');
     else if (st.isSymbolicLink()) detail = (await fsp.readlink(p, { encoding: 'buffer' })).toString('hex');
     out.set(rel, `${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs} ${detail}`);
     if (st.isDirectory()) {
@@ -104,12 +107,16 @@ export async function disposeLab(lab: Lab): Promise<void> {
     }
   }
   try {
-    execFileSync('find', [lab.root, '-xdev', '(', '-type', 'f', '-o', '-type', 'd', ')', '-exec', 'chattr', '-f', '-i', '-a', '{}', '+'], { stdio: 'ignore' });
+    execFileSync('find', [lab.root, '-xdev', '(', '-type', 'f', '-o', '-type', 'd', ')', '-exec', 'chattr', '-f', '-i', '-a', '{}', '+'], {
+      stdio: 'ignore',
+    });
   } catch {
     // nothing immutable
   }
   try {
-    execFileSync('rm', ['-rf', '--one-file-system', '--', path.join(lab.root, 'runner'), path.join(lab.root, 'trash')], { stdio: 'ignore' });
+    execFileSync('rm', ['-rf', '--one-file-system', '--', path.join(lab.root, 'runner'), path.join(lab.root, 'trash')], {
+      stdio: 'ignore',
+    });
   } catch {
     // dispose() below reports what is left
   }

@@ -61,7 +61,11 @@ test('mountsUnder selects mounts strictly below a directory, deepest first, byte
       ].join('\n'),
     ),
   );
-  assert.deepEqual(mountsUnder(table, '/a/b').map((m) => m.mountPointText), ['/a/b/c/d', '/a/b/c'], 'a sibling with a common prefix (/a/bc) must not match');
+  assert.deepEqual(
+    mountsUnder(table, '/a/b').map((m) => m.mountPointText),
+    ['/a/b/c/d', '/a/b/c'],
+    'a sibling with a common prefix (/a/bc) must not match',
+  );
   assert.equal(mountsUnder(table, '/a/b/', true).length, 3, 'includeSelf must add the mount on the directory itself');
 });
 

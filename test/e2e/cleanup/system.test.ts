@@ -87,10 +87,15 @@ test("the runner user's crontab, at jobs, SysV IPC, linger flag and POSIX queues
   await fsp.writeFile(path.join(mqueueDir, 'root.q'), 'root');
   const r = await createSystemStep({ lingerDir, mqueueDir }).run(makeCtx(slot));
   assert.equal(r.outcome, 'ok', r.reason);
-  assert.deepEqual(
-    Object.fromEntries(Object.entries(r.removed).map(([k, v]) => [k, v.count])),
-    { crontab: 1, 'at-job': 1, 'ipc-shm': 1, 'ipc-msg': 1, 'ipc-sem': 1, linger: 1, mqueue: 1 },
-  );
+  assert.deepEqual(Object.fromEntries(Object.entries(r.removed).map(([k, v]) => [k, v.count])), {
+    crontab: 1,
+    'at-job': 1,
+    'ipc-shm': 1,
+    'ipc-msg': 1,
+    'ipc-sem': 1,
+    linger: 1,
+    mqueue: 1,
+  });
   assert.equal(crontabOf(lab.user.name), undefined, 'the crontab survived');
   assert.equal(atJobsOf(lab.user.name), 0, 'the at job survived');
   assert.equal(await ipcOf(lab.user.uid), 0, 'an IPC object survived');

@@ -96,9 +96,7 @@ test('a dry run lists the entries it would remove and removes none', async () =>
 
 test('an absent temp path is noted and skipped, not a failure', async () => {
   const slot = await makeSlot(lab);
-  const r = await createTempStep().run(
-    makeCtx(slot, { policy: { temp: { enabled: true, paths: [path.join(lab.root, 'no-such-dir')] } } }),
-  );
+  const r = await createTempStep().run(makeCtx(slot, { policy: { temp: { enabled: true, paths: [path.join(lab.root, 'no-such-dir')] } } }));
   assert.equal(r.outcome, 'ok');
   assert.match(r.reason ?? '', /absent/);
 });
@@ -115,7 +113,11 @@ test('on the real /tmp only the lab user’s own entries are removed', async () 
   assert.equal(existsSync(`/tmp/${tag}-file`), false);
   assert.equal(existsSync(`/tmp/${tag}-dir`), false);
   assert.equal(r.removed.file?.count, 1, `removed: ${JSON.stringify(r.removed)}`);
-  assert.equal((await fsp.readdir('/tmp')).some((n) => n.startsWith('.runner-warden-trash-')), false, 'a staging dir was left in /tmp');
+  assert.equal(
+    (await fsp.readdir('/tmp')).some((n) => n.startsWith('.runner-warden-trash-')),
+    false,
+    'a staging dir was left in /tmp',
+  );
   assert.deepEqual(await snapshot(lab.user.home), homeBefore, "the user's home inside the lab root was touched");
   await assertCanary(canary, canarySnap);
 });

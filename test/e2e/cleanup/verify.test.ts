@@ -116,7 +116,10 @@ test('each kind of leftover is one problem line', async () => {
     const mq = path.join(w.sys.mqueueDir, 'q1');
     await fsp.writeFile(mq, '');
     await fsp.chown(mq, w.lab.user.uid, w.lab.user.gid);
-    const r = await verifyBounded(ctxFor(w, (p) => (p.limits.minFreeDiskPercent = 100)), w);
+    const r = await verifyBounded(
+      ctxFor(w, (p) => (p.limits.minFreeDiskPercent = 100)),
+      w,
+    );
     const text = r.problems.join('\n');
     const expected = [
       `process ${sleeper.pid} (sleep) of the runner user is still alive`,
@@ -138,7 +141,10 @@ test('each kind of leftover is one problem line', async () => {
     assert.ok(!text.includes('disk:'), `low disk reported as a verification problem:\n${text}`);
     assert.ok(r.disk, 'the disk figures must still be reported');
     assert.equal(r.clean, false);
-    assert.ok(r.problems.every((p) => !p.includes('\n')), 'a problem spans several lines');
+    assert.ok(
+      r.problems.every((p) => !p.includes('\n')),
+      'a problem spans several lines',
+    );
   } finally {
     sleeper.kill('SIGKILL');
     await w.lab.dispose();
@@ -164,7 +170,14 @@ test('FIFOs, sockets and a 1 TiB sparse file in the home and temp are reported w
     const r = await verifyBounded(ctxFor(w), w);
     assert.ok(Date.now() - started < 5_000, 'verify took too long: it may have read the sparse file');
     const text = r.problems.join('\n');
-    for (const e of ['home: ~/.bashrc differs from baseline (type)', 'home: new entry ~/new-fifo', 'home: new entry ~/sock', 'home: new entry ~/huge.img', 'home: ~/data.bin differs from baseline (content)', `temp: ${w.temp}/fifo belongs`]) {
+    for (const e of [
+      'home: ~/.bashrc differs from baseline (type)',
+      'home: new entry ~/new-fifo',
+      'home: new entry ~/sock',
+      'home: new entry ~/huge.img',
+      'home: ~/data.bin differs from baseline (content)',
+      `temp: ${w.temp}/fifo belongs`,
+    ]) {
       assert.ok(text.includes(e), `missing "${e}" in:\n${text}`);
     }
   } finally {
@@ -178,15 +191,22 @@ test('missing baseline and manifest are problems, never a pass', async () => {
     await fsp.rm(path.join(w.slot.stateDir, 'home-baseline'), { recursive: true });
     await fsp.rm(path.join(w.slot.stateDir, 'runner-install.json'));
     const r = await verifyBounded(ctxFor(w), w);
-    assert.ok(r.problems.some((p) => p.startsWith('home: no baseline')), r.problems.join('\n'));
-    assert.ok(r.problems.some((p) => p.startsWith('runner install: no manifest')), r.problems.join('\n'));
+    assert.ok(
+      r.problems.some((p) => p.startsWith('home: no baseline')),
+      r.problems.join('\n'),
+    );
+    assert.ok(
+      r.problems.some((p) => p.startsWith('runner install: no manifest')),
+      r.problems.join('\n'),
+    );
   } finally {
     await w.lab.dispose();
   }
 });
 
 test('sysvipcOwned reads the uid and cuid columns of each table', () => {
-  const sem = '       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime\n  1234   7   600   1  1001  1001  1001  1001  0  0\n  99  8  600  1  0  0  0  0  0  0\n';
+  const sem =
+    '       key      semid perms      nsems   uid   gid  cuid  cgid      otime      ctime\n  1234   7   600   1  1001  1001  1001  1001  0  0\n  99  8  600  1  0  0  0  0  0  0\n';
   assert.deepEqual(sysvipcOwned(sem, 1001), ['7']);
   assert.deepEqual(sysvipcOwned(sem, 5), []);
 });

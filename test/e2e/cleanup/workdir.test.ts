@@ -169,7 +169,13 @@ test('per-job HOME, TMPDIR and DOCKER_CONFIG come from the skeleton, belong to t
   assert.equal((await fsp.lstat(path.join(dirs.home, '.config', 'link'))).isSymbolicLink(), true, 'the skeleton link was followed');
   assert.equal((await fsp.lstat(path.join(dirs.home, '.bashrc'))).uid, lab.user.uid);
   assert.deepEqual(dirs.env, { HOME: dirs.home, TMPDIR: dirs.tmp, DOCKER_CONFIG: dirs.dockerConfig });
-  runAs(lab.user, 'mkdir -p $DOCKER_CONFIG && echo "{\\"auths\\":{}}" > $DOCKER_CONFIG/config.json && echo t > $TMPDIR/t && ln -s ' + canary + ' $HOME/evil', dirs.env);
+  runAs(
+    lab.user,
+    'mkdir -p $DOCKER_CONFIG && echo "{\\"auths\\":{}}" > $DOCKER_CONFIG/config.json && echo t > $TMPDIR/t && ln -s ' +
+      canary +
+      ' $HOME/evil',
+    dirs.env,
+  );
   await assert.rejects(prepareJobDirs(slot, '../x'), /invalid job key/);
   const r = await createWorkdirStep().run(makeCtx(slot));
   assert.equal(r.outcome, 'ok', r.reason);
@@ -223,7 +229,10 @@ else:
   const ROUNDS = 5;
   for (let round = 0; round < ROUNDS; round++) {
     await new Promise((r) => setTimeout(r, 30));
-    assert.ok(racers.every((c) => c.exitCode === null && c.signalCode === null), `a racer ended before round ${round + 1}`);
+    assert.ok(
+      racers.every((c) => c.exitCode === null && c.signalCode === null),
+      `a racer ended before round ${round + 1}`,
+    );
     await step.run(makeCtx(slot));
     await trash.drain();
     await assertCanary(canary, canarySnap);

@@ -39,7 +39,10 @@ test('drain --help does not drain a running agent (and drain without it does)', 
   const stateDir = path.join(d, 'state');
   await mkdir(stateDir, { mode: 0o711 });
   const config = path.join(d, 'config.yaml');
-  await writeFile(config, `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${d}/runner\n  user: nobody\nstateDir: ${stateDir}\n`);
+  await writeFile(
+    config,
+    `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${d}/runner\n  user: nobody\nstateDir: ${stateDir}\n`,
+  );
   let drains = 0;
   const control = await startControlSocket(controlSocketPath(stateDir), { drain: () => void drains++ }, 4242);
   t.after(() => control.close());

@@ -14,7 +14,7 @@ async function tmp(t: TestContext): Promise<string> {
   return d;
 }
 
-test('a second holder is refused with the first one\'s pid, and gets the lock once it is released', async (t) => {
+test("a second holder is refused with the first one's pid, and gets the lock once it is released", async (t) => {
   const d = await tmp(t);
   const file = path.join(d, 'agent.lock');
   const first = await acquireLock(file, { pid: 1111 });
@@ -31,7 +31,16 @@ test('a second holder is refused with the first one\'s pid, and gets the lock on
 test('the lock dies with a SIGKILLed holder process', async (t) => {
   const d = await tmp(t);
   const lockMod = new URL('../../../src/lib/lock.ts', import.meta.url).pathname;
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', `import(${JSON.stringify(lockMod)}).then(async (m) => { await m.acquireLock(${JSON.stringify(stateLockFile(d))}); console.log('held'); setInterval(() => {}, 1000); })`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '-e',
+      `import(${JSON.stringify(lockMod)}).then(async (m) => { await m.acquireLock(${JSON.stringify(stateLockFile(d))}); console.log('held'); setInterval(() => {}, 1000); })`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   t.after(() => child.kill('SIGKILL'));
   await new Promise<void>((resolve) => child.stdout.on('data', (b: Buffer) => b.toString().includes('held') && resolve()));
   assert.equal(await runningAgentPid(d), child.pid);
@@ -40,7 +49,7 @@ test('the lock dies with a SIGKILLed holder process', async (t) => {
   assert.equal(await runningAgentPid(d), undefined, 'a dead holder still held the lock');
 });
 
-test('a planted symlink or a world-writable file in the lock\'s place is replaced, never followed', async (t) => {
+test("a planted symlink or a world-writable file in the lock's place is replaced, never followed", async (t) => {
   const d = await tmp(t);
   const target = path.join(d, 'precious');
   await writeFile(target, 'keep me\n');

@@ -24,7 +24,10 @@ test('a missing config file exits 78 naming the file', async (t) => {
 test('an invalid config exits 78 naming the file, line, field and what was expected', async (t) => {
   const d = await tmp(t);
   const f = path.join(d, 'config.yaml');
-  await writeFile(f, 'github:\n  url: https://github.com\n  org: acme\n  token: { file: /etc/x }\nrunner:\n  root: relative/path\n  user: runner\n');
+  await writeFile(
+    f,
+    'github:\n  url: https://github.com\n  org: acme\n  token: { file: /etc/x }\nrunner:\n  root: relative/path\n  user: runner\n',
+  );
   const c = captureIo();
   const code = await main(['run', '--config', f], c.io, {});
   assert.equal(code, 78);
@@ -50,7 +53,10 @@ test('a runner root that is not a runner installation exits 78 naming the path',
 test('an unknown runner user exits 78 naming runner.user', async (t) => {
   const d = await tmp(t);
   const f = path.join(d, 'config.yaml');
-  await writeFile(f, `github:\n  url: https://github.com\n  org: acme\n  token: { env: GH_TOKEN }\nrunner:\n  root: ${d}\n  user: no-such-user-rw\nstateDir: ${d}/state\n`);
+  await writeFile(
+    f,
+    `github:\n  url: https://github.com\n  org: acme\n  token: { env: GH_TOKEN }\nrunner:\n  root: ${d}\n  user: no-such-user-rw\nstateDir: ${d}/state\n`,
+  );
   const c = captureIo();
   const code = await main(['run', '--config', f], c.io, { GH_TOKEN: 'x' });
   assert.equal(code, 78);

@@ -19,9 +19,27 @@ test('privileged accounts and groups are named; a policy grant lifts only its ow
   const groups = path.join(d, 'group');
   await writeFile(
     groups,
-    ['root:x:0:', 'sudo:x:27:alice,carol', 'docker:x:998:bob,carol', 'lxd:x:997:dave', 'users:x:100:', 'alice:x:1001:', 'bob:x:1002:', 'carol:x:1003:', 'dave:x:1004:', 'erin:x:1005:', ''].join('\n'),
+    [
+      'root:x:0:',
+      'sudo:x:27:alice,carol',
+      'docker:x:998:bob,carol',
+      'lxd:x:997:dave',
+      'users:x:100:',
+      'alice:x:1001:',
+      'bob:x:1002:',
+      'carol:x:1003:',
+      'dave:x:1004:',
+      'erin:x:1005:',
+      '',
+    ].join('\n'),
   );
-  const u = (name: string, uid: number, gid = uid): { name: string; uid: number; gid: number; home: string; shell: string } => ({ name, uid, gid, home: `/home/${name}`, shell: '/bin/bash' });
+  const u = (name: string, uid: number, gid = uid): { name: string; uid: number; gid: number; home: string; shell: string } => ({
+    name,
+    uid,
+    gid,
+    home: `/home/${name}`,
+    shell: '/bin/bash',
+  });
   const cases: [string, ReturnType<typeof u>, Parameters<typeof privilegeProblems>[1], RegExp[]][] = [
     ['root', u('root', 0), {}, [/uid 0/, /group "root"/]],
     ['sudo member, policy silent', u('alice', 1001), {}, [/group "sudo"/]],
@@ -37,7 +55,11 @@ test('privileged accounts and groups are named; a policy grant lifts only its ow
   for (const [name, user, grants, want] of cases) {
     const got = await privilegeProblems(user, grants, groups);
     assert.equal(got.length, want.length, `${name}: ${JSON.stringify(got)}`);
-    for (const re of want) assert.ok(got.some((p) => re.test(p)), `${name}: expected ${re} in ${JSON.stringify(got)}`);
+    for (const re of want)
+      assert.ok(
+        got.some((p) => re.test(p)),
+        `${name}: expected ${re} in ${JSON.stringify(got)}`,
+      );
   }
 });
 
@@ -45,7 +67,10 @@ async function rootConfig(d: string): Promise<string> {
   await mkdir(path.join(d, 'policies'));
   await writeFile(path.join(d, 'policies', 'default.yaml'), 'version: 1\n');
   const f = path.join(d, 'config.yaml');
-  await writeFile(f, `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${d}/runner\n  user: root\nstateDir: ${d}/state\npolicyDir: ${d}/policies\n`);
+  await writeFile(
+    f,
+    `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${d}/runner\n  user: root\nstateDir: ${d}/state\npolicyDir: ${d}/policies\n`,
+  );
   return f;
 }
 
@@ -54,7 +79,10 @@ test('validate refuses runner.user root, naming the file and the field', async (
   const f = await rootConfig(d);
   const c = captureIo();
   assert.equal(await main(['validate', f], c.io, {}), 1, c.out());
-  assert.match(c.err(), new RegExp(`${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: runner\\.user: expected an unprivileged user, got "root" \\(uid 0`));
+  assert.match(
+    c.err(),
+    new RegExp(`${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: runner\\.user: expected an unprivileged user, got "root" \\(uid 0`),
+  );
 });
 
 test('run refuses runner.user root with exit 78 before touching the host', async (t) => {
@@ -63,5 +91,8 @@ test('run refuses runner.user root with exit 78 before touching the host', async
   const c = captureIo();
   assert.equal(await main(['run', '--config', f], c.io, {}), 78, c.err());
   assert.match(c.err(), /runner\.user: expected an unprivileged user, got "root"/);
-  await assert.rejects(import('node:fs/promises').then((fs) => fs.stat(path.join(d, 'state'))), 'the state dir was created');
+  await assert.rejects(
+    import('node:fs/promises').then((fs) => fs.stat(path.join(d, 'state'))),
+    'the state dir was created',
+  );
 });

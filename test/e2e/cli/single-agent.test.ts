@@ -21,7 +21,7 @@ function cli(args: string[]): { code: number | null; out: string; err: string } 
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-test('a second agent on the same state dir or runner root exits 75 naming the first agent\'s pid, and the first keeps serving', async (t) => {
+test("a second agent on the same state dir or runner root exits 75 naming the first agent's pid, and the first keeps serving", async (t) => {
   const w = await createWorld();
   t.after(() => w.dispose());
   const first = startAgentProcess(w.configFile);

@@ -18,7 +18,6 @@ import { engineLayout } from '../../../src/engine/rootless-engine.js';
 import { bundledHooks, dockerCli, dockerPolicy, guardCtx, HOOKS_SH, importBusybox, makeJob, openTun } from './fixture.js';
 import type { GuardJob } from '../../../src/lib/job-guard.js';
 
-
 let rl: RunnerLab;
 let lab: Lab;
 let restoreTun: () => Promise<void>;
@@ -41,7 +40,12 @@ function hook(input: Record<string, unknown>, script = HOOKS): Promise<{ code: n
   });
 }
 
-const mount = (source: string, target: string) => ({ userProvidedValue: null, sourceVolumePath: source, targetVolumePath: target, readOnly: false });
+const mount = (source: string, target: string) => ({
+  userProvidedValue: null,
+  sourceVolumePath: source,
+  targetVolumePath: target,
+  readOnly: false,
+});
 const container = (over: Record<string, unknown>) => ({
   image: 'busybox:1',
   dockerfile: null,
@@ -69,7 +73,14 @@ before(async () => {
   work = path.join(lab.root, 'runner', '_work');
   await fsp.mkdir(path.join(work, 'repo', 'repo'), { recursive: true });
   await fsp.mkdir(path.join(work, '_temp', '_runner_hook_responses'), { recursive: true });
-  for (const d of [path.join(lab.root, 'runner'), work, path.join(work, 'repo'), path.join(work, 'repo', 'repo'), path.join(work, '_temp'), path.join(work, '_temp', '_runner_hook_responses')]) {
+  for (const d of [
+    path.join(lab.root, 'runner'),
+    work,
+    path.join(work, 'repo'),
+    path.join(work, 'repo', 'repo'),
+    path.join(work, '_temp'),
+    path.join(work, '_temp', '_runner_hook_responses'),
+  ]) {
     await fsp.chown(d, lab.user.uid, lab.user.gid);
   }
   env = {
@@ -114,14 +125,25 @@ test('a container job with one service runs through the hooks on the job engine,
   const step = await hook({
     command: 'run_script_step',
     responseFile: null,
-    args: { entryPointArgs: ['-e', '/__w/_temp/step.sh'], entryPoint: 'sh', environmentVariables: { GREETING: 'hello' }, prependPath: ['/__w/_temp/bin'], workingDirectory: '/__w/repo/repo' },
+    args: {
+      entryPointArgs: ['-e', '/__w/_temp/step.sh'],
+      entryPoint: 'sh',
+      environmentVariables: { GREETING: 'hello' },
+      prependPath: ['/__w/_temp/bin'],
+      workingDirectory: '/__w/repo/repo',
+    },
     state: response.state,
   });
   assert.equal(step.code, 0, step.out);
   assert.match(step.out, /step says hello from \/__w\/repo\/repo/);
   assert.match(step.out, /\/var\/run\/docker\.sock/, "the job container gets the job's own engine socket");
 
-  const docker = await hook({ command: 'run_container_step', responseFile: null, args: container({ entryPoint: 'echo', entryPointArgs: ['from', 'a', 'docker', 'step'] }), state: response.state });
+  const docker = await hook({
+    command: 'run_container_step',
+    responseFile: null,
+    args: container({ entryPoint: 'echo', entryPointArgs: ['from', 'a', 'docker', 'step'] }),
+    state: response.state,
+  });
   assert.equal(docker.code, 0, docker.out);
   assert.match(docker.out, /from a docker step/);
 
@@ -139,7 +161,10 @@ test('create options the policy does not allow are refused, and the job log name
   await fsp.writeFile(responseFile, '');
   await fsp.chown(responseFile, lab.user.uid, lab.user.gid);
   // Once through the checkout's hooks.sh as the runner user (its tsx path, used when no bundle is built).
-  const viaTsx = await hook({ command: 'prepare_job', responseFile, args: { container: container({ createOptions: '--privileged' }), services: [] }, state: null }, HOOKS_SH);
+  const viaTsx = await hook(
+    { command: 'prepare_job', responseFile, args: { container: container({ createOptions: '--privileged' }), services: [] }, state: null },
+    HOOKS_SH,
+  );
   assert.equal(viaTsx.code, 1, viaTsx.out);
   assert.ok(viaTsx.out.includes('docker.allow.privileged'), viaTsx.out);
   // In process (the first test ran the same entry point as the runner user): the refusal comes
@@ -150,7 +175,12 @@ test('create options the policy does not allow are refused, and the job log name
     ['-v /etc:/host-etc', 'docker.allow.hostPaths: [/etc]'],
   ] as const) {
     let out = '';
-    const input = { command: 'prepare_job', responseFile, args: { container: container({ createOptions: options }), services: [] }, state: null };
+    const input = {
+      command: 'prepare_job',
+      responseFile,
+      args: { container: container({ createOptions: options }), services: [] },
+      state: null,
+    };
     const code = await hooksMain(env, JSON.stringify(input), (line) => (out += `${line}\n`));
     assert.equal(code, 1, `${options} was accepted: ${out}`);
     assert.ok(out.includes(key), `the refusal of ${options} does not name ${key}: ${out}`);
@@ -166,7 +196,13 @@ test('a container job with a service runs through the hooks on the job engine wh
   writeFileSync(cgroup, '12:memory:/docker/0123abcd\n0::/\n');
   const { encoded } = rl.broker.jitRunner();
   const { ACTIONS_RUNNER_CONTAINER_HOOKS, CONTAINER_HOOKS_DOCKER_POLICY, DOCKER_HOST } = env;
-  const proc = rl.start(['run'], { ACTIONS_RUNNER_CONTAINER_HOOKS, CONTAINER_HOOKS_DOCKER_POLICY, DOCKER_HOST, ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_PROC1_CGROUP: cgroup } as Record<string, string>);
+  const proc = rl.start(['run'], {
+    ACTIONS_RUNNER_CONTAINER_HOOKS,
+    CONTAINER_HOOKS_DOCKER_POLICY,
+    DOCKER_HOST,
+    ACTIONS_RUNNER_INPUT_JITCONFIG: encoded,
+    RUNNER_SIM_PROC1_CGROUP: cgroup,
+  } as Record<string, string>);
   await proc.waitFor(/Listening for Jobs/);
   rl.broker.enqueueJob({
     container: { image: 'busybox:1', env: { GREETING: 'hello' } },
@@ -178,7 +214,11 @@ test('a container job with a service runs through the hooks on the job engine wh
   });
   assert.equal((await proc.exited).code, 0, proc.err());
   const log = await readDiag(rl.root, 'Worker');
-  assert.deepEqual(rl.broker.completions.map((c) => c.result), ['Succeeded'], log.slice(-3000));
+  assert.deepEqual(
+    rl.broker.completions.map((c) => c.result),
+    ['Succeeded'],
+    log.slice(-3000),
+  );
   assert.match(log, /job container says hello from \/__w\//);
   assert.match(log, /docker step ran/);
   assert.equal(await engine('ps', '-aq'), '', 'cleanup_job removed the job and service containers');

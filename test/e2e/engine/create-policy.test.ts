@@ -32,8 +32,27 @@ for (const c of cases) {
 }
 
 test('the workspace, and what the policy allows, pass', () => {
-  const allow: DockerAllow = { privileged: true, hostNamespaces: true, hostPaths: ['/opt/data'], devices: ['/dev/fuse'], capabilities: ['NET_ADMIN'] };
-  const args = ['-v', `${WORK}/repo:/src`, '-v', '/opt/data/x:/x', '--device', '/dev/fuse', '--cap-add', 'net_admin', '--privileged', '--pid=host', '-v', 'named:/vol'];
+  const allow: DockerAllow = {
+    privileged: true,
+    hostNamespaces: true,
+    hostPaths: ['/opt/data'],
+    devices: ['/dev/fuse'],
+    capabilities: ['NET_ADMIN'],
+  };
+  const args = [
+    '-v',
+    `${WORK}/repo:/src`,
+    '-v',
+    '/opt/data/x:/x',
+    '--device',
+    '/dev/fuse',
+    '--cap-add',
+    'net_admin',
+    '--privileged',
+    '--pid=host',
+    '-v',
+    'named:/vol',
+  ];
   assert.deepEqual(checkCreate(askFromCliArgs(args), allow, [WORK]), []);
   assert.equal(checkCreate(askFromCliArgs(['-v', `${WORK}/../../.ssh:/k`]), DENY, [WORK]).length, 1, 'a .. escape out of the workspace');
 });

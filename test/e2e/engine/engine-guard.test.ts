@@ -60,7 +60,13 @@ test('a hostile job gets its escapes refused or contained by its own engine, and
   await fsp.writeFile(path.join(agentDir, 'config.yaml'), 'runner: {}\n', { mode: 0o600 });
   await fsp.writeFile(path.join(agentDir, 'canary', 'a'), 'a\n', { mode: 0o644 });
   await fsp.chmod(agentDir, 0o755);
-  const places = [...HOST_PLACES, agentDir, path.join(agentDir, 'canary'), path.join(agentDir, 'token'), path.join(agentDir, 'config.yaml')];
+  const places = [
+    ...HOST_PLACES,
+    agentDir,
+    path.join(agentDir, 'canary'),
+    path.join(agentDir, 'token'),
+    path.join(agentDir, 'config.yaml'),
+  ];
   const hostBefore = await fingerprint(places);
 
   const job = await makeJob(lab);
@@ -75,14 +81,26 @@ test('a hostile job gets its escapes refused or contained by its own engine, and
 
   // -v /:/host: writes to the host's system places fail or land in the engine's private copy.
   const writes = await runIn(
-    '-v', '/:/host', 'job/busybox:1', 'sh', '-c',
+    '-v',
+    '/:/host',
+    'job/busybox:1',
+    'sh',
+    '-c',
     `for p in /host/etc/cron.d/evil /host/usr/local/bin/evil /host/root/.ssh/authorized_keys ${path.join('/host', agentDir, 'token')} ${path.join('/host', agentDir, 'canary', 'a')}; do ` +
       `mkdir -p "$(dirname $p)" 2>/dev/null; echo pwned > "$p" 2>/dev/null && echo "wrote $p"; done; cat /host${path.join(agentDir, 'token')} 2>&1 | head -c 40; true`,
   );
   assert.ok(writes.ok, writes.out);
   assert.doesNotMatch(writes.out, /ghp_agent_token/, 'the agent token must not be readable through the engine');
   // --privileged: root inside the engine's user namespace only; the host's block devices stay closed.
-  const priv = await runIn('--privileged', '-v', '/:/host', 'job/busybox:1', 'sh', '-c', 'echo x > /host/usr/local/bin/evil2 && echo wrote; mount -t proc proc /host/proc 2>&1; true');
+  const priv = await runIn(
+    '--privileged',
+    '-v',
+    '/:/host',
+    'job/busybox:1',
+    'sh',
+    '-c',
+    'echo x > /host/usr/local/bin/evil2 && echo wrote; mount -t proc proc /host/proc 2>&1; true',
+  );
   assert.doesNotMatch(priv.out, /^wrote$/m, `privileged container wrote into /usr/local/bin: ${priv.out}`);
   // --pid=host: the engine's pid namespace, where neither this test nor the agent exists.
   const pids = await runIn('--pid=host', 'job/busybox:1', 'sh', '-c', 'ls /proc | grep -E "^[0-9]+$" | tr "\\n" " "');
@@ -94,10 +112,27 @@ test('a hostile job gets its escapes refused or contained by its own engine, and
   assert.ok(net.ok, net.out);
   for (const i of hostIfaces) assert.doesNotMatch(net.out, new RegExp(`^\\s*${i}:`, 'm'), `--network=host reached host interface ${i}`);
   // --userns=host: uid 0 there is the runner user here; root-owned files stay closed.
-  const userns = await runIn('--userns=host', '-v', `${agentDir}:/agent`, 'job/busybox:1', 'sh', '-c', 'cat /agent/token 2>&1; echo x > /agent/canary/a 2>&1; true');
+  const userns = await runIn(
+    '--userns=host',
+    '-v',
+    `${agentDir}:/agent`,
+    'job/busybox:1',
+    'sh',
+    '-c',
+    'cat /agent/token 2>&1; echo x > /agent/canary/a 2>&1; true',
+  );
   assert.doesNotMatch(userns.out, /ghp_agent_token/, `--userns=host read the agent token: ${userns.out}`);
   // --cap-add SYS_ADMIN: a mount inside stays inside.
-  await runIn('--cap-add', 'SYS_ADMIN', '-v', '/etc:/hostetc', 'job/busybox:1', 'sh', '-c', 'mount -t tmpfs none /hostetc 2>&1; touch /hostetc/evil 2>&1; true');
+  await runIn(
+    '--cap-add',
+    'SYS_ADMIN',
+    '-v',
+    '/etc:/hostetc',
+    'job/busybox:1',
+    'sh',
+    '-c',
+    'mount -t tmpfs none /hostetc 2>&1; touch /hostetc/evil 2>&1; true',
+  );
   // --device: the node may appear, but the runner user cannot open the host's memory or disks.
   const dev = await runIn('--device', '/dev/mem', 'job/busybox:1', 'sh', '-c', 'head -c 16 /dev/mem >/dev/null && echo read-mem; true');
   assert.doesNotMatch(dev.out, /read-mem/, '--device /dev/mem was readable');
@@ -123,7 +158,14 @@ test('a hostile job gets its escapes refused or contained by its own engine, and
   assert.deepEqual(await guard.verify(job, policy, guardCtx()), [], 'verify finds nothing of the engine after release');
   assert.deepEqual(await fingerprint(places), hostBefore, 'a host place changed, seen from outside');
   for (const p of ['/etc/cron.d/evil', '/usr/local/bin/evil', '/usr/local/bin/evil2', '/etc/evil']) {
-    assert.equal(await fsp.lstat(p).then(() => true, () => false), false, `${p} exists on the host`);
+    assert.equal(
+      await fsp.lstat(p).then(
+        () => true,
+        () => false,
+      ),
+      false,
+      `${p} exists on the host`,
+    );
   }
 });
 
@@ -162,7 +204,14 @@ test("job B's engine sees nothing job A left: no trusted-name retag, containers,
   const releasedB = await guard.release(jobB, policy, guardCtx());
   assert.equal(releasedB.outcome, 'ok');
   assert.deepEqual(await guard.verify(jobB, policy, guardCtx()), []);
-  assert.equal(await fsp.stat(socketB).then(() => true, () => false), false, "B's warm engine socket outlived release");
+  assert.equal(
+    await fsp.stat(socketB).then(
+      () => true,
+      () => false,
+    ),
+    false,
+    "B's warm engine socket outlived release",
+  );
 });
 
 test('a warm engine started for another mirror is not taken: it is stopped and the job gets a cold start', async () => {
@@ -178,7 +227,10 @@ test('a warm engine started for another mirror is not taken: it is stopped and t
   const alive = (): string => {
     try {
       const ps = execFileSync('ps', ['-o', 'pid=,stat=,comm=', '-u', String(lab.user.uid)], { encoding: 'utf8' });
-      return ps.split('\n').filter((l) => l.trim() && !/^\s*\d+\s+Z/.test(l)).join('\n');
+      return ps
+        .split('\n')
+        .filter((l) => l.trim() && !/^\s*\d+\s+Z/.test(l))
+        .join('\n');
     } catch {
       return ''; // ps exits 1 when the user runs nothing
     }
@@ -190,5 +242,13 @@ test('a warm engine started for another mirror is not taken: it is stopped and t
   }
   assert.equal(left, '', `processes of the runner user outlived the stopped warm engine: ${left}`);
   const warmDirs = (await fsp.readdir(path.join(lab.root, 'jobs'))).filter((n) => n.startsWith('.engine-warm-'));
-  for (const d of warmDirs) assert.equal(await fsp.stat(path.join(lab.root, 'jobs', d, 'engine')).then(() => true, () => false), false, `warm engine directory ${d} left`);
+  for (const d of warmDirs)
+    assert.equal(
+      await fsp.stat(path.join(lab.root, 'jobs', d, 'engine')).then(
+        () => true,
+        () => false,
+      ),
+      false,
+      `warm engine directory ${d} left`,
+    );
 });

@@ -85,7 +85,11 @@ export function guardCtx(): GuardContext {
 
 /** The docker CLI (run as root, like an operator) against one engine socket. */
 export function dockerCli(lab: Lab, socket: string): (...args: string[]) => Promise<string> {
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(lab.root, 'docker-cli') };
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    DOCKER_HOST: `unix://${socket}`,
+    DOCKER_CONFIG: path.join(lab.root, 'docker-cli'),
+  };
   return async (...args: string[]) => {
     const { stdout } = await run('docker', args, { env, timeout: 60_000 });
     return stdout.trim();
@@ -105,7 +109,13 @@ export async function dockerTry(docker: (...a: string[]) => Promise<string>, ...
 /** A busybox-static root filesystem tar (built once per lab). */
 export async function busyboxTar(root: string): Promise<string> {
   const tar = path.join(root, 'busybox-rootfs.tar');
-  if (await fsp.stat(tar).then(() => true, () => false)) return tar;
+  if (
+    await fsp.stat(tar).then(
+      () => true,
+      () => false,
+    )
+  )
+    return tar;
   const rootfs = path.join(root, 'busybox-rootfs');
   await fsp.mkdir(path.join(rootfs, 'bin'), { recursive: true });
   await fsp.copyFile('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));

@@ -33,7 +33,14 @@ before(async () => {
   await fsp.writeFile(path.join(etc, 'subgid'), `${lab.user.name}:300000:65536\n`);
   await fsp.writeFile(path.join(etc, 'group'), `${lab.user.name}:x:${lab.user.gid}:\n`);
   execFileSync('mknod', ['-m', '666', path.join(lab.root, 'tun'), 'c', '10', '200']);
-  good = { ...DEFAULT_ENGINE_HOST_PATHS, subuid: path.join(etc, 'subuid'), subgid: path.join(etc, 'subgid'), group: path.join(etc, 'group'), tun: path.join(lab.root, 'tun'), hostSockets: [] };
+  good = {
+    ...DEFAULT_ENGINE_HOST_PATHS,
+    subuid: path.join(etc, 'subuid'),
+    subgid: path.join(etc, 'subgid'),
+    group: path.join(etc, 'group'),
+    tun: path.join(lab.root, 'tun'),
+    hostSockets: [],
+  };
 });
 
 after(async () => {
@@ -140,7 +147,10 @@ test('mode none refuses a host where the runner user reaches a root engine, and 
 test('preflight (verify without a job) reports the same problems as findings', async () => {
   const guard = new EngineGuard({ paths: { ...good, binDirs: [path.join(lab.root, 'empty-bin')] }, runnerUser: lab.user });
   const findings = await guard.verify(undefined, dockerPolicy({ mode: 'isolated' }), guardCtx());
-  assert.ok(findings.some((f) => /dockerd is not installed/.test(f.problem) && /apt-get/.test(String(f.detail?.fix))), JSON.stringify(findings));
+  assert.ok(
+    findings.some((f) => /dockerd is not installed/.test(f.problem) && /apt-get/.test(String(f.detail?.fix))),
+    JSON.stringify(findings),
+  );
 });
 
 test('auto gives isolated only where a rootless engine can run, none otherwise, and never host', async () => {
@@ -178,16 +188,28 @@ test('preflight warns when the runner would refuse container jobs: in a containe
   policy.cleanup.containers.socket = path.join(lab.root, 'no-such.sock');
   const warned = async (o: { hooks?: string; envFile?: string; cgroup?: string }): Promise<string | undefined> => {
     const { ctx, lines } = capturingCtx();
-    const g = new EngineGuard({ paths: { ...good, procOneCgroup: o.cgroup ?? cg }, runnerUser: lab.user, runnerRoot, ...(o.hooks ? { containerHooks: o.hooks } : {}) });
+    const g = new EngineGuard({
+      paths: { ...good, procOneCgroup: o.cgroup ?? cg },
+      runnerUser: lab.user,
+      runnerRoot,
+      ...(o.hooks ? { containerHooks: o.hooks } : {}),
+    });
     await fsp.rm(path.join(runnerRoot, '.env'), { force: true });
     if (o.envFile !== undefined) await fsp.writeFile(path.join(runnerRoot, '.env'), o.envFile);
     await g.verify(undefined, policy, ctx);
     const l = lines().find((x) => x.msg === 'container jobs will be refused');
     return l ? `${String(l.problem)} | ${String(l.fix)}` : undefined;
   };
-  assert.match((await warned({})) ?? '', /runs in a container .* will refuse container: and services: jobs \| point ACTIONS_RUNNER_CONTAINER_HOOKS at/);
+  assert.match(
+    (await warned({})) ?? '',
+    /runs in a container .* will refuse container: and services: jobs \| point ACTIONS_RUNNER_CONTAINER_HOOKS at/,
+  );
   assert.equal(await warned({ hooks: '/opt/hooks.sh' }), undefined, 'hooks given to the guard');
-  assert.equal(await warned({ envFile: 'LANG=C\nACTIONS_RUNNER_CONTAINER_HOOKS=/opt/hooks.sh\n' }), undefined, "hooks in the runner's .env");
+  assert.equal(
+    await warned({ envFile: 'LANG=C\nACTIONS_RUNNER_CONTAINER_HOOKS=/opt/hooks.sh\n' }),
+    undefined,
+    "hooks in the runner's .env",
+  );
   const v2 = path.join(lab.root, 'proc1-cgroup-v2');
   await fsp.writeFile(v2, '0::/\n');
   assert.equal(await warned({ cgroup: v2 }), undefined, 'not in a container the runner recognises');

@@ -33,7 +33,7 @@ after(async () => {
   await lab.dispose();
 });
 
-test('a retagged trusted image fails verification, and the job\'s other images are removed', async (t) => {
+test("a retagged trusted image fails verification, and the job's other images are removed", async (t) => {
   if (!dockerd) return t.skip(`dockerd could not start here: ${skip}`);
   const d = dockerd;
   const tar = await busyboxTar(lab.root);
@@ -59,7 +59,10 @@ test('a retagged trusted image fails verification, and the job\'s other images a
   await d.docker('import', '-c', 'LABEL poisoned=yes', '-c', 'CMD ["/bin/sh"]', tar, 'node:20');
   await guard.release(job2, policy, guardCtx());
   const findings = await guard.verify(job2, policy, guardCtx());
-  assert.ok(findings.some((f) => /image tag node:20 (is gone|now names)/.test(f.problem)), JSON.stringify(findings));
+  assert.ok(
+    findings.some((f) => /image tag node:20 (is gone|now names)/.test(f.problem)),
+    JSON.stringify(findings),
+  );
 });
 
 test('through the host-mode proxy ordinary containers run and escapes are refused naming the policy key', async (t) => {
@@ -104,7 +107,10 @@ test('through the host-mode proxy ordinary containers run and escapes are refuse
     () => undefined,
   );
 
-  const allowed = dockerPolicy({ mode: 'host', allow: { privileged: true, hostNamespaces: false, hostPaths: [], devices: [], capabilities: ['NET_ADMIN'] } });
+  const allowed = dockerPolicy({
+    mode: 'host',
+    allow: { privileged: true, hostNamespaces: false, hostPaths: [], devices: [], capabilities: ['NET_ADMIN'] },
+  });
   allowed.cleanup.containers.socket = dockerd.socket;
   allowed.cleanup.containers.images = 'job';
   const job2 = await makeJob(lab);

@@ -63,7 +63,18 @@ test("job B's pull of the image job A pulled is served by the mirror: the upstre
       // A container on a bridge network of the job's own reaches out through slirp (the engine's
       // one masquerade rule; dockerd's own netfilter set-up is off): here the loopback mirror.
       await docker('network', 'create', 'b-net');
-      const v2 = await docker('run', '--rm', '--network', 'b-net', 'busybox:1', 'busybox', 'wget', '-q', '-O-', `http://10.0.2.2:${new URL(mirror.url).port}/v2/`);
+      const v2 = await docker(
+        'run',
+        '--rm',
+        '--network',
+        'b-net',
+        'busybox:1',
+        'busybox',
+        'wget',
+        '-q',
+        '-O-',
+        `http://10.0.2.2:${new URL(mirror.url).port}/v2/`,
+      );
       assert.equal(v2, '{}', 'a container on a bridge network could not reach out');
     }
     if (name === 'job-a') {
@@ -80,16 +91,26 @@ test("job B's pull of the image job A pulled is served by the mirror: the upstre
   assert.ok((fetchesAfter['job-a'] ?? 0) >= 1, 'job A pulled the layer from the upstream through the mirror');
   assert.equal(fetchesAfter['job-b'], fetchesAfter['job-a'], `job B's pull reached the upstream: ${JSON.stringify(fetchesAfter)}`);
   const stats = await mirrorStats(mirror.opts.debugListen);
-  assert.ok(stats && stats.manifestMisses === 1 && stats.manifestHits >= 1 && stats.blobHits >= 1, `mirror counters: ${JSON.stringify(stats)}`);
+  assert.ok(
+    stats && stats.manifestMisses === 1 && stats.manifestHits >= 1 && stats.blobHits >= 1,
+    `mirror counters: ${JSON.stringify(stats)}`,
+  );
   // The same counters on the agent's /metrics.
   const registry = new Registry();
-  registerMirrorMetrics(registry, () => mirror.opts.debugListen, () => mirror.opts.storage);
+  registerMirrorMetrics(
+    registry,
+    () => mirror.opts.debugListen,
+    () => mirror.opts.storage,
+  );
   const text = await registry.metrics();
   assert.match(text, /^runner_warden_mirror_up 1$/m);
   assert.match(text, new RegExp(`^runner_warden_mirror_hits_total\\{kind="blob"\\} ${stats?.blobHits}$`, 'm'));
   assert.match(text, new RegExp(`^runner_warden_mirror_misses_total\\{kind="manifest"\\} ${stats?.manifestMisses}$`, 'm'));
   assert.match(text, new RegExp(`^runner_warden_mirror_served_bytes_total ${stats?.bytesServed}$`, 'm'));
-  assert.ok((stats?.bytesServed ?? 0) > 2 * (await fsp.stat(await busyboxTar(lab.root))).size / 4, 'the mirror counted less than the layer it served twice');
+  assert.ok(
+    (stats?.bytesServed ?? 0) > (2 * (await fsp.stat(await busyboxTar(lab.root))).size) / 4,
+    'the mirror counted less than the layer it served twice',
+  );
   const cached = Number(/^runner_warden_mirror_cache_bytes (\d+)$/m.exec(text)?.[1]);
   assert.ok(cached >= (await cacheBytes(mirror.opts.storage)) * 0.9 && cached > 0, `cache bytes ${cached}`);
   const closed = `127.0.0.1:${await freePort()}`;

@@ -48,13 +48,20 @@ test('a host that meets a secondary limit pauses all its calls for retry-after, 
   assert.ok(Array.isArray(found));
   assert.equal(deleted, 'not-found');
   assert.equal(fake.restCalls(), 4);
-  assert.ok(fake.requests.slice(1).every((r) => r.at >= Date.UTC(2026, 0, 1, 12) + 30_000), 'every later call went after retry-after');
+  assert.ok(
+    fake.requests.slice(1).every((r) => r.at >= Date.UTC(2026, 0, 1, 12) + 30_000),
+    'every later call went after retry-after',
+  );
   assert.deepEqual(limits, ['secondary']);
   assert.equal(port.fleet.gatePauses(), 1);
 });
 
 test('the App installation token is minted once, reused, and renewed before its hour ends', async (t) => {
-  const keys = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const keys = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   const clock = ManualClock.instant(Date.UTC(2026, 0, 1, 12));
   const fake = await startFakeGitHub({ clock, app: { appId: 7, installationId: 70, publicKeyPem: keys.publicKey } });
   t.after(() => fake.close());
@@ -85,11 +92,21 @@ test('the App installation token is minted once, reused, and renewed before its 
 });
 
 test('a cached token GitHub refuses (revoked) is dropped and the call goes again with a new one', async (t) => {
-  const keys = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const keys = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   const clock = ManualClock.instant(Date.UTC(2026, 0, 1, 12));
   const fake = await startFakeGitHub({ clock, app: { appId: 7, installationId: 70, publicKeyPem: keys.publicKey } });
   t.after(() => fake.close());
-  const port = createOctokitPort({ apiUrl: fake.url, scope: { kind: 'org', org: 'octo' }, auth: { kind: 'app', appId: 7, installationId: 70, privateKey: keys.privateKey }, clock, log: silentLogger() });
+  const port = createOctokitPort({
+    apiUrl: fake.url,
+    scope: { kind: 'org', org: 'octo' },
+    auth: { kind: 'app', appId: 7, installationId: 70, privateKey: keys.privateKey },
+    clock,
+    log: silentLogger(),
+  });
   await port.findRunnersByName('a');
   fake.faults.add({ match: { path: /actions\/runners$/ }, status: 401, body: { message: 'Bad credentials' } });
   await port.findRunnersByName('a');

@@ -35,9 +35,25 @@ function openssl(args: string[]): void {
 
 function makeCa(name: string): void {
   openssl([
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=runner-warden test ${name}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.pem`,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=runner-warden test ${name}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
 }
 
@@ -45,9 +61,38 @@ before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'rw-ghes-'));
   makeCa('ca');
   makeCa('other-ca');
-  openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  openssl([
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'server.key',
+    '-out',
+    'server.csr',
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
   await writeFile(path.join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'ext.cnf']);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.pem',
+    '-days',
+    '2',
+    '-extfile',
+    'ext.cnf',
+  ]);
   caPem = await readFile(path.join(dir, 'ca.pem'), 'utf8');
   otherCaPem = await readFile(path.join(dir, 'other-ca.pem'), 'utf8');
   serverKey = await readFile(path.join(dir, 'server.key'), 'utf8');
@@ -125,7 +170,11 @@ test('over HTTPS with a private CA the calls fail without the CA bundle and work
   );
   const wrong = createCaFetch(otherCaPem);
   t.after(() => wrong.close());
-  await assert.rejects(port(fake, apiUrl, wrong.fetch).createRegistrationToken(), /certificate/i, 'a bundle of another CA must not be trusted');
+  await assert.rejects(
+    port(fake, apiUrl, wrong.fetch).createRegistrationToken(),
+    /certificate/i,
+    'a bundle of another CA must not be trusted',
+  );
   assert.equal(fake.restCalls(), 0, 'no call may reach the server over an untrusted connection');
 
   for (const includeSystemRoots of [true, false]) {
@@ -135,8 +184,17 @@ test('over HTTPS with a private CA the calls fail without the CA bundle and work
       const tok = await gh.createRegistrationToken();
       assert.ok(tok.token.length > 10 && Number.isFinite(Date.parse(tok.expiresAt)), 'a registration token with its expiry');
       const group = await gh.resolveRunnerGroup(null);
-      const jit = await gh.generateJitConfig({ name: `ghes-${includeSystemRoots}`, labels: ['self-hosted'], runnerGroupId: group, workFolder: '_work' });
-      assert.deepEqual((await gh.findRunnersByName(jit.runner.name)).map((r) => r.id), [jit.runner.id], 'GET with a query');
+      const jit = await gh.generateJitConfig({
+        name: `ghes-${includeSystemRoots}`,
+        labels: ['self-hosted'],
+        runnerGroupId: group,
+        workFolder: '_work',
+      });
+      assert.deepEqual(
+        (await gh.findRunnersByName(jit.runner.name)).map((r) => r.id),
+        [jit.runner.id],
+        'GET with a query',
+      );
       assert.equal(await gh.deleteRunner(jit.runner.id), 'deleted', 'DELETE with a 204 answer');
       assert.equal(await gh.deleteRunner(jit.runner.id), 'not-found', 'a 404 is an outcome');
     } finally {
@@ -144,14 +202,23 @@ test('over HTTPS with a private CA the calls fail without the CA bundle and work
     }
   }
   const paths = fake.requests.filter((r) => r.kind === 'rest').map((r) => r.path);
-  assert.ok(paths.length >= 10 && paths.every((p) => p.startsWith('/api/v3/')), `every REST call must use the GHES prefix: ${paths.join(', ')}`);
+  assert.ok(
+    paths.length >= 10 && paths.every((p) => p.startsWith('/api/v3/')),
+    `every REST call must use the GHES prefix: ${paths.join(', ')}`,
+  );
 });
 
 test('github.caFile must hold a PEM certificate: anything else is a configuration error naming the field', async () => {
   const junk = path.join(dir, 'junk.pem');
   await writeFile(junk, 'not a certificate\n');
-  await assert.rejects(readCaBundle(junk, '/etc/runner-warden/config.yaml'), (e: unknown) => e instanceof ConfigError && /github\.caFile/.test(e.problems.join('\n')));
-  await assert.rejects(readCaBundle(path.join(dir, 'missing.pem'), 'c.yaml'), (e: unknown) => e instanceof ConfigError && /ENOENT/.test(e.problems.join('\n')));
+  await assert.rejects(
+    readCaBundle(junk, '/etc/runner-warden/config.yaml'),
+    (e: unknown) => e instanceof ConfigError && /github\.caFile/.test(e.problems.join('\n')),
+  );
+  await assert.rejects(
+    readCaBundle(path.join(dir, 'missing.pem'), 'c.yaml'),
+    (e: unknown) => e instanceof ConfigError && /ENOENT/.test(e.problems.join('\n')),
+  );
   assert.equal(await readCaBundle(path.join(dir, 'ca.pem'), 'c.yaml'), caPem);
 });
 
@@ -228,5 +295,9 @@ test('the CA fetch follows a redirect, drops the credential when it leaves the o
   const ac = new AbortController();
   const pending = ca.fetch(`${origin}/hang`, { signal: ac.signal });
   setTimeout(() => ac.abort(new DOMException('stopped', 'AbortError')), 50);
-  await assert.rejects(pending, (e: unknown) => e instanceof Error && e.name === 'AbortError', 'an abort must reject with the signal reason');
+  await assert.rejects(
+    pending,
+    (e: unknown) => e instanceof Error && e.name === 'AbortError',
+    'an abort must reject with the signal reason',
+  );
 });

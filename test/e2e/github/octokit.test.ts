@@ -25,11 +25,19 @@ const jitReq = { name: 'r1', labels: ['self-hosted'], runnerGroupId: 1, workFold
 
 test('a 429 with retry-after is honoured on the injected clock, then the call succeeds', async (t) => {
   const { clock, fake, port } = await setup(t);
-  fake.faults.add({ match: { path: /generate-jitconfig/ }, status: 429, headers: { 'retry-after': '7' }, body: { message: 'You have exceeded a secondary rate limit' } });
+  fake.faults.add({
+    match: { path: /generate-jitconfig/ },
+    status: 429,
+    headers: { 'retry-after': '7' },
+    body: { message: 'You have exceeded a secondary rate limit' },
+  });
   const reg = await port.generateJitConfig(jitReq);
   assert.ok(reg.encodedJitConfig.length > 0);
   assert.equal(clock.sleeps.length, 1);
-  assert.ok(clock.sleeps[0]! >= 7000 && clock.sleeps[0]! <= 67_000, `waited ${clock.sleeps[0]} ms: retry-after 7 s plus at most a minute of jitter, on the injected clock`);
+  assert.ok(
+    clock.sleeps[0]! >= 7000 && clock.sleeps[0]! <= 67_000,
+    `waited ${clock.sleeps[0]} ms: retry-after 7 s plus at most a minute of jitter, on the injected clock`,
+  );
   assert.equal(fake.restCalls({ path: /generate-jitconfig/ }), 2);
 });
 
@@ -38,7 +46,10 @@ test('an exhausted primary rate limit waits until x-ratelimit-reset', async (t) 
   fake.exhaustPrimaryRateLimit(120);
   await port.generateJitConfig(jitReq);
   assert.equal(clock.sleeps.length, 1);
-  assert.ok(clock.sleeps[0]! >= 119_000 && clock.sleeps[0]! <= 2 * 122_000, `waited ${clock.sleeps[0]} ms, expected the 120 s to the reset plus jitter`);
+  assert.ok(
+    clock.sleeps[0]! >= 119_000 && clock.sleeps[0]! <= 2 * 122_000,
+    `waited ${clock.sleeps[0]} ms, expected the 120 s to the reset plus jitter`,
+  );
 });
 
 test('a secondary limit without retry-after waits at least a minute', async (t) => {
@@ -53,12 +64,20 @@ test('5xx answers are retried with exponential backoff and full jitter', async (
   fake.faults.add({ match: { path: /generate-jitconfig/ }, status: 502, times: 3 });
   await port.generateJitConfig(jitReq);
   assert.equal(clock.sleeps.length, 3);
-  clock.sleeps.forEach((ms, i) => assert.ok(ms >= 0 && ms <= 1000 * 2 ** i, `try ${i + 2} waited ${ms} ms: full jitter under ${1000 * 2 ** i}`));
+  clock.sleeps.forEach((ms, i) =>
+    assert.ok(ms >= 0 && ms <= 1000 * 2 ** i, `try ${i + 2} waited ${ms} ms: full jitter under ${1000 * 2 ** i}`),
+  );
 });
 
 test('a refused token is an auth error that names the permission needed, and is not retried', async (t) => {
   const { clock, fake } = await setup(t);
-  const bad = createOctokitPort({ apiUrl: fake.url, scope: { kind: 'org', org: 'octo' }, auth: { kind: 'token', token: 'ghp_wrongwrongwrongwrongwrongwrongwrong00' }, clock, log: silentLogger() });
+  const bad = createOctokitPort({
+    apiUrl: fake.url,
+    scope: { kind: 'org', org: 'octo' },
+    auth: { kind: 'token', token: 'ghp_wrongwrongwrongwrongwrongwrongwrong00' },
+    clock,
+    log: silentLogger(),
+  });
   await assert.rejects(bad.generateJitConfig(jitReq), (err: unknown) => {
     assert.ok(err instanceof GitHubApiError);
     assert.equal(err.status, 401);

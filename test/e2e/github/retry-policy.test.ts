@@ -18,7 +18,13 @@ const HIGH = (): number => 0.999_999_9;
 
 type Kind = 'primary-limit' | 'secondary-limit' | 'retry-after' | 'server-error' | 'network';
 const cases: { name: string; a: Parameters<typeof decideRetry>[0]; kind?: Kind; min?: number; max?: number }[] = [
-  { name: 'a secondary limit with retry-after waits that many seconds, plus jitter over at least a minute', a: { ...base, status: 429, headers: { 'retry-after': '7' } }, kind: 'secondary-limit', min: 7000, max: 67_000 },
+  {
+    name: 'a secondary limit with retry-after waits that many seconds, plus jitter over at least a minute',
+    a: { ...base, status: 429, headers: { 'retry-after': '7' } },
+    kind: 'secondary-limit',
+    min: 7000,
+    max: 67_000,
+  },
   {
     name: 'a primary limit with retry-after gets jitter of at most its own length',
     a: { ...base, status: 403, headers: { 'retry-after': '7', 'x-ratelimit-remaining': '0' } },
@@ -40,12 +46,42 @@ const cases: { name: string; a: Parameters<typeof decideRetry>[0]; kind?: Kind; 
     min: 3_001_000,
     max: 3_001_000 + LIMIT_JITTER_MAX_MS,
   },
-  { name: 'a secondary limit without headers waits at least 60 s', a: { ...base, status: 403, message: 'You have exceeded a secondary rate limit' }, kind: 'secondary-limit', min: SECONDARY_LIMIT_MIN_MS, max: 2 * SECONDARY_LIMIT_MIN_MS },
-  { name: 'the secondary-limit wait doubles on the next try', a: { ...base, attempt: 2, status: 429, message: 'secondary rate limit' }, kind: 'secondary-limit', min: 2 * SECONDARY_LIMIT_MIN_MS, max: 4 * SECONDARY_LIMIT_MIN_MS },
-  { name: 'a 503 with retry-after waits it', a: { ...base, status: 503, headers: { 'retry-after': '30' } }, kind: 'retry-after', min: 30_000, max: 60_000 },
+  {
+    name: 'a secondary limit without headers waits at least 60 s',
+    a: { ...base, status: 403, message: 'You have exceeded a secondary rate limit' },
+    kind: 'secondary-limit',
+    min: SECONDARY_LIMIT_MIN_MS,
+    max: 2 * SECONDARY_LIMIT_MIN_MS,
+  },
+  {
+    name: 'the secondary-limit wait doubles on the next try',
+    a: { ...base, attempt: 2, status: 429, message: 'secondary rate limit' },
+    kind: 'secondary-limit',
+    min: 2 * SECONDARY_LIMIT_MIN_MS,
+    max: 4 * SECONDARY_LIMIT_MIN_MS,
+  },
+  {
+    name: 'a 503 with retry-after waits it',
+    a: { ...base, status: 503, headers: { 'retry-after': '30' } },
+    kind: 'retry-after',
+    min: 30_000,
+    max: 60_000,
+  },
   { name: 'a 502 backs off with full jitter under one second', a: { ...base, status: 502 }, kind: 'server-error', min: 0, max: 1000 },
-  { name: 'a network error backs off with full jitter under 4 s on the third try', a: { ...base, attempt: 3, network: true }, kind: 'network', min: 0, max: 4000 },
-  { name: 'the 5xx envelope is capped', a: { ...base, attempt: 4, status: 500 }, kind: 'server-error', min: 0, max: Math.min(8000, SERVER_ERROR_MAX_MS) },
+  {
+    name: 'a network error backs off with full jitter under 4 s on the third try',
+    a: { ...base, attempt: 3, network: true },
+    kind: 'network',
+    min: 0,
+    max: 4000,
+  },
+  {
+    name: 'the 5xx envelope is capped',
+    a: { ...base, attempt: 4, status: 500 },
+    kind: 'server-error',
+    min: 0,
+    max: Math.min(8000, SERVER_ERROR_MAX_MS),
+  },
   { name: 'a 403 for a missing permission is not retried', a: { ...base, status: 403, message: 'Resource not accessible by integration' } },
   { name: 'a 401 is not retried', a: { ...base, status: 401 } },
   { name: 'a 409 is not retried', a: { ...base, status: 409 } },

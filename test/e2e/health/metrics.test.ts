@@ -68,7 +68,11 @@ test('a cleanup report becomes step durations, outcomes, removed counts and a ve
   assert.equal(value(t, 'runner_warden_cleanup_removed_items_total{step="workdir",kind="dir"}'), 40);
   assert.equal(value(t, 'runner_warden_cleanup_removed_bytes_total{step="workdir",kind="file"}'), 5_000_000);
   assert.equal(value(t, 'runner_warden_cleanup_removed_items_total{step="processes",kind="process"}'), 3);
-  assert.equal(value(t, 'runner_warden_cleanup_removed_bytes_total{step="processes",kind="process"}'), undefined, 'zero bytes add no series');
+  assert.equal(
+    value(t, 'runner_warden_cleanup_removed_bytes_total{step="processes",kind="process"}'),
+    undefined,
+    'zero bytes add no series',
+  );
   assert.equal(value(t, 'runner_warden_cleanup_step_outcomes_total{step="docker",outcome="failed"}'), 1);
   assert.equal(value(t, 'runner_warden_cleanup_step_duration_seconds_sum{step="workdir"}'), 1.5);
   assert.equal(value(t, 'runner_warden_cleanup_step_duration_seconds_bucket{le="2.5",step="workdir"}'), 1);
@@ -82,7 +86,11 @@ test('the typed methods each move their series', async () => {
   const m = new AgentMetrics({ version: '1', recycleProviders: ['aws-asg', 'shutdown'] });
   let t = await m.render();
   assert.equal(value(t, 'runner_warden_recycle_failures_total{provider="shutdown"}'), 0, 'configured providers start at 0');
-  assert.equal(value(t, 'runner_warden_recycles_total{reason="runner-version-deprecated",provider="shutdown"}'), 0, 'the series the deprecation alert reads with increase() starts at 0');
+  assert.equal(
+    value(t, 'runner_warden_recycles_total{reason="runner-version-deprecated",provider="shutdown"}'),
+    0,
+    'the series the deprecation alert reads with increase() starts at 0',
+  );
   m.jobEnded('succeeded', 90);
   m.jobEnded('failed', 30);
   m.jobEnded('failed', -1);
@@ -133,7 +141,10 @@ test('unbounded label values are folded into "other" and cut in length', async (
   m.recycled('x'.repeat(500), 'none');
   const t = await m.render();
   const endpoints = new Set(
-    t.split('\n').filter((l) => l.startsWith('runner_warden_github_requests_total{')).map((l) => /endpoint="([^"]*)"/.exec(l)?.[1]),
+    t
+      .split('\n')
+      .filter((l) => l.startsWith('runner_warden_github_requests_total{'))
+      .map((l) => /endpoint="([^"]*)"/.exec(l)?.[1]),
   );
   assert.equal(endpoints.size, MAX_LABEL_VALUES + 1, 'cap plus "other"');
   assert.equal(value(t, 'runner_warden_github_requests_total{endpoint="other",status="200"}'), 50);

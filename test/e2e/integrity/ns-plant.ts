@@ -46,7 +46,11 @@ run('ip', 'route', 'add', '10.99.0.0/16', 'dev', 'lo');
 run('mount', '--bind', scratch, '/usr/local/bin');
 // A root daemon left by the job: started in the background and orphaned (re-parented to the
 // namespace's init, as a job's leftovers are to the host's), so it is not one of the agent's own.
-run('sh', '-c', 'python3 -c "import socket,time\ns=socket.socket()\ns.bind((\'127.0.0.1\',4445))\ns.listen()\ntime.sleep(60)" >/dev/null 2>&1 &');
+run(
+  'sh',
+  '-c',
+  'python3 -c "import socket,time\ns=socket.socket()\ns.bind((\'127.0.0.1\',4445))\ns.listen()\ntime.sleep(60)" >/dev/null 2>&1 &',
+);
 for (let i = 0; i < 100; i++) {
   const up = await new Promise<boolean>((res) => {
     const c = net.connect(4445, '127.0.0.1', () => {

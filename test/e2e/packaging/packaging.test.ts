@@ -88,7 +88,19 @@ before(async () => {
   scriptEnv = { ...process.env, TMPDIR: path.join(tmp, 'tmp') };
   source = path.join(tmp, 'src');
   await mkdir(source);
-  const entries = ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'bin', 'src', 'policies', 'packaging', 'README.md', 'ARCHITECTURE.md', 'dist'];
+  const entries = [
+    'package.json',
+    'package-lock.json',
+    'tsconfig.json',
+    'tsconfig.build.json',
+    'bin',
+    'src',
+    'policies',
+    'packaging',
+    'README.md',
+    'ARCHITECTURE.md',
+    'dist',
+  ];
   const present = entries.filter((e) => existsSync(path.join(REPO, e)));
   const cp = await run('cp', ['-a', ...present.map((e) => path.join(REPO, e)), source]);
   assert.equal(cp.code, 0, `could not copy the checkout: ${cp.stderr}`);
@@ -249,15 +261,32 @@ test('the unit signals the agent only, waits out a full drain, and never restart
   for (const dep of ['network-online.target', 'docker.service']) assert.ok(after.includes(dep), `After= lacks ${dep}`);
   const stop = /^(\d+)min$/.exec(one('TimeoutStopSec'));
   assert.ok(stop, 'TimeoutStopSec should be in minutes');
-  assert.ok(Number(stop[1]) * 60_000 > DRAIN_BUDGET_MS, `TimeoutStopSec ${one('TimeoutStopSec')} is shorter than a full drain (${DRAIN_BUDGET_MS / 60_000} min)`);
+  assert.ok(
+    Number(stop[1]) * 60_000 > DRAIN_BUDGET_MS,
+    `TimeoutStopSec ${one('TimeoutStopSec')} is shorter than a full drain (${DRAIN_BUDGET_MS / 60_000} min)`,
+  );
   // Options that give the agent a private mount namespace, or that every job would inherit.
-  for (const forbidden of ['ProtectSystem', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectControlGroups', 'NoNewPrivileges', 'CapabilityBoundingSet', 'SystemCallFilter', 'RestrictNamespaces', 'MemoryDenyWriteExecute', 'Delegate']) {
+  for (const forbidden of [
+    'ProtectSystem',
+    'ProtectHome',
+    'PrivateTmp',
+    'PrivateDevices',
+    'ProtectControlGroups',
+    'NoNewPrivileges',
+    'CapabilityBoundingSet',
+    'SystemCallFilter',
+    'RestrictNamespaces',
+    'MemoryDenyWriteExecute',
+    'Delegate',
+  ]) {
     assert.ok(!settings.has(forbidden), `${forbidden}= breaks the cleanup or is inherited by every job (see the unit's comments)`);
   }
 });
 
 test('the example config, the example policies and the container config validate, and the container recycles by exit', async () => {
-  const policies = (await readdir(path.join(REPO, 'policies'))).filter((f) => f.endsWith('.yaml')).map((f) => path.join(REPO, 'policies', f));
+  const policies = (await readdir(path.join(REPO, 'policies')))
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => path.join(REPO, 'policies', f));
   await validates([path.join(PKG, 'config.example.yaml'), path.join(PKG, 'container/config.yaml'), ...policies], 'the shipped configs');
   const container = await loadHostConfig(path.join(PKG, 'container/config.yaml'), {});
   assert.deepEqual(parseRecycleConfig(container.recycle), { provider: 'exit', exitCode: 0 });
@@ -292,14 +321,19 @@ test('the Packer provisioning script writes a host config that validates, for ea
   }
   const bad = await run('bash', [PROVISION, '--print-config'], { env: { ...base, RECYCLE_PROVIDER: 'shutdown', RUNNER_LABELS: 'a,"b' } });
   assert.notEqual(bad.code, 0, 'a label that could break the YAML must be refused');
-  const hooked = await run('bash', [PROVISION, '--print-config'], { env: { ...base, RECYCLE_PROVIDER: 'aws-asg', LIFECYCLE_HOOK_NAME: 'runner-drain' } });
+  const hooked = await run('bash', [PROVISION, '--print-config'], {
+    env: { ...base, RECYCLE_PROVIDER: 'aws-asg', LIFECYCLE_HOOK_NAME: 'runner-drain' },
+  });
   assert.equal(hooked.code, 0, hooked.stderr);
   const hookFile = path.join(tmp, 'packer-hook.yaml');
   await writeFile(hookFile, hooked.stdout);
   await validates([hookFile], 'the Packer config with a lifecycle hook');
   const hookChain = parseRecycleConfig((await loadHostConfig(hookFile, {})).recycle);
   assert.equal(hookChain.provider === 'aws-asg' ? hookChain.lifecycleHookName : undefined, 'runner-drain');
-  for (const env of [{ RECYCLE_PROVIDER: 'shutdown', LIFECYCLE_HOOK_NAME: 'runner-drain' }, { RECYCLE_PROVIDER: 'aws-asg', LIFECYCLE_HOOK_NAME: 'bad name: x' }]) {
+  for (const env of [
+    { RECYCLE_PROVIDER: 'shutdown', LIFECYCLE_HOOK_NAME: 'runner-drain' },
+    { RECYCLE_PROVIDER: 'aws-asg', LIFECYCLE_HOOK_NAME: 'bad name: x' },
+  ]) {
     const refused = await run('bash', [PROVISION, '--print-config'], { env: { ...base, ...env } });
     assert.notEqual(refused.code, 0, `provision.sh must refuse ${JSON.stringify(env)}`);
     assert.match(refused.stderr, /LIFECYCLE_HOOK_NAME/);
@@ -310,12 +344,20 @@ test('the Packer build validates, records the baseline and enables the unit with
   const script = await readFile(PROVISION, 'utf8');
   const template = await readFile(path.join(PKG, 'packer/runner-warden.pkr.hcl'), 'utf8');
   assert.match(template, /provision\.sh/, 'the template should run provision.sh');
-  assert.match(template, /shutdown behaviou?r|InstanceInitiatedShutdownBehavior/i, 'the template should say how the shutdown provider must be launched');
+  assert.match(
+    template,
+    /shutdown behaviou?r|InstanceInitiatedShutdownBehavior/i,
+    'the template should say how the shutdown provider must be launched',
+  );
   assert.match(template, /lifecycle hook/i, 'the template should describe the aws-asg lifecycle hook');
   assert.match(script, /runner-warden validate /);
   assert.match(script, /runner-warden baseline /);
   assert.match(script, /systemctl enable [^\n]*runner-warden\.service/);
-  assert.doesNotMatch(script, /systemctl (start|restart)|enable --now|--enable/, 'an image build must never start the agent (it would register a runner)');
+  assert.doesNotMatch(
+    script,
+    /systemctl (start|restart)|enable --now|--enable/,
+    'an image build must never start the agent (it would register a runner)',
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -350,19 +392,27 @@ function find<T = K8sObject>(objs: K8sObject[], kind: string): T {
 
 test('the Kubernetes manifests parse, and the Role grants nothing but deleting pods', async () => {
   const objs = await manifests();
-  const role = find<K8sObject & { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] }>(objs, 'Role');
+  const role = find<K8sObject & { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] }>(
+    objs,
+    'Role',
+  );
   assert.ok(role.rules.length > 0);
   for (const rule of role.rules) {
     assert.deepEqual(rule.apiGroups, [''], 'only the core API group');
     assert.deepEqual(rule.resources, ['pods'], 'only pods (no subresources, no secrets)');
     for (const verb of rule.verbs) assert.ok(['delete', 'get'].includes(verb), `the Role grants ${verb} on pods`);
   }
-  assert.ok(role.rules.some((r) => r.verbs.includes('delete')), 'the kubernetes provider needs delete');
+  assert.ok(
+    role.rules.some((r) => r.verbs.includes('delete')),
+    'the kubernetes provider needs delete',
+  );
   assert.ok(!objs.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding'), 'nothing cluster-wide');
 
   const sa = find<K8sObject & { automountServiceAccountToken?: boolean }>(objs, 'ServiceAccount');
   assert.equal(sa.automountServiceAccountToken, false);
-  const binding = find<K8sObject & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace?: string }[] }>(objs, 'RoleBinding');
+  const binding = find<
+    K8sObject & { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace?: string }[] }
+  >(objs, 'RoleBinding');
   assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
   assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: role.metadata.namespace }]);
   for (const o of objs.filter((x) => x.kind !== 'Namespace')) {
@@ -441,7 +491,13 @@ test("the ConfigMap's config renders through the entrypoint, validates, listens 
   const policyKeys = Object.keys(cm.data).filter((k) => k !== 'config.yaml');
   for (const k of policyKeys) await writeFile(path.join(dir, 'policies', k), cm.data[k] as string);
 
-  const podEnv = { ...scriptEnv, POD_NAME: 'runner-warden-7c9d8-x2kqp', POD_NAMESPACE: 'github-runners', KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
+  const podEnv = {
+    ...scriptEnv,
+    POD_NAME: 'runner-warden-7c9d8-x2kqp',
+    POD_NAMESPACE: 'github-runners',
+    KUBERNETES_SERVICE_HOST: '10.96.0.1',
+    KUBERNETES_SERVICE_PORT: '443',
+  };
   const out = path.join(dir, 'config.yaml');
   const r = await run('sh', [ENTRYPOINT, '--render-config', tpl, out], { env: podEnv });
   assert.equal(r.code, 0, `the entrypoint did not render the template: ${r.stderr}`);
@@ -460,7 +516,9 @@ test("the ConfigMap's config renders through the entrypoint, validates, listens 
 
   const missing = await run('sh', [ENTRYPOINT, '--render-config', tpl, out], { env: { ...podEnv, POD_NAME: '' } });
   assert.equal(missing.code, 78, 'an unset POD_NAME must stop the container as a configuration error');
-  const hostile = await run('sh', [ENTRYPOINT, '--render-config', tpl, out], { env: { ...podEnv, POD_NAME: 'x"\nrecycle: {provider: none}' } });
+  const hostile = await run('sh', [ENTRYPOINT, '--render-config', tpl, out], {
+    env: { ...podEnv, POD_NAME: 'x"\nrecycle: {provider: none}' },
+  });
   assert.equal(hostile.code, 78, 'a value that could change the YAML must be refused');
 });
 
@@ -472,7 +530,9 @@ test('kubectl kustomize renders the manifests offline', async (t) => {
   }
   const r = await run(kubectl, ['kustomize', path.join(PKG, 'kubernetes')]);
   assert.equal(r.code, 0, `kubectl kustomize failed: ${r.stderr}`);
-  const kinds = parseAllDocuments(r.stdout).map((d) => (d.toJS() as K8sObject).kind).sort();
+  const kinds = parseAllDocuments(r.stdout)
+    .map((d) => (d.toJS() as K8sObject).kind)
+    .sort();
   assert.deepEqual(kinds, ['ConfigMap', 'Deployment', 'Namespace', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'ServiceAccount']);
 });
 
@@ -483,7 +543,11 @@ test('the Dockerfile builds with install.sh, runs the agent under tini and ships
   const text = await readFile(path.join(PKG, 'container/Dockerfile'), 'utf8');
   const lines = text.split('\n').filter((l) => !l.trimStart().startsWith('#'));
   const body = lines.join('\n');
-  assert.match(body, /packaging\/install\.sh --from \/src --root \/staging --no-systemd/, 'the image should be built by the same install script');
+  assert.match(
+    body,
+    /packaging\/install\.sh --from \/src --root \/staging --no-systemd/,
+    'the image should be built by the same install script',
+  );
   assert.match(body, /apt-get install[^\n]*\btini\b/, 'tini should come from Debian');
   const entry = /^ENTRYPOINT (.*)$/m.exec(body);
   assert.ok(entry, 'no ENTRYPOINT');
@@ -500,8 +564,15 @@ test('the Dockerfile builds with install.sh, runs the agent under tini and ships
   const hooks = /ACTIONS_RUNNER_CONTAINER_HOOKS=(\S+)" >> \/opt\/actions-runner\/\.env/.exec(body);
   assert.ok(hooks, "the image must configure container hooks in the runner's .env");
   assert.equal(hooks[1], `/opt/runner-warden/dist/${CONTAINER_HOOKS_FILE}`, 'the hooks path must be the installed bundle');
-  assert.match(await readFile(INSTALL, 'utf8'), /^PREFIX=\$\{PREFIX:-\/opt\/runner-warden\}|PREFIX=\/opt\/runner-warden/m, 'install.sh installs under /opt/runner-warden');
-  assert.ok(body.indexOf('ACTIONS_RUNNER_CONTAINER_HOOKS') < body.indexOf('runner-warden baseline'), 'the .env must be in place before the baseline records the runner installation');
+  assert.match(
+    await readFile(INSTALL, 'utf8'),
+    /^PREFIX=\$\{PREFIX:-\/opt\/runner-warden\}|PREFIX=\/opt\/runner-warden/m,
+    'install.sh installs under /opt/runner-warden',
+  );
+  assert.ok(
+    body.indexOf('ACTIONS_RUNNER_CONTAINER_HOOKS') < body.indexOf('runner-warden baseline'),
+    'the .env must be in place before the baseline records the runner installation',
+  );
   // Every path COPY takes from the build context exists.
   for (const m of body.matchAll(/^COPY (?!--from)(.+)$/gm)) {
     const parts = (m[1] as string).trim().split(/\s+/);

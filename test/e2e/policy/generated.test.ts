@@ -31,7 +31,10 @@ test('DEFAULT_POLICY is the schema defaults', () => {
   assert.deepEqual(DEFAULT_POLICY, policyDefaults());
 });
 
-for (const [name, schema] of [['policy', policySchema], ['host config', hostConfigSchema]] as const) {
+for (const [name, schema] of [
+  ['policy', policySchema],
+  ['host config', hostConfigSchema],
+] as const) {
   test(`every ${name} field has a meaning, and every leaf field a type and an example, for the README`, () => {
     for (const f of fieldDocs(schema)) {
       assert.ok(f.meaning.length > 10, `${f.path} has no description`);
@@ -43,7 +46,10 @@ for (const [name, schema] of [['policy', policySchema], ['host config', hostConf
 
 test('every example policy in policies/ is listed with a description', async () => {
   const examples = await readExamples(path.join(REPO, 'policies'));
-  assert.deepEqual(examples.map((e) => e.file), ['base.yaml', 'container-reuse.yaml', 'default.yaml', 'docker-heavy.yaml', 'strict.yaml']);
+  assert.deepEqual(
+    examples.map((e) => e.file),
+    ['base.yaml', 'container-reuse.yaml', 'default.yaml', 'docker-heavy.yaml', 'strict.yaml'],
+  );
   for (const e of examples) {
     assert.ok(e.description.length > 20, `${e.file} needs a description: the README shows it`);
     if (e.file !== 'base.yaml') assert.equal(e.extends, 'base.yaml', `${e.file} should extend base.yaml`);

@@ -4,14 +4,7 @@ import { mkdtemp, mkdir, writeFile, rm, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  deriveApiUrl,
-  detectKind,
-  effectiveWithSources,
-  loadHostConfig,
-  loadPolicy,
-  parsePolicyText,
-} from '../../../src/policy/load.js';
+import { deriveApiUrl, detectKind, effectiveWithSources, loadHostConfig, loadPolicy, parsePolicyText } from '../../../src/policy/load.js';
 import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
 import { PolicyError } from '../../../src/lib/errors.js';
 
@@ -44,7 +37,25 @@ const PROVISIONAL_DEFAULT: Policy = {
     maxIdleMinutes: null,
     integrity: {
       enabled: true,
-      surfaces: ['etc', 'usr-local', 'opt-srv', 'root-home', 'authorized-keys', 'cron', 'systemd', 'setuid', 'accounts', 'modules', 'mounts', 'netfilter', 'routes', 'sysctl', 'listeners', 'processes', 'package-state'],
+      surfaces: [
+        'etc',
+        'usr-local',
+        'opt-srv',
+        'root-home',
+        'authorized-keys',
+        'cron',
+        'systemd',
+        'setuid',
+        'accounts',
+        'modules',
+        'mounts',
+        'netfilter',
+        'routes',
+        'sysctl',
+        'listeners',
+        'processes',
+        'package-state',
+      ],
       exceptions: [],
       allowPackages: false,
       forensicsMaxMiB: 64,
@@ -56,7 +67,15 @@ const PROVISIONAL_DEFAULT: Policy = {
   docker: { mode: 'auto', mirror: null, allow: { privileged: false, hostNamespaces: false, hostPaths: [], devices: [], capabilities: [] } },
   cleanup: {
     processes: { enabled: true, graceSeconds: 5 },
-    containers: { enabled: true, socket: '/var/run/docker.sock', containers: true, volumes: true, networks: true, images: 'keep', buildCache: true },
+    containers: {
+      enabled: true,
+      socket: '/var/run/docker.sock',
+      containers: true,
+      volumes: true,
+      networks: true,
+      images: 'keep',
+      buildCache: true,
+    },
     workdir: { enabled: true, keep: [] },
     credentials: { enabled: true, extraPaths: [], extraGlobs: [] },
     home: { enabled: true, keep: [] },
@@ -80,31 +99,47 @@ test('a policy of only "version: 1" is the default policy named after its file',
 });
 
 const EXAMPLES: [string, (p: Policy) => void][] = [
-  ['default.yaml', (p) => {
-    assert.equal(p.host.maxJobs, 1);
-    assert.equal(p.host.maxIdleMinutes, 60);
-  }],
-  ['container-reuse.yaml', (p) => {
-    assert.equal(p.host.maxJobs, 20);
-    assert.equal(p.recycle.onJobFailed, true);
-    assert.equal(p.cleanup.containers.images, 'job');
-    assert.deepEqual(p.cleanup.workdir.keep, ['_tool']);
-    for (const step of ['processes', 'workdir', 'credentials', 'home', 'temp', 'system', 'runnerInstall'] as const) {
-      assert.equal(p.cleanup[step].enabled, true, `${step} must stay on when hosts are reused`);
-    }
-  }],
-  ['docker-heavy.yaml', (p) => {
-    const c = p.cleanup.containers;
-    assert.deepEqual([c.images, c.containers, c.volumes, c.networks, c.buildCache], ['keep', true, true, true, true]);
-    assert.deepEqual(p.cleanup.home.keep, ['.cache/docker-buildx']);
-  }],
-  ['strict.yaml', (p) => {
-    assert.equal(p.host.maxJobs, 1);
-    assert.equal(p.limits.maxJobMinutes, 60);
-    assert.equal(p.recycle.crashLoopThreshold, 1);
-    assert.equal(p.cleanup.containers.images, 'all');
-    assert.deepEqual(p.cleanup.credentials.extraGlobs, ['.config/acme-*/token*', '.config/**/credentials*', '.*_history'], 'strict appends to the base globs');
-  }],
+  [
+    'default.yaml',
+    (p) => {
+      assert.equal(p.host.maxJobs, 1);
+      assert.equal(p.host.maxIdleMinutes, 60);
+    },
+  ],
+  [
+    'container-reuse.yaml',
+    (p) => {
+      assert.equal(p.host.maxJobs, 20);
+      assert.equal(p.recycle.onJobFailed, true);
+      assert.equal(p.cleanup.containers.images, 'job');
+      assert.deepEqual(p.cleanup.workdir.keep, ['_tool']);
+      for (const step of ['processes', 'workdir', 'credentials', 'home', 'temp', 'system', 'runnerInstall'] as const) {
+        assert.equal(p.cleanup[step].enabled, true, `${step} must stay on when hosts are reused`);
+      }
+    },
+  ],
+  [
+    'docker-heavy.yaml',
+    (p) => {
+      const c = p.cleanup.containers;
+      assert.deepEqual([c.images, c.containers, c.volumes, c.networks, c.buildCache], ['keep', true, true, true, true]);
+      assert.deepEqual(p.cleanup.home.keep, ['.cache/docker-buildx']);
+    },
+  ],
+  [
+    'strict.yaml',
+    (p) => {
+      assert.equal(p.host.maxJobs, 1);
+      assert.equal(p.limits.maxJobMinutes, 60);
+      assert.equal(p.recycle.crashLoopThreshold, 1);
+      assert.equal(p.cleanup.containers.images, 'all');
+      assert.deepEqual(
+        p.cleanup.credentials.extraGlobs,
+        ['.config/acme-*/token*', '.config/**/credentials*', '.*_history'],
+        'strict appends to the base globs',
+      );
+    },
+  ],
   ['base.yaml', (p) => assert.equal(p.limits.minFreeDiskPercent, 15)],
 ];
 
@@ -120,15 +155,25 @@ for (const [file, check] of EXAMPLES) {
 test('lists replace, append and remove along a three-file chain, each value remembering its file', async () => {
   await withFiles(
     {
-      'org.yaml': 'version: 1\ncleanup:\n  home:\n    keep: [.cache/a, .cache/b]\n  temp:\n    paths: {append: [/scratch]}\nrunner:\n  labels: [org]\n',
-      'common/base.yaml': 'version: 1\nextends: ../org.yaml\ncleanup:\n  home:\n    keep: {remove: [.cache/a], append: [.cache/c]}\nlimits:\n  maxJobMinutes: 90\n',
-      'team.yaml': 'version: 1\nextends: common/base.yaml\nrunner:\n  labels: [team]\ncleanup:\n  home:\n    keep: {append: [.cache/d, .cache/b]}\n',
+      'org.yaml':
+        'version: 1\ncleanup:\n  home:\n    keep: [.cache/a, .cache/b]\n  temp:\n    paths: {append: [/scratch]}\nrunner:\n  labels: [org]\n',
+      'common/base.yaml':
+        'version: 1\nextends: ../org.yaml\ncleanup:\n  home:\n    keep: {remove: [.cache/a], append: [.cache/c]}\nlimits:\n  maxJobMinutes: 90\n',
+      'team.yaml':
+        'version: 1\nextends: common/base.yaml\nrunner:\n  labels: [team]\ncleanup:\n  home:\n    keep: {append: [.cache/d, .cache/b]}\n',
     },
     async (dir) => {
       const { policy, sources, files } = await loadPolicy(path.join(dir, 'team.yaml'));
-      assert.deepEqual(files.map((f) => path.relative(dir, f)), ['team.yaml', 'common/base.yaml', 'org.yaml']);
+      assert.deepEqual(
+        files.map((f) => path.relative(dir, f)),
+        ['team.yaml', 'common/base.yaml', 'org.yaml'],
+      );
       assert.deepEqual(policy.cleanup.home.keep, ['.cache/b', '.cache/c', '.cache/d'], 'remove/append did not compose');
-      assert.deepEqual(policy.cleanup.temp.paths, ['/tmp', '/var/tmp', '/dev/shm', '/scratch'], 'a patch without a base should patch the default list');
+      assert.deepEqual(
+        policy.cleanup.temp.paths,
+        ['/tmp', '/var/tmp', '/dev/shm', '/scratch'],
+        'a patch without a base should patch the default list',
+      );
       assert.deepEqual(policy.runner.labels, ['team'], 'a plain list should replace the inherited one');
       assert.equal(policy.limits.maxJobMinutes, 90);
       const rel = (p: string): string | undefined => {
@@ -147,17 +192,27 @@ test('lists replace, append and remove along a three-file chain, each value reme
 });
 
 test('team is not inherited: the most specific file names it, or its file name does', async () => {
-  await withFiles({ 'base.yaml': 'version: 1\nteam: platform\n', 'web.yaml': 'version: 1\nextends: base.yaml\n', 'api.yaml': 'version: 1\nextends: base.yaml\nteam: api-team\n' }, async (dir) => {
-    assert.equal((await loadPolicy(path.join(dir, 'web.yaml'))).policy.team, 'web');
-    assert.equal((await loadPolicy(path.join(dir, 'api.yaml'))).policy.team, 'api-team');
-  });
+  await withFiles(
+    {
+      'base.yaml': 'version: 1\nteam: platform\n',
+      'web.yaml': 'version: 1\nextends: base.yaml\n',
+      'api.yaml': 'version: 1\nextends: base.yaml\nteam: api-team\n',
+    },
+    async (dir) => {
+      assert.equal((await loadPolicy(path.join(dir, 'web.yaml'))).policy.team, 'web');
+      assert.equal((await loadPolicy(path.join(dir, 'api.yaml'))).policy.team, 'api-team');
+    },
+  );
 });
 
 test('a symlink that stays inside the policy directory may be extended', async () => {
-  await withFiles({ 'real/base.yaml': 'version: 1\nlimits: {maxJobMinutes: 30}\n', 'team.yaml': 'version: 1\nextends: linked/base.yaml\n' }, async (dir) => {
-    await symlink(path.join(dir, 'real'), path.join(dir, 'linked'));
-    assert.equal((await loadPolicy(path.join(dir, 'team.yaml'))).policy.limits.maxJobMinutes, 30);
-  });
+  await withFiles(
+    { 'real/base.yaml': 'version: 1\nlimits: {maxJobMinutes: 30}\n', 'team.yaml': 'version: 1\nextends: linked/base.yaml\n' },
+    async (dir) => {
+      await symlink(path.join(dir, 'real'), path.join(dir, 'linked'));
+      assert.equal((await loadPolicy(path.join(dir, 'team.yaml'))).policy.limits.maxJobMinutes, 30);
+    },
+  );
 });
 
 test('a JSON policy indented with tabs loads like YAML', async () => {
@@ -187,18 +242,32 @@ test('--print-effective text annotates every value with its file or (default)', 
 test('parsePolicyText validates text without a directory', () => {
   assert.equal(parsePolicyText('x.yaml', 'version: 1\nhost: {maxJobs: 3}\n').host.maxJobs, 3);
   assert.throws(() => parsePolicyText('x.yaml', 'version: 1\nextends: b.yaml\n'), PolicyError);
-  assert.throws(() => parsePolicyText('x.yaml', 'version: 1\nhost: {maxJobs: 3}\ncleanup: {home: {enabled: false}}\n'), (e: unknown) => {
-    return e instanceof PolicyError && e.problems[0] === 'x.yaml:3:27: cleanup.home.enabled: expected true when host.maxJobs > 1 (a reused host must be cleaned), got false';
-  });
+  assert.throws(
+    () => parsePolicyText('x.yaml', 'version: 1\nhost: {maxJobs: 3}\ncleanup: {home: {enabled: false}}\n'),
+    (e: unknown) => {
+      return (
+        e instanceof PolicyError &&
+        e.problems[0] ===
+          'x.yaml:3:27: cleanup.home.enabled: expected true when host.maxJobs > 1 (a reused host must be cleaned), got false'
+      );
+    },
+  );
 });
 
-const MINIMAL_HOST = 'github:\n  org: acme\n  token: {file: /etc/runner-warden/token}\nrunner:\n  root: /opt/actions-runner\n  user: runner\n';
+const MINIMAL_HOST =
+  'github:\n  org: acme\n  token: {file: /etc/runner-warden/token}\nrunner:\n  root: /opt/actions-runner\n  user: runner\n';
 
 test('a minimal host config gets every default and its derived API URL', async () => {
   await withFiles({ 'config.yaml': MINIMAL_HOST }, async (dir) => {
     const config = await loadHostConfig(path.join(dir, 'config.yaml'));
     assert.deepEqual(config, {
-      github: { org: 'acme', token: { file: '/etc/runner-warden/token' }, url: 'https://github.com', apiUrl: 'https://api.github.com', registration: 'jit' },
+      github: {
+        org: 'acme',
+        token: { file: '/etc/runner-warden/token' },
+        url: 'https://github.com',
+        apiUrl: 'https://api.github.com',
+        registration: 'jit',
+      },
       runner: { root: '/opt/actions-runner', user: 'runner', name: '{hostname}-{seq}', labels: [], group: null, prefetch: false, env: {} },
       team: 'default',
       policyDir: '/etc/runner-warden/policies',
@@ -216,9 +285,12 @@ test('the API URL is derived for github.com, ghe.com and servers, and an explici
   assert.equal(deriveApiUrl('https://octo.ghe.com'), 'https://api.octo.ghe.com');
   assert.equal(deriveApiUrl('https://ghes.example.com/'), 'https://ghes.example.com/api/v3');
   assert.equal(deriveApiUrl('http://127.0.0.1:8080'), 'http://127.0.0.1:8080/api/v3');
-  await withFiles({ 'config.yaml': MINIMAL_HOST.replace('github:\n', 'github:\n  url: https://ghes.example.com\n  apiUrl: http://127.0.0.1:9999/api\n') }, async (dir) => {
-    assert.equal((await loadHostConfig(path.join(dir, 'config.yaml'))).github.apiUrl, 'http://127.0.0.1:9999/api');
-  });
+  await withFiles(
+    { 'config.yaml': MINIMAL_HOST.replace('github:\n', 'github:\n  url: https://ghes.example.com\n  apiUrl: http://127.0.0.1:9999/api\n') },
+    async (dir) => {
+      assert.equal((await loadHostConfig(path.join(dir, 'config.yaml'))).github.apiUrl, 'http://127.0.0.1:9999/api');
+    },
+  );
 });
 
 test('RUNNER_WARDEN_ variables from the given env override the file, typed, and replace exclusive choices', async () => {
@@ -250,15 +322,30 @@ test('RUNNER_WARDEN_ variables from the given env override the file, typed, and 
 });
 
 test('provider-specific recycle options are accepted for now', async () => {
-  await withFiles({ 'config.yaml': `${MINIMAL_HOST}recycle:\n  provider: webhook\n  url: https://hooks.example.com/replace\n  fallback: [{provider: shutdown}]\n` }, async (dir) => {
-    const config = await loadHostConfig(path.join(dir, 'config.yaml'));
-    assert.deepEqual(config.recycle, { provider: 'webhook', url: 'https://hooks.example.com/replace', fallback: [{ provider: 'shutdown' }] });
-  });
+  await withFiles(
+    {
+      'config.yaml': `${MINIMAL_HOST}recycle:\n  provider: webhook\n  url: https://hooks.example.com/replace\n  fallback: [{provider: shutdown}]\n`,
+    },
+    async (dir) => {
+      const config = await loadHostConfig(path.join(dir, 'config.yaml'));
+      assert.deepEqual(config.recycle, {
+        provider: 'webhook',
+        url: 'https://hooks.example.com/replace',
+        fallback: [{ provider: 'shutdown' }],
+      });
+    },
+  );
 });
 
 test('detectKind tells host configs from policies by their keys, then by name', async () => {
   await withFiles(
-    { 'config.yaml': MINIMAL_HOST, 'team.yaml': 'version: 1\n', 'host.json': '{"github": {}, "stateDir": "/x"}', 'config.json': '{}', 'odd.yaml': 'runner: {}\n' },
+    {
+      'config.yaml': MINIMAL_HOST,
+      'team.yaml': 'version: 1\n',
+      'host.json': '{"github": {}, "stateDir": "/x"}',
+      'config.json': '{}',
+      'odd.yaml': 'runner: {}\n',
+    },
     async (dir) => {
       assert.equal(await detectKind(path.join(dir, 'config.yaml')), 'host-config');
       assert.equal(await detectKind(path.join(dir, 'team.yaml')), 'policy');

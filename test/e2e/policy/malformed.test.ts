@@ -62,7 +62,11 @@ for (const c of BAD_CASES) {
       const ms = (used.user + used.system) / 1000;
       const cls = c.kind === 'host' ? ConfigError : PolicyError;
       assert.ok(err instanceof cls, `expected a ${cls.name}, got ${String(err)}: the loader crashed or accepted bad input`);
-      assert.deepEqual(err.problems.map((p) => w.relative(p)), c.expect, 'the problems listed differ from the expected messages');
+      assert.deepEqual(
+        err.problems.map((p) => w.relative(p)),
+        c.expect,
+        'the problems listed differ from the expected messages',
+      );
       assert.ok(err.message.includes(err.problems[0] as string), 'the error message should carry the problems');
       assert.ok(ms < 1000, `rejecting took ${ms.toFixed(0)} ms of CPU: a bound (size, aliases, nesting) is not applied early`);
     } finally {
@@ -93,7 +97,10 @@ test('no malformed policy replaces the good policy a PolicyStore holds', async (
       assert.equal(status.version, version, `${c.name}: the version in effect changed`);
       assert.ok(status.lastReloadError, `${c.name}: status does not show the refused change`);
       const firstMessage = (c.expect[0] as string).replace(/^[^:]*(:\d+:\d+)?: /, '');
-      assert.ok(w.relative(status.lastReloadError).includes(firstMessage), `${c.name}: lastReloadError ${JSON.stringify(status.lastReloadError)} lacks ${JSON.stringify(firstMessage)}`);
+      assert.ok(
+        w.relative(status.lastReloadError).includes(firstMessage),
+        `${c.name}: lastReloadError ${JSON.stringify(status.lastReloadError)} lacks ${JSON.stringify(firstMessage)}`,
+      );
     } finally {
       await rm(w.root, { recursive: true, force: true });
     }

@@ -8,7 +8,9 @@ import { validateCommand } from '../../../src/cli/validate.js';
 import { captureIo } from '../../helpers/io.js';
 
 const POLICIES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../policies');
-const EXAMPLES = ['base.yaml', 'default.yaml', 'container-reuse.yaml', 'docker-heavy.yaml', 'strict.yaml'].map((f) => path.join(POLICIES, f));
+const EXAMPLES = ['base.yaml', 'default.yaml', 'container-reuse.yaml', 'docker-heavy.yaml', 'strict.yaml'].map((f) =>
+  path.join(POLICIES, f),
+);
 const HOST = 'github:\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: /opt/actions-runner, user: runner}\n';
 
 /** Runs the command and captures what it printed. */
@@ -45,7 +47,7 @@ test('validate exits 1 when any file is invalid, listing every problem on stderr
     const r = await run([EXAMPLES[0] as string, bad]);
     assert.equal(r.code, 1);
     assert.deepEqual(r.err.trim().split('\n'), [
-      `${bad}:4:19: cleanup.workdir.keep[1]: expected a path inside _work (relative, no '..'), got "../../../etc" ('..' escapes the root)`,
+      `${bad}:4:19: cleanup.workdir.keep[1]: expected a path inside _work (relative, no '..'), got "../../etc" ('..' escapes the root)`,
       `${bad}:5:17: host.maxJobs: expected an integer, got "x"`,
       '1 of 2 file(s) invalid',
     ]);
@@ -96,7 +98,10 @@ test('--print-effective exits 1 with the problems of an invalid chain, and takes
 test("validate checks the recycle provider's own options, naming the file and the field", async () => {
   await withDir(async (dir) => {
     const file = path.join(dir, 'config.yaml');
-    await writeFile(file, `${HOST}recycle:\n  provider: aws-asg\n  lifecycleHookName: "not a hook name!"\n  fallback:\n    - provider: webhook\n      url: https://hooks.example/recycle\n`);
+    await writeFile(
+      file,
+      `${HOST}recycle:\n  provider: aws-asg\n  lifecycleHookName: "not a hook name!"\n  fallback:\n    - provider: webhook\n      url: https://hooks.example/recycle\n`,
+    );
     const r = await run([file]);
     assert.equal(r.code, 1, r.out);
     assert.ok(r.err.includes(`${file}: recycle.lifecycleHookName: must match pattern`), r.err);

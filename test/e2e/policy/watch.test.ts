@@ -161,7 +161,10 @@ test('run() notices edits to a base file of the chain and a team file created la
   await withDir(async (dir) => {
     const hub = { waiters: [] as ((r: string) => void)[] };
     const store = new PolicyStore({
-      dir, team: 'late', log: sinkLogger().log, debounceMs: 20,
+      dir,
+      team: 'late',
+      log: sinkLogger().log,
+      debounceMs: 20,
       onReload: (r) => {
         for (const w of hub.waiters.splice(0)) w(r);
       },

@@ -48,11 +48,11 @@ test('instance id and region are read through IMDSv2 with a session token', asyn
   await withFake({ region: 'ap-southeast-2' }, async (fake, config) => {
     await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
     const imds = fake.calls.filter((c) => c.service === 'imds').map((c) => `${c.method} ${c.path} ${c.status}`);
-    assert.deepEqual(imds, [
-      'PUT /latest/api/token 200',
-      'GET /latest/meta-data/instance-id 200',
-      'GET /latest/meta-data/placement/region 200',
-    ], 'IMDSv2 is token first, then the token on every GET (the fake answers 401 without it)');
+    assert.deepEqual(
+      imds,
+      ['PUT /latest/api/token 200', 'GET /latest/meta-data/instance-id 200', 'GET /latest/meta-data/placement/region 200'],
+      'IMDSv2 is token first, then the token on every GET (the fake answers 401 without it)',
+    );
     const call = fake.calls.find((c) => c.service === 'autoscaling');
     assert.equal(call?.signingRegion, 'ap-southeast-2', 'the SDK must sign for the region IMDS reported');
   });
@@ -62,10 +62,7 @@ test('at the group minimum the decrement is refused and the instance is terminat
   await withFake({ group: { name: 'runners', min: 1, desired: 1, max: 5 } }, async (fake, config) => {
     const out = await awsAsgProvider({ ...config, scalerOwnsSize: true }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
-    assert.deepEqual(asgActions(fake), [
-      'TerminateInstanceInAutoScalingGroup(true):400',
-      'TerminateInstanceInAutoScalingGroup(false):200',
-    ]);
+    assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(true):400', 'TerminateInstanceInAutoScalingGroup(false):200']);
     assert.equal(fake.group.desired, 1, 'without decrement the group must keep its size and replace the host');
     assert.match(out.detail, /terminate with decrement: ValidationError: Currently, desiredSize equals minSize/);
     assert.match(out.detail, /terminate without decrement: accepted/);
@@ -74,7 +71,11 @@ test('at the group minimum the decrement is refused and the instance is terminat
 
 test('when the termination without decrement fails the instance is marked Unhealthy, and the size stays', async () => {
   await withFake({ instanceId: 'i-0def', group: { name: 'runners', min: 0, desired: 3, max: 5 } }, async (fake, config) => {
-    fake.failNext({ action: 'TerminateInstanceInAutoScalingGroup', code: 'ScalingActivityInProgress', message: 'Scaling activity is in progress.' });
+    fake.failNext({
+      action: 'TerminateInstanceInAutoScalingGroup',
+      code: 'ScalingActivityInProgress',
+      message: 'Scaling activity is in progress.',
+    });
     const out = await awsAsgProvider(config, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(asgActions(fake), ['TerminateInstanceInAutoScalingGroup(false):400', 'SetInstanceHealth:200']);
@@ -112,14 +113,20 @@ test('when every step of the chain fails the result is not ok and names each ste
     const out = await awsAsgProvider({ ...config, scalerOwnsSize: true }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, false);
     assert.equal(asgActions(fake).length, 3, 'all three steps must have been tried');
-    assert.match(out.detail, /terminate with decrement: ScalingActivityInProgress.*terminate without decrement: ScalingActivityInProgress.*set Unhealthy: ResourceContention(Fault)?: busy/);
+    assert.match(
+      out.detail,
+      /terminate with decrement: ScalingActivityInProgress.*terminate without decrement: ScalingActivityInProgress.*set Unhealthy: ResourceContention(Fault)?: busy/,
+    );
   });
 });
 
 test('a configured instance id and region skip IMDS entirely', async () => {
   await withFake({ instanceId: 'i-0aaa' }, async (fake, config) => {
     const { imdsEndpoint: _unused, ...rest } = config;
-    const out = await awsAsgProvider({ ...rest, imdsEndpoint: 'http://127.0.0.1:9', instanceId: 'i-0aaa', region: 'us-east-1' }, { credentials }).recycle(sampleEvent(), never);
+    const out = await awsAsgProvider(
+      { ...rest, imdsEndpoint: 'http://127.0.0.1:9', instanceId: 'i-0aaa', region: 'us-east-1' },
+      { credentials },
+    ).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.equal(fake.calls.filter((c) => c.service === 'imds').length, 0, 'IMDS must not be asked');
   });
@@ -127,7 +134,10 @@ test('a configured instance id and region skip IMDS entirely', async () => {
 
 test('an unreachable IMDS fails the provider without calling Auto Scaling', async () => {
   await withFake({}, async (fake, config) => {
-    const out = await awsAsgProvider({ ...config, imdsEndpoint: 'http://127.0.0.1:9', imdsTimeoutSeconds: 1 }, { credentials }).recycle(sampleEvent(), never);
+    const out = await awsAsgProvider({ ...config, imdsEndpoint: 'http://127.0.0.1:9', imdsTimeoutSeconds: 1 }, { credentials }).recycle(
+      sampleEvent(),
+      never,
+    );
     assert.equal(out.ok, false);
     assert.match(out.detail, /^instance identity from IMDSv2: HttpNetworkError/);
     assert.equal(fake.calls.length, 0);
@@ -136,7 +146,10 @@ test('an unreachable IMDS fails the provider without calling Auto Scaling', asyn
 
 test('credentials the API refuses fail every step', async () => {
   await withFake({}, async (fake, config) => {
-    const out = await awsAsgProvider(config, { credentials: { accessKeyId: 'AKIDWRONG', secretAccessKey: 'x' } }).recycle(sampleEvent(), never);
+    const out = await awsAsgProvider(config, { credentials: { accessKeyId: 'AKIDWRONG', secretAccessKey: 'x' } }).recycle(
+      sampleEvent(),
+      never,
+    );
     assert.equal(out.ok, false);
     assert.match(out.detail, /InvalidClientTokenId/);
     assert.equal(fake.group.instances.get('i-0fake0000000000001')?.terminating, false);
@@ -148,10 +161,19 @@ test('with a lifecycle hook, a host the group is scaling in is released with Com
     fake.scaleIn();
     const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
-    assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200', 'CompleteLifecycleAction:200'], 'no terminate: the group is already terminating it');
+    assert.deepEqual(
+      asgActions(fake),
+      ['DescribeAutoScalingInstances:200', 'CompleteLifecycleAction:200'],
+      'no terminate: the group is already terminating it',
+    );
     const complete = fake.calls.find((c) => c.action === 'CompleteLifecycleAction')?.params;
     assert.deepEqual(
-      { group: complete?.AutoScalingGroupName, hook: complete?.LifecycleHookName, id: complete?.InstanceId, result: complete?.LifecycleActionResult },
+      {
+        group: complete?.AutoScalingGroupName,
+        hook: complete?.LifecycleHookName,
+        id: complete?.InstanceId,
+        result: complete?.LifecycleActionResult,
+      },
       { group: 'runners', hook: 'drain-runner', id: 'i-0hook', result: 'CONTINUE' },
       'the group name comes from DescribeAutoScalingInstances',
     );
@@ -166,7 +188,11 @@ test('with a lifecycle hook, a host in service goes through the terminate chain'
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:200', 'TerminateInstanceInAutoScalingGroup(false):200']);
     assert.equal(fake.group.desired, 2, 'the pool keeps its size');
-    assert.equal(fake.group.instances.get('i-0fake0000000000001')?.lifecycleState, 'Terminating:Wait', 'our own termination then waits on the hook like any other');
+    assert.equal(
+      fake.group.instances.get('i-0fake0000000000001')?.lifecycleState,
+      'Terminating:Wait',
+      'our own termination then waits on the hook like any other',
+    );
   });
 });
 
@@ -189,7 +215,12 @@ test('a host already past its hook is left to the group, and a wrong hook name f
 
 test('when DescribeAutoScalingInstances is refused the terminate chain still runs', async () => {
   await withFake({ terminationHooks: ['drain-runner'] }, async (fake, config) => {
-    fake.failNext({ action: 'DescribeAutoScalingInstances', status: 403, code: 'AccessDenied', message: 'not authorized to perform: autoscaling:DescribeAutoScalingInstances' });
+    fake.failNext({
+      action: 'DescribeAutoScalingInstances',
+      status: 403,
+      code: 'AccessDenied',
+      message: 'not authorized to perform: autoscaling:DescribeAutoScalingInstances',
+    });
     const out = await awsAsgProvider({ ...config, lifecycleHookName: 'drain-runner' }, { credentials }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(asgActions(fake), ['DescribeAutoScalingInstances:403', 'TerminateInstanceInAutoScalingGroup(false):200']);

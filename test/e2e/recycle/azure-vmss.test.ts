@@ -14,8 +14,10 @@ async function withFake(opts: FakeAzureOptions, fn: (fake: FakeAzure, config: Az
   }
 }
 
-const armCalls = (fake: FakeAzure): string[] => fake.calls.filter((c) => c.service === 'arm').map((c) => `${c.method} ${c.path} ${c.status}`);
-const SET = '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/ci/providers/Microsoft.Compute/virtualMachineScaleSets/runners';
+const armCalls = (fake: FakeAzure): string[] =>
+  fake.calls.filter((c) => c.service === 'arm').map((c) => `${c.method} ${c.path} ${c.status}`);
+const SET =
+  '/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/ci/providers/Microsoft.Compute/virtualMachineScaleSets/runners';
 
 test('when a scaler owns the size the VM asks its scale set to delete it, found through IMDS with a managed-identity token', async () => {
   await withFake({}, async (fake, config) => {
@@ -29,7 +31,10 @@ test('when a scaler owns the size the VM asks its scale set to delete it, found 
     assert.equal(out.detail, 'instance 3 of runners: delete accepted (HTTP 202)');
     const token = fake.calls.find((c) => c.path === '/metadata/identity/oauth2/token');
     assert.equal(token?.query.resource, `${fake.url}/`, 'the token is for Resource Manager');
-    assert.ok(fake.calls.filter((c) => c.service === 'imds').every((c) => c.status === 200), 'IMDS needs Metadata: true (the fake answers 400 without)');
+    assert.ok(
+      fake.calls.filter((c) => c.service === 'imds').every((c) => c.status === 200),
+      'IMDS needs Metadata: true (the fake answers 400 without)',
+    );
   });
 });
 
@@ -47,7 +52,11 @@ test('reimage keeps the instance and its capacity; a user-assigned identity is a
 
 test('a refusal from Resource Manager fails with its code and message; no scale set or no IMDS fails before any call', async () => {
   await withFake({}, async (fake, config) => {
-    fake.failNext(403, 'AuthorizationFailed', "The client does not have authorization to perform action 'Microsoft.Compute/virtualMachineScaleSets/delete/action'.");
+    fake.failNext(
+      403,
+      'AuthorizationFailed',
+      "The client does not have authorization to perform action 'Microsoft.Compute/virtualMachineScaleSets/delete/action'.",
+    );
     const out = await azureVmssProvider(config).recycle(sampleEvent(), never);
     assert.equal(out.ok, false);
     assert.match(out.detail, /^instance 3 of runners: reimage: HTTP 403 AuthorizationFailed: The client does not have authorization/);
@@ -59,7 +68,10 @@ test('a refusal from Resource Manager fails with its code and message; no scale 
     assert.match(out.detail, /not an instance of a Uniform scale set/);
     assert.deepEqual(armCalls(fake), []);
   });
-  const out = await azureVmssProvider({ provider: 'azure-vmss', imdsEndpoint: 'http://127.0.0.1:9', imdsTimeoutSeconds: 1 }).recycle(sampleEvent(), never);
+  const out = await azureVmssProvider({ provider: 'azure-vmss', imdsEndpoint: 'http://127.0.0.1:9', imdsTimeoutSeconds: 1 }).recycle(
+    sampleEvent(),
+    never,
+  );
   assert.equal(out.ok, false);
   assert.match(out.detail, /^identity from IMDS: HttpNetworkError/);
 });
@@ -74,10 +86,15 @@ test('resource ids of Uniform instances parse; the two providers keep their own 
   assert.equal(vmssFromResourceId('/subscriptions/x/resourceGroups/ci/providers/Microsoft.Compute/virtualMachines/vm1'), undefined);
   assert.equal(parseRecycleConfig({ provider: 'azure-vmss', action: 'reimage' }).provider, 'azure-vmss');
   assert.equal(parseRecycleConfig({ provider: 'gcp-mig', action: 'recreate' }).provider, 'gcp-mig');
-  for (const bad of [{ provider: 'azure-vmss', action: 'recreate' }, { provider: 'gcp-mig', action: 'reimage' }]) {
+  for (const bad of [
+    { provider: 'azure-vmss', action: 'recreate' },
+    { provider: 'gcp-mig', action: 'reimage' },
+  ]) {
     assert.throws(
       () => parseRecycleConfig(bad),
-      (err: unknown) => (err as { problems?: string[] }).problems?.some((p) => /^recycle\.action: must be equal to one of the allowed values/.test(p)) === true,
+      (err: unknown) =>
+        (err as { problems?: string[] }).problems?.some((p) => /^recycle\.action: must be equal to one of the allowed values/.test(p)) ===
+        true,
       JSON.stringify(bad),
     );
   }

@@ -49,7 +49,13 @@ test('when the first provider fails the fallback is used and both attempts are r
   assert.equal(out.ok, true);
   assert.equal(out.provider, 'b', 'the first provider that accepts answers for the chain');
   assert.deepEqual(calls, ['a', 'b'], 'the chain must stop at the first success');
-  assert.deepEqual(out.attempts.map((a) => [a.provider, a.ok]), [['a', false], ['b', true]]);
+  assert.deepEqual(
+    out.attempts.map((a) => [a.provider, a.ok]),
+    [
+      ['a', false],
+      ['b', true],
+    ],
+  );
   assert.equal(out.attempts[0]?.startedAt, new Date(clock.now()).toISOString(), 'attempt times come from the injected clock');
 });
 
@@ -60,7 +66,10 @@ test('when every provider fails the result is not ok and every attempt is record
   assert.equal(out.ok, false);
   assert.equal(out.aborted, false);
   assert.deepEqual(calls, ['a', 'b', 'c'], 'a throwing provider must not stop the chain');
-  assert.deepEqual(out.attempts.map((a) => a.provider), ['a', 'b', 'c']);
+  assert.deepEqual(
+    out.attempts.map((a) => a.provider),
+    ['a', 'b', 'c'],
+  );
   assert.match(out.attempts[1]?.detail ?? '', /b blew up/, 'a thrown error must be recorded, not swallowed');
   assert.match(out.detail, /every provider failed; last: c refused/);
 });
@@ -84,7 +93,7 @@ test('a provider that times out on its own is a failure and the fallback still r
     recycle: () => Promise.reject(new DOMException('The operation was aborted due to timeout', 'TimeoutError')),
   };
   const out = await chainProviders([timesOut, fake('b', 'ok', calls)]).recycle(sampleEvent(), never);
-  assert.equal(out.ok, true, 'only the caller\'s signal may stop the chain');
+  assert.equal(out.ok, true, "only the caller's signal may stop the chain");
   assert.equal(out.aborted, false);
   assert.deepEqual(calls, ['b']);
 });
@@ -93,7 +102,10 @@ test('createRecycler builds the configured provider followed by its fallbacks', 
   const recycler = createRecycler({
     provider: 'command',
     command: ['false'],
-    fallback: [{ provider: 'shutdown', command: ['true'] }, { provider: 'exit', exitCode: 1 }],
+    fallback: [
+      { provider: 'shutdown', command: ['true'] },
+      { provider: 'exit', exitCode: 1 },
+    ],
   });
   assert.deepEqual(recycler.providers, ['command', 'shutdown', 'exit']);
 });
@@ -111,11 +123,19 @@ const invalid: Array<[string, unknown, RegExp]> = [
   ['a property of another provider', { provider: 'exit', url: 'http://x' }, /property url is not allowed for this provider/],
   ['a webhook without its secret file', { provider: 'webhook', url: 'http://127.0.0.1/' }, /must have required property 'secretFile'/],
   ['a shutdown without an explicit command', { provider: 'shutdown' }, /must have required property 'command'/],
-  ['a fallback with its own fallback', { provider: 'exit', fallback: [{ provider: 'none', fallback: [] }] }, /recycle\.fallback\.0: unknown property fallback/],
+  [
+    'a fallback with its own fallback',
+    { provider: 'exit', fallback: [{ provider: 'none', fallback: [] }] },
+    /recycle\.fallback\.0: unknown property fallback/,
+  ],
   ['an exit code above 255', { provider: 'exit', exitCode: 256 }, /recycle\.exitCode: must be <= 255/],
   ['an empty command', { provider: 'command', command: [] }, /recycle\.command/],
   ['an unknown gcp-mig action', { provider: 'gcp-mig', action: 'stop' }, /recycle\.action: must be equal to one of the allowed values/],
-  ['a gcp-mig group path that is not one', { provider: 'gcp-mig', instanceGroupManager: 'runners' }, /recycle\.instanceGroupManager: must match pattern/],
+  [
+    'a gcp-mig group path that is not one',
+    { provider: 'gcp-mig', instanceGroupManager: 'runners' },
+    /recycle\.instanceGroupManager: must match pattern/,
+  ],
 ];
 for (const [what, config, expected] of invalid) {
   test(`the recycle section is refused for ${what}`, () => {
@@ -124,7 +144,10 @@ for (const [what, config, expected] of invalid) {
       (err: unknown) => {
         assert.ok(err instanceof ConfigError, 'config problems must be ConfigError (exit 78)');
         assert.equal(err.file, '/etc/runner-warden/config.yaml');
-        assert.ok(err.problems.some((p) => expected.test(p)), `problems were: ${err.problems.join(' | ')}`);
+        assert.ok(
+          err.problems.some((p) => expected.test(p)),
+          `problems were: ${err.problems.join(' | ')}`,
+        );
         return true;
       },
     );
@@ -146,6 +169,20 @@ test('the schema fragment compiles in a strict Ajv embedded under recycle', () =
     type: 'object',
     properties: { recycle: recycleSchema },
   });
-  assert.equal(validate({ recycle: { provider: 'aws-asg', endpoint: 'http://127.0.0.1:1', fallback: [{ provider: 'shutdown', command: ['systemctl', 'poweroff'] }] } }), true, JSON.stringify(validate.errors));
-  assert.equal(validate({ recycle: { provider: 'kubernetes', servicePort: '443', podName: 'p' } }), true, 'KUBERNETES_SERVICE_PORT arrives as a string');
+  assert.equal(
+    validate({
+      recycle: {
+        provider: 'aws-asg',
+        endpoint: 'http://127.0.0.1:1',
+        fallback: [{ provider: 'shutdown', command: ['systemctl', 'poweroff'] }],
+      },
+    }),
+    true,
+    JSON.stringify(validate.errors),
+  );
+  assert.equal(
+    validate({ recycle: { provider: 'kubernetes', servicePort: '443', podName: 'p' } }),
+    true,
+    'KUBERNETES_SERVICE_PORT arrives as a string',
+  );
 });

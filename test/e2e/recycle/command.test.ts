@@ -16,10 +16,17 @@ test('the command sees the event as JSON and as flat variables, and nothing of t
     const out = path.join(root, 'env.txt');
     const event = sampleEvent();
     // A string command runs through /bin/sh -c, which also covers that form.
-    const result = await commandProvider({ provider: 'command', command: `/usr/bin/env > '${out}'`, env: { EXTRA: 'from-config' } }).recycle(event, never);
+    const result = await commandProvider({
+      provider: 'command',
+      command: `/usr/bin/env > '${out}'`,
+      env: { EXTRA: 'from-config' },
+    }).recycle(event, never);
     assert.equal(result.ok, true, result.detail);
     const env = Object.fromEntries(
-      (await readFile(out, 'utf8')).trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      (await readFile(out, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
     assert.deepEqual(JSON.parse(env.RUNNER_WARDEN_EVENT ?? '{}'), event, 'the whole event must be in RUNNER_WARDEN_EVENT');
     assert.equal(env.RUNNER_WARDEN_REASON, 'max-jobs');
@@ -31,7 +38,9 @@ test('the command sees the event as JSON and as flat variables, and nothing of t
     assert.equal(env.RUNNER_WARDEN_IDEMPOTENCY_KEY, event.idempotencyKey);
     assert.equal(env.EXTRA, 'from-config');
     assert.equal(env.PATH, ADMIN_PATH);
-    const unexpected = Object.keys(env).filter((k) => !k.startsWith('RUNNER_WARDEN_') && k !== 'EXTRA' && k !== 'PATH' && !SHELL_ADDED.has(k));
+    const unexpected = Object.keys(env).filter(
+      (k) => !k.startsWith('RUNNER_WARDEN_') && k !== 'EXTRA' && k !== 'PATH' && !SHELL_ADDED.has(k),
+    );
     assert.deepEqual(unexpected, [], 'the agent environment (and its secrets) must not leak into admin commands');
   } finally {
     await dispose();
@@ -39,7 +48,10 @@ test('the command sees the event as JSON and as flat variables, and nothing of t
 });
 
 test('a non-zero exit is a failure with the end of stderr in the detail', async () => {
-  const out = await commandProvider({ provider: 'command', command: ['/bin/sh', '-c', 'echo "controller said no" >&2; exit 3'] }).recycle(sampleEvent(), never);
+  const out = await commandProvider({ provider: 'command', command: ['/bin/sh', '-c', 'echo "controller said no" >&2; exit 3'] }).recycle(
+    sampleEvent(),
+    never,
+  );
   assert.equal(out.ok, false);
   assert.equal(out.detail, '/bin/sh exited 3: controller said no');
 });
@@ -47,7 +59,11 @@ test('a non-zero exit is a failure with the end of stderr in the detail', async 
 test('a command that outlives its timeout is killed with its process group and reported', async () => {
   // Real time: runCommand's timer is not clock-injected; 0.3 s keeps the test short.
   const started = Date.now();
-  const out = await commandProvider({ provider: 'command', command: ['/bin/sh', '-c', 'sleep 30 & sleep 30'], timeoutSeconds: 0.3 }).recycle(sampleEvent(), never);
+  const out = await commandProvider({
+    provider: 'command',
+    command: ['/bin/sh', '-c', 'sleep 30 & sleep 30'],
+    timeoutSeconds: 0.3,
+  }).recycle(sampleEvent(), never);
   assert.equal(out.ok, false);
   assert.match(out.detail, /timed out after 300 ms/);
   assert.ok(Date.now() - started < 5_000, 'the timeout must not wait for the command (or its background child)');
@@ -85,7 +101,10 @@ test('an abort kills the running command and rejects', async () => {
   try {
     const ac = new AbortController();
     const started = path.join(root, 'started');
-    const pending = commandProvider({ provider: 'command', command: ['/bin/sh', '-c', `touch '${started}'; exec sleep 30`] }).recycle(sampleEvent(), ac.signal);
+    const pending = commandProvider({ provider: 'command', command: ['/bin/sh', '-c', `touch '${started}'; exec sleep 30`] }).recycle(
+      sampleEvent(),
+      ac.signal,
+    );
     for (let i = 0; i < 200; i++) {
       try {
         await access(started);

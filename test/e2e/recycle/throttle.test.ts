@@ -19,7 +19,9 @@ const HOSTS = 3;
 interface Cloud {
   name: string;
   /** Starts the fake with RATE on `clock`: one provider per host, the fake's refused calls (status first) and its count of throttling answers. */
-  start(clock: ManualClock): Promise<{ providers: RecycleProvider[]; refusals: () => string[]; throttled: () => number; close: () => Promise<void> }>;
+  start(
+    clock: ManualClock,
+  ): Promise<{ providers: RecycleProvider[]; refusals: () => string[]; throttled: () => number; close: () => Promise<void> }>;
   /** The least wait the API imposed on a refused call (Retry-After), in ms. */
   imposedMs: number;
 }
@@ -32,14 +34,20 @@ const clouds: Cloud[] = [
     imposedMs: 0,
     async start(clock) {
       const ids = ['i-0a1', 'i-0a2', 'i-0a3'];
-      const fake = await startFakeAws({ instanceId: ids[0], moreInstances: ids.slice(1), rate: RATE, clock, group: { name: 'runners', min: 0, desired: 3, max: 5 } });
+      const fake = await startFakeAws({
+        instanceId: ids[0],
+        moreInstances: ids.slice(1),
+        rate: RATE,
+        clock,
+        group: { name: 'runners', min: 0, desired: 3, max: 5 },
+      });
       const credentials = { accessKeyId: 'AKIDFAKETHROTTLE', secretAccessKey: 'fake' };
       return {
         providers: ids.map((instanceId, i) =>
           awsAsgProvider({ provider: 'aws-asg', endpoint: fake.url, region: 'eu-west-1', instanceId }, { credentials, ...deps(clock, i) }),
         ),
         refusals: () => fake.calls.filter((c) => c.status !== 200).map((c) => `${c.status} ${c.action ?? ''}`),
-        throttled: fake.throttled,
+        throttled: () => fake.throttled(),
         close: () => fake.close(),
       };
     },
@@ -54,12 +62,20 @@ const clouds: Cloud[] = [
       return {
         providers: names.map((instanceName, i) =>
           gcpMigProvider(
-            { provider: 'gcp-mig', metadataEndpoint: fake.url, computeEndpoint: fake.url, project: 'my-project', zone: 'us-central1-a', instanceName, instanceGroupManager: group },
+            {
+              provider: 'gcp-mig',
+              metadataEndpoint: fake.url,
+              computeEndpoint: fake.url,
+              project: 'my-project',
+              zone: 'us-central1-a',
+              instanceName,
+              instanceGroupManager: group,
+            },
             deps(clock, i),
           ),
         ),
         refusals: () => fake.calls.filter((c) => c.service === 'compute' && c.status !== 200).map((c) => String(c.status)),
-        throttled: fake.throttled,
+        throttled: () => fake.throttled(),
         close: () => fake.close(),
       };
     },
@@ -73,10 +89,13 @@ const clouds: Cloud[] = [
       const where = { subscriptionId: '00000000-1111-2222-3333-444444444444', resourceGroup: 'ci', scaleSet: 'runners' };
       return {
         providers: ids.map((instanceId, i) =>
-          azureVmssProvider({ provider: 'azure-vmss', imdsEndpoint: fake.url, managementEndpoint: fake.url, ...where, instanceId }, deps(clock, i)),
+          azureVmssProvider(
+            { provider: 'azure-vmss', imdsEndpoint: fake.url, managementEndpoint: fake.url, ...where, instanceId },
+            deps(clock, i),
+          ),
         ),
         refusals: () => fake.calls.filter((c) => c.service === 'arm' && c.status !== 202).map((c) => String(c.status)),
-        throttled: fake.throttled,
+        throttled: () => fake.throttled(),
         close: () => fake.close(),
       };
     },
@@ -94,14 +113,24 @@ for (const cloud of clouds) {
       for (const r of results) assert.equal(r.ok, true, `every host is recycled in the end: ${r.detail}`);
       assert.ok(world.throttled() >= 1, `${HOSTS} calls at once against a burst of ${RATE.burst}: the fake must refuse one`);
       assert.equal(world.refusals().length, world.throttled(), `the refusals are the throttling answers: ${world.refusals().join(', ')}`);
-      assert.ok(world.refusals().every((s) => s.startsWith(cloud.name.includes('aws') ? '400' : '429')), world.refusals().join(', '));
+      assert.ok(
+        world.refusals().every((s) => s.startsWith(cloud.name.includes('aws') ? '400' : '429')),
+        world.refusals().join(', '),
+      );
       const refused = results.filter((r) => /throttled \d+x/.test(r.detail));
-      assert.equal(refused.length, HOSTS - RATE.burst, `the refused host says so in its detail: ${results.map((r) => r.detail).join(' | ')}`);
+      assert.equal(
+        refused.length,
+        HOSTS - RATE.burst,
+        `the refused host says so in its detail: ${results.map((r) => r.detail).join(' | ')}`,
+      );
       // Every wait is the API's Retry-After kept whole plus full jitter under the doubling envelope.
       assert.equal(clock.sleeps.length, world.throttled(), 'one wait per throttling answer');
       clock.sleeps.forEach((ms, n) => {
         const envelope = Math.min(THROTTLE_DEFAULTS.maxMs, THROTTLE_DEFAULTS.baseMs * 2 ** n);
-        assert.ok(ms >= cloud.imposedMs && ms <= cloud.imposedMs + envelope, `wait ${n} of ${ms} ms lies outside [${cloud.imposedMs}, ${cloud.imposedMs + envelope}]`);
+        assert.ok(
+          ms >= cloud.imposedMs && ms <= cloud.imposedMs + envelope,
+          `wait ${n} of ${ms} ms lies outside [${cloud.imposedMs}, ${cloud.imposedMs + envelope}]`,
+        );
       });
     } finally {
       await world.close();

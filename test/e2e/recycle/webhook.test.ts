@@ -34,7 +34,10 @@ test('the event is delivered once, signed, and the receiver verifies the signatu
     const out = await webhookProvider(config, { clock }).recycle(event, never);
     assert.equal(out.ok, true, out.detail);
     assert.deepEqual(rx.events, [event], 'the body must be the event as JSON');
-    assert.deepEqual(rx.deliveries.map((d) => [d.signatureValid, d.idempotencyKey, d.status]), [[true, event.idempotencyKey, 202]]);
+    assert.deepEqual(
+      rx.deliveries.map((d) => [d.signatureValid, d.idempotencyKey, d.status]),
+      [[true, event.idempotencyKey, 202]],
+    );
     assert.deepEqual(clock.sleeps, [], 'a first-time success must not wait');
   });
 });
@@ -55,7 +58,10 @@ test('5xx answers are retried with exponential backoff on the injected clock', a
     const out = await webhookProvider({ ...config, initialBackoffMs: 500 }, { clock }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.match(out.detail, /attempt 3/);
-    assert.deepEqual(rx.deliveries.map((d) => d.status), [503, 503, 202]);
+    assert.deepEqual(
+      rx.deliveries.map((d) => d.status),
+      [503, 503, 202],
+    );
     assert.deepEqual(clock.sleeps, [500, 1000], 'backoff must double from initialBackoffMs');
     assert.equal(rx.events.length, 1);
   });
@@ -78,14 +84,20 @@ test('a receiver with another secret refuses the signature and the refusal is fi
     const out = await webhookProvider(config, { clock: ManualClock.instant() }).recycle(sampleEvent(), never);
     assert.equal(out.ok, false);
     assert.match(out.detail, /HTTP 401/);
-    assert.deepEqual(rx.deliveries.map((d) => d.signatureValid), [false]);
+    assert.deepEqual(
+      rx.deliveries.map((d) => d.signatureValid),
+      [false],
+    );
   }, 'a-different-secret');
 });
 
 test('network errors are retried up to maxAttempts and then reported', async () => {
   await withReceiver(async (_rx, config) => {
     const clock = ManualClock.instant();
-    const out = await webhookProvider({ ...config, url: 'http://127.0.0.1:9/recycle', maxAttempts: 4 }, { clock }).recycle(sampleEvent(), never);
+    const out = await webhookProvider({ ...config, url: 'http://127.0.0.1:9/recycle', maxAttempts: 4 }, { clock }).recycle(
+      sampleEvent(),
+      never,
+    );
     assert.equal(out.ok, false);
     assert.match(out.detail, /^not delivered after 4 attempts; last: HttpNetworkError: connect ECONNREFUSED/);
     assert.deepEqual(clock.sleeps, [1000, 2000, 4000], 'three waits between four attempts');
@@ -93,7 +105,10 @@ test('network errors are retried up to maxAttempts and then reported', async () 
 });
 
 test('the backoff doubles and is capped', () => {
-  assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map((n) => backoffMs(n, 1000, 30_000)), [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7].map((n) => backoffMs(n, 1000, 30_000)),
+    [1000, 2000, 4000, 8000, 16000, 30000, 30000],
+  );
 });
 
 test('a repeated delivery with the same idempotency key is recorded once by the receiver', async () => {

@@ -36,7 +36,7 @@ interface Run {
 function sh(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve) => {
     execFile(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20, timeout: STEP_TIMEOUT_MS, ...opts }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
   });
@@ -85,19 +85,27 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
     const deb = `/debs/${path.basename(rel.deb)}`;
     const first = await inRoot(`dpkg -i /debs/*.deb`);
     assert.equal(first.code, 0, `first install:\n${first.stdout}${first.stderr}`);
-    const listing = await inRoot('find /usr/lib/runner-warden /etc/runner-warden /var/lib/runner-warden -printf "%M %u %p\\n" | sort; md5sum /usr/lib/runner-warden/dist/*.mjs');
+    const listing = await inRoot(
+      'find /usr/lib/runner-warden /etc/runner-warden /var/lib/runner-warden -printf "%M %u %p\\n" | sort; md5sum /usr/lib/runner-warden/dist/*.mjs',
+    );
     const again = await inRoot(`dpkg -i ${deb}`);
     assert.equal(again.code, 0, `second install:\n${again.stdout}${again.stderr}`);
-    const listingAgain = await inRoot('find /usr/lib/runner-warden /etc/runner-warden /var/lib/runner-warden -printf "%M %u %p\\n" | sort; md5sum /usr/lib/runner-warden/dist/*.mjs');
+    const listingAgain = await inRoot(
+      'find /usr/lib/runner-warden /etc/runner-warden /var/lib/runner-warden -printf "%M %u %p\\n" | sort; md5sum /usr/lib/runner-warden/dist/*.mjs',
+    );
     assert.equal(listingAgain.stdout, listing.stdout, 'the second install changed the installed tree');
     assert.match(listing.stdout, /^drwx------ root \/etc\/runner-warden$/m);
     assert.match(listing.stdout, /^drwx--x--x root \/var\/lib\/runner-warden$/m);
-    const status = await inRoot("dpkg-query -W -f '${Status} ${Version}' runner-warden; echo; dpkg --verify runner-warden && echo verified");
+    const status = await inRoot(
+      "dpkg-query -W -f '${Status} ${Version}' runner-warden; echo; dpkg --verify runner-warden && echo verified",
+    );
     assert.match(status.stdout, /install ok installed 0\./);
     assert.match(status.stdout, /verified/);
 
     // The shipped Node, not Debian's (bookworm's nodejs is 18 and is not installed here).
-    const v = await inRoot('runner-warden version; /usr/lib/runner-warden/node/bin/node --version; command -v node || echo "no system node"');
+    const v = await inRoot(
+      'runner-warden version; /usr/lib/runner-warden/node/bin/node --version; command -v node || echo "no system node"',
+    );
     assert.equal(v.code, 0, v.stderr);
     assert.match(v.stdout, /^0\.\d+\.\d+\nv2[4-9]\.\d+\.\d+\nno system node$/m);
 
@@ -106,9 +114,15 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
       assert.equal(h.code, 0, `${cmd} --help: ${h.stderr}`);
       assert.match(h.stdout, new RegExp(`usage: runner-warden ${cmd}`), `${cmd} --help printed no usage`);
     }
-    const valid = await inRoot('runner-warden validate /usr/share/doc/runner-warden/examples/config.example.yaml /etc/runner-warden/policies/*.yaml');
+    const valid = await inRoot(
+      'runner-warden validate /usr/share/doc/runner-warden/examples/config.example.yaml /etc/runner-warden/policies/*.yaml',
+    );
     assert.equal(valid.code, 0, `validate:\n${valid.stdout}${valid.stderr}`);
-    await writeFile(path.join(root, 'etc/runner-warden/config.yaml'), 'github:\n  org: acme\nrunner:\n  root: opt/actions-runner\n  user: runner\n', { mode: 0o600 });
+    await writeFile(
+      path.join(root, 'etc/runner-warden/config.yaml'),
+      'github:\n  org: acme\nrunner:\n  root: opt/actions-runner\n  user: runner\n',
+      { mode: 0o600 },
+    );
     for (const cmd of ['run', 'baseline', 'cleanup']) {
       const bad = await inRoot(`runner-warden ${cmd} --config /etc/runner-warden/config.yaml`);
       assert.equal(bad.code, 78, `${cmd} with a bad config: exit ${bad.code}\n${bad.stderr}`);
@@ -116,7 +130,9 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
     }
     await rm(path.join(root, 'etc/runner-warden/config.yaml'));
 
-    const man = await inRoot('test -s /usr/share/man/man1/runner-warden.1.gz && test -s /usr/share/bash-completion/completions/runner-warden && test -s /usr/share/zsh/vendor-completions/_runner-warden && echo present');
+    const man = await inRoot(
+      'test -s /usr/share/man/man1/runner-warden.1.gz && test -s /usr/share/bash-completion/completions/runner-warden && test -s /usr/share/zsh/vendor-completions/_runner-warden && echo present',
+    );
     assert.match(man.stdout, /present/);
     if (existsSync('/usr/bin/systemd-analyze')) {
       // The installed unit, its ExecStart pointed into the root (a minbase root has no systemd
@@ -133,7 +149,9 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
     assert.match(demo.stdout, /agent stopped: .*\(exit 0\)/);
     assert.match(demo.stdout, /leftovers on the host: no process of the runner user/);
 
-    const purge = await inRoot('dpkg --purge runner-warden && ls -d /usr/lib/runner-warden /etc/runner-warden /var/lib/runner-warden /usr/bin/runner-warden 2>&1 || true');
+    const purge = await inRoot(
+      'dpkg --purge runner-warden && ls -d /usr/lib/runner-warden /etc/runner-warden /var/lib/runner-warden /usr/bin/runner-warden 2>&1 || true',
+    );
     assert.equal(purge.code, 0, purge.stderr);
     assert.doesNotMatch(purge.stdout, /^\/(usr|etc|var)\S+$/m, `left after purge:\n${purge.stdout}`);
     const tEnd = Date.now();
@@ -144,5 +162,3 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
     await rm(lab, { recursive: true, force: true });
   }
 });
-
-

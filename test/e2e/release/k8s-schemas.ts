@@ -15,7 +15,11 @@ const labelSelector = {
         type: 'object',
         additionalProperties: false,
         required: ['key', 'operator'],
-        properties: { key: { type: 'string' }, operator: { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] }, values: { type: 'array', items: { type: 'string' } } },
+        properties: {
+          key: { type: 'string' },
+          operator: { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] },
+          values: { type: 'array', items: { type: 'string' } },
+        },
       },
     },
   },
@@ -32,7 +36,12 @@ const objectMeta = {
   },
 };
 
-const intOrPercent = { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^\\d+%$' }] };
+const intOrPercent = {
+  anyOf: [
+    { type: 'integer', minimum: 0 },
+    { type: 'string', pattern: '^\\d+%$' },
+  ],
+};
 
 /** policy/v1 PodDisruptionBudget. */
 export const PDB_SCHEMA = {
@@ -74,7 +83,11 @@ export const PODMONITOR_SCHEMA = {
       required: ['selector'],
       properties: {
         selector: labelSelector,
-        namespaceSelector: { type: 'object', properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } }, additionalProperties: false },
+        namespaceSelector: {
+          type: 'object',
+          properties: { any: { type: 'boolean' }, matchNames: { type: 'array', items: { type: 'string' } } },
+          additionalProperties: false,
+        },
         jobLabel: { type: 'string' },
         podTargetLabels: { type: 'array', items: { type: 'string' } },
         sampleLimit: { type: 'integer', minimum: 0 },

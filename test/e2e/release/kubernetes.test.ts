@@ -17,7 +17,8 @@ import { PDB_SCHEMA, PODMONITOR_SCHEMA } from './k8s-schemas.js';
 const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../packaging/kubernetes');
 
 type Obj = Record<string, unknown>;
-const get = (o: unknown, p: string): unknown => p.split('.').reduce<unknown>((a, k) => (a && typeof a === 'object' ? (a as Obj)[k] : undefined), o);
+const get = (o: unknown, p: string): unknown =>
+  p.split('.').reduce<unknown>((a, k) => (a && typeof a === 'object' ? (a as Obj)[k] : undefined), o);
 
 test('the base renders; the PDB and PodMonitor select the Deployment pods and its health port', async (t) => {
   const k = spawnSync('kubectl', ['kustomize', DIR], { encoding: 'utf8' });
@@ -46,7 +47,7 @@ test('the base renders; the PDB and PodMonitor select the Deployment pods and it
     assert.equal(podLabels[key], value, `PDB selector ${key}=${value} does not match the pods`);
   }
 
-  const pm = (parseAllDocuments(await readFile(path.join(DIR, 'podmonitor.yaml'), 'utf8')).map((d) => d.toJS() as Obj))[0] as Obj;
+  const pm = parseAllDocuments(await readFile(path.join(DIR, 'podmonitor.yaml'), 'utf8')).map((d) => d.toJS() as Obj)[0] as Obj;
   assert.equal(pm.apiVersion, 'monitoring.coreos.com/v1');
   assert.equal(pm.kind, 'PodMonitor');
   assert.equal(get(pm, 'metadata.namespace'), get(deploy, 'metadata.namespace'));
@@ -56,7 +57,10 @@ test('the base renders; the PDB and PodMonitor select the Deployment pods and it
   const endpoints = get(pm, 'spec.podMetricsEndpoints') as Obj[];
   assert.ok(endpoints.length > 0);
   for (const e of endpoints) {
-    assert.ok(ports.some((p) => p.name === e.port), `PodMonitor port "${String(e.port)}" is not a named container port`);
+    assert.ok(
+      ports.some((p) => p.name === e.port),
+      `PodMonitor port "${String(e.port)}" is not a named container port`,
+    );
     assert.equal(e.path, '/metrics');
     assert.match(String(e.interval), /^\d+[sm]$/);
   }
@@ -66,7 +70,8 @@ test('the PodDisruptionBudget and PodMonitor validate against their API schemas,
   const ajv = new Ajv({ allErrors: true, strict: false });
   const pdb = ajv.compile(PDB_SCHEMA);
   const pm = ajv.compile(PODMONITOR_SCHEMA);
-  const load = async (f: string): Promise<Obj> => parseAllDocuments(await readFile(path.join(DIR, f), 'utf8')).map((d) => d.toJS() as Obj)[0] as Obj;
+  const load = async (f: string): Promise<Obj> =>
+    parseAllDocuments(await readFile(path.join(DIR, f), 'utf8')).map((d) => d.toJS() as Obj)[0] as Obj;
   const shipped = { pdb: await load('pdb.yaml'), pm: await load('podmonitor.yaml') };
   assert.ok(pdb(shipped.pdb), `pdb.yaml: ${ajv.errorsText(pdb.errors)}`);
   assert.ok(pm(shipped.pm), `podmonitor.yaml: ${ajv.errorsText(pm.errors)}`);
@@ -76,8 +81,16 @@ test('the PodDisruptionBudget and PodMonitor validate against their API schemas,
     ['maxUnavailabe (typo)', pdb, { ...shipped.pdb, spec: { ...spec(shipped.pdb), maxUnavailabe: 1 } }],
     ['both budgets', pdb, { ...shipped.pdb, spec: { ...spec(shipped.pdb), minAvailable: 1 } }],
     ['eviction policy value', pdb, { ...shipped.pdb, spec: { ...spec(shipped.pdb), unhealthyPodEvictionPolicy: 'Always' } }],
-    ['endpoints (not podMetricsEndpoints)', pm, { ...shipped.pm, spec: { selector: spec(shipped.pm).selector, endpoints: spec(shipped.pm).podMetricsEndpoints } }],
-    ['interval 30 (no unit)', pm, { ...shipped.pm, spec: { ...spec(shipped.pm), podMetricsEndpoints: [{ port: 'health', path: '/metrics', interval: '30' }] } }],
+    [
+      'endpoints (not podMetricsEndpoints)',
+      pm,
+      { ...shipped.pm, spec: { selector: spec(shipped.pm).selector, endpoints: spec(shipped.pm).podMetricsEndpoints } },
+    ],
+    [
+      'interval 30 (no unit)',
+      pm,
+      { ...shipped.pm, spec: { ...spec(shipped.pm), podMetricsEndpoints: [{ port: 'health', path: '/metrics', interval: '30' }] } },
+    ],
   ];
   for (const [what, validate, doc] of bad) assert.equal(validate(doc), false, `${what} should be refused`);
 });

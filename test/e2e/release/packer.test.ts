@@ -39,5 +39,4 @@ test('the template says which Packer it needs, and a Packer older than that refu
   } else {
     assert.notEqual(v.status, 0, `packer ${have.join('.')} accepted a template that declares >= ${needed.join('.')}`);
   }
-
 });

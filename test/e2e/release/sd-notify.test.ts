@@ -45,7 +45,8 @@ test('READY=1 waits for readiness; the watchdog is fed while alive and starves w
     await n.readySent;
     const firstReady = (await sock.messages()).find((m) => m.vars.includes('READY=1'));
     assert.ok(firstReady && firstReady.at >= readyAt - 5, 'READY=1 sent once ready');
-    const watchdogs = async (after: number): Promise<number> => (await sock.messages()).filter((m) => m.at > after && m.vars.includes('WATCHDOG=1')).length;
+    const watchdogs = async (after: number): Promise<number> =>
+      (await sock.messages()).filter((m) => m.at > after && m.vars.includes('WATCHDOG=1')).length;
     await until('three pings while alive', async () => (await watchdogs(readyAt)) >= 3);
 
     alive = false;

@@ -24,10 +24,18 @@ let lab: Lab;
 let inst: string;
 let tarball: string;
 
-function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(cmd, args, { encoding: 'utf8', timeout: 420_000, ...opts }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
+      resolve({
+        code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0,
+        stdout,
+        stderr,
+      });
     });
   });
 }
@@ -66,7 +74,10 @@ test('the tarball holds the bundle, bin, unit, example config, policies, man pag
     ...['base', 'container-reuse', 'default', 'docker-heavy', 'strict'].map((p) => `policies/${p}.yaml`),
     'systemd/runner-warden.service',
   ]);
-  const bash = await run('bash', ['-c', `source ${path.join(inst, 'completions/runner-warden.bash')}; COMP_WORDS=(runner-warden va); COMP_CWORD=1; _runner_warden; echo "\${COMPREPLY[@]}"`]);
+  const bash = await run('bash', [
+    '-c',
+    `source ${path.join(inst, 'completions/runner-warden.bash')}; COMP_WORDS=(runner-warden va); COMP_CWORD=1; _runner_warden; echo "\${COMPREPLY[@]}"`,
+  ]);
   assert.equal(bash.stdout.trim(), 'validate');
   // The unit starts the command the packages install, and waits for readiness.
   const unit = await readFile(path.join(inst, 'systemd/runner-warden.service'), 'utf8');
@@ -82,7 +93,12 @@ test('every command answers --help, and a bad config is refused naming the file,
     assert.equal(h.code, 0, `${cmd} --help: ${h.stderr}`);
     assert.match(h.stdout, new RegExp(`^usage: runner-warden ${cmd}`, 'm'));
   }
-  const ok = await run(process.execPath, [bin, 'validate', path.join(inst, 'config.example.yaml'), ...['base', 'strict'].map((p) => path.join(inst, 'policies', `${p}.yaml`))]);
+  const ok = await run(process.execPath, [
+    bin,
+    'validate',
+    path.join(inst, 'config.example.yaml'),
+    ...['base', 'strict'].map((p) => path.join(inst, 'policies', `${p}.yaml`)),
+  ]);
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   const bad = path.join(lab.root, 'bad.yaml');
   await writeFile(bad, 'github:\n  org: acme\n  token: { file: /nonexistent }\nrunner:\n  root: opt/actions-runner\n  user: runner\n');
@@ -113,67 +129,82 @@ test('the bundled container hooks run with node alone and refuse what the agent 
   // A host whose policy gives jobs no engine (docker.mode none): the agent's root-owned policy file.
   const policy = path.join(lab.root, 'hooks-policy.json');
   await writeFile(policy, JSON.stringify({ mode: 'none' }), { mode: 0o644 });
-  const none = await call(`${JSON.stringify({ command: 'prepare_job', responseFile: path.join(lab.root, 'response.json'), args: {}, state: {} })}\n`, { CONTAINER_HOOKS_DOCKER_POLICY: policy });
+  const none = await call(
+    `${JSON.stringify({ command: 'prepare_job', responseFile: path.join(lab.root, 'response.json'), args: {}, state: {} })}\n`,
+    { CONTAINER_HOOKS_DOCKER_POLICY: policy },
+  );
   assert.equal(none.code, 1, none.stderr);
   assert.match(none.stdout, /^::error::.*no container engine \(docker\.mode: none\)/m);
   assert.equal(none.stderr, '', 'no stack trace: the job log gets one ::error:: line');
 });
 
-test('under a stand-in for systemd: READY=1 after /healthz answers, pings stop while wedged, journald priorities, STOPPING=1', { timeout: 420_000 }, async () => {
-  let world: World | undefined;
-  const sock = await startNotifySocket(lab.root);
-  try {
-    world = await createWorld();
-    // What this test is about is the agent's systemd wiring: no container engine, and no
-    // whole-host integrity baseline (minutes on a loaded machine; tested on its own elsewhere).
-    await writeFile(
-      path.join(world.policyDir, 'test.yaml'),
-      stringify(testPolicy(world.lab, { docker: { mode: 'none' }, host: { maxJobs: 50, integrity: { enabled: false } } })),
-    );
-    await (await world.runtime()).close(); // the image build's baseline
-    const logFile = path.join(lab.root, 'agent.log');
-    const fd = openSync(logFile, 'w');
-    const st = fstatSync(fd);
-    const agent = spawn(process.execPath, [path.join(inst, 'bin/runner-warden.js'), 'run', '--config', world.configFile], {
-      stdio: ['ignore', fd, 'inherit'],
-      env: { PATH: process.env.PATH, NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1500000', JOURNAL_STREAM: `${st.dev}:${st.ino}` },
-    });
-    closeSync(fd);
-    const exited = new Promise<number | null>((r) => agent.once('exit', (c) => r(c)));
-    const until = async (what: string, pred: () => Promise<boolean>, ms = 150_000): Promise<void> => {
-      for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) if (await pred()) return;
-      throw new Error(`timed out waiting for ${what}; log:\n${await readFile(logFile, 'utf8')}`);
-    };
-    await until('READY=1', async () => (await sock.messages()).some((m) => m.vars.includes('READY=1')));
-    const log = await readFile(logFile, 'utf8');
-    const listening = log.split('\n').find((l) => l.includes('health server listening'));
-    assert.ok(listening, 'the health server logged its address');
-    assert.match(listening, /^<6>\{"level":30,/, 'info lines carry priority 6 for journald');
-    const port = Number(/"port":(\d+)/.exec(listening)?.[1]);
-    const readyAt = (await sock.messages()).find((m) => m.vars.includes('READY=1'))?.at ?? 0;
-    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
-    assert.ok([200, 503].includes(health.status));
-    // READY=1 came after the agent logged that /healthz listens.
-    assert.ok(readyAt >= Date.parse(JSON.parse(listening.slice(3)).time as string));
-    assert.ok(log.split('\n').filter((l) => l !== '').every((l) => /^<[2-7]>\{/.test(l)), 'every line carries its priority');
+test(
+  'under a stand-in for systemd: READY=1 after /healthz answers, pings stop while wedged, journald priorities, STOPPING=1',
+  { timeout: 420_000 },
+  async () => {
+    let world: World | undefined;
+    const sock = await startNotifySocket(lab.root);
+    try {
+      world = await createWorld();
+      // What this test is about is the agent's systemd wiring: no container engine, and no
+      // whole-host integrity baseline (minutes on a loaded machine; tested on its own elsewhere).
+      await writeFile(
+        path.join(world.policyDir, 'test.yaml'),
+        stringify(testPolicy(world.lab, { docker: { mode: 'none' }, host: { maxJobs: 50, integrity: { enabled: false } } })),
+      );
+      await (await world.runtime()).close(); // the image build's baseline
+      const logFile = path.join(lab.root, 'agent.log');
+      const fd = openSync(logFile, 'w');
+      const st = fstatSync(fd);
+      const agent = spawn(process.execPath, [path.join(inst, 'bin/runner-warden.js'), 'run', '--config', world.configFile], {
+        stdio: ['ignore', fd, 'inherit'],
+        env: { PATH: process.env.PATH, NOTIFY_SOCKET: sock.path, WATCHDOG_USEC: '1500000', JOURNAL_STREAM: `${st.dev}:${st.ino}` },
+      });
+      closeSync(fd);
+      const exited = new Promise<number | null>((r) => agent.once('exit', (c) => r(c)));
+      const until = async (what: string, pred: () => Promise<boolean>, ms = 150_000): Promise<void> => {
+        for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) if (await pred()) return;
+        throw new Error(`timed out waiting for ${what}; log:\n${await readFile(logFile, 'utf8')}`);
+      };
+      await until('READY=1', async () => (await sock.messages()).some((m) => m.vars.includes('READY=1')));
+      const log = await readFile(logFile, 'utf8');
+      const listening = log.split('\n').find((l) => l.includes('health server listening'));
+      assert.ok(listening, 'the health server logged its address');
+      assert.match(listening, /^<6>\{"level":30,/, 'info lines carry priority 6 for journald');
+      const port = Number(/"port":(\d+)/.exec(listening)?.[1]);
+      const readyAt = (await sock.messages()).find((m) => m.vars.includes('READY=1'))?.at ?? 0;
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assert.ok([200, 503].includes(health.status));
+      // READY=1 came after the agent logged that /healthz listens.
+      assert.ok(readyAt >= Date.parse(JSON.parse(listening.slice(3)).time as string));
+      assert.ok(
+        log
+          .split('\n')
+          .filter((l) => l !== '')
+          .every((l) => /^<[2-7]>\{/.test(l)),
+        'every line carries its priority',
+      );
 
-    await until('watchdog pings', async () => (await sock.messages()).filter((m) => m.vars.includes('WATCHDOG=1')).length >= 3);
-    // Wedged: the process cannot run at all (as a blocked event loop): no ping reaches systemd.
-    process.kill(agent.pid as number, 'SIGSTOP');
-    const stoppedAt = Date.now() + 300; // a ping already in flight may land
-    await new Promise((r) => setTimeout(r, 3_500)); // more than two watchdog intervals
-    const during = (await sock.messages()).filter((m) => m.at > stoppedAt && m.vars.includes('WATCHDOG=1'));
-    process.kill(agent.pid as number, 'SIGCONT');
-    assert.deepEqual(during, [], 'pings while wedged');
-    await until('pings again', async () => (await sock.messages()).some((m) => m.at > stoppedAt + 3_500 && m.vars.includes('WATCHDOG=1')));
-    agent.kill('SIGTERM');
-    assert.equal(await exited, 0);
-    assert.ok((await sock.messages()).some((m) => m.vars.includes('STOPPING=1')));
-  } finally {
-    await sock.close();
-    await world?.dispose();
-  }
-});
+      await until('watchdog pings', async () => (await sock.messages()).filter((m) => m.vars.includes('WATCHDOG=1')).length >= 3);
+      // Wedged: the process cannot run at all (as a blocked event loop): no ping reaches systemd.
+      process.kill(agent.pid as number, 'SIGSTOP');
+      const stoppedAt = Date.now() + 300; // a ping already in flight may land
+      await new Promise((r) => setTimeout(r, 3_500)); // more than two watchdog intervals
+      const during = (await sock.messages()).filter((m) => m.at > stoppedAt && m.vars.includes('WATCHDOG=1'));
+      process.kill(agent.pid as number, 'SIGCONT');
+      assert.deepEqual(during, [], 'pings while wedged');
+      await until('pings again', async () =>
+        (await sock.messages()).some((m) => m.at > stoppedAt + 3_500 && m.vars.includes('WATCHDOG=1')),
+      );
+      agent.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      assert.ok((await sock.messages()).some((m) => m.vars.includes('STOPPING=1')));
+    } finally {
+      await sock.close();
+      await world?.dispose();
+    }
+  },
+);
 
 test('demo runs from the unpacked bundle (simulator included, no esbuild, no sources)', { timeout: 480_000 }, async () => {
   const r = await run(process.execPath, [path.join(inst, 'bin/runner-warden.js'), 'demo', '--jobs', '1']);
@@ -188,6 +219,10 @@ test('npm pack publishes only what runs', async () => {
   assert.equal(r.code, 0, r.stderr);
   const files = (JSON.parse(r.stdout) as { files: { path: string }[] }[])[0]?.files.map((f) => f.path) ?? [];
   assert.ok(files.includes('bin/runner-warden.js') && files.includes('LICENSE') && files.includes('package.json'));
-  const allowed = /^(bin\/runner-warden\.js|dist\/[^/]+\.mjs|dist\/container-hooks\.js|dist\/THIRD-PARTY-NOTICES\.txt|policies\/[^/]+\.yaml|packaging\/(config\.example\.yaml|systemd\/runner-warden\.service|man\/runner-warden\.1|completions\/[^/]+)|LICENSE|README\.md|package\.json)$/;
-  assert.deepEqual(files.filter((f) => !allowed.test(f)), []);
+  const allowed =
+    /^(bin\/runner-warden\.js|dist\/[^/]+\.mjs|dist\/container-hooks\.js|dist\/THIRD-PARTY-NOTICES\.txt|policies\/[^/]+\.yaml|packaging\/(config\.example\.yaml|systemd\/runner-warden\.service|man\/runner-warden\.1|completions\/[^/]+)|LICENSE|README\.md|package\.json)$/;
+  assert.deepEqual(
+    files.filter((f) => !allowed.test(f)),
+    [],
+  );
 });

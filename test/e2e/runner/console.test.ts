@@ -18,11 +18,20 @@ const cases: [string, ReturnType<typeof parseConsoleLine>][] = [
   ['Generate and execute update script.', { kind: 'update-script' }],
   ['2024-05-01 10:00:00Z: Runner connect error: refused. Retrying until reconnected.', { kind: 'connect-error' }],
   // The three spellings seen in bug reports against actions/runner.
-  ['An error occured: Runner version v2.310.0 is deprecated and cannot receive messages.', { kind: 'version-deprecated', version: '2.310.0' }],
-  ['An error occurred: Runner version v2.296.2 is deprecated and cannot receive messages.', { kind: 'version-deprecated', version: '2.296.2' }],
-  ['An error occured: Error: Forbidden Runner version v2.316.0 is deprecated and cannot receive messages.', { kind: 'version-deprecated', version: '2.316.0' }],
+  [
+    'An error occured: Runner version v2.310.0 is deprecated and cannot receive messages.',
+    { kind: 'version-deprecated', version: '2.310.0' },
+  ],
+  [
+    'An error occurred: Runner version v2.296.2 is deprecated and cannot receive messages.',
+    { kind: 'version-deprecated', version: '2.296.2' },
+  ],
+  [
+    'An error occured: Error: Forbidden Runner version v2.316.0 is deprecated and cannot receive messages.',
+    { kind: 'version-deprecated', version: '2.316.0' },
+  ],
   ['Running job: no timestamp, not the listener', undefined],
-  ['Current runner version: \'2.336.0\'', undefined],
+  ["Current runner version: '2.336.0'", undefined],
 ];
 
 for (const [line, expected] of cases) {

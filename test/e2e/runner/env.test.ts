@@ -22,5 +22,8 @@ test('runner.env entries named ACTIONS_RUNNER_INPUT_* in any case never reach th
   assert.equal(env.ACTIONS_RUNNER_INPUT_JITCONFIG, 'real');
   assert.equal(env.HTTPS_PROXY, 'http://proxy:3128', 'other entries pass');
   const cfg = configShEnv({ user: { name: 'runner' }, home: '/h', tmp: '/t', extra });
-  assert.deepEqual(Object.keys(cfg).filter((k) => /^actions_runner_input_/i.test(k)), []);
+  assert.deepEqual(
+    Object.keys(cfg).filter((k) => /^actions_runner_input_/i.test(k)),
+    [],
+  );
 });

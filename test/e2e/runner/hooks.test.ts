@@ -3,11 +3,22 @@ import assert from 'node:assert/strict';
 import { readdir, stat, mkdir, writeFile, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { createLab, runAs, type Lab } from '../../helpers/lab.js';
-import { hookPaths, installHooks, parseReport, readEventDir, watchHookEvents, type HookEvent, type HookPaths } from '../../../src/runner/hooks.js';
+import {
+  hookPaths,
+  installHooks,
+  parseReport,
+  readEventDir,
+  watchHookEvents,
+  type HookEvent,
+  type HookPaths,
+} from '../../../src/runner/hooks.js';
 import { silentLogger } from '../../../src/lib/log.js';
 
 /** A lab whose state dir is laid out like the agent's (0711 state dir, 0755 public dir inside). */
-async function setup(t: TestContext, o: { maxPerWindow?: number; windowMs?: number } = {}): Promise<{ lab: Lab; other: Lab; paths: HookPaths; events: HookEvent[] }> {
+async function setup(
+  t: TestContext,
+  o: { maxPerWindow?: number; windowMs?: number } = {},
+): Promise<{ lab: Lab; other: Lab; paths: HookPaths; events: HookEvent[] }> {
   const lab = await createLab();
   t.after(() => lab.dispose());
   const other = await createLab('rw-other-');
@@ -25,7 +36,13 @@ async function setup(t: TestContext, o: { maxPerWindow?: number; windowMs?: numb
     await watching;
   });
   for (let i = 0; i < 200; i++) {
-    if (await stat(paths.socket).then((s) => (s.mode & 0o777) === 0o660, () => false)) break;
+    if (
+      await stat(paths.socket).then(
+        (s) => (s.mode & 0o777) === 0o660,
+        () => false,
+      )
+    )
+      break;
     await new Promise((r) => setTimeout(r, 10));
   }
   return { lab, other, paths, events };
@@ -91,7 +108,10 @@ test('a flooding runner user is capped in count and size, writes nothing to disk
   );
   await new Promise((r) => setTimeout(r, 300));
   assert.ok(events.length <= 5, `${events.length} reports delivered with a cap of 5`);
-  assert.ok(events.every((e) => e.vars.GITHUB_REPOSITORY?.startsWith('flood/')), 'an oversized report was delivered');
+  assert.ok(
+    events.every((e) => e.vars.GITHUB_REPOSITORY?.startsWith('flood/')),
+    'an oversized report was delivered',
+  );
   // Reports never touch a filesystem: nothing was written anywhere under the agent's public dir.
   assert.deepEqual(await readdir(paths.reportDir), ['hook.sock'], 'a report left a file behind');
   assert.deepEqual(await readdir(paths.eventsDir), []);

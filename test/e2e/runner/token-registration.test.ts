@@ -88,8 +88,15 @@ function captureLog(): { log: ReturnType<typeof createLogger>; text: () => strin
 test('config.sh argv never carries the token; empty labels and the default group are left out', () => {
   const args = configureArgs({ scopeUrl: 'https://ghes.example/octo', name: 'r-1', labels: [], group: null });
   assert.deepEqual(args, [
-    '--unattended', '--ephemeral', '--disableupdate',
-    '--url', 'https://ghes.example/octo', '--name', 'r-1', '--work', '_work',
+    '--unattended',
+    '--ephemeral',
+    '--disableupdate',
+    '--url',
+    'https://ghes.example/octo',
+    '--name',
+    'r-1',
+    '--work',
+    '_work',
   ]);
   const full = configureArgs({ scopeUrl: 'u', name: 'n', labels: ['a', 'b'], group: 'g', workFolder: 'w' });
   assert.deepEqual(full.slice(-6), ['--labels', 'a,b', '--runnergroup', 'g', '--work', 'w']);
@@ -106,7 +113,10 @@ test('config.sh environment drops ACTIONS_RUNNER_INPUT_* from runner.env and kee
   });
   assert.equal(env.HTTPS_PROXY, 'http://proxy:3128');
   assert.equal(env.HOME, '/h', 'runner.env must not override HOME');
-  assert.equal(Object.keys(env).some((k) => k.toUpperCase().startsWith('ACTIONS_RUNNER_INPUT_')), false);
+  assert.equal(
+    Object.keys(env).some((k) => k.toUpperCase().startsWith('ACTIONS_RUNNER_INPUT_')),
+    false,
+  );
 });
 
 test('a runner registers through config.sh as the runner user with the token only in its environment, and config.sh remove unregisters it', async () => {
@@ -129,7 +139,15 @@ test('a runner registers through config.sh as the runner user with the token onl
   const cap = captureLog();
   let reg;
   try {
-    reg = await registerWithToken({ ...target, log: cap.log, token, scopeUrl: scopeUrl(), name: 'tok-1', labels: ['self-hosted', 'gpu'], group: null });
+    reg = await registerWithToken({
+      ...target,
+      log: cap.log,
+      token,
+      scopeUrl: scopeUrl(),
+      name: 'tok-1',
+      labels: ['self-hosted', 'gpu'],
+      group: null,
+    });
   } finally {
     scanning.abort();
     await scan;
@@ -141,7 +159,10 @@ test('a runner registers through config.sh as the runner user with the token onl
   assert.ok(onServer, 'config.sh did not register the runner with the fake');
   assert.deepEqual(reg, { id: onServer.id, name: 'tok-1' }, 'the id must come from the .runner config.sh wrote');
   assert.equal(onServer.ephemeral, true, 'the registration must be --ephemeral');
-  assert.ok(onServer.labels.some((l) => l.name === 'gpu'), 'the labels were not passed');
+  assert.ok(
+    onServer.labels.some((l) => l.name === 'gpu'),
+    'the labels were not passed',
+  );
   assert.equal((await stat(path.join(root, '.runner'))).uid, lab.user.uid, 'config.sh must run as the runner user');
   const logged = cap.text();
   assert.match(logged, /config\.sh output/, 'config.sh output should reach the debug log');
@@ -151,7 +172,11 @@ test('a runner registers through config.sh as the runner user with the token onl
   const cap2 = captureLog();
   const out = await removeWithToken({ ...target, log: cap2.log, token: removeToken });
   assert.deepEqual(out, { outcome: 'removed' });
-  assert.equal(fake.runners().some((r) => r.id === reg.id), false, 'config.sh remove left the registration on the server');
+  assert.equal(
+    fake.runners().some((r) => r.id === reg.id),
+    false,
+    'config.sh remove left the registration on the server',
+  );
   assert.equal(await readLocalRegistration(root), undefined, 'config.sh remove must delete the local .runner');
   assert.equal(cap2.text().includes(removeToken), false, 'the remove token was logged');
 });
@@ -159,13 +184,25 @@ test('a runner registers through config.sh as the runner user with the token onl
 test('config.sh failures are classified and the message never contains the token', async () => {
   const token = await restToken('registration-token');
   const cases: { name: string; opts: { group?: string; token?: string }; reason: string; text: RegExp }[] = [
-    { name: 'unknown group', opts: { group: 'no-such-group' }, reason: 'group-not-found', text: /Could not find any self-hosted runner group named "no-such-group"/ },
+    {
+      name: 'unknown group',
+      opts: { group: 'no-such-group' },
+      reason: 'group-not-found',
+      text: /Could not find any self-hosted runner group named "no-such-group"/,
+    },
     { name: 'refused token', opts: { token: `${token}x` }, reason: 'token-refused', text: /Http response code/ },
   ];
   for (const c of cases) {
     const used = c.opts.token ?? token;
     await assert.rejects(
-      registerWithToken({ ...target, token: used, scopeUrl: scopeUrl(), name: `fail-${c.reason}`, labels: [], group: c.opts.group ?? null }),
+      registerWithToken({
+        ...target,
+        token: used,
+        scopeUrl: scopeUrl(),
+        name: `fail-${c.reason}`,
+        labels: [],
+        group: c.opts.group ?? null,
+      }),
       (err: unknown) => {
         assert.ok(err instanceof ConfigShError, `${c.name}: expected a ConfigShError, got ${String(err)}`);
         assert.equal(err.reason, c.reason, `${c.name}: misclassified (${err.message})`);
@@ -182,8 +219,20 @@ test('the registration token is reused within its hour and fetched again five mi
   const clock = new ManualClock(Date.now());
   const fakeClocked = await startFakeGitHub({ clock });
   try {
-    const github = createOctokitPort({ apiUrl: fakeClocked.url, scope: { kind: 'org', org: 'octo' }, auth: { kind: 'token', token: fakeClocked.defaultToken }, clock, log: silentLogger() });
-    const registrar = new TokenRegistrar({ ...registrarBase(), github, scopeUrl: `${fakeClocked.origin}/octo`, clock, extraEnv: { RUNNER_SIM_API_URL: fakeClocked.origin } });
+    const github = createOctokitPort({
+      apiUrl: fakeClocked.url,
+      scope: { kind: 'org', org: 'octo' },
+      auth: { kind: 'token', token: fakeClocked.defaultToken },
+      clock,
+      log: silentLogger(),
+    });
+    const registrar = new TokenRegistrar({
+      ...registrarBase(),
+      github,
+      scopeUrl: `${fakeClocked.origin}/octo`,
+      clock,
+      extraEnv: { RUNNER_SIM_API_URL: fakeClocked.origin },
+    });
     const tokenCalls = (): number => fakeClocked.restCalls({ path: /registration-token$/ });
     const t = { home, tmp: home };
     await registrar.register({ ...t, name: 'exp-1', labels: [], group: null });
@@ -194,7 +243,13 @@ test('the registration token is reused within its hour and fetched again five mi
     clock.advance(6 * 60_000);
     await registrar.register({ ...t, name: 'exp-3', labels: [], group: null });
     assert.equal(tokenCalls(), 2, 'a token with 4 minutes left must be replaced before use');
-    assert.deepEqual(fakeClocked.runners().map((r) => r.name).sort(), ['exp-1', 'exp-2', 'exp-3']);
+    assert.deepEqual(
+      fakeClocked
+        .runners()
+        .map((r) => r.name)
+        .sort(),
+      ['exp-1', 'exp-2', 'exp-3'],
+    );
   } finally {
     await fakeClocked.close();
   }
@@ -209,16 +264,26 @@ test('a token the server refuses is dropped, so the next registration fetches a 
       const token = calls === 1 ? 'AAAAREVOKEDTOKEN0000000000000' : await restToken('registration-token');
       return { token, expiresAt: new Date(Date.now() + 3_600_000).toISOString() };
     },
-    createRemoveToken: async (): Promise<RunnerToken> => ({ token: await restToken('remove-token'), expiresAt: new Date(Date.now() + 3_600_000).toISOString() }),
+    createRemoveToken: async (): Promise<RunnerToken> => ({
+      token: await restToken('remove-token'),
+      expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+    }),
   };
   const registrar = new TokenRegistrar({ ...registrarBase(), github, scopeUrl: scopeUrl(), clock: systemClock });
   const call = { home, tmp: home, name: 'ref-1', labels: [], group: null };
   await assert.rejects(registrar.register(call), (e: unknown) => e instanceof ConfigShError && e.reason === 'token-refused');
   const reg = await registrar.register(call);
   assert.equal(calls, 2, 'the refused token must not be used again');
-  assert.equal(await registrar.remove(reg.id + 1, { home, tmp: home }), 'not-local', 'remove must only act on the registration the root holds');
+  assert.equal(
+    await registrar.remove(reg.id + 1, { home, tmp: home }),
+    'not-local',
+    'remove must only act on the registration the root holds',
+  );
   assert.equal(await registrar.remove(reg.id, { home, tmp: home }), 'removed');
-  assert.equal(fake.runners().some((r) => r.id === reg.id), false);
+  assert.equal(
+    fake.runners().some((r) => r.id === reg.id),
+    false,
+  );
 });
 
 test('RunnerTokenCache: cached while fresh, refetched near or past expiry, never cached without a readable expiry', async () => {
@@ -264,10 +329,14 @@ test('a taken name fails config.sh as name-exists without touching the other reg
     (err: unknown) => err instanceof ConfigShError && err.reason === 'name-exists',
   );
   const same = fake.runners().filter((r) => r.name === 'same-name');
-  assert.deepEqual(same.map((r) => r.id), [first.id], 'the first registration must be neither replaced nor duplicated');
+  assert.deepEqual(
+    same.map((r) => r.id),
+    [first.id],
+    'the first registration must be neither replaced nor duplicated',
+  );
   // config.sh prints the stdout line whenever the name is taken; a later, other failure is not name-exists.
   assert.equal(classify('A runner exists with the same name same-name.\n', 'A runner exists with the same name\n'), 'name-exists');
-  assert.equal(classify('Http response code: 500 from \'POST https://x/agents\'\n', 'A runner exists with the same name\n'), 'failed');
+  assert.equal(classify("Http response code: 500 from 'POST https://x/agents'\n", 'A runner exists with the same name\n'), 'failed');
   await rm(path.join(root, '.runner'), { force: true });
   await rm(path.join(root, '.credentials'), { force: true });
   await rm(path.join(root, '.credentials_rsaparams'), { force: true });
@@ -285,7 +354,10 @@ test('config.sh remove: a registration already deleted on the server is already-
   await rm(path.join(root, '.credentials'));
   // exit 0 having deleted nothing on the server: never read as removed.
   assert.deepEqual(await removeWithToken({ ...target, token: await restToken('remove-token') }), { outcome: 'nothing-deleted' });
-  assert.ok(fake.runners().some((r) => r.id === reg2.id), 'the registration is still on the server: the REST delete must follow');
+  assert.ok(
+    fake.runners().some((r) => r.id === reg2.id),
+    'the registration is still on the server: the REST delete must follow',
+  );
   // A remove token the server refuses is not "already gone".
   assert.equal(classify("Http response code: NotFound from 'POST http://h/api/v3/actions/runner-registration'\n", ''), 'token-refused');
 });

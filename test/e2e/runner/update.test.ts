@@ -71,14 +71,18 @@ test('a newer release with the published digest is installed beside the old one 
   assert.equal(await readFile(path.join(root, 'run.sh'), 'utf8'), `#!/bin/sh\n# run.sh ${NEW}\n`);
   assert.equal(await readlink(path.join(root, 'bin')), 'versions/current/bin');
   assert.equal(await readlink(path.join(root, 'versions', 'current')), NEW);
-  assert.equal(await readFile(path.join(root, 'versions', OLD, 'bin', 'Runner.Worker.dll'), 'utf8'), `worker ${OLD}\n`, 'the old version is kept for a roll back');
+  assert.equal(
+    await readFile(path.join(root, 'versions', OLD, 'bin', 'Runner.Worker.dll'), 'utf8'),
+    `worker ${OLD}\n`,
+    'the old version is kept for a roll back',
+  );
   assert.equal(await readFile(path.join(root, '.runner'), 'utf8'), '{}', 'what the runner owns is not touched');
   assert.equal(manifests(), 1, 'the installation manifest is re-taken after the switch');
   console.log(`# in-place update (loopback download included): ${ms.toFixed(0)} ms`);
   assert.deepEqual(await updateRunner(opts), { none: `v${NEW} is the newest release` });
 });
 
-test('the same update from GitHub\'s releases API (digest in the release notes when the asset has none)', async (t) => {
+test("the same update from GitHub's releases API (digest in the release notes when the asset has none)", async (t) => {
   const { root, opts, releases } = await setup(t);
   const r = await updateRunner({ ...opts, source: 'github' });
   assert.ok('updated' in r, JSON.stringify(r));
@@ -134,7 +138,9 @@ function crashChild(): Promise<string> {
       outfile: file,
       logLevel: 'silent',
       // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-      banner: { js: "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);" },
+      banner: {
+        js: "import { createRequire as __rwCreateRequire } from 'node:module'; const require = __rwCreateRequire(import.meta.url);",
+      },
     });
     return file;
   })();

@@ -40,7 +40,11 @@ if (input.command === 'prepare_job') {
   });
   assert.equal(res.status, 201, await res.clone().text());
   const { encoded_jit_config: encoded } = (await res.json()) as { encoded_jit_config: string };
-  const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_CONTAINER_HOOKS: hook, RUNNER_SIM_PROC1_CGROUP: cgroup });
+  const proc = rl.start(['run'], {
+    ACTIONS_RUNNER_INPUT_JITCONFIG: encoded,
+    ACTIONS_RUNNER_CONTAINER_HOOKS: hook,
+    RUNNER_SIM_PROC1_CGROUP: cgroup,
+  });
   await proc.waitFor(/Listening for Jobs/);
   const spec = {
     repository: 'octo/app',
@@ -56,16 +60,27 @@ if (input.command === 'prepare_job') {
   assert.equal((await proc.exited).code, 0, proc.err());
   assert.equal(fake.job(jobId)?.result, 'Succeeded');
 
-  const files = (await readdir(rl.out)).filter((f) => /^\d+-.*\.json$/.test(f)).sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
-  const calls = await Promise.all(files.map(async (f) => JSON.parse(await readFile(path.join(rl.out, f), 'utf8')) as { command: string; args: Record<string, unknown> }));
-  assert.deepEqual(calls.map((c) => c.command), ['prepare_job', 'run_script_step', 'run_container_step', 'cleanup_job'], 'the job took the container-hooks path');
+  const files = (await readdir(rl.out))
+    .filter((f) => /^\d+-.*\.json$/.test(f))
+    .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10));
+  const calls = await Promise.all(
+    files.map(async (f) => JSON.parse(await readFile(path.join(rl.out, f), 'utf8')) as { command: string; args: Record<string, unknown> }),
+  );
+  assert.deepEqual(
+    calls.map((c) => c.command),
+    ['prepare_job', 'run_script_step', 'run_container_step', 'cleanup_job'],
+    'the job took the container-hooks path',
+  );
   const [prepare, script, docker] = calls as [(typeof calls)[0], (typeof calls)[0], (typeof calls)[0]];
   const container = prepare.args.container as Record<string, unknown>;
   assert.equal(container.image, 'node:20', 'the queued job changed after it was queued');
   assert.equal(container.createOptions, '--cpus 1');
   assert.deepEqual(container.environmentVariables, { NODE_ENV: 'test', HOME: '/github/home' });
   const services = prepare.args.services as Array<Record<string, unknown>>;
-  assert.deepEqual(services.map((s) => [s.image, s.portMappings]), [['postgres:16', ['5432']]]);
+  assert.deepEqual(
+    services.map((s) => [s.image, s.portMappings]),
+    [['postgres:16', ['5432']]],
+  );
   assert.equal((script.args.environmentVariables as Record<string, string>).STEP_VAR, 'x', "the step's env reached the runner");
   assert.equal(docker.args.image, 'alpine:3.20', "the step's uses reached the runner");
   assert.equal(docker.args.entryPoint, 'echo');

@@ -151,7 +151,10 @@ test('generate-jitconfig registers an ephemeral runner whose config decodes to t
   assert.equal(creds.scheme, 'OAuth');
   assert.equal(creds.data.authorizationUrl, `${fake.brokerUrl}oauth`);
   assert.equal(JSON.parse(files['.credentials_rsaparams']!).exponent, 'AQAB');
-  assert.deepEqual(fake.runners().map((r) => r.name), ['warden-1']);
+  assert.deepEqual(
+    fake.runners().map((r) => r.name),
+    ['warden-1'],
+  );
 });
 
 test('generate-jitconfig answers 409 for a taken name, 404 for an unknown org or group and 422 for a bad body', async (t) => {
@@ -170,11 +173,7 @@ test('generate-jitconfig answers 409 for a taken name, 404 for an unknown org or
     'missing runner_group_id and labels',
   );
   assert.ok(err.response.data.documentation_url, 'error bodies carry documentation_url');
-  await rejects(
-    octokit.rest.actions.generateRunnerJitconfigForRepo({ ...ok, owner: 'octo', repo: 'other' }),
-    404,
-    'an unknown repository',
-  );
+  await rejects(octokit.rest.actions.generateRunnerJitconfigForRepo({ ...ok, owner: 'octo', repo: 'other' }), 404, 'an unknown repository');
 });
 
 test('a registration token buys a broker token that registers a non-ephemeral runner, and a remove token removes it', async (t) => {
@@ -196,7 +195,15 @@ test('a registration token buys a broker token that registers a non-ephemeral ru
   const info = (await exchanged.json()) as { url: string; token: string; use_v2_flow: boolean };
   assert.equal(info.url, fake.brokerUrl);
 
-  const agent = { name: 'classic', labels: ['self-hosted', 'linux'], ephemeral: false, disableUpdate: true, runnerGroup: null, replace: false, workFolder: '_work' };
+  const agent = {
+    name: 'classic',
+    labels: ['self-hosted', 'linux'],
+    ephemeral: false,
+    disableUpdate: true,
+    runnerGroup: null,
+    replace: false,
+    workFolder: '_work',
+  };
   const created = await broker(fake, 'POST', '/_broker/agents', { auth: `Bearer ${info.token}`, body: agent });
   assert.equal(created.status, 201);
   assert.equal(created.body.runner.ephemeral, false);
@@ -205,13 +212,20 @@ test('a registration token buys a broker token that registers a non-ephemeral ru
   assert.deepEqual([again.status, again.body], [409, { code: 'AgentExists' }], 'the same name without replace');
   const replaced = await broker(fake, 'POST', '/_broker/agents', { auth: `Bearer ${info.token}`, body: { ...agent, replace: true } });
   assert.equal(replaced.status, 201, 'replace swaps the registration');
-  const badGroup = await broker(fake, 'POST', '/_broker/agents', { auth: `Bearer ${info.token}`, body: { ...agent, name: 'g', runnerGroup: 'nope' } });
+  const badGroup = await broker(fake, 'POST', '/_broker/agents', {
+    auth: `Bearer ${info.token}`,
+    body: { ...agent, name: 'g', runnerGroup: 'nope' },
+  });
   assert.deepEqual(badGroup.body, { code: 'RunnerGroupNotFound' });
 
   const rm = await octokit.rest.actions.createRemoveTokenForRepo({ owner: 'octo', repo: 'app' });
   const removeInfo = (await (await post(rm.data.token, 'remove')).json()) as { token: string };
   const id = replaced.body.runner.id;
-  assert.equal((await broker(fake, 'DELETE', `/_broker/agents/${id}`, { auth: `Bearer ${info.token}` })).status, 401, 'a register token cannot remove');
+  assert.equal(
+    (await broker(fake, 'DELETE', `/_broker/agents/${id}`, { auth: `Bearer ${info.token}` })).status,
+    401,
+    'a register token cannot remove',
+  );
   assert.equal((await broker(fake, 'DELETE', `/_broker/agents/${id}`, { auth: `Bearer ${removeInfo.token}` })).status, 204);
   assert.equal((await broker(fake, 'DELETE', `/_broker/agents/${id}`, { auth: `Bearer ${removeInfo.token}` })).status, 404);
   assert.deepEqual(fake.runners(), []);
@@ -389,14 +403,20 @@ test('list runners filters by name and paginates with a Link header that octokit
   for (let i = 0; i < 5; i++) await jitRunner(octokit, `p${i}`);
   const page = await octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo', per_page: 2, page: 2 });
   assert.equal(page.data.total_count, 5);
-  assert.deepEqual(page.data.runners.map((r) => r.name), ['p2', 'p3']);
+  assert.deepEqual(
+    page.data.runners.map((r) => r.name),
+    ['p2', 'p3'],
+  );
   assert.match(page.headers.link ?? '', /rel="next"/);
   assert.match(page.headers.link ?? '', /rel="prev"/);
   assert.ok((page.headers.link ?? '').startsWith(`<${fake.url}/orgs/octo/actions/runners?`), 'links are absolute');
   const all = await octokit.paginate(octokit.rest.actions.listSelfHostedRunnersForOrg, { org: 'octo', per_page: 2 });
   assert.equal(all.length, 5, 'paginate should follow rel="next" to the end');
   const byName = await octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo', name: 'p3' });
-  assert.deepEqual(byName.data.runners.map((r) => r.name), ['p3']);
+  assert.deepEqual(
+    byName.data.runners.map((r) => r.name),
+    ['p3'],
+  );
   const clamped = await octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo', per_page: 1000 });
   assert.equal(clamped.data.runners.length, 5, 'per_page above 100 is clamped, not refused');
 });
@@ -448,7 +468,11 @@ test('faults answer the next matching requests with their status, headers and bo
   await rejects(jitRunner(octokit, 'f'), 502, 'first 502');
   await rejects(jitRunner(octokit, 'f'), 502, 'second 502');
   await jitRunner(octokit, 'f');
-  assert.deepEqual(fake.runners().map((r) => r.name), ['f'], 'faulted calls must not register anything');
+  assert.deepEqual(
+    fake.runners().map((r) => r.name),
+    ['f'],
+    'faulted calls must not register anything',
+  );
 
   fake.faults.add({ status: 429, headers: { 'retry-after': '7' } });
   const e429 = await rejects(octokit.rest.actions.listSelfHostedRunnersForOrg({ org: 'octo' }), 429, '429');
@@ -533,14 +557,22 @@ test('an App JWT buys a ghs_ installation token that works on org endpoints', as
   assert.equal(tokenCall?.status, 201);
   assert.match((tokenCall?.resBody as { token: string }).token, /^ghs_/);
   assert.equal(tokenCall?.reqHeaders.authorization, 'bearer [REDACTED]', 'the JWT is not recorded');
-  await rejects(octokit.request('GET /enterprises/{enterprise}/actions/runners', { enterprise: 'acme' }), 403, 'Apps have no enterprise endpoints');
+  await rejects(
+    octokit.request('GET /enterprises/{enterprise}/actions/runners', { enterprise: 'acme' }),
+    403,
+    'Apps have no enterprise endpoints',
+  );
 });
 
 test('JWTs with a bad signature, an exp too far ahead or in the past, or another app id are refused, and tokens expire after 1 h', async (t) => {
   const clock = new ManualClock(Date.UTC(2026, 0, 1));
   const { fake } = await start(t, { clock, app: { appId: 1, installationId: 5, publicKeyPem: appKeys.publicKey } });
   const now = clock.now() / 1000;
-  const other = generateKeyPairSync('rsa', { modulusLength: 1024, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const other = generateKeyPairSync('rsa', {
+    modulusLength: 1024,
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
   const mint = (jwt: string, installation = 5) =>
     fetch(`${fake.url}/app/installations/${installation}/access_tokens`, {
       method: 'POST',
@@ -569,7 +601,9 @@ test('JWTs with a bad signature, an exp too far ahead or in the past, or another
 
   const limited = await fetch(`${fake.url}/app/installations/5/access_tokens`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${signJwt(appKeys.privateKey, { iss: 1, iat: clock.now() / 1000 - 30, exp: clock.now() / 1000 + 500 })}` },
+    headers: {
+      authorization: `Bearer ${signJwt(appKeys.privateKey, { iss: 1, iat: clock.now() / 1000 - 30, exp: clock.now() / 1000 + 500 })}`,
+    },
     body: JSON.stringify({ permissions: { contents: 'write' } }),
   });
   assert.equal(limited.status, 422, 'permissions beyond the installation are refused');

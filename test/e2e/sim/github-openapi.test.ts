@@ -106,7 +106,11 @@ test('every endpoint the fake serves, on success and on its documented errors, m
     const idb = (b.data as { runner: { id: number } }).runner.id;
     await expectStatus(jit(`a${i}`), 409, 'name taken');
     await expectStatus(jit(`c${i}`, { runner_group_id: 77 }), 404, 'unknown group');
-    await expectStatus(req(`POST ${runners}/generate-jitconfig`, { ...f.missing, name: 'z', runner_group_id: 1, labels: ['x'] }), 404, 'unknown scope');
+    await expectStatus(
+      req(`POST ${runners}/generate-jitconfig`, { ...f.missing, name: 'z', runner_group_id: 1, labels: ['x'] }),
+      404,
+      'unknown scope',
+    );
     await expectStatus(jit(`d${i}`, { labels: [] }), 422, 'empty labels');
     await req(`POST ${runners}/registration-token`, p);
     await req(`POST ${runners}/remove-token`, p);
@@ -157,7 +161,11 @@ test('every endpoint the fake serves, on success and on its documented errors, m
   assert.equal(await mint(9, appJwt(42), { repositories: 'app' }), 422, 'repositories not an array');
   await req('GET /rate_limit');
 
-  await expectStatus(new Octokit({ baseUrl: fake.url, auth: 'nope', log: quiet }).request('GET /orgs/{org}/actions/runners', { org: 'octo' }), 401, 'bad credentials');
+  await expectStatus(
+    new Octokit({ baseUrl: fake.url, auth: 'nope', log: quiet }).request('GET /orgs/{org}/actions/runners', { org: 'octo' }),
+    401,
+    'bad credentials',
+  );
   fake.faults.add({ status: 502 });
   await expectStatus(req('GET /orgs/{org}/actions/runners', { org: 'octo' }), 502, 'a 5xx fault');
   fake.faults.secondaryRateLimit({ status: 429, retryAfter: 1 });
@@ -171,9 +179,7 @@ test('every endpoint the fake serves, on success and on its documented errors, m
   const spec = JSON.parse(readFileSync(new URL('../../fixtures/github-runners.openapi.json', import.meta.url), 'utf8')) as {
     paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
   };
-  const seen = new Set(
-    rest.map((r: RecordedRequest) => `${r.method} ${findOperation(r.method, r.apiPath)?.template} ${r.status}`),
-  );
+  const seen = new Set(rest.map((r: RecordedRequest) => `${r.method} ${findOperation(r.method, r.apiPath)?.template} ${r.status}`));
   const missing: string[] = [];
   for (const [path, ops] of Object.entries(spec.paths)) {
     for (const [method, op] of Object.entries(ops)) {

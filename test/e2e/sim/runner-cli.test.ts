@@ -11,12 +11,24 @@ import { createRunnerLab, type RunnerLab } from './runner-harness.js';
 describe('the command-line parser follows CommandLineParser.cs', () => {
   const cases: Array<[string, string[], { commands: string[]; args: Record<string, string>; flags: string[] }]> = [
     ['a run with a jitconfig', ['run', '--jitconfig', 'X'], { commands: ['run'], args: { jitconfig: 'X' }, flags: [] }],
-    ['flags before and after args', ['run', '--once', '--jitconfig', 'X', '--x'], { commands: ['run'], args: { jitconfig: 'X' }, flags: ['once', 'x'] }],
+    [
+      'flags before and after args',
+      ['run', '--once', '--jitconfig', 'X', '--x'],
+      { commands: ['run'], args: { jitconfig: 'X' }, flags: ['once', 'x'] },
+    ],
     ['--name=value is a flag called name=value', ['run', '--name=value'], { commands: ['run'], args: {}, flags: ['name=value'] }],
-    ['the first value of a repeated arg wins', ['configure', '--name', 'a', '--name', 'b'], { commands: ['configure'], args: { name: 'a' }, flags: ['name'] }],
+    [
+      'the first value of a repeated arg wins',
+      ['configure', '--name', 'a', '--name', 'b'],
+      { commands: ['configure'], args: { name: 'a' }, flags: ['name'] },
+    ],
     ['a value starting with - is ignored', ['configure', '--labels', '-x'], { commands: ['configure'], args: {}, flags: ['labels'] }],
     ['/? means help', ['/?'], { commands: [], args: {}, flags: ['help'] }],
-    ['every bare word before the first --x is a command', ['run', 'extra', '--once', 'stray'], { commands: ['run', 'extra'], args: { once: 'stray' }, flags: [] }],
+    [
+      'every bare word before the first --x is a command',
+      ['run', 'extra', '--once', 'stray'],
+      { commands: ['run', 'extra'], args: { once: 'stray' }, flags: [] },
+    ],
   ];
   for (const [name, argv, want] of cases) {
     test(`it parses ${name}`, () => {
@@ -28,7 +40,12 @@ describe('the command-line parser follows CommandLineParser.cs', () => {
   }
 
   test('names are case-insensitive and the command line wins over ACTIONS_RUNNER_INPUT_ env', () => {
-    const env = { ACTIONS_RUNNER_INPUT_JITCONFIG: 'from-env', ACTIONS_RUNNER_INPUT_ONCE: 'True', ACTIONS_RUNNER_INPUT_NAME: ' n1 ', PATH: '/bin' };
+    const env = {
+      ACTIONS_RUNNER_INPUT_JITCONFIG: 'from-env',
+      ACTIONS_RUNNER_INPUT_ONCE: 'True',
+      ACTIONS_RUNNER_INPUT_NAME: ' n1 ',
+      PATH: '/bin',
+    };
     const a = new CommandSettings(['RUN', '--JitConfig', 'from-argv'], env);
     assert.ok(a.isCommand('run'));
     assert.equal(a.arg('jitconfig'), 'from-argv');
@@ -48,7 +65,10 @@ describe('the command-line parser follows CommandLineParser.cs', () => {
       "Unrecognized command-line input arguments for command run: 'ephemeral, Foo'. For usage refer to: .\\config.cmd --help or ./config.sh --help",
     );
     assert.equal(new CommandSettings(['run', '--once', '--jitconfig', 'j', '--version'], {}).unknownOptionsWarning(), undefined);
-    assert.match(new CommandSettings(['bogus'], {}).unknownOptionsWarning() ?? '', /^This command does not recognize the command-line input arguments: 'bogus'\./);
+    assert.match(
+      new CommandSettings(['bogus'], {}).unknownOptionsWarning() ?? '',
+      /^This command does not recognize the command-line input arguments: 'bogus'\./,
+    );
   });
 });
 
@@ -66,7 +86,10 @@ describe('.env and jitconfig decoding keep the real runner quirks', () => {
 
   test('a jitconfig that is not base64 or not JSON fails with the runner message', () => {
     assert.throws(() => applyJitConfig('/nonexistent', 'not base64!'), { message: BAD_BASE64_MESSAGE });
-    assert.throws(() => applyJitConfig('/nonexistent', Buffer.from('nope').toString('base64')), /Unexpected character encountered while parsing value: n/);
+    assert.throws(
+      () => applyJitConfig('/nonexistent', Buffer.from('nope').toString('base64')),
+      /Unexpected character encountered while parsing value: n/,
+    );
     assert.throws(
       () => applyJitConfig('/nonexistent', Buffer.from(JSON.stringify({ '../x': 'eA==' })).toString('base64')),
       /Invalid file name/,
@@ -94,7 +117,10 @@ describe('the simulated binaries and scripts behave like the real ones', () => {
     const p = rl.start(['run', '--ephemeral']);
     assert.equal((await p.exited).code, 1);
     const err = p.err().split('\n');
-    assert.equal(err[0], "Unrecognized command-line input arguments for command run: 'ephemeral'. For usage refer to: .\\config.cmd --help or ./config.sh --help");
+    assert.equal(
+      err[0],
+      "Unrecognized command-line input arguments for command run: 'ephemeral'. For usage refer to: .\\config.cmd --help or ./config.sh --help",
+    );
     assert.equal(err[1], 'Runner is not configured.');
   });
 
@@ -150,7 +176,19 @@ describe('the simulated binaries and scripts behave like the real ones', () => {
     assert.match(noGroup.err(), /Could not find any self-hosted runner group named "nope"\./);
 
     const ok = rl.start(
-      ['--unattended', '--url', 'https://github.com/octo/app', '--token', 'REGTOKEN', '--name', 'r1', '--labels', 'gpu,big', '--work', '_w'],
+      [
+        '--unattended',
+        '--url',
+        'https://github.com/octo/app',
+        '--token',
+        'REGTOKEN',
+        '--name',
+        'r1',
+        '--labels',
+        'gpu,big',
+        '--work',
+        '_w',
+      ],
       api,
       'config.sh',
     );
@@ -165,7 +203,13 @@ describe('the simulated binaries and scripts behave like the real ones', () => {
     assert.ok(existsSync(path.join(rl.root, '.path')), 'env.sh writes .path');
     assert.match(await readFile(path.join(rl.root, '.env'), 'utf8'), /^LANG=C\.UTF-8$/m, 'env.sh appends LANG to .env');
     const reg = rl.broker.events.filter((e) => e.path === '/_broker/agents').at(-1);
-    assert.deepEqual((reg?.body as { labels: string[] }).labels, ['self-hosted', 'Linux', process.arch === 'arm64' ? 'ARM64' : 'X64', 'gpu', 'big']);
+    assert.deepEqual((reg?.body as { labels: string[] }).labels, [
+      'self-hosted',
+      'Linux',
+      process.arch === 'arm64' ? 'ARM64' : 'X64',
+      'gpu',
+      'big',
+    ]);
 
     const again = rl.start(['--unattended', '--url', 'https://github.com/octo/app', '--token', 'REGTOKEN'], api, 'config.sh');
     assert.equal((await again.exited).code, 1);

@@ -7,7 +7,7 @@ import { createRunnerLab, processGone } from './runner-harness.js';
 
 const URL_ARGS = ['--unattended', '--url', 'https://github.com/octo/app'];
 
-test('token mode: a taken name fails without --replace; with --replace it takes over the other host\'s live registration', async () => {
+test("token mode: a taken name fails without --replace; with --replace it takes over the other host's live registration", async () => {
   const rl = await createRunnerLab();
   try {
     const api = { RUNNER_SIM_API_URL: rl.broker.url };
@@ -31,7 +31,7 @@ test('token mode: a taken name fails without --replace; with --replace it takes 
     assert.equal((await hostA.exited).code, 0);
     assert.match(hostA.err(), /The runner no longer exists on the server\. Cleaning up local configuration\./);
     assert.equal(existsSync(path.join(rl.root, '.runner')), false);
-    assert.deepEqual(rl.broker.agentNames(), ['shared'], 'one registration of that name is left: host B\'s');
+    assert.deepEqual(rl.broker.agentNames(), ['shared'], "one registration of that name is left: host B's");
   } finally {
     await rl.dispose();
   }
@@ -50,10 +50,16 @@ test('config.sh remove: an already-deleted registration exits 1 with "Failed: Re
 
     const rmGone = rl.start(['remove', '--token', 'RM'], api, 'config.sh');
     assert.equal((await rmGone.exited).code, 1, 'a 404 on DELETE is a failure in the runner-admin flow');
-    assert.match(rmGone.err(), /^Http response code: NotFound from 'DELETE http:\/\/127\.0\.0\.1:\d+\/_broker\/agents\/\d+' \(Request Id: .+\)$/m);
+    assert.match(
+      rmGone.err(),
+      /^Http response code: NotFound from 'DELETE http:\/\/127\.0\.0\.1:\d+\/_broker\/agents\/\d+' \(Request Id: .+\)$/m,
+    );
     assert.match(rmGone.err(), /^Failed: Removing runner from the server$/m);
     assert.doesNotMatch(rmGone.out(), /Runner removed successfully|Does not exist\. Skipping Removing runner/);
-    assert.ok(existsSync(path.join(rl.root, '.runner')) && existsSync(path.join(rl.root, '.credentials')), 'a failed remove keeps the files');
+    assert.ok(
+      existsSync(path.join(rl.root, '.runner')) && existsSync(path.join(rl.root, '.credentials')),
+      'a failed remove keeps the files',
+    );
 
     // a live registration whose .credentials is missing: nothing is asked of the server
     await rm(path.join(rl.root, '.runner'));
@@ -65,7 +71,10 @@ test('config.sh remove: an already-deleted registration exits 1 with "Failed: Re
     const deletes = rl.broker.events.filter((e) => e.method === 'DELETE' && e.path.startsWith('/_broker/agents/')).length;
     const rmNoCreds = rl.start(['remove', '--token', 'RM'], api, 'config.sh');
     assert.equal((await rmNoCreds.exited).code, 0);
-    assert.match(rmNoCreds.out(), /^Cannot connect to server, because config files are missing\. Skipping removing runner from the server\.$/m);
+    assert.match(
+      rmNoCreds.out(),
+      /^Cannot connect to server, because config files are missing\. Skipping removing runner from the server\.$/m,
+    );
     assert.match(rmNoCreds.out(), /^√ Removed \.runner$/m);
     assert.ok(rl.broker.agentNames().includes('alive'), 'exit 0, yet the registration is still on the server');
     assert.equal(rl.broker.events.filter((e) => e.method === 'DELETE' && e.path.startsWith('/_broker/agents/')).length, deletes);
@@ -79,24 +88,29 @@ test('config.sh sources env.sh: .path and .env are written in the root as the co
   try {
     rl.broker.registrationTokens.add('REG');
     const pathValue = '/opt/tool/bin:/usr/local/bin:/usr/bin:/bin';
-    const cfg = rl.start([...URL_ARGS, '--token', 'REG', '--name', 'envsh'], {
-      RUNNER_SIM_API_URL: rl.broker.url,
-      PATH: pathValue,
-      LANG: 'C.UTF-8',
-      JAVA_HOME: '/opt/jdk',
-    }, 'config.sh');
+    const cfg = rl.start(
+      [...URL_ARGS, '--token', 'REG', '--name', 'envsh'],
+      {
+        RUNNER_SIM_API_URL: rl.broker.url,
+        PATH: pathValue,
+        LANG: 'C.UTF-8',
+        JAVA_HOME: '/opt/jdk',
+      },
+      'config.sh',
+    );
     assert.equal((await cfg.exited).code, 0, cfg.err());
     assert.equal((await readFile(path.join(rl.root, '.path'), 'utf8')).trim(), pathValue);
     const env = await readFile(path.join(rl.root, '.env'), 'utf8');
     assert.match(env, /^LANG=C\.UTF-8$/m);
     assert.match(env, /^JAVA_HOME=\/opt\/jdk$/m);
-    for (const f of ['.path', '.env']) assert.equal((await stat(path.join(rl.root, f))).uid, rl.lab.user.uid, `${f} belongs to the runner user`);
+    for (const f of ['.path', '.env'])
+      assert.equal((await stat(path.join(rl.root, f))).uid, rl.lab.user.uid, `${f} belongs to the runner user`);
   } finally {
     await rl.dispose();
   }
 });
 
-test('ACTIONS_RUNNER_INPUT_ matches in any case, and the JIT config stays in the listener\'s /proc/<pid>/environ (not the worker\'s)', async () => {
+test("ACTIONS_RUNNER_INPUT_ matches in any case, and the JIT config stays in the listener's /proc/<pid>/environ (not the worker's)", async () => {
   const rl = await createRunnerLab();
   try {
     const { encoded } = rl.broker.jitRunner({ ephemeral: false });
@@ -110,7 +124,11 @@ test('ACTIONS_RUNNER_INPUT_ matches in any case, and the JIT config stays in the
     assert.equal(st.uid, rl.lab.user.uid, 'readable by the runner user, who owns the process');
     rl.broker.enqueueJob({ steps: [{ name: 'Env', run: `env > ${rl.out}/step.env` }] });
     assert.equal((await proc.exited).code, 0, '--once from the env input ends after the job');
-    assert.doesNotMatch(await readFile(path.join(rl.out, 'step.env'), 'utf8'), /jitconfig/i, 'the worker and steps get the managed environment, without it');
+    assert.doesNotMatch(
+      await readFile(path.join(rl.out, 'step.env'), 'utf8'),
+      /jitconfig/i,
+      'the worker and steps get the managed environment, without it',
+    );
     assert.ok(processGone(pid));
   } finally {
     await rl.dispose();

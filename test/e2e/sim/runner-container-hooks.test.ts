@@ -56,7 +56,7 @@ const CONTAINER_JOB = {
   services: { db: { image: 'postgres:16', ports: ['5432'], env: { POSTGRES_PASSWORD: 'pw' } } },
 };
 
-test('container hooks: prepare_job, run_script_step, run_container_step and cleanup_job get the runner\'s input on stdin, the state threads through, the output reaches the job log; the in-container refusal does not apply', async () => {
+test("container hooks: prepare_job, run_script_step, run_container_step and cleanup_job get the runner's input on stdin, the state threads through, the output reaches the job log; the in-container refusal does not apply", async () => {
   const rl = await createRunnerLab();
   try {
     const hook = await stubHook(rl);
@@ -77,10 +77,20 @@ test('container hooks: prepare_job, run_script_step, run_container_step and clea
       ],
     });
     assert.equal((await proc.exited).code, 0, proc.err());
-    assert.deepEqual(rl.broker.completions.map((c) => c.result), ['Succeeded']);
+    assert.deepEqual(
+      rl.broker.completions.map((c) => c.result),
+      ['Succeeded'],
+    );
     const calls = await recorded(rl);
-    assert.deepEqual(calls.map((c) => c.command), ['prepare_job', 'run_script_step', 'run_container_step', 'cleanup_job']);
-    assert.deepEqual(calls.map((c) => (c.state as { step?: number } | null)?.step ?? null), [null, 1, 2, 3], 'each call carries the latest returned state');
+    assert.deepEqual(
+      calls.map((c) => c.command),
+      ['prepare_job', 'run_script_step', 'run_container_step', 'cleanup_job'],
+    );
+    assert.deepEqual(
+      calls.map((c) => (c.state as { step?: number } | null)?.step ?? null),
+      [null, 1, 2, 3],
+      'each call carries the latest returned state',
+    );
     for (const c of calls) {
       assert.match(c.responseFile, new RegExp(`^${path.join(rl.root, '_work', '_temp', '_runner_hook_responses')}/[0-9a-f-]{36}\\.json$`));
       assert.ok(c.responseFileWasEmpty, 'the response file exists, empty, before the hook runs');
@@ -92,7 +102,9 @@ test('container hooks: prepare_job, run_script_step, run_container_step and clea
     assert.equal(job.workingDirectory, '/__w/app/app');
     assert.equal(job.createOptions, '--cpus 1');
     assert.deepEqual(job.environmentVariables, { NODE_ENV: 'test', HOME: '/github/home' });
-    assert.deepEqual(job.userMountVolumes, [{ userProvidedValue: 'cache:/cache', sourceVolumePath: 'cache', targetVolumePath: '/cache', readOnly: false }]);
+    assert.deepEqual(job.userMountVolumes, [
+      { userProvidedValue: 'cache:/cache', sourceVolumePath: 'cache', targetVolumePath: '/cache', readOnly: false },
+    ]);
     const mounts = job.systemMountVolumes as Array<{ sourceVolumePath: string; targetVolumePath: string; readOnly: boolean }>;
     assert.deepEqual(mounts.map((m) => [m.sourceVolumePath, m.targetVolumePath, m.readOnly]).slice(0, 2), [
       [path.join(rl.root, '_work'), '/__w', false],
@@ -114,7 +126,7 @@ test('container hooks: prepare_job, run_script_step, run_container_step and clea
     assert.equal(env.RUNNER_TEMP, '/__w/_temp');
     assert.equal(env.STEP_VAR, 'x');
     assert.equal(env.ACTIONS_RUNNER_CONTAINER_HOOKS, undefined, 'only the declared environment goes into the container');
-    assert.equal(existsSync(path.join(rl.out, 'ran-on-host')), false, 'the script is the hook\'s to run, not the host\'s');
+    assert.equal(existsSync(path.join(rl.out, 'ran-on-host')), false, "the script is the hook's to run, not the host's");
 
     assert.equal(docker.args.image, 'alpine:3.20');
     assert.deepEqual(docker.args.entryPointArgs, ['hello', 'world']);
@@ -140,15 +152,21 @@ test('without container hooks, a runner inside a container refuses container job
     await proc.waitFor(/Listening for Jobs/);
     rl.broker.enqueueJob({ ...CONTAINER_JOB, steps: [{ name: 'Never', run: `touch ${rl.out}/never` }] });
     assert.equal((await proc.exited).code, 0);
-    assert.deepEqual(rl.broker.completions.map((c) => c.result), ['Failed']);
-    assert.match(await readDiag(rl.root, 'Worker'), /##\[error\]Container feature is not supported when runner is already running inside container\./);
+    assert.deepEqual(
+      rl.broker.completions.map((c) => c.result),
+      ['Failed'],
+    );
+    assert.match(
+      await readDiag(rl.root, 'Worker'),
+      /##\[error\]Container feature is not supported when runner is already running inside container\./,
+    );
     assert.equal(existsSync(path.join(rl.out, 'never')), false, 'the steps are skipped');
   } finally {
     await rl.dispose();
   }
 });
 
-test('a failing hook fails the job with the runner\'s message and cleanup_job still runs; a shutdown skips cleanup_job', async () => {
+test("a failing hook fails the job with the runner's message and cleanup_job still runs; a shutdown skips cleanup_job", async () => {
   const rl = await createRunnerLab();
   try {
     const hook = await stubHook(rl);
@@ -159,12 +177,28 @@ test('a failing hook fails the job with the runner\'s message and cleanup_job st
       HOOK_FAIL_ON: 'run_script_step',
     });
     await proc.waitFor(/Listening for Jobs/);
-    rl.broker.enqueueJob({ ...CONTAINER_JOB, steps: [{ name: 'Build', run: 'true' }, { name: 'Next', run: 'true' }] });
+    rl.broker.enqueueJob({
+      ...CONTAINER_JOB,
+      steps: [
+        { name: 'Build', run: 'true' },
+        { name: 'Next', run: 'true' },
+      ],
+    });
     await proc.waitFor(/Job build completed with result: Failed/, 30_000);
-    assert.deepEqual((await recorded(rl)).map((c) => c.command), ['prepare_job', 'run_script_step', 'cleanup_job'], 'Stop containers is always()');
+    assert.deepEqual(
+      (await recorded(rl)).map((c) => c.command),
+      ['prepare_job', 'run_script_step', 'cleanup_job'],
+      'Stop containers is always()',
+    );
     const log = await readDiag(rl.root, 'Worker');
-    assert.match(log, /##\[error\]Executing the custom container implementation failed\. Please contact your self hosted runner administrator\./);
-    assert.match(log, new RegExp(`##\\[error\\]The hook script at '${hook}' running command 'run_script_step' did not execute successfully`));
+    assert.match(
+      log,
+      /##\[error\]Executing the custom container implementation failed\. Please contact your self hosted runner administrator\./,
+    );
+    assert.match(
+      log,
+      new RegExp(`##\\[error\\]The hook script at '${hook}' running command 'run_script_step' did not execute successfully`),
+    );
     proc.child.kill('SIGINT');
     await proc.exited;
 
@@ -188,8 +222,15 @@ test('a failing hook fails the job with the runner\'s message and cleanup_job st
       }
       p2.child.kill('SIGINT');
       assert.equal((await p2.exited).code, 0);
-      assert.deepEqual((await recorded(rl2)).map((c) => c.command), ['prepare_job', 'run_script_step'], 'no cleanup_job after a shutdown');
-      assert.deepEqual(rl2.broker.completions.map((c) => c.result), ['Failed']);
+      assert.deepEqual(
+        (await recorded(rl2)).map((c) => c.command),
+        ['prepare_job', 'run_script_step'],
+        'no cleanup_job after a shutdown',
+      );
+      assert.deepEqual(
+        rl2.broker.completions.map((c) => c.result),
+        ['Failed'],
+      );
     } finally {
       await rl2.dispose();
     }

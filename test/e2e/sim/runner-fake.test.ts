@@ -21,11 +21,11 @@ async function rest<T>(fake: FakeGitHub, route: string, body: unknown): Promise<
 }
 
 async function jit(fake: FakeGitHub, name: string): Promise<{ id: number; encoded: string }> {
-  const r = await rest<{ runner: { id: number }; encoded_jit_config: string }>(
-    fake,
-    '/repos/octo/app/actions/runners/generate-jitconfig',
-    { name, runner_group_id: 1, labels: ['self-hosted', 'linux'] },
-  );
+  const r = await rest<{ runner: { id: number }; encoded_jit_config: string }>(fake, '/repos/octo/app/actions/runners/generate-jitconfig', {
+    name,
+    runner_group_id: 1,
+    labels: ['self-hosted', 'linux'],
+  });
   return { id: r.runner.id, encoded: r.encoded_jit_config };
 }
 
@@ -66,7 +66,11 @@ describe('the runner simulator works against the fake GitHub', () => {
     const job = fake.job(jobId);
     assert.equal(job?.result, 'Succeeded');
     assert.equal(job?.exitCode, 100);
-    assert.equal(fake.runners().some((r) => r.id === id), false, 'the ephemeral registration is gone after its job');
+    assert.equal(
+      fake.runners().some((r) => r.id === id),
+      false,
+      'the ephemeral registration is gone after its job',
+    );
     assert.equal(existsSync(path.join(rl.root, '.runner')), false);
   });
 
@@ -83,7 +87,10 @@ describe('the runner simulator works against the fake GitHub', () => {
     const jobId = fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'Hi', run: 'true' }] });
     assert.equal((await second.exited).code, 0, `stderr: ${second.err()}`);
     assert.equal(fake.job(jobId)?.result, 'Succeeded');
-    assert.equal(fake.runners().find((r) => r.id === id), undefined);
+    assert.equal(
+      fake.runners().find((r) => r.id === id),
+      undefined,
+    );
   });
 
   test('the crash message exits 2 and a one-off session conflict is retried', async () => {
@@ -112,9 +119,17 @@ describe('the runner simulator works against the fake GitHub', () => {
       assert.match(plain.err(), /^An error occurred: Runner version v2\.\d+\.\d+ is deprecated and cannot receive messages\.$/m);
       const seven = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' });
       assert.equal((await seven.exited).code, 7, 'RunnerVersionDeprecated');
-      const wrapped = rl.start([], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' }, 'run.sh');
+      const wrapped = rl.start(
+        [],
+        { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ACTIONS_RUNNER_RETURN_VERSION_DEPRECATED_EXIT_CODE: '1' },
+        'run.sh',
+      );
       assert.equal((await wrapped.exited).code, 7, 'run-helper.sh and run.sh hand 7 on (docs/runner-contract.md §6)');
-      const newestRunnerLog = readdirSync(path.join(rl.root, '_diag')).filter((f) => f.startsWith('Runner_')).sort().at(-1) ?? '';
+      const newestRunnerLog =
+        readdirSync(path.join(rl.root, '_diag'))
+          .filter((f) => f.startsWith('Runner_'))
+          .sort()
+          .at(-1) ?? '';
       const diag = await readFile(path.join(rl.root, '_diag', newestRunnerLog), 'utf8');
       assert.match(diag, /AccessDeniedException: Runner version v\S+ is deprecated/);
     } finally {
@@ -137,7 +152,10 @@ describe('the runner simulator works against the fake GitHub', () => {
 
   test("a job past its timeout-minutes, or cancelled by a user, is cancelled by the service at the runner's next renew", async () => {
     for (const [spec, reason] of [
-      [{ timeoutMinutes: 0.02 }, /^The job running on runner fake-jit-timeout-0 has exceeded the maximum execution time of 0\.02 minutes\.$/],
+      [
+        { timeoutMinutes: 0.02 },
+        /^The job running on runner fake-jit-timeout-0 has exceeded the maximum execution time of 0\.02 minutes\.$/,
+      ],
       [{ cancelAfterMs: 800 }, /^The run was canceled by @octocat\.$/],
     ] as const) {
       await cleanConfig();
@@ -171,13 +189,20 @@ describe('the runner simulator works against the fake GitHub', () => {
     const settings = JSON.parse(await readFile(path.join(rl.root, '.runner'), 'utf8')) as { agentId: number };
     assert.equal(settings.agentId, runner?.id);
 
-    const dup = rl.start(['--unattended', '--url', 'https://github.com/octo/app', '--token', reg.token, '--name', 'cfg-1'], api, 'config.sh');
+    const dup = rl.start(
+      ['--unattended', '--url', 'https://github.com/octo/app', '--token', reg.token, '--name', 'cfg-1'],
+      api,
+      'config.sh',
+    );
     assert.equal((await dup.exited).code, 1, 'configure refuses an already configured root');
 
     const rm1 = await rest<{ token: string }>(fake, '/repos/octo/app/actions/runners/remove-token', {});
     const removal = rl.start(['remove', '--token', rm1.token], api, 'config.sh');
     assert.equal((await removal.exited).code, 0, `stderr: ${removal.err()}`);
     assert.match(removal.out(), /√ Runner removed successfully\n/);
-    assert.equal(fake.runners().some((r) => r.name === 'cfg-1'), false);
+    assert.equal(
+      fake.runners().some((r) => r.name === 'cfg-1'),
+      false,
+    );
   });
 });

@@ -205,10 +205,13 @@ export async function startStubBroker(): Promise<StubBroker> {
           return false;
         };
         if (attempt()) return;
-        const timer = setTimeout(() => {
-          waiters.delete(poll);
-          attempt();
-        }, Math.max(0, deadline - Date.now()));
+        const timer = setTimeout(
+          () => {
+            waiters.delete(poll);
+            attempt();
+          },
+          Math.max(0, deadline - Date.now()),
+        );
         const poll = (): void => {
           if (attempt()) {
             waiters.delete(poll);
@@ -247,7 +250,14 @@ export async function startStubBroker(): Promise<StubBroker> {
       if (req.method === 'POST' && p === '/_broker/agents') {
         const bt = String(req.headers.authorization ?? '').replace(/^Bearer /, '');
         if (brokerTokens.get(bt) !== 'register') return send(401, { code: 'unauthorized' });
-        const b = body as { name: string; labels: string[]; ephemeral: boolean; runnerGroup: string | null; replace: boolean; workFolder: string };
+        const b = body as {
+          name: string;
+          labels: string[];
+          ephemeral: boolean;
+          runnerGroup: string | null;
+          replace: boolean;
+          workFolder: string;
+        };
         if (b.runnerGroup !== null && b.runnerGroup !== 'Default') return send(404, { code: 'RunnerGroupNotFound' });
         const existing = [...agents.values()].find((a) => !a.deleted && a.name === b.name);
         if (existing && !b.replace) return send(409, { code: 'AgentExists' });

@@ -30,7 +30,9 @@ test('a .js hook runs on the bundled node and a hook with another extension fail
     assert.equal(repo, 'octo/app');
     assert.match(
       await readDiag(rl.root, 'Worker'),
-      new RegExp(`##\\[error\\]${completed.replace(/[.]/g, '\\.')} is not a valid path to a script\\. Make sure it ends in '\\.sh', '\\.ps1' or '\\.js'\\.`),
+      new RegExp(
+        `##\\[error\\]${completed.replace(/[.]/g, '\\.')} is not a valid path to a script\\. Make sure it ends in '\\.sh', '\\.ps1' or '\\.js'\\.`,
+      ),
     );
   } finally {
     await rl.dispose();
@@ -46,7 +48,10 @@ test('a started hook whose file is missing fails the job and the steps are skipp
     await proc.waitFor(/Listening for Jobs/);
     rl.broker.enqueueJob({ steps: [{ name: 'Never', run: `touch ${rl.out}/never` }] });
     assert.equal((await proc.exited).code, 0);
-    assert.deepEqual(rl.broker.completions.map((c) => c.result), ['Failed']);
+    assert.deepEqual(
+      rl.broker.completions.map((c) => c.result),
+      ['Failed'],
+    );
     assert.equal(existsSync(path.join(rl.out, 'never')), false);
     assert.match(await readDiag(rl.root, 'Worker'), /##\[error\]File doesn't exist: /);
   } finally {

@@ -28,7 +28,10 @@ test('a registration gone before the session exists: "no longer exists" then exi
       second.broker.forgetClient(other.agentId);
       const p2 = second.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: other.encoded });
       assert.equal((await p2.exited).code, 1, 'session 401 is a TerminatedError');
-      assert.match(p2.err(), /^Failed to create a session\. The runner registration has been deleted from the server, please re-configure\./m);
+      assert.match(
+        p2.err(),
+        /^Failed to create a session\. The runner registration has been deleted from the server, please re-configure\./m,
+      );
       assert.doesNotMatch(p2.err(), /no longer exists/);
     } finally {
       await second.dispose();
@@ -46,7 +49,10 @@ test('a session conflict is retried and then ends with exit 5', async () => {
     const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, ...FAST });
     const { code } = await proc.exited;
     assert.equal(code, 5, 'SessionConflict after the retry window');
-    const conflicts = proc.err().split('\n').filter((l) => l === 'A session for this runner already exists.').length;
+    const conflicts = proc
+      .err()
+      .split('\n')
+      .filter((l) => l === 'A session for this runner already exists.').length;
     assert.equal(conflicts, 4, 'one try at 0 s plus one per retry interval up to the total (0.2 s steps to 0.6 s)');
     assert.match(proc.err(), /Stop retry on SessionConflictException after retried for 1 seconds\./);
     const creates = rl.broker.events.filter((e) => e.method === 'POST' && e.path === '/_broker/sessions').length;
@@ -99,7 +105,11 @@ test('a registration deleted while idle makes the runner clean up its config and
     rl.broker.deleteRunner(agentId);
     const { code } = await proc.exited;
     assert.equal(code, 0);
-    assert.match(proc.err(), /^The runner no longer exists on the server\. Cleaning up local configuration\.$/m, 'written with WriteError (Runner.cs)');
+    assert.match(
+      proc.err(),
+      /^The runner no longer exists on the server\. Cleaning up local configuration\.$/m,
+      'written with WriteError (Runner.cs)',
+    );
     assert.match(proc.out(), /√ Removed \.credentials\n√ Removed \.runner/);
     assert.equal(
       rl.broker.events.some((e) => e.method === 'DELETE' && e.path.startsWith('/_broker/sessions/')),
@@ -125,7 +135,11 @@ test('an unreachable broker is retried until it answers, with connect error and 
     assert.match(proc.out(), new RegExp(`^${TS}: Runner reconnected\\.$`, 'm'), 'reconnecting after a failed session create is announced');
 
     // an outage while polling
-    const connectErrors = (): number => proc.err().split('\n').filter((l) => l.includes('Runner connect error')).length;
+    const connectErrors = (): number =>
+      proc
+        .err()
+        .split('\n')
+        .filter((l) => l.includes('Runner connect error')).length;
     rl.broker.setOutage(true);
     const deadline = Date.now() + 5_000;
     while (connectErrors() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -135,7 +149,13 @@ test('an unreachable broker is retried until it answers, with connect error and 
     rl.broker.setOutage(false);
     const job = rl.broker.enqueueJob();
     await proc.waitFor(/Job build completed with result: Succeeded/);
-    assert.equal(proc.out().split('\n').filter((l) => /Runner reconnected\./.test(l)).length, 2);
+    assert.equal(
+      proc
+        .out()
+        .split('\n')
+        .filter((l) => /Runner reconnected\./.test(l)).length,
+      2,
+    );
     assert.equal((await proc.exited).code, 0);
     assert.equal(rl.broker.completions[0]?.jobId, job.jobId);
   } finally {

@@ -23,9 +23,15 @@ test('SIGTERM while idle deletes the session, keeps files and registration, and 
     const { code } = await proc.exited;
     assert.equal(code, 0);
     assert.doesNotMatch(proc.out(), /Exiting\.\.\./, 'only Ctrl-C prints Exiting...');
-    assert.ok(existsSync(path.join(rl.root, '.runner')) && existsSync(path.join(rl.root, '.credentials')), 'idle shutdown keeps the config');
+    assert.ok(
+      existsSync(path.join(rl.root, '.runner')) && existsSync(path.join(rl.root, '.credentials')),
+      'idle shutdown keeps the config',
+    );
     assert.ok(rl.broker.agentNames().includes('idle-one'), 'idle shutdown keeps the registration');
-    assert.ok(rl.broker.events.some((e) => e.method === 'DELETE' && e.path.startsWith('/_broker/sessions/')), 'the session is deleted');
+    assert.ok(
+      rl.broker.events.some((e) => e.method === 'DELETE' && e.path.startsWith('/_broker/sessions/')),
+      'the session is deleted',
+    );
   } finally {
     await rl.dispose();
   }
@@ -65,8 +71,15 @@ test('SIGINT during a job: the step gets SIGINT, SIGTERM 7.5 s later, SIGKILL 2.
     assert.match(proc.out(), /^Exiting\.\.\.$/m);
     assert.match(proc.out(), /Job build completed with result: Canceled/, 'the listener prints Canceled');
     assert.deepEqual(broker.completions, [{ jobId: job.jobId, result: 'Failed', exitCode: 102 }], 'the worker records Failed');
-    const signals = (await readFile(path.join(out, 'signals'), 'utf8')).trim().split('\n').map((l) => l.split(' '));
-    assert.deepEqual(signals.map((x) => x[0]), ['INT', 'TERM'], 'SIGINT, then SIGTERM, to the step process');
+    const signals = (await readFile(path.join(out, 'signals'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' '));
+    assert.deepEqual(
+      signals.map((x) => x[0]),
+      ['INT', 'TERM'],
+      'SIGINT, then SIGTERM, to the step process',
+    );
     const gapMs = (Number(signals[1]?.[1]) - Number(signals[0]?.[1])) / 1e6;
     assert.ok(gapMs >= 7_000 && gapMs < 9_500, `SIGTERM comes 7.5 s after SIGINT, came after ${gapMs} ms`);
     assert.ok(took >= 9_500, `the step ignoring both is killed 10 s after the cancel and the listener waits for it: ${took} ms`);
@@ -77,7 +90,10 @@ test('SIGINT during a job: the step gets SIGINT, SIGTERM 7.5 s later, SIGKILL 2.
     assert.ok(processGone(stepPid), 'the step is gone');
     assert.ok(processGone(orphanPid), 'its background child is killed by the orphan sweep of Complete job');
     const workerLog = await readDiag(root, 'Worker');
-    assert.match(workerLog, /##\[error\]The runner has received a shutdown signal\. This can happen when the runner service is stopped, or a manually started runner is canceled\./);
+    assert.match(
+      workerLog,
+      /##\[error\]The runner has received a shutdown signal\. This can happen when the runner service is stopped, or a manually started runner is canceled\./,
+    );
     assert.match(workerLog, /Skip evaluate condition on runner shutdown: 'Complete runner' is skipped/);
     assert.match(workerLog, /Job result after all job steps finish: Failed/);
     assert.ok(existsSync(path.join(root, '.runner')), 'a job cut short by shutdown does not count as the completed single job');
@@ -126,7 +142,10 @@ test('a job cancelled on the server (renew 404) ends Canceled without the shutdo
     broker.cancelJob(job.jobId);
     const { code } = await proc.exited;
     assert.equal(code, 0, '--once exits 0 after its job');
-    assert.deepEqual(broker.completions.map((c) => c.result), ['Canceled']);
+    assert.deepEqual(
+      broker.completions.map((c) => c.result),
+      ['Canceled'],
+    );
     assert.doesNotMatch(await readDiag(root, 'Worker'), /received a shutdown signal/);
     assert.ok(existsSync(path.join(out, 'completed.ran')), 'a cancel from the server still runs the always() completed hook');
     assert.ok(existsSync(path.join(root, '.runner')), '--once on a non-ephemeral registration keeps its files');

@@ -6,7 +6,10 @@ import { backoffCeiling, backoffDelay, seededRandom } from '../../../src/lib/bac
 const p = { baseMs: 1_000, maxMs: 300_000 };
 
 test('the envelope doubles from the base and stops at the cap', () => {
-  assert.deepEqual([0, 1, 2, 3, 8, 9, 50, 5000].map((n) => backoffCeiling(n, p)), [1_000, 2_000, 4_000, 8_000, 256_000, 300_000, 300_000, 300_000]);
+  assert.deepEqual(
+    [0, 1, 2, 3, 8, 9, 50, 5000].map((n) => backoffCeiling(n, p)),
+    [1_000, 2_000, 4_000, 8_000, 256_000, 300_000, 300_000, 300_000],
+  );
 });
 
 test('every wait lies within [0, envelope]', () => {
@@ -17,8 +20,14 @@ test('every wait lies within [0, envelope]', () => {
       assert.ok(w >= 0 && w <= backoffCeiling(attempt, p) && Number.isInteger(w), `attempt ${attempt}: ${w}`);
     }
   }
-  assert.equal(backoffDelay(3, p, () => 0), 0);
-  assert.equal(backoffDelay(3, p, () => 0.9999999), 8_000);
+  assert.equal(
+    backoffDelay(3, p, () => 0),
+    0,
+  );
+  assert.equal(
+    backoffDelay(3, p, () => 0.9999999),
+    8_000,
+  );
 });
 
 test('a fleet that failed together comes back spread over the whole window, not in lockstep', () => {

@@ -34,8 +34,17 @@ const cases: [string, Partial<DecisionInput>, string, RegExp?][] = [
   ],
   ['the default policy gives every job a fresh host', { policy: DEFAULT_POLICY }, 'recycle', /max-jobs/],
   ['a host at its job limit is recycled', { jobsServed: 20 }, 'recycle', /max-jobs/],
-  ['a runner version GitHub refuses recycles a reusable host at once', { runnerVersionDeprecated: '2.310.0' }, 'recycle', /^runner-version-deprecated: v2\.310\.0/],
-  ['a dirty host is quarantined even when its runner is deprecated', { report: undefined, runnerVersionDeprecated: '2.310.0' }, 'quarantine'],
+  [
+    'a runner version GitHub refuses recycles a reusable host at once',
+    { runnerVersionDeprecated: '2.310.0' },
+    'recycle',
+    /^runner-version-deprecated: v2\.310\.0/,
+  ],
+  [
+    'a dirty host is quarantined even when its runner is deprecated',
+    { report: undefined, runnerVersionDeprecated: '2.310.0' },
+    'quarantine',
+  ],
   [
     'a disk below the watermark recycles the host',
     { report: { ...clean, verify: { ...clean.verify, disk: { freePercent: 3, freeInodesPercent: 50 } } } },
@@ -50,12 +59,34 @@ const cases: [string, Partial<DecisionInput>, string, RegExp?][] = [
     /job-failed/,
   ],
   ['a failed job does not recycle by default', { jobResult: 'Failed' }, 'reuse'],
-  ['a host past its lifetime is recycled', { policy: { ...reuse20, host: { ...reuse20.host, maxLifetimeMinutes: 1 } }, now: 61_000 }, 'recycle', /max-lifetime/],
+  [
+    'a host past its lifetime is recycled',
+    { policy: { ...reuse20, host: { ...reuse20.host, maxLifetimeMinutes: 1 } }, now: 61_000 },
+    'recycle',
+    /max-lifetime/,
+  ],
   ['a draining agent stops after a clean pass', { draining: true }, 'stop'],
-  ['a job that ran with runner.sudo recycle recycles the host', { jobResult: 'Succeeded', policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } }, 'recycle', /^sudo-job/],
-  ['runner.sudo recycle without a job (listener ended idle) keeps the host', { policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } }, 'reuse'],
-  ['runner.sudo allow reuses the host after a job', { jobResult: 'Succeeded', policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'allow' } } }, 'reuse'],
-  ['a dirty host after a sudo job is quarantined, not just recycled', { jobResult: 'Succeeded', report: undefined, policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } }, 'quarantine'],
+  [
+    'a job that ran with runner.sudo recycle recycles the host',
+    { jobResult: 'Succeeded', policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } },
+    'recycle',
+    /^sudo-job/,
+  ],
+  [
+    'runner.sudo recycle without a job (listener ended idle) keeps the host',
+    { policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } },
+    'reuse',
+  ],
+  [
+    'runner.sudo allow reuses the host after a job',
+    { jobResult: 'Succeeded', policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'allow' } } },
+    'reuse',
+  ],
+  [
+    'a dirty host after a sudo job is quarantined, not just recycled',
+    { jobResult: 'Succeeded', report: undefined, policy: { ...reuse20, runner: { ...reuse20.runner, sudo: 'recycle' } } },
+    'quarantine',
+  ],
   ['the agent stops when its own job count is reached', { agentMaxJobs: 1 }, 'stop'],
 ];
 

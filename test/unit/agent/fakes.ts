@@ -101,12 +101,27 @@ export const oneJob: ListenerScript = (l) => {
 
 /** A clean cleanup report with the given disk figures. */
 export function cleanReport(disk: DiskFigures = { freePercent: 50, freeInodesPercent: 50 }): CleanupReport {
-  return { steps: [{ name: 'workdir', outcome: 'ok', durationMs: 1, removed: {} }], verify: { clean: true, durationMs: 1, problems: [], disk }, clean: true, readyMs: 1 };
+  return {
+    steps: [{ name: 'workdir', outcome: 'ok', durationMs: 1, removed: {} }],
+    verify: { clean: true, durationMs: 1, problems: [], disk },
+    clean: true,
+    readyMs: 1,
+  };
 }
 
 /** A dirty report (one leftover process). */
 export function dirtyReport(): CleanupReport {
-  return { steps: [], verify: { clean: false, durationMs: 1, problems: ['process 4242 of the runner user is still alive'], disk: { freePercent: 50, freeInodesPercent: 50 } }, clean: false, readyMs: 1 };
+  return {
+    steps: [],
+    verify: {
+      clean: false,
+      durationMs: 1,
+      problems: ['process 4242 of the runner user is still alive'],
+      disk: { freePercent: 50, freeInodesPercent: 50 },
+    },
+    clean: false,
+    readyMs: 1,
+  };
 }
 
 /** Options of makeUnitWorld. */
@@ -152,7 +167,14 @@ export class FakeGitHubPort implements GitHubPort {
     this.jitCalls += 1;
     const over = this.onJit?.(this.jitCalls);
     if (over) return over;
-    const runner: RunnerInfo = { id: this.nextId++, name: req.name, os: 'linux', status: 'offline', busy: false, labels: req.labels.map((name) => ({ name })) };
+    const runner: RunnerInfo = {
+      id: this.nextId++,
+      name: req.name,
+      os: 'linux',
+      status: 'offline',
+      busy: false,
+      labels: req.labels.map((name) => ({ name })),
+    };
     this.runners.set(runner.id, runner);
     return Promise.resolve({ runner, encodedJitConfig: `jit-secret-${runner.id}` });
   }
@@ -237,7 +259,12 @@ export async function makeUnitWorld(o: UnitWorldOptions = {}): Promise<UnitWorld
           return o.cleanup ? o.cleanup(w.cleanups) : cleanReport();
         },
         prepareJobDirs: (key) =>
-          Promise.resolve({ root: path.join(stateDir, 'jobs', key), home: path.join(stateDir, 'jobs', key, 'home'), tmp: path.join(stateDir, 'jobs', key, 'tmp'), dockerConfig: path.join(stateDir, 'jobs', key, 'docker') }),
+          Promise.resolve({
+            root: path.join(stateDir, 'jobs', key),
+            home: path.join(stateDir, 'jobs', key, 'home'),
+            tmp: path.join(stateDir, 'jobs', key, 'tmp'),
+            dockerConfig: path.join(stateDir, 'jobs', key, 'docker'),
+          }),
         journal: {
           append: async (r) => {
             if (o.journalAppend) await o.journalAppend(r);
@@ -255,7 +282,10 @@ export async function makeUnitWorld(o: UnitWorldOptions = {}): Promise<UnitWorld
         log: silentLogger(),
         timeouts: UNIT_TIMEOUTS,
         runnerHost: host,
-        disk: o.disk ?? { trashEmpty: () => Promise.resolve(true), measure: () => Promise.resolve({ freePercent: 50, freeInodesPercent: 50 }) },
+        disk: o.disk ?? {
+          trashEmpty: () => Promise.resolve(true),
+          measure: () => Promise.resolve({ freePercent: 50, freeInodesPercent: 50 }),
+        },
         random: seededRandom(42),
         ...(o.recycler ? { recycler: o.recycler } : {}),
         ...(o.guards ? { guards: o.guards } : {}),

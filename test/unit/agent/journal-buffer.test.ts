@@ -37,7 +37,10 @@ test('at exit, records a full disk refused are written once the disk takes write
   const slept: number[] = [];
   await j.close(async (ms) => void slept.push(ms));
   assert.equal(j.backlog, 0);
-  assert.deepEqual(disk.written.map((r) => (r.type === 'event' ? r.detail?.n : undefined)), [1, 2]);
+  assert.deepEqual(
+    disk.written.map((r) => (r.type === 'event' ? r.detail?.n : undefined)),
+    [1, 2],
+  );
   assert.ok(slept.length >= 1, 'close must wait between rounds instead of giving up at once');
 });
 

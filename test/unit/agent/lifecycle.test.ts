@@ -15,7 +15,11 @@ test('one job: registered, served, cleaned, recorded, and the registration is go
   assert.equal(jobs[0]?.type === 'job' && jobs[0].result, 'Succeeded');
   assert.equal(w.cleanups, 2, 'preflight cleanup and the job cleanup');
   assert.equal(w.github.runners.size, 0, 'no registration left behind');
-  assert.equal(w.listeners[0]?.env.ACTIONS_RUNNER_INPUT_JITCONFIG, 'jit-secret-100', 'the JIT config reaches the listener through its environment');
+  assert.equal(
+    w.listeners[0]?.env.ACTIONS_RUNNER_INPUT_JITCONFIG,
+    'jit-secret-100',
+    'the JIT config reaches the listener through its environment',
+  );
 });
 
 test('a forged hook report never makes an idle agent busy; the listener alone confirms a job', async (t) => {
@@ -25,8 +29,12 @@ test('a forged hook report never makes an idle agent busy; the listener alone co
   const agent = w.agent();
   const shutdown = new AbortController();
   const running = agent.run(shutdown.signal);
-  await settleUntil(() => agent.snapshot().state === 'idle' && listener !== undefined && w.deliverHook !== undefined, 'the agent to be idle');
-  for (let i = 0; i < 50; i++) w.deliverHook?.({ event: 'started', at: w.clock.now(), vars: { GITHUB_REPOSITORY: 'evil/spoofed', GITHUB_ACTOR: 'mallory' } });
+  await settleUntil(
+    () => agent.snapshot().state === 'idle' && listener !== undefined && w.deliverHook !== undefined,
+    'the agent to be idle',
+  );
+  for (let i = 0; i < 50; i++)
+    w.deliverHook?.({ event: 'started', at: w.clock.now(), vars: { GITHUB_REPOSITORY: 'evil/spoofed', GITHUB_ACTOR: 'mallory' } });
   await settleUntil(() => false, 'nothing', 200).catch(() => {});
   assert.equal(agent.snapshot().state, 'idle', 'a hook report alone turned the agent busy');
   assert.equal(agent.snapshot().currentJob, undefined);
@@ -96,7 +104,10 @@ test('low disk measured while the trash still holds the job recycles or reuses o
     const w = await makeUnitWorld({
       recycler,
       cleanup: () => cleanReport({ freePercent: 2, freeInodesPercent: 50 }),
-      disk: { trashEmpty: () => Promise.resolve(++trashChecks > 3), measure: () => Promise.resolve({ freePercent: after, freeInodesPercent: 50 }) },
+      disk: {
+        trashEmpty: () => Promise.resolve(++trashChecks > 3),
+        measure: () => Promise.resolve({ freePercent: after, freeInodesPercent: 50 }),
+      },
     });
     t.after(() => w.dispose());
     const exit = await w.agent().run(new AbortController().signal);
@@ -117,7 +128,10 @@ test('ENOSPC on every journal append: the agent neither dies nor loses a record,
   const w = await makeUnitWorld({
     recycler,
     maxJobs: 3,
-    journalAppend: (r) => (full && r.type === 'job' ? Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })) : Promise.resolve(r)),
+    journalAppend: (r) =>
+      full && r.type === 'job'
+        ? Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }))
+        : Promise.resolve(r),
   });
   t.after(() => w.dispose());
   const agent = w.agent();

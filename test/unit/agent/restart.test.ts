@@ -44,7 +44,12 @@ test('a quarantined host stays quarantined through any number of restarts, witho
 test('a state file that says quarantined (older agent, or the fact could not be written) is held, not recovered', async (t) => {
   const w = await makeUnitWorld();
   t.after(() => w.dispose());
-  const s = { ...initialState(new Date(w.clock.now())), state: 'quarantined' as const, dirty: true, quarantineReason: 'verification failed: _work left behind' };
+  const s = {
+    ...initialState(new Date(w.clock.now())),
+    state: 'quarantined' as const,
+    dirty: true,
+    quarantineReason: 'verification failed: _work left behind',
+  };
   await writeFile(path.join(w.stateDir, 'state.json'), JSON.stringify(s));
   const agent = w.agent();
   const exit = await runUntilHeld(w, agent);
@@ -62,7 +67,12 @@ test('an operator release (unquarantine) is journaled with who and why, then the
   const agent = w.agent();
   const running = agent.run(new AbortController().signal);
   await settleUntil(() => agent.snapshot().state === 'quarantined', 'the restarted agent to hold');
-  await new QuarantineStore(w.stateDir).writeRequest({ v: 1, reason: 'leftover was a known cron of the image', by: 'alice (uid 1000)', at: new Date(w.clock.now()).toISOString() });
+  await new QuarantineStore(w.stateDir).writeRequest({
+    v: 1,
+    reason: 'leftover was a known cron of the image',
+    by: 'alice (uid 1000)',
+    at: new Date(w.clock.now()).toISOString(),
+  });
   w.clock.advance(RELEASE_POLL_MS);
   const exit = await running;
   assert.equal(exit.code, 0, exit.reason);
@@ -88,7 +98,9 @@ function leftState(state: AgentState, now: number): object {
     dirty: DIRTY_STATES.has(state),
     ...(withRunner ? { runner: { id: 5, name: 'old-5', registeredAt: s.since }, registrations: [{ id: 5, name: 'old-5' }] } : {}),
     ...(state === 'registering' ? { pendingName: 'old-6' } : {}),
-    ...(state === 'job-running' ? { job: { key: '5@1', startedAt: s.since, listenerStartedAt: s.since, runner: { id: 5, name: 'old-5' } } } : {}),
+    ...(state === 'job-running'
+      ? { job: { key: '5@1', startedAt: s.since, listenerStartedAt: s.since, runner: { id: 5, name: 'old-5' } } }
+      : {}),
   };
 }
 
