@@ -1,23 +1,29 @@
 /**
  * The whole-host integrity check with the default policy (figure: ≤ 300 ms median on a stock
- * Debian image), printed beside `find -printf` of the same file trees in the same run (ratio ≤ 2).
+ * Debian image), printed beside `find -printf` of the same file trees in the same run (ratio ≤ 2),
+ * and job end → host ready with the check included and 200,000 files in `_work` (≤ 1.0 s).
  *
- *   node --import tsx bench/integrity.ts [--runs N] [--stock-cache DIR] [--no-live]
+ *   node --import tsx bench/integrity.ts [--runs N] [--rounds N] [--stock-cache DIR] [--no-live] [--only check|ready]
  *
- * Two measurements, each labelled:
+ * Three measurements, each labelled:
  * - a stock Debian root (bench/lib/stock-root.ts: debootstrap, built once and cached): the file
  *   surfaces, the account databases and the package set are read under that root through the
  *   check's `root` prefix. The kernel and network surfaces (modules, mounts, netfilter, routes,
  *   sysctls, listeners, processes) have no root prefix: they are this live machine's, whatever
  *   runs on it, and so is their cost.
  * - this live machine as it is (root `/`): a development host, not a stock image.
+ * - job end → ready: what the agent runs after a job (src/agent/settle.ts): the guards' release
+ *   (the sudo grant, the subordinate-id sweep), every cleanup step and the cleanup verification of a
+ *   `_work` of 200,000 small files, then the guards' verification (the sudo rights, the integrity
+ *   check of the stock root with this machine's kernel state). Printed beside the same path without
+ *   the guards, measured in the same rounds.
  * The check also reads kernel and network state, which find cannot: the whole check and its file
  * walk alone are both shown against find. A baseline is taken into a temporary state directory;
  * nothing is changed on the host or in the stock root.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +35,19 @@ import { treeSurfaces, exceptionPatterns } from '../src/integrity/surfaces.js';
 import { walkTrees } from '../src/integrity/walk.js';
 import { readAccounts } from '../src/integrity/accounts.js';
 import { GlobSet } from '../src/integrity/glob.js';
+import { SudoGuard } from '../src/integrity/sudo-guard.js';
+import { agentExclusions } from '../src/integrity/surfaces.js';
+import { createLab, runAs } from '../src/sim/lab.js';
+import { defaultSteps, runCleanup } from '../src/cleanup/pipeline.js';
+import { verify } from '../src/cleanup/verify.js';
+import { takeBaseline } from '../src/cleanup/baseline.js';
+import { takeInstallManifest } from '../src/cleanup/install-manifest.js';
+import { installSimulatedRunner } from '../src/sim/runner/install.js';
+import { Trash } from '../src/cleanup/trash.js';
+import type { CleanupContext, Slot } from '../src/cleanup/types.js';
+import type { GuardJob, JobGuard } from '../src/lib/job-guard.js';
+import type { Policy } from '../src/policy/types.js';
+import { systemClock } from '../src/lib/clock.js';
 import { stockRoot } from './lib/stock-root.js';
 
 const run = promisify(execFile);
@@ -37,6 +56,10 @@ const arg = (name: string): string | undefined => {
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
 const RUNS = Number(arg('--runs') ?? 9);
+const ROUNDS = Number(arg('--rounds') ?? 3);
+const ONLY = arg('--only');
+/** Files in `_work` for the job end → ready figure (the issue's figure) and its small reference. */
+const BIG_WORK = 200_000;
 /** The agent's own directories, left out of every walk as the agent leaves them out (host view). */
 const AGENT_DIRS = ['/opt/actions-runner', '/var/lib/runner-warden'];
 
@@ -137,6 +160,137 @@ async function measure(label: string, root: string, about: string[]): Promise<{ 
   }
 }
 
+/** A checkout-like _work of `files` small files, written as the runner user. */
+function fillWork(user: Parameters<typeof runAs>[0], workDir: string, files: number): void {
+  runAs(
+    user,
+    `python3 -c "
+import os
+base = '${workDir}/repo/repo'
+os.makedirs(base)
+for i in range(${Math.ceil(files / 1000)}):
+    p = '%s/src%d' % (base, i); os.mkdir(p)
+    for j in range(1000):
+        with open('%s/%d.c' % (p, j), 'w') as f: f.write('int x;')
+for n in ['_temp', '_actions', '_PipelineMapping']:
+    os.makedirs('${workDir}/' + n + '/x')
+"`,
+  );
+}
+
+/**
+ * Job end → ready as the agent runs it: guards' release, cleanup (steps + verification), guards'
+ * verification; alternated with the same path without the guards, ROUNDS times each.
+ */
+async function measureReady(stock: string): Promise<void> {
+  const lab = await createLab('rw-bench-integrity-ready-');
+  const trash = { t: undefined as Trash | undefined };
+  try {
+    const runnerRoot = path.join(lab.root, 'runner');
+    const slot: Slot = {
+      index: 0,
+      runnerRoot,
+      workDir: path.join(runnerRoot, '_work'),
+      user: { name: lab.user.name, uid: lab.user.uid, gid: lab.user.gid, home: lab.user.home },
+      stateDir: path.join(lab.root, 'state'),
+      trashDir: path.join(lab.root, 'trash'),
+      jobRoot: path.join(lab.root, 'jobs'),
+    };
+    await installSimulatedRunner(runnerRoot, { owner: { uid: lab.user.uid, gid: lab.user.gid } });
+    await mkdir(slot.workDir, { recursive: true });
+    await chown(slot.workDir, lab.user.uid, lab.user.gid);
+    await mkdir(slot.jobRoot, { recursive: true, mode: 0o711 });
+    await takeBaseline(slot);
+    await takeInstallManifest(slot);
+    trash.t = new Trash(slot.trashDir, silentLogger());
+    const tmp = path.join(lab.root, 'sys-tmp');
+    await mkdir(tmp, { mode: 0o1777 });
+    await chmod(tmp, 0o1777);
+    // The default policy (integrity on, sudo deny), its temp sweep inside the lab and no engine.
+    const policy: Policy = structuredClone(DEFAULT_POLICY);
+    policy.cleanup.temp.paths = [tmp];
+    policy.cleanup.containers.socket = path.join(lab.root, 'no-engine.sock');
+    const excluded = agentExclusions(slot);
+    const user = { name: lab.user.name, uid: lab.user.uid };
+    await takeSystemBaseline({
+      root: stock,
+      stateDir: slot.stateDir,
+      surfaces: policy.host.integrity.surfaces,
+      exceptions: exceptionPatterns(policy.host.integrity),
+      excluded,
+      user,
+      skipPids: [process.pid],
+    });
+    const guards: JobGuard<Policy>[] = [
+      new SudoGuard({ root: stock, user: slot.user }),
+      new IntegrityGuard({ root: stock, stateDir: slot.stateDir, excluded, user, skipPids: [process.pid] }),
+    ];
+    const job: GuardJob = { key: 'bench', dir: slot.jobRoot, user: slot.user, runnerRoot, stateDir: slot.stateDir };
+    const results: Record<'with' | 'without', number[]> = { with: [], without: [] };
+    let findings: string[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of ['without', 'with'] as const) {
+        fillWork(lab.user, slot.workDir, BIG_WORK);
+        runAs(lab.user, `setsid nohup sleep 1000 >/dev/null 2>&1 & setsid nohup sleep 1001 >/dev/null 2>&1 &`);
+        execFileSync('sync', ['-f', slot.workDir]);
+        const gctx = { log: silentLogger(), signal: AbortSignal.timeout(120_000) };
+        if (mode === 'with') for (const g of guards) await g.prepare(job, policy, gctx);
+        const ctx: CleanupContext = {
+          slot,
+          policy: policy.cleanup,
+          fullPolicy: policy,
+          log: silentLogger(),
+          clock: systemClock,
+          signal: AbortSignal.timeout(120_000),
+          dryRun: false,
+          protectedPids: new Set([process.pid]),
+        };
+        // Timed from the listener's exit, as src/agent/settle.ts times readyMs.
+        const t0 = performance.now();
+        const split: string[] = [];
+        if (mode === 'with') {
+          for (const g of guards) {
+            const t = performance.now();
+            await g.release(job, policy, gctx);
+            split.push(`release ${g.name} ${(performance.now() - t).toFixed(0)} ms`);
+          }
+        }
+        const report = await runCleanup(ctx, defaultSteps({ trash: trash.t }), verify);
+        split.push(`cleanup+verify ${report.readyMs.toFixed(0)} ms`);
+        if (!report.clean) throw new Error(`not clean: ${JSON.stringify(report.verify.problems)}`);
+        if (mode === 'with') {
+          findings = [];
+          for (const g of guards) {
+            const t = performance.now();
+            findings.push(...(await g.verify(job, policy, gctx)).map((f) => `${g.name}: ${f.problem}`));
+            split.push(`verify ${g.name} ${(performance.now() - t).toFixed(0)} ms`);
+          }
+        }
+        const ms = performance.now() - t0;
+        results[mode].push(ms);
+        console.log(`  round ${round + 1}, ${mode} the guards: ${ms.toFixed(0)} ms (${split.join(', ')})`);
+        await trash.t.drain();
+      }
+    }
+    const [w, wo] = [median(results.with), median(results.without)];
+    const ms = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join(' ');
+    console.log(`\nJOB END → HOST READY, ${BIG_WORK.toLocaleString('en')} files in _work, defaults, median of ${ROUNDS}`);
+    console.log(`  integrity check of the stock Debian root (file surfaces) and this machine's kernel state`);
+    console.log(`  with the guards (sudo, integrity):    ${w.toFixed(0)} ms   (target ≤ 1000 ms; runs: ${ms(results.with)})`);
+    console.log(`  without them (cleanup + verify only): ${wo.toFixed(0)} ms   (runs: ${ms(results.without)})`);
+    console.log(`  the guards add ${(w - wo).toFixed(0)} ms; ratio ${(w / wo).toFixed(2)}`);
+    console.log(`  findings in the last round: ${findings.length}${findings.length ? ` e.g. ${findings.slice(0, 3).join('; ')}` : ''}`);
+  } finally {
+    await trash.t?.drain().catch(() => undefined);
+    await new Promise<void>((resolve) => {
+      spawn('rm', ['-rf', '--one-file-system', '--', path.join(lab.root, 'runner'), path.join(lab.root, 'trash')], {
+        stdio: 'ignore',
+      }).once('exit', () => resolve());
+    });
+    await lab.dispose();
+  }
+}
+
 async function main(): Promise<void> {
   const cache = arg('--stock-cache');
   const stock = await stockRoot({ ...(cache ? { cache } : {}), log: (l) => console.log(l) });
@@ -146,15 +300,21 @@ async function main(): Promise<void> {
       .map((x) => x.toFixed(1))
       .join(' ');
   console.log(`integrity check; ${os.cpus().length} cores, load average ${load()} at start`);
+  if (ONLY === 'ready') {
+    await measureReady(stock.root);
+    console.log(`\nload average ${load()} at the end`);
+    return;
+  }
   await measure('STOCK DEBIAN ROOT', stock.root, [
     `file surfaces, accounts, package set: ${stock.about}`,
     'kernel and network surfaces (modules, mounts, netfilter, routes, sysctl, listeners, processes): this live machine',
   ]);
-  if (!process.argv.includes('--no-live')) {
+  if (!process.argv.includes('--no-live') && ONLY !== 'check') {
     await measure('THIS LIVE MACHINE (root /)', '/', [
       "a development host, not a stock image: toolchains under /root, tests' trees under /tmp and /home",
     ]);
   }
+  if (ONLY !== 'check') await measureReady(stock.root);
   console.log(`\nload average ${load()} at the end`);
 }
 
