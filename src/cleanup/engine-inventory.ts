@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import type { Clock } from '../lib/clock.js';
 import { describeError } from '../lib/errors.js';
 import { DockerApi, isNoEngine } from './docker-api.js';
+import { underDeadline } from '../lib/deadline.js';
 
 /** Ids (containers, networks, images) and names (volumes) present before the job. */
 export interface EngineInventory {
@@ -50,7 +51,7 @@ export async function waitForEngine(socket: string, waitMs: number, clock: Clock
   for (;;) {
     let problem: string;
     try {
-      await new DockerApi(socket, AbortSignal.any([signal, AbortSignal.timeout(ENGINE_PING_TIMEOUT_MS)])).version();
+      await underDeadline(ENGINE_PING_TIMEOUT_MS, [signal], (s) => new DockerApi(socket, s).version());
       return undefined;
     } catch (err) {
       if (signal.aborted) return undefined;
@@ -77,7 +78,7 @@ export async function probeEngine(
 ): Promise<{ up: boolean; version?: string; error?: string } | undefined> {
   if (!existsSync(socket)) return undefined;
   try {
-    const v = await new DockerApi(socket, AbortSignal.any([signal, AbortSignal.timeout(ENGINE_PING_TIMEOUT_MS)])).version();
+    const v = await underDeadline(ENGINE_PING_TIMEOUT_MS, [signal], (s) => new DockerApi(socket, s).version());
     return { up: true, ...(v.Version ? { version: v.Version } : {}) };
   } catch (err) {
     return { up: false, error: describeError(err) };

@@ -6,6 +6,7 @@ import { RECYCLE_DEFAULTS, type AwsAsgRecycleConfig } from './config.js';
 import { httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 import { sendThrottled, type ThrottleDeps, type ThrottleVerdict } from './throttle.js';
+import { underDeadline } from '../lib/deadline.js';
 
 /** The error names AWS APIs answer a call over the account's rate with. */
 const THROTTLING_ERRORS = new Set([
@@ -122,7 +123,7 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
       const attempt = async <T>(label: string, send: (abortSignal: AbortSignal) => Promise<T>): Promise<T | undefined> => {
         const once = async (): Promise<{ out?: T; err?: unknown }> => {
           try {
-            return { out: await send(AbortSignal.any([signal, AbortSignal.timeout(callTimeoutMs)])) };
+            return { out: await underDeadline(callTimeoutMs, [signal], send) };
           } catch (err) {
             if (signal.aborted) throw signal.reason;
             return { err };
