@@ -23,8 +23,21 @@ commands:
 \`runner-warden <command> --help\` prints a command's options and does nothing else.
 `;
 
-/** Runs one command and resolves with its exit code. */
+/**
+ * Runs one command and resolves with its exit code; never rejects: a command that throws gets one
+ * message and an exit code from startup-errors.ts, whichever entry point (this module, the
+ * installed launcher, the bundle) awaits it.
+ */
 export async function main(argv: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
+  try {
+    return await dispatch(argv, io, env);
+  } catch (err) {
+    const { reportStartupError } = await import('./startup-errors.js');
+    return reportStartupError(err, io);
+  }
+}
+
+async function dispatch(argv: string[], io: CliIO, env: NodeJS.ProcessEnv): Promise<number> {
   const [cmd, ...args] = argv;
   const usage = cmd !== undefined ? COMMAND_USAGE[cmd] : undefined;
   if (usage !== undefined && wantsHelp(args)) {

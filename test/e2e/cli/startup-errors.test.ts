@@ -11,11 +11,15 @@ import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { createWorld, type World } from '../../helpers/world.js';
 import { MAIN } from '../../helpers/agent-process.js';
+import { main } from '../../../src/cli/main.js';
+
+/** The installed command's launcher (runs the bundle when built, else the sources through tsx). */
+const LAUNCHER = new URL('../../../bin/runner-warden.js', import.meta.url).pathname;
 
 /** Runs the CLI; kills it (and fails) if it is still alive after `timeoutMs`. */
-function runCli(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; out: string; err: string }> {
+function runCli(args: string[], timeoutMs = 60_000, entry = MAIN): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
+    const child = spawn(process.execPath, [...(entry === MAIN ? ['--import', 'tsx'] : []), entry, ...args], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TSX_DISABLE_CACHE: '1', RUNNER_WARDEN_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -82,4 +86,26 @@ test('a read-only stateDir exits 78 naming stateDir', async (t) => {
   assert.equal(r.code, 78, r.err);
   assert.match(r.err, /stateDir: expected a directory root can write, got ".*ro-state" \(EROFS\)/);
   assert.equal(r.err.trim().split('\n').length <= 2, true, `one message:\n${r.err}`);
+});
+
+test('a command that throws gets one message and exit 70 from main, never a rejection (the installed launcher would print a raw stack and exit 1)', async () => {
+  let err = '';
+  const io = {
+    stdout: {
+      write: (): boolean => {
+        throw new Error('stdout is gone');
+      },
+    },
+    stderr: { write: (s: string) => (err += s) },
+  };
+  const code = await main(['version'], io, {});
+  assert.equal(code, 70, err);
+  assert.equal(err.match(/stdout is gone/g)?.length, 1, `one message:\n${err}`);
+});
+
+test('the installed launcher (bin/runner-warden.js) exits with the code main gives: 78 and one message for a missing config', async () => {
+  const r = await runCli(['run', '--config', '/nonexistent/runner-warden.yaml'], 60_000, LAUNCHER);
+  assert.equal(r.code, 78, r.err);
+  assert.doesNotMatch(r.err, /\n\s+at /, `a raw stack was printed:\n${r.err}`);
+  assert.equal(r.err.match(/expected a file, got nothing/g)?.length, 1, `the problem is printed once:\n${r.err}`);
 });
