@@ -116,6 +116,16 @@ export class AgentContext {
     return this.quarantines.takeRequest().catch(() => undefined);
   }
 
+  /**
+   * Writes the quarantine fact and the state again after a failed write (the disk had no room):
+   * a held quarantine must reach the disk as soon as there is room, or a restart would lose it.
+   */
+  async rewrite(): Promise<void> {
+    if (this.problem === undefined) return;
+    await this.saveFact();
+    await this.persist();
+  }
+
   /** Resolves once every queued write has landed (or failed and been recorded). */
   flush(): Promise<void> {
     return this.queue;

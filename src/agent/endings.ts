@@ -143,6 +143,8 @@ export class Endings {
     for (;;) {
       const fact = ctx.quarantine;
       if (!fact) return 'released';
+      // A fact (or state) the full disk refused is written as soon as there is room.
+      await ctx.rewrite();
       if (drain.draining) return this.stop(`quarantined: ${fact.reason}`);
       const req = await ctx.takeReleaseRequest();
       if (req) {

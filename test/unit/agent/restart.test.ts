@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ALL_STATES, DIRTY_STATES, type AgentState } from '../../../src/agent/states.js';
 import { initialState } from '../../../src/agent/state-store.js';
@@ -139,3 +140,36 @@ for (const quarantined of [false, true]) {
     }
   });
 }
+
+test('a quarantine decided while the state disk is full reaches the disk once there is room, and a restart keeps it', async (t) => {
+  let stateDir = '';
+  // The job filled the disk: both files refuse writes (a directory in the way fails the atomic
+  // rename as ENOSPC would) from the job's cleanup on, until the test frees them.
+  const block = async (): Promise<void> => {
+    for (const f of ['quarantine.json', 'state.json']) {
+      await rm(path.join(stateDir, f), { force: true });
+      await mkdir(path.join(stateDir, f, 'full'), { recursive: true });
+    }
+  };
+  const w = await makeUnitWorld({
+    cleanup: async () => {
+      await block();
+      return dirtyReport();
+    },
+  });
+  stateDir = w.stateDir;
+  t.after(() => w.dispose());
+  const agent = w.agent();
+  const shutdown = new AbortController();
+  const running = agent.run(shutdown.signal);
+  await settleUntil(() => agent.snapshot().state === 'quarantined', 'the agent to quarantine the host');
+  for (const f of ['quarantine.json', 'state.json']) await rm(path.join(stateDir, f), { recursive: true, force: true });
+  w.clock.advance(RELEASE_POLL_MS);
+  await settleUntil(() => existsSync(path.join(stateDir, 'quarantine.json')), 'the held quarantine to be written once there is room');
+  shutdown.abort();
+  assert.equal((await running).code, 0);
+  const cleanupsBefore = w.cleanups;
+  const again = await runUntilHeld(w, w.agent());
+  assert.match(again.reason, /^quarantined: verification failed/, 'the restart lost the quarantine');
+  assert.equal(w.cleanups, cleanupsBefore, 'the restarted agent cleaned the quarantined host for service');
+});
