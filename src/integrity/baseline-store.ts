@@ -30,11 +30,17 @@ export async function saveBaseline(stateDir: string, b: SystemBaseline): Promise
   return p.baseline;
 }
 
+/** A loaded baseline and the digest its file recorded (what a running agent pins). */
+export interface LoadedBaseline {
+  baseline: SystemBaseline;
+  digest: string;
+}
+
 /**
  * Loads and checks the baseline. Throws IntegrityBaselineError: `missing`, `unsafe` (not
  * root-only), `corrupt` (unparsable, digest mismatch, unknown format).
  */
-export async function loadBaseline(stateDir: string): Promise<SystemBaseline> {
+export async function loadBaseline(stateDir: string): Promise<LoadedBaseline> {
   const file = integrityPaths(stateDir).baseline;
   const st = await lstat(file).catch(() => undefined);
   if (!st) throw new IntegrityBaselineError('missing', file, `no system baseline at ${file}: run \`runner-warden baseline\` on the image`);
@@ -71,7 +77,7 @@ export async function loadBaseline(stateDir: string): Promise<SystemBaseline> {
   if (b.format !== 1 || !b.snapshot || !b.identity) {
     throw new IntegrityBaselineError('corrupt', file, `${file}: format: expected 1 with identity and snapshot, got ${String(b.format)}`);
   }
-  return b;
+  return { baseline: b, digest };
 }
 
 /**

@@ -66,10 +66,26 @@ export function objectSurface(key: string): SurfaceName {
   }
 }
 
+/**
+ * Small configuration whose content is compared at every check, whatever its metadata says (when
+ * the baseline holds its hash): metadata can be forged by a root job that moves the clock back or
+ * writes the block device. Not /usr/local or root's home at depth: toolchains keep thousands of small files there.
+ */
+const CONTENT_SURFACES: ReadonlySet<SurfaceName> = new Set<SurfaceName>(['etc', 'cron', 'systemd', 'authorized-keys']);
+/** Root's start-up files and ssh configuration: configuration in a home otherwise full of caches. */
+const ROOT_CONFIG = /^\/root\/(?:\.[^/]+|\.ssh\/[^/]+)$/;
+
+/** A module the kernel marked tainted (out of tree, unsigned, forced): no exception covers it. */
+function taintedModule(key: string, value: string): boolean {
+  return key.startsWith('module:') && /\([A-Z]+\)/.test(value);
+}
+
 /** Every drift between `base` and `now`, sorted by surface then object. */
 export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOptions): DriftEntry[] {
   const out: DriftEntry[] = [];
   const alwaysHash = new Set(ALWAYS_HASH);
+  const contentAlways = (p: string, surface: SurfaceName): boolean =>
+    alwaysHash.has(p) || CONTENT_SURFACES.has(surface) || (surface === 'root-home' && ROOT_CONFIG.test(p));
   const real = (p: string): string => (o.root === '/' ? p : path.join(o.root, p));
   for (const [p, cur] of Object.entries(now.files)) {
     if (o.exceptions.matches(p)) continue;
@@ -79,7 +95,7 @@ export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOption
       out.push({ surface, object: p, change: 'added', after: describe(cur), likely: fileAuthor(cur, o.job) });
       continue;
     }
-    const why = fileChange(was, cur, alwaysHash.has(p) ? real(p) : undefined, real(p));
+    const why = fileChange(was, cur, contentAlways(p, surface) ? real(p) : undefined, real(p));
     if (why)
       out.push({
         surface,
@@ -96,7 +112,7 @@ export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOption
     out.push({ surface, object: p, change: 'removed', before: describe(was), likely: o.job ? 'during the job' : 'since the baseline' });
   }
   for (const [k, v] of Object.entries(now.objects)) {
-    if (o.exceptions.matches(k)) continue;
+    if (o.exceptions.matches(k) && !taintedModule(k, v)) continue;
     const was = base.objects[k];
     if (was === undefined) out.push({ surface: objectSurface(k), object: k, change: 'added', after: v, likely: objectAuthor(k, v, o.job) });
     else if (was !== v && !ADD_ONLY.has(k.slice(0, k.indexOf(':')))) {

@@ -6,7 +6,7 @@
  */
 import type { GuardContext, GuardFinding, GuardJob, GuardPrepared, GuardReleased, JobGuard } from '../lib/job-guard.js';
 import type { Policy } from '../policy/types.js';
-import { integrityPaths, identityDifferences, loadBaseline } from './baseline-store.js';
+import { integrityPaths, identityDifferences, loadBaseline, type LoadedBaseline } from './baseline-store.js';
 import { compareSnapshots } from './compare.js';
 import { copyForensics } from './forensics.js';
 import { GlobSet } from './glob.js';
@@ -39,13 +39,23 @@ export interface IntegrityGuardOptions {
   now?: () => number;
 }
 
+/** Process start times are known to a tick after a boot time known to the second: that much earlier counts. */
+const PROCESS_START_SLACK_MS = 2_000;
+
 /** The host compared with its system baseline. */
 export class IntegrityGuard implements JobGuard<Policy> {
   readonly name = 'integrity';
   private readonly started = new Map<string, number>();
   private readonly now: () => number;
   /** The stored baseline, parsed and its digest checked, while its file is unchanged. */
-  private readonly baselines = new ByStat<SystemBaseline>();
+  private readonly baselines = new ByStat<LoadedBaseline>();
+  /**
+   * The digest of the first baseline this agent loaded. The file lives on the host a job with
+   * root can write, digest included: a baseline that changes under a running agent (rewritten to
+   * take a plant in) is refused, whatever its own digest says. A new baseline needs the agent
+   * stopped (docs/integrity.md).
+   */
+  private pinned: string | undefined;
   private readonly packages = new ByStat<PackageSet>();
   /** Runs iptables-save and nft for every check: no child of the agent per check. */
   private readonly netfilterShell = new NetfilterShell();
@@ -87,9 +97,19 @@ export class IntegrityGuard implements JobGuard<Policy> {
       });
     }
     if (!p.enabled) return findings;
-    let base;
+    let base: SystemBaseline;
     try {
-      base = await this.baselines.get(integrityPaths(this.o.stateDir).baseline, () => loadBaseline(this.o.stateDir));
+      const file = integrityPaths(this.o.stateDir).baseline;
+      const loaded = await this.baselines.get(file, () => loadBaseline(this.o.stateDir));
+      this.pinned ??= loaded.digest;
+      if (loaded.digest !== this.pinned) {
+        throw new IntegrityBaselineError(
+          'replaced',
+          file,
+          `${file}: digest: ${loaded.digest.slice(0, 12)}, but this agent loaded ${this.pinned.slice(0, 12)}; a baseline is replaced only with the agent stopped (rewritten during a job?)`,
+        );
+      }
+      base = loaded.baseline;
     } catch (err) {
       if (err instanceof IntegrityBaselineError)
         return [...findings, { problem: `system baseline ${err.kind}: ${err.message}`, detail: { kind: err.kind, file: err.file } }];
@@ -97,6 +117,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
     }
     const surfaces = p.surfaces.filter((s) => base.surfaces.includes(s));
     const exceptions = new GlobSet(exceptionPatterns(p));
+    const started = job ? this.started.get(job.key) : undefined;
     const { snapshot, identity } = await takeSnapshot({
       root: this.root,
       proc: this.proc,
@@ -106,6 +127,8 @@ export class IntegrityGuard implements JobGuard<Policy> {
       packageCache: this.packages,
       netfilterShell: this.netfilterShell,
       jobUser: job?.user ?? this.o.user,
+      // /proc/stat's boot time is in whole seconds: a process started just before the job may count as the job's.
+      ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),
       ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
       ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),
       signal: ctx.signal,
@@ -115,7 +138,6 @@ export class IntegrityGuard implements JobGuard<Policy> {
       findings.push({ problem: `system baseline is from another image: ${d}`, detail: { kind: 'other-image', difference: d } });
     }
     const subUids = [...ranges.uids, { start: (job?.user ?? this.o.user).uid, count: 1 }];
-    const started = job ? this.started.get(job.key) : undefined;
     const drift = compareSnapshots(base.snapshot, snapshot, {
       root: this.root,
       exceptions,

@@ -13,12 +13,16 @@ import { SYSCTLS } from './surfaces.js';
 
 type Objects = Record<string, string>;
 
-/** Loaded kernel modules: `module:<name>` → its state. */
+/**
+ * Loaded kernel modules: `module:<name>` → its state, and its taint flags when the kernel printed
+ * any (`Live (OE)`: out of tree, unsigned; src/integrity/compare.ts never excepts those).
+ */
 export async function readModules(proc: string): Promise<Objects> {
   const out: Objects = {};
   for (const line of (await readText(path.join(proc, 'modules'))).split('\n')) {
     const f = line.split(' ');
-    if (f[0]) out[`module:${f[0]}`] = f[4] ?? '';
+    const taint = f.slice(6).find((x) => /^\([A-Z]+\)$/.test(x));
+    if (f[0]) out[`module:${f[0]}`] = `${f[4] ?? ''}${taint ? ` ${taint}` : ''}`;
   }
   return out;
 }
@@ -120,8 +124,15 @@ export async function readListeners(proc: string, userName: (uid: number) => str
   return out;
 }
 
-/** What the process reader leaves out. */
+/** What the process reader leaves out, and what it reports one by one. */
 export interface ProcessFilter {
+  /**
+   * Processes started at or after this time (ms since the epoch: the job's start) are reported
+   * each under its own key, `process:<user>:<exe>#<pid>`, also when a process of the same user and
+   * executable was there at baseline: a job's root daemon cannot hide behind the image's own
+   * python3 or sshd. Undefined for the baseline and at preflight.
+   */
+  newSinceMs?: number;
   /** True for uids that are the job's (the runner user and its subordinate ranges): cleanup's. */
   jobUid: (uid: number) => boolean;
   /** Pids never reported (the agent itself). */
@@ -142,6 +153,7 @@ export async function readProcesses(proc: string, userName: (uid: number) => str
   // after cleanup: orphans are re-parented to init, not the agent.
   const parent = new Map<number, number>();
   const uidOf = new Map<string, number>();
+  const bootMs = filter.newSinceMs === undefined ? 0 : bootTimeMs(readSync(path.join(proc, 'stat')) ?? '');
   for (const pid of pids) {
     const status = readSync(path.join(proc, pid, 'status')) ?? '';
     const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
@@ -160,9 +172,33 @@ export async function readProcesses(proc: string, userName: (uid: number) => str
     if (!exe) continue;
     const unit = unitOf(readSync(path.join(proc, pid, 'cgroup')) ?? '');
     if (unit && filter.skipUnits.has(unit)) continue;
-    out[`process:${userName(uid)}:${exe.replace(/ \(deleted\)$/, '')}`] ??= `pid ${pid}${unit ? ` unit ${unit}` : ''}`;
+    const key = `process:${userName(uid)}:${exe.replace(/ \(deleted\)$/, '')}`;
+    const value = `pid ${pid}${unit ? ` unit ${unit}` : ''}`;
+    out[key] ??= value;
+    // A login during the job (logind's session scopes) is an operator, not a leftover of the job;
+    // init is started once, by the kernel.
+    if (filter.newSinceMs !== undefined && pid !== '1' && !/^session-\d+\.scope$/.test(unit ?? '')) {
+      const started = startedAtMs(readSync(path.join(proc, pid, 'stat')) ?? '', bootMs);
+      if (started !== undefined && started >= filter.newSinceMs)
+        out[`${key}#${pid}`] = `${value} started ${new Date(started).toISOString()}`;
+    }
   }
   return out;
+}
+
+/** USER_HZ, the unit of /proc/<pid>/stat start times: 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** Boot time from /proc/stat `btime` (whole seconds), in ms. */
+function bootTimeMs(stat: string): number {
+  return Number(/^btime (\d+)$/m.exec(stat)?.[1] ?? 0) * 1000;
+}
+
+/** A process's start time (field 22 of /proc/<pid>/stat, after the command's parenthesis), in ms. */
+function startedAtMs(stat: string, bootMs: number): number | undefined {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(f[19]);
+  return bootMs > 0 && Number.isFinite(ticks) ? bootMs + (ticks * 1000) / CLOCK_TICKS_PER_S : undefined;
 }
 
 /** A /proc file's text, undefined when it is gone (the process exited) or unreadable. */

@@ -30,6 +30,8 @@ export interface SnapshotOptions {
   netfilter?: boolean;
   /** Exceptions: a directory whose whole subtree they cover is not walked. */
   exceptions?: GlobSet;
+  /** Report each process started since this time on its own (the job's start; see readProcesses). */
+  newProcessesSinceMs?: number;
   /** Hash every small file of the configuration surfaces (the baseline does). */
   hashSmall?: boolean;
   /** The shell that runs the netfilter tools (the guard keeps one); without it a child is started. */
@@ -66,6 +68,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
         jobUid: (uid) => inRanges(uid, ranges),
         skipPids: new Set(skipPids),
         skipUnits: new Set(TRANSIENT_UNITS),
+        ...(o.newProcessesSinceMs !== undefined ? { newSinceMs: o.newProcessesSinceMs } : {}),
       })
     : Promise.resolve({});
   // Everything reads at once: the netfilter tools as children, /proc and the package database

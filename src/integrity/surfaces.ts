@@ -22,7 +22,8 @@ export const SURFACE_MEANING: Record<SurfaceName, string> = {
   'authorized-keys': "every user's ~/.ssh/authorized_keys: a new line is a remote login",
   cron: 'crontabs of every user and at jobs (/var/spool/cron, /var/spool/at)',
   systemd: 'unit directories outside /etc, runtime and transient units, lingering users (a user manager that outlives logins)',
-  setuid: 'setuid/setgid files in system binary directories, temp directories and homes: a root shell for anyone who finds it',
+  setuid:
+    'every entry of the system binary directories (a replaced git or sudo), and setuid/setgid files in temp directories and homes: a root shell for anyone who finds it',
   accounts: 'users and groups from the password and group databases: a new user, a uid 0 alias, a new member of sudo or docker',
   modules: 'loaded kernel modules: a rootkit, or a capability the image did not have',
   mounts: 'the mount table: a bind mount over a system path changes what every later job runs',
@@ -60,28 +61,13 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
     '/run/systemd/transient',
     '/var/lib/systemd/linger',
   ]);
-  // Where a setuid copy of a shell is useful to an attacker: the system binary directories and
-  // anywhere an unprivileged user can reach and write. A full walk of every local file system costs
-  // seconds (docs/integrity.md weighs it); the mount table catches a remount without nosuid.
-  add(
-    'setuid',
-    [
-      '/usr/bin',
-      '/usr/sbin',
-      '/bin',
-      '/sbin',
-      '/usr/libexec',
-      '/usr/lib/openssh',
-      '/usr/lib/dbus-1.0',
-      '/tmp',
-      '/var/tmp',
-      '/dev/shm',
-      '/home',
-      '/var/mail',
-      '/var/local',
-    ],
-    true,
-  );
+  // The system binary directories, every entry: a replaced /usr/bin/git or sudo runs for every
+  // later job as surely as a new one in /usr/local/bin (the walk reads them all for setuid bits anyway).
+  add('setuid', ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/libexec', '/usr/lib/openssh', '/usr/lib/dbus-1.0']);
+  // Setuid and setgid files anywhere an unprivileged user can reach and write. A full walk of every
+  // local file system costs seconds (docs/integrity.md weighs it); the mount table catches a
+  // remount without nosuid.
+  add('setuid', ['/tmp', '/var/tmp', '/dev/shm', '/home', '/var/mail', '/var/local'], true);
   return out;
 }
 
@@ -90,9 +76,9 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
  * why in docs/integrity.md ("Defaults").
  */
 export const DEFAULT_EXCEPTIONS: readonly string[] = [
-  // Rewritten by hwclock, DHCP and the resolver manager with the same meaning.
+  // Rewritten by hwclock with the clock's drift. Not /etc/resolv.conf: another name server
+  // redirects every later job's traffic, and a DHCP renewal rewrites it with the same bytes.
   '/etc/adjtime',
-  '/etc/resolv.conf',
   // Lock files the account tools create and remove around any read of the databases.
   '/etc/.pwd.lock',
   // Root's caches (not consulted as configuration).
@@ -148,19 +134,20 @@ export const TRANSIENT_UNITS: readonly string[] = [
 export const PACKAGE_EXCEPTIONS: readonly string[] = [
   '/etc/ld.so.cache',
   '/etc/alternatives/**',
-  '/etc/apt/**',
   '/var/lib/dpkg/**',
   '/var/lib/apt/**',
   '/var/cache/apt/**',
   '/var/cache/debconf/**',
   '/var/cache/ldconfig/**',
-  '/etc/ca-certificates.conf',
-  '/etc/ssl/certs/**',
   'package:*',
+  // Not /etc/apt (a source list or an APT::Update::Pre-Invoke hook is persistence), not the CA
+  // trust in /etc/ssl/certs: installing packages does not need either to change.
 ];
 
 /** The chosen sysctls (host view under /proc/sys); each is a known persistence or weakening knob. */
 export const SYSCTLS: readonly string[] = [
+  // Set for good by an out-of-tree, unsigned or forced module, a kernel oops or warning.
+  'kernel/tainted',
   'kernel/core_pattern',
   'kernel/modprobe',
   'kernel/modules_disabled',

@@ -70,7 +70,7 @@ export interface DriftEntry {
 export class IntegrityBaselineError extends Error {
   override readonly name = 'IntegrityBaselineError';
   constructor(
-    readonly kind: 'missing' | 'corrupt' | 'other-image' | 'unsafe',
+    readonly kind: 'missing' | 'corrupt' | 'other-image' | 'unsafe' | 'replaced',
     readonly file: string,
     message: string,
     options?: { cause?: unknown },

