@@ -1,7 +1,8 @@
 /**
  * Run inside fresh network, mount and pid namespaces (kernel-surfaces.test.ts starts it with
  * unshare): takes a system baseline of the kernel and network surfaces, plants a netfilter rule, a
- * sysctl change, a route, a root process listening on a port and a bind mount over a system path,
+ * sysctl change, a route, a root process listening on a port, a bind mount over a system path, a
+ * second instance of a daemon the image runs and a process hidden by a bind mount over its /proc entry,
  * and prints the integrity guard's findings as JSON. Before planting, it acts as the agent does
  * (a health listener, a child process, a mount in the runner root): none of that may be drift. Everything it planted dies with the namespaces.
  *   node --import tsx ns-plant.ts <stateDir> <scratchDir>
@@ -24,12 +25,17 @@ const run = (cmd: string, ...args: string[]): void => {
 };
 
 run('ip', 'link', 'set', 'lo', 'up');
+// A root daemon of the image, there at baseline, orphaned to the namespace's init like a service.
+const imageDaemonAt = Date.now();
+run('sh', '-c', 'sleep 600 >/dev/null 2>&1 &');
 await takeSystemBaseline({ stateDir, surfaces: SURFACES, excluded: [scratch], user, skipPids: [process.pid] });
 const policy = structuredClone(DEFAULT_POLICY);
 policy.host.integrity.surfaces = [...SURFACES];
 const guard = new IntegrityGuard({ stateDir, excluded: [scratch], user, skipPids: [process.pid] });
 const ctx = { log: createLogger({ level: 'silent' }), signal: AbortSignal.timeout(60_000) };
 const job = { key: 'ns-job', dir: scratch, user: { ...user, gid: 65534, home: '/nonexistent' }, runnerRoot: scratch, stateDir };
+// The image's daemon started well before the job (the check allows the boot clock's 2 s of slack).
+await new Promise((r) => setTimeout(r, Math.max(0, imageDaemonAt + 2_500 - Date.now())));
 await guard.prepare(job, policy, ctx);
 // The agent's own doings after the baseline are no drift: its health listener, a child it runs,
 // a mount inside the runner root (cleanup's).
@@ -39,6 +45,8 @@ const ownChild = spawn('sleep', ['60'], { stdio: 'ignore' });
 run('mount', '-t', 'tmpfs', 'jobtmp', scratch);
 const before = (await guard.verify(job, policy, ctx)).map((f) => f.problem);
 run('umount', scratch);
+// The job proper starts now (a verification ends what a prepare began, as after every job).
+await guard.prepare(job, policy, ctx);
 
 run('iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '4444', '-j', 'ACCEPT');
 run('sysctl', '-qw', 'net.ipv4.ip_forward=1');
@@ -51,6 +59,12 @@ run(
   '-c',
   'python3 -c "import socket,time\ns=socket.socket()\ns.bind((\'127.0.0.1\',4445))\ns.listen()\ntime.sleep(60)" >/dev/null 2>&1 &',
 );
+// Another instance of the image daemon's executable (the same process key), and a third one hidden
+// by a bind mount over its /proc directory: the first is named by pid, the second by its mount.
+run('sh', '-c', 'sleep 601 >/dev/null 2>&1 &');
+run('sh', '-c', 'sleep 602 >/dev/null 2>&1 &');
+const hidden = execFileSync('pgrep', ['-f', '^sleep 602$'], { encoding: 'utf8' }).trim();
+run('mount', '--bind', scratch, `/proc/${hidden}`);
 for (let i = 0; i < 100; i++) {
   const up = await new Promise<boolean>((res) => {
     const c = net.connect(4445, '127.0.0.1', () => {
@@ -67,4 +81,6 @@ run('pkill', '-KILL', '-f', 'socket.socket');
 ownChild.kill('SIGKILL');
 health.close();
 run('umount', '/usr/local/bin');
+run('umount', `/proc/${hidden}`);
+run('pkill', '-KILL', '-f', '^sleep 60[012]$');
 process.stdout.write(`${JSON.stringify({ before, after })}\n`);
