@@ -8,7 +8,7 @@
  * Protocol: one request line (`drain\n`), one JSON reply line (`{"ok":true,"pid":N}`), then close.
  */
 import net from 'node:net';
-import { chmod, unlink } from 'node:fs/promises';
+import { chmod, mkdtemp, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** The socket's path in the state directory. */
@@ -65,14 +65,27 @@ export async function startControlSocket(file: string, handlers: ControlHandlers
     });
   });
   server.maxConnections = MAX_CONTROL_CONNECTIONS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(file, () => {
-      server.off('error', reject);
-      resolve();
+  // Bound inside a root-only directory, made 0600 there, then renamed into place: between bind and
+  // chmod the socket has the umask's mode, and no other user may connect in that window.
+  const privateDir = await mkdtemp(path.join(path.dirname(file), '.control-'));
+  const bound = path.join(privateDir, 'sock');
+  try {
+    await chmod(privateDir, 0o700);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(bound, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
-  await chmod(file, 0o600);
+    await chmod(bound, 0o600);
+    await rename(bound, file);
+  } catch (err) {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    throw err;
+  } finally {
+    await rm(privateDir, { recursive: true, force: true });
+  }
   return {
     path: file,
     close: () =>

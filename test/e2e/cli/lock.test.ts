@@ -2,11 +2,13 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, symlink, writeFile, readFile, stat, chmod } from 'node:fs/promises';
+import { lstatSync, watch } from 'node:fs';
+import { mkdtemp, readdir, rm, symlink, writeFile, readFile, stat, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireLock, LockBusyError } from '../../../src/lib/lock.js';
 import { runningAgentPid, stateLockFile } from '../../../src/cli/host-lock.js';
+import { controlSocketPath, sendControl, startControlSocket } from '../../../src/cli/control-socket.js';
 
 async function tmp(t: TestContext): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), 'rw-lock-'));
@@ -65,4 +67,36 @@ test("a planted symlink or a world-writable file in the lock's place is replaced
   const l2 = await acquireLock(file);
   assert.equal((await stat(file)).mode & 0o777, 0o600, 'a world-writable lock file was kept');
   await l2.release();
+});
+
+test('the control socket is root-only from the moment its name exists, even under umask 0, and leaves nothing behind', async (t) => {
+  const d = await tmp(t);
+  const file = controlSocketPath(d);
+  const seen: string[] = [];
+  const watcher = watch(d, (_ev, name) => {
+    if (name !== path.basename(file)) return;
+    try {
+      seen.push((lstatSync(file).mode & 0o777).toString(8));
+    } catch {
+      // gone again
+    }
+  });
+  t.after(() => watcher.close());
+  const old = process.umask(0);
+  let server;
+  try {
+    server = await startControlSocket(file, { drain: () => {} }, 4242);
+  } finally {
+    process.umask(old);
+  }
+  t.after(() => server.close());
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  assert.deepEqual(
+    [...new Set(seen)].filter((m) => m !== '600'),
+    [],
+    `the socket was visible with another mode: ${seen.join(', ')}`,
+  );
+  assert.deepEqual((await readdir(d)).sort(), ['control.sock'], 'the private bind directory was left behind');
+  assert.equal((await sendControl(file, 'drain')).pid, 4242);
 });
