@@ -20,6 +20,8 @@ import { systemClock } from '../../../src/lib/clock.js';
 import { silentLogger } from '../../../src/lib/log.js';
 import { SUDO_DROP_IN } from '../../../src/integrity/sudo-guard.js';
 import { buildHostTree } from './host-tree.js';
+import type { StatusSnapshot } from '../../../src/health/snapshot.js';
+import { formatStatus } from '../../../src/cli/status.js';
 
 /** Three short jobs and two cleanups: 10-20 s here; a loaded two-core machine gets room. */
 const AGENT_RUN_LIMIT_MS = 150_000;
@@ -86,8 +88,11 @@ test(
     const watch = setInterval(() => {
       if (rt.agent.snapshot().quarantined) stop.abort();
     }, 100);
+    let status: StatusSnapshot | undefined;
     try {
       await rt.agent.run(AbortSignal.any([AbortSignal.timeout(AGENT_RUN_LIMIT_MS), stop.signal]));
+      // What an operator reads: /status and `runner-warden status` (its rendering of /status).
+      status = (await (await fetch(`http://127.0.0.1:${rt.health?.address.port}/status`)).json()) as StatusSnapshot;
     } finally {
       clearInterval(watch);
       await rt.close();
@@ -116,6 +121,16 @@ test(
       );
     }
     assert.equal(second.decision, 'quarantine', second.decisionReason);
+    const shown = status?.lastJob?.cleanup?.problems ?? [];
+    const rendered = status ? formatStatus(status, Date.now()) : '';
+    for (const e of ['guard:integrity: etc: /etc/cron.d/rw-planted added', 'guard:integrity: setuid: /var/tmp/.rootsh added']) {
+      assert.ok(
+        shown.some((l) => l.startsWith(e)),
+        `/status does not show "${e}":\n${shown.join('\n')}`,
+      );
+      assert.ok(rendered.includes(e), `runner-warden status does not show "${e}":\n${rendered}`);
+    }
+    assert.equal(status?.quarantined, true, 'the quarantine is not in /status');
     assert.equal(rt.agent.snapshot().quarantined, true);
 
     // Nothing of it reaches the next job: that job was never given to this host.
