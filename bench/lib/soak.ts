@@ -13,7 +13,7 @@ import { Journal } from '../../src/agent/journal.js';
 import type { JobSpec } from '../../src/sim/github/types.js';
 import { readPersistedState, startAgentProcess, type AgentProcess, type ProcessExit } from './agent-process.js';
 import { prng, pick, sleep } from './prng.js';
-import { benchPolicy, createUser, createWorld, replaceHost, sysTempDirs, type BenchUser, type World } from './world.js';
+import { BENCH_TIMEOUTS, benchPolicy, createUser, createWorld, replaceHost, sysTempDirs, type BenchUser, type World } from './world.js';
 import { StateFiller, forgeAs, HealthPoller, FORGED_REPO, type ForgeOutcome } from './soak-faults.js';
 import { checkInvariants, type Invariants } from './soak-check.js';
 
@@ -61,6 +61,12 @@ export interface SoakOptions {
    * checked over the jobs that ran): a run that must end by a deadline reports what it did.
    */
   budgetMs?: number;
+  /**
+   * The agent's lateRegistrationMs (default the agent's own, 60 s): how long a stop or recycle waits
+   * for a registration whose fate is unknown (a 5xx, a stall). A short CI run without API stalls
+   * sets a few seconds; every such wait is otherwise a minute of nothing.
+   */
+  lateRegistrationMs?: number;
 }
 
 /** What a soak measured. */
@@ -150,7 +156,11 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const w = await createWorld({
     fake: { jobLockMs: JOB_LOCK_MS },
     runner: { maxJobs: 0 },
-    config: { recycle: { provider: 'exit', exitCode: 0 }, health: { listen: `127.0.0.1:${port}` } },
+    config: {
+      recycle: { provider: 'exit', exitCode: 0 },
+      health: { listen: `127.0.0.1:${port}` },
+      ...(o.lateRegistrationMs !== undefined ? { timeouts: { ...BENCH_TIMEOUTS, lateRegistrationMs: o.lateRegistrationMs } } : {}),
+    },
     hostFsBytes: HOST_FS_BYTES,
   });
   let forger: BenchUser | undefined;

@@ -20,6 +20,8 @@ test('a short soak under kills, ENOSPC, forged reports and tampering keeps every
     seed: 29,
     baselineJobs: 1,
     p: { agentKill: 0.4, enospc: 0.4, forge: 1, taint: 0.3, quarantineKill: 1, apiStall: 0, api5xx: 0.2 },
+    // No stall here: a 5xx never completes late, so a stop need not wait the agent's minute for it.
+    lateRegistrationMs: 5_000,
   });
   // The soak must have exercised what it claims to check.
   for (const kind of ['agent-kill', 'enospc', 'forged-report', 'taint-job', 'listener-kill-job']) {
