@@ -61,6 +61,8 @@ export function objectSurface(key: string): SurfaceName {
       return 'processes';
     case 'package':
       return 'package-state';
+    case 'filecap':
+      return 'setuid';
     default:
       return 'netfilter';
   }

@@ -12,6 +12,7 @@ import type { ByStat } from './stat-cache.js';
 import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
 import { readNetfilter, type NetfilterShell } from './netfilter.js';
 import type { GlobSet } from './glob.js';
+import { readFileCaps } from './file-caps.js';
 
 /** Where and what a snapshot reads. */
 export interface SnapshotOptions {
@@ -87,18 +88,17 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
   if (on.has('sysctl')) readers.push(readSysctls(o.proc));
   if (on.has('listeners')) readers.push(readListeners(o.proc, userName, skipPids));
   readers.push(procs);
-  const walk = walkTrees(
-    treeSurfaces(
-      on,
-      users.map((u) => u.home).filter((h) => h.startsWith('/')),
-    ),
-    {
-      root: o.root,
-      excluded: o.excluded,
-      ...(o.hashSmall ? { hashSurfaces: HASHED } : {}),
-      ...(o.exceptions ? { prune: (p: string) => coversSubtree(o.exceptions as GlobSet, p) } : {}),
-    },
+  const trees = treeSurfaces(
+    on,
+    users.map((u) => u.home).filter((h) => h.startsWith('/')),
   );
+  const caps = on.has('setuid') ? readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, o.signal) : undefined;
+  const walk = walkTrees(trees, {
+    root: o.root,
+    excluded: o.excluded,
+    ...(o.hashSmall ? { hashSurfaces: HASHED } : {}),
+    ...(o.exceptions ? { prune: (p: string) => coversSubtree(o.exceptions as GlobSet, p) } : {}),
+  });
   const [walked, pkgs, ...rest] = await Promise.all([walk, packages, ...readers]);
   const unreadable = [...walked.unreadable];
   if (on.has('package-state')) Object.assign(objects, pkgs.objects);
@@ -107,6 +107,11 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     const nf = await netfilter;
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
+  }
+  if (caps) {
+    const c = await caps;
+    Object.assign(objects, c.objects);
+    unreadable.push(...c.unreadable);
   }
   const identity = await readIdentity(o.root, o.proc, pkgs);
   return { snapshot: { files: walked.files, fileSurface: walked.fileSurface, objects, unreadable }, identity };

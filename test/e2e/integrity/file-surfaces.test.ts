@@ -202,6 +202,19 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     expect: ['setuid: /usr/bin/git modified'],
   },
   {
+    name: 'a file capability on a copy of a shell in /var/tmp (setcap, no setuid bit)',
+    plant: async (T) => {
+      await copyFile('/bin/bash', `${T}/var/tmp/.cap`);
+      sh(`setcap cap_setuid,cap_setgid+ep ${T}/var/tmp/.cap`);
+    },
+    expect: ['setuid: filecap:/var/tmp/.cap added'],
+  },
+  {
+    name: 'a file capability set on an existing system binary (only its ctime changes)',
+    plant: async (T) => sh(`setcap cap_setuid+ep ${T}/usr/bin/python3`),
+    expect: ['setuid: filecap:/usr/bin/python3 added'],
+  },
+  {
     name: 'another name server in /etc/resolv.conf',
     plant: async (T) => {
       await rm(`${T}/etc/resolv.conf`, { force: true });

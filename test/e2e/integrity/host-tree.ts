@@ -39,6 +39,7 @@ export async function buildHostTree(root: string): Promise<{ stateDir: string; r
   await copyFile('/var/lib/dpkg/status', path.join(root, 'var/lib/dpkg/status'));
   // A system binary a job could replace in place (the image's git).
   await copyFile('/usr/bin/true', path.join(root, 'usr/bin/git'));
+  await copyFile('/usr/bin/true', path.join(root, 'usr/bin/python3'));
   await writeFile(
     path.join(root, 'root/.ssh/authorized_keys'),
     'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImageKeyOfTheFleetxxxxxxxxxxxxxxxxxxxxxxx fleet\n',
