@@ -45,7 +45,7 @@ export type {
   PolicySource,
   PrepareJobDirsFn,
   ProcessContainerFactory,
-  RecyclerPort,
+  RecyclePort,
 } from './deps.js';
 export { renderName } from './registrar.js';
 export { DRAIN_DEADLINE_MARGIN_MS } from './supervisor.js';
@@ -73,6 +73,11 @@ export class Agent {
   private readonly updates: RunnerUpdates;
   private readonly startedAt: number;
   private readonly lateTasks: Promise<unknown>[] = [];
+  /** The loop's background tasks (heartbeat, hook watcher), awaited when run() ends. */
+  private readonly tasks: Promise<void>[] = [];
+  private readonly bg = new AbortController();
+  /** Why the job hooks could not be installed (a full disk at start); tried again at each job boundary. */
+  private hooksProblem: string | undefined = 'not installed yet';
 
   constructor(d: AgentDeps) {
     const log = d.log.child({ component: 'agent' });
@@ -129,21 +134,20 @@ export class Agent {
     const onShutdown = (): void => this.drain('shutdown signal');
     if (shutdown.aborted) onShutdown();
     else shutdown.addEventListener('abort', onShutdown, { once: true });
-    const bg = new AbortController();
     this.core.live.lastBeat = d.clock.now();
-    const tasks = [this.heartbeat(bg.signal)];
+    this.tasks.push(this.heartbeat(this.bg.signal));
     try {
       // An update a crash interrupted is finished or undone before any listener starts.
       await this.updates.recover();
       // Hook reports written while the agent was down are read before the drop directory is reset.
       const leftover = (await host.takeLeftoverEvents(d.clock.now()).catch(() => [] as HookEvent[])).slice(0, MAX_LEFTOVER_REPORTS);
-      await host.installHooks();
-      tasks.push(host.watchEvents((e) => this.onHookEvent(e), bg.signal));
+      // A disk a job filled must not stop the agent here: it cleans first, and tries again before registering.
+      await this.installHooks();
       return await this.lifecycle(leftover);
     } finally {
       shutdown.removeEventListener('abort', onShutdown);
-      bg.abort();
-      await Promise.allSettled(tasks);
+      this.bg.abort();
+      await Promise.allSettled(this.tasks);
       await this.settleLateTasks();
       await this.core.journal.close((ms) => d.clock.sleep(ms));
       await this.core.ctx.flush();
@@ -174,7 +178,9 @@ export class Agent {
       if (next) return next;
       if (drain.draining) return this.endings.stop(`drained: ${drain.reason}`);
       await journal.flush();
-      const unwritable = ctx.writeProblem ?? journal.problem;
+      if (this.hooksProblem !== undefined) await this.installHooks();
+      const unwritable =
+        ctx.writeProblem ?? journal.problem ?? (this.hooksProblem !== undefined ? `job hooks: ${this.hooksProblem}` : undefined);
       if (unwritable !== undefined) {
         next = await this.endings.recycle(policy, `state-unwritable: ${unwritable}`);
         continue;
@@ -213,6 +219,25 @@ export class Agent {
         setupProblem: why,
       };
     }
+  }
+
+  /** Installs the job hooks and starts their report channel; a failure is kept in hooksProblem, never thrown. */
+  private async installHooks(): Promise<void> {
+    const { host, log } = this.core;
+    try {
+      await host.installHooks();
+    } catch (err) {
+      const why = describeError(err);
+      if (this.hooksProblem !== why) log.error({ err: why }, 'could not install the job hooks');
+      this.hooksProblem = why;
+      return;
+    }
+    this.hooksProblem = undefined;
+    this.tasks.push(
+      host
+        .watchEvents((e) => this.onHookEvent(e), this.bg.signal)
+        .catch((err: unknown) => log.error({ err: describeError(err) }, 'job hook reports stopped')),
+    );
   }
 
   private onHookEvent(e: HookEvent): void {

@@ -48,7 +48,7 @@ export interface ProcessContainerFactory {
 }
 
 /** Tells the infrastructure to replace the host. */
-export interface RecyclerPort {
+export interface RecyclePort {
   readonly provider: string;
   recycle(
     event: { reason: string; team: string; jobsServed: number; runnerName?: string; runnerId?: number },
@@ -110,7 +110,7 @@ export interface AgentDeps {
   clock: Clock;
   log: Logger;
   timeouts: Timeouts;
-  recycler?: RecyclerPort;
+  recycler?: RecyclePort;
   processContainers?: ProcessContainerFactory;
   observer?: AgentObserver;
   /**

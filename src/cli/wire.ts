@@ -23,7 +23,7 @@ import { scopeUrl } from '../github/scope.js';
 import { TokenRegistrar } from '../runner/token-registration.js';
 import type { GitHubPort } from '../github/port.js';
 import { Journal } from '../agent/journal.js';
-import { Agent, type RecyclerPort } from '../agent/agent.js';
+import { Agent, type RecyclePort } from '../agent/agent.js';
 import { resolveTimeouts } from '../agent/timeouts.js';
 import { ALL_STATES } from '../agent/states.js';
 import { hookPaths } from '../runner/hooks.js';
@@ -72,7 +72,7 @@ export interface WireOptions {
   /** Skip the health server (one-shot commands). */
   noHealth?: boolean;
   /** Replaces the recycler (tests, demo). */
-  recycler?: RecyclerPort;
+  recycler?: RecyclePort;
   hostname?: string;
   /** PATH for the listener. */
   listenerPath?: string;

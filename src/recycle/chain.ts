@@ -24,7 +24,7 @@ import { exitProvider } from './exit.js';
 import { gcpMigProvider } from './gcp-mig.js';
 import { kubernetesApiUrl, kubernetesProvider } from './kubernetes.js';
 import { noneProvider } from './none.js';
-import type { RecycleAttempt, RecyclePort, RecycleProvider, RecycleResult } from './port.js';
+import type { RecycleAttempt, RecycleChain, RecycleProvider, RecycleResult } from './port.js';
 import { shutdownProvider } from './shutdown.js';
 import { webhookProvider } from './webhook.js';
 
@@ -69,7 +69,7 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
  * values the composition root must have filled in) and builds the provider, then its fallbacks.
  * Takes the typed union beside the shared loose shape, whose `command?: string` cannot hold argv.
  */
-export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps: RecyclerDeps = {}): RecyclePort {
+export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps: RecyclerDeps = {}): RecycleChain {
   const file = deps.configFile ?? 'recycle';
   const parsed = parseRecycleConfig(config, file);
   const { fallback = [], ...primary } = parsed;
@@ -91,7 +91,7 @@ export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps:
 }
 
 /** A recycler over already-built providers (tests and callers with their own providers use it). */
-export function chainProviders(providers: RecycleProvider[], deps: Pick<RecyclerDeps, 'clock' | 'log'> = {}): RecyclePort {
+export function chainProviders(providers: RecycleProvider[], deps: Pick<RecyclerDeps, 'clock' | 'log'> = {}): RecycleChain {
   const clock = deps.clock ?? systemClock;
   const log = (deps.log ?? silentLogger()).child({ component: 'recycle' });
   return {

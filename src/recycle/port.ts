@@ -1,7 +1,7 @@
 /**
- * The RecyclePort: what the agent tells the fleet's engine when a host must be replaced. Behind it
- * sit one RecycleProvider per engine (exit, shutdown, aws-asg, gcp-mig, azure-vmss, kubernetes,
- * webhook, command), each a thin adapter that takes its far-side endpoint or command from config
+ * The recycle side of the agent's RecyclePort (src/agent/deps.ts): what the agent tells the fleet's
+ * engine when a host must be replaced. Behind it sit one RecycleProvider per engine (exit,
+ * shutdown, aws-asg, gcp-mig, azure-vmss, kubernetes, webhook, command), each a thin adapter that takes its far-side endpoint or command from config
  * and never acts on this machine by itself; chain.ts tries a provider and its fallbacks in order.
  */
 
@@ -53,10 +53,11 @@ export interface RecycleOutcome extends RecycleResult {
 }
 
 /**
- * The RecyclePort: the one thing the composition root hands on to the agent. Built by
- * createRecycler (chain.ts) from the configured provider and its fallbacks.
+ * The RecycleChain: the configured provider and its fallbacks, built by createRecycler (chain.ts).
+ * The composition root (src/cli/recycle-provider.ts) stamps each event with the host's name, time
+ * and idempotency key and hands it to the agent as its RecyclePort.
  */
-export interface RecyclePort {
+export interface RecycleChain {
   /** Provider names in the order they are tried. */
   readonly providers: readonly string[];
   /** Tries each provider until one says ok. Never rejects. */

@@ -18,7 +18,7 @@ import { silentLogger, createLogger, type Logger } from '../../src/lib/log.js';
 import { takeBaseline } from '../../src/cleanup/baseline.js';
 import type { JournalRecord } from '../../src/agent/journal.js';
 import type { GitHubPort } from '../../src/github/port.js';
-import type { RecyclerPort } from '../../src/agent/agent.js';
+import type { RecyclePort } from '../../src/agent/agent.js';
 
 export { SIM_ENV };
 
@@ -50,7 +50,7 @@ export interface World {
   /** A world-writable directory outside every policy path, where hostile jobs drop what they found. */
   dropDir: string;
   /** Loads the config and wires a runtime (not started). */
-  runtime(o?: { clock?: Clock; github?: GitHubPort; recycler?: RecyclerPort; log?: Logger }): Promise<Runtime>;
+  runtime(o?: { clock?: Clock; github?: GitHubPort; recycler?: RecyclePort; log?: Logger }): Promise<Runtime>;
   journal(): Promise<JournalRecord[]>;
   /** Wires a runtime, runs the agent until it stops (bounded), closes it; the exit and the job records. */
   runToEnd(

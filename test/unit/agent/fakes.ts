@@ -7,7 +7,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Agent, type AgentDeps, type RecyclerPort } from '../../../src/agent/agent.js';
+import { Agent, type AgentDeps, type RecyclePort } from '../../../src/agent/agent.js';
 import { DEFAULT_TIMEOUTS, type Timeouts } from '../../../src/agent/timeouts.js';
 import type { NewJournalRecord, JournalRecord } from '../../../src/agent/journal.js';
 import type { ListenerHandle, RunnerHostPort } from '../../../src/agent/runner-host.js';
@@ -130,7 +130,7 @@ export interface UnitWorldOptions {
   maxJobs?: number;
   script?: ListenerScript;
   cleanup?: (n: number) => CleanupReport | Promise<CleanupReport>;
-  recycler?: RecyclerPort;
+  recycler?: RecyclePort;
   guards?: JobGuard<Policy>[];
   disk?: DiskPort;
   /** Replaces the in-memory journal's append (e.g. to fail with ENOSPC). */
@@ -323,7 +323,7 @@ export async function runUntil(agent: Agent, pred: () => boolean, what: string):
 }
 
 /** A recycler that records its calls. */
-export function recordingRecycler(ok = true): RecyclerPort & { calls: string[] } {
+export function recordingRecycler(ok = true): RecyclePort & { calls: string[] } {
   const calls: string[] = [];
   return {
     provider: 'command',
