@@ -5,6 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
 import { createRecycler } from '../../../src/recycle/chain.js';
 import { parseRecycleConfig } from '../../../src/recycle/config.js';
 import { ConfigError } from '../../../src/lib/errors.js';
@@ -115,5 +117,21 @@ test('scalerOwnsSize must be a boolean and belongs to the cloud pool providers o
     { provider: 'aws-asg', decrementDesiredCapacity: true },
   ]) {
     assert.throws(() => parseRecycleConfig(raw), ConfigError, JSON.stringify(raw));
+  }
+});
+
+test('every example of docs/pools.md is a valid config, and keeps or shrinks the pool as the page says', async () => {
+  const page = await readFile(new URL('../../../docs/pools.md', import.meta.url), 'utf8');
+  const examples = [...page.matchAll(/```yaml\n([\s\S]*?)```/g)].map(
+    (m) => (parseYaml(m[1] as string) as { recycle: Record<string, unknown> }).recycle,
+  );
+  assert.deepEqual([...new Set(examples.map((e) => e.provider))].sort(), [...PROVIDERS].sort(), 'an example of each cloud pool provider');
+  for (const example of examples) {
+    assert.doesNotThrow(() => parseRecycleConfig(example, 'docs/pools.md'), JSON.stringify(example));
+    // The fallback is never run here: a shutdown provider's command would power the machine off.
+    const { provider, fallback: _fallback, ...rest } = example;
+    const r = await recycleOnce(provider as (typeof PROVIDERS)[number], rest);
+    if (rest.scalerOwnsSize === true) assert.equal(r.after, r.before - 1, JSON.stringify(example));
+    else assert.equal(r.after, r.before, `${JSON.stringify(example)} shrank the pool: ${r.detail}`);
   }
 });
