@@ -22,6 +22,9 @@ export function runnerRootLockFile(runnerRoot: string): string {
   return path.join(runnerRoot, '.runner-warden.lock');
 }
 
+/** Errors of a usable directory that has no room or a failing device right now: temporary, not configuration. */
+const TEMPORARY_CODES: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN']);
+
 /** Both locks of one slot; release() frees them (the kernel also frees them when the agent dies). */
 export interface HostLocks {
   files: string[];
@@ -38,7 +41,8 @@ export async function takeHostLocks(stateDir: string, runnerRoot: string, config
     (err: unknown): never => {
       const code = (err as NodeJS.ErrnoException).code ?? (err as { cause?: NodeJS.ErrnoException }).cause?.code;
       // Another holder, or a lock failure that is not about the directory (flock(1) missing): as is.
-      if (err instanceof LockBusyError || code === undefined) throw err;
+      // A full disk or an I/O error is temporary (75), not a configuration an operator must change.
+      if (err instanceof LockBusyError || code === undefined || TEMPORARY_CODES.has(code)) throw err;
       throw new ConfigError(
         `${field} ${dir} cannot be used`,
         configFile,

@@ -81,9 +81,7 @@ export async function acquireLock(file: string, o: AcquireLockOptions = {}): Pro
         if (attempt >= 2) throw new LockError(`${file} keeps being replaced`, file);
         continue;
       }
-      await fh.truncate(0);
-      await fh.write(`${pid}\n`, 0);
-      await fh.sync();
+      await writePid(fh, pid);
       keep = true;
       return {
         file,
@@ -149,6 +147,23 @@ function flockFd(fh: FileHandle, bin: string, file: string): Promise<number> {
       else resolve(code);
     });
   });
+}
+
+/**
+ * Writes the holder's pid into the locked file. A full disk (ENOSPC, EDQUOT) leaves the file empty:
+ * the lock is held all the same (a refused caller then names "another process"), since an agent
+ * must start on a disk a job filled, to clean it.
+ */
+async function writePid(fh: FileHandle, pid: number): Promise<void> {
+  await fh.truncate(0);
+  try {
+    await fh.write(`${pid}\n`, 0);
+    await fh.sync();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+    await fh.truncate(0).catch(() => {});
+  }
 }
 
 async function readPid(fh: FileHandle): Promise<number | undefined> {
