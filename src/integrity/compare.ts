@@ -90,7 +90,8 @@ export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOption
     alwaysHash.has(p) || CONTENT_SURFACES.has(surface) || (surface === 'root-home' && ROOT_CONFIG.test(p));
   const real = (p: string): string => (o.root === '/' ? p : path.join(o.root, p));
   for (const [p, cur] of Object.entries(now.files)) {
-    if (o.exceptions.matches(p)) continue;
+    // No exception covers a setuid or setgid file: it is a root shell wherever it is.
+    if (o.exceptions.matches(p) && !(cur.type === 'f' && (cur.mode & 0o6000) !== 0)) continue;
     const surface = now.fileSurface[p] ?? 'etc';
     const was = base.files[p];
     if (!was) {

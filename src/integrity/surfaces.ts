@@ -11,6 +11,8 @@ export interface TreeSurface {
   paths: string[];
   /** Record only setuid/setgid regular files (the setuid surface). */
   setuidOnly?: boolean;
+  /** Entries this many levels below a start at most (1: the start's own entries). */
+  maxDepth?: number;
 }
 
 /** What a change on each surface means; printed by docs and kept beside the code that reads it. */
@@ -21,9 +23,10 @@ export const SURFACE_MEANING: Record<SurfaceName, string> = {
   'root-home': "root's shell start-up files, ssh keys, tool configuration",
   'authorized-keys': "every user's ~/.ssh/authorized_keys: a new line is a remote login",
   cron: 'crontabs of every user and at jobs (/var/spool/cron, /var/spool/at)',
-  systemd: 'unit directories outside /etc, runtime and transient units, lingering users (a user manager that outlives logins)',
+  systemd:
+    'units, generators and hooks under /usr/lib/systemd, runtime and transient units, udev rules, the /usr/lib side of tmpfiles.d, sysctl.d, modprobe.d and the like, lingering users (a user manager that outlives logins)',
   setuid:
-    'every entry of the system binary directories (a replaced git or sudo), and setuid/setgid files in temp directories and homes: a root shell for anyone who finds it',
+    'every entry of the system binary directories (a replaced git or sudo), PAM modules and the top of python3 dist-packages (.pth files run at every start); setuid/setgid files and file capabilities in temp directories and homes: a root shell for anyone who finds it',
   accounts: 'users and groups from the password and group databases: a new user, a uid 0 alias, a new member of sudo or docker',
   modules: 'loaded kernel modules: a rootkit, or a capability the image did not have',
   mounts: 'the mount table: a bind mount over a system path changes what every later job runs',
@@ -41,8 +44,8 @@ export const SURFACE_MEANING: Record<SurfaceName, string> = {
  */
 export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly string[]): TreeSurface[] {
   const out: TreeSurface[] = [];
-  const add = (surface: SurfaceName, paths: string[], setuidOnly = false): void => {
-    if (enabled.has(surface)) out.push({ surface, paths, ...(setuidOnly ? { setuidOnly } : {}) });
+  const add = (surface: SurfaceName, paths: string[], setuidOnly = false, maxDepth?: number): void => {
+    if (enabled.has(surface)) out.push({ surface, paths, ...(setuidOnly ? { setuidOnly } : {}), ...(maxDepth ? { maxDepth } : {}) });
   };
   add('etc', ['/etc']);
   add('usr-local', ['/usr/local']);
@@ -53,17 +56,42 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
     homes.filter((h) => h !== '/root' && h !== '/').flatMap((h) => [`${h}/.ssh/authorized_keys`, `${h}/.ssh/authorized_keys2`]),
   );
   add('cron', ['/var/spool/cron', '/var/spool/at']);
+  // All of /usr/lib/systemd: units, and the generators, shutdown and sleep hooks it runs as root;
+  // udev rules (RUN+= on a device event) and the other directories of configuration that systemd
+  // reads from /usr/lib as well as /etc.
   add('systemd', [
-    '/usr/lib/systemd/system',
-    '/usr/lib/systemd/user',
-    '/lib/systemd/system',
+    '/usr/lib/systemd',
+    '/lib/systemd',
+    '/usr/lib/udev',
+    '/usr/lib/tmpfiles.d',
+    '/usr/lib/sysctl.d',
+    '/usr/lib/modprobe.d',
+    '/usr/lib/modules-load.d',
+    '/usr/lib/binfmt.d',
+    '/usr/lib/environment.d',
+    '/usr/lib/sysusers.d',
     '/run/systemd/system',
     '/run/systemd/transient',
     '/var/lib/systemd/linger',
   ]);
   // The system binary directories, every entry: a replaced /usr/bin/git or sudo runs for every
   // later job as surely as a new one in /usr/local/bin (the walk reads them all for setuid bits anyway).
-  add('setuid', ['/usr/bin', '/usr/sbin', '/bin', '/sbin', '/usr/libexec', '/usr/lib/openssh', '/usr/lib/dbus-1.0']);
+  // PAM modules too (a replaced pam_unix.so accepts any password).
+  add('setuid', [
+    '/usr/bin',
+    '/usr/sbin',
+    '/bin',
+    '/sbin',
+    '/usr/libexec',
+    '/usr/lib/openssh',
+    '/usr/lib/dbus-1.0',
+    '/usr/lib/security',
+    '/usr/lib/x86_64-linux-gnu/security',
+    '/usr/lib/aarch64-linux-gnu/security',
+  ]);
+  // Python runs every .pth file and sitecustomize at the top of its site directories at start:
+  // their own entries only, not the packages below.
+  add('setuid', ['/usr/lib/python3/dist-packages'], false, 1);
   // Setuid and setgid files anywhere an unprivileged user can reach and write. A full walk of every
   // local file system costs seconds (docs/integrity.md weighs it); the mount table catches a
   // remount without nosuid.

@@ -71,8 +71,8 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
   const unreadable: string[] = [];
   let count = 0;
   let overflow = false;
-  type Item = { tree: number; p: string; dev: number; st?: Stats };
-  const stack: Item[] = starts.map((s) => ({ tree: s.tree, p: s.path, dev: s.st.dev, st: s.st }));
+  type Item = { tree: number; p: string; dev: number; depth: number; st?: Stats };
+  const stack: Item[] = starts.map((s) => ({ tree: s.tree, p: s.path, dev: s.st.dev, depth: 0, st: s.st }));
 
   const visit = (it: Item, s: Stats, done: () => void): void => {
     if (++count > MAX_ENTRIES) {
@@ -97,7 +97,9 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
         });
       }
     }
-    if (!s.isDirectory() || s.dev !== it.dev || o.prune?.(it.p)) {
+    // A setuid tree is never pruned by an exception: a setuid file is reachable wherever it is.
+    const deep = t.maxDepth !== undefined && it.depth >= t.maxDepth;
+    if (!s.isDirectory() || s.dev !== it.dev || deep || (!t.setuidOnly && o.prune?.(it.p))) {
       if (!pendingLink) done();
       return;
     }
@@ -108,7 +110,7 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
       } else if (!overflow) {
         for (const name of names) {
           const child = it.p === '/' ? `/${name}` : `${it.p}/${name}`;
-          if (!isExcluded(child)) stack.push({ tree: it.tree, p: child, dev: it.dev });
+          if (!isExcluded(child)) stack.push({ tree: it.tree, p: child, dev: it.dev, depth: it.depth + 1 });
         }
       }
       done();

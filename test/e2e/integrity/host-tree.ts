@@ -23,6 +23,9 @@ export async function buildHostTree(root: string): Promise<{ stateDir: string; r
     'usr/local/share/ca-certificates',
     'usr/bin',
     'usr/lib/systemd/system',
+    'usr/lib/udev/rules.d',
+    'usr/lib/x86_64-linux-gnu/security',
+    'usr/lib/python3/dist-packages/requests',
     'var/spool/cron/crontabs',
     'var/lib/dpkg',
     'var/lib/systemd/linger',
@@ -40,6 +43,8 @@ export async function buildHostTree(root: string): Promise<{ stateDir: string; r
   // A system binary a job could replace in place (the image's git).
   await copyFile('/usr/bin/true', path.join(root, 'usr/bin/git'));
   await copyFile('/usr/bin/true', path.join(root, 'usr/bin/python3'));
+  await writeFile(path.join(root, 'usr/lib/x86_64-linux-gnu/security/pam_unix.so'), 'the image pam_unix\n');
+  await writeFile(path.join(root, 'usr/lib/python3/dist-packages/requests/__init__.py'), '# requests\n');
   await writeFile(
     path.join(root, 'root/.ssh/authorized_keys'),
     'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImageKeyOfTheFleetxxxxxxxxxxxxxxxxxxxxxxx fleet\n',
