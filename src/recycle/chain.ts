@@ -11,6 +11,7 @@
  *
  * An abort of the caller's signal stops the chain at once (no further fallbacks).
  */
+import type { RandomSource } from '../lib/backoff.js';
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
 import { ConfigError, describeError } from '../lib/errors.js';
@@ -33,6 +34,8 @@ export interface RecyclerDeps {
   clock?: Clock;
   log?: Logger;
   awsCredentials?: AwsAsgDeps['credentials'];
+  /** Uniform numbers in [0, 1) for the retry jitter of the webhook provider; default Math.random. */
+  random?: RandomSource;
   /** The config file named in ConfigError. */
   configFile?: string;
 }
@@ -58,7 +61,7 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
     case 'kubernetes':
       return kubernetesProvider(config);
     case 'webhook':
-      return webhookProvider(config, { clock: deps.clock ?? systemClock });
+      return webhookProvider(config, { clock: deps.clock ?? systemClock, ...(deps.random ? { random: deps.random } : {}) });
     case 'command':
       return commandProvider(config);
   }

@@ -23,8 +23,8 @@ export interface WebhookReceiver {
   /** Accepted events, parsed, once per idempotency key. */
   events: unknown[];
   deliveries: WebhookDelivery[];
-  /** Answers the next `times` (default 1) validly signed deliveries with `status`. */
-  failNext(status: number, times?: number): void;
+  /** Answers the next `times` (default 1) validly signed deliveries with `status` (and `retry-after` when given). */
+  failNext(status: number, times?: number, retryAfterSeconds?: number): void;
   close(): Promise<void>;
 }
 
@@ -44,6 +44,7 @@ export async function startWebhookReceiver(opts: { secret: string }): Promise<We
   const seen = new Set<string>();
   let failStatus = 0;
   let failTimes = 0;
+  let failRetryAfter: number | undefined;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (d: Buffer) => chunks.push(d));
@@ -53,9 +54,9 @@ export async function startWebhookReceiver(opts: { secret: string }): Promise<We
       const key = req.headers['idempotency-key'];
       const idempotencyKey = typeof key === 'string' ? key : undefined;
       const signatureValid = verifySignature(opts.secret, body, typeof sig === 'string' ? sig : undefined);
-      const reply = (status: number, out: object): void => {
+      const reply = (status: number, out: object, headers: Record<string, string> = {}): void => {
         deliveries.push({ ...(idempotencyKey ? { idempotencyKey } : {}), signatureValid, status, atMs: performance.now() - started });
-        res.writeHead(status, { 'content-type': 'application/json' });
+        res.writeHead(status, { 'content-type': 'application/json', ...headers });
         res.end(JSON.stringify(out));
       };
       if (req.method !== 'POST') return reply(405, { error: 'POST only' });
@@ -63,7 +64,11 @@ export async function startWebhookReceiver(opts: { secret: string }): Promise<We
       if (idempotencyKey === undefined) return reply(400, { error: 'Idempotency-Key required' });
       if (failTimes > 0) {
         failTimes -= 1;
-        return reply(failStatus, { error: 'programmed failure' });
+        return reply(
+          failStatus,
+          { error: 'programmed failure' },
+          failRetryAfter !== undefined ? { 'retry-after': String(failRetryAfter) } : {},
+        );
       }
       if (seen.has(idempotencyKey)) return reply(200, { duplicate: true });
       let event: unknown;
@@ -82,9 +87,10 @@ export async function startWebhookReceiver(opts: { secret: string }): Promise<We
     url: `http://127.0.0.1:${port}/recycle`,
     events,
     deliveries,
-    failNext(status, times = 1) {
+    failNext(status, times = 1, retryAfterSeconds) {
       failStatus = status;
       failTimes = times;
+      failRetryAfter = retryAfterSeconds;
     },
     close,
   };

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { seededRandom } from '../../../src/lib/backoff.js';
 import { ManualClock } from '../../../src/lib/clock.js';
 import { chainProviders } from '../../../src/recycle/chain.js';
 import type { WebhookRecycleConfig } from '../../../src/recycle/config.js';
@@ -51,18 +52,21 @@ test('the signature is sha256= and the hex HMAC of the exact body', () => {
   assert.equal(verifySignature('other', Buffer.from(body), sig), false);
 });
 
-test('5xx answers are retried with exponential backoff on the injected clock', async () => {
+/** A jitter source in the middle of [0, 1): each wait is then half its envelope. */
+const half = (): number => 0.5;
+
+test('5xx answers are retried with full-jitter exponential backoff on the injected clock', async () => {
   await withReceiver(async (rx, config) => {
     rx.failNext(503, 2);
     const clock = ManualClock.instant();
-    const out = await webhookProvider({ ...config, initialBackoffMs: 500 }, { clock }).recycle(sampleEvent(), never);
+    const out = await webhookProvider({ ...config, initialBackoffMs: 500 }, { clock, random: half }).recycle(sampleEvent(), never);
     assert.equal(out.ok, true, out.detail);
     assert.match(out.detail, /attempt 3/);
     assert.deepEqual(
       rx.deliveries.map((d) => d.status),
       [503, 503, 202],
     );
-    assert.deepEqual(clock.sleeps, [500, 1000], 'backoff must double from initialBackoffMs');
+    assert.deepEqual(clock.sleeps, [250, 500], 'each wait is drawn under an envelope doubling from initialBackoffMs');
     assert.equal(rx.events.length, 1);
   });
 });
@@ -94,21 +98,57 @@ test('a receiver with another secret refuses the signature and the refusal is fi
 test('network errors are retried up to maxAttempts and then reported', async () => {
   await withReceiver(async (_rx, config) => {
     const clock = ManualClock.instant();
-    const out = await webhookProvider({ ...config, url: 'http://127.0.0.1:9/recycle', maxAttempts: 4 }, { clock }).recycle(
+    const out = await webhookProvider({ ...config, url: 'http://127.0.0.1:9/recycle', maxAttempts: 4 }, { clock, random: half }).recycle(
       sampleEvent(),
       never,
     );
     assert.equal(out.ok, false);
     assert.match(out.detail, /^not delivered after 4 attempts; last: HttpNetworkError: connect ECONNREFUSED/);
-    assert.deepEqual(clock.sleeps, [1000, 2000, 4000], 'three waits between four attempts');
+    assert.deepEqual(clock.sleeps, [500, 1000, 2000], 'three waits between four attempts');
   });
 });
 
-test('the backoff doubles and is capped', () => {
+test('the backoff envelope doubles and is capped', () => {
   assert.deepEqual(
     [1, 2, 3, 4, 5, 6, 7].map((n) => backoffMs(n, 1000, 30_000)),
     [1000, 2000, 4000, 8000, 16000, 30000, 30000],
   );
+});
+
+test('1,000 hosts whose receiver failed them at once spread their retries over the whole envelope (fixed seed)', async () => {
+  await withReceiver(async (rx, config) => {
+    const waits: number[] = [];
+    for (let host = 0; host < 1000; host++) {
+      rx.failNext(503, 1);
+      const clock = ManualClock.instant();
+      const event = { ...sampleEvent(), host: `h${host}`, idempotencyKey: `h${host}:recycle` };
+      const out = await webhookProvider({ ...config, initialBackoffMs: 10_000 }, { clock, random: seededRandom(host + 1) }).recycle(
+        event,
+        never,
+      );
+      assert.equal(out.ok, true, out.detail);
+      waits.push(...clock.sleeps);
+    }
+    assert.equal(waits.length, 1000);
+    assert.ok(Math.max(...waits) <= 10_000, 'never past the envelope');
+    // Ten buckets of a second: each holds about a tenth of the fleet, none more than twice that.
+    const buckets = Array.from({ length: 10 }, (_, i) => waits.filter((w) => w >= i * 1000 && w < (i + 1) * 1000).length);
+    assert.ok(
+      buckets.every((n) => n >= 60 && n <= 140),
+      `retries bunched: ${buckets.join(' ')}`,
+    );
+    assert.ok(new Set(waits).size > 900, 'hosts must not share their waits');
+  });
+});
+
+test("a receiver's Retry-After is kept whole, the jitter on top", async () => {
+  await withReceiver(async (rx, config) => {
+    rx.failNext(429, 2, 30);
+    const clock = ManualClock.instant();
+    const out = await webhookProvider({ ...config, initialBackoffMs: 1000 }, { clock, random: half }).recycle(sampleEvent(), never);
+    assert.equal(out.ok, true, out.detail);
+    assert.deepEqual(clock.sleeps, [30_000 + 500, 30_000 + 1000]);
+  });
 });
 
 test('a repeated delivery with the same idempotency key is recorded once by the receiver', async () => {
