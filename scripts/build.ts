@@ -82,7 +82,6 @@ function substitutions(gen: GeneratedSchemas, simEsbuild: string): Plugin {
       b.onResolve({ filter: /^(ajv\/dist\/2020\.js|ajv-formats)$/ }, (a) =>
         from(a.importer, 'src/policy/schema.ts') ? { path: gen.noCompilerModule } : undefined,
       );
-      b.onResolve({ filter: /^ajv$/ }, (a) => (from(a.importer, 'src/recycle/config.ts') ? { path: gen.recycleAjvModule } : undefined));
       b.onResolve({ filter: /^esbuild$/ }, (a) =>
         from(a.importer, 'src/sim/runner/install.ts') ? { path: 'sim-esbuild', namespace: 'runner-warden-prebuilt' } : undefined,
       );

@@ -39,7 +39,7 @@ export function buildRecycler(
  * config names them. Other providers pass through unchanged.
  */
 export function withDownwardApi(recycle: HostConfig['recycle'], env: NodeJS.ProcessEnv): HostConfig['recycle'] {
-  const fill = (c: Record<string, unknown>): Record<string, unknown> =>
+  const fill = (c: HostConfig['recycle']): HostConfig['recycle'] =>
     c.provider !== 'kubernetes'
       ? c
       : {
@@ -51,6 +51,5 @@ export function withDownwardApi(recycle: HostConfig['recycle'], env: NodeJS.Proc
             : {}),
           ...(c.servicePort === undefined && env.KUBERNETES_SERVICE_PORT ? { servicePort: Number(env.KUBERNETES_SERVICE_PORT) } : {}),
         };
-  const r = recycle as Record<string, unknown> & { fallback?: Record<string, unknown>[] };
-  return { ...fill(r), ...(r.fallback ? { fallback: r.fallback.map(fill) } : {}) } as HostConfig['recycle'];
+  return { ...fill(recycle), ...(recycle.fallback ? { fallback: recycle.fallback.map(fill) } : {}) };
 }

@@ -5,7 +5,9 @@
  */
 import type { ValidateFunction } from 'ajv';
 
-/** The host config, team policy and policy file validators, or undefined outside the bundle. */
-export function precompiledValidators(): { host: ValidateFunction; policy: ValidateFunction; policyFile: ValidateFunction } | undefined {
+/** The host config, team policy, policy file and recycle section validators, or undefined outside the bundle. */
+export function precompiledValidators():
+  | { host: ValidateFunction; policy: ValidateFunction; policyFile: ValidateFunction; recycle: ValidateFunction }
+  | undefined {
   return undefined;
 }

@@ -1,6 +1,6 @@
 /**
- * The two JSON Schemas (the single source of the config formats, their TypeScript types and
- * policies/README.md) compiled with ajv 2020 in strict mode. Compilation is lazy: nothing is built
+ * The two JSON Schemas (the single source of the config formats, the recycle section's included,
+ * their TypeScript types and policies/README.md) compiled with ajv 2020 in strict mode. Compilation is lazy: nothing is built
  * at import time (docs/decisions.md, "Only the composition root touches the process").
  *
  * Vocabulary added to JSON Schema (registered as ajv keywords so strict mode accepts them):
@@ -141,7 +141,12 @@ export interface Compiled {
   host: ValidateFunction;
   policy: ValidateFunction;
   policyFile: ValidateFunction;
+  /** The host config's `recycle` section alone (`$defs/RecycleConfig`), for a section built in code. */
+  recycle: ValidateFunction;
 }
+
+/** Where the recycle section's schema lives inside the host config schema. */
+export const RECYCLE_SCHEMA_REF = `${String(hostConfigSchema.$id)}#/$defs/RecycleConfig`;
 
 let compiled: Compiled | undefined;
 
@@ -154,15 +159,14 @@ export function validators(): Compiled {
   return compiled;
 }
 
-/** Compiles the three validators now (the build uses the same compilers for its standalone code). */
+/** Compiles the validators now (the build uses the same compilers for its standalone code). */
 export function compileValidators(standalone?: StandaloneRefs): Compiled {
   const withDefaults = schemaCompiler(true, standalone);
   const plain = schemaCompiler(false, standalone);
-  return {
-    host: withDefaults.compile(hostConfigSchema),
-    policy: withDefaults.compile(policySchema),
-    policyFile: plain.compile(policyFileSchema()),
-  };
+  const host = withDefaults.compile(hostConfigSchema);
+  const recycle = withDefaults.getSchema(RECYCLE_SCHEMA_REF);
+  if (!recycle) throw new Error(`schema not found: ${RECYCLE_SCHEMA_REF}`);
+  return { host, policy: withDefaults.compile(policySchema), policyFile: plain.compile(policyFileSchema()), recycle };
 }
 
 /** The policy every file starts from: the schema's defaults (the same value as DEFAULT_POLICY). */

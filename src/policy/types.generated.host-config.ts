@@ -166,9 +166,9 @@ export interface HostConfig {
     tokenFile?: string;
   };
   /**
-   * How the infrastructure is told to replace this host. Provider-specific options are extra keys
-   * checked by the provider's own schema (src/recycle/config.ts), which `runner-warden validate`
-   * and the agent apply. Default: {"provider":"none"}.
+   * How the infrastructure is told to replace this host: a provider, its own options, and
+   * fallbacks tried in order when it fails. Each provider accepts only its own keys (one if/then
+   * branch per provider). Default: {"provider":"none"}.
    */
   recycle: RecycleConfig;
   /**

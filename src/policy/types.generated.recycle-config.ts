@@ -4,9 +4,9 @@
  */
 
 /**
- * How the infrastructure is told to replace this host. Provider-specific options are extra keys
- * checked by the provider's own schema (src/recycle/config.ts), which `runner-warden validate` and
- * the agent apply.
+ * How the infrastructure is told to replace this host: a provider, its own options, and fallbacks
+ * tried in order when it fails. Each provider accepts only its own keys (one if/then branch per
+ * provider).
  */
 export interface RecycleConfig {
   /**
@@ -21,7 +21,104 @@ export interface RecycleConfig {
   exitCode?: number;
   /** Command for providers shutdown and command: an argv list, or a string run with /bin/sh -c. */
   command?: string | string[];
-  /** Providers tried in order when this one fails. */
+  /** command: extra environment for the command (the agent's own environment is never passed). */
+  env?: {
+    [key: string]: string;
+  };
+  /**
+   * Bound on one call or command of the provider, in seconds (defaults in src/recycle/config.ts).
+   */
+  timeoutSeconds?: number;
+  /**
+   * aws-asg, gcp-mig, azure-vmss: true when an autoscaler owns the pool's size, so the host may be
+   * taken out without a replacement. Default false: the pool keeps its size (docs/pools.md).
+   */
+  scalerOwnsSize?: boolean;
+  /**
+   * gcp-mig: recreate (default) or delete; azure-vmss: reimage (default) or delete. delete shrinks
+   * the pool and needs scalerOwnsSize: true.
+   */
+  action?: string;
+  /** aws-asg, azure-vmss: the instance metadata service; default http://169.254.169.254. */
+  imdsEndpoint?: string;
+  /** aws-asg, azure-vmss: bound on each instance metadata call, in seconds (default 2). */
+  imdsTimeoutSeconds?: number;
+  /** aws-asg: the Auto Scaling API endpoint; default the SDK's regional endpoint. */
+  endpoint?: string;
+  /** aws-asg: the region; default from instance metadata. */
+  region?: string;
+  /**
+   * aws-asg: i-... ; azure-vmss: the scale-set instance id (digits). Default from instance
+   * metadata.
+   */
+  instanceId?: string;
+  /**
+   * aws-asg: the group's autoscaling:EC2_INSTANCE_TERMINATING lifecycle hook; a host already
+   * scaling in is released at once with CONTINUE.
+   */
+  lifecycleHookName?: string;
+  /**
+   * aws-asg (at most 10, default 3), webhook (at most 20, default 5): tries per call before giving
+   * up.
+   */
+  maxAttempts?: number;
+  /** azure-vmss: the Resource Manager endpoint; default https://management.azure.com. */
+  managementEndpoint?: string;
+  /** azure-vmss: default from instance metadata. */
+  subscriptionId?: string;
+  /** azure-vmss: default from instance metadata. */
+  resourceGroup?: string;
+  /** azure-vmss: default from instance metadata. */
+  scaleSet?: string;
+  /** azure-vmss: client id of a user-assigned managed identity; default the system-assigned one. */
+  identityClientId?: string;
+  /** gcp-mig: the metadata server; default http://metadata.google.internal. */
+  metadataEndpoint?: string;
+  /** gcp-mig: the Compute API endpoint; default https://compute.googleapis.com. */
+  computeEndpoint?: string;
+  /** gcp-mig: default from the metadata server. */
+  project?: string;
+  /** gcp-mig: default from the metadata server. */
+  zone?: string;
+  /** gcp-mig: default from the metadata server. */
+  instanceName?: string;
+  /**
+   * gcp-mig: projects/P/zones/Z/instanceGroupManagers/N (or regions/R/...); default the VM's
+   * created-by.
+   */
+  instanceGroupManager?: string;
+  /** gcp-mig: bound on each metadata call, in seconds (default 2). */
+  metadataTimeoutSeconds?: number;
+  /** kubernetes: this pod's name (downward API metadata.name). */
+  podName?: string;
+  /** kubernetes: this pod's namespace; default the service account's namespace file. */
+  namespace?: string;
+  /** kubernetes: the API server URL; default built from serviceHost and servicePort. */
+  apiUrl?: string;
+  /** kubernetes: the in-cluster API host (KUBERNETES_SERVICE_HOST). */
+  serviceHost?: string;
+  /** kubernetes: the in-cluster API port (KUBERNETES_SERVICE_PORT, which arrives as a string). */
+  servicePort?: number | string;
+  /** kubernetes: the service account token; default the in-cluster mount. */
+  tokenFile?: string;
+  /** kubernetes, webhook: a PEM bundle to trust. */
+  caFile?: string;
+  /** kubernetes: the service account's namespace file; default the in-cluster mount. */
+  namespaceFile?: string;
+  /** kubernetes: the pod deletion's grace period. */
+  gracePeriodSeconds?: number;
+  /** webhook: where the event is POSTed. */
+  url?: string;
+  /** webhook: the HMAC-SHA256 key (root-owned, not group or other accessible). */
+  secretFile?: string;
+  /** webhook: extra request headers (not secret: they are logged in config dumps). */
+  headers?: {
+    [key: string]: string;
+  };
+  /** webhook: first retry delay (default 1000), doubled up to maxBackoffMs. */
+  initialBackoffMs?: number;
+  /** webhook: cap on one retry delay (default 30000). */
+  maxBackoffMs?: number;
+  /** Providers tried in order when this one fails (a fallback has no fallback of its own). */
   fallback?: RecycleConfig[];
-  [key: string]: unknown;
 }

@@ -1,10 +1,14 @@
 /**
- * The host config's `recycle` section, typed per provider, with its JSON Schema fragment and the
- * defaults of every provider in one object. The config loader hands over a loose `recycle` section
- * (src/policy/types.ts); `parseRecycleConfig` narrows it to the union below.
+ * The host config's `recycle` section, typed per provider, and the defaults of every provider in
+ * one object. Its JSON Schema is the host config's (src/policy/schema/host-config.schema.json,
+ * `$defs/RecycleConfig`: one source, validated with the rest of the file); the config loader hands
+ * over a loose `recycle` section (src/policy/types.ts) and `parseRecycleConfig` narrows it to the
+ * union below.
  */
-import { Ajv, type ErrorObject } from 'ajv';
 import { ConfigError } from '../lib/errors.js';
+import { ajvProblems } from '../policy/messages.js';
+import { validators } from '../policy/schema.js';
+import { formatPath, formatProblem, type Problem } from '../policy/source.js';
 
 /** The standard in-cluster service-account mount (Kubernetes docs, "Accessing the API from a Pod"). */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -251,191 +255,25 @@ export type RecycleProviderName = RecycleProviderConfig['provider'];
 /** The `recycle` section: a provider and the fallbacks tried in order when it fails. */
 export type RecycleChainConfig = RecycleProviderConfig & { fallback?: RecycleProviderConfig[] };
 
-const positiveSeconds = { type: 'number', exclusiveMinimum: 0, maximum: 3600 };
-const argv = {
-  oneOf: [
-    { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
-    { type: 'string', minLength: 1 },
-  ],
-};
-const stringMap = { type: 'object', additionalProperties: { type: 'string' } };
-const url = { type: 'string', pattern: '^https?://' };
-
-/** Properties each provider accepts (besides `provider` and, at the top level, `fallback`). */
-const PROVIDER_PROPERTIES: Record<RecycleProviderName, { props: Record<string, object>; required: string[] }> = {
-  none: { props: {}, required: [] },
-  exit: { props: { exitCode: { type: 'integer', minimum: 0, maximum: 255 } }, required: [] },
-  shutdown: { props: { command: argv, timeoutSeconds: positiveSeconds }, required: ['command'] },
-  'aws-asg': {
-    props: {
-      imdsEndpoint: url,
-      endpoint: url,
-      region: { type: 'string', minLength: 1 },
-      instanceId: { type: 'string', pattern: '^i-[0-9a-f]+$' },
-      scalerOwnsSize: { type: 'boolean' },
-      // AWS: 1-255 characters of [A-Za-z0-9\-_\/].
-      lifecycleHookName: { type: 'string', pattern: '^[A-Za-z0-9_/-]{1,255}$' },
-      maxAttempts: { type: 'integer', minimum: 1, maximum: 10 },
-      imdsTimeoutSeconds: positiveSeconds,
-      timeoutSeconds: positiveSeconds,
-    },
-    required: [],
-  },
-  'azure-vmss': {
-    props: {
-      action: { enum: ['delete', 'reimage'] },
-      scalerOwnsSize: { type: 'boolean' },
-      imdsEndpoint: url,
-      managementEndpoint: url,
-      subscriptionId: { type: 'string', pattern: '^[0-9a-fA-F-]{36}$' },
-      resourceGroup: { type: 'string', pattern: '^[-\\w._()]{1,90}$' },
-      scaleSet: { type: 'string', minLength: 1, maxLength: 64 },
-      instanceId: { type: 'string', pattern: '^[0-9]+$' },
-      identityClientId: { type: 'string', pattern: '^[0-9a-fA-F-]{36}$' },
-      imdsTimeoutSeconds: positiveSeconds,
-      timeoutSeconds: positiveSeconds,
-    },
-    required: [],
-  },
-  'gcp-mig': {
-    props: {
-      action: { enum: ['delete', 'recreate'] },
-      scalerOwnsSize: { type: 'boolean' },
-      metadataEndpoint: url,
-      computeEndpoint: url,
-      project: { type: 'string', pattern: '^[a-z][-a-z0-9]{4,28}[a-z0-9]$|^[0-9]+$' },
-      zone: { type: 'string', pattern: '^[a-z]+-[a-z]+[0-9]+-[a-z]$' },
-      instanceName: { type: 'string', pattern: '^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$' },
-      instanceGroupManager: { type: 'string', pattern: '^projects/[^/]+/(zones|regions)/[^/]+/instanceGroupManagers/[^/]+$' },
-      metadataTimeoutSeconds: positiveSeconds,
-      timeoutSeconds: positiveSeconds,
-    },
-    required: [],
-  },
-  kubernetes: {
-    props: {
-      podName: { type: 'string', minLength: 1 },
-      namespace: { type: 'string', minLength: 1 },
-      apiUrl: url,
-      serviceHost: { type: 'string', minLength: 1 },
-      servicePort: {
-        anyOf: [
-          { type: 'integer', minimum: 1, maximum: 65535 },
-          { type: 'string', pattern: '^[0-9]+$' },
-        ],
-      },
-      tokenFile: { type: 'string', minLength: 1 },
-      caFile: { type: 'string', minLength: 1 },
-      namespaceFile: { type: 'string', minLength: 1 },
-      gracePeriodSeconds: { type: 'integer', minimum: 0 },
-      timeoutSeconds: positiveSeconds,
-    },
-    required: [],
-  },
-  webhook: {
-    props: {
-      url,
-      secretFile: { type: 'string', minLength: 1 },
-      headers: stringMap,
-      caFile: { type: 'string', minLength: 1 },
-      maxAttempts: { type: 'integer', minimum: 1, maximum: 20 },
-      initialBackoffMs: { type: 'integer', minimum: 0 },
-      maxBackoffMs: { type: 'integer', minimum: 0 },
-      timeoutSeconds: positiveSeconds,
-    },
-    required: ['url', 'secretFile'],
-  },
-  command: {
-    props: { command: argv, env: stringMap, timeoutSeconds: positiveSeconds },
-    required: ['command'],
-  },
-};
-
-const PROVIDER_NAMES = Object.keys(PROVIDER_PROPERTIES) as RecycleProviderName[];
-
-function providerSchema(withFallback: boolean): Record<string, unknown> {
-  // Every key any provider takes; a key two providers define differently (gcp-mig's and
-  // azure-vmss's `action`) is left to each provider's branch below.
-  const allProps: Record<string, object | boolean> = { provider: { enum: PROVIDER_NAMES } };
-  for (const { props } of Object.values(PROVIDER_PROPERTIES)) {
-    for (const [k, v] of Object.entries(props)) {
-      allProps[k] = k in allProps && JSON.stringify(allProps[k]) !== JSON.stringify(v) ? true : v;
-    }
-  }
-  if (withFallback) allProps.fallback = { type: 'array', items: providerSchema(false) };
-  return {
-    type: 'object',
-    required: ['provider'],
-    properties: allProps,
-    additionalProperties: false,
-    // Draft-07 has no discriminated union; each branch limits the keys and requires its own.
-    allOf: PROVIDER_NAMES.map((name) => {
-      const spec = PROVIDER_PROPERTIES[name];
-      const keys = ['provider', ...Object.keys(spec.props), ...(withFallback ? ['fallback'] : [])];
-      return {
-        if: { type: 'object', properties: { provider: { const: name } }, required: ['provider'] },
-        then: {
-          type: 'object',
-          // The provider's own definitions (ajv's strictRequired also wants required keys declared here).
-          properties: spec.props,
-          required: spec.required,
-          propertyNames: { enum: keys },
-        },
-      };
-    }),
-  };
-}
-
 /**
- * JSON Schema (draft-07) of the host config's `recycle` section, for the config schema to embed
- * under `properties.recycle`. Fallback entries may not have fallbacks of their own.
- */
-export const recycleSchema: Readonly<Record<string, unknown>> = providerSchema(true);
-
-let validator: ReturnType<Ajv['compile']> | undefined;
-
-function describe(e: ErrorObject): string {
-  const where = e.instancePath === '' ? 'recycle' : `recycle${e.instancePath.replace(/\//g, '.')}`;
-  const propertyName = (e as ErrorObject & { propertyName?: string }).propertyName;
-  if (propertyName !== undefined) return `${where}: property ${propertyName} is not allowed for this provider`;
-  if (e.keyword === 'additionalProperties') {
-    return `${where}: unknown property ${String((e.params as { additionalProperty?: string }).additionalProperty)}`;
-  }
-  return `${where}: ${e.message ?? e.keyword}`;
-}
-
-/**
- * Narrows the loose `recycle` section to the typed union, or throws ConfigError listing every
- * problem. `file` names the config file in the error.
+ * Narrows a `recycle` section to the typed union, or throws ConfigError listing every problem as
+ * `<file>: recycle.<field>: expected ..., got ...`. The schema is the host config's own
+ * (`$defs/RecycleConfig` in src/policy/schema/host-config.schema.json): a loaded host config was
+ * already checked against it; this checks a section built in code or changed since (the
+ * composition root fills the kubernetes options from the pod's environment). `file` names the
+ * config file in the error.
  */
 export function parseRecycleConfig(raw: unknown, file = 'recycle'): RecycleChainConfig {
-  // Compiled on first use, never at import time: nothing happens when a module loads.
-  validator ??= new Ajv({ allErrors: true, strict: false }).compile(recycleSchema);
-  if (!validator(raw)) {
-    const problems = (validator.errors ?? [])
-      // `if` and `propertyNames` only repeat what the branch's own error says.
-      .filter((e) => e.keyword !== 'if' && e.keyword !== 'propertyNames')
-      .map(describe);
+  const validate = validators().recycle;
+  if (!validate(raw)) {
+    const where = (): Pick<Problem, 'source'> => ({ source: file });
+    // Without a file (a section built in code) the line starts at the field.
+    const problems = ajvProblems(validate.errors ?? [], raw, where).map((p) =>
+      file === 'recycle' ? `${formatPath(['recycle', ...p.path])}: ${p.message}` : formatProblem({ ...p, path: ['recycle', ...p.path] }),
+    );
     throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, [
       ...new Set(problems),
     ]);
   }
-  const chain = raw as RecycleChainConfig;
-  const problems = [chain, ...(chain.fallback ?? [])].flatMap((c, i) =>
-    shrinkProblems(c, i === 0 ? 'recycle' : `recycle.fallback.${i - 1}`),
-  );
-  if (problems.length > 0) {
-    throw new ConfigError(file === 'recycle' ? 'invalid recycle section' : `invalid recycle section in ${file}`, file, problems);
-  }
-  return chain;
-}
-
-/** A provider told to shrink its pool while the operator has not said a scaler owns the size. */
-function shrinkProblems(c: RecycleProviderConfig, where: string): string[] {
-  if (c.provider !== 'gcp-mig' && c.provider !== 'azure-vmss') return [];
-  if (c.action !== 'delete' || c.scalerOwnsSize === true) return [];
-  const keep = c.provider === 'gcp-mig' ? 'recreate' : 'reimage';
-  return [
-    `${where}.action: delete shrinks the pool; expected ${keep} (the pool keeps its size), or scalerOwnsSize: true when an autoscaler owns the pool's size (docs/pools.md)`,
-  ];
+  return raw as RecycleChainConfig;
 }

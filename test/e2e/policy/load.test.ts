@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deriveApiUrl, detectKind, effectiveWithSources, loadHostConfig, loadPolicy, parsePolicyText } from '../../../src/policy/load.js';
 import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
-import { PolicyError } from '../../../src/lib/errors.js';
+import { ConfigError, PolicyError } from '../../../src/lib/errors.js';
 
 const POLICIES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../policies');
 
@@ -321,17 +321,29 @@ test('RUNNER_WARDEN_ variables from the given env override the file, typed, and 
   });
 });
 
-test('provider-specific recycle options are accepted for now', async () => {
+test("the recycle section's provider options are checked with the rest of the host config", async () => {
   await withFiles(
     {
-      'config.yaml': `${MINIMAL_HOST}recycle:\n  provider: webhook\n  url: https://hooks.example.com/replace\n  fallback: [{provider: shutdown}]\n`,
+      'config.yaml': `${MINIMAL_HOST}recycle:\n  provider: webhook\n  url: https://hooks.example.com/replace\n  secretFile: /etc/runner-warden/hook.key\n  fallback: [{provider: shutdown, command: [systemctl, poweroff]}]\n`,
+      'bad.yaml': `${MINIMAL_HOST}recycle:\n  provider: webhook\n  url: https://hooks.example.com/replace\n  exitCode: 3\n`,
     },
     async (dir) => {
       const config = await loadHostConfig(path.join(dir, 'config.yaml'));
       assert.deepEqual(config.recycle, {
         provider: 'webhook',
         url: 'https://hooks.example.com/replace',
-        fallback: [{ provider: 'shutdown' }],
+        secretFile: '/etc/runner-warden/hook.key',
+        fallback: [{ provider: 'shutdown', command: ['systemctl', 'poweroff'] }],
+      });
+      const bad = path.join(dir, 'bad.yaml');
+      const line = MINIMAL_HOST.split('\n').length;
+      await assert.rejects(loadHostConfig(bad), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(err.problems, [
+          `${bad}:${line + 1}:3: recycle: missing required key "secretFile"`,
+          `${bad}:${line + 3}:3: recycle.exitCode: unknown key (expected one of: provider, fallback, url, secretFile, headers, caFile, maxAttempts, initialBackoffMs, maxBackoffMs, timeoutSeconds)`,
+        ]);
+        return true;
       });
     },
   );

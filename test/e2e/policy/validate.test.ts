@@ -104,8 +104,8 @@ test("validate checks the recycle provider's own options, naming the file and th
     );
     const r = await run([file]);
     assert.equal(r.code, 1, r.out);
-    assert.ok(r.err.includes(`${file}: recycle.lifecycleHookName: must match pattern`), r.err);
-    assert.ok(r.err.includes(`${file}: recycle.fallback.0: must have required property 'secretFile'`), r.err);
+    assert.ok(r.err.includes(`${file}:7:22: recycle.lifecycleHookName: expected a lifecycle hook name`), r.err);
+    assert.ok(r.err.includes(`${file}:9:7: recycle.fallback[0]: missing required key "secretFile"`), r.err);
     await writeFile(file, `${HOST}recycle:\n  provider: aws-asg\n  lifecycleHookName: runner-drain\n`);
     assert.equal((await run([file])).code, 0);
   });

@@ -93,8 +93,7 @@ test('resource ids of Uniform instances parse; the two providers keep their own 
     assert.throws(
       () => parseRecycleConfig(bad),
       (err: unknown) =>
-        (err as { problems?: string[] }).problems?.some((p) => /^recycle\.action: must be equal to one of the allowed values/.test(p)) ===
-        true,
+        (err as { problems?: string[] }).problems?.some((p) => /^recycle\.action: expected one of "delete", "re/.test(p)) === true,
       JSON.stringify(bad),
     );
   }

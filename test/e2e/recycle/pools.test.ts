@@ -88,11 +88,14 @@ test('gcp-mig recreate and azure-vmss reimage keep the size even when a scaler o
 
 test('an action that shrinks the pool without scalerOwnsSize is refused, naming the file and the field', () => {
   const cases: Array<[unknown, string]> = [
-    [{ provider: 'gcp-mig', action: 'delete' }, 'recycle.action: delete shrinks the pool; expected recreate'],
-    [{ provider: 'azure-vmss', action: 'delete', scalerOwnsSize: false }, 'recycle.action: delete shrinks the pool; expected reimage'],
+    [{ provider: 'gcp-mig', action: 'delete' }, 'recycle.action: expected recreate (the pool keeps its size): delete shrinks the pool'],
+    [
+      { provider: 'azure-vmss', action: 'delete', scalerOwnsSize: false },
+      'recycle.action: expected reimage (the pool keeps its size): delete shrinks the pool',
+    ],
     [
       { provider: 'shutdown', command: ['true'], fallback: [{ provider: 'exit' }, { provider: 'gcp-mig', action: 'delete' }] },
-      'recycle.fallback.1.action: delete shrinks the pool; expected recreate',
+      'recycle.fallback[1].action: expected recreate (the pool keeps its size): delete shrinks the pool',
     ],
   ];
   for (const [raw, expected] of cases) {
@@ -102,7 +105,7 @@ test('an action that shrinks the pool without scalerOwnsSize is refused, naming 
         err instanceof ConfigError &&
         err.file === '/etc/runner-warden/config.yaml' &&
         err.message.includes('/etc/runner-warden/config.yaml') &&
-        err.problems.some((p) => p.startsWith(expected) && p.includes('scalerOwnsSize: true')),
+        err.problems.some((p) => p.startsWith(`/etc/runner-warden/config.yaml: ${expected}`) && p.includes('scalerOwnsSize: true')),
       JSON.stringify(raw),
     );
   }
