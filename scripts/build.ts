@@ -7,6 +7,8 @@
  *                                 API; imported by `runner-warden demo` only
  *   dist/runner-warden-aws.mjs    the AWS SDK, imported by the aws-asg recycle provider when it
  *                                 recycles (once in a host's life)
+ *   dist/runner-warden-si.mjs     systeminformation, imported only by host figures a caller asks
+ *                                 of it (the agent reads /proc itself): never by an idle agent
  *   dist/container-hooks.js       the container hooks (src/container-hooks/main.ts) the runner
  *                                 runs with its own node for container: and services: jobs
  *                                 (ACTIONS_RUNNER_CONTAINER_HOOKS names it; the runner takes .js)
@@ -16,6 +18,10 @@
  * generated validators and no schema compiler. The simulated runner's listener and worker, which
  * the demo writes into its runner installation, are bundled here too: the installed agent has no
  * esbuild and no TypeScript sources.
+ *
+ * The output is ASCII only: V8 keeps a module's source text on the heap for its life, one byte a
+ * character, or two for the whole file once a single character is beyond Latin-1 (a "\u221a" in a
+ * regular expression doubled the agent's 2 MiB of source).
  *
  *   node --import tsx scripts/build.ts [--out DIR] [--metafile]
  */
@@ -90,7 +96,19 @@ function substitutions(gen: GeneratedSchemas, simEsbuild: string): Plugin {
   };
 }
 
-/** Imports that stay imports, of the bundle's other files: the demo and the AWS SDK. */
+/**
+ * Packages the agent imports on first use (`await import(...)`), each bundled into a file of its
+ * own: inside the agent's file even a module never run costs its source text and a pre-parse.
+ */
+const LAZY_PACKAGES: Record<string, { file: string; exports: string }> = {
+  // The aws-asg recycle provider, once in a host's life.
+  '@aws-sdk/client-auto-scaling': { file: 'runner-warden-aws.mjs', exports: '*' },
+  // Host figures read /proc (proc-figures.ts); 433 KiB of systeminformation only as a fallback.
+  // A CommonJS package: its importer takes the default export.
+  systeminformation: { file: 'runner-warden-si.mjs', exports: 'default' },
+};
+
+/** Imports that stay imports, of the bundle's other files: the demo and the lazy packages. */
 function lazyFiles(): Plugin {
   return {
     name: 'runner-warden-lazy-files',
@@ -98,9 +116,21 @@ function lazyFiles(): Plugin {
       b.onResolve({ filter: /^\.\/demo\.js$/ }, (a) =>
         a.importer === path.join(ROOT, 'src/cli/main.ts') ? { path: './runner-warden-demo.mjs', external: true } : undefined,
       );
-      b.onResolve({ filter: /^@aws-sdk\/client-auto-scaling$/ }, () => ({ path: './runner-warden-aws.mjs', external: true }));
+      for (const [pkg, { file }] of Object.entries(LAZY_PACKAGES)) {
+        const filter = new RegExp(`^${pkg.replace(/[/.]/g, (c) => `\\${c}`)}$`);
+        b.onResolve({ filter }, () => ({ path: `./${file}`, external: true }));
+      }
     },
   };
+}
+
+/**
+ * Rewrites every character beyond ASCII as its \u escape. In the string, template, regular
+ * expression and identifier positions where esbuild leaves them, the escape means the same
+ * character; the bundle has no comments (legalComments: none, minified).
+ */
+export function asciiOnly(js: string): string {
+  return js.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Concatenates the licence texts of every package that ended up in the bundle. */
@@ -161,13 +191,25 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
     // The container hooks: a program of their own, started by the runner once per hook call.
     // An ES module like the rest (the tree's package.json says "type": "module").
     build({ ...common, entryPoints: [path.join(ROOT, 'src/container-hooks/main.ts')], outfile: path.join(outDir, CONTAINER_HOOKS_FILE) }),
-    // The AWS SDK, loaded by the aws-asg recycle provider when it recycles (once per host life).
-    build({
-      ...common,
-      stdin: { contents: "export * from '@aws-sdk/client-auto-scaling';", resolveDir: ROOT, sourcefile: 'aws-sdk.js' },
-      outfile: path.join(outDir, 'runner-warden-aws.mjs'),
-    }),
+    // The lazy packages, each re-exported as its importer takes it.
+    ...Object.entries(LAZY_PACKAGES).map(([pkg, { file, exports }]) =>
+      build({
+        ...common,
+        stdin: {
+          contents: exports === '*' ? `export * from '${pkg}';` : `export { default } from '${pkg}';`,
+          resolveDir: ROOT,
+          sourcefile: `${file.replace(/\.mjs$/, '')}.js`,
+        },
+        outfile: path.join(outDir, file),
+      }),
+    ),
   ]);
+  for (const f of await readdir(outDir)) {
+    if (!/\.m?js$/.test(f)) continue;
+    const js = await readFile(path.join(outDir, f), 'utf8');
+    const ascii = asciiOnly(js);
+    if (ascii !== js) await writeFile(path.join(outDir, f), ascii);
+  }
   const result = {
     metafile: {
       inputs: Object.assign({}, ...results.map((r) => r.metafile?.inputs ?? {})) as Record<string, unknown>,

@@ -68,6 +68,7 @@ test('the tarball holds the bundle, bin, unit, example config, policies, man pag
     'dist/container-hooks.js',
     'dist/runner-warden-aws.mjs',
     'dist/runner-warden-demo.mjs',
+    'dist/runner-warden-si.mjs',
     'dist/runner-warden.mjs',
     'man/runner-warden.1',
     'package.json',
