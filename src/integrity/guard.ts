@@ -178,7 +178,11 @@ export class IntegrityGuard implements JobGuard<Policy> {
   }
 }
 
-/** One line of the drift report: "etc: /etc/cron.d/x added (the job through sudo ...)". */
+/**
+ * One line of the drift report: "etc: /etc/cron.d/x added (the job through sudo ...)". A planted
+ * name's control characters are escaped: a newline in a file name cannot forge another line.
+ */
 export function driftLine(d: DriftEntry): string {
-  return `${d.surface}: ${d.object} ${d.change} (${d.likely})`;
+  const object = d.object.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return `${d.surface}: ${object} ${d.change} (${d.likely})`;
 }

@@ -152,22 +152,23 @@ export async function readProcesses(proc: string, userName: (uid: number) => str
   // (cleanup tools, the trash's deletion) are not drift. A job's processes are not among them
   // after cleanup: orphans are re-parented to init, not the agent.
   const parent = new Map<number, number>();
-  const uidOf = new Map<string, number>();
+  /** Effective, real, saved and file-system uid: a setuid-root process a job started is root's, not the job's. */
+  const uidsOf = new Map<string, number[]>();
   const bootMs = filter.newSinceMs === undefined ? 0 : bootTimeMs(readSync(path.join(proc, 'stat')) ?? '');
   for (const pid of pids) {
     const status = readSync(path.join(proc, pid, 'status')) ?? '';
     const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+    const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
     if (Number.isInteger(ppid)) parent.set(Number(pid), ppid);
-    if (Number.isInteger(uid)) uidOf.set(pid, uid);
+    if (ids) uidsOf.set(pid, [Number(ids[2]), Number(ids[1]), Number(ids[3]), Number(ids[4])]);
   }
   const ours = (pid: number): boolean => {
     for (let p = pid, n = 0; p > 0 && n < 64; p = parent.get(p) ?? 0, n++) if (filter.skipPids.has(p)) return true;
     return false;
   };
   for (const pid of pids) {
-    const uid = uidOf.get(pid);
-    if (uid === undefined || ours(Number(pid)) || filter.jobUid(uid)) continue;
+    const uid = uidsOf.get(pid)?.find((u) => !filter.jobUid(u));
+    if (uid === undefined || ours(Number(pid))) continue;
     const exe = linkSync(path.join(proc, pid, 'exe'));
     if (!exe) continue;
     const unit = unitOf(readSync(path.join(proc, pid, 'cgroup')) ?? '');

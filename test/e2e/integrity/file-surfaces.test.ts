@@ -35,7 +35,13 @@ const FILE_SURFACES = [
   'accounts',
   'package-state',
 ] as const;
-const ctx = { log: createLogger({ level: 'silent' }), signal: AbortSignal.timeout(60_000) };
+/** A fresh minute for each guard call, as the agent gives each cleanup its own deadline. */
+const ctx = {
+  log: createLogger({ level: 'silent' }),
+  get signal(): AbortSignal {
+    return AbortSignal.timeout(60_000);
+  },
+};
 const RUNNER = { name: 'runneru', uid: 4242, gid: 4242 };
 /** The runner root and state directory of buildHostTree, left out as the agent leaves them out. */
 const EXCLUDED = ['/opt/runner', '/var/lib/runner-warden'];
@@ -241,6 +247,11 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     expect: ['setuid: /tmp/churn/.y added'],
   },
   {
+    name: 'a cron.d file whose name carries a newline and a forged report line',
+    plant: (T) => writeFile(`${T}/etc/cron.d/a\netc: innocent removed (x)`, '* * * * * root true\n'),
+    expect: ['etc: /etc/cron.d/a\\x0aetc: innocent removed (x) added'],
+  },
+  {
     name: 'another name server in /etc/resolv.conf',
     plant: async (T) => {
       await rm(`${T}/etc/resolv.conf`, { force: true });
@@ -293,7 +304,7 @@ test('each root-level plant is reported by name, with who likely made it, and it
         );
       }
       assert.ok(
-        lines.every((l) => /\(.+\)$/.test(l)),
+        lines.every((l) => /\(.+\)$/.test(l) && !l.includes('\n')),
         `${c.name}: a line without attribution: ${lines.join('\n')}`,
       );
     }

@@ -63,6 +63,9 @@ run(
 // by a bind mount over its /proc directory: the first is named by pid, the second by its mount.
 run('sh', '-c', 'sleep 601 >/dev/null 2>&1 &');
 run('sh', '-c', 'sleep 602 >/dev/null 2>&1 &');
+// A process whose real uid is the job's and whose effective uid is root (what a setuid-root
+// daemon the job started looks like): root's, not cleanup's.
+run('sh', '-c', 'setpriv --ruid 65534 --euid 0 tail -f /dev/null >/dev/null 2>&1 &');
 const hidden = execFileSync('pgrep', ['-f', '^sleep 602$'], { encoding: 'utf8' }).trim();
 run('mount', '--bind', scratch, `/proc/${hidden}`);
 for (let i = 0; i < 100; i++) {
@@ -83,4 +86,5 @@ health.close();
 run('umount', '/usr/local/bin');
 run('umount', `/proc/${hidden}`);
 run('pkill', '-KILL', '-f', '^sleep 60[012]$');
+run('pkill', '-KILL', '-f', '^tail -f /dev/null$');
 process.stdout.write(`${JSON.stringify({ before, after })}\n`);

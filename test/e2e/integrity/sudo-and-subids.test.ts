@@ -19,7 +19,13 @@ import { createLogger } from '../../../src/lib/log.js';
 import type { GuardJob } from '../../../src/lib/job-guard.js';
 import { createLab } from '../../helpers/lab.js';
 
-const ctx = { log: createLogger({ level: 'silent' }), signal: AbortSignal.timeout(60_000) };
+/** A fresh minute for each guard call, as the agent gives each cleanup its own deadline. */
+const ctx = {
+  log: createLogger({ level: 'silent' }),
+  get signal(): AbortSignal {
+    return AbortSignal.timeout(60_000);
+  },
+};
 const USER = { name: 'runneru', uid: 4242, gid: 4242, home: '/home/runneru' };
 
 async function sudoTree(): Promise<{ T: string; job: GuardJob; dispose(): Promise<void> }> {
