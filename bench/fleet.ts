@@ -648,7 +648,7 @@ async function main(): Promise<void> {
   );
   let best: { rate: number; jobsPerHour: number } | undefined;
   // Ascending: the first rate that meets a limit ends the search.
-  for (const f of PHASES === 'outage' ? [] : [0.95, 1.0, 1.05]) {
+  for (const f of PHASES === 'outage' ? [] : [0.95, 0.97, 0.99, 1.0, 1.02]) {
     const rate = Math.round(budgetRate * f);
     const r = await steadyRun(world, rate);
     console.log(`  steady ${rate} jobs/h offered: ${r.jobsPerHour.toFixed(0)} jobs/h served, ${r.limitAnswers} limit answers`);
@@ -663,9 +663,13 @@ async function main(): Promise<void> {
   const o = await outageRun(world);
   console.log(
     `after a ${OUTAGE_MS / 60_000}-minute outage: every host registered again in ${(o.recoverMs / 1000).toFixed(0)} s; ` +
-      `lower bound of the secondary limit ${(o.boundMs / 1000).toFixed(0)} s; ratio ${(o.recoverMs / o.boundMs).toFixed(2)} (target <= 1.20)`,
+      `lower bound of the secondary limit ${(o.boundMs / 1000).toFixed(0)} s; ratio ${(o.recoverMs / o.boundMs).toFixed(2)} ` +
+      `(target <= 1.20: ${o.recoverMs <= 1.2 * o.boundMs ? 'met' : 'NOT met'})`,
   );
-  console.log(`  most secondary-limit answers of one host: ${o.maxSecondary} (target <= 1; hosts with more than one: ${o.hostsWithTwo})`);
+  console.log(
+    `  most secondary-limit answers of one host: ${o.maxSecondary} (target <= 1: ${o.maxSecondary <= 1 ? 'met' : 'NOT met'}; ` +
+      `hosts with more than one: ${o.hostsWithTwo})`,
+  );
   console.log(
     `  secondary answers: ${o.byCause.points} for points, ${o.byCause.concurrent} for concurrency; by endpoint: ${o.byEndpoint.map(([e, n]) => `${e} ${n}`).join(', ') || 'none'}`,
   );
