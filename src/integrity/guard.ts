@@ -183,6 +183,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
  * name's control characters are escaped: a newline in a file name cannot forge another line.
  */
 export function driftLine(d: DriftEntry): string {
+  // eslint-disable-next-line no-control-regex -- the control characters are what it escapes
   const object = d.object.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   return `${d.surface}: ${object} ${d.change} (${d.likely})`;
 }
