@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import type { Clock } from './clock.js';
 
 /** How long a child's stdio may stay open after it exited (a grandchild holding the pipe). */
 export const STDIO_CLOSE_GRACE_MS = 2_000;
@@ -121,32 +120,5 @@ export function pidAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Stops a process group: `first` (default SIGTERM), waits up to `graceMs` for `done`, then SIGKILL.
- * Resolves when `done` resolves (the caller passes waitForChild(child)).
- */
-export async function stopGroup(
-  pgid: number,
-  done: Promise<unknown>,
-  graceMs: number,
-  clock: Clock,
-  first: NodeJS.Signals = 'SIGTERM',
-): Promise<void> {
-  signalGroup(pgid, first);
-  const ac = new AbortController();
-  const timedOut = await Promise.race([
-    done.then(() => false),
-    clock.sleep(graceMs, ac.signal).then(
-      () => true,
-      () => false,
-    ),
-  ]);
-  ac.abort();
-  if (timedOut) {
-    signalGroup(pgid, 'SIGKILL');
-    await done;
   }
 }

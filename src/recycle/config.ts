@@ -249,9 +249,6 @@ export type RecycleProviderConfig =
   | WebhookRecycleConfig
   | CommandRecycleConfig;
 
-/** The provider names, as in `provider:`. */
-export type RecycleProviderName = RecycleProviderConfig['provider'];
-
 /** The `recycle` section: a provider and the fallbacks tried in order when it fails. */
 export type RecycleChainConfig = RecycleProviderConfig & { fallback?: RecycleProviderConfig[] };
 
