@@ -86,7 +86,10 @@ async function main(): Promise<void> {
   // Warnings (a warm engine that did not start, say) go to stderr: a figure without them would hide why.
   const ctx = {
     log: createLogger({ level: 'warn', destination: { write: (l: string) => void process.stderr.write(l) } }),
-    signal: AbortSignal.timeout(600_000),
+    // A fresh ten minutes for each call: one signal for the whole run aborted the ready section's later rounds.
+    get signal(): AbortSignal {
+      return AbortSignal.timeout(600_000);
+    },
   };
   const guard = new EngineGuard({ cgroupParent: CGROUP_PARENT });
   const policy: Policy = structuredClone(DEFAULT_POLICY);
@@ -142,7 +145,8 @@ async function main(): Promise<void> {
       user: { name, uid, gid, home: path.join(root, name) },
       stateDir: path.join(root, 'state'),
       trashDir: path.join(root, 'trash'),
-      jobRoot: path.join(root, 'ready-jobs'),
+      // Short: containerd's socket under a warm engine's directory must fit 104 bytes (socketPathProblem).
+      jobRoot: path.join(root, 'rj'),
     };
     await installSimulatedRunner(runnerRoot, { owner: { uid, gid } });
     await fsp.mkdir(slot.workDir, { recursive: true });

@@ -43,7 +43,7 @@ import {
 import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNetSources } from './host-net.js';
 import { processesInRanges } from './id-processes.js';
 import { resolveDockerMode, type DockerMode } from './mode.js';
-import { engineLayout, engineLayoutAt, EngineStartError, type EngineLayout } from './rootless-engine.js';
+import { engineLayout, engineLayoutAt, EngineStartError, socketPathProblem, type EngineLayout } from './rootless-engine.js';
 import { launchEngine, type Launched } from './launch.js';
 import { WarmEngine, WARM_DIR_PREFIX } from './warm-engine.js';
 import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, type EngineRecord } from './teardown.js';
@@ -271,6 +271,9 @@ export class EngineGuard implements JobGuard<Policy> {
         mode === 'isolated'
           ? await isolatedHostProblems(user, this.hostPaths(policy))
           : await rootEngineReach(user, this.hostPaths(policy));
+      // A job root too deep for containerd's socket: every warm engine would fail after 15 s.
+      const deep = mode === 'isolated' && this.opts.jobRoot ? socketPathProblem(warmLayoutSample(this.opts.jobRoot)) : undefined;
+      if (deep) problems.push(deep);
       return problems.map((p) => ({ problem: `docker mode ${mode}: ${p.what}`, detail: { fix: p.fix } }));
     }
     if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.verifyHostImages(policy);
@@ -345,6 +348,11 @@ export class EngineGuard implements JobGuard<Policy> {
 function unfitIf(problems: HostProblem[], what: string): void {
   if (problems.length === 0) return;
   throw new GuardUnfitError('engine', `${what}: ${problems.map((p) => p.what).join('; ')}`, problems.map((p) => p.fix).join('; '));
+}
+
+/** A warm engine's layout under `jobRoot` (its name has a fixed length), for the path-length check. */
+function warmLayoutSample(jobRoot: string): EngineLayout {
+  return engineLayoutAt(path.join(jobRoot, `${WARM_DIR_PREFIX}00000000`, 'engine'), '');
 }
 
 /** What a warm engine was started for: the runner user and the mirror it was given. */

@@ -9,7 +9,7 @@ import { createProcessContainer, type CgroupSupport } from '../lib/cgroup.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import { readSubids } from './host-checks.js';
 import { snapshotHostNet, type HostNetSources } from './host-net.js';
-import { createEngineDir, startEngine, type EngineLayout } from './rootless-engine.js';
+import { createEngineDir, EngineStartError, socketPathProblem, startEngine, type EngineLayout } from './rootless-engine.js';
 import { killEngine, type EngineRecord } from './teardown.js';
 
 /** What a launch needs. */
@@ -42,6 +42,8 @@ export interface Launched {
  */
 export async function launchEngine(o: LaunchOptions): Promise<Launched> {
   const { layout } = o;
+  const deep = socketPathProblem(layout);
+  if (deep) throw new EngineStartError(`${deep.what}; fix: ${deep.fix}`, '');
   const rec: EngineRecord = {
     subuids: await readSubids(o.subuidFile, o.user),
     net: await snapshotHostNet(o.net),

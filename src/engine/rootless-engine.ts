@@ -111,6 +111,24 @@ export class EngineStartError extends Error {
   }
 }
 
+/**
+ * The longest socket path containerd accepts for its ttrpc socket, `<exec root>/containerd/
+ * containerd.sock.ttrpc`, the longest socket an engine makes: 104 bytes (measured with Debian's
+ * containerd 1.6: 105 fails). Past it dockerd waits 15 s for a containerd that never listens.
+ */
+export const MAX_ENGINE_SOCKET_BYTES = 104;
+
+/** Why an engine cannot start in `layout` (its directory is too deep for its sockets), or undefined. */
+export function socketPathProblem(layout: EngineLayout): { what: string; fix: string } | undefined {
+  const longest = path.join(layout.execRoot, 'containerd', 'containerd.sock.ttrpc');
+  const over = Buffer.byteLength(longest) - MAX_ENGINE_SOCKET_BYTES;
+  if (over <= 0) return undefined;
+  return {
+    what: `the engine directory ${layout.dir} is too deep: containerd's socket ${longest} would be ${over} bytes over the ${MAX_ENGINE_SOCKET_BYTES} a socket address takes`,
+    fix: `a runner.jobRoot (or runner name) at least ${over} characters shorter`,
+  };
+}
+
 /** rootlesskit's and dockerd's arguments; exported for the docs and the tests. */
 export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoopback' | 'net'>): string[] {
   const { layout } = o;

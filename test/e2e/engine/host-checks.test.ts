@@ -247,3 +247,34 @@ test('the image cache down or full: named, with the fix', async () => {
     execFileSync('umount', [fs]);
   }
 });
+
+test("a job root too deep for containerd's socket is named at preflight with the fix, and a job's start fails at once naming it", async () => {
+  // 104 bytes is containerd's limit for <exec root>/containerd/containerd.sock.ttrpc; past it dockerd waited 15 s and failed.
+  const deep = path.join(lab.root, 'd'.repeat(Math.max(1, 80 - lab.root.length)));
+  await fsp.mkdir(deep, { mode: 0o711 });
+  const policy = dockerPolicy({ mode: 'isolated' });
+  policy.cleanup.containers.socket = path.join(lab.root, 'no-such.sock');
+  const guard = new EngineGuard({ paths: good, runnerUser: lab.user, jobRoot: deep });
+  const findings = await guard.verify(undefined, policy, guardCtx());
+  assert.ok(
+    findings.some(
+      (f) => /too deep: containerd's socket .* bytes over the 104/.test(f.problem) && /runner\.jobRoot/.test(String(f.detail?.fix)),
+    ),
+    JSON.stringify(findings),
+  );
+  const shallow = new EngineGuard({ paths: good, runnerUser: lab.user, jobRoot: path.join(lab.root, 'jobs') });
+  const ok = await shallow.verify(undefined, policy, guardCtx());
+  assert.ok(!ok.some((f) => /too deep/.test(f.problem)), JSON.stringify(ok));
+  // A cold start in a job directory that deep: refused in milliseconds, not after containerd's 15 s.
+  const job = await makeJob(lab);
+  job.dir = path.join(deep, 'job-with-a-long-runner-name-0123456789');
+  await fsp.mkdir(job.dir, { mode: 0o711 });
+  const started = Date.now();
+  await assert.rejects(guard.prepare(job, policy, guardCtx()), (err: unknown) => {
+    assert.ok(err instanceof GuardUnfitError, String(err));
+    assert.match(err.message, /too deep: containerd's socket/);
+    return true;
+  });
+  assert.ok(Date.now() - started < 10_000, 'refused before any engine waited for containerd');
+  await guard.drain();
+});
