@@ -43,10 +43,13 @@ interface Host {
 }
 
 /**
- * `arrivalMs`: instead of the agent's backoff through the outage, every host makes its first call
- * at a uniform moment within `arrivalMs` after it (what a host knowing the fleet's size could do).
+ * `arrival`: instead of the agent's backoff through the outage, host `i` makes its first call at
+ * the time this returns (what a host knowing the fleet's size, or its own slot in it, could do).
  */
-function run(spread: Spread, arrivalMs?: number): { recoverMs: number; twice: number; most: number; answers: number } {
+function run(
+  spread: Spread,
+  arrival?: (i: number, random: RandomSource) => number,
+): { recoverMs: number; twice: number; most: number; answers: number } {
   let now = 0;
   const queue: { at: number; host: Host }[] = [];
   const limiter = new SecondaryLimiter({ now: () => now, sleep: async () => {} });
@@ -96,7 +99,7 @@ function run(spread: Spread, arrivalMs?: number): { recoverMs: number; twice: nu
       doneAt: 0,
     };
     hosts.push(h);
-    later(h, arrivalMs === undefined ? Math.floor(notice() * 60_000) : OUTAGE_MS + Math.floor(h.random() * arrivalMs));
+    later(h, arrival === undefined ? Math.floor(notice() * 60_000) : arrival(i, h.random));
   }
   while (queue.length > 0) {
     queue.sort((a, b) => a.at - b.at);
@@ -158,9 +161,21 @@ for (const slack of [1, 1.1]) {
   const paceMs = Math.round((HOSTS / 180) * 60_000 * slack);
   console.log(`if every host came back uniformly within ${(paceMs / 1000).toFixed(0)} s of the outage's end (needs the fleet's size):`);
   for (const w of [30, 60]) {
-    const r = run(uniform(w * 1000), paceMs);
+    const r = run(uniform(w * 1000), (_i, random) => OUTAGE_MS + Math.floor(random() * paceMs));
     console.log(
       `${`  retry-after + [0, ${w} s]`.padEnd(52)} ${(r.recoverMs / 1000).toFixed(0).padStart(6)} s  ${(r.recoverMs / boundMs).toFixed(2).padStart(5)}  ${String(r.twice).padStart(8)}  ${String(r.most).padStart(4)}  ${String(r.answers).padStart(7)}`,
     );
   }
 }
+
+// A shared order instead of chance: host i of N polls, through the outage, at the phase i x slot of
+// a cycle of N slots, a slot 2% longer than one registration's share of the limit (60 s / 180).
+const slotMs = (60_000 / 180) * 1.02;
+const cycleMs = HOSTS * slotMs;
+const slotted = run(uniform(30_000), (i) => OUTAGE_MS + ((((i * slotMs - OUTAGE_MS) % cycleMs) + cycleMs) % cycleMs));
+console.log(
+  `if host i of ${HOSTS} polled at its own slot (${slotMs.toFixed(0)} ms) of a ${(cycleMs / 1000).toFixed(0)} s cycle (needs its index and the fleet's size):`,
+);
+console.log(
+  `${'  retry-after + [0, 30 s]'.padEnd(52)} ${(slotted.recoverMs / 1000).toFixed(0).padStart(6)} s  ${(slotted.recoverMs / boundMs).toFixed(2).padStart(5)}  ${String(slotted.twice).padStart(8)}  ${String(slotted.most).padStart(4)}  ${String(slotted.answers).padStart(7)}`,
+);
