@@ -65,6 +65,11 @@ export interface StartAgentOptions {
   echo?: NodeJS.WritableStream;
 }
 
+/** The runner-user lock directory of the agents started on `configFile` (inside the world's root). */
+export function agentLockDir(configFile: string): string {
+  return path.join(path.dirname(configFile), 'locks');
+}
+
 /**
  * Starts `node --import tsx src/cli/main.ts run --config <configFile>` with a minimal environment
  * (PATH, TSX_DISABLE_CACHE=1 so a concurrent edit of src/ is never served stale, the log level).
@@ -76,6 +81,8 @@ export function startAgentProcess(configFile: string, o: StartAgentOptions = {})
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       TSX_DISABLE_CACHE: '1',
       RUNNER_WARDEN_LOG_LEVEL: o.logLevel ?? 'debug',
+      // The host-wide runner-user locks stay inside the world's own root (beside its config).
+      RUNNER_WARDEN_LOCK_DIR: agentLockDir(configFile),
       ...o.env,
     },
   });

@@ -3,7 +3,13 @@ import { reportStartupError } from './startup-errors.js';
 import { loadForCommand, takeConfigArg } from './config-args.js';
 import { cleanupCommand } from './cleanup.js';
 import { baselineCommand } from './baseline.js';
-import { takeHostLocks, type HostLocks } from './host-lock.js';
+import { HOST_LOCK_DIR, takeHostLocks, type HostLocks } from './host-lock.js';
+import type { Slot } from '../cleanup/types.js';
+
+/** The runner user's host-wide lock: a cleanup kills that user's processes, whichever agent's job they are. */
+function userLock(slot: Slot, env: NodeJS.ProcessEnv): { uid: number; lockDir: string } {
+  return { uid: slot.user.uid, lockDir: env.RUNNER_WARDEN_LOCK_DIR ?? HOST_LOCK_DIR };
+}
 
 /**
  * `runner-warden cleanup [--config FILE] [--dry-run] [--json]`. A real pass takes the slot's locks
@@ -14,7 +20,7 @@ export async function cleanupCli(args: string[], io: CliIO, env: NodeJS.ProcessE
   let locks: HostLocks | undefined;
   try {
     const { config, slot, policy, log } = await loadForCommand(configFile, env);
-    if (!rest.includes('--dry-run')) locks = await takeHostLocks(config.stateDir, config.runner.root, configFile);
+    if (!rest.includes('--dry-run')) locks = await takeHostLocks(config.stateDir, config.runner.root, configFile, userLock(slot, env));
     return await cleanupCommand(rest, io, { slot, policy, log });
   } catch (err) {
     return reportStartupError(err, io, configFile);
@@ -29,7 +35,7 @@ export async function baselineCli(args: string[], io: CliIO, env: NodeJS.Process
   let locks: HostLocks | undefined;
   try {
     const { config, slot, policy, log } = await loadForCommand(configFile, env);
-    locks = await takeHostLocks(config.stateDir, config.runner.root, configFile);
+    locks = await takeHostLocks(config.stateDir, config.runner.root, configFile, userLock(slot, env));
     return await baselineCommand(rest, io, { slot, policy, log });
   } catch (err) {
     return reportStartupError(err, io, configFile);

@@ -4,7 +4,8 @@ import { describeError } from '../lib/errors.js';
 import { loadHostConfig } from '../policy/load.js';
 import { EXIT, commandOptions, type CliIO } from './io.js';
 import { wire, type Runtime } from './wire.js';
-import { takeHostLocks, type HostLocks } from './host-lock.js';
+import { HOST_LOCK_DIR, takeHostLocks, type HostLocks } from './host-lock.js';
+import { lookupUser } from '../lib/users.js';
 import { controlSocketPath, startControlSocket, type ControlServer } from './control-socket.js';
 import { printConfigError, reportStartupError } from './startup-errors.js';
 import { checkRunnerUser } from './runner-user.js';
@@ -29,7 +30,14 @@ export async function runCommand(args: string[], io: CliIO, env: NodeJS.ProcessE
     const config = await loadHostConfig(configFile, env);
     await checkRunnerUser(config, configFile);
     // Before anything on the host is touched: a second agent must not recover, clean or register.
-    locks = await takeHostLocks(config.stateDir, config.runner.root, configFile);
+    const runnerUser = await lookupUser(config.runner.user);
+    locks = await takeHostLocks(
+      config.stateDir,
+      config.runner.root,
+      configFile,
+      runnerUser ? { uid: runnerUser.uid, lockDir: env.RUNNER_WARDEN_LOCK_DIR ?? HOST_LOCK_DIR } : undefined,
+    );
+    for (const w of locks.warnings) log.warn({ detail: w }, 'a host lock was not taken');
     runtime = await wire(config, { configFile, env, log, clock: systemClock });
     const agent = runtime.agent;
     // `runner-warden drain`: finish or cancel the job, clean, then recycle the host.

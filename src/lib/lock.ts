@@ -58,6 +58,8 @@ export interface FileLock {
 export interface AcquireLockOptions {
   flockBin?: string;
   pid?: number;
+  /** Remove the file when the lock is released (default false: the file stays, empty of meaning). */
+  unlinkOnRelease?: boolean;
 }
 
 /**
@@ -86,6 +88,9 @@ export async function acquireLock(file: string, o: AcquireLockOptions = {}): Pro
       return {
         file,
         async release() {
+          // Unlinked while still held, so no one locks this file after us by its name; a process
+          // that opened it before sees the name gone once it holds the lock and starts again.
+          if (o.unlinkOnRelease === true) await unlink(file).catch(() => {});
           // Closing the only descriptor of the open file description drops the flock.
           await fh.close().catch(() => {});
         },

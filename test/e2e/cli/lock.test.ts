@@ -2,12 +2,12 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstatSync, watch } from 'node:fs';
-import { mkdtemp, readdir, rm, symlink, writeFile, readFile, stat, chmod } from 'node:fs/promises';
+import { existsSync, lstatSync, watch } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile, readFile, stat, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { acquireLock, LockBusyError } from '../../../src/lib/lock.js';
-import { runningAgentPid, stateLockFile } from '../../../src/cli/host-lock.js';
+import { runningAgentPid, stateLockFile, takeHostLocks } from '../../../src/cli/host-lock.js';
 import { controlSocketPath, sendControl, startControlSocket } from '../../../src/cli/control-socket.js';
 
 async function tmp(t: TestContext): Promise<string> {
@@ -99,4 +99,31 @@ test('the control socket is root-only from the moment its name exists, even unde
   );
   assert.deepEqual((await readdir(d)).sort(), ['control.sock'], 'the private bind directory was left behind');
   assert.equal((await sendControl(file, 'drain')).pid, 4242);
+});
+
+test('two slots with their own state dir and runner root but one runner user: the second is refused, and the host-wide lock leaves nothing behind', async (t) => {
+  const d = await tmp(t);
+  const lockDir = path.join(d, 'run', 'runner-warden');
+  const slot = async (n: number): Promise<[string, string]> => {
+    const state = path.join(d, `state${n}`);
+    const root = path.join(d, `runner${n}`);
+    await mkdir(root, { recursive: true });
+    return [state, root];
+  };
+  const [s1, r1] = await slot(1);
+  const [s2, r2] = await slot(2);
+  const first = await takeHostLocks(s1, r1, 'config.yaml', { uid: 4321, lockDir });
+  assert.deepEqual(first.warnings, []);
+  await assert.rejects(
+    takeHostLocks(s2, r2, 'config.yaml', { uid: 4321, lockDir }),
+    (e: unknown) => e instanceof LockBusyError && e.holderPid === process.pid,
+    'a second agent for the same runner user was let in',
+  );
+  // The refused attempt released what it took: the second slot's own locks are free.
+  const other = await takeHostLocks(s2, r2, 'config.yaml', { uid: 4322, lockDir });
+  await other.release();
+  await first.release();
+  assert.equal(existsSync(lockDir), false, 'the host-wide lock directory was left behind');
+  const again = await takeHostLocks(s2, r2, 'config.yaml', { uid: 4321, lockDir });
+  await again.release();
 });

@@ -45,7 +45,7 @@ test('a runner root that is not a runner installation exits 78 naming the path',
     `github:\n  url: https://github.com\n  org: acme\n  token: { file: ${d}/token }\nrunner:\n  root: ${root}\n  user: nobody\nstateDir: ${d}/state\npolicyDir: ${d}/policies\n`,
   );
   const c = captureIo();
-  const code = await main(['run', '--config', f], c.io, {});
+  const code = await main(['run', '--config', f], c.io, { RUNNER_WARDEN_LOCK_DIR: path.join(d, 'locks') });
   assert.equal(code, 78);
   assert.match(c.err(), new RegExp(`${root}.*not a runner installation.*bin/Runner\\.Listener`));
 });

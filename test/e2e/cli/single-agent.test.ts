@@ -1,21 +1,29 @@
 /**
- * One agent per host: a second `runner-warden run` (same state dir, or only the same runner root)
+ * One agent per host: a second `runner-warden run` (same state dir, only the same runner root, or
+ * only the same runner user)
  * is refused with exit 75 naming the pid that holds the lock, and touches nothing of the first.
  * `drain` reaches the agent through its root-only control socket, never a pid file.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify, parse } from 'yaml';
 import { createWorld } from '../../helpers/world.js';
-import { startAgentProcess, waitForState, MAIN } from '../../helpers/agent-process.js';
+import { agentLockDir, startAgentProcess, waitForState, MAIN } from '../../helpers/agent-process.js';
 
-function cli(args: string[]): { code: number | null; out: string; err: string } {
+function lockEnv(args: string[]): Record<string, string> {
+  const i = args.indexOf('--config');
+  const file = i >= 0 ? args[i + 1] : undefined;
+  return file !== undefined ? { RUNNER_WARDEN_LOCK_DIR: agentLockDir(file) } : {};
+}
+
+function cli(args: string[], env: Record<string, string> = {}): { code: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], {
     encoding: 'utf8',
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TSX_DISABLE_CACHE: '1', RUNNER_WARDEN_LOG_LEVEL: 'warn' },
+    // The runner-user locks beside the config (inside the test's root, never the host's /run).
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TSX_DISABLE_CACHE: '1', RUNNER_WARDEN_LOG_LEVEL: 'warn', ...lockEnv(args), ...env },
     timeout: 60_000,
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
@@ -48,6 +56,25 @@ test("a second agent on the same state dir or runner root exits 75 naming the fi
   assert.match(cleanup.err, new RegExp(`pid ${first.pid}\\b`));
   assert.equal(cli(['baseline', '--config', w.configFile]).code, 75);
   assert.equal(cli(['cleanup', '--config', w.configFile, '--dry-run']).code !== 75, true, 'a dry run only reads and may run');
+
+  // Another state dir and another runner installation, the same runner user: its cleanup would kill
+  // the first agent's job (every process of that user) and restore the home under it.
+  const otherRoot = path.join(w.lab.root, 'runner2');
+  execFileSync('cp', ['-a', w.runnerRoot, otherRoot]);
+  await rm(path.join(otherRoot, '.runner-warden.lock'), { force: true });
+  const third = path.join(w.lab.root, 'etc', 'third.yaml');
+  await writeFile(
+    third,
+    stringify({ ...cfg, stateDir: path.join(w.lab.root, 'state3'), runner: { ...(cfg.runner as object), root: otherRoot } }),
+    { mode: 0o600 },
+  );
+  // Same lock directory as the first agent's (a real host has one, /run/runner-warden).
+  const sameLockDir = { RUNNER_WARDEN_LOCK_DIR: agentLockDir(w.configFile) };
+  const sameUser = cli(['run', '--config', third], sameLockDir);
+  assert.equal(sameUser.code, 75, `a second agent for the same runner user must be refused\n${sameUser.err}`);
+  assert.match(sameUser.err, new RegExp(`pid ${first.pid}\\b`), sameUser.err);
+  const sameUserCleanup = cli(['cleanup', '--config', third], sameLockDir);
+  assert.equal(sameUserCleanup.code, 75, `a cleanup of the same runner user ran beside the agent\n${sameUserCleanup.err}`);
 
   const still = await waitForState(w.stateDir, 'idle', { agent: first, timeoutMs: 5_000 });
   assert.equal(still.runner?.name, runnerName, 'the first agent kept its registration (nothing recovered it away)');

@@ -10,17 +10,24 @@ import net from 'node:net';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { createWorld, type World } from '../../helpers/world.js';
-import { MAIN } from '../../helpers/agent-process.js';
+import { agentLockDir, MAIN } from '../../helpers/agent-process.js';
 import { main } from '../../../src/cli/main.js';
 
 /** The installed command's launcher (runs the bundle when built, else the sources through tsx). */
 const LAUNCHER = new URL('../../../bin/runner-warden.js', import.meta.url).pathname;
 
+/** The runner-user lock directory beside the config file (inside the test's root, never the host's /run). */
+function lockEnv(args: string[]): Record<string, string> {
+  const i = args.indexOf('--config');
+  const file = i >= 0 ? args[i + 1] : undefined;
+  return file !== undefined ? { RUNNER_WARDEN_LOCK_DIR: agentLockDir(file) } : {};
+}
+
 /** Runs the CLI; kills it (and fails) if it is still alive after `timeoutMs`. */
 function runCli(args: string[], timeoutMs = 60_000, entry = MAIN): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...(entry === MAIN ? ['--import', 'tsx'] : []), entry, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TSX_DISABLE_CACHE: '1', RUNNER_WARDEN_LOG_LEVEL: 'warn' },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TSX_DISABLE_CACHE: '1', RUNNER_WARDEN_LOG_LEVEL: 'warn', ...lockEnv(args) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
