@@ -115,7 +115,9 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
   const say = (s: string): void => void io.stdout.write(`${s}\n`);
   // Not under /tmp: the temp step sweeps /tmp for the runner user's files, and a real runner root never lives there.
   await mkdir(DEMO_PARENT, { recursive: true, mode: 0o755 });
-  const root = await mkdtemp(path.join(DEMO_PARENT, 'runner-warden-demo-'));
+  // A short name: a per-job rootless engine puts containerd's socket ~85 bytes below it, and a
+  // socket address holds 104 (runner-warden-demo-XXXXXX was 8 bytes over: no engine, quarantine).
+  const root = await mkdtemp(path.join(DEMO_PARENT, 'rwd-'));
   await chmod(root, 0o755);
   const fake = await startFakeGitHub();
   let owner: ThrowawayUser | undefined;
