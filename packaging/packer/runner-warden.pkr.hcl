@@ -3,7 +3,8 @@
 # user's home recorded as the cleanup baseline and the unit enabled (it starts at first boot,
 # never during the build: a bake must not register a runner).
 #
-#   git archive --format=tar.gz -o packaging/packer/runner-warden.tar.gz HEAD
+# From the repository root (the tarball's default path is relative to where packer runs):
+#   git archive --format=tar.gz -o runner-warden.tar.gz HEAD
 #   packer init packaging/packer
 #   packer build -var runner_sha256=<from the runner release notes> \
 #                -var github_org=my-org packaging/packer

@@ -7,10 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../packaging/packer');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const DIR = path.join(ROOT, 'packaging/packer');
 
 const newer = (a: number[], b: number[]): boolean => {
   for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) > (b[i] ?? 0);
@@ -39,4 +41,27 @@ test('the template says which Packer it needs, and a Packer older than that refu
   } else {
     assert.notEqual(v.status, 0, `packer ${have.join('.')} accepted a template that declares >= ${needed.join('.')}`);
   }
+});
+
+test("the header's example, run from the repository root, puts the tarball where the template looks for it", async () => {
+  const hcl = await readFile(path.join(DIR, 'runner-warden.pkr.hcl'), 'utf8');
+  const archive = /^#\s+git archive .*-o (\S+) HEAD$/m.exec(hcl);
+  assert.ok(archive?.[1], 'the header shows how to make the source tarball');
+  // `packer build -var ... \` and its continuation lines: the last word is the template directory.
+  const lines = hcl.split('\n');
+  let i = lines.findIndex((l) => /^#\s+packer build /.test(l));
+  let command = '';
+  while (i >= 0 && i < lines.length) {
+    command += ` ${(lines[i] as string).replace(/^#/, '').replace(/\\$/, '')}`;
+    if (!(lines[i] as string).endsWith('\\')) break;
+    i++;
+  }
+  const build = /(\S+)\s*$/.exec(command);
+  const dflt = /variable "runner_warden_tarball" \{[^}]*default\s*=\s*"([^"]+)"/.exec(hcl);
+  assert.ok(dflt?.[1]);
+  // A file provisioner's relative source is resolved against packer's working directory.
+  assert.equal(path.resolve(ROOT, archive[1]), path.resolve(ROOT, dflt[1]), 'git archive -o and runner_warden_tarball disagree');
+  const init = /^#\s+packer init (\S+)$/m.exec(hcl);
+  assert.ok(init?.[1] && existsSync(path.join(ROOT, init[1], 'runner-warden.pkr.hcl')), 'packer init names the template directory');
+  assert.ok(build?.[1] && existsSync(path.join(ROOT, build[1], 'runner-warden.pkr.hcl')), 'packer build names the template directory');
 });
