@@ -162,6 +162,11 @@ export async function readProcesses(proc: string, userName: (uid: number) => str
     if (Number.isInteger(ppid)) parent.set(Number(pid), ppid);
     if (ids) uidsOf.set(pid, [Number(ids[2]), Number(ids[1]), Number(ids[3]), Number(ids[4])]);
   }
+  const starts = new Map<number, number | undefined>();
+  const startOf = (p: number): number | undefined => {
+    if (!starts.has(p)) starts.set(p, startedAtMs(readSync(path.join(proc, String(p), 'stat')) ?? '', bootMs));
+    return starts.get(p);
+  };
   const ours = (pid: number): boolean => {
     for (let p = pid, n = 0; p > 0 && n < 64; p = parent.get(p) ?? 0, n++) if (filter.skipPids.has(p)) return true;
     return false;
@@ -179,12 +184,31 @@ export async function readProcesses(proc: string, userName: (uid: number) => str
     // A login during the job (logind's session scopes) is an operator, not a leftover of the job;
     // init is started once, by the kernel.
     if (filter.newSinceMs !== undefined && pid !== '1' && !/^session-\d+\.scope$/.test(unit ?? '')) {
-      const started = startedAtMs(readSync(path.join(proc, pid, 'stat')) ?? '', bootMs);
-      if (started !== undefined && started >= filter.newSinceMs)
+      const started = startOf(Number(pid));
+      if (started !== undefined && started >= filter.newSinceMs && !descendsFromOlder(pid, parent, startOf, filter.newSinceMs))
         out[`${key}#${pid}`] = `${value} started ${new Date(started).toISOString()}`;
     }
   }
   return out;
+}
+
+/**
+ * A process some older process started: a descendant of a process (other than init) that was
+ * running before the job, such as a daemon's workers and helpers (udevd on a device event, a
+ * loop's `sleep`). A job cannot choose its parent: what it leaves behind is re-parented to init
+ * once the listener is gone, so it is still counted.
+ */
+function descendsFromOlder(
+  pid: string,
+  parent: ReadonlyMap<number, number>,
+  startOf: (pid: number) => number | undefined,
+  since: number,
+): boolean {
+  for (let p = parent.get(Number(pid)), n = 0; p !== undefined && p > 1 && n < 64; p = parent.get(p), n++) {
+    const started = startOf(p);
+    if (started !== undefined && started < since) return true;
+  }
+  return false;
 }
 
 /** USER_HZ, the unit of /proc/<pid>/stat start times: 100 on every Linux architecture Node runs on. */

@@ -78,6 +78,7 @@ test(
           lines.some((l) => e.test(l)),
           `no line matches ${e}:\n${lines.join('\n')}`,
         );
+      assert.ok(!lines.some((l) => /process:root:\/\S*bash#/.test(l)), `a daemon's own worker counted:\n${lines.join('\n')}`);
       assert.equal(
         lines.filter((l) => /process:root:\/\S*sleep#/.test(l)).length,
         1,

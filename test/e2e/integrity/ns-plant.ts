@@ -8,6 +8,7 @@
  *   node --import tsx ns-plant.ts <stateDir> <scratchDir>
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 // Started by kernel-surfaces.test.ts under `sh` as the pid namespace's init, so that orphans go to
 // it and not to this process (which plays the agent).
 import { once } from 'node:events';
@@ -28,6 +29,13 @@ run('ip', 'link', 'set', 'lo', 'up');
 // A root daemon of the image, there at baseline, orphaned to the namespace's init like a service.
 const imageDaemonAt = Date.now();
 run('sh', '-c', 'sleep 600 >/dev/null 2>&1 &');
+// A daemon of the image that forks a worker of its own executable on demand (udevd does on a
+// device event): the worker is the daemon's, not the job's.
+run(
+  'sh',
+  '-c',
+  `bash -c 'while :; do [ -e ${scratch}.fork ] && { rm ${scratch}.fork; bash -c "sleep 600; :" & }; sleep 0.1; done' >/dev/null 2>&1 &`,
+);
 await takeSystemBaseline({ stateDir, surfaces: SURFACES, excluded: [scratch], user, skipPids: [process.pid] });
 const policy = structuredClone(DEFAULT_POLICY);
 policy.host.integrity.surfaces = [...SURFACES];
@@ -59,6 +67,8 @@ run(
   '-c',
   'python3 -c "import socket,time\ns=socket.socket()\ns.bind((\'127.0.0.1\',4445))\ns.listen()\ntime.sleep(60)" >/dev/null 2>&1 &',
 );
+run('touch', `${scratch}.fork`);
+for (let i = 0; i < 50 && existsSync(`${scratch}.fork`); i++) await new Promise((r) => setTimeout(r, 100));
 // Another instance of the image daemon's executable (the same process key), and a third one hidden
 // by a bind mount over its /proc directory: the first is named by pid, the second by its mount.
 run('sh', '-c', 'sleep 601 >/dev/null 2>&1 &');
@@ -86,5 +96,7 @@ health.close();
 run('umount', '/usr/local/bin');
 run('umount', `/proc/${hidden}`);
 run('pkill', '-KILL', '-f', '^sleep 60[012]$');
+// The rest dies with the namespace.
+run('pkill', '-KILL', '-f', 'while :[;] do');
 run('pkill', '-KILL', '-f', '^tail -f /dev/null$');
 process.stdout.write(`${JSON.stringify({ before, after })}\n`);
