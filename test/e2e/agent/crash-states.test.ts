@@ -29,6 +29,13 @@ import { processesOfUid } from '../../../src/cleanup/proc.js';
 import { Journal, type JobRecord } from '../../../src/agent/journal.js';
 import type { AgentState } from '../../../src/agent/states.js';
 
+/**
+ * How long the first agent may take to reach the state it is killed in: a hang bound only. A state
+ * after a job comes after the preflight, a registration and the job (seen past 30 s with the
+ * machine's load at 13 on two cores).
+ */
+const STATE_WAIT_MS = 120_000;
+
 /** Marks job one's leftover process, so the probe job can tell whether it survived. */
 const MARKER = 'job-one-marker';
 
@@ -111,7 +118,7 @@ const CASES: Case[] = [
       c.notes.fault = fault;
     },
     async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'registering', { agent: a });
+      await waitForState(c.w.stateDir, 'registering', { agent: a, timeoutMs: STATE_WAIT_MS });
       const fault = c.notes.fault as { remaining: number };
       await until(() => fault.remaining === 0, 'the slow generate-jitconfig request to arrive');
       await a.kill('SIGKILL');
@@ -132,7 +139,7 @@ const CASES: Case[] = [
       c.notes.fault = c.w.fake.faults.add({ match: { method: 'POST', path: /generate-jitconfig/ }, times: 1, completeWhen });
     },
     async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'registering', { agent: a });
+      await waitForState(c.w.stateDir, 'registering', { agent: a, timeoutMs: STATE_WAIT_MS });
       const fault = c.notes.fault as { remaining: number };
       await until(() => fault.remaining === 0, 'the slow generate-jitconfig request to arrive');
       await a.kill('SIGKILL');
@@ -170,7 +177,7 @@ const CASES: Case[] = [
     state: 'idle',
     async killIn(c, a) {
       const online = new Promise<void>((r) => c.w.fake.events.once('session-created', () => r()));
-      await waitForState(c.w.stateDir, 'idle', { agent: a });
+      await waitForState(c.w.stateDir, 'idle', { agent: a, timeoutMs: STATE_WAIT_MS });
       await online;
       await a.kill('SIGKILL');
     },
@@ -183,7 +190,7 @@ const CASES: Case[] = [
     fake: { jobLockMs: 10_000 },
     async killIn(c, a) {
       const online = new Promise<void>((r) => c.w.fake.events.once('session-created', () => r()));
-      await waitForState(c.w.stateDir, 'idle', { agent: a });
+      await waitForState(c.w.stateDir, 'idle', { agent: a, timeoutMs: STATE_WAIT_MS });
       await online;
       await a.kill('SIGKILL');
       // The listener outlives its agent and keeps polling: the service hands it the next job, which
@@ -201,7 +208,7 @@ const CASES: Case[] = [
       c.expected.set(c.w.fake.enqueueJob(firstJob(300)), 'interrupted');
     },
     async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'job-running', { agent: a });
+      await waitForState(c.w.stateDir, 'job-running', { agent: a, timeoutMs: STATE_WAIT_MS });
       await until(async () => (await processesOfUid(c.w.lab.user.uid)).some((p) => p.comm === 'sleep'), 'the job step to run');
       await a.kill('SIGKILL');
     },
@@ -216,7 +223,7 @@ const CASES: Case[] = [
       c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
     async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'cleaning', { agent: a, where: (s) => s.job !== undefined });
+      await waitForState(c.w.stateDir, 'cleaning', { agent: a, timeoutMs: STATE_WAIT_MS, where: (s) => s.job !== undefined });
       await a.kill('SIGKILL');
     },
     async release(c) {
@@ -233,7 +240,7 @@ const CASES: Case[] = [
     },
     async killIn(c, a) {
       // The job's verification, not the preflight's before the first registration.
-      await waitForState(c.w.stateDir, 'verifying', { agent: a, timeoutMs: 120_000, where: (s) => s.job !== undefined });
+      await waitForState(c.w.stateDir, 'verifying', { agent: a, timeoutMs: STATE_WAIT_MS, where: (s) => s.job !== undefined });
       await a.kill('SIGKILL');
     },
     async release(c) {
@@ -264,7 +271,7 @@ const CASES: Case[] = [
       c.expected.set(c.w.fake.enqueueJob(firstJob(300)), 'interrupted');
     },
     async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'job-running', { agent: a });
+      await waitForState(c.w.stateDir, 'job-running', { agent: a, timeoutMs: STATE_WAIT_MS });
       await a.kill('SIGKILL');
     },
     needsStrace: true,
@@ -289,7 +296,7 @@ const CASES: Case[] = [
       c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
     async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'recycling', { agent: a });
+      await waitForState(c.w.stateDir, 'recycling', { agent: a, timeoutMs: STATE_WAIT_MS });
       await a.kill('SIGKILL');
     },
     // The host was being replaced: the restarted agent finishes the recycle and never registers.
@@ -337,7 +344,7 @@ async function delayRenames(pid: number, ms: number): Promise<void> {
  * from an inotify watch on the journal, lands between the record's append and the next state write.
  */
 async function killAfterJobRecords(stateDir: string, a: AgentProcess, count: number, after: AgentState): Promise<void> {
-  await waitForState(stateDir, after, { agent: a });
+  await waitForState(stateDir, after, { agent: a, timeoutMs: STATE_WAIT_MS });
   await delayRenames(a.pid, RENAME_DELAY_MS);
   const file = path.join(stateDir, 'journal.jsonl');
   const reached = (): boolean => {
