@@ -11,7 +11,7 @@
  *   recovery.ts     after an unclean stop; preflight.ts before a fresh boot's first job
  */
 import type { Clock } from '../lib/clock.js';
-import { describeError } from '../lib/errors.js';
+import { ConfigError, describeError } from '../lib/errors.js';
 import type { StatusSnapshot } from '../health/snapshot.js';
 import type { HookEvent } from '../runner/hooks.js';
 import type { Policy } from '../policy/types.js';
@@ -227,6 +227,8 @@ export class Agent {
     try {
       await host.installHooks();
     } catch (err) {
+      // A configuration the hooks refuse (the runner user's group is shared) is the operator's to fix: exit 78.
+      if (err instanceof ConfigError) throw err;
       const why = describeError(err);
       if (this.hooksProblem !== why) log.error({ err: why }, 'could not install the job hooks');
       this.hooksProblem = why;

@@ -136,6 +136,8 @@ export interface UnitWorldOptions {
   /** Replaces the in-memory journal's append (e.g. to fail with ENOSPC). */
   journalAppend?: (r: NewJournalRecord) => Promise<unknown>;
   stateDir?: string;
+  /** Replaces the host's hook installation (e.g. to fail with ENOSPC at start). */
+  installHooks?: () => Promise<void>;
 }
 
 /** A fake host around one Agent; `agent()` builds a new Agent on the same state (a restart). */
@@ -220,7 +222,7 @@ export async function makeUnitWorld(o: UnitWorldOptions = {}): Promise<UnitWorld
     agent(over = {}) {
       const host: RunnerHostPort = {
         takeLeftoverEvents: () => Promise.resolve(w.hookQueue.splice(0)),
-        installHooks: () => Promise.resolve(),
+        installHooks: () => (o.installHooks ? o.installHooks() : Promise.resolve()),
         watchEvents: (onEvent, signal) =>
           new Promise<void>((resolve) => {
             w.deliverHook = onEvent;
