@@ -64,7 +64,7 @@ export class AgentContext {
     if (prev) this.ps = { ...prev };
     this.fact = fact;
     this.ps.state = 'boot';
-    this.ps.since = this.iso();
+    this.ps.since = isoNow(this.clock);
     if (fact) this.ps.quarantineReason = fact.reason;
     else delete this.ps.quarantineReason;
     if (fact) await this.saveFact();
@@ -79,7 +79,7 @@ export class AgentContext {
     change?.(this.ps);
     if (from !== to || to === 'idle' || to === 'registering') {
       this.ps.state = to;
-      this.ps.since = this.iso();
+      this.ps.since = isoNow(this.clock);
       this.log.info({ from, to }, 'state');
       this.observer?.setState?.(to);
       this.observer?.setQuarantined?.(this.fact !== undefined);
@@ -166,8 +166,9 @@ export class AgentContext {
     if (this.problem === undefined) this.log.error({ err: describeError(err), what }, 'could not persist the agent state; kept in memory');
     this.problem = why;
   }
+}
 
-  private iso(): string {
-    return new Date(this.clock.now()).toISOString();
-  }
+/** The clock's now as an ISO 8601 string (the state's `since`). */
+function isoNow(clock: Clock): string {
+  return new Date(clock.now()).toISOString();
 }
