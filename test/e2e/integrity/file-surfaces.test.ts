@@ -252,6 +252,23 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     expect: ['etc: /etc/cron.d/a\\x0aetc: innocent removed (x) added'],
   },
   {
+    name: "an authorized_keys line for another user (man's home)",
+    plant: async (T) => {
+      await mkdir(`${T}/var/cache/man/.ssh`, { recursive: true });
+      await writeFile(`${T}/var/cache/man/.ssh/authorized_keys`, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEvil evil\n');
+    },
+    expect: ['authorized-keys: /var/cache/man/.ssh/authorized_keys added'],
+  },
+  {
+    name: 'third-party software in /opt and served data in /srv',
+    plant: async (T) => {
+      await mkdir(`${T}/opt/tool/bin`, { recursive: true });
+      await writeFile(`${T}/opt/tool/bin/tool`, '#!/bin/sh\n');
+      await writeFile(`${T}/srv/index.html`, '<script src=//evil.example></script>\n');
+    },
+    expect: ['opt-srv: /opt/tool/bin/tool added', 'opt-srv: /srv/index.html added'],
+  },
+  {
     name: 'another name server in /etc/resolv.conf',
     plant: async (T) => {
       await rm(`${T}/etc/resolv.conf`, { force: true });
