@@ -70,7 +70,7 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
 /**
  * Validates the `recycle` section (ConfigError listing every problem, including the kubernetes
  * values the composition root must have filled in) and builds the provider, then its fallbacks.
- * Takes the typed union beside the shared loose shape, whose `command?: string` cannot hold argv.
+ * Takes the loaded config's shape (every provider's keys optional) or the typed union.
  */
 export function createRecycler(config: RecycleConfig | RecycleChainConfig, deps: RecyclerDeps = {}): RecycleChain {
   const file = deps.configFile ?? 'recycle';
