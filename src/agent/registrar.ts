@@ -119,7 +119,12 @@ export async function registerRunner(
       return registered(core, { id: r.id, name, labels, ...(r.jit !== undefined ? { jit: r.jit } : {}) }, false);
     }
     // Given up on, or failed without the service saying no: it may still make the runner, later.
-    if (outcome.kind !== 'error' || fateUnknown(outcome.err)) await ledger.watchLate(name);
+    // A name refused as taken after a slow request is the same case: the client gave up on an
+    // attempt the service completed, retried, and the retry found that attempt's runner (seen in the
+    // soak: a ghost per stalled request that GitHub completed).
+    const slowRefusal =
+      outcome.kind === 'error' && nameTaken(outcome.err) && d.clock.now() - sentAt > d.timeouts.registrationRecheckAfterMs;
+    if (outcome.kind !== 'error' || fateUnknown(outcome.err) || slowRefusal) await ledger.watchLate(name);
     if (outcome.kind === 'drained') return { kind: 'drained' };
     if (outcome.kind === 'deadline') return stuck(core, limitMs, failures);
     const err = outcome.err;
