@@ -19,6 +19,7 @@ import { IntegrityBaselineError, type DriftEntry, type SystemBaseline } from './
 import { ByStat } from './stat-cache.js';
 import type { PackageSet } from './accounts.js';
 import { NetfilterShell } from './netfilter.js';
+import { ToolShell } from './tool-shell.js';
 
 /** Where the guard reads and what it leaves out; every path is host view. */
 export interface IntegrityGuardOptions {
@@ -59,6 +60,8 @@ export class IntegrityGuard implements JobGuard<Policy> {
   private readonly packages = new ByStat<PackageSet>();
   /** Runs iptables-save and nft for every check: no child of the agent per check. */
   private readonly netfilterShell = new NetfilterShell();
+  /** Runs getcap for every check, beside the netfilter tools' shell. */
+  private readonly toolShell = new ToolShell();
   constructor(private readonly o: IntegrityGuardOptions) {
     this.now = o.now ?? Date.now;
   }
@@ -126,6 +129,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
       exceptions,
       packageCache: this.packages,
       netfilterShell: this.netfilterShell,
+      toolShell: this.toolShell,
       jobUser: job?.user ?? this.o.user,
       // /proc/stat's boot time is in whole seconds: a process started just before the job may count as the job's.
       ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),

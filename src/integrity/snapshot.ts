@@ -13,6 +13,7 @@ import { readListeners, readModules, readMounts, readProcesses, readRoutes, read
 import { readNetfilter, type NetfilterShell } from './netfilter.js';
 import type { GlobSet } from './glob.js';
 import { readFileCaps } from './file-caps.js';
+import { ToolShell } from './tool-shell.js';
 
 /** Where and what a snapshot reads. */
 export interface SnapshotOptions {
@@ -37,6 +38,8 @@ export interface SnapshotOptions {
   hashSmall?: boolean;
   /** The shell that runs the netfilter tools (the guard keeps one); without it a child is started. */
   netfilterShell?: NetfilterShell;
+  /** The shell that runs getcap (the guard keeps one); without it one is started for this snapshot. */
+  toolShell?: ToolShell;
   /** The package database parsed once while it is unchanged (the guard keeps one across checks). */
   packageCache?: ByStat<PackageSet>;
   signal?: AbortSignal;
@@ -92,7 +95,11 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     on,
     users.map((u) => u.home).filter((h) => h.startsWith('/')),
   );
-  const caps = on.has('setuid') ? readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, o.signal) : undefined;
+  // A snapshot without the guard's shell (the baseline) starts its own and ends it below.
+  const ownShell = new ToolShell();
+  const caps = on.has('setuid')
+    ? readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, o.toolShell ?? ownShell, o.signal)
+    : undefined;
   const walk = walkTrees(trees, {
     root: o.root,
     excluded: o.excluded,
@@ -109,7 +116,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     unreadable.push(...nf.unreadable);
   }
   if (caps) {
-    const c = await caps;
+    const c = await caps.finally(() => ownShell.close());
     Object.assign(objects, c.objects);
     unreadable.push(...c.unreadable);
   }
