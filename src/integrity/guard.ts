@@ -130,6 +130,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
       packageCache: this.packages,
       netfilterShell: this.netfilterShell,
       toolShell: this.toolShell,
+      previous: base.snapshot,
       jobUser: job?.user ?? this.o.user,
       // /proc/stat's boot time is in whole seconds: a process started just before the job may count as the job's.
       ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),

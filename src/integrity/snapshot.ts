@@ -5,14 +5,14 @@
  */
 import path from 'node:path';
 import type { HostIdentity, Snapshot, SurfaceName } from './types.js';
-import { treeSurfaces, TRANSIENT_UNITS } from './surfaces.js';
-import { walkTrees } from './walk.js';
+import { treeSurfaces, TRANSIENT_UNITS, type TreeSurface } from './surfaces.js';
+import { walkTrees, type WalkResult } from './walk.js';
 import { inRanges, readAccounts, readIdentity, readPackageSet, readSubIds, type IdRange, type PackageSet } from './accounts.js';
 import type { ByStat } from './stat-cache.js';
 import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
 import { readNetfilter, type NetfilterShell } from './netfilter.js';
 import type { GlobSet } from './glob.js';
-import { readFileCaps } from './file-caps.js';
+import { readFileCaps, type FileCaps } from './file-caps.js';
 import { ToolShell } from './tool-shell.js';
 
 /** Where and what a snapshot reads. */
@@ -40,6 +40,8 @@ export interface SnapshotOptions {
   netfilterShell?: NetfilterShell;
   /** The shell that runs getcap (the guard keeps one); without it one is started for this snapshot. */
   toolShell?: ToolShell;
+  /** The baseline's snapshot: file capabilities are then read only where a file changed. */
+  previous?: Snapshot;
   /** The package database parsed once while it is unchanged (the guard keeps one across checks). */
   packageCache?: ByStat<PackageSet>;
   signal?: AbortSignal;
@@ -95,11 +97,6 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     on,
     users.map((u) => u.home).filter((h) => h.startsWith('/')),
   );
-  // A snapshot without the guard's shell (the baseline) starts its own and ends it below.
-  const ownShell = new ToolShell();
-  const caps = on.has('setuid')
-    ? readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, o.toolShell ?? ownShell, o.signal)
-    : undefined;
   const walk = walkTrees(trees, {
     root: o.root,
     excluded: o.excluded,
@@ -115,11 +112,46 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
   }
-  if (caps) {
-    const c = await caps.finally(() => ownShell.close());
+  if (on.has('setuid')) {
+    const c = await fileCaps(o, trees, walked);
     Object.assign(objects, c.objects);
     unreadable.push(...c.unreadable);
   }
   const identity = await readIdentity(o.root, o.proc, pkgs);
   return { snapshot: { files: walked.files, fileSurface: walked.fileSurface, objects, unreadable }, identity };
+}
+
+/** Files getcap is asked about by name at most (a command line well under ARG_MAX). */
+const MAX_CAP_FILES = 2_000;
+
+/**
+ * File capabilities. The baseline (no `previous`) reads every tree with `getcap -r`. A check asks
+ * getcap only about the files that can have changed: setting a capability changes the file's ctime,
+ * so a file of the recorded trees whose metadata matches the previous snapshot keeps its capability;
+ * new and changed files, and the executables of the setuid-only trees, are read (usually a handful).
+ */
+async function fileCaps(o: SnapshotOptions, trees: TreeSurface[], walked: WalkResult): Promise<FileCaps> {
+  const ownShell = new ToolShell();
+  const shell = o.toolShell ?? ownShell;
+  try {
+    const prev = o.previous;
+    if (!prev) return await readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, shell, o.signal);
+    const objects: Record<string, string> = {};
+    const ask: string[] = [...walked.executables];
+    for (const [p, m] of Object.entries(walked.files)) {
+      if (m.type !== 'f') continue;
+      const was = prev.files[p];
+      const same = was && was.ino === m.ino && was.ctimeMs === m.ctimeMs && was.size === m.size && was.mode === m.mode;
+      if (!same) ask.push(p);
+      else if (prev.objects[`filecap:${p}`] !== undefined) objects[`filecap:${p}`] = prev.objects[`filecap:${p}`] as string;
+    }
+    if (ask.length === 0) return { objects, unreadable: [] };
+    // Past this many, one recursive read is cheaper than a command line that long.
+    if (ask.length > MAX_CAP_FILES)
+      return await readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, shell, o.signal);
+    const read = await readFileCaps(o.root, [...new Set(ask)], o.excluded, shell, o.signal);
+    return { objects: { ...objects, ...read.objects }, unreadable: read.unreadable };
+  } finally {
+    ownShell.close();
+  }
 }

@@ -39,6 +39,11 @@ export interface WalkResult {
   fileSurface: Record<string, SurfaceName>;
   /** Paths that could not be read (EACCES, ENAMETOOLONG, too many entries). */
   unreadable: string[];
+  /**
+   * Executable regular files of the setuid-only trees that are not setuid (not recorded in
+   * `files`): where a file capability could make a root shell without a setuid bit.
+   */
+  executables: string[];
 }
 
 /** One tree start to walk: its surface's index (for precedence), its device, its hashing. */
@@ -69,6 +74,7 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
   // Per surface, then merged in surface order: precedence does not depend on which call came back first.
   const per = trees.map(() => ({ files: new Map<string, FileMeta>() }));
   const unreadable: string[] = [];
+  const executables: string[] = [];
   let count = 0;
   let overflow = false;
   type Item = { tree: number; p: string; dev: number; depth: number; st?: Stats };
@@ -85,6 +91,7 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
     const t = trees[it.tree] as TreeSurface;
     const files = (per[it.tree] as { files: Map<string, FileMeta> }).files;
     let pendingLink = false;
+    if (t.setuidOnly && s.isFile() && (s.mode & 0o111) !== 0 && !isSetid(s)) executables.push(it.p);
     if (!t.setuidOnly || isSetid(s)) {
       const m = metaOf(s, real(it.p), o.hashSurfaces?.has(t.surface) ?? false);
       files.set(it.p, m);
@@ -142,7 +149,7 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
     pump();
   });
 
-  const out: WalkResult = { files: {}, fileSurface: {}, unreadable: unreadable.sort() };
+  const out: WalkResult = { files: {}, fileSurface: {}, unreadable: unreadable.sort(), executables };
   for (const [tree, t] of trees.entries()) {
     for (const [p, m] of (per[tree] as { files: Map<string, FileMeta> }).files) {
       if (p in out.files) continue;

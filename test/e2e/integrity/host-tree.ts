@@ -43,6 +43,9 @@ export async function buildHostTree(root: string): Promise<{ stateDir: string; r
   // A system binary a job could replace in place (the image's git).
   await copyFile('/usr/bin/true', path.join(root, 'usr/bin/git'));
   await copyFile('/usr/bin/true', path.join(root, 'usr/bin/python3'));
+  // A capability the image ships (ping's): carried from check to check while the file is unchanged.
+  await copyFile('/usr/bin/true', path.join(root, 'usr/bin/ping'));
+  execFileSync('setcap', ['cap_net_raw+ep', path.join(root, 'usr/bin/ping')]);
   await writeFile(path.join(root, 'usr/lib/x86_64-linux-gnu/security/pam_unix.so'), 'the image pam_unix\n');
   await writeFile(path.join(root, 'usr/lib/python3/dist-packages/requests/__init__.py'), '# requests\n');
   await writeFile(
