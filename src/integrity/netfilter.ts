@@ -3,8 +3,8 @@
  * `ip6tables-save` and `nft list ruleset` where installed: `netfilter:<tool> <table> <rule>`.
  * Packet counters are dropped so traffic alone is never drift.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { runCommand, signalGroup } from '../lib/process.js';
+import { runCommand } from '../lib/process.js';
+import { ToolShell } from './tool-shell.js';
 
 /** A dump of a few hundred rules takes milliseconds; a wedged netlink call must not hold the check. */
 export const NETFILTER_TIMEOUT_MS = 5_000;
@@ -42,78 +42,25 @@ export async function readNetfilter(signal?: AbortSignal): Promise<{ objects: Re
 }
 
 /**
- * A shell kept for the agent's lifetime that runs the tools on request: the check starts no child
- * of its own (the shell, a small process, starts the tools). Killed and started again when a
- * request times out or the shell is gone (a root job may kill it; the next check starts another).
- * It reads its commands from a pipe and ends when the agent does (end of input).
+ * The tools run in a shell kept for the agent's lifetime (tool-shell.ts): the check starts no child
+ * of its own. Killed and started again when a request times out or the shell is gone (a root job
+ * may kill it; the next check starts another).
  */
 export class NetfilterShell {
-  private child: ChildProcess | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly shell = new ToolShell();
 
   /** The rules now; requests are served one at a time. */
-  read(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
-    const next = this.queue.then(() => this.request(signal));
-    this.queue = next.catch(() => undefined);
-    return next;
+  async read(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
+    const r = await this.shell.run(SCRIPT, { timeoutMs: NETFILTER_TIMEOUT_MS, maxBytes: MAX_OUTPUT_BYTES }, signal);
+    return r.ok ? parseNetfilter(r.stdout) : { objects: {}, unreadable: [`netfilter: ${r.why}`] };
   }
 
   /** Ends the shell (tests; the agent's exit ends it anyway). */
   close(): void {
-    const c = this.child;
-    this.child = undefined;
-    if (c?.pid !== undefined) signalGroup(c.pid, 'SIGKILL');
-  }
-
-  private shell(): ChildProcess {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return this.child;
-    const c = spawn('sh', ['-s'], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
-    c.on('error', () => undefined);
-    c.stdin?.on('error', () => undefined);
-    c.once('exit', () => {
-      if (this.child === c) this.child = undefined;
-    });
-    // Neither the shell nor its pipes keep the agent's event loop alive.
-    c.unref();
-    (c.stdin as unknown as { unref?: () => void } | null)?.unref?.();
-    (c.stdout as unknown as { unref?: () => void } | null)?.unref?.();
-    this.child = c;
-    return c;
-  }
-
-  private request(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
-    const c = this.shell();
-    return new Promise((resolve) => {
-      let out = '';
-      const done = (fail?: string): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        c.stdout?.off('data', onData);
-        c.off('exit', onExit);
-        if (fail) {
-          this.close();
-          resolve({ objects: {}, unreadable: [`netfilter: ${fail}`] });
-        } else resolve(parseNetfilter(out.slice(0, out.length - END.length)));
-      };
-      const onData = (d: Buffer): void => {
-        out += d.toString('utf8');
-        if (out.endsWith(END)) done();
-        else if (out.length > MAX_OUTPUT_BYTES) done(`the tools printed more than ${MAX_OUTPUT_BYTES} bytes`);
-      };
-      const onExit = (): void => done('the shell running the tools exited');
-      const onAbort = (): void => done('aborted');
-      const timer = setTimeout(() => done(`no answer in ${NETFILTER_TIMEOUT_MS} ms`), NETFILTER_TIMEOUT_MS);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      c.stdout?.on('data', onData);
-      c.once('exit', onExit);
-      c.stdin?.write(`${SCRIPT}\nprintf '${END_PRINTF}'\n`);
-    });
+    this.shell.close();
   }
 }
 
-/** The end of one request's output. */
-const END = '\u001fend\n';
-const END_PRINTF = '\\037end\\n';
 /** Rules printed at most: thousands of rules; a runaway tool must not fill the agent's memory. */
 const MAX_OUTPUT_BYTES = 16 << 20;
 
