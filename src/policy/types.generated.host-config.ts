@@ -192,4 +192,24 @@ export interface HostConfig {
     /** Seconds between polls; AWS recommends 5 for spot notices. Default: 5. */
     intervalSeconds: number;
   };
+  /**
+   * This host's place in a fleet that shares one GitHub App installation (and one cloud account):
+   * after an outage or a limit answer, host index of size retries GitHub (and a throttled recycle
+   * call) only in its own slot of a window sized from the limits, so the fleet comes back at the
+   * limit's pace without meeting it. Absent: retries are spread by full jitter alone. See
+   * docs/fleet-scale.md.
+   */
+  fleet?: {
+    /**
+     * Hosts in the fleet (the most that run at once); a little more than the fleet is fine, less
+     * lets hosts share slots.
+     */
+    size: number;
+    /**
+     * This host's index, 0 to size - 1, unique in the fleet (an image pipeline sets it, e.g. as
+     * RUNNER_WARDEN_FLEET_INDEX). Absent: a hash of the host name modulo size, which can give two
+     * hosts one slot.
+     */
+    index?: number;
+  };
 }
