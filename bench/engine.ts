@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { EngineGuard } from '../src/engine/engine-guard.js';
-import { createEngineDir, engineArgs, engineLayout, startEngine, ping } from '../src/engine/rootless-engine.js';
+import { createEngineDir, engineArgs, engineLayout, startEngine, spawnEngine, ping } from '../src/engine/rootless-engine.js';
 import { RegistryMirror } from '../src/engine/mirror.js';
 import { createProcessContainer } from '../src/lib/cgroup.js';
 import { signalGroup } from '../src/lib/process.js';
@@ -107,13 +107,18 @@ async function main(): Promise<void> {
   /** 1. start to first answer */
   async function startFigures(): Promise<void> {
     const rootless: number[] = [];
+    const prepares: number[] = [];
     const hostNet: number[] = [];
     const rootful: number[] = [];
     for (let i = 0; i < starts; i++) {
       const job = await newJob();
       let startMs = NaN;
       const g = new EngineGuard({ cgroupParent: CGROUP_PARENT, onStarted: (m) => (startMs = m) });
+      const t = performance.now();
       await g.prepare(job, policy, ctx);
+      prepares.push(performance.now() - t);
+      if (!(await ping(engineLayout(job.dir).socket, 60_000))) throw new Error('the engine did not answer');
+      while (Number.isNaN(startMs)) await new Promise((r) => setTimeout(r, 5));
       rootless.push(startMs);
       await g.release(job, policy, ctx);
       await g.drain();
@@ -122,6 +127,9 @@ async function main(): Promise<void> {
     }
     out(`engine start to first API answer (n=${starts}):`);
     out(`  rootless, slirp4netns (the guard):  median ${ms(pct(rootless, 50))}, p95 ${ms(pct(rootless, 95))}  (target <= 1.50 s)`);
+    out(
+      `  of which prepare (what the listener waits; the socket queues calls): median ${ms(pct(prepares, 50))}, p95 ${ms(pct(prepares, 95))}`,
+    );
     out(`  rootless, rootlesskit --net=host:   median ${ms(pct(hostNet, 50))}, p95 ${ms(pct(hostNet, 95))}  (no tun, no bridge networks)`);
     out(
       `  baseline rootful dockerd:           median ${ms(pct(rootful, 50))}, p95 ${ms(pct(rootful, 95))}  (rootless/rootful = ${(pct(rootless, 50) / pct(rootful, 50)).toFixed(2)}x)`,
@@ -169,12 +177,15 @@ async function main(): Promise<void> {
       await fsp.mkdir(dir, { mode: 0o711 });
       return { key: `ready-${k}-${name}`, dir, user: slot.user, runnerRoot, stateDir: slot.stateDir };
     };
-    const results: Record<'cold' | 'warm', number[]> = { cold: [], warm: [] };
-    const waits: number[] = [];
+    type Kind = 'before' | 'cold' | 'warm';
+    const results: Record<Kind, number[]> = { before: [], cold: [], warm: [] };
+    /** The engine guard's part of the path (release + verify + prepare), and the first answer after prepare. */
+    const guardPart: Record<Kind, number[]> = { before: [], cold: [], warm: [] };
+    const answerAfter: Record<Kind, number[]> = { before: [], cold: [], warm: [] };
     let job = await slotJob();
     await g.prepare(job, p, ctx);
     for (let round = 0; round < Math.max(2, Math.ceil(starts / 2)); round++) {
-      for (const kind of ['cold', 'warm'] as const) {
+      for (const kind of ['before', 'cold', 'warm'] as const) {
         await fillWork(slot.workDir, READY_FILES);
         // Off the clock: the previous round's _work is deleted first, so every round's path has the disk to itself.
         await trash.drain();
@@ -190,6 +201,7 @@ async function main(): Promise<void> {
         };
         const t0 = performance.now();
         const released = await g.release(job, p, ctx);
+        const tReleased = performance.now();
         const report = await runCleanup(cctx, defaultSteps({ trash }), verifyHost);
         if (!report.clean) throw new Error(`not clean: ${JSON.stringify(report.verify.problems)}`);
         const tVerify = performance.now();
@@ -197,13 +209,21 @@ async function main(): Promise<void> {
         const findings = await g.verify(job, p, ctx);
         if (released.outcome !== 'ok' || findings.length > 0)
           throw new Error(`engine not clean: ${released.outcome} ${JSON.stringify(findings)}`);
+        const tGuardVerified = performance.now();
         job = await slotJob();
+        const tPrepare = performance.now();
         const prepared = await g.prepare(job, p, ctx);
+        const socket = (prepared.env?.DOCKER_HOST ?? '').replace(/^unix:\/\//, '');
+        // The baseline: prepare as it was, holding the listener until the engine's first answer.
+        if (kind === 'before' && !(await ping(socket, 60_000))) throw new Error('the engine did not answer');
         const t1 = performance.now();
+        if (kind !== 'before' && !(await ping(socket, 60_000))) throw new Error('the engine did not answer');
+        answerAfter[kind].push(performance.now() - t1);
         results[kind].push(t1 - t0);
-        const waited = /waited (\d+) ms/.exec(prepared.notes?.join() ?? '')?.[1];
-        if (kind === 'warm') waits.push(Number(waited ?? NaN));
-        out(`  round ${round + 1} ${kind}: ${ms(t1 - t0)} (pipeline+verify ${ms(tVerify - t0)}; ${prepared.notes?.join('; ') ?? ''})`);
+        guardPart[kind].push(tReleased - t0 + (tGuardVerified - tVerify) + (t1 - tPrepare));
+        out(
+          `  round ${round + 1} ${kind}: ${ms(t1 - t0)} (release ${ms(tReleased - t0)}, pipeline+verify ${ms(tVerify - tReleased)}, guard verify ${ms(tGuardVerified - tVerify)}, prepare ${ms(t1 - tPrepare)}; first answer ${ms(performance.now() - t1)} after it; ${prepared.notes?.join('; ') ?? ''})`,
+        );
         await g.drain();
       }
     }
@@ -211,12 +231,14 @@ async function main(): Promise<void> {
     await g.drain();
     await trash.drain();
     out(`job end -> next listener polling, isolated, ${READY_FILES.toLocaleString('en')} files in _work (n=${results.cold.length} each):`);
-    out(
-      `  warm (engine started at verification): median ${ms(pct(results.warm, 50))}, p95 ${ms(pct(results.warm, 95))}  (target <= 0.50 s); prepare waited for it: median ${ms(pct(waits, 50))}`,
-    );
-    out(
-      `  baseline cold (engine started in prepare): median ${ms(pct(results.cold, 50))}, p95 ${ms(pct(results.cold, 95))}  (cold/warm = ${(pct(results.cold, 50) / pct(results.warm, 50)).toFixed(1)}x)`,
-    );
+    const line = (label: string, k: Kind): void =>
+      out(
+        `  ${label}: median ${ms(pct(results[k], 50))}, p95 ${ms(pct(results[k], 95))}; the engine guard's part ${ms(pct(guardPart[k], 50))}, the cleanup pipeline's the rest${k === 'before' ? '' : `; first answer ${ms(pct(answerAfter[k], 50))} after prepare`}  (before/this = ${(pct(results.before, 50) / pct(results[k], 50)).toFixed(1)}x)`,
+      );
+    line('warm (engine started at verification, socket-activated)', 'warm');
+    line('cold (engine spawned in prepare, socket-activated)', 'cold');
+    line('baseline before (prepare waits for the first answer)', 'before');
+    out('  target <= 0.50 s for the whole path; the engine guard owns its part, the pipeline the rest');
   }
 
   /** A checkout-like _work of `files` small files, made as the runner user (not timed). */
@@ -278,38 +300,16 @@ async function main(): Promise<void> {
     const job = await newJob();
     const layout = engineLayout(job.dir);
     await createEngineDir(layout, job.user);
-    const log = await fsp.open(layout.log, 'a', 0o600);
-    await fsp.chown(layout.log, uid, gid);
-    const t0 = Date.now();
-    const child = spawn(
-      'setpriv',
-      [
-        `--reuid=${uid}`,
-        `--regid=${gid}`,
-        '--clear-groups',
-        '--',
-        '/usr/bin/rootlesskit',
-        ...transform(engineArgs({ layout, hostLoopback: false })),
-      ],
-      {
-        cwd: layout.dir,
-        detached: true,
-        stdio: ['ignore', log.fd, log.fd],
-        env: {
-          PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-          HOME: layout.dir,
-          XDG_RUNTIME_DIR: layout.runtimeDir,
-          LANG: 'C.UTF-8',
-        },
-      },
-    );
-    await log.close();
+    const { child, spawnedAt: t0 } = await spawnEngine({
+      layout,
+      user: job.user,
+      rootlesskit: '/usr/bin/rootlesskit',
+      args: transform(engineArgs({ layout, hostLoopback: false })),
+      path: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    });
     const exited = new Promise((r) => child.once('exit', r));
-    while (!(await ping(layout.socket))) {
-      if (child.exitCode !== null || Date.now() - t0 > 60_000)
-        throw new Error(`engine did not start: ${await fsp.readFile(layout.log, 'utf8')}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    // The activated socket queues the ping until the engine serves it (or closes when it dies).
+    if (!(await ping(layout.socket, 60_000))) throw new Error(`engine did not start: ${await fsp.readFile(layout.log, 'utf8')}`);
     const elapsed = Date.now() - t0;
     if (child.pid) signalGroup(child.pid, 'SIGKILL');
     await exited;
@@ -464,9 +464,10 @@ async function main(): Promise<void> {
       },
       async () => undefined,
     );
+    const startMs = await started.ready;
     signalGroup(started.pid, 'SIGKILL');
     await container.remove();
-    return started.startMs;
+    return startMs;
   }
 }
 

@@ -10,6 +10,9 @@
  *            verify:  nothing of it left (processes, cgroup, socket, directory, mounts, network)
  *            prewarm: the next job's engine starts while this host is verified (warm-engine.ts);
  *                     prepare takes it when it was started for the same user and mirror
+ *            prepare never waits for the engine's first answer: its socket (made by the agent,
+ *            socket-activated) queues calls until dockerd serves; an engine that never answers
+ *            is a verify finding
  *  host      prepare: a warning (jobs can act as root through the host's engine)
  *  none      prepare: refuse while the runner user could reach a root engine
  * ```
@@ -29,6 +32,7 @@ import {
 import { detectCgroupSupport, DEFAULT_CGROUP_PARENT, type CgroupSupport } from '../lib/cgroup.js';
 import { pidAlive } from '../lib/process.js';
 import { writeFileAtomic } from '../lib/fs.js';
+import { describeError } from '../lib/errors.js';
 import type { Policy } from '../policy/types.js';
 import {
   containerJobsRefused,
@@ -95,6 +99,8 @@ export class EngineGuard implements JobGuard<Policy> {
   private readonly warm = new WarmEngine((p) => this.track(p));
   /** Learnt from the first job when no jobRoot option was given. */
   private jobRoot: string | undefined;
+  /** Each prepared job's engine start until its verify, by job key. */
+  private readonly starts = new Map<string, EngineStart>();
 
   constructor(private readonly opts: EngineGuardOptions = {}) {
     this.paths = opts.paths ?? DEFAULT_ENGINE_HOST_PATHS;
@@ -153,22 +159,21 @@ export class EngineGuard implements JobGuard<Policy> {
     if (warm) {
       await writeFileAtomic(engineLayout(job.dir).record, JSON.stringify({ ...warm.rec, dir: warm.layout.dir }));
       const waited = Date.now() - waitStarted;
-      ctx.log.info(
-        { startMs: warm.startMs, waitedMs: waited, socket: warm.layout.socket },
-        'job engine ready (started while the previous job was verified)',
-      );
+      this.watch(job.key, warm, ctx);
+      ctx.log.info({ waitedMs: waited, socket: warm.layout.socket }, 'job engine taken (started while the previous job was verified)');
       env.DOCKER_HOST = `unix://${warm.layout.socket}`;
-      return {
-        env,
-        notes: [`docker mode isolated: rootless engine started during the previous verification (${warm.startMs} ms), waited ${waited} ms`],
-      };
+      return { env, notes: [`docker mode isolated: rootless engine started during the previous verification, waited ${waited} ms`] };
     }
     const layout = engineLayout(job.dir);
     try {
       const started = await this.launch(layout, job.user, cgroupName(job.key), mirror, ctx.signal);
-      ctx.log.info({ startMs: started.startMs, socket: layout.socket }, 'job engine ready');
+      const waited = Date.now() - waitStarted;
+      this.watch(job.key, started, ctx);
       env.DOCKER_HOST = `unix://${layout.socket}`;
-      return { env, notes: [`docker mode isolated: rootless engine ready in ${started.startMs} ms`] };
+      return {
+        env,
+        notes: [`docker mode isolated: rootless engine spawned in ${waited} ms; its socket queues calls until it answers`],
+      };
     } catch (err) {
       await this.release(job, policy, ctx).catch(() => undefined);
       if (err instanceof EngineStartError) {
@@ -201,7 +206,32 @@ export class EngineGuard implements JobGuard<Policy> {
     );
   }
 
-  /** Starts an engine in `layout` for `user` and waits for its first answer. */
+  /**
+   * Follows a job's engine to its first answer without holding the listener: the outcome is
+   * logged, observed (onStarted) and kept for verify, where an engine that never answered is a
+   * finding (the host could not give the policy's mode).
+   */
+  private watch(key: string, l: Launched, ctx: GuardContext): void {
+    const st: EngineStart = { state: 'starting' };
+    this.starts.set(key, st);
+    this.track(
+      l.ready.then(
+        (ms) => {
+          if (st.state === 'starting') st.state = 'ready';
+          this.opts.onStarted?.(ms);
+          ctx.log.info({ startMs: ms, socket: l.layout.socket }, 'job engine ready');
+        },
+        (err: unknown) => {
+          if (st.state !== 'starting') return;
+          st.state = 'failed';
+          st.error = err instanceof EngineStartError ? `${err.message}: ${err.log}` : describeError(err);
+          ctx.log.error({ err: describeError(err), log: l.layout.log }, "the job's engine did not start");
+        },
+      ),
+    );
+  }
+
+  /** Starts an engine in `layout` for `user`; resolves once it runs (its `ready` says when it answers). */
   private async launch(
     layout: EngineLayout,
     user: RunnerUser,
@@ -222,7 +252,6 @@ export class EngineGuard implements JobGuard<Policy> {
       mirror,
       signal,
     });
-    this.opts.onStarted?.(l.startMs);
     return l;
   }
 
@@ -236,6 +265,12 @@ export class EngineGuard implements JobGuard<Policy> {
     if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.releaseHostImages(policy);
     const { layout, rec } = await recordedLayout(job);
     if (!rec) return { outcome: 'skipped', reason: 'no engine was started for this job' };
+    const st = this.starts.get(job.key);
+    if (st?.state === 'starting') {
+      // Killed now, so its start fails: that is this release's doing, not the host's.
+      st.state = 'released';
+      ctx.log.warn({}, 'the job ended before its engine answered');
+    }
     const { killed, left } = await killEngine(rec);
     const { moved, done } = await moveAsideAndDelete(layout);
     this.track(done);
@@ -278,8 +313,12 @@ export class EngineGuard implements JobGuard<Policy> {
     }
     if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.verifyHostImages(policy);
     const { layout, rec } = await recordedLayout(job);
+    const st = this.starts.get(job.key);
+    this.starts.delete(job.key);
     if (!rec) return [];
     const findings: GuardFinding[] = [];
+    if (st?.state === 'failed')
+      findings.push({ problem: `the job's engine never answered: ${st.error ?? 'unknown'}`, detail: { fix: 'see the agent log' } });
     if (rec.pid !== undefined && pidAlive(rec.pid)) findings.push({ problem: `engine process ${rec.pid} still runs` });
     if (rec.cgroup !== undefined) {
       const procs = await fsp.readFile(path.join(rec.cgroup, 'cgroup.procs'), 'utf8').catch(() => '');
@@ -342,6 +381,12 @@ export class EngineGuard implements JobGuard<Policy> {
     this.support ??= await detectCgroupSupport();
     return this.support;
   }
+}
+
+/** Where a job's engine start stands: `released` when the job ended first (its release killed it). */
+interface EngineStart {
+  state: 'starting' | 'ready' | 'failed' | 'released';
+  error?: string;
 }
 
 /** Throws GuardUnfitError listing every problem and every fix. */

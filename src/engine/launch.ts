@@ -1,8 +1,9 @@
 /**
- * One rootless engine from nothing to its first API answer, wherever its directory lives: in the
- * job's directory (a cold start in prepare) or beside the per-job directories (a warm engine
- * started while the previous job's host was verified). The root-owned record is written before
- * the engine can do anything, so a failure at any point leaves what is needed to stop it.
+ * One rootless engine from nothing to running, wherever its directory lives: in the job's
+ * directory (a cold start in prepare) or beside the per-job directories (a warm engine started
+ * while the previous job's host was verified). Returns once the engine runs and its socket
+ * accepts; `ready` settles with its first answer. The root-owned record is written before the
+ * engine can do anything, so a failure at any point leaves what is needed to stop it.
  */
 import { promises as fsp } from 'node:fs';
 import { createProcessContainer, type CgroupSupport } from '../lib/cgroup.js';
@@ -32,13 +33,16 @@ export interface LaunchOptions {
 export interface Launched {
   layout: EngineLayout;
   rec: EngineRecord & { pid: number };
-  /** Spawn to first /_ping answer. */
-  startMs: number;
+  /**
+   * Spawn to first /_ping answer, in ms. Rejects with EngineStartError after the engine's
+   * processes were killed (so clients waiting on its socket get an error).
+   */
+  ready: Promise<number>;
 }
 
 /**
- * Starts the engine and waits for its first answer. On failure the engine's processes are
- * killed (the caller moves its directory aside) and the error is rethrown.
+ * Starts the engine. On a failure before it runs, its processes are killed (the caller moves its
+ * directory aside) and the error is rethrown; a later failure rejects `ready` the same way.
  */
 export async function launchEngine(o: LaunchOptions): Promise<Launched> {
   const { layout } = o;
@@ -74,7 +78,14 @@ export async function launchEngine(o: LaunchOptions): Promise<Launched> {
         await writeFileAtomic(layout.record, JSON.stringify({ ...rec, pid: p }));
       },
     );
-    return { layout, rec: { ...rec, pid: started.pid }, startMs: started.startMs };
+    const running = { ...rec, pid: started.pid };
+    const ready = started.ready.catch(async (err: unknown) => {
+      await killEngine(running).catch(() => undefined);
+      throw err;
+    });
+    // Whoever takes the engine awaits `ready`; until then a failure must not be an unhandled rejection.
+    ready.catch(() => undefined);
+    return { layout, rec: running, ready };
   } catch (err) {
     await killEngine(pid === undefined ? rec : { ...rec, pid }).catch(() => undefined);
     throw err;

@@ -13,10 +13,18 @@
  * ```
  * The whole tree of processes sits in one cgroup of its own and in rootlesskit's pid namespace:
  * killing the namespace's first process kills every container with it.
+ *
+ * The API socket is made by the agent before the engine starts and handed to dockerd as a
+ * systemd-style activated socket (`--host=fd://`, LISTEN_FDS=1): it accepts connections from the
+ * first millisecond, and a client that connects while the engine is still starting waits in the
+ * socket's queue until dockerd serves it. So the listener need not wait for the engine; a job's
+ * first `docker` call waits for whatever of the start is left. When the engine dies every copy
+ * of the socket closes with it, so a waiting client gets an error, never a hang.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import type { ProcessContainer } from '../lib/cgroup.js';
 import { signalGroup } from '../lib/process.js';
@@ -24,17 +32,20 @@ import { signalGroup } from '../lib/process.js';
 /**
  * How long the engine may take to answer its first /_ping: about one second on an idle host
  * (rootlesskit copies /etc up, dockerd starts containerd); thirty covers a host busy with the
- * previous job's cleanup without holding a broken engine forever.
+ * previous job's cleanup without holding a broken engine forever (past it the engine is killed,
+ * and clients waiting on its socket get an error).
  */
 export const ENGINE_START_TIMEOUT_MS = 30_000;
-/**
- * Poll interval for the first answer. The socket exists early in dockerd's start and a ping on
- * it waits until the API serves, so the poll only matters before the socket appears: 10 ms of
- * failed connects cost nothing.
- */
-const PING_POLL_MS = 10;
-/** One /_ping's limit; the engine answers it without touching disk. */
+/** One /_ping's limit on a running engine; it answers without touching disk. */
 const PING_TIMEOUT_MS = 2_000;
+/**
+ * The activated socket's descriptor in rootlesskit's process (moved to 3 for dockerd by the
+ * child's shell). A single digit, which every shell can redirect, and above what rootlesskit's
+ * parent hands its child (3-5), so nothing in between clobbers it.
+ */
+const ACTIVATION_FD = 9;
+/** Connections queued while the engine starts (the kernel caps it at somaxconn). */
+const ACTIVATION_BACKLOG = 511;
 
 /** The files of one job's engine. */
 export interface EngineLayout {
@@ -91,12 +102,15 @@ export interface StartOptions {
   signal: AbortSignal;
 }
 
-/** A started engine. */
+/** A spawned engine: its socket already accepts connections, `ready` says when it serves them. */
 export interface StartedEngine {
   pid: number;
   socket: string;
-  /** Milliseconds from spawn to the first /_ping answer. */
-  startMs: number;
+  /**
+   * Milliseconds from spawn to the first /_ping answer; rejects with EngineStartError (the engine
+   * exited, did not answer within ENGINE_START_TIMEOUT_MS, or the start was aborted).
+   */
+  ready: Promise<number>;
 }
 
 /** Thrown when the engine does not come up; `log` holds the tail of its output. */
@@ -137,7 +151,8 @@ export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoop
     'dockerd',
     `--data-root=${layout.dataRoot}`,
     `--exec-root=${layout.execRoot}`,
-    `--host=unix://${layout.socket}`,
+    // The socket the agent made (startEngine); dockerd neither creates nor removes it.
+    '--host=fd://',
     `--pidfile=${path.join(layout.dir, 'dockerd.pid')}`,
     '--storage-driver=vfs',
     // No daemon.json of the runner user's or the host's: the engine's settings are these flags.
@@ -150,10 +165,12 @@ export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoop
     // between the job's own bridge networks (they are one job's; other jobs have other engines).
     ...(hostNet ? [] : ['--iptables=false', '--ip6tables=false']),
   ];
-  // The child clears /run's copied-up docker leftovers, as dockerd-rootless.sh does, and (in its
-  // own network namespace) masquerades every bridge's traffic out through slirp's tap0.
+  // The child clears /run's copied-up docker leftovers, as dockerd-rootless.sh does, (in its own
+  // network namespace) masquerades every bridge's traffic out through slirp's tap0, and hands
+  // the agent's socket to dockerd as systemd would (LISTEN_PID is the shell's pid, which exec keeps).
   const masq = hostNet ? '' : 'iptables -w -t nat -A POSTROUTING -o tap0 -j MASQUERADE || exit 1; ';
-  const child = `rm -f /run/docker /run/containerd /run/xtables.lock; ${masq}exec "$@"`;
+  const activate = `exec 3<&${ACTIVATION_FD} ${ACTIVATION_FD}<&-; export LISTEN_FDS=1 LISTEN_PID=$$; `;
+  const child = `rm -f /run/docker /run/containerd /run/xtables.lock; ${masq}${activate}exec "$@"`;
   const net = hostNet
     ? ['--net=host']
     : [
@@ -189,52 +206,131 @@ export async function createEngineDir(layout: EngineLayout, user: { uid: number;
 }
 
 /**
- * Spawns rootlesskit → dockerd as the runner user, inside `container` from its first
- * instruction, and waits for the first API answer. The caller records the pid before anything
- * else can fail.
+ * Makes the engine's API socket (owned by the runner user, 0600) before the engine exists and
+ * returns its listening descriptor for the engine to inherit; `close` drops the agent's copy.
+ * It is bound under a temporary name and renamed: Node unlinks a socket's bound path when it
+ * closes it, and the agent closes its copy as soon as the engine holds one.
  */
-export async function startEngine(o: StartOptions, onSpawn: (pid: number) => Promise<void>): Promise<StartedEngine> {
+export async function listenEngineSocket(
+  layout: EngineLayout,
+  user: { uid: number; gid: number },
+): Promise<{ fd: number; close: () => void }> {
+  const tmp = `${layout.socket}.tmp`;
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ path: tmp, backlog: ACTIVATION_BACKLOG }, resolve);
+  });
+  const close = (): void => void server.close();
+  try {
+    await fsp.lchown(tmp, user.uid, user.gid);
+    await fsp.chmod(tmp, 0o600);
+    await fsp.rename(tmp, layout.socket);
+  } catch (err) {
+    close();
+    throw err;
+  }
+  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) {
+    close();
+    throw new EngineStartError('the engine socket has no descriptor to hand over', '');
+  }
+  return { fd, close };
+}
+
+/** What spawnEngine needs: the full rootlesskit arguments (engineArgs, or a variant of them in the bench). */
+export interface SpawnOptions {
+  layout: EngineLayout;
+  user: { uid: number; gid: number };
+  rootlesskit: string;
+  args: string[];
+  path: string;
+  /** The engine's cgroup; its path undefined = none (the process joins it before exec). */
+  containerPath?: string;
+}
+
+/**
+ * Spawns rootlesskit (→ dockerd) as the runner user with the activated socket, inside the given
+ * cgroup from its first instruction. Resolves once it runs; the socket accepts from then on.
+ */
+export async function spawnEngine(o: SpawnOptions): Promise<{ child: ChildProcess; pid: number; spawnedAt: number }> {
   const { layout } = o;
   const log = await fsp.open(layout.log, 'a', 0o600);
   await fsp.chown(layout.log, o.user.uid, o.user.gid);
-  const drop = ['setpriv', `--reuid=${o.user.uid}`, `--regid=${o.user.gid}`, '--clear-groups', '--', o.rootlesskit, ...engineArgs(o)];
+  const drop = ['setpriv', `--reuid=${o.user.uid}`, `--regid=${o.user.gid}`, '--clear-groups', '--', o.rootlesskit, ...o.args];
   const [cmd, args] =
-    o.container.path === undefined
+    o.containerPath === undefined
       ? [drop[0] as string, drop.slice(1)]
-      : ['/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', o.container.path, ...drop]];
-  const started = Date.now();
-  const child = spawn(cmd, args, {
-    cwd: layout.dir,
-    detached: true,
-    stdio: ['ignore', log.fd, log.fd],
-    env: { PATH: o.path, HOME: layout.dir, XDG_RUNTIME_DIR: layout.runtimeDir, LANG: 'C.UTF-8' },
-  });
-  await log.close();
-  const pid = child.pid;
-  child.on('error', () => undefined);
-  child.unref();
-  if (pid === undefined) throw new EngineStartError('the engine could not be spawned', await logTail(layout.log));
-  await onSpawn(pid);
-  const deadline = started + ENGINE_START_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (o.signal.aborted) break;
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new EngineStartError(`the engine exited (${child.exitCode ?? child.signalCode}) before answering`, await logTail(layout.log));
-    }
-    if (await ping(layout.socket)) return { pid, socket: layout.socket, startMs: Date.now() - started };
-    await new Promise((r) => setTimeout(r, PING_POLL_MS));
+      : ['/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', o.containerPath, ...drop]];
+  let sock: { fd: number; close: () => void } | undefined;
+  try {
+    sock = await listenEngineSocket(layout, o.user);
+    const stdio: Array<'ignore' | number> = ['ignore', log.fd, log.fd];
+    for (let fd = 3; fd < ACTIVATION_FD; fd++) stdio.push('ignore');
+    stdio.push(sock.fd);
+    const spawnedAt = Date.now();
+    const child = spawn(cmd, args, {
+      cwd: layout.dir,
+      detached: true,
+      stdio,
+      env: { PATH: o.path, HOME: layout.dir, XDG_RUNTIME_DIR: layout.runtimeDir, LANG: 'C.UTF-8' },
+    });
+    child.on('error', () => undefined);
+    child.unref();
+    if (child.pid === undefined) throw new EngineStartError('the engine could not be spawned', await logTail(layout.log));
+    return { child, pid: child.pid, spawnedAt };
+  } finally {
+    // The engine holds its own copy now (or never will): the agent's must not keep the socket open.
+    sock?.close();
+    await log.close();
   }
-  signalGroup(pid, 'SIGKILL');
-  throw new EngineStartError(
-    o.signal.aborted ? 'engine start aborted' : `the engine did not answer within ${ENGINE_START_TIMEOUT_MS} ms`,
-    await logTail(layout.log),
-  );
+}
+
+/**
+ * Spawns the engine and returns at once (after `onSpawn`, which records the pid before anything
+ * else can fail); `ready` settles with its first answer.
+ */
+export async function startEngine(o: StartOptions, onSpawn: (pid: number) => Promise<void>): Promise<StartedEngine> {
+  const { layout } = o;
+  const { child, pid, spawnedAt } = await spawnEngine({
+    layout,
+    user: o.user,
+    rootlesskit: o.rootlesskit,
+    args: engineArgs(o),
+    path: o.path,
+    ...(o.container.path !== undefined ? { containerPath: o.container.path } : {}),
+  });
+  await onSpawn(pid);
+  return { pid, socket: layout.socket, ready: firstAnswer(child, layout, spawnedAt, o.signal) };
+}
+
+/**
+ * Milliseconds from `spawnedAt` to the engine's first answer. The activated socket queues the
+ * ping until dockerd serves it, so one ping that may wait out the whole start replaces a poll;
+ * it ends early (false) when every copy of the socket closed, i.e. the engine died.
+ */
+async function firstAnswer(child: ChildProcess, layout: EngineLayout, spawnedAt: number, signal: AbortSignal): Promise<number> {
+  const deadline = spawnedAt + ENGINE_START_TIMEOUT_MS;
+  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  while (Date.now() < deadline && !signal.aborted && !exited()) {
+    if (await ping(layout.socket, deadline - Date.now(), signal)) return Date.now() - spawnedAt;
+    // Refused or reset: the engine is dying; let its exit be seen rather than spinning.
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (child.pid !== undefined) signalGroup(child.pid, 'SIGKILL');
+  const why = signal.aborted
+    ? 'engine start aborted'
+    : exited()
+      ? `the engine exited (${child.exitCode ?? child.signalCode}) before answering`
+      : `the engine did not answer within ${ENGINE_START_TIMEOUT_MS} ms`;
+  throw new EngineStartError(why, await logTail(layout.log));
 }
 
 /** True when an engine answers `GET /_ping` on `socket`. */
-export function ping(socket: string): Promise<boolean> {
+export function ping(socket: string, timeoutMs = PING_TIMEOUT_MS, signal?: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = http.request({ socketPath: socket, path: '/_ping', method: 'GET', timeout: PING_TIMEOUT_MS }, (res) => {
+    const opts = { socketPath: socket, path: '/_ping', method: 'GET', timeout: Math.max(1, timeoutMs), ...(signal ? { signal } : {}) };
+    const req = http.request(opts, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode === 200));
     });

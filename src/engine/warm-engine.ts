@@ -1,7 +1,7 @@
 /**
  * The next job's engine, started while the previous job's host is verified (JobGuard.prewarm),
- * so that its start (a second or more: rootlesskit, containerd, the engine's netfilter set-up)
- * is off the ready path. It is started only after the previous job's processes were killed and
+ * so that a job's first `docker` call finds it answering (the listener does not wait for any
+ * engine: its socket accepts from the spawn on, rootless-engine.ts). It is started only after the previous job's processes were killed and
  * proven gone, as the runner user with a fresh directory, so nothing of the previous job can
  * reach it; the next prepare takes it, and one nobody takes is stopped:
  *
@@ -9,7 +9,8 @@
  *  prewarm ─► <jobRoot>/.engine-warm-<hex>/   root, 0711
  *               engine.json                   its record until a job takes it
  *               engine/                       the engine directory (as in a job's directory)
- *  prepare ─► take(key): same runner user and mirror, still answering → the job's record points here
+ *  prepare ─► take(key): same runner user and mirror, still running (answering or still starting:
+ *             its socket queues the job's calls) → the job's record points here
  *             otherwise stopped and deleted; the job gets a cold start
  *  unclaimed for WARM_UNCLAIMED_MS (the host was not reused) → stopped and deleted
  * ```
@@ -20,7 +21,7 @@ import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { pidAlive, runCommand } from '../lib/process.js';
 import { createWarmParent, type Launched } from './launch.js';
-import { engineLayoutAt, EngineStartError, ping, type EngineLayout } from './rootless-engine.js';
+import { engineLayoutAt, EngineStartError, type EngineLayout } from './rootless-engine.js';
 import { killEngine } from './teardown.js';
 
 /**
@@ -38,7 +39,9 @@ export const WARM_DIR_PREFIX = '.engine-warm-';
 interface Slot {
   key: string;
   dir: string;
-  ready: Promise<Launched | undefined>;
+  launched: Promise<Launched | undefined>;
+  /** Set when the engine died or never answered (its `ready` rejected). */
+  failed: boolean;
   abort: AbortController;
   timer: NodeJS.Timeout;
 }
@@ -70,32 +73,40 @@ export class WarmEngine {
     const dir = path.join(jobRoot, `${WARM_DIR_PREFIX}${randomBytes(4).toString('hex')}`);
     const abort = new AbortController();
     const layout = engineLayoutAt(path.join(dir, 'engine'), path.join(dir, 'engine.json'));
-    const ready = (async () => {
-      await createWarmParent(dir);
-      return launch(layout, abort.signal);
-    })().catch((err: unknown) => {
+    const failed = (err: unknown): undefined => {
       log.warn(
         { err: describeError(err), ...(err instanceof EngineStartError ? { engineLog: err.log } : {}) },
         'the warm engine did not start; the next job gets a cold start',
       );
       return undefined;
-    });
+    };
+    const launched = (async () => {
+      await createWarmParent(dir);
+      const l = await launch(layout, abort.signal);
+      l?.ready.catch((err: unknown) => {
+        slot.failed = true;
+        failed(err);
+      });
+      return l;
+    })().catch(failed);
     const timer = setTimeout(() => void this.discard(), WARM_UNCLAIMED_MS);
     timer.unref();
-    this.slot = { key, dir, ready, abort, timer };
+    const slot: Slot = { key, dir, launched, failed: false, abort, timer };
+    this.slot = slot;
   }
 
   /**
-   * The warm engine for a job asking `key`, once it answers; undefined (after stopping it) when
-   * there is none, it was started for something else, or it died.
+   * The warm engine for a job asking `key`, as soon as it runs (its `ready` may still be pending:
+   * the socket queues the job's calls); undefined (after stopping it) when there is none, it was
+   * started for something else, or it died.
    */
   async take(key: string): Promise<Launched | undefined> {
     const slot = this.slot;
     this.slot = undefined;
     if (!slot) return undefined;
     clearTimeout(slot.timer);
-    const l = await slot.ready;
-    if (l && slot.key === key && pidAlive(l.rec.pid) && (await ping(l.layout.socket))) return l;
+    const l = await slot.launched;
+    if (l && slot.key === key && !slot.failed && pidAlive(l.rec.pid)) return l;
     this.track(l ? stop(l, slot.dir) : deleteDir(slot.dir));
     return undefined;
   }
@@ -107,7 +118,7 @@ export class WarmEngine {
     if (!slot) return;
     clearTimeout(slot.timer);
     slot.abort.abort();
-    const l = await slot.ready;
+    const l = await slot.launched;
     this.track(l ? stop(l, slot.dir) : deleteDir(slot.dir));
   }
 }

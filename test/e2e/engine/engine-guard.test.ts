@@ -219,7 +219,7 @@ test('a warm engine started for another mirror is not taken: it is stopped and t
   const job = await makeJob(lab, 'job-c');
   const other = dockerPolicy({ mode: 'isolated', mirror: 'http://127.0.0.1:9' });
   const prepared = await guard.prepare(job, other, guardCtx());
-  assert.match(prepared.notes?.join() ?? '', /rootless engine ready in \d+ ms/, 'the job took an engine started for another mirror');
+  assert.match(prepared.notes?.join() ?? '', /rootless engine spawned in \d+ ms/, 'the job took an engine started for another mirror');
   assert.equal(prepared.env?.DOCKER_HOST, `unix://${engineLayout(job.dir).socket}`);
   assert.equal((await guard.release(job, other, guardCtx())).outcome, 'ok');
   await guard.drain();
