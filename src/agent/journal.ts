@@ -67,8 +67,14 @@ export interface JobRecord extends RecordBase {
   listenerSignal: string | null;
   /** The job's result as known (succeeded, failed, cancelled, unknown...). */
   result: string;
-  /** What told the agent the job ended: a hook, the listener's console, or only its exit. */
-  source: 'hook' | 'console' | 'exit';
+  /**
+   * What told the agent the job ended: a hook, the listener's console, or only its exit; or
+   * `after-the-fact`: a job no agent watched (its listener ran it while the agent was down), seen
+   * only at the next recovery in `evidence`.
+   */
+  source: 'hook' | 'console' | 'exit' | 'after-the-fact';
+  /** Where an after-the-fact record comes from: the runner's `_diag` files, a hook report, the service's answer. */
+  evidence?: string[];
   cleanup: CleanupReport;
   decision: 'reuse' | 'recycle' | 'quarantine' | 'stop';
   decisionReason: string;

@@ -3,13 +3,16 @@
  * journal record, never two), delete every registration the dead agent made. A hook report left in
  * the drop directory is a claim, not a fact: it becomes a job only when the service agrees (the
  * runner the dead agent left had a job assigned, or was removed as an ephemeral runner is after
- * its job); otherwise it stays a note in the recovery record.
+ * its job); otherwise it stays a note in the recovery record. A job the dead agent never saw (its
+ * orphaned listener ran it) is taken from the runner's `_diag` trace before the cleanup removes
+ * it (recovery-unwatched.ts) and recorded as seen after the fact, with its evidence.
  */
 import type { Policy } from '../policy/types.js';
 import type { HookEvent } from '../runner/hooks.js';
 import type { Decision } from '../recycle/decision.js';
 import type { AgentCore } from './core.js';
 import { buildJobRecord } from './records.js';
+import { completeFromTrace, keepUnwatchedJob, serviceEvidence } from './recovery-unwatched.js';
 import type { RegistrationLedger } from './registrations.js';
 import type { Settler } from './settle.js';
 import type { PersistedState } from './state-store.js';
@@ -32,12 +35,25 @@ export async function recover(
   log.warn({ prevState: prev.state, dirty: prev.dirty }, 'recovering from an unclean stop');
   const started = leftover.find((e) => e.event === 'started');
   const completed = leftover.find((e) => e.event === 'completed');
-  let job: PersistedJob | undefined = prev.job;
+  // Before the cleanup moves `_diag` to the trash: a job the orphaned listener ran unwatched, or
+  // finished after the agent died (the result and metadata the agent did not live to see).
+  let job: PersistedJob | undefined = !prev.runner
+    ? prev.job
+    : prev.job
+      ? await completeFromTrace(core, prev.runner, prev.job)
+      : await keepUnwatchedJob(core, prev.runner);
   const jobStart = job ? Date.parse(job.listenerStartedAt) : started ? started.at : undefined;
   const { report } = await settler.clean(policy, jobStart);
   const { busy, gone } = await ledger.deleteStale(prev.pendingName);
-  if (!job && prev.runner) {
-    const id = prev.runner.id;
+  const id = job?.runner?.id ?? prev.runner?.id;
+  if (job?.evidence && id !== undefined) {
+    // Seen after the fact: the service's answer joins the trace; a hook report (if any) adds its metadata.
+    job = {
+      ...job,
+      vars: { ...job.vars, ...started?.vars, ...completed?.vars },
+      evidence: [...job.evidence, ...(started ? ['hook report'] : []), serviceEvidence(id, busy, gone)],
+    };
+  } else if (!job && prev.runner && id !== undefined) {
     const runner = { id, name: prev.runner.name };
     if (started && (busy.includes(id) || gone.includes(id))) {
       // The listener the dead agent left took a job (the service says so); its hook report adds the metadata.
@@ -85,17 +101,24 @@ export async function recover(
           ? { code: job.exitCode ?? null, signal: (job.exitSignal ?? null) as NodeJS.Signals | null, at: 0 }
           : undefined,
       result,
-      source: job.result ? 'console' : 'exit',
+      source: job.evidence ? 'after-the-fact' : job.result ? 'console' : 'exit',
       cleanup: report,
       notes: [
-        job.endedAt
-          ? `agent restarted in state ${prev.state}, after the job ended; cleaned at recovery`
-          : prev.job
-            ? `agent restarted in state ${prev.state}; job interrupted`
-            : 'a job started while the agent was down; killed and cleaned at recovery',
+        job.evidence
+          ? `a job ran while no agent watched (agent restarted in state ${prev.state}); seen after the fact${job.endedAt ? '' : ', killed and cleaned at recovery'}`
+          : job.endedAt
+            ? `agent restarted in state ${prev.state}, after the job ended; cleaned at recovery`
+            : prev.job
+              ? `agent restarted in state ${prev.state}; job interrupted`
+              : 'a job started while the agent was down; killed and cleaned at recovery',
       ],
     });
-    await core.journal.append({ ...rec, decision: decision.action, decisionReason: decision.reason });
+    await core.journal.append({
+      ...rec,
+      ...(job.evidence ? { evidence: job.evidence } : {}),
+      decision: decision.action,
+      decisionReason: decision.reason,
+    });
   }
   // Killed after the record was written and before the state said so: it is not written twice.
   await ctx.update((s) => {

@@ -14,6 +14,7 @@ import { installHooks, readEventDir, watchHookEvents, type HookEvent, type HookP
 import { DEFAULT_PATH } from '../runner/env.js';
 import { removeLocalConfig } from '../runner/installation.js';
 import type { ConsoleEvent } from '../runner/console.js';
+import { readDiagJobs, type DiagJob } from '../runner/diag-evidence.js';
 
 /** A started listener, as the supervisor needs it. */
 export interface ListenerHandle {
@@ -46,6 +47,8 @@ export interface RunnerHostPort {
   removeLocalConfig(): Promise<void>;
   /** True (and the marker removed) when a self-update left `update.finished`. */
   takeUpdateFinished(): Promise<boolean>;
+  /** The jobs the runner's `_diag` trace names (a job no agent watched); absent: none known. */
+  readDiagJobs?(): Promise<DiagJob[]>;
   /** Starts `Runner.Listener run` as the runner user with exactly `env`. */
   startListener(spec: {
     name: string;
@@ -91,6 +94,7 @@ export function realRunnerHost(o: { slot: Slot; hooks: HookPaths; clock: Clock; 
       return [];
     },
     removeLocalConfig: () => removeLocalConfig(o.slot.runnerRoot),
+    readDiagJobs: () => readDiagJobs(o.slot.runnerRoot),
     takeUpdateFinished: async () => {
       const file = path.join(o.slot.runnerRoot, 'update.finished');
       try {

@@ -50,6 +50,8 @@ export interface PersistedState {
     exitSignal?: string | null;
     /** jobsServed already includes this job (so a recovery does not count it twice). */
     counted?: boolean;
+    /** A job no agent watched, kept before recovery's cleanup removes what showed it (its record's evidence). */
+    evidence?: string[];
   };
   /** Mirror of the quarantine fact's reason (quarantine.json is the record; see quarantine-store.ts). */
   quarantineReason?: string;

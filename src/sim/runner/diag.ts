@@ -1,15 +1,18 @@
 /**
- * The simulated runner's `_diag` trace and its console (docs/runner-contract.md §3):
+ * The simulated runner's `_diag` trace and its console (docs/runner-contract.md §3, §7):
  * - trace lines `[YYYY-MM-DD HH:MM:SSZ INFO|WARN|ERR |VERB Component] message`, in
  *   `_diag/<Prefix>_YYYYMMDD-HHMMSS-utc.log`;
  * - console lines mirrored into the trace as `[... INFO Terminal] WRITE LINE: <text>` (errors as
  *   `WRITE ERROR:`); `√` success lines go to stdout only;
- * - `ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT=1` mirrors every trace line to stdout too.
+ * - `ACTIONS_RUNNER_PRINT_LOG_TO_STDOUT=1` mirrors every trace line to stdout too;
+ * - the worker's `Job message:` event carries the job request message as JSON (traceJobMessage):
+ *   a restarted agent reads it to account for a job no agent watched.
  * Writes are synchronous so that the order on disk is the order of events, also when the process
  * exits right after.
  */
 import { appendFileSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import path from 'node:path';
+import type { BrokerJob } from '../protocol.js';
 
 /** `2024-05-01 10:00:00Z`: .NET's `u` format, UTC. */
 export function formatU(ms: number): string {
@@ -81,6 +84,11 @@ export class Trace {
     this.write('ERR ', component, message);
   }
 
+  /** One event whose first line has the prefix and whose `body` lines follow bare (a multi-line .NET trace message). */
+  writeBlock(level: TraceLevel, component: string, first: string, body: string): void {
+    this.append(`[${formatU(this.now())} ${level} ${component}] ${this.mask(first)}\n${this.mask(body)}`);
+  }
+
   /** Appends one line per line of `message`, each with its own prefix. */
   write(level: TraceLevel, component: string, message: string): void {
     const prefix = `[${formatU(this.now())} ${level} ${component}] `;
@@ -88,6 +96,10 @@ export class Trace {
       .split(/\r?\n/)
       .map((l) => prefix + l)
       .join('\n');
+    this.append(text);
+  }
+
+  private append(text: string): void {
     if (this.file !== undefined) {
       try {
         appendFileSync(this.file, `${text}\n`);
@@ -128,4 +140,39 @@ export class Terminal {
     this.writeLine(`# ${title}`);
     this.writeLine();
   }
+}
+
+/** The `github` context of a job as the job request message carries it (a DictionaryContextData). */
+function githubContext(job: BrokerJob): { t: 2; d: { k: string; v: string }[] } {
+  const pairs: [string, string][] = [
+    ['repository', job.repository],
+    ['workflow', job.workflow],
+    ['job', job.displayName],
+    ['run_id', job.runId],
+    ['run_number', job.runNumber],
+    ['run_attempt', job.runAttempt],
+    ['sha', job.sha],
+    ['ref', job.ref],
+    ['event_name', job.eventName],
+    ['actor', job.actor],
+  ];
+  return { t: 2, d: pairs.map(([k, v]) => ({ k, v: String(v) })) };
+}
+
+/**
+ * The worker's `Job message:` trace event (Worker.cs): one header line, then the job request
+ * message as indented camelCase JSON on the following lines without a prefix, as .NET's trace
+ * listener writes a multi-line message. Only the fields the simulator has are written.
+ */
+export function traceJobMessage(trace: Trace, job: BrokerJob): void {
+  const message = {
+    messageType: 'PipelineAgentJobRequest',
+    plan: { planId: job.planId },
+    jobId: job.jobId,
+    jobDisplayName: job.displayName,
+    jobName: '__default',
+    requestId: job.requestId,
+    contextData: { github: githubContext(job) },
+  };
+  trace.writeBlock('INFO', 'Worker', 'Job message:', ` ${JSON.stringify(message, null, 2)}`);
 }

@@ -12,7 +12,7 @@
  */
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { Trace } from './diag.js';
+import { Trace, traceJobMessage } from './diag.js';
 import { runJob } from './job.js';
 import { envTrue, WRAPPER_ENV, type CancelReason, type WorkerCancelMessage, type WorkerJobMessage } from './worker-channel.js';
 import { resultToExitCode } from './results.js';
@@ -81,6 +81,7 @@ async function main(): Promise<number> {
     trace.error('Worker', 'The listener closed the channel before sending a job.');
     return 1;
   }
+  traceJobMessage(trace, first.job);
   const uid = process.getuid?.() ?? 0;
   const result = await runJob({
     root,
