@@ -3,6 +3,7 @@
  * renew/complete, and the registration exchange that `configure`/`remove` use.
  */
 import type { BrokerJob } from '../protocol.js';
+import { underDeadline } from '../../lib/deadline.js';
 
 /** A job as the fake hands it to a runner (PROTOCOL.md "Job"). */
 export type SimJob = BrokerJob;
@@ -58,35 +59,37 @@ interface Reply {
 }
 
 async function call(method: string, url: string, headers: Record<string, string>, body?: unknown, signal?: AbortSignal): Promise<Reply> {
-  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-  const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      method,
-      headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-      signal: combined,
-    });
-  } catch (err) {
-    if (signal?.aborted) throw signal.reason ?? err;
-    const cause = (err as { cause?: { message?: string } }).cause;
-    throw new BrokerUnreachableError(cause?.message ?? (err as Error).message, { cause: err });
-  }
-  let text: string;
-  try {
-    text = await res.text();
-  } catch (err) {
-    if (signal?.aborted) throw signal.reason ?? err;
-    throw new BrokerUnreachableError((err as Error).message, { cause: err });
-  }
-  let json: unknown;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
+  // lib/deadline.ts, not AbortSignal.any + AbortSignal.timeout: on Node 20 the combined signal can
+  // lose its timeout to a garbage collection, and a broker that never answers then hangs the listener.
+  return underDeadline(REQUEST_TIMEOUT_MS, [signal], async (deadlineSignal) => {
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: { ...headers, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+        signal: deadlineSignal,
+      });
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason ?? err;
+      const cause = (err as { cause?: { message?: string } }).cause;
+      throw new BrokerUnreachableError(cause?.message ?? (err as Error).message, { cause: err });
+    }
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason ?? err;
+      throw new BrokerUnreachableError((err as Error).message, { cause: err });
+    }
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, text, json };
+  });
 }
 
 /** The runner side of the broker protocol, authenticated with the `.credentials` client id. */
