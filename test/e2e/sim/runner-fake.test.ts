@@ -29,6 +29,13 @@ async function jit(fake: FakeGitHub, name: string): Promise<{ id: number; encode
   return { id: r.runner.id, encoded: r.encoded_jit_config };
 }
 
+/**
+ * A cancelled step gets SIGINT, then SIGTERM after 7.5 s (the real runner's ladder, tested with
+ * short waits in runner-signals.test.ts); a `sleep` under bash outlives the SIGINT, so the cancel
+ * tests here shorten the first wait: what they check is the service's cancel and the result.
+ */
+const SHORT_CANCEL = { RUNNER_SIM_STEP_SIGINT_TIMEOUT_SECONDS: '0.5' };
+
 async function waitForFile(file: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!existsSync(file)) {
@@ -140,7 +147,11 @@ describe('the runner simulator works against the fake GitHub', () => {
   test('a job cancelled in the fake ends Canceled', async () => {
     await cleanConfig();
     const { encoded } = await jit(fake, 'fake-jit-4');
-    const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.2' });
+    const proc = rl.start(['run'], {
+      ACTIONS_RUNNER_INPUT_JITCONFIG: encoded,
+      RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.2',
+      ...SHORT_CANCEL,
+    });
     await proc.waitFor(/Listening for Jobs/);
     const marker = path.join(rl.out, 'fake-cancel.started');
     const jobId = fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'Long', run: `touch ${marker}\nsleep 30` }] });
@@ -161,7 +172,11 @@ describe('the runner simulator works against the fake GitHub', () => {
       await cleanConfig();
       const name = `fake-jit-timeout-${'timeoutMinutes' in spec ? 0 : 1}`;
       const { encoded } = await jit(fake, name);
-      const proc = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.2' });
+      const proc = rl.start(['run'], {
+        ACTIONS_RUNNER_INPUT_JITCONFIG: encoded,
+        RUNNER_SIM_JOB_RENEW_INTERVAL_SECONDS: '0.2',
+        ...SHORT_CANCEL,
+      });
       await proc.waitFor(/Listening for Jobs/);
       const started = Date.now();
       const jobId = fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'Long', run: 'sleep 60' }], ...spec });
