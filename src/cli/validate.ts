@@ -8,6 +8,7 @@ import { ConfigError, PolicyError, describeError } from '../lib/errors.js';
 import type { CliIO } from './io.js';
 import { VALIDATE_USAGE as USAGE } from './usage.js';
 import { checkRunnerUser } from './runner-user.js';
+import { engineFitness } from './engine-fitness.js';
 import { parseRecycleConfig } from '../recycle/config.js';
 import { detectKind, effectiveWithSources, loadHostConfig, loadPolicy, type ConfigKind } from '../policy/load.js';
 
@@ -101,6 +102,10 @@ export async function validateCommand(args: string[], io: CliIO): Promise<number
         if (config.recycle) parseRecycleConfig(config.recycle, file);
         // A runner user that can act as root (when this host has that user) defeats every cleanup.
         await checkRunnerUser(config, file);
+        // Whether this host can give the team's docker.mode to that user, with the fix for each gap.
+        const engine = await engineFitness(config, file);
+        for (const n of engine.notes) io.stdout.write(`note: ${n}\n`);
+        if (engine.errors.length > 0) throw new ConfigError("the host cannot give the policy's docker mode", file, engine.errors);
       } else await loadPolicy(file, policyOpts);
       if (!parsed.quiet) io.stdout.write(`${file}: ok (${kind === 'host-config' ? 'host config' : 'policy'})\n`);
     } catch (err) {

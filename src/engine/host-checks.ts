@@ -6,6 +6,7 @@
  */
 import { constants, promises as fsp } from 'node:fs';
 import path from 'node:path';
+import { idMapperProblem, usernsProblems, type UsernsSources } from './userns-checks.js';
 
 /** One reason the host cannot give the policy's docker mode. */
 export interface HostProblem {
@@ -25,6 +26,8 @@ export interface EngineHostPaths {
   hostSockets: string[];
   /** The runner's own "am I in a container" test reads this file (default /proc/1/cgroup). */
   procOneCgroup?: string;
+  /** The kernel's user-namespace switches (default DEFAULT_USERNS_SOURCES, under /proc/sys). */
+  userns?: UsernsSources;
 }
 
 /** Debian's locations; the host sockets are completed with the policy's cleanup socket. */
@@ -42,12 +45,13 @@ export const DEFAULT_ENGINE_HOST_PATHS: EngineHostPaths = {
 export const MIN_SUBORDINATE_IDS = 65_536;
 
 /** The binaries a rootless engine needs, with the Debian package that ships each. */
-const BINARIES: Array<{ name: string; pkg: string }> = [
+const BINARIES: Array<{ name: string; pkg: string; mapper?: 'cap_setuid' | 'cap_setgid' }> = [
   { name: 'dockerd', pkg: 'docker.io' },
+  { name: 'containerd', pkg: 'containerd' },
   { name: 'rootlesskit', pkg: 'rootlesskit' },
   { name: 'slirp4netns', pkg: 'slirp4netns' },
-  { name: 'newuidmap', pkg: 'uidmap' },
-  { name: 'newgidmap', pkg: 'uidmap' },
+  { name: 'newuidmap', pkg: 'uidmap', mapper: 'cap_setuid' },
+  { name: 'newgidmap', pkg: 'uidmap', mapper: 'cap_setgid' },
 ];
 
 /** The runner user as the checks need it. */
@@ -149,10 +153,14 @@ export async function rootEngineReach(user: RunnerUser, paths: EngineHostPaths):
 export async function isolatedHostProblems(user: RunnerUser, paths: EngineHostPaths): Promise<HostProblem[]> {
   const problems: HostProblem[] = [];
   for (const b of BINARIES) {
-    if ((await findBinary(b.name, paths.binDirs)) === undefined) {
-      problems.push({ what: `${b.name} is not installed`, fix: `apt-get install ${b.pkg}` });
+    const file = await findBinary(b.name, paths.binDirs);
+    if (file === undefined) problems.push({ what: `${b.name} is not installed`, fix: `apt-get install ${b.pkg}` });
+    else if (b.mapper) {
+      const p = await idMapperProblem(file, b.mapper);
+      if (p) problems.push(p);
     }
   }
+  problems.push(...(await usernsProblems(paths.userns)));
   for (const [file, kind] of [
     [paths.subuid, 'uids'],
     [paths.subgid, 'gids'],
