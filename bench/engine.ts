@@ -23,7 +23,15 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { EngineGuard } from '../src/engine/engine-guard.js';
-import { createEngineDir, engineArgs, engineLayout, startEngine, spawnEngine, ping } from '../src/engine/rootless-engine.js';
+import {
+  createEngineDir,
+  engineArgs,
+  engineLayout,
+  startEngine,
+  spawnEngine,
+  ping,
+  type EngineLayout,
+} from '../src/engine/rootless-engine.js';
 import { RegistryMirror } from '../src/engine/mirror.js';
 import { createProcessContainer } from '../src/lib/cgroup.js';
 import { signalGroup } from '../src/lib/process.js';
@@ -257,7 +265,7 @@ async function main(): Promise<void> {
    */
   async function optionFigures(): Promise<void> {
     const child = (a: string): boolean => a.startsWith('rm -f /run/docker');
-    const variants: Record<string, (a: string[]) => string[]> = {
+    const variants: Record<string, (a: string[], layout: EngineLayout) => string[]> = {
       now: (a) => a,
       before: (a) =>
         a
@@ -268,6 +276,10 @@ async function main(): Promise<void> {
           .filter((x) => x !== '--iptables=false' && x !== '--ip6tables=false')
           .map((x) => (child(x) ? x.replace(/iptables [^;]*; /, '') : x)),
       'now + overlay2': (a) => a.map((x) => (x === '--storage-driver=vfs' ? '--storage-driver=overlay2' : x)),
+      'now + containerd beside': (_a, layout) => engineArgs({ layout, hostLoopback: false, containerd: 'beside' }),
+      'now + log-level warn': (a) => [...a, '--log-level=warn'],
+      'now, slirp4netns unsandboxed': (a) =>
+        a.filter((x) => !x.startsWith('--slirp4netns-sandbox') && !x.startsWith('--slirp4netns-seccomp')),
     };
     const times: Record<string, number[]> = {};
     for (let i = 0; i < starts; i++) {
@@ -296,7 +308,7 @@ async function main(): Promise<void> {
   }
 
   /** A rootless engine started by hand with `transform`ed arguments: time to first answer, its log. */
-  async function rawStart(transform: (args: string[]) => string[]): Promise<{ ms: number; t0: number; log: string }> {
+  async function rawStart(transform: (args: string[], layout: EngineLayout) => string[]): Promise<{ ms: number; t0: number; log: string }> {
     const job = await newJob();
     const layout = engineLayout(job.dir);
     await createEngineDir(layout, job.user);
@@ -304,7 +316,7 @@ async function main(): Promise<void> {
       layout,
       user: job.user,
       rootlesskit: '/usr/bin/rootlesskit',
-      args: transform(engineArgs({ layout, hostLoopback: false })),
+      args: transform(engineArgs({ layout, hostLoopback: false }), layout),
       path: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     });
     const exited = new Promise((r) => child.once('exit', r));

@@ -44,7 +44,7 @@ import {
   type HostProblem,
   type RunnerUser,
 } from './host-checks.js';
-import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNetSources } from './host-net.js';
+import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNet, type HostNetSources } from './host-net.js';
 import { processesInRanges } from './id-processes.js';
 import { resolveDockerMode, type DockerMode } from './mode.js';
 import { engineLayout, engineLayoutAt, EngineStartError, socketPathProblem, type EngineLayout } from './rootless-engine.js';
@@ -81,6 +81,13 @@ export interface EngineGuardOptions {
   jobRoot?: string;
 }
 
+/**
+ * How old the last verify's host network snapshot may be to serve as the next cold engine's
+ * baseline: the decision and a registration take seconds; past two minutes (the host idled or
+ * was drained) a fresh one is taken, so a change the host made meanwhile is not blamed on a job.
+ */
+const NET_BASELINE_REUSE_MS = 120_000;
+
 /** Host mode: the policy proxy's socket in the job's directory. */
 const PROXY_SOCKET = 'engine-proxy.sock';
 
@@ -101,6 +108,8 @@ export class EngineGuard implements JobGuard<Policy> {
   private jobRoot: string | undefined;
   /** Each prepared job's engine start until its verify, by job key. */
   private readonly starts = new Map<string, EngineStart>();
+  /** The host's network as the last verify saw it with no engine running, and when. */
+  private lastNet: { at: number; net: HostNet } | undefined;
 
   constructor(private readonly opts: EngineGuardOptions = {}) {
     this.paths = opts.paths ?? DEFAULT_ENGINE_HOST_PATHS;
@@ -165,8 +174,11 @@ export class EngineGuard implements JobGuard<Policy> {
       return { env, notes: [`docker mode isolated: rootless engine started during the previous verification, waited ${waited} ms`] };
     }
     const layout = engineLayout(job.dir);
+    const last = this.lastNet;
+    this.lastNet = undefined;
+    const netBefore = last && Date.now() - last.at < NET_BASELINE_REUSE_MS ? last.net : undefined;
     try {
-      const started = await this.launch(layout, job.user, cgroupName(job.key), mirror, ctx.signal);
+      const started = await this.launch(layout, job.user, cgroupName(job.key), mirror, ctx.signal, netBefore);
       const waited = Date.now() - waitStarted;
       this.watch(job.key, started, ctx);
       env.DOCKER_HOST = `unix://${layout.socket}`;
@@ -238,6 +250,7 @@ export class EngineGuard implements JobGuard<Policy> {
     cgroup: string,
     mirror: { url?: string; hostLoopback: boolean },
     signal: AbortSignal,
+    netBefore?: HostNet,
   ): Promise<Launched> {
     const l = await launchEngine({
       layout,
@@ -250,6 +263,7 @@ export class EngineGuard implements JobGuard<Policy> {
       rootlesskit: (await findBinary('rootlesskit', this.paths.binDirs)) as string,
       enginePath: this.opts.enginePath ?? this.paths.binDirs.join(':'),
       mirror,
+      ...(netBefore ? { netBefore } : {}),
       signal,
     });
     return l;
@@ -338,8 +352,10 @@ export class EngineGuard implements JobGuard<Policy> {
         findings.push({ problem: `engine path ${p} still exists` });
     }
     for (const mp of await mountsUnder(job.dir)) findings.push({ problem: `mount ${mp} left under the job's directory` });
-    for (const line of netAdded(rec.net, await snapshotHostNet(this.net)))
-      findings.push({ problem: `${line} appeared on the host during the job` });
+    const netNow = await snapshotHostNet(this.net);
+    for (const line of netAdded(rec.net, netNow)) findings.push({ problem: `${line} appeared on the host during the job` });
+    // The next cold start's baseline, unless this check found leftovers (then they must not become normal).
+    this.lastNet = findings.length === 0 ? { at: Date.now(), net: netNow } : undefined;
     return findings;
   }
 

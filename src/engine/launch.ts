@@ -9,7 +9,7 @@ import { promises as fsp } from 'node:fs';
 import { createProcessContainer, type CgroupSupport } from '../lib/cgroup.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import { readSubids } from './host-checks.js';
-import { snapshotHostNet, type HostNetSources } from './host-net.js';
+import { snapshotHostNet, type HostNet, type HostNetSources } from './host-net.js';
 import { createEngineDir, EngineStartError, socketPathProblem, startEngine, type EngineLayout } from './rootless-engine.js';
 import { killEngine, type EngineRecord } from './teardown.js';
 
@@ -26,6 +26,11 @@ export interface LaunchOptions {
   rootlesskit: string;
   enginePath: string;
   mirror: { url?: string; hostLoopback: boolean };
+  /**
+   * The host's network as the previous job's verification saw it, after its engine was gone
+   * (nothing of the runner user has run since); otherwise a fresh snapshot is taken here.
+   */
+  netBefore?: HostNet;
   signal: AbortSignal;
 }
 
@@ -48,12 +53,13 @@ export async function launchEngine(o: LaunchOptions): Promise<Launched> {
   const { layout } = o;
   const deep = socketPathProblem(layout);
   if (deep) throw new EngineStartError(`${deep.what}; fix: ${deep.fix}`, '');
-  const rec: EngineRecord = {
-    subuids: await readSubids(o.subuidFile, o.user),
-    net: await snapshotHostNet(o.net),
-    startedAt: new Date().toISOString(),
-  };
-  const container = await createProcessContainer(o.cgroupName, { parent: o.cgroupParent, support: o.cgroupSupport });
+  // Independent of each other: at once (the host net snapshot's iptables runs are the slowest part).
+  const [subuids, net, container] = await Promise.all([
+    readSubids(o.subuidFile, o.user),
+    o.netBefore ?? snapshotHostNet(o.net),
+    createProcessContainer(o.cgroupName, { parent: o.cgroupParent, support: o.cgroupSupport }),
+  ]);
+  const rec: EngineRecord = { subuids, net, startedAt: new Date().toISOString() };
   if (container.path !== undefined && container.kind !== 'none') {
     rec.cgroup = container.path;
     rec.cgroupKind = container.kind;

@@ -98,6 +98,11 @@ export interface StartOptions {
    * containers fail; measured for docs/docker.md, not offered by the policy).
    */
   net?: 'slirp4netns' | 'host';
+  /**
+   * Who starts containerd: dockerd, once it is up (`managed`, dockerd's default), or the child's
+   * shell beside dockerd (`beside`), so that containerd's start overlaps dockerd's own.
+   */
+  containerd?: 'managed' | 'beside';
   container: ProcessContainer;
   signal: AbortSignal;
 }
@@ -144,9 +149,10 @@ export function socketPathProblem(layout: EngineLayout): { what: string; fix: st
 }
 
 /** rootlesskit's and dockerd's arguments; exported for the docs and the tests. */
-export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoopback' | 'net'>): string[] {
+export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoopback' | 'net' | 'containerd'>): string[] {
   const { layout } = o;
   const hostNet = o.net === 'host';
+  const beside = o.containerd === 'beside';
   const dockerd = [
     'dockerd',
     `--data-root=${layout.dataRoot}`,
@@ -164,13 +170,15 @@ export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoop
     // fork and exec) are replaced by the one rule below. What that gives up: dockerd's isolation
     // between the job's own bridge networks (they are one job's; other jobs have other engines).
     ...(hostNet ? [] : ['--iptables=false', '--ip6tables=false']),
+    ...(beside ? [`--containerd=${containerdSocket(layout)}`] : []),
   ];
   // The child clears /run's copied-up docker leftovers, as dockerd-rootless.sh does, (in its own
   // network namespace) masquerades every bridge's traffic out through slirp's tap0, and hands
   // the agent's socket to dockerd as systemd would (LISTEN_PID is the shell's pid, which exec keeps).
   const masq = hostNet ? '' : 'iptables -w -t nat -A POSTROUTING -o tap0 -j MASQUERADE || exit 1; ';
   const activate = `exec 3<&${ACTIVATION_FD} ${ACTIVATION_FD}<&-; export LISTEN_FDS=1 LISTEN_PID=$$; `;
-  const child = `rm -f /run/docker /run/containerd /run/xtables.lock; ${masq}${activate}exec "$@"`;
+  const containerd = beside ? `containerd --config '${containerdConfig(layout)}' ${ACTIVATION_FD}<&- & ` : '';
+  const child = `rm -f /run/docker /run/containerd /run/xtables.lock; ${masq}${containerd}${activate}exec "$@"`;
   const net = hostNet
     ? ['--net=host']
     : [
@@ -197,12 +205,45 @@ export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoop
   ];
 }
 
-/** Creates the engine directory (runner user, 0700) with an empty daemon.json. */
+/** containerd's socket where dockerd's managed containerd would put it (socketPathProblem's limit holds). */
+function containerdSocket(layout: EngineLayout): string {
+  return path.join(layout.execRoot, 'containerd', 'containerd.sock');
+}
+
+function containerdConfig(layout: EngineLayout): string {
+  return path.join(layout.dir, 'containerd.toml');
+}
+
+/**
+ * containerd's configuration when the child starts it beside dockerd: the roots dockerd would
+ * give its managed containerd, and the plugins that only probe and fail in a rootless engine
+ * (CRI, and snapshotters for filesystems the data root is not on) left out.
+ */
+function containerdToml(layout: EngineLayout): string {
+  const disabled = ['cri', 'aufs', 'btrfs', 'devmapper', 'zfs'].map((p) =>
+    p === 'cri' ? '"io.containerd.grpc.v1.cri"' : `"io.containerd.snapshotter.v1.${p}"`,
+  );
+  return [
+    'version = 2',
+    `root = ${JSON.stringify(path.join(layout.dataRoot, 'containerd', 'daemon'))}`,
+    `state = ${JSON.stringify(path.join(layout.execRoot, 'containerd', 'daemon'))}`,
+    `disabled_plugins = [${disabled.join(', ')}]`,
+    '[grpc]',
+    `  address = ${JSON.stringify(containerdSocket(layout))}`,
+    '[ttrpc]',
+    `  address = ${JSON.stringify(`${containerdSocket(layout)}.ttrpc`)}`,
+    '',
+  ].join('\n');
+}
+
+/** Creates the engine directory (runner user, 0700) with an empty daemon.json and containerd's configuration. */
 export async function createEngineDir(layout: EngineLayout, user: { uid: number; gid: number }): Promise<void> {
   await fsp.mkdir(layout.dir, { mode: 0o700 });
   await fsp.mkdir(layout.runtimeDir, { mode: 0o700 });
   await fsp.writeFile(path.join(layout.dir, 'daemon.json'), '{}\n', { mode: 0o644 });
-  for (const p of [layout.dir, layout.runtimeDir, path.join(layout.dir, 'daemon.json')]) await fsp.chown(p, user.uid, user.gid);
+  await fsp.writeFile(containerdConfig(layout), containerdToml(layout), { mode: 0o644 });
+  for (const p of [layout.dir, layout.runtimeDir, path.join(layout.dir, 'daemon.json'), containerdConfig(layout)])
+    await fsp.chown(p, user.uid, user.gid);
 }
 
 /**
