@@ -4,9 +4,11 @@
  * clock that jumps from one sleeper to the next once every HTTP exchange in flight has finished.
  *
  * Real: each host's GitHub adapter (src/github/octokit.ts: App token cache, per-host gate,
- * jittered retries, request deadline) over real HTTP on loopback; the registration loop's rules
- * (a fresh name, the next number on 409, full-jitter backoff with the agent's DEFAULT_TIMEOUTS,
- * the stale registration deleted first) with lib/backoff.ts; the reuse/recycle decision
+ * jittered retries, request deadline, and with `--fleet` (the default) the host's slots from the
+ * host config's fleet section, github/fleet-pacing.ts) over real HTTP on loopback; the
+ * registration loop's rules (a fresh name, the next number on 409, the wait between attempts from
+ * the agent's own registrationRetryWait with DEFAULT_TIMEOUTS, the stale registration deleted
+ * first); the reuse/recycle decision
  * (recycle/decision.ts) after every job. Simulated: the listener and the job (a job is a sleep on
  * the clock), cleanup (a clean report), state persistence, and the job queue (Poisson arrivals
  * handed to idle registered hosts). The policy lets a host serve many jobs (host.maxJobs 1000):
@@ -23,7 +25,11 @@
  * fake cloud API's default rate; the time until every host's call was accepted and the
  * throttling answers per host, beside the bound the rate allows.
  *
- *   node --import tsx bench/fleet.ts [hosts=1000] [seed=1] [all|outage|recycle] [provider prefix]
+ *   node --import tsx bench/fleet.ts [hosts=1000] [seed=1] [all|outage|recycle] [provider prefix] [--jitter|--hashed]
+ *
+ * Each host knows its place (fleet.size = hosts, fleet.index = its number) unless `--jitter` (no
+ * fleet section: full jitter alone, the agent's behaviour without the config) or `--hashed` (no
+ * index: each host's index is the hash of its host name, as when an image pipeline sets none).
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -31,8 +37,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import { startFakeGitHub, type FakeGitHub } from '../src/sim/github/server.js';
 import { createOctokitPort } from '../src/github/octokit.js';
 import type { GitHubPort } from '../src/github/port.js';
-import { backoffDelay, seededRandom, type RandomSource } from '../src/lib/backoff.js';
+import { seededRandom, type RandomSource } from '../src/lib/backoff.js';
 import { DEFAULT_TIMEOUTS } from '../src/agent/timeouts.js';
+import { registrationRetryWait } from '../src/agent/registrar.js';
+import { githubSlots } from '../src/github/fleet-pacing.js';
+import { fleetPlace, type FleetSlots } from '../src/lib/fleet-slots.js';
 import { decide } from '../src/recycle/decision.js';
 import { DEFAULT_POLICY } from '../src/policy/types.generated.js';
 import type { CleanupReport } from '../src/cleanup/types.js';
@@ -49,8 +58,12 @@ import { DEFAULT_AWS_RATE, startFakeAws } from '../src/sim/aws/fake-aws.js';
 import { DEFAULT_AZURE_RATE, startFakeAzure } from '../src/sim/azure/fake-azure.js';
 import { DEFAULT_GCP_RATE, startFakeGcp } from '../src/sim/gcp/fake-gcp.js';
 
-const HOSTS = Number(process.argv[2] ?? 1000);
-const SEED = Number(process.argv[3] ?? 1);
+const flags = process.argv.slice(2).filter((a) => a.startsWith('--'));
+const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const HOSTS = Number(args[0] ?? 1000);
+const SEED = Number(args[1] ?? 1);
+/** How hosts pace their retries: by their place in the fleet (the default), a hashed place, or full jitter alone. */
+const PACING: 'fleet' | 'hashed' | 'jitter' = flags.includes('--jitter') ? 'jitter' : flags.includes('--hashed') ? 'hashed' : 'fleet';
 /** GitHub's documented floor for an App installation. */
 const INSTALLATION_BUDGET = 5000;
 /** GitHub's documented secondary limit per endpoint, and a POST's cost. */
@@ -67,7 +80,7 @@ const STEADY_MS = 60 * 60_000;
 /** The simulated clock moves in steps of at least this: far below any wait that matters, and it keeps a 1,000-host run short. */
 const CLOCK_GRANULE_MS = 50;
 /** 'all', 'outage' for the outage figure alone, 'recycle' for the fleet-wide recycle alone. */
-const PHASES = process.argv[4] ?? 'all';
+const PHASES = args[2] ?? 'all';
 
 const appKeys = generateKeyPairSync('rsa', {
   modulusLength: 2048,
@@ -167,6 +180,8 @@ const policy = { ...DEFAULT_POLICY, host: { ...DEFAULT_POLICY.host, maxJobs: 100
 /** One simulated host: a real adapter, the registration loop's rules, the decision. */
 class Host {
   readonly port: GitHubPort & { fleet: { mintsLastHour(): number } };
+  /** The host's GitHub slots, as wire.ts builds them from the host config's fleet section. */
+  readonly slots: FleetSlots | undefined;
   secondaryAnswers = 0;
   limitAnswers = 0;
   registered = false;
@@ -179,6 +194,8 @@ class Host {
     private readonly world: World,
     readonly random: RandomSource,
   ) {
+    const section = PACING === 'fleet' ? { size: HOSTS, index } : { size: HOSTS };
+    this.slots = PACING === 'jitter' ? undefined : githubSlots(fleetPlace(section, `host-${index}`, 'bench'));
     this.port = createOctokitPort({
       apiUrl: world.fake.url,
       scope: { kind: 'org', org: 'octo' },
@@ -187,6 +204,7 @@ class Host {
       log: silentLogger(),
       fetch: countingFetch,
       random,
+      ...(this.slots ? { slots: this.slots } : {}),
       onRequest: (r) => {
         if (r.limit) this.limitAnswers++;
         if (r.limit === 'secondary') {
@@ -197,9 +215,8 @@ class Host {
     });
   }
 
-  /** Registers with the agent's rules: stale registration first, the next number on 409, full-jitter backoff. */
+  /** Registers with the agent's rules: stale registration first, the next number on 409, the agent's wait between attempts. */
   async register(): Promise<void> {
-    const backoff = { baseMs: DEFAULT_TIMEOUTS.registerBackoffBaseMs, maxMs: DEFAULT_TIMEOUTS.registerBackoffMaxMs };
     for (let failures = 0; ;) {
       try {
         if (this.runnerId !== undefined) {
@@ -223,7 +240,10 @@ class Host {
           continue;
         }
         failures++;
-        await this.world.clock.sleep(backoffDelay(failures - 1, backoff, this.random));
+        const auth = err instanceof GitHubApiError && err.isAuth;
+        const now = this.world.clock.now();
+        const wait = { failures, auth, now, timeouts: DEFAULT_TIMEOUTS, random: this.random };
+        await this.world.clock.sleep(registrationRetryWait(this.slots ? { ...wait, slots: this.slots } : wait));
       }
     }
   }
@@ -618,7 +638,7 @@ async function memoryPerHost(): Promise<number> {
 
 async function printFleetRecycle(): Promise<void> {
   console.log(`fleet-wide recycle: ${HOSTS} hosts at once, each through its real provider against the fake cloud API's default rate`);
-  for (const cloud of RECYCLE_CLOUDS.filter((c) => c.name.startsWith(process.argv[5] ?? ''))) {
+  for (const cloud of RECYCLE_CLOUDS.filter((c) => c.name.startsWith(args[3] ?? ''))) {
     const t = performance.now();
     const r = await fleetRecycle(cloud, SEED);
     const ratio = r.boundMs > 0 ? `ratio ${(r.doneMs / r.boundMs).toFixed(2)}` : 'the burst holds the fleet';
@@ -630,12 +650,18 @@ async function printFleetRecycle(): Promise<void> {
   }
 }
 
+function world0Window(): number {
+  return githubSlots({ size: HOSTS, index: 0 }).windowMs;
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   const callsPerJob = 2; // generate-jitconfig + the spent registration's DELETE; the group id is cached
   const budgetRate = INSTALLATION_BUDGET / callsPerJob;
   console.log(
-    `fleet: ${HOSTS} hosts on one App installation (${INSTALLATION_BUDGET}/h, ${POINTS_PER_MINUTE} points/min per endpoint), seed ${SEED}`,
+    `fleet: ${HOSTS} hosts on one App installation (${INSTALLATION_BUDGET}/h, ${POINTS_PER_MINUTE} points/min per endpoint), seed ${SEED}; ` +
+      `retries paced by ${PACING === 'fleet' ? 'slots (fleet.size and fleet.index set)' : PACING === 'hashed' ? 'slots (fleet.size set, index from a hash of the host name)' : 'full jitter alone (no fleet section)'}` +
+      (PACING === 'jitter' ? '' : `, window ${(world0Window() / 1000).toFixed(1)} s`),
   );
   if (PHASES === 'recycle') {
     await printFleetRecycle();

@@ -5,6 +5,7 @@
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { RandomSource } from '../lib/backoff.js';
+import type { FleetSlots } from '../lib/fleet-slots.js';
 import type { JobGuard } from '../lib/job-guard.js';
 import type { GitHubPort } from '../github/port.js';
 import type { Policy } from '../policy/types.js';
@@ -138,6 +139,11 @@ export interface AgentDeps {
   runnerUpdates?: RunnerUpdatesPort;
   /** Uniform [0, 1) for backoff jitter; default Math.random. */
   random?: RandomSource;
+  /**
+   * This host's GitHub retry slots (host config `fleet`; the same ones the GitHub adapter waits
+   * for): a failed registration is tried again in the host's next slot. Absent: full jitter.
+   */
+  fleetSlots?: FleetSlots;
 }
 
 /** The agent's exit: the process exit code and why. */

@@ -2,15 +2,18 @@
  * Registration behind one port. `RunnerRegistrar` is one way to create a runner (JIT config, or a
  * registration token and config.sh); `registerRunner` is the loop both share: a fresh name persisted
  * before the request (a crash right after it leaves no ghost), the next number when a name is
- * taken, full-jitter backoff on failure, and a bound on the whole episode (the policy's
+ * taken, full-jitter backoff on failure (or, on a host that knows its place in the fleet, its next
+ * slot: registrationRetryWait), and a bound on the whole episode (the policy's
  * limits.maxRegistrationMinutes) after which the host is recycled rather than left registering.
  */
 import { randomBytes } from 'node:crypto';
 import { GitHubApiError, describeError, isAbort } from '../lib/errors.js';
-import { backoffDelay } from '../lib/backoff.js';
+import { backoffDelay, type RandomSource } from '../lib/backoff.js';
+import type { FleetSlots } from '../lib/fleet-slots.js';
 import { ConfigShError } from '../runner/token-registration.js';
 import type { Policy } from '../policy/types.js';
 import type { AgentCore } from './core.js';
+import type { Timeouts } from './timeouts.js';
 import { abortable } from './drain.js';
 import { addRecheck, fateUnknown, type RegistrationLedger } from './registrations.js';
 
@@ -82,7 +85,6 @@ export async function registerRunner(
     await ledger.delete(pre.id);
   }
   const limitMs = (policy.limits.maxRegistrationMinutes ?? DEFAULT_MAX_REGISTRATION_MINUTES) * 60_000;
-  const backoff = { baseMs: d.timeouts.registerBackoffBaseMs, maxMs: d.timeouts.registerBackoffMaxMs };
   let failures = 0;
   for (;;) {
     if (drain.draining) return { kind: 'drained' };
@@ -137,9 +139,14 @@ export async function registerRunner(
     }
     failures += 1;
     const auth = err instanceof GitHubApiError && err.isAuth;
-    const waitMs = auth
-      ? backoffDelay(0, { baseMs: d.timeouts.authFailureBackoffMs, maxMs: d.timeouts.authFailureBackoffMs }, core.random)
-      : backoffDelay(failures - 1, backoff, core.random);
+    const waitMs = registrationRetryWait({
+      failures,
+      auth,
+      now: d.clock.now(),
+      timeouts: d.timeouts,
+      random: core.random,
+      ...(d.fleetSlots ? { slots: d.fleetSlots } : {}),
+    });
     const fields = {
       err: describeError(err),
       status: err instanceof GitHubApiError ? err.status : undefined,
@@ -155,6 +162,36 @@ export async function registerRunner(
       return { kind: 'drained' };
     }
   }
+}
+
+/** What the wait before the next registration attempt depends on. */
+export interface RetryWaitInput {
+  /** Failed attempts so far in this episode (1 after the first). */
+  failures: number;
+  /** The credentials were refused (401, or a 403 that is not a rate limit). */
+  auth: boolean;
+  /** Epoch ms now. */
+  now: number;
+  timeouts: Pick<Timeouts, 'registerBackoffBaseMs' | 'registerBackoffMaxMs' | 'authFailureBackoffMs'>;
+  random: RandomSource;
+  /** The host's GitHub slots (host config `fleet`). */
+  slots?: FleetSlots;
+}
+
+/**
+ * The wait (ms) before the next registration attempt. Without slots: full jitter, uniform in
+ * [0, envelope] doubling from registerBackoffBaseMs to registerBackoffMaxMs, or in
+ * [0, authFailureBackoffMs] after refused credentials. With slots: until the host's next slot (at
+ * once after refused credentials' authFailureBackoffMs, the longer wait winning), whatever failed:
+ * a host that tries only in its own slot can never meet the fleet's other hosts there, and the
+ * fleet as a whole retries at the pace the limits allow. A failing host then tries once a window
+ * (at least a minute; size / 180 minutes for a large fleet) rather than backing off further.
+ */
+export function registrationRetryWait(i: RetryWaitInput): number {
+  const t = i.timeouts;
+  if (i.slots) return i.slots.retryAt(i.now, i.auth ? t.authFailureBackoffMs : 0) - i.now;
+  if (i.auth) return backoffDelay(0, { baseMs: t.authFailureBackoffMs, maxMs: t.authFailureBackoffMs }, i.random);
+  return backoffDelay(i.failures - 1, { baseMs: t.registerBackoffBaseMs, maxMs: t.registerBackoffMaxMs }, i.random);
 }
 
 /** Renders the runner name template: {hostname}, {seq}, {random}. */

@@ -12,6 +12,7 @@ import { createCaFetch, readCaBundle } from '../github/tls.js';
 import type { RunnerScope } from '../github/scope.js';
 import type { GitHubPort } from '../github/port.js';
 import type { AgentMetrics } from '../health/metrics.js';
+import type { FleetSlots } from '../lib/fleet-slots.js';
 
 /** The scope of the config (exactly one of org, repo, enterprise; the schema enforces it). */
 export function scopeOf(config: HostConfig): RunnerScope {
@@ -72,7 +73,7 @@ export interface GitHubAdapter {
 /** Builds the Octokit adapter for the config; its requests feed the metrics. */
 export async function createGitHubAdapter(
   config: HostConfig,
-  o: { env: NodeJS.ProcessEnv; configFile: string; clock: Clock; log: Logger; metrics: AgentMetrics },
+  o: { env: NodeJS.ProcessEnv; configFile: string; clock: Clock; log: Logger; metrics: AgentMetrics; slots?: FleetSlots },
 ): Promise<GitHubAdapter> {
   // GHES behind a private CA: the API calls trust github.caFile besides the system roots.
   const caFetch = config.github.caFile ? createCaFetch(await readCaBundle(config.github.caFile, o.configFile)) : undefined;
@@ -83,6 +84,7 @@ export async function createGitHubAdapter(
     auth: await readAuth(config, o.env, o.configFile),
     clock: o.clock,
     log: o.log.child({ component: 'github' }),
+    ...(o.slots ? { slots: o.slots } : {}),
     onRequest: (r) => {
       o.metrics.githubRequest(r.endpoint, r.status);
       if (r.rateLimitRemaining !== undefined) o.metrics.rateLimitRemaining(r.rateLimitRemaining);

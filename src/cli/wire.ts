@@ -20,6 +20,8 @@ import { loadBaseline, takeBaseline } from '../cleanup/baseline.js';
 import { Trash } from '../cleanup/trash.js';
 import { takeEngineInventory, waitForEngine } from '../cleanup/engine-inventory.js';
 import { scopeUrl } from '../github/scope.js';
+import { githubSlots } from '../github/fleet-pacing.js';
+import { fleetPlace } from '../lib/fleet-slots.js';
 import { TokenRegistrar } from '../runner/token-registration.js';
 import type { GitHubPort } from '../github/port.js';
 import { Journal } from '../agent/journal.js';
@@ -127,7 +129,18 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     ...(o.integrityRoot ? { integrityRoot: o.integrityRoot } : {}),
   });
   log.debug({ guards: guards.map((g) => g.name) }, 'guards built');
-  const adapter = o.github ? undefined : await createGitHubAdapter(config, { env: o.env, configFile: o.configFile, clock, log, metrics });
+  // A host that knows its place in the fleet retries GitHub in its own slot (docs/fleet-scale.md).
+  const fleetSlots = config.fleet ? githubSlots(fleetPlace(config.fleet, o.hostname ?? os.hostname(), o.configFile)) : undefined;
+  const adapter = o.github
+    ? undefined
+    : await createGitHubAdapter(config, {
+        env: o.env,
+        configFile: o.configFile,
+        clock,
+        log,
+        metrics,
+        ...(fleetSlots ? { slots: fleetSlots } : {}),
+      });
   const github = o.github ?? (adapter as NonNullable<typeof adapter>).github;
   const registrar =
     config.github.registration === 'token'
@@ -203,6 +216,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     timeouts,
     ...(recycler ? { recycler } : {}),
     ...(runnerUpdates ? { runnerUpdates } : {}),
+    ...(fleetSlots ? { fleetSlots } : {}),
     // Started before each listener, released and verified after it (src/lib/job-guard.ts).
     guards,
     processContainers: containers.port,

@@ -60,6 +60,15 @@ export class InstallationTokenCache {
     return this.pending;
   }
 
+  /**
+   * A fresh App JWT for the mint request. Every try of a mint carries its own: a mint retried in
+   * the host's slots can span several windows, longer than one JWT lives (GitHub answers 401 to
+   * an expired one, which is not retried).
+   */
+  jwt(): string {
+    return signAppJwt(this.o.appId, this.o.privateKey, this.o.clock.now());
+  }
+
   /** Forgets `token` after GitHub refused it (401), so the next get() mints a new one. */
   invalidate(token: string): void {
     if (this.current?.token === token) this.current = undefined;
@@ -73,7 +82,7 @@ export class InstallationTokenCache {
 
   private async mint(): Promise<string> {
     const at = this.o.clock.now();
-    const r = await this.o.mint(signAppJwt(this.o.appId, this.o.privateKey, at));
+    const r = await this.o.mint(this.jwt());
     const parsed = r.expiresAt ? Date.parse(r.expiresAt) : NaN;
     this.current = { token: r.token, expiresAt: Number.isFinite(parsed) ? parsed : at + DEFAULT_TOKEN_LIFETIME_MS };
     this.mints.push(at);

@@ -6,6 +6,7 @@ import { isRateLimited } from './retry-policy.js';
 import { withDeadline } from './deadline-fetch.js';
 import { InstallationTokenCache } from './app-token.js';
 import { HostGate } from './host-gate.js';
+import type { FleetSlots } from '../lib/fleet-slots.js';
 import { cachedAppAuth, errorMessage, installRetryHook, type RequestObserver } from './request-hooks.js';
 import { permissionHint, scopePath, type RunnerScope } from './scope.js';
 import type { DeleteOutcome, GitHubPort, JitRegistration, RunnerInfo, RunnerToken } from './port.js';
@@ -43,6 +44,8 @@ export interface OctokitPortOptions {
   random?: () => number;
   /** Deadline of one HTTP exchange, headers and body; default REQUEST_TIMEOUT_MS. */
   requestTimeoutMs?: number;
+  /** This host's retry slots (host config `fleet`, github/fleet-pacing.ts); absent: full jitter alone. */
+  slots?: FleetSlots;
 }
 
 /**
@@ -105,6 +108,7 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
     ...(opts.onRequest ? { onRequest: opts.onRequest } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
     ...(opts.random ? { random: opts.random } : {}),
+    ...(opts.slots ? { slots: opts.slots } : {}),
   });
 
   const prefix = scopePath(scope);

@@ -11,8 +11,9 @@ import type { Octokit } from '@octokit/rest';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { InstallationTokenCache } from './app-token.js';
+import type { FleetSlots } from '../lib/fleet-slots.js';
 import type { HostGate } from './host-gate.js';
-import { decideRetry } from './retry-policy.js';
+import { decideRetry, imposedWaitMs, type Attempt } from './retry-policy.js';
 
 /** Called after every HTTP exchange, for metrics (endpoint is the route template). */
 export type RequestObserver = (info: {
@@ -37,12 +38,16 @@ export interface RetryHookDeps {
   onRequest?: RequestObserver;
   signal?: AbortSignal;
   random?: () => number;
+  /** This host's GitHub slots (host config `fleet`); absent: waits are full jitter alone. */
+  slots?: FleetSlots;
 }
 
 /**
  * Retries per retry-policy.ts. Before every try the call waits for the host's gate; a rate-limit
  * or retry-after answer closes the gate for the whole host (every call waits), a 5xx or network
- * failure only delays this call.
+ * failure only delays this call. With fleet slots, every failure closes the gate until the host's
+ * next slot at or after what the server imposed (no jitter: the slot spreads the fleet), so a host
+ * that is failing sends only in its own slots, whatever kind of failure it met.
  */
 export function installRetryHook(octokit: Octokit, d: RetryHookDeps): void {
   octokit.hook.wrap('request', async (request, options) => {
@@ -60,7 +65,7 @@ export function installRetryHook(octokit: Octokit, d: RetryHookDeps): void {
         // No response at all (refused, reset, DNS, or the request deadline): a network failure.
         // A certificate the CA bundle does not trust is permanent, not a network blip: fail at once.
         const network = (e.status === undefined || (e.status === 500 && !e.response)) && !isTlsTrustError(err);
-        const decision = decideRetry({
+        const tried: Attempt = {
           status: e.status,
           headers,
           message: errorMessage(e),
@@ -68,7 +73,8 @@ export function installRetryHook(octokit: Octokit, d: RetryHookDeps): void {
           attempt,
           now: d.clock.now(),
           ...(d.random ? { random: d.random } : {}),
-        });
+        };
+        const decision = decideRetry(tried);
         const limit = !decision.retry
           ? undefined
           : decision.kind === 'primary-limit'
@@ -85,9 +91,11 @@ export function installRetryHook(octokit: Octokit, d: RetryHookDeps): void {
           ...(limit ? { limit } : {}),
         });
         if (!decision.retry) throw err;
-        d.log.warn({ endpoint, status: e.status, attempt, waitMs: decision.waitMs, kind: decision.kind }, 'github request will be retried');
-        if (limit) d.gate.pause(d.clock.now() + decision.waitMs);
-        else await d.clock.sleep(decision.waitMs, d.signal);
+        const now = d.clock.now();
+        const waitMs = d.slots ? d.slots.retryAt(now, imposedWaitMs(tried)) - now : decision.waitMs;
+        d.log.warn({ endpoint, status: e.status, attempt, waitMs, kind: decision.kind }, 'github request will be retried');
+        if (limit || d.slots) d.gate.pause(now + waitMs);
+        else await d.clock.sleep(waitMs, d.signal);
       }
     }
   });
@@ -111,7 +119,12 @@ export function cachedAppAuth(tokens: InstallationTokenCache) {
       parameters?: unknown,
     ): Promise<unknown> {
       const ep = request.endpoint.merge(route, parameters);
-      if (MINT_ROUTE.test(ep.url) || ep.headers.authorization) return request(ep);
+      // Each try of a mint (the retry hook calls this hook again) carries a JWT signed now.
+      if (MINT_ROUTE.test(ep.url)) {
+        ep.headers.authorization = `bearer ${tokens.jwt()}`;
+        return request(ep);
+      }
+      if (ep.headers.authorization) return request(ep);
       const token = await tokens.get();
       ep.headers.authorization = `token ${token}`;
       try {

@@ -62,6 +62,26 @@ export function isRateLimited(a: Pick<Attempt, 'status' | 'headers' | 'message'>
   return /rate limit/i.test(a.message ?? '');
 }
 
+/**
+ * The part of a retry's wait the server imposed, without jitter (ms): retry-after, the time to a
+ * primary reset, or the contract's minimum after a secondary limit without headers; 0 where the
+ * wait is a backoff (5xx without retry-after, network). A host pacing its retries by its fleet
+ * slot waits at least this long and then for its slot, instead of the jitter.
+ */
+export function imposedWaitMs(a: Attempt): number {
+  const clamp = (ms: number): number => Math.min(Math.max(ms, 0), MAX_SINGLE_WAIT_MS);
+  const retryAfter = header(a.headers, 'retry-after');
+  const retryAfterMs = retryAfter !== undefined && Number.isFinite(Number(retryAfter)) ? Number(retryAfter) * 1000 : undefined;
+  if (a.network) return 0;
+  if ((a.status ?? 0) >= 500) return retryAfterMs !== undefined ? clamp(retryAfterMs) : 0;
+  if (!isRateLimited(a)) return 0;
+  if (retryAfterMs !== undefined) return clamp(retryAfterMs);
+  const remaining = header(a.headers, 'x-ratelimit-remaining');
+  const reset = header(a.headers, 'x-ratelimit-reset');
+  if (remaining === '0' && reset !== undefined && Number.isFinite(Number(reset))) return clamp(Number(reset) * 1000 - a.now + 1000);
+  return clamp(SECONDARY_LIMIT_MIN_MS * 2 ** (a.attempt - 1));
+}
+
 /** Decides whether to retry an attempt and how long to wait first. */
 export function decideRetry(a: Attempt): RetryDecision {
   if (a.attempt >= MAX_TRIES) return { retry: false };
