@@ -98,7 +98,9 @@ export async function completeFromTrace(core: AgentCore, runner: PersistedRunner
 }
 
 /** What the service's answer at recovery says about the registration, for the record's evidence. */
-export function serviceEvidence(id: number, busy: number[], gone: number[]): string {
+export function serviceEvidence(id: number, busy: number[], gone: number[], asked: boolean): string {
+  // A recovery killed after deleting the registration: the next one has nothing to ask about it.
+  if (!asked) return 'service: not asked again (the registration was deleted before this restart)';
   if (busy.includes(id)) return 'service: a job is assigned to the registration (busy)';
   if (gone.includes(id)) return 'service: the registration is gone (an ephemeral runner is removed after its job)';
   return 'service: the registration was still there and idle';

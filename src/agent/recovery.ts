@@ -51,7 +51,16 @@ export async function recover(
     job = {
       ...job,
       vars: { ...job.vars, ...started?.vars, ...completed?.vars },
-      evidence: [...job.evidence, ...(started ? ['hook report'] : []), serviceEvidence(id, busy, gone)],
+      evidence: [
+        ...job.evidence,
+        ...(started ? ['hook report'] : []),
+        serviceEvidence(
+          id,
+          busy,
+          gone,
+          prev.registrations.some((r) => r.id === id),
+        ),
+      ],
     };
   } else if (!job && prev.runner && id !== undefined) {
     const runner = { id, name: prev.runner.name };
