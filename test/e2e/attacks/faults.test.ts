@@ -17,6 +17,8 @@ import type { JobStep } from '../../../src/sim/github/types.js';
 const WATERMARK_MARGIN_POINTS = 0.3;
 /** The fill file, in percentage points of the disk: three times the margin, so it always crosses. */
 const FILL_POINTS = 1;
+/** Attack 19's rounds at most (0.25 s apart) while it waits for the prefetch: 60 s and more. */
+const PREFETCH_ROUNDS_MAX = 240;
 
 describe('faults a job causes on purpose', { concurrency: 3 }, () => {
   test('17. SIGKILL of the listener mid-job: the host is cleaned and the next job finds nothing', async (t) => {
@@ -74,15 +76,19 @@ describe('faults a job causes on purpose', { concurrency: 3 }, () => {
           `DROP=${c.w.dropDir}`,
           `HEALTH=${c.health.host}:${c.health.port}`,
           'OUT="$DROP/dump-$GITHUB_RUN_ID"; mkdir -p "$OUT"',
-          // Several rounds: the next registration is prefetched while this job runs.
-          'for round in 1 2 3 4 5 6 7 8; do',
-          '  env > "$OUT/env.$round"',
-          '  for p in /proc/[0-9]*; do tr "\\0" "\\n" < "$p/environ"; tr "\\0" " " < "$p/cmdline"; echo; done > "$OUT/proc.$round" 2>/dev/null || true',
-          '  for u in /status /metrics /healthz /readyz /; do curl -s "http://$HEALTH$u"; done > "$OUT/health.$round" 2>/dev/null || true',
-          '  sleep 0.25',
-          'done',
+          // Every process's environment and command line (one cat: the secrets are searched as bytes,
+          // NUL separators and all), and every health path.
+          'round() {',
+          '  env > "$OUT/env.$1"',
+          '  cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline > "$OUT/proc.$1" 2>/dev/null || true',
+          '  for u in /status /metrics /healthz /readyz /; do curl -s "http://$HEALTH$u"; done > "$OUT/health.$1" 2>/dev/null || true',
+          '}',
+          // Rounds while the agent registers the next runner (prefetch, at job start), until the test
+          // has seen that registration issued, then one more: a round always runs after it.
+          `for i in $(seq 1 ${PREFETCH_ROUNDS_MAX}); do round $i; [ -e "$DROP/prefetched-$GITHUB_RUN_ID" ] && break; sleep 0.25; done`,
+          'round last',
           // Every readable file of the host the job can reach that may hold it (not the drop dir, not the big trees).
-          'find "$LAB" /etc /run "$HOME" "$TMPDIR" -xdev -path "$DROP" -prune -o -type f -readable -size -4M -print 2>/dev/null | while IFS= read -r f; do cat "$f"; echo; done > "$OUT/files" 2>/dev/null || true',
+          'find "$LAB" /etc /run "$HOME" "$TMPDIR" -xdev -path "$DROP" -prune -o -type f -readable -size -4M -exec cat {} + > "$OUT/files" 2>/dev/null || true',
           'ls -laR "$LAB" > "$OUT/listing" 2>/dev/null || true',
         ].join('\n'),
       },
@@ -91,6 +97,25 @@ describe('faults a job causes on purpose', { concurrency: 3 }, () => {
       world: { runner: { prefetch: true } },
       hostile: (c) => dump(c),
       secondJob: (c) => dump(c),
+      // Tells each job once a runner newer than its own has been issued a JIT config.
+      during: async (c, signal) => {
+        for (const runId of ['1', '2']) {
+          while (!signal.aborted) {
+            const own = c.w.fake.jobs().find((j) => String(j.job.runId) === runId && j.status !== 'queued')?.runnerId;
+            const newer = c.w.fake.requests.some(
+              (q) =>
+                /generate-jitconfig/.test(q.path) &&
+                q.status === 201 &&
+                (q.resBody as { runner: { id: number } }).runner.id > (own ?? Infinity),
+            );
+            if (newer) {
+              await fsp.writeFile(path.join(c.w.dropDir, `prefetched-${runId}`), '');
+              break;
+            }
+            await new Promise((res) => setTimeout(res, 50));
+          }
+        }
+      },
     });
     assert.equal(r.jobs.length, 2, `both jobs should run: ${r.exit.reason}`);
     const issued = r.c.w.fake.requests
