@@ -5,7 +5,7 @@
  * match its published SHA-256 is refused, the host keeps serving the old version until GitHub
  * refuses it, and only then recycles, naming the refusal.
  */
-import { test, type TestContext } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { lstat, readFile, writeFile } from 'node:fs/promises';
@@ -63,33 +63,36 @@ async function run(w: World, jobs: number, during: number): Promise<{ exit: { co
   return { exit, records: await w.journal() };
 }
 
-test('a deprecated runner with a verified newer release is updated in place and registers again, no recycle', async (t) => {
-  const { w, versions } = await setup(t, 'true', 2);
-  const { exit, records } = await run(w, 2, 1);
-  const jobs = records.filter((r) => r.type === 'job');
-  assert.equal(jobs.length, 2, `both jobs ran (exit ${exit.code}: ${exit.reason})`);
-  assert.deepEqual(events(records, 'recycle'), [], 'the host was recycled although a verified release was available');
-  const updated = events(records, 'runner-updated');
-  assert.equal(updated.length, 1);
-  assert.equal(updated[0]?.detail?.version, NEXT);
-  assert.equal(updated[0]?.detail?.from, DEFAULT_RUNNER_VERSION);
-  assert.equal(updated[0]?.detail?.trigger, 'deprecated');
-  assert.equal(await installedVersion(w.runnerRoot), NEXT);
-  assert.ok((await lstat(path.join(w.runnerRoot, 'bin'))).isSymbolicLink(), 'bin points into the versions switched by one rename');
-  assert.equal(versions[0], DEFAULT_RUNNER_VERSION, 'the first listener reported the version it was started from');
-  assert.equal(versions.at(-1), NEXT, 'the listener after the update reported the new version to GitHub');
-});
+// Two hosts of their own (worlds, release mirrors): they run at once.
+describe('a deprecated runner version', { concurrency: true }, () => {
+  test('a deprecated runner with a verified newer release is updated in place and registers again, no recycle', async (t) => {
+    const { w, versions } = await setup(t, 'true', 2);
+    const { exit, records } = await run(w, 2, 1);
+    const jobs = records.filter((r) => r.type === 'job');
+    assert.equal(jobs.length, 2, `both jobs ran (exit ${exit.code}: ${exit.reason})`);
+    assert.deepEqual(events(records, 'recycle'), [], 'the host was recycled although a verified release was available');
+    const updated = events(records, 'runner-updated');
+    assert.equal(updated.length, 1);
+    assert.equal(updated[0]?.detail?.version, NEXT);
+    assert.equal(updated[0]?.detail?.from, DEFAULT_RUNNER_VERSION);
+    assert.equal(updated[0]?.detail?.trigger, 'deprecated');
+    assert.equal(await installedVersion(w.runnerRoot), NEXT);
+    assert.ok((await lstat(path.join(w.runnerRoot, 'bin'))).isSymbolicLink(), 'bin points into the versions switched by one rename');
+    assert.equal(versions[0], DEFAULT_RUNNER_VERSION, 'the first listener reported the version it was started from');
+    assert.equal(versions.at(-1), NEXT, 'the listener after the update reported the new version to GitHub');
+  });
 
-test('a release whose SHA-256 differs from the published one is refused: the old runner serves until deprecated, then the host recycles', async (t) => {
-  const { w, versions } = await setup(t, 'wrong', 3);
-  const { exit, records } = await run(w, 3, 2);
-  assert.equal(exit.code, 3, `the exit provider's code: ${exit.reason}`);
-  assert.equal(records.filter((r) => r.type === 'job').length, 2, 'the old version served until GitHub refused it');
-  assert.deepEqual(events(records, 'runner-updated'), []);
-  const recycle = events(records, 'recycle');
-  assert.equal(recycle.length, 1);
-  assert.match(String(recycle[0]?.detail?.reason), /^runner-version-deprecated: .*update refused: .*differs from the published/);
-  assert.equal(await installedVersion(w.runnerRoot), DEFAULT_RUNNER_VERSION, 'nothing of the refused release was switched in');
-  assert.ok((await lstat(path.join(w.runnerRoot, 'bin'))).isDirectory(), 'bin is still the original directory');
-  assert.ok(versions.length >= 2 && versions.every((v) => v === DEFAULT_RUNNER_VERSION), JSON.stringify(versions));
+  test('a release whose SHA-256 differs from the published one is refused: the old runner serves until deprecated, then the host recycles', async (t) => {
+    const { w, versions } = await setup(t, 'wrong', 3);
+    const { exit, records } = await run(w, 3, 2);
+    assert.equal(exit.code, 3, `the exit provider's code: ${exit.reason}`);
+    assert.equal(records.filter((r) => r.type === 'job').length, 2, 'the old version served until GitHub refused it');
+    assert.deepEqual(events(records, 'runner-updated'), []);
+    const recycle = events(records, 'recycle');
+    assert.equal(recycle.length, 1);
+    assert.match(String(recycle[0]?.detail?.reason), /^runner-version-deprecated: .*update refused: .*differs from the published/);
+    assert.equal(await installedVersion(w.runnerRoot), DEFAULT_RUNNER_VERSION, 'nothing of the refused release was switched in');
+    assert.ok((await lstat(path.join(w.runnerRoot, 'bin'))).isDirectory(), 'bin is still the original directory');
+    assert.ok(versions.length >= 2 && versions.every((v) => v === DEFAULT_RUNNER_VERSION), JSON.stringify(versions));
+  });
 });
