@@ -6,7 +6,8 @@
 #
 # From a checkout (the default: the tree this script is in) or a source tarball (`git archive`,
 # with its package-lock.json), it builds the agent in a staging copy (npm ci, npm run build,
-# then drops node_modules and src/: the bundle in dist/ carries every dependency),
+# then drops node_modules and src/: the bundle in dist/ carries every dependency); from a
+# release tarball (`npm run release`: a built dist/ and no src/) it installs that bundle as built,
 # then swaps it into PREFIX (default /opt/runner-warden), root-owned and not writable by anyone
 # else: the agent runs as root and a job must never be able to change its code. It also
 #   - links /usr/local/bin/runner-warden to PREFIX/bin/runner-warden.js;
@@ -19,7 +20,8 @@
 # the new code: `systemctl restart runner-warden` drains first).
 #
 # Options:
-#   --from DIR|TARBALL  source tree or .tar/.tar.gz/.tgz (default: this script's checkout)
+#   --from DIR|TARBALL  source tree, release tarball or .tar/.tar.gz/.tgz (default: this
+#                       script's checkout)
 #   --prefix DIR        install directory (default /opt/runner-warden)
 #   --root DIR          install under DIR as if it were / (image builds, tests); nothing is
 #                       enabled on the running system and systemctl is not asked to reload
@@ -98,6 +100,8 @@ else
   die "--from $FROM is neither a directory nor a tarball"
 fi
 grep -q '"name": *"runner-warden"' "$SRC/package.json" 2>/dev/null || die "$SRC is not a runner-warden source tree (no package.json naming runner-warden)"
+# A release (npm run release): the bundle is built and there are no sources to build from.
+if [ ! -d "$SRC/src" ] && [ -f "$SRC/dist/runner-warden.mjs" ]; then BUILD=0; fi
 
 DEST="$ROOT$PREFIX"
 if [ -e "$DEST" ] && [ "$(cd -- "$DEST" && pwd -P)" = "$SRC" ]; then
@@ -112,8 +116,10 @@ mkdir -p -- "$(dirname -- "$DEST")"
 NEW="$DEST.installing"
 rm -rf -- "$NEW"
 mkdir -m 0755 -- "$NEW"
-# What the agent needs at run time and to build; tests, benchmarks and VCS data stay out.
-include=(package.json package-lock.json tsconfig.json tsconfig.build.json bin src scripts policies packaging README.md ARCHITECTURE.md LICENSE)
+# What the agent needs at run time and to build; tests, benchmarks and VCS data stay out. The
+# release tarball's own layout: config.example.yaml, systemd, man, completions at its top.
+include=(package.json package-lock.json tsconfig.json tsconfig.build.json bin src scripts policies packaging README.md ARCHITECTURE.md LICENSE
+  config.example.yaml systemd man completions)
 [ "$BUILD" = 1 ] || include+=(node_modules dist)
 for entry in "${include[@]}"; do
   [ -e "$SRC/$entry" ] && cp -a -- "$SRC/$entry" "$NEW/"
@@ -159,8 +165,10 @@ ln -sfn -- "$PREFIX/bin/runner-warden.js" "$ROOT/usr/local/bin/runner-warden"
 install -d -m 0755 -- "$ROOT/etc"
 install -d -m 0700 -- "$ROOT/etc/runner-warden"
 chmod 0700 -- "$ROOT/etc/runner-warden"
+example=$DEST/packaging/config.example.yaml
+[ -f "$example" ] || example=$DEST/config.example.yaml
 if [ ! -e "$ROOT/etc/runner-warden/config.yaml" ] && [ ! -e "$ROOT/etc/runner-warden/config.json" ]; then
-  install -m 0600 -- "$DEST/packaging/config.example.yaml" "$ROOT/etc/runner-warden/config.yaml"
+  install -m 0600 -- "$example" "$ROOT/etc/runner-warden/config.yaml"
   note "wrote the example config /etc/runner-warden/config.yaml: edit it, then run runner-warden validate"
 fi
 if [ ! -e "$ROOT/etc/runner-warden/policies" ]; then
@@ -178,7 +186,9 @@ chmod 0711 -- "$ROOT/var/lib/runner-warden"
 if [ "$SYSTEMD" = 1 ]; then
   unit_dir="$ROOT/etc/systemd/system"
   install -d -m 0755 -- "$unit_dir"
-  sed "s#^ExecStart=/usr/bin/runner-warden #ExecStart=$PREFIX/bin/runner-warden.js #" "$DEST/packaging/systemd/$UNIT_NAME" > "$unit_dir/$UNIT_NAME.tmp"
+  unit=$DEST/packaging/systemd/$UNIT_NAME
+  [ -f "$unit" ] || unit=$DEST/systemd/$UNIT_NAME
+  sed "s#^ExecStart=/usr/bin/runner-warden #ExecStart=$PREFIX/bin/runner-warden.js #" "$unit" > "$unit_dir/$UNIT_NAME.tmp"
   chmod 0644 -- "$unit_dir/$UNIT_NAME.tmp"
   mv -- "$unit_dir/$UNIT_NAME.tmp" "$unit_dir/$UNIT_NAME"
   live=0
