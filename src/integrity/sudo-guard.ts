@@ -4,7 +4,7 @@
  * whether the host may serve again); `recycle` grants the same and the decision recycles the host
  * after the job (it reads `runner.sudo` from the policy it already has).
  */
-import { lstat, mkdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../lib/fs.js';
 import {
@@ -19,8 +19,16 @@ import {
 import type { Policy } from '../policy/types.js';
 import { groupsOf, sudoRights } from './sudoers.js';
 
-/** Where the grant is written (host view); a name without a dot, or sudo ignores it. */
+/** The grant files' common prefix (host view); a name without a dot, or sudo ignores it. */
 export const SUDO_DROP_IN = '/etc/sudoers.d/runner-warden-job';
+
+/**
+ * The grant of one runner user: its own file, so that the agent of another slot (or another
+ * agent on the same machine) removing its grant at the end of its job never removes this one.
+ */
+export function sudoDropIn(userName: string): string {
+  return `${SUDO_DROP_IN}-${userName}`;
+}
 
 /** True when a job under this policy runs with sudo. */
 export function sudoGranted(policy: Policy): boolean {
@@ -44,8 +52,15 @@ export class SudoGuard implements JobGuard<Policy> {
     this.user = o.user;
   }
 
-  private get dropIn(): string {
-    return path.join(this.root, SUDO_DROP_IN);
+  private dropIn(userName: string): string {
+    return path.join(this.root, sudoDropIn(userName));
+  }
+
+  /** The single shared grant file of earlier versions, when it grants this user. */
+  private async legacyGrant(userName: string): Promise<string | undefined> {
+    const file = path.join(this.root, SUDO_DROP_IN);
+    const text = await readFile(file, 'utf8').catch(() => '');
+    return new RegExp(`^${userName.replace(/\$/g, '\\$')}\\s`, 'm').test(text) ? file : undefined;
   }
 
   async prepare(job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardPrepared> {
@@ -57,35 +72,36 @@ export class SudoGuard implements JobGuard<Policy> {
         'use a plain user name for runner.user',
       );
     }
-    await mkdir(path.dirname(this.dropIn), { recursive: true, mode: 0o750 }).catch((err: unknown) => {
+    await mkdir(path.dirname(this.dropIn(job.user.name)), { recursive: true, mode: 0o750 }).catch((err: unknown) => {
       throw new GuardUnfitError(this.name, `cannot create ${path.dirname(SUDO_DROP_IN)}`, 'install sudo on the image', { cause: err });
     });
     await writeFileAtomic(
-      this.dropIn,
+      this.dropIn(job.user.name),
       `# written by runner-warden for one job; removed when the job ends\n${job.user.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`,
       0o440,
     );
-    const notes = [`sudo granted to ${job.user.name} for this job (${SUDO_DROP_IN})`];
+    const notes = [`sudo granted to ${job.user.name} for this job (${sudoDropIn(job.user.name)})`];
     if (policy.runner.sudo === 'recycle') notes.push('runner.sudo is recycle: the host is recycled after this job');
     return { notes };
   }
 
-  async release(_job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardReleased> {
-    // Removed whatever the policy says now: it may have changed during the job.
-    const had = await lstat(this.dropIn).then(
-      () => true,
-      () => false,
-    );
-    await rm(this.dropIn, { force: true });
-    if (
-      await lstat(this.dropIn).then(
+  async release(job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardReleased> {
+    // Removed whatever the policy says now: it may have changed during the job. Only this user's.
+    const files = [this.dropIn(job.user.name), ...[await this.legacyGrant(job.user.name)].filter((f) => f !== undefined)];
+    const exists = (f: string): Promise<boolean> =>
+      lstat(f).then(
         () => true,
         () => false,
-      )
-    ) {
-      return { outcome: 'dirty', reason: `${SUDO_DROP_IN} could not be removed` };
+      );
+    let had = 0;
+    for (const f of files) {
+      if (await exists(f)) had++;
+      await rm(f, { force: true });
+      if (await exists(f)) return { outcome: 'dirty', reason: `/${path.relative(this.root, f)} could not be removed` };
     }
-    return had ? { outcome: 'ok', removed: { 'sudo-grant': { count: 1, bytes: 0 } } } : { outcome: sudoGranted(policy) ? 'ok' : 'skipped' };
+    return had
+      ? { outcome: 'ok', removed: { 'sudo-grant': { count: had, bytes: 0 } } }
+      : { outcome: sudoGranted(policy) ? 'ok' : 'skipped' };
   }
 
   /** After every job and at preflight: the runner user must have no sudo rights, whatever the mode. */

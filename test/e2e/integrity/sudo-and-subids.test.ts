@@ -10,7 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { chown, lstat, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SudoGuard, SUDO_DROP_IN } from '../../../src/integrity/sudo-guard.js';
+import { SudoGuard, sudoDropIn } from '../../../src/integrity/sudo-guard.js';
 import { IntegrityGuard } from '../../../src/integrity/guard.js';
 import { takeSystemBaseline } from '../../../src/integrity/system-baseline.js';
 import { readSubIds } from '../../../src/integrity/accounts.js';
@@ -113,7 +113,7 @@ test('allow: the grant exists only between prepare and release, is valid sudoers
     await integrity.prepare(w.job, p, ctx);
     const prepared = await g.prepare(w.job, p, ctx);
     assert.match(prepared.notes?.[0] ?? '', /sudo granted to runneru/);
-    const file = path.join(w.T, SUDO_DROP_IN);
+    const file = path.join(w.T, sudoDropIn(USER.name));
     assert.equal((await lstat(file)).mode & 0o777, 0o440);
     assert.equal(await readFile(file, 'utf8').then((t) => t.includes('runneru ALL=(ALL:ALL) NOPASSWD: ALL')), true);
     try {

@@ -18,7 +18,7 @@ import { loadHostConfig } from '../../../src/policy/load.js';
 import { wire } from '../../../src/cli/wire.js';
 import { systemClock } from '../../../src/lib/clock.js';
 import { silentLogger } from '../../../src/lib/log.js';
-import { SUDO_DROP_IN } from '../../../src/integrity/sudo-guard.js';
+import { sudoDropIn } from '../../../src/integrity/sudo-guard.js';
 import { buildHostTree } from './host-tree.js';
 import type { StatusSnapshot } from '../../../src/health/snapshot.js';
 import { formatStatus } from '../../../src/cli/status.js';
@@ -36,13 +36,14 @@ test(
   'a benign sudo job leaves zero drift; a job planting through sudo is named, the host quarantined, the next job never runs there',
   { skip: sudoMissing(), timeout: 240_000 },
   async (t) => {
-    // A grant left by anything else would make the test's result meaningless (and would be removed by the agent).
-    assert.equal(existsSync(SUDO_DROP_IN), false, `${SUDO_DROP_IN} exists before the test`);
     const w = await createWorld();
+    // The grant file of this test's own runner user: other agents on the machine (tests running in
+    // parallel) release their own grants, never this one.
+    const grantFile = sudoDropIn(w.lab.user.name);
+    assert.equal(existsSync(grantFile), false, `${grantFile} exists before the test`);
     t.after(async () => {
       // The real path this test makes the agent write: gone whatever happened.
-      const grant = await readFile(SUDO_DROP_IN, 'utf8').catch(() => '');
-      if (grant.includes(w.lab.user.name)) await rm(SUDO_DROP_IN, { force: true });
+      await rm(grantFile, { force: true });
       await w.dispose();
     });
     const T = path.join(w.lab.root, 'host');
@@ -138,6 +139,6 @@ test(
     assert.ok(next, 'the third job is missing from the fake service');
     assert.equal(next.runnerName, null, `the job after the plant ran on the quarantined host (${String(next.runnerName)})`);
     // The grant lived for the jobs only.
-    assert.equal(existsSync(SUDO_DROP_IN), false, `${SUDO_DROP_IN} is left after the jobs`);
+    assert.equal(existsSync(grantFile), false, `${grantFile} is left after the jobs`);
   },
 );
