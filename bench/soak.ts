@@ -5,7 +5,8 @@
  *   node --import tsx bench/soak.ts [--jobs 500] [--seed 1] [--baseline-jobs 8] [--keep DIR] [--budget-minutes N]
  *
  * --budget-minutes N stops queueing jobs after N minutes; the queued ones finish and the report
- * covers the jobs that ran (it says how many of --jobs that was).
+ * covers the jobs that ran (it says how many of --jobs that was). The last line gives the run's rate
+ * in jobs an hour and how long --jobs would take at it.
  * --keep DIR keeps the journal, the fake's jobs and runners and the agents' warnings and state
  * lines there, to look into a broken invariant. On two cores shared with other work a job takes
  * 10 to 15 s (restarts, recycles and 35 s API stalls included): 500 jobs take close to two hours.
@@ -33,14 +34,19 @@ const { values } = parseArgs({
     'budget-minutes': { type: 'string' },
   },
 });
-printSoak(
-  await runSoak({
-    jobs: wholeNumberArg('jobs', values.jobs),
-    seed: wholeNumberArg('seed', values.seed),
-    baselineJobs: wholeNumberArg('baseline-jobs', values['baseline-jobs']),
-    progress: (l) => void process.stderr.write(`${l}\n`),
-    ...(values.keep ? { keepDir: values.keep } : {}),
-    ...(values['budget-minutes'] ? { budgetMs: wholeNumberArg('budget-minutes', values['budget-minutes']) * 60_000 } : {}),
-  }),
-  'soak',
+const jobs = wholeNumberArg('jobs', values.jobs);
+const res = await runSoak({
+  jobs,
+  seed: wholeNumberArg('seed', values.seed),
+  baselineJobs: wholeNumberArg('baseline-jobs', values['baseline-jobs']),
+  progress: (l) => void process.stderr.write(`${l}\n`),
+  ...(values.keep ? { keepDir: values.keep } : {}),
+  ...(values['budget-minutes'] ? { budgetMs: wholeNumberArg('budget-minutes', values['budget-minutes']) * 60_000 } : {}),
+});
+printSoak(res, 'soak');
+// The rate of this run (baseline, faults, restarts and the final stop included), and what --jobs would take at it.
+const perHour = res.wallS > 0 ? (res.jobsRun / res.wallS) * 3600 : 0;
+process.stdout.write(
+  `rate: ${perHour.toFixed(0)} jobs/hour (${res.jobsRun} jobs started in ${(res.wallS / 60).toFixed(1)} min)` +
+    (perHour > 0 ? `; ${jobs} jobs at this rate: ${((jobs / perHour) * 60).toFixed(0)} min\n` : '\n'),
 );
