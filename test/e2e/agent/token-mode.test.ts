@@ -17,9 +17,13 @@ import { createOctokitPort } from '../../../src/github/octokit.js';
 import { systemClock } from '../../../src/lib/clock.js';
 import type { GitHubPort } from '../../../src/github/port.js';
 
-/** What a hostile job looks for: every readable command line and environment on the host. */
+/**
+ * What a hostile job looks for: every readable command line and environment on the host. One cat
+ * for all of them (a cat and a tr per process took most of a minute on a loaded machine); an
+ * unreadable or vanished file is skipped and the next one read.
+ */
 const SNOOP = (drop: string): string =>
-  `for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; cat $p/environ 2>/dev/null | tr '\\0' '\\n'; done > ${drop}/proc.$GITHUB_RUN_ID || true`;
+  `cat /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' > ${drop}/proc.$GITHUB_RUN_ID || true`;
 
 /** A world whose host config says `github.registration: token`; config.sh reaches the fake through RUNNER_SIM_API_URL. */
 async function tokenWorld(o: WorldOptions = {}, mode: 'token' | 'jit' = 'token'): Promise<World> {
