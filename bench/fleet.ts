@@ -568,7 +568,15 @@ async function fleetRecycle(
       // but a thousand connects in one real millisecond overflow the loopback listen queue (one
       // machine stands for a thousand here): a batch goes once the previous one is asleep or done.
       while (i % LAUNCH_BATCH === 0 && active > 0) await new Promise((r) => setTimeout(r, 5));
-      const provider = world.providers({ clock: hostClock, random: seededRandom(Math.floor(master() * 2 ** 32)) }, i);
+      // As wire.ts gives it: the host's place in the fleet (the provider sizes its slots from its API's rate).
+      const place =
+        PACING === 'jitter'
+          ? undefined
+          : fleetPlace(PACING === 'fleet' ? { size: HOSTS, index: i } : { size: HOSTS }, `host-${i}`, 'bench');
+      const provider = world.providers(
+        { clock: hostClock, random: seededRandom(Math.floor(master() * 2 ** 32)), ...(place ? { fleet: place } : {}) },
+        i,
+      );
       active++;
       runs.push(
         provider

@@ -4,6 +4,7 @@
  */
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
+import type { FleetPlace } from '../lib/fleet-slots.js';
 import type { HostConfig } from '../policy/types.js';
 import type { RecyclePort } from '../agent/agent.js';
 import { createRecycler } from '../recycle/chain.js';
@@ -11,11 +12,16 @@ import { createRecycler } from '../recycle/chain.js';
 /** The agent's recycler for `config.recycle`, or undefined when it is absent or `none`. */
 export function buildRecycler(
   config: HostConfig,
-  o: { env: NodeJS.ProcessEnv; clock: Clock; log: Logger; configFile: string; hostname: string },
+  o: { env: NodeJS.ProcessEnv; clock: Clock; log: Logger; configFile: string; hostname: string; fleet?: FleetPlace },
 ): RecyclePort | undefined {
   if (!config.recycle || config.recycle.provider === 'none') return undefined;
   const { clock, hostname } = o;
-  const chain = createRecycler(withDownwardApi(config.recycle, o.env), { clock, log: o.log, configFile: o.configFile });
+  const chain = createRecycler(withDownwardApi(config.recycle, o.env), {
+    clock,
+    log: o.log,
+    configFile: o.configFile,
+    ...(o.fleet ? { fleet: o.fleet } : {}),
+  });
   return {
     provider: chain.providers.join('>'),
     async recycle(event, signal) {

@@ -130,7 +130,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   });
   log.debug({ guards: guards.map((g) => g.name) }, 'guards built');
   // A host that knows its place in the fleet retries GitHub in its own slot (docs/fleet-scale.md).
-  const fleetSlots = config.fleet ? githubSlots(fleetPlace(config.fleet, o.hostname ?? os.hostname(), o.configFile)) : undefined;
+  const fleet = config.fleet ? fleetPlace(config.fleet, o.hostname ?? os.hostname(), o.configFile) : undefined;
+  const fleetSlots = fleet ? githubSlots(fleet) : undefined;
   const adapter = o.github
     ? undefined
     : await createGitHubAdapter(config, {
@@ -163,7 +164,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   // The hook report channel is open to the runner user's own group only.
   const hooks = hookPaths(statePaths(config.stateDir).publicDir, slot.user);
   const hostname = o.hostname ?? os.hostname();
-  const recycler = o.recycler ?? buildRecycler(config, { env: o.env, clock, log, configFile: o.configFile, hostname });
+  const recycler =
+    o.recycler ?? buildRecycler(config, { env: o.env, clock, log, configFile: o.configFile, hostname, ...(fleet ? { fleet } : {}) });
   const runnerUpdates = buildRunnerUpdates(config, slot, { clock, log });
 
   const protectedPids = new Set<number>([process.pid]);

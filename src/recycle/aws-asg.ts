@@ -6,6 +6,7 @@ import { RECYCLE_DEFAULTS, type AwsAsgRecycleConfig } from './config.js';
 import { httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 import { sendThrottled, type ThrottleDeps, type ThrottleVerdict } from './throttle.js';
+import { CLOUD_API_RATES } from './cloud-slots.js';
 import { underDeadline } from '../lib/deadline.js';
 
 /** The error names AWS APIs answer a call over the account's rate with. */
@@ -129,7 +130,15 @@ export function awsAsgProvider(config: AwsAsgRecycleConfig, deps: AwsAsgDeps = {
             return { err };
           }
         };
-        const { answer, throttled } = await sendThrottled(once, awsVerdict, signal, deps, config.maxAttempts ?? d.maxAttempts);
+        const { answer, throttled } = await sendThrottled(
+          once,
+          awsVerdict,
+          signal,
+          deps,
+          config.maxAttempts ?? d.maxAttempts,
+          undefined,
+          CLOUD_API_RATES['aws-asg'],
+        );
         if (throttled > 0) steps.push(`${label}: throttled ${throttled}x`);
         if (answer.err === undefined) return answer.out;
         steps.push(`${label}: ${describeError(answer.err)}`);

@@ -3,6 +3,7 @@ import { RECYCLE_DEFAULTS, azureVmssAction, type AzureVmssRecycleConfig } from '
 import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 import { sendHttpThrottled, type ThrottleDeps } from './throttle.js';
+import { CLOUD_API_RATES } from './cloud-slots.js';
 
 /** IMDS API versions (documented, stable). */
 const IMDS_INSTANCE_API = '2021-02-01';
@@ -103,6 +104,7 @@ export function azureVmssProvider(config: AzureVmssRecycleConfig, deps: Throttle
           }),
         signal,
         deps,
+        CLOUD_API_RATES['azure-vmss'],
       );
       const after = throttled > 0 ? ` (throttled ${throttled}x first)` : '';
       if (answer.res === undefined) return fail(`${where}: ${action}: ${describeError(answer.err)}${after}`);

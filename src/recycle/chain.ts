@@ -14,6 +14,7 @@
 import type { RandomSource } from '../lib/backoff.js';
 import type { Clock } from '../lib/clock.js';
 import { systemClock } from '../lib/clock.js';
+import type { FleetPlace } from '../lib/fleet-slots.js';
 import { ConfigError, describeError } from '../lib/errors.js';
 import { silentLogger, type Logger } from '../lib/log.js';
 import type { RecycleConfig } from '../policy/types.js';
@@ -38,6 +39,8 @@ export interface RecyclerDeps {
   random?: RandomSource;
   /** The config file named in ConfigError. */
   configFile?: string;
+  /** This host's place in the fleet (host config `fleet`): throttled cloud calls retry in its slot. */
+  fleet?: FleetPlace;
 }
 
 /** Builds one provider from its config. */
@@ -52,12 +55,13 @@ export function createProvider(config: RecycleProviderConfig, deps: RecyclerDeps
     case 'aws-asg':
       return awsAsgProvider(config, {
         clock: deps.clock ?? systemClock,
+        ...(deps.fleet ? { fleet: deps.fleet } : {}),
         ...(deps.awsCredentials !== undefined ? { credentials: deps.awsCredentials } : {}),
       });
     case 'gcp-mig':
-      return gcpMigProvider(config, { clock: deps.clock ?? systemClock });
+      return gcpMigProvider(config, { clock: deps.clock ?? systemClock, ...(deps.fleet ? { fleet: deps.fleet } : {}) });
     case 'azure-vmss':
-      return azureVmssProvider(config, { clock: deps.clock ?? systemClock });
+      return azureVmssProvider(config, { clock: deps.clock ?? systemClock, ...(deps.fleet ? { fleet: deps.fleet } : {}) });
     case 'kubernetes':
       return kubernetesProvider(config);
     case 'webhook':

@@ -3,6 +3,7 @@ import { RECYCLE_DEFAULTS, gcpMigAction, type GcpMigRecycleConfig } from './conf
 import { describeApiError, httpRequest } from './http.js';
 import type { RecycleProvider, RecycleResult } from './port.js';
 import { sendHttpThrottled, type ThrottleDeps } from './throttle.js';
+import { CLOUD_API_RATES } from './cloud-slots.js';
 
 /** Where this VM stands, as the metadata server (or the config) says. */
 export interface GcpInstanceIdentity {
@@ -97,6 +98,7 @@ export function gcpMigProvider(config: GcpMigRecycleConfig, deps: ThrottleDeps =
           }),
         signal,
         deps,
+        CLOUD_API_RATES['gcp-mig'],
       );
       const after = throttled > 0 ? ` (throttled ${throttled}x first)` : '';
       if (answer.res === undefined) return fail(`${where}: ${verb}: ${describeError(answer.err)}${after}`);

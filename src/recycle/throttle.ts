@@ -5,14 +5,21 @@
  * refuses the rest. Each refused host then waits a FULL-jitter backoff (lib/backoff.ts: uniform in
  * [0, envelope], the envelope doubling per refusal), plus any `Retry-After` the API imposed, kept
  * whole, so the refused part of the fleet comes back spread over the window instead of together.
+ * A host that knows its place in the fleet (`fleet`) waits instead for its own slot of a window
+ * sized from the API's bucket (cloud-slots.ts): the fleet is then through in about the time the
+ * bucket allows, each host refused at most once.
  */
 import { backoffDelay, type BackoffPolicy, type RandomSource } from '../lib/backoff.js';
 import { systemClock, type Clock } from '../lib/clock.js';
+import type { FleetPlace } from '../lib/fleet-slots.js';
+import { recycleSlots, type ApiRate } from './cloud-slots.js';
 
 /** What a provider needs to wait between throttled tries; defaults: the system clock, Math.random. */
 export interface ThrottleDeps {
   clock?: Clock;
   random?: RandomSource;
+  /** This host's place in the fleet (host config `fleet`); absent: full jitter alone. */
+  fleet?: FleetPlace;
 }
 
 /** The retry envelope of throttled calls; every provider uses THROTTLE_DEFAULTS. */
@@ -39,7 +46,8 @@ export type ThrottleVerdict = { kind: 'final' } | { kind: 'throttled'; retryAfte
  * Sends until the answer is final or the tries run out (throttling answers: `policy.maxTries` in
  * all; transient failures: `transientTries` in all); returns the last answer and how many
  * throttling answers came back. Every wait is full jitter on the same envelope, runs on
- * `deps.clock`, and stops with `signal`.
+ * `deps.clock`, and stops with `signal`; with `deps.fleet` and the API's `rate`, a throttled try
+ * waits for the host's next slot at or after the API's Retry-After instead.
  */
 export async function sendThrottled<T>(
   send: () => Promise<T>,
@@ -48,8 +56,10 @@ export async function sendThrottled<T>(
   deps: ThrottleDeps = {},
   transientTries = 3,
   policy: ThrottlePolicy = THROTTLE_DEFAULTS,
+  rate?: ApiRate,
 ): Promise<{ answer: T; throttled: number }> {
   const clock = deps.clock ?? systemClock;
+  const slots = deps.fleet && rate ? recycleSlots(deps.fleet, rate) : undefined;
   const random = deps.random ?? Math.random;
   let throttled = 0;
   let transient = 0;
@@ -59,7 +69,9 @@ export async function sendThrottled<T>(
     if (v.kind === 'final') return { answer, throttled };
     if (v.kind === 'throttled' ? ++throttled >= policy.maxTries : ++transient >= transientTries) return { answer, throttled };
     const imposed = v.kind === 'throttled' ? (v.retryAfterMs ?? 0) : 0;
-    await clock.sleep(imposed + backoffDelay(retry, policy, random), signal);
+    const now = clock.now();
+    const waitMs = slots && v.kind === 'throttled' ? slots.retryAt(now, imposed) - now : imposed + backoffDelay(retry, policy, random);
+    await clock.sleep(waitMs, signal);
   }
 }
 
@@ -88,6 +100,7 @@ export async function sendHttpThrottled<R extends { status: number; headers: Rec
   send: () => Promise<R>,
   signal: AbortSignal,
   deps: ThrottleDeps = {},
+  rate?: ApiRate,
 ): Promise<{ answer: HttpTry<R>; throttled: number }> {
   const once = async (): Promise<HttpTry<R>> => {
     try {
@@ -97,7 +110,7 @@ export async function sendHttpThrottled<R extends { status: number; headers: Rec
       return { err };
     }
   };
-  return sendThrottled(once, httpVerdict, signal, deps);
+  return sendThrottled(once, httpVerdict, signal, deps, undefined, THROTTLE_DEFAULTS, rate);
 }
 
 /** `Retry-After` in whole seconds (the form the cloud APIs send) as ms; undefined when absent or not a number. */
