@@ -2,7 +2,7 @@
  * docs/hostile-jobs.md 1-7: credentials left by real tools, in the per-job HOME and in the runner user's
  * REAL home (tools that ignore $HOME, or a job that goes around it). The second job looks for
  * every token; secretlint scans the real home from outside. Each test is one reused host (two
- * jobs through the real agent): 3-6 s each, run concurrently.
+ * jobs through the real agent): 3-8 s each, run concurrently.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ function bothHomes(cmds: string): string {
   return `for H in "$HOME" "$REAL_HOME"; do\n${cmds}\ndone\n`;
 }
 
-describe('credentials left by tools are gone before the next job', { concurrency: 4 }, () => {
+describe('credentials left by tools are gone before the next job', { concurrency: 3 }, () => {
   test('1. docker login and skopeo/podman auth files (docker, containers, XDG_RUNTIME_DIR) are removed', async (t) => {
     const pass = token(24);
     let registry: FakeRegistry | undefined;
@@ -56,44 +56,6 @@ describe('credentials left by tools are gone before the next job', { concurrency
     await assertNoTrace(r);
   });
 
-  test('2. an npm auth token set with npm config set is removed from both homes', async (t) => {
-    const npmToken = `npm_${token(36)}`;
-    const r = await attack(t, {
-      hostile: () => [
-        {
-          name: 'npm config set',
-          run: bothHomes(
-            `  HOME=$H npm config set //registry.example.test/:_authToken=${npmToken}\n  HOME=$H npm config set //registry.example.test/:always-auth=true || true\n  grep -q ${npmToken} "$H/.npmrc"`,
-          ),
-        },
-      ],
-      needles: [npmToken],
-    });
-    await assertNoTrace(r);
-  });
-
-  test('3. git credential store, credential approve and a token in a url rewrite are removed, gitconfig restored', async (t) => {
-    const ghs = `ghs_${token(36)}`;
-    const r = await attack(t, {
-      hostile: () => [
-        {
-          name: 'git credentials',
-          run: bothHomes(
-            [
-              '  HOME=$H git config --global credential.helper store',
-              `  printf 'protocol=https\\nhost=github.com\\nusername=x-access-token\\npassword=${ghs}\\n\\n' | HOME=$H git credential approve`,
-              `  HOME=$H git config --global url."https://x-access-token:${ghs}@github.com/".insteadOf "https://github.com/"`,
-              `  grep -q ${ghs} "$H/.git-credentials"`,
-            ].join('\n'),
-          ),
-        },
-      ],
-      needles: [ghs],
-      probeExtra: () => 'HOME=$REAL_HOME git config --global --list | grep -E "credential|insteadof" | sed "s/^/gitconfig: /"',
-    });
-    await assertNoTrace(r);
-  });
-
   test('4. aws configure set credentials and config are removed', async (t) => {
     const keyId = `AKIA${token(16, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567')}`;
     const secret = token(40);
@@ -117,12 +79,37 @@ describe('credentials left by tools are gone before the next job', { concurrency
     await assertNoTrace(r);
   });
 
-  test('5. kubectl config set-credentials leaves no token in a kubeconfig', async (t) => {
+  // Attacks 2, 3 and 5-7 share one reused host (the aws CLI, the slowest tool, has its own above):
+  // each tool writes its own files (one step each, named by its number, so a tool that fails names
+  // itself), the same cleanup steps remove them all, and the second job searches for every tool's
+  // tokens at once; a finding names the file and the token.
+  test('2, 3, 5-7. npm, git, kubectl, gh and .netrc, and ssh credentials are removed from both homes, gitconfig restored', async (t) => {
+    const npmToken = `npm_${token(36)}`;
+    const ghs = `ghs_${token(36)}`;
     const kube = `eyJhbGciOiJSUzI1NiJ9.${token(80)}`;
+    const gho = `gho_${token(36)}`;
+    const ghp = `ghp_${token(36)}`;
     const r = await attack(t, {
-      hostile: () => [
+      hostile: (c) => [
         {
-          name: 'kubectl config',
+          name: '2. npm config set',
+          run: bothHomes(
+            `  HOME=$H npm config set //registry.example.test/:_authToken=${npmToken}\n  HOME=$H npm config set //registry.example.test/:always-auth=true || true\n  grep -q ${npmToken} "$H/.npmrc"`,
+          ),
+        },
+        {
+          name: '3. git credentials',
+          run: bothHomes(
+            [
+              '  HOME=$H git config --global credential.helper store',
+              `  printf 'protocol=https\\nhost=github.com\\nusername=x-access-token\\npassword=${ghs}\\n\\n' | HOME=$H git credential approve`,
+              `  HOME=$H git config --global url."https://x-access-token:${ghs}@github.com/".insteadOf "https://github.com/"`,
+              `  grep -q ${ghs} "$H/.git-credentials"`,
+            ].join('\n'),
+          ),
+        },
+        {
+          name: '5. kubectl config',
           run: bothHomes(
             [
               `  HOME=$H kubectl config set-credentials ci --token=${kube}`,
@@ -133,19 +120,8 @@ describe('credentials left by tools are gone before the next job', { concurrency
             ].join('\n'),
           ),
         },
-      ],
-      needles: [kube],
-    });
-    await assertNoTrace(r);
-  });
-
-  test('6. a GitHub CLI hosts.yml and a .netrc are removed', async (t) => {
-    const gho = `gho_${token(36)}`;
-    const ghp = `ghp_${token(36)}`;
-    const r = await attack(t, {
-      hostile: () => [
         {
-          name: 'gh and netrc',
+          name: '6. gh and netrc',
           // gh is not installed here and cannot log in offline without a fake: written by hand.
           run: bothHomes(
             [
@@ -157,17 +133,8 @@ describe('credentials left by tools are gone before the next job', { concurrency
             ].join('\n'),
           ),
         },
-      ],
-      needles: [gho, ghp],
-    });
-    await assertNoTrace(r);
-  });
-
-  test('7. an ssh private key and a new authorized_keys line are removed', async (t) => {
-    const r = await attack(t, {
-      hostile: (c) => [
         {
-          name: 'ssh keys',
+          name: '7. ssh keys',
           run: bothHomes(
             [
               '  mkdir -p -m 700 "$H/.ssh"',
@@ -178,7 +145,8 @@ describe('credentials left by tools are gone before the next job', { concurrency
           ),
         },
       ],
-      needles: ['BEGIN OPENSSH PRIVATE KEY'],
+      needles: [npmToken, ghs, kube, gho, ghp, 'BEGIN OPENSSH PRIVATE KEY'],
+      probeExtra: () => 'HOME=$REAL_HOME git config --global --list | grep -E "credential|insteadof" | sed "s/^/gitconfig: /"',
     });
     await assertNoTrace(r);
   });

@@ -22,8 +22,12 @@ import { PROBE_PY } from './probe.js';
 /** A job record of the journal. */
 export type JobRec = Extract<JournalRecord, { type: 'job' }>;
 
-/** How long one attack's agent may run: two jobs and two cleanups take 3-6 s here; 90 s covers a loaded host. */
-export const AGENT_RUN_LIMIT_MS = 90_000;
+/**
+ * How long one attack's agent may run: a hang bound, not a target. Two jobs and two cleanups take
+ * 3-6 s on a quiet host, but a job that runs a slow tool several times (the aws CLI six times) took
+ * 90 s with the machine's load at 27 on two cores.
+ */
+export const AGENT_RUN_LIMIT_MS = 240_000;
 
 /** How often the harness looks whether the agent quarantined the host (then it stops the agent). */
 const QUARANTINE_POLL_MS = 100;
