@@ -3,9 +3,9 @@
  * Debian image), printed beside `find -printf` of the same file trees in the same run (ratio ≤ 2),
  * and job end → host ready with the check included and 200,000 files in `_work` (≤ 1.0 s).
  *
- *   node --import tsx bench/integrity.ts [--runs N] [--rounds N] [--stock-cache DIR] [--no-live] [--only check|ready]
+ *   node --import tsx bench/integrity.ts [--runs N] [--rounds N] [--stock-cache DIR] [--no-live] [--only check|ready|memory]
  *
- * Three measurements, each labelled:
+ * Four measurements, each labelled:
  * - a stock Debian root (bench/lib/stock-root.ts: debootstrap, built once and cached): the file
  *   surfaces, the account databases and the package set are read under that root through the
  *   check's `root` prefix. The kernel and network surfaces (modules, mounts, netfilter, routes,
@@ -17,6 +17,9 @@
  *   `_work` of 200,000 small files, then the guards' verification (the sudo rights, the integrity
  *   check of the stock root with this machine's kernel state). Printed beside the same path without
  *   the guards, measured in the same rounds.
+ * - memory: the resident size (RSS) of a fresh process of its own, idle, after taking a baseline,
+ *   and after checks against it (the baseline kept loaded, as the agent keeps it), for the stock
+ *   root and (without --no-live) this live machine, whose /root holds toolchains.
  * The check also reads kernel and network state, which find cannot: the whole check and its file
  * walk alone are both shown against find. A baseline is taken into a temporary state directory;
  * nothing is changed on the host or in the stock root.
@@ -126,7 +129,9 @@ async function measure(label: string, root: string, about: string[]): Promise<{ 
       const cpu = process.cpuUsage(cpu0);
       checkCpu.push((cpu.user + cpu.system) / 1000);
       t = performance.now();
-      files = Object.keys((await walkTrees(trees, { root, excluded, prune })).files).length;
+      // Visited entries counted, nothing kept: the check itself keeps only the differences.
+      files = 0;
+      await walkTrees(trees, { root, excluded, prune }, () => files++);
       walk.push(performance.now() - t);
       t = performance.now();
       const c0 = childCpuMs();
@@ -291,7 +296,84 @@ async function measureReady(stock: string): Promise<void> {
   }
 }
 
+const MiB = 1024 * 1024;
+
+/**
+ * In a child process (`--memory-child ROOT STATE`): RSS idle, after the baseline, after each of
+ * three checks, and the highest sampled; one JSON line.
+ */
+async function memoryChild(root: string, stateDir: string): Promise<void> {
+  let peak = 0;
+  const sample = (): number => {
+    const rss = process.memoryUsage.rss();
+    peak = Math.max(peak, rss);
+    return rss;
+  };
+  const timer = setInterval(sample, 20);
+  const idle = sample();
+  const policy = structuredClone(DEFAULT_POLICY);
+  const user = { name: 'nobody', uid: 65534 };
+  const excluded = [...AGENT_DIRS, stateDir];
+  const b = await takeSystemBaseline({
+    root,
+    stateDir,
+    surfaces: policy.host.integrity.surfaces,
+    exceptions: exceptionPatterns(policy.host.integrity),
+    excluded,
+    user,
+    skipPids: [process.pid],
+  });
+  const afterBaseline = sample();
+  const peakBaseline = peak;
+  const guard = new IntegrityGuard({ root, stateDir, excluded, user, skipPids: [process.pid] });
+  const ctx = { log: silentLogger(), signal: AbortSignal.timeout(600_000) };
+  const checks: number[] = [];
+  const checkMs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    await guard.verify(undefined, policy, ctx);
+    checkMs.push(performance.now() - t);
+    checks.push(sample());
+  }
+  clearInterval(timer);
+  console.log(JSON.stringify({ idle, afterBaseline, peakBaseline, checks, checkMs, peak, files: b.files }));
+}
+
+/** Runs memoryChild in a fresh process for `root` and prints its figures. */
+async function measureMemory(label: string, root: string): Promise<void> {
+  const stateDir = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-integrity-mem-'));
+  try {
+    const { stdout } = await run(process.execPath, [...process.execArgv, process.argv[1] as string, '--memory-child', root, stateDir], {
+      maxBuffer: 1 << 20,
+    });
+    const r = JSON.parse(stdout.trim().split('\n').pop() as string) as {
+      idle: number;
+      afterBaseline: number;
+      peakBaseline: number;
+      checks: number[];
+      checkMs: number[];
+      peak: number;
+      files: number;
+    };
+    const m = (x: number): string => `${(x / MiB).toFixed(0)} MiB (x${(x / r.idle).toFixed(2)} idle)`;
+    console.log(`\nMEMORY, ${label}: a fresh process, ${r.files.toLocaleString('en')} file entries in the baseline`);
+    console.log(`  RSS idle:                         ${(r.idle / MiB).toFixed(0)} MiB (node and the loaded modules)`);
+    console.log(`  RSS after taking the baseline:    ${m(r.afterBaseline)}, highest while taking it ${m(r.peakBaseline)}`);
+    console.log(
+      `  RSS after each of 3 checks:       ${r.checks.map((x) => (x / MiB).toFixed(0)).join(', ')} MiB; last ${m(r.checks.at(-1) as number)}; highest ${m(r.peak)}`,
+    );
+    console.log(`  check times: ${r.checkMs.map((x) => x.toFixed(0)).join(', ')} ms`);
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
+  const child = process.argv.indexOf('--memory-child');
+  if (child >= 0) {
+    await memoryChild(process.argv[child + 1] as string, process.argv[child + 2] as string);
+    return;
+  }
   const cache = arg('--stock-cache');
   const stock = await stockRoot({ ...(cache ? { cache } : {}), log: (l) => console.log(l) });
   const load = (): string =>
@@ -304,6 +386,11 @@ async function main(): Promise<void> {
     await measureReady(stock.root);
     console.log(`\nload average ${load()} at the end`);
     return;
+  }
+  if (ONLY === undefined || ONLY === 'memory') {
+    await measureMemory('STOCK DEBIAN ROOT', stock.root);
+    if (!process.argv.includes('--no-live')) await measureMemory('THIS LIVE MACHINE (root /)', '/');
+    if (ONLY === 'memory') return;
   }
   await measure('STOCK DEBIAN ROOT', stock.root, [
     `file surfaces, accounts, package set: ${stock.about}`,

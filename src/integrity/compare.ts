@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { DriftEntry, FileMeta, Snapshot, SurfaceName } from './types.js';
 import { ALWAYS_HASH } from './surfaces.js';
 import { hashFile } from './walk.js';
+import { FileTable } from './file-table.js';
 import type { GlobSet } from './glob.js';
 
 /** What attribution knows about the job the check follows. */
@@ -82,48 +83,102 @@ function taintedModule(key: string, value: string): boolean {
   return key.startsWith('module:') && /\([A-Z]+\)/.test(value);
 }
 
-/** Every drift between `base` and `now`, sorted by surface then object. */
-export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOptions): DriftEntry[] {
-  const out: DriftEntry[] = [];
-  const alwaysHash = new Set(ALWAYS_HASH);
-  const contentAlways = (p: string, surface: SurfaceName): boolean =>
-    alwaysHash.has(p) || CONTENT_SURFACES.has(surface) || (surface === 'root-home' && ROOT_CONFIG.test(p));
-  const real = (p: string): string => (o.root === '/' ? p : path.join(o.root, p));
-  for (const [p, cur] of Object.entries(now.files)) {
-    // No exception covers a setuid or setgid file: it is a root shell wherever it is.
-    if (o.exceptions.matches(p) && !(cur.type === 'f' && (cur.mode & 0o6000) !== 0)) continue;
-    const surface = now.fileSurface[p] ?? 'etc';
-    const was = base.files[p];
-    if (!was) {
-      out.push({ surface, object: p, change: 'added', after: describe(cur), likely: fileAuthor(cur, o.job) });
-      continue;
+/**
+ * Compares file entries with a baseline's table as a walk hands them over, keeping only what
+ * differs: the current state of the host is never held whole (see file-table.ts for why memory
+ * matters). `finish` adds what the walk did not reach (removed).
+ */
+export class FileComparer {
+  private readonly seen: Uint8Array;
+  private readonly drift: DriftEntry[] = [];
+  /** Paths not in the baseline: surface rank (lower wins when two trees reach one path) and entry. */
+  private readonly added = new Map<string, { rank: number; entry: DriftEntry }>();
+  /** Regular files new or with another inode, size, mode or ctime: their file capability is read again. */
+  readonly changedFiles: string[] = [];
+  private readonly alwaysHash = new Set(ALWAYS_HASH);
+
+  constructor(
+    private readonly base: FileTable,
+    private readonly o: CompareOptions,
+  ) {
+    this.seen = new Uint8Array(base.size);
+  }
+
+  /** One current entry; `rank` orders surfaces when two trees reach the same new path. */
+  visit(surface: SurfaceName, rank: number, p: string, cur: FileMeta): void {
+    const row = this.base.row(p);
+    if (cur.type === 'f' && (row === undefined || !this.base.sameStat(row, cur))) this.changedFiles.push(p);
+    if (row !== undefined) {
+      if (this.seen[row]) return;
+      this.seen[row] = 1;
     }
-    const why = fileChange(was, cur, contentAlways(p, surface) ? real(p) : undefined, real(p));
+    // No exception covers a setuid or setgid file: it is a root shell wherever it is.
+    if (this.o.exceptions.matches(p) && !(cur.type === 'f' && (cur.mode & 0o6000) !== 0)) return;
+    if (row === undefined) {
+      const had = this.added.get(p);
+      if (!had || rank < had.rank)
+        this.added.set(p, {
+          rank,
+          entry: { surface, object: p, change: 'added', after: describe(cur), likely: fileAuthor(cur, this.o.job) },
+        });
+      return;
+    }
+    // Unchanged metadata outside the content-compared configuration: nothing to look at.
+    const s = this.base.surface(row);
+    const content = this.alwaysHash.has(p) || CONTENT_SURFACES.has(s) || (s === 'root-home' && ROOT_CONFIG.test(p));
+    if (!content && this.base.sameStat(row, cur) && this.base.type(row) === cur.type && this.base.link(row) === cur.link) return;
+    const was = this.base.meta(row);
+    const real = this.o.root === '/' ? p : path.join(this.o.root, p);
+    const why = fileChange(was, cur, content ? real : undefined, real);
     if (why)
-      out.push({
-        surface,
+      this.drift.push({
+        surface: s,
         object: p,
         change: 'modified',
         before: describe(was),
         after: `${describe(cur, why.hash)} (${why.what})`,
-        likely: fileAuthor(cur, o.job),
+        likely: fileAuthor(cur, this.o.job),
       });
   }
-  for (const [p, was] of Object.entries(base.files)) {
-    if (p in now.files || o.exceptions.matches(p)) continue;
-    const surface = base.fileSurface[p] ?? 'etc';
-    out.push({ surface, object: p, change: 'removed', before: describe(was), likely: o.job ? 'during the job' : 'since the baseline' });
+
+  /** Whether the walk reached this baseline path. */
+  reached(p: string): boolean {
+    const row = this.base.row(p);
+    return row !== undefined && this.seen[row] === 1;
   }
-  for (const [k, v] of Object.entries(now.objects)) {
+
+  /** The file drift: what was visited, and every baseline entry the walk did not reach. */
+  finish(): DriftEntry[] {
+    const out = [...this.drift, ...[...this.added.values()].map((a) => a.entry)];
+    for (let row = 0; row < this.base.size; row++) {
+      if (this.seen[row]) continue;
+      const p = this.base.path(row);
+      if (this.o.exceptions.matches(p)) continue;
+      out.push({
+        surface: this.base.surface(row),
+        object: p,
+        change: 'removed',
+        before: describe(this.base.meta(row)),
+        likely: this.o.job ? 'during the job' : 'since the baseline',
+      });
+    }
+    return out;
+  }
+}
+
+/** Kernel, network and account objects: by key and value; processes and listeners only when new. */
+export function compareObjects(base: Record<string, string>, now: Record<string, string>, o: CompareOptions): DriftEntry[] {
+  const out: DriftEntry[] = [];
+  for (const [k, v] of Object.entries(now)) {
     if (o.exceptions.matches(k) && !taintedModule(k, v)) continue;
-    const was = base.objects[k];
+    const was = base[k];
     if (was === undefined) out.push({ surface: objectSurface(k), object: k, change: 'added', after: v, likely: objectAuthor(k, v, o.job) });
     else if (was !== v && !ADD_ONLY.has(k.slice(0, k.indexOf(':')))) {
       out.push({ surface: objectSurface(k), object: k, change: 'modified', before: was, after: v, likely: objectAuthor(k, v, o.job) });
     }
   }
-  for (const [k, was] of Object.entries(base.objects)) {
-    if (k in now.objects || o.exceptions.matches(k) || ADD_ONLY.has(k.slice(0, k.indexOf(':')))) continue;
+  for (const [k, was] of Object.entries(base)) {
+    if (k in now || o.exceptions.matches(k) || ADD_ONLY.has(k.slice(0, k.indexOf(':')))) continue;
     out.push({
       surface: objectSurface(k),
       object: k,
@@ -132,7 +187,21 @@ export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOption
       likely: o.job ? 'during the job' : 'since the baseline',
     });
   }
-  return out.sort((a, b) => a.surface.localeCompare(b.surface) || a.object.localeCompare(b.object));
+  return out;
+}
+
+/** Drift sorted by surface then object: the order of the report. */
+export function sortDrift(d: DriftEntry[]): DriftEntry[] {
+  return d.sort((a, b) => a.surface.localeCompare(b.surface) || a.object.localeCompare(b.object));
+}
+
+/** Every drift between two snapshots held whole (small trees; the guard streams instead). */
+export function compareSnapshots(base: Snapshot, now: Snapshot, o: CompareOptions): DriftEntry[] {
+  const table = new FileTable();
+  for (const [p, m] of Object.entries(base.files)) table.set(p, m, base.fileSurface[p] ?? 'etc');
+  const files = new FileComparer(table, o);
+  for (const [p, m] of Object.entries(now.files)) files.visit(now.fileSurface[p] ?? 'etc', 0, p, m);
+  return sortDrift([...files.finish(), ...compareObjects(base.objects, now.objects, o)]);
 }
 
 /** Why a file differs, or undefined when it does not (a rewrite with the same content is no drift). */

@@ -7,11 +7,10 @@
 import type { GuardContext, GuardFinding, GuardJob, GuardPrepared, GuardReleased, JobGuard } from '../lib/job-guard.js';
 import type { Policy } from '../policy/types.js';
 import { integrityPaths, identityDifferences, loadBaseline, type LoadedBaseline } from './baseline-store.js';
-import { compareSnapshots } from './compare.js';
 import { copyForensics } from './forensics.js';
 import { GlobSet } from './glob.js';
 import { exceptionPatterns } from './surfaces.js';
-import { takeSnapshot } from './snapshot.js';
+import { checkHost } from './snapshot.js';
 import { inRanges } from './accounts.js';
 import { findLeftovers, jobIdRanges, removeLeftovers } from './subids.js';
 import { sudoGranted } from './sudo-guard.js';
@@ -121,35 +120,37 @@ export class IntegrityGuard implements JobGuard<Policy> {
     const surfaces = p.surfaces.filter((s) => base.surfaces.includes(s));
     const exceptions = new GlobSet(exceptionPatterns(p));
     const started = job ? this.started.get(job.key) : undefined;
-    const { snapshot, identity } = await takeSnapshot({
-      root: this.root,
-      proc: this.proc,
-      surfaces,
-      excluded: this.o.excluded,
-      exceptions,
-      packageCache: this.packages,
-      netfilterShell: this.netfilterShell,
-      toolShell: this.toolShell,
-      previous: base.snapshot,
-      jobUser: job?.user ?? this.o.user,
-      // /proc/stat's boot time is in whole seconds: a process started just before the job may count as the job's.
-      ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),
-      ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
-      ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),
-      signal: ctx.signal,
-    });
+    const subUids = [...ranges.uids, { start: (job?.user ?? this.o.user).uid, count: 1 }];
+    const { drift, unreadable, identity } = await checkHost(
+      {
+        root: this.root,
+        proc: this.proc,
+        surfaces,
+        excluded: this.o.excluded,
+        exceptions,
+        packageCache: this.packages,
+        netfilterShell: this.netfilterShell,
+        toolShell: this.toolShell,
+        jobUser: job?.user ?? this.o.user,
+        // /proc/stat's boot time is in whole seconds: a process started just before the job may count as the job's.
+        ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),
+        ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
+        ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),
+        signal: ctx.signal,
+      },
+      base.snapshot,
+      {
+        root: this.root,
+        exceptions,
+        ...(job ? { job: { jobUid: (uid: number) => inRanges(uid, subUids), startedAtMs: started ?? 0, sudo: sudoGranted(policy) } } : {}),
+      },
+    );
     // The package set identifies the image only at preflight; after a job a changed package is drift.
     for (const d of identityDifferences(base.identity, identity, !job && !p.allowPackages)) {
       findings.push({ problem: `system baseline is from another image: ${d}`, detail: { kind: 'other-image', difference: d } });
     }
-    const subUids = [...ranges.uids, { start: (job?.user ?? this.o.user).uid, count: 1 }];
-    const drift = compareSnapshots(base.snapshot, snapshot, {
-      root: this.root,
-      exceptions,
-      ...(job ? { job: { jobUid: (uid: number) => inRanges(uid, subUids), startedAtMs: started ?? 0, sudo: sudoGranted(policy) } } : {}),
-    });
     const baseUnreadable = new Set(base.snapshot.unreadable);
-    for (const u of snapshot.unreadable) {
+    for (const u of unreadable) {
       if (!baseUnreadable.has(u)) findings.push({ problem: `integrity surface unreadable: ${u}`, detail: { kind: 'unreadable', what: u } });
     }
     for (const d of drift) findings.push({ problem: driftLine(d), detail: { ...d } });

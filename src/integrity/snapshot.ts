@@ -1,12 +1,15 @@
 /**
- * Takes a snapshot of the enabled surfaces: the metadata walk of the file surfaces, then the
- * account databases, the package set and the kernel and network state. Used for the baseline (with
- * content hashes of small files) and for every check (metadata only; contents on demand).
+ * Reads the enabled surfaces: the metadata walk of the file surfaces, beside the account
+ * databases, the package set and the kernel and network state. The baseline keeps the file entries
+ * in a compact table (with content hashes of small files); a check compares each entry with that
+ * table as the walk hands it over and keeps only the differences (contents read on demand).
  */
 import path from 'node:path';
-import type { HostIdentity, Snapshot, SurfaceName } from './types.js';
+import type { BaselineSnapshot, DriftEntry, FileMeta, HostIdentity, Snapshot, SurfaceName } from './types.js';
 import { treeSurfaces, TRANSIENT_UNITS, type TreeSurface } from './surfaces.js';
-import { walkTrees, type WalkResult } from './walk.js';
+import { walkTrees } from './walk.js';
+import { FileTable } from './file-table.js';
+import { compareObjects, FileComparer, sortDrift, type CompareOptions } from './compare.js';
 import { inRanges, readAccounts, readIdentity, readPackageSet, readSubIds, type IdRange, type PackageSet } from './accounts.js';
 import type { ByStat } from './stat-cache.js';
 import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
@@ -40,8 +43,6 @@ export interface SnapshotOptions {
   netfilterShell?: NetfilterShell;
   /** The shell that runs getcap (the guard keeps one); without it one is started for this snapshot. */
   toolShell?: ToolShell;
-  /** The baseline's snapshot: file capabilities are then read only where a file changed. */
-  previous?: Snapshot;
   /** The package database parsed once while it is unchanged (the guard keeps one across checks). */
   packageCache?: ByStat<PackageSet>;
   signal?: AbortSignal;
@@ -55,8 +56,17 @@ function coversSubtree(ex: GlobSet, dir: string): boolean {
   return ex.matches(dir) && ex.matches(`${dir}/\u0001`) && ex.matches(`${dir}/\u0001/\u0001`);
 }
 
-/** A snapshot and the identity of the host it was taken on. */
-export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snapshot; identity: HostIdentity }> {
+/** Everything a snapshot reads besides the file entries, which go to the walk's visitor. */
+interface Scan {
+  objects: Record<string, string>;
+  unreadable: string[];
+  identity: HostIdentity;
+  trees: TreeSurface[];
+  executables: string[];
+}
+
+/** Reads every enabled surface at once; file entries go to `visit`, the rest is returned. */
+async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number, p: string, m: FileMeta) => void): Promise<Scan> {
   const on = new Set(o.surfaces);
   const { objects: accountObjects, users } = await readAccounts(o.root);
   const objects: Record<string, string> = {};
@@ -97,12 +107,18 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     on,
     users.map((u) => u.home).filter((h) => h.startsWith('/')),
   );
-  const walk = walkTrees(trees, {
-    root: o.root,
-    excluded: o.excluded,
-    ...(o.hashSmall ? { hashSurfaces: HASHED } : {}),
-    ...(o.exceptions ? { prune: (p: string) => coversSubtree(o.exceptions as GlobSet, p) } : {}),
-  });
+  // A path two trees reach belongs to the first tree of its surface list: rank by surface.
+  const rank = trees.map((t) => trees.findIndex((u) => u.surface === t.surface));
+  const walk = walkTrees(
+    trees,
+    {
+      root: o.root,
+      excluded: o.excluded,
+      ...(o.hashSmall ? { hashSurfaces: HASHED } : {}),
+      ...(o.exceptions ? { prune: (p: string) => coversSubtree(o.exceptions as GlobSet, p) } : {}),
+    },
+    (tree, p, m) => visit(trees[tree] as TreeSurface, rank[tree] as number, p, m),
+  );
   const [walked, pkgs, ...rest] = await Promise.all([walk, packages, ...readers]);
   const unreadable = [...walked.unreadable];
   if (on.has('package-state')) Object.assign(objects, pkgs.objects);
@@ -112,46 +128,103 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
   }
-  if (on.has('setuid')) {
-    const c = await fileCaps(o, trees, walked);
-    Object.assign(objects, c.objects);
-    unreadable.push(...c.unreadable);
-  }
   const identity = await readIdentity(o.root, o.proc, pkgs);
-  return { snapshot: { files: walked.files, fileSurface: walked.fileSurface, objects, unreadable }, identity };
+  return { objects, unreadable, identity, trees, executables: walked.executables };
 }
 
-/** Files getcap is asked about by name at most (a command line well under ARG_MAX). */
-const MAX_CAP_FILES = 2_000;
-
-/**
- * File capabilities. The baseline (no `previous`) reads every tree with `getcap -r`. A check asks
- * getcap only about the files that can have changed: setting a capability changes the file's ctime,
- * so a file of the recorded trees whose metadata matches the previous snapshot keeps its capability;
- * new and changed files, and the executables of the setuid-only trees, are read (usually a handful).
- */
-async function fileCaps(o: SnapshotOptions, trees: TreeSurface[], walked: WalkResult): Promise<FileCaps> {
+/** Every file capability under the trees (`getcap -r`): what a baseline records. */
+async function allFileCaps(o: SnapshotOptions, trees: TreeSurface[]): Promise<FileCaps> {
   const ownShell = new ToolShell();
-  const shell = o.toolShell ?? ownShell;
   try {
-    const prev = o.previous;
-    if (!prev) return await readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, shell, o.signal);
-    const objects: Record<string, string> = {};
-    const ask: string[] = [...walked.executables];
-    for (const [p, m] of Object.entries(walked.files)) {
-      if (m.type !== 'f') continue;
-      const was = prev.files[p];
-      const same = was && was.ino === m.ino && was.ctimeMs === m.ctimeMs && was.size === m.size && was.mode === m.mode;
-      if (!same) ask.push(p);
-      else if (prev.objects[`filecap:${p}`] !== undefined) objects[`filecap:${p}`] = prev.objects[`filecap:${p}`] as string;
-    }
-    if (ask.length === 0) return { objects, unreadable: [] };
-    // Past this many, one recursive read is cheaper than a command line that long.
-    if (ask.length > MAX_CAP_FILES)
-      return await readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, shell, o.signal);
-    const read = await readFileCaps(o.root, [...new Set(ask)], o.excluded, shell, o.signal);
-    return { objects: { ...objects, ...read.objects }, unreadable: read.unreadable };
+    return await readFileCaps(o.root, [...new Set(trees.flatMap((t) => t.paths))], o.excluded, o.toolShell ?? ownShell, o.signal);
   } finally {
     ownShell.close();
   }
+}
+
+/** A snapshot held whole, as plain records (small trees and tests); the guard streams instead. */
+export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snapshot; identity: HostIdentity }> {
+  const files: Record<string, FileMeta> = {};
+  const fileSurface: Record<string, SurfaceName> = {};
+  const ranks = new Map<string, number>();
+  const s = await scan(o, (tree, rank, p, m) => {
+    const had = ranks.get(p);
+    if (had !== undefined && had <= rank) return;
+    ranks.set(p, rank);
+    files[p] = m;
+    fileSurface[p] = tree.surface;
+  });
+  if (new Set(o.surfaces).has('setuid')) {
+    const c = await allFileCaps(o, s.trees);
+    Object.assign(s.objects, c.objects);
+    s.unreadable.push(...c.unreadable);
+  }
+  return { snapshot: { files, fileSurface, objects: s.objects, unreadable: s.unreadable }, identity: s.identity };
+}
+
+/** The baseline's snapshot: file entries in a compact table, small files hashed, every file capability. */
+export async function takeBaselineSnapshot(o: SnapshotOptions): Promise<{ snapshot: BaselineSnapshot; identity: HostIdentity }> {
+  const files = new FileTable();
+  const ranks = new Map<SurfaceName, number>();
+  const s = await scan({ ...o, hashSmall: true }, (tree, rank, p, m) => {
+    ranks.set(tree.surface, rank);
+    const row = files.row(p);
+    if (row !== undefined && (ranks.get(files.surface(row)) ?? 0) <= rank) return;
+    files.set(p, m, tree.surface);
+  });
+  files.trim();
+  if (new Set(o.surfaces).has('setuid')) {
+    const c = await allFileCaps(o, s.trees);
+    Object.assign(s.objects, c.objects);
+    s.unreadable.push(...c.unreadable);
+  }
+  return { snapshot: { files, objects: s.objects, unreadable: s.unreadable }, identity: s.identity };
+}
+
+/** What a check finds: the drift (files and objects, sorted), what it could not read, the identity. */
+export interface HostCheck {
+  drift: DriftEntry[];
+  unreadable: string[];
+  identity: HostIdentity;
+  /** Entries the walk reached: for the figures. */
+  entries: number;
+}
+
+/** Files getcap is asked about per command line (well under ARG_MAX). */
+const CAP_FILES_PER_CALL = 2_000;
+
+/**
+ * Compares the host with a baseline as it walks: only the differences are kept. File capabilities
+ * are read only for the files that can have changed: setting one changes the file's ctime, so a
+ * baseline file whose metadata is unchanged keeps its recorded capability; new and changed files,
+ * and the executables of the setuid-only trees, are asked about (usually a handful).
+ */
+export async function checkHost(o: SnapshotOptions, base: BaselineSnapshot, compare: CompareOptions): Promise<HostCheck> {
+  const files = new FileComparer(base.files, compare);
+  let entries = 0;
+  const s = await scan(o, (tree, rank, p, m) => {
+    entries++;
+    files.visit(tree.surface, rank, p, m);
+  });
+  if (new Set(o.surfaces).has('setuid')) {
+    const asked = new Set([...s.executables, ...files.changedFiles]);
+    const ask = [...asked];
+    for (const [k, v] of Object.entries(base.objects)) {
+      if (!k.startsWith('filecap:')) continue;
+      const p = k.slice('filecap:'.length);
+      if (files.reached(p) && !asked.has(p)) s.objects[k] = v;
+    }
+    const ownShell = new ToolShell();
+    try {
+      for (let i = 0; i < ask.length; i += CAP_FILES_PER_CALL) {
+        const c = await readFileCaps(o.root, ask.slice(i, i + CAP_FILES_PER_CALL), o.excluded, o.toolShell ?? ownShell, o.signal);
+        Object.assign(s.objects, c.objects);
+        s.unreadable.push(...c.unreadable);
+      }
+    } finally {
+      ownShell.close();
+    }
+  }
+  const drift = sortDrift([...files.finish(), ...compareObjects(base.objects, s.objects, compare)]);
+  return { drift, unreadable: s.unreadable, identity: s.identity, entries };
 }

@@ -4,7 +4,7 @@
  */
 import type { SurfaceName } from './types.js';
 import { saveBaseline } from './baseline-store.js';
-import { takeSnapshot } from './snapshot.js';
+import { takeBaselineSnapshot } from './snapshot.js';
 import { GlobSet } from './glob.js';
 
 /** Where the baseline is read from and written to. */
@@ -35,7 +35,7 @@ export interface SystemBaselineSummary {
 export async function takeSystemBaseline(o: TakeSystemBaselineOptions): Promise<SystemBaselineSummary> {
   const now = o.now ?? Date.now;
   const t0 = performance.now();
-  const { snapshot, identity } = await takeSnapshot({
+  const { snapshot, identity } = await takeBaselineSnapshot({
     root: o.root ?? '/',
     proc: o.proc ?? '/proc',
     surfaces: o.surfaces,
@@ -44,10 +44,9 @@ export async function takeSystemBaseline(o: TakeSystemBaselineOptions): Promise<
     jobUser: o.user,
     ...(o.skipPids ? { skipPids: o.skipPids } : {}),
     ...(o.netfilter !== undefined ? { netfilter: o.netfilter } : {}),
-    hashSmall: true,
   });
   const file = await saveBaseline(o.stateDir, {
-    format: 1,
+    format: 2,
     takenAt: new Date(now()).toISOString(),
     identity,
     surfaces: [...o.surfaces],
@@ -55,7 +54,7 @@ export async function takeSystemBaseline(o: TakeSystemBaselineOptions): Promise<
   });
   return {
     file,
-    files: Object.keys(snapshot.files).length,
+    files: snapshot.files.size,
     objects: Object.keys(snapshot.objects).length,
     durationMs: Math.round(performance.now() - t0),
     unreadable: snapshot.unreadable,

@@ -3,6 +3,7 @@
  * baseline that holds one, and the drift found between them. See docs/integrity.md.
  */
 import type { Policy } from '../policy/types.js';
+import type { FileTable } from './file-table.js';
 
 /** One surface name of policy `host.integrity.surfaces`. */
 export type SurfaceName = Policy['host']['integrity']['surfaces'][number];
@@ -36,6 +37,13 @@ export interface Snapshot {
   unreadable: string[];
 }
 
+/** The snapshot a baseline holds: its file entries in a compact table (file-table.ts says why). */
+export interface BaselineSnapshot {
+  files: FileTable;
+  objects: Record<string, string>;
+  unreadable: string[];
+}
+
 /** What identifies the image a baseline was taken on. */
 export interface HostIdentity {
   machineId: string;
@@ -45,13 +53,13 @@ export interface HostIdentity {
   packageCount: number;
 }
 
-/** The stored system baseline; `digest` covers every other field. */
+/** The system baseline; the stored file's digest covers all of it. */
 export interface SystemBaseline {
-  format: 1;
+  format: 2;
   takenAt: string;
   identity: HostIdentity;
   surfaces: SurfaceName[];
-  snapshot: Snapshot;
+  snapshot: BaselineSnapshot;
 }
 
 /** One change between the baseline and now. */

@@ -33,18 +33,24 @@ export interface WalkOptions {
   hashSurfaces?: ReadonlySet<SurfaceName>;
 }
 
-/** The walk's result. */
+/** What the walk reports besides the entries it hands to its visitor. */
 export interface WalkResult {
-  files: Record<string, FileMeta>;
-  fileSurface: Record<string, SurfaceName>;
   /** Paths that could not be read (EACCES, ENAMETOOLONG, too many entries). */
   unreadable: string[];
   /**
-   * Executable regular files of the setuid-only trees that are not setuid (not recorded in
-   * `files`): where a file capability could make a root shell without a setuid bit.
+   * Executable regular files of the setuid-only trees that are not setuid (not visited): where a
+   * file capability could make a root shell without a setuid bit.
    */
   executables: string[];
 }
+
+/**
+ * Receives each recorded entry once it is complete (a symlink with its target), in no particular
+ * order; `tree` is the index of its surface in the walked list (a path two trees reach comes twice:
+ * the lower index is its surface). The walk keeps nothing itself: the visitor decides what stays in
+ * memory (a baseline table, or only the differences from one).
+ */
+export type WalkVisitor = (tree: number, hostPath: string, m: FileMeta) => void;
 
 /** One tree start to walk: its surface's index (for precedence), its device, its hashing. */
 interface Start {
@@ -53,8 +59,8 @@ interface Start {
   st: Stats;
 }
 
-/** Walks every tree; a path in two surfaces is recorded once, under the first. */
-export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): Promise<WalkResult> {
+/** Walks every tree, handing each entry to `visit`. */
+export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions, visit: WalkVisitor): Promise<WalkResult> {
   const excluded = o.excluded.map((e) => path.resolve(e));
   const isExcluded = (p: string): boolean => excluded.some((e) => p === e || p.startsWith(`${e}/`));
   const real = (p: string): string => (o.root === '/' ? p : path.join(o.root, p));
@@ -71,8 +77,6 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
       starts.push({ tree, path: p, st });
     }
   }
-  // Per surface, then merged in surface order: precedence does not depend on which call came back first.
-  const per = trees.map(() => ({ files: new Map<string, FileMeta>() }));
   const unreadable: string[] = [];
   const executables: string[] = [];
   let count = 0;
@@ -80,7 +84,7 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
   type Item = { tree: number; p: string; dev: number; depth: number; st?: Stats };
   const stack: Item[] = starts.map((s) => ({ tree: s.tree, p: s.path, dev: s.st.dev, depth: 0, st: s.st }));
 
-  const visit = (it: Item, s: Stats, done: () => void): void => {
+  const entry = (it: Item, s: Stats, done: () => void): void => {
     if (++count > MAX_ENTRIES) {
       if (!overflow) unreadable.push(`${trees[it.tree]?.paths.join(', ')}: more than ${MAX_ENTRIES} entries`);
       overflow = true;
@@ -89,20 +93,19 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
       return;
     }
     const t = trees[it.tree] as TreeSurface;
-    const files = (per[it.tree] as { files: Map<string, FileMeta> }).files;
     let pendingLink = false;
     if (t.setuidOnly && s.isFile() && (s.mode & 0o111) !== 0 && !isSetid(s)) executables.push(it.p);
     if (!t.setuidOnly || isSetid(s)) {
       const m = metaOf(s, real(it.p), o.hashSurfaces?.has(t.surface) ?? false);
-      files.set(it.p, m);
       if (m.type === 'l') {
         pendingLink = true;
         readlink(real(it.p), (err, target) => {
           // Gone between lstat and readlink: the next check sees it.
           if (!err) m.link = target;
+          visit(it.tree, it.p, m);
           done();
         });
-      }
+      } else visit(it.tree, it.p, m);
     }
     // A setuid tree is never pruned by an exception: a setuid file is reachable wherever it is.
     const deep = t.maxDepth !== undefined && it.depth >= t.maxDepth;
@@ -134,13 +137,13 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
       while (active < WALK_CONCURRENCY && stack.length > 0) {
         const it = stack.pop() as Item;
         active++;
-        if (it.st) visit(it, it.st, finish);
+        if (it.st) entry(it, it.st, finish);
         else {
           lstat(real(it.p), (err, s) => {
             if (err) {
               if (err.code !== 'ENOENT') unreadable.push(`${it.p}: ${err.code ?? 'error'}`);
               finish();
-            } else visit(it, s, finish);
+            } else entry(it, s, finish);
           });
         }
       }
@@ -149,15 +152,7 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions): 
     pump();
   });
 
-  const out: WalkResult = { files: {}, fileSurface: {}, unreadable: unreadable.sort(), executables };
-  for (const [tree, t] of trees.entries()) {
-    for (const [p, m] of (per[tree] as { files: Map<string, FileMeta> }).files) {
-      if (p in out.files) continue;
-      out.files[p] = m;
-      out.fileSurface[p] = t.surface;
-    }
-  }
-  return out;
+  return { unreadable: unreadable.sort(), executables };
 }
 
 function lstatOrUndefined(p: string): Promise<Stats | undefined> {
