@@ -3,18 +3,22 @@
  * of its lifecycle and started again. Whatever the state, the restarted agent must clean before it
  * registers, journal every job that started exactly once, and leave no registration behind.
  *
- * Short states are made long on purpose so the kill lands in them: a slow generate-jitconfig
- * (registering), an admin command that sleeps (cleaning), a temp directory with many root-owned
- * entries that verify walks (verifying), a recycle command that sleeps (recycling). The slowness
- * is removed after the kill, so the restarted agent runs at normal speed. `deciding` is hit by an
- * inotify watch on the journal, with the agent's state writes held by strace (RENAME_DELAY_MS), so
- * the kill lands after the job's record was written and before the state says so.
+ * Short states are made long on purpose so the kill lands in them: a generate-jitconfig the fake
+ * holds (registering), an admin command that sleeps (cleaning), a temp directory with many
+ * root-owned entries that verify walks (verifying), a recycle command that sleeps (recycling). The
+ * slowness is removed after the kill, so the restarted agent runs at normal speed. `deciding` is
+ * hit by an inotify watch on the journal, with the agent's state writes held by strace
+ * (RENAME_DELAY_MS), so the kill lands after the job's record was written and before the state says so.
  *
  * A job the crash cut short is journaled `interrupted`; a job that had ended before the crash
  * (killed while cleaning, verifying or deciding) keeps its own result, and still has one record.
  *
- * Slow by necessity: every case starts two agent processes and several simulated listeners (node +
- * tsx each). Cases run two at a time; the file takes about a minute on two shared cores.
+ * One case per recovery path, not per state: where two kills leave the restarted agent the same
+ * persisted facts, one case kills twice (the second time in the restarted agent's recovery, which
+ * walks the same states) instead of building a second host.
+ *
+ * Slow by necessity: every case starts two or three agent processes and several simulated
+ * listeners. Cases run two at a time.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -111,26 +115,12 @@ function slowCleaningPolicy(c: Ctx): Record<string, unknown> {
 
 const CASES: Case[] = [
   {
-    name: 'registering, while generate-jitconfig is in flight',
-    state: 'registering',
-    async arm(c) {
-      const fault = c.w.fake.faults.add({ match: { method: 'POST', path: /generate-jitconfig/ }, times: 1, delayMs: 5_000 });
-      c.notes.fault = fault;
-    },
-    async killIn(c, a) {
-      await waitForState(c.w.stateDir, 'registering', { agent: a, timeoutMs: STATE_WAIT_MS });
-      const fault = c.notes.fault as { remaining: number };
-      await until(() => fault.remaining === 0, 'the slow generate-jitconfig request to arrive');
-      await a.kill('SIGKILL');
-    },
-    restartServes: true,
-  },
-  {
     name: 'registering, and the service creates the runner only after the restart looked for it',
     state: 'registering',
     // GitHub finishes the dead agent's request only after the restarted agent has looked the name
     // up (and not found it); the lookup at the next job boundary, or at stop, must then find the
-    // late runner and delete it.
+    // late runner and delete it. (A request the service never completes, e.g. one it dropped with
+    // the dead client's connection, takes the first half of this path: the lookup finds nothing.)
     probeSleepSeconds: 3,
     async arm(c) {
       let finish!: () => void;
@@ -215,7 +205,10 @@ const CASES: Case[] = [
     restartServes: true,
   },
   {
-    name: 'cleaning, after the job ended and before its record was written',
+    // Killed in cleaning, and the restarted agent again in verifying while its recovery checks the
+    // host: both leave a job that ended (its result persisted) and no record, the verifying kill
+    // with the host already cleaned once. The agent that finally serves must write that record once.
+    name: 'cleaning, after the job ended and before its record was written, and again in verifying during recovery',
     state: 'cleaning',
     policy: slowCleaningPolicy,
     async arm(c) {
@@ -228,24 +221,15 @@ const CASES: Case[] = [
     },
     async release(c) {
       await rm(c.slowCleanMarker, { force: true });
-    },
-    restartServes: true,
-  },
-  {
-    name: 'verifying, after the cleanup steps and before the record was written',
-    state: 'verifying',
-    async arm(c) {
       await makeSlowVerifyDir(c.slowVerifyDir);
-      c.expected.set(c.w.fake.enqueueJob(firstJob(0)), 'Succeeded');
     },
-    async killIn(c, a) {
-      // The job's verification, not the preflight's before the first registration.
-      await waitForState(c.w.stateDir, 'verifying', { agent: a, timeoutMs: STATE_WAIT_MS, where: (s) => s.job !== undefined });
-      await a.kill('SIGKILL');
-    },
-    async release(c) {
+    async killRestartIn(c, b) {
+      // The job's verification (the job is still in the persisted state until its record is written).
+      await waitForState(c.w.stateDir, 'verifying', { agent: b, timeoutMs: STATE_WAIT_MS, where: (s) => s.job !== undefined });
+      await b.kill('SIGKILL');
       await rm(c.slowVerifyDir, { recursive: true, force: true });
     },
+    restartState: 'verifying',
     restartServes: true,
   },
   {

@@ -6,17 +6,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readlink } from 'node:fs/promises';
 import path from 'node:path';
-import { createWorld, jobRecords, until } from './agent-world.js';
+import { createWorld, jobRecords, until, SIM_ENV } from './agent-world.js';
 import type { JournalRecord } from '../../../src/agent/journal.js';
 
 const ok = [{ name: 'ok', run: 'echo fine' }];
+
+/**
+ * The simulated update.sh looks for the listener's exit every 2 s (the real one's wait); 0.5 s here.
+ * It still settles 1 s after that exit before it swaps bin/, so it is at work when the agent looks.
+ */
+const UPDATE_ENV = { ...SIM_ENV, RUNNER_SIM_UPDATE_POLL_SECONDS: '0.5' };
 
 function events(records: JournalRecord[], name: string): Extract<JournalRecord, { type: 'event' }>[] {
   return records.filter((r): r is Extract<JournalRecord, { type: 'event' }> => r.type === 'event' && r.event === name);
 }
 
 test('exit 4 (self-update before a job) restarts the listener on the same JIT config, which then takes the job', async (t) => {
-  const w = await createWorld({ runner: { maxJobs: 1 } });
+  const w = await createWorld({ runner: { maxJobs: 1, env: UPDATE_ENV } });
   t.after(() => w.dispose());
   w.onFirst('session-created', (s: { runnerId: number }) => {
     w.fake.requestUpdate(s.runnerId, '2.337.0');
@@ -37,7 +43,7 @@ test('exit 4 (self-update before a job) restarts the listener on the same JIT co
 // The fake GitHub removes the spent registration the moment the job completes; the listener still
 // exits 4 with update.sh running (docs/runner-contract.md §6), and the agent must wait for it.
 test('a self-update during a job (update.sh still running after the exit): the agent waits for it, records the new bin/, the next job runs on it, no quarantine', async (t) => {
-  const w = await createWorld({ runner: { maxJobs: 2 } });
+  const w = await createWorld({ runner: { maxJobs: 2, env: UPDATE_ENV } });
   t.after(() => w.dispose());
   const versions: string[] = [];
   w.fake.events.on('session-created', (s) => versions.push(s.version));
