@@ -21,7 +21,8 @@ export const VALIDATE_USAGE = `usage: runner-warden validate [--kind host|policy
        runner-warden validate --print-effective [--policy-dir DIR] FILE
 
 Checks host configs and team policies (YAML or JSON); the kind is detected from the keys unless
---kind says it. Exit 0 when every file is valid, 1 otherwise.
+--kind says it. Exit 0 when every file is valid, 1 otherwise. For a host config whose runner user
+exists here, also checks that this host can give the team policy's docker.mode, with each fix.
   --print-effective  print the merged policy, each value with the file it came from
   --policy-dir DIR   directory that extends must stay in (default: the file's directory)
   --quiet            print nothing for valid files
