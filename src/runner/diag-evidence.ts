@@ -17,7 +17,7 @@
  * is opened without following links, only regular files, each read up to a bound, and what comes
  * out is metadata for a record, never a reason to trust or clean anything less.
  */
-import { constants as fsc, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import { FILE_READ_FLAGS, openDirUnder } from '../lib/nofollow.js';
 
 /** Files of `_diag` read at most: a listener of one registration writes a few (a restart, an update). */
@@ -105,14 +105,9 @@ function byStamp(a: string, b: string): number {
 async function readBounded(p: Buffer): Promise<string | undefined> {
   let fh: fsp.FileHandle;
   try {
-    fh = await fsp.open(p, FILE_READ_FLAGS | fsc.O_NOATIME);
+    fh = await fsp.open(p, FILE_READ_FLAGS);
   } catch {
-    try {
-      // O_NOATIME needs ownership or CAP_FOWNER; without it, read as usual.
-      fh = await fsp.open(p, FILE_READ_FLAGS);
-    } catch {
-      return undefined;
-    }
+    return undefined;
   }
   try {
     const st = await fh.stat();

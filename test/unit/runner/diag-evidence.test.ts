@@ -1,7 +1,10 @@
-/** Parsing the runner's `_diag` trace into the job it shows (no files: the parsers take text). */
+/** Parsing the runner's `_diag` trace into the job it shows; reading it without following links. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRunnerTrace, parseWorkerTrace } from '../../../src/runner/diag-evidence.js';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseRunnerTrace, parseWorkerTrace, readDiagJobs } from '../../../src/runner/diag-evidence.js';
 
 // As the real listener writes it: the request line comes before the console's `Running job`.
 const RUNNER = [
@@ -77,4 +80,33 @@ test('a trace without a job, or with lines that only look like one, gives none',
   assert.equal(parseWorkerTrace('[2026-12-07 10:00:06Z INFO Worker] Job message:\n {not json\n', 'w'), undefined);
   const long = parseRunnerTrace(`[2026-12-07 10:00:05Z INFO Terminal] WRITE LINE: x y: Running job: ${'n'.repeat(5000)}`, 'r');
   assert.equal(long[0]?.displayName?.length, 256);
+});
+
+test('links are never followed: a linked _diag, or a linked trace file, shows nothing', async (t) => {
+  const root = await mkdtemp(path.join(tmpdir(), 'rw-diag-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const elsewhere = path.join(root, 'elsewhere');
+  await mkdir(elsewhere);
+  await writeFile(path.join(elsewhere, 'secret.log'), WORKER);
+  await writeFile(path.join(elsewhere, 'Runner_20261207-100000-utc.log'), RUNNER);
+  // _diag itself a link to another directory
+  const linked = path.join(root, 'linked');
+  await mkdir(linked);
+  await symlink(elsewhere, path.join(linked, '_diag'));
+  assert.deepEqual(await readDiagJobs(linked), []);
+  // a real _diag whose worker trace is a link: the listener's job stays, without the linked file's metadata
+  const real = path.join(root, 'real');
+  await mkdir(path.join(real, '_diag'), { recursive: true });
+  await writeFile(path.join(real, '_diag', 'Runner_20261207-100000-utc.log'), RUNNER);
+  await symlink(path.join(elsewhere, 'secret.log'), path.join(real, '_diag', 'Worker_20261207-100006-utc.log'));
+  const jobs = await readDiagJobs(real);
+  assert.equal(jobs.length, 1);
+  assert.deepEqual(jobs[0]?.vars, {});
+  assert.deepEqual(jobs[0]?.files, ['Runner_20261207-100000-utc.log']);
+  // the same worker trace as a regular file joins the listener's job
+  await rm(path.join(real, '_diag', 'Worker_20261207-100006-utc.log'));
+  await writeFile(path.join(real, '_diag', 'Worker_20261207-100006-utc.log'), WORKER);
+  const [joined] = await readDiagJobs(real);
+  assert.equal(joined?.vars.GITHUB_REPOSITORY, 'octo/app');
+  assert.equal(joined?.files.length, 2);
 });
