@@ -2,7 +2,7 @@
  * Cold start and idle memory of the installed bundle (the release tarball unpacked in a clean
  * directory, as a host runs it), against the runner simulator and the fake GitHub API:
  *
- *   node --import tsx bench/cold-start.ts [--runs N] [--node PATH]
+ *   node --import tsx bench/cold-start.ts [--runs N] [--node PATH] [--node-options FLAGS] [--env K=V,...]
  *
  * - bundle size (dist/*.mjs), and what `run` loads (runner-warden.mjs) vs the lazy files;
  * - start → first listener poll: from spawning `runner-warden run` to the listener's session on the
@@ -15,7 +15,7 @@
  * PSS ≤ 40 MiB.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { release } from '../scripts/release.js';
@@ -34,6 +34,17 @@ const NODE = opt('node', process.execPath);
 const LOG = opt('log', '');
 /** V8/Node flags for the agent and the bare process alike (e.g. "--max-semi-space-size=1"). */
 const NODE_OPTIONS = opt('node-options', '');
+/** Environment for the agent and the bare process alike (e.g. "MALLOC_ARENA_MAX=2", as a unit's Environment= would set it). */
+const EXTRA_ENV: Record<string, string> = Object.fromEntries(
+  opt('env', '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new Error(`--env: expected K=V[,K=V...], got "${kv}"`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+);
 /**
  * `scoped` (default): the whole-host integrity check on, on the surfaces nothing else on a shared
  * machine changes; `off`: without it, to see the rest of the start-up path (its cost is the
@@ -58,12 +69,34 @@ interface Mem {
   pss: number;
   anon: number;
   shared: number;
+  /** RSS of the mappings of the node binary, of malloc's main arena ([heap]) and of unnamed anonymous mappings (V8's heap, thread arenas and stacks). */
+  binary: number;
+  brk: number;
+  mmap: number;
 }
 
 async function memOf(pid: number): Promise<Mem> {
   const smaps = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kib = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(smaps)?.[1] ?? NaN) / 1024;
-  return { rss: kib('Rss'), pss: kib('Pss'), anon: kib('Anonymous'), shared: kib('Shared_Clean') };
+  const exe = await readlink(`/proc/${pid}/exe`).catch(() => '');
+  let binary = 0;
+  let brk = 0;
+  let mmap = 0;
+  let name = '';
+  for (const line of (await readFile(`/proc/${pid}/smaps`, 'utf8')).split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      name = head[1] ?? '';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+)/.exec(line);
+    if (!rss) continue;
+    const mib = Number(rss[1]) / 1024;
+    if (name === exe) binary += mib;
+    else if (name === '[heap]') brk += mib;
+    else if (name === '') mmap += mib;
+  }
+  return { rss: kib('Rss'), pss: kib('Pss'), anon: kib('Anonymous'), shared: kib('Shared_Clean'), binary, brk, mmap };
 }
 
 /** Start-up phases, in ms, each measured from the end of the previous one (undefined: not logged). */
@@ -252,7 +285,12 @@ async function main(): Promise<void> {
 
     host = await makeHost(lab, fake);
     const bin = path.join(inst, 'bin/runner-warden.js');
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', RUNNER_WARDEN_LOG_LEVEL: 'warn', ...(NODE_OPTIONS ? { NODE_OPTIONS } : {}) };
+    const env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      RUNNER_WARDEN_LOG_LEVEL: 'warn',
+      ...(NODE_OPTIONS ? { NODE_OPTIONS } : {}),
+      ...EXTRA_ENV,
+    };
     execFileSync(NODE, [bin, 'baseline', '--config', host.configFile], { stdio: 'ignore', env });
     console.log(`[node] ${execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim()} (${NODE})`);
 
@@ -324,6 +362,9 @@ async function main(): Promise<void> {
       console.log(`  ${label}: RSS ${fmt(col(ms, 'rss'), 'MiB')}; PSS ${fmt(col(ms, 'pss'), 'MiB')}`);
       console.log(
         `    of which anonymous (own heap and stacks) ${fmt(col(ms, 'anon'), 'MiB')}, shared file-backed (node binary, libraries) ${fmt(col(ms, 'shared'), 'MiB')}`,
+      );
+      console.log(
+        `    by mapping: node binary ${fmt(col(ms, 'binary'), 'MiB')}; unnamed anonymous (V8 heap, thread arenas, stacks) ${fmt(col(ms, 'mmap'), 'MiB')}; malloc main arena [heap] ${fmt(col(ms, 'brk'), 'MiB')}`,
       );
     }
     const ratio = median(col(agentMem, 'rss')) / median(col(bareMem, 'rss'));
