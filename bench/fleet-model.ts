@@ -12,6 +12,10 @@
  * even then, independent random choices leave some windows over the limit, so a few hosts meet it
  * twice, and a spread wide enough to avoid that pushes the recovery past 1.2x.
  *
+ * The last row (host i of N at its own slot) is what the agent does when the host config has a
+ * `fleet` section (src/lib/fleet-slots.ts, src/github/fleet-pacing.ts, with a 5% margin where this
+ * model has 2%); bench/fleet.ts prints the figures of the real code, this file only the model.
+ *
  *   node --import tsx bench/fleet-model.ts [hosts=1000] [seed=1]
  */
 import { SecondaryLimiter } from '../src/sim/github/secondary.js';

@@ -8,6 +8,7 @@
  * Every wait has full jitter: a backoff is uniform in [0, envelope]; a wait the server imposed
  * (retry-after, a reset) is never shortened, so it gets uniform [0, min(wait, LIMIT_JITTER_MAX_MS)]
  * on top. A fleet refused at the same second then comes back spread out, not in lockstep.
+ * A host given its place in the fleet waits imposedWaitMs and then its slot instead (fleet-pacing.ts).
  * Kept apart from the Octokit adapter so the rules are unit-tested without HTTP.
  */
 
