@@ -97,7 +97,10 @@ test('an ephemeral JIT runner takes one job, runs hooks and steps as the runner 
     assert.equal(runnerLog.includes(encoded), false, 'the jitconfig must never reach the log');
 
     const workerLog = await readDiag(root, 'Worker');
-    for (const l of workerLog.trimEnd().split('\n')) assert.match(l, DIAG_LINE, 'worker log lines should have the runner format');
+    // The job message is one event over several lines: its JSON follows `Job message:` bare (a multi-line .NET trace message).
+    assert.match(workerLog, new RegExp(`INFO Worker\\] Job message:\\n \\{\\n[^]*"jobId": "${job.jobId}"`));
+    const traceLines = workerLog.replace(/(\] Job message:)\n(?:(?!\[\d{4}-).*\n)*/, '$1\n');
+    for (const l of traceLines.trimEnd().split('\n')) assert.match(l, DIAG_LINE, 'worker log lines should have the runner format');
     assert.match(workerLog, new RegExp(`Job ID ${job.jobId}`));
     assert.match(workerLog, /A job started hook has been configured by the self-hosted runner administrator/);
     assert.match(workerLog, new RegExp(`Run '${started}'`));
