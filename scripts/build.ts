@@ -171,7 +171,10 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
     target: TARGET,
     minifyWhitespace: true,
     minifySyntax: true,
-    // Names stay readable in stack traces and in errors' constructor names.
+    // Local names shortened: V8 keeps the whole source text on the heap for the process's life
+    // (1.64 -> 1.26 MiB for runner-warden.mjs; an import of it measured 1.0 MiB less RSS).
+    minifyIdentifiers: true,
+    // Functions' and classes' own names stay: readable in stack traces and in errors' constructor names.
     keepNames: true,
     legalComments: 'none' as const,
     metafile: true,
