@@ -20,12 +20,11 @@ type Answer = 'network' | 'ok' | { secondary: number };
 /** A host's adapter whose fetch answers `script` in order (then 'ok'), recording the clock at each request. */
 function host(clock: ManualClock, script: Answer[], slots?: FleetSlots, random?: () => number) {
   const sent: number[] = [];
-  const fetch: typeof globalThis.fetch = (input) => {
+  const fetch: typeof globalThis.fetch = () => {
     sent.push(clock.now());
     const a = script.shift() ?? 'ok';
     if (a === 'network') return Promise.reject(new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED') }));
     if (a === 'ok') return Promise.resolve(new Response(null, { status: 204 }));
-    void input;
     return Promise.resolve(
       new Response(
         JSON.stringify({ message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.' }),
