@@ -85,7 +85,8 @@ describe('the runner simulator works against the fake GitHub', () => {
     await cleanConfig();
     const { id, encoded } = await jit(fake, 'fake-jit-2');
     fake.requestUpdate(id, '2.337.0');
-    const first = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded });
+    // update.sh looks for the listener's exit every 0.5 s here (2 s, the real wait, by default).
+    const first = rl.start(['run'], { ACTIONS_RUNNER_INPUT_JITCONFIG: encoded, RUNNER_SIM_UPDATE_POLL_SECONDS: '0.5' });
     assert.equal((await first.exited).code, 4);
     await waitForFile(path.join(rl.root, 'update.finished'));
     await rm(path.join(rl.root, 'update.finished'));
