@@ -54,7 +54,7 @@ import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, type EngineRec
 import { mirrorForEngine } from './mirror-address.js';
 import { DEFAULT_MIRROR_STORAGE, mirrorProblems } from './mirror-checks.js';
 import { startApiProxy, type ApiProxy } from './api-proxy.js';
-import { listTags, readImageBaseline, removeOtherImages, retagged, takeImageBaseline } from './image-baseline.js';
+import { releaseHostImages, takeImageBaseline, verifyHostImages } from './image-baseline.js';
 
 /** Options of the guard; every default is the production one. */
 export interface EngineGuardOptions {
@@ -108,6 +108,11 @@ export class EngineGuard implements JobGuard<Policy> {
   private jobRoot: string | undefined;
   /** Each prepared job's engine start until its verify, by job key. */
   private readonly starts = new Map<string, EngineStart>();
+  /**
+   * What release found in each job's record, until that job's verify: the cleanup pipeline
+   * moves the job's directory (and the record in it) into the trash between the two.
+   */
+  private readonly released = new Map<string, { layout: EngineLayout; rec: EngineRecord }>();
   /** The host's network as the last verify saw it with no engine running, and when. */
   private lastNet: { at: number; net: HostNet } | undefined;
 
@@ -276,9 +281,11 @@ export class EngineGuard implements JobGuard<Policy> {
       await proxy.close();
       if (proxy.refused.length > 0) ctx.log.info({ refused: proxy.refused }, 'engine proxy refused requests');
     }
-    if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.releaseHostImages(policy);
+    if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host')
+      return releaseHostImages(policy.cleanup.containers.socket, this.opts.stateDir as string);
     const { layout, rec } = await recordedLayout(job);
     if (!rec) return { outcome: 'skipped', reason: 'no engine was started for this job' };
+    this.released.set(job.key, { layout, rec });
     const st = this.starts.get(job.key);
     if (st?.state === 'starting') {
       // Killed now, so its start fails: that is this release's doing, not the host's.
@@ -325,8 +332,12 @@ export class EngineGuard implements JobGuard<Policy> {
       if (deep) problems.push(deep);
       return problems.map((p) => ({ problem: `docker mode ${mode}: ${p.what}`, detail: { fix: p.fix } }));
     }
-    if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host') return this.verifyHostImages(policy);
-    const { layout, rec } = await recordedLayout(job);
+    if (this.keepsHostImages(policy) && (await this.mode(policy, job.user)) === 'host')
+      return verifyHostImages(policy.cleanup.containers.socket, this.opts.stateDir as string);
+    const kept = this.released.get(job.key);
+    this.released.delete(job.key);
+    const recorded = await recordedLayout(job);
+    const { layout, rec } = recorded.rec ? recorded : (kept ?? recorded);
     const st = this.starts.get(job.key);
     this.starts.delete(job.key);
     if (!rec) return [];
@@ -368,20 +379,6 @@ export class EngineGuard implements JobGuard<Policy> {
   /** Host mode keeping images: images are a shared cache whose tags must not move. */
   private keepsHostImages(policy: Policy): boolean {
     return policy.cleanup.containers.images === 'keep' && this.opts.stateDir !== undefined;
-  }
-
-  private async releaseHostImages(policy: Policy): Promise<GuardReleased> {
-    const baseline = await readImageBaseline(this.opts.stateDir as string);
-    if (!baseline) return { outcome: 'skipped', reason: 'no image baseline was taken at preflight' };
-    const removed = await removeOtherImages(policy.cleanup.containers.socket, baseline);
-    return { outcome: 'ok', removed: { 'images not in the baseline': { count: removed, bytes: 0 } } };
-  }
-
-  private async verifyHostImages(policy: Policy): Promise<GuardFinding[]> {
-    const baseline = await readImageBaseline(this.opts.stateDir as string);
-    if (!baseline) return [{ problem: 'no image baseline of the host engine: a retagged image could not be detected' }];
-    const { tags } = await listTags(policy.cleanup.containers.socket);
-    return retagged(baseline, tags).map((problem) => ({ problem }));
   }
 
   private track(p: Promise<void>): void {

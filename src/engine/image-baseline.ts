@@ -8,6 +8,7 @@
 import http from 'node:http';
 import path from 'node:path';
 import { readIfExists, writeFileAtomic } from '../lib/fs.js';
+import type { GuardFinding, GuardReleased } from '../lib/job-guard.js';
 
 /** One engine call's limit: listing or removing images takes milliseconds to seconds. */
 const API_TIMEOUT_MS = 30_000;
@@ -80,4 +81,20 @@ export async function removeOtherImages(socket: string, baseline: ImageTags): Pr
     n++;
   }
   return n;
+}
+
+/** A host-mode job's release: removes the images outside the baseline (skipped without one). */
+export async function releaseHostImages(socket: string, stateDir: string): Promise<GuardReleased> {
+  const baseline = await readImageBaseline(stateDir);
+  if (!baseline) return { outcome: 'skipped', reason: 'no image baseline was taken at preflight' };
+  const removed = await removeOtherImages(socket, baseline);
+  return { outcome: 'ok', removed: { 'images not in the baseline': { count: removed, bytes: 0 } } };
+}
+
+/** A host-mode job's verify: every baseline tag still names its image. */
+export async function verifyHostImages(socket: string, stateDir: string): Promise<GuardFinding[]> {
+  const baseline = await readImageBaseline(stateDir);
+  if (!baseline) return [{ problem: 'no image baseline of the host engine: a retagged image could not be detected' }];
+  const { tags } = await listTags(socket);
+  return retagged(baseline, tags).map((problem) => ({ problem }));
 }
