@@ -121,7 +121,8 @@ export class IntegrityGuard implements JobGuard<Policy> {
     const exceptions = new GlobSet(exceptionPatterns(p));
     const started = job ? this.started.get(job.key) : undefined;
     const subUids = [...ranges.uids, { start: (job?.user ?? this.o.user).uid, count: 1 }];
-    const { drift, unreadable, identity } = await checkHost(
+    const t0 = performance.now();
+    const { drift, unreadable, identity, entries } = await checkHost(
       {
         root: this.root,
         proc: this.proc,
@@ -145,6 +146,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
         ...(job ? { job: { jobUid: (uid: number) => inRanges(uid, subUids), startedAtMs: started ?? 0, sudo: sudoGranted(policy) } } : {}),
       },
     );
+    ctx.log.info({ durationMs: Math.round(performance.now() - t0), entries, drift: drift.length }, 'integrity checked');
     // The package set identifies the image only at preflight; after a job a changed package is drift.
     for (const d of identityDifferences(base.identity, identity, !job && !p.allowPackages)) {
       findings.push({ problem: `system baseline is from another image: ${d}`, detail: { kind: 'other-image', difference: d } });

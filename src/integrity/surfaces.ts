@@ -36,6 +36,9 @@ export const SURFACE_MEANING: Record<SurfaceName, string> = {
   listeners: 'listening sockets that were not there at baseline: a backdoor or a leftover service',
   processes: 'processes of users other than the runner user (root included) that were not there at baseline',
   'package-state': 'the set of installed packages and their versions',
+  boot: 'the kernels, initramfs images and boot loader configuration: code run as root at the next boot',
+  usr: 'the rest of /usr (shared libraries, /usr/share): a replaced library or data file every later job loads',
+  var: 'system state under /var beyond logs and caches: maintainer scripts, polkit grants, served data',
 };
 
 /**
@@ -96,6 +99,10 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
   // local file system costs seconds (docs/integrity.md weighs it); the mount table catches a
   // remount without nosuid.
   add('setuid', ['/tmp', '/var/tmp', '/dev/shm', '/home', '/var/mail', '/var/local'], true);
+  add('boot', ['/boot']);
+  // Last: paths the surfaces above also reach keep those surfaces (and their content comparison).
+  add('usr', ['/usr/lib', '/usr/share', '/usr/include', '/usr/src', '/usr/games', '/usr/lib32', '/usr/lib64', '/usr/libx32']);
+  add('var', ['/var']);
   return out;
 }
 
@@ -137,6 +144,61 @@ export const DEFAULT_EXCEPTIONS: readonly string[] = [
   'process:man:**',
   'listener:udp:*:68',
   'listener:udp6:*:546',
+  // GRUB rewrites its environment block at boot (recordfail) on Ubuntu.
+  '/boot/grub/grubenv',
+  // /var (surface var): logs, caches, spools of mail and print, crash dumps, backups the daily
+  // timers write, temp (its setuid files stay checked), and the state of daemons and timers that
+  // changes on an idle host: not where a later job's code comes from.
+  '/var/log/**',
+  '/var/cache/**',
+  '/var/tmp/**',
+  '/var/crash/**',
+  '/var/backups/**',
+  '/var/mail/**',
+  '/var/spool/postfix/**',
+  '/var/spool/rsyslog/**',
+  '/var/spool/anacron/**',
+  '/var/lib/apt/lists/**',
+  '/var/lib/apt/periodic/**',
+  '/var/lib/apt/extended_states',
+  '/var/lib/systemd/timers/**',
+  '/var/lib/systemd/random-seed',
+  '/var/lib/systemd/timesync/**',
+  '/var/lib/systemd/coredump/**',
+  '/var/lib/systemd/pstore/**',
+  '/var/lib/systemd/backlight/**',
+  '/var/lib/systemd/rfkill/**',
+  '/var/lib/systemd/catalog/**',
+  '/var/lib/sudo/**',
+  '/var/lib/dhcp/**',
+  '/var/lib/dhclient/**',
+  '/var/lib/NetworkManager/**',
+  '/var/lib/logrotate/**',
+  '/var/lib/man-db/**',
+  '/var/lib/chrony/**',
+  '/var/lib/ntp/**',
+  '/var/lib/rsyslog/**',
+  '/var/lib/private/**',
+  '/var/lib/docker/**',
+  '/var/lib/containerd/**',
+  '/var/lib/snapd/**',
+  '/var/lib/update-notifier/**',
+  '/var/lib/ubuntu-advantage/**',
+  '/var/lib/command-not-found/**',
+  '/var/lib/PackageKit/**',
+  '/var/lib/fwupd/**',
+  '/var/lib/apport/**',
+  '/var/lib/upower/**',
+  '/var/lib/udisks2/**',
+  '/var/lib/plymouth/**',
+  '/var/lib/cloud/instances/*/sem/**',
+  '/var/lib/waagent/**',
+  '/var/lib/amazon/**',
+  '/var/lib/google/**',
+  '/var/lib/unattended-upgrades/**',
+  '/var/lib/dpkg/lock*',
+  '/var/lib/dpkg/triggers/Lock',
+  '/var/lib/apt/lists/lock',
 ];
 
 /**

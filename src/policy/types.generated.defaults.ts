@@ -32,7 +32,8 @@ export const DEFAULT_POLICY: Policy = {
         "sysctl",
         "listeners",
         "processes",
-        "package-state"
+        "package-state",
+        "boot"
       ],
       "exceptions": [],
       "allowPackages": false,

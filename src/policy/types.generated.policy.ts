@@ -53,10 +53,11 @@ export interface Policy {
        */
       enabled: boolean;
       /**
-       * The surfaces compared (all by default); each is described in docs/integrity.md. Default:
-       * ["etc","usr-local","opt-srv","root-home","authorized-keys","cron","systemd","setuid","accounts","modules","mounts","netfilter","routes","sysctl","listeners","processes","package-state"].
+       * The surfaces compared (all but `usr` and `var` by default: their cost and churn are
+       * weighed in docs/integrity.md); each is described in docs/integrity.md. Default:
+       * ["etc","usr-local","opt-srv","root-home","authorized-keys","cron","systemd","setuid","accounts","modules","mounts","netfilter","routes","sysctl","listeners","processes","package-state","boot"].
        */
-      surfaces: ('etc' | 'usr-local' | 'opt-srv' | 'root-home' | 'authorized-keys' | 'cron' | 'systemd' | 'setuid' | 'accounts' | 'modules' | 'mounts' | 'netfilter' | 'routes' | 'sysctl' | 'listeners' | 'processes' | 'package-state')[];
+      surfaces: ('etc' | 'usr-local' | 'opt-srv' | 'root-home' | 'authorized-keys' | 'cron' | 'systemd' | 'setuid' | 'accounts' | 'modules' | 'mounts' | 'netfilter' | 'routes' | 'sysctl' | 'listeners' | 'processes' | 'package-state' | 'boot' | 'usr' | 'var')[];
       /**
        * Changes that are not drift, added to the built-in defaults (logs, caches, the agent's own
        * files): a path glob (`/var/cache/**`) or an object glob (`sysctl:net.ipv4.conf.*`,

@@ -55,6 +55,7 @@ const PROVISIONAL_DEFAULT: Policy = {
         'listeners',
         'processes',
         'package-state',
+        'boot',
       ],
       exceptions: [],
       allowPackages: false,
