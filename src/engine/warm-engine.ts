@@ -1,9 +1,10 @@
 /**
  * The next job's engine, started while the previous job's host is verified (JobGuard.prewarm),
  * so that a job's first `docker` call finds it answering (the listener does not wait for any
- * engine: its socket accepts from the spawn on, rootless-engine.ts). It is started only after the previous job's processes were killed and
- * proven gone, as the runner user with a fresh directory, so nothing of the previous job can
- * reach it; the next prepare takes it, and one nobody takes is stopped:
+ * engine: its socket accepts from the spawn on, rootless-engine.ts). It is started only after
+ * the previous job's processes were killed and proven gone, as the runner user with a fresh
+ * directory, so nothing of the previous job can reach it; the next prepare takes it, and one
+ * nobody takes is stopped:
  *
  * ```
  *  prewarm ─► <jobRoot>/.engine-warm-<hex>/   root, 0711
