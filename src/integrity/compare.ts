@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import type { DriftEntry, FileMeta, Snapshot, SurfaceName } from './types.js';
-import { ALWAYS_HASH } from './surfaces.js';
+import { ALWAYS_HASH, surfaceExceptions } from './surfaces.js';
 import { hashFile } from './walk.js';
 import { FileTable } from './file-table.js';
 import type { GlobSet } from './glob.js';
@@ -96,6 +96,7 @@ export class FileComparer {
   /** Regular files new or with another inode, size, mode or ctime: their file capability is read again. */
   readonly changedFiles: string[] = [];
   private readonly alwaysHash = new Set(ALWAYS_HASH);
+  private readonly bySurface = surfaceExceptions();
 
   constructor(
     private readonly base: FileTable,
@@ -113,7 +114,7 @@ export class FileComparer {
       this.seen[row] = 1;
     }
     // No exception covers a setuid or setgid file: it is a root shell wherever it is.
-    if (this.o.exceptions.matches(p) && !(cur.type === 'f' && (cur.mode & 0o6000) !== 0)) return;
+    if (this.excepted(p, row === undefined ? surface : this.base.surface(row)) && !(cur.type === 'f' && (cur.mode & 0o6000) !== 0)) return;
     if (row === undefined) {
       const had = this.added.get(p);
       if (!had || rank < had.rank)
@@ -141,6 +142,11 @@ export class FileComparer {
       });
   }
 
+  /** The policy's exceptions, and those of the entry's surface only (the var surface's churn). */
+  private excepted(p: string, surface: SurfaceName): boolean {
+    return this.o.exceptions.matches(p) || (this.bySurface[surface]?.matches(p) ?? false);
+  }
+
   /** Whether the walk reached this baseline path. */
   reached(p: string): boolean {
     const row = this.base.row(p);
@@ -153,7 +159,7 @@ export class FileComparer {
     for (let row = 0; row < this.base.size; row++) {
       if (this.seen[row]) continue;
       const p = this.base.path(row);
-      if (this.o.exceptions.matches(p)) continue;
+      if (this.excepted(p, this.base.surface(row))) continue;
       out.push({
         surface: this.base.surface(row),
         object: p,

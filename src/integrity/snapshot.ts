@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import type { BaselineSnapshot, DriftEntry, FileMeta, HostIdentity, Snapshot, SurfaceName } from './types.js';
-import { treeSurfaces, TRANSIENT_UNITS, type TreeSurface } from './surfaces.js';
+import { surfaceExceptions, treeSurfaces, TRANSIENT_UNITS, type TreeSurface } from './surfaces.js';
 import { walkTrees } from './walk.js';
 import { FileTable } from './file-table.js';
 import { compareObjects, FileComparer, sortDrift, type CompareOptions } from './compare.js';
@@ -107,6 +107,7 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
     on,
     users.map((u) => u.home).filter((h) => h.startsWith('/')),
   );
+  const bySurface = surfaceExceptions();
   // A path two trees reach belongs to the first tree of its surface list: rank by surface.
   const rank = trees.map((t) => trees.findIndex((u) => u.surface === t.surface));
   const walk = walkTrees(
@@ -115,7 +116,9 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
       root: o.root,
       excluded: o.excluded,
       ...(o.hashSmall ? { hashSurfaces: HASHED } : {}),
-      ...(o.exceptions ? { prune: (p: string) => coversSubtree(o.exceptions as GlobSet, p) } : {}),
+      prune: (p: string, surface: SurfaceName) =>
+        (o.exceptions !== undefined && coversSubtree(o.exceptions, p)) ||
+        (bySurface[surface] !== undefined && coversSubtree(bySurface[surface], p)),
     },
     (tree, p, m) => visit(trees[tree] as TreeSurface, rank[tree] as number, p, m),
   );

@@ -3,6 +3,7 @@
  * built-in exceptions for legitimate churn. docs/integrity.md explains each at length.
  */
 import type { SurfaceName } from './types.js';
+import { GlobSet } from './glob.js';
 
 /** One file-tree surface: walked under the check's root prefix. */
 export interface TreeSurface {
@@ -146,9 +147,15 @@ export const DEFAULT_EXCEPTIONS: readonly string[] = [
   'listener:udp6:*:546',
   // GRUB rewrites its environment block at boot (recordfail) on Ubuntu.
   '/boot/grub/grubenv',
-  // /var (surface var): logs, caches, spools of mail and print, crash dumps, backups the daily
-  // timers write, temp (its setuid files stay checked), and the state of daemons and timers that
-  // changes on an idle host: not where a later job's code comes from.
+];
+
+/**
+ * Churn of the `var` surface only (an exception of the surface, not of a path everywhere: a home
+ * under /var/cache still has its authorized_keys checked): logs, caches, spools of mail and print,
+ * crash dumps, backups the daily timers write, temp (its setuid files stay checked), and the state
+ * of daemons and timers that changes on an idle host. Not where a later job's code comes from.
+ */
+export const VAR_CHURN: readonly string[] = [
   '/var/log/**',
   '/var/cache/**',
   '/var/tmp/**',
@@ -200,6 +207,16 @@ export const DEFAULT_EXCEPTIONS: readonly string[] = [
   '/var/lib/dpkg/triggers/Lock',
   '/var/lib/apt/lists/lock',
 ];
+
+/** Exceptions that hold on one surface only (the walk and the comparison apply them there). */
+export const SURFACE_EXCEPTIONS: Partial<Record<SurfaceName, readonly string[]>> = { var: VAR_CHURN };
+
+let surfaceGlobs: Partial<Record<SurfaceName, GlobSet>> | undefined;
+/** SURFACE_EXCEPTIONS compiled (once, on first use). */
+export function surfaceExceptions(): Partial<Record<SurfaceName, GlobSet>> {
+  surfaceGlobs ??= Object.fromEntries(Object.entries(SURFACE_EXCEPTIONS).map(([k, v]) => [k, new GlobSet(v)]));
+  return surfaceGlobs;
+}
 
 /**
  * Processes inside these systemd units are never drift: the daily timers of an idle Debian host,

@@ -27,8 +27,8 @@ export interface WalkOptions {
   root: string;
   /** Host-view directories never entered (the runner root, the agent's state). */
   excluded: readonly string[];
-  /** Directories whose whole subtree is excepted: not entered (the comparison skips them anyway). */
-  prune?: (hostPath: string) => boolean;
+  /** Directories whose whole subtree is excepted on that surface: not entered (the comparison skips them anyway). */
+  prune?: (hostPath: string, surface: SurfaceName) => boolean;
   /** Surfaces whose small regular files get a content hash now (the baseline). */
   hashSurfaces?: ReadonlySet<SurfaceName>;
 }
@@ -109,7 +109,7 @@ export async function walkTrees(trees: readonly TreeSurface[], o: WalkOptions, v
     }
     // A setuid tree is never pruned by an exception: a setuid file is reachable wherever it is.
     const deep = t.maxDepth !== undefined && it.depth >= t.maxDepth;
-    if (!s.isDirectory() || s.dev !== it.dev || deep || (!t.setuidOnly && o.prune?.(it.p))) {
+    if (!s.isDirectory() || s.dev !== it.dev || deep || (!t.setuidOnly && o.prune?.(it.p, t.surface))) {
       if (!pendingLink) done();
       return;
     }
