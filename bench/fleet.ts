@@ -21,9 +21,10 @@
  * hour; (4) heap per simulated host.
  *
  * (5) a fleet-wide recycle: every host calls its recycle provider (the real aws-asg, gcp-mig and
- * azure-vmss code, with its full-jitter backoff on throttling) at the same instant against the
- * fake cloud API's default rate; the time until every host's call was accepted and the
- * throttling answers per host, beside the bound the rate allows.
+ * azure-vmss code, with its full-jitter backoff on throttling, or with the fleet section its
+ * slots sized from the API's documented rate, recycle/cloud-slots.ts) at the same instant against
+ * the fake cloud API's default rate; the time until every host's call was accepted and the
+ * throttling answers per host, beside the bound the rate allows and the slot window.
  *
  *   node --import tsx bench/fleet.ts [hosts=1000] [seed=1] [all|outage|recycle] [provider prefix] [--jitter|--hashed]
  *
@@ -53,6 +54,7 @@ import { azureVmssProvider } from '../src/recycle/azure-vmss.js';
 import { gcpMigProvider } from '../src/recycle/gcp-mig.js';
 import type { RecycleProvider } from '../src/recycle/port.js';
 import type { ThrottleDeps } from '../src/recycle/throttle.js';
+import { CLOUD_API_RATES, recycleWindowMs } from '../src/recycle/cloud-slots.js';
 import type { CloudRate } from '../src/sim/cloud-rate.js';
 import { DEFAULT_AWS_RATE, startFakeAws } from '../src/sim/aws/fake-aws.js';
 import { DEFAULT_AZURE_RATE, startFakeAzure } from '../src/sim/azure/fake-azure.js';
@@ -440,6 +442,8 @@ const SLOW_SIM = { timeoutSeconds: 120 };
 /** One cloud of the fleet-wide recycle: its fake with `hosts` instances and one provider per host. */
 interface RecycleCloud {
   name: string;
+  /** The provider, whose documented rate (CLOUD_API_RATES) sizes its slots. */
+  provider: keyof typeof CLOUD_API_RATES;
   rate: CloudRate;
   start(
     clock: Clock,
@@ -454,6 +458,7 @@ interface RecycleCloud {
 const RECYCLE_CLOUDS: RecycleCloud[] = [
   {
     name: 'aws-asg (Auto Scaling)',
+    provider: 'aws-asg',
     rate: DEFAULT_AWS_RATE,
     async start(clock, hosts) {
       const ids = Array.from({ length: hosts }, (_, i) => `i-0${i.toString(16).padStart(16, '0')}`);
@@ -479,6 +484,7 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
   },
   {
     name: 'gcp-mig (Compute Engine)',
+    provider: 'gcp-mig',
     rate: DEFAULT_GCP_RATE,
     async start(clock, hosts) {
       const names = Array.from({ length: hosts }, (_, i) => `runner-${i}`);
@@ -508,6 +514,7 @@ const RECYCLE_CLOUDS: RecycleCloud[] = [
   },
   {
     name: 'azure-vmss (Resource Manager)',
+    provider: 'azure-vmss',
     rate: DEFAULT_AZURE_RATE,
     async start(clock, hosts) {
       const ids = Array.from({ length: hosts }, (_, i) => String(i));
@@ -648,11 +655,15 @@ async function printFleetRecycle(): Promise<void> {
   console.log(`fleet-wide recycle: ${HOSTS} hosts at once, each through its real provider against the fake cloud API's default rate`);
   for (const cloud of RECYCLE_CLOUDS.filter((c) => c.name.startsWith(args[3] ?? ''))) {
     const t = performance.now();
+    const known = CLOUD_API_RATES[cloud.provider];
+    if (known.burst !== cloud.rate.burst || known.perSecond !== cloud.rate.perSecond)
+      console.log(`  NOTE: the provider sizes its slots for ${known.burst} at once, ${known.perSecond}/s; the fake enforces another rate`);
     const r = await fleetRecycle(cloud, SEED);
     const ratio = r.boundMs > 0 ? `ratio ${(r.doneMs / r.boundMs).toFixed(2)}` : 'the burst holds the fleet';
+    const slots = PACING === 'jitter' ? '' : `; slot window ${(recycleWindowMs(HOSTS, known) / 1000).toFixed(0)} s`;
     console.log(
       `  ${cloud.name.padEnd(30)} rate ${cloud.rate.burst} at once, ${cloud.rate.perSecond}/s: every call accepted after ${(r.doneMs / 1000).toFixed(0)} s ` +
-        `(bound ${(r.boundMs / 1000).toFixed(0)} s, ${ratio}); throttling answers per host mean ${r.meanThrottled.toFixed(2)}, max ${r.maxThrottled}` +
+        `(bound ${(r.boundMs / 1000).toFixed(0)} s, ${ratio}${slots}); throttling answers per host mean ${r.meanThrottled.toFixed(2)}, max ${r.maxThrottled}` +
         `${r.failed > 0 ? `; ${r.failed} hosts NOT recycled` : ''} [${((performance.now() - t) / 1000).toFixed(0)} s wall]`,
     );
   }
