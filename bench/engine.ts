@@ -182,7 +182,7 @@ async function main(): Promise<void> {
     const p: Policy = structuredClone(policy);
     p.cleanup.temp.paths = [tmp];
     p.cleanup.containers.socket = path.join(root, 'no-engine.sock');
-    const g = new EngineGuard({ cgroupParent: CGROUP_PARENT, runnerUser: { name, uid, gid }, jobRoot: slot.jobRoot });
+    const g = new EngineGuard({ cgroupParent: CGROUP_PARENT, runnerUser: { name, uid, gid }, jobRoot: slot.jobRoot, prewarm: true });
     let k = 0;
     const slotJob = async (): Promise<GuardJob> => {
       const dir = path.join(slot.jobRoot, `ready-${++k}`);

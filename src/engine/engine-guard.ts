@@ -8,8 +8,8 @@
  *            release: kill its pid namespace, cgroup and subordinate-id processes → move its
  *                     directory aside and delete it in the background
  *            verify:  nothing of it left (processes, cgroup, socket, directory, mounts, network)
- *            prewarm: the next job's engine starts while this host is verified (warm-engine.ts);
- *                     prepare takes it when it was started for the same user and mirror
+ *            prewarm: (option prewarm) the next job's engine starts while this host is verified
+ *                     (warm-engine.ts); prepare takes it when started for the same user and mirror
  *            prepare never waits for the engine's first answer: its socket (made by the agent,
  *            socket-activated) queues calls until dockerd serves; an engine that never answers
  *            is a verify finding
@@ -79,6 +79,12 @@ export interface EngineGuardOptions {
   runnerRoot?: string;
   /** The per-job directories' root (where a warm engine waits); default: the parent of the last job's directory. */
   jobRoot?: string;
+  /**
+   * Start the next job's engine at verification (prewarm); default false. With the socket
+   * activated the listener never waits for an engine, and on a host with few cores a warm
+   * engine's start competes with the verification it overlaps (docs/docker.md's figures).
+   */
+  prewarm?: boolean;
 }
 
 /**
@@ -209,7 +215,7 @@ export class EngineGuard implements JobGuard<Policy> {
   prewarm(policy: Policy, ctx: GuardContext): void {
     const user = this.opts.runnerUser;
     const jobRoot = this.opts.jobRoot ?? this.jobRoot;
-    if (!user || !jobRoot || this.warm.pending) return;
+    if (this.opts.prewarm !== true || !user || !jobRoot || this.warm.pending) return;
     const mirror = mirrorForEngine(policy.docker.mirror);
     this.warm.start(
       warmKey(user, mirror),
