@@ -127,7 +127,7 @@ export class FileComparer {
     // Unchanged metadata outside the content-compared configuration: nothing to look at.
     const s = this.base.surface(row);
     const content = this.alwaysHash.has(p) || CONTENT_SURFACES.has(s) || (s === 'root-home' && ROOT_CONFIG.test(p));
-    if (!content && this.base.sameStat(row, cur) && this.base.type(row) === cur.type && this.base.link(row) === cur.link) return;
+    if (!content && this.base.sameStat(row, cur)) return;
     const was = this.base.meta(row);
     const real = this.o.root === '/' ? p : path.join(this.o.root, p);
     const why = fileChange(was, cur, content ? real : undefined, real);

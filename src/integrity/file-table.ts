@@ -63,10 +63,6 @@ export class FileTable {
     }
   }
 
-  has(p: string): boolean {
-    return this.row(p) !== undefined;
-  }
-
   /** Records `p`; an entry already recorded is replaced (its row kept). Returns the row. */
   set(p: string, m: FileMeta, surface: SurfaceName): number {
     let r = this.row(p);
@@ -152,10 +148,12 @@ export class FileTable {
     return m;
   }
 
-  /** Whether `m` has the same inode, size, mode, owner and times as row `r` (no object made). */
-  sameStat(r: number, m: { ino: number; size: number; mode: number; uid: number; gid: number; mtimeMs: number; ctimeMs: number }): boolean {
+  /** Whether `m` has the same type, inode, size, mode, owner, times and link target as row `r` (no object made). */
+  sameStat(r: number, m: FileMeta): boolean {
     const b = r * 4;
     return (
+      TYPES[this.u8[r * 2] as number] === m.type &&
+      this.links.get(r) === m.link &&
       this.f64[b] === m.ino &&
       this.f64[b + 1] === m.size &&
       this.f64[b + 2] === m.mtimeMs &&
@@ -164,21 +162,6 @@ export class FileTable {
       this.u32[r * 4] === m.uid &&
       this.u32[r * 4 + 1] === m.gid
     );
-  }
-
-  /** The type letter of a row. */
-  type(r: number): FileMeta['type'] {
-    return TYPES[this.u8[r * 2] as number] as FileMeta['type'];
-  }
-
-  /** The symlink target of a row. */
-  link(r: number): string | undefined {
-    return this.links.get(r);
-  }
-
-  /** Whether the row carries a content hash. */
-  hashed(r: number): boolean {
-    return (this.hashAt[r] as number) >= 0;
   }
 
   /** Gives back the arrays' unused capacity (after a baseline was read or walked whole). */
