@@ -50,6 +50,12 @@ export { slotCgroupParent } from './process-containers.js';
 
 /** Listing a local engine's objects takes milliseconds; a hung daemon must not hold the next listener. */
 const ENGINE_INVENTORY_TIMEOUT_MS = 10_000;
+/**
+ * How long a stop waits for the background deletion of the trash before it aborts it: a small
+ * trash is gone by then; a large one (a job's 50,000 files or a deep tree) is root-only, reachable
+ * by no job, and deleted at the next start, so a stop or a recycle need not wait minutes for it.
+ */
+const TRASH_STOP_WAIT_MS = 5_000;
 
 /** Everything a started agent consists of; `run` awaits `agent.run` and then `close`. */
 export interface Runtime {
@@ -174,7 +180,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   // Background deletion of what the workdir step moved to the trash; chained so drains never overlap,
   // and awaited by close() (no floating promise).
   let trashTask: Promise<unknown> = trash
-    .drainAtBoot()
+    .drainAtBoot(bg.signal)
     .catch((err: unknown) => log.warn({ err: String(err) }, 'trash left from before could not be deleted'));
   const drainTrash = (): void => {
     trashTask = trashTask
@@ -284,10 +290,13 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     journal,
     ...(health ? { health } : {}),
     async close() {
-      await trashTask;
+      const waited = new AbortController();
+      await Promise.race([trashTask, clock.sleep(TRASH_STOP_WAIT_MS, waited.signal).catch(() => undefined)]);
+      waited.abort();
       // A warm engine no job took (the last job, a drain) must not outlive the agent.
       await engineGuard.drain();
       bg.abort();
+      await trashTask;
       await Promise.allSettled(tasks);
       await health?.close();
       adapter?.close();
