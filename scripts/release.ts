@@ -268,9 +268,10 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
     `Maintainer: ${DEB_MAINTAINER}`,
     `Installed-Size: ${sizeKiB}`,
     // The shipped node: glibc 2.28, libstdc++ (GLIBCXX_3.4.21), libgcc_s, libatomic (objdump -p).
-    // e2fsprogs: chattr (the cleanup clears immutable attributes); setpriv and flock are in
-    // util-linux, which is essential.
-    'Depends: libc6 (>= 2.28), libstdc++6 (>= 5.2), libgcc-s1, libatomic1, e2fsprogs',
+    // e2fsprogs: chattr (the cleanup clears immutable attributes); libcap2-bin: getcap (the
+    // integrity check reads file capabilities; without it they are reported unreadable); setpriv
+    // and flock are in util-linux, which is essential.
+    'Depends: libc6 (>= 2.28), libstdc++6 (>= 5.2), libgcc-s1, libatomic1, e2fsprogs, libcap2-bin',
     // systemd: the unit and systemd-notify; procps: the demo's process listing.
     'Recommends: systemd, procps',
     'Suggests: docker.io',

@@ -25,7 +25,7 @@ const MIRROR = 'http://deb.debian.org/debian';
 /** debootstrap and the release build are minutes on a loaded two-core machine. */
 const STEP_TIMEOUT_MS = 20 * 60_000;
 /** Packages the .deb depends on or recommends that a minbase root lacks. */
-const EXTRA_DEBS = ['libatomic1', 'procps', 'libproc2-0', 'libncursesw6'];
+const EXTRA_DEBS = ['libatomic1', 'procps', 'libproc2-0', 'libncursesw6', 'libcap2-bin', 'libcap2'];
 
 interface Run {
   code: number;
