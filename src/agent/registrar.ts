@@ -121,12 +121,11 @@ export async function registerRunner(
       return registered(core, { id: r.id, name, labels, ...(r.jit !== undefined ? { jit: r.jit } : {}) }, false);
     }
     // Given up on, or failed without the service saying no: it may still make the runner, later.
-    // A name refused as taken after a slow request is the same case: the client gave up on an
-    // attempt the service completed, retried, and the retry found that attempt's runner (seen in the
-    // soak: a ghost per stalled request that GitHub completed).
-    const slowRefusal =
-      outcome.kind === 'error' && nameTaken(outcome.err) && d.clock.now() - sentAt > d.timeouts.registrationRecheckAfterMs;
-    if (outcome.kind !== 'error' || fateUnknown(outcome.err) || slowRefusal) await ledger.watchLate(name);
+    // A name refused as taken by a retry is the same case: the client gave up on an attempt the
+    // service completed, retried, and the retry found that attempt's runner (seen in the soak: a
+    // ghost per stalled request that GitHub completed).
+    const refusedAfterRetry = outcome.kind === 'error' && nameTaken(outcome.err) && mayBeOwnRunner(outcome.err);
+    if (outcome.kind !== 'error' || fateUnknown(outcome.err) || refusedAfterRetry) await ledger.watchLate(name);
     if (outcome.kind === 'drained') return { kind: 'drained' };
     if (outcome.kind === 'deadline') return stuck(core, limitMs, failures);
     const err = outcome.err;
@@ -201,6 +200,18 @@ export function renderName(template: string, hostname: string, seq: number): str
     .replaceAll('{seq}', String(seq))
     .replaceAll('{random}', randomBytes(3).toString('hex'))
     .slice(0, 64);
+}
+
+/**
+ * Whether the runner that holds a refused name can be this host's own: only when the refused
+ * request had been sent before (the retry hook retried after an attempt whose fate it could not
+ * know). A refusal of a first attempt, however slow, means the name was taken before this host
+ * asked: another host's runner, which must never be adopted and deleted. config.sh looks the name
+ * up before it adds the runner, so its refusal is always of a name taken before that run; an
+ * earlier run of this host whose fate was unknown is already watched (fateUnknown).
+ */
+function mayBeOwnRunner(err: unknown): boolean {
+  return err instanceof GitHubApiError && err.attempts > 1;
 }
 
 /** True when the service refused the name as taken (REST 409, or config.sh's message). */

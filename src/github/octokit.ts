@@ -7,7 +7,7 @@ import { withDeadline } from './deadline-fetch.js';
 import { InstallationTokenCache } from './app-token.js';
 import { HostGate } from './host-gate.js';
 import type { FleetSlots } from '../lib/fleet-slots.js';
-import { cachedAppAuth, errorMessage, installRetryHook, type RequestObserver } from './request-hooks.js';
+import { attemptsOf, cachedAppAuth, errorMessage, installRetryHook, type RequestObserver } from './request-hooks.js';
 import { permissionHint, scopePath, type RunnerScope } from './scope.js';
 import type { DeleteOutcome, GitHubPort, JitRegistration, RunnerInfo, RunnerToken } from './port.js';
 
@@ -125,6 +125,7 @@ export function createOctokitPort(opts: OctokitPortOptions): GitHubPort & { octo
     else if (e.status === 404) hint = `not found: check github.org / github.repo / github.enterprise and that the token can see it`;
     throw new GitHubApiError(`GitHub API ${endpoint} failed${e.status ? ` with ${e.status}` : ''}: ${msg}`, e.status, endpoint, hint, {
       cause: err,
+      attempts: attemptsOf(err),
     });
   };
 

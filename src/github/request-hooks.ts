@@ -49,6 +49,14 @@ export interface RetryHookDeps {
  * next slot at or after what the server imposed (no jitter: the slot spreads the fleet), so a host
  * that is failing sends only in its own slots, whatever kind of failure it met.
  */
+/** How many times a failed request was sent, for the error the retry hook gave up with. */
+const sentTimes = new WeakMap<object, number>();
+
+/** The number of attempts behind an error thrown by the retry hook (1 when it is not one of its). */
+export function attemptsOf(err: unknown): number {
+  return typeof err === 'object' && err !== null ? (sentTimes.get(err) ?? 1) : 1;
+}
+
 export function installRetryHook(octokit: Octokit, d: RetryHookDeps): void {
   octokit.hook.wrap('request', async (request, options) => {
     const endpoint = `${options.method} ${options.url}`;
@@ -90,7 +98,10 @@ export function installRetryHook(octokit: Octokit, d: RetryHookDeps): void {
           rateLimitRemaining: numOrUndefined(headers['x-ratelimit-remaining']),
           ...(limit ? { limit } : {}),
         });
-        if (!decision.retry) throw err;
+        if (!decision.retry) {
+          if (typeof err === 'object' && err !== null) sentTimes.set(err, attempt);
+          throw err;
+        }
         const now = d.clock.now();
         const waitMs = d.slots ? d.slots.retryAt(now, imposedWaitMs(tried)) - now : decision.waitMs;
         d.log.warn({ endpoint, status: e.status, attempt, waitMs, kind: decision.kind }, 'github request will be retried');

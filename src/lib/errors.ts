@@ -39,10 +39,16 @@ export class GitHubApiError extends Error {
     readonly endpoint: string,
     /** What the caller should tell an operator, e.g. the permission the token lacks. */
     readonly hint?: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; attempts?: number },
   ) {
     super(message, options);
+    this.attempts = options?.attempts ?? 1;
   }
+  /**
+   * How many times the client sent the request. Above 1, an earlier attempt failed without an
+   * answer the client could trust (a deadline, a reset, a 5xx): the service may have done it.
+   */
+  readonly attempts: number;
   /** True for 401/403 that are not rate limits: retrying will not help. */
   get isAuth(): boolean {
     return this.status === 401 || this.status === 403;
