@@ -31,3 +31,19 @@ test('var churn is no drift on the var surface; the same paths on another surfac
   // Removed churn is no drift either.
   assert.deepEqual(compareSnapshots(snap([['/var/log/old.log', 'var']]), snap([]), { root: '/nonexistent', exceptions }), []);
 });
+
+test("at's job counter is no drift; a job queued beside it is", () => {
+  const exceptions = new GlobSet(exceptionPatterns({ exceptions: [], allowPackages: false }));
+  const before = snap([['/var/spool/cron/atjobs/.SEQ', 'cron']]);
+  const bumped: Snapshot = { ...before, files: { '/var/spool/cron/atjobs/.SEQ': { ...file, size: 11, mtimeMs: 2, ctimeMs: 2 } } };
+  assert.deepEqual(compareSnapshots(before, bumped, { root: '/nonexistent', exceptions }), []);
+  const queued = snap([
+    ['/var/spool/cron/atjobs/.SEQ', 'cron'],
+    ['/var/spool/cron/atjobs/a0001201b2c3d4', 'cron'],
+    ['/var/spool/at/.SEQ', 'cron'],
+  ]);
+  assert.deepEqual(
+    compareSnapshots(before, queued, { root: '/nonexistent', exceptions }).map((d) => `${d.surface}: ${d.object} ${d.change}`),
+    ['cron: /var/spool/cron/atjobs/a0001201b2c3d4 added'],
+  );
+});
