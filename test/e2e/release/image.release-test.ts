@@ -102,7 +102,14 @@ async function removeIfEmpty(dir: string): Promise<void> {
 }
 
 test('the container image builds offline on a base given by digest and holds the bundle only', { timeout: 90 * 60_000 }, async () => {
-  for (const tool of ['/usr/sbin/debootstrap', '/usr/sbin/dockerd', DOCKER, '/usr/bin/docker-registry', '/usr/bin/unshare', '/usr/bin/dpkg-deb']) {
+  for (const tool of [
+    '/usr/sbin/debootstrap',
+    '/usr/sbin/dockerd',
+    DOCKER,
+    '/usr/bin/docker-registry',
+    '/usr/bin/unshare',
+    '/usr/bin/dpkg-deb',
+  ]) {
     assert.ok(existsSync(tool), `${tool} is missing: apt-get install --no-install-recommends debootstrap docker.io docker-registry`);
   }
   const lab = await mkdtemp(path.join(os.tmpdir(), 'rw-image-'));
@@ -296,14 +303,25 @@ test('the container image builds offline on a base given by digest and holds the
     assert.equal(validate.code, 0, `validate in the image:\n${validate.stdout}${validate.stderr}`);
     assert.match(validate.stdout, /config\.yaml: ok \(host config\)/);
     assert.match(validate.stdout, /default\.yaml: ok \(policy\)/);
-    const bad = await docker('run', '--rm', '--network', 'none', 'rwtest/runner-warden:test', 'run', '--config', '/etc/runner-warden/absent.yaml');
+    const bad = await docker(
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      'rwtest/runner-warden:test',
+      'run',
+      '--config',
+      '/etc/runner-warden/absent.yaml',
+    );
     assert.equal(bad.code, 78, `run with a missing config: exit ${bad.code}\n${bad.stderr}`);
 
     const inspect = await docker('image', 'inspect', '--format', '{{json .Config.Labels}}', 'rwtest/runner-warden:test');
     assert.equal(inspect.code, 0, inspect.stderr);
     const labels = JSON.parse(inspect.stdout) as Record<string, string>;
     assert.deepEqual(
-      Object.fromEntries(Object.entries(labels).filter(([k]) => k.startsWith('org.opencontainers.image.') && k !== 'org.opencontainers.image.description')),
+      Object.fromEntries(
+        Object.entries(labels).filter(([k]) => k.startsWith('org.opencontainers.image.') && k !== 'org.opencontainers.image.description'),
+      ),
       {
         'org.opencontainers.image.title': 'runner-warden',
         'org.opencontainers.image.licenses': 'MIT',
@@ -319,12 +337,18 @@ test('the container image builds offline on a base given by digest and holds the
     // The image's files, from `docker export` of a container never started.
     const created = await docker('create', 'rwtest/runner-warden:test');
     assert.equal(created.code, 0, created.stderr);
-    const listing = await sh('bash', ['-o', 'pipefail', '-c', '"$1" export "$2" | tar -t', 'export', DOCKER, created.stdout.trim()], { env });
+    const listing = await sh('bash', ['-o', 'pipefail', '-c', '"$1" export "$2" | tar -t', 'export', DOCKER, created.stdout.trim()], {
+      env,
+    });
     assert.equal(listing.code, 0, listing.stderr);
     await docker('rm', created.stdout.trim());
     const files = listing.stdout.split('\n').filter(Boolean);
     const installed = files.filter((f) => f.startsWith('opt/runner-warden/'));
-    for (const want of ['opt/runner-warden/bin/runner-warden.js', 'opt/runner-warden/dist/runner-warden.mjs', 'opt/runner-warden/dist/container-hooks.js']) {
+    for (const want of [
+      'opt/runner-warden/bin/runner-warden.js',
+      'opt/runner-warden/dist/runner-warden.mjs',
+      'opt/runner-warden/dist/container-hooks.js',
+    ]) {
       assert.ok(installed.includes(want), `${want} is not in the image`);
     }
     assert.deepEqual(
