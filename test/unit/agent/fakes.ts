@@ -302,11 +302,18 @@ export async function makeUnitWorld(o: UnitWorldOptions = {}): Promise<UnitWorld
 }
 
 /**
+ * How long settleUntil lets real I/O run before it gives up: the state files are written for real,
+ * and on two cores loaded by other test files a few dozen fsyncs took over 15 s (a unit test of
+ * three jobs timed out so). Only a broken test waits this long.
+ */
+const SETTLE_GIVE_UP_MS = 60_000;
+
+/**
  * Lets the event loop turn (I/O of the state files, microtasks) until `pred` holds; fails after
- * `turns` turns or 15 s, whichever comes first. Nothing here waits on a timer.
+ * `turns` turns or SETTLE_GIVE_UP_MS, whichever comes first. Nothing here waits on a timer.
  */
 export async function settleUntil(pred: () => boolean, what: string, turns = Infinity): Promise<void> {
-  const giveUpAt = Date.now() + 15_000;
+  const giveUpAt = Date.now() + SETTLE_GIVE_UP_MS;
   for (let i = 0; i < turns && Date.now() < giveUpAt; i++) {
     if (pred()) return;
     await new Promise((r) => setImmediate(r));
