@@ -20,7 +20,7 @@ import { systemClock } from '../../src/lib/clock.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { takeBaseline } from '../../src/cleanup/baseline.js';
 import type { UserInfo } from '../../src/lib/users.js';
-import { createThrowawayUser, type ThrowawayUser } from '../../src/sim/lab.js';
+import { createThrowawayUser, removeRoot, type ThrowawayUser } from '../../src/sim/lab.js';
 
 /** Agent timers short enough for a bench (listeners are real processes and run in real time). */
 export const BENCH_TIMEOUTS = {
@@ -201,7 +201,7 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
     await fake.close().catch(() => {});
     owner.remove();
     if (mounted) execFileSync('umount', ['-l', hostFs], { stdio: 'ignore' });
-    await rm(root, { recursive: true, force: true, maxRetries: 3 });
+    await removeRoot(root);
     await removeSlotCgroups(stateDir);
   };
   try {

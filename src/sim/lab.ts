@@ -43,6 +43,19 @@ export async function createThrowawayUser(root: string): Promise<ThrowawayUser> 
   };
 }
 
+/**
+ * Removes a throwaway root. Node's recursive rm builds whole paths and fails with ENAMETOOLONG on a
+ * tree deeper than PATH_MAX (a hostile job's 20,000 levels, left in the trash when the agent
+ * stopped); coreutils rm walks such a tree relative to open directories.
+ */
+export async function removeRoot(root: string): Promise<void> {
+  try {
+    await rm(root, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    execFileSync('rm', ['-rf', '--one-file-system', '--', root], { stdio: 'ignore' });
+  }
+}
+
 /** A temporary root and an unprivileged runner user. */
 export interface Lab {
   root: string;
@@ -70,7 +83,7 @@ export async function createLab(prefix = 'rw-test-'): Promise<Lab> {
     user: owner.user,
     async dispose() {
       owner.remove();
-      await rm(root, { recursive: true, force: true, maxRetries: 3 });
+      await removeRoot(root);
     },
   };
 }

@@ -4,21 +4,17 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createWorld, jobRecords, until } from './agent-world.js';
 import { waitForChild } from '../../../src/lib/process.js';
 import { processesOfUid } from '../../../src/cleanup/proc.js';
-import { agentLockDir } from '../../helpers/agent-process.js';
-
-const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../src/cli/main.ts');
+import { agentLockDir, cliCommand } from '../../helpers/agent-process.js';
 
 function startAgent(configFile: string): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN, 'run', '--config', configFile], {
+  return spawn(process.execPath, [...cliCommand(), 'run', '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       RUNNER_WARDEN_LOG_LEVEL: 'info',
-      TSX_DISABLE_CACHE: '1',
       // The runner-user locks inside the test's root (a SIGKILLed agent leaves its file), never the host's /run.
       RUNNER_WARDEN_LOCK_DIR: agentLockDir(configFile),
     },

@@ -9,6 +9,7 @@ import { promises as fsp, type Stats } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import http from 'node:http';
 import type { TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { createWorld, jobRecords, testPolicy, type World, type WorldOptions } from '../../helpers/world.js';
@@ -542,14 +543,23 @@ export async function assertNotReused(r: AttackResult): Promise<void> {
   await assertCanary(r);
 }
 
-/** GET a health path; resolves with status and latency, or an error string (no throw). */
-export async function healthGet(c: AttackCtx, p: string, timeoutMs: number): Promise<{ status?: number; ms: number; error?: string }> {
+/**
+ * GET a health path on a connection of its own; resolves with status and latency, or an error
+ * string (no throw). A fresh connection per poll: a pooled keep-alive socket that the server's idle
+ * deadline closes just as the next poll reuses it fails on the client's side, which says nothing
+ * of whether the endpoint answers.
+ */
+export function healthGet(c: AttackCtx, p: string, timeoutMs: number): Promise<{ status?: number; ms: number; error?: string }> {
   const started = performance.now();
-  try {
-    const res = await fetch(`http://${c.health.host}:${c.health.port}${p}`, { signal: AbortSignal.timeout(timeoutMs) });
-    await res.text();
-    return { status: res.status, ms: performance.now() - started };
-  } catch (err) {
-    return { ms: performance.now() - started, error: String(err) };
-  }
+  return new Promise((resolve) => {
+    const req = http.get({ host: c.health.host, port: c.health.port, path: p, agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () =>
+        resolve({ ...(res.statusCode !== undefined ? { status: res.statusCode } : {}), ms: performance.now() - started }),
+      );
+      res.on('error', (err) => resolve({ ms: performance.now() - started, error: String(err) }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', (err) => resolve({ ms: performance.now() - started, error: String(err) }));
+  });
 }

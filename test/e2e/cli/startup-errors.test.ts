@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { createWorld, type World } from '../../helpers/world.js';
-import { agentLockDir, MAIN } from '../../helpers/agent-process.js';
+import { agentLockDir, cliCommand, MAIN } from '../../helpers/agent-process.js';
 import { main } from '../../../src/cli/main.js';
 
 /** The installed command's launcher (runs the bundle when built, else the sources through tsx). */
@@ -26,8 +26,8 @@ function lockEnv(args: string[]): Record<string, string> {
 /** Runs the CLI; kills it (and fails) if it is still alive after `timeoutMs`. */
 function runCli(args: string[], timeoutMs = 60_000, entry = MAIN): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(entry === MAIN ? ['--import', 'tsx'] : []), entry, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TSX_DISABLE_CACHE: '1', RUNNER_WARDEN_LOG_LEVEL: 'warn', ...lockEnv(args) },
+    const child = spawn(process.execPath, [...(entry === MAIN ? cliCommand() : [entry]), ...args], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RUNNER_WARDEN_LOG_LEVEL: 'warn', ...lockEnv(args) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
