@@ -295,7 +295,8 @@ export async function makeUnitWorld(o: UnitWorldOptions = {}): Promise<UnitWorld
       });
     },
     async dispose() {
-      await rm(root, { recursive: true, force: true });
+      // A write the agent started before the test ended may land while the tree goes (ENOTEMPTY).
+      await rm(root, { recursive: true, force: true, maxRetries: 3 });
     },
   };
   return w;

@@ -164,6 +164,9 @@ test('a quarantine decided while the state disk is full reaches the disk once th
   const running = agent.run(shutdown.signal);
   await settleUntil(() => agent.snapshot().state === 'quarantined', 'the agent to quarantine the host');
   for (const f of ['quarantine.json', 'state.json']) await rm(path.join(stateDir, f), { recursive: true, force: true });
+  // On a loaded machine the hold may not wait for its release poll yet: an advance before that
+  // sleep starts wakes nothing. Advance once it waits.
+  await settleUntil(() => w.clock.sleeps.includes(RELEASE_POLL_MS), 'the quarantined agent to wait for a release');
   w.clock.advance(RELEASE_POLL_MS);
   await settleUntil(() => existsSync(path.join(stateDir, 'quarantine.json')), 'the held quarantine to be written once there is room');
   shutdown.abort();
