@@ -121,8 +121,10 @@ test('config.sh environment drops ACTIONS_RUNNER_INPUT_* from runner.env and kee
 
 test('a runner registers through config.sh as the runner user with the token only in its environment, and config.sh remove unregisters it', async () => {
   const token = await restToken('registration-token');
-  // Latency keeps config.sh alive long enough for the scan below to see its processes.
-  fake.latencyMs = 150;
+  // Latency keeps config.sh alive long enough for the scan below to see its processes: one pass
+  // over /proc took longer than a config.sh run at 150 ms a call with three test files and two
+  // soaks beside it.
+  fake.latencyMs = 1_000;
   const seen = { configSh: 0, leaks: [] as string[] };
   const scanning = new AbortController();
   const scan = (async () => {
