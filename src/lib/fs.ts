@@ -30,7 +30,15 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
 export async function appendLineDurable(file: string, line: string, mode = 0o600): Promise<void> {
   const fh = await fsp.open(file, fsc.O_CREAT | fsc.O_APPEND | fsc.O_WRONLY | fsc.O_NOFOLLOW, mode);
   try {
-    await fh.write(line.endsWith('\n') ? line : `${line}\n`);
+    // write() may take only part of the line (a filesystem filling up) and still resolve: go on
+    // until all of it is written, so a short write ends in the error of the next try (ENOSPC)
+    // instead of a torn line the caller believes durable.
+    const buf = Buffer.from(line.endsWith('\n') ? line : `${line}\n`);
+    for (let off = 0; off < buf.length;) {
+      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+      if (bytesWritten <= 0) throw Object.assign(new Error(`no progress writing ${file}`), { code: 'EIO' });
+      off += bytesWritten;
+    }
     await fh.sync();
   } finally {
     await fh.close();
