@@ -80,22 +80,28 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
+/** The system baseline of `root` with the default policy, as the agent takes it (the bench's own pid skipped). */
+async function defaultBaseline(root: string, stateDir: string) {
+  const policy = structuredClone(DEFAULT_POLICY);
+  const user = { name: 'nobody', uid: 65534 };
+  const excluded = [...AGENT_DIRS, stateDir];
+  const b = await takeSystemBaseline({
+    root,
+    stateDir,
+    surfaces: policy.host.integrity.surfaces,
+    exceptions: exceptionPatterns(policy.host.integrity),
+    excluded,
+    user,
+    skipPids: [process.pid],
+  });
+  return { b, user, excluded, policy };
+}
+
 /** The check of `root`, its walk alone and find, alternated RUNS times; one labelled block of output. */
 async function measure(label: string, root: string, about: string[]): Promise<{ check: number; find: number }> {
   const stateDir = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-integrity-'));
   try {
-    const policy = structuredClone(DEFAULT_POLICY);
-    const user = { name: 'nobody', uid: 65534 };
-    const excluded = [...AGENT_DIRS, stateDir];
-    const b = await takeSystemBaseline({
-      root,
-      stateDir,
-      surfaces: policy.host.integrity.surfaces,
-      exceptions: exceptionPatterns(policy.host.integrity),
-      excluded,
-      user,
-      skipPids: [process.pid],
-    });
+    const { b, user, excluded, policy } = await defaultBaseline(root, stateDir);
     const guard = new IntegrityGuard({ root, stateDir, excluded, user, skipPids: [process.pid] });
     const ctx = { log: silentLogger(), signal: AbortSignal.timeout(600_000) };
     // The same trees the check walks, for find and for the walk alone.
@@ -311,18 +317,7 @@ async function memoryChild(root: string, stateDir: string): Promise<void> {
   };
   const timer = setInterval(sample, 20);
   const idle = sample();
-  const policy = structuredClone(DEFAULT_POLICY);
-  const user = { name: 'nobody', uid: 65534 };
-  const excluded = [...AGENT_DIRS, stateDir];
-  const b = await takeSystemBaseline({
-    root,
-    stateDir,
-    surfaces: policy.host.integrity.surfaces,
-    exceptions: exceptionPatterns(policy.host.integrity),
-    excluded,
-    user,
-    skipPids: [process.pid],
-  });
+  const { b, user, excluded, policy } = await defaultBaseline(root, stateDir);
   const afterBaseline = sample();
   const peakBaseline = peak;
   const guard = new IntegrityGuard({ root, stateDir, excluded, user, skipPids: [process.pid] });

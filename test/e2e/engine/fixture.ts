@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import type { Lab } from '../../helpers/lab.js';
+import { DEFAULT_ENGINE_HOST_PATHS, type EngineHostPaths } from '../../../src/engine/host-checks.js';
 import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
 import type { GuardContext, GuardJob } from '../../../src/lib/job-guard.js';
 import { silentLogger } from '../../../src/lib/log.js';
@@ -159,4 +160,25 @@ export async function bundledHooks(root: string): Promise<string> {
   });
   await fsp.chmod(path.join(pkg, 'dist'), 0o755);
   return script;
+}
+
+/**
+ * A host fit for isolated mode, inside the lab: the runner user's subordinate ids and groups in
+ * `<lab>/etc`, a 0666 tun device node, no host engine socket. Tests break one piece at a time.
+ */
+export async function fitHostPaths(lab: Lab): Promise<EngineHostPaths> {
+  const etc = path.join(lab.root, 'etc');
+  await fsp.mkdir(etc);
+  await fsp.writeFile(path.join(etc, 'subuid'), `${lab.user.name}:300000:65536\n`);
+  await fsp.writeFile(path.join(etc, 'subgid'), `${lab.user.name}:300000:65536\n`);
+  await fsp.writeFile(path.join(etc, 'group'), `${lab.user.name}:x:${lab.user.gid}:\n`);
+  await run('mknod', ['-m', '666', path.join(lab.root, 'tun'), 'c', '10', '200']);
+  return {
+    ...DEFAULT_ENGINE_HOST_PATHS,
+    subuid: path.join(etc, 'subuid'),
+    subgid: path.join(etc, 'subgid'),
+    group: path.join(etc, 'group'),
+    tun: path.join(lab.root, 'tun'),
+    hostSockets: [],
+  };
 }

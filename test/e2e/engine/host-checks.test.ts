@@ -13,13 +13,13 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { createLab, type Lab } from '../../helpers/lab.js';
-import { DEFAULT_ENGINE_HOST_PATHS, type EngineHostPaths } from '../../../src/engine/host-checks.js';
+import type { EngineHostPaths } from '../../../src/engine/host-checks.js';
 import { EngineGuard } from '../../../src/engine/engine-guard.js';
 import { GuardUnfitError } from '../../../src/lib/job-guard.js';
 import { mirrorProblems } from '../../../src/engine/mirror-checks.js';
 import { createLogger } from '../../../src/lib/log.js';
 import { freePort } from '../../../bench/registry-upstream.js';
-import { dockerPolicy, guardCtx, makeJob } from './fixture.js';
+import { dockerPolicy, fitHostPaths, guardCtx, makeJob } from './fixture.js';
 
 let lab: Lab;
 let good: EngineHostPaths;
@@ -27,20 +27,7 @@ const servers: net.Server[] = [];
 
 before(async () => {
   lab = await createLab('rw-hostcheck-');
-  const etc = path.join(lab.root, 'etc');
-  await fsp.mkdir(etc);
-  await fsp.writeFile(path.join(etc, 'subuid'), `${lab.user.name}:300000:65536\n`);
-  await fsp.writeFile(path.join(etc, 'subgid'), `${lab.user.name}:300000:65536\n`);
-  await fsp.writeFile(path.join(etc, 'group'), `${lab.user.name}:x:${lab.user.gid}:\n`);
-  execFileSync('mknod', ['-m', '666', path.join(lab.root, 'tun'), 'c', '10', '200']);
-  good = {
-    ...DEFAULT_ENGINE_HOST_PATHS,
-    subuid: path.join(etc, 'subuid'),
-    subgid: path.join(etc, 'subgid'),
-    group: path.join(etc, 'group'),
-    tun: path.join(lab.root, 'tun'),
-    hostSockets: [],
-  };
+  good = await fitHostPaths(lab);
 });
 
 after(async () => {

@@ -11,22 +11,17 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { createLab, type Lab } from '../../helpers/lab.js';
 import { captureIo } from '../../helpers/io.js';
-import { DEFAULT_ENGINE_HOST_PATHS, readSubids, type EngineHostPaths } from '../../../src/engine/host-checks.js';
+import { readSubids, type EngineHostPaths } from '../../../src/engine/host-checks.js';
 import { engineFitness } from '../../../src/cli/engine-fitness.js';
 import { validateCommand } from '../../../src/cli/validate.js';
 import { loadHostConfig } from '../../../src/policy/load.js';
+import { fitHostPaths } from './fixture.js';
 
 let lab: Lab;
 let good: EngineHostPaths;
 
 before(async () => {
   lab = await createLab('rw-validate-engine-');
-  const etc = path.join(lab.root, 'etc');
-  await fsp.mkdir(etc);
-  await fsp.writeFile(path.join(etc, 'subuid'), `${lab.user.name}:300000:65536\n`);
-  await fsp.writeFile(path.join(etc, 'subgid'), `${lab.user.name}:300000:65536\n`);
-  await fsp.writeFile(path.join(etc, 'group'), `${lab.user.name}:x:${lab.user.gid}:\n`);
-  execFileSync('mknod', ['-m', '666', path.join(lab.root, 'tun'), 'c', '10', '200']);
   const sys = path.join(lab.root, 'sys');
   await fsp.mkdir(sys);
   for (const [f, v] of [
@@ -36,12 +31,7 @@ before(async () => {
   ] as const)
     await fsp.writeFile(path.join(sys, f), `${v}\n`);
   good = {
-    ...DEFAULT_ENGINE_HOST_PATHS,
-    subuid: path.join(etc, 'subuid'),
-    subgid: path.join(etc, 'subgid'),
-    group: path.join(etc, 'group'),
-    tun: path.join(lab.root, 'tun'),
-    hostSockets: [],
+    ...(await fitHostPaths(lab)),
     userns: {
       maxUserNamespaces: path.join(sys, 'max'),
       unprivilegedClone: path.join(sys, 'clone'),
