@@ -3,7 +3,7 @@
  * never `cwd`, `root`, `exe` or `fd/*`, which are links into the job's files, and nothing outside
  * the proc root. A process that exits while it is read is simply absent from the result.
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 
 /** One process as /proc shows it. */
@@ -65,17 +65,78 @@ export function parseProc(pid: number, stat: string, status: string): ProcInfo |
   return { pid, ppid, uids, comm, state, startTime };
 }
 
-/** Every readable process, optionally filtered. */
-export async function listProcesses(filter: (p: ProcInfo) => boolean = () => true, procRoot = PROC_ROOT): Promise<ProcInfo[]> {
+/**
+ * Processes read per turn of the event loop. A sync read of a /proc file takes microseconds
+ * (the kernel formats it from memory); the thread pool's open/fstat/read/close round trips made
+ * one scan of 100 processes take 30-140 ms on a loaded host, against 2-3 ms read in place. 256
+ * keeps each turn to a few ms on a host with thousands of processes.
+ */
+const SYNC_BATCH = 256;
+
+/** Largest /proc status or stat text read (both are about 1.5 KiB; a longer one is read in full). */
+const PROC_TEXT_BYTES = 8_192;
+
+/** One /proc text read in place; undefined when the process is gone. */
+function readProcText(file: string, buf: Buffer): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    let len = 0;
+    for (;;) {
+      if (len === buf.length) buf = Buffer.concat([buf, Buffer.alloc(buf.length)]);
+      const n = readSync(fd, buf, len, buf.length - len, null);
+      if (n === 0) break;
+      len += n;
+    }
+    return buf.toString('latin1', 0, len);
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The four uids of a status text (the Uid: line), or undefined. */
+function statusUids(status: string): [number, number, number, number] | undefined {
+  const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+  return m ? (m.slice(1, 5).map(Number) as [number, number, number, number]) : undefined;
+}
+
+/**
+ * Every readable process whose uids pass `uidFilter`, then `filter`. One pass: each process's
+ * status is read (its uids); stat (name, state, start time) only for those whose uids pass, so a
+ * scan for one user reads one file per process of the host.
+ */
+export async function scanProcesses(
+  uidFilter: (uids: [number, number, number, number]) => boolean,
+  filter: (p: ProcInfo) => boolean = () => true,
+  procRoot = PROC_ROOT,
+): Promise<ProcInfo[]> {
   const pids = await listPids(procRoot);
   const out: ProcInfo[] = [];
-  // Batches keep the thread pool busy without opening thousands of files at once.
-  const BATCH = 64;
-  for (let i = 0; i < pids.length; i += BATCH) {
-    const infos = await Promise.all(pids.slice(i, i + BATCH).map((p) => readProc(p, procRoot)));
-    for (const info of infos) if (info && filter(info)) out.push(info);
+  const buf = Buffer.alloc(PROC_TEXT_BYTES);
+  for (let i = 0; i < pids.length; i += SYNC_BATCH) {
+    if (i > 0) await new Promise<void>((r) => setImmediate(r));
+    for (const pid of pids.slice(i, i + SYNC_BATCH)) {
+      const dir = path.join(procRoot, String(pid));
+      const status = readProcText(path.join(dir, 'status'), buf);
+      const uids = status === undefined ? undefined : statusUids(status);
+      if (!status || !uids || !uidFilter(uids)) continue;
+      const stat = readProcText(path.join(dir, 'stat'), buf);
+      const info = stat === undefined ? undefined : parseProc(pid, stat, status);
+      if (info && filter(info)) out.push(info);
+    }
   }
   return out;
+}
+
+/** Every readable process, optionally filtered. */
+export function listProcesses(filter: (p: ProcInfo) => boolean = () => true, procRoot = PROC_ROOT): Promise<ProcInfo[]> {
+  return scanProcesses(() => true, filter, procRoot);
 }
 
 /**
@@ -93,5 +154,9 @@ export function isZombie(p: ProcInfo): boolean {
 
 /** Live (non-zombie) processes of `uid`. */
 export function processesOfUid(uid: number, procRoot = PROC_ROOT): Promise<ProcInfo[]> {
-  return listProcesses((p) => ownedBy(p, uid) && !isZombie(p), procRoot);
+  return scanProcesses(
+    (uids) => uids.includes(uid),
+    (p) => !isZombie(p),
+    procRoot,
+  );
 }

@@ -45,12 +45,11 @@ import {
   type RunnerUser,
 } from './host-checks.js';
 import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNet, type HostNetSources } from './host-net.js';
-import { processesInRanges } from './id-processes.js';
 import { resolveDockerMode, type DockerMode } from './mode.js';
 import { engineLayout, engineLayoutAt, EngineStartError, socketPathProblem, type EngineLayout } from './rootless-engine.js';
 import { launchEngine, type Launched } from './launch.js';
 import { WarmEngine, WARM_DIR_PREFIX } from './warm-engine.js';
-import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, type EngineRecord } from './teardown.js';
+import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, subidProcesses, type EngineRecord } from './teardown.js';
 import { mirrorForEngine } from './mirror-address.js';
 import { DEFAULT_MIRROR_STORAGE, mirrorProblems } from './mirror-checks.js';
 import { startApiProxy, type ApiProxy } from './api-proxy.js';
@@ -356,7 +355,7 @@ export class EngineGuard implements JobGuard<Policy> {
       const n = procs.split('\n').filter(Boolean).length;
       if (n > 0) findings.push({ problem: `engine cgroup ${rec.cgroup} still holds ${n} process(es)` });
     }
-    const strays = await processesInRanges(rec.subuids);
+    const strays = await subidProcesses(rec.subuids);
     if (strays.length > 0)
       findings.push({ problem: `${strays.length} process(es) run under the runner user's subordinate ids`, detail: { pids: strays } });
     for (const p of [layout.dir, layout.socket]) {

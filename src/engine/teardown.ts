@@ -9,7 +9,8 @@ import { runCommand, signalGroup } from '../lib/process.js';
 import { isInside } from '../lib/fs.js';
 import type { HostNet } from './host-net.js';
 import type { SubidRange } from './host-checks.js';
-import { killPids, processesInRanges } from './id-processes.js';
+import { killPids } from './id-processes.js';
+import { scanProcesses } from '../cleanup/proc.js';
 import type { EngineLayout } from './rootless-engine.js';
 
 /**
@@ -44,6 +45,18 @@ export async function readRecord(file: string): Promise<EngineRecord | undefined
   }
 }
 
+/**
+ * Pids with any of their four uids in one of `ranges`: only a user namespace of the runner user
+ * (its engine's containers) can run as them. One scan that reads each process's status in place
+ * (cleanup/proc.ts): the thread pool's reads made this scan most of release's time.
+ */
+export async function subidProcesses(ranges: SubidRange[], procRoot?: string): Promise<number[]> {
+  if (ranges.length === 0) return [];
+  const inRange = (id: number): boolean => ranges.some((r) => id >= r.start && id < r.start + r.count);
+  const found = await scanProcesses((uids) => uids.some(inRange), undefined, procRoot);
+  return found.map((p) => p.pid);
+}
+
 /** Kills the engine's process tree: its group, its cgroup, then anything under its subordinate ids. */
 export async function killEngine(rec: EngineRecord): Promise<{ killed: number; left: number[] }> {
   let killed = 0;
@@ -54,11 +67,11 @@ export async function killEngine(rec: EngineRecord): Promise<{ killed: number; l
     await c.remove().catch(() => undefined);
   }
   const deadline = Date.now() + KILL_WAIT_MS;
-  let left = await processesInRanges(rec.subuids);
+  let left = await subidProcesses(rec.subuids);
   while (left.length > 0 && Date.now() < deadline) {
     killed += killPids(left);
     await new Promise((r) => setTimeout(r, KILL_POLL_MS));
-    left = await processesInRanges(rec.subuids);
+    left = await subidProcesses(rec.subuids);
   }
   return { killed, left };
 }

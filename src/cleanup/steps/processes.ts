@@ -18,7 +18,7 @@ import { spawn } from 'node:child_process';
 import type { CleanupContext, CleanupStep, StepReport } from '../types.js';
 import { openProcessContainer } from '../../lib/cgroup.js';
 import { describeError } from '../../lib/errors.js';
-import { processesOfUid, ownedBy, listProcesses, type ProcInfo } from '../proc.js';
+import { processesOfUid, ownedBy, readProc, type ProcInfo } from '../proc.js';
 
 /**
  * Kill rounds before giving up: each round stops and kills everything visible, so one round is
@@ -112,16 +112,20 @@ async function runProcesses(ctx: CleanupContext, opts: ProcessesStepOptions): Pr
     }
   }
 
-  // Would `kill -1` as the uid reach a protected process? Then never use it.
-  const protectedOfUid = async (): Promise<boolean> => {
-    if (ctx.protectedPids.size === 0) return false;
-    const all = await listProcesses((p) => ctx.protectedPids.has(p.pid), procRoot);
-    return all.some((p) => ownedBy(p, uid));
-  };
-  const useKillAsUser = (opts.killAsUser ?? true) && !(await protectedOfUid());
-
+  // The common case, a job that left nothing running, is decided by this one scan.
   let current = await targets();
   if (current.length === 0) return { outcome: 'ok', removed: { process: { count: killed.size, bytes: 0 } } };
+
+  // Would `kill -1` as the uid reach a protected process? Then never use it. The protected pids
+  // are few and known: each is read directly, no scan of the whole table.
+  const protectedOfUid = async (): Promise<boolean> => {
+    for (const pid of ctx.protectedPids) {
+      const p = await readProc(pid, procRoot);
+      if (p && ownedBy(p, uid)) return true;
+    }
+    return false;
+  };
+  const useKillAsUser = (opts.killAsUser ?? true) && !(await protectedOfUid());
 
   // Polite first: SIGTERM, then the grace period (cut short once everything has exited).
   for (const p of current) if (signal(p.pid, 'SIGTERM')) note(p);
