@@ -27,7 +27,10 @@ import type { Trash } from './trash.js';
 
 /** Options of defaultSteps. */
 export interface DefaultStepsOptions {
-  /** The slot's trash, drained in the background by its owner (else the workdir step drains it itself). */
+  /**
+   * The slot's trash, drained in the background by its owner: the workdir step renames `_work`
+   * into it and the home step a job's new directories (without it, both delete in place).
+   */
   trash?: Trash;
 }
 
@@ -41,7 +44,7 @@ export function defaultSteps(opts: DefaultStepsOptions = {}): CleanupStep[] {
     containersStep(),
     createWorkdirStep(opts.trash ? { trash: opts.trash } : {}),
     credentialsStep(),
-    homeStep(),
+    homeStep(opts.trash ? { trash: opts.trash } : {}),
     tempStep,
     runnerInstallStep(),
     adminCommandsStep('after'),

@@ -30,6 +30,12 @@ export interface DrainResult {
 export interface PutOptions {
   /** A mount table read once by the caller (saves a read per entry). Default: read it now. */
   mounts?: MountEntry[];
+  /**
+   * The entry's path as the mount table names it, when `entry` is reached through a directory
+   * handle (`/proc/self/fd/<fd>/<name>`, which no mount point starts with); the mount and overlap
+   * checks use it. Default: `entry`.
+   */
+  mountPath?: string | Buffer;
 }
 
 /** Options of the Trash; defaults: find-delete strategy, the real mountinfo. */
@@ -90,12 +96,12 @@ export class Trash {
     const shown = entry.toString();
     if (entry[0] !== '/' && entry[0] !== 0x2f) throw new UnsafePathError('entry path not absolute', shown, this.dir);
     const abs = typeof entry === 'string' ? path.resolve(entry) : entry;
-    const absText = abs.toString();
+    const absText = (opts.mountPath ?? abs).toString();
     const trashRoot = path.resolve(this.dir);
     if (absText === trashRoot || absText.startsWith(`${trashRoot}/`) || trashRoot.startsWith(`${absText}/`)) {
       throw new UnsafePathError('entry overlaps the trash', shown, this.dir);
     }
-    const mounts = mountsUnder(opts.mounts ?? (await readMountInfo(this.opts.mountinfoFile)), abs, true);
+    const mounts = mountsUnder(opts.mounts ?? (await readMountInfo(this.opts.mountinfoFile)), opts.mountPath ?? abs, true);
     if (mounts.length > 0) {
       throw new UnsafePathError(`a mount is inside: ${mounts[0]?.mountPointText}`, shown, this.dir);
     }

@@ -8,7 +8,8 @@
  */
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { describeError } from '../../lib/errors.js';
+import { UnsafePathError, describeError } from '../../lib/errors.js';
+import type { Trash } from '../trash.js';
 import { type DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, FILE_READ_FLAGS } from '../../lib/nofollow.js';
 import { addRemoved, capLines } from '../report.js';
 import { removeEntry } from '../remove-entry.js';
@@ -105,8 +106,36 @@ function recordedUnder(baseline: HomeBaseline, rel: string): ManifestEntry[] {
   return out;
 }
 
+/** Options of the home step. */
+export interface HomeStepOptions {
+  /**
+   * The slot's trash, drained in the background by its owner. A new directory in the home is
+   * renamed into it (one rename, however deep or wide the tree) instead of deleted in place;
+   * without it, or when the home is on another filesystem than the trash, it is deleted here.
+   */
+  trash?: Trash;
+}
+
+/**
+ * Removes one new entry of the home: a directory goes into the trash when there is one (its
+ * deletion then runs in the background), anything else, or a directory the trash refuses (another
+ * filesystem, a mount inside), is removed in place. Every job process is dead by now (the
+ * processes step ran first), and the rename goes through the parent's no-follow handle.
+ */
+async function removeNew(dir: DirRef, name: string, mountPath: Buffer, trash: Trash | undefined): Promise<Removed> {
+  if (trash && (await dir.lstat(name))?.isDirectory()) {
+    try {
+      await trash.put(dir.at(name), { mountPath });
+      return { count: 1, bytes: 0 };
+    } catch (err) {
+      if (!(err instanceof UnsafePathError)) throw err;
+    }
+  }
+  return removeEntry(dir, name);
+}
+
 /** The home step. */
-export function homeStep(): CleanupStep {
+export function homeStep(opts: HomeStepOptions = {}): CleanupStep {
   return {
     name: 'home',
     async run(ctx: CleanupContext): Promise<Omit<StepReport, 'name' | 'durationMs'>> {
@@ -129,7 +158,7 @@ export function homeStep(): CleanupStep {
         const r = await resolveUnder(home, rel);
         if (r.kind === 'absent') continue;
         try {
-          addRemoved(removed, 'new-entry', await removeEntry(r.dir, r.name));
+          addRemoved(removed, 'new-entry', await removeNew(r.dir, r.name, bytes(`${home}/${rel}`), opts.trash));
         } catch (err) {
           problems.push(`~/${shown(rel)}: ${describeError(err)}`);
         } finally {

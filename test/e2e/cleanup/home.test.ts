@@ -8,6 +8,8 @@ import { ctxFor, makeSlot, snapshot } from '../../helpers/cleanup.js';
 import { takeBaseline, loadBaseline } from '../../../src/cleanup/baseline.js';
 import { diffHome, describeDiff, diffIsEmpty } from '../../../src/cleanup/home-diff.js';
 import { homeStep } from '../../../src/cleanup/steps/home.js';
+import { Trash } from '../../../src/cleanup/trash.js';
+import { silentLogger } from '../../../src/lib/log.js';
 
 async function makeCanary(lab: Lab): Promise<string> {
   const canary = path.join(lab.root, 'canary');
@@ -202,6 +204,63 @@ test('new entries with immutable and append-only attributes are removed anyway, 
     await assert.rejects(fsp.lstat(imm), '~/imm is still there');
   } finally {
     execFileSync('chattr', ['-R', '-i', '-a', lab.user.home], { stdio: 'ignore' });
+    await lab.dispose();
+  }
+});
+
+/** A tree `levels` deep under ~/<name>, made by the runner user (the job). */
+function deepTree(lab: Lab, name: string, levels: number): void {
+  runAs(
+    lab.user,
+    `python3 -c "
+import os
+os.mkdir('${name}'); os.chdir('${name}')
+for i in range(${levels}):
+    os.mkdir('d'); os.chdir('d')
+open('leaf','w').write('x')"`,
+  );
+}
+
+test('a new directory of the home goes into the trash by one rename, however deep, and the home then matches its baseline', async () => {
+  const lab = await createLab();
+  try {
+    const slot = await makeSlot(lab);
+    await takeBaseline(slot);
+    deepTree(lab, 'deep', 5_001);
+    runAs(lab.user, 'echo x > new-file');
+    const trash = new Trash(slot.trashDir, silentLogger());
+    const r = await homeStep({ trash }).run(ctxFor(slot));
+    assert.equal(r.outcome, 'ok', `home step not ok: ${r.reason}`);
+    await assert.rejects(fsp.lstat(path.join(lab.user.home, 'deep')), '~/deep is still there');
+    await assert.rejects(fsp.lstat(path.join(lab.user.home, 'new-file')), '~/new-file is still there');
+    assert.equal(readdirSync(slot.trashDir).length, 1, 'the new directory (and only it: a file goes in place) must wait in the trash');
+    const baseline = await loadBaseline(slot);
+    assert.ok(baseline);
+    const diff = await diffHome(slot, baseline, {});
+    assert.ok(diffIsEmpty(diff), describeDiff(diff).join('\n'));
+    const d = await trash.drain();
+    assert.equal(d.remaining, 0, 'the background deletion left the tree');
+    assert.deepEqual(readdirSync(slot.trashDir), []);
+  } finally {
+    await lab.dispose();
+  }
+});
+
+test('a new directory on another filesystem than the trash is deleted in place', async () => {
+  const lab = await createLab();
+  const slot = await makeSlot(lab);
+  await fsp.mkdir(slot.trashDir, { mode: 0o700 });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'rw-test-trash', slot.trashDir]);
+  try {
+    await takeBaseline(slot);
+    deepTree(lab, 'deep', 50);
+    const trash = new Trash(slot.trashDir, silentLogger());
+    const r = await homeStep({ trash }).run(ctxFor(slot));
+    assert.equal(r.outcome, 'ok', `home step not ok: ${r.reason}`);
+    await assert.rejects(fsp.lstat(path.join(lab.user.home, 'deep')), '~/deep is still there');
+    assert.deepEqual(readdirSync(slot.trashDir), [], 'nothing crosses into the trash on another filesystem');
+  } finally {
+    execFileSync('umount', [slot.trashDir]);
     await lab.dispose();
   }
 });
