@@ -148,7 +148,8 @@ async function main(): Promise<void> {
   /**
    * 1b. job end → next listener polling in isolated mode with 200,000 files in _work, the agent's
    * settle path step by step (settle.ts): the engine guard's release, the whole cleanup pipeline
-   * and its verify, [prewarm], the guards' verify, a new per-job directory, the guard's prepare.
+   * and its verify with the guard's verify beside it, [prewarm], a new per-job directory, the
+   * guard's prepare; each round also prints the pipeline's slow steps.
    * Not included: the decision, the journal and the JIT registration (a few ms against a local
    * fake, bench/lifecycle.ts), and the listener's own spawn. Three paths alternate in the same
    * run: before (the baseline: prepare holds the listener until the engine's first answer, as it
@@ -214,11 +215,17 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         const released = await g.release(job, p, ctx);
         const tReleased = performance.now();
-        const report = await runCleanup(cctx, defaultSteps({ trash }), verifyHost);
+        // As the agent's settle path does: the guard's checks start with the pipeline's verification.
+        let guardChecks: ReturnType<typeof g.verify> | undefined;
+        const verifiedJob = job;
+        const report = await runCleanup(cctx, defaultSteps({ trash }), (c) => {
+          guardChecks = g.verify(verifiedJob, p, ctx);
+          return verifyHost(c);
+        });
         if (!report.clean) throw new Error(`not clean: ${JSON.stringify(report.verify.problems)}`);
         const tVerify = performance.now();
         if (kind === 'warm') g.prewarm(p, ctx);
-        const findings = await g.verify(job, p, ctx);
+        const findings = await (guardChecks ?? g.verify(job, p, ctx));
         if (released.outcome !== 'ok' || findings.length > 0)
           throw new Error(`engine not clean: ${released.outcome} ${JSON.stringify(findings)}`);
         const tGuardVerified = performance.now();
@@ -234,8 +241,11 @@ async function main(): Promise<void> {
         results[kind].push(t1 - t0);
         guardPart[kind].push(tReleased - t0 + (tGuardVerified - tVerify) + (t1 - tPrepare));
         out(
-          `  round ${round + 1} ${kind}: ${ms(t1 - t0)} (release ${ms(tReleased - t0)}, pipeline+verify ${ms(tVerify - tReleased)}, guard verify ${ms(tGuardVerified - tVerify)}, prepare ${ms(t1 - tPrepare)}; first answer ${ms(performance.now() - t1)} after it; ${prepared.notes?.join('; ') ?? ''})`,
+          `  round ${round + 1} ${kind}: ${ms(t1 - t0)} (release ${ms(tReleased - t0)}, pipeline+verify ${ms(tVerify - tReleased)}, guard verify ${ms(tGuardVerified - tVerify)} after the pipeline's, prepare ${ms(t1 - tPrepare)}; first answer ${ms(performance.now() - t1)} after it; ${prepared.notes?.join('; ') ?? ''})`,
         );
+        // Where the pipeline's part went: every step above 10 ms, then its verification.
+        const slow = report.steps.filter((s) => s.durationMs >= 10).map((s) => `${s.name} ${ms(s.durationMs)}`);
+        out(`    pipeline: ${[...slow, `verify ${ms(report.verify.durationMs)}`].join(', ')}`);
         await g.drain();
       }
     }

@@ -94,19 +94,23 @@ export class GuardCalls {
     }
   }
 
-  /** Every guard's independent check; a guard that throws is itself a finding. */
+  /**
+   * Every guard's independent check; a guard that throws is itself a finding. The checks only
+   * read, so the guards run side by side; the findings keep the guards' order.
+   */
   async verify(job: GuardJob | undefined, policy: Policy, signal: AbortSignal): Promise<GuardFindingRecord[]> {
-    const out: GuardFindingRecord[] = [];
-    for (const g of this.guards) {
-      let found: GuardFinding[];
-      try {
-        found = await g.verify(job, policy, { log: this.log.child({ guard: g.name }), signal });
-      } catch (err) {
-        found = [{ problem: `verification could not run: ${describeError(err)}` }];
-      }
-      for (const f of found) out.push({ guard: g.name, problem: f.problem, ...(f.detail ? { detail: f.detail } : {}) });
-    }
-    return out;
+    const each = await Promise.all(
+      this.guards.map(async (g) => {
+        let found: GuardFinding[];
+        try {
+          found = await g.verify(job, policy, { log: this.log.child({ guard: g.name }), signal });
+        } catch (err) {
+          found = [{ problem: `verification could not run: ${describeError(err)}` }];
+        }
+        return found.map((f) => ({ guard: g.name, problem: f.problem, ...(f.detail ? { detail: f.detail } : {}) }));
+      }),
+    );
+    return each.flat();
   }
 }
 

@@ -71,24 +71,35 @@ export class Settler {
     if (guardJob && guardSteps.every((s) => s.outcome === 'ok' || s.outcome === 'skipped')) await ctx.update((s) => delete s.guardJob);
     let report: CleanupReport | undefined;
     let findings: GuardFindingRecord[] = [];
+    // The guards' checks start with the pipeline's verification, once its steps are done (every
+    // process of the job is gone): both only read, and side by side they no longer add up on
+    // the ready path. A host is still ready only when both passed.
+    let guardChecks: Promise<GuardFindingRecord[]> | undefined;
     try {
       report = await d.cleanup({
         policy,
         ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
         ...(ctx.s.engineBefore ? { engineBefore: ctx.s.engineBefore } : {}),
         signal,
-        beforeVerify: () => ctx.transition('verifying'),
+        beforeVerify: async () => {
+          await ctx.transition('verifying');
+          guardChecks = this.guards.verify(guardJob, policy, signal);
+        },
       });
     } catch (err) {
       log.error({ err: describeError(err) }, 'cleanup failed');
     }
+    // Never left running behind this pass (GuardCalls.verify turns every throw into a finding).
+    const guardFindings = guardChecks ?? Promise.resolve([]);
     // Verification never started: the host cannot be proven clean.
     this.evidence = ['cleanup did not complete'];
-    if (ctx.s.state === 'cleaning') return { report: undefined, findings };
+    if (ctx.s.state === 'cleaning') return { report: undefined, findings: await guardFindings };
     if (report) {
       // The next job's set-up (its engine) overlaps the guards' checks; never on a dirty host.
       if (report.verify.clean) this.guards.prewarm(policy, signal);
-      findings = await this.guards.verify(guardJob, policy, signal);
+      findings = guardChecks ? await guardChecks : await this.guards.verify(guardJob, policy, signal);
+    } else await guardFindings;
+    if (report) {
       // Ready means proven clean: the guards' release and verification count, not only the pipeline's.
       report = { ...merge(report, guardSteps, findings), readyMs: d.clock.now() - started };
       report = await this.settledDisk(report, policy);

@@ -79,16 +79,22 @@ export async function verifyWith(ctx: CleanupContext, o: VerifyOptions): Promise
     ['disk', checkDisk],
     ['containers', checkContainers],
   ];
-  const problems: string[] = [];
   let loaded: Promise<HomeBaseline | undefined> | undefined;
   const shared: Shared = { baseline: () => (loaded ??= loadBaseline(ctx.slot)) };
-  for (const [name, check] of checks) {
-    try {
-      await check(ctx, o, problems, report, shared);
-    } catch (err) {
-      problems.push(`verify ${name}: check failed: ${describeError(err)}`);
-    }
-  }
+  // The checks only read, each its own part of the host, so they run side by side (most of them
+  // wait on the kernel or a child process); the problems keep the checks' order.
+  const found = await Promise.all(
+    checks.map(async ([name, check]) => {
+      const out: string[] = [];
+      try {
+        await check(ctx, o, out, report, shared);
+      } catch (err) {
+        out.push(`verify ${name}: check failed: ${describeError(err)}`);
+      }
+      return out;
+    }),
+  );
+  const problems = found.flat();
   report.problems =
     problems.length > MAX_PROBLEMS
       ? [...problems.slice(0, MAX_PROBLEMS), `... and ${problems.length - MAX_PROBLEMS} more problems`]
