@@ -5,8 +5,8 @@ import type { JobMeta, JobRecord, NewJournalRecord } from './journal.js';
 /** What the agent needs of the journal. */
 export interface JournalPort {
   append(record: NewJournalRecord): Promise<unknown>;
-  /** The last `n` job records (for recovery's duplicate check); optional for simple journals. */
-  readLastJobs?(n: number): Promise<{ records: { key?: string }[] }>;
+  /** The last `n` job records (for recovery's duplicate checks: by key, by registration); optional for simple journals. */
+  readLastJobs?(n: number): Promise<{ records: { key?: string; runnerId?: number }[] }>;
 }
 
 /** Inputs of a job record before the decision is known. */

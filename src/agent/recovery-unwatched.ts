@@ -5,6 +5,14 @@
  * runner's own `_diag` trace (read here, before the cleanup moves `_diag` to the trash) and the
  * service's answer when the registration is deleted (busy: a job is assigned; gone: an ephemeral
  * runner is removed after its job).
+ *
+ * When the trace kept nothing (a full disk refused its lines, or the job deleted `_diag`: it is the
+ * runner user's) and no hook report was left, the service's answer is all there is: a single-use
+ * registration stays on the service until it is used or removed, so one that is gone after its
+ * listener started was used up by a job, or removed by an operator or its expiry. The agent cannot
+ * tell these apart from anything a job cannot write, so it records a job of unknown name and result
+ * (keyGone) rather than let a job hide by wiping its trace. A registration whose listener never
+ * started cannot have run a job: its absence is only noted.
  */
 import { describeError } from '../lib/errors.js';
 import type { DiagJob } from '../runner/diag-evidence.js';
@@ -104,4 +112,80 @@ export function serviceEvidence(id: number, busy: number[], gone: number[], aske
   if (busy.includes(id)) return 'service: a job is assigned to the registration (busy)';
   if (gone.includes(id)) return 'service: the registration is gone (an ephemeral runner is removed after its job)';
   return 'service: the registration was still there and idle';
+}
+
+/** The key of the record of a registration that is gone with no trace of its job: one per registration. */
+export function keyGone(runnerId: number): string {
+  return `${runnerId}@gone`;
+}
+
+/** The service's view of `runner` (looked up, not deleted): undefined when the lookup failed. */
+export async function lookUpRunner(core: AgentCore, runner: PersistedRunner): Promise<'gone' | 'busy' | 'there' | undefined> {
+  try {
+    const found = (await core.d.github.findRunnersByName(runner.name)).find((r) => r.id === runner.id);
+    return !found ? 'gone' : found.busy ? 'busy' : 'there';
+  } catch (err) {
+    core.log.warn({ err: describeError(err), runner: runner.name }, 'could not look up the registration before deleting it');
+    return undefined;
+  }
+}
+
+/**
+ * True when state.json shows that no listener ever started for `runner`: the agent died in
+ * `registering` and the registration was made in that state (the agent persists `idle` before it
+ * starts a listener, and a registration is persisted after `registering` was entered).
+ */
+export function listenerNeverStarted(prev: PersistedState, runner: PersistedRunner): boolean {
+  return prev.state === 'registering' && Date.parse(runner.registeredAt) >= Date.parse(prev.since);
+}
+
+/** What recovery makes of a registration the service no longer has while nothing else showed a job. */
+export type GoneOutcome = { job: PersistedJob } | { note: string };
+
+/**
+ * A registration gone from the service with no trace of a job and no hook report. Its listener
+ * never started: no job, only a note. A job record of this registration is already in the journal
+ * (`recorded`): nothing more. Otherwise a job of unknown name and result, made the persisted job and
+ * counted before the registration is deleted (a recovery killed after the deletion, which forgets
+ * the registration, still finds it). Nothing in it comes from the runner user's files.
+ */
+export async function keepGoneRegistration(
+  core: AgentCore,
+  prev: PersistedState,
+  runner: PersistedRunner,
+  recorded: boolean,
+): Promise<GoneOutcome> {
+  const { ctx, log } = core;
+  const gone = `the service has no runner ${runner.id} (${runner.name}) any more`;
+  if (listenerNeverStarted(prev, runner)) {
+    log.warn({ runner: runner.name, runnerId: runner.id }, 'the registration is gone and no listener ever ran for it: not a job');
+    return { note: `${gone}; no listener had started for it (the agent died registering): removed by an operator or its expiry, no job` };
+  }
+  if (recorded) return { note: `${gone}; the journal already holds a job record of it` };
+  const registeredAt = Date.parse(runner.registeredAt);
+  const start = new Date(Number.isFinite(registeredAt) ? registeredAt : core.d.clock.now()).toISOString();
+  const job: PersistedJob = {
+    key: keyGone(runner.id),
+    // Unknown: the registration is the earliest the job can have started (recovery is the latest it ended).
+    startedAt: start,
+    listenerStartedAt: start,
+    vars: {},
+    runner: { id: runner.id, name: runner.name },
+    result: 'unknown',
+    evidence: [
+      "_diag: no job of this registration (no trace left, or the trace lost or was stripped of the job's lines)",
+      'hook report: none',
+      `service (looked up at recovery, the listener stopped): ${gone}; a single-use registration is removed after its job, or by an operator or its expiry`,
+    ],
+    counted: true,
+  };
+  log.warn(
+    { runner: runner.name, runnerId: runner.id },
+    'the registration is gone and nothing shows its job: recorded as a job of unknown name and result',
+  );
+  await ctx.update((s) => {
+    s.job = job;
+    s.jobsServed += 1;
+  });
+  return { job };
 }

@@ -5,14 +5,24 @@
  * runner the dead agent left had a job assigned, or was removed as an ephemeral runner is after
  * its job); otherwise it stays a note in the recovery record. A job the dead agent never saw (its
  * orphaned listener ran it) is taken from the runner's `_diag` trace before the cleanup removes
- * it (recovery-unwatched.ts) and recorded as seen after the fact, with its evidence.
+ * it (recovery-unwatched.ts) and recorded as seen after the fact, with its evidence. When nothing
+ * shows its job and the service no longer has the registration, a listener that had started was
+ * used up by a job: recorded as a job of unknown name and result (docs/recovery.md).
  */
 import type { Policy } from '../policy/types.js';
 import type { HookEvent } from '../runner/hooks.js';
 import type { Decision } from '../recycle/decision.js';
 import type { AgentCore } from './core.js';
 import { buildJobRecord } from './records.js';
-import { completeFromTrace, keepUnwatchedJob, serviceEvidence } from './recovery-unwatched.js';
+import {
+  completeFromTrace,
+  keepGoneRegistration,
+  keepUnwatchedJob,
+  keyGone,
+  lookUpRunner,
+  serviceEvidence,
+  type GoneOutcome,
+} from './recovery-unwatched.js';
 import type { RegistrationLedger } from './registrations.js';
 import type { Settler } from './settle.js';
 import type { PersistedState } from './state-store.js';
@@ -44,7 +54,20 @@ export async function recover(
       : await keepUnwatchedJob(core, prev.runner);
   const jobStart = job ? Date.parse(job.listenerStartedAt) : started ? started.at : undefined;
   const { report } = await settler.clean(policy, jobStart);
+  // Nothing shows a job of the registration the dead agent used: the service's view of it decides,
+  // looked up before the deletion forgets it (a job found so is kept in state.json first).
+  const unseen = !job && !started && prev.runner && prev.registrations.some((r) => r.id === prev.runner?.id) ? prev.runner : undefined;
+  const lookedUp = unseen ? await lookUpRunner(core, unseen) : undefined;
+  let goneNote: string | undefined;
+  const takeGone = async (r: NonNullable<typeof unseen>): Promise<void> => {
+    const out: GoneOutcome = await keepGoneRegistration(core, prev, r, await recordedFor(core, r.id));
+    if ('job' in out) job = out.job;
+    else goneNote = out.note;
+  };
+  if (unseen && lookedUp === 'gone') await takeGone(unseen);
   const { busy, gone } = await ledger.deleteStale(prev.pendingName);
+  // The lookup failed: the deletion's answer stands in for it.
+  if (unseen && !job && lookedUp === undefined && gone.includes(unseen.id)) await takeGone(unseen);
   const id = job?.runner?.id ?? prev.runner?.id;
   if (job?.evidence && id !== undefined) {
     // Seen after the fact: the service's answer joins the trace; a hook report (if any) adds its metadata.
@@ -88,6 +111,7 @@ export async function recover(
         decision: decision.action,
         reason: decision.reason,
         ...(started ? { unconfirmedHookReport: JSON.stringify(started.vars).slice(0, 2_000) } : {}),
+        ...(goneNote ? { registrationGone: goneNote } : {}),
       },
     });
     return decision;
@@ -113,13 +137,15 @@ export async function recover(
       source: job.evidence ? 'after-the-fact' : job.result ? 'console' : 'exit',
       cleanup: report,
       notes: [
-        job.evidence
-          ? `a job ran while no agent watched (agent restarted in state ${prev.state}); seen after the fact${job.endedAt ? '' : ', killed and cleaned at recovery'}`
-          : job.endedAt
-            ? `agent restarted in state ${prev.state}, after the job ended; cleaned at recovery`
-            : prev.job
-              ? `agent restarted in state ${prev.state}; job interrupted`
-              : 'a job started while the agent was down; killed and cleaned at recovery',
+        job.key === keyGone(job.runner?.id ?? -1)
+          ? `the registration was used up while no agent watched (agent restarted in state ${prev.state}) and nothing the job could not erase shows which job: its name, repository and result are unknown (the service's removal may also have been an operator's or the registration's expiry)`
+          : job.evidence
+            ? `a job ran while no agent watched (agent restarted in state ${prev.state}); seen after the fact${job.endedAt ? '' : ', killed and cleaned at recovery'}`
+            : job.endedAt
+              ? `agent restarted in state ${prev.state}, after the job ended; cleaned at recovery`
+              : prev.job
+                ? `agent restarted in state ${prev.state}; job interrupted`
+                : 'a job started while the agent was down; killed and cleaned at recovery',
       ],
     });
     await core.journal.append({
@@ -139,6 +165,15 @@ export async function recover(
 
 /** True when the journal's recent job records already hold `key`. */
 async function alreadyRecorded(core: AgentCore, key: string): Promise<boolean> {
-  const recent = await core.journal.readLastJobs(RECENT_RECORDS).catch(() => ({ records: [] as { key?: string }[] }));
-  return recent.records.some((r) => r.key === key);
+  return (await recentJobs(core)).some((r) => r.key === key);
+}
+
+/** True when the journal's recent job records hold one of registration `runnerId` (under any key). */
+async function recordedFor(core: AgentCore, runnerId: number): Promise<boolean> {
+  return (await recentJobs(core)).some((r) => r.runnerId === runnerId);
+}
+
+async function recentJobs(core: AgentCore): Promise<{ key?: string; runnerId?: number }[]> {
+  if (!core.journal.readLastJobs) return [];
+  return (await core.journal.readLastJobs(RECENT_RECORDS).catch(() => ({ records: [] }))).records;
 }

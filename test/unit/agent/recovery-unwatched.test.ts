@@ -83,6 +83,9 @@ test('a trace older than the registration (left by a failed cleanup) is not the 
   const w = await makeUnitWorld();
   t.after(() => w.dispose());
   const registeredAt = await killedWhileIdle(w);
+  // The registration is still on the service (unused): a gone one with no job in the trace is
+  // recorded as a job of unknown name (recovery-gone.test.ts), never as the old trace's job.
+  w.github.runners.set(RUNNER.id, { ...RUNNER, os: 'linux', status: 'offline', busy: false, labels: [] });
   const agent = w.agent({ runnerHost: host(w, () => [traceJob(registeredAt - 3_600_000)]) });
   await runUntil(agent, () => w.records.some((r) => r.type === 'event' && r.event === 'recovery'), 'the recovery event');
   assert.equal(jobsOf(w).length, 0);
