@@ -29,6 +29,10 @@ export interface CheckInput {
 /** The figures, report lines and broken invariants of one soak. */
 export interface Invariants {
   lost: number;
+  /** Jobs whose one record names no job (recovery knew only that the registration was used up): not lost. */
+  unnamed: number;
+  /** Records of an unknown job for a runner that ran none (an over-count: reported, not a lost record). */
+  unknownWithoutJob: number;
   ghosts: number;
   dirtyReused: number;
   quarantineLost: number;
@@ -47,18 +51,30 @@ export function checkInvariants(c: CheckInput): Invariants {
   const ran = c.fakeJobs.filter((j) => j.startedAt !== null);
   const claims = new Map<string, JobRecord[]>();
   let unattributed = 0;
+  // A record of a job recovery could not name (its registration gone, nothing left to show which
+  // job): it accounts for the job its runner ran, if that runner ran one; otherwise it stands for
+  // no job (an operator's removal, or the agent's own deletion cut short by a kill).
+  const unknownNoJob: JobRecord[] = [];
   for (const r of jobRecs) {
+    const unknown = isUnknownJob(r);
     const fj =
       r.runnerId !== undefined
-        ? c.fakeJobs.find((j) => j.runnerId === r.runnerId)
+        ? c.fakeJobs.find((j) => j.runnerId === r.runnerId && (!unknown || j.startedAt !== null))
         : r.job.runId !== undefined
           ? c.fakeJobs.find((j) => j.job.runId === r.job.runId)
           : undefined;
     if (fj) claims.set(fj.id, [...(claims.get(fj.id) ?? []), r]);
+    else if (unknown) unknownNoJob.push(r);
     else unattributed += 1;
   }
   const lost = ran.filter((j) => (claims.get(j.id) ?? []).length === 0);
   const dup = ran.filter((j) => (claims.get(j.id) ?? []).length > 1);
+  // Jobs whose only record names no job: not lost (the host counted and cleaned after them), but
+  // what ran is known only to the fake, so they are shown apart from the jobs recorded in full.
+  const creditedUnknown = ran.filter((j) => {
+    const rs = claims.get(j.id) ?? [];
+    return rs.length === 1 && isUnknownJob(rs[0] as JobRecord);
+  });
 
   // Dirty hosts reused: a job found an earlier job's marker or process, or a record reused a host it found unclean.
   const foundDirty = [...c.found.entries()].filter(([, t]) => t !== '');
@@ -106,6 +122,8 @@ export function checkInvariants(c: CheckInput): Invariants {
     // A torn line is the fragment a refused write (ENOSPC) left; the journal terminates it and writes
     // the whole record again, so only a job without an intact record (above) is lost.
     lost: lost.length + dup.length,
+    unnamed: creditedUnknown.length,
+    unknownWithoutJob: unknownNoJob.length,
     ghosts: c.ghosts.length,
     dirtyReused: foundDirty.length + reusedUnclean.length,
     quarantineLost: qLost.length,
@@ -126,6 +144,7 @@ export function checkInvariants(c: CheckInput): Invariants {
   };
   inv.lines.push(
     `  lost journal records:    ${inv.lost}  (jobs run ${ran.length}, job records ${jobRecs.length}, no record ${lost.length}, several ${dup.length}, torn lines ${c.torn.length}, records naming no job ${unattributed})`,
+    `  unknown-job records:     ${creditedUnknown.length + unknownNoJob.length}  (a job's only record, the job unnamed: ${creditedUnknown.length}; for a runner that ran no job: ${unknownNoJob.length})`,
     `  ghost registrations:     ${inv.ghosts}`,
     `  dirty hosts reused:      ${inv.dirtyReused}  (jobs that found an earlier job's marker or process ${foundDirty.length} of ${c.found.size} that looked; records reusing an unclean host ${reusedUnclean.length})`,
     `  quarantine lost:         ${inv.quarantineLost}  (quarantines ${quarantines}, hosts replaced ${c.generations.length})`,
@@ -149,6 +168,10 @@ export function checkInvariants(c: CheckInput): Invariants {
   for (const j of lost) inv.lines.push(`  LOST: run ${j.job.runId} on ${j.runnerName} #${j.runnerId}: ${j.status}/${j.result}`);
   for (const j of dup)
     inv.lines.push(`  DUPLICATE: run ${j.job.runId}: ${(claims.get(j.id) ?? []).map((r) => `${r.seq} ${r.result}`).join(', ')}`);
+  for (const j of creditedUnknown)
+    inv.lines.push(`  UNNAMED: run ${j.job.runId} on ${j.runnerName} #${j.runnerId}: recorded as a job of unknown name`);
+  for (const r of unknownNoJob)
+    inv.lines.push(`  UNKNOWN WITHOUT A JOB: record seq ${r.seq} for runner #${r.runnerId ?? '?'}, which ran no job`);
   for (const t of c.torn) inv.lines.push(`  TORN: ${t}`);
   for (const g of c.ghosts) inv.lines.push(`  GHOST: ${g.id} ${g.name} ${g.status} busy=${g.busy}`);
   for (const [i, t] of foundDirty) inv.lines.push(`  DIRTY: run ${i} found: ${t.slice(0, 200)}`);
@@ -168,4 +191,9 @@ export function checkInvariants(c: CheckInput): Invariants {
   if (inv.forgedAccepted > 0) inv.broken.push(`${inv.forgedAccepted} forged reports got through`);
   if (ran.length > 0 && c.health.polls === 0) inv.broken.push('/healthz was never polled');
   return inv;
+}
+
+/** A record of a job recovery could not name: seen after the fact, with no job metadata at all. */
+export function isUnknownJob(r: JobRecord): boolean {
+  return r.source === 'after-the-fact' && Object.keys(r.job).length === 0;
 }
