@@ -105,7 +105,7 @@ async function measure(label: string, root: string, about: string[]): Promise<{ 
     const guard = new IntegrityGuard({ root, stateDir, excluded, user, skipPids: [process.pid] });
     const ctx = { log: silentLogger(), signal: AbortSignal.timeout(600_000) };
     // The same trees the check walks, for find and for the walk alone.
-    const { users } = await readAccounts(root);
+    const { users } = readAccounts(root);
     const trees = treeSurfaces(
       new Set(policy.host.integrity.surfaces),
       users.map((u) => u.home).filter((h) => h.startsWith('/')),

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { HostIdentity } from './types.js';
 import type { ByStat } from './stat-cache.js';
+import { readTextSync } from './proc-table.js';
 
 type Objects = Record<string, string>;
 
@@ -17,23 +18,26 @@ export interface Account {
   home: string;
 }
 
-/** Users and groups as objects, plus the account list (for homes and uid → name). */
-export async function readAccounts(root: string): Promise<{ objects: Objects; users: Account[] }> {
+/**
+ * Users and groups as objects, plus the account list (for homes and uid → name). Read
+ * synchronously: three small files, read whole at every check (no cache to trust).
+ */
+export function readAccounts(root: string): { objects: Objects; users: Account[] } {
   const objects: Objects = {};
   const users: Account[] = [];
   const shadow = new Map<string, string>();
-  for (const line of (await readText(path.join(root, 'etc/shadow'))).split('\n')) {
+  for (const line of readTextSync(path.join(root, 'etc/shadow')).split('\n')) {
     const f = line.split(':');
     if (f[0] && f.length > 1) shadow.set(f[0], passwordState(f[1] ?? ''));
   }
-  for (const line of (await readText(path.join(root, 'etc/passwd'))).split('\n')) {
+  for (const line of readTextSync(path.join(root, 'etc/passwd')).split('\n')) {
     const f = line.split(':');
     if (!f[0] || f.length < 7) continue;
     users.push({ name: f[0], uid: Number(f[2]), home: f[5] ?? '' });
     objects[`user:${f[0]}`] =
       `uid=${f[2]} gid=${f[3]} home=${f[5]} shell=${f[6]}${shadow.has(f[0]) ? ` password=${shadow.get(f[0])}` : ''}`;
   }
-  for (const line of (await readText(path.join(root, 'etc/group'))).split('\n')) {
+  for (const line of readTextSync(path.join(root, 'etc/group')).split('\n')) {
     const f = line.split(':');
     if (!f[0] || f.length < 4) continue;
     objects[`group:${f[0]}`] = `gid=${f[2]} members=${(f[3] ?? '').split(',').filter(Boolean).sort().join(',')}`;
@@ -81,10 +85,10 @@ export async function readPackageSet(root: string, cache?: ByStat<PackageSet>): 
 }
 
 /** The identity of this image: machine id, running kernel, and the digest of the package set. */
-export async function readIdentity(root: string, proc: string, packages: PackageSet): Promise<HostIdentity> {
+export function readIdentity(root: string, proc: string, packages: PackageSet): HostIdentity {
   return {
-    machineId: (await readText(path.join(root, 'etc/machine-id'))).trim(),
-    kernel: (await readText(path.join(proc, 'sys/kernel/osrelease'))).trim(),
+    machineId: readTextSync(path.join(root, 'etc/machine-id')).trim(),
+    kernel: readTextSync(path.join(proc, 'sys/kernel/osrelease')).trim(),
     packageSet: packages.digest,
     packageCount: packages.count,
   };
@@ -97,9 +101,9 @@ export interface IdRange {
 }
 
 /** The ranges `user` (by name or uid) owns in a subordinate id file; none when absent. */
-export async function readSubIds(file: string, user: { name: string; uid: number }): Promise<IdRange[]> {
+export function readSubIds(file: string, user: { name: string; uid: number }): IdRange[] {
   const out: IdRange[] = [];
-  for (const line of (await readText(file)).split('\n')) {
+  for (const line of readTextSync(file).split('\n')) {
     const [who, start, count] = line.trim().split(':');
     if (!who || start === undefined || count === undefined) continue;
     if (who !== user.name && who !== String(user.uid)) continue;

@@ -19,6 +19,7 @@ import { ByStat } from './stat-cache.js';
 import type { PackageSet } from './accounts.js';
 import { NetfilterShell } from './netfilter.js';
 import { ToolShell } from './tool-shell.js';
+import { readProcTable } from './proc-table.js';
 
 /** Where the guard reads and what it leaves out; every path is host view. */
 export interface IntegrityGuardOptions {
@@ -92,7 +93,14 @@ export class IntegrityGuard implements JobGuard<Policy> {
     const findings: GuardFinding[] = [];
     // The job's subordinate ids are verified whatever the integrity switch says: they are the job's.
     const ranges = await jobIdRanges(this.root, job?.user ?? this.o.user);
-    for (const l of await findLeftovers(ranges, { root: this.root, proc: this.proc, tempDirs: policy.cleanup.temp.paths })) {
+    // One read of /proc for the subordinate ids and the process surface.
+    const procTable = p.enabled || ranges.uids.length > 0 ? readProcTable(this.proc) : [];
+    for (const l of await findLeftovers(ranges, {
+      root: this.root,
+      proc: this.proc,
+      tempDirs: policy.cleanup.temp.paths,
+      table: procTable,
+    })) {
       findings.push({
         problem: `${l.kind} ${l.id} of subordinate uid ${l.uid} (the runner user's user namespace) is left`,
         detail: { surface: 'subids', ...l },
@@ -132,6 +140,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
         packageCache: this.packages,
         netfilterShell: this.netfilterShell,
         toolShell: this.toolShell,
+        procTable,
         jobUser: job?.user ?? this.o.user,
         // /proc/stat's boot time is in whole seconds: a process started just before the job may count as the job's.
         ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),

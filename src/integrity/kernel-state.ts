@@ -2,14 +2,12 @@
  * Kernel and network state read from /proc (and /proc/sys): loaded modules, the mount table,
  * routes, chosen sysctls and binfmt_misc entries, listening sockets, processes. Each reader returns
  * `<kind>:<key>` → value objects; the comparison decides what a difference means.
- * The per-process and per-sysctl files are read synchronously: a /proc read is generated in
- * memory and costs microseconds, far less than a round trip through libuv's thread pool, which
- * the file walk keeps busy at the same time (a few hundred processes cost a few milliseconds).
+ * Every file is read synchronously (proc-table.ts says why); a few hundred processes cost a few
+ * milliseconds.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SYSCTLS } from './surfaces.js';
+import { linkSync, listSync, readProcFile, readProcTable, readTextSync, type ProcEntry } from './proc-table.js';
 
 type Objects = Record<string, string>;
 
@@ -17,9 +15,9 @@ type Objects = Record<string, string>;
  * Loaded kernel modules: `module:<name>` → its state, and its taint flags when the kernel printed
  * any (`Live (OE)`: out of tree, unsigned; src/integrity/compare.ts never excepts those).
  */
-export async function readModules(proc: string): Promise<Objects> {
+export function readModules(proc: string): Objects {
   const out: Objects = {};
-  for (const line of (await readText(path.join(proc, 'modules'))).split('\n')) {
+  for (const line of readTextSync(path.join(proc, 'modules')).split('\n')) {
     const f = line.split(' ');
     const taint = f.slice(6).find((x) => /^\([A-Z]+\)$/.test(x));
     if (f[0]) out[`module:${f[0]}`] = `${f[4] ?? ''}${taint ? ` ${taint}` : ''}`;
@@ -31,11 +29,11 @@ export async function readModules(proc: string): Promise<Objects> {
  * The mount table of the reading process's namespace: `mount:<mount point>` → each mount stacked
  * there as `<fstype> <source> <root within source> <options>`.
  */
-export async function readMounts(proc: string, excluded: readonly string[] = []): Promise<Objects> {
+export function readMounts(proc: string, excluded: readonly string[] = []): Objects {
   const out: Objects = {};
   // Mounts inside the runner root or the agent's directories are cleanup's (it unmounts them).
   const inside = (mp: string): boolean => excluded.some((e) => mp === e || mp.startsWith(`${e}/`));
-  for (const line of (await readText(path.join(proc, 'self/mountinfo'))).split('\n')) {
+  for (const line of readTextSync(path.join(proc, 'self/mountinfo')).split('\n')) {
     const [pre, post] = line.split(' - ');
     if (!pre || !post) continue;
     const f = pre.split(' ');
@@ -57,9 +55,9 @@ function unescapeMount(s: string): string {
 }
 
 /** The IPv4 and IPv6 main routing tables: `route:<dev> <dest>/<len> via <gw>` → metric. */
-export async function readRoutes(proc: string): Promise<Objects> {
+export function readRoutes(proc: string): Objects {
   const out: Objects = {};
-  const v4 = (await readText(path.join(proc, 'net/route'))).split('\n').slice(1);
+  const v4 = readTextSync(path.join(proc, 'net/route')).split('\n').slice(1);
   for (const line of v4) {
     const f = line.trim().split(/\s+/);
     if (f.length < 8) continue;
@@ -68,7 +66,7 @@ export async function readRoutes(proc: string): Promise<Objects> {
     const len = popcount(parseInt(f[7] as string, 16));
     out[`route:${f[0]} ${dest}/${len} via ${gw}`] = `metric ${f[6]}`;
   }
-  for (const line of (await readText(path.join(proc, 'net/ipv6_route'))).split('\n')) {
+  for (const line of readTextSync(path.join(proc, 'net/ipv6_route')).split('\n')) {
     const f = line.trim().split(/\s+/);
     if (f.length < 10) continue;
     const dev = f[9] as string;
@@ -80,16 +78,16 @@ export async function readRoutes(proc: string): Promise<Objects> {
 }
 
 /** The chosen sysctls (`sysctl:kernel.core_pattern`) and binfmt_misc registrations (`binfmt:<name>`). */
-export async function readSysctls(proc: string): Promise<Objects> {
+export function readSysctls(proc: string): Objects {
   const out: Objects = {};
   for (const name of SYSCTLS) {
-    const v = readSync(path.join(proc, 'sys', name));
+    const v = readProcFile(path.join(proc, 'sys', name));
     if (v !== undefined) out[`sysctl:${name.replaceAll('/', '.')}`] = v.trim().replace(/\s+/g, ' ');
   }
   const binfmt = path.join(proc, 'sys/fs/binfmt_misc');
-  for (const name of await readdir(binfmt).catch(() => [] as string[])) {
+  for (const name of listSync(binfmt)) {
     if (name === 'register' || name === 'status') continue;
-    const v = await readFile(path.join(binfmt, name), 'utf8').catch(() => undefined);
+    const v = readProcFile(path.join(binfmt, name));
     if (v !== undefined) out[`binfmt:${name}`] = v.trim().replace(/\s+/g, ' ');
   }
   return out;
@@ -99,7 +97,7 @@ export async function readSysctls(proc: string): Promise<Objects> {
  * Listening TCP sockets and unconnected UDP sockets: `listener:<proto>:<addr>:<port>` → `user N`.
  * Sockets held by `skipPids` (the agent's health server) are left out.
  */
-export async function readListeners(proc: string, userName: (uid: number) => string, skipPids: readonly number[] = []): Promise<Objects> {
+export function readListeners(proc: string, userName: (uid: number) => string, skipPids: readonly number[] = []): Objects {
   const out: Objects = {};
   const own = new Set<string>();
   for (const pid of skipPids) {
@@ -109,7 +107,9 @@ export async function readListeners(proc: string, userName: (uid: number) => str
     }
   }
   for (const proto of ['tcp', 'tcp6', 'udp', 'udp6'] as const) {
-    const lines = (await readText(path.join(proc, 'net', proto))).split('\n').slice(1);
+    const lines = readTextSync(path.join(proc, 'net', proto))
+      .split('\n')
+      .slice(1);
     for (const line of lines) {
       const f = line.trim().split(/\s+/);
       if (f.length < 10) continue;
@@ -139,55 +139,57 @@ export interface ProcessFilter {
   skipPids: ReadonlySet<number>;
   /** Systemd units whose processes are never drift (daily timers, cron). */
   skipUnits: ReadonlySet<string>;
+  /**
+   * Keys the baseline holds: a process keyed so and started before `newSinceMs` can be no drift
+   * (a process counts only when new), so its unit is not read for it. Undefined: read every unit.
+   */
+  known?: (key: string) => boolean;
+  /** The processes, when the caller read /proc already (proc-table.ts); else read now. */
+  table?: readonly ProcEntry[];
 }
 
 /**
  * User-space processes: `process:<user>:<exe>` → `pid <pid> unit <unit>` (one pid shown per key).
  * Kernel threads (no exe) are left out.
  */
-export async function readProcesses(proc: string, userName: (uid: number) => string, filter: ProcessFilter): Promise<Objects> {
+export function readProcesses(proc: string, userName: (uid: number) => string, filter: ProcessFilter): Objects {
   const out: Objects = {};
-  const pids = listSync(proc).filter((n) => /^\d+$/.test(n));
-  // One read of each process's status gives its parent and its uid. The agent's own children
-  // (cleanup tools, the trash's deletion) are not drift. A job's processes are not among them
-  // after cleanup: orphans are re-parented to init, not the agent.
-  const parent = new Map<number, number>();
-  /** Effective, real, saved and file-system uid: a setuid-root process a job started is root's, not the job's. */
-  const uidsOf = new Map<string, number[]>();
-  const bootMs = filter.newSinceMs === undefined ? 0 : bootTimeMs(readSync(path.join(proc, 'stat')) ?? '');
-  for (const pid of pids) {
-    const status = readSync(path.join(proc, pid, 'status')) ?? '';
-    const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
-    const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
-    if (Number.isInteger(ppid)) parent.set(Number(pid), ppid);
-    if (ids) uidsOf.set(pid, [Number(ids[2]), Number(ids[1]), Number(ids[3]), Number(ids[4])]);
-  }
+  const table = filter.table ?? readProcTable(proc);
+  // The agent's own children (cleanup tools, the trash's deletion) are not drift. A job's
+  // processes are not among them after cleanup: orphans are re-parented to init, not the agent.
+  const parent = new Map<number, number>(table.map((e) => [e.pid, e.ppid]));
+  const bootMs = filter.newSinceMs === undefined ? 0 : bootTimeMs(readProcFile(path.join(proc, 'stat')) ?? '');
   const starts = new Map<number, number | undefined>();
   const startOf = (p: number): number | undefined => {
-    if (!starts.has(p)) starts.set(p, startedAtMs(readSync(path.join(proc, String(p), 'stat')) ?? '', bootMs));
+    if (!starts.has(p)) starts.set(p, startedAtMs(readProcFile(path.join(proc, String(p), 'stat')) ?? '', bootMs));
     return starts.get(p);
   };
   const ours = (pid: number): boolean => {
     for (let p = pid, n = 0; p > 0 && n < 64; p = parent.get(p) ?? 0, n++) if (filter.skipPids.has(p)) return true;
     return false;
   };
-  for (const pid of pids) {
-    const uid = uidsOf.get(pid)?.find((u) => !filter.jobUid(u));
-    if (uid === undefined || ours(Number(pid))) continue;
-    const exe = linkSync(path.join(proc, pid, 'exe'));
+  for (const { pid, uids } of table) {
+    // Effective first, then real, saved, file-system: a setuid-root process a job started is root's, not the job's.
+    const uid = [uids[1], uids[0], uids[2], uids[3]].find((u) => !filter.jobUid(u));
+    if (uid === undefined || ours(pid)) continue;
+    const exe = linkSync(path.join(proc, String(pid), 'exe'));
     if (!exe) continue;
-    const unit = unitOf(readSync(path.join(proc, pid, 'cgroup')) ?? '');
-    if (unit && filter.skipUnits.has(unit)) continue;
     const key = `process:${userName(uid)}:${exe.replace(/ \(deleted\)$/, '')}`;
+    // init is started once, by the kernel.
+    const started = filter.newSinceMs !== undefined && pid !== 1 ? startOf(pid) : undefined;
+    const isNew = started !== undefined && started >= (filter.newSinceMs as number);
+    if (!isNew && filter.known?.(key)) {
+      // Present at baseline and not the job's: no drift whatever its unit (cgroup files cost the most).
+      out[key] ??= `pid ${pid}`;
+      continue;
+    }
+    const unit = unitOf(readProcFile(path.join(proc, String(pid), 'cgroup')) ?? '');
+    if (unit && filter.skipUnits.has(unit)) continue;
     const value = `pid ${pid}${unit ? ` unit ${unit}` : ''}`;
     out[key] ??= value;
-    // A login during the job (logind's session scopes) is an operator, not a leftover of the job;
-    // init is started once, by the kernel.
-    if (filter.newSinceMs !== undefined && pid !== '1' && !/^session-\d+\.scope$/.test(unit ?? '')) {
-      const started = startOf(Number(pid));
-      if (started !== undefined && started >= filter.newSinceMs && !descendsFromOlder(pid, parent, startOf, filter.newSinceMs))
-        out[`${key}#${pid}`] = `${value} started ${new Date(started).toISOString()}`;
-    }
+    // A login during the job (logind's session scopes) is an operator, not a leftover of the job.
+    if (isNew && !/^session-\d+\.scope$/.test(unit ?? '') && !descendsFromOlder(String(pid), parent, startOf, filter.newSinceMs as number))
+      out[`${key}#${pid}`] = `${value} started ${new Date(started).toISOString()}`;
   }
   return out;
 }
@@ -226,31 +228,6 @@ function startedAtMs(stat: string, bootMs: number): number | undefined {
   return bootMs > 0 && Number.isFinite(ticks) ? bootMs + (ticks * 1000) / CLOCK_TICKS_PER_S : undefined;
 }
 
-/** A /proc file's text, undefined when it is gone (the process exited) or unreadable. */
-function readSync(file: string): string | undefined {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function listSync(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
-function linkSync(p: string): string | undefined {
-  try {
-    return readlinkSync(p);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The systemd unit a process belongs to, from its cgroup path (v2 line, else name=systemd). */
 export function unitOf(cgroup: string): string | undefined {
   const line = cgroup.split('\n').find((l) => l.startsWith('0::')) ?? cgroup.split('\n').find((l) => l.includes(':name=systemd:'));
@@ -283,8 +260,4 @@ function popcount(n: number): number {
   let c = 0;
   for (let x = n >>> 0; x; x &= x - 1) c++;
   return c;
-}
-
-async function readText(file: string): Promise<string> {
-  return readFile(file, 'utf8').catch(() => '');
 }

@@ -19,15 +19,12 @@ const TOOLS: [string, string[]][] = [
 /** Separates the tools' outputs: a record separator, which none of them prints. */
 const RS = '\u001e';
 
-/**
- * One shell runs every installed tool in turn: a child process is started once per check, not
- * once per tool (starting a child from a large process is the costliest step of the whole check).
- * Each output is preceded by `RS<tool> <exit code>`; a tool not on PATH prints nothing.
- */
-const SCRIPT = TOOLS.map(
-  ([cmd, args]) =>
-    `if command -v ${cmd} >/dev/null 2>&1; then out=$(${[cmd, ...args].join(' ')} 2>/dev/null); printf '${RS}%s %s\\n%s\\n' ${cmd} $? "$out"; fi`,
-).join('\n');
+/** The script that runs one tool: its output preceded by `RS<tool> <exit code>`; nothing when it is not on PATH. */
+const toolScript = ([cmd, args]: [string, string[]]): string =>
+  `if command -v ${cmd} >/dev/null 2>&1; then out=$(${[cmd, ...args].join(' ')} 2>/dev/null); printf '${RS}%s %s\\n%s\\n' ${cmd} $? "$out"; fi`;
+
+/** Every installed tool in turn, in one shell: one child per call (readNetfilter, without a kept shell). */
+const SCRIPT = TOOLS.map(toolScript).join('\n');
 
 /** Reads every installed tool's rules once (a child shell for this call); `unreadable` names a tool that failed. */
 export async function readNetfilter(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
@@ -42,22 +39,28 @@ export async function readNetfilter(signal?: AbortSignal): Promise<{ objects: Re
 }
 
 /**
- * The tools run in a shell kept for the agent's lifetime (tool-shell.ts): the check starts no child
- * of its own. Killed and started again when a request times out or the shell is gone (a root job
- * may kill it; the next check starts another).
+ * The tools run in shells kept for the agent's lifetime (tool-shell.ts): the check starts no child
+ * of its own. One shell per tool, so the tools run at the same time: each is a process of its own
+ * (~7 ms of exec and netlink dump each on the development machine), and their wall time beside the
+ * walk is the longest of them, not the sum. A shell is killed and started again when a request
+ * times out or it is gone (a root job may kill it; the next check starts another).
  */
 export class NetfilterShell {
-  private readonly shell = new ToolShell();
+  private readonly shells = TOOLS.map(() => new ToolShell());
 
-  /** The rules now; requests are served one at a time. */
+  /** The rules now; requests are served one at a time per tool. */
   async read(signal?: AbortSignal): Promise<{ objects: Record<string, string>; unreadable: string[] }> {
-    const r = await this.shell.run(SCRIPT, { timeoutMs: NETFILTER_TIMEOUT_MS, maxBytes: MAX_OUTPUT_BYTES }, signal);
-    return r.ok ? parseNetfilter(r.stdout) : { objects: {}, unreadable: [`netfilter: ${r.why}`] };
+    const limits = { timeoutMs: NETFILTER_TIMEOUT_MS, maxBytes: MAX_OUTPUT_BYTES };
+    const results = await Promise.all(TOOLS.map((t, i) => (this.shells[i] as ToolShell).run(toolScript(t), limits, signal)));
+    const failed = results.find((r) => !r.ok);
+    if (failed && !failed.ok) return { objects: {}, unreadable: [`netfilter: ${failed.why}`] };
+    // In TOOLS order, as one shell would have printed them.
+    return parseNetfilter(results.map((r) => (r.ok ? r.stdout : '')).join(''));
   }
 
-  /** Ends the shell (tests; the agent's exit ends it anyway). */
+  /** Ends the shells (tests; the agent's exit ends them anyway). */
   close(): void {
-    this.shell.close();
+    for (const s of this.shells) s.close();
   }
 }
 

@@ -13,6 +13,7 @@ import { compareObjects, FileComparer, sortDrift, type CompareOptions } from './
 import { inRanges, readAccounts, readIdentity, readPackageSet, readSubIds, type IdRange, type PackageSet } from './accounts.js';
 import type { ByStat } from './stat-cache.js';
 import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
+import type { ProcEntry } from './proc-table.js';
 import { readNetfilter, type NetfilterShell } from './netfilter.js';
 import type { GlobSet } from './glob.js';
 import { readFileCaps, type FileCaps } from './file-caps.js';
@@ -45,6 +46,10 @@ export interface SnapshotOptions {
   toolShell?: ToolShell;
   /** The package database parsed once while it is unchanged (the guard keeps one across checks). */
   packageCache?: ByStat<PackageSet>;
+  /** The processes, when the caller read /proc already this verification (proc-table.ts). */
+  procTable?: readonly ProcEntry[];
+  /** Process keys the baseline holds (a check): their units are read only for processes new since the job. */
+  knownProcess?: (key: string) => boolean;
   signal?: AbortSignal;
 }
 
@@ -65,30 +70,15 @@ interface Scan {
   executables: string[];
 }
 
-/** Reads every enabled surface at once; file entries go to `visit`, the rest is returned. */
+/**
+ * Reads every enabled surface; file entries go to `visit`, the rest is returned. The netfilter
+ * tools (children of their own shells) and the package database (the thread pool, when it
+ * changed) are started first and run while the main thread reads /proc, the account databases and
+ * walks the file trees, all synchronously: on two cores, work handed to more threads cost more
+ * CPU than it saved in wall time (docs/integrity.md, "Cost").
+ */
 async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number, p: string, m: FileMeta) => void): Promise<Scan> {
   const on = new Set(o.surfaces);
-  const { objects: accountObjects, users } = await readAccounts(o.root);
-  const objects: Record<string, string> = {};
-  if (on.has('accounts')) Object.assign(objects, accountObjects);
-  const names = new Map(users.map((u) => [u.uid, u.name]));
-  const userName = (uid: number): string => names.get(uid) ?? String(uid);
-  let ranges: IdRange[] = [];
-  if (o.jobUser) {
-    ranges = [...(await readSubIds(path.join(o.root, 'etc/subuid'), o.jobUser)), { start: o.jobUser.uid, count: 1 }];
-  }
-  // The checking process and its children (the netfilter tools below) are never drift.
-  const skipPids = [...new Set([...(o.skipPids ?? []), process.pid])];
-  const procs = on.has('processes')
-    ? readProcesses(o.proc, userName, {
-        jobUid: (uid) => inRanges(uid, ranges),
-        skipPids: new Set(skipPids),
-        skipUnits: new Set(TRANSIENT_UNITS),
-        ...(o.newProcessesSinceMs !== undefined ? { newSinceMs: o.newProcessesSinceMs } : {}),
-      })
-    : Promise.resolve({});
-  // Everything reads at once: the netfilter tools as children, /proc and the package database
-  // through the thread pool, beside the file walk.
   const netfilter =
     on.has('netfilter') && o.netfilter !== false
       ? o.netfilterShell
@@ -96,13 +86,35 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
         : readNetfilter(o.signal)
       : undefined;
   const packages = readPackageSet(o.root, o.packageCache);
-  const readers: Promise<Record<string, string>>[] = [];
-  if (on.has('modules')) readers.push(readModules(o.proc));
-  if (on.has('mounts')) readers.push(readMounts(o.proc, o.excluded));
-  if (on.has('routes')) readers.push(readRoutes(o.proc));
-  if (on.has('sysctl')) readers.push(readSysctls(o.proc));
-  if (on.has('listeners')) readers.push(readListeners(o.proc, userName, skipPids));
-  readers.push(procs);
+  const { objects: accountObjects, users } = readAccounts(o.root);
+  const objects: Record<string, string> = {};
+  if (on.has('accounts')) Object.assign(objects, accountObjects);
+  const names = new Map(users.map((u) => [u.uid, u.name]));
+  const userName = (uid: number): string => names.get(uid) ?? String(uid);
+  let ranges: IdRange[] = [];
+  if (o.jobUser) {
+    ranges = [...readSubIds(path.join(o.root, 'etc/subuid'), o.jobUser), { start: o.jobUser.uid, count: 1 }];
+  }
+  // The checking process and its children (the netfilter tools) are never drift.
+  const skipPids = [...new Set([...(o.skipPids ?? []), process.pid])];
+  if (on.has('processes')) {
+    Object.assign(
+      objects,
+      readProcesses(o.proc, userName, {
+        jobUid: (uid) => inRanges(uid, ranges),
+        skipPids: new Set(skipPids),
+        skipUnits: new Set(TRANSIENT_UNITS),
+        ...(o.newProcessesSinceMs !== undefined ? { newSinceMs: o.newProcessesSinceMs } : {}),
+        ...(o.knownProcess ? { known: o.knownProcess } : {}),
+        ...(o.procTable ? { table: o.procTable } : {}),
+      }),
+    );
+  }
+  if (on.has('modules')) Object.assign(objects, readModules(o.proc));
+  if (on.has('mounts')) Object.assign(objects, readMounts(o.proc, o.excluded));
+  if (on.has('routes')) Object.assign(objects, readRoutes(o.proc));
+  if (on.has('sysctl')) Object.assign(objects, readSysctls(o.proc));
+  if (on.has('listeners')) Object.assign(objects, readListeners(o.proc, userName, skipPids));
   const trees = treeSurfaces(
     on,
     users.map((u) => u.home).filter((h) => h.startsWith('/')),
@@ -110,7 +122,7 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
   const bySurface = surfaceExceptions();
   // A path two trees reach belongs to the first tree of its surface list: rank by surface.
   const rank = trees.map((t) => trees.findIndex((u) => u.surface === t.surface));
-  const walk = walkTrees(
+  const walked = await walkTrees(
     trees,
     {
       root: o.root,
@@ -122,16 +134,15 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
     },
     (tree, p, m) => visit(trees[tree] as TreeSurface, rank[tree] as number, p, m),
   );
-  const [walked, pkgs, ...rest] = await Promise.all([walk, packages, ...readers]);
+  const pkgs = await packages;
   const unreadable = [...walked.unreadable];
   if (on.has('package-state')) Object.assign(objects, pkgs.objects);
-  for (const r of rest) Object.assign(objects, r);
   if (netfilter) {
     const nf = await netfilter;
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
   }
-  const identity = await readIdentity(o.root, o.proc, pkgs);
+  const identity = readIdentity(o.root, o.proc, pkgs);
   return { objects, unreadable, identity, trees, executables: walked.executables };
 }
 
@@ -205,7 +216,7 @@ const CAP_FILES_PER_CALL = 2_000;
 export async function checkHost(o: SnapshotOptions, base: BaselineSnapshot, compare: CompareOptions): Promise<HostCheck> {
   const files = new FileComparer(base.files, compare);
   let entries = 0;
-  const s = await scan(o, (tree, rank, p, m) => {
+  const s = await scan({ knownProcess: (k) => Object.hasOwn(base.objects, k), ...o }, (tree, rank, p, m) => {
     entries++;
     files.visit(tree.surface, rank, p, m);
   });

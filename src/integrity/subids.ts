@@ -4,11 +4,11 @@
  * by one of them is the job's, found and removed like the user's own (cleanup handles the user's
  * own uid; this handles the ranges).
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { lstat, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { runCommand } from '../lib/process.js';
 import { inRanges, readSubIds, type IdRange } from './accounts.js';
+import { readProcTable, readTextSync, type ProcEntry } from './proc-table.js';
 
 /** Kill rounds before a survivor is reported: a fork loop in a namespace gets a few passes. */
 const KILL_ROUNDS = 5;
@@ -21,14 +21,16 @@ export interface JobIdsOptions {
   proc: string;
   /** Host-view directories swept for files of the ranges (policy cleanup.temp.paths). */
   tempDirs: readonly string[];
+  /** The processes, when the caller read /proc already (the verification shares one read). */
+  table?: readonly ProcEntry[];
 }
 
 /** The runner user's subordinate uid and gid ranges (empty when it has none). */
-export async function jobIdRanges(root: string, user: { name: string; uid: number }): Promise<{ uids: IdRange[]; gids: IdRange[] }> {
-  return {
-    uids: await readSubIds(path.join(root, 'etc/subuid'), user),
-    gids: await readSubIds(path.join(root, 'etc/subgid'), user),
-  };
+export function jobIdRanges(root: string, user: { name: string; uid: number }): Promise<{ uids: IdRange[]; gids: IdRange[] }> {
+  return Promise.resolve({
+    uids: readSubIds(path.join(root, 'etc/subuid'), user),
+    gids: readSubIds(path.join(root, 'etc/subgid'), user),
+  });
 }
 
 /** One leftover of the ranges: a process, a temp entry or an IPC object. */
@@ -43,12 +45,9 @@ export interface Leftover {
 export async function findLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: JobIdsOptions): Promise<Leftover[]> {
   if (r.uids.length === 0 && r.gids.length === 0) return [];
   const out: Leftover[] = [];
-  // /proc is read synchronously: generated in memory, cheaper than a thread-pool round trip each.
-  for (const pid of listSync(o.proc).filter((n) => /^\d+$/.test(n))) {
-    const status = readSync(path.join(o.proc, pid, 'status'));
-    const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number) ?? [];
+  for (const { pid, uids } of o.table ?? readProcTable(o.proc)) {
     const uid = uids.find((u) => inRanges(u, r.uids));
-    if (uid !== undefined) out.push({ kind: 'process', id: pid, uid });
+    if (uid !== undefined) out.push({ kind: 'process', id: String(pid), uid });
   }
   for (const dir of o.tempDirs) {
     const real = path.join(o.root, dir);
@@ -60,7 +59,7 @@ export async function findLeftovers(r: { uids: IdRange[]; gids: IdRange[] }, o: 
     }
   }
   for (const kind of ['shm', 'sem', 'msg'] as const) {
-    const lines = (await readFile(path.join(o.proc, 'sysvipc', kind), 'utf8').catch(() => '')).split('\n');
+    const lines = readTextSync(path.join(o.proc, 'sysvipc', kind)).split('\n');
     const cols = (lines[0] ?? '').trim().split(/\s+/);
     const [idIx, uidIx, cuidIx] = [
       cols.indexOf(kind === 'shm' || kind === 'msg' ? (kind === 'shm' ? 'shmid' : 'msqid') : 'semid'),
@@ -87,7 +86,9 @@ export async function removeLeftovers(
   const count = (k: string): void => {
     removed[k] = { count: (removed[k]?.count ?? 0) + 1, bytes: 0 };
   };
-  let left = await findLeftovers(r, o);
+  // Each round reads /proc afresh: a caller's table is of before the kills.
+  const { table: _table, ...fresh } = o;
+  let left = await findLeftovers(r, fresh);
   for (let round = 0; round < KILL_ROUNDS && left.some((l) => l.kind === 'process'); round++) {
     for (const l of left.filter((x) => x.kind === 'process')) {
       try {
@@ -98,7 +99,7 @@ export async function removeLeftovers(
       }
     }
     await new Promise((res) => setTimeout(res, 50 * (round + 1)));
-    left = await findLeftovers(r, o);
+    left = await findLeftovers(r, fresh);
   }
   for (const l of left) {
     if (l.kind === 'file') {
@@ -114,21 +115,5 @@ export async function removeLeftovers(
       if (res?.code === 0) count('subid-ipc');
     }
   }
-  return { removed, left: await findLeftovers(r, o) };
-}
-
-function readSync(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function listSync(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
+  return { removed, left: await findLeftovers(r, fresh) };
 }

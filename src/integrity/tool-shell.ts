@@ -23,11 +23,17 @@ export type ToolShellResult = { ok: true; stdout: string } | { ok: false; why: s
 export class ToolShell {
   private child: ChildProcess | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  private pending = 0;
 
-  /** Runs `script` (stderr discarded) and resolves with its stdout. */
+  /**
+   * Runs `script` (stderr discarded) and resolves with its stdout. An idle shell is given the
+   * script at once, not on a later tick: the check starts the tools before its synchronous work.
+   */
   run(script: string, limits: ToolShellLimits, signal?: AbortSignal): Promise<ToolShellResult> {
-    const next = this.queue.then(() => this.request(script, limits, signal));
-    this.queue = next.catch(() => undefined);
+    const start = (): Promise<ToolShellResult> => this.request(script, limits, signal);
+    const next = this.pending === 0 ? start() : this.queue.then(start);
+    this.pending++;
+    this.queue = next.finally(() => this.pending--).catch(() => undefined);
     return next;
   }
 
