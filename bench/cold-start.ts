@@ -15,7 +15,7 @@
  * PSS ≤ 40 MiB.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { release } from '../scripts/release.js';
@@ -32,6 +32,11 @@ const RUNS = Number(opt('runs', '6'));
 const NODE = opt('node', process.execPath);
 /** Where the first run's log goes (info level), to see what start-up spends its time on. */
 const LOG = opt('log', '');
+/**
+ * A directory for the first run's agent: its smaps, and a heap snapshot taken after the memory is
+ * measured (the agent then starts with --heapsnapshot-signal=SIGUSR2 and runs in that directory).
+ */
+const DUMP = opt('dump', '');
 /** V8/Node flags for the agent and the bare process alike (e.g. "--max-semi-space-size=1"). */
 const NODE_OPTIONS = opt('node-options', '');
 /** Environment for the agent and the bare process alike (e.g. "MALLOC_ARENA_MAX=2", as a unit's Environment= would set it). */
@@ -97,6 +102,84 @@ async function memOf(pid: number): Promise<Mem> {
     else if (name === '') mmap += mib;
   }
   return { rss: kib('Rss'), pss: kib('Pss'), anon: kib('Anonymous'), shared: kib('Shared_Clean'), binary, brk, mmap };
+}
+
+/** Where a file offset of the node binary falls: its ELF sections, and the ICU data blob inside .rodata. */
+interface BinaryLayout {
+  sections: { name: string; off: number; size: number }[];
+  icu?: { off: number; size: number };
+}
+
+/** The node binary's sections and ICU data (readelf, binutils); undefined where readelf is missing. */
+function binaryLayout(exe: string): BinaryLayout | undefined {
+  const sections: (BinaryLayout['sections'][number] & { addr: number })[] = [];
+  let text: string;
+  try {
+    text = execFileSync('readelf', ['-SW', exe], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  } catch {
+    return undefined;
+  }
+  for (const l of text.split('\n')) {
+    const m = /\]\s+(\S+)\s+\S+\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)/.exec(l);
+    if (m)
+      sections.push({
+        name: m[1] as string,
+        addr: parseInt(m[2] as string, 16),
+        off: parseInt(m[3] as string, 16),
+        size: parseInt(m[4] as string, 16),
+      });
+  }
+  // Node embeds ICU's data (about 32 MiB) as one symbol: icudt<version>_dat.
+  const syms = execFileSync('readelf', ['-sW', exe], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const m = /:\s+([0-9a-f]+)\s+(\d+|0x[0-9a-f]+)\s+OBJECT\s.*\sicudt\d+_dat\s*$/m.exec(syms);
+  let icu: BinaryLayout['icu'];
+  if (m) {
+    const addr = parseInt(m[1] as string, 16);
+    const sec = sections.find((x) => addr >= x.addr && addr < x.addr + x.size);
+    if (sec) icu = { off: sec.off + (addr - sec.addr), size: Number(m[2]) };
+  }
+  return { sections, icu };
+}
+
+/**
+ * The node binary's resident pages by what they hold (MiB): code (.text), read-only data
+ * (.rodata, less ICU's), ICU's data, the dynamic symbol tables, the rest. Read from the page
+ * tables (/proc/PID/pagemap, root only): which pages of the file this process has mapped in.
+ */
+async function binaryPages(pid: number, layout: BinaryLayout): Promise<Record<string, number>> {
+  const exe = await readlink(`/proc/${pid}/exe`);
+  const out: Record<string, number> = {};
+  const fh = await open(`/proc/${pid}/pagemap`, 'r');
+  try {
+    for (const line of (await readFile(`/proc/${pid}/maps`, 'utf8')).split('\n')) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ ([0-9a-f]+) \S+ \S+\s+(.*)$/.exec(line);
+      if (!m || m[4] !== exe) continue;
+      const start = parseInt(m[1] as string, 16);
+      const pages = (parseInt(m[2] as string, 16) - start) / 4096;
+      const buf = Buffer.alloc(pages * 8);
+      await fh.read(buf, 0, buf.length, (start / 4096) * 8);
+      for (let i = 0; i < pages; i++) {
+        if (!(buf.readBigUInt64LE(i * 8) >> 63n)) continue;
+        const off = parseInt(m[3] as string, 16) + i * 4096;
+        const { icu } = layout;
+        const sec = layout.sections.find((x) => x.size > 0 && off >= x.off && off < x.off + x.size)?.name ?? '';
+        const key =
+          icu && off >= icu.off && off < icu.off + icu.size
+            ? 'ICU data'
+            : sec === '.text'
+              ? 'code'
+              : sec === '.rodata'
+                ? 'rodata'
+                : sec === '.dynsym' || sec === '.dynstr' || sec === '.gnu.hash'
+                  ? 'symbols'
+                  : 'other';
+        out[key] = (out[key] ?? 0) + 4096 / 1048576;
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return out;
 }
 
 /** Start-up phases, in ms, each measured from the end of the previous one (undefined: not logged). */
@@ -312,6 +395,10 @@ async function main(): Promise<void> {
     const phases: Phases[] = [];
     const agentMem: Mem[] = [];
     const bareMem: Mem[] = [];
+    const layout = binaryLayout(NODE);
+    const agentPages: Record<string, number>[] = [];
+    const barePages: Record<string, number>[] = [];
+    if (DUMP) await mkdir(DUMP, { recursive: true });
     for (let i = 0; i < RUNS; i++) {
       const session = new Promise<number>((resolve) => fake.events.once('session-created', () => resolve(Date.now())));
       const t0 = performance.now();
@@ -319,8 +406,10 @@ async function main(): Promise<void> {
       // Every run logs at debug level to its own file: the breakdown is read from its timestamps.
       const logFile = LOG && i === 0 ? LOG : path.join(lab, `run-${i + 1}.log`);
       const logFd = (await import('node:fs')).openSync(logFile, 'w');
-      const agent = spawn(NODE, [bin, 'run', '--config', host.configFile], {
+      const dumpThis = DUMP !== '' && i === 0;
+      const agent = spawn(NODE, [...(dumpThis ? ['--heapsnapshot-signal=SIGUSR2'] : []), bin, 'run', '--config', host.configFile], {
         stdio: ['ignore', logFd, 'inherit'],
+        ...(dumpThis ? { cwd: DUMP } : {}),
         env: { ...env, RUNNER_WARDEN_LOG_LEVEL: 'debug' },
       });
       const to = sleep(SESSION_TIMEOUT_MS).then(() => -1);
@@ -330,11 +419,18 @@ async function main(): Promise<void> {
       startMs.push(performance.now() - t0);
       await sleep(SETTLE_MS);
       agentMem.push(await memOf(agent.pid as number));
+      if (layout) agentPages.push(await binaryPages(agent.pid as number, layout));
+      if (dumpThis) {
+        await writeFile(path.join(DUMP, 'agent.smaps'), await readFile(`/proc/${agent.pid}/smaps`));
+        agent.kill('SIGUSR2');
+        await sleep(SETTLE_MS * 3);
+      }
       phases.push(phasesOf(await readFile(logFile, 'utf8'), wall0, at));
       // The baseline: a bare node process, idle, in the same run.
       const bare = spawn(NODE, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env });
       await sleep(SETTLE_MS);
       bareMem.push(await memOf(bare.pid as number));
+      if (layout) barePages.push(await binaryPages(bare.pid as number, layout));
       await stopChild(bare);
       await stopChild(agent);
       // The next start must register afresh: the fake forgets nothing, the agent's state says idle.
@@ -366,6 +462,12 @@ async function main(): Promise<void> {
       console.log(
         `    by mapping: node binary ${fmt(col(ms, 'binary'), 'MiB')}; unnamed anonymous (V8 heap, thread arenas, stacks) ${fmt(col(ms, 'mmap'), 'MiB')}; malloc main arena [heap] ${fmt(col(ms, 'brk'), 'MiB')}`,
       );
+    }
+    if (layout) {
+      const keys = ['code', 'rodata', 'ICU data', 'symbols', 'other'];
+      const of = (ps: Record<string, number>[], k: string): string => median(ps.map((p) => p[k] ?? 0)).toFixed(1);
+      console.log(`  node binary's resident pages by section (median MiB, from the page tables): agent / bare`);
+      console.log(`    ${keys.map((k) => `${k} ${of(agentPages, k)} / ${of(barePages, k)}`).join('; ')}`);
     }
     const ratio = median(col(agentMem, 'rss')) / median(col(bareMem, 'rss'));
     console.log(

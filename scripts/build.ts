@@ -28,6 +28,7 @@
 import { build, type Plugin } from 'esbuild';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSchemas, type GeneratedSchemas } from './build-schemas.js';
@@ -125,6 +126,33 @@ function lazyFiles(): Plugin {
 }
 
 /**
+ * Node's own modules, imported as CommonJS (`require`) rather than as ES modules. An ES import of
+ * a built-in makes Node build the module's ESM facade, which reads every export, getters
+ * included: on Node 26, `import http from 'node:http'` runs http's WebSocket, CloseEvent and
+ * MessageEvent getters and so loads Node's whole fetch implementation (undici), and the imports
+ * of crypto, tls and assert that come with it. Measured on 26.12.1: +17 MiB RSS for the ES
+ * import, +0.8 MiB for require('http'). esbuild's CommonJS interop reads a property only when the
+ * code uses it.
+ */
+function builtinsAsRequire(): Plugin {
+  const names = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+  return {
+    name: 'runner-warden-builtins-as-require',
+    setup(b) {
+      b.onResolve({ filter: /^[a-z_:/]+$/ }, (a) => {
+        if (!names.has(a.path)) return undefined;
+        if (a.kind === 'import-statement' || a.kind === 'dynamic-import') return { path: a.path, namespace: 'runner-warden-builtin' };
+        return { path: a.path, external: true };
+      });
+      b.onLoad({ filter: /.*/, namespace: 'runner-warden-builtin' }, (a) => ({
+        contents: `module.exports = require(${JSON.stringify(a.path.startsWith('node:') ? a.path : `node:${a.path}`)});`,
+        loader: 'js',
+      }));
+    },
+  };
+}
+
+/**
  * Rewrites every character beyond ASCII as its \u escape. In the string, template, regular
  * expression and identifier positions where esbuild leaves them, the escape means the same
  * character; the bundle has no comments (legalComments: none, minified).
@@ -185,7 +213,7 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
       __RUNNER_WARDEN_BUNDLE__: 'true',
     },
   };
-  const plugins = [substitutions(gen, prebuiltEsbuildModule(sim)), lazyFiles()];
+  const plugins = [substitutions(gen, prebuiltEsbuildModule(sim)), lazyFiles(), builtinsAsRequire()];
   const results = await Promise.all([
     // The agent: every command in one file; `demo` and the AWS SDK are imported from their own.
     build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/main.ts')], outfile: path.join(outDir, 'runner-warden.mjs'), plugins }),
@@ -193,7 +221,12 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
     build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/demo.ts')], outfile: path.join(outDir, 'runner-warden-demo.mjs'), plugins }),
     // The container hooks: a program of their own, started by the runner once per hook call.
     // An ES module like the rest (the tree's package.json says "type": "module").
-    build({ ...common, entryPoints: [path.join(ROOT, 'src/container-hooks/main.ts')], outfile: path.join(outDir, CONTAINER_HOOKS_FILE) }),
+    build({
+      ...common,
+      entryPoints: [path.join(ROOT, 'src/container-hooks/main.ts')],
+      outfile: path.join(outDir, CONTAINER_HOOKS_FILE),
+      plugins: [builtinsAsRequire()],
+    }),
     // The lazy packages, each re-exported as its importer takes it.
     ...Object.entries(LAZY_PACKAGES).map(([pkg, { file, exports }]) =>
       build({
@@ -204,6 +237,7 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
           sourcefile: `${file.replace(/\.mjs$/, '')}.js`,
         },
         outfile: path.join(outDir, file),
+        plugins: [builtinsAsRequire()],
       }),
     ),
   ]);

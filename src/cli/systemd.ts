@@ -4,6 +4,7 @@
  * environment systemd gives a Type=notify service.
  */
 import { fstatSync } from 'node:fs';
+import http from 'node:http';
 import { systemClock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { startSystemdNotify, watchdogUsecFor, type SystemdNotifier } from '../lib/sd-notify.js';
@@ -45,14 +46,29 @@ export function notifySystemd(target: NotifyTarget, env: NodeJS.ProcessEnv, log:
     socket: env.NOTIFY_SOCKET,
     watchdogUsec: watchdogUsecFor(env.WATCHDOG_USEC, env.WATCHDOG_PID, process.pid),
     ready: async () => {
-      if (!url) return true;
-      const res = await fetch(url, { signal: AbortSignal.timeout(HEALTH_PROBE_TIMEOUT_MS) });
-      await res.arrayBuffer();
+      if (url) await probe(url);
       return true;
     },
     alive: () => target.agent.snapshot().loopAlive,
     clock: systemClock,
     log,
     env: { PATH: env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
+}
+
+/**
+ * One GET of the health endpoint, any status. node:http rather than fetch: the global fetch loads
+ * Node's own HTTP client (undici, its parser compiled from WebAssembly), megabytes that an agent
+ * keeps for its life for one local probe.
+ */
+function probe(url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: HEALTH_PROBE_TIMEOUT_MS }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${HEALTH_PROBE_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
   });
 }

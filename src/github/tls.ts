@@ -61,11 +61,17 @@ export async function readCaBundle(file: string, configFile: string): Promise<st
   return text;
 }
 
-/** A fetch whose HTTPS connections trust `caPem` (one or more PEM certificates). */
-export function createCaFetch(caPem: string, opts: CaFetchOptions = {}): CaFetch {
-  const ca = opts.includeSystemRoots === false ? [caPem] : [...tls.rootCertificates, caPem];
+/**
+ * A fetch whose HTTPS connections trust `caPem` (one or more PEM certificates); undefined: Node's
+ * own trust (its bundled roots and NODE_EXTRA_CA_CERTS), as the global fetch has it. The agent
+ * uses it with no bundle too: Node's global fetch loads its own HTTP client (undici, with its
+ * parser compiled from WebAssembly), about 11 MiB of an idle agent's memory that node:https does
+ * not need (docs/release.md).
+ */
+export function createCaFetch(caPem: string | undefined, opts: CaFetchOptions = {}): CaFetch {
+  const ca = caPem === undefined ? undefined : opts.includeSystemRoots === false ? [caPem] : [...tls.rootCertificates, caPem];
   const agents = {
-    'https:': new https.Agent({ ca, keepAlive: true }),
+    'https:': new https.Agent({ ...(ca ? { ca } : {}), keepAlive: true }),
     'http:': new http.Agent({ keepAlive: true }),
   };
 
