@@ -9,6 +9,7 @@ import { ConfigError } from '../lib/errors.js';
 import { ajvProblems } from '../policy/messages.js';
 import { validators } from '../policy/schema.js';
 import { formatPath, formatProblem, type Problem } from '../policy/source.js';
+import type { RecycleConfig } from '../policy/types.js';
 
 /** The standard in-cluster service-account mount (Kubernetes docs, "Accessing the API from a Pod"). */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -74,17 +75,21 @@ export const RECYCLE_DEFAULTS = {
 } as const;
 
 /**
+ * One provider's part of the generated `RecycleConfig` (the schema is the one source of every
+ * field, its type and its doc): the provider's literal, its own keys `K`, of which `R` are required.
+ */
+type ProviderConfig<P extends RecycleConfig['provider'], K extends keyof RecycleConfig, R extends K = never> = { provider: P } & Pick<
+  RecycleConfig,
+  Exclude<K, R>
+> &
+  Required<Pick<RecycleConfig, R>>;
+
+/**
  * Pools keep their size (docs/pools.md): a recycled host is replaced, never taken out of the pool,
  * unless the operator says a scaler owns the pool's size (`scalerOwnsSize: true`). A recycle means
  * "this host is used up", not "the fleet needs fewer hosts".
  */
-export interface PoolSizeOption {
-  /**
-   * True when an autoscaler (a scaling policy, a job-driven scaler) owns the pool's size: the
-   * provider may then take the host out without a replacement. Default false: the pool keeps its size.
-   */
-  scalerOwnsSize?: boolean;
-}
+export type PoolSizeOption = Pick<RecycleConfig, 'scalerOwnsSize'>;
 
 /** What gcp-mig does with this VM: recreate keeps the group's size, delete shrinks it. */
 export function gcpMigAction(config: GcpMigRecycleConfig): 'delete' | 'recreate' {
@@ -97,50 +102,38 @@ export function azureVmssAction(config: AzureVmssRecycleConfig): 'delete' | 'rei
 }
 
 /** `provider: none`: nothing is signalled; the agent stops and leaves the host to the operator. */
-export interface NoneRecycleConfig {
-  provider: 'none';
-}
+export type NoneRecycleConfig = ProviderConfig<'none', never>;
 
 /** `provider: exit`: the agent exits with `exitCode` (default 0) for a container orchestrator. */
-export interface ExitRecycleConfig {
-  provider: 'exit';
-  exitCode?: number;
-}
+export type ExitRecycleConfig = ProviderConfig<'exit', 'exitCode'>;
 
 /**
  * `provider: shutdown`: runs `command` (argv, or a string run by /bin/sh -c). There is no implicit
  * default: production configs say `["systemctl", "poweroff"]` explicitly. Timeout default 30 s.
  */
-export interface ShutdownRecycleConfig {
-  provider: 'shutdown';
-  command: string[] | string;
-  timeoutSeconds?: number;
-}
+export type ShutdownRecycleConfig = ProviderConfig<'shutdown', 'command' | 'timeoutSeconds', 'command'>;
 
 /**
  * `provider: aws-asg`: terminate this instance in its group without decrementing the desired
  * capacity (the group launches a replacement), else mark it Unhealthy (the group replaces it). With
  * `scalerOwnsSize: true` the chain starts with a terminate that decrements the desired capacity.
  * Instance id and region come from IMDSv2 unless given; `endpoint` overrides the Auto Scaling API URL.
+ * With `lifecycleHookName`, a host the group is already scaling in (LifecycleState
+ * Terminating:Wait) is released at once with CompleteLifecycleAction CONTINUE instead of waiting
+ * out the hook's heartbeat timeout.
  */
-export interface AwsAsgRecycleConfig extends PoolSizeOption {
-  provider: 'aws-asg';
-  /** Default http://169.254.169.254. */
-  imdsEndpoint?: string;
-  /** Auto Scaling API endpoint; default the SDK's regional endpoint. */
-  endpoint?: string;
-  region?: string;
-  instanceId?: string;
-  /**
-   * The group's autoscaling:EC2_INSTANCE_TERMINATING lifecycle hook. When set, a host the group is
-   * already scaling in (LifecycleState Terminating:Wait) is released at once with
-   * CompleteLifecycleAction CONTINUE instead of waiting out the hook's heartbeat timeout.
-   */
-  lifecycleHookName?: string;
-  maxAttempts?: number;
-  imdsTimeoutSeconds?: number;
-  timeoutSeconds?: number;
-}
+export type AwsAsgRecycleConfig = ProviderConfig<
+  'aws-asg',
+  | 'scalerOwnsSize'
+  | 'imdsEndpoint'
+  | 'endpoint'
+  | 'region'
+  | 'instanceId'
+  | 'lifecycleHookName'
+  | 'maxAttempts'
+  | 'imdsTimeoutSeconds'
+  | 'timeoutSeconds'
+>;
 
 /**
  * `provider: azure-vmss`: the VM asks its scale set (Uniform orchestration) to reimage it (the
@@ -149,23 +142,22 @@ export interface AwsAsgRecycleConfig extends PoolSizeOption {
  * Subscription, resource group, scale set, instance id and a managed-identity token come from IMDS
  * unless given.
  */
-export interface AzureVmssRecycleConfig extends PoolSizeOption {
-  provider: 'azure-vmss';
-  /** Default reimage; delete (the default with scalerOwnsSize) needs scalerOwnsSize: true. */
+export type AzureVmssRecycleConfig = ProviderConfig<
+  'azure-vmss',
+  | 'scalerOwnsSize'
+  | 'imdsEndpoint'
+  | 'managementEndpoint'
+  | 'subscriptionId'
+  | 'resourceGroup'
+  | 'scaleSet'
+  | 'instanceId'
+  | 'identityClientId'
+  | 'imdsTimeoutSeconds'
+  | 'timeoutSeconds'
+> & {
+  /** Default reimage; delete (the default with scalerOwnsSize) needs scalerOwnsSize: true (the schema checks the values). */
   action?: 'delete' | 'reimage';
-  /** Default http://169.254.169.254. */
-  imdsEndpoint?: string;
-  /** Default https://management.azure.com. */
-  managementEndpoint?: string;
-  subscriptionId?: string;
-  resourceGroup?: string;
-  scaleSet?: string;
-  instanceId?: string;
-  /** Client id of a user-assigned managed identity; default the system-assigned one. */
-  identityClientId?: string;
-  imdsTimeoutSeconds?: number;
-  timeoutSeconds?: number;
-}
+};
 
 /**
  * `provider: gcp-mig`: the VM asks its managed instance group to recreate it (the default:
@@ -174,68 +166,53 @@ export interface AzureVmssRecycleConfig extends PoolSizeOption {
  * VMs as jobs need them). Project, zone, instance name, the group (the `created-by` attribute) and
  * an access token come from the metadata server unless given; `computeEndpoint` overrides the API URL.
  */
-export interface GcpMigRecycleConfig extends PoolSizeOption {
-  provider: 'gcp-mig';
-  /** Default recreate; delete (the default with scalerOwnsSize) needs scalerOwnsSize: true. */
+export type GcpMigRecycleConfig = ProviderConfig<
+  'gcp-mig',
+  | 'scalerOwnsSize'
+  | 'metadataEndpoint'
+  | 'computeEndpoint'
+  | 'project'
+  | 'zone'
+  | 'instanceName'
+  | 'instanceGroupManager'
+  | 'metadataTimeoutSeconds'
+  | 'timeoutSeconds'
+> & {
+  /** Default recreate; delete (the default with scalerOwnsSize) needs scalerOwnsSize: true (the schema checks the values). */
   action?: 'delete' | 'recreate';
-  /** Default http://metadata.google.internal. */
-  metadataEndpoint?: string;
-  /** Default https://compute.googleapis.com. */
-  computeEndpoint?: string;
-  project?: string;
-  zone?: string;
-  instanceName?: string;
-  /** The group's path, `projects/P/zones/Z/instanceGroupManagers/N` (or `regions/R/...`); default the VM's created-by. */
-  instanceGroupManager?: string;
-  metadataTimeoutSeconds?: number;
-  timeoutSeconds?: number;
-}
+};
 
 /**
  * `provider: kubernetes`: deletes its own pod. `apiUrl` overrides the in-cluster URL built from
  * `serviceHost`/`servicePort` (the composition root passes KUBERNETES_SERVICE_HOST/PORT);
  * `podName` and `namespace` come from the downward API (namespace falls back to namespaceFile).
  */
-export interface KubernetesRecycleConfig {
-  provider: 'kubernetes';
-  podName?: string;
-  namespace?: string;
-  apiUrl?: string;
-  serviceHost?: string;
-  servicePort?: number | string;
-  tokenFile?: string;
-  caFile?: string;
-  namespaceFile?: string;
-  gracePeriodSeconds?: number;
-  timeoutSeconds?: number;
-}
+export type KubernetesRecycleConfig = ProviderConfig<
+  'kubernetes',
+  | 'podName'
+  | 'namespace'
+  | 'apiUrl'
+  | 'serviceHost'
+  | 'servicePort'
+  | 'tokenFile'
+  | 'caFile'
+  | 'namespaceFile'
+  | 'gracePeriodSeconds'
+  | 'timeoutSeconds'
+>;
 
 /**
  * `provider: webhook`: POSTs the event as JSON, signed with HMAC-SHA256 of the body using the
  * secret in `secretFile` (must be root-owned and not group/other accessible).
  */
-export interface WebhookRecycleConfig {
-  provider: 'webhook';
-  url: string;
-  secretFile: string;
-  /** Extra request headers (not secret: they are logged in config dumps). */
-  headers?: Record<string, string>;
-  /** PEM bundle for a receiver with a private CA. */
-  caFile?: string;
-  maxAttempts?: number;
-  initialBackoffMs?: number;
-  maxBackoffMs?: number;
-  timeoutSeconds?: number;
-}
+export type WebhookRecycleConfig = ProviderConfig<
+  'webhook',
+  'url' | 'secretFile' | 'headers' | 'caFile' | 'maxAttempts' | 'initialBackoffMs' | 'maxBackoffMs' | 'timeoutSeconds',
+  'url' | 'secretFile'
+>;
 
 /** `provider: command`: runs an admin command with the event in its environment; exit 0 = ok. */
-export interface CommandRecycleConfig {
-  provider: 'command';
-  command: string[] | string;
-  /** Extra environment for the command (the agent's own environment is never passed). */
-  env?: Record<string, string>;
-  timeoutSeconds?: number;
-}
+export type CommandRecycleConfig = ProviderConfig<'command', 'command' | 'env' | 'timeoutSeconds', 'command'>;
 
 /** One provider's config. */
 export type RecycleProviderConfig =
