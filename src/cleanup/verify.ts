@@ -86,11 +86,13 @@ export async function verifyWith(ctx: CleanupContext, o: VerifyOptions): Promise
   const found = await Promise.all(
     checks.map(async ([name, check]) => {
       const out: string[] = [];
+      const t0 = ctx.clock.now();
       try {
         await check(ctx, o, out, report, shared);
       } catch (err) {
         out.push(`verify ${name}: check failed: ${describeError(err)}`);
       }
+      ctx.log.debug({ check: name, durationMs: ctx.clock.now() - t0, problems: out.length }, 'verify check done');
       return out;
     }),
   );

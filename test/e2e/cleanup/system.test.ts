@@ -112,3 +112,24 @@ test('a second pass finds nothing, and an unmounted /dev/mqueue is reported as s
   assert.deepEqual(r.removed, {});
   assert.match(r.reason ?? '', /no-mqueue not mounted/);
 });
+
+test('spools that hold nothing of the user decide without running crontab or atq; the real spools send the step to the tools', async () => {
+  plant(lab);
+  const empty = path.join(lab.root, 'empty-spool');
+  await fsp.mkdir(empty);
+  await fsp.writeFile(path.join(empty, other.user.name), 'another user only');
+  // The test's spools are empty of the user: the step trusts them and asks no tool (so the
+  // user's real crontab and at job, which these spools do not show, stay).
+  const fast = await createSystemStep({ lingerDir, mqueueDir, crontabDir: empty, atJobsDir: empty }).run(makeCtx(slot));
+  assert.equal(fast.outcome, 'ok', fast.reason);
+  assert.equal(fast.removed.crontab, undefined, 'crontab -l ran although the spool showed no crontab');
+  assert.equal(fast.removed['at-job'], undefined, 'atq ran although the spool showed no at job');
+  assert.ok(crontabOf(lab.user.name), 'the crontab went without the tool being asked');
+  // The real spools show them: the tools run and remove them.
+  const full = await createSystemStep({ lingerDir, mqueueDir }).run(makeCtx(slot));
+  assert.equal(full.outcome, 'ok', full.reason);
+  assert.equal(full.removed.crontab?.count, 1);
+  assert.equal(full.removed['at-job']?.count, 1);
+  assert.equal(crontabOf(lab.user.name), undefined, 'the crontab survived');
+  assert.equal(atJobsOf(lab.user.name), 0, 'the at job survived');
+});
