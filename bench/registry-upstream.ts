@@ -24,6 +24,8 @@ export async function freePort(): Promise<number> {
 export interface Upstream {
   /** URL of the counting front (what the mirror is pointed at). */
   url: string;
+  /** URL of the registry itself, behind no front and no pacing (a bench's floor: a plain local registry). */
+  registryUrl: string;
   /** Blob GETs served per digest. */
   blobFetches: Map<string, number>;
   stop(): Promise<void>;
@@ -89,6 +91,7 @@ export async function startUpstream(root: string, bytesPerSecond?: number): Prom
   const frontPort = (front.address() as net.AddressInfo).port;
   return {
     url: `http://127.0.0.1:${frontPort}`,
+    registryUrl: `http://127.0.0.1:${port}`,
     blobFetches,
     async stop() {
       front.closeAllConnections();

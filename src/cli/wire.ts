@@ -30,8 +30,9 @@ import { resolveTimeouts } from '../agent/timeouts.js';
 import { ALL_STATES } from '../agent/states.js';
 import { hookPaths } from '../runner/hooks.js';
 import { AgentMetrics } from '../health/metrics.js';
-import { mirrorDebugAddress, registerMirrorMetrics } from '../engine/mirror-metrics.js';
-import { DEFAULT_MIRROR_STORAGE } from '../engine/mirror-checks.js';
+import { mirrorDebugAddress, registerMirrorMetrics, registerMirrorPruneMetrics } from '../engine/mirror-metrics.js';
+import { DEFAULT_MIRROR_STORAGE, gibToBytes } from '../engine/mirror-checks.js';
+import { MirrorJanitor } from '../engine/mirror-janitor.js';
 import type { HealthServer } from '../health/server.js';
 import { watchInterruptions } from '../recycle/interruptions.js';
 import { VERSION } from './version.js';
@@ -86,6 +87,8 @@ export interface WireOptions {
   listenerPath?: string;
   /** Prefix of the file surfaces the integrity check reads (tests and benches: a built root). */
   integrityRoot?: string;
+  /** The image cache's store when it is not the packaged one (the demo's supervised mirror). */
+  mirrorStorage?: string;
 }
 
 /** Wires everything; throws ConfigError / PolicyError / RunnerInstallError for the CLI to map to 78. */
@@ -121,11 +124,23 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   });
   await policies.load();
   // The image cache's hits, misses and bytes on /metrics, read from its debug server at scrape time.
+  const mirrorStorage = o.mirrorStorage ?? DEFAULT_MIRROR_STORAGE;
   registerMirrorMetrics(
     metrics.registry,
     () => mirrorDebugAddress(policies.current().docker.mirror),
-    () => (policies.current().docker.mirror ? DEFAULT_MIRROR_STORAGE : undefined),
+    () => (policies.current().docker.mirror ? mirrorStorage : undefined),
   );
+  // The cache's size cap, kept by pruning its least recently used blobs every minute, off the job's path.
+  const mirrorJanitor = new MirrorJanitor(
+    () => {
+      const d = policies.current().docker;
+      // Only this host's own cache (a loopback mirror) is the agent's to prune.
+      return mirrorDebugAddress(d.mirror) ? { storage: mirrorStorage, capBytes: gibToBytes(d.mirrorCapGiB) } : undefined;
+    },
+    log.child({ component: 'image-cache' }),
+    systemClock,
+  );
+  registerMirrorPruneMetrics(metrics.registry, () => mirrorJanitor.totals);
   // The per-job container engine, the sudo grant and the whole-host integrity check.
   const { guards, engineGuard } = await buildGuards({
     slot,
@@ -259,7 +274,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     },
   });
 
-  const tasks: Promise<unknown>[] = [policies.run(bg.signal), metrics.run(bg.signal)];
+  const tasks: Promise<unknown>[] = [policies.run(bg.signal), metrics.run(bg.signal), mirrorJanitor.run(bg.signal)];
   if (config.interruptions.imds) {
     tasks.push(
       watchInterruptions({

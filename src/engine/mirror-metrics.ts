@@ -11,6 +11,14 @@
  *   runner_warden_mirror_served_bytes_total              bytes sent to engines
  *   runner_warden_mirror_cache_bytes                     size of the store (du, at most once a minute)
  *
+ * and, from the agent's own pruning (src/engine/mirror-janitor.ts, {@link registerMirrorPruneMetrics}):
+ *
+ *   runner_warden_mirror_cap_bytes                       the cap (policy docker.mirrorCapGiB)
+ *   runner_warden_mirror_blob_bytes                      bytes of cached blobs at the last sweep
+ *   runner_warden_mirror_full                            1 when still over the cap after pruning
+ *   runner_warden_mirror_pruned_blobs_total              blobs deleted, least recently used first
+ *   runner_warden_mirror_pruned_bytes_total              their bytes
+ *
  * The counters are the mirror's own, with distribution 2.8's quirks (measured, docs/docker.md):
  * it counts a blob fetched on a miss as a hit, never counts blob bytes pulled, and counts a blob's
  * bytes served twice; manifest hits, misses and bytes are right. They start again at zero when
@@ -18,6 +26,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { cacheBytes, mirrorStats, type MirrorStats } from './mirror.js';
+import type { JanitorTotals } from './mirror-janitor.js';
 
 /** A scrape must not hang on a sick mirror; half a second is ample for a loopback expvar read. */
 const SCRAPE_TIMEOUT_MS = 500;
@@ -138,6 +147,52 @@ export function registerMirrorMetrics(
     async collect() {
       const b = await cacheSize();
       if (b !== undefined) this.set(b);
+    },
+  });
+}
+
+/** Registers the agent's pruning of the cache on `registry` (its figures as of the last sweep). */
+export function registerMirrorPruneMetrics(registry: Registry, totals: () => JanitorTotals): void {
+  const registers = [registry];
+  const last = (set: (g: Gauge, t: JanitorTotals) => void) =>
+    function (this: Gauge): void {
+      const t = totals();
+      if (t.last) set(this, t);
+    };
+  new Gauge({
+    name: `${PREFIX}cap_bytes`,
+    help: 'The image cache’s size cap (policy docker.mirrorCapGiB), as of the last sweep.',
+    registers,
+    collect: last((g, t) => g.set(t.last?.capBytes ?? 0)),
+  });
+  new Gauge({
+    name: `${PREFIX}blob_bytes`,
+    help: 'Bytes of blobs in the image cache after the agent’s last sweep (what the cap is measured against).',
+    registers,
+    collect: last((g, t) => g.set(t.last?.bytes ?? 0)),
+  });
+  new Gauge({
+    name: `${PREFIX}full`,
+    help: 'Whether the image cache was still over its cap after the last sweep (every blob left was in use); pulls still work.',
+    registers,
+    collect: last((g, t) => g.set(t.last?.overCap ? 1 : 0)),
+  });
+  new Counter({
+    name: `${PREFIX}pruned_blobs_total`,
+    help: 'Blobs the agent deleted from the image cache to keep it under its cap, least recently used first.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(totals().prunedBlobs);
+    },
+  });
+  new Counter({
+    name: `${PREFIX}pruned_bytes_total`,
+    help: 'Bytes the agent deleted from the image cache to keep it under its cap.',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(totals().prunedBytes);
     },
   });
 }

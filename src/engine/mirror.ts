@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { runCommand, signalGroup, waitForChild } from '../lib/process.js';
+import { sweepMirror, type SweepResult } from './mirror-janitor.js';
 
 /** The registry answers /v2/ within a second of starting; ten covers a loaded host. */
 export const MIRROR_START_TIMEOUT_MS = 10_000;
@@ -28,7 +29,7 @@ export interface MirrorOptions {
   storage: string;
   /** The upstream registry, e.g. https://registry-1.docker.io. */
   upstream: string;
-  /** Size cap in bytes; over it the cache is emptied (it refills on demand). */
+  /** Size cap in bytes; over it the least recently used blobs are pruned (src/engine/mirror-janitor.ts). */
   capBytes: number;
 }
 
@@ -38,7 +39,9 @@ export function mirrorConfig(opts: MirrorOptions): string {
     {
       version: 0.1,
       log: { level: 'warn', fields: { service: 'runner-warden-mirror' } },
-      storage: { filesystem: { rootdirectory: opts.storage }, delete: { enabled: true }, cache: { blobdescriptor: 'inmemory' } },
+      // No in-memory blob descriptor cache: the agent prunes blobs while the registry serves, and a
+      // cached descriptor of a pruned blob would fail its read instead of fetching it again.
+      storage: { filesystem: { rootdirectory: opts.storage }, delete: { enabled: true } },
       http: { addr: opts.listen, debug: { addr: opts.debugListen }, headers: { 'X-Content-Type-Options': ['nosniff'] } },
       proxy: { remoteurl: opts.upstream },
     },
@@ -143,17 +146,8 @@ export class RegistryMirror {
     clearTimeout(t);
   }
 
-  /**
-   * Keeps the cache under its cap: over it, the registry is stopped, the cache emptied and the
-   * registry started again (distribution 2.8 cannot garbage-collect a proxy cache while serving;
-   * a pull-through cache refills from its upstream). Returns the bytes freed.
-   */
-  async enforceCap(): Promise<number> {
-    const bytes = await cacheBytes(this.opts.storage);
-    if (bytes <= this.opts.capBytes) return 0;
-    await this.stop();
-    await fsp.rm(this.opts.storage, { recursive: true, force: true });
-    await this.start();
-    return bytes;
+  /** One sweep of the cache against its cap while it serves (least recently used blobs first). */
+  enforceCap(now = Date.now(), inUseMs?: number): Promise<SweepResult> {
+    return sweepMirror(this.opts.storage, this.opts.capBytes, now, inUseMs);
   }
 }

@@ -58,6 +58,7 @@ export const DEFAULT_POLICY: Policy = {
   "docker": {
     "mode": "auto",
     "mirror": null,
+    "mirrorCapGiB": 20,
     "allow": {
       "privileged": false,
       "hostNamespaces": false,

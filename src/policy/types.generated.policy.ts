@@ -151,6 +151,13 @@ export interface Policy {
      */
     mirror: string | null;
     /**
+     * Size cap of the host's image cache (the loopback docker.mirror's store). The agent checks it
+     * every minute and, over it, deletes the least recently used cached blobs (never one used in
+     * the last five minutes) down to 90% of the cap while the cache keeps serving; a pruned image
+     * is fetched from the upstream again at its next pull. Default: 20.
+     */
+    mirrorCapGiB: number;
+    /**
      * What a job may ask of the engine when creating containers. Everything is denied by default.
      * In isolated mode the per-job engine's own boundary contains these anyway; in host mode and
      * in the container hooks they are enforced and a refusal names the key that would allow it.

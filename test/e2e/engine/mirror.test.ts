@@ -2,17 +2,23 @@
  * The image cache no job can poison: a proxy-mode docker-registry between every per-job engine
  * and a local upstream. Job B's pull of what job A pulled is served by the mirror (the upstream
  * sees one fetch of the layer), and the agent's /metrics shows the mirror's counters; a push
- * through the mirror is refused; the cap empties the cache.
+ * through the mirror is refused; over its cap the least recently used blobs are pruned while the
+ * mirror serves, and a pruned image is pulled again.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { promises as fsp } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { createLab, type Lab } from '../../helpers/lab.js';
 import { EngineGuard } from '../../../src/engine/engine-guard.js';
 import { engineLayout } from '../../../src/engine/rootless-engine.js';
 import { RegistryMirror, mirrorStats, cacheBytes } from '../../../src/engine/mirror.js';
-import { registerMirrorMetrics } from '../../../src/engine/mirror-metrics.js';
+import { registerMirrorMetrics, registerMirrorPruneMetrics } from '../../../src/engine/mirror-metrics.js';
+import { listBlobs, PRUNE_TO_RATIO, sweepMirror } from '../../../src/engine/mirror-janitor.js';
+import { mirrorProblems } from '../../../src/engine/mirror-checks.js';
 import { Registry } from 'prom-client';
 import { busyboxTar, dockerCli, dockerPolicy, dockerTry, guardCtx, makeJob, openTun } from './fixture.js';
 import { freePort, pushImage, startUpstream, type Upstream } from '../../../bench/registry-upstream.js';
@@ -122,17 +128,102 @@ test("job B's pull of the image job A pulled is served by the mirror: the upstre
   assert.notEqual(upload.status, 202, 'the mirror accepted an upload');
 });
 
-test('over its cap the cache is emptied and the mirror serves again', async () => {
-  const capped = new RegistryMirror({ ...mirror.opts, capBytes: 0 });
-  assert.ok((await cacheBytes(mirror.opts.storage)) > 0, 'the first test left blobs in the cache');
-  await mirror.stop();
-  try {
-    await capped.start();
-    const freed = await capped.enforceCap();
-    assert.ok(freed > 0);
-    assert.ok((await cacheBytes(mirror.opts.storage)) < 64 * 1024, 'the cache still holds blobs');
-    assert.equal((await fetch(`${capped.url}/v2/`)).status, 200);
-  } finally {
-    await capped.stop();
+/** Pulls `repo:1` through the registry API (manifest, config, layers) and checks every digest. */
+async function apiPull(registry: string, repo: string): Promise<string[]> {
+  const res = await fetch(`${registry}/v2/${repo}/manifests/1`, {
+    headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' },
+  });
+  assert.equal(res.status, 200, `manifest of ${repo}: ${res.status}`);
+  const m = (await res.json()) as { config: { digest: string }; layers: { digest: string }[] };
+  const digests = [m.config.digest, ...m.layers.map((l) => l.digest)];
+  for (const d of digests) {
+    const body = Buffer.from(await (await fetch(`${registry}/v2/${repo}/blobs/${d}`)).arrayBuffer());
+    assert.equal(`sha256:${createHash('sha256').update(body).digest('hex')}`, d, `blob ${d} of ${repo}`);
   }
+  return digests;
+}
+
+const blobDir = (storage: string, digest: string): string =>
+  path.join(storage, 'docker/registry/v2/blobs/sha256', digest.slice(7, 9), digest.slice(7));
+const exists = (p: string): Promise<boolean> =>
+  fsp.stat(p).then(
+    () => true,
+    () => false,
+  );
+
+test('over its cap the least recently used blobs are pruned while the mirror serves; a pruned image is pulled again', async () => {
+  const storage = mirror.opts.storage;
+  const MiB = 1024 * 1024;
+  // Four images of one 1 MiB incompressible layer each, cached in this order; then A is read again.
+  const layers: Record<string, string> = {};
+  for (const x of ['a', 'b', 'c', 'd']) {
+    const dir = path.join(lab.root, `cap-${x}`);
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(path.join(dir, 'blob'), randomBytes(MiB));
+    const tar = execFileSync('tar', ['-C', dir, '-cf', '-', '.'], { maxBuffer: 4 * MiB });
+    layers[x] = (await pushImage(upstream.url, `library/cap-${x}`, '1', tar)).layer;
+    await apiPull(mirror.url, `library/cap-${x}`);
+    // The proxy stores what it streamed in the background: wait for the layer to land.
+    for (let i = 0; i < 100 && !(await exists(path.join(blobDir(storage, layers[x]), 'data'))); i++) await sleep(50);
+    await sleep(20);
+  }
+  await listBlobs(storage, true);
+  await sleep(20);
+  await apiPull(mirror.url, 'library/cap-a');
+  const before = (await listBlobs(storage)).reduce((sum, b) => sum + b.bytes, 0);
+  assert.ok(before > 4 * MiB, `the cache holds ${before} bytes`);
+
+  // Blobs in use (the last five minutes: all of them) are never pruned: the cache is full, said so.
+  const full = await sweepMirror(storage, before - MiB);
+  assert.equal(full.prunedBlobs, 0, 'a blob used a moment ago was pruned');
+  assert.equal(full.overCap, true);
+  const problems = await mirrorProblems(mirror.url, storage, before - MiB);
+  assert.ok(
+    problems.some((p) => /image cache is full/.test(p.what) && /docker\.mirrorCapGiB/.test(p.fix)),
+    JSON.stringify(problems),
+  );
+  const huge = await mirrorProblems(mirror.url, storage, 1e15);
+  assert.ok(
+    huge.some((p) => /larger than its disk/.test(p.what)),
+    `a cap larger than the disk was not reported: ${JSON.stringify(huge)}`,
+  );
+
+  // Everything older than the in-use window (0 here): pruned down to 90% of the cap, oldest use first.
+  const cap = Math.round(2.5 * MiB);
+  const r = await mirror.enforceCap(Date.now(), 0);
+  assert.equal(r.prunedBlobs, 0, 'the 1 GiB cap of the test mirror pruned something');
+  const capped = new RegistryMirror({ ...mirror.opts, capBytes: cap });
+  const pruned = await capped.enforceCap(Date.now(), 0);
+  const after = (await listBlobs(storage)).reduce((sum, b) => sum + b.bytes, 0);
+  assert.ok(pruned.prunedBlobs > 0 && after <= cap * PRUNE_TO_RATIO && pruned.bytes === after, `${JSON.stringify(pruned)}, ${after} left`);
+  assert.equal(pruned.overCap, false);
+  assert.ok(await exists(blobDir(storage, layers.a as string)), 'A, read last, was pruned');
+  assert.ok(await exists(blobDir(storage, layers.d as string)), 'D, cached last, was pruned');
+  assert.ok(!(await exists(blobDir(storage, layers.b as string))), 'B, the least recently used, is still cached');
+
+  // The agent's figures on /metrics.
+  const registry = new Registry();
+  registerMirrorPruneMetrics(registry, () => ({
+    sweeps: 1,
+    prunedBlobs: pruned.prunedBlobs,
+    prunedBytes: pruned.prunedBytes,
+    last: pruned,
+  }));
+  const text = await registry.metrics();
+  assert.match(text, new RegExp(`^runner_warden_mirror_pruned_blobs_total ${pruned.prunedBlobs}$`, 'm'));
+  assert.match(text, new RegExp(`^runner_warden_mirror_blob_bytes ${after}$`, 'm'));
+  assert.match(text, new RegExp(`^runner_warden_mirror_cap_bytes ${cap}$`, 'm'));
+  assert.match(text, /^runner_warden_mirror_full 0$/m);
+
+  // A later pull of the pruned image by a job's engine works, through the same running mirror,
+  // which fetched the layer from the upstream again.
+  const fetched = upstream.blobFetches.get(layers.b as string) ?? 0;
+  const job = await makeJob(lab, 'job-after-prune');
+  const policy = dockerPolicy({ mode: 'isolated', mirror: mirror.url });
+  await guard.prepare(job, policy, guardCtx());
+  const docker = dockerCli(lab, engineLayout(job.dir).socket);
+  await docker('pull', 'cap-b:1');
+  assert.ok((upstream.blobFetches.get(layers.b as string) ?? 0) > fetched, 'the pruned layer was not fetched again');
+  assert.equal((await guard.release(job, policy, guardCtx())).outcome, 'ok');
+  assert.ok(await exists(path.join(blobDir(storage, layers.b as string), 'data')), 'the pulled layer was not cached again');
 });

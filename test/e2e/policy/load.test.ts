@@ -65,7 +65,12 @@ const PROVISIONAL_DEFAULT: Policy = {
   runner: { labels: [], group: null, sudo: 'deny' },
   limits: { maxJobMinutes: 360, maxRegistrationMinutes: 60, minFreeDiskPercent: 10, minFreeInodesPercent: 5 },
   recycle: { onJobFailed: false, crashLoopThreshold: 3 },
-  docker: { mode: 'auto', mirror: null, allow: { privileged: false, hostNamespaces: false, hostPaths: [], devices: [], capabilities: [] } },
+  docker: {
+    mode: 'auto',
+    mirror: null,
+    mirrorCapGiB: 20,
+    allow: { privileged: false, hostNamespaces: false, hostPaths: [], devices: [], capabilities: [] },
+  },
   cleanup: {
     processes: { enabled: true, graceSeconds: 5 },
     containers: {

@@ -1,0 +1,216 @@
+/**
+ * The image cache's pull figure and its floor, each by a new job's engine (EngineGuard.prepare,
+ * then its first answer awaited before the clock starts, so no engine start is in a pull):
+ *
+ *   first    pull of a 50 MB image through a cold mirror whose upstream is paced at 25 MB/s
+ *   second   the same pull by the next job, through the now warm mirror (target: first ≥ 5× second)
+ *   floor    the same pull straight from a local registry holding the image (the mirror setting
+ *            pointed at the registry itself: no mirror, no pacing, no front) — the least a pull
+ *            costs a fresh engine on this host
+ *   load     `docker load` of the same image from a file (no registry, no network): the engine's
+ *            own writing and unpacking
+ *   serve    the warm mirror sending the layer to the host (no engine)
+ *   tiny     the floor for a 1 KB image: what a pull costs a fresh engine whatever the size
+ *
+ * Rounds alternate the kinds so that a machine whose load drifts moves all of them alike; each
+ * round uses a fresh mirror store. Prints medians, the ratio against the target, and the best
+ * ratio a perfect mirror could give with this engine (first / floor).
+ *
+ *   node --import tsx bench/mirror.ts [rounds=3]
+ *
+ * Needs root (it makes a throwaway runner user) and makes /dev/net/tun 0666 while it runs.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { promises as fsp } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import { EngineGuard } from '../src/engine/engine-guard.js';
+import { ping } from '../src/engine/rootless-engine.js';
+import { RegistryMirror } from '../src/engine/mirror.js';
+import { createLogger } from '../src/lib/log.js';
+import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
+import type { GuardJob } from '../src/lib/job-guard.js';
+import { freePort, pushImage, startUpstream } from './registry-upstream.js';
+
+/** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s. */
+const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
+const IMAGE_BYTES = 50 * 1024 * 1024;
+const CGROUP_PARENT = 'rw-bench-mirror';
+/** A fresh engine answers within seconds; a minute means it failed, and the bench says so. */
+const ENGINE_ANSWER_TIMEOUT_MS = 60_000;
+
+const execFileP = promisify(execFile);
+const out = (s: string): void => console.log(s);
+const ms = (n: number): string => `${(n / 1000).toFixed(2)} s`;
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+      ? (s[(s.length - 1) / 2] as number)
+      : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
+};
+
+async function docker(socket: string, ...args: string[]): Promise<string> {
+  const { stdout } = await execFileP('docker', args, {
+    env: { PATH: process.env.PATH, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: '/nonexistent' },
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  });
+  return stdout.trim();
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(process.argv[2] ?? 3);
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-bench-mirror-'));
+  await fsp.chmod(root, 0o755);
+  const name = `rwm${randomBytes(3).toString('hex')}`;
+  execFileSync('useradd', ['-m', '-d', path.join(root, name), '-s', '/bin/sh', name]);
+  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
+  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }));
+  const tunMode = (await fsp.stat('/dev/net/tun')).mode & 0o777;
+  await fsp.chmod('/dev/net/tun', 0o666);
+  await fsp.mkdir(path.join(root, 'jobs'), { mode: 0o711 });
+  let n = 0;
+  const ctx = {
+    log: createLogger({ level: 'warn', destination: { write: (l: string) => void process.stderr.write(l) } }),
+    get signal(): AbortSignal {
+      return AbortSignal.timeout(600_000);
+    },
+  };
+  const guard = new EngineGuard({ cgroupParent: CGROUP_PARENT });
+  const base: Policy = structuredClone(DEFAULT_POLICY);
+  base.docker.mode = 'isolated';
+  const upstream = await startUpstream(path.join(root, 'up'), UPSTREAM_BYTES_PER_SECOND);
+  const figures: Record<'first' | 'second' | 'floor' | 'load' | 'serve' | 'tiny', number[]> = {
+    first: [],
+    second: [],
+    floor: [],
+    load: [],
+    serve: [],
+    tiny: [],
+  };
+  try {
+    const { layer } = await pushImage(upstream.url, 'library/big', '1', await bigRootfs(root));
+    await pushImage(upstream.url, 'library/tiny', '1', await bigRootfs(root, 1024));
+    const saved = path.join(root, 'big.tar');
+
+    /** A new job's engine pointed at `mirror`, answering; `fn` runs against its socket; released after. */
+    const withEngine = async <T>(mirror: string, fn: (socket: string) => Promise<T>): Promise<T> => {
+      const dir = path.join(root, 'jobs', `job-${++n}`);
+      await fsp.mkdir(dir, { mode: 0o711 });
+      const job: GuardJob = {
+        key: `mirror-${n}-${name}`,
+        dir,
+        user: { name, uid, gid, home: path.join(root, name) },
+        runnerRoot: root,
+        stateDir: root,
+      };
+      const policy = structuredClone(base);
+      policy.docker.mirror = mirror;
+      const prepared = await guard.prepare(job, policy, ctx);
+      const socket = (prepared.env?.DOCKER_HOST ?? '').replace(/^unix:\/\//, '');
+      const deadline = Date.now() + ENGINE_ANSWER_TIMEOUT_MS;
+      while (!(await ping(socket, 2_000))) {
+        if (Date.now() > deadline) throw new Error(`the job's engine did not answer in ${ENGINE_ANSWER_TIMEOUT_MS} ms`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      try {
+        return await fn(socket);
+      } finally {
+        await guard.release(job, policy, ctx);
+      }
+    };
+    const timed = async (socket: string, ...args: string[]): Promise<number> => {
+      const t = performance.now();
+      await docker(socket, ...args);
+      return performance.now() - t;
+    };
+
+    for (let round = 0; round < rounds; round++) {
+      const mirror = new RegistryMirror({
+        listen: `127.0.0.1:${await freePort()}`,
+        debugListen: `127.0.0.1:${await freePort()}`,
+        storage: path.join(root, `mirror-${round}`, 'cache'),
+        upstream: upstream.url,
+        capBytes: 10 << 30,
+      });
+      await mirror.start();
+      try {
+        const first = await withEngine(mirror.url, (s) => timed(s, 'pull', '-q', 'big:1'));
+        const second = await withEngine(mirror.url, async (s) => {
+          const t = await timed(s, 'pull', '-q', 'big:1');
+          if (round === 0) await docker(s, 'save', '-o', saved, 'big:1');
+          return t;
+        });
+        const floor = await withEngine(upstream.registryUrl, (s) => timed(s, 'pull', '-q', 'big:1'));
+        const load = await withEngine(mirror.url, (s) => timed(s, 'load', '-q', '-i', saved));
+        // curl, not fetch: Node's fetch buffering 50 MB took 1-2 s here, curl 0.2 s.
+        const t = performance.now();
+        const { stdout: served } = await execFileP('curl', [
+          '-sf',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{size_download}',
+          `${mirror.url}/v2/library/big/blobs/${layer}`,
+        ]);
+        const serve = performance.now() - t;
+        if (Number(served) < IMAGE_BYTES) throw new Error(`the mirror served ${served} bytes of the layer`);
+        const tiny = await withEngine(upstream.registryUrl, (s) => timed(s, 'pull', '-q', 'tiny:1'));
+        figures.first.push(first);
+        figures.second.push(second);
+        figures.floor.push(floor);
+        figures.load.push(load);
+        figures.serve.push(serve);
+        figures.tiny.push(tiny);
+        out(
+          `round ${round + 1}: first ${ms(first)}, second ${ms(second)}, floor ${ms(floor)}, load ${ms(load)}, serve ${ms(serve)}, tiny floor ${ms(tiny)}  (load average ${os.loadavg()[0]?.toFixed(1)})`,
+        );
+        await guard.drain();
+      } finally {
+        await mirror.stop();
+      }
+    }
+    const [first, second, floor, load, serve, tiny] = (['first', 'second', 'floor', 'load', 'serve', 'tiny'] as const).map((k) =>
+      median(figures[k]),
+    ) as [number, number, number, number, number, number];
+    out(`\n50 MB image (one incompressible layer), medians of ${rounds} rounds, each pull by a new job's engine already answering:`);
+    out(`  first pull through a cold mirror (upstream paced at ${UPSTREAM_BYTES_PER_SECOND / 1024 / 1024} MB/s): ${ms(first)}`);
+    out(
+      `  second pull through the warm mirror:                            ${ms(second)}  = ${(first / second).toFixed(1)}x  (target >= 5x)`,
+    );
+    out(
+      `  floor: the same pull from a local registry, no mirror:          ${ms(floor)}  (second / floor = ${(second / floor).toFixed(2)})`,
+    );
+    out(`  best ratio any cache could give this engine (first / floor):   ${(first / floor).toFixed(1)}x`);
+    out(`  the engine loading the same image from a file (no network):    ${ms(load)}`);
+    out(`  the warm mirror sending the layer to the host (no engine):      ${ms(serve)}`);
+    out(`  floor for a 1 KB image (what a pull costs whatever its size):   ${ms(tiny)}`);
+  } finally {
+    await guard.drain();
+    await upstream.stop();
+    await fsp.chmod('/dev/net/tun', tunMode);
+    try {
+      execFileSync('pkill', ['-KILL', '-U', String(uid)]);
+    } catch {
+      // nothing left
+    }
+    execFileSync('userdel', ['-f', name]);
+    await fsp.rm(root, { recursive: true, force: true });
+    for (const ctrl of await fsp.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+      await fsp.rmdir(path.join('/sys/fs/cgroup', ctrl, CGROUP_PARENT)).catch(() => undefined);
+    }
+  }
+}
+
+async function bigRootfs(root: string, bytes = IMAGE_BYTES): Promise<Buffer> {
+  const dir = path.join(root, `rootfs-${bytes}`);
+  await fsp.mkdir(dir, { recursive: true });
+  await fsp.writeFile(path.join(dir, 'blob'), randomBytes(bytes));
+  return execFileSync('tar', ['-C', dir, '-cf', '-', '.'], { maxBuffer: IMAGE_BYTES * 2 });
+}
+
+await main();
