@@ -88,12 +88,18 @@ export async function recover(
   } else if (!job && prev.runner && id !== undefined) {
     const runner = { id, name: prev.runner.name };
     if (started && (busy.includes(id) || gone.includes(id))) {
-      // The listener the dead agent left took a job (the service says so); its hook report adds the metadata.
+      // The listener the dead agent left took a job (the service says so); its hook report adds the
+      // metadata, which the job wrote itself: the record says so.
       job = {
         startedAt: new Date(started.at).toISOString(),
         listenerStartedAt: new Date(started.at).toISOString(),
         vars: { ...started.vars, ...completed?.vars },
         runner,
+        evidence: [
+          'hook report',
+          "the job's name and repository are the hook report's word (the job wrote it): a claim",
+          serviceEvidence(id, busy, gone, true),
+        ],
       };
     } else if (busy.includes(id)) {
       // The service still held a job on the runner the agent left idle: a job was assigned while

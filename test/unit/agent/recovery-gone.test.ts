@@ -189,6 +189,13 @@ test('a hook report left with the registration gone: the existing report-based r
   const recs = jobsOf(w.records);
   assert.equal(recs.length, 1, JSON.stringify(recs));
   assert.notEqual(recs[0]?.key, `${RUNNER.id}@gone`);
+  // The repository is the job's own word: the record marks it as a claim.
+  assert.equal(recs[0]?.job.repository, 'octo/claimed');
+  assert.equal(recs[0]?.source, 'after-the-fact');
+  assert.ok(
+    recs[0]?.evidence?.some((e) => e.includes('a claim')),
+    JSON.stringify(recs[0]?.evidence),
+  );
 });
 
 test('the lookup fails: the deletion answer (gone) stands in, one record', async (t) => {
