@@ -23,6 +23,8 @@ import { EXIT, parseOptions, type CliIO } from './io.js';
 import { DEMO_USAGE } from './usage.js';
 import { printConfigError } from './startup-errors.js';
 import { wire } from './wire.js';
+import { startLoopbackMirror, type LoopbackMirror } from '../engine/mirror-child.js';
+import type { RegistryMirror } from '../engine/mirror.js';
 
 /** The demo gives up after this long: three small jobs take a few seconds; a hang must not be silent. */
 export const DEMO_TIMEOUT_MS = 180_000;
@@ -43,6 +45,9 @@ host:
     # npm, which runs the demo as root (npm run demo, npx), writes its cache and logs there.
     exceptions: ["/root/.npm/**"]
 `;
+
+/** The demo's image cache cap: a few test images at most; small enough that a sweep is instant. */
+const DEMO_MIRROR_CAP_GIB = 1;
 
 /** Where the demo makes its temporary root (like the agent's own /var/lib/runner-warden). */
 const DEMO_PARENT = '/var/lib';
@@ -123,6 +128,13 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
   await chmod(root, 0o755);
   const fake = await startFakeGitHub();
   let owner: ThrowawayUser | undefined;
+  // The image cache, when docker-registry is installed: a plain local registry stands in for
+  // Docker Hub (the demo runs offline, and the proxy needs an upstream that answers when it
+  // starts), the cache in proxy mode before it. Started beside the rest of the set-up.
+  const caches: RegistryMirror[] = [];
+  const cacheStarting = startDemoCache(root, caches);
+  // Awaited below; handled now so that a failure before then is not an unhandled rejection.
+  void cacheStarting.catch(() => undefined);
   try {
     // The world: a runner user, a runner installation, a state dir, policies, a token.
     owner = await createThrowawayUser(root);
@@ -141,7 +153,9 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     // The demo's team: container-reuse, with the whole-host integrity check scoped to the surfaces
     // nothing else on a shared machine changes while the demo runs (other users' accounts and
     // processes, their files under /tmp, mounts and sockets would be drift the demo did not cause).
-    await writeFile(path.join(etc, 'policies', `${DEMO_TEAM}.yaml`), DEMO_POLICY, { mode: 0o600 });
+    const cache = await cacheStarting;
+    const cachePolicy = 'mirror' in cache ? `docker:\n  mirror: ${cache.mirror.url}\n  mirrorCapGiB: ${DEMO_MIRROR_CAP_GIB}\n` : '';
+    await writeFile(path.join(etc, 'policies', `${DEMO_TEAM}.yaml`), DEMO_POLICY + cachePolicy, { mode: 0o600 });
     await writeFile(path.join(etc, 'token'), `${fake.defaultToken}\n`, { mode: 0o600 });
     const configFile = path.join(etc, 'config.yaml');
     await writeFile(
@@ -179,13 +193,25 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     let runtime;
     try {
       const config = await loadHostConfig(configFile, {});
-      runtime = await wire(config, { configFile, env, log, clock: systemClock, hostname: 'demo-host' });
+      runtime = await wire(config, {
+        configFile,
+        env,
+        log,
+        clock: systemClock,
+        hostname: 'demo-host',
+        ...('mirror' in cache ? { mirrorStorage: cache.mirror.opts.storage } : {}),
+      });
     } catch (err) {
       if (printConfigError(err, io)) return EXIT.config;
       throw err;
     }
     const { agent, slot, health } = runtime;
     await takeBaseline(slot);
+    say(
+      'mirror' in cache
+        ? `  image cache ${cache.mirror.url} (docker-registry, proxy mode, cap ${DEMO_MIRROR_CAP_GIB} GiB): every job's engine pulls through it`
+        : `  image cache not run: ${cache.skipped}`,
+    );
     say(`  health endpoint http://${health?.address.host}:${health?.address.port}/status\n`);
 
     fake.events.on('job-assigned', (j: { displayName?: string; runnerId?: number }) =>
@@ -217,10 +243,27 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     if (!allClean) say('demo failed: the host was not verified clean (see the agent log)');
     return exit.code === 0 && !timeout.aborted && allClean ? EXIT.ok : 1;
   } finally {
+    await cacheStarting.catch(() => undefined);
+    for (const c of caches) await c.stop();
     await fake.close();
     owner?.remove();
     if (!opts.keep) await rm(root, { recursive: true, force: true });
   }
+}
+
+/** The demo's image cache and its stand-in upstream; each started registry is pushed to `started` for the demo to stop. */
+async function startDemoCache(root: string, started: RegistryMirror[]): Promise<LoopbackMirror> {
+  const dir = path.join(root, 'image-cache');
+  const upstream = await startLoopbackMirror({ storage: path.join(dir, 'upstream', 'store'), upstream: undefined, capBytes: 0 });
+  if (!('mirror' in upstream)) return upstream;
+  started.push(upstream.mirror);
+  const cache = await startLoopbackMirror({
+    storage: path.join(dir, 'cache', 'store'),
+    upstream: upstream.mirror.url,
+    capBytes: DEMO_MIRROR_CAP_GIB * 1024 ** 3,
+  });
+  if ('mirror' in cache) started.push(cache.mirror);
+  return cache;
 }
 
 function printSummary(records: JournalRecord[], say: (s: string) => void): void {

@@ -27,8 +27,12 @@ export interface MirrorOptions {
   debugListen: string;
   /** Storage root (the cache). */
   storage: string;
-  /** The upstream registry, e.g. https://registry-1.docker.io. */
-  upstream: string;
+  /**
+   * The upstream registry, e.g. https://registry-1.docker.io. It must answer /v2/ when the
+   * registry starts: distribution 2.8 in proxy mode asks it for its auth scheme at start and
+   * exits (a panic) when it cannot. None: a plain registry, not a cache (the demo's stand-in upstream).
+   */
+  upstream: string | undefined;
   /** Size cap in bytes; over it the least recently used blobs are pruned (src/engine/mirror-janitor.ts). */
   capBytes: number;
 }
@@ -43,7 +47,7 @@ export function mirrorConfig(opts: MirrorOptions): string {
       // cached descriptor of a pruned blob would fail its read instead of fetching it again.
       storage: { filesystem: { rootdirectory: opts.storage }, delete: { enabled: true } },
       http: { addr: opts.listen, debug: { addr: opts.debugListen }, headers: { 'X-Content-Type-Options': ['nosniff'] } },
-      proxy: { remoteurl: opts.upstream },
+      ...(opts.upstream ? { proxy: { remoteurl: opts.upstream } } : {}),
     },
     null,
     2,
