@@ -9,7 +9,7 @@
  */
 import { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { writeFileAtomic } from '../lib/fs.js';
 import { isInside } from '../lib/fs.js';
 import { systemClock, type Clock } from '../lib/clock.js';
@@ -55,6 +55,21 @@ function manifestFile(slot: Slot): string {
   return path.join(slot.stateDir, 'runner-install.json');
 }
 
+/** The manifest file of a slot (root-only, in its state directory). */
+export const installManifestFile = manifestFile;
+
+/**
+ * Who hears of each manifest the agent writes, by file: the integrity guard pins the digest of the
+ * bytes written, so that the agent's own rewrites pass and anyone else's does not
+ * (src/integrity/agent-records.ts). One listener per file: the latest agent wired for it.
+ */
+const savedListeners = new Map<string, (sha256: string) => void>();
+
+/** From now on, calls `fn` with the sha256 of every manifest written at `file`. */
+export function onInstallManifestSaved(file: string, fn: (sha256: string) => void): void {
+  savedListeners.set(file, fn);
+}
+
 /** The paths (byte strings, relative to the root) the manifest leaves out for this slot. */
 export function installSkips(slot: Slot): { has(rel: string): boolean; isAncestor(rel: string): boolean } {
   const skip = [...INSTALL_EXCLUDED];
@@ -83,6 +98,7 @@ export async function saveInstallManifest(slot: Slot, m: InstallManifest): Promi
   await fsp.mkdir(slot.stateDir, { recursive: true, mode: 0o700 });
   const data = JSON.stringify({ version: 1, root: m.root, takenAt: m.takenAt, entries: encodeEntries(m.entries.values()) });
   await writeFileAtomic(manifestFile(slot), data, 0o600);
+  savedListeners.get(manifestFile(slot))?.(createHash('sha256').update(data).digest('hex'));
 }
 
 /** Loads the manifest; undefined when none was taken (or it belongs to another root). */

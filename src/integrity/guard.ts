@@ -20,6 +20,7 @@ import type { PackageSet } from './accounts.js';
 import { NetfilterShell } from './netfilter.js';
 import { ToolShell } from './tool-shell.js';
 import { readProcTable } from './proc-table.js';
+import type { AgentRecords } from './agent-records.js';
 
 /** Where the guard reads and what it leaves out; every path is host view. */
 export interface IntegrityGuardOptions {
@@ -37,6 +38,8 @@ export interface IntegrityGuardOptions {
   skipPids?: readonly number[];
   /** Read netfilter with iptables-save / nft (default true). */
   netfilter?: boolean;
+  /** The agent's own records (home baseline, runner install manifest), pinned by digest (agent-records.ts). */
+  records?: AgentRecords;
   now?: () => number;
 }
 
@@ -66,8 +69,10 @@ export class IntegrityGuard implements JobGuard<Policy> {
     this.now = o.now ?? Date.now;
   }
 
-  async prepare(job: GuardJob, _policy: Policy, _ctx: GuardContext): Promise<GuardPrepared> {
+  async prepare(job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardPrepared> {
     this.started.set(job.key, this.now());
+    // A first job before any verification: the records as the agent left them before the listener.
+    if (policy.host.integrity.enabled) this.o.records?.pinUnpinned();
     return {};
   }
 
@@ -107,6 +112,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
       });
     }
     if (!p.enabled) return findings;
+    for (const problem of (await this.o.records?.check()) ?? []) findings.push({ problem, detail: { kind: 'record' } });
     let base: SystemBaseline;
     try {
       const file = integrityPaths(this.o.stateDir).baseline;

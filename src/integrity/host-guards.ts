@@ -5,25 +5,23 @@
  * has run on the host yet. On any later boot a missing baseline is a finding (quarantine).
  */
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import type { JobGuard } from '../lib/job-guard.js';
 import type { Logger } from '../lib/log.js';
 import type { Policy } from '../policy/types.js';
+import type { Slot } from '../cleanup/types.js';
 import { integrityPaths } from './baseline-store.js';
 import { IntegrityGuard } from './guard.js';
 import { SudoGuard } from './sudo-guard.js';
 import { agentExclusions, exceptionPatterns } from './surfaces.js';
 import { takeSystemBaseline } from './system-baseline.js';
+import { AgentRecords } from './agent-records.js';
+import { baselineDir } from '../cleanup/baseline.js';
+import { installManifestFile, onInstallManifestSaved } from '../cleanup/install-manifest.js';
 
 /** What the composition root passes. */
 export interface HostGuardsOptions {
-  slot: {
-    runnerRoot: string;
-    workDir: string;
-    stateDir: string;
-    jobRoot: string;
-    trashDir: string;
-    user: { name: string; uid: number; gid: number };
-  };
+  slot: Slot;
   policy: Policy;
   /** No persisted agent state yet: the host is as its image made it. */
   firstBoot: boolean;
@@ -53,9 +51,17 @@ export async function createHostGuards(o: HostGuardsOptions): Promise<JobGuard<P
       skipPids: [o.agentPid],
     });
   }
+  // The home baseline's manifest (src/cleanup/baseline.ts) and the runner install manifest.
+  const manifest = installManifestFile(o.slot);
+  const records = new AgentRecords([
+    { label: 'home baseline', file: path.join(baselineDir(o.slot), 'manifest.json'), tree: o.slot.user.home },
+    { label: 'runner install manifest', file: manifest, tree: o.slot.runnerRoot },
+  ]);
+  onInstallManifestSaved(manifest, (sha256) => records.announce(manifest, sha256));
   return [
     new SudoGuard({ user: o.slot.user }),
     new IntegrityGuard({
+      records,
       ...(o.root ? { root: o.root } : {}),
       stateDir: o.slot.stateDir,
       excluded,
