@@ -545,9 +545,13 @@ test('the Dockerfile builds with install.sh, runs the agent under tini and ships
   const body = lines.join('\n');
   assert.match(
     body,
-    /packaging\/install\.sh --from \/src --root \/staging --no-systemd/,
-    'the image should be built by the same install script',
+    /packaging\/install\.sh --from "\/src\/\$RELEASE_TARBALL" --root \/staging --no-systemd/,
+    'the image should be built by the same install script, from the release tarball',
   );
+  // The release tarball is the only source: no checkout build (npm ci needs the registry).
+  assert.match(body, /\[ -n "\$RELEASE_TARBALL" \] \|\| \{ echo "--build-arg RELEASE_TARBALL=[^"]*is required[^"]*" >&2; exit 1; \}/);
+  assert.doesNotMatch(body, /install\.sh --from \/src /, 'no build from the checkout');
+  assert.doesNotMatch(body, /\bnpm (ci|install|run build)\b/, 'no npm install or build in the image build');
   assert.match(body, /apt-get install[^\n]*\btini\b/, 'tini should come from Debian');
   const entry = /^ENTRYPOINT (.*)$/m.exec(body);
   assert.ok(entry, 'no ENTRYPOINT');
