@@ -142,7 +142,7 @@ test("a process, a temp file and an IPC object of the runner user's subordinate 
   const lab = await createLab('rw-subid-');
   let sleeper: ReturnType<typeof spawn> | undefined;
   try {
-    const ranges = await readSubIds('/etc/subuid', lab.user);
+    const ranges = readSubIds('/etc/subuid', lab.user);
     if (ranges.length === 0) {
       t.skip('useradd gave the lab user no subordinate ids');
       return;
