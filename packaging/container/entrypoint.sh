@@ -62,4 +62,26 @@ if [ -n "${RUNNER_WARDEN_CONFIG_TEMPLATE:-}" ]; then
   render "$RUNNER_WARDEN_CONFIG_TEMPLATE" "${RUNNER_WARDEN_CONFIG_OUT:-/etc/runner-warden/config.yaml}"
 fi
 [ $# -gt 0 ] || set -- run
+
+# The whole-host integrity baseline of THIS container, taken once, at its first start, before
+# the agent runs (so before any job). The one the image build recorded describes the build's
+# container: every container the runtime starts has other mounts (/etc/hosts, /etc/hostname,
+# /etc/resolv.conf, its cgroup paths, a bind-mounted config), tini as PID 1 and a fresh /etc/mtab,
+# and the agent would quarantine itself at its first check. Once only: a container started again
+# (`docker start`, whose filesystem keeps what a job left) must compare against its first start,
+# not accept the job's changes; the marker sits beside the baseline in the agent's state.
+if [ "$1" = run ]; then
+  config=${RUNNER_WARDEN_CONFIG:-/etc/runner-warden/config.yaml}
+  prev=
+  for a in "$@"; do
+    [ "$prev" = --config ] && config=$a
+    case "$a" in --config=*) config=${a#--config=} ;; esac
+    prev=$a
+  done
+  marker=/var/lib/runner-warden/integrity/container-baseline-taken
+  if [ ! -e "$marker" ]; then
+    /usr/local/bin/runner-warden baseline --config "$config" >&2 || exit $?
+    : > "$marker"
+  fi
+fi
 exec /usr/local/bin/runner-warden "$@"
