@@ -13,7 +13,7 @@
  *    too, and the second pull's parts (mirror serving, extraction).
  * 4. options: the engine's start with each start-up option measured in the same run, alternating.
  *
- *   node --import tsx bench/engine.ts [starts=7] [sections=start,options,ready,teardown,pull] [files in _work=200000]
+ *   node --import tsx bench/engine.ts [starts=7] [sections=start,options,ready,teardown,pull] [files in _work=200000] [ready paths=before,cold,warm]
  *
  * Needs root (it makes a throwaway runner user) and makes /dev/net/tun 0666 while it runs.
  */
@@ -54,6 +54,10 @@ const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
 const IMAGE_BYTES = 50 * 1024 * 1024;
 /** Files in _work for the ready figure (the target's 200,000; a fourth argument overrides it for a quick look). */
 const READY_FILES = Number(process.argv[4] ?? 200_000);
+/** The ready paths to run (a fifth argument picks some: filling 200,000 files per round takes minutes). */
+const READY_KINDS = (process.argv[5] ?? 'before,cold,warm')
+  .split(',')
+  .filter((k): k is 'before' | 'cold' | 'warm' => ['before', 'cold', 'warm'].includes(k));
 const CGROUP_PARENT = 'rw-bench-engine';
 
 const execFileP = promisify(execFile);
@@ -198,15 +202,26 @@ async function main(): Promise<void> {
     let job = await slotJob();
     await g.prepare(job, p, ctx);
     for (let round = 0; round < Math.max(2, Math.ceil(starts / 2)); round++) {
-      for (const kind of ['before', 'cold', 'warm'] as const) {
+      for (const kind of READY_KINDS) {
         await fillWork(slot.workDir, READY_FILES);
         // Off the clock: the previous round's _work is deleted first, so every round's path has the disk to itself.
         await trash.drain();
+        // The verification's checks log their durations at debug level: kept to print the slow ones.
+        const checkMs: string[] = [];
+        const checkLog = createLogger({
+          level: 'debug',
+          destination: {
+            write: (l: string) => {
+              const r = JSON.parse(l) as { check?: string; durationMs?: number };
+              if (r.check !== undefined && (r.durationMs ?? 0) >= 20) checkMs.push(`${r.check} ${ms(r.durationMs ?? 0)}`);
+            },
+          },
+        });
         const cctx: CleanupContext = {
           slot,
           policy: p.cleanup,
           fullPolicy: p,
-          log: silentLogger(),
+          log: checkLog,
           clock: systemClock,
           signal: AbortSignal.timeout(300_000),
           dryRun: false,
@@ -245,21 +260,23 @@ async function main(): Promise<void> {
         );
         // Where the pipeline's part went: every step above 10 ms, then its verification.
         const slow = report.steps.filter((s) => s.durationMs >= 10).map((s) => `${s.name} ${ms(s.durationMs)}`);
-        out(`    pipeline: ${[...slow, `verify ${ms(report.verify.durationMs)}`].join(', ')}`);
+        out(`    pipeline: ${[...slow, `verify ${ms(report.verify.durationMs)} (${checkMs.join(', ')})`].join(', ')}`);
         await g.drain();
       }
     }
     await g.release(job, p, ctx);
     await g.drain();
     await trash.drain();
-    out(`job end -> next listener polling, isolated, ${READY_FILES.toLocaleString('en')} files in _work (n=${results.cold.length} each):`);
+    out(
+      `job end -> next listener polling, isolated, ${READY_FILES.toLocaleString('en')} files in _work (n=${Math.max(...READY_KINDS.map((k) => results[k].length))} each):`,
+    );
     const line = (label: string, k: Kind): void =>
       out(
-        `  ${label}: median ${ms(pct(results[k], 50))}, p95 ${ms(pct(results[k], 95))}; the engine guard's part ${ms(pct(guardPart[k], 50))}, the cleanup pipeline's the rest${k === 'before' ? '' : `; first answer ${ms(pct(answerAfter[k], 50))} after prepare`}  (before/this = ${(pct(results.before, 50) / pct(results[k], 50)).toFixed(1)}x)`,
+        `  ${label}: median ${ms(pct(results[k], 50))}, p95 ${ms(pct(results[k], 95))}; the engine guard's part ${ms(pct(guardPart[k], 50))}, the cleanup pipeline's the rest${k === 'before' ? '' : `; first answer ${ms(pct(answerAfter[k], 50))} after prepare`}${results.before.length > 0 ? `  (before/this = ${(pct(results.before, 50) / pct(results[k], 50)).toFixed(1)}x)` : ''}`,
       );
-    line('warm (engine started at verification, socket-activated)', 'warm');
-    line('cold (engine spawned in prepare, socket-activated)', 'cold');
-    line('baseline before (prepare waits for the first answer)', 'before');
+    if (READY_KINDS.includes('warm')) line('warm (engine started at verification, socket-activated)', 'warm');
+    if (READY_KINDS.includes('cold')) line('cold (engine spawned in prepare, socket-activated)', 'cold');
+    if (READY_KINDS.includes('before')) line('baseline before (prepare waits for the first answer)', 'before');
     out('  target <= 0.50 s for the whole path; the engine guard owns its part, the pipeline the rest');
   }
 
