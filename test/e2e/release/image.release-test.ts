@@ -9,9 +9,12 @@
  * registry on loopback so that it has a digest. packaging/container/Dockerfile is built from
  * the release tarball (`RELEASE_TARBALL`, no npm in the build) on that base given by digest, with
  * the runner simulator served on loopback in place of the actions/runner download. Then:
- * `--version` and `validate` in the image, its OCI labels, a base named by tag refused, and the
- * image's files: the bundle only (no src/, node_modules, tsx or esbuild), the integrity baseline
- * written with nothing unreadable.
+ * `--version` and `validate` in the image, its OCI labels, a base named by tag and a build without
+ * the tarball refused, the agent run by `docker run` against the fake GitHub API (the entry point
+ * takes the container's integrity baseline at its first start, the listener polls, /healthz and
+ * /readyz answer, `docker stop` drains it: exit 0 within the grace, its runner deregistered), and
+ * the image's files: the bundle only (no src/, node_modules, tsx or esbuild),
+ * the integrity baseline written with nothing unreadable.
  *
  * The dockerd is the test's own (data root, exec root, socket and pid file under its temporary
  * directory; no bridge, no iptables, no forwarding, so the host's network is not touched), and is
@@ -30,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { release } from '../../../scripts/release.js';
 import { installSimulatedRunner } from '../../../src/sim/runner/install.js';
+import { startFakeGitHub, type FakeGitHub } from '../../../src/sim/github/server.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MIRROR = 'http://deb.debian.org/debian';
@@ -42,6 +46,10 @@ const DAEMON_STOP_MS = 30_000;
 /** The base's Node needs libatomic1 (as the node images have it); the rest is what the Dockerfile's runtime stage installs from Debian, present so that no apt index is needed. */
 const BASE_PACKAGES = ['libatomic1', 'tini', 'libcap2-bin', 'e2fsprogs', 'procps', 'ca-certificates', 'curl', 'git', 'jq'];
 const DOCKER = '/usr/bin/docker';
+/** The agent in the image: recovery, cleanup, the integrity check and registration before its listener polls; seconds idle, minutes loaded. */
+const AGENT_SESSION_MS = 10 * 60_000;
+/** `docker stop -t`: an idle agent drains (deregisters, stops) in seconds; past this Docker would SIGKILL it (exit 137). */
+const STOP_GRACE_S = 180;
 
 interface Run {
   code: number;
@@ -96,12 +104,34 @@ async function hostTraces(): Promise<string> {
   return `${bridge}; ip_forward ${fwd}; iptables DOCKER rules: ${chains || 'none'}`;
 }
 
+/** Resolves with the first event of `name` the fake emits, or rejects after `ms`. */
+function fakeEvent(fake: FakeGitHub, name: 'session-created' | 'runner-deleted', ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${name} on the fake API within ${ms / 1000} s`)), ms);
+    fake.events.once(name, () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+/** The status of GET url (0: no answer). */
+async function statusOf(url: string): Promise<number> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
 /** Removes a directory the test's dockerd made, when it holds nothing but empty directories (another dockerd's stays). */
 async function removeIfEmpty(dir: string): Promise<void> {
   await sh('find', [dir, '-depth', '-type', 'd', '-empty', '-delete']);
 }
 
-test('the container image builds offline on a base given by digest and holds the bundle only', { timeout: 90 * 60_000 }, async () => {
+test('the image builds offline on a base by digest, holds the bundle only, drains on docker stop', { timeout: 90 * 60_000 }, async () => {
   for (const tool of [
     '/usr/sbin/debootstrap',
     '/usr/sbin/dockerd',
@@ -120,6 +150,8 @@ test('the container image builds offline on a base given by digest and holds the
   let dockerd: ChildProcess | undefined;
   let registry: ChildProcess | undefined;
   let runnerServer: Server | undefined;
+  let fake: FakeGitHub | undefined;
+  let agentContainer: string | undefined;
   const sock = path.join(lab, 'd', 'docker.sock');
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
@@ -279,6 +311,18 @@ test('the container image builds offline on a base given by digest and holds the
     assert.notEqual(byTag.code, 0, 'a base named by tag must be refused');
     assert.match(byTag.stdout + byTag.stderr, /NODE_IMAGE must name the base by digest/);
 
+    // The release tarball is the only source: without it the build stops before installing anything.
+    const noTarball = await docker(
+      ...buildArgs(baseByDigest).filter((a) => !a.startsWith('RELEASE_TARBALL=')),
+      '--build-arg',
+      'RELEASE_TARBALL=',
+      '-t',
+      'rwtest/runner-warden:none',
+      ctx,
+    );
+    assert.notEqual(noTarball.code, 0, 'a build without RELEASE_TARBALL must be refused');
+    assert.match(noTarball.stdout + noTarball.stderr, /RELEASE_TARBALL=release\/runner-warden-<version>\.tar\.gz is required/);
+
     const build = await docker(...buildArgs(baseByDigest), '-t', 'rwtest/runner-warden:test', ctx);
     assert.equal(build.code, 0, `docker build:\n${build.stdout.slice(-6000)}${build.stderr.slice(-3000)}`);
     assert.ok(fetched.includes('/actions-runner.tar.gz'), 'the build did not fetch the runner from RUNNER_URL');
@@ -334,6 +378,97 @@ test('the container image builds offline on a base given by digest and holds the
     );
     assert.ok(labels['org.opencontainers.image.description'], 'no description label');
 
+    // The agent in the image, as `docker run` starts it (tini, the entry point, `run`), against the
+    // fake GitHub API on loopback (host network: the test's dockerd has no bridge): the listener
+    // polls, /healthz and /readyz answer 200, and `docker stop` drains: tini forwards SIGTERM to the
+    // agent, which deregisters its idle runner and exits 0 well within the grace (137 would be
+    // Docker's SIGKILL at its end).
+    fake = await startFakeGitHub();
+    const healthPort = await freePort();
+    const runEtc = path.join(lab, 'run-etc');
+    await mkdir(runEtc, { mode: 0o700 });
+    const runConfig = path.join(runEtc, 'config.yaml');
+    await writeFile(
+      runConfig,
+      [
+        'github:',
+        `  url: ${fake.origin}`,
+        `  apiUrl: ${fake.url}`,
+        '  org: octo',
+        '  token: { env: GITHUB_TOKEN }',
+        'runner:',
+        '  root: /opt/actions-runner',
+        '  user: runner',
+        '  name: "image-{seq}"',
+        '  labels: [self-hosted, linux, container]',
+        'team: default',
+        `health: { listen: "127.0.0.1:${healthPort}" }`,
+        'recycle: { provider: exit, exitCode: 0 }',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    const session = fakeEvent(fake, 'session-created', AGENT_SESSION_MS);
+    session.catch(() => {});
+    const started = await docker(
+      'run',
+      '-d',
+      '--network',
+      'host',
+      '-e',
+      `GITHUB_TOKEN=${fake.defaultToken}`,
+      '-v',
+      `${runConfig}:/etc/runner-warden/config.yaml:ro`,
+      'rwtest/runner-warden:test',
+    );
+    assert.equal(started.code, 0, `docker run:\n${started.stderr}`);
+    agentContainer = started.stdout.trim();
+    const logsOf = async (): Promise<string> => {
+      const l = await docker('logs', agentContainer as string);
+      return `${l.stdout.slice(-6000)}${l.stderr.slice(-3000)}`;
+    };
+    // Until the listener's session, or the container's end (a start-up error or a quarantine ends it at once).
+    let polling = false;
+    session.then(
+      () => (polling = true),
+      () => {},
+    );
+    const sessionEnd = Date.now() + AGENT_SESSION_MS;
+    while (!polling) {
+      const running = await docker('inspect', '--format', '{{.State.Running}}', agentContainer);
+      if (running.stdout.trim() !== 'true' && !polling)
+        assert.fail(`the agent's container ended before its listener polled:\n${await logsOf()}`);
+      if (Date.now() > sessionEnd) assert.fail(`no listener session within ${AGENT_SESSION_MS / 1000} s:\n${await logsOf()}`);
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    // The entry point took this container's own integrity baseline before the agent started.
+    assert.match(await logsOf(), /system baseline \/var\/lib\/runner-warden\/integrity\/baseline\.json/);
+    const health = `http://127.0.0.1:${healthPort}`;
+    // The session comes a moment before the agent records the runner as idle.
+    const end = Date.now() + 60_000;
+    while (Date.now() < end && (await statusOf(`${health}/readyz`)) !== 200) await new Promise((r) => setTimeout(r, 250));
+    assert.equal(await statusOf(`${health}/readyz`), 200, `/readyz of an idle agent in the image\n${await logsOf()}`);
+    assert.equal(await statusOf(`${health}/healthz`), 200, `/healthz of an idle agent in the image\n${await logsOf()}`);
+    assert.equal(fake.runners().length, 1, 'the agent in the image registered one runner');
+    const deleted = fakeEvent(fake, 'runner-deleted', STOP_GRACE_S * 1000);
+    const t0 = Date.now();
+    const stopped = await docker('stop', '-t', String(STOP_GRACE_S), agentContainer);
+    const stopMs = Date.now() - t0;
+    assert.equal(stopped.code, 0, stopped.stderr);
+    const state = await docker('inspect', '--format', '{{.State.ExitCode}}', agentContainer);
+    const logs = await logsOf();
+    assert.equal(state.stdout.trim(), '0', `the drained agent's exit code (137: killed at the end of the grace)\n${logs}`);
+    assert.ok(stopMs < STOP_GRACE_S * 1000, `docker stop took ${stopMs} ms`);
+    assert.match(
+      logs,
+      /"signal":"SIGTERM"[^\n]*"msg":"signal received"|"msg":"signal received"[^\n]*"signal":"SIGTERM"/,
+      `no SIGTERM in the log:\n${logs}`,
+    );
+    await deleted;
+    assert.deepEqual(fake.runners(), [], "the drain deleted the runner's registration");
+    await docker('rm', agentContainer);
+    agentContainer = undefined;
+
     // The image's files, from `docker export` of a container never started.
     const created = await docker('create', 'rwtest/runner-warden:test');
     assert.equal(created.code, 0, created.stderr);
@@ -364,6 +499,8 @@ test('the container image builds offline on a base given by digest and holds the
     assert.ok(files.includes('var/lib/runner-warden/integrity/baseline.json'), 'the build recorded no integrity baseline');
     assert.ok(files.includes('opt/actions-runner/.env'), "the runner's .env (container hooks) is missing");
   } finally {
+    if (agentContainer) await docker('rm', '-f', agentContainer);
+    await fake?.close();
     await stopDaemon(dockerd);
     await stopDaemon(registry);
     await new Promise((r) => (runnerServer ? runnerServer.close(r) : r(undefined)));
