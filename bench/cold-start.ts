@@ -2,7 +2,8 @@
  * Cold start and idle memory of the installed bundle (the release tarball unpacked in a clean
  * directory, as a host runs it), against the runner simulator and the fake GitHub API:
  *
- *   node --import tsx bench/cold-start.ts [--runs N] [--node PATH] [--node-options FLAGS] [--env K=V,...]
+ *   node --import tsx bench/cold-start.ts [--runs N] [--node PATH] [--node-options FLAGS] [--node-args FLAGS]
+ *     [--env K=V,...] [--integrity scoped|off] [--dump DIR]
  *
  * - bundle size (dist/*.mjs), and what `run` loads (runner-warden.mjs) vs the lazy files;
  * - start → first listener poll: from spawning `runner-warden run` to the listener's session on the
@@ -39,6 +40,11 @@ const LOG = opt('log', '');
 const DUMP = opt('dump', '');
 /** V8/Node flags for the agent and the bare process alike (e.g. "--max-semi-space-size=1"). */
 const NODE_OPTIONS = opt('node-options', '');
+/**
+ * Node/V8 flags on the command line of the agent and the bare process alike, for those NODE_OPTIONS
+ * refuses (--max-opt, --lite-mode, --single-threaded...): what a launcher or a #! line would pass.
+ */
+const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
 /** Environment for the agent and the bare process alike (e.g. "MALLOC_ARENA_MAX=2", as a unit's Environment= would set it). */
 const EXTRA_ENV: Record<string, string> = Object.fromEntries(
   opt('env', '')
@@ -407,13 +413,20 @@ async function main(): Promise<void> {
       const logFile = LOG && i === 0 ? LOG : path.join(lab, `run-${i + 1}.log`);
       const logFd = (await import('node:fs')).openSync(logFile, 'w');
       const dumpThis = DUMP !== '' && i === 0;
-      const agent = spawn(NODE, [...(dumpThis ? ['--heapsnapshot-signal=SIGUSR2'] : []), bin, 'run', '--config', host.configFile], {
-        stdio: ['ignore', logFd, 'inherit'],
-        ...(dumpThis ? { cwd: DUMP } : {}),
-        env: { ...env, RUNNER_WARDEN_LOG_LEVEL: 'debug' },
-      });
-      const to = sleep(SESSION_TIMEOUT_MS).then(() => -1);
+      const agent = spawn(
+        NODE,
+        [...NODE_ARGS, ...(dumpThis ? ['--heapsnapshot-signal=SIGUSR2'] : []), bin, 'run', '--config', host.configFile],
+        {
+          stdio: ['ignore', logFd, 'inherit'],
+          ...(dumpThis ? { cwd: DUMP } : {}),
+          env: { ...env, RUNNER_WARDEN_LOG_LEVEL: 'debug' },
+        },
+      );
+      // Cleared once the session comes: a pending 10-minute timer held the finished bench that long.
+      let timer: NodeJS.Timeout | undefined;
+      const to = new Promise<number>((r) => (timer = setTimeout(() => r(-1), SESSION_TIMEOUT_MS)));
       const at = await Promise.race([session, to]);
+      clearTimeout(timer);
       if (at < 0) await stopChild(agent);
       if (at < 0) throw new Error(`run ${i + 1}: no listener session within ${SESSION_TIMEOUT_MS / 1000} s (log: ${logFile})`);
       startMs.push(performance.now() - t0);
@@ -427,7 +440,7 @@ async function main(): Promise<void> {
       }
       phases.push(phasesOf(await readFile(logFile, 'utf8'), wall0, at));
       // The baseline: a bare node process, idle, in the same run.
-      const bare = spawn(NODE, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env });
+      const bare = spawn(NODE, [...NODE_ARGS, '-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env });
       await sleep(SETTLE_MS);
       bareMem.push(await memOf(bare.pid as number));
       if (layout) barePages.push(await binaryPages(bare.pid as number, layout));
