@@ -73,6 +73,13 @@ export function parseProc(pid: number, stat: string, status: string): ProcInfo |
  */
 const SYNC_BATCH = 256;
 
+/**
+ * Listings of /proc per scan, at most: each after the first reads only pids not seen yet, so a
+ * host's own churn costs a few reads; a fork loop adds one pid per pass, and 20 passes leave it
+ * found (it is alive in the last listing) rather than chased forever.
+ */
+const RELIST_PASSES = 20;
+
 /** Largest /proc status or stat text read (both are about 1.5 KiB; a longer one is read in full). */
 const PROC_TEXT_BYTES = 8_192;
 
@@ -116,19 +123,28 @@ export async function scanProcesses(
   filter: (p: ProcInfo) => boolean = () => true,
   procRoot = PROC_ROOT,
 ): Promise<ProcInfo[]> {
-  const pids = await listPids(procRoot);
   const out: ProcInfo[] = [];
   const buf = Buffer.alloc(PROC_TEXT_BYTES);
-  for (let i = 0; i < pids.length; i += SYNC_BATCH) {
-    if (i > 0) await new Promise<void>((r) => setImmediate(r));
-    for (const pid of pids.slice(i, i + SYNC_BATCH)) {
-      const dir = path.join(procRoot, String(pid));
-      const status = readProcText(path.join(dir, 'status'), buf);
-      const uids = status === undefined ? undefined : statusUids(status);
-      if (!status || !uids || !uidFilter(uids)) continue;
-      const stat = readProcText(path.join(dir, 'stat'), buf);
-      const info = stat === undefined ? undefined : parseProc(pid, stat, status);
-      if (info && filter(info)) out.push(info);
+  const listed = new Set<number>();
+  // A process that forks and exits between the listing and its read (a fork loop) is gone when
+  // read, and its child was not listed: the table is listed again after each pass and every pid
+  // not seen before is read, until a listing shows nothing new. A process alive at the end was
+  // then listed and read.
+  for (let pass = 0; pass < RELIST_PASSES; pass++) {
+    const pids = (await listPids(procRoot)).filter((pid) => !listed.has(pid));
+    if (pids.length === 0) break;
+    for (let i = 0; i < pids.length; i += SYNC_BATCH) {
+      if (i > 0 || pass > 0) await new Promise<void>((r) => setImmediate(r));
+      for (const pid of pids.slice(i, i + SYNC_BATCH)) {
+        listed.add(pid);
+        const dir = path.join(procRoot, String(pid));
+        const status = readProcText(path.join(dir, 'status'), buf);
+        const uids = status === undefined ? undefined : statusUids(status);
+        if (!status || !uids || !uidFilter(uids)) continue;
+        const stat = readProcText(path.join(dir, 'stat'), buf);
+        const info = stat === undefined ? undefined : parseProc(pid, stat, status);
+        if (info && filter(info)) out.push(info);
+      }
     }
   }
   return out;

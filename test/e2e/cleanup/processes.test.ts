@@ -1,6 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createLab, runAs, type Lab } from '../../helpers/lab.js';
 import { createProcessesStep } from '../../../src/cleanup/steps/processes.js';
@@ -92,7 +94,11 @@ test('without kill(-1) (a protected process shares the uid) the stop-the-world s
 });
 
 test('when the cleanup signal has already fired the step stops at once and reports the survivors as dirty', async () => {
-  runAs(lab.user, `setsid nohup bash -c 'trap "" TERM; while :; do sleep 1; done' >/dev/null 2>&1 &`);
+  // The loop says when its trap is set: a sweep that comes sooner kills it with SIGTERM (the scan
+  // that finds it takes a few ms), and there would be no survivor to report.
+  const ready = path.join(lab.user.home, 'trap-set');
+  runAs(lab.user, `setsid nohup bash -c 'trap "" TERM; touch ${ready}; while :; do sleep 1; done' >/dev/null 2>&1 &`);
+  for (let i = 0; i < 500 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 10));
   await waitForProcs(lab.user.uid, 1);
   const slot = await makeSlot(lab);
   const r = await createProcessesStep().run(makeCtx(slot, { signal: AbortSignal.abort() }));
@@ -127,3 +133,14 @@ for (const kind of ['v2', 'v1-freezer'] as const) {
     }
   });
 }
+
+test('a scan never comes back empty while a fork loop of the uid runs (a process that forks and exits while read leaves its child listed)', async () => {
+  runAs(lab.user, `setsid nohup python3 -c 'import os\nwhile True:\n    if os.fork(): os._exit(0)' >/dev/null 2>&1 &`);
+  await waitForProcs(lab.user.uid, 1);
+  let empty = 0;
+  for (let i = 0; i < 300; i++) if ((await processesOfUid(lab.user.uid)).length === 0) empty++;
+  const slot = await makeSlot(lab);
+  const r = await createProcessesStep().run(makeCtx(slot));
+  assert.equal(empty, 0, `${empty} of 300 scans saw no process of the uid while its fork loop ran`);
+  assert.equal(r.outcome, 'ok', r.reason);
+});
