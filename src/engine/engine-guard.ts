@@ -51,7 +51,7 @@ import { launchEngine, type Launched } from './launch.js';
 import { WarmEngine, WARM_DIR_PREFIX } from './warm-engine.js';
 import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, subidProcesses, type EngineRecord } from './teardown.js';
 import { mirrorForEngine } from './mirror-address.js';
-import { DEFAULT_MIRROR_STORAGE, mirrorProblems } from './mirror-checks.js';
+import { DEFAULT_MIRROR_STORAGE, gibToBytes, mirrorProblems } from './mirror-checks.js';
 import { startApiProxy, type ApiProxy } from './api-proxy.js';
 import { releaseHostImages, takeImageBaseline, verifyHostImages } from './image-baseline.js';
 
@@ -324,7 +324,8 @@ export class EngineGuard implements JobGuard<Policy> {
       );
       if (refused) ctx.log.warn({ problem: refused.what, fix: refused.fix }, 'container jobs will be refused');
       if (mode === 'isolated' && policy.docker.mirror) {
-        for (const p of await mirrorProblems(policy.docker.mirror, this.opts.mirrorStorage ?? DEFAULT_MIRROR_STORAGE))
+        const storage = this.opts.mirrorStorage ?? DEFAULT_MIRROR_STORAGE;
+        for (const p of await mirrorProblems(policy.docker.mirror, storage, gibToBytes(policy.docker.mirrorCapGiB)))
           ctx.log.warn({ problem: p.what, fix: p.fix }, 'image cache');
       }
       if (!user || mode === 'host') return [];
