@@ -26,7 +26,7 @@ import {
 } from './baseline.js';
 import { diffTree, type HomeDiff } from './home-diff.js';
 import { DirRef, fromText, shown, isGone } from '../lib/nofollow.js';
-import type { Slot } from './types.js';
+import type { Removed, Slot } from './types.js';
 
 /** Top-level names of the runner root that the runner rewrites by itself and are not part of the install. */
 export const INSTALL_EXCLUDED = [
@@ -129,6 +129,31 @@ export function describeInstallDiff(slot: Slot, d: HomeDiff): string[] {
     ...d.changed.map((c) => `runner install: changed ${p(c.rel)} (${c.what.join(', ')})`),
     ...d.missing.map((r) => `runner install: missing ${p(r)}`),
   ];
+}
+
+/** The name of writeRunnerEnv's fresh file before its rename (`.env.rw-<12 hex>`, `.path.rw-…`). */
+const ENV_TEMP_NAME = /^\.(env|path)\.rw-[0-9a-f]{12}$/;
+
+/**
+ * Removes what a killed writeRunnerEnv left: a root-owned regular file with one link under its
+ * temporary name. The agent made it, and a restart's verification would otherwise call it a job's
+ * plant and quarantine the host. A file of that name the runner user owns is left for the diff.
+ */
+export async function removeStaleEnvTemps(slot: Slot): Promise<Removed> {
+  const removed: Removed = { count: 0, bytes: 0 };
+  const dir = await DirRef.open(fromText(slot.runnerRoot));
+  try {
+    for (const name of (await dir.list()).filter((n) => ENV_TEMP_NAME.test(n))) {
+      const st = await dir.lstat(name);
+      if (!st?.isFile() || st.uid !== 0 || st.nlink !== 1) continue;
+      await fsp.unlink(dir.at(name));
+      removed.count += 1;
+      removed.bytes += st.size;
+    }
+  } finally {
+    await dir.close();
+  }
+  return removed;
 }
 
 /** PATH written to `.path` when the caller gives none. */

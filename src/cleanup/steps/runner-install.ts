@@ -1,9 +1,10 @@
 /**
  * Step "runner-install": compares the runner installation with the manifest taken at boot
  * (install-manifest.ts). It repairs nothing: a changed or added file (attack 11) means the job
- * reached the code the next job runs, so the host is dirty and must not be reused.
+ * reached the code the next job runs, so the host is dirty and must not be reused. The one thing it
+ * removes is the agent's own: a `.env`/`.path` temporary a kill left before its rename.
  */
-import { loadInstallManifest, diffInstall, describeInstallDiff } from '../install-manifest.js';
+import { loadInstallManifest, diffInstall, describeInstallDiff, removeStaleEnvTemps } from '../install-manifest.js';
 import { capLines } from '../report.js';
 import type { CleanupContext, CleanupStep, StepReport } from '../types.js';
 
@@ -15,9 +16,11 @@ export function runnerInstallStep(): CleanupStep {
       if (!ctx.policy.runnerInstall.enabled) return { outcome: 'skipped', removed: {}, reason: 'disabled by policy' };
       const m = await loadInstallManifest(ctx.slot);
       if (!m) return { outcome: 'dirty', removed: {}, reason: 'no runner installation manifest (taken at boot)' };
+      const stale = ctx.dryRun ? undefined : await removeStaleEnvTemps(ctx.slot);
+      const removed = stale && stale.count > 0 ? { 'agent-temp': stale } : {};
       const lines = describeInstallDiff(ctx.slot, await diffInstall(ctx.slot, m, ctx.clock));
-      if (lines.length === 0) return { outcome: 'ok', removed: {} };
-      return { outcome: 'dirty', removed: {}, reason: capLines(lines, 5).join('; '), ...(ctx.dryRun ? { plan: capLines(lines) } : {}) };
+      if (lines.length === 0) return { outcome: 'ok', removed };
+      return { outcome: 'dirty', removed, reason: capLines(lines, 5).join('; '), ...(ctx.dryRun ? { plan: capLines(lines) } : {}) };
     },
   };
 }

@@ -91,6 +91,26 @@ test('writeRunnerEnv writes .env and .path root-owned 0644, replaces a planted s
   }
 });
 
+test("a .env temporary the agent's killed write left is removed, not called a plant; the same name made by the job still is", async () => {
+  const lab = await createLab();
+  try {
+    const slot = await makeRunner(lab);
+    await takeInstallManifest(slot);
+    const agentTemp = path.join(slot.runnerRoot, '.env.rw-0123456789ab');
+    await fsp.writeFile(agentTemp, 'LANG=C.UTF-8\n', { mode: 0o644 });
+    const clean = await runnerInstallStep().run(ctxFor(slot));
+    assert.equal(clean.outcome, 'ok', clean.reason);
+    assert.deepEqual(clean.removed, { 'agent-temp': { count: 1, bytes: 13 } });
+    await assert.rejects(fsp.lstat(agentTemp), { code: 'ENOENT' });
+    runAs(lab.user, `cd ${slot.runnerRoot} && echo evil > .path.rw-aaaaaaaaaaaa`);
+    const planted = await runnerInstallStep().run(ctxFor(slot));
+    assert.equal(planted.outcome, 'dirty');
+    assert.match(planted.reason ?? '', /added .*\.path\.rw-aaaaaaaaaaaa/);
+  } finally {
+    await lab.dispose();
+  }
+});
+
 test('without a manifest the step reports the host dirty', async () => {
   const lab = await createLab();
   try {
