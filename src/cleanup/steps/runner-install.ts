@@ -6,7 +6,7 @@
  */
 import { loadInstallManifest, diffInstall, describeInstallDiff, removeStaleEnvTemps } from '../install-manifest.js';
 import { capLines } from '../report.js';
-import type { CleanupContext, CleanupStep, StepReport } from '../types.js';
+import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
 
 /** The runner-install step. */
 export function runnerInstallStep(): CleanupStep {
@@ -17,7 +17,7 @@ export function runnerInstallStep(): CleanupStep {
       const m = await loadInstallManifest(ctx.slot);
       if (!m) return { outcome: 'dirty', removed: {}, reason: 'no runner installation manifest (taken at boot)' };
       const stale = ctx.dryRun ? undefined : await removeStaleEnvTemps(ctx.slot);
-      const removed = stale && stale.count > 0 ? { 'agent-temp': stale } : {};
+      const removed: Record<string, Removed> = stale && stale.count > 0 ? { 'agent-temp': stale } : {};
       const lines = describeInstallDiff(ctx.slot, await diffInstall(ctx.slot, m, ctx.clock));
       if (lines.length === 0) return { outcome: 'ok', removed };
       return { outcome: 'dirty', removed, reason: capLines(lines, 5).join('; '), ...(ctx.dryRun ? { plan: capLines(lines) } : {}) };
