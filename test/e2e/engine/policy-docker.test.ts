@@ -26,6 +26,7 @@ test('an empty docker section means auto mode, no mirror, and nothing extra allo
   assert.deepEqual((policy as { docker: unknown }).docker, {
     mode: 'auto',
     mirror: null,
+    mirrorCapGiB: 20,
     allow: { privileged: false, hostNamespaces: false, hostPaths: [], devices: [], capabilities: [] },
   });
 });
