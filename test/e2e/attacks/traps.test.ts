@@ -156,7 +156,12 @@ describe('traps for a root cleaner do not make it harm the host or leave traces'
         await releaseJob(c, 'mount');
       },
     });
-    assert.equal(mounted, 3, 'the test could not make its mounts (is this a container without CAP_SYS_ADMIN?)');
+    assert.equal(
+      mounted,
+      3,
+      `the test could not make its mounts (is this a container without CAP_SYS_ADMIN?); agent exit ${JSON.stringify(r.exit)}, ` +
+        `journal: ${JSON.stringify(r.records.map((x) => ('event' in x ? x.event : x.type)))}, jobs: ${JSON.stringify(r.jobs.map((j) => j.result))}`,
+    );
     await assertDefeated(t, r);
   });
 
