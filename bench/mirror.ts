@@ -34,6 +34,7 @@ import { createLogger } from '../src/lib/log.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
 import { freePort, pushImage, startUpstream } from './registry-upstream.js';
+import { openTun } from '../src/sim/tun.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s. */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
@@ -71,8 +72,7 @@ async function main(): Promise<void> {
   execFileSync('useradd', ['-m', '-d', path.join(root, name), '-s', '/bin/sh', name]);
   const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
   const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }));
-  const tunMode = (await fsp.stat('/dev/net/tun')).mode & 0o777;
-  await fsp.chmod('/dev/net/tun', 0o666);
+  const closeTun = await openTun();
   await fsp.mkdir(path.join(root, 'jobs'), { mode: 0o711 });
   let n = 0;
   const ctx = {
@@ -200,7 +200,7 @@ async function main(): Promise<void> {
   } finally {
     await guard.drain();
     await upstream.stop();
-    await fsp.chmod('/dev/net/tun', tunMode);
+    await closeTun();
     try {
       execFileSync('pkill', ['-KILL', '-U', String(uid)]);
     } catch {

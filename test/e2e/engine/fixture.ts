@@ -3,7 +3,6 @@ import { promises as fsp } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -12,46 +11,9 @@ import { DEFAULT_ENGINE_HOST_PATHS, type EngineHostPaths } from '../../../src/en
 import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
 import type { GuardContext, GuardJob } from '../../../src/lib/job-guard.js';
 import { silentLogger } from '../../../src/lib/log.js';
+export { openTun } from '../../../src/sim/tun.js';
 
 const run = promisify(execFile);
-
-/** The tun device slirp4netns opens; this machine ships it 0600, Debian's default is 0666. */
-const TUN = '/dev/net/tun';
-/**
- * Engine test files run in parallel processes: each holder leaves a pid file here, the first one
- * records the mode it found, the last one out restores it. Removed when the last holder leaves.
- */
-const TUN_HOLDERS = path.join(os.tmpdir(), 'rw-test-tun-holders');
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-/**
- * Makes /dev/net/tun usable by unprivileged users for the test's duration; the returned function
- * restores the mode found before the first holder, once no other test process holds it.
- */
-export async function openTun(): Promise<() => Promise<void>> {
-  await fsp.mkdir(TUN_HOLDERS, { recursive: true, mode: 0o700 });
-  const orig = path.join(TUN_HOLDERS, 'mode');
-  const mode = (await fsp.stat(TUN)).mode & 0o777;
-  await fsp.writeFile(orig, String(mode), { flag: 'wx' }).catch(() => undefined);
-  await fsp.writeFile(path.join(TUN_HOLDERS, String(process.pid)), '');
-  await fsp.chmod(TUN, 0o666);
-  return async () => {
-    await fsp.rm(path.join(TUN_HOLDERS, String(process.pid)), { force: true });
-    const others = (await fsp.readdir(TUN_HOLDERS).catch(() => [] as string[])).filter((f) => /^\d+$/.test(f) && alive(Number(f)));
-    if (others.length > 0) return;
-    const saved = Number.parseInt(await fsp.readFile(orig, 'utf8').catch(() => String(0o600)), 10);
-    await fsp.chmod(TUN, Number.isInteger(saved) ? saved : 0o600);
-    await fsp.rm(TUN_HOLDERS, { recursive: true, force: true });
-  };
-}
 
 /**
  * A job of the lab's user: a root-owned 0711 per-job directory `<lab>/jobs/<name>`. The key (which
