@@ -19,11 +19,9 @@
  *
  * Needs root (it makes a throwaway runner user) and makes /dev/net/tun 0666 while it runs.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
+import { execFileSync, spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import os from 'node:os';
 import path from 'node:path';
 import { EngineGuard } from '../src/engine/engine-guard.js';
 import {
@@ -43,14 +41,13 @@ import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
 import { freePort, pushImage, startUpstream } from './registry-upstream.js';
 import { readyFigures } from './engine-ready.js';
-import { openTun } from '../src/sim/tun.js';
+import { docker, makeEngineLab } from './lib/engine-lab.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s. */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
 const IMAGE_BYTES = 50 * 1024 * 1024;
 const CGROUP_PARENT = 'rw-bench-engine';
 
-const execFileP = promisify(execFile);
 const out = (s: string): void => console.log(s);
 const ms = (n: number): string => `${(n / 1000).toFixed(2)} s`;
 function pct(xs: number[], p: number): number {
@@ -58,27 +55,11 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN;
 }
 
-/** The docker CLI against one engine; asynchronous, so the in-process paced upstream keeps serving. */
-async function docker(socket: string, ...args: string[]): Promise<string> {
-  const { stdout } = await execFileP('docker', args, {
-    env: { PATH: process.env.PATH, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: '/nonexistent' },
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-  });
-  return stdout.trim();
-}
-
 async function main(): Promise<void> {
   const starts = Number(process.argv[2] ?? 7);
   const sections = new Set((process.argv[3] ?? 'start,options,ready,teardown,pull').split(','));
-  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-bench-engine-'));
-  await fsp.chmod(root, 0o755);
-  const name = `rwb${randomBytes(3).toString('hex')}`;
-  execFileSync('useradd', ['-m', '-d', path.join(root, name), '-s', '/bin/sh', name]);
-  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
-  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }));
-  const closeTun = await openTun();
-  await fsp.mkdir(path.join(root, 'jobs'), { mode: 0o711 });
+  const lab = await makeEngineLab('engine', 'rwb', CGROUP_PARENT);
+  const { root, name, uid, gid } = lab;
   let n = 0;
   const newJob = async (): Promise<GuardJob> => {
     const dir = path.join(root, 'jobs', `job-${++n}`);
@@ -328,17 +309,7 @@ async function main(): Promise<void> {
 
   async function cleanup(): Promise<void> {
     await guard.drain();
-    await closeTun();
-    try {
-      execFileSync('pkill', ['-KILL', '-U', String(uid)]);
-    } catch {
-      // nothing left
-    }
-    execFileSync('userdel', ['-f', name]);
-    await fsp.rm(root, { recursive: true, force: true });
-    for (const ctrl of await fsp.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-      await fsp.rmdir(path.join('/sys/fs/cgroup', ctrl, CGROUP_PARENT)).catch(() => undefined);
-    }
+    await lab.dispose();
   }
 
   /** A rootless engine on rootlesskit's host network: start time, then stopped. */

@@ -34,7 +34,7 @@ import { createLogger } from '../src/lib/log.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
 import { freePort, pushImage, startUpstream } from './registry-upstream.js';
-import { openTun } from '../src/sim/tun.js';
+import { docker, makeEngineLab } from './lib/engine-lab.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s. */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
@@ -55,25 +55,10 @@ const median = (xs: number[]): number => {
       : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
 };
 
-async function docker(socket: string, ...args: string[]): Promise<string> {
-  const { stdout } = await execFileP('docker', args, {
-    env: { PATH: process.env.PATH, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: '/nonexistent' },
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-  });
-  return stdout.trim();
-}
-
 async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 3);
-  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'rw-bench-mirror-'));
-  await fsp.chmod(root, 0o755);
-  const name = `rwm${randomBytes(3).toString('hex')}`;
-  execFileSync('useradd', ['-m', '-d', path.join(root, name), '-s', '/bin/sh', name]);
-  const uid = Number(execFileSync('id', ['-u', name], { encoding: 'utf8' }));
-  const gid = Number(execFileSync('id', ['-g', name], { encoding: 'utf8' }));
-  const closeTun = await openTun();
-  await fsp.mkdir(path.join(root, 'jobs'), { mode: 0o711 });
+  const lab = await makeEngineLab('mirror', 'rwm', CGROUP_PARENT);
+  const { root, name, uid, gid } = lab;
   let n = 0;
   const ctx = {
     log: createLogger({ level: 'warn', destination: { write: (l: string) => void process.stderr.write(l) } }),
@@ -200,17 +185,7 @@ async function main(): Promise<void> {
   } finally {
     await guard.drain();
     await upstream.stop();
-    await closeTun();
-    try {
-      execFileSync('pkill', ['-KILL', '-U', String(uid)]);
-    } catch {
-      // nothing left
-    }
-    execFileSync('userdel', ['-f', name]);
-    await fsp.rm(root, { recursive: true, force: true });
-    for (const ctrl of await fsp.readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-      await fsp.rmdir(path.join('/sys/fs/cgroup', ctrl, CGROUP_PARENT)).catch(() => undefined);
-    }
+    await lab.dispose();
   }
 }
 
