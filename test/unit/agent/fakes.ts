@@ -23,6 +23,7 @@ import type { DeleteOutcome, GitHubPort, JitRegistration, RunnerInfo } from '../
 import type { ConsoleEvent } from '../../../src/runner/console.js';
 import { hookPaths, type HookEvent } from '../../../src/runner/hooks.js';
 import type { ListenerExit } from '../../../src/runner/listener.js';
+import type { DiagJob } from '../../../src/runner/diag-evidence.js';
 
 /** Sleeps up to this long pass at once; longer ones (job limit, registration limit, heartbeat) wait. */
 export const AUTO_ADVANCE_MS = 1_000;
@@ -348,4 +349,22 @@ export function recordingRecycler(ok = true): RecyclePort & { calls: string[] } 
 /** The event records of a journal, by event name. */
 export function events(records: NewJournalRecord[], name: string): Extract<JournalRecord, { type: 'event' }>[] {
   return records.filter((r) => r.type === 'event' && r.event === name) as Extract<JournalRecord, { type: 'event' }>[];
+}
+
+/**
+ * A runner host for recovery tests: its listener idles, its `_diag` trace shows `trace()`, and the
+ * hook reports a dead agent left are `leftover` (taken once).
+ */
+export function recoveryRunnerHost(w: UnitWorld, trace: () => DiagJob[], leftover: HookEvent[] = []): RunnerHostPort {
+  return {
+    takeLeftoverEvents: () => Promise.resolve(leftover.splice(0)),
+    installHooks: () => Promise.resolve(),
+    watchEvents: (_onEvent, signal) => new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true })),
+    writeRunnerEnv: () => Promise.resolve(),
+    recordInstall: () => Promise.resolve([]),
+    removeLocalConfig: () => Promise.resolve(),
+    takeUpdateFinished: () => Promise.resolve(false),
+    readDiagJobs: () => Promise.resolve(trace()),
+    startListener: (spec) => Promise.resolve(new FakeListener(spec.env, spec.onConsole, w.clock, 4000)),
+  };
 }

@@ -16,23 +16,13 @@ import type { JournalRecord, NewJournalRecord } from '../../../src/agent/journal
 import type { HookEvent } from '../../../src/runner/hooks.js';
 import type { DiagJob } from '../../../src/runner/diag-evidence.js';
 import { GitHubApiError } from '../../../src/lib/errors.js';
-import { events, FakeListener, makeUnitWorld, runUntil, type UnitWorld } from './fakes.js';
+import { events, makeUnitWorld, recoveryRunnerHost, runUntil, type UnitWorld } from './fakes.js';
 
 const RUNNER = { id: 100, name: 'unit-1' };
 
-/** A runner host whose trace names no job, whose listener idles, with `leftover` hook reports. */
+/** A runner host for these tests (fakes.ts recoveryRunnerHost). */
 function host(w: UnitWorld, leftover: HookEvent[] = [], trace: DiagJob[] = []): RunnerHostPort {
-  return {
-    takeLeftoverEvents: () => Promise.resolve(leftover.splice(0)),
-    installHooks: () => Promise.resolve(),
-    watchEvents: (_onEvent, signal) => new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true })),
-    writeRunnerEnv: () => Promise.resolve(),
-    recordInstall: () => Promise.resolve([]),
-    removeLocalConfig: () => Promise.resolve(),
-    takeUpdateFinished: () => Promise.resolve(false),
-    readDiagJobs: () => Promise.resolve(trace),
-    startListener: (spec) => Promise.resolve(new FakeListener(spec.env, spec.onConsole, w.clock, 4000)),
-  };
+  return recoveryRunnerHost(w, () => trace, leftover);
 }
 
 /** state.json of an agent killed in `state`, its registration made a minute before (`since`: when the state was entered). */

@@ -11,24 +11,14 @@ import { initialState, type PersistedState } from '../../../src/agent/state-stor
 import type { RunnerHostPort } from '../../../src/agent/runner-host.js';
 import type { DiagJob } from '../../../src/runner/diag-evidence.js';
 import type { HookEvent } from '../../../src/runner/hooks.js';
-import { cleanReport, FakeListener, makeUnitWorld, runUntil, settleUntil, type UnitWorld } from './fakes.js';
+import { cleanReport, makeUnitWorld, recoveryRunnerHost, runUntil, settleUntil, type UnitWorld } from './fakes.js';
 import type { JournalRecord } from '../../../src/agent/journal.js';
 
 const RUNNER = { id: 100, name: 'unit-1' };
 
-/** A runner host whose listener idles, whose trace shows `trace()`, and whose leftover hook reports are `leftover`. */
+/** A runner host for these tests (fakes.ts recoveryRunnerHost). */
 function host(w: UnitWorld, trace: () => DiagJob[], leftover: HookEvent[] = []): RunnerHostPort {
-  return {
-    takeLeftoverEvents: () => Promise.resolve(leftover.splice(0)),
-    installHooks: () => Promise.resolve(),
-    watchEvents: (_onEvent, signal) => new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true })),
-    writeRunnerEnv: () => Promise.resolve(),
-    recordInstall: () => Promise.resolve([]),
-    removeLocalConfig: () => Promise.resolve(),
-    takeUpdateFinished: () => Promise.resolve(false),
-    readDiagJobs: () => Promise.resolve(trace()),
-    startListener: (spec) => Promise.resolve(new FakeListener(spec.env, spec.onConsole, w.clock, 4000)),
-  };
+  return recoveryRunnerHost(w, trace, leftover);
 }
 
 /** state.json of an agent killed while its listener idled (registered a minute before). */
