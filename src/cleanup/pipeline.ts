@@ -71,6 +71,21 @@ async function runStep(ctx: CleanupContext, step: CleanupStep): Promise<StepRepo
   }
 }
 
+/** A step that failed for want of room (the job filled the disk, and its files still sit in the trash). */
+function failedForRoom(r: StepReport): boolean {
+  return r.outcome !== 'ok' && r.outcome !== 'skipped' && /\b(ENOSPC|EDQUOT)\b/.test(r.reason ?? '');
+}
+
+/** Options of runCleanup. */
+export interface RunCleanupOptions {
+  /**
+   * Frees the room the job took (empties the trash, where `_work` was renamed). A step that fails
+   * for want of room gets one more try after it: a job that filled the disk must not leave the host
+   * quarantined only because its own files had not been deleted yet.
+   */
+  freeSpace?: (signal: AbortSignal) => Promise<void>;
+}
+
 /**
  * Runs `steps` in order, then `verify`. `clean` is true only when every step is ok or skipped and
  * the verification found nothing. `readyMs` spans the steps and the verification.
@@ -79,11 +94,23 @@ export async function runCleanup(
   ctx: CleanupContext,
   steps: CleanupStep[],
   verify: (ctx: CleanupContext) => Promise<VerifyReport>,
+  opts: RunCleanupOptions = {},
 ): Promise<CleanupReport> {
   const started = ctx.clock.now();
   const reports: StepReport[] = [];
+  let freed = false;
   for (const step of steps) {
-    const r = await runStep(ctx, step);
+    let r = await runStep(ctx, step);
+    if (failedForRoom(r) && opts.freeSpace && !freed && !ctx.signal.aborted) {
+      freed = true;
+      ctx.log.info({ step: r.name, reason: r.reason }, 'no room left; emptying the trash and trying the step again');
+      try {
+        await opts.freeSpace(ctx.signal);
+        r = await runStep(ctx, step);
+      } catch (err) {
+        ctx.log.warn({ step: r.name, err: describeError(err) }, 'the trash could not be emptied');
+      }
+    }
     ctx.log.info(
       { step: r.name, outcome: r.outcome, durationMs: r.durationMs, removed: r.removed, ...(r.reason ? { reason: r.reason } : {}) },
       'cleanup step done',

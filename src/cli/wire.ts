@@ -265,10 +265,20 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
         ...(jobStartedAt !== undefined ? { jobStartedAt } : {}),
         ...(engineBefore ? { engineBefore } : {}),
       };
-      const report = await runCleanup(ctx, defaultSteps({ trash }), async (c) => {
-        await beforeVerify();
-        return verify(c);
-      });
+      const report = await runCleanup(
+        ctx,
+        defaultSteps({ trash }),
+        async (c) => {
+          await beforeVerify();
+          return verify(c);
+        },
+        {
+          freeSpace: async (signal) => {
+            await trashTask.catch(() => undefined);
+            await trash.drain(signal);
+          },
+        },
+      );
       drainTrash();
       return report;
     },

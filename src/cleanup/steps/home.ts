@@ -211,9 +211,14 @@ export function homeStep(opts: HomeStepOptions = {}): CleanupStep {
       if (restored > 0) removed['restored'] = { count: restored, bytes: restoredBytes };
 
       // Keep the stat cache fresh so the next verify hashes only what moved.
+      // It is only a cache: when it cannot be written (a full disk), the next verify hashes more.
       if (refreshed.size > 0) {
         for (const [rel, e] of refreshed) baseline.entries.set(rel, e);
-        await saveBaseline(slot, baseline);
+        try {
+          await saveBaseline(slot, baseline);
+        } catch (err) {
+          ctx.log.warn({ err: describeError(err) }, 'home stat cache not saved; the next verification hashes what it cannot trust');
+        }
       }
       if (problems.length > 0) {
         return { outcome: 'dirty', removed, reason: `could not restore: ${capLines(problems, 5).join('; ')}` };

@@ -78,6 +78,47 @@ test('clean needs every step ok or skipped and a clean verify; a dirty step or a
   assert.deepEqual(r.verify.problems, ['verify failed: Error: statfs failed']);
 });
 
+test('a step that fails for want of room is tried once more after the trash is emptied; other failures are not retried', async () => {
+  let room = false;
+  let freed = 0;
+  const runs: string[] = [];
+  const steps = [
+    step('home', async () => {
+      runs.push('home');
+      if (!room) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return { outcome: 'ok', removed: {} };
+    }),
+    step('temp', async () => {
+      runs.push('temp');
+      return room ? { outcome: 'dirty', removed: {}, reason: 'could not restore: EDQUOT' } : { outcome: 'ok', removed: {} };
+    }),
+    step('other', async () => {
+      runs.push('other');
+      throw new Error('boom');
+    }),
+  ];
+  const freeSpace = async (): Promise<void> => {
+    freed++;
+    room = true;
+  };
+  const r = await runCleanup(ctxFor(), steps, cleanVerify, { freeSpace });
+  assert.equal(freed, 1, 'the trash is emptied once per cleanup, not once per failing step');
+  assert.deepEqual(runs, ['home', 'home', 'temp', 'other']);
+  assert.deepEqual(
+    r.steps.map((s) => [s.name, s.outcome]),
+    [
+      ['home', 'ok'],
+      ['temp', 'dirty'],
+      ['other', 'failed'],
+    ],
+  );
+  assert.equal(r.clean, false);
+  // Without a way to free room, the failure stands.
+  room = false;
+  const without = await runCleanup(ctxFor(), steps.slice(0, 1), cleanVerify);
+  assert.equal(without.steps[0]?.outcome, 'failed');
+});
+
 test('once the cleanup signal has fired, the remaining steps are recorded as not run', async () => {
   const ac = new AbortController();
   const steps = [
