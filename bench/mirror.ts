@@ -17,7 +17,12 @@
  * round uses a fresh mirror store. Prints medians, the ratio against the target, and the best
  * ratio a perfect mirror could give with this engine (first / floor).
  *
- *   node --import tsx bench/mirror.ts [rounds=3]
+ * `drivers`: the engine's storage driver, vfs against overlay2, alternating which goes first
+ * round by round; for each, a fresh mirror, then by new engines of that driver: the first pull
+ * (cold mirror), the second pull (warm mirror), and two `docker run --rm` of the pulled image
+ * (50 MB layer plus busybox: container create, start, exit and removal).
+ *
+ *   node --import tsx bench/mirror.ts [rounds=3] [drivers]
  *
  * Needs root (it makes a throwaway runner user) and makes /dev/net/tun 0666 while it runs.
  */
@@ -28,7 +33,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { EngineGuard } from '../src/engine/engine-guard.js';
-import { ping } from '../src/engine/rootless-engine.js';
+import { ping, type StorageDriver } from '../src/engine/rootless-engine.js';
 import { RegistryMirror } from '../src/engine/mirror.js';
 import { createLogger } from '../src/lib/log.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
@@ -67,6 +72,10 @@ async function main(): Promise<void> {
     },
   };
   const guard = new EngineGuard({ cgroupParent: CGROUP_PARENT });
+  const guards: Record<StorageDriver, EngineGuard> = {
+    vfs: new EngineGuard({ cgroupParent: CGROUP_PARENT, storageDriver: 'vfs' }),
+    overlay2: new EngineGuard({ cgroupParent: CGROUP_PARENT, storageDriver: 'overlay2' }),
+  };
   const base: Policy = structuredClone(DEFAULT_POLICY);
   base.docker.mode = 'isolated';
   const upstream = await startUpstream(path.join(root, 'up'), UPSTREAM_BYTES_PER_SECOND);
@@ -86,7 +95,7 @@ async function main(): Promise<void> {
     const saved = path.join(root, 'big.tar');
 
     /** A new job's engine pointed at `mirror`, answering; `fn` runs against its socket; released after. */
-    const withEngine = async <T>(mirror: string, fn: (socket: string) => Promise<T>): Promise<T> => {
+    const withEngine = async <T>(mirror: string, fn: (socket: string) => Promise<T>, g = guard): Promise<T> => {
       const dir = path.join(root, 'jobs', `job-${++n}`);
       await fsp.mkdir(dir, { mode: 0o711 });
       const job: GuardJob = {
@@ -98,7 +107,7 @@ async function main(): Promise<void> {
       };
       const policy = structuredClone(base);
       policy.docker.mirror = mirror;
-      const prepared = await guard.prepare(job, policy, ctx);
+      const prepared = await g.prepare(job, policy, ctx);
       const socket = (prepared.env?.DOCKER_HOST ?? '').replace(/^unix:\/\//, '');
       const deadline = Date.now() + ENGINE_ANSWER_TIMEOUT_MS;
       while (!(await ping(socket, 2_000))) {
@@ -108,7 +117,7 @@ async function main(): Promise<void> {
       try {
         return await fn(socket);
       } finally {
-        await guard.release(job, policy, ctx);
+        await g.release(job, policy, ctx);
       }
     };
     const timed = async (socket: string, ...args: string[]): Promise<number> => {
@@ -117,6 +126,23 @@ async function main(): Promise<void> {
       return performance.now() - t;
     };
 
+    const newMirror = async (dir: string): Promise<RegistryMirror> => {
+      const m = new RegistryMirror({
+        listen: `127.0.0.1:${await freePort()}`,
+        debugListen: `127.0.0.1:${await freePort()}`,
+        storage: path.join(root, dir, 'cache'),
+        upstream: upstream.url,
+        capBytes: 10 << 30,
+      });
+      await m.start();
+      return m;
+    };
+    if (process.argv[3] === 'drivers') {
+      // Straight to the registry: the front's idle keep-alive can close while the rootfs is made.
+      await pushImage(upstream.registryUrl, 'library/run', '1', await bigRootfs(root, IMAGE_BYTES, true));
+      await driverFigures(rounds, newMirror, (d, mirror, fn) => withEngine(mirror, fn, guards[d]), timed);
+      return;
+    }
     for (let round = 0; round < rounds; round++) {
       const mirror = new RegistryMirror({
         listen: `127.0.0.1:${await freePort()}`,
@@ -184,15 +210,80 @@ async function main(): Promise<void> {
     out(`  then another 1 KB image in the same engine (its second pull):   ${ms(tiny2)}`);
   } finally {
     await guard.drain();
+    for (const g of Object.values(guards)) await g.drain();
     await upstream.stop();
     await lab.dispose();
   }
 }
 
-async function bigRootfs(root: string, bytes = IMAGE_BYTES): Promise<Buffer> {
-  const dir = path.join(root, `rootfs-${bytes}`);
+/**
+ * vfs against overlay2, n rounds, the order alternating: each driver gets a fresh mirror, then
+ * new engines of its own for the first pull, the second pull and two runs of the image.
+ */
+async function driverFigures(
+  rounds: number,
+  newMirror: (dir: string) => Promise<RegistryMirror>,
+  withEngine: <T>(d: StorageDriver, mirror: string, fn: (socket: string) => Promise<T>) => Promise<T>,
+  timed: (socket: string, ...args: string[]) => Promise<number>,
+): Promise<void> {
+  const drivers: StorageDriver[] = ['vfs', 'overlay2'];
+  const kinds = ['first', 'second', 'run1', 'run2'] as const;
+  const f = Object.fromEntries(drivers.map((d) => [d, Object.fromEntries(kinds.map((k) => [k, [] as number[]]))])) as Record<
+    StorageDriver,
+    Record<(typeof kinds)[number], number[]>
+  >;
+  const loads: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const d of round % 2 === 0 ? drivers : [...drivers].reverse()) {
+      const mirror = await newMirror(`drivers-${round}-${d}`);
+      try {
+        const first = await withEngine(d, mirror.url, (s) => timed(s, 'pull', '-q', 'run:1'));
+        const [second, run1, run2] = await withEngine(d, mirror.url, async (s) => {
+          // The figure is the driver's only if the engine runs it (dockerd does not fall back by itself).
+          const used = await docker(s, 'info', '-f', '{{.Driver}}');
+          if (used !== d) throw new Error(`the engine runs ${used}, not ${d}`);
+          return [
+            await timed(s, 'pull', '-q', 'run:1'),
+            await timed(s, 'run', '--rm', '--network=none', 'run:1', '/bin/busybox', 'true'),
+            await timed(s, 'run', '--rm', '--network=none', 'run:1', '/bin/busybox', 'true'),
+          ];
+        });
+        const x = f[d];
+        x.first.push(first);
+        x.second.push(second);
+        x.run1.push(run1);
+        x.run2.push(run2);
+        loads.push(os.loadavg()[0] ?? NaN);
+        out(
+          `round ${round + 1} ${d.padEnd(8)}: first ${ms(first)}, second ${ms(second)} (${(first / second).toFixed(1)}x), run ${ms(run1)}, run again ${ms(run2)}  (load average ${loads.at(-1)?.toFixed(1)})`,
+        );
+      } finally {
+        await mirror.stop();
+      }
+    }
+  }
+  out(
+    `\nstorage driver, 50 MB image + busybox, medians of ${rounds} rounds (load average ${Math.min(...loads).toFixed(1)}-${Math.max(...loads).toFixed(1)}):`,
+  );
+  for (const d of drivers) {
+    const m = Object.fromEntries(kinds.map((k) => [k, median(f[d][k])])) as Record<(typeof kinds)[number], number>;
+    out(
+      `  ${d.padEnd(8)} first ${ms(m.first)}, second ${ms(m.second)} (first/second ${(m.first / m.second).toFixed(1)}x), run ${ms(m.run1)}, run again ${ms(m.run2)}`,
+    );
+  }
+  const r = (k: (typeof kinds)[number]): string => (median(f.vfs[k]) / median(f.overlay2[k])).toFixed(2);
+  out(`  vfs / overlay2: first ${r('first')}x, second ${r('second')}x, run ${r('run1')}x, run again ${r('run2')}x`);
+}
+
+async function bigRootfs(root: string, bytes = IMAGE_BYTES, runnable = false): Promise<Buffer> {
+  const dir = path.join(root, `rootfs-${bytes}${runnable ? '-run' : ''}`);
   await fsp.mkdir(dir, { recursive: true });
   await fsp.writeFile(path.join(dir, 'blob'), randomBytes(bytes));
+  if (runnable) {
+    // busybox-static: a container of the image can run (`/bin/busybox true`).
+    await fsp.mkdir(path.join(dir, 'bin'));
+    await fsp.copyFile('/bin/busybox', path.join(dir, 'bin', 'busybox'));
+  }
   return execFileSync('tar', ['-C', dir, '-cf', '-', '.'], { maxBuffer: IMAGE_BYTES * 2 });
 }
 

@@ -47,7 +47,7 @@ import {
 import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNet, type HostNetSources } from './host-net.js';
 import { resolveDockerMode, type DockerMode } from './mode.js';
 import { engineLayout, engineLayoutAt, EngineStartError, socketPathProblem, type EngineLayout } from './rootless-engine.js';
-import { launchEngine, type Launched } from './launch.js';
+import { launchEngine, type Launched, type LaunchOptions } from './launch.js';
 import { WarmEngine, WARM_DIR_PREFIX } from './warm-engine.js';
 import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, subidProcesses, type EngineRecord } from './teardown.js';
 import { mirrorForEngine } from './mirror-address.js';
@@ -84,6 +84,8 @@ export interface EngineGuardOptions {
    * engine's start competes with the verification it overlaps (docs/docker.md's figures).
    */
   prewarm?: boolean;
+  /** dockerd's storage driver for every engine (default vfs). */
+  storageDriver?: LaunchOptions['storageDriver'];
 }
 
 /**
@@ -262,7 +264,7 @@ export class EngineGuard implements JobGuard<Policy> {
     signal: AbortSignal,
     netBefore?: HostNet,
   ): Promise<Launched> {
-    const l = await launchEngine({
+    return launchEngine({
       layout,
       user,
       subuidFile: this.paths.subuid,
@@ -274,9 +276,9 @@ export class EngineGuard implements JobGuard<Policy> {
       enginePath: this.opts.enginePath ?? this.paths.binDirs.join(':'),
       mirror,
       ...(netBefore ? { netBefore } : {}),
+      ...(this.opts.storageDriver ? { storageDriver: this.opts.storageDriver } : {}),
       signal,
     });
-    return l;
   }
 
   async release(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardReleased> {

@@ -10,7 +10,14 @@ import { createProcessContainer, type CgroupSupport } from '../lib/cgroup.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import { readSubids } from './host-checks.js';
 import { snapshotHostNet, type HostNet, type HostNetSources } from './host-net.js';
-import { createEngineDir, EngineStartError, socketPathProblem, startEngine, type EngineLayout } from './rootless-engine.js';
+import {
+  createEngineDir,
+  EngineStartError,
+  socketPathProblem,
+  startEngine,
+  type EngineLayout,
+  type StorageDriver,
+} from './rootless-engine.js';
 import { killEngine, type EngineRecord } from './teardown.js';
 
 /** What a launch needs. */
@@ -26,6 +33,7 @@ export interface LaunchOptions {
   rootlesskit: string;
   enginePath: string;
   mirror: { url?: string; hostLoopback: boolean };
+  storageDriver?: StorageDriver;
   /**
    * The host's network as the previous job's verification saw it, after its engine was gone
    * (nothing of the runner user has run since); otherwise a fresh snapshot is taken here.
@@ -76,6 +84,7 @@ export async function launchEngine(o: LaunchOptions): Promise<Launched> {
         path: o.enginePath,
         ...(o.mirror.url ? { mirror: o.mirror.url } : {}),
         hostLoopback: o.mirror.hostLoopback,
+        ...(o.storageDriver ? { storageDriver: o.storageDriver } : {}),
         container,
         signal: o.signal,
       },

@@ -103,9 +103,17 @@ export interface StartOptions {
    * shell beside dockerd (`beside`), so that containerd's start overlaps dockerd's own.
    */
   containerd?: 'managed' | 'beside';
+  /** dockerd's storage driver (default vfs; see {@link StorageDriver}). */
+  storageDriver?: StorageDriver;
   container: ProcessContainer;
   signal: AbortSignal;
 }
+
+/**
+ * vfs works on every kernel and copies every layer in full; overlay2 needs overlayfs mounts in a
+ * user namespace (Linux 5.11 and later) on a data root whose filesystem can be an upper layer.
+ */
+export type StorageDriver = 'vfs' | 'overlay2';
 
 /** A spawned engine: its socket already accepts connections, `ready` says when it serves them. */
 export interface StartedEngine {
@@ -149,7 +157,7 @@ export function socketPathProblem(layout: EngineLayout): { what: string; fix: st
 }
 
 /** rootlesskit's and dockerd's arguments; exported for the docs and the tests. */
-export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoopback' | 'net' | 'containerd'>): string[] {
+export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoopback' | 'net' | 'containerd' | 'storageDriver'>): string[] {
   const { layout } = o;
   const hostNet = o.net === 'host';
   const beside = o.containerd === 'beside';
@@ -160,7 +168,7 @@ export function engineArgs(o: Pick<StartOptions, 'layout' | 'mirror' | 'hostLoop
     // The socket the agent made (startEngine); dockerd neither creates nor removes it.
     '--host=fd://',
     `--pidfile=${path.join(layout.dir, 'dockerd.pid')}`,
-    '--storage-driver=vfs',
+    `--storage-driver=${o.storageDriver ?? 'vfs'}`,
     // No daemon.json of the runner user's or the host's: the engine's settings are these flags.
     `--config-file=${path.join(layout.dir, 'daemon.json')}`,
     ...(o.mirror ? [`--registry-mirror=${o.mirror}`, `--insecure-registry=${new URL(o.mirror).host}`] : []),
