@@ -4,6 +4,7 @@ import type { Logger } from '../lib/log.js';
 import { GitHubApiError, isAbort } from '../lib/errors.js';
 import { isRateLimited } from './retry-policy.js';
 import { withDeadline } from './deadline-fetch.js';
+import type { HttpFetch } from './fetch-answer.js';
 import { InstallationTokenCache } from './app-token.js';
 import { HostGate } from './host-gate.js';
 import type { FleetSlots } from '../lib/fleet-slots.js';
@@ -37,8 +38,11 @@ export interface OctokitPortOptions {
   onRequest?: RequestObserver;
   /** Aborts waits between retries (shutdown). */
   signal?: AbortSignal;
-  /** Custom fetch (e.g. one trusting a GHES CA bundle). */
-  fetch?: typeof fetch;
+  /**
+   * The fetch Octokit sends with: the agent passes its own over node:https (http-fetch.ts, also
+   * where a GHES CA bundle is trusted); absent: Node's global fetch (undici).
+   */
+  fetch?: HttpFetch;
   userAgent?: string;
   /** Uniform numbers in [0, 1) for the retry jitter; default Math.random (a seeded one in simulations). */
   random?: () => number;

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { startFakeGitHub } from '../../../src/sim/github/server.js';
 import { createOctokitPort } from '../../../src/github/octokit.js';
 import { createCaFetch } from '../../../src/github/tls.js';
+import type { HttpFetch } from '../../../src/github/fetch-answer.js';
 import { RequestDeadlineError, withDeadline } from '../../../src/github/deadline-fetch.js';
 import { ManualClock } from '../../../src/lib/clock.js';
 import { silentLogger } from '../../../src/lib/log.js';
@@ -21,7 +22,7 @@ function causeChain(err: unknown): unknown[] {
   return out;
 }
 
-const clients: { name: string; fetch?: () => { fetch: typeof fetch; close(): void } }[] = [
+const clients: { name: string; fetch?: () => { fetch: HttpFetch; close(): void } }[] = [
   { name: "node's fetch" },
   { name: 'the CA-bundle fetch (GHES)', fetch: () => createCaFetch('-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n') },
 ];

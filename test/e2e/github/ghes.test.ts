@@ -16,6 +16,7 @@ import { parse, stringify } from 'yaml';
 import { startFakeGitHub, type FakeGitHub } from '../../../src/sim/github/server.js';
 import { createOctokitPort } from '../../../src/github/octokit.js';
 import { createCaFetch, readCaBundle } from '../../../src/github/tls.js';
+import type { HttpFetch } from '../../../src/github/fetch-answer.js';
 import { deriveApiUrl } from '../../../src/policy/load.js';
 import { ManualClock } from '../../../src/lib/clock.js';
 import { ConfigError, GitHubApiError } from '../../../src/lib/errors.js';
@@ -132,7 +133,7 @@ async function tlsFront(fake: FakeGitHub): Promise<{ origin: string; close: () =
   };
 }
 
-function port(fake: FakeGitHub, apiUrl: string, fetchImpl?: typeof fetch) {
+function port(fake: FakeGitHub, apiUrl: string, fetchImpl?: HttpFetch) {
   return createOctokitPort({
     apiUrl,
     scope: { kind: 'org', org: 'octo' },
