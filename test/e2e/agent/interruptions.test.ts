@@ -46,7 +46,7 @@ test('a spot notice while busy gives the job until the deadline minus the margin
   t.after(() => w.dispose());
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'long', run: 'sleep 600' }] });
   const rt = await w.runtime();
-  const running = rt.agent.run(AbortSignal.timeout(60_000));
+  const running = rt.agent.run(AbortSignal.timeout(150_000));
   await until(() => rt.agent.snapshot().state === 'job-running', 'the job to start');
   // Two minutes' notice as AWS gives; 36 s here so the 20 s margin and the 15 s stop grace leave the job one second.
   aws.metadata['spot/instance-action'] = JSON.stringify({ action: 'terminate', time: new Date(Date.now() + 36_000).toISOString() });
@@ -72,7 +72,7 @@ test('an Auto Scaling lifecycle transition while idle deregisters at once and re
   });
   t.after(() => w.dispose());
   const rt = await w.runtime();
-  const running = rt.agent.run(AbortSignal.timeout(60_000));
+  const running = rt.agent.run(AbortSignal.timeout(150_000));
   await until(() => rt.agent.snapshot().state === 'idle' && w.fake.runners().length === 1, 'an idle runner');
   aws.metadata['autoscaling/target-lifecycle-state'] = 'Terminated';
   const exit = await running;
@@ -108,7 +108,7 @@ test('a scale-in held by a termination hook is drained, deregistered and release
   });
   t.after(() => w.dispose());
   const rt = await w.runtime();
-  const running = rt.agent.run(AbortSignal.timeout(60_000));
+  const running = rt.agent.run(AbortSignal.timeout(150_000));
   await until(() => rt.agent.snapshot().state === 'idle' && w.fake.runners().length === 1, 'an idle runner');
   aws.scaleIn();
   const exit = await running;

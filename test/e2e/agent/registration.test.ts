@@ -27,7 +27,7 @@ test('an unreachable API keeps the agent registering with growing backoff, then 
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'ok', run: 'echo ok' }] });
   const clock = backoffClock();
   const rt = await w.runtime({ clock });
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  const exit = await rt.agent.run(AbortSignal.timeout(150_000));
   await rt.close();
   assert.equal(exit.code, 0, exit.reason);
   assert.equal(jobRecords(await w.journal())[0]?.result, 'Succeeded');

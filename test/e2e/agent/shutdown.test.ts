@@ -146,7 +146,7 @@ test('a job over limits.maxJobMinutes is stopped the same way: result as the run
   await fsp.writeFile(path.join(w.policyDir, 'test.yaml'), JSON.stringify(agentPolicy(w.lab, { limits: { maxJobMinutes: 1 } })));
   w.fake.enqueueJob({ repository: 'octo/app', steps: checkoutThenHang });
   const rt = await w.runtime({ clock });
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  const exit = await rt.agent.run(AbortSignal.timeout(150_000));
   await rt.close();
   const records = await w.journal();
   assertShutdownRecord(records, w);

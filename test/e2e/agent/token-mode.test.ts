@@ -73,7 +73,7 @@ test('in token mode the agent registers through config.sh, serves jobs, and the 
   }
   const cap = captureLog();
   const rt = await w.runtime({ log: cap.log });
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  const exit = await rt.agent.run(AbortSignal.timeout(150_000));
   await rt.close();
   assert.equal(exit.code, 0, `agent exit: ${exit.reason}`);
 
@@ -120,7 +120,7 @@ test('a JIT agent and a token agent serve jobs side by side, each through its ow
   const made = { jit: creations(jit), token: creations(tok) };
   for (const w of [jit, tok]) w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'build', run: 'echo built > out.txt' }] });
   const [a, b] = await Promise.all([jit.runtime(), tok.runtime()]);
-  const exits = await Promise.all([a.agent.run(AbortSignal.timeout(60_000)), b.agent.run(AbortSignal.timeout(60_000))]);
+  const exits = await Promise.all([a.agent.run(AbortSignal.timeout(150_000)), b.agent.run(AbortSignal.timeout(150_000))]);
   await Promise.all([a.close(), b.close()]);
   for (const e of exits) assert.equal(e.code, 0, e.reason);
   for (const w of [jit, tok]) {
@@ -147,7 +147,7 @@ test('a config.sh that fails (unknown runner group) is retried with backoff unti
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'build', run: 'true' }] });
   const cap = captureLog();
   const rt = await w.runtime({ log: cap.log });
-  const running = rt.agent.run(AbortSignal.timeout(60_000));
+  const running = rt.agent.run(AbortSignal.timeout(150_000));
   await until(() => (cap.text().match(/registration failed; backing off/g) ?? []).length >= 2, 'two failed config.sh runs');
   assert.match(cap.text(), /Could not find any self-hosted runner group named/, 'the log should name what config.sh refused');
   w.fake.runnerGroups.push({ id: 2, name: 'builders' });

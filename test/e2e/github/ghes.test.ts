@@ -242,7 +242,7 @@ test('the agent serves a job in token mode against a GHES with a private CA (git
 
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'build', run: 'echo ok > out.txt' }] });
   const rt = await w.runtime();
-  const exit = await rt.agent.run(AbortSignal.timeout(60_000));
+  const exit = await rt.agent.run(AbortSignal.timeout(150_000));
   await rt.close();
   assert.equal(exit.code, 0, exit.reason);
   const jobs = jobRecords(await w.journal());
