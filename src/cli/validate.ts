@@ -9,6 +9,7 @@ import type { CliIO } from './io.js';
 import { VALIDATE_USAGE as USAGE } from './usage.js';
 import { checkRunnerUser } from './runner-user.js';
 import { engineFitness } from './engine-fitness.js';
+import { mirrorCapFitness } from './validate-mirror.js';
 import { parseRecycleConfig } from '../recycle/config.js';
 import { detectKind, effectiveWithSources, loadHostConfig, loadPolicy, type ConfigKind } from '../policy/load.js';
 
@@ -105,7 +106,11 @@ export async function validateCommand(args: string[], io: CliIO): Promise<number
         // Whether this host can give the team's docker.mode to that user, with the fix for each gap.
         const engine = await engineFitness(config, file);
         for (const n of engine.notes) io.stdout.write(`note: ${n}\n`);
-        if (engine.errors.length > 0) throw new ConfigError("the host cannot give the policy's docker mode", file, engine.errors);
+        // Whether the image cache's cap fits the disk that holds it (and the runner's _work).
+        const cap = await mirrorCapFitness(config);
+        for (const w of cap.warnings) io.stdout.write(`warning: ${file}: ${w}\n`);
+        const errors = [...engine.errors, ...cap.errors];
+        if (errors.length > 0) throw new ConfigError("the host cannot give the policy's docker settings", file, errors);
       } else await loadPolicy(file, policyOpts);
       if (!parsed.quiet) io.stdout.write(`${file}: ok (${kind === 'host-config' ? 'host config' : 'policy'})\n`);
     } catch (err) {
