@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { signalGroup, waitForChild } from '../lib/process.js';
 import { listenerPath } from './installation.js';
 import { parseConsoleLine, type ConsoleEvent } from './console.js';
+import { readConsoleLines } from './console-lines.js';
 
 /** How the listener ended. */
 export interface ListenerExit {
@@ -60,8 +60,9 @@ export class ListenerProcess {
       const ev = parseConsoleLine(line);
       if (ev) spec.onConsole?.(ev);
     };
-    if (child.stdout) createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', onLine('stdout'));
-    if (child.stderr) createInterface({ input: child.stderr, crlfDelay: Infinity }).on('line', onLine('stderr'));
+    // Bounded lines: the job can write into these streams too (console-lines.ts).
+    if (child.stdout) readConsoleLines(child.stdout, onLine('stdout'));
+    if (child.stderr) readConsoleLines(child.stderr, onLine('stderr'));
     this.exited = waitForChild(child).then(({ code, signal }) => ({ code, signal, at: this.clock.now() }));
   }
 
