@@ -16,7 +16,7 @@ export interface ProcEntry {
   uids: [number, number, number, number];
 }
 
-/** Every process of `proc` now (kernel threads included; a process gone mid-read is left out). */
+/** Every live process of `proc` now (kernel threads included; a process gone mid-read and zombies are left out). */
 export function readProcTable(proc: string): ProcEntry[] {
   const out: ProcEntry[] = [];
   for (const name of listSync(proc)) {
@@ -26,6 +26,9 @@ export function readProcTable(proc: string): ProcEntry[] {
     const ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
     const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
     if (!ids) continue;
+    // A zombie has exited and holds nothing but its pid until its parent reaps it; where PID 1 is
+    // not an init (a container without one) a killed orphan stays one for good.
+    if (/^State:\s+[ZX]/m.test(status)) continue;
     out.push({
       pid: Number(name),
       ppid: Number.isInteger(ppid) ? ppid : 0,
