@@ -6,14 +6,14 @@
  * A changed file is never rewritten in place: the copy is written to a fresh sibling and renamed
  * over it, so a hard link the job made from the home to another file never carries our write.
  */
-import { promises as fsp, constants as fsc } from 'node:fs';
+import { promises as fsp, constants as fsc, lstatSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { UnsafePathError, describeError } from '../../lib/errors.js';
 import type { Trash } from '../trash.js';
-import { type DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, FILE_READ_FLAGS } from '../../lib/nofollow.js';
+import { type DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, isGone, joinRel, FILE_READ_FLAGS } from '../../lib/nofollow.js';
 import { addRemoved, capLines } from '../report.js';
 import { removeEntry } from '../remove-entry.js';
-import { loadBaseline, saveBaseline, entryFromStat, type HomeBaseline, type ManifestEntry } from '../baseline.js';
+import { loadBaseline, saveBaseline, entryFromStat, tick, type HomeBaseline, type ManifestEntry } from '../baseline.js';
 import { diffHome, describeDiff, recordedCopy, type Change } from '../home-diff.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport, Slot } from '../types.js';
 
@@ -134,6 +134,86 @@ async function removeNew(dir: DirRef, name: string, mountPath: Buffer, trash: Tr
   return removeEntry(dir, name);
 }
 
+/** Removes one new entry found by its path from the home (a directory, or what the fast path left). */
+async function removeAddedOne(
+  home: string,
+  rel: string,
+  trash: Trash | undefined,
+  removed: Record<string, Removed>,
+  problems: string[],
+): Promise<void> {
+  const r = await resolveUnder(home, rel);
+  if (r.kind === 'absent') return;
+  try {
+    addRemoved(removed, 'new-entry', await removeNew(r.dir, r.name, bytes(`${home}/${rel}`), trash));
+  } catch (err) {
+    problems.push(`~/${shown(rel)}: ${describeError(err)}`);
+  } finally {
+    await r.dir.close();
+  }
+}
+
+/**
+ * New non-directories unlinked synchronously between two yields to the event loop. An unlink
+ * costs microseconds, but the promise round trips of one entry (open the home, lstat, unlink,
+ * close) cost about a millisecond with the machine loaded: 40,000 new files in the home took
+ * 107 s one by one. 256 keeps a slice to a few milliseconds.
+ */
+const SYNC_UNLINKS_PER_SLICE = 256;
+
+/** Unlinks a new non-directory through its parent's no-follow handle; false leaves it to removeAddedOne. */
+function unlinkNewSync(dir: DirRef, name: string, removed: Record<string, Removed>): boolean {
+  try {
+    const st = lstatSync(dir.at(name));
+    if (st.isDirectory()) return false;
+    unlinkSync(dir.at(name));
+    addRemoved(removed, 'new-entry', { count: 1, bytes: st.isFile() ? st.size : 0 });
+    return true;
+  } catch (err) {
+    return isGone(err);
+  }
+}
+
+/**
+ * Removes the home's new entries, grouped by parent directory: one no-follow handle per parent,
+ * non-directories unlinked in place, directories (into the trash) and anything the fast path
+ * refuses (an immutable file: EPERM) by removeAddedOne.
+ */
+async function removeAdded(
+  signal: AbortSignal,
+  home: string,
+  added: readonly string[],
+  trash: Trash | undefined,
+  removed: Record<string, Removed>,
+  problems: string[],
+): Promise<void> {
+  const byParent = new Map<string, string[]>();
+  for (const rel of added) {
+    const { parent, name } = splitRel(rel);
+    const names = byParent.get(parent);
+    if (names) names.push(name);
+    else byParent.set(parent, [name]);
+  }
+  let inSlice = 0;
+  for (const [parent, names] of byParent) {
+    signal.throwIfAborted();
+    const dir = await openDirUnder(home, parent);
+    try {
+      for (const name of names) {
+        signal.throwIfAborted();
+        if (++inSlice >= SYNC_UNLINKS_PER_SLICE) {
+          inSlice = 0;
+          await tick();
+        }
+        if (dir && unlinkNewSync(dir, name, removed)) continue;
+        await removeAddedOne(home, joinRel(parent, name), trash, removed, problems);
+      }
+    } finally {
+      await dir?.close();
+    }
+  }
+}
+
 /** The home step. */
 export function homeStep(opts: HomeStepOptions = {}): CleanupStep {
   return {
@@ -153,18 +233,7 @@ export function homeStep(opts: HomeStepOptions = {}): CleanupStep {
       const problems: string[] = [];
       const home = fromText(slot.user.home);
 
-      for (const rel of diff.added) {
-        ctx.signal.throwIfAborted();
-        const r = await resolveUnder(home, rel);
-        if (r.kind === 'absent') continue;
-        try {
-          addRemoved(removed, 'new-entry', await removeNew(r.dir, r.name, bytes(`${home}/${rel}`), opts.trash));
-        } catch (err) {
-          problems.push(`~/${shown(rel)}: ${describeError(err)}`);
-        } finally {
-          await r.dir.close();
-        }
-      }
+      await removeAdded(ctx.signal, home, diff.added, opts.trash, removed, problems);
 
       // Restore parents before children: a missing or retyped directory brings its whole subtree.
       const todo = new Map<string, Change[] | 'missing'>();
