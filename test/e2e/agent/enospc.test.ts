@@ -69,6 +69,8 @@ test('a full state filesystem: no crash, a recycle instead of another job, and e
       },
     },
   });
+  // The world's own root (its runner and home paths; the state is the tmpfs above) goes too.
+  t.after(() => w.dispose());
   const exit = await w.agent({ journal }).run(new AbortController().signal);
   assert.equal(exit.code, 0, exit.reason);
   assert.equal(recycled, 1, `the host should be recycled: ${exit.reason}`);
