@@ -35,6 +35,12 @@ let root: string;
 let target: ConfigShTarget;
 let home: string;
 
+/**
+ * How long config.sh's first request may be held while the /proc scan looks for config.sh: a hang
+ * bound only (a pass over /proc takes well under a second on a quiet host).
+ */
+const SEEN_WAIT_MS = 60_000;
+
 /** The fake's org scope, as `config.sh --url` takes it. */
 const scopeUrl = (): string => `${fake.origin}/octo`;
 
@@ -121,10 +127,14 @@ test('config.sh environment drops ACTIONS_RUNNER_INPUT_* from runner.env and kee
 
 test('a runner registers through config.sh as the runner user with the token only in its environment, and config.sh remove unregisters it', async () => {
   const token = await restToken('registration-token');
-  // Latency keeps config.sh alive long enough for the scan below to see its processes: one pass
-  // over /proc took longer than a config.sh run at 150 ms a call with three test files and two
-  // soaks beside it.
-  fake.latencyMs = 1_000;
+  // config.sh's first request to the fake is held until the scan below has seen config.sh running,
+  // so the scan proves something however long one pass over /proc takes (a fixed 1 s latency per
+  // call was not enough: at load 18 a config.sh run of 9 s went unseen). Bounded: a config.sh the
+  // scan never sees is let go after SEEN_WAIT_MS, and the assertion below fails.
+  let sawConfigSh!: () => void;
+  const seenOnce = new Promise<void>((r) => (sawConfigSh = r));
+  const bound = new Promise<void>((r) => setTimeout(r, SEEN_WAIT_MS).unref());
+  const hold = fake.faults.add({ match: { kind: 'any' }, times: 1, completeWhen: Promise.race([seenOnce, bound]) });
   const seen = { configSh: 0, leaks: [] as string[] };
   const scanning = new AbortController();
   const scan = (async () => {
@@ -132,7 +142,10 @@ test('a runner registers through config.sh as the runner user with the token onl
       for (const pid of await readdir('/proc').catch(() => [] as string[])) {
         if (!/^\d+$/.test(pid)) continue;
         const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-        if (cmd.includes(root)) seen.configSh += 1;
+        if (cmd.includes(root)) {
+          seen.configSh += 1;
+          sawConfigSh();
+        }
         if (cmd.includes(token)) seen.leaks.push(cmd.replaceAll('\0', ' '));
       }
       await new Promise((r) => setTimeout(r, 10));
@@ -153,7 +166,7 @@ test('a runner registers through config.sh as the runner user with the token onl
   } finally {
     scanning.abort();
     await scan;
-    fake.latencyMs = 0;
+    hold.remove();
   }
   assert.ok(seen.configSh > 0, 'the /proc scan never saw config.sh running, so it proved nothing');
   assert.deepEqual(seen.leaks, [], 'the registration token appeared in a process command line');
