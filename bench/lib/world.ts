@@ -193,7 +193,11 @@ export async function createWorld(o: WorldOptions = {}): Promise<World> {
   await chmod(root, 0o755);
   const owner = await createThrowawayUser(root);
   const user = owner.user;
-  const fake = await startFakeGitHub({ jobLockMs: 3_000, sessionStaleMs: 2_000, ...o.fake });
+  // A job lock of 10 s (GitHub's is 10 min; the simulator renews every 0.5 s here): with 3 s, a
+  // listener or a test process starved for 3 s at load 20 lost its job to the fake's abandonment
+  // and the job ended Canceled in tests about something else. Tests that need a quick
+  // abandonment (crash-states) ask for a shorter lock.
+  const fake = await startFakeGitHub({ jobLockMs: 10_000, sessionStaleMs: 2_000, ...o.fake });
   const hostFs = path.join(root, 'disk');
   const stateDir = path.join(hostFs, 'state');
   let mounted = false;

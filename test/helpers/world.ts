@@ -79,7 +79,11 @@ export interface WorldOptions {
 /** Builds a world: lab user, runner installation, fake API, policy dir, host config file. */
 export async function createWorld(o: WorldOptions = {}): Promise<World> {
   const lab = await createLab('rw-world-');
-  const fake = await startFakeGitHub({ jobLockMs: 3_000, sessionStaleMs: 2_000, ...o.fake });
+  // A job lock of 10 s (GitHub's is 10 min; the simulator renews every 0.5 s here): with 3 s, a
+  // listener or a test process starved for 3 s at load 20 lost its job to the fake's abandonment
+  // and the job ended Canceled in tests about something else. Tests that need a quick
+  // abandonment (crash-states) ask for a shorter lock.
+  const fake = await startFakeGitHub({ jobLockMs: 10_000, sessionStaleMs: 2_000, ...o.fake });
   const runnerRoot = path.join(lab.root, 'actions-runner');
   const stateDir = path.join(lab.root, 'state');
   const { configFile, policyDir, dropDir } = await writeHost({

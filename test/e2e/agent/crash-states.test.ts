@@ -81,7 +81,7 @@ interface Case {
   policy?: (c: Ctx) => Record<string, unknown>;
   /** Host config fields over the world's defaults. */
   config?: Record<string, unknown>;
-  /** Fake GitHub options over the world's defaults (jobLockMs 3 s). */
+  /** Fake GitHub options (default jobLockMs 3 s: an abandoned job's runner is freed soon after the kill). */
   fake?: { jobLockMs?: number };
   /** Before the first agent starts (queue jobs, add faults, make things slow). */
   arm?: (c: Ctx) => Promise<void>;
@@ -375,7 +375,7 @@ function stateLine(to: string): (l: LogLine) => boolean {
 }
 
 async function runCase(c: Case): Promise<void> {
-  const w = await createWorld({ runner: { maxJobs: 1 }, ...(c.config ? { config: c.config } : {}), ...(c.fake ? { fake: c.fake } : {}) });
+  const w = await createWorld({ runner: { maxJobs: 1 }, ...(c.config ? { config: c.config } : {}), fake: c.fake ?? { jobLockMs: 3_000 } });
   try {
     const ctx: Ctx = {
       w,
