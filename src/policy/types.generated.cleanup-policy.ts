@@ -70,8 +70,10 @@ export interface CleanupPolicy {
     /** Run this step. Default: true. */
     enabled: boolean;
     /**
-     * Absolute directories swept; a system root such as /etc or / is refused. Default:
-     * ["/tmp","/var/tmp","/dev/shm"].
+     * Absolute directories swept; a system root such as /etc or / is refused. The defaults are
+     * every directory any user may write to on a stock Debian or Ubuntu host (/run/lock is
+     * /var/lock; /var/crash holds crash dumps, memory of the job's processes); an absent one is
+     * skipped. Default: ["/tmp","/var/tmp","/dev/shm","/run/lock","/var/crash"].
      */
     paths: string[];
   };

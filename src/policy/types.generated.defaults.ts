@@ -99,7 +99,9 @@ export const DEFAULT_POLICY: Policy = {
       "paths": [
         "/tmp",
         "/var/tmp",
-        "/dev/shm"
+        "/dev/shm",
+        "/run/lock",
+        "/var/crash"
       ]
     },
     "system": {

@@ -1,6 +1,6 @@
 /**
- * Step "temp": the runner user's entries in each of policy.temp.paths (/tmp, /var/tmp, /dev/shm
- * by default).
+ * Step "temp": the runner user's entries in each of policy.temp.paths (by default every directory
+ * any user may write to on Debian and Ubuntu: /tmp, /var/tmp, /dev/shm, /run/lock, /var/crash).
  *
  * Everything is decided by lstat: an entry owned by the runner uid goes, with everything below
  * it; an entry owned by anyone else stays, and so does everything below it, except inside

@@ -85,7 +85,7 @@ const PROVISIONAL_DEFAULT: Policy = {
     workdir: { enabled: true, keep: [] },
     credentials: { enabled: true, extraPaths: [], extraGlobs: [] },
     home: { enabled: true, keep: [] },
-    temp: { enabled: true, paths: ['/tmp', '/var/tmp', '/dev/shm'] },
+    temp: { enabled: true, paths: ['/tmp', '/var/tmp', '/dev/shm', '/run/lock', '/var/crash'] },
     system: { enabled: true },
     runnerInstall: { enabled: true },
     commands: { before: [], after: [] },
@@ -177,7 +177,7 @@ test('lists replace, append and remove along a three-file chain, each value reme
       assert.deepEqual(policy.cleanup.home.keep, ['.cache/b', '.cache/c', '.cache/d'], 'remove/append did not compose');
       assert.deepEqual(
         policy.cleanup.temp.paths,
-        ['/tmp', '/var/tmp', '/dev/shm', '/scratch'],
+        ['/tmp', '/var/tmp', '/dev/shm', '/run/lock', '/var/crash', '/scratch'],
         'a patch without a base should patch the default list',
       );
       assert.deepEqual(policy.runner.labels, ['team'], 'a plain list should replace the inherited one');
@@ -190,7 +190,7 @@ test('lists replace, append and remove along a three-file chain, each value reme
       assert.equal(rel('cleanup.home.keep[1]'), 'common/base.yaml');
       assert.equal(rel('cleanup.home.keep[2]'), 'team.yaml');
       assert.equal(rel('cleanup.temp.paths[0]'), undefined, 'default items have no file');
-      assert.equal(rel('cleanup.temp.paths[3]'), 'org.yaml');
+      assert.equal(rel('cleanup.temp.paths[5]'), 'org.yaml');
       assert.equal(rel('limits.maxJobMinutes'), 'common/base.yaml');
       assert.equal(rel('runner.labels[0]'), 'team.yaml');
     },
