@@ -101,7 +101,9 @@ EOF`,
   await assertCanary(canary, canarySnap);
 });
 
-test('a 20,000-level tree and a 200,000-file tree are deleted without blocking the event loop (slow: a few seconds)', async () => {
+// 40,000 files (200 directories of 200) are enough for a deletion on the loop to show in its delay;
+// 200,000 took 30 s to create and 50 s to delete at load 17, the disk's time, not the code's.
+test('a 20,000-level tree and a 40,000-file tree are deleted without blocking the event loop (slow: a few seconds)', async () => {
   const dir = await jobDir('big');
   runAs(
     lab.user,
@@ -115,7 +117,7 @@ os.chdir('${dir}')
 os.mkdir('many')
 for i in range(200):
     p = 'many/%d' % i; os.mkdir(p)
-    for j in range(1000):
+    for j in range(200):
         open('%s/%d' % (p, j), 'w').close()
 "`,
   );
@@ -127,7 +129,7 @@ for i in range(200):
   const r = await trash.drain();
   h.disable();
   assert.equal(r.remaining, 0, 'the deep or the wide tree stayed in the trash');
-  assert.ok(r.count >= 220_000, `expected ≥ 220,000 entries counted, got ${r.count}`);
+  assert.ok(r.count >= 60_000, `expected ≥ 60,000 entries counted, got ${r.count}`);
   const p99 = h.percentile(99) / 1e6;
   assert.ok(p99 < 200, `event loop p99 ${p99.toFixed(1)} ms: the deletion runs on the loop`);
 });
