@@ -179,6 +179,9 @@ const checkWorkdir: Check = async (ctx, _o, out) => {
     out.push(`_work ${ctx.slot.workDir} is not a directory`);
     return;
   }
+  // The workdir step sets them: anything else lets another user in, or fails the next job.
+  if ((st.mode & 0o7777) !== 0o755 || st.uid !== ctx.slot.user.uid)
+    out.push(`_work ${ctx.slot.workDir} has mode ${(st.mode & 0o7777).toString(8)} and owner ${st.uid}, not 755 and the runner user`);
   const keep = ctx.policy.workdir.keep
     .map((k) => safeRel(k))
     .filter((k): k is string => k !== undefined)

@@ -13,7 +13,7 @@
  * Kept entries may be nested ("_tool/node"): their parents are kept as directories and every
  * sibling is moved. A kept name that is a symlink is moved too: a tool cache is never a link.
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, constants as fsc } from 'node:fs';
 import path from 'node:path';
 import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
 import { describeError } from '../../lib/errors.js';
@@ -85,6 +85,7 @@ async function runWorkdir(ctx: CleanupContext, opts: WorkdirStepOptions): Promis
   if (!ctx.dryRun && (await fsp.realpath(workDir)) !== workDir) {
     return { outcome: 'dirty', removed, reason: `${workDir} is reached through a symlink` };
   }
+  if (st && !ctx.dryRun) await resetWorkDirMode(workDir, slot.user);
   const trashDir = path.resolve(slot.trashDir);
   const trashInside = trashDir.startsWith(`${workDir}/`);
   if (trashInside && path.dirname(trashDir) !== workDir) {
@@ -205,6 +206,22 @@ async function emptyDiag(
 }
 
 /** Parses keep paths ("_tool", "_tool/node") into a tree; empty and ".." parts are ignored. */
+/**
+ * Mode and owner of `_work` itself as the agent makes it (runner user, 0755), set through a
+ * no-follow handle. Only its entries go to the trash, so a job that chmods `_work` 000 would
+ * otherwise fail every later job on a host called clean, and one that makes it 0777 (or setgid)
+ * would let any local user plant files in the next job's workspace.
+ */
+async function resetWorkDirMode(workDir: string, user: { uid: number; gid: number }): Promise<void> {
+  const fh = await fsp.open(workDir, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+  try {
+    await fh.chown(user.uid, user.gid);
+    await fh.chmod(0o755); // after chown, which clears set-id bits
+  } finally {
+    await fh.close();
+  }
+}
+
 function keepTree(keep: string[]): KeepTree {
   const root: KeepTree = new Map();
   for (const k of keep) {

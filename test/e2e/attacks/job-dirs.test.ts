@@ -1,0 +1,98 @@
+/**
+ * docs/hostile-jobs.md 12-13 aimed at the places the other trap tests do not: the job's own per-job
+ * HOME, TMPDIR and DOCKER_CONFIG (deleted whole after the job) and the roots of the trees the
+ * cleanup restores (the real home itself, `_work` itself), rather than entries inside them.
+ * 5-15 s each.
+ */
+import { describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { attack, assertNoTrace, assertNotReused, mountsUnder, releaseJob, whenJobReady, type AttackResult } from './helpers.js';
+
+/** Either outcome defeats a trap: cleaned and reused with no trace, or not reused; the canary is untouched in both. */
+async function assertDefeated(t: TestContext, r: AttackResult): Promise<void> {
+  t.diagnostic(`decision after the hostile job: ${r.jobs[0]?.decision} (${r.jobs[0]?.decisionReason})`);
+  if (r.jobs.length === 2) await assertNoTrace(r);
+  else await assertNotReused(r);
+  assert.deepEqual(mountsUnder(r.c.w.lab.root), [], 'a mount is left under the lab');
+}
+
+function asRoot(cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: 'pipe' });
+    return true;
+  } catch (err) {
+    process.stderr.write(`# ${cmd} ${args.join(' ')} failed: ${String(err)}\n`);
+    return false;
+  }
+}
+
+describe('the per-job dirs and the roots of restored trees do not turn the cleaner against the host', { concurrency: 2 }, () => {
+  test('12. bind mounts of the canary and a tmpfs inside the per-job HOME, TMPDIR and DOCKER_CONFIG (a privileged job) are detached, never emptied', async (t) => {
+    let mounted = 0;
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'ask for mounts in the per-job dirs',
+          run: [
+            'mkdir -p "$HOME/bind-$MARK" "$TMPDIR/bind-$MARK" "$DOCKER_CONFIG/tmpfs-$MARK"',
+            'handshake mount',
+            'echo "$MARK" > "$DOCKER_CONFIG/tmpfs-$MARK/on-tmpfs" || true',
+          ].join('\n'),
+        },
+      ],
+      during: async (c, signal) => {
+        if (!(await whenJobReady(c, 'mount', signal))) return;
+        // The preamble wrote the job's HOME, TMPDIR and DOCKER_CONFIG, one a line.
+        const [home, tmp, docker] = readFileSync(path.join(c.w.dropDir, 'job1-dirs'), 'utf8').trim().split('\n');
+        if (home && asRoot('mount', ['--bind', path.join(c.canary, 'dir'), path.join(home, `bind-${c.marker}`)])) mounted++;
+        if (tmp && asRoot('mount', ['--bind', path.join(c.canary, 'user'), path.join(tmp, `bind-${c.marker}`)])) mounted++;
+        if (docker && asRoot('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=1777', 'tmpfs', path.join(docker, `tmpfs-${c.marker}`)]))
+          mounted++;
+        await releaseJob(c, 'mount');
+      },
+    });
+    assert.equal(mounted, 3, `the test could not make its mounts; agent exit ${JSON.stringify(r.exit)}`);
+    await assertDefeated(t, r);
+  });
+
+  test('13. mode 000 on the per-job HOME, TMPDIR and DOCKER_CONFIG themselves, on the real home and on _work and the workspace, with content inside', async (t) => {
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'lock the roots',
+          run: [
+            'for D in "$HOME" "$TMPDIR" "$DOCKER_CONFIG" "$REAL_HOME"; do',
+            '  mkdir -p "$D/in-$MARK/sub" && echo "$MARK" > "$D/in-$MARK/sub/f" && chmod 000 "$D/in-$MARK/sub" "$D/in-$MARK"',
+            '  echo "$MARK" > "$D/top-$MARK"',
+            'done',
+            'echo "$MARK" > "$GITHUB_WORKSPACE/ws-$MARK"',
+            // Last, and in a background process that outlives the step, so the runner's own end of
+            // job does not trip over them: the roots themselves.
+            'env -u RUNNER_TRACKING_ID setsid bash -c \'sleep 0.5; chmod 000 "$HOME" "$TMPDIR" "$DOCKER_CONFIG" "$REAL_HOME" "$GITHUB_WORKSPACE" "$WORK"\' < /dev/null > /dev/null 2>&1 &',
+          ].join('\n'),
+        },
+      ],
+    });
+    await assertDefeated(t, r);
+  });
+
+  // (The runner root made world-writable is caught by the runner install's manifest: quarantine.)
+  test('13. _work made world-writable and setgid (another local user could then write the checkout of the next job)', async (t) => {
+    const r = await attack(t, {
+      hostile: () => [
+        {
+          name: 'open the roots to everyone',
+          run: 'env -u RUNNER_TRACKING_ID setsid bash -c \'sleep 0.5; chmod 2777 "$WORK"\' < /dev/null > /dev/null 2>&1 &',
+        },
+      ],
+    });
+    await assertDefeated(t, r);
+    if (r.jobs.length === 2) {
+      const mode = (p: string): string => (statSync(p).mode & 0o7777).toString(8);
+      assert.equal(mode(r.c.work), '755', '_work stays open to other users');
+    }
+  });
+});
