@@ -3,7 +3,13 @@
  * directory, as a host runs it), against the runner simulator and the fake GitHub API:
  *
  *   node --import tsx bench/cold-start.ts [--runs N] [--node PATH] [--node-options FLAGS] [--node-args FLAGS]
- *     [--env K=V,...] [--integrity scoped|off] [--dump DIR]
+ *     [--env K=V,...] [--integrity scoped|off] [--dump DIR] [--set 'LABEL;KEY=VALUE;...' ...]
+ *
+ * `--set` (repeatable) compares settings in the same run: each names a label and what it changes
+ * from the options above (tarball=PATH of another release tarball, node=PATH, node-options=FLAGS,
+ * node-args=FLAGS, env=K=V,K=V); runs alternate between the settings (the order rotating each
+ * round) and every figure is printed per setting with its ratio to the first. Without `--set`,
+ * one setting: the tree's build with the options above.
  *
  * - bundle size (dist/*.mjs), and what `run` loads (runner-warden.mjs) vs the lazy files;
  * - start → first listener poll: from spawning `runner-warden run` to the listener's session on the
@@ -45,17 +51,54 @@ const NODE_OPTIONS = opt('node-options', '');
  * refuses (--max-opt, --lite-mode, --single-threaded...): what a launcher or a #! line would pass.
  */
 const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
+/** K=V,K=V as an environment; `what` names the option for the error. */
+const parseEnv = (text: string, what: string): Record<string, string> =>
+  Object.fromEntries(
+    text
+      .split(',')
+      .filter(Boolean)
+      .map((kv) => {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new Error(`${what}: expected K=V[,K=V...], got "${kv}"`);
+        return [kv.slice(0, i), kv.slice(i + 1)];
+      }),
+  );
 /** Environment for the agent and the bare process alike (e.g. "MALLOC_ARENA_MAX=2", as a unit's Environment= would set it). */
-const EXTRA_ENV: Record<string, string> = Object.fromEntries(
-  opt('env', '')
-    .split(',')
-    .filter(Boolean)
-    .map((kv) => {
+const EXTRA_ENV = parseEnv(opt('env', ''), '--env');
+
+/** One setting measured: a build (tarball; undefined = the tree's, built by the bench) and how Node runs it. */
+interface Setting {
+  label: string;
+  tarball?: string;
+  node: string;
+  nodeOptions: string;
+  nodeArgs: string[];
+  env: Record<string, string>;
+}
+
+/** The settings of `--set LABEL;key=value;...` (repeatable), each starting from the options above. */
+function parseSettings(): Setting[] {
+  const base: Setting = { label: 'current', node: NODE, nodeOptions: NODE_OPTIONS, nodeArgs: NODE_ARGS, env: EXTRA_ENV };
+  const specs = args.flatMap((a, i) => (a === '--set' && args[i + 1] !== undefined ? [args[i + 1] as string] : []));
+  if (specs.length === 0) return [base];
+  return specs.map((spec) => {
+    const [label = '', ...kvs] = spec.split(';');
+    if (!label || label.includes('=')) throw new Error(`--set: expected "LABEL;key=value;...", got "${spec}"`);
+    const s: Setting = { ...base, label, env: { ...base.env } };
+    for (const kv of kvs) {
       const i = kv.indexOf('=');
-      if (i <= 0) throw new Error(`--env: expected K=V[,K=V...], got "${kv}"`);
-      return [kv.slice(0, i), kv.slice(i + 1)];
-    }),
-);
+      const [k, v] = [kv.slice(0, i), kv.slice(i + 1)];
+      if (k === 'tarball') s.tarball = path.resolve(v);
+      else if (k === 'node') s.node = v;
+      else if (k === 'node-options') s.nodeOptions = v;
+      else if (k === 'node-args') s.nodeArgs = v.split(' ').filter(Boolean);
+      else if (k === 'env') Object.assign(s.env, parseEnv(v, `--set ${label} env`));
+      else throw new Error(`--set ${label}: expected tarball=, node=, node-options=, node-args= or env=, got "${kv}"`);
+    }
+    return s;
+  });
+}
+const SETTINGS = parseSettings();
 /**
  * `scoped` (default): the whole-host integrity check on, on the surfaces nothing else on a shared
  * machine changes; `off`: without it, to see the rest of the start-up path (its cost is the
@@ -348,78 +391,139 @@ async function makeHost(lab: string, fake: FakeGitHub): Promise<{ configFile: st
   };
 }
 
+/** Built-in modules worth naming when an idle agent has loaded them (each costs its source's pages and heap). */
+const HEAVY_BUILTINS = ['undici', 'tls', 'crypto', 'zlib', 'http2', 'worker_threads', 'inspector', 'vm', 'wasm'];
+
+/**
+ * A preload for one extra run per setting (not measured): on SIGWINCH, which the agent does not
+ * use, it writes the built-in modules the process has loaded to the file named in its env.
+ */
+const PROBE = `const fs = require('fs');
+process.on('SIGWINCH', () => fs.writeFileSync(process.env.RWB_PROBE_OUT, process.moduleLoadList.join('\\n')));
+`;
+
+/** What one setting measured. */
+interface Measured {
+  s: Setting;
+  bin: string;
+  dist: string;
+  env: NodeJS.ProcessEnv;
+  nodeStartMs: number[];
+  bundleLoadMs: number[];
+  startMs: number[];
+  phases: Phases[];
+  agentMem: Mem[];
+  bareMem: Mem[];
+  layout: BinaryLayout | undefined;
+  agentPages: Record<string, number>[];
+  barePages: Record<string, number>[];
+  builtins?: string[];
+  bareBuiltins?: string[];
+}
+
 async function main(): Promise<void> {
   const lab = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-cold-'));
   await chmod(lab, 0o755);
   const fake = await startFakeGitHub({ sessionStaleMs: 2_000 });
   let host: Awaited<ReturnType<typeof makeHost>> | undefined;
   try {
-    // The installed bundle: the release tarball unpacked into a clean directory.
-    const rel = await release(path.join(lab, 'release'), { deb: false });
-    const inst = path.join(lab, 'installed');
-    await mkdir(inst);
-    execFileSync('tar', ['-xzf', rel.tarball, '-C', inst, '--strip-components=1']);
-    const dist = path.join(inst, 'dist');
-    let total = 0;
-    const sizes: string[] = [];
-    for (const f of (await readdir(dist)).filter((f) => f.endsWith('.mjs')).sort()) {
-      const b = (await stat(path.join(dist, f))).size;
-      total += b;
-      sizes.push(`${f} ${(b / 1024).toFixed(0)} KiB`);
-    }
-    console.log(
-      `[bundle] ${(total / 1024 / 1024).toFixed(2)} MiB of JavaScript: ${sizes.join(', ')}; tarball ${((await stat(rel.tarball)).size / 1024 / 1024).toFixed(2)} MiB`,
-    );
-    console.log(`  \`run\` loads runner-warden.mjs only; the demo and the AWS SDK files are imported on use`);
-
+    // The installed bundle: the release tarball unpacked into a clean directory (one per setting).
+    const built = SETTINGS.some((s) => !s.tarball) ? (await release(path.join(lab, 'release'), { deb: false })).tarball : '';
     host = await makeHost(lab, fake);
-    const bin = path.join(inst, 'bin/runner-warden.js');
-    const env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      RUNNER_WARDEN_LOG_LEVEL: 'warn',
-      ...(NODE_OPTIONS ? { NODE_OPTIONS } : {}),
-      ...EXTRA_ENV,
-    };
-    execFileSync(NODE, [bin, 'baseline', '--config', host.configFile], { stdio: 'ignore', env });
-    console.log(`[node] ${execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim()} (${NODE})`);
+    const sets: Measured[] = [];
+    for (const [n, s] of SETTINGS.entries()) {
+      const tarball = s.tarball ?? built;
+      const inst = path.join(lab, `installed-${n}`);
+      await mkdir(inst);
+      execFileSync('tar', ['-xzf', tarball, '-C', inst, '--strip-components=1']);
+      const dist = path.join(inst, 'dist');
+      let total = 0;
+      const sizes: string[] = [];
+      for (const f of (await readdir(dist)).filter((f) => f.endsWith('.mjs')).sort()) {
+        const b = (await stat(path.join(dist, f))).size;
+        total += b;
+        sizes.push(`${f} ${(b / 1024).toFixed(0)} KiB`);
+      }
+      console.log(
+        `[${s.label}] ${path.basename(tarball)}${s.tarball ? ` (${s.tarball})` : ' (built from the tree)'}; node ${execFileSync(s.node, ['--version'], { encoding: 'utf8' }).trim()} (${s.node}); NODE_OPTIONS "${s.nodeOptions}"; args "${s.nodeArgs.join(' ')}"; env ${JSON.stringify(s.env)}`,
+      );
+      console.log(
+        `  bundle ${(total / 1024 / 1024).toFixed(2)} MiB of JavaScript: ${sizes.join(', ')}; tarball ${((await stat(tarball)).size / 1024 / 1024).toFixed(2)} MiB`,
+      );
+      const bin = path.join(inst, 'bin/runner-warden.js');
+      const env = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        RUNNER_WARDEN_LOG_LEVEL: 'warn',
+        ...(s.nodeOptions ? { NODE_OPTIONS: s.nodeOptions } : {}),
+        ...s.env,
+      };
+      // The home and install baselines, once: every setting runs the same runner install.
+      if (n === 0) execFileSync(s.node, [bin, 'baseline', '--config', host.configFile], { stdio: 'ignore', env });
+      sets.push({
+        s,
+        bin,
+        dist,
+        env,
+        nodeStartMs: [],
+        bundleLoadMs: [],
+        startMs: [],
+        phases: [],
+        agentMem: [],
+        bareMem: [],
+        layout: binaryLayout(s.node),
+        agentPages: [],
+        barePages: [],
+      });
+    }
+    console.log(`  \`run\` loads runner-warden.mjs only; the demo and the AWS SDK files are imported on use`);
+    console.log(
+      `[load average] ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')} at the start (1, 5, 15 min)`,
+    );
+    const { configFile, stateDir } = host;
 
     // Node's own start and the bundle's load, apart from the agent: `node -e 0` and an import of
     // the bundle that runs nothing (main.ts runs only as the entry point).
-    const bundleUrl = new URL(`file://${path.join(dist, 'runner-warden.mjs')}`).href;
-    const nodeStartMs: number[] = [];
-    const bundleLoadMs: number[] = [];
     for (let i = 0; i < RUNS; i++) {
-      let t = performance.now();
-      execFileSync(NODE, ['-e', '0'], { env });
-      nodeStartMs.push(performance.now() - t);
-      t = performance.now();
-      execFileSync(NODE, ['--input-type=module', '-e', `await import(${JSON.stringify(bundleUrl)})`], { env });
-      bundleLoadMs.push(performance.now() - t);
+      for (const m of sets) {
+        const bundleUrl = new URL(`file://${path.join(m.dist, 'runner-warden.mjs')}`).href;
+        let t = performance.now();
+        execFileSync(m.s.node, [...m.s.nodeArgs, '-e', '0'], { env: m.env });
+        m.nodeStartMs.push(performance.now() - t);
+        t = performance.now();
+        execFileSync(m.s.node, [...m.s.nodeArgs, '--input-type=module', '-e', `await import(${JSON.stringify(bundleUrl)})`], {
+          env: m.env,
+        });
+        m.bundleLoadMs.push(performance.now() - t);
+      }
     }
 
-    const startMs: number[] = [];
-    const phases: Phases[] = [];
-    const agentMem: Mem[] = [];
-    const bareMem: Mem[] = [];
-    const layout = binaryLayout(NODE);
-    const agentPages: Record<string, number>[] = [];
-    const barePages: Record<string, number>[] = [];
     if (DUMP) await mkdir(DUMP, { recursive: true });
-    for (let i = 0; i < RUNS; i++) {
+    /** One start of the agent to its listener's session; `measure` false: the built-ins probe run. */
+    const runOnce = async (m: Measured, i: number, measure: boolean): Promise<void> => {
       const session = new Promise<number>((resolve) => fake.events.once('session-created', () => resolve(Date.now())));
+      const probeOut = path.join(lab, `probe-${sets.indexOf(m)}.txt`);
+      const probeFile = path.join(lab, 'probe.cjs');
+      if (!measure) await writeFile(probeFile, PROBE);
       const t0 = performance.now();
       const wall0 = Date.now();
       // Every run logs at debug level to its own file: the breakdown is read from its timestamps.
-      const logFile = LOG && i === 0 ? LOG : path.join(lab, `run-${i + 1}.log`);
+      const logFile = LOG && i === 0 && m === sets[0] && measure ? LOG : path.join(lab, `run-${sets.indexOf(m)}-${i + 1}.log`);
       const logFd = (await import('node:fs')).openSync(logFile, 'w');
-      const dumpThis = DUMP !== '' && i === 0;
+      const dumpThis = DUMP !== '' && i === 0 && m === sets[0] && measure;
       const agent = spawn(
-        NODE,
-        [...NODE_ARGS, ...(dumpThis ? ['--heapsnapshot-signal=SIGUSR2'] : []), bin, 'run', '--config', host.configFile],
+        m.s.node,
+        [...m.s.nodeArgs, ...(dumpThis ? ['--heapsnapshot-signal=SIGUSR2'] : []), m.bin, 'run', '--config', configFile],
         {
           stdio: ['ignore', logFd, 'inherit'],
           ...(dumpThis ? { cwd: DUMP } : {}),
-          env: { ...env, RUNNER_WARDEN_LOG_LEVEL: 'debug' },
+          env: {
+            ...m.env,
+            RUNNER_WARDEN_LOG_LEVEL: 'debug',
+            ...(measure ? {} : { NODE_OPTIONS: `${m.s.nodeOptions} --require ${probeFile}`.trim(), RWB_PROBE_OUT: probeOut }),
+          },
         },
       );
       // Cleared once the session comes: a pending 10-minute timer held the finished bench that long.
@@ -428,72 +532,121 @@ async function main(): Promise<void> {
       const at = await Promise.race([session, to]);
       clearTimeout(timer);
       if (at < 0) await stopChild(agent);
-      if (at < 0) throw new Error(`run ${i + 1}: no listener session within ${SESSION_TIMEOUT_MS / 1000} s (log: ${logFile})`);
-      startMs.push(performance.now() - t0);
+      if (at < 0) throw new Error(`${m.s.label} run ${i + 1}: no listener session within ${SESSION_TIMEOUT_MS / 1000} s (log: ${logFile})`);
+      if (measure) m.startMs.push(performance.now() - t0);
       await sleep(SETTLE_MS);
-      agentMem.push(await memOf(agent.pid as number));
-      if (layout) agentPages.push(await binaryPages(agent.pid as number, layout));
-      if (dumpThis) {
-        await writeFile(path.join(DUMP, 'agent.smaps'), await readFile(`/proc/${agent.pid}/smaps`));
-        agent.kill('SIGUSR2');
-        await sleep(SETTLE_MS * 3);
+      if (!measure) {
+        const loaded = async (pid: number): Promise<string[]> => {
+          process.kill(pid, 'SIGWINCH');
+          await sleep(500);
+          return (await readFile(probeOut, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith('NativeModule '));
+        };
+        m.builtins = await loaded(agent.pid as number);
+        const bare = spawn(m.s.node, [...m.s.nodeArgs, '-e', 'setInterval(() => {}, 1000)'], {
+          stdio: 'ignore',
+          env: { ...m.env, NODE_OPTIONS: `${m.s.nodeOptions} --require ${probeFile}`.trim(), RWB_PROBE_OUT: probeOut },
+        });
+        await sleep(SETTLE_MS);
+        m.bareBuiltins = await loaded(bare.pid as number);
+        await stopChild(bare);
+      } else {
+        m.agentMem.push(await memOf(agent.pid as number));
+        if (m.layout) m.agentPages.push(await binaryPages(agent.pid as number, m.layout));
+        if (dumpThis) {
+          await writeFile(path.join(DUMP, 'agent.smaps'), await readFile(`/proc/${agent.pid}/smaps`));
+          agent.kill('SIGUSR2');
+          await sleep(SETTLE_MS * 3);
+        }
+        m.phases.push(phasesOf(await readFile(logFile, 'utf8'), wall0, at));
+        // The baseline: a bare node process, idle, in the same run.
+        const bare = spawn(m.s.node, [...m.s.nodeArgs, '-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env: m.env });
+        await sleep(SETTLE_MS);
+        m.bareMem.push(await memOf(bare.pid as number));
+        if (m.layout) m.barePages.push(await binaryPages(bare.pid as number, m.layout));
+        await stopChild(bare);
       }
-      phases.push(phasesOf(await readFile(logFile, 'utf8'), wall0, at));
-      // The baseline: a bare node process, idle, in the same run.
-      const bare = spawn(NODE, [...NODE_ARGS, '-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore', env });
-      await sleep(SETTLE_MS);
-      bareMem.push(await memOf(bare.pid as number));
-      if (layout) barePages.push(await binaryPages(bare.pid as number, layout));
-      await stopChild(bare);
       await stopChild(agent);
       // The next start must register afresh: the fake forgets nothing, the agent's state says idle.
-      await rm(path.join(host.stateDir, 'state.json'), { force: true });
+      await rm(path.join(stateDir, 'state.json'), { force: true });
+    };
+    for (let i = 0; i < RUNS; i++) {
+      // Alternate, the order rotating each round: a setting is not always the one after a warm cache.
+      for (let k = 0; k < sets.length; k++) await runOnce(sets[(i + k) % sets.length] as Measured, i, true);
     }
+    for (const m of sets) await runOnce(m, RUNS, false);
+
     const fmt = (xs: number[], unit: string, digits = 1): string =>
       `median ${median(xs).toFixed(digits)} ${unit}, max ${Math.max(...xs).toFixed(digits)} ${unit}`;
-    console.log(
-      `\n[cold start] spawn of \`runner-warden run\` → listener session on the fake API (its first poll follows), ${RUNS} runs, integrity check ${INTEGRITY}`,
-    );
-    console.log(`  ${fmt(startMs, 'ms', 0)} (each: ${startMs.map((x) => x.toFixed(0)).join(', ')}) target ≤ 1000 ms`);
-    console.log(`  breakdown (median of ${RUNS} runs, ms; from the agent's log timestamps, each phase from the end of the one above):`);
-    console.log(`    node start alone (\`node -e 0\`, separate processes)        ${fmt(nodeStartMs, 'ms', 0)}`);
-    console.log(`    node start + bundle import (nothing run)                  ${fmt(bundleLoadMs, 'ms', 0)}`);
-    for (const [key, label] of PHASE_LABELS) {
-      const xs = phases.map((p) => p[key]).filter((x): x is number => x !== undefined);
-      if (xs.length > 0) console.log(`    ${label.padEnd(58)}${fmt(xs, 'ms', 0)}`);
-    }
-    const col = (ms: Mem[], k: keyof Mem): number[] => ms.map((m) => m[k]);
-    console.log(`\n[idle memory] ${SETTLE_MS / 1000} s after the listener's session, ${RUNS} runs (MiB)`);
-    for (const [label, ms] of [
-      ['agent (installed bundle)', agentMem],
-      ['bare `node -e`', bareMem],
-    ] as const) {
-      console.log(`  ${label}: RSS ${fmt(col(ms, 'rss'), 'MiB')}; PSS ${fmt(col(ms, 'pss'), 'MiB')}`);
+    const col = (ms: Mem[], k: keyof Mem): number[] => ms.map((x) => x[k]);
+    for (const m of sets) {
       console.log(
-        `    of which anonymous (own heap and stacks) ${fmt(col(ms, 'anon'), 'MiB')}, shared file-backed (node binary, libraries) ${fmt(col(ms, 'shared'), 'MiB')}`,
+        `\n[${m.s.label}: cold start] spawn of \`runner-warden run\` → listener session on the fake API (its first poll follows), ${RUNS} runs, integrity check ${INTEGRITY}`,
       );
+      console.log(`  ${fmt(m.startMs, 'ms', 0)} (each: ${m.startMs.map((x) => x.toFixed(0)).join(', ')}) target ≤ 1000 ms`);
+      console.log(`  breakdown (median of ${RUNS} runs, ms; from the agent's log timestamps, each phase from the end of the one above):`);
+      console.log(`    node start alone (\`node -e 0\`, separate processes)        ${fmt(m.nodeStartMs, 'ms', 0)}`);
+      console.log(`    node start + bundle import (nothing run)                  ${fmt(m.bundleLoadMs, 'ms', 0)}`);
+      for (const [key, label] of PHASE_LABELS) {
+        const xs = m.phases.map((p) => p[key]).filter((x): x is number => x !== undefined);
+        if (xs.length > 0) console.log(`    ${label.padEnd(58)}${fmt(xs, 'ms', 0)}`);
+      }
+      console.log(`\n[${m.s.label}: idle memory] ${SETTLE_MS / 1000} s after the listener's session, ${RUNS} runs (MiB)`);
+      for (const [label, ms] of [
+        ['agent (installed bundle)', m.agentMem],
+        ['bare `node -e`', m.bareMem],
+      ] as const) {
+        console.log(`  ${label}: RSS ${fmt(col(ms, 'rss'), 'MiB')}; PSS ${fmt(col(ms, 'pss'), 'MiB')}`);
+        console.log(
+          `    of which anonymous (own heap and stacks) ${fmt(col(ms, 'anon'), 'MiB')}, shared file-backed (node binary, libraries) ${fmt(col(ms, 'shared'), 'MiB')}`,
+        );
+        console.log(
+          `    by mapping: node binary ${fmt(col(ms, 'binary'), 'MiB')}; unnamed anonymous (V8 heap, thread arenas, stacks) ${fmt(col(ms, 'mmap'), 'MiB')}; malloc main arena [heap] ${fmt(col(ms, 'brk'), 'MiB')}`,
+        );
+      }
+      if (m.layout) {
+        const keys = ['code', 'rodata', 'ICU data', 'symbols', 'other'];
+        const of = (ps: Record<string, number>[], k: string): string => median(ps.map((p) => p[k] ?? 0)).toFixed(1);
+        console.log(`  node binary's resident pages by section (median MiB, from the page tables): agent / bare`);
+        console.log(`    ${keys.map((k) => `${k} ${of(m.agentPages, k)} / ${of(m.barePages, k)}`).join('; ')}`);
+      }
+      const ratio = median(col(m.agentMem, 'rss')) / median(col(m.bareMem, 'rss'));
       console.log(
-        `    by mapping: node binary ${fmt(col(ms, 'binary'), 'MiB')}; unnamed anonymous (V8 heap, thread arenas, stacks) ${fmt(col(ms, 'mmap'), 'MiB')}; malloc main arena [heap] ${fmt(col(ms, 'brk'), 'MiB')}`,
+        `  agent RSS is ${ratio.toFixed(2)}× a bare node process; agent − bare: RSS ${(median(col(m.agentMem, 'rss')) - median(col(m.bareMem, 'rss'))).toFixed(1)} MiB, anonymous ${(median(col(m.agentMem, 'anon')) - median(col(m.bareMem, 'anon'))).toFixed(1)} MiB`,
       );
+      if (m.builtins) {
+        const bareSet = new Set(m.bareBuiltins ?? []);
+        const extra = m.builtins.filter((b) => !bareSet.has(b)).map((b) => b.replace('NativeModule ', ''));
+        const heavy = HEAVY_BUILTINS.filter((h) => extra.some((b) => b.includes(h)));
+        console.log(
+          `  built-in modules loaded at idle (one extra run with a probe): ${m.builtins.length} (bare ${bareSet.size}); beyond bare's, of those named heavy: ${heavy.join(', ') || 'none'}`,
+        );
+        console.log(`    public ones a bare process has not loaded: ${extra.filter((b) => !b.startsWith('internal/')).join(' ')}`);
+      }
+      console.log(`  targets: RSS ≤ 60 MiB, PSS ≤ 40 MiB`);
     }
-    if (layout) {
-      const keys = ['code', 'rodata', 'ICU data', 'symbols', 'other'];
-      const of = (ps: Record<string, number>[], k: string): string => median(ps.map((p) => p[k] ?? 0)).toFixed(1);
-      console.log(`  node binary's resident pages by section (median MiB, from the page tables): agent / bare`);
-      console.log(`    ${keys.map((k) => `${k} ${of(agentPages, k)} / ${of(barePages, k)}`).join('; ')}`);
+    if (sets.length > 1) {
+      const first = sets[0] as Measured;
+      const r = (a: number[], b: number[]): string => (median(a) / median(b)).toFixed(3);
+      console.log(`\n[ratios to ${first.s.label}] medians of ${RUNS} alternating runs (< 1: smaller or faster)`);
+      for (const m of sets.slice(1)) {
+        console.log(
+          `  ${m.s.label}: start ${r(m.startMs, first.startMs)}, bundle import ${r(m.bundleLoadMs, first.bundleLoadMs)}, RSS ${r(col(m.agentMem, 'rss'), col(first.agentMem, 'rss'))}, PSS ${r(col(m.agentMem, 'pss'), col(first.agentMem, 'pss'))}, anonymous ${r(col(m.agentMem, 'anon'), col(first.agentMem, 'anon'))}, node binary ${r(col(m.agentMem, 'binary'), col(first.agentMem, 'binary'))}; bare RSS ${r(col(m.bareMem, 'rss'), col(first.bareMem, 'rss'))}`,
+        );
+      }
     }
-    const ratio = median(col(agentMem, 'rss')) / median(col(bareMem, 'rss'));
     console.log(
-      `  agent RSS is ${ratio.toFixed(2)}× a bare node process; agent − bare: RSS ${(median(col(agentMem, 'rss')) - median(col(bareMem, 'rss'))).toFixed(1)} MiB, anonymous ${(median(col(agentMem, 'anon')) - median(col(bareMem, 'anon'))).toFixed(1)} MiB`,
+      `\n[load average] ${os
+        .loadavg()
+        .map((x) => x.toFixed(2))
+        .join(' ')} at the end (1, 5, 15 min)`,
     );
-    console.log(`  targets: RSS ≤ 60 MiB, PSS ≤ 40 MiB`);
 
     const notify: number[] = [];
     for (let i = 0; i < 10; i++) {
       const t = performance.now();
       try {
         execFileSync('systemd-notify', ['WATCHDOG=1'], {
-          env: { PATH: env.PATH, NOTIFY_SOCKET: path.join(lab, 'absent.sock') },
+          env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NOTIFY_SOCKET: path.join(lab, 'absent.sock') },
           stdio: 'ignore',
         });
       } catch {
