@@ -58,7 +58,7 @@ describe('the per-job dirs and the roots of restored trees do not turn the clean
     await assertDefeated(t, r);
   });
 
-  test('13. mode 000 on the per-job HOME, TMPDIR and DOCKER_CONFIG themselves, on the real home and on _work and the workspace, with content inside', async (t) => {
+  test('13. mode 000 on the per-job HOME, TMPDIR and DOCKER_CONFIG themselves, on the real home, _work, _diag and the workspace, with content inside', async (t) => {
     const r = await attack(t, {
       hostile: () => [
         {
@@ -71,7 +71,7 @@ describe('the per-job dirs and the roots of restored trees do not turn the clean
             'echo "$MARK" > "$GITHUB_WORKSPACE/ws-$MARK"',
             // Last, and in a background process that outlives the step, so the runner's own end of
             // job does not trip over them: the roots themselves.
-            'env -u RUNNER_TRACKING_ID setsid bash -c \'sleep 0.5; chmod 000 "$HOME" "$TMPDIR" "$DOCKER_CONFIG" "$REAL_HOME" "$GITHUB_WORKSPACE" "$WORK"\' < /dev/null > /dev/null 2>&1 &',
+            'env -u RUNNER_TRACKING_ID setsid bash -c \'sleep 0.5; chmod 000 "$HOME" "$TMPDIR" "$DOCKER_CONFIG" "$REAL_HOME" "$GITHUB_WORKSPACE" "$WORK" "$RUNNER_ROOT/_diag"\' < /dev/null > /dev/null 2>&1 &',
           ].join('\n'),
         },
       ],
