@@ -25,6 +25,7 @@ import { printConfigError } from './startup-errors.js';
 import { wire } from './wire.js';
 import { startLoopbackMirror, type LoopbackMirror } from '../engine/mirror-child.js';
 import type { RegistryMirror } from '../engine/mirror.js';
+import { MirrorSupervisor } from '../engine/mirror-supervisor.js';
 
 /** The demo gives up after this long: three small jobs take a few seconds; a hang must not be silent. */
 export const DEMO_TIMEOUT_MS = 180_000;
@@ -135,6 +136,9 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
   const cacheStarting = startDemoCache(root, caches);
   // Awaited below; handled now so that a failure before then is not an unhandled rejection.
   void cacheStarting.catch(() => undefined);
+  // Each registry is restarted with backoff if it dies (systemd's job in production).
+  const supervision = new AbortController();
+  const supervisors: Promise<void>[] = [];
   try {
     // The world: a runner user, a runner installation, a state dir, policies, a token.
     owner = await createThrowawayUser(root);
@@ -190,6 +194,11 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     say(`  fake GitHub API ${fake.url}, runner simulator in ${runnerRoot}, runner user ${userName}`);
     const logFile = path.join(root, 'agent.log');
     const log = createLogger({ level: 'info', destination: pino.destination({ dest: logFile, sync: true }) });
+    for (const c of caches) {
+      const name = 'mirror' in cache && c === cache.mirror ? 'image cache' : "image cache's stand-in upstream";
+      const sup = new MirrorSupervisor(c, { log, name }).run(supervision.signal);
+      supervisors.push(sup.catch((err: unknown) => log.error({ err: String(err) }, `${name}: supervision failed`)));
+    }
     let runtime;
     try {
       const config = await loadHostConfig(configFile, {});
@@ -244,6 +253,8 @@ export async function demoCommand(args: string[], io: CliIO, env: NodeJS.Process
     return exit.code === 0 && !timeout.aborted && allClean ? EXIT.ok : 1;
   } finally {
     await cacheStarting.catch(() => undefined);
+    supervision.abort();
+    await Promise.all(supervisors);
     for (const c of caches) await c.stop();
     await fake.close();
     owner?.remove();

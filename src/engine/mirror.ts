@@ -101,7 +101,7 @@ export class MirrorError extends Error {
 /** The mirror as a supervised child of the agent (demo) or of a test. */
 export class RegistryMirror {
   private child: ChildProcess | undefined;
-  private done: Promise<unknown> = Promise.resolve();
+  private done: Promise<{ code: number | null; signal: NodeJS.Signals | null }> = Promise.resolve({ code: null, signal: null });
 
   constructor(
     readonly opts: MirrorOptions,
@@ -137,6 +137,16 @@ export class RegistryMirror {
     }
     await this.stop();
     throw new MirrorError(`registry mirror did not answer on ${this.opts.listen}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  }
+
+  /** The running registry's pid (undefined when none runs). */
+  get pid(): number | undefined {
+    return this.child?.exitCode === null ? this.child.pid : undefined;
+  }
+
+  /** Settles when the registry started last exits (at once when none runs): its exit code or signal. */
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return this.done;
   }
 
   /** Stops the registry (its process group). */
