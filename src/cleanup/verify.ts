@@ -22,6 +22,7 @@ import { loadBaseline, tick, type HomeBaseline } from './baseline.js';
 import { diffHome, describeDiff } from './home-diff.js';
 import { loadInstallManifest, diffInstall, describeInstallDiff } from './install-manifest.js';
 import { leftoverCredentials, describeCredential } from './steps/credentials.js';
+import { runtimeDirOf } from './steps/temp.js';
 import { DockerApi, isNoEngine } from './docker-api.js';
 import { listJobResources } from './steps/containers.js';
 import type { CleanupContext, VerifyReport } from './types.js';
@@ -256,7 +257,7 @@ const checkTemp: Check = async (ctx, _o, out) => {
   // neither world- nor group-writable for it (a root 0755 tree such as a checkout's node_modules
   // in /var/tmp) cannot hold anything of the job's and is not walked.
   const writable = (st: Stats): boolean => (st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && gids.has(st.gid));
-  for (const dir of ctx.policy.temp.paths) {
+  for (const dir of [...ctx.policy.temp.paths, runtimeDirOf(uid)]) {
     const root = fromText(dir);
     const rootSt = await lstatOrUndef(bytes(root));
     if (!rootSt?.isDirectory()) continue;

@@ -29,10 +29,21 @@ import { deleteTree } from '../safe-delete.js';
  */
 export const TEMP_MAX_DEPTH = 8;
 
-/** Options of the temp step; defaults: the real mountinfo and umount. */
+/**
+ * The runner user's runtime directory (logind's /run/user/<uid>, there when a login session or
+ * lingering made it): only that user writes to it, and no policy path names it, so what a job
+ * leaves there (files, sockets, an agent's socket) would wait for the next job. Swept like a temp
+ * dir whatever the policy says; absent is the usual case and goes unreported.
+ */
+export function runtimeDirOf(uid: number): string {
+  return `/run/user/${uid}`;
+}
+
+/** Options of the temp step; defaults: the real mountinfo and umount, runtimeDirOf(uid). */
 export interface TempStepOptions {
   mountinfoFile?: string;
   umountCommand?: string;
+  runtimeDir?: string;
 }
 
 /** Creates the "temp" step. */
@@ -62,7 +73,8 @@ async function runTemp(ctx: CleanupContext, opts: TempStepOptions): Promise<Resu
   const problems: string[] = [];
   const skipped: string[] = [];
 
-  for (const configured of ctx.policy.temp.paths) {
+  const runtimeDir = opts.runtimeDir ?? runtimeDirOf(uid);
+  for (const configured of [...ctx.policy.temp.paths, runtimeDir]) {
     if (ctx.signal.aborted) break;
     if (!path.isAbsolute(configured)) {
       problems.push(`${configured}: not an absolute path`);
@@ -75,7 +87,7 @@ async function runTemp(ctx: CleanupContext, opts: TempStepOptions): Promise<Resu
       rootSt = await fsp.lstat(root);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        skipped.push(`${configured} absent`);
+        if (configured !== runtimeDir) skipped.push(`${configured} absent`);
         continue;
       }
       throw err;

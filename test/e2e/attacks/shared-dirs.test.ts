@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstatSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { chownSync, lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { attack, assertNoTrace } from './helpers.js';
 import { DEFAULT_POLICY } from '../../../src/policy/types.js';
@@ -75,4 +75,41 @@ test("10. a job's files in the host's other shared writable dirs (/run/lock, /va
   await assertNoTrace(r);
   const left = planted(dirs, r.c.marker).map((p) => `${p} (uid ${lstatSync(p).uid})`);
   assert.deepEqual(left, [], 'entries of the job are left in the shared directories');
+});
+
+test("10. what a job leaves in the runner user's runtime dir (/run/user/<uid>, there with a session or lingering) is swept", async (t) => {
+  let runtime = '';
+  t.after(() => {
+    if (runtime) rmSync(runtime, { recursive: true, force: true });
+  });
+  const r = await attack(t, {
+    setup: async (c) => {
+      // As logind makes it for a lingering user: the user's own 0700 directory (a throwaway uid's).
+      runtime = path.join('/run/user', String(c.w.lab.user.uid));
+      mkdirSync(runtime, { recursive: true, mode: 0o700 });
+      chownSync(runtime, c.w.lab.user.uid, c.w.lab.user.gid);
+    },
+    hostile: () => [
+      {
+        name: 'leave things in the runtime dir',
+        run: [
+          'R=/run/user/$(id -u)',
+          'echo "token-$MARK" > "$R/$MARK.env"',
+          'mkdir -p "$R/gnupg-$MARK/sub" && echo "$MARK" > "$R/gnupg-$MARK/sub/S.agent" && chmod 000 "$R/gnupg-$MARK"',
+          'mkfifo "$R/fifo-$MARK"',
+          'python3 -c "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$R/bus-$MARK"',
+          'ln -s "$CANARY" "$R/link-$MARK"',
+        ].join('\n'),
+      },
+    ],
+    absent: (c) => [
+      `${runtime}/${c.marker}.env`,
+      `${runtime}/gnupg-${c.marker}`,
+      `${runtime}/fifo-${c.marker}`,
+      `${runtime}/link-${c.marker}`,
+    ],
+  });
+  await assertNoTrace(r);
+  assert.deepEqual(readdirSync(runtime), [], 'entries of the job are left in the runtime dir');
+  assert.equal(statSync(runtime).uid, r.c.w.lab.user.uid, 'the runtime dir itself is the user’s and stays');
 });
