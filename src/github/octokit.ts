@@ -1,4 +1,7 @@
-import { Octokit } from '@octokit/rest';
+// @octokit/core, not @octokit/rest: the agent sends every call with octokit.request(route), and
+// rest's plugins (a method per endpoint of the whole API, pagination, request logging) were a
+// table of about 1,000 routes built at start and kept for the agent's life (docs/release.md).
+import { Octokit } from '@octokit/core';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import { GitHubApiError, isAbort } from '../lib/errors.js';
@@ -66,7 +69,7 @@ interface OctokitErrorLike {
 }
 
 /**
- * The GitHubPort over @octokit/rest. Retries follow docs/runner-contract.md §10 (see retry-policy.ts),
+ * The GitHubPort over @octokit/core. Retries follow docs/runner-contract.md §10 (see retry-policy.ts),
  * waiting on the injected Clock, so tests of retry-after need no real sleeping. The throttling and
  * retry plugins are not used: they wait on real timers (Bottleneck) and cannot take a Clock, and
  * the agent makes about one call per job, so their queueing buys nothing.

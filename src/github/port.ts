@@ -1,5 +1,5 @@
 /**
- * The GitHubPort: only the calls the agent makes (docs/decisions.md, "Narrow ports over SDKs"). The @octokit/rest adapter is
+ * The GitHubPort: only the calls the agent makes (docs/decisions.md, "Narrow ports over SDKs"). The @octokit/core adapter is
  * in octokit.ts; tests run it against the fake API in src/sim/github.
  */
 

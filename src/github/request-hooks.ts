@@ -7,7 +7,7 @@
  * hook (the auth one, registered by the constructor) can change what is sent; the retry hook, the
  * outermost, only decides whether and when to call again.
  */
-import type { Octokit } from '@octokit/rest';
+import type { Octokit } from '@octokit/core';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { InstallationTokenCache } from './app-token.js';

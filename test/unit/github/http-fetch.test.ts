@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { Octokit } from '@octokit/rest';
+import { Octokit } from '@octokit/core';
 import { createHttpFetch } from '../../../src/github/http-fetch.js';
 import { withDeadline } from '../../../src/github/deadline-fetch.js';
 
@@ -167,6 +167,9 @@ test('a connection cut mid-answer is a network failure: TypeError "fetch failed"
   );
 });
 
+/** Node's list of the built-in modules this process loaded (not in @types/node). */
+const loadedModules = (): string[] => (process as unknown as { moduleLoadList: string[] }).moduleLoadList;
+
 /**
  * Runs fn with Node's fetch globals replaced by getters that record a read (and give undefined):
  * reading any of them loads undici (Node's fetch client). Restored after.
@@ -203,7 +206,7 @@ test('Octokit over it (behind the deadline wrapper): data, headers and errors as
   });
   const f = createHttpFetch();
   t.after(() => f.close());
-  const undiciBefore = process.moduleLoadList.some((m) => m.includes('undici'));
+  const undiciBefore = loadedModules().some((m) => m.includes('undici'));
   const { touched } = await withFetchGlobalsTrapped(async () => {
     const octokit = new Octokit({
       baseUrl: origin,
@@ -224,5 +227,5 @@ test('Octokit over it (behind the deadline wrapper): data, headers and errors as
   });
   assert.deepEqual(touched, [], "a fetch global was read (it loads Node's fetch client, undici)");
   // Where nothing had loaded it before (Node 20: the test's own ES import of node:http does on 26).
-  if (!undiciBefore) assert.ok(!process.moduleLoadList.some((m) => m.includes('undici')), 'undici was loaded');
+  if (!undiciBefore) assert.ok(!loadedModules().some((m) => m.includes('undici')), 'undici was loaded');
 });
