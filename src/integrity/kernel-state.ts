@@ -93,19 +93,45 @@ export function readSysctls(proc: string): Objects {
   return out;
 }
 
+/** Socket inodes that the given processes hold open. */
+function socketsOf(proc: string, pids: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const pid of pids) {
+    for (const fd of listSync(path.join(proc, pid, 'fd'))) {
+      const m = /^socket:\[(\d+)\]$/.exec(linkSync(path.join(proc, pid, 'fd', fd)) ?? '');
+      if (m) out.add(m[1] as string);
+    }
+  }
+  return out;
+}
+
+/**
+ * True when `proc` shows the machine's kernel threads (pid 2 is kthreadd): the reader is in the
+ * machine's own pid namespace. In a container it is not, and the network namespace it reads may
+ * be the host's (`--network host`, a pod's `hostNetwork`), full of sockets of processes it cannot
+ * see.
+ */
+export function seesWholeMachine(proc: string): boolean {
+  return /^Name:\s*kthreadd$/m.test(readProcFile(path.join(proc, '2', 'status')) ?? '');
+}
+
 /**
  * Listening TCP sockets and unconnected UDP sockets: `listener:<proto>:<addr>:<port>` → `user N`.
- * Sockets held by `skipPids` (the agent's health server) are left out.
+ * Sockets held by `skipPids` (the agent's health server) are left out. Where the reader does not
+ * see the whole machine (a container), only sockets some process it can see holds are listed: the
+ * others belong to processes outside its pid namespace (the host's or other containers' on a
+ * shared network), which no job here started. On a whole machine every listener counts, also one
+ * no process holds (a kernel socket a root job made, such as a WireGuard port).
  */
 export function readListeners(proc: string, userName: (uid: number) => string, skipPids: readonly number[] = []): Objects {
   const out: Objects = {};
-  const own = new Set<string>();
-  for (const pid of skipPids) {
-    for (const fd of listSync(path.join(proc, String(pid), 'fd'))) {
-      const m = /^socket:\[(\d+)\]$/.exec(linkSync(path.join(proc, String(pid), 'fd', fd)) ?? '');
-      if (m) own.add(m[1] as string);
-    }
-  }
+  const own = socketsOf(proc, skipPids.map(String));
+  const visible = seesWholeMachine(proc)
+    ? undefined
+    : socketsOf(
+        proc,
+        listSync(proc).filter((n) => /^\d+$/.test(n)),
+      );
   for (const proto of ['tcp', 'tcp6', 'udp', 'udp6'] as const) {
     const lines = readTextSync(path.join(proc, 'net', proto))
       .split('\n')
@@ -117,6 +143,7 @@ export function readListeners(proc: string, userName: (uid: number) => string, s
       const [, rPort] = (f[2] as string).split(':');
       const listening = proto.startsWith('tcp') ? f[3] === '0A' : rPort === '0000';
       if (!listening || !lAddr || !lPort || own.has(f[9] as string)) continue;
+      if (visible && !visible.has(f[9] as string)) continue;
       const addr = proto.endsWith('6') ? hexIp6(lAddr) : hexIp4(lAddr);
       out[`listener:${proto}:${addr}:${parseInt(lPort, 16)}`] = `user ${userName(Number(f[7]))}`;
     }
