@@ -52,6 +52,7 @@ async function fixMeta(dir: DirRef, name: string, rec: ManifestEntry): Promise<v
     if ((rec.type === 'dir') !== st.isDirectory() || (rec.type === 'file' && !st.isFile())) {
       throw new Error('entry changed type while being fixed');
     }
+    if (rec.type === 'file' && st.nlink > 1) throw new Error('entry gained a hard link while being fixed');
     await fh.chown(rec.uid, rec.gid);
     await fh.chmod(rec.mode);
   } finally {
@@ -82,7 +83,9 @@ async function restoreOne(
       await fixMeta(dir, name, rec);
       break;
     case 'file':
-      if (!present || what === 'missing' || what.includes('content')) await restoreFile(slot, dir, name, rec);
+      // A file with another name elsewhere (a hard link the job made to someone else's file of the
+      // same bytes) gets a fresh copy: fixing its mode and owner in place would change the other file.
+      if (!present || what === 'missing' || what.includes('content') || cur.nlink > 1) await restoreFile(slot, dir, name, rec);
       else await fixMeta(dir, name, rec);
       break;
     case 'symlink':
