@@ -85,7 +85,12 @@ async function runWorkdir(ctx: CleanupContext, opts: WorkdirStepOptions): Promis
   if (!ctx.dryRun && (await fsp.realpath(workDir)) !== workDir) {
     return { outcome: 'dirty', removed, reason: `${workDir} is reached through a symlink` };
   }
-  if (st && !ctx.dryRun) await resetWorkDirMode(workDir, slot.user);
+  // Not through a mount on _work itself: its root is someone else's directory (a privileged job's
+  // bind mount of /etc), or an admin's volume, and either way not ours to chown.
+  const selfMount = mountsUnder(await readMountInfo(opts.mountinfoFile), workDir, true).some((m) =>
+    m.mountPoint.equals(Buffer.from(workDir)),
+  );
+  if (st && !ctx.dryRun && !selfMount) await resetWorkDirMode(workDir, slot.user);
   const trashDir = path.resolve(slot.trashDir);
   const trashInside = trashDir.startsWith(`${workDir}/`);
   if (trashInside && path.dirname(trashDir) !== workDir) {

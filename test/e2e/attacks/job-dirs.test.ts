@@ -8,15 +8,15 @@ import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { attack, assertNoTrace, assertNotReused, mountsUnder, releaseJob, whenJobReady, type AttackResult } from './helpers.js';
+import { attack, assertNoTrace, assertNotReused, releaseJob, whenJobReady, type AttackResult } from './helpers.js';
 
 /** Either outcome defeats a trap: cleaned and reused with no trace, or not reused; the canary is untouched in both. */
 async function assertDefeated(t: TestContext, r: AttackResult): Promise<void> {
   t.diagnostic(`decision after the hostile job: ${r.jobs[0]?.decision} (${r.jobs[0]?.decisionReason})`);
   if (r.jobs.length === 2) await assertNoTrace(r);
   else await assertNotReused(r);
-  assert.deepEqual(mountsUnder(r.c.w.lab.root), [], 'a mount is left under the lab');
 }
 
 function asRoot(cmd: string, args: string[]): boolean {
@@ -94,5 +94,41 @@ describe('the per-job dirs and the roots of restored trees do not turn the clean
       const mode = (p: string): string => (statSync(p).mode & 0o7777).toString(8);
       assert.equal(mode(r.c.work), '755', '_work stays open to other users');
     }
+  });
+
+  test('13. a recorded home file replaced by a hard link to a root-owned file of the same content (a privileged job, or protected_hardlinks off) is not chowned through the link', async (t) => {
+    let linked = false;
+    const r = await attack(t, {
+      setup: async (c) => {
+        // The image's .bashrc came from /etc/skel: a root-owned file with the very same bytes.
+        const home = await readFile(path.join(c.realHome, '.bashrc'));
+        await writeFile(path.join(c.canary, 'skel-bashrc'), home, { mode: 0o644 });
+      },
+      hostile: () => [{ name: 'wait for the link', run: 'handshake link' }],
+      during: async (c, signal) => {
+        if (!(await whenJobReady(c, 'link', signal))) return;
+        const bashrc = path.join(c.realHome, '.bashrc');
+        await unlink(bashrc);
+        await link(path.join(c.canary, 'skel-bashrc'), bashrc);
+        linked = true;
+        await releaseJob(c, 'link');
+      },
+    });
+    assert.ok(linked, 'the hard link was never made: the case was not played');
+    await assertDefeated(t, r);
+  });
+
+  test('12. a bind mount of a root-owned directory on _work itself (a privileged job) is not emptied, chowned or chmodded through', async (t) => {
+    let mounted = false;
+    const r = await attack(t, {
+      hostile: () => [{ name: 'ask for a mount on _work', run: 'handshake mount' }],
+      during: async (c, signal) => {
+        if (!(await whenJobReady(c, 'mount', signal))) return;
+        mounted = asRoot('mount', ['--bind', path.join(c.canary, 'dir'), c.work]);
+        await releaseJob(c, 'mount');
+      },
+    });
+    assert.ok(mounted, 'the test could not make its mount');
+    await assertDefeated(t, r);
   });
 });
