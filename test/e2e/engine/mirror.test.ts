@@ -3,7 +3,7 @@
  * and a local upstream. Job B's pull of what job A pulled is served by the mirror (the upstream
  * sees one fetch of the layer), and the agent's /metrics shows the mirror's counters; a push
  * through the mirror is refused; over its cap the least recently used blobs are pruned while the
- * mirror serves, and a pruned image is pulled again.
+ * mirror serves, and a pruned image is pulled again. A job whose mirror is down is not held by it.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -226,4 +226,28 @@ test('over its cap the least recently used blobs are pruned while the mirror ser
   assert.ok((upstream.blobFetches.get(layers.b as string) ?? 0) > fetched, 'the pruned layer was not fetched again');
   assert.equal((await guard.release(job, policy, guardCtx())).outcome, 'ok');
   assert.ok(await exists(path.join(blobDir(storage, layers.b as string), 'data')), 'the pulled layer was not cached again');
+});
+
+test("the mirror down: a job's engine does not wait for it (dockerd tries the upstream itself, which fails at once offline) and keeps answering; the mirror back on its address, the same engine pulls through it again", async () => {
+  await pushImage(upstream.url, 'library/busybox', '1', await fsp.readFile(await busyboxTar(lab.root)));
+  const policy = dockerPolicy({ mode: 'isolated', mirror: mirror.url });
+  const job = await makeJob(lab, 'job-down');
+  await guard.prepare(job, policy, guardCtx());
+  const docker = dockerCli(lab, engineLayout(job.dir).socket);
+  assert.match(await docker('version', '--format', '{{.Server.Version}}'), /^\d+\./);
+  await mirror.stop();
+  try {
+    const t = Date.now();
+    const pull = await dockerTry(docker, 'pull', 'busybox:1');
+    const tookMs = Date.now() - t;
+    // A host with internet access may get Docker Hub's busybox:1; this one has none (and CI neither).
+    if (!pull.ok) assert.match(pull.out, /registry-1\.docker\.io/, `the failed pull does not name the upstream it tried: ${pull.out}`);
+    assert.ok(tookMs < 30_000, `the pull waited ${tookMs} ms for a cache that is down`);
+    assert.match(await docker('version', '--format', '{{.Server.Version}}'), /^\d+\./, 'the engine still answers');
+  } finally {
+    await mirror.start();
+  }
+  await docker('pull', 'busybox:1');
+  assert.equal(await docker('run', '--rm', 'busybox:1', 'echo', 'back'), 'back');
+  assert.equal((await guard.release(job, policy, guardCtx())).outcome, 'ok');
 });
