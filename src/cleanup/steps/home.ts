@@ -13,6 +13,7 @@ import type { Trash } from '../trash.js';
 import { type DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, isGone, joinRel, FILE_READ_FLAGS } from '../../lib/nofollow.js';
 import { addRemoved, capLines } from '../report.js';
 import { removeEntry } from '../remove-entry.js';
+import { readMountInfo, mountsUnder } from '../mounts.js';
 import { loadBaseline, saveBaseline, entryFromStat, tick, type HomeBaseline, type ManifestEntry } from '../baseline.js';
 import { diffHome, describeDiff, recordedCopy, type Change } from '../home-diff.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport, Slot } from '../types.js';
@@ -20,6 +21,11 @@ import type { CleanupContext, CleanupStep, Removed, StepReport, Slot } from '../
 function splitRel(rel: string): { parent: string; name: string } {
   const i = rel.lastIndexOf('/');
   return i < 0 ? { parent: '', name: rel } : { parent: rel.slice(0, i), name: rel.slice(i + 1) };
+}
+
+/** True when `p` is `dir` or below it (byte strings, no trailing slash). */
+function isAtOrUnder(p: Buffer, dir: Buffer): boolean {
+  return p.equals(dir) || (p.length > dir.length && p[dir.length] === 0x2f && p.subarray(0, dir.length).equals(dir));
 }
 
 /** Writes a recorded file's content into `dir` under `name`, by a fresh sibling and a rename. */
@@ -229,6 +235,19 @@ export function homeStep(opts: HomeStepOptions = {}): CleanupStep {
         return { outcome: 'dirty', removed: {}, reason: 'no home baseline (run runner-warden baseline)' };
       }
       const diff = await diffHome(slot, baseline, { keep: ctx.policy.home.keep, clock: ctx.clock });
+      // A mount on the home or inside it (outside a kept path, where an admin's cache volume may
+      // be) shows another directory's entries as the home's: removing or fixing them through it
+      // would empty or chown that directory (a privileged job's bind mount of /etc over ~/.config).
+      const mounted = mountsUnder(await readMountInfo(), bytes(fromText(slot.user.home)), true).filter(
+        (m) => !ctx.policy.home.keep.some((k) => isAtOrUnder(m.mountPoint, bytes(`${fromText(slot.user.home)}/${fromText(k)}`))),
+      );
+      if (mounted.length > 0) {
+        return {
+          outcome: 'dirty',
+          removed: {},
+          reason: `mount point ${mounted[0]?.mountPointText ?? ''} in the home: nothing removed or restored through it`,
+        };
+      }
       if (ctx.dryRun) {
         return { outcome: 'ok', removed: {}, plan: capLines(describeDiff(diff)) };
       }

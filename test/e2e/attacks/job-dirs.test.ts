@@ -8,7 +8,7 @@ import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { link, readFile, unlink, writeFile } from 'node:fs/promises';
+import { chown, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { attack, assertNoTrace, assertNotReused, releaseJob, whenJobReady, type AttackResult } from './helpers.js';
 
@@ -125,6 +125,25 @@ describe('the per-job dirs and the roots of restored trees do not turn the clean
       during: async (c, signal) => {
         if (!(await whenJobReady(c, 'mount', signal))) return;
         mounted = asRoot('mount', ['--bind', path.join(c.canary, 'dir'), c.work]);
+        await releaseJob(c, 'mount');
+      },
+    });
+    assert.ok(mounted, 'the test could not make its mount');
+    await assertDefeated(t, r);
+  });
+
+  test('12. a bind mount of a root-owned directory over a recorded directory of the real home (a privileged job) is not emptied, chowned or chmodded through', async (t) => {
+    let mounted = false;
+    const r = await attack(t, {
+      setup: async (c) => {
+        // A directory of the image's home, recorded by the baseline.
+        await mkdir(path.join(c.realHome, '.config'), { mode: 0o755 });
+        await chown(path.join(c.realHome, '.config'), c.w.lab.user.uid, c.w.lab.user.gid);
+      },
+      hostile: () => [{ name: 'ask for a mount over ~/.config', run: 'handshake mount' }],
+      during: async (c, signal) => {
+        if (!(await whenJobReady(c, 'mount', signal))) return;
+        mounted = asRoot('mount', ['--bind', path.join(c.canary, 'dir'), path.join(c.realHome, '.config')]);
         await releaseJob(c, 'mount');
       },
     });
