@@ -1,13 +1,15 @@
 /**
  * `validate` on a host config: can the team policy's image cache cap (`docker.mirrorCapGiB`) work
  * on this host? Only for a loopback `docker.mirror` (this host's own cache, the one the agent
- * prunes). Each finding names the policy file that set the field (or the team's file when the
+ * prunes), and only when this host has the config's runner user, as for the engine's checks:
+ * validate run elsewhere (a workstation) would measure the wrong disks. Each finding names the policy file that set the field (or the team's file when the
  * value is the default), the field, what was found and what was expected; errors make the host
  * config invalid (validate puts the host config's name before each line), warnings are printed. A policy that cannot be loaded is reported by the
  * policy's own check, not here.
  */
 import path from 'node:path';
 import { silentLogger } from '../lib/log.js';
+import { lookupUser } from '../lib/users.js';
 import type { HostConfig } from '../policy/types.js';
 import { PolicyStore } from '../policy/watch.js';
 import { loadPolicy } from '../policy/load.js';
@@ -22,8 +24,9 @@ export interface MirrorCapFitness {
 }
 
 /** The cap's findings for `config`'s team policy; `storage` is the cache's store (default the packaged one). */
-export async function mirrorCapFitness(config: HostConfig, o: { storage?: string } = {}): Promise<MirrorCapFitness> {
+export async function mirrorCapFitness(config: HostConfig, o: { storage?: string; passwdFile?: string } = {}): Promise<MirrorCapFitness> {
   const out: MirrorCapFitness = { errors: [], warnings: [] };
+  if (!(await lookupUser(config.runner.user, o.passwdFile))) return out;
   const store = new PolicyStore({ dir: config.policyDir, team: config.team, log: silentLogger() });
   try {
     await store.load();

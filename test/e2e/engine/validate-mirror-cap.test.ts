@@ -40,16 +40,21 @@ after(async () => {
 });
 
 /** A host config whose runner root is `runnerRoot`, its team policy `policy`; returns the config's path. */
-async function hostConfig(name: string, runnerRoot: string, policy: string): Promise<{ file: string; policyFile: string }> {
+async function hostConfig(
+  name: string,
+  runnerRoot: string,
+  policy: string,
+  user = 'nobody',
+): Promise<{ file: string; policyFile: string }> {
   const dir = path.join(root, `cfg-${name}`);
   await fsp.mkdir(path.join(dir, 'policies'), { recursive: true });
   const policyFile = path.join(dir, 'policies', 'team.yaml');
   await fsp.writeFile(policyFile, `version: 1\n${policy}`);
   const file = path.join(dir, 'config.yaml');
-  // A runner user this host does not have: the engine's own checks are skipped, the cap's are not.
+  // The host's unprivileged `nobody` as the runner user: the checks run only where the host has that user.
   await fsp.writeFile(
     file,
-    `github:\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: ${runnerRoot}, user: rw-no-such-user}\nteam: team\npolicyDir: ${path.join(dir, 'policies')}\n`,
+    `github:\n  org: acme\n  token: {env: GH_TOKEN}\nrunner: {root: ${runnerRoot}, user: ${user}}\nteam: team\npolicyDir: ${path.join(dir, 'policies')}\n`,
   );
   return { file, policyFile };
 }
@@ -135,6 +140,9 @@ test('no loopback mirror: the cap is not this host’s to keep and nothing is ch
   assert.deepEqual(await mirrorCapFitness(await loadHostConfig(none.file, {})), { errors: [], warnings: [] });
   const remote = await hostConfig('remote', work, 'docker:\n  mirror: http://cache.example.test:5000\n  mirrorCapGiB: 50000\n');
   assert.deepEqual(await mirrorCapFitness(await loadHostConfig(remote.file, {})), { errors: [], warnings: [] });
+  // Validate run where the runner user does not exist (a workstation) measures no disk.
+  const elsewhere = await hostConfig('elsewhere', work, `${loopback}  mirrorCapGiB: 100000\n`, 'rw-no-such-user');
+  assert.deepEqual(await mirrorCapFitness(await loadHostConfig(elsewhere.file, {})), { errors: [], warnings: [] });
   // The default cap (20 GiB) on a 16 MiB disk: the line names the team's file and says the value is the default.
   const dflt = await hostConfig('default-cap', work, loopback);
   const found = await mirrorCapFitness(await loadHostConfig(dflt.file, {}), { storage: path.join(work, 'store') });
