@@ -14,6 +14,7 @@ import { bytes, shown } from '../../lib/nofollow.js';
 import { loadBaseline, type HomeBaseline } from '../baseline.js';
 import { matchesRecord } from '../home-diff.js';
 import { addRemoved, capLines } from '../report.js';
+import { readMountInfo } from '../mounts.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
 
 /** True when a found credential is the image's own: equal to its home baseline entry. */
@@ -48,6 +49,11 @@ export async function leftoverCredentials(
   return { found, rejected };
 }
 
+/** True when `p` is `dir` or below it (byte strings). */
+function isAtOrBelow(p: Buffer, dir: Buffer): boolean {
+  return p.equals(dir) || (p.length > dir.length && p[dir.length] === 0x2f && p.subarray(0, dir.length).equals(dir));
+}
+
 /** How a found credential is shown in plans and problems: its kind and its path. */
 export function describeCredential(f: FoundCredential): string {
   const where = f.base === 'home' ? `~/${shown(f.rel)}` : `${shown(f.root)}/${shown(f.rel)}`;
@@ -73,8 +79,20 @@ export function credentialsStep(): CleanupStep {
       }
       const removed: Record<string, Removed> = {};
       const problems: string[] = [];
+      // Mount points below a catalogue root: a directory mounted there is someone else's (a
+      // privileged job's bind mount of root's ~/.ssh over the runner's), never swept through.
+      const mounts = (await readMountInfo()).map((m) => m.mountPoint);
+      const throughMount = (f: FoundCredential): boolean => {
+        const root = bytes(f.root);
+        const abs = bytes(`${f.root}/${f.rel}`);
+        return mounts.some((m) => m.length > root.length + 1 && isAtOrBelow(m, root) && isAtOrBelow(abs, m));
+      };
       for (const f of found) {
         ctx.signal.throwIfAborted();
+        if (throughMount(f)) {
+          problems.push(`${describeCredential(f)}: inside a mount point; not removed through it`);
+          continue;
+        }
         try {
           const r = await removeCredential(f);
           addRemoved(removed, f.linkInPath || f.stat.isSymbolicLink() ? `${f.kind}-symlink` : f.kind, r);

@@ -150,4 +150,29 @@ describe('the per-job dirs and the roots of restored trees do not turn the clean
     assert.ok(mounted, 'the test could not make its mount');
     await assertDefeated(t, r);
   });
+
+  test("12. a bind mount of root's own credential directory over ~/.docker and ~/.ssh (a privileged job) does not make the credential sweep delete root's files", async (t) => {
+    let mounted = 0;
+    const r = await attack(t, {
+      setup: async (c) => {
+        // Root's docker login and ssh key, as on an admin's host.
+        for (const [dir, file] of [
+          ['root-docker', 'config.json'],
+          ['root-ssh', 'id_ed25519'],
+        ] as const) {
+          await mkdir(path.join(c.canary, dir), { mode: 0o700 });
+          await writeFile(path.join(c.canary, dir, file), `root's own ${file}\n`, { mode: 0o600 });
+        }
+      },
+      hostile: () => [{ name: 'ask for mounts', run: 'mkdir -p "$REAL_HOME/.docker" "$REAL_HOME/.ssh"\nhandshake mount' }],
+      during: async (c, signal) => {
+        if (!(await whenJobReady(c, 'mount', signal))) return;
+        if (asRoot('mount', ['--bind', path.join(c.canary, 'root-docker'), path.join(c.realHome, '.docker')])) mounted++;
+        if (asRoot('mount', ['--bind', path.join(c.canary, 'root-ssh'), path.join(c.realHome, '.ssh')])) mounted++;
+        await releaseJob(c, 'mount');
+      },
+    });
+    assert.equal(mounted, 2, 'the test could not make its mounts');
+    await assertDefeated(t, r);
+  });
 });
