@@ -12,7 +12,8 @@
  * `--version` and `validate` in the image, its OCI labels, a base named by tag and a build without
  * the tarball refused, the agent run by `docker run` against the fake GitHub API (the entry point
  * takes the container's integrity baseline at its first start, the listener polls, /healthz and
- * /readyz answer, `docker stop` drains it: exit 0 within the grace, its runner deregistered), and
+ * /readyz answer, `docker stop` drains it: exit 0 within the grace, its runner deregistered; the
+ * same container started again and stopped mid-job lets the job finish, cleans and exits 0), and
  * the image's files: the bundle only (no src/, node_modules, tsx or esbuild),
  * the integrity baseline written with nothing unreadable.
  *
@@ -478,6 +479,33 @@ test('the image builds offline on a base by digest, holds the bundle only, drain
       `the drain did not delete ${last}: ${JSON.stringify(registrations)}\n${logs}`,
     );
     assert.deepEqual(fake.runners(), [], 'no registration is left');
+
+    // The same container started again (a restart policy, a host reboot), then stopped while a job
+    // runs: the agent lets the job finish within its drain grace, cleans, deregisters and exits 0.
+    const again = fakeEvent(fake, 'session-created', AGENT_SESSION_MS);
+    again.catch(() => {});
+    const restarted = await docker('start', agentContainer);
+    assert.equal(restarted.code, 0, restarted.stderr);
+    await again.catch(async (err: Error) => assert.fail(`${err.message} after a restart:\n${await logsOf()}`));
+    const jobId = fake.enqueueJob({ repository: 'octo/app', runId: 2, steps: [{ name: 'build', run: 'sleep 15; echo built > out.txt' }] });
+    await fake.waitForJob(jobId, 'running', AGENT_SESSION_MS);
+    const t1 = Date.now();
+    const busyStop = await docker('stop', '-t', String(STOP_GRACE_S), agentContainer);
+    const busyStopMs = Date.now() - t1;
+    assert.equal(busyStop.code, 0, busyStop.stderr);
+    const busyLogs = await logsOf();
+    const busyExit = await docker('inspect', '--format', '{{.State.ExitCode}}', agentContainer);
+    assert.equal(busyExit.stdout.trim(), '0', `the agent stopped while busy (137: killed at the end of the grace)\n${busyLogs}`);
+    assert.ok(busyStopMs < STOP_GRACE_S * 1000, `docker stop of a busy agent took ${busyStopMs} ms`);
+    if (fake.job(jobId)?.result !== 'Succeeded') {
+      // The runner's own account of the job's end, from the stopped container.
+      const diag = path.join(lab, 'diag');
+      await docker('cp', `${agentContainer}:/opt/actions-runner/_diag`, diag);
+      const traces = await sh('sh', ['-c', 'tail -n 40 "$0"/*.log 2>&1', diag]);
+      assert.fail(`the job the stop found running did not finish (${fake.job(jobId)?.result})\n${busyLogs}\n${traces.stdout}`);
+    }
+    assert.match(busyLogs, /"msg":"cleanup done"/, `the busy agent did not clean after its job\n${busyLogs}`);
+    assert.deepEqual(fake.runners(), [], 'no registration is left after the busy stop');
     await docker('rm', agentContainer);
     agentContainer = undefined;
 
