@@ -16,6 +16,8 @@ packages=(
   "cron             /usr/bin/crontab"
   "at               /usr/bin/at"
   "e2fsprogs        /usr/bin/chattr"
+  "acl              /usr/bin/setfacl"
+  "attr             /usr/bin/setfattr"
   "procps           /usr/bin/pkill"
   "util-linux       /usr/bin/ipcs"
   "git              /usr/bin/git"

@@ -272,8 +272,9 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
     // integrity check reads file capabilities; without it they are reported unreadable); setpriv
     // and flock are in util-linux, which is essential.
     'Depends: libc6 (>= 2.28), libstdc++6 (>= 5.2), libgcc-s1, libatomic1, e2fsprogs, libcap2-bin',
-    // systemd: the unit and systemd-notify; procps: the demo's process listing.
-    'Recommends: systemd, procps',
+    // systemd: the unit and systemd-notify; procps: the demo's process listing; acl and attr:
+    // setfacl/setfattr strip ACLs and user attributes from the home's recorded directories.
+    'Recommends: systemd, procps, acl, attr',
     'Suggests: docker.io',
     'Section: admin',
     'Priority: optional',

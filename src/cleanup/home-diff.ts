@@ -20,8 +20,11 @@ import {
   type TreeIndex,
 } from './baseline.js';
 
-/** What differs about one recorded entry. */
-export type Change = 'type' | 'content' | 'mode' | 'owner' | 'target';
+/**
+ * What differs about one recorded entry. 'inode': a file's content is unchanged but its ctime moved
+ * (an extended attribute or ACL set, a hard link made): only a fresh copy drops what was added.
+ */
+export type Change = 'type' | 'content' | 'mode' | 'owner' | 'target' | 'inode';
 
 /** The differences between a home and its baseline. */
 export interface HomeDiff {
@@ -169,6 +172,8 @@ async function compareEntry(rec: ManifestEntry, st: Stats, abs: Buffer, diff: Ho
       diff.hashed++;
       const sha = await hashFile(abs, st.ino, rec.size);
       if (sha !== rec.sha256) what.push('content');
+      else if (st.ctimeMs !== rec.ctimeMs && what.length === 0)
+        what.push('inode'); // mode/owner explain a ctime too
       else diff.refreshed.push({ ...rec, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, seenAt: clock.now() });
     }
   }

@@ -18,8 +18,9 @@ import { openProcessContainer } from '../lib/cgroup.js';
 import { processesOfUid } from './proc.js';
 import { readMountInfo, mountsUnder, attributeMount } from './mounts.js';
 import { bytes, fromText, joinRel, shown, isGone, safeRel } from '../lib/nofollow.js';
-import { loadBaseline, tick, type HomeBaseline } from './baseline.js';
+import { loadBaseline, tick, KeepSet, type HomeBaseline } from './baseline.js';
 import { diffHome, describeDiff } from './home-diff.js';
+import { hasAttrTools, findDirAttrs, recordedDirs } from './home-attrs.js';
 import { loadInstallManifest, diffInstall, describeInstallDiff } from './install-manifest.js';
 import { leftoverCredentials, describeCredential } from './steps/credentials.js';
 import { runtimeDirOf } from './steps/temp.js';
@@ -227,7 +228,7 @@ const checkCredentials: Check = async (ctx, _o, out, _r, shared) => {
   for (const f of found) out.push(`credential file ${describeCredential(f)} still present`);
 };
 
-const checkHome: Check = async (ctx, _o, out, _r, shared) => {
+const checkHome: Check = async (ctx, _o, out, report, shared) => {
   if (!ctx.policy.home.enabled) return;
   const baseline = await shared.baseline();
   if (!baseline) {
@@ -236,6 +237,11 @@ const checkHome: Check = async (ctx, _o, out, _r, shared) => {
   }
   const diff = await diffHome(ctx.slot, baseline, { keep: ctx.policy.home.keep, clock: ctx.clock });
   out.push(...describeDiff(diff));
+  if (hasAttrTools()) {
+    out.push(...(await findDirAttrs(fromText(ctx.slot.user.home), recordedDirs(baseline, new KeepSet(ctx.policy.home.keep)))));
+  } else {
+    (report.notices ??= []).push('home: ACLs and user attributes of recorded directories not checked (needs the acl and attr packages)');
+  }
 };
 
 /** The runner user's groups (primary and supplementary), from the group database. */

@@ -14,8 +14,9 @@ import { type DirRef, openDirUnder, resolveUnder, bytes, fromText, shown, isGone
 import { addRemoved, capLines } from '../report.js';
 import { removeEntry } from '../remove-entry.js';
 import { readMountInfo, mountsUnder } from '../mounts.js';
-import { loadBaseline, saveBaseline, entryFromStat, tick, type HomeBaseline, type ManifestEntry } from '../baseline.js';
+import { loadBaseline, saveBaseline, entryFromStat, tick, KeepSet, type HomeBaseline, type ManifestEntry } from '../baseline.js';
 import { diffHome, describeDiff, recordedCopy, type Change } from '../home-diff.js';
+import { hasAttrTools, recordedDirs, stripDirAttrs } from '../home-attrs.js';
 import type { CleanupContext, CleanupStep, Removed, StepReport, Slot } from '../types.js';
 
 function splitRel(rel: string): { parent: string; name: string } {
@@ -89,10 +90,10 @@ async function restoreOne(
       await fixMeta(dir, name, rec);
       break;
     case 'file':
-      // A file with another name elsewhere (a hard link the job made to someone else's file of the
-      // same bytes) gets a fresh copy: fixing its mode and owner in place would change the other file.
-      if (!present || what === 'missing' || what.includes('content') || cur.nlink > 1) await restoreFile(slot, dir, name, rec);
-      else await fixMeta(dir, name, rec);
+      // Any change gets a fresh copy, never a fix in place: a new inode carries none of the job's
+      // xattrs or ACLs (setting them moves only the ctime), and a file with another name elsewhere
+      // (a hard link the job made to someone else's file of the same bytes) is left untouched.
+      await restoreFile(slot, dir, name, rec);
       break;
     case 'symlink':
       if (!present) await fsp.symlink(Buffer.from(rec.target ?? '', 'latin1'), dir.at(name));
@@ -297,6 +298,14 @@ export function homeStep(opts: HomeStepOptions = {}): CleanupStep {
           if (rec.type === 'file') restoredBytes += rec.size;
         } catch (err) {
           problems.push(`~/${shown(rel)}: ${describeError(err)}`);
+        }
+      }
+      // Directories cannot be replaced: their ACL entries and user attributes are removed in place.
+      if (hasAttrTools()) {
+        try {
+          problems.push(...(await stripDirAttrs(home, recordedDirs(baseline, new KeepSet(ctx.policy.home.keep)))));
+        } catch (err) {
+          problems.push(`ACLs and attributes: ${describeError(err)}`);
         }
       }
       if (restored > 0) removed['restored'] = { count: restored, bytes: restoredBytes };

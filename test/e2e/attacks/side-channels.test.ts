@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { attack, assertNoTrace, releaseJob, whenJobReady } from './helpers.js';
 import { readProcTable } from '../../../src/integrity/proc-table.js';
 import { readSubIds, inRanges, type IdRange } from '../../../src/integrity/accounts.js';
+import { hasAttrTools } from '../../../src/cleanup/home-attrs.js';
 
 /** Bash: LISTENER=<pid> of the simulated Runner.Listener, the nearest ancestor whose command line names it. */
 const FIND_LISTENER = [
@@ -84,13 +85,11 @@ PY`,
     await assertNoTrace(r);
   });
 
-  // Open: Node has no listxattr/removexattr, the home's manifest records no attributes, and a
-  // directory (the home itself) cannot be restored by replacing it; setfacl -b and setfattr -x come
-  // from packages the host need not have. The case stays here, reported, until the restore does it.
-  const xattrTodo = 'the home restore neither records nor removes extended attributes and POSIX ACLs';
+  // A recorded file whose ctime moved gets a fresh copy; recorded directories and the home itself
+  // are stripped of ACL entries and user xattrs with setfacl/setfattr (home-attrs.ts).
   test(
     'xattrs and POSIX ACLs on recorded home entries, and login-time files outside the usual dotfiles, are undone',
-    { todo: xattrTodo },
+    { skip: !hasAttrTools() && 'needs the acl and attr packages (scripts/install-test-deps.sh)' },
     async (t) => {
       const r = await attack(t, {
         hostile: () => [
