@@ -544,6 +544,26 @@ export async function assertNotReused(r: AttackResult): Promise<void> {
 }
 
 /**
+ * Either outcome defeats a trap: the host is cleaned and reused (then nothing may be left), or
+ * the agent calls it dirty and does not reuse it. The canary is untouched in both.
+ */
+export async function assertDefeated(t: TestContext, r: AttackResult): Promise<void> {
+  t.diagnostic(`decision after the hostile job: ${r.jobs[0]?.decision} (${r.jobs[0]?.decisionReason})`);
+  if (r.jobs.length === 2) await assertNoTrace(r);
+  else await assertNotReused(r);
+}
+
+/** Runs `cmd` as root for a mid-job action (the test plays a privileged job); false, said why, when the host refuses. */
+export function asRoot(cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: 'pipe' });
+    return true;
+  } catch (err) {
+    process.stderr.write(`# ${cmd} ${args.join(' ')} failed: ${String(err)}\n`);
+    return false;
+  }
+}
+/**
  * GET a health path on a connection of its own; resolves with status and latency, or an error
  * string (no throw). A fresh connection per poll: a pooled keep-alive socket that the server's idle
  * deadline closes just as the next poll reuses it fails on the client's side, which says nothing

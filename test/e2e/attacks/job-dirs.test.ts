@@ -4,30 +4,12 @@
  * cleanup restores (the real home itself, `_work` itself), rather than entries inside them.
  * 5-15 s each.
  */
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { chown, link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { attack, assertNoTrace, assertNotReused, releaseJob, whenJobReady, type AttackResult } from './helpers.js';
-
-/** Either outcome defeats a trap: cleaned and reused with no trace, or not reused; the canary is untouched in both. */
-async function assertDefeated(t: TestContext, r: AttackResult): Promise<void> {
-  t.diagnostic(`decision after the hostile job: ${r.jobs[0]?.decision} (${r.jobs[0]?.decisionReason})`);
-  if (r.jobs.length === 2) await assertNoTrace(r);
-  else await assertNotReused(r);
-}
-
-function asRoot(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'pipe' });
-    return true;
-  } catch (err) {
-    process.stderr.write(`# ${cmd} ${args.join(' ')} failed: ${String(err)}\n`);
-    return false;
-  }
-}
+import { asRoot, assertDefeated, attack, releaseJob, whenJobReady } from './helpers.js';
 
 describe('the per-job dirs and the roots of restored trees do not turn the cleaner against the host', { concurrency: 2 }, () => {
   test('12. bind mounts of the canary and a tmpfs inside the per-job HOME, TMPDIR and DOCKER_CONFIG (a privileged job) are detached, never emptied', async (t) => {

@@ -6,41 +6,10 @@
  * 3-15 s each (the 20,000-level tree and the 50,000-file tree are the slow ones: they start first),
  * run concurrently.
  */
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import {
-  attack,
-  assertNoTrace,
-  assertNotReused,
-  healthGet,
-  releaseJob,
-  whenJobReady,
-  type AttackCtx,
-  type AttackResult,
-} from './helpers.js';
-
-/**
- * Either outcome defeats the trap: the host is cleaned and reused (then nothing may be left), or
- * the agent calls it dirty and does not reuse it. The canary is untouched in both.
- */
-async function assertDefeated(t: TestContext, r: AttackResult): Promise<void> {
-  t.diagnostic(`decision after the hostile job: ${r.jobs[0]?.decision} (${r.jobs[0]?.decisionReason})`);
-  if (r.jobs.length === 2) await assertNoTrace(r);
-  else await assertNotReused(r);
-}
-
-/** Runs `cmd` as root for a mid-job action; returns false (and says why) when the host refuses. */
-function asRoot(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'pipe' });
-    return true;
-  } catch (err) {
-    process.stderr.write(`# ${cmd} ${args.join(' ')} failed: ${String(err)}\n`);
-    return false;
-  }
-}
+import { asRoot, assertDefeated, attack, assertNoTrace, healthGet, releaseJob, whenJobReady, type AttackCtx } from './helpers.js';
 
 const DEEP_PY = (levels: number, where: string): string =>
   `python3 -c 'import os,sys\nos.chdir(sys.argv[1])\nfor i in range(${levels}):\n  os.mkdir("d"); os.chdir("d")\nopen("bottom-"+sys.argv[2],"w").write(sys.argv[2])' "${where}" "$MARK"`;
