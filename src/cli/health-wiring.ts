@@ -14,6 +14,8 @@ import { procSources } from '../health/proc-figures.js';
 import { probeEngine } from '../cleanup/engine-inventory.js';
 import { modeStatus } from '../engine/mode.js';
 import type { EngineGuard } from '../engine/engine-guard.js';
+import { imageCacheStatus } from '../engine/mirror-probe.js';
+import type { JanitorTotals } from '../engine/mirror-janitor.js';
 
 /** Host figures: `run` it in the background; `last()` is what /status shows. */
 export interface HostFigures {
@@ -29,6 +31,8 @@ export function hostFigures(o: {
   metrics: AgentMetrics;
   log: Logger;
   signal: AbortSignal;
+  /** What the agent's pruning of this host's image cache last found; undefined when it prunes none. */
+  mirrorTotals?: () => JanitorTotals | undefined;
 }): HostFigures {
   let last: HostSample | undefined;
   const sampler = new HostFiguresSampler({
@@ -45,6 +49,11 @@ export function hostFigures(o: {
       },
       // Whether jobs can act as root through the engine (docker.mode host), for /status, `status` and the metric.
       dockerMode: async () => modeStatus(await o.engineGuard.mode(o.policies.current())),
+      // A cache that is down costs every job its pulls from the upstream: shown, not only in /metrics.
+      imageCache: async () => {
+        const url = o.policies.current().docker.mirror;
+        return url ? imageCacheStatus(url, o.mirrorTotals?.(), o.signal) : undefined;
+      },
     },
     onSample: (s) => {
       last = s;

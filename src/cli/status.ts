@@ -157,6 +157,16 @@ export function formatStatus(s: StatusSnapshot, now: number): string {
         'docker mode',
         `${p(dm.mode)}${dm.jobsCanActAsRoot ? ' (JOBS CAN ACT AS ROOT through the host engine)' : ', jobs cannot act as root through an engine'}`,
       );
+    const ic = h.imageCache;
+    if (ic) {
+      const size = ic.bytes !== undefined && ic.capBytes !== undefined ? `, ${bytes(ic.bytes)} of ${bytes(ic.capBytes)} cap` : '';
+      row(
+        'image cache',
+        ic.up
+          ? `up (${p(ic.url)})${size}${ic.full ? '; FULL: every cached blob is in use, new images are not cached (raise docker.mirrorCapGiB)' : ''}`
+          : `DOWN (${p(ic.url)}): ${p(ic.error ?? 'no answer')}; engines pull from the upstream directly`,
+      );
+    }
   } else row('disk', 'not sampled yet');
   return `${out.join('\n')}\n`;
 }

@@ -18,6 +18,7 @@ import { prepareJobDirs } from '../cleanup/job-dirs.js';
 import { loadInstallManifest, takeInstallManifest } from '../cleanup/install-manifest.js';
 import { loadBaseline, takeBaseline } from '../cleanup/baseline.js';
 import { Trash } from '../cleanup/trash.js';
+import { TempTrash } from '../cleanup/steps/temp-trash.js';
 import { takeEngineInventory, waitForEngine } from '../cleanup/engine-inventory.js';
 import { scopeUrl } from '../github/scope.js';
 import { githubSlots } from '../github/fleet-pacing.js';
@@ -110,6 +111,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   }
   log.debug({}, 'slot checked');
   const trash = new Trash(slot.trashDir, log);
+  // Directories a job left in temp dirs: drained (and recovered at start) with the slot trash.
+  const tempTrash = new TempTrash(trash, log, { stateDir: slot.stateDir });
   // Metrics windows and policy debouncing measure real time, whatever clock drives the lifecycle.
   const recycleProviders = config.recycle
     ? [config.recycle, ...(config.recycle.fallback ?? [])].map((r) => r.provider).filter((p) => p !== 'none')
@@ -267,7 +270,7 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
       };
       const report = await runCleanup(
         ctx,
-        defaultSteps({ trash }),
+        defaultSteps({ trash, tempTrash }),
         async (c) => {
           await beforeVerify();
           return verify(c);
@@ -302,7 +305,16 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     );
   }
   log.debug({}, 'agent built');
-  const figures = hostFigures({ slot, policies, engineGuard, metrics, log, signal: bg.signal });
+  const figures = hostFigures({
+    slot,
+    policies,
+    engineGuard,
+    metrics,
+    log,
+    signal: bg.signal,
+    // Only this host's own cache (a loopback mirror) is pruned by the agent, so only it has a size and a cap to show.
+    mirrorTotals: () => (mirrorDebugAddress(policies.current().docker.mirror) ? mirrorJanitor.totals : undefined),
+  });
   tasks.push(figures.run(bg.signal));
   const health = o.noHealth
     ? undefined

@@ -29,6 +29,8 @@ export interface HostSources {
   containerEngine?(): Promise<HostFigures['containerEngine']>;
   /** The docker mode the current policy gets on this host. */
   dockerMode?(): Promise<HostFigures['dockerMode']>;
+  /** Whether the image cache answers; undefined when the policy names none. */
+  imageCache?(): Promise<HostFigures['imageCache']>;
 }
 
 /** Options of HostFiguresSampler; defaults: 15 s interval, system clock, systeminformation. */
@@ -85,15 +87,17 @@ export class HostFiguresSampler {
   /** Takes one sample. A figure that cannot be read is left out (and logged), never thrown. */
   async sampleOnce(): Promise<HostSample> {
     const sample: HostSample = { updatedAt: new Date(this.clock.now()).toISOString() };
-    const [cpu, mem, fs, engine, docker] = await Promise.allSettled([
+    const [cpu, mem, fs, engine, docker, cache] = await Promise.allSettled([
       this.sources.cpuLoadPercent(),
       this.sources.memUsedPercent(),
       statfs(this.opts.workDir),
       this.sources.containerEngine?.(),
       this.sources.dockerMode?.(),
+      this.sources.imageCache?.(),
     ]);
     if (engine.status === 'fulfilled' && engine.value !== undefined) sample.containerEngine = engine.value;
     if (docker.status === 'fulfilled' && docker.value !== undefined) sample.dockerMode = docker.value;
+    if (cache.status === 'fulfilled' && cache.value !== undefined) sample.imageCache = cache.value;
     if (cpu.status === 'fulfilled' && cpu.value !== undefined) sample.cpuLoadPercent = round(cpu.value);
     if (mem.status === 'fulfilled' && mem.value !== undefined) sample.memUsedPercent = round(mem.value);
     if (fs.status === 'fulfilled') {
@@ -110,6 +114,7 @@ export class HostFiguresSampler {
       ['work fs', fs],
       ['container engine', engine],
       ['docker mode', docker],
+      ['image cache', cache],
     ] as const) {
       if (r.status === 'rejected') {
         this.log.warn({ figure: what, err: describeError(r.reason) }, 'host figure unavailable');

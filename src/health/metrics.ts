@@ -39,6 +39,8 @@ export interface HostFigures {
   containerEngine?: { up: boolean; version?: string; error?: string };
   /** The docker mode the policy gets on this host (isolated, host, none); host mode lets jobs act as root through the engine. */
   dockerMode?: { mode: string; jobsCanActAsRoot: boolean };
+  /** The image cache the policy names (docker.mirror): absent when it names none. Down means engines pull from the upstream. */
+  imageCache?: { url: string; up: boolean; error?: string; full?: boolean; bytes?: number; capBytes?: number };
 }
 
 /** Options of AgentMetrics; defaults: system clock, 60 s event-loop window. */
