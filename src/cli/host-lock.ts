@@ -7,6 +7,7 @@ import { chmod, mkdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, describeError } from '../lib/errors.js';
 import { acquireLock, LockBusyError, type FileLock } from '../lib/lock.js';
+import { assertRootOnlyDir } from './root-only-dirs.js';
 
 /** The lock file in the state directory (root-only, holds the agent's pid). */
 export function stateLockFile(stateDir: string): string {
@@ -72,6 +73,8 @@ export async function takeHostLocks(
     };
   // The state dir is created here (root-only, traversable) so its lock exists before anything else.
   const stateErr = unusable('stateDir', stateDir, 'a directory root can write');
+  // Before it is made or locked: a state dir another user could replace is never written.
+  await assertRootOnlyDir('stateDir', stateDir, configFile);
   await mkdir(stateDir, { recursive: true, mode: 0o711 }).catch(stateErr);
   await chmod(stateDir, 0o711).catch(stateErr);
   const held: FileLock[] = [];

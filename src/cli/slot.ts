@@ -9,6 +9,7 @@ import { lookupUser } from '../lib/users.js';
 import type { HostConfig } from '../policy/types.js';
 import type { Slot } from '../cleanup/types.js';
 import { checkRunnerInstallation } from '../runner/installation.js';
+import { assertRootOnlyDir } from './root-only-dirs.js';
 
 /** The state directory's layout. */
 export function statePaths(stateDir: string): {
@@ -32,6 +33,10 @@ export async function buildSlot(config: HostConfig, configFile: string): Promise
     ]);
   }
   await checkRunnerInstallation(config.runner.root);
+  // The agent writes these as root: none may be another user's to replace (checked before any is made).
+  await assertRootOnlyDir('stateDir', config.stateDir, configFile);
+  if (config.runner.jobRoot) await assertRootOnlyDir('runner.jobRoot', config.runner.jobRoot, configFile);
+  if (config.runner.trashDir) await assertRootOnlyDir('runner.trashDir', config.runner.trashDir, configFile);
   await mkdir(config.stateDir, { recursive: true, mode: 0o711 });
   await chmod(config.stateDir, 0o711);
   const p = statePaths(config.stateDir);

@@ -1,0 +1,106 @@
+/**
+ * The runner user against the agent's own files and ports, before or between the agent's runs: a
+ * state, trash or job directory the runner user owns or can replace (so it could drop the
+ * quarantine fact or plant links for root to write through), and the health port taken by a
+ * process a job left behind while the agent was down. Each is played for real with the lab's runner
+ * user and a real `runner-warden run`, then checked from outside.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse, stringify } from 'yaml';
+import { createWorld, type World } from '../../helpers/world.js';
+import { runAs } from '../../helpers/lab.js';
+import { agentLockDir, cliCommand } from '../../helpers/agent-process.js';
+
+/** A refused start ends in seconds; an agent that starts and serves is stopped at this bound (the bug). */
+const START_LIMIT_MS = 60_000;
+
+/** Runs the CLI as root; kills it if it still runs after `timeoutMs` (then `code` is null: it served). */
+function runCli(args: string[], configFile: string, timeoutMs = START_LIMIT_MS): Promise<{ code: number | null; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...cliCommand(), ...args, '--config', configFile], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', RUNNER_WARDEN_LOG_LEVEL: 'warn', RUNNER_WARDEN_LOCK_DIR: agentLockDir(configFile) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, err });
+    });
+  });
+}
+
+async function withConfig(w: World, over: (cfg: Record<string, unknown>) => Record<string, unknown>): Promise<string> {
+  const cfg = parse(await readFile(w.configFile, 'utf8')) as Record<string, unknown>;
+  const file = path.join(w.lab.root, 'etc', `variant-${Math.random().toString(36).slice(2)}.yaml`);
+  await writeFile(file, stringify(over(cfg)), { mode: 0o600 });
+  return file;
+}
+
+test('a state, trash or job directory the runner user owns or could replace is refused with exit 78 naming the field, for run, cleanup and baseline', async (t) => {
+  const w = await createWorld();
+  t.after(() => w.dispose());
+  const u = w.lab.user;
+  // A directory the runner user owns (a runner root's neighbour, an operator's mkdir as that user).
+  const theirs = path.join(w.lab.root, 'theirs');
+  await mkdir(theirs, { mode: 0o755 });
+  await chown(theirs, u.uid, u.gid);
+  runAs(u, `mkdir -m 0700 ${theirs}/state`);
+  // A root directory the runner user's group may write.
+  const groupWritable = path.join(w.lab.root, 'group-writable');
+  await mkdir(groupWritable, { mode: 0o775 });
+  await chown(groupWritable, 0, u.gid);
+  await chmod(groupWritable, 0o775);
+  // A root directory every user may write, without the sticky bit.
+  const open = path.join(w.lab.root, 'open');
+  await mkdir(open);
+  await chmod(open, 0o777);
+  const runner = (cfg: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> => ({
+    ...cfg,
+    runner: { ...(cfg.runner as object), ...extra },
+  });
+  const cases: { name: string; field: RegExp; over: (cfg: Record<string, unknown>) => Record<string, unknown> }[] = [
+    { name: 'stateDir made by the runner user', field: /stateDir: .*owned by uid/, over: (c) => ({ ...c, stateDir: `${theirs}/state` }) },
+    {
+      name: 'stateDir not there yet, in a directory the runner user owns',
+      field: /stateDir: .*owned by uid/,
+      over: (c) => ({ ...c, stateDir: `${theirs}/new` }),
+    },
+    {
+      name: 'stateDir below a group-writable directory',
+      field: /stateDir: .*writable by group/,
+      over: (c) => ({ ...c, stateDir: `${groupWritable}/a/state` }),
+    },
+    {
+      name: 'stateDir below a world-writable directory without the sticky bit',
+      field: /stateDir: .*writable by every user/,
+      over: (c) => ({ ...c, stateDir: `${open}/state` }),
+    },
+    {
+      name: 'runner.trashDir in a directory the runner user owns',
+      field: /runner\.trashDir: .*owned by uid/,
+      over: (c) => runner(c, { trashDir: `${theirs}/trash` }),
+    },
+    {
+      name: 'runner.jobRoot below a group-writable directory',
+      field: /runner\.jobRoot: .*writable by group/,
+      over: (c) => runner(c, { jobRoot: `${groupWritable}/jobs` }),
+    },
+  ];
+  for (const c of cases) {
+    const file = await withConfig(w, c.over);
+    for (const cmd of c.name.startsWith('stateDir made') ? ['run', 'cleanup', 'baseline'] : ['run']) {
+      const r = await runCli([cmd], file);
+      assert.equal(r.code, 78, `${c.name}: ${cmd} must refuse with 78 (null: it started and served)\n${r.err}`);
+      assert.match(r.err, c.field, `${c.name}: ${cmd} must name the field and why`);
+    }
+  }
+  // Nothing was written into the runner user's directory: no quarantine fact, state or journal for it to edit.
+  assert.deepEqual(runAs(u, `ls -A ${theirs}/state`).trim(), '', 'the agent wrote into a state dir the runner user owns');
+  assert.equal(runAs(u, `ls -A ${theirs}`).trim(), 'state', 'the agent made a directory inside one the runner user owns');
+});
