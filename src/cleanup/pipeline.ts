@@ -20,7 +20,8 @@ import { containersStep } from './steps/containers.js';
 import { createWorkdirStep } from './steps/workdir.js';
 import { credentialsStep } from './steps/credentials.js';
 import { homeStep } from './steps/home.js';
-import { tempStep } from './steps/temp.js';
+import { createTempStep } from './steps/temp.js';
+import type { TempTrash } from './steps/temp-trash.js';
 import { systemStep } from './steps/system.js';
 import { runnerInstallStep } from './steps/runner-install.js';
 import type { Trash } from './trash.js';
@@ -32,6 +33,11 @@ export interface DefaultStepsOptions {
    * into it and the home step a job's new directories (without it, both delete in place).
    */
   trash?: Trash;
+  /**
+   * The slot trash's follower for the temp step: a directory a job left in a temp dir is renamed
+   * into it and deleted in the background (without it, in place).
+   */
+  tempTrash?: TempTrash;
 }
 
 /** The steps in their order (see the module header). */
@@ -45,7 +51,7 @@ export function defaultSteps(opts: DefaultStepsOptions = {}): CleanupStep[] {
     createWorkdirStep(opts.trash ? { trash: opts.trash } : {}),
     credentialsStep(),
     homeStep(opts.trash ? { trash: opts.trash } : {}),
-    tempStep,
+    createTempStep(opts.tempTrash ? { trash: opts.tempTrash } : {}),
     runnerInstallStep(),
     adminCommandsStep('after'),
   ];

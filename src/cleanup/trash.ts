@@ -44,6 +44,18 @@ export interface TrashOptions {
   mountinfoFile?: string;
 }
 
+/**
+ * Another set of trash directories drained with this one: the temp step's holding directories on
+ * filesystems other than this trash's (steps/temp-trash.ts). drain() runs theirs after its own (one
+ * drain at a time), drainAtBoot() lets them find what a crash left first, pending() counts them.
+ */
+export interface TrashFollower {
+  /** At agent start, before the first drain: take back what an earlier run left. */
+  recover(): Promise<void>;
+  drain(signal?: AbortSignal): Promise<DrainResult>;
+  pending(): boolean;
+}
+
 /** put() refused an entry on another filesystem than the trash: the caller deletes it in place. */
 export class CrossDeviceError extends UnsafePathError {
   override name = 'CrossDeviceError';
@@ -55,6 +67,7 @@ export class Trash {
   private draining: Promise<DrainResult> | undefined;
   private checked = false;
   private readonly log: Logger;
+  private readonly followers: TrashFollower[] = [];
 
   /** `dir` must be absolute, with no symlink on its way (it is checked, not trusted). */
   constructor(
@@ -119,9 +132,14 @@ export class Trash {
     return dest;
   }
 
-  /** True while entries put since the last drain wait, or a drain runs. */
+  /** True while entries put since the last drain wait, or a drain runs (followers' included). */
   pending(): boolean {
-    return this.queued > 0 || this.draining !== undefined;
+    return this.queued > 0 || this.draining !== undefined || this.followers.some((f) => f.pending());
+  }
+
+  /** Drains `f` with this trash from now on (at boot too: call before drainAtBoot). */
+  follow(f: TrashFollower): void {
+    this.followers.push(f);
   }
 
   /**
@@ -144,6 +162,13 @@ export class Trash {
     await this.ensure();
     const names = await fsp.readdir(this.dir);
     if (names.length > 0) this.log.info({ entries: names.length }, 'deleting leftover trash');
+    for (const f of this.followers) {
+      try {
+        await f.recover();
+      } catch (err) {
+        this.log.warn({ err: describeError(err) }, 'leftover trash elsewhere not recovered');
+      }
+    }
     return this.drain(signal);
   }
 
@@ -199,6 +224,12 @@ export class Trash {
         result.remaining += safe.length;
       }
       if (result.remaining > 0) this.log.warn({ remaining: result.remaining }, 'trash entries left');
+    }
+    for (const f of this.followers) {
+      const r = await f.drain(signal);
+      result.count += r.count;
+      result.bytes += r.bytes;
+      result.remaining += r.remaining;
     }
     result.durationMs = Math.round(performance.now() - started);
     return result;

@@ -9,18 +9,25 @@
  * sockets are unlinked without ever being opened. A mount is never crossed: entries on another
  * device are not descended into, and a mount inside a directory of the uid is detached first.
  *
- * Non-directories are unlinked in place (unlink never follows). A directory is first renamed into
- * a fresh root-only (0700) staging directory inside the same temp dir, so no job process can reach
- * it by path any more and odd names never reach argv, then deleted with safe-delete.ts.
+ * Non-directories are unlinked in place (unlink never follows; one unlink is cheap). A directory
+ * (after any mount in it is detached) is moved out of every job's reach by one rename: with a
+ * TempTrash (temp-trash.ts) into the slot trash or a root-only holding directory on the same
+ * filesystem, deleted in the background after the host is ready, since a job's 50,000-file tree
+ * took over a minute to delete here; without one, or where neither may take it (the runner user's
+ * own /run/user/<uid>, another mount of the trash's filesystem), into a fresh root-only (0700)
+ * staging directory inside the same temp dir, deleted with safe-delete.ts before the step returns.
+ * Either way odd names never reach argv, and a rename that moved anything but the collected entry
+ * (same inode, the runner user's) is a problem, put back where it was when it can be.
  */
 import { promises as fsp, constants as fsConstants, type Stats } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import type { CleanupContext, CleanupStep, Removed, StepReport } from '../types.js';
-import { describeError } from '../../lib/errors.js';
+import { UnsafePathError, describeError } from '../../lib/errors.js';
 import { readMountInfo, mountsUnder, unmountUnder } from '../mounts.js';
 import { deleteTree } from '../safe-delete.js';
+import type { TempTrash } from './temp-trash.js';
 
 /**
  * How deep the sweep searches directories that are not the uid's but that it could write into.
@@ -39,8 +46,10 @@ export function runtimeDirOf(uid: number): string {
   return `/run/user/${uid}`;
 }
 
-/** Options of the temp step; defaults: the real mountinfo and umount, runtimeDirOf(uid). */
+/** Options of the temp step; defaults: no trash (delete in place), the real mountinfo and umount, runtimeDirOf(uid). */
 export interface TempStepOptions {
+  /** Where directories go to be deleted in the background, drained by its owner (the slot trash's). */
+  trash?: TempTrash;
   mountinfoFile?: string;
   umountCommand?: string;
   runtimeDir?: string;
@@ -121,6 +130,10 @@ async function runTemp(ctx: CleanupContext, opts: TempStepOptions): Promise<Resu
           problems.push(`${entry.toString()}: holds a mount that could not be detached`);
           continue;
         }
+        if (opts.trash && (await toTrash(opts.trash, root, rootSt.dev, entry, st, uid, problems))) {
+          add('dir-to-trash', 1, 0);
+          continue;
+        }
         staging ??= await makeStaging(root);
         await renameDir(entry, st, path.join(staging, `d-${randomBytes(6).toString('hex')}`));
       } catch (err) {
@@ -182,6 +195,49 @@ async function unlinkEntry(entry: Buffer, st: Stats): Promise<void> {
     await clearAttributes(entry, st);
     await fsp.unlink(entry);
   }
+}
+
+/**
+ * Moves a directory of the uid into the trash; false when the trash cannot take it (the caller
+ * deletes it in place). An immutable or append-only directory gets `chattr -i -a` first. What
+ * landed in the trash is checked against what was collected: anything else (swapped in by another
+ * user through a shared writable directory) is a problem and goes back when its place is free.
+ */
+async function toTrash(
+  trash: TempTrash,
+  root: string,
+  dev: number,
+  entry: Buffer,
+  st: Stats,
+  uid: number,
+  problems: string[],
+): Promise<boolean> {
+  let dest: string;
+  try {
+    try {
+      dest = await trash.put(root, dev, entry);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+      await clearAttributes(entry, st);
+      dest = await trash.put(root, dev, entry);
+    }
+  } catch (err) {
+    if (err instanceof UnsafePathError) return false;
+    throw err;
+  }
+  const moved = await fsp.lstat(dest);
+  if (moved.ino !== st.ino || moved.dev !== st.dev || moved.uid !== uid || !moved.isDirectory()) {
+    const back = await fsp.lstat(entry).then(
+      () => false,
+      () =>
+        fsp.rename(dest, entry).then(
+          () => true,
+          () => false,
+        ),
+    );
+    problems.push(`${entry.toString()}: changed before it was moved to the trash${back ? '; put back' : ''}`);
+  }
+  return true;
 }
 
 /** Renames a directory into the staging dir, clearing immutable/append-only on it if needed. */
