@@ -39,7 +39,7 @@ export function readMounts(proc: string, excluded: readonly string[] = []): Obje
     const f = pre.split(' ');
     const g = post.split(' ');
     const mp = unescapeMount(f[4] ?? '');
-    if (inside(mp)) continue;
+    if (inside(mp) || systemdBinfmt(mp, g[0])) continue;
     const desc = `${g[0] ?? ''} ${unescapeMount(g[1] ?? '')} ${unescapeMount(f[3] ?? '')} ${(f[5] ?? '')
       .split(',')
       .filter((o) => o !== 'relatime' && o !== 'noatime')
@@ -48,6 +48,18 @@ export function readMounts(proc: string, excluded: readonly string[] = []): Obje
     out[key] = out[key] === undefined ? desc : `${out[key]} | ${desc}`;
   }
   return out;
+}
+
+/** Where the kernel's binfmt_misc handlers are read (readSysctls). */
+const BINFMT_DIR = '/proc/sys/fs/binfmt_misc';
+
+/**
+ * systemd's automount of the binfmt_misc directory and the mount it makes on first access (the
+ * check's own read triggers it): the host's, whenever they appear. Anything else mounted there (a
+ * tmpfs, a bind of an empty directory) hides the registered handlers from readSysctls, and is drift.
+ */
+function systemdBinfmt(mp: string, fstype: string | undefined): boolean {
+  return mp === BINFMT_DIR && (fstype === 'autofs' || fstype === 'binfmt_misc');
 }
 
 function unescapeMount(s: string): string {
@@ -84,7 +96,7 @@ export function readSysctls(proc: string): Objects {
     const v = readProcFile(path.join(proc, 'sys', name));
     if (v !== undefined) out[`sysctl:${name.replaceAll('/', '.')}`] = v.trim().replace(/\s+/g, ' ');
   }
-  const binfmt = path.join(proc, 'sys/fs/binfmt_misc');
+  const binfmt = path.join(proc, BINFMT_DIR.slice('/proc/'.length));
   for (const name of listSync(binfmt)) {
     if (name === 'register' || name === 'status') continue;
     const v = readProcFile(path.join(binfmt, name));

@@ -25,9 +25,9 @@ export const SURFACE_MEANING: Record<SurfaceName, string> = {
   'authorized-keys': "every user's ~/.ssh/authorized_keys: a new line is a remote login",
   cron: 'crontabs of every user and at jobs (/var/spool/cron, /var/spool/at)',
   systemd:
-    'units, generators and hooks under /usr/lib/systemd, runtime and transient units, udev rules, the /usr/lib side of tmpfiles.d, sysctl.d, modprobe.d and the like, lingering users (a user manager that outlives logins)',
+    'units, generators and hooks under /usr/lib/systemd, runtime and transient units, udev rules, the /usr/lib and /run sides of tmpfiles.d, sysctl.d, modprobe.d and the like, lingering users (a user manager that outlives logins)',
   setuid:
-    'every entry of the system binary directories (a replaced git or sudo), PAM modules and the top of python3 dist-packages (.pth files run at every start); setuid/setgid files and file capabilities in temp directories and homes: a root shell for anyone who finds it',
+    "every entry of the system binary directories (a replaced git or sudo), git's helpers and hook templates, PAM modules, the top of python3 dist-packages (.pth files run at every start) and of the standard library (sitecustomize.py); setuid/setgid files and file capabilities in temp directories and homes: a root shell for anyone who finds it",
   accounts: 'users and groups from the password and group databases: a new user, a uid 0 alias, a new member of sudo or docker',
   modules: 'loaded kernel modules: a rootkit, or a capability the image did not have',
   mounts: 'the mount table: a bind mount over a system path changes what every later job runs',
@@ -36,11 +36,15 @@ export const SURFACE_MEANING: Record<SurfaceName, string> = {
   sysctl: 'security-relevant kernel settings: core_pattern and modprobe run programs as root, forwarding, ptrace scope',
   listeners: 'listening sockets that were not there at baseline: a backdoor or a leftover service',
   processes: 'processes of users other than the runner user (root included) that were not there at baseline',
-  'package-state': 'the set of installed packages and their versions',
+  'package-state':
+    'the set of installed packages and their versions, and their maintainer scripts (run as root at the next package operation)',
   boot: 'the kernels, initramfs images and boot loader configuration: code run as root at the next boot',
   usr: 'the rest of /usr (shared libraries, /usr/share): a replaced library or data file every later job loads',
   var: 'system state under /var beyond logs and caches: maintainer scripts, polkit grants, served data',
 };
+
+/** Python's standard library directories of the Debian and Ubuntu releases a runner image is built on. */
+const PYTHON_STDLIBS = ['8', '9', '10', '11', '12', '13', '14'].map((v) => `/usr/lib/python3.${v}`);
 
 /**
  * The file trees of each surface. `excluded` (the runner root, the agent's state and job dirs) is
@@ -77,6 +81,23 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
     '/run/systemd/system',
     '/run/systemd/transient',
     '/var/lib/systemd/linger',
+    // The runtime side of the same configuration: read like /etc until the next boot, which a
+    // reused host may never see. A udev rule here runs on the next device event (the next job's
+    // engine makes a veth); tmpfiles.d, sysctl.d and modprobe.d lines run or apply as root the next
+    // time their tool runs; `systemctl set-property --runtime` and `--runtime` drop-ins land in
+    // system.control and system. Not the generator directories: systemd rewrites them at every reload.
+    '/run/udev/rules.d',
+    '/run/tmpfiles.d',
+    '/run/sysctl.d',
+    '/run/modprobe.d',
+    '/run/modules-load.d',
+    '/run/binfmt.d',
+    '/run/environment.d',
+    '/run/sysusers.d',
+    '/run/systemd/system.control',
+    '/run/systemd/user',
+    '/run/systemd/network',
+    '/run/NetworkManager/conf.d',
   ]);
   // The system binary directories, every entry: a replaced /usr/bin/git or sudo runs for every
   // later job as surely as a new one in /usr/local/bin (the walk reads them all for setuid bits anyway).
@@ -92,15 +113,27 @@ export function treeSurfaces(enabled: ReadonlySet<SurfaceName>, homes: readonly 
     '/usr/lib/security',
     '/usr/lib/x86_64-linux-gnu/security',
     '/usr/lib/aarch64-linux-gnu/security',
+    // git's own helpers (every https fetch of a later checkout runs git-remote-https) and the
+    // templates `git init` and every clone copy into the new repository, hooks included: a
+    // post-checkout hook there runs in the next job's checkout.
+    '/usr/lib/git-core',
+    '/usr/share/git-core/templates',
   ]);
   // Python runs every .pth file and sitecustomize at the top of its site directories at start:
   // their own entries only, not the packages below.
   add('setuid', ['/usr/lib/python3/dist-packages'], false, 1);
+  // The standard library's top level: site.py, os.py and sitecustomize.py are imported at every
+  // start of the interpreter. Each release Debian and Ubuntu ship (a missing one is absent).
+  add('setuid', PYTHON_STDLIBS, false, 1);
   // Setuid and setgid files anywhere an unprivileged user can reach and write. A full walk of every
   // local file system costs seconds (docs/integrity.md weighs it); the mount table catches a
   // remount without nosuid.
   add('setuid', ['/tmp', '/var/tmp', '/dev/shm', '/home', '/var/mail', '/var/local'], true);
   add('boot', ['/boot']);
+  // Maintainer scripts: a changed postinst runs as root at that package's next install, upgrade or
+  // trigger (libc-bin's on every library a later job installs). Metadata only; excepted with the
+  // rest of the package database when allowPackages is set.
+  add('package-state', ['/var/lib/dpkg/info']);
   // Last: paths the surfaces above also reach keep those surfaces (and their content comparison).
   add('usr', ['/usr/lib', '/usr/share', '/usr/include', '/usr/src', '/usr/games', '/usr/lib32', '/usr/lib64', '/usr/libx32']);
   add('var', ['/var']);
@@ -140,7 +173,8 @@ export const DEFAULT_EXCEPTIONS: readonly string[] = [
   'module:overlay',
   // Per-user runtime mounts (logind) and per-job engine mounts under the runner user's runtime dir.
   'mount:/run/user/**',
-  'mount:/proc/sys/fs/binfmt_misc',
+  // Not mount:/proc/sys/fs/binfmt_misc: kernel-state.ts leaves out only systemd's own mounts there
+  // (autofs, binfmt_misc); anything else stacked on it hides the handlers from the check.
   'process:_apt:**',
   'process:man:**',
   'listener:udp:*:68',
