@@ -9,6 +9,7 @@ import type { Slot } from '../cleanup/types.js';
 import type { HostConfig } from '../policy/types.js';
 import type { AgentMetrics } from '../health/metrics.js';
 import { startHealthServer, type HealthServer } from '../health/server.js';
+import { portHolders } from '../health/port-holders.js';
 import { HostFiguresSampler, type HostSample } from '../health/host-figures.js';
 import { procSources } from '../health/proc-figures.js';
 import { probeEngine } from '../cleanup/engine-inventory.js';
@@ -63,21 +64,54 @@ export function hostFigures(o: {
   return { run: (signal) => sampler.run(signal), last: () => last };
 }
 
-/** Starts the health server on `config.health.listen`. */
-export function startAgentHealth(
+/** How long the agent waits for a killed squatter's socket to leave the kernel's table before binding again. */
+const SQUATTER_GONE_WAIT_MS = 5_000;
+
+/**
+ * Starts the health server on `config.health.listen`. When the port is held by a process of the
+ * runner user (`runnerUid`), a job's process that outlived a stopped agent and now answers its
+ * probes (a fake 200 for a dirty host), that process is killed and the port bound again, once: the
+ * recovery would kill every process of that user anyway. Anyone else's process keeps the port, and
+ * the start fails naming health.listen.
+ */
+export async function startAgentHealth(
   config: HostConfig,
-  o: { agent: Agent; metrics: AgentMetrics; figures: HostFigures; extraSecrets: () => string[]; log: Logger },
+  o: { agent: Agent; metrics: AgentMetrics; figures: HostFigures; extraSecrets: () => string[]; log: Logger; runnerUid?: number },
 ): Promise<HealthServer> {
-  return startHealthServer({
-    listen: config.health.listen,
-    ...(config.health.tokenFile ? { tokenFile: config.health.tokenFile } : {}),
-    snapshot: () => {
-      const host = o.figures.last();
-      return { ...o.agent.snapshot(), ...(host ? { host } : {}) };
-    },
-    metrics: o.metrics,
-    secrets: () => [...o.agent.secretValues(), ...o.extraSecrets()],
-    onDrain: () => o.agent.drain('drain requested (POST /drain)', { recycle: true }),
-    log: o.log.child({ component: 'health' }),
-  });
+  const start = (): Promise<HealthServer> =>
+    startHealthServer({
+      listen: config.health.listen,
+      ...(config.health.tokenFile ? { tokenFile: config.health.tokenFile } : {}),
+      snapshot: () => {
+        const host = o.figures.last();
+        return { ...o.agent.snapshot(), ...(host ? { host } : {}) };
+      },
+      metrics: o.metrics,
+      secrets: () => [...o.agent.secretValues(), ...o.extraSecrets()],
+      onDrain: () => o.agent.drain('drain requested (POST /drain)', { recycle: true }),
+      log: o.log.child({ component: 'health' }),
+    });
+  try {
+    return await start();
+  } catch (err) {
+    const code = (err as { cause?: NodeJS.ErrnoException }).cause?.code;
+    if (code !== 'EADDRINUSE' || o.runnerUid === undefined || o.runnerUid === 0) throw err;
+    const port = Number(config.health.listen.slice(config.health.listen.lastIndexOf(':') + 1));
+    const holders = await portHolders(port, new Set([o.runnerUid]));
+    const pids = holders.flatMap((h) => h.pids);
+    if (pids.length === 0) throw err;
+    o.log.warn({ port, uid: o.runnerUid, pids }, "the health port was held by the runner user's process (left by a job): killed");
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    const end = Date.now() + SQUATTER_GONE_WAIT_MS;
+    while (Date.now() < end && (await portHolders(port, new Set([o.runnerUid]))).length > 0) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return start();
+  }
 }

@@ -318,7 +318,14 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   tasks.push(figures.run(bg.signal));
   const health = o.noHealth
     ? undefined
-    : await startAgentHealth(config, { agent, metrics, figures, extraSecrets: () => registrar?.secretValues() ?? [], log });
+    : await startAgentHealth(config, {
+        agent,
+        metrics,
+        figures,
+        extraSecrets: () => registrar?.secretValues() ?? [],
+        log,
+        runnerUid: slot.user.uid,
+      });
   return {
     agent,
     slot,

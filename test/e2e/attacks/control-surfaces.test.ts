@@ -7,13 +7,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
 import { chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { createWorld, type World } from '../../helpers/world.js';
 import { runAs } from '../../helpers/lab.js';
-import { agentLockDir, cliCommand } from '../../helpers/agent-process.js';
+import { agentLockDir, cliCommand, startAgentProcess, waitForState } from '../../helpers/agent-process.js';
 
 /** A refused start ends in seconds; an agent that starts and serves is stopped at this bound (the bug). */
 const START_LIMIT_MS = 60_000;
@@ -103,4 +104,66 @@ test('a state, trash or job directory the runner user owns or could replace is r
   // Nothing was written into the runner user's directory: no quarantine fact, state or journal for it to edit.
   assert.deepEqual(runAs(u, `ls -A ${theirs}/state`).trim(), '', 'the agent wrote into a state dir the runner user owns');
   assert.equal(runAs(u, `ls -A ${theirs}`).trim(), 'state', 'the agent made a directory inside one the runner user owns');
+});
+
+/** A process of the runner user answering every request as a healthy, idle agent would. */
+const FAKE_HEALTH = `
+const http = require('node:http');
+const s = http.createServer((req, res) => {
+  const body = req.url === '/status' ? JSON.stringify({ state: 'idle', fake: true }) + '\\n' : 'ok\\n';
+  res.writeHead(200, { 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+});
+s.listen(Number(process.argv[1]), '127.0.0.1', () => process.stdout.write('listening\\n'));
+`;
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
+  const r = await fetch(`http://127.0.0.1:${port}${urlPath}`, { signal: AbortSignal.timeout(10_000) });
+  return { status: r.status, body: await r.text() };
+}
+
+test("the health port taken by the runner user's process while the agent was down (a job's leftover) is taken back: the squatter is killed and the agent's own health answers", async (t) => {
+  const w = await createWorld();
+  const live: { squatter?: ChildProcess; agent?: ReturnType<typeof startAgentProcess> } = {};
+  t.after(async () => {
+    live.squatter?.kill('SIGKILL');
+    await live.agent?.kill('SIGKILL');
+    await w.dispose();
+  });
+  const port = await freePort();
+  const u = w.lab.user;
+  const sq = spawn(process.execPath, ['-e', FAKE_HEALTH, String(port)], {
+    uid: u.uid,
+    gid: u.gid,
+    cwd: '/',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  live.squatter = sq;
+  await new Promise<void>((resolve, reject) => {
+    sq.stdout?.once('data', () => resolve());
+    sq.once('exit', (code) => reject(new Error(`the squatter exited (${code})`)));
+  });
+  const gone = new Promise<void>((r) => sq.once('exit', () => r()));
+  assert.match((await get(port, '/status')).body, /"fake":true/, 'the squatter answers before the agent starts');
+
+  const file = await withConfig(w, (c) => ({ ...c, health: { ...(c.health as object), listen: `127.0.0.1:${port}` } }));
+  const agent = startAgentProcess(file);
+  live.agent = agent;
+  await waitForState(w.stateDir, 'idle', { agent, timeoutMs: 90_000 });
+  const status = await get(port, '/status');
+  assert.doesNotMatch(status.body, /"fake"/, `the runner user's fake health still answers on the agent's port:\n${status.body}`);
+  assert.match(status.body, /"state":"idle"/, 'the agent answers /status itself');
+  await Promise.race([gone, new Promise((_, reject) => setTimeout(() => reject(new Error('the squatter still runs')), 10_000))]);
+  assert.ok(
+    agent.indexOf((l) => /health port/.test(String(l.msg)) && l.level >= 40) >= 0,
+    `the agent must warn that it took its port back from the runner user\n${agent.tail()}`,
+  );
 });
