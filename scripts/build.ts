@@ -28,7 +28,7 @@
 import { build, type Plugin } from 'esbuild';
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { builtinModules } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSchemas, type GeneratedSchemas } from './build-schemas.js';
@@ -109,6 +109,77 @@ const LAZY_PACKAGES: Record<string, { file: string; exports: string }> = {
   systeminformation: { file: 'runner-warden-si.mjs', exports: 'default' },
 };
 
+/**
+ * Parts of packages the agent never runs, cut at their import so an idle agent does not load them
+ * (each entry: the importer inside node_modules, or `src` for our own code; the import; what stands
+ * for it). Found with the idle agent's list of loaded built-ins (bench/cold-start.ts).
+ */
+const PACKAGE_CUTS: { importer: string; specifier: string; contents: string; why: string }[] = [
+  {
+    importer: 'src',
+    specifier: 'prom-client',
+    why:
+      "prom-client's index loads its push gateway client (http, https, zlib), default process " +
+      'metrics (v8, perf_hooks), the cluster aggregator (cluster) and Summary; the agent uses these four',
+    contents: [
+      "export { default as Registry } from 'prom-client/lib/registry.js';",
+      "export { default as Counter } from 'prom-client/lib/counter.js';",
+      "export { default as Gauge } from 'prom-client/lib/gauge.js';",
+      "export { default as Histogram } from 'prom-client/lib/histogram.js';",
+    ].join('\n'),
+  },
+  {
+    importer: 'node_modules/pino/lib/transport.js',
+    specifier: 'thread-stream',
+    why: "pino's transports run in worker threads; the agent logs to a file descriptor (src/lib/log.ts), never a transport",
+    contents:
+      "module.exports = class ThreadStream { constructor() { throw new Error('runner-warden bundle: pino transports (worker threads) are not bundled'); } };",
+  },
+  {
+    importer: 'node_modules/pino/lib/tools.js',
+    specifier: 'worker_threads',
+    why:
+      'pino reads isMainThread only; the bundle starts no worker thread (the build fails if anything else ' +
+      'in it imports worker_threads), so pino runs on the main thread',
+    contents: 'module.exports = { isMainThread: true };',
+  },
+];
+
+function packageCuts(): Plugin {
+  return {
+    name: 'runner-warden-package-cuts',
+    setup(b) {
+      for (const [i, cut] of PACKAGE_CUTS.entries()) {
+        const filter = new RegExp(`^(node:)?${cut.specifier.replace(/[/.]/g, (c) => `\\${c}`)}$`);
+        b.onResolve({ filter }, (a) =>
+          (cut.importer === 'src' ? a.importer.startsWith(path.join(ROOT, 'src') + path.sep) : a.importer === path.join(ROOT, cut.importer))
+            ? { path: String(i), namespace: 'runner-warden-cut' }
+            : undefined,
+        );
+      }
+      b.onLoad({ filter: /.*/, namespace: 'runner-warden-cut' }, (a) => ({
+        contents: PACKAGE_CUTS[Number(a.path)]?.contents,
+        loader: 'js',
+        resolveDir: ROOT,
+      }));
+    },
+  };
+}
+
+/** Fails the build when an input of `outFile` other than the cut's own importer imports worker_threads (the pino cut assumes none does). */
+function checkNoWorkerThreads(
+  meta: { inputs: Record<string, { imports?: { path: string }[] }> },
+  outFile: string,
+  inputsOfOut: string[],
+): void {
+  for (const input of inputsOfOut) {
+    for (const imp of meta.inputs[input]?.imports ?? []) {
+      if (/^(node:)?worker_threads$/.test(imp.path))
+        throw new Error(`build: ${input} imports worker_threads into ${outFile}; the pino cut (isMainThread: true) no longer holds`);
+    }
+  }
+}
+
 /** Imports that stay imports, of the bundle's other files: the demo and the lazy packages. */
 function lazyFiles(): Plugin {
   return {
@@ -131,8 +202,8 @@ function lazyFiles(): Plugin {
  * included: on Node 26, `import http from 'node:http'` runs http's WebSocket, CloseEvent and
  * MessageEvent getters and so loads Node's whole fetch implementation (undici), and the imports
  * of crypto, tls and assert that come with it. Measured on 26.12.1: +17 MiB RSS for the ES
- * import, +0.8 MiB for require('http'). esbuild's CommonJS interop reads a property only when the
- * code uses it.
+ * import, +0.8 MiB for require('http'). The module standing for it in the bundle (builtinFacade)
+ * reads only data properties at load.
  */
 function builtinsAsRequire(): Plugin {
   const names = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
@@ -141,15 +212,51 @@ function builtinsAsRequire(): Plugin {
     setup(b) {
       b.onResolve({ filter: /^[a-z_:/]+$/ }, (a) => {
         if (!names.has(a.path)) return undefined;
-        if (a.kind === 'import-statement' || a.kind === 'dynamic-import') return { path: a.path, namespace: 'runner-warden-builtin' };
-        return { path: a.path, external: true };
+        if (a.kind !== 'import-statement' && a.kind !== 'dynamic-import') return { path: a.path, external: true };
+        // Our own code gets the facade below; packages (the AWS SDK imports accessors such as
+        // fs.ReadStream by name) keep esbuild's CommonJS interop.
+        const ours = a.importer.startsWith(path.join(ROOT, 'src') + path.sep);
+        return { path: a.path, namespace: ours ? 'runner-warden-builtin' : 'runner-warden-builtin-cjs' };
       });
-      b.onLoad({ filter: /.*/, namespace: 'runner-warden-builtin' }, (a) => ({
+      b.onLoad({ filter: /.*/, namespace: 'runner-warden-builtin' }, (a) => ({ contents: builtinFacade(a.path), loader: 'js' }));
+      b.onLoad({ filter: /.*/, namespace: 'runner-warden-builtin-cjs' }, (a) => ({
         contents: `module.exports = require(${JSON.stringify(a.path.startsWith('node:') ? a.path : `node:${a.path}`)});`,
         loader: 'js',
       }));
     },
   };
+}
+
+/**
+ * The ES module standing for one built-in inside the bundle: `require`s it once, exports it as
+ * the default and each of its data properties as a named export. Not a CommonJS wrapper: for
+ * each module importing a CommonJS one, esbuild's interop (`__toESM`) copies every property onto
+ * a new object as a getter, a closure and a context each; with about 200 imports of fs, path,
+ * fs/promises, crypto... that was 9,900 getters, about 2.5 MiB of the idle agent's heap.
+ * Accessor properties (Node 26's http.WebSocket, which loads undici...) are not read at load, so
+ * not exported by name: a named import of one fails the build ("No matching export"); the default
+ * import reads it when used. The accessors below are read at load, the code importing them by name.
+ */
+const ACCESSORS_READ_AT_LOAD: Record<string, string[]> = {
+  // The container hooks' `import { promises as fsp } from 'node:fs'`: fs/promises, loaded anyway.
+  'node:fs': ['promises'],
+};
+
+export function builtinFacade(specifier: string): string {
+  const id = specifier.startsWith('node:') ? specifier : `node:${specifier}`;
+  const mod = createRequire(import.meta.url)(id) as Record<string, unknown>;
+  const names = Object.getOwnPropertyNames(mod).filter(
+    (n) =>
+      n !== 'default' &&
+      /^[A-Za-z_$][\w$]*$/.test(n) &&
+      ('value' in (Object.getOwnPropertyDescriptor(mod, n) ?? {}) || ACCESSORS_READ_AT_LOAD[id]?.includes(n)),
+  );
+  return [
+    `const m = require(${JSON.stringify(id)});`,
+    'export default m;',
+    ...names.map((n, i) => `const x${i} = m.${n}; export { x${i} as ${n} };`),
+    '',
+  ].join('\n');
 }
 
 /**
@@ -213,7 +320,7 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
       __RUNNER_WARDEN_BUNDLE__: 'true',
     },
   };
-  const plugins = [substitutions(gen, prebuiltEsbuildModule(sim)), lazyFiles(), builtinsAsRequire()];
+  const plugins = [substitutions(gen, prebuiltEsbuildModule(sim)), lazyFiles(), packageCuts(), builtinsAsRequire()];
   const results = await Promise.all([
     // The agent: every command in one file; `demo` and the AWS SDK are imported from their own.
     build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/main.ts')], outfile: path.join(outDir, 'runner-warden.mjs'), plugins }),
@@ -241,6 +348,10 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
       }),
     ),
   ]);
+  for (const r of results.slice(0, 2)) {
+    for (const [out, o] of Object.entries(r.metafile?.outputs ?? {}))
+      checkNoWorkerThreads(r.metafile ?? { inputs: {} }, out, Object.keys(o.inputs));
+  }
   for (const f of await readdir(outDir)) {
     if (!/\.m?js$/.test(f)) continue;
     const js = await readFile(path.join(outDir, f), 'utf8');
