@@ -11,9 +11,11 @@ import { createWorld, jobRecords } from './agent-world.js';
 
 const STEP_SNOOP = (drop: string) =>
   [
-    // What a hostile job can see: its environment, every readable cmdline and environ.
+    // What a hostile job can see: its environment, every readable cmdline (one line per process)
+    // and environ. One perl process reads them all: a shell loop forks two cats and two trs per
+    // process, seconds of CPU per job on a shared two-core machine (tens of seconds under load).
     `env > ${drop}/env.$GITHUB_RUN_ID`,
-    `for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; cat $p/environ 2>/dev/null | tr '\\0' '\\n'; done > ${drop}/proc.$GITHUB_RUN_ID || true`,
+    `perl -e 'for my $p (glob "/proc/[0-9]*") { local $/; if (open my $f, "<", "$p/cmdline") { my $c = <$f> // ""; $c =~ tr/\\0/ /; print $c } print "\\n"; if (open my $f, "<", "$p/environ") { my $e = <$f> // ""; $e =~ tr/\\0/\\n/; print $e } }' > ${drop}/proc.$GITHUB_RUN_ID || true`,
   ].join('\n');
 
 test('the agent serves three jobs on fresh single-use registrations, cleaning between them', async (t) => {
@@ -55,6 +57,7 @@ test('the agent serves three jobs on fresh single-use registrations, cleaning be
     assert.equal(text.includes(token), false, `${f}: the agent's token is visible to the job`);
     assert.equal(/RUNNER_WARDEN_/.test(text), false, `${f}: the agent's environment leaked into the job`);
     if (f.startsWith('proc.')) {
+      assert.match(text, /listener\.mjs/, `${f}: the job's view of /proc lacks its own listener (the snoop read nothing)`);
       for (const line of text.split('\n')) {
         assert.equal(/Runner\.Listener.*jitconfig/i.test(line), false, 'a JIT config appeared in a command line');
       }
