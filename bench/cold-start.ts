@@ -396,11 +396,22 @@ const HEAVY_BUILTINS = ['undici', 'tls', 'crypto', 'zlib', 'http2', 'worker_thre
 
 /**
  * A preload for one extra run per setting (not measured): on SIGWINCH, which the agent does not
- * use, it writes the built-in modules the process has loaded to the file named in its env.
+ * use, it writes to the file named in its env the built-in modules the process has loaded and
+ * V8's heap spaces (used and resident bytes; node:v8 is loaded after the list is taken).
  */
 const PROBE = `const fs = require('fs');
-process.on('SIGWINCH', () => fs.writeFileSync(process.env.RWB_PROBE_OUT, process.moduleLoadList.join('\\n')));
+process.on('SIGWINCH', () => {
+  const modules = process.moduleLoadList.slice();
+  const spaces = require('v8').getHeapSpaceStatistics().map((x) => [x.space_name, x.space_used_size, x.physical_space_size]);
+  fs.writeFileSync(process.env.RWB_PROBE_OUT, JSON.stringify({ modules, spaces }));
+});
 `;
+
+/** What the probe read in one process: built-in modules loaded, and V8's heap spaces as [name, used, resident] bytes. */
+interface Probed {
+  modules: string[];
+  spaces: [string, number, number][];
+}
 
 /** What one setting measured. */
 interface Measured {
@@ -417,8 +428,8 @@ interface Measured {
   layout: BinaryLayout | undefined;
   agentPages: Record<string, number>[];
   barePages: Record<string, number>[];
-  builtins?: string[];
-  bareBuiltins?: string[];
+  probe?: Probed;
+  bareProbe?: Probed;
 }
 
 async function main(): Promise<void> {
@@ -536,18 +547,20 @@ async function main(): Promise<void> {
       if (measure) m.startMs.push(performance.now() - t0);
       await sleep(SETTLE_MS);
       if (!measure) {
-        const loaded = async (pid: number): Promise<string[]> => {
+        const loaded = async (pid: number): Promise<Probed> => {
+          await rm(probeOut, { force: true });
           process.kill(pid, 'SIGWINCH');
           await sleep(500);
-          return (await readFile(probeOut, 'utf8').catch(() => '')).split('\n').filter((l) => l.startsWith('NativeModule '));
+          const p = JSON.parse(await readFile(probeOut, 'utf8').catch(() => '{"modules":[],"spaces":[]}')) as Probed;
+          return { ...p, modules: p.modules.filter((l) => l.startsWith('NativeModule ')) };
         };
-        m.builtins = await loaded(agent.pid as number);
+        m.probe = await loaded(agent.pid as number);
         const bare = spawn(m.s.node, [...m.s.nodeArgs, '-e', 'setInterval(() => {}, 1000)'], {
           stdio: 'ignore',
           env: { ...m.env, NODE_OPTIONS: `${m.s.nodeOptions} --require ${probeFile}`.trim(), RWB_PROBE_OUT: probeOut },
         });
         await sleep(SETTLE_MS);
-        m.bareBuiltins = await loaded(bare.pid as number);
+        m.bareProbe = await loaded(bare.pid as number);
         await stopChild(bare);
       } else {
         m.agentMem.push(await memOf(agent.pid as number));
@@ -613,14 +626,30 @@ async function main(): Promise<void> {
       console.log(
         `  agent RSS is ${ratio.toFixed(2)}× a bare node process; agent − bare: RSS ${(median(col(m.agentMem, 'rss')) - median(col(m.bareMem, 'rss'))).toFixed(1)} MiB, anonymous ${(median(col(m.agentMem, 'anon')) - median(col(m.bareMem, 'anon'))).toFixed(1)} MiB`,
       );
-      if (m.builtins) {
-        const bareSet = new Set(m.bareBuiltins ?? []);
-        const extra = m.builtins.filter((b) => !bareSet.has(b)).map((b) => b.replace('NativeModule ', ''));
+      if (m.probe) {
+        const bareSet = new Set(m.bareProbe?.modules ?? []);
+        const extra = m.probe.modules.filter((b) => !bareSet.has(b)).map((b) => b.replace('NativeModule ', ''));
         const heavy = HEAVY_BUILTINS.filter((h) => extra.some((b) => b.includes(h)));
         console.log(
-          `  built-in modules loaded at idle (one extra run with a probe): ${m.builtins.length} (bare ${bareSet.size}); beyond bare's, of those named heavy: ${heavy.join(', ') || 'none'}`,
+          `  built-in modules loaded at idle (one extra run with a probe): ${m.probe.modules.length} (bare ${bareSet.size}); beyond bare's, of those named heavy: ${heavy.join(', ') || 'none'}`,
         );
         console.log(`    public ones a bare process has not loaded: ${extra.filter((b) => !b.startsWith('internal/')).join(' ')}`);
+        // V8's own account of its heap: what is live (used) and what it holds resident, per space.
+        const mib = (x: number): string => (x / 1048576).toFixed(1);
+        const sum = (p: Probed | undefined, i: 1 | 2): number => (p?.spaces ?? []).reduce((a, x) => a + x[i], 0);
+        const bareOf = new Map((m.bareProbe?.spaces ?? []).map((x) => [x[0], x]));
+        console.log(
+          `  V8 heap in that run, used / resident MiB: agent ${mib(sum(m.probe, 1))} / ${mib(sum(m.probe, 2))}, bare ${mib(sum(m.bareProbe, 1))} / ${mib(sum(m.bareProbe, 2))}; by space (agent; bare):`,
+        );
+        console.log(
+          `    ${m.probe.spaces
+            .filter((x) => x[2] > 0)
+            .map(
+              (x) =>
+                `${x[0].replace(/_space$/, '')} ${mib(x[1])}/${mib(x[2])} (${mib(bareOf.get(x[0])?.[1] ?? 0)}/${mib(bareOf.get(x[0])?.[2] ?? 0)})`,
+            )
+            .join('; ')}`,
+        );
       }
       console.log(`  targets: RSS ≤ 60 MiB, PSS ≤ 40 MiB`);
     }
