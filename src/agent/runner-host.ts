@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/log.js';
 import type { Slot } from '../cleanup/types.js';
-import { describeInstallDiff, diffInstall, loadInstallManifest, takeInstallManifest, writeRunnerEnv } from '../cleanup/install-manifest.js';
+import { takeInstallManifest, writeRunnerEnv } from '../cleanup/install-manifest.js';
 import { ListenerProcess, type ListenerExit } from '../runner/listener.js';
 import { installHooks, readEventDir, watchHookEvents, type HookEvent, type HookPaths } from '../runner/hooks.js';
 import { DEFAULT_PATH } from '../runner/env.js';
@@ -37,12 +37,11 @@ export interface RunnerHostPort {
   /** Rewrites the runner's `.env` (hooks, PATH) so nothing a job wrote there survives. */
   writeRunnerEnv(): Promise<void>;
   /**
-   * Records the runner installation as it is now, after a self-update. With `onlyUpdate` (a job
-   * ran since the last verified cleanup) it is recorded only when every difference lies in what
-   * update.sh replaces (`bin`, `externals` and their versioned twins); otherwise nothing is
-   * recorded and the other differences are returned, for the check to judge.
+   * Records the runner installation as it is now, after a self-update that no job saw (a job could
+   * rewrite what the runner stages during it: never recorded then). Returns the differences left
+   * unrecorded (none: everything recorded).
    */
-  recordInstall(o?: { onlyUpdate?: boolean }): Promise<string[]>;
+  recordInstall(): Promise<string[]>;
   /** Removes the registration files a listener or config.sh left in the runner root. */
   removeLocalConfig(): Promise<void>;
   /** True (and the marker removed) when a self-update left `update.finished`. */
@@ -57,9 +56,6 @@ export interface RunnerHostPort {
     onSpawn: (pid: number) => void;
   }): Promise<ListenerHandle>;
 }
-
-/** What update.sh replaces in the root (docs/runner-contract.md §6): `bin`, `externals`, `bin.<v>`, `externals.<v>`. */
-const UPDATED_BY_RUNNER = /^(bin|externals)(\.[^/]+)?(\/|$)/;
 
 /** The production runner host: real files under the slot and a real listener process. */
 export function realRunnerHost(o: { slot: Slot; hooks: HookPaths; clock: Clock; log: Logger; listenerPath?: string }): RunnerHostPort {
@@ -77,19 +73,7 @@ export function realRunnerHost(o: { slot: Slot; hooks: HookPaths; clock: Clock; 
         },
         o.clock,
       ),
-    recordInstall: async (opts) => {
-      const m = opts?.onlyUpdate ? await loadInstallManifest(o.slot) : undefined;
-      if (m) {
-        const d = await diffInstall(o.slot, m, o.clock);
-        const outside = {
-          ...d,
-          added: d.added.filter((r: string) => !UPDATED_BY_RUNNER.test(r)),
-          changed: d.changed.filter((c: { rel: string }) => !UPDATED_BY_RUNNER.test(c.rel)),
-          missing: d.missing.filter((r: string) => !UPDATED_BY_RUNNER.test(r)),
-        };
-        const problems = describeInstallDiff(o.slot, outside);
-        if (problems.length > 0) return problems;
-      }
+    recordInstall: async () => {
       await takeInstallManifest(o.slot, o.clock);
       return [];
     },

@@ -140,17 +140,21 @@ export class ListenerSupervisor {
           // also after a job. Nothing may clean or restart the installation before it has finished.
           const done = await this.waitForUpdateFinished();
           this.core.log.info({ code: exit.code, updateFinished: done, afterJob: tracker.job !== undefined }, 'listener updated itself');
-          // The new bin/ and externals/ are what update.sh installed: record them, or the next
-          // check would call them tampered.
-          // After a job only update.sh's own paths are accepted: whatever else the job changed stays a
-          // difference for the check. Not finished in time: nothing recorded, the check judges.
-          const left = done ? await host.recordInstall({ onlyUpdate: tracker.job !== undefined }) : [];
+          // Without a job the new bin/ and externals/ are what update.sh installed (every process of
+          // the runner user was stopped before this listener): recorded, or the next check would call
+          // them tampered. After a job nothing is recorded: the runner copies the new version into
+          // bin.<v>, externals.<v> and the root's scripts before it waits for the job
+          // (SelfUpdaterV2.cs), so the job could rewrite all of it. The installation check then finds
+          // the update and the host is not reused (docs/hostile-jobs.md, "the runner's self-update").
+          const left = done && !tracker.job ? await host.recordInstall() : [];
           if (left.length > 0)
             this.core.log.warn({ differences: left.slice(0, 10) }, 'installation changed beyond the self-update; not recorded');
-          if (tracker.job)
+          if (tracker.job) {
+            this.core.log.warn({ code: exit.code }, 'runner self-update staged while a job ran: not recorded, the host is not reused');
             tracker.note(
-              `runner self-update after the job (exit ${exit.code}): ${!done ? 'update.finished never came' : left.length > 0 ? 'other changes found, installation not recorded' : 'new installation recorded'}`,
+              `runner self-update after the job (exit ${exit.code}): ${!done ? 'update.finished never came' : "staged while the job ran (its files were the job's to change): not recorded, the host is not reused"}`,
             );
+          }
         }
         // An ephemeral registration is spent once a job ran: never a restart on it.
         if (verdict.action === 'job-ended' && tracker.job)

@@ -4,13 +4,14 @@
  * runner.sudo allow, the integrity check on a host tree this test builds. A job that plants in
  * the runner user's home and in the runner root, then rewrites both records through sudo so that
  * cleanup compares with its plants, is named and quarantined; benign jobs (whose home changes the
- * cleanup restores, rewriting the home baseline's stat cache) and a runner self-update during a
- * job (the agent records the new installation) are no drift.
+ * cleanup restores, rewriting the home baseline's stat cache) and a runner self-update between
+ * jobs (the agent records the new installation) are no drift. (An update staged during a job is
+ * never recorded: test/e2e/attacks/runner-update.test.ts.)
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createWorld, jobRecords, testPolicy, SIM_ENV, type World } from '../../helpers/world.js';
@@ -145,7 +146,7 @@ test(
 );
 
 test(
-  'a runner self-update during a job rewrites the manifest through the agent: no drift, the next job runs',
+  'a runner self-update before a job rewrites the manifest through the agent: no drift, the jobs run',
   { timeout: 240_000 },
   async (t) => {
     const w = await createWorld({ runner: { maxJobs: 2, env: UPDATE_ENV } });
@@ -157,19 +158,20 @@ test(
       path.join(w.policyDir, 'test.yaml'),
       stringify(testPolicy(w.lab, { host: { integrity: { enabled: true, surfaces: SURFACES } } })),
     );
-    w.onFirst('job-started', (j: { runnerId: number }) => w.fake.requestUpdate(j.runnerId, '2.337.0'));
-    w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'work', run: 'sleep 3' }] });
-    w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'ok', run: 'echo fine' }] });
+    // The update comes to the first listener while it idles (exit 4, no job); the jobs follow.
+    w.onFirst('session-created', (sess: { runnerId: number }) => {
+      w.fake.requestUpdate(sess.runnerId, '2.337.0');
+      setTimeout(() => {
+        w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'work', run: 'sleep 3' }] });
+        w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'ok', run: 'echo fine' }] });
+      }, 1500);
+    });
     const jobs = await runAgent(w, T);
     assert.deepEqual(
       jobs.map((j) => j.result),
       ['Succeeded', 'Succeeded'],
     );
-    assert.equal(jobs[0]?.listenerExitCode, 4, 'the listener did not update after the job');
-    assert.ok(
-      jobs[0]?.notes?.some((n) => /new installation recorded/.test(n)),
-      `the agent did not record the new installation: ${JSON.stringify(jobs[0]?.notes)}`,
-    );
+    assert.match(await readlink(path.join(w.runnerRoot, 'bin')), /bin\.2\.337\.0$/, 'the runner did not update');
     for (const j of jobs) {
       assert.deepEqual(recordLines(j), [], 'the agent-made manifest after the update was taken for a rewrite');
       assert.equal(j.cleanup.clean, true, JSON.stringify(j.cleanup.verify.problems));
