@@ -6,7 +6,11 @@
  * is not on this path.
  * Targets: ≤ 1.0 s with 200,000 files, and ≤ 1.2× the 10,000-file figure.
  *
- *   node --import tsx bench/cleanup-ready.ts [rounds=3]
+ * Then the temp step alone, with a job's tree of `tempFiles` files left in the temp dir (on the
+ * trash's filesystem, as /tmp on a disk): deleted in place (no trash, the old path) against
+ * renamed into the trash (the agent's path), in the same run, and the background drain's time.
+ *
+ *   node --import tsx bench/cleanup-ready.ts [rounds=3 (0: the temp step alone)] [tempFiles=50000]
  *
  * Runs as root with a throwaway runner user (test/helpers/lab.ts).
  */
@@ -20,12 +24,29 @@ import { takeBaseline } from '../src/cleanup/baseline.js';
 import { takeInstallManifest } from '../src/cleanup/install-manifest.js';
 import { installSimulatedRunner } from '../src/sim/runner/install.js';
 import { Trash } from '../src/cleanup/trash.js';
+import { TempTrash } from '../src/cleanup/steps/temp-trash.js';
+import { createTempStep } from '../src/cleanup/steps/temp.js';
 import type { CleanupContext, Slot } from '../src/cleanup/types.js';
 import { DEFAULT_POLICY } from '../src/policy/types.js';
 import { systemClock } from '../src/lib/clock.js';
 import { silentLogger } from '../src/lib/log.js';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
+const TEMP_FILES = Number(process.argv[3] ?? 50_000);
+
+/** A checkout-like tree of `files` files (1,000 per directory) at `dir`, made by the runner user. */
+function fillTree(lab: { user: Parameters<typeof runAs>[0] }, dir: string, files: number): void {
+  runAs(
+    lab.user,
+    `python3 -c "
+import os
+for i in range(${Math.ceil(files / 1000)}):
+    p = '%s/src%d' % ('${dir}', i); os.makedirs(p)
+    for j in range(1000):
+        with open('%s/%d.c' % (p, j), 'w') as f: f.write('int x;')
+"`,
+  );
+}
 
 /** A checkout-like _work: _work/repo/repo/<dir>/<file>, plus a few top-level leftovers. */
 function fillWork(lab: { user: Parameters<typeof runAs>[0] }, workDir: string, files: number): void {
@@ -50,6 +71,16 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] as number;
 }
 
+/** Prints the ready-path figures of the rounds. */
+function printReady(results: Record<number, number[]>): void {
+  const small = median(results[10_000] ?? []);
+  const big = median(results[200_000] ?? []);
+  console.log(`job end → host ready (every cleanup step + verify), median of ${ROUNDS}`);
+  console.log(`  10,000 files   ${small.toFixed(0)} ms  (${(results[10_000] ?? []).map((x) => x.toFixed(0)).join(', ')})`);
+  console.log(`  200,000 files  ${big.toFixed(0)} ms  (${(results[200_000] ?? []).map((x) => x.toFixed(0)).join(', ')})  target ≤ 1000 ms`);
+  console.log(`  ratio 200k/10k ${(big / small).toFixed(2)}×  (target ≤ 1.2×)`);
+}
+
 async function main(): Promise<void> {
   const lab = await createLab('rw-bench-ready-');
   const trashes: Trash[] = [];
@@ -72,6 +103,7 @@ async function main(): Promise<void> {
     await takeInstallManifest(slot);
     const trash = new Trash(slot.trashDir, silentLogger());
     trashes.push(trash);
+    const tempTrash = new TempTrash(trash, silentLogger(), { stateDir: slot.stateDir });
     const tmp = path.join(lab.root, 'sys-tmp');
     await fsp.mkdir(tmp, { mode: 0o1777 });
     await fsp.chmod(tmp, 0o1777);
@@ -102,7 +134,7 @@ async function main(): Promise<void> {
           dryRun: false,
           protectedPids: new Set([process.pid]),
         };
-        const report = await runCleanup(ctx, defaultSteps({ trash }), verify);
+        const report = await runCleanup(ctx, defaultSteps({ trash, tempTrash }), verify);
         const ms = report.readyMs;
         const split = report.steps.filter((st) => st.durationMs >= 5).map((st) => `${st.name} ${st.durationMs} ms`);
         split.push(`verify ${report.verify.durationMs} ms`);
@@ -117,14 +149,36 @@ async function main(): Promise<void> {
         await trash.drain();
       }
     }
-    const small = median(results[10_000] ?? []);
-    const big = median(results[200_000] ?? []);
-    console.log(`job end → host ready (every cleanup step + verify), median of ${ROUNDS}`);
-    console.log(`  10,000 files   ${small.toFixed(0)} ms  (${(results[10_000] ?? []).map((x) => x.toFixed(0)).join(', ')})`);
-    console.log(
-      `  200,000 files  ${big.toFixed(0)} ms  (${(results[200_000] ?? []).map((x) => x.toFixed(0)).join(', ')})  target ≤ 1000 ms`,
-    );
-    console.log(`  ratio 200k/10k ${(big / small).toFixed(2)}×  (target ≤ 1.2×)`);
+    // rounds=0 runs the temp step's figures alone.
+    if (ROUNDS > 0) printReady(results);
+
+    // The temp step alone: the job's tree deleted in place, then the same tree renamed into the trash.
+    const tempCtx = (): CleanupContext => ({
+      slot,
+      policy: policy.cleanup,
+      fullPolicy: policy,
+      log: silentLogger(),
+      clock: systemClock,
+      // A tree this size takes minutes to delete on a loaded disk: the in-place baseline must finish.
+      signal: AbortSignal.timeout(30 * 60_000),
+      dryRun: false,
+      protectedPids: new Set([process.pid]),
+    });
+    const timeStep = async (step: ReturnType<typeof createTempStep>): Promise<number> => {
+      fillTree(lab, path.join(tmp, 'job-tree'), TEMP_FILES);
+      execFileSync('sync', ['-f', tmp]);
+      const t0 = performance.now();
+      const r = await step.run(tempCtx());
+      if (r.outcome !== 'ok') throw new Error(`temp step not ok: ${r.reason}`);
+      return performance.now() - t0;
+    };
+    const inlineMs = await timeStep(createTempStep());
+    const trashedMs = await timeStep(createTempStep({ trash: tempTrash }));
+    const drained = await trash.drain();
+    console.log(`temp step, a job's ${TEMP_FILES}-file tree in the temp dir (the trash's filesystem)`);
+    console.log(`  in place      ${inlineMs.toFixed(0)} ms  (on the ready path)`);
+    console.log(`  to the trash  ${trashedMs.toFixed(0)} ms  (${(inlineMs / trashedMs).toFixed(0)}× less on the ready path)`);
+    console.log(`  background drain afterwards ${drained.durationMs} ms, ${drained.count} entries`);
   } finally {
     for (const t of trashes) await t.drain().catch(() => undefined);
     await new Promise<void>((resolve) => {
