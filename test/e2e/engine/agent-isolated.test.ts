@@ -87,7 +87,9 @@ test('isolated mode through the agent: each job gets its own rootless engine, go
           'docker tag job/busybox:1 node:20',
           // What this engine runs, as the runner user sees it: every process naming this engine's directory or the marker.
           `ENGINE_DIR=$(dirname "\${DOCKER_HOST#unix://}")`,
-          `for p in /proc/[0-9]*; do c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) || continue; case "$c" in *"$ENGINE_DIR"*|*"sleep 600"*) echo "\${p#/proc/}" ;; esac; done > ${drop}/pids1`,
+          // One perl process reads every cmdline, skipping its own (which names both); a shell loop
+          // forks twice per process, seconds of CPU with an engine running.
+          `perl -e 'for my $p (glob "/proc/[0-9]*") { next if $p eq "/proc/$$"; open(my $f, "<", "$p/cmdline") or next; local $/; my $c = <$f> // ""; $c =~ tr/\\0/ /; print substr($p, 6), "\\n" if index($c, $ARGV[0]) >= 0 || index($c, "sleep 600") >= 0 }' "$ENGINE_DIR" > ${drop}/pids1`,
           // The host's engine: refused, whatever the job does with the variable.
           `if DOCKER_HOST=unix://${host.socket} docker ps > ${drop}/hostsock 2>&1; then echo REACHED >> ${drop}/hostsock; fi`,
           `if DOCKER_HOST=unix://${host.socket} docker run --rm -v /:/host job/busybox:1 true >> ${drop}/hostsock 2>&1; then echo REACHED >> ${drop}/hostsock; fi`,
