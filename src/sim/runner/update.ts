@@ -2,7 +2,9 @@
  * The simulated self-update (actions/runner `Runner.Listener/SelfUpdaterV2.cs`,
  * `Misc/layoutbin/update.sh.template`). Instead of downloading a package, the "new version" is a
  * copy of the current `bin/` and `externals/` with the version marker changed, staged as
- * `bin.<new>` / `externals.<new>`. Then, as the real updater, it waits for the running job to end
+ * `bin.<new>` / `externals.<new>`, and the package's root files (run.sh, config.sh, ...) deleted and
+ * written again in the runner root (`CopyLatestRunnerToRoot`), all as the runner user and before the
+ * job ends. Then, as the real updater, it waits for the running job to end
  * (a refresh can arrive during a job), deletes `update.finished`, and starts `_work/_update.sh`
  * detached. That script polls until the listener's pid is gone (every 2 s, as update.sh's
  * `safe_sleep.sh 2`), sleeps 1 s more, swaps `bin` → `bin.<new>` and `externals` → `externals.<new>`
@@ -17,6 +19,19 @@ import path from 'node:path';
 import type { Terminal, Trace } from './diag.js';
 import { fileStamp } from './diag.js';
 import { VERSION_FILE } from './version.js';
+import { CONFIG_SH, ENV_SH, RUN_HELPER_TEMPLATE, RUN_SH, SAFE_SLEEP_SH } from './scripts.js';
+
+/**
+ * The files at the root of a runner package (actions/runner `src/Misc/layoutroot`, the Linux
+ * ones), which the updater copies over the installation's: the new version's are this simulator's.
+ */
+const PACKAGE_ROOT_FILES: readonly [string, string][] = [
+  ['config.sh', CONFIG_SH],
+  ['env.sh', ENV_SH],
+  ['run-helper.sh.template', RUN_HELPER_TEMPLATE],
+  ['run.sh', RUN_SH],
+  ['safe_sleep.sh', SAFE_SLEEP_SH],
+];
 
 /** Inputs of one update. */
 export interface UpdateRequest {
@@ -108,6 +123,13 @@ export async function selfUpdate(r: UpdateRequest): Promise<boolean> {
       await cp(path.join(root, 'externals'), newExt, { recursive: true, verbatimSymlinks: true });
       await writeFile(path.join(newBin, VERSION_FILE), `${r.targetVersion}\n`);
       await rm(path.join(r.workDir, '_update'), { recursive: true, force: true });
+    }
+    // CopyLatestRunnerToRoot: every file at the package's root is deleted and copied into the
+    // runner root, before the wait for the job (so while a job runs, as the runner user).
+    for (const [name, text] of PACKAGE_ROOT_FILES) {
+      const file = path.join(root, name);
+      await rm(file, { force: true });
+      await writeFile(file, text, { mode: 0o755 });
     }
     trace.info('SelfUpdater', `Staged runner ${r.targetVersion} in ${newBin}.`);
     term.writeLine('Waiting for current job finish running.');

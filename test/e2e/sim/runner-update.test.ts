@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { lstat, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startFakeGitHub, DEFAULT_FAKE_TOKEN } from '../../../src/sim/github/server.js';
 import { createRunnerLab, TS } from './runner-harness.js';
@@ -118,9 +118,20 @@ test('a refresh during the single job: the updater waits for the job, exit 4 fol
       steps: [{ name: 'Wait', run: `touch ${out}/started\nwhile [ ! -f ${out}/go ]; do sleep 0.1; done` }],
     });
     await waitForFile(path.join(out, 'started'));
+    const scriptsBefore = await Promise.all(['run.sh', 'config.sh', 'run-helper.sh.template'].map((f) => stat(path.join(root, f))));
     broker.pushMessage(agentId, { type: 'update', version: '2.337.0' });
     await proc.waitFor(/Waiting for current job finish running\./);
     assert.equal(broker.completions.length, 0, 'the job is still running while the updater waits');
+    // SelfUpdaterV2.cs: DownloadLatestRunner (bin.<v>, externals.<v>, the package's root files
+    // deleted and copied again) comes before WaitAsync: all of it is in place while the job runs.
+    assert.ok(existsSync(path.join(root, 'bin.2.337.0', 'Runner.Listener')), 'bin.<v> is staged before the job ends');
+    const scriptsNow = await Promise.all(['run.sh', 'config.sh', 'run-helper.sh.template'].map((f) => stat(path.join(root, f))));
+    assert.deepEqual(
+      // (the freed inode number may come back at once: the change time tells the new file)
+      scriptsNow.map((st, i) => st.ctimeMs > (scriptsBefore[i]?.ctimeMs ?? Infinity)),
+      [true, true, true],
+      'the root scripts are replaced (new files) before the job ends',
+    );
     await writeFile(path.join(out, 'go'), '');
     const { code } = await proc.exited;
     const exitedAt = Date.now();
