@@ -2,7 +2,6 @@
  * The account databases, the package set and the image's identity, read under the check's root:
  * users (`user:<name>`), groups (`group:<name>`), installed packages (`package:<name>:<arch>`).
  */
-import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { HostIdentity } from './types.js';
@@ -119,6 +118,7 @@ export function inRanges(id: number, ranges: readonly IdRange[]): boolean {
   return ranges.some((r) => id >= r.start && id < r.start + r.count);
 }
 
-async function readText(file: string): Promise<string> {
-  return readFile(file, 'utf8').catch(() => '');
+/** Async for its callers; read with readTextSync's care (a FIFO or device in its place is never read). */
+function readText(file: string): Promise<string> {
+  return Promise.resolve(readTextSync(file));
 }

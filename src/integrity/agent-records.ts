@@ -16,11 +16,12 @@
  * Anything else is a finding. The first pin is what this agent first reads (the baseline of the
  * image, or of the first boot); a record is retaken with the agent stopped, as the system baseline.
  */
-import { readFileSync, lstatSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { decodeEntries, hashFile, type ManifestEntry, type Row } from '../cleanup/baseline.js';
 import { statUnchanged } from '../cleanup/home-diff.js';
+import { readProcFile } from './proc-table.js';
 import { bytes, fromText, shown } from '../lib/nofollow.js';
 
 /** One record: what it is called in a finding, its file, and the tree its entries are relative to. */
@@ -81,12 +82,9 @@ export class AgentRecords {
   }
 }
 
+/** A record's text; null when absent or not a regular file (a FIFO a job put there must not block the agent). */
 function readRecord(file: string): string | null {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
+  return readProcFile(file) ?? null;
 }
 
 function digestOf(text: string | null): string | null {

@@ -3,7 +3,7 @@
  * every added or modified file, in a root-only directory under the state directory, capped in size
  * so a job that plants a huge file cannot fill the disk through the agent.
  */
-import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DriftEntry } from './types.js';
@@ -50,13 +50,20 @@ export async function copyForensics(
   return out;
 }
 
-/** Reads a regular file (never a symlink or FIFO) up to `max` bytes. */
+/**
+ * Reads a regular file up to `max` bytes; anything else is never opened. A device node a job
+ * planted is not evidence to copy, and opening one can act on the machine (a watchdog device arms
+ * the reset on open, a serial line raises its modem lines): lstat first, then the open must land
+ * on that same inode (a swap in between is refused).
+ */
 function readCapped(file: string, max: number): { buf: Buffer; size: number; cut: boolean } | undefined {
   let fd: number | undefined;
   try {
-    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    const before = lstatSync(file, { throwIfNoEntry: false });
+    if (!before?.isFile()) return undefined;
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY);
     const st = fstatSync(fd);
-    if (!st.isFile()) return undefined;
+    if (!st.isFile() || st.ino !== before.ino || st.dev !== before.dev) return undefined;
     const n = Math.min(st.size, max);
     const buf = Buffer.alloc(n);
     let got = 0;

@@ -5,7 +5,7 @@
  * a /proc file is generated in memory, so a synchronous read costs microseconds, less than a
  * round trip through libuv's thread pool (and the event loop is not held by one for long).
  */
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readdirSync, readlinkSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /** One process as /proc/<pid>/status shows it. */
@@ -44,19 +44,41 @@ const PROC_BUFFER_BYTES = 16 * 1024;
 const procBuffer = Buffer.allocUnsafe(PROC_BUFFER_BYTES);
 
 /**
- * A /proc (or small configuration) file's text, undefined when it is gone (the process exited) or
- * unreadable. Read into one reused buffer: readFileSync sizes a /proc file by fstat (0) and grows
- * its buffer read by read.
+ * The most one text read returns: the package database of a runner image with toolchains is ~10 MB.
+ * A larger file is unreadable, never read on: a job must not make the agent hold gigabytes.
+ */
+const MAX_TEXT_BYTES = 64 << 20;
+
+/**
+ * A /proc or configuration file's text, undefined when it is gone (the process exited), unreadable,
+ * larger than MAX_TEXT_BYTES, or not a regular file. A root job can put anything in place of the
+ * files the check reads whole (/etc/passwd, the package database, a sudoers drop-in) or mount it
+ * over a /proc file: a FIFO would block the agent's main thread for good, /dev/zero would fill its
+ * memory, and merely opening a device can act on the machine (a watchdog arms the reset). So the
+ * name is stat'ed first and only a regular file is opened, without blocking, and the open must land
+ * on that same inode. Read into one reused buffer: readFileSync sizes a /proc file by fstat (0) and
+ * grows its buffer read by read.
  */
 export function readProcFile(file: string): string | undefined {
   let fd: number | undefined;
   try {
-    fd = openSync(file, 'r');
+    const before = statSync(file, { throwIfNoEntry: false });
+    if (!before?.isFile()) return undefined;
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NONBLOCK | fsc.O_NOCTTY);
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.ino !== before.ino || st.dev !== before.dev) return undefined;
     let n = 0;
     for (let r = 1; r > 0 && n < procBuffer.length; n += r) r = readSync(fd, procBuffer, n, procBuffer.length - n, null);
     if (n < procBuffer.length) return procBuffer.toString('utf8', 0, n);
-    // Larger than the buffer: the rest too, from where the reads stopped.
-    return Buffer.concat([procBuffer.subarray(0, n), readFileSync(fd)]).toString('utf8');
+    // Larger than the buffer: the rest too, from where the reads stopped, in chunks up to the cap.
+    const parts = [Buffer.from(procBuffer.subarray(0, n))];
+    const chunk = Buffer.allocUnsafe(1 << 20);
+    for (let r = readSync(fd, chunk, 0, chunk.length, null); r > 0; r = readSync(fd, chunk, 0, chunk.length, null)) {
+      n += r;
+      if (n > MAX_TEXT_BYTES) return undefined;
+      parts.push(Buffer.from(chunk.subarray(0, r)));
+    }
+    return Buffer.concat(parts).toString('utf8');
   } catch {
     return undefined;
   } finally {

@@ -4,8 +4,9 @@
  * whether the host may serve again); `recycle` grants the same and the decision recycles the host
  * after the job (it reads `runner.sudo` from the policy it already has).
  */
-import { lstat, mkdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { readTextSync } from './proc-table.js';
 import { writeFileAtomic } from '../lib/fs.js';
 import {
   GuardUnfitError,
@@ -59,7 +60,7 @@ export class SudoGuard implements JobGuard<Policy> {
   /** The single shared grant file of earlier versions, when it grants this user. */
   private async legacyGrant(userName: string): Promise<string | undefined> {
     const file = path.join(this.root, SUDO_DROP_IN);
-    const text = await readFile(file, 'utf8').catch(() => '');
+    const text = readTextSync(file);
     return new RegExp(`^${userName.replace(/\$/g, '\\$')}\\s`, 'm').test(text) ? file : undefined;
   }
 

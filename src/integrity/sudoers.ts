@@ -3,8 +3,9 @@
  * a rule whose user list names the user, `#uid`, `ALL`, one of its groups (`%group`, `%#gid`) or a
  * User_Alias that does. Membership of a group that reaches root through sudo is a right too.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { readProcFile, readTextSync } from './proc-table.js';
 
 /** Include depth followed at most: sudo itself stops at 128; real images use one or two. */
 const MAX_INCLUDE_DEPTH = 8;
@@ -20,7 +21,7 @@ export interface SudoSubject {
 /** The groups `user` belongs to, from `<root>/etc/group` plus its primary gid. */
 export async function groupsOf(root: string, user: { name: string; gid: number }): Promise<{ name: string; gid: number }[]> {
   const out: { name: string; gid: number }[] = [];
-  const text = await readFile(path.join(root, 'etc/group'), 'utf8').catch(() => '');
+  const text = readTextSync(path.join(root, 'etc/group'));
   for (const line of text.split('\n')) {
     const f = line.split(':');
     if (!f[0] || f.length < 4) continue;
@@ -33,7 +34,7 @@ export async function groupsOf(root: string, user: { name: string; gid: number }
 /** Every sudoers rule line (comments stripped, continuations joined), with its file. */
 async function ruleLines(root: string, file: string, depth: number, out: { file: string; line: string }[]): Promise<void> {
   if (depth > MAX_INCLUDE_DEPTH) return;
-  const text = await readFile(path.join(root, file), 'utf8').catch(() => undefined);
+  const text = readProcFile(path.join(root, file));
   if (text === undefined) return;
   for (const raw of text.replace(/\\\n/g, ' ').split('\n')) {
     const line = raw.trim();

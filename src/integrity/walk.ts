@@ -183,10 +183,14 @@ const smallBuffer = Buffer.allocUnsafe(HASH_MAX_BYTES + 1);
 export function hashFile(realPath: string): string | undefined {
   let fd: number | undefined;
   try {
-    // No symlink, no blocking open of a FIFO swapped in after the lstat; a regular file only.
-    fd = openSync(realPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    // A regular file only, never opened otherwise: opening a device node a job planted can act on
+    // the machine (a watchdog arms the reset). The caller's lstat may be old (a leftover root
+    // process can swap the name), so lstat again, and the open must land on that same inode.
+    const before = lstatSync(realPath, NO_THROW);
+    if (!before?.isFile()) return undefined;
+    fd = openSync(realPath, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY);
     const st = fstatSync(fd);
-    if (!st.isFile() || st.size > HASH_READ_LIMIT) return undefined;
+    if (!st.isFile() || st.ino !== before.ino || st.dev !== before.dev || st.size > HASH_READ_LIMIT) return undefined;
     if (st.size <= HASH_MAX_BYTES) {
       // Small configuration, the usual case: one read into a reused buffer one byte larger than
       // any such file, hashed in one call. A short read of a regular file is its end (were it

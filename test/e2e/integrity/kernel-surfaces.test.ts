@@ -71,6 +71,7 @@ test(
         /^mounts: mount:\/usr\/local\/bin added/,
         /^processes: process:root:\/\S*sleep#\d+ added/,
         /^mounts: mount:\/proc\/\d+ added/,
+        /^mounts: mount:\/proc\/\d+\/status added/,
         /^processes: process:root:\/\S*tail added/,
       ];
       for (const e of expect)

@@ -73,11 +73,17 @@ for (let i = 0; i < 50 && existsSync(`${scratch}.fork`); i++) await new Promise(
 // by a bind mount over its /proc directory: the first is named by pid, the second by its mount.
 run('sh', '-c', 'sleep 601 >/dev/null 2>&1 &');
 run('sh', '-c', 'sleep 602 >/dev/null 2>&1 &');
+// And one whose status file is a FIFO nobody writes (a bind mount over it): reading it must not
+// block the check.
+run('sh', '-c', 'sleep 603 >/dev/null 2>&1 &');
 // A process whose real uid is the job's and whose effective uid is root (what a setuid-root
 // daemon the job started looks like): root's, not cleanup's.
 run('sh', '-c', 'setpriv --ruid 65534 --euid 0 tail -f /dev/null >/dev/null 2>&1 &');
 const hidden = execFileSync('pgrep', ['-f', '^sleep 602$'], { encoding: 'utf8' }).trim();
 run('mount', '--bind', scratch, `/proc/${hidden}`);
+const stalled = execFileSync('pgrep', ['-f', '^sleep 603$'], { encoding: 'utf8' }).trim();
+run('mkfifo', `${scratch}.fifo`);
+run('mount', '--bind', `${scratch}.fifo`, `/proc/${stalled}/status`);
 for (let i = 0; i < 100; i++) {
   const up = await new Promise<boolean>((res) => {
     const c = net.connect(4445, '127.0.0.1', () => {
@@ -90,12 +96,15 @@ for (let i = 0; i < 100; i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 const after = await guard.verify(job, policy, ctx);
+// First: pkill and pgrep read every process's status, and would block on the FIFO as the check must not.
+run('umount', `/proc/${stalled}/status`);
+run('rm', `${scratch}.fifo`);
 run('pkill', '-KILL', '-f', 'socket.socket');
 ownChild.kill('SIGKILL');
 health.close();
 run('umount', '/usr/local/bin');
 run('umount', `/proc/${hidden}`);
-run('pkill', '-KILL', '-f', '^sleep 60[012]$');
+run('pkill', '-KILL', '-f', '^sleep 60[0123]$');
 // The rest dies with the namespace.
 run('pkill', '-KILL', '-f', 'while :[;] do');
 run('pkill', '-KILL', '-f', '^tail -f /dev/null$');
