@@ -185,6 +185,11 @@ export interface ProcessFilter {
   known?: (key: string) => boolean;
   /** The processes, when the caller read /proc already (proc-table.ts); else read now. */
   table?: readonly ProcEntry[];
+  /**
+   * Where processes started since the job and left out only for their unit (skipUnits, a session
+   * scope) go, for the caller to confirm with systemd. Undefined: they are left out unconfirmed.
+   */
+  unitClaims?: UnitClaim[];
 }
 
 /**
@@ -222,15 +227,38 @@ export function readProcesses(proc: string, userName: (uid: number) => string, f
       out[key] ??= `pid ${pid}`;
       continue;
     }
-    const unit = unitOf(readProcFile(path.join(proc, String(pid), 'cgroup')) ?? '');
-    if (unit && filter.skipUnits.has(unit)) continue;
+    const cgroup = cgroupPath(readProcFile(path.join(proc, String(pid), 'cgroup')) ?? '');
+    const unit = unitOf(cgroup);
     const value = `pid ${pid}${unit ? ` unit ${unit}` : ''}`;
+    // Started since the job and not by an older process: what a job leaves behind.
+    const own: Objects =
+      isNew && !descendsFromOlder(String(pid), parent, startOf, filter.newSinceMs as number)
+        ? { [`${key}#${pid}`]: `${value} started ${new Date(started).toISOString()}` }
+        : {};
+    // A process of the daily timers or cron, and a login during the job (logind's session scopes),
+    // are not the job's. A root job can make a cgroup of any name, though: such a process started
+    // since the job counts unless systemd confirms the unit (unitClaims, confirmUnits).
+    const skipped = unit !== undefined && filter.skipUnits.has(unit);
+    const session = /^session-\d+\.scope$/.test(unit ?? '');
+    if ((skipped || session) && Object.keys(own).length > 0) {
+      filter.unitClaims?.push({ unit: unit as string, cgroup, objects: skipped ? { [key]: value, ...own } : own });
+      if (!skipped) out[key] ??= value;
+      continue;
+    }
+    if (skipped) continue;
     out[key] ??= value;
-    // A login during the job (logind's session scopes) is an operator, not a leftover of the job.
-    if (isNew && !/^session-\d+\.scope$/.test(unit ?? '') && !descendsFromOlder(String(pid), parent, startOf, filter.newSinceMs as number))
-      out[`${key}#${pid}`] = `${value} started ${new Date(started).toISOString()}`;
+    Object.assign(out, own);
   }
   return out;
+}
+
+/** Processes left out for their unit, pending systemd's word that the unit is real. */
+export interface UnitClaim {
+  unit: string;
+  /** The process's cgroup path. */
+  cgroup: string;
+  /** What the process adds when the unit is not confirmed. */
+  objects: Objects;
 }
 
 /**
@@ -267,10 +295,15 @@ function startedAtMs(stat: string, bootMs: number): number | undefined {
   return bootMs > 0 && Number.isFinite(ticks) ? bootMs + (ticks * 1000) / CLOCK_TICKS_PER_S : undefined;
 }
 
-/** The systemd unit a process belongs to, from its cgroup path (v2 line, else name=systemd). */
-export function unitOf(cgroup: string): string | undefined {
+/** A process's cgroup path from its /proc cgroup file (the v2 line, else name=systemd's). */
+export function cgroupPath(cgroup: string): string {
   const line = cgroup.split('\n').find((l) => l.startsWith('0::')) ?? cgroup.split('\n').find((l) => l.includes(':name=systemd:'));
-  const segs = (line?.split(':').slice(2).join(':') ?? '').split('/');
+  return line?.split(':').slice(2).join(':') ?? '';
+}
+
+/** The systemd unit of a cgroup path (its last `.service` or `.scope` segment). */
+export function unitOf(cgroup: string): string | undefined {
+  const segs = cgroup.split('/');
   for (let i = segs.length - 1; i >= 0; i--) {
     const s = segs[i] as string;
     if (/\.(service|scope)$/.test(s)) return s;

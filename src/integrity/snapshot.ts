@@ -12,7 +12,8 @@ import { FileTable } from './file-table.js';
 import { compareObjects, FileComparer, sortDrift, type CompareOptions } from './compare.js';
 import { inRanges, readAccounts, readIdentity, readPackageSet, readSubIds, type IdRange, type PackageSet } from './accounts.js';
 import type { ByStat } from './stat-cache.js';
-import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls } from './kernel-state.js';
+import { readListeners, readModules, readMounts, readProcesses, readRoutes, readSysctls, type UnitClaim } from './kernel-state.js';
+import { unconfirmedUnits } from './unit-claims.js';
 import type { ProcEntry } from './proc-table.js';
 import { readNetfilter, type NetfilterShell } from './netfilter.js';
 import type { GlobSet } from './glob.js';
@@ -97,6 +98,7 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
   }
   // The checking process and its children (the netfilter tools) are never drift.
   const skipPids = [...new Set([...(o.skipPids ?? []), process.pid])];
+  const unitClaims: UnitClaim[] = [];
   if (on.has('processes')) {
     Object.assign(
       objects,
@@ -107,6 +109,7 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
         ...(o.newProcessesSinceMs !== undefined ? { newSinceMs: o.newProcessesSinceMs } : {}),
         ...(o.knownProcess ? { known: o.knownProcess } : {}),
         ...(o.procTable ? { table: o.procTable } : {}),
+        unitClaims,
       }),
     );
   }
@@ -141,6 +144,15 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
     const nf = await netfilter;
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
+  }
+  if (unitClaims.length > 0) {
+    const ownShell = o.toolShell ? undefined : new ToolShell();
+    try {
+      for (const [k, v] of Object.entries(await unconfirmedUnits(unitClaims, o.toolShell ?? (ownShell as ToolShell), o.signal)))
+        objects[k] ??= v;
+    } finally {
+      ownShell?.close();
+    }
   }
   const identity = readIdentity(o.root, o.proc, pkgs);
   return { objects, unreadable, identity, trees, executables: walked.executables };
