@@ -295,6 +295,10 @@ export const SYSCTLS: readonly string[] = [
   'kernel/tainted',
   'kernel/core_pattern',
   'kernel/modprobe',
+  // The uevent helper (where the kernel has one): run as root on every device event, such as the
+  // veth of the next job's engine. And the command an orderly poweroff the kernel asks for runs.
+  'kernel/hotplug',
+  'kernel/poweroff_cmd',
   'kernel/modules_disabled',
   'kernel/kptr_restrict',
   'kernel/dmesg_restrict',
@@ -324,6 +328,23 @@ export const SYSCTLS: readonly string[] = [
   'net/ipv4/ping_group_range',
   'net/ipv6/conf/all/forwarding',
   'net/ipv6/conf/all/disable_ipv6',
+  // What every interface made later starts with (each job's engine makes a veth).
+  'net/ipv4/conf/default/forwarding',
+  'net/ipv4/conf/default/rp_filter',
+  'net/ipv4/conf/default/accept_redirects',
+  'net/ipv4/conf/default/send_redirects',
+  'net/ipv4/conf/default/accept_source_route',
+  'net/ipv4/conf/default/route_localnet',
+  'net/ipv6/conf/default/forwarding',
+  'net/ipv6/conf/default/accept_redirects',
+  // Kernel attack surface opened to later unprivileged jobs: io_uring, userfaultfd (an exploit's
+  // race primitive), line disciplines loaded on demand, TIOCSTI keystroke injection into a terminal,
+  // Ubuntu's restriction of unprivileged user namespaces.
+  'kernel/io_uring_disabled',
+  'vm/unprivileged_userfaultfd',
+  'dev/tty/ldisc_autoload',
+  'dev/tty/legacy_tiocsti',
+  'kernel/apparmor_restrict_unprivileged_userns',
 ];
 
 /** Small configuration files hashed at every check, whatever their metadata says. */

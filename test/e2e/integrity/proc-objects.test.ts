@@ -22,6 +22,10 @@ test('a loaded module, a binfmt_misc handler, a changed core_pattern and taint a
     await writeFile(path.join(proc, 'sys/kernel/core_pattern'), 'core\n');
     await writeFile(path.join(proc, 'sys/kernel/tainted'), '0\n');
     await writeFile(path.join(proc, 'sys/fs/binfmt_misc/status'), 'enabled\n');
+    // Where the kernel has a uevent helper: empty on a stock kernel.
+    await writeFile(path.join(proc, 'sys/kernel/hotplug'), '\n');
+    await mkdir(path.join(proc, 'sys/net/ipv4/conf/default'), { recursive: true });
+    await writeFile(path.join(proc, 'sys/net/ipv4/conf/default/route_localnet'), '0\n');
     const o = { root, proc, surfaces: ['modules', 'sysctl'] as const, excluded: [], netfilter: false };
     const base = (await takeSnapshot({ ...o, surfaces: [...o.surfaces] })).snapshot;
     // A rootkit named like an on-demand netfilter module: its taint flags (out of tree, unsigned)
@@ -32,6 +36,8 @@ test('a loaded module, a binfmt_misc handler, a changed core_pattern and taint a
     );
     await writeFile(path.join(proc, 'sys/kernel/tainted'), '12288\n');
     await writeFile(path.join(proc, 'sys/kernel/core_pattern'), '|/var/tmp/.x %p\n');
+    await writeFile(path.join(proc, 'sys/kernel/hotplug'), '/var/tmp/.x\n');
+    await writeFile(path.join(proc, 'sys/net/ipv4/conf/default/route_localnet'), '1\n');
     await writeFile(path.join(proc, 'sys/fs/binfmt_misc/evil'), 'enabled\ninterpreter /var/tmp/.x\nflags: F\nmagic 7f454c46\n');
     const now = (await takeSnapshot({ ...o, surfaces: [...o.surfaces] })).snapshot;
     const drift = compareSnapshots(base, now, { root, exceptions: new GlobSet(DEFAULT_EXCEPTIONS) });
@@ -42,7 +48,9 @@ test('a loaded module, a binfmt_misc handler, a changed core_pattern and taint a
         'modules module:nf_hide added',
         'sysctl binfmt:evil added',
         'sysctl sysctl:kernel.core_pattern modified',
+        'sysctl sysctl:kernel.hotplug modified',
         'sysctl sysctl:kernel.tainted modified',
+        'sysctl sysctl:net.ipv4.conf.default.route_localnet modified',
       ],
     );
     assert.equal(drift.find((d) => d.object === 'sysctl:kernel.core_pattern')?.after, '|/var/tmp/.x %p');
