@@ -7,7 +7,7 @@
  * An operator's release while an agent runs goes through a request file the quarantined agent
  * polls (`unquarantine-request.json`); both files are root-only in the root-only state directory.
  */
-import { rm } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readIfExists, writeFileAtomic } from '../lib/fs.js';
 
@@ -37,6 +37,13 @@ export const MAX_EVIDENCE = 20;
 const MAX_LINE_CHARS = 500;
 
 export const QUARANTINE_FILE = 'quarantine.json';
+/**
+ * The copy of the fact kept in the runner root: a state dir deleted or changed (an operator's
+ * "reset") must not end the quarantine of the installation it describes, nor let a fresh start
+ * record that installation as the baseline. Root-owned (the runner user cannot make a root-owned
+ * file, so a copy it writes is ignored; deleting it needs the state dir's fact gone too).
+ */
+export const RUNNER_ROOT_QUARANTINE_FILE = '.runner-warden.quarantined';
 export const UNQUARANTINE_REQUEST_FILE = 'unquarantine-request.json';
 
 /** Builds a fact, bounding the reason and evidence. */
@@ -53,9 +60,15 @@ export function quarantineFact(reason: string, at: Date, evidence: readonly stri
 export class QuarantineStore {
   readonly file: string;
   readonly requestFile: string;
-  constructor(stateDir: string) {
+  /** The copy in the runner root (absent: the state dir's fact alone). */
+  readonly rootCopy: string | undefined;
+  constructor(
+    private readonly stateDir: string,
+    runnerRoot?: string,
+  ) {
     this.file = path.join(stateDir, QUARANTINE_FILE);
     this.requestFile = path.join(stateDir, UNQUARANTINE_REQUEST_FILE);
+    this.rootCopy = runnerRoot === undefined ? undefined : path.join(runnerRoot, RUNNER_ROOT_QUARANTINE_FILE);
   }
 
   /**
@@ -64,28 +77,47 @@ export class QuarantineStore {
    */
   async load(): Promise<QuarantineFact | undefined> {
     const text = await readIfExists(this.file);
+    if (text === undefined) return this.loadRootCopy();
+    return parseFact(text) ?? { v: 1, reason: `unreadable ${QUARANTINE_FILE}`, at: new Date(0).toISOString(), evidence: [] };
+  }
+
+  /** The runner root's copy when the state dir has no fact (it was deleted, or is another one). */
+  private async loadRootCopy(): Promise<QuarantineFact | undefined> {
+    if (this.rootCopy === undefined) return undefined;
+    const st = await lstat(this.rootCopy).catch(() => undefined);
+    if (!st || !st.isFile() || st.uid !== 0) return undefined;
+    const text = await readIfExists(this.rootCopy);
     if (text === undefined) return undefined;
+    const f = parseFact(text);
+    let where: unknown;
     try {
-      const f = JSON.parse(text) as Partial<QuarantineFact>;
-      if (typeof f.reason !== 'string' || typeof f.at !== 'string') throw new Error('not a quarantine record');
-      return {
-        v: 1,
-        reason: f.reason,
-        at: f.at,
-        evidence: Array.isArray(f.evidence) ? f.evidence.filter((e) => typeof e === 'string') : [],
-      };
+      where = (JSON.parse(text) as { stateDir?: unknown }).stateDir;
     } catch {
-      return { v: 1, reason: `unreadable ${QUARANTINE_FILE}`, at: new Date(0).toISOString(), evidence: [] };
+      where = undefined;
     }
+    const under = typeof where === 'string' && where !== this.stateDir ? `state dir ${where}` : `a state dir since removed`;
+    return {
+      v: 1,
+      reason: `quarantined under ${under} (runner root's ${RUNNER_ROOT_QUARANTINE_FILE}): ${f?.reason ?? 'unreadable'}`.slice(
+        0,
+        MAX_LINE_CHARS,
+      ),
+      at: f?.at ?? new Date(0).toISOString(),
+      evidence: f?.evidence ?? [],
+    };
   }
 
   async save(f: QuarantineFact): Promise<void> {
     await writeFileAtomic(this.file, `${JSON.stringify(f, null, 2)}\n`, 0o600);
+    // World-readable like the installation; written through a fresh O_EXCL|O_NOFOLLOW temp file and a
+    // rename, so a link the runner user planted there is replaced, never followed.
+    if (this.rootCopy) await writeFileAtomic(this.rootCopy, `${JSON.stringify({ ...f, stateDir: this.stateDir })}\n`, 0o644);
   }
 
-  /** Removes the fact (only the operator's release does this). */
+  /** Removes the fact and its copy (only the operator's release does this). */
   async clear(): Promise<void> {
     await rm(this.file, { force: true });
+    if (this.rootCopy) await rm(this.rootCopy, { force: true });
   }
 
   /** The pending release request, if an operator wrote one. */
@@ -113,5 +145,15 @@ export class QuarantineStore {
 
   async withdrawRequest(): Promise<void> {
     await rm(this.requestFile, { force: true });
+  }
+}
+
+function parseFact(text: string): QuarantineFact | undefined {
+  try {
+    const f = JSON.parse(text) as Partial<QuarantineFact>;
+    if (typeof f.reason !== 'string' || typeof f.at !== 'string') return undefined;
+    return { v: 1, reason: f.reason, at: f.at, evidence: Array.isArray(f.evidence) ? f.evidence.filter((e) => typeof e === 'string') : [] };
+  } catch {
+    return undefined;
   }
 }

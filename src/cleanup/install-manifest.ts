@@ -42,6 +42,8 @@ export const INSTALL_EXCLUDED = [
   'svc.sh',
   // The agent's one-agent-per-host lock (root-only 0600, rewritten with the agent's pid at each start).
   '.runner-warden.lock',
+  // The copy of a quarantine fact (agent/quarantine-store.ts): present only while quarantined.
+  '.runner-warden.quarantined',
 ];
 
 /** A loaded install manifest. */

@@ -45,14 +45,18 @@ export async function unquarantineCli(args: string[], io: CliIO, env: NodeJS.Pro
     return EXIT.usage;
   }
   let stateDir: string;
+  let runnerRoot: string;
   try {
-    stateDir = (await loadHostConfig(configFile, env)).stateDir;
+    ({
+      stateDir,
+      runner: { root: runnerRoot },
+    } = await loadHostConfig(configFile, env));
   } catch (err) {
     if (printConfigError(err, io, configFile)) return EXIT.config;
     throw err;
   }
   const by = `${env.SUDO_USER ?? env.USER ?? 'unknown'} (uid ${process.getuid?.() ?? '?'}) on ${hostname()}`;
-  const store = new QuarantineStore(stateDir);
+  const store = new QuarantineStore(stateDir, runnerRoot);
   try {
     const fact = await store.load();
     if (!fact) {

@@ -44,6 +44,7 @@ import { buildRunnerUpdates } from './runner-updates.js';
 import { slotContainers } from './process-containers.js';
 import { buildGuards } from './guards.js';
 import { hostFigures, startAgentHealth } from './health-wiring.js';
+import { QuarantineStore } from '../agent/quarantine-store.js';
 
 export { buildSlot, statePaths } from './slot.js';
 export { readAuth, scopeOf } from './github-adapter.js';
@@ -103,8 +104,11 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
   // The runner installation and the runner user's home are recorded once, on a fresh host (the
   // image pipeline normally runs `runner-warden baseline`); a restarted agent compares against
   // those records rather than accepting whatever a job may have changed since.
-  const firstBoot = !existsSync(path.join(config.stateDir, 'state.json'));
-  if (!(await loadInstallManifest(slot))) await takeInstallManifest(slot, clock);
+  // Never from a quarantined host: a state dir deleted or changed under a quarantine (the fact's
+  // copy in the runner root says so) must not record the installation it judged as the baseline.
+  const quarantined = (await new QuarantineStore(config.stateDir, config.runner.root).load()) !== undefined;
+  const firstBoot = !quarantined && !existsSync(path.join(config.stateDir, 'state.json'));
+  if (!quarantined && !(await loadInstallManifest(slot))) await takeInstallManifest(slot, clock);
   if (firstBoot && !(await loadBaseline(slot))) {
     log.info({ home: slot.user.home }, 'no home baseline: recording the runner home as it is on this first boot');
     await takeBaseline(slot, { clock });

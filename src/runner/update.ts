@@ -53,6 +53,7 @@ const RUNNER_OWNED = new Set([
   '.env',
   '.path',
   '.runner-warden.lock',
+  '.runner-warden.quarantined',
   INTENT,
   STAGING,
   VERSIONS,
