@@ -69,6 +69,9 @@ test(
         /^listeners: listener:tcp:127\.0\.0\.1:4445 added \(the job through sudo|^listeners: listener:tcp:127\.0\.0\.1:4445 added \(root during the job/,
         /^processes: process:root:\/\S*python3[.0-9]* added/,
         /^mounts: mount:\/usr\/local\/bin added/,
+        /^mounts: mount:\/usr\/bin\/tac added/,
+        /^mounts: mount:\/etc added/,
+        /^mounts: mount:\/run\/netns\/rw-integrity-plant added/,
         /^processes: process:root:\/\S*sleep#\d+ added/,
         /^mounts: mount:\/proc\/\d+ added/,
         /^mounts: mount:\/proc\/\d+\/status added/,
@@ -94,6 +97,9 @@ test(
       );
       assert.doesNotMatch(execFileSync('iptables-save', { encoding: 'utf8' }), /--dport 4444/, 'the rule leaked into the host namespace');
     } finally {
+      // The name `ip netns add` made in the host's /run, should the namespace have ended early.
+      await rm('/run/netns/rw-integrity-plant', { force: true });
+      execFileSync('sh', ['-c', 'rmdir /run/netns 2>/dev/null; true']);
       await rm(root, { recursive: true, force: true });
     }
   },

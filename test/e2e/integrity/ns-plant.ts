@@ -60,6 +60,14 @@ run('iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '4444', '-j', 'ACCEPT');
 run('sysctl', '-qw', 'net.ipv4.ip_forward=1');
 run('ip', 'route', 'add', '10.99.0.0/16', 'dev', 'lo');
 run('mount', '--bind', scratch, '/usr/local/bin');
+// A bind mount over one system binary, an overlay over /etc (the job's upper layer rewrites any
+// file of it), and a network namespace kept alive by its bind mount under /run/netns (`ip netns
+// add`: the directory and the name are made in the host's /run, removed below).
+run('mount', '--bind', '/bin/true', '/usr/bin/tac');
+run('mkdir', `${scratch}.upper`, `${scratch}.work`);
+run('mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=/etc,upperdir=${scratch}.upper,workdir=${scratch}.work`, '/etc');
+const hadNetns = existsSync('/run/netns');
+run('ip', 'netns', 'add', 'rw-integrity-plant');
 // A root daemon left by the job: started in the background and orphaned (re-parented to the
 // namespace's init, as a job's leftovers are to the host's), so it is not one of the agent's own.
 run(
@@ -96,6 +104,11 @@ for (let i = 0; i < 100; i++) {
   await new Promise((r) => setTimeout(r, 100));
 }
 const after = await guard.verify(job, policy, ctx);
+run('ip', 'netns', 'del', 'rw-integrity-plant');
+if (!hadNetns) run('sh', '-c', 'umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null; true');
+run('umount', '/etc');
+run('rm', '-rf', `${scratch}.upper`, `${scratch}.work`);
+run('umount', '/usr/bin/tac');
 // First: pkill and pgrep read every process's status, and would block on the FIFO as the check must not.
 run('umount', `/proc/${stalled}/status`);
 run('rm', `${scratch}.fifo`);
