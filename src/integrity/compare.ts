@@ -63,6 +63,7 @@ export function objectSurface(key: string): SurfaceName {
     case 'package':
       return 'package-state';
     case 'filecap':
+    case 'acl':
       return 'setuid';
     default:
       return 'netfilter';

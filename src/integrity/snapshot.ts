@@ -18,6 +18,7 @@ import type { ProcEntry } from './proc-table.js';
 import { readNetfilter, type NetfilterShell } from './netfilter.js';
 import type { GlobSet } from './glob.js';
 import { readFileCaps, type FileCaps } from './file-caps.js';
+import { readFileAcls } from './file-acls.js';
 import { ToolShell } from './tool-shell.js';
 
 /** Where and what a snapshot reads. */
@@ -168,6 +169,16 @@ async function allFileCaps(o: SnapshotOptions, trees: TreeSurface[]): Promise<Fi
   }
 }
 
+/** Every file with an extended ACL under the trees (`getfacl -R -s`): what a baseline records. */
+async function allFileAcls(o: SnapshotOptions, trees: TreeSurface[]): Promise<FileCaps> {
+  const ownShell = new ToolShell();
+  try {
+    return await readFileAcls(o.root, [...new Set(trees.flatMap((t) => t.paths))], true, o.excluded, o.toolShell ?? ownShell, o.signal);
+  } finally {
+    ownShell.close();
+  }
+}
+
 /** A snapshot held whole, as plain records (small trees and tests); the guard streams instead. */
 export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snapshot; identity: HostIdentity }> {
   const files: Record<string, FileMeta> = {};
@@ -184,6 +195,9 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     const c = await allFileCaps(o, s.trees);
     Object.assign(s.objects, c.objects);
     s.unreadable.push(...c.unreadable);
+    const a = await allFileAcls(o, s.trees);
+    Object.assign(s.objects, a.objects);
+    s.unreadable.push(...a.unreadable);
   }
   return { snapshot: { files, fileSurface, objects: s.objects, unreadable: s.unreadable }, identity: s.identity };
 }
@@ -203,6 +217,9 @@ export async function takeBaselineSnapshot(o: SnapshotOptions): Promise<{ snapsh
     const c = await allFileCaps(o, s.trees);
     Object.assign(s.objects, c.objects);
     s.unreadable.push(...c.unreadable);
+    const a = await allFileAcls(o, s.trees);
+    Object.assign(s.objects, a.objects);
+    s.unreadable.push(...a.unreadable);
   }
   return { snapshot: { files, objects: s.objects, unreadable: s.unreadable }, identity: s.identity };
 }
@@ -240,12 +257,25 @@ export async function checkHost(o: SnapshotOptions, base: BaselineSnapshot, comp
       const p = k.slice('filecap:'.length);
       if (files.reached(p) && !asked.has(p)) s.objects[k] = v;
     }
+    // ACLs likewise (file-acls.ts): only files whose metadata changed can have another.
+    const aclAsked = new Set(files.changedFiles);
+    for (const [k, v] of Object.entries(base.objects)) {
+      if (!k.startsWith('acl:')) continue;
+      const p = k.slice('acl:'.length);
+      if (files.reached(p) && !aclAsked.has(p)) s.objects[k] = v;
+    }
     const ownShell = new ToolShell();
     try {
       for (let i = 0; i < ask.length; i += CAP_FILES_PER_CALL) {
         const c = await readFileCaps(o.root, ask.slice(i, i + CAP_FILES_PER_CALL), o.excluded, o.toolShell ?? ownShell, o.signal);
         Object.assign(s.objects, c.objects);
         s.unreadable.push(...c.unreadable);
+      }
+      const aclAsk = [...aclAsked];
+      for (let i = 0; i < aclAsk.length; i += CAP_FILES_PER_CALL) {
+        const a = await readFileAcls(o.root, aclAsk.slice(i, i + CAP_FILES_PER_CALL), false, o.excluded, o.toolShell ?? ownShell, o.signal);
+        Object.assign(s.objects, a.objects);
+        s.unreadable.push(...a.unreadable);
       }
     } finally {
       ownShell.close();

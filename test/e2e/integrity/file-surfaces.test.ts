@@ -223,6 +223,11 @@ const PLANTS: { name: string; plant: (T: string) => Promise<void>; expect: strin
     expect: ['setuid: filecap:/usr/bin/python3 added'],
   },
   {
+    name: "an ACL letting the runner user read /etc/shadow (its mask is the group's r: mode, bytes and mtime unchanged)",
+    plant: async (T) => sh(`setfacl -m u:${RUNNER.uid}:r ${T}/etc/shadow`),
+    expect: ['setuid: acl:/etc/shadow added'],
+  },
+  {
     name: 'a udev rule that runs a program on a device event',
     plant: (T) => writeFile(`${T}/usr/lib/udev/rules.d/99-zz.rules`, 'ACTION=="add", RUN+="/var/tmp/.x"\n'),
     expect: ['systemd: /usr/lib/udev/rules.d/99-zz.rules added'],
