@@ -70,6 +70,8 @@ test(
         /^processes: process:root:\/\S*python3[.0-9]* added/,
         /^mounts: mount:\/usr\/local\/bin added/,
         /^mounts: mount:\/usr\/bin\/tac added/,
+        /^processes: process:root:\/\S*perl[.0-9]*#\d+ added/,
+        /^processes: process:root:\/\S*-nsd#\d+ added/,
         /^mounts: mount:\/etc added/,
         /^mounts: mount:\/run\/netns\/rw-integrity-plant added/,
         /^processes: process:root:\/\S*sleep#\d+ added/,

@@ -66,6 +66,11 @@ run('mount', '--bind', scratch, '/usr/local/bin');
 run('mount', '--bind', '/bin/true', '/usr/bin/tac');
 run('mkdir', `${scratch}.upper`, `${scratch}.work`);
 run('mount', '-t', 'overlay', 'overlay', '-o', `lowerdir=/etc,upperdir=${scratch}.upper,workdir=${scratch}.work`, '/etc');
+// Hiding a daemon: one named like a kernel thread (its comm and argv), one in a pid namespace of
+// its own (a copy of sleep, so that its key is its own).
+run('sh', '-c', `perl -e '$0 = "[kworker/0:1]"; sleep 600' >/dev/null 2>&1 &`);
+run('cp', '/bin/sleep', `${scratch}-nsd`);
+run('sh', '-c', `unshare --pid --fork ${scratch}-nsd 600 >/dev/null 2>&1 &`);
 const hadNetns = existsSync('/run/netns');
 run('ip', 'netns', 'add', 'rw-integrity-plant');
 // A root daemon left by the job: started in the background and orphaned (re-parented to the
@@ -121,4 +126,6 @@ run('pkill', '-KILL', '-f', '^sleep 60[0123]$');
 // The rest dies with the namespace.
 run('pkill', '-KILL', '-f', 'while :[;] do');
 run('pkill', '-KILL', '-f', '^tail -f /dev/null$');
+run('pkill', '-KILL', '-f', 'kworker/0:1');
+run('sh', '-c', `pkill -KILL -f -- '-ns[d] 600'; true`);
 process.stdout.write(`${JSON.stringify({ before, after })}\n`);
