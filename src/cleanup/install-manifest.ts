@@ -42,7 +42,8 @@ export const INSTALL_EXCLUDED = [
   'svc.sh',
   // The agent's one-agent-per-host lock (root-only 0600, rewritten with the agent's pid at each start).
   '.runner-warden.lock',
-  // The copy of a quarantine fact (agent/quarantine-store.ts): present only while quarantined.
+  // The copy of a quarantine fact (agent/quarantine-store.ts): present only while quarantined;
+  // anything there at a cleanup is reported by strayQuarantineCopy.
   '.runner-warden.quarantined',
 ];
 
@@ -156,6 +157,22 @@ export async function removeStaleEnvTemps(slot: Slot): Promise<Removed> {
     await dir.close();
   }
   return removed;
+}
+
+/** The name of the agent's quarantine copy in the runner root (agent/quarantine-store.ts). */
+const QUARANTINE_COPY = '.runner-warden.quarantined';
+
+/**
+ * The manifest skips the quarantine copy's name (it comes and goes with a quarantine), so anything
+ * there at a cleanup is named here: the agent writes its copy only after a verdict and removes it at
+ * the release, before any cleanup, so an entry of that name is a job's (a place no check looks).
+ */
+export async function strayQuarantineCopy(slot: Slot): Promise<string | undefined> {
+  const file = path.join(slot.runnerRoot, QUARANTINE_COPY);
+  const st = await fsp.lstat(file).catch(() => undefined);
+  if (!st) return undefined;
+  const kind = st.isFile() ? 'file' : st.isDirectory() ? 'directory' : st.isSymbolicLink() ? 'symlink' : 'special file';
+  return `${file}: a ${kind} of uid ${st.uid} under the name of the agent's quarantine copy, outside a quarantine`;
 }
 
 /** PATH written to `.path` when the caller gives none. */

@@ -21,7 +21,7 @@ import { bytes, fromText, joinRel, shown, isGone, safeRel } from '../lib/nofollo
 import { loadBaseline, tick, KeepSet, type HomeBaseline } from './baseline.js';
 import { diffHome, describeDiff } from './home-diff.js';
 import { hasAttrTools, findDirAttrs, recordedDirs } from './home-attrs.js';
-import { loadInstallManifest, diffInstall, describeInstallDiff } from './install-manifest.js';
+import { loadInstallManifest, diffInstall, describeInstallDiff, strayQuarantineCopy } from './install-manifest.js';
 import { leftoverCredentials, describeCredential } from './steps/credentials.js';
 import { runtimeDirOf } from './steps/temp.js';
 import { DockerApi, isNoEngine } from './docker-api.js';
@@ -354,6 +354,8 @@ const checkInstall: Check = async (ctx, _o, out) => {
     return;
   }
   out.push(...describeInstallDiff(ctx.slot, await diffInstall(ctx.slot, m, ctx.clock)));
+  const stray = await strayQuarantineCopy(ctx.slot);
+  if (stray) out.push(`runner install: ${stray}`);
 };
 
 /**

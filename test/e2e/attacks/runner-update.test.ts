@@ -57,3 +57,17 @@ test('a job that rewrites the self-update staged during it (bin.<new>) does not 
   assert.notEqual(jobs[0]?.decision, 'reuse', 'a host whose new runner the job could rewrite was reused');
   assert.equal(jobs.length, 1, `no second job on this host: ${JSON.stringify(jobs.map((j) => j.job.repository))}`);
 });
+
+test("a job that leaves a file under the name of the agent's quarantine copy in the runner root (a name the installation check skips) does not get it to the next job: the host is not reused", async (t) => {
+  const w = await createWorld({ runner: { maxJobs: 2 } });
+  t.after(() => w.dispose());
+  w.fake.enqueueJob({
+    repository: 'octo/app',
+    steps: [{ name: 'note', run: `echo for-the-next-job > '${w.runnerRoot}/.runner-warden.quarantined'` }],
+  });
+  w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'next', run: 'true' }] });
+  const { jobs } = await w.drainWhen('quarantined');
+  assert.equal(jobs.length, 1, 'a second job ran on the host');
+  assert.equal(jobs[0]?.decision, 'quarantine', jobs[0]?.decisionReason);
+  assert.match(jobs[0]?.decisionReason ?? '', /quarantine copy/);
+});
