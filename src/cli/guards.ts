@@ -23,6 +23,8 @@ export async function buildGuards(o: {
   firstBoot: boolean;
   log: Logger;
   integrityRoot?: string;
+  /** Directories the agent is deleting in the background now: left out of the integrity check. */
+  transientExcluded?: () => readonly string[];
 }): Promise<Guards> {
   const { slot } = o;
   const engineGuard = new EngineGuard({
@@ -39,6 +41,7 @@ export async function buildGuards(o: {
     agentPid: process.pid,
     log: o.log.child({ component: 'integrity' }),
     ...(o.integrityRoot ? { root: o.integrityRoot } : {}),
+    ...(o.transientExcluded ? { transientExcluded: o.transientExcluded } : {}),
   });
   return { guards: [engineGuard, ...hostGuards], engineGuard };
 }

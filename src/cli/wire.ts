@@ -155,6 +155,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     firstBoot,
     log,
     ...(o.integrityRoot ? { integrityRoot: o.integrityRoot } : {}),
+    // A job's tree waiting in a temp dir's holding directory was judged by cleanup; its setuid bits are not drift.
+    transientExcluded: () => tempTrash.holdingDirs(),
   });
   log.debug({ guards: guards.map((g) => g.name) }, 'guards built');
   // A host that knows its place in the fleet retries GitHub in its own slot (docs/fleet-scale.md).

@@ -32,6 +32,12 @@ export interface IntegrityGuardOptions {
   stateDir: string;
   /** Directories left out of every walk: the runner root, the agent's state, job and trash dirs. */
   excluded: readonly string[];
+  /**
+   * Directories the agent is deleting in the background at the time of a check (the temp step's
+   * holding directories): root-only, made by the agent after a job, holding that job's moved
+   * trees, which cleanup already judged. Read at each check: the set changes as they drain.
+   */
+  transientExcluded?: () => readonly string[];
   /** The runner user: its (and its subordinate ids') processes are cleanup's, not drift. */
   user: { name: string; uid: number };
   /** Pids never reported (the agent's own). */
@@ -141,7 +147,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
         root: this.root,
         proc: this.proc,
         surfaces,
-        excluded: this.o.excluded,
+        excluded: [...this.o.excluded, ...(this.o.transientExcluded?.() ?? [])],
         exceptions,
         packageCache: this.packages,
         netfilterShell: this.netfilterShell,

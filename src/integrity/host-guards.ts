@@ -32,6 +32,8 @@ export interface HostGuardsOptions {
    * at a built root). The sudo grant is always the real one: sudo reads the real /etc/sudoers.d.
    */
   root?: string;
+  /** Directories the agent is deleting in the background now (IntegrityGuardOptions.transientExcluded). */
+  transientExcluded?: () => readonly string[];
   log: Logger;
 }
 
@@ -65,6 +67,7 @@ export async function createHostGuards(o: HostGuardsOptions): Promise<JobGuard<P
       ...(o.root ? { root: o.root } : {}),
       stateDir: o.slot.stateDir,
       excluded,
+      ...(o.transientExcluded ? { transientExcluded: o.transientExcluded } : {}),
       user: o.slot.user,
       skipPids: [o.agentPid],
     }),

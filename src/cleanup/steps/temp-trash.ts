@@ -96,6 +96,11 @@ export class TempTrash implements TrashFollower {
     }
   }
 
+  /** The holding directories now (host paths): the integrity check leaves them out while they drain. */
+  holdingDirs(): string[] {
+    return [...this.holders.keys()];
+  }
+
   /** True while a holding directory has entries put since its last drain, or is draining. */
   pending(): boolean {
     return [...this.holders.values()].some((h) => h.trash.pending());

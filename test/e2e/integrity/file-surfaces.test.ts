@@ -517,3 +517,39 @@ test('the forensics copy stays under its cap, root-only, and never follows a pla
     await w.dispose();
   }
 });
+
+test("a setuid file in a job's tree that waits in a holding directory is not drift while it drains; the same file elsewhere is", async () => {
+  const w = await world();
+  try {
+    let holding: string[] = [];
+    const guard = new IntegrityGuard({
+      root: w.tree,
+      stateDir: w.stateDir,
+      excluded: ['/opt/runner', '/var/lib/runner-warden'],
+      transientExcluded: () => holding,
+      user: RUNNER,
+      netfilter: false,
+    });
+    const hold = '/var/tmp/.runner-warden-trash-0a1b2c';
+    await mkdir(`${w.tree}${hold}/1/build`, { recursive: true, mode: 0o700 });
+    await copyFile('/bin/bash', `${w.tree}${hold}/1/build/helper`);
+    await chmod(`${w.tree}${hold}/1/build/helper`, 0o4755);
+    holding = [hold];
+    await guard.prepare(w.job, policy(), ctx);
+    const whileDraining = (await guard.verify(w.job, policy(), ctx)).map((f) => f.problem);
+    assert.deepEqual(
+      whileDraining.filter((p) => p.includes('helper')),
+      [],
+      'a tree the agent is deleting in the background is not drift',
+    );
+    // Drained, the holding directory leaves the list: whatever is still there is judged again.
+    holding = [];
+    const w2 = { ...w, guard };
+    assert.ok(
+      (await driftAfterJob(w2)).some((p) => p.includes(`${hold}/1/build/helper`)),
+      'a setuid file outside a draining holding directory is drift',
+    );
+  } finally {
+    await w.dispose();
+  }
+});
