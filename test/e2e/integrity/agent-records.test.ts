@@ -15,11 +15,8 @@ import { mkdir, readlink, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createWorld, jobRecords, testPolicy, SIM_ENV, type World } from '../../helpers/world.js';
-import { loadHostConfig } from '../../../src/policy/load.js';
-import { wire } from '../../../src/cli/wire.js';
-import { systemClock } from '../../../src/lib/clock.js';
-import { silentLogger } from '../../../src/lib/log.js';
 import { sudoDropIn } from '../../../src/integrity/sudo-guard.js';
+import { wireOnTree } from './wire-on-tree.js';
 import { buildHostTree } from './host-tree.js';
 
 /** A few short jobs and their cleanups: 10-30 s here; a loaded two-core machine gets room. */
@@ -53,15 +50,7 @@ function sudoMissing(): string | undefined {
 
 /** Runs the agent on `w` with the integrity check on tree `T` until it stops or is quarantined. */
 async function runAgent(w: World, T: string): Promise<ReturnType<typeof jobRecords>> {
-  const cfg = await loadHostConfig(w.configFile, {});
-  const rt = await wire(cfg, {
-    configFile: w.configFile,
-    env: {},
-    log: silentLogger(),
-    clock: systemClock,
-    hostname: 'testhost',
-    integrityRoot: T,
-  });
+  const rt = await wireOnTree(w, T);
   // Without a recycle provider a quarantined agent waits until it is stopped: stop it then.
   const stop = new AbortController();
   const watch = setInterval(() => {

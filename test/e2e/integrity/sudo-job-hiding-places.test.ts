@@ -13,11 +13,8 @@ import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createWorld, jobRecords, testPolicy } from '../../helpers/world.js';
-import { loadHostConfig } from '../../../src/policy/load.js';
-import { wire } from '../../../src/cli/wire.js';
-import { systemClock } from '../../../src/lib/clock.js';
-import { silentLogger } from '../../../src/lib/log.js';
 import { sudoDropIn } from '../../../src/integrity/sudo-guard.js';
+import { wireOnTree } from './wire-on-tree.js';
 import { buildHostTree } from './host-tree.js';
 
 /** One short job and its cleanup: 10-20 s here; a loaded two-core machine gets room. */
@@ -107,15 +104,7 @@ test(
     const script = ['set -e', ...PLANTS.map((p) => `sudo -n env T=${T} sh -c '${p.run.replaceAll("'", `'\\''`)}'`)].join('\n');
     w.fake.enqueueJob({ repository: 'octo/app', runId: 1, job: 'hostile', steps: [{ name: 'plant through sudo', run: script }] });
 
-    const cfg = await loadHostConfig(w.configFile, {});
-    const rt = await wire(cfg, {
-      configFile: w.configFile,
-      env: {},
-      log: silentLogger(),
-      clock: systemClock,
-      hostname: 'testhost',
-      integrityRoot: T,
-    });
+    const rt = await wireOnTree(w, T);
     const stop = new AbortController();
     // Stop once the job is recorded (quarantined or not: a miss must fail here, not time out).
     const watch = setInterval(() => {

@@ -14,11 +14,8 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createWorld, jobRecords, testPolicy } from '../../helpers/world.js';
-import { loadHostConfig } from '../../../src/policy/load.js';
-import { wire } from '../../../src/cli/wire.js';
-import { systemClock } from '../../../src/lib/clock.js';
-import { silentLogger } from '../../../src/lib/log.js';
 import { sudoDropIn } from '../../../src/integrity/sudo-guard.js';
+import { wireOnTree } from './wire-on-tree.js';
 import { buildHostTree } from './host-tree.js';
 import type { StatusSnapshot } from '../../../src/health/snapshot.js';
 import { formatStatus } from '../../../src/cli/status.js';
@@ -75,15 +72,7 @@ test(
       steps: [{ name: 'look', run: `ls -la ${T}/etc/cron.d > /dev/null` }],
     });
 
-    const cfg = await loadHostConfig(w.configFile, {});
-    const rt = await wire(cfg, {
-      configFile: w.configFile,
-      env: {},
-      log: silentLogger(),
-      clock: systemClock,
-      hostname: 'testhost',
-      integrityRoot: T,
-    });
+    const rt = await wireOnTree(w, T);
     // Without a recycle provider a quarantined agent waits until it is stopped: stop it then, as an operator would.
     const stop = new AbortController();
     const watch = setInterval(() => {
