@@ -29,9 +29,19 @@ let guard: EngineGuard;
 let HOOKS: string;
 
 /** Runs the hooks as the runner would: as the runner user, its environment, the JSON on stdin. */
-function hook(input: Record<string, unknown>, script = HOOKS): Promise<{ code: number | null; out: string }> {
+async function hook(input: Record<string, unknown>, script = HOOKS): Promise<{ code: number | null; out: string }> {
+  // Its own temp dir in the lab: tsx (the checkout's path) keeps a cache under $TMPDIR, never the host's /tmp.
+  const tmp = path.join(lab.root, 'hook-tmp');
+  await fsp.mkdir(tmp, { recursive: true, mode: 0o700 });
+  await fsp.chown(tmp, lab.user.uid, lab.user.gid);
   return new Promise((resolve) => {
-    const child = spawn(script, [], { uid: lab.user.uid, gid: lab.user.gid, env, cwd: work, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(script, [], {
+      uid: lab.user.uid,
+      gid: lab.user.gid,
+      env: { ...env, TMPDIR: tmp },
+      cwd: work,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
