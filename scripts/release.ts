@@ -354,7 +354,13 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     if (f) process.stdout.write(`  ${path.relative(process.cwd(), f)}  ${((await stat(f)).size / 1024 / 1024).toFixed(1)} MiB\n`);
   }
   if (args.includes('--lintian') && r.deb) {
-    // lintian exits non-zero on errors; warnings are printed and left to the reader.
-    execFileSync('lintian', ['--fail-on', 'error,warning', r.deb], { stdio: 'inherit' });
+    // lintian exits non-zero on errors; warnings are printed and left to the reader. Its own
+    // temporary files (mldbm-elf-*) stay behind in $TMPDIR: give it one that is removed after.
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'rw-lintian-'));
+    try {
+      execFileSync('lintian', ['--fail-on', 'error,warning', r.deb], { stdio: 'inherit', env: { ...process.env, TMPDIR: tmp } });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   }
 }
