@@ -8,6 +8,7 @@ import { ConfigError, PolicyError, describeError } from '../lib/errors.js';
 import type { CliIO } from './io.js';
 import { VALIDATE_USAGE as USAGE } from './usage.js';
 import { checkRunnerUser } from './runner-user.js';
+import { assertRootOnlyDir } from './root-only-dirs.js';
 import { engineFitness } from './engine-fitness.js';
 import { mirrorCapFitness } from './validate-mirror.js';
 import { parseRecycleConfig } from '../recycle/config.js';
@@ -103,6 +104,10 @@ export async function validateCommand(args: string[], io: CliIO): Promise<number
         if (config.recycle) parseRecycleConfig(config.recycle, file);
         // A runner user that can act as root (when this host has that user) defeats every cleanup.
         await checkRunnerUser(config, file);
+        // The directories the agent writes as root, as `run` checks them: none another user could replace.
+        await assertRootOnlyDir('stateDir', config.stateDir, file);
+        if (config.runner.jobRoot) await assertRootOnlyDir('runner.jobRoot', config.runner.jobRoot, file);
+        if (config.runner.trashDir) await assertRootOnlyDir('runner.trashDir', config.runner.trashDir, file);
         // Whether this host can give the team's docker.mode to that user, with the fix for each gap.
         const engine = await engineFitness(config, file);
         for (const n of engine.notes) io.stdout.write(`note: ${n}\n`);

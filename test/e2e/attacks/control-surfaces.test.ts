@@ -36,6 +36,19 @@ function runCli(args: string[], configFile: string, timeoutMs = START_LIMIT_MS):
   });
 }
 
+/** `runner-warden validate FILE` as root. */
+function validateCli(file: string): Promise<{ code: number | null; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...cliCommand(), 'validate', file], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('close', (code) => resolve({ code, err }));
+  });
+}
+
 async function withConfig(w: World, over: (cfg: Record<string, unknown>) => Record<string, unknown>): Promise<string> {
   const cfg = parse(await readFile(w.configFile, 'utf8')) as Record<string, unknown>;
   const file = path.join(w.lab.root, 'etc', `variant-${Math.random().toString(36).slice(2)}.yaml`);
@@ -100,6 +113,10 @@ test('a state, trash or job directory the runner user owns or could replace is r
       assert.equal(r.code, 78, `${c.name}: ${cmd} must refuse with 78 (null: it started and served)\n${r.err}`);
       assert.match(r.err, c.field, `${c.name}: ${cmd} must name the field and why`);
     }
+    // validate, in the image pipeline or on the host, says so before any agent runs.
+    const v = await validateCli(file);
+    assert.equal(v.code, 1, `${c.name}: validate must refuse\n${v.err}`);
+    assert.match(v.err, c.field, `${c.name}: validate must name the field and why`);
   }
   // Nothing was written into the runner user's directory: no quarantine fact, state or journal for it to edit.
   assert.deepEqual(runAs(u, `ls -A ${theirs}/state`).trim(), '', 'the agent wrote into a state dir the runner user owns');
