@@ -11,12 +11,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { createWorld, jobRecords, testPolicy, SIM_ENV, type World } from '../../helpers/world.js';
-import { sudoDropIn } from '../../../src/integrity/sudo-guard.js';
-import { wireOnTree } from './wire-on-tree.js';
+import { sudoTreeWorld, wireOnTree } from './sudo-tree-world.js';
 import { buildHostTree } from './host-tree.js';
 
 /** A few short jobs and their cleanups: 10-30 s here; a loaded two-core machine gets room. */
@@ -73,15 +72,7 @@ test(
   'a sudo job that rewrites the home baseline and the runner manifest to hide its plants is named and quarantined; benign jobs are not',
   { skip: sudoMissing(), timeout: 240_000 },
   async (t) => {
-    const w = await createWorld();
-    const grantFile = sudoDropIn(w.lab.user.name);
-    t.after(async () => {
-      await rm(grantFile, { force: true });
-      await w.dispose();
-    });
-    const T = path.join(w.lab.root, 'host');
-    await mkdir(T);
-    await buildHostTree(T);
+    const { w, T } = await sudoTreeWorld(t);
     const forge = path.join(w.lab.root, 'forge.py');
     await writeFile(forge, FORGE, { mode: 0o644 });
     await writeFile(

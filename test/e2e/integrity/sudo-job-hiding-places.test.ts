@@ -9,13 +9,11 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { createWorld, jobRecords, testPolicy } from '../../helpers/world.js';
-import { sudoDropIn } from '../../../src/integrity/sudo-guard.js';
-import { wireOnTree } from './wire-on-tree.js';
-import { buildHostTree } from './host-tree.js';
+import { jobRecords, testPolicy } from '../../helpers/world.js';
+import { sudoTreeWorld, wireOnTree } from './sudo-tree-world.js';
 
 /** One short job and its cleanup: 10-20 s here; a loaded two-core machine gets room. */
 const AGENT_RUN_LIMIT_MS = 150_000;
@@ -87,15 +85,7 @@ test(
   'runtime configuration under /run, git helpers and hook templates, the Python standard library and a dpkg maintainer script planted through sudo are each named',
   { skip: existsSync('/usr/bin/sudo') ? undefined : 'sudo is not installed (scripts/install-test-deps.sh)', timeout: 240_000 },
   async (t) => {
-    const w = await createWorld();
-    const grantFile = sudoDropIn(w.lab.user.name);
-    t.after(async () => {
-      await rm(grantFile, { force: true });
-      await w.dispose();
-    });
-    const T = path.join(w.lab.root, 'host');
-    await mkdir(T);
-    await buildHostTree(T);
+    const { w, T } = await sudoTreeWorld(t);
     await addImageFiles(T);
     await writeFile(
       path.join(w.policyDir, 'test.yaml'),

@@ -10,13 +10,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { createWorld, jobRecords, testPolicy } from '../../helpers/world.js';
+import { jobRecords, testPolicy } from '../../helpers/world.js';
 import { sudoDropIn } from '../../../src/integrity/sudo-guard.js';
-import { wireOnTree } from './wire-on-tree.js';
-import { buildHostTree } from './host-tree.js';
+import { sudoTreeWorld, wireOnTree } from './sudo-tree-world.js';
 import type { StatusSnapshot } from '../../../src/health/snapshot.js';
 import { formatStatus } from '../../../src/cli/status.js';
 
@@ -33,19 +32,8 @@ test(
   'a benign sudo job leaves zero drift; a job planting through sudo is named, the host quarantined, the next job never runs there',
   { skip: sudoMissing(), timeout: 240_000 },
   async (t) => {
-    const w = await createWorld();
-    // The grant file of this test's own runner user: other agents on the machine (tests running in
-    // parallel) release their own grants, never this one.
+    const { w, T } = await sudoTreeWorld(t);
     const grantFile = sudoDropIn(w.lab.user.name);
-    assert.equal(existsSync(grantFile), false, `${grantFile} exists before the test`);
-    t.after(async () => {
-      // The real path this test makes the agent write: gone whatever happened.
-      await rm(grantFile, { force: true });
-      await w.dispose();
-    });
-    const T = path.join(w.lab.root, 'host');
-    await mkdir(T);
-    await buildHostTree(T);
     await writeFile(
       path.join(w.policyDir, 'test.yaml'),
       stringify({ ...testPolicy(w.lab, { host: { integrity: { enabled: true, surfaces: SURFACES } } }), runner: { sudo: 'allow' } }),
