@@ -175,3 +175,25 @@ export async function until(pred: () => boolean | Promise<boolean>, what: string
   }
   throw new Error(`timed out waiting for ${what}`);
 }
+
+/**
+ * Runs the agent of `rt` until its state is one of `states` or `limitMs` passes, then closes it.
+ * Returns the last state seen (the limit ending the run shows as whatever state it was in).
+ */
+export async function runUntilState(rt: Runtime, states: readonly string[], limitMs: number): Promise<string> {
+  const stop = new AbortController();
+  const limit = setTimeout(() => stop.abort(), limitMs);
+  let seen = rt.agent.snapshot().state;
+  const poll = setInterval(() => {
+    seen = rt.agent.snapshot().state;
+    if (states.includes(seen)) stop.abort();
+  }, 100);
+  try {
+    await rt.agent.run(stop.signal);
+  } finally {
+    clearInterval(poll);
+    clearTimeout(limit);
+    await rt.close();
+  }
+  return seen;
+}

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { lstat, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import { createWorld, type World } from '../../helpers/world.js';
+import { createWorld, runUntilState, type World } from '../../helpers/world.js';
 import { agentLockDir, cliCommand } from '../../helpers/agent-process.js';
 
 /** A boot reaches quarantined (or, the bug, idle) in seconds; this bounds a hang. */
@@ -21,22 +21,7 @@ const MARKER = '.runner-warden.quarantined';
 
 /** Boots the agent on the world's current config and stops it once it is quarantined or serving. */
 async function bootState(w: World): Promise<string> {
-  const rt = await w.runtime();
-  const stop = new AbortController();
-  const limit = setTimeout(() => stop.abort(), BOOT_LIMIT_MS);
-  let seen = '';
-  const poll = setInterval(() => {
-    seen = rt.agent.snapshot().state;
-    if (seen === 'quarantined' || seen === 'idle') stop.abort();
-  }, 100);
-  try {
-    await rt.agent.run(stop.signal);
-  } finally {
-    clearInterval(poll);
-    clearTimeout(limit);
-    await rt.close();
-  }
-  return seen;
+  return runUntilState(await w.runtime(), ['quarantined', 'idle'], BOOT_LIMIT_MS);
 }
 
 async function setStateDir(w: World, stateDir: string): Promise<void> {

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
-import { createWorld, jobRecords, SIM_ENV } from '../../helpers/world.js';
+import { createWorld, jobRecords, runUntilState, SIM_ENV } from '../../helpers/world.js';
 
 /** update.sh's poll for the listener's exit, shortened (the real one sleeps 2 s). */
 const UPDATE_ENV = { ...SIM_ENV, RUNNER_SIM_UPDATE_POLL_SECONDS: '0.5' };
@@ -32,19 +32,7 @@ test('a job that rewrites the self-update staged during it (bin.<new>) does not 
   w.fake.enqueueJob({ repository: 'octo/app', workflow: 'evil', steps: [{ name: 'tamper', run: tamper }] });
   w.fake.enqueueJob({ repository: 'octo/app', steps: [{ name: 'next', run: 'true' }] });
 
-  const rt = await w.runtime();
-  const stop = new AbortController();
-  const limit = setTimeout(() => stop.abort(), RUN_LIMIT_MS);
-  const poll = setInterval(() => {
-    if (rt.agent.snapshot().state === 'quarantined') stop.abort();
-  }, 200);
-  try {
-    await rt.agent.run(stop.signal);
-  } finally {
-    clearInterval(poll);
-    clearTimeout(limit);
-    await rt.close();
-  }
+  await runUntilState(await w.runtime(), ['quarantined'], RUN_LIMIT_MS);
   const records = await w.journal();
   const jobs = jobRecords(records);
   t.diagnostic(
