@@ -9,37 +9,20 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { IntegrityGuard } from '../../../src/integrity/guard.js';
 import { SudoGuard } from '../../../src/integrity/sudo-guard.js';
-import { takeSystemBaseline } from '../../../src/integrity/system-baseline.js';
-import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
 import { createLogger } from '../../../src/lib/log.js';
-import type { GuardJob } from '../../../src/lib/job-guard.js';
-import { buildHostTree } from './host-tree.js';
+import { buildHostTree, preparedTreeGuard, TREE_RUNNER } from './host-tree.js';
 
 const [root] = process.argv.slice(2) as [string];
 const SURFACES = ['etc', 'accounts', 'package-state'] as const;
-const RUNNER = { name: 'runneru', uid: 4242, gid: 4242 };
 const T = path.join(root, 'host');
 await mkdir(T);
 await buildHostTree(T);
 await mkdir(`${T}/etc/sudoers.d`, { recursive: true });
 const stateDir = path.join(root, 'state');
-const o = { root: T, stateDir, excluded: ['/opt/runner'], user: RUNNER, netfilter: false };
-await takeSystemBaseline({ ...o, surfaces: SURFACES });
-const guard = new IntegrityGuard(o);
-const sudo = new SudoGuard({ root: T, user: RUNNER });
-const p: Policy = structuredClone(DEFAULT_POLICY);
-p.host.integrity.surfaces = [...SURFACES];
+const sudo = new SudoGuard({ root: T, user: TREE_RUNNER });
 const ctx = { log: createLogger({ level: 'silent' }), signal: AbortSignal.timeout(60_000) };
-const job: GuardJob = {
-  key: 'job-1',
-  dir: path.join(root, 'job'),
-  user: { ...RUNNER, home: '/home/runneru' },
-  runnerRoot: '/opt/runner',
-  stateDir,
-};
-await guard.prepare(job, p, ctx);
+const { guard, policy: p, job } = await preparedTreeGuard(root, T, stateDir, SURFACES, ctx);
 for (const f of ['etc/passwd', 'etc/group', 'etc/machine-id', 'var/lib/dpkg/status', 'etc/sudoers.d/zz']) {
   await rm(path.join(T, f), { force: true });
   execFileSync('mkfifo', [path.join(T, f)]);

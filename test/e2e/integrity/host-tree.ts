@@ -6,6 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile, copyFile } from 'node:fs/promises';
 import path from 'node:path';
+import { IntegrityGuard } from '../../../src/integrity/guard.js';
+import { takeSystemBaseline } from '../../../src/integrity/system-baseline.js';
+import type { SurfaceName } from '../../../src/integrity/types.js';
+import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
+import type { GuardContext, GuardJob } from '../../../src/lib/job-guard.js';
 
 /** Builds `<root>/...` and returns the host-view runner root and state dir it uses. */
 export async function buildHostTree(root: string): Promise<{ stateDir: string; runnerRoot: string }> {
@@ -56,4 +61,34 @@ export async function buildHostTree(root: string): Promise<{ stateDir: string; r
   await writeFile(path.join(root, 'root/.bashrc'), '# root bashrc\n');
   await writeFile(path.join(root, 'etc/machine-id'), 'fixture0machine0id000000000000001\n');
   return { stateDir: '/var/lib/runner-warden', runnerRoot: '/opt/runner' };
+}
+
+/** The runner user of the constructed trees (the tree's /etc/passwd has it). */
+export const TREE_RUNNER = { name: 'runneru', uid: 4242, gid: 4242 };
+
+/**
+ * An integrity guard over the built tree `T` with `surfaces`, its baseline taken into `stateDir`,
+ * the policy checking those surfaces, and a job under `root`; prepared for that job.
+ */
+export async function preparedTreeGuard(
+  root: string,
+  T: string,
+  stateDir: string,
+  surfaces: readonly SurfaceName[],
+  ctx: GuardContext,
+): Promise<{ guard: IntegrityGuard; policy: Policy; job: GuardJob }> {
+  const o = { root: T, stateDir, excluded: ['/opt/runner'], user: TREE_RUNNER, netfilter: false };
+  await takeSystemBaseline({ ...o, surfaces });
+  const guard = new IntegrityGuard(o);
+  const policy: Policy = structuredClone(DEFAULT_POLICY);
+  policy.host.integrity.surfaces = [...surfaces];
+  const job: GuardJob = {
+    key: 'job-1',
+    dir: path.join(root, 'job'),
+    user: { ...TREE_RUNNER, home: '/home/runneru' },
+    runnerRoot: '/opt/runner',
+    stateDir,
+  };
+  await guard.prepare(job, policy, ctx);
+  return { guard, policy, job };
 }

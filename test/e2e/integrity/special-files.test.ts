@@ -12,16 +12,11 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { IntegrityGuard } from '../../../src/integrity/guard.js';
-import { takeSystemBaseline } from '../../../src/integrity/system-baseline.js';
 import { integrityPaths } from '../../../src/integrity/baseline-store.js';
-import { DEFAULT_POLICY, type Policy } from '../../../src/policy/types.js';
 import { createLogger } from '../../../src/lib/log.js';
-import type { GuardJob } from '../../../src/lib/job-guard.js';
-import { buildHostTree } from './host-tree.js';
+import { buildHostTree, preparedTreeGuard } from './host-tree.js';
 
 const SURFACES = ['etc', 'usr-local', 'root-home', 'cron', 'systemd', 'setuid'] as const;
-const RUNNER = { name: 'runneru', uid: 4242, gid: 4242 };
 const ctx = {
   log: createLogger({ level: 'silent' }),
   get signal(): AbortSignal {
@@ -70,19 +65,7 @@ test('a device node planted where files are read is reported and never opened; i
     await mkdir(T);
     await buildHostTree(T);
     const stateDir = path.join(root, 'state');
-    const o = { root: T, stateDir, excluded: ['/opt/runner'], user: RUNNER, netfilter: false };
-    await takeSystemBaseline({ ...o, surfaces: SURFACES });
-    const guard = new IntegrityGuard(o);
-    const p: Policy = structuredClone(DEFAULT_POLICY);
-    p.host.integrity.surfaces = [...SURFACES];
-    const job: GuardJob = {
-      key: 'job-1',
-      dir: path.join(root, 'job'),
-      user: { ...RUNNER, home: '/home/runneru' },
-      runnerRoot: '/opt/runner',
-      stateDir,
-    };
-    await guard.prepare(job, p, ctx);
+    const { guard, policy: p, job } = await preparedTreeGuard(root, T, stateDir, SURFACES, ctx);
     // The plants: a character device with /dev/null's numbers in cron.d and over a checked file,
     // and immutable files.
     execFileSync('mknod', [`${T}/etc/cron.d/dev`, 'c', '1', '3']);
