@@ -1,11 +1,12 @@
 /**
  * Who holds a TCP port in LISTEN state, from /proc: the socket's owner uid and inode from
- * /proc/net/tcp and tcp6, and the processes of that uid whose descriptors name the inode (read with
+ * /proc/net/tcp and tcp6, and the processes of that uid (cleanup's scan) whose descriptors name the inode (read with
  * readlink only: `socket:[inode]`, never opened). The agent uses it when its health port is taken at
  * start: a process a job left while the agent was down must not keep answering the agent's probes.
  */
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import path from 'node:path';
+import { processesOfUid } from '../cleanup/proc.js';
 
 /** One listening socket on the port. */
 export interface PortHolder {
@@ -42,11 +43,9 @@ export async function portHolders(port: number, uids: ReadonlySet<number>, procR
   const socks = (await listeningSockets(port, procRoot)).filter((s) => uids.has(s.uid));
   if (socks.length === 0) return [];
   const byInode = new Map(socks.map((s) => [s.inode, { ...s, pids: [] as number[] }]));
-  for (const name of await readdir(procRoot).catch(() => [] as string[])) {
-    if (!/^\d+$/.test(name)) continue;
-    const status = await readFile(path.join(procRoot, name, 'status'), 'utf8').catch(() => '');
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
-    if (!uids.has(uid)) continue;
+  // The processes of those uids by any of their four uids, as cleanup finds them (zombies hold no descriptor).
+  const procs = (await Promise.all([...uids].map((u) => processesOfUid(u, procRoot)))).flat();
+  for (const name of new Set(procs.map((p) => String(p.pid)))) {
     const fdDir = path.join(procRoot, name, 'fd');
     const fds = (await readdir(fdDir).catch(() => [] as string[])).slice(0, MAX_FDS_PER_PROCESS);
     for (const fd of fds) {
