@@ -27,6 +27,7 @@ import type { Logger } from '../../lib/log.js';
 import { UnsafePathError, describeError } from '../../lib/errors.js';
 import type { MountEntry } from '../mounts.js';
 import { CrossDeviceError, Trash, type DrainResult, type TrashFollower } from '../trash.js';
+import { whyNotRootOnly } from '../../lib/root-only-path.js';
 
 /** The name every holding directory starts with (the rest is random). */
 export const HOLDING_PREFIX = '.runner-warden-trash-';
@@ -259,17 +260,12 @@ export class TempTrash implements TrashFollower {
 
 /**
  * Why someone other than root could rename, remove or replace `dir` or a directory on its way
- * from / (undefined: nobody can). A directory others may write to is safe only when sticky: then
- * they can rename nothing of root's in it.
+ * from / (undefined: nobody can): `dir` must be a directory, and the rest is the agent's one rule
+ * for the paths it writes as root (lib/root-only-path.ts: root's all the way up, sticky where
+ * others may write).
  */
 export async function renamableByOthers(dir: string): Promise<string | undefined> {
-  let p = path.resolve(dir);
-  for (;;) {
-    const st = await fsp.lstat(p);
-    if (!st.isDirectory()) return `${p} is not a directory`;
-    if (st.uid !== 0) return `${p} is not root's`;
-    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) return `${p} is writable by others and not sticky`;
-    if (p === '/') return undefined;
-    p = path.dirname(p);
-  }
+  const st = await fsp.lstat(dir);
+  if (!st.isDirectory()) return `${dir} is not a directory`;
+  return whyNotRootOnly(dir);
 }
