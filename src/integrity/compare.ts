@@ -62,6 +62,8 @@ export function objectSurface(key: string): SurfaceName {
       return 'processes';
     case 'package':
       return 'package-state';
+    case 'bpf':
+      return 'bpf';
     case 'filecap':
     case 'acl':
       return 'setuid';

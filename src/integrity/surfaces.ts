@@ -39,6 +39,7 @@ export const SURFACE_MEANING: Record<SurfaceName, string> = {
   'package-state':
     'the set of installed packages and their versions, and their maintainer scripts (run as root at the next package operation)',
   boot: 'the kernels, initramfs images and boot loader configuration: code run as root at the next boot',
+  bpf: "eBPF programs, links and maps created since the job started (bpftool): a program attached to a cgroup, an interface or a hook, or pinned, outlives the job and can watch or steer later jobs' traffic and system calls",
   usr: 'the rest of /usr (shared libraries, /usr/share): a replaced library or data file every later job loads',
   var: 'system state under /var beyond logs and caches: maintainer scripts, polkit grants, served data',
 };

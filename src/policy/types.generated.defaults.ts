@@ -33,7 +33,8 @@ export const DEFAULT_POLICY: Policy = {
         "listeners",
         "processes",
         "package-state",
-        "boot"
+        "boot",
+        "bpf"
       ],
       "exceptions": [],
       "allowPackages": false,

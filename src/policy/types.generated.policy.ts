@@ -55,9 +55,9 @@ export interface Policy {
       /**
        * The surfaces compared (all but `usr` and `var` by default: their cost and churn are
        * weighed in docs/integrity.md); each is described in docs/integrity.md. Default:
-       * ["etc","usr-local","opt-srv","root-home","authorized-keys","cron","systemd","setuid","accounts","modules","mounts","netfilter","routes","sysctl","listeners","processes","package-state","boot"].
+       * ["etc","usr-local","opt-srv","root-home","authorized-keys","cron","systemd","setuid","accounts","modules","mounts","netfilter","routes","sysctl","listeners","processes","package-state","boot","bpf"].
        */
-      surfaces: ('etc' | 'usr-local' | 'opt-srv' | 'root-home' | 'authorized-keys' | 'cron' | 'systemd' | 'setuid' | 'accounts' | 'modules' | 'mounts' | 'netfilter' | 'routes' | 'sysctl' | 'listeners' | 'processes' | 'package-state' | 'boot' | 'usr' | 'var')[];
+      surfaces: ('etc' | 'usr-local' | 'opt-srv' | 'root-home' | 'authorized-keys' | 'cron' | 'systemd' | 'setuid' | 'accounts' | 'modules' | 'mounts' | 'netfilter' | 'routes' | 'sysctl' | 'listeners' | 'processes' | 'package-state' | 'boot' | 'bpf' | 'usr' | 'var')[];
       /**
        * Changes that are not drift, added to the built-in defaults (logs, caches, the agent's own
        * files): a path glob (`/var/cache/**`) or an object glob (`sysctl:net.ipv4.conf.*`,
