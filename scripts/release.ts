@@ -224,6 +224,14 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
   await mkdir(path.join(root, 'usr/bin'), { recursive: true, mode: 0o755 });
   await symlink(`../lib/runner-warden/bin/runner-warden.js`, path.join(root, 'usr/bin/runner-warden'));
   await copy(path.join(ROOT, 'packaging/systemd/runner-warden.service'), path.join(root, 'lib/systemd/system/runner-warden.service'));
+  // The image cache (policy docker.mirror): its units, their restart backoff and the registry's
+  // configuration. Never enabled here: it needs Debian's docker-registry (Suggests), and a host
+  // whose jobs get no engine has no use for it.
+  for (const unit of ['runner-warden-mirror.service', 'runner-warden-mirror-gc.service']) {
+    await copy(path.join(ROOT, 'packaging/systemd', unit), path.join(root, 'lib/systemd/system', unit));
+  }
+  await copy(path.join(ROOT, 'packaging/systemd/runner-warden-mirror-backoff'), path.join(lib, 'mirror-backoff'), 0o755);
+  await copy(path.join(ROOT, 'packaging/systemd/runner-warden-mirror.yml'), path.join(root, 'etc/runner-warden-mirror/config.yml'));
   const doc = path.join(root, 'usr/share/doc/runner-warden');
   await copy(path.join(ROOT, 'packaging/config.example.yaml'), path.join(doc, 'examples/config.example.yaml'));
   // The licence text without its title and copyright line (those are fields above).
@@ -248,7 +256,7 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
   );
   await copy(path.join(ROOT, 'packaging/completions/_runner-warden'), path.join(root, 'usr/share/zsh/vendor-completions/_runner-warden'));
   // Team policies are the host's configuration: conffiles, kept (or asked about) on upgrade.
-  const conffiles: string[] = [];
+  const conffiles: string[] = ['/etc/runner-warden-mirror/config.yml'];
   for (const f of (await readdir(path.join(ROOT, 'policies'))).sort()) {
     if (!f.endsWith('.yaml')) continue;
     await copy(path.join(ROOT, 'policies', f), path.join(root, 'etc/runner-warden/policies', f), 0o600);
@@ -275,7 +283,9 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
     // systemd: the unit and systemd-notify; procps: the demo's process listing; acl and attr:
     // setfacl/setfattr strip ACLs and user attributes from the home's recorded directories.
     'Recommends: systemd, procps, acl, attr',
-    'Suggests: docker.io',
+    // docker.io with rootlesskit, slirp4netns and uidmap: per-job rootless engines; docker-registry:
+    // the image cache's units (runner-warden-mirror.service).
+    'Suggests: docker.io, rootlesskit, slirp4netns, uidmap, docker-registry',
     'Section: admin',
     'Priority: optional',
     `Homepage: ${pkg.homepage ?? 'https://github.com/runner-warden/runner-warden'}`,
