@@ -11,10 +11,13 @@ import { initialState, type PersistedState } from '../../../src/agent/state-stor
 import type { RunnerHostPort } from '../../../src/agent/runner-host.js';
 import type { DiagJob } from '../../../src/runner/diag-evidence.js';
 import type { HookEvent } from '../../../src/runner/hooks.js';
-import { cleanReport, makeUnitWorld, recoveryRunnerHost, runUntil, settleUntil, type UnitWorld } from './fakes.js';
+import { cleanReport, makeUnitWorld, recoveryRunnerHost, runUntil, type UnitWorld } from './fakes.js';
 import type { JournalRecord } from '../../../src/agent/journal.js';
 
 const RUNNER = { id: 100, name: 'unit-1' };
+
+/** A hang bound only: how long the hung recovery may take to persist the job (real file I/O under load). */
+const PERSIST_WAIT_MS = 60_000;
 
 /** A runner host for these tests (fakes.ts recoveryRunnerHost). */
 function host(w: UnitWorld, trace: () => DiagJob[], leftover: HookEvent[] = []): RunnerHostPort {
@@ -91,10 +94,13 @@ test('a recovery killed during its cleanup (the trace then in the trash) still g
   void w.agent({ runnerHost: host(w, () => trace) }).run(new AbortController().signal);
   const persisted = async (): Promise<PersistedState> =>
     JSON.parse(await readFile(path.join(w.stateDir, 'state.json'), 'utf8')) as PersistedState;
+  // Read until the evidence shows, bounded in time rather than in reads: the agent's state writes
+  // are real fsyncs, and on two loaded cores 200 reads went by before the first of them landed.
   let kept: PersistedState | undefined;
-  for (let i = 0; i < 200 && !kept?.job?.evidence; i++) {
+  const giveUpAt = Date.now() + PERSIST_WAIT_MS;
+  while (!kept?.job?.evidence && Date.now() < giveUpAt) {
     kept = await persisted().catch(() => undefined);
-    await settleUntil(() => true, 'a turn');
+    if (!kept?.job?.evidence) await new Promise((r) => setTimeout(r, 10));
   }
   assert.ok(kept?.job?.evidence, 'the job is persisted, with its evidence, before the cleanup');
   assert.equal(kept.jobsServed, 1);
