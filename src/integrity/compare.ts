@@ -37,8 +37,11 @@ export interface CompareOptions {
  */
 const CLOCK_SLACK_MS = 2_000;
 
-/** Kinds of object that count only when added (a service that stopped is not a persistence). */
-const ADD_ONLY = new Set(['process', 'listener']);
+/**
+ * Kinds of object that count only when added (a service that stopped is not a persistence); eBPF
+ * objects are read only above a watermark (bpf-state.ts), the baseline's are a record.
+ */
+const ADD_ONLY = new Set(['process', 'listener', 'bpf']);
 
 /** Which surface an object key belongs to. */
 export function objectSurface(key: string): SurfaceName {
@@ -98,6 +101,11 @@ export class FileComparer {
   private readonly added = new Map<string, { rank: number; entry: DriftEntry }>();
   /** Regular files new or with another inode, size, mode or ctime: their file capability is read again. */
   readonly changedFiles: string[] = [];
+  /**
+   * Directories new or with another inode, mode, owner or ctime: their ACLs (a default ACL makes
+   * every file root later creates there the runner user's to write) are read again (file-acls.ts).
+   */
+  readonly changedDirs: string[] = [];
   private readonly alwaysHash = new Set(ALWAYS_HASH);
   private readonly bySurface = surfaceExceptions();
 
@@ -112,6 +120,7 @@ export class FileComparer {
   visit(surface: SurfaceName, rank: number, p: string, cur: FileMeta): void {
     const row = this.base.row(p);
     if (cur.type === 'f' && (row === undefined || !this.base.sameStat(row, cur))) this.changedFiles.push(p);
+    else if (cur.type === 'd' && (row === undefined || !this.base.sameStat(row, cur))) this.changedDirs.push(p);
     if (row !== undefined) {
       if (this.seen[row]) return;
       this.seen[row] = 1;

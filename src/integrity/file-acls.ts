@@ -4,10 +4,12 @@
  * /etc/shadow` leaves the mode 0640 and the bytes as they were and changes only the ctime, so the
  * metadata and content comparison finds nothing, and every later job of the runner user reads the
  * password hashes. Read with `getfacl -s` (only files with more than the base entries), like file
- * capabilities: over every tree for the baseline, then only for files whose metadata changed:
- * `acl:<path>` → its entries. Directories' default ACLs are not read (their ctime moves with
- * every entry, so there is no cheap filter; a directory's access ACL that grants write shows in its
- * mode's group bits).
+ * capabilities: over every tree for the baseline, then only for files and directories whose
+ * metadata changed: `acl:<path>` → its entries, a directory's default entries included
+ * (`default:user:runner:rwx`). A default ACL changes no file: `setfacl -d -m u:runner:rwx
+ * /etc/cron.d` makes every file root later creates there writable by the runner user, a delayed
+ * escalation. Setting or removing one changes the directory's ctime; a directory whose ctime moved
+ * for its entries is asked too (a few on a check after a job).
  */
 import path from 'node:path';
 import { shellQuote, type ToolShell } from './tool-shell.js';

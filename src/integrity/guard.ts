@@ -21,6 +21,7 @@ import { NetfilterShell } from './netfilter.js';
 import { ToolShell } from './tool-shell.js';
 import { readProcTable } from './proc-table.js';
 import type { AgentRecords } from './agent-records.js';
+import { BPF_WATERMARK_KEY, BPFTOOL_MISSING, bpfWatermark, checkSince, type BpfWatermark } from './bpf-state.js';
 
 /** Where the guard reads and what it leaves out; every path is host view. */
 export interface IntegrityGuardOptions {
@@ -71,14 +72,25 @@ export class IntegrityGuard implements JobGuard<Policy> {
   private readonly netfilterShell = new NetfilterShell();
   /** Runs getcap for every check, beside the netfilter tools' shell. */
   private readonly toolShell = new ToolShell();
+  /** The highest eBPF ids when each job started: what is above them after the job is the job's. */
+  private readonly bpfAtStart = new Map<string, BpfWatermark>();
+  /** The eBPF watermark of the last check that found no eBPF drift (bpf-state.ts checkSince). */
+  private bpfLastClean: BpfWatermark | undefined;
+  /** What this agent has warned about once (a surface not checked). */
+  private readonly warned = new Set<string>();
   constructor(private readonly o: IntegrityGuardOptions) {
     this.now = o.now ?? Date.now;
   }
 
-  async prepare(job: GuardJob, policy: Policy, _ctx: GuardContext): Promise<GuardPrepared> {
+  async prepare(job: GuardJob, policy: Policy, ctx: GuardContext): Promise<GuardPrepared> {
     this.started.set(job.key, this.now());
     // A first job before any verification: the records as the agent left them before the listener.
     if (policy.host.integrity.enabled) this.o.records?.pinUnpinned();
+    if (policy.host.integrity.enabled && policy.host.integrity.surfaces.includes('bpf')) {
+      // The last clean check's ids (nothing ran in between but the agent); read now without one.
+      const mark = this.bpfLastClean ?? (await bpfWatermark(this.proc, this.toolShell, ctx.signal));
+      if (mark) this.bpfAtStart.set(job.key, mark);
+    }
     return {};
   }
 
@@ -138,11 +150,25 @@ export class IntegrityGuard implements JobGuard<Policy> {
       throw err;
     }
     const surfaces = p.surfaces.filter((s) => base.surfaces.includes(s));
+    const notRecorded = p.surfaces.filter((s) => !base.surfaces.includes(s));
+    if (notRecorded.length > 0)
+      this.warnOnce(
+        ctx,
+        `surfaces ${notRecorded.join(', ')}`,
+        { surfaces: notRecorded },
+        'integrity surfaces not in the system baseline are not checked: retake the baseline with the agent stopped',
+      );
     const exceptions = new GlobSet(exceptionPatterns(p));
     const started = job ? this.started.get(job.key) : undefined;
     const subUids = [...ranges.uids, { start: (job?.user ?? this.o.user).uid, count: 1 }];
     const t0 = performance.now();
-    const { drift, unreadable, identity, entries } = await checkHost(
+    const {
+      drift,
+      unreadable,
+      identity,
+      entries,
+      bpfWatermark: bpfNow,
+    } = await checkHost(
       {
         root: this.root,
         proc: this.proc,
@@ -158,6 +184,13 @@ export class IntegrityGuard implements JobGuard<Policy> {
         ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),
         ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
         ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),
+        bpfSince: checkSince({
+          proc: this.proc,
+          job: job !== undefined,
+          baseline: base.snapshot.objects[BPF_WATERMARK_KEY],
+          ...(job && this.bpfAtStart.has(job.key) ? { atJobStart: this.bpfAtStart.get(job.key) } : {}),
+          ...(this.bpfLastClean ? { lastClean: this.bpfLastClean } : {}),
+        }),
         signal: ctx.signal,
       },
       base.snapshot,
@@ -172,12 +205,23 @@ export class IntegrityGuard implements JobGuard<Policy> {
     for (const d of identityDifferences(base.identity, identity, !job && !p.allowPackages)) {
       findings.push({ problem: `system baseline is from another image: ${d}`, detail: { kind: 'other-image', difference: d } });
     }
+    if (bpfNow && !drift.some((d) => d.surface === 'bpf')) this.bpfLastClean = bpfNow;
+    if (unreadable.includes(BPFTOOL_MISSING))
+      this.warnOnce(
+        ctx,
+        'bpftool',
+        {},
+        'eBPF programs, links and maps are not checked: bpftool is not installed (apt-get install bpftool)',
+      );
     const baseUnreadable = new Set(base.snapshot.unreadable);
     for (const u of unreadable) {
       if (!baseUnreadable.has(u)) findings.push({ problem: `integrity surface unreadable: ${u}`, detail: { kind: 'unreadable', what: u } });
     }
     for (const d of drift) findings.push({ problem: driftLine(d), detail: { ...d } });
-    if (job) this.started.delete(job.key);
+    if (job) {
+      this.started.delete(job.key);
+      this.bpfAtStart.delete(job.key);
+    }
     if (drift.length > 0) {
       const copy = await copyForensics(
         integrityPaths(this.o.stateDir).forensics,
@@ -196,6 +240,13 @@ export class IntegrityGuard implements JobGuard<Policy> {
         );
     }
     return findings;
+  }
+
+  /** A warning logged once per agent: the preflight names what is not checked, later checks do not repeat it. */
+  private warnOnce(ctx: GuardContext, what: string, fields: Record<string, unknown>, message: string): void {
+    if (this.warned.has(what)) return;
+    this.warned.add(what);
+    ctx.log.warn(fields, message);
   }
 
   private get root(): string {

@@ -20,6 +20,7 @@ import type { GlobSet } from './glob.js';
 import { readFileCaps, type FileCaps } from './file-caps.js';
 import { readFileAcls } from './file-acls.js';
 import { ToolShell } from './tool-shell.js';
+import { BPF_WATERMARK_KEY, formatWatermark, readBpf, type BpfWatermark } from './bpf-state.js';
 
 /** Where and what a snapshot reads. */
 export interface SnapshotOptions {
@@ -50,6 +51,11 @@ export interface SnapshotOptions {
   packageCache?: ByStat<PackageSet>;
   /** The processes, when the caller read /proc already this verification (proc-table.ts). */
   procTable?: readonly ProcEntry[];
+  /**
+   * eBPF objects above this watermark are reported (bpf-state.ts), each read again after a short
+   * wait before it counts; undefined (the baseline) reads every one that PID 1 does not hold.
+   */
+  bpfSince?: BpfWatermark;
   /** Process keys the baseline holds (a check): their units are read only for processes new since the job. */
   knownProcess?: (key: string) => boolean;
   signal?: AbortSignal;
@@ -70,6 +76,8 @@ interface Scan {
   identity: HostIdentity;
   trees: TreeSurface[];
   executables: string[];
+  /** The highest eBPF ids at the read; undefined without the bpf surface or bpftool. */
+  bpfWatermark?: BpfWatermark;
 }
 
 /**
@@ -88,6 +96,15 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
         : readNetfilter(o.signal)
       : undefined;
   const packages = readPackageSet(o.root, o.packageCache);
+  const bpfShell = on.has('bpf') && !o.toolShell ? new ToolShell() : undefined;
+  const bpf = on.has('bpf')
+    ? readBpf({
+        proc: o.proc,
+        shell: o.toolShell ?? (bpfShell as ToolShell),
+        ...(o.bpfSince ? { since: o.bpfSince, settle: true } : {}),
+        ...(o.signal ? { signal: o.signal } : {}),
+      }).finally(() => bpfShell?.close())
+    : undefined;
   const { objects: accountObjects, users } = readAccounts(o.root);
   const objects: Record<string, string> = {};
   if (on.has('accounts')) Object.assign(objects, accountObjects);
@@ -146,6 +163,11 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
     Object.assign(objects, nf.objects);
     unreadable.push(...nf.unreadable);
   }
+  const bpfRead = await bpf;
+  if (bpfRead) {
+    Object.assign(objects, bpfRead.objects);
+    unreadable.push(...bpfRead.unreadable);
+  }
   if (unitClaims.length > 0) {
     const ownShell = o.toolShell ? undefined : new ToolShell();
     try {
@@ -156,7 +178,14 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
     }
   }
   const identity = readIdentity(o.root, o.proc, pkgs);
-  return { objects, unreadable, identity, trees, executables: walked.executables };
+  return {
+    objects,
+    unreadable,
+    identity,
+    trees,
+    executables: walked.executables,
+    ...(bpfRead?.watermark ? { bpfWatermark: bpfRead.watermark } : {}),
+  };
 }
 
 /** Every file capability under the trees (`getcap -r`): what a baseline records. */
@@ -199,6 +228,7 @@ export async function takeSnapshot(o: SnapshotOptions): Promise<{ snapshot: Snap
     Object.assign(s.objects, a.objects);
     s.unreadable.push(...a.unreadable);
   }
+  if (s.bpfWatermark) s.objects[BPF_WATERMARK_KEY] = formatWatermark(s.bpfWatermark);
   return { snapshot: { files, fileSurface, objects: s.objects, unreadable: s.unreadable }, identity: s.identity };
 }
 
@@ -221,6 +251,8 @@ export async function takeBaselineSnapshot(o: SnapshotOptions): Promise<{ snapsh
     Object.assign(s.objects, a.objects);
     s.unreadable.push(...a.unreadable);
   }
+  // The ids the image had: at a preflight of the same boot, what is above them is new (bpf-state.ts).
+  if (s.bpfWatermark) s.objects[BPF_WATERMARK_KEY] = formatWatermark(s.bpfWatermark);
   return { snapshot: { files, objects: s.objects, unreadable: s.unreadable }, identity: s.identity };
 }
 
@@ -231,6 +263,8 @@ export interface HostCheck {
   identity: HostIdentity;
   /** Entries the walk reached: for the figures. */
   entries: number;
+  /** The highest eBPF ids this check saw: the next job's starting point. */
+  bpfWatermark?: BpfWatermark;
 }
 
 /** Files getcap is asked about per command line (well under ARG_MAX). */
@@ -257,8 +291,9 @@ export async function checkHost(o: SnapshotOptions, base: BaselineSnapshot, comp
       const p = k.slice('filecap:'.length);
       if (files.reached(p) && !asked.has(p)) s.objects[k] = v;
     }
-    // ACLs likewise (file-acls.ts): only files whose metadata changed can have another.
-    const aclAsked = new Set(files.changedFiles);
+    // ACLs likewise (file-acls.ts): only files and directories whose metadata changed can have
+    // another (setfacl changes the ctime, also of a directory for its default ACL).
+    const aclAsked = new Set([...files.changedFiles, ...files.changedDirs]);
     for (const [k, v] of Object.entries(base.objects)) {
       if (!k.startsWith('acl:')) continue;
       const p = k.slice('acl:'.length);
@@ -282,5 +317,5 @@ export async function checkHost(o: SnapshotOptions, base: BaselineSnapshot, comp
     }
   }
   const drift = sortDrift([...files.finish(), ...compareObjects(base.objects, s.objects, compare)]);
-  return { drift, unreadable: s.unreadable, identity: s.identity, entries };
+  return { drift, unreadable: s.unreadable, identity: s.identity, entries, ...(s.bpfWatermark ? { bpfWatermark: s.bpfWatermark } : {}) };
 }
