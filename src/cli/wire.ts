@@ -32,6 +32,7 @@ import { ALL_STATES } from '../agent/states.js';
 import { hookPaths } from '../runner/hooks.js';
 import { AgentMetrics } from '../health/metrics.js';
 import { mirrorDebugAddress, registerMirrorMetrics, registerMirrorPruneMetrics } from '../engine/mirror-metrics.js';
+import { registerWarmImageMetrics } from '../engine/warm-metrics.js';
 import { DEFAULT_MIRROR_STORAGE, gibToBytes } from '../engine/mirror-checks.js';
 import { MirrorJanitor } from '../engine/mirror-janitor.js';
 import type { HealthServer } from '../health/server.js';
@@ -159,6 +160,8 @@ export async function wire(config: HostConfig, o: WireOptions): Promise<Runtime>
     transientExcluded: () => tempTrash.holdingDirs(),
   });
   log.debug({ guards: guards.map((g) => g.name) }, 'guards built');
+  // Warm images pulled into job engines before the job asks (policy docker.warm).
+  registerWarmImageMetrics(metrics.registry, () => engineGuard.warmTotals);
   // A host that knows its place in the fleet retries GitHub in its own slot (docs/fleet-scale.md).
   const fleet = config.fleet ? fleetPlace(config.fleet, o.hostname ?? os.hostname(), o.configFile) : undefined;
   const fleetSlots = fleet ? githubSlots(fleet) : undefined;

@@ -41,15 +41,17 @@ import {
   isolatedHostProblems,
   rootEngineReach,
   type EngineHostPaths,
-  type HostProblem,
   type RunnerUser,
 } from './host-checks.js';
 import { DEFAULT_HOST_NET_SOURCES, netAdded, snapshotHostNet, type HostNet, type HostNetSources } from './host-net.js';
 import { resolveDockerMode, type DockerMode } from './mode.js';
-import { engineLayout, engineLayoutAt, EngineStartError, socketPathProblem, type EngineLayout } from './rootless-engine.js';
+import { engineLayout, EngineStartError, socketPathProblem, type EngineLayout } from './rootless-engine.js';
 import { launchEngine, type Launched, type LaunchOptions } from './launch.js';
-import { WarmEngine, WARM_DIR_PREFIX } from './warm-engine.js';
-import { killEngine, mountsUnder, moveAsideAndDelete, readRecord, subidProcesses, type EngineRecord } from './teardown.js';
+import { WarmEngine } from './warm-engine.js';
+import { killEngine, mountsUnder, moveAsideAndDelete, subidProcesses, type EngineRecord } from './teardown.js';
+import { cgroupName, recordedLayout, unfitIf, warmKey, warmLayoutSample } from './engine-guard-helpers.js';
+import { WarmImages, warmPlan, type WarmPull, type WarmTotals } from './warm-images.js';
+import { learnWarmImages } from './warm-learn.js';
 import { mirrorForEngine } from './mirror-address.js';
 import { DEFAULT_MIRROR_STORAGE, gibToBytes, mirrorProblems } from './mirror-checks.js';
 import { startApiProxy, type ApiProxy } from './api-proxy.js';
@@ -86,6 +88,8 @@ export interface EngineGuardOptions {
   prewarm?: boolean;
   /** dockerd's storage driver for every engine (default vfs). */
   storageDriver?: LaunchOptions['storageDriver'];
+  /** Called with each finished warm pull (policy docker.warm; the bench's figure). */
+  onWarmPull?: (p: WarmPull) => void;
 }
 
 /**
@@ -111,6 +115,8 @@ export class EngineGuard implements JobGuard<Policy> {
   private readonly proxies = new Map<string, ApiProxy>();
   private support: CgroupSupport | undefined;
   private readonly warm = new WarmEngine((p) => this.track(p));
+  /** Warm images (policy docker.warm) pulled into each engine once it answers, by engine socket. */
+  private readonly warmImages = new WarmImages((p) => this.opts.onWarmPull?.(p));
   /** Learnt from the first job when no jobRoot option was given. */
   private jobRoot: string | undefined;
   /** Each prepared job's engine start until its verify, by job key. */
@@ -127,6 +133,11 @@ export class EngineGuard implements JobGuard<Policy> {
     this.paths = opts.paths ?? DEFAULT_ENGINE_HOST_PATHS;
     this.net = opts.net ?? DEFAULT_HOST_NET_SOURCES;
     this.support = opts.cgroupSupport;
+  }
+
+  /** Warm pulls done and failed, entries refused (for /metrics). */
+  get warmTotals(): WarmTotals {
+    return this.warmImages.totals;
   }
 
   /** The mode this host gives `policy` for the slot's runner user (for /status, `status`, the metric label). */
@@ -176,7 +187,7 @@ export class EngineGuard implements JobGuard<Policy> {
     this.jobRoot ??= path.dirname(job.dir);
     const mirror = mirrorForEngine(policy.docker.mirror);
     const waitStarted = Date.now();
-    const warm = await this.warm.take(warmKey(job.user, mirror));
+    const warm = await this.warm.take(warmKey(job.user, mirror, policy));
     if (warm) {
       await writeFileAtomic(engineLayout(job.dir).record, JSON.stringify({ ...warm.rec, dir: warm.layout.dir }));
       const waited = Date.now() - waitStarted;
@@ -193,6 +204,7 @@ export class EngineGuard implements JobGuard<Policy> {
       const started = await this.launch(layout, job.user, cgroupName(job.key), mirror, ctx.signal, netBefore);
       const waited = Date.now() - waitStarted;
       this.watch(job.key, started, ctx);
+      await this.warmUp(started, job.user, policy, job.stateDir, ctx);
       env.DOCKER_HOST = `unix://${layout.socket}`;
       return {
         env,
@@ -219,12 +231,14 @@ export class EngineGuard implements JobGuard<Policy> {
     if (this.opts.prewarm !== true || !user || !jobRoot || this.warm.pending) return;
     const mirror = mirrorForEngine(policy.docker.mirror);
     this.warm.start(
-      warmKey(user, mirror),
+      warmKey(user, mirror, policy),
       jobRoot,
       async (layout, signal) => {
         const { mode } = await resolveDockerMode(policy, this.hostPaths(policy), user);
         if (mode !== 'isolated' || (await isolatedHostProblems(user, this.hostPaths(policy))).length > 0) return undefined;
-        return this.launch(layout, user, cgroupName(`warm-${path.basename(path.dirname(layout.dir))}`), mirror, signal);
+        const l = await this.launch(layout, user, cgroupName(`warm-${path.basename(path.dirname(layout.dir))}`), mirror, signal);
+        await this.warmUp(l, user, policy, this.opts.stateDir, ctx);
+        return l;
       },
       ctx.log,
     );
@@ -253,6 +267,16 @@ export class EngineGuard implements JobGuard<Policy> {
         },
       ),
     );
+  }
+
+  /**
+   * Pulls the team's warm images (policy docker.warm) into a just-launched engine once it
+   * answers, in the background (warm-images.ts); learnt ones only with a state directory.
+   */
+  private async warmUp(l: Launched, user: RunnerUser, policy: Policy, stateDir: string | undefined, ctx: GuardContext): Promise<void> {
+    const w = policy.docker.warm;
+    const plan = await warmPlan(policy.team, stateDir ?? '', { ...w, learn: w.learn && stateDir !== undefined }, ctx.log);
+    if (plan) this.warmImages.start(l.layout.socket, l.ready, user, plan, ctx.log);
   }
 
   /** Starts an engine in `layout` for `user`; resolves once it runs (its `ready` says when it answers). */
@@ -294,6 +318,9 @@ export class EngineGuard implements JobGuard<Policy> {
     if (!rec) return { outcome: 'skipped', reason: 'no engine was started for this job' };
     this.released.set(job.key, { layout, rec });
     const st = this.starts.get(job.key);
+    // Before the teardown: warm pulls still going are abandoned; the team learns what the engine holds.
+    const plan = await this.warmImages.stop(layout.socket);
+    if (plan?.policy.learn && st?.state === 'ready') await learnWarmImages(layout.socket, job.user, plan, this.warmImages.totals, ctx.log);
     if (st?.state === 'starting') {
       // Killed now, so its start fails: that is this release's doing, not the host's.
       st.state = 'released';
@@ -408,43 +435,4 @@ export class EngineGuard implements JobGuard<Policy> {
 interface EngineStart {
   state: 'starting' | 'ready' | 'failed' | 'released';
   error?: string;
-}
-
-/** Throws GuardUnfitError listing every problem and every fix. */
-function unfitIf(problems: HostProblem[], what: string): void {
-  if (problems.length === 0) return;
-  throw new GuardUnfitError('engine', `${what}: ${problems.map((p) => p.what).join('; ')}`, problems.map((p) => p.fix).join('; '));
-}
-
-/** A warm engine's layout under `jobRoot` (its name has a fixed length), for the path-length check. */
-function warmLayoutSample(jobRoot: string): EngineLayout {
-  return engineLayoutAt(path.join(jobRoot, `${WARM_DIR_PREFIX}00000000`, 'engine'), '');
-}
-
-/** What a warm engine was started for: the runner user and the mirror it was given. */
-function warmKey(user: { uid: number; gid: number }, mirror: { url?: string; hostLoopback: boolean }): string {
-  return `${user.uid}:${user.gid}:${mirror.url ?? ''}:${mirror.hostLoopback}`;
-}
-
-/**
- * The engine layout a job's record names: `<job.dir>/engine`, or the warm engine's directory the
- * job took (only beside the job's own directory, under the same job root).
- */
-async function recordedLayout(job: GuardJob): Promise<{ layout: EngineLayout; rec: EngineRecord | undefined }> {
-  const own = engineLayout(job.dir);
-  const rec = await readRecord(own.record);
-  const jobRoot = path.dirname(job.dir);
-  if (
-    rec?.dir !== undefined &&
-    path.dirname(path.dirname(rec.dir)) === jobRoot &&
-    path.basename(path.dirname(rec.dir)).startsWith(WARM_DIR_PREFIX)
-  ) {
-    return { layout: engineLayoutAt(rec.dir, own.record), rec };
-  }
-  return { layout: own, rec };
-}
-
-/** A cgroup name for the job's key (the key is the agent's; keep only safe characters). */
-function cgroupName(key: string): string {
-  return `engine-${key.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 100)}`;
 }

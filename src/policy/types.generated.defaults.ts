@@ -60,6 +60,11 @@ export const DEFAULT_POLICY: Policy = {
     "mode": "auto",
     "mirror": null,
     "mirrorCapGiB": 20,
+    "warm": {
+      "images": [],
+      "learn": false,
+      "max": 5
+    },
     "allow": {
       "privileged": false,
       "hostNamespaces": false,

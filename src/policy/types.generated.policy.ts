@@ -158,6 +158,26 @@ export interface Policy {
      */
     mirrorCapGiB: number;
     /**
+     * Warm images (isolated mode): the agent pulls these into each job's fresh engine through the
+     * image cache as soon as the engine answers, in the background, so that the job's own pull
+     * finds them done. Off by default. See docs/docker.md (Warm images).
+     */
+    warm: {
+      /**
+       * Docker Hub images every job's engine gets, by name as listed (the cache serves only Docker
+       * Hub).
+       */
+      images: string[];
+      /**
+       * Also give each job's engine, by digest, the Docker Hub images this team's earlier jobs
+       * pulled (learnt at the end of each job, kept per team in the agent's state, never shown to
+       * another team's jobs). Default: false.
+       */
+      learn: boolean;
+      /** How many learnt images are kept per team, most recent first. Default: 5. */
+      max: number;
+    };
+    /**
      * What a job may ask of the engine when creating containers. Everything is denied by default.
      * In isolated mode the per-job engine's own boundary contains these anyway; in host mode and
      * in the container hooks they are enforced and a refusal names the key that would allow it.

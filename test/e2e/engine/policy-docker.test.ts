@@ -27,13 +27,14 @@ test('an empty docker section means auto mode, no mirror, and nothing extra allo
     mode: 'auto',
     mirror: null,
     mirrorCapGiB: 20,
+    warm: { images: [], learn: false, max: 5 },
     allow: { privileged: false, hostNamespaces: false, hostPaths: [], devices: [], capabilities: [] },
   });
 });
 
 test('bad docker values are named with the file, line, field and what was expected', async () => {
   const { problems, file } = await load(
-    'version: 1\ndocker:\n  mode: rootful\n  mirror: ftp://x\n  allow:\n    hostPaths: [relative]\n    devices: [/etc/passwd]\n    capabilities: [sys_admin]\n',
+    'version: 1\ndocker:\n  mode: rootful\n  mirror: ftp://x\n  allow:\n    hostPaths: [relative]\n    devices: [/etc/passwd]\n    capabilities: [sys_admin]\n  warm:\n    images: [ghcr.io/acme/tool:1]\n    max: 50\n',
   );
   const text = (problems ?? []).join('\n');
   assert.match(text, new RegExp(`${file}:3:\\d+: docker\\.mode: expected one of "auto", "isolated", "host", "none", got "rootful"`));
@@ -41,4 +42,6 @@ test('bad docker values are named with the file, line, field and what was expect
   assert.match(text, /:6:\d+: docker\.allow\.hostPaths\[0\]: expected an absolute directory path/);
   assert.match(text, /:7:\d+: docker\.allow\.devices\[0\]: expected a device path under \/dev/);
   assert.match(text, /:8:\d+: docker\.allow\.capabilities\[0\]: expected a capability name such as NET_ADMIN/);
+  assert.match(text, /:10:\d+: docker\.warm\.images\[0\]: expected a Docker Hub image such as node:20.*got "ghcr\.io\/acme\/tool:1"/);
+  assert.match(text, /:11:\d+: docker\.warm\.max: expected an integer from 1 to 20, got 50/);
 });

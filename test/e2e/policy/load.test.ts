@@ -69,6 +69,7 @@ const PROVISIONAL_DEFAULT: Policy = {
     mode: 'auto',
     mirror: null,
     mirrorCapGiB: 20,
+    warm: { images: [], learn: false, max: 5 },
     allow: { privileged: false, hostNamespaces: false, hostPaths: [], devices: [], capabilities: [] },
   },
   cleanup: {
