@@ -143,7 +143,24 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
       await writeFile(copy, unit.replaceAll('/usr/bin/runner-warden', path.join(root, 'usr/bin/runner-warden')));
       const verify = await sh('systemd-analyze', ['verify', '--man=no', copy]);
       assert.equal(verify.code, 0, `systemd-analyze verify:\n${verify.stderr}`);
+      // The image cache's unit, shipped but not enabled: its backoff script in the root, and
+      // docker-registry (a Suggests, absent from a minbase root) stood in for by true.
+      const mirror = path.join(lab, 'runner-warden-mirror.service');
+      const mirrorUnit = await readFile(path.join(root, 'lib/systemd/system/runner-warden-mirror.service'), 'utf8');
+      await writeFile(
+        mirror,
+        mirrorUnit
+          .replaceAll('/usr/lib/runner-warden/', path.join(root, 'usr/lib/runner-warden') + '/')
+          .replaceAll('/usr/bin/docker-registry', '/bin/true'),
+      );
+      const verifyMirror = await sh('systemd-analyze', ['verify', '--man=no', mirror]);
+      assert.equal(verifyMirror.code, 0, `systemd-analyze verify (image cache):\n${verifyMirror.stderr}`);
     }
+    const backoff = await inRoot(
+      'test -s /etc/runner-warden-mirror/config.yml && /usr/lib/runner-warden/mirror-backoff /tmp/rw-backoff --dry-run && rm -f /tmp/rw-backoff',
+    );
+    assert.equal(backoff.code, 0, backoff.stderr);
+    assert.equal(backoff.stdout.trim(), '0', 'a first start waits nothing');
 
     const demo = await inRoot('runner-warden demo --jobs 2');
     assert.equal(demo.code, 0, `demo:\n${demo.stdout}\n${demo.stderr}`);
@@ -151,7 +168,7 @@ test('the .deb installs offline into a fresh Debian root, twice, and every comma
     assert.match(demo.stdout, /leftovers on the host: no process of the runner user/);
 
     const purge = await inRoot(
-      'dpkg --purge runner-warden && ls -d /usr/lib/runner-warden /etc/runner-warden /var/lib/runner-warden /usr/bin/runner-warden 2>&1 || true',
+      'dpkg --purge runner-warden && ls -d /usr/lib/runner-warden /etc/runner-warden /etc/runner-warden-mirror /var/lib/runner-warden /usr/bin/runner-warden 2>&1 || true',
     );
     assert.equal(purge.code, 0, purge.stderr);
     assert.doesNotMatch(purge.stdout, /^\/(usr|etc|var)\S+$/m, `left after purge:\n${purge.stdout}`);
