@@ -35,6 +35,7 @@ packages=(
   "uidmap           /usr/bin/newuidmap"
   "docker-registry  /usr/bin/docker-registry"
   "sudo             /usr/bin/sudo"
+  "bpftool          /usr/sbin/bpftool"
 )
 # One dpkg-query for the whole list (it honours DPKG_ADMINDIR, which the test of this script uses
 # to play a fresh machine); a package dpkg has never heard of is simply absent from its answer.

@@ -281,8 +281,10 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
     // and flock are in util-linux, which is essential.
     'Depends: libc6 (>= 2.28), libstdc++6 (>= 5.2), libgcc-s1, libatomic1, e2fsprogs, libcap2-bin',
     // systemd: the unit and systemd-notify; procps: the demo's process listing; acl and attr:
-    // setfacl/setfattr strip ACLs and user attributes from the home's recorded directories.
-    'Recommends: systemd, procps, acl, attr',
+    // setfacl/setfattr strip ACLs and user attributes from the home's recorded directories;
+    // bpftool: the integrity check's bpf surface (without it eBPF objects are not checked, and
+    // the agent says so).
+    'Recommends: systemd, procps, acl, attr, bpftool',
     // docker.io with rootlesskit, slirp4netns and uidmap: per-job rootless engines; docker-registry:
     // the image cache's units (runner-warden-mirror.service).
     'Suggests: docker.io, rootlesskit, slirp4netns, uidmap, docker-registry',
