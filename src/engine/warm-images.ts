@@ -15,6 +15,7 @@
  * dockerd reports an unknown digest as its fallback's error, not as "not found", so every
  * failure counts: a cache that was down costs the team its list until its jobs pull again).
  */
+import { constants as fsc, promises as fsp } from 'node:fs';
 import type { Logger } from '../lib/log.js';
 import { describeError } from '../lib/errors.js';
 import { canonicalRef, parseHubRef } from './image-ref.js';
@@ -70,6 +71,10 @@ export interface WarmPlan {
 /** The images to warm for `team`: the listed ones, then the learnt ones; invalid listed names are logged and left out. */
 export async function warmPlan(team: string, stateDir: string, policy: WarmPolicy, log: Logger): Promise<WarmPlan | undefined> {
   if (policy.images.length === 0 && !policy.learn) return undefined;
+  if (!(await hasCurl())) {
+    log.warn({ fix: 'install curl (apt-get install curl)' }, 'docker.warm: curl is not installed; no warm images');
+    return undefined;
+  }
   const listed: string[] = [];
   for (const name of policy.images) {
     const r = parseHubRef(name);
@@ -78,6 +83,19 @@ export async function warmPlan(team: string, stateDir: string, policy: WarmPolic
   }
   const learnt = policy.learn ? (await readLearned(stateDir, team)).slice(0, policy.max) : [];
   return { team, stateDir, policy, listed: [...new Set(listed)], learnt: learnt.filter((x) => !listed.includes(x)) };
+}
+
+/** The agent's calls on an engine are curl runs (engine-call.ts). */
+async function hasCurl(): Promise<boolean> {
+  for (const p of ['/usr/bin/curl', '/bin/curl'])
+    if (
+      await fsp.access(p, fsc.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
+  return false;
 }
 
 interface Run {
