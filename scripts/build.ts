@@ -136,6 +136,15 @@ const PACKAGE_CUTS: { importer: string; specifier: string; contents: string; why
       "module.exports = class ThreadStream { constructor() { throw new Error('runner-warden bundle: pino transports (worker threads) are not bundled'); } };",
   },
   {
+    importer: 'node_modules/sonic-boom/index.js',
+    specifier: 'assert',
+    why:
+      "sonic-boom calls assert() once, on its file descriptor's type; Node's assert module is 0.5 MiB of an idle " +
+      'agent (its sources, AssertionError and the diff printer) loaded for that call',
+    contents:
+      "module.exports = function assert(ok, message) { if (!ok) throw Object.assign(new Error(message), { code: 'ERR_ASSERTION' }); };",
+  },
+  {
     importer: 'node_modules/pino/lib/tools.js',
     specifier: 'worker_threads',
     why:
@@ -177,6 +186,29 @@ function checkNoWorkerThreads(
       if (/^(node:)?worker_threads$/.test(imp.path))
         throw new Error(`build: ${input} imports worker_threads into ${outFile}; the pino cut (isMainThread: true) no longer holds`);
     }
+  }
+}
+
+/**
+ * The agent's `performance`, for `performance.now()` only: Node's global of that name loads
+ * perf_hooks and ten modules behind it (marks, observers, timerify, histograms) on first touch,
+ * about 0.3 MiB of an idle agent that times its walks and cleanups with it. The stand-in reads
+ * the same monotonic clock (process.hrtime) with its own origin; durations are all it is used for,
+ * and checkPerformanceUse fails the build for any other use.
+ */
+const PERFORMANCE_SHIM = 'export const performance = { now: () => { const [s, ns] = process.hrtime(); return s * 1e3 + ns / 1e6; } };\n';
+
+/** The first use of `performance` in `source` other than `performance.now()`, or undefined. */
+export function performanceMisuse(source: string): string | undefined {
+  return /\bglobalThis\.performance\b|\bperformance\.(?!now\()\w+|\bperformance\[/.exec(source)?.[0];
+}
+
+/** Fails the build when an input of the agent's or the demo's file uses `performance` for more than `now()`. */
+async function checkPerformanceUse(inputs: string[]): Promise<void> {
+  for (const input of inputs) {
+    if (!/\.(ts|js|mjs|cjs)$/.test(input)) continue;
+    const bad = performanceMisuse(await readFile(path.join(ROOT, input), 'utf8').catch(() => ''));
+    if (bad) throw new Error(`build: ${input} uses "${bad}"; the agent's performance stand-in (scripts/build.ts) has now() only`);
   }
 }
 
@@ -321,11 +353,26 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
     },
   };
   const plugins = [substitutions(gen, prebuiltEsbuildModule(sim)), lazyFiles(), packageCuts(), builtinsAsRequire()];
+  const shim = path.join(genDir, 'performance-now.mjs');
+  await writeFile(shim, PERFORMANCE_SHIM);
+  const agentOnly = { inject: [shim] };
   const results = await Promise.all([
     // The agent: every command in one file; `demo` and the AWS SDK are imported from their own.
-    build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/main.ts')], outfile: path.join(outDir, 'runner-warden.mjs'), plugins }),
+    build({
+      ...common,
+      ...agentOnly,
+      entryPoints: [path.join(ROOT, 'src/cli/main.ts')],
+      outfile: path.join(outDir, 'runner-warden.mjs'),
+      plugins,
+    }),
     // The demo: the agent again, plus the simulator and the fake API (never loaded by `run`).
-    build({ ...common, entryPoints: [path.join(ROOT, 'src/cli/demo.ts')], outfile: path.join(outDir, 'runner-warden-demo.mjs'), plugins }),
+    build({
+      ...common,
+      ...agentOnly,
+      entryPoints: [path.join(ROOT, 'src/cli/demo.ts')],
+      outfile: path.join(outDir, 'runner-warden-demo.mjs'),
+      plugins,
+    }),
     // The container hooks: a program of their own, started by the runner once per hook call.
     // An ES module like the rest (the tree's package.json says "type": "module").
     build({
@@ -349,8 +396,10 @@ export async function buildBundle(outDir = path.join(ROOT, 'dist')): Promise<{ f
     ),
   ]);
   for (const r of results.slice(0, 2)) {
-    for (const [out, o] of Object.entries(r.metafile?.outputs ?? {}))
+    for (const [out, o] of Object.entries(r.metafile?.outputs ?? {})) {
       checkNoWorkerThreads(r.metafile ?? { inputs: {} }, out, Object.keys(o.inputs));
+      await checkPerformanceUse(Object.keys(o.inputs));
+    }
   }
   for (const f of await readdir(outDir)) {
     if (!/\.m?js$/.test(f)) continue;
