@@ -3,13 +3,16 @@
  * directory, as a host runs it), against the runner simulator and the fake GitHub API:
  *
  *   node --import tsx bench/cold-start.ts [--runs N] [--node PATH] [--node-options FLAGS] [--node-args FLAGS]
- *     [--env K=V,...] [--integrity scoped|off] [--dump DIR] [--set 'LABEL;KEY=VALUE;...' ...]
+ *     [--env K=V,...] [--integrity scoped|off] [--tls] [--late MS] [--dump DIR] [--set 'LABEL;KEY=VALUE;...' ...]
  *
  * `--set` (repeatable) compares settings in the same run: each names a label and what it changes
  * from the options above (tarball=PATH of another release tarball, node=PATH, node-options=FLAGS,
  * node-args=FLAGS, env=K=V,K=V); runs alternate between the settings (the order rotating each
  * round) and every figure is printed per setting with its ratio to the first. Without `--set`,
- * one setting: the tree's build with the options above.
+ * one setting: the tree's build with the options above. `--tls`: the fake API answers over HTTPS
+ * with a certificate from a throwaway CA, which the agent trusts as an extra CA beside Node's own
+ * roots (NODE_EXTRA_CA_CERTS), so the idle agent holds what it holds against github.com: a TLS
+ * client context with the root store, and a kept-alive TLS connection.
  *
  * - bundle size (dist/*.mjs), and what `run` loads (runner-warden.mjs) vs the lazy files;
  * - start → first listener poll: from spawning `runner-warden run` to the listener's session on the
@@ -17,6 +20,9 @@
  * - idle RSS and PSS, split as bench/lifecycle.ts prints it (anonymous = the agent's own heap and
  *   stacks, shared file-backed = node's binary and libraries), median and max of N runs, beside a
  *   bare `node -e` process measured the same way in the same run;
+ * - with `--late MS`, the agent's memory again MS after the listener's session: V8 collects the
+ *   old generation of an idle process by itself (its memory reducer, about 8 s after the heap
+ *   last grew), so the figure 3 s after the session is start-up's, with its garbage;
  * - the cost of one systemd-notify run (the watchdog ping).
  * Needs root (a throwaway runner user, like the tests). Targets: start ≤ 1.0 s, RSS ≤ 60 MiB,
  * PSS ≤ 40 MiB.
@@ -105,11 +111,20 @@ const SETTINGS = parseSettings();
  * integrity feature's and is printed as its own phase either way).
  */
 const INTEGRITY = opt('integrity', 'scoped');
+/** The fake API over HTTPS (see the header). */
+const TLS = args.includes('--tls');
 if (!['scoped', 'off'].includes(INTEGRITY)) throw new Error(`--integrity: expected scoped or off, got "${INTEGRITY}"`);
 /** The preflight's whole-host integrity compare takes tens of seconds on a loaded two-core machine. */
 const SESSION_TIMEOUT_MS = 600_000;
-/** After the agent reports idle: let start-up garbage be collected and lazy timers settle. */
+/** After the agent reports idle: let lazy timers settle. */
 const SETTLE_MS = 3_000;
+/**
+ * When to measure the agent a second time after the listener's session (0: not at all). V8's
+ * memory reducer starts a major collection about 8 s after an idle heap last grew; 30 s is past it.
+ */
+const LATE_MS = Number(opt('late', '0'));
+if (!Number.isFinite(LATE_MS) || (LATE_MS !== 0 && LATE_MS <= SETTLE_MS))
+  throw new Error(`--late: expected 0 or more than ${SETTLE_MS} ms, got "${opt('late', '0')}"`);
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -302,6 +317,20 @@ function phasesOf(log: string, wall0: number, session: number): Phases {
   return out;
 }
 
+/** A throwaway CA and a certificate for 127.0.0.1 that it signed (openssl), in `dir`: the CA's file, the key and the certificate. */
+async function makeCerts(dir: string): Promise<{ caFile: string; key: string; cert: string }> {
+  const f = (name: string): string => path.join(dir, name);
+  const ssl = (...a: string[]): void => void execFileSync('openssl', a, { stdio: 'ignore' });
+  // P-256, as github.com's own certificate.
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  ssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=runner-warden bench CA');
+  ssl('req', ...ec, '-keyout', f('api.key'), '-out', f('api.csr'), '-subj', '/CN=127.0.0.1');
+  await writeFile(f('api.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  const sign = ['-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('api.ext')];
+  ssl('x509', '-req', '-in', f('api.csr'), ...sign, '-out', f('api.pem'));
+  return { caFile: f('ca.pem'), key: await readFile(f('api.key'), 'utf8'), cert: await readFile(f('api.pem'), 'utf8') };
+}
+
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
@@ -312,7 +341,11 @@ async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** A host for the agent: runner user, simulated runner, policies, config; removed by dispose. */
-async function makeHost(lab: string, fake: FakeGitHub): Promise<{ configFile: string; stateDir: string; user: string; dispose(): void }> {
+async function makeHost(
+  lab: string,
+  fake: FakeGitHub,
+  caFile: string | undefined,
+): Promise<{ configFile: string; stateDir: string; user: string; dispose(): void }> {
   const name = `rwb${process.pid % 100000}`;
   const home = path.join(lab, 'home', name);
   await mkdir(path.join(lab, 'home'), { recursive: true, mode: 0o755 });
@@ -367,6 +400,8 @@ async function makeHost(lab: string, fake: FakeGitHub): Promise<{ configFile: st
       `  user: ${name}`,
       '  name: "bench-{seq}"',
       '  labels: [self-hosted]',
+      // The simulated listener talks to the fake's broker: it trusts the bench's CA too.
+      ...(caFile ? [`  env: { NODE_EXTRA_CA_CERTS: ${caFile} }`] : []),
       'team: bench',
       `policyDir: ${path.join(etc, 'policies')}`,
       `stateDir: ${stateDir}`,
@@ -424,6 +459,8 @@ interface Measured {
   startMs: number[];
   phases: Phases[];
   agentMem: Mem[];
+  /** The agent's memory LATE_MS after the session (empty without --late). */
+  lateMem: Mem[];
   bareMem: Mem[];
   layout: BinaryLayout | undefined;
   agentPages: Record<string, number>[];
@@ -435,12 +472,13 @@ interface Measured {
 async function main(): Promise<void> {
   const lab = await mkdtemp(path.join(os.tmpdir(), 'rw-bench-cold-'));
   await chmod(lab, 0o755);
-  const fake = await startFakeGitHub({ sessionStaleMs: 2_000 });
+  const certs = TLS ? await makeCerts(lab) : undefined;
+  const fake = await startFakeGitHub({ sessionStaleMs: 2_000, ...(certs ? { tls: { key: certs.key, cert: certs.cert } } : {}) });
   let host: Awaited<ReturnType<typeof makeHost>> | undefined;
   try {
     // The installed bundle: the release tarball unpacked into a clean directory (one per setting).
     const built = SETTINGS.some((s) => !s.tarball) ? (await release(path.join(lab, 'release'), { deb: false })).tarball : '';
-    host = await makeHost(lab, fake);
+    host = await makeHost(lab, fake, certs?.caFile);
     const sets: Measured[] = [];
     for (const [n, s] of SETTINGS.entries()) {
       const tarball = s.tarball ?? built;
@@ -466,6 +504,8 @@ async function main(): Promise<void> {
         PATH: process.env.PATH ?? '/usr/bin:/bin',
         RUNNER_WARDEN_LOG_LEVEL: 'warn',
         ...(s.nodeOptions ? { NODE_OPTIONS: s.nodeOptions } : {}),
+        // What a host adds to Node's own roots; only a TLS client reads it (the bare process never does).
+        ...(certs ? { NODE_EXTRA_CA_CERTS: certs.caFile } : {}),
         ...s.env,
       };
       // The home and install baselines, once: every setting runs the same runner install.
@@ -480,12 +520,14 @@ async function main(): Promise<void> {
         startMs: [],
         phases: [],
         agentMem: [],
+        lateMem: [],
         bareMem: [],
         layout: binaryLayout(s.node),
         agentPages: [],
         barePages: [],
       });
     }
+    console.log(`  fake API: ${fake.url}${certs ? ' (HTTPS; the agent trusts its CA through NODE_EXTRA_CA_CERTS)' : ' (plain HTTP)'}`);
     console.log(`  \`run\` loads runner-warden.mjs only; the demo and the AWS SDK files are imported on use`);
     console.log(
       `[load average] ${os
@@ -565,6 +607,10 @@ async function main(): Promise<void> {
       } else {
         m.agentMem.push(await memOf(agent.pid as number));
         if (m.layout) m.agentPages.push(await binaryPages(agent.pid as number, m.layout));
+        if (LATE_MS > 0) {
+          await sleep(LATE_MS - SETTLE_MS);
+          m.lateMem.push(await memOf(agent.pid as number));
+        }
         if (dumpThis) {
           await writeFile(path.join(DUMP, 'agent.smaps'), await readFile(`/proc/${agent.pid}/smaps`));
           agent.kill('SIGUSR2');
@@ -606,6 +652,7 @@ async function main(): Promise<void> {
       console.log(`\n[${m.s.label}: idle memory] ${SETTLE_MS / 1000} s after the listener's session, ${RUNS} runs (MiB)`);
       for (const [label, ms] of [
         ['agent (installed bundle)', m.agentMem],
+        ...(m.lateMem.length > 0 ? [[`agent ${LATE_MS / 1000} s after the session`, m.lateMem] as const] : []),
         ['bare `node -e`', m.bareMem],
       ] as const) {
         console.log(`  ${label}: RSS ${fmt(col(ms, 'rss'), 'MiB')}; PSS ${fmt(col(ms, 'pss'), 'MiB')}`);
@@ -659,7 +706,7 @@ async function main(): Promise<void> {
       console.log(`\n[ratios to ${first.s.label}] medians of ${RUNS} alternating runs (< 1: smaller or faster)`);
       for (const m of sets.slice(1)) {
         console.log(
-          `  ${m.s.label}: start ${r(m.startMs, first.startMs)}, bundle import ${r(m.bundleLoadMs, first.bundleLoadMs)}, RSS ${r(col(m.agentMem, 'rss'), col(first.agentMem, 'rss'))}, PSS ${r(col(m.agentMem, 'pss'), col(first.agentMem, 'pss'))}, anonymous ${r(col(m.agentMem, 'anon'), col(first.agentMem, 'anon'))}, node binary ${r(col(m.agentMem, 'binary'), col(first.agentMem, 'binary'))}; bare RSS ${r(col(m.bareMem, 'rss'), col(first.bareMem, 'rss'))}`,
+          `  ${m.s.label}: start ${r(m.startMs, first.startMs)}, bundle import ${r(m.bundleLoadMs, first.bundleLoadMs)}, RSS ${r(col(m.agentMem, 'rss'), col(first.agentMem, 'rss'))}, PSS ${r(col(m.agentMem, 'pss'), col(first.agentMem, 'pss'))}, anonymous ${r(col(m.agentMem, 'anon'), col(first.agentMem, 'anon'))}, node binary ${r(col(m.agentMem, 'binary'), col(first.agentMem, 'binary'))}; bare RSS ${r(col(m.bareMem, 'rss'), col(first.bareMem, 'rss'))}${m.lateMem.length > 0 ? `; ${LATE_MS / 1000} s after the session: RSS ${r(col(m.lateMem, 'rss'), col(first.lateMem, 'rss'))}, PSS ${r(col(m.lateMem, 'pss'), col(first.lateMem, 'pss'))}` : ''}`,
         );
       }
     }

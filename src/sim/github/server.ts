@@ -11,6 +11,7 @@
  * start; serve.ts answers each request.
  */
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../../lib/clock.js';
 import { Authenticator, DEFAULT_FAKE_TOKEN } from './auth.js';
@@ -60,7 +61,7 @@ export class FakeGitHub {
   readonly url: string;
   /** `<origin>/_broker/`, the serverUrl written into `.runner`. */
   readonly brokerUrl: string;
-  /** `http://host:port`. */
+  /** `http://host:port`, or `https://` when the options name a TLS key and certificate. */
   readonly origin: string;
   /** The token accepted when the options name none. */
   readonly defaultToken = DEFAULT_FAKE_TOKEN;
@@ -230,7 +231,8 @@ export async function startFakeGitHub(opts: FakeGitHubOptions = {}): Promise<Fak
   const secondary = opts.secondaryLimits === false ? undefined : new SecondaryLimiter(clock, opts.secondaryLimits ?? {});
   const auth = new Authenticator(opts.tokens, opts.app, state);
 
-  const server = createServer();
+  // Over TLS when asked (the bench, to hold what an agent talking to github.com holds).
+  const server: Server = opts.tls ? createHttpsServer({ key: opts.tls.key, cert: opts.tls.cert }) : createServer();
   // Keep-alive sockets must not hold close() open; close() drops them explicitly.
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
@@ -248,7 +250,7 @@ export async function startFakeGitHub(opts: FakeGitHubOptions = {}): Promise<Fak
     state,
     limiter,
     secondary,
-    origin: `http://${host}:${addr.port}`,
+    origin: `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}`,
     prefix,
     latencyMs: opts.latencyMs ?? 0,
     closing,

@@ -43,6 +43,8 @@ export interface FakeGitHubOptions {
   host?: string;
   /** Default 0 (an ephemeral port). */
   port?: number;
+  /** Serve HTTPS with this PEM key and certificate chain; default plain HTTP. */
+  tls?: { key: string; cert: string };
   /** '' (default) for github.com-style paths, '/api/v3' for GHES-style. */
   pathPrefix?: string;
   /** Delay added before every answer; default 0. */
