@@ -186,7 +186,12 @@ export async function runUntilState(rt: Runtime, states: readonly string[], limi
   let seen = rt.agent.snapshot().state;
   const poll = setInterval(() => {
     seen = rt.agent.snapshot().state;
-    if (states.includes(seen)) stop.abort();
+    // Sampling ends at the match: the stop that follows passes through `stopped`, which a later
+    // sample on a loaded machine saw and returned instead (a quarantined boot reported as stopped).
+    if (states.includes(seen)) {
+      clearInterval(poll);
+      stop.abort();
+    }
   }, 100);
   try {
     await rt.agent.run(stop.signal);
