@@ -119,8 +119,9 @@ test("job B finds job A's image by digest and its pull fetches no blob; another 
     hostGuard.prewarm(alpha, ctx());
     await until("the warm engine's pull", () => warmed(busybox) > before);
     const c = await makeJob(lab, 'warm-c');
-    await hostGuard.prepare(c, policyOf('beta'), ctx());
-    const dc = dockerCli(lab, engineLayout(c.dir).socket);
+    // The engine prepare gives the job: a cold one of its own, or the warm one if it were taken.
+    const { env } = await hostGuard.prepare(c, policyOf('beta'), ctx());
+    const dc = dockerCli(lab, (env?.DOCKER_HOST ?? '').replace(/^unix:\/\//, ''));
     await until("job C's engine", async () => (await dockerTry(dc, 'version')).ok);
     await sleep(2_000);
     assert.deepEqual(await repoDigests(dc), [], "another team's job sees an image of the first team's jobs");
