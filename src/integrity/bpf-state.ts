@@ -20,7 +20,7 @@
  */
 import path from 'node:path';
 import { linkSync, listSync, readProcFile } from './proc-table.js';
-import type { ToolShell } from './tool-shell.js';
+import { shellQuote, type ToolShell } from './tool-shell.js';
 
 /** The highest id of each kind at one moment, and the boot it belongs to (ids restart at boot). */
 export interface BpfWatermark {
@@ -58,10 +58,12 @@ const SETTLE_MS = 1_000;
 
 const SEP = '#rw-bpf-sep';
 const MISSING = '#rw-bpftool-missing';
-/** bpftool in root's PATH or where Debian puts it; `-f` adds the bpffs paths each object is pinned at. */
-const FIND = `B=$(command -v bpftool || echo /usr/sbin/bpftool); [ -x "$B" ] || { echo '${MISSING}'; exit 0; }`;
-const LIST = `${FIND}\n"$B" --json -f prog show; echo '${SEP}'; "$B" --json -f link show; echo '${SEP}'; "$B" --json -f map show`;
-const WHERE = `${FIND}\n"$B" --json cgroup tree; echo '${SEP}'; "$B" --json net show`;
+/** `bpftool` (given, or in root's PATH, or where Debian puts it). */
+const find = (bpftool: string | undefined): string =>
+  `B=${bpftool ? shellQuote(bpftool) : '$(command -v bpftool || echo /usr/sbin/bpftool)'}; [ -x "$B" ] || { echo '${MISSING}'; exit 0; }`;
+/** `-f` adds the bpffs paths each object is pinned at. */
+const LIST = `"$B" --json -f prog show; echo '${SEP}'; "$B" --json -f link show; echo '${SEP}'; "$B" --json -f map show`;
+const WHERE = `"$B" --json cgroup tree; echo '${SEP}'; "$B" --json net show`;
 
 type Json = Record<string, unknown>;
 type Kind = 'prog' | 'link' | 'map';
@@ -78,11 +80,13 @@ interface Listing {
 export async function readBpf(o: {
   proc: string;
   shell: ToolShell;
+  /** The bpftool binary (tests); default: PATH, then /usr/sbin/bpftool. */
+  bpftool?: string;
   since?: BpfWatermark;
   settle?: boolean;
   signal?: AbortSignal;
 }): Promise<BpfRead> {
-  const first = await list(o.shell, o.signal);
+  const first = await list(o.shell, o.bpftool, o.signal);
   if ('unreadable' in first) return { objects: {}, unreadable: [first.unreadable] };
   const boot = (readProcFile(path.join(o.proc, 'sys/kernel/random/boot_id')) ?? '').trim();
   const watermark: BpfWatermark = { boot, prog: maxId(first.prog), link: maxId(first.link), map: maxId(first.map) };
@@ -95,7 +99,7 @@ export async function readBpf(o: {
   let found = fresh(first);
   if (o.settle && count(found) > 0) {
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    const again = await list(o.shell, o.signal);
+    const again = await list(o.shell, o.bpftool, o.signal);
     if ('unreadable' in again) return { objects: {}, watermark, unreadable: [again.unreadable] };
     const still = fresh(again);
     const ids = (k: Kind): Set<number> => new Set(found[k].map((j) => num(j.id)));
@@ -106,7 +110,7 @@ export async function readBpf(o: {
     };
   }
   if (count(found) === 0) return { objects: {}, watermark, unreadable: [] };
-  const where = await attachments(o.shell, o.signal);
+  const where = await attachments(o.shell, o.bpftool, o.signal);
   return { objects: describe(found, where), watermark, unreadable: [] };
 }
 
@@ -120,8 +124,8 @@ export function parseWatermark(s: string | undefined): BpfWatermark | undefined 
   return m ? { boot: m[1] as string, prog: Number(m[2]), link: Number(m[3]), map: Number(m[4]) } : undefined;
 }
 
-async function list(shell: ToolShell, signal?: AbortSignal): Promise<Listing | { unreadable: string }> {
-  const r = await shell.run(LIST, { timeoutMs: BPFTOOL_TIMEOUT_MS, maxBytes: BPFTOOL_MAX_BYTES }, signal);
+async function list(shell: ToolShell, bpftool: string | undefined, signal?: AbortSignal): Promise<Listing | { unreadable: string }> {
+  const r = await shell.run(`${find(bpftool)}\n${LIST}`, { timeoutMs: BPFTOOL_TIMEOUT_MS, maxBytes: BPFTOOL_MAX_BYTES }, signal);
   if (!r.ok) return { unreadable: `bpf: bpftool: ${r.why}` };
   if (r.stdout.startsWith(MISSING)) return { unreadable: BPFTOOL_MISSING };
   const parts = r.stdout.split(`${SEP}\n`).map(parseArray);
@@ -167,12 +171,12 @@ function heldByInit(proc: string, l: Listing): Record<Kind, Set<number>> {
 }
 
 /** Program id → where it is attached: cgroups (`bpftool cgroup tree`) and interfaces (`net show`). */
-async function attachments(shell: ToolShell, signal?: AbortSignal): Promise<Map<number, string[]>> {
+async function attachments(shell: ToolShell, bpftool: string | undefined, signal?: AbortSignal): Promise<Map<number, string[]>> {
   const out = new Map<number, string[]>();
   const add = (id: number, what: string): void => {
     out.set(id, [...(out.get(id) ?? []), what]);
   };
-  const r = await shell.run(WHERE, { timeoutMs: BPFTOOL_TIMEOUT_MS, maxBytes: BPFTOOL_MAX_BYTES }, signal);
+  const r = await shell.run(`${find(bpftool)}\n${WHERE}`, { timeoutMs: BPFTOOL_TIMEOUT_MS, maxBytes: BPFTOOL_MAX_BYTES }, signal);
   if (!r.ok || r.stdout.startsWith(MISSING)) return out;
   const [cgroups, net] = r.stdout.split(`${SEP}\n`).map(parseArray);
   for (const c of cgroups ?? []) {
@@ -244,8 +248,13 @@ const NOTHING: BpfWatermark = { boot: '', prog: Number.MAX_SAFE_INTEGER, link: N
 const EVERYTHING: BpfWatermark = { boot: '', prog: 0, link: 0, map: 0 };
 
 /** The highest ids now, or undefined without bpftool. */
-export async function bpfWatermark(proc: string, shell: ToolShell, signal?: AbortSignal): Promise<BpfWatermark | undefined> {
-  return (await readBpf({ proc, shell, since: NOTHING, ...(signal ? { signal } : {}) })).watermark;
+export async function bpfWatermark(
+  proc: string,
+  shell: ToolShell,
+  bpftool: string | undefined,
+  signal?: AbortSignal,
+): Promise<BpfWatermark | undefined> {
+  return (await readBpf({ proc, shell, since: NOTHING, ...(bpftool ? { bpftool } : {}), ...(signal ? { signal } : {}) })).watermark;
 }
 
 /**

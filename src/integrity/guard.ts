@@ -45,6 +45,8 @@ export interface IntegrityGuardOptions {
   skipPids?: readonly number[];
   /** Read netfilter with iptables-save / nft (default true). */
   netfilter?: boolean;
+  /** The bpftool binary (tests); default: PATH, then /usr/sbin/bpftool. */
+  bpftool?: string;
   /** The agent's own records (home baseline, runner install manifest), pinned by digest (agent-records.ts). */
   records?: AgentRecords;
   now?: () => number;
@@ -88,7 +90,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
     if (policy.host.integrity.enabled) this.o.records?.pinUnpinned();
     if (policy.host.integrity.enabled && policy.host.integrity.surfaces.includes('bpf')) {
       // The last clean check's ids (nothing ran in between but the agent); read now without one.
-      const mark = this.bpfLastClean ?? (await bpfWatermark(this.proc, this.toolShell, ctx.signal));
+      const mark = this.bpfLastClean ?? (await bpfWatermark(this.proc, this.toolShell, this.o.bpftool, ctx.signal));
       if (mark) this.bpfAtStart.set(job.key, mark);
     }
     return {};
@@ -184,6 +186,7 @@ export class IntegrityGuard implements JobGuard<Policy> {
         ...(started !== undefined ? { newProcessesSinceMs: started - PROCESS_START_SLACK_MS } : {}),
         ...(this.o.skipPids ? { skipPids: this.o.skipPids } : {}),
         ...(this.o.netfilter !== undefined ? { netfilter: this.o.netfilter } : {}),
+        ...(this.o.bpftool ? { bpftool: this.o.bpftool } : {}),
         bpfSince: checkSince({
           proc: this.proc,
           job: job !== undefined,

@@ -56,6 +56,8 @@ export interface SnapshotOptions {
    * wait before it counts; undefined (the baseline) reads every one that PID 1 does not hold.
    */
   bpfSince?: BpfWatermark;
+  /** The bpftool binary (tests); default: PATH, then /usr/sbin/bpftool. */
+  bpftool?: string;
   /** Process keys the baseline holds (a check): their units are read only for processes new since the job. */
   knownProcess?: (key: string) => boolean;
   signal?: AbortSignal;
@@ -101,6 +103,7 @@ async function scan(o: SnapshotOptions, visit: (tree: TreeSurface, rank: number,
     ? readBpf({
         proc: o.proc,
         shell: o.toolShell ?? (bpfShell as ToolShell),
+        ...(o.bpftool ? { bpftool: o.bpftool } : {}),
         ...(o.bpfSince ? { since: o.bpfSince, settle: true } : {}),
         ...(o.signal ? { signal: o.signal } : {}),
       }).finally(() => bpfShell?.close())

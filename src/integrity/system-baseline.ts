@@ -19,6 +19,8 @@ export interface TakeSystemBaselineOptions {
   user: { name: string; uid: number };
   skipPids?: readonly number[];
   netfilter?: boolean;
+  /** The bpftool binary (tests); default: PATH, then /usr/sbin/bpftool. */
+  bpftool?: string;
   now?: () => number;
 }
 
@@ -44,6 +46,7 @@ export async function takeSystemBaseline(o: TakeSystemBaselineOptions): Promise<
     jobUser: o.user,
     ...(o.skipPids ? { skipPids: o.skipPids } : {}),
     ...(o.netfilter !== undefined ? { netfilter: o.netfilter } : {}),
+    ...(o.bpftool ? { bpftool: o.bpftool } : {}),
   });
   const file = await saveBaseline(o.stateDir, {
     format: 2,
