@@ -19,6 +19,8 @@ export interface EngineCall {
   /** Bytes of the answer kept from its END (a pull's progress stream ends with its outcome). */
   tailBytes: number;
   signal?: AbortSignal;
+  /** The engine's cgroup: the call runs in it, so the engine's teardown kills whatever of it is left. */
+  cgroup?: string;
 }
 
 /** The answer: the HTTP status (0 when there was none) and the body's kept bytes. */
@@ -37,10 +39,15 @@ const SCRIPT = 'curl -q -sS --max-time "$4" --unix-socket "$1" -X "$2" -w "\\n%{
 /** Runs one Engine API call as the runner user. Never throws. */
 export async function engineCallAsUser(c: EngineCall): Promise<EngineAnswer> {
   const seconds = String(Math.max(1, Math.ceil(c.timeoutMs / 1000)));
-  const args = ['--reuid', String(c.user.uid), '--regid', String(c.user.gid), '--clear-groups', '--', '/bin/sh', '-c', SCRIPT];
-  args.push('engine-call', c.socket, c.method, `http://engine${c.path}`, seconds, String(c.tailBytes + 16));
+  const drop = ['setpriv', '--reuid', String(c.user.uid), '--regid', String(c.user.gid), '--clear-groups', '--', '/bin/sh', '-c', SCRIPT];
+  drop.push('engine-call', c.socket, c.method, `http://engine${c.path}`, seconds, String(c.tailBytes + 16));
+  // Joins the engine's cgroup (as root, before dropping) as the engine's own start does.
+  const [cmd, args] =
+    c.cgroup === undefined
+      ? ['setpriv', drop.slice(1)]
+      : ['/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', c.cgroup, ...drop]];
   try {
-    const r = await runCommand('setpriv', args, {
+    const r = await runCommand(cmd, args, {
       timeoutMs: c.timeoutMs + 2_000,
       maxOutputBytes: c.tailBytes + 64,
       cwd: '/',

@@ -276,7 +276,7 @@ export class EngineGuard implements JobGuard<Policy> {
   private async warmUp(l: Launched, user: RunnerUser, policy: Policy, stateDir: string | undefined, ctx: GuardContext): Promise<void> {
     const w = policy.docker.warm;
     const plan = await warmPlan(policy.team, stateDir ?? '', { ...w, learn: w.learn && stateDir !== undefined }, ctx.log);
-    if (plan) this.warmImages.start(l.layout.socket, l.ready, user, plan, ctx.log);
+    if (plan) this.warmImages.start(l.layout.socket, l.ready, user, plan, ctx.log, l.rec.cgroup);
   }
 
   /** Starts an engine in `layout` for `user`; resolves once it runs (its `ready` says when it answers). */
@@ -320,7 +320,8 @@ export class EngineGuard implements JobGuard<Policy> {
     const st = this.starts.get(job.key);
     // Before the teardown: warm pulls still going are abandoned; the team learns what the engine holds.
     const plan = await this.warmImages.stop(layout.socket);
-    if (plan?.policy.learn && st?.state === 'ready') await learnWarmImages(layout.socket, job.user, plan, this.warmImages.totals, ctx.log);
+    if (plan?.policy.learn && st?.state === 'ready')
+      await learnWarmImages(layout.socket, job.user, plan, this.warmImages.totals, ctx.log, rec.cgroup);
     if (st?.state === 'starting') {
       // Killed now, so its start fails: that is this release's doing, not the host's.
       st.state = 'released';

@@ -117,7 +117,7 @@ export class WarmImages {
   }
 
   /** Pulls the plan's images into the engine on `socket` once `ready` resolves (its first answer). Never throws. */
-  start(socket: string, ready: Promise<number>, user: { uid: number; gid: number }, plan: WarmPlan, log: Logger): void {
+  start(socket: string, ready: Promise<number>, user: { uid: number; gid: number }, plan: WarmPlan, log: Logger, cgroup?: string): void {
     if (this.runs.has(socket)) return;
     const abort = new AbortController();
     const done = (async () => {
@@ -130,7 +130,7 @@ export class WarmImages {
       const failed: string[] = [];
       for (const image of [...plan.listed, ...plan.learnt]) {
         if (abort.signal.aborted) return;
-        const p = await pullOne(socket, user, image, answered, abort.signal);
+        const p = await pullOne(socket, user, image, answered, abort.signal, cgroup);
         if (abort.signal.aborted) return;
         if (p.ok) this.totals.done++;
         else this.totals.failed++;
@@ -169,6 +169,7 @@ async function pullOne(
   image: string,
   answered: number,
   signal: AbortSignal,
+  cgroup: string | undefined,
 ): Promise<WarmPull> {
   const t = Date.now();
   const r = parseHubRef(image);
@@ -182,6 +183,7 @@ async function pullOne(
     timeoutMs: WARM_PULL_TIMEOUT_MS,
     tailBytes: PULL_TAIL_BYTES,
     signal,
+    ...(cgroup !== undefined ? { cgroup } : {}),
   });
   const last = a.body.trim().split('\n').at(-1) ?? '';
   let error = a.error ?? (a.status !== 200 ? `HTTP ${a.status}: ${last.slice(0, 300)}` : undefined);

@@ -13,6 +13,7 @@
  * - What the engine was asked to warm is not learnt again (it would keep itself alive forever).
  */
 import type { Logger } from '../lib/log.js';
+import { describeError } from '../lib/errors.js';
 import { canonicalRef, parseHubRef } from './image-ref.js';
 import { engineCallAsUser } from './engine-call.js';
 import { recordLearned } from './warm-store.js';
@@ -45,6 +46,7 @@ export async function learnWarmImages(
   plan: Pick<WarmPlan, 'team' | 'stateDir' | 'policy' | 'listed' | 'learnt'>,
   totals: WarmTotals,
   log: Logger,
+  cgroup?: string,
 ): Promise<Learnt | undefined> {
   const a = await engineCallAsUser({
     socket,
@@ -53,6 +55,7 @@ export async function learnWarmImages(
     path: '/images/json',
     timeoutMs: LIST_TIMEOUT_MS,
     tailBytes: LIST_MAX_BYTES,
+    ...(cgroup !== undefined ? { cgroup } : {}),
   });
   if (a.status !== 200) {
     log.info({ status: a.status, error: a.error }, 'warm images: the engine did not list its images; nothing learnt');
@@ -77,8 +80,12 @@ export async function learnWarmImages(
     log.warn({ count: learnt.malformed.length, first: learnt.malformed.slice(0, QUOTED) }, 'warm images: malformed entries dropped');
   if (learnt.notHub.length > 0)
     log.info({ count: learnt.notHub.length, first: learnt.notHub.slice(0, QUOTED) }, 'warm images: not Docker Hub, not learnt');
-  const stored = await recordLearned(plan.stateDir, plan.team, learnt.kept, plan.policy.max);
-  log.info({ team: plan.team, learnt: learnt.kept.length, stored: stored.length }, 'warm images learnt');
+  try {
+    const stored = await recordLearned(plan.stateDir, plan.team, learnt.kept, plan.policy.max);
+    log.info({ team: plan.team, learnt: learnt.kept.length, stored: stored.length }, 'warm images learnt');
+  } catch (err) {
+    log.warn({ err: describeError(err) }, 'warm images: the team list could not be written');
+  }
   return learnt;
 }
 
