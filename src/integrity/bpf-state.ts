@@ -89,7 +89,14 @@ export async function readBpf(o: {
   const first = await list(o.shell, o.bpftool, o.signal);
   if ('unreadable' in first) return { objects: {}, unreadable: [first.unreadable] };
   const boot = (readProcFile(path.join(o.proc, 'sys/kernel/random/boot_id')) ?? '').trim();
-  const watermark: BpfWatermark = { boot, prog: maxId(first.prog), link: maxId(first.link), map: maxId(first.map) };
+  // Never below where this read started counting (the highest object may have been freed since).
+  const floor = o.since?.boot === boot ? o.since : undefined;
+  const watermark: BpfWatermark = {
+    boot,
+    prog: Math.max(maxId(first.prog), floor?.prog ?? 0),
+    link: Math.max(maxId(first.link), floor?.link ?? 0),
+    map: Math.max(maxId(first.map), floor?.map ?? 0),
+  };
   const held = heldByInit(o.proc, first);
   const fresh = (l: Listing): Listing => ({
     prog: l.prog.filter((j) => num(j.id) > (o.since?.prog ?? 0) && !held.prog.has(num(j.id))),
