@@ -3,7 +3,8 @@
  * team finds the image in its fresh engine by digest (no tag) and its own pull fetches no blob;
  * another team's job, even on a host that warmed the first team's engine, finds nothing; a job
  * that answers in its engine's place with forged entries gets only verified upstream content
- * pulled into the next engine, its malformed and non-Docker-Hub entries dropped with a warning.
+ * pulled into the next engine, its malformed and non-Docker-Hub entries dropped with a warning;
+ * the policy's grammar for listed images and the agent's parser agree.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +19,8 @@ import { EngineGuard } from '../../../src/engine/engine-guard.js';
 import { engineLayout } from '../../../src/engine/rootless-engine.js';
 import { RegistryMirror, mirrorStats } from '../../../src/engine/mirror.js';
 import { readLearned } from '../../../src/engine/warm-store.js';
+import { parseHubRef } from '../../../src/engine/image-ref.js';
+import { parsePolicyText } from '../../../src/policy/load.js';
 import { registerWarmImageMetrics } from '../../../src/engine/warm-metrics.js';
 import type { WarmPull } from '../../../src/engine/warm-images.js';
 import { createLogger } from '../../../src/lib/log.js';
@@ -189,4 +192,29 @@ test('a job that answers in its engine’s place with forged entries gets only v
   assert.match(text, new RegExp(`^runner_warden_engine_warm_pulls_total\\{outcome="failed"\\} ${guard.warmTotals.failed}$`, 'm'));
   assert.match(text, new RegExp(`^runner_warden_engine_warm_pulls_total\\{outcome="done"\\} ${guard.warmTotals.done}$`, 'm'));
   assert.match(text, /^runner_warden_engine_warm_dropped_total 8$/m);
+});
+
+test("the policy's docker.warm.images accepts exactly the Docker Hub references the agent will pull", () => {
+  const digest = `sha256:${'a'.repeat(64)}`;
+  const names = ['node:20', 'acme/tool:1.2', `docker.io/library/node@${digest}`, `node:20@${digest}`, 'a/b/c_d.e-f:T_1'];
+  const refused = [
+    'ghcr.io/x/y:1',
+    'localhost/x',
+    'localhost:5000/x',
+    '10.0.2.2:5000/evil',
+    'Node:20',
+    '../../etc',
+    'node@sha256:zz',
+    'a//b',
+  ];
+  for (const name of [...names, ...refused]) {
+    let accepted = true;
+    try {
+      parsePolicyText('team.yaml', `version: 1\ndocker:\n  warm:\n    images: [${JSON.stringify(name)}]\n`);
+    } catch {
+      accepted = false;
+    }
+    assert.equal(accepted, names.includes(name), `the policy ${accepted ? 'accepted' : 'refused'} ${name}`);
+    assert.equal(parseHubRef(name).ok, accepted, `the agent's parser disagrees with the policy on ${name}`);
+  }
 });
