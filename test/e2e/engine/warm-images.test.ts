@@ -4,7 +4,8 @@
  * another team's job, even on a host that warmed the first team's engine, finds nothing; a job
  * that answers in its engine's place with forged entries gets only verified upstream content
  * pulled into the next engine, its malformed and non-Docker-Hub entries dropped with a warning;
- * the policy's grammar for listed images and the agent's parser agree.
+ * the policy's grammar for listed images and the agent's parser agree; the agent's calls on an
+ * engine reach only what the runner user could reach.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,7 @@ import { engineLayout } from '../../../src/engine/rootless-engine.js';
 import { RegistryMirror, mirrorStats } from '../../../src/engine/mirror.js';
 import { readLearned } from '../../../src/engine/warm-store.js';
 import { parseHubRef } from '../../../src/engine/image-ref.js';
+import { learnWarmImages } from '../../../src/engine/warm-learn.js';
 import { parsePolicyText } from '../../../src/policy/load.js';
 import { registerWarmImageMetrics } from '../../../src/engine/warm-metrics.js';
 import type { WarmPull } from '../../../src/engine/warm-images.js';
@@ -216,5 +218,37 @@ test("the policy's docker.warm.images accepts exactly the Docker Hub references 
     }
     assert.equal(accepted, names.includes(name), `the policy ${accepted ? 'accepted' : 'refused'} ${name}`);
     assert.equal(parseHubRef(name).ok, accepted, `the agent's parser disagrees with the policy on ${name}`);
+  }
+});
+
+test("the agent's calls on an engine are the runner user's: a socket only root may open answers nothing", async () => {
+  const dir = path.join(lab.root, 'jobs', 'root-socket');
+  await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
+  const sock = path.join(dir, 'docker.sock');
+  const asked: string[] = [];
+  const server = http.createServer((req, res) => {
+    asked.push(`${req.method} ${req.url}`);
+    res.end(JSON.stringify([{ RepoDigests: [`busybox@sha256:${'4'.repeat(64)}`] }]));
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  const plan = {
+    team: 'gamma',
+    stateDir: path.join(lab.root, 'state'),
+    policy: { images: [], learn: true, max: 5 },
+    listed: [],
+    learnt: [],
+  };
+  const totals = { done: 0, failed: 0, dropped: 0 };
+  try {
+    await fsp.chmod(sock, 0o600);
+    assert.equal(await learnWarmImages(sock, lab.user, plan, totals, ctx().log), undefined);
+    assert.deepEqual(asked, [], 'a root-only socket was reached: the call was made as root');
+    await fsp.chmod(sock, 0o666);
+    assert.deepEqual((await learnWarmImages(sock, lab.user, plan, totals, ctx().log))?.kept, [
+      `docker.io/library/busybox@sha256:${'4'.repeat(64)}`,
+    ]);
+    assert.deepEqual(asked, ['GET /images/json']);
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
   }
 });
