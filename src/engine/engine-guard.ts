@@ -10,6 +10,8 @@
  *            verify:  nothing of it left (processes, cgroup, socket, directory, mounts, network)
  *            prewarm: (option prewarm) the next job's engine starts while this host is verified
  *                     (warm-engine.ts); prepare takes it when started for the same user and mirror
+ *            warm:    (policy docker.warm) once the engine answers, the team's images are pulled
+ *                     into it in the background; release learns what it holds (warm-images.ts)
  *            prepare never waits for the engine's first answer: its socket (made by the agent,
  *            socket-activated) queues calls until dockerd serves; an engine that never answers
  *            is a verify finding
