@@ -56,6 +56,7 @@ const PROVISIONAL_DEFAULT: Policy = {
         'processes',
         'package-state',
         'boot',
+        'bpf',
       ],
       exceptions: [],
       allowPackages: false,
