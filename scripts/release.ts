@@ -283,8 +283,9 @@ async function buildDeb(work: string, dist: string, pkg: Pkg, out: string, epoch
     // systemd: the unit and systemd-notify; procps: the demo's process listing; acl and attr:
     // setfacl/setfattr strip ACLs and user attributes from the home's recorded directories;
     // bpftool: the integrity check's bpf surface (without it eBPF objects are not checked, and
-    // the agent says so).
-    'Recommends: systemd, procps, acl, attr, bpftool',
+    // the agent says so); curl: warm images (policy docker.warm) call each job's engine as the
+    // runner user through it (without it nothing is warmed, and the agent says how to fix it).
+    'Recommends: systemd, procps, acl, attr, bpftool, curl',
     // docker.io with rootlesskit, slirp4netns and uidmap: per-job rootless engines; docker-registry:
     // the image cache's units (runner-warden-mirror.service).
     'Suggests: docker.io, rootlesskit, slirp4netns, uidmap, docker-registry',
