@@ -4,6 +4,7 @@
  * is removed in dispose(), together with everything it still runs.
  */
 import { mkdtemp, rm, chmod, mkdir, chown } from 'node:fs/promises';
+import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
@@ -31,16 +32,48 @@ export async function createThrowawayUser(root: string): Promise<ThrowawayUser> 
       for (const [cmd, args] of [
         ['pkill', ['-KILL', '-U', String(user.uid)]],
         ['crontab', ['-r', '-u', name]],
-        ['userdel', ['-f', name]],
       ] as const) {
         try {
           execFileSync(cmd, [...args], { stdio: 'ignore' });
         } catch {
-          // Nothing to kill, no crontab, already gone.
+          // Nothing to kill, no crontab.
         }
+      }
+      removeSharedTempEntries(user.uid);
+      try {
+        execFileSync('userdel', ['-f', name], { stdio: 'ignore' });
+      } catch {
+        // Already gone.
       }
     },
   };
+}
+
+/** The machine's shared temp directories, where a user's programs write outside any root of ours. */
+const SHARED_TEMP_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
+
+/**
+ * Removes what `uid` left at the top of the shared temp directories (a rootless containerd's stack
+ * dump in /tmp, a tool's cache) before the user is deleted: once the uid is free, the next
+ * throwaway user may get it and would find those entries as its own.
+ */
+function removeSharedTempEntries(uid: number): void {
+  for (const dir of SHARED_TEMP_DIRS) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const full = path.join(dir, name);
+      try {
+        if (lstatSync(full).uid === uid) rmSync(full, { recursive: true, force: true });
+      } catch {
+        // Gone meanwhile, or not removable: nothing else of the machine is touched.
+      }
+    }
+  }
 }
 
 /**

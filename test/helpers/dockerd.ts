@@ -54,6 +54,8 @@ export async function startDockerd(root: string): Promise<DockerdStart> {
   const config = path.join(dir, 'daemon.json');
   await fsp.writeFile(config, '{}\n');
   const log = await fsp.open(path.join(dir, 'dockerd.log'), 'w');
+  const tmp = path.join(dir, 'tmp');
+  await fsp.mkdir(tmp, { mode: 0o700 });
   let child: ChildProcess;
   try {
     child = spawn(
@@ -72,7 +74,9 @@ export async function startDockerd(root: string): Promise<DockerdStart> {
         `--cgroup-parent=/${cgroupParent}`,
         `--config-file=${config}`,
       ],
-      { stdio: ['ignore', log.fd, log.fd], detached: true },
+      // TMPDIR in the test's root: containerd dumps its goroutine stacks to the temp directory
+      // (containerd.<pid>.stacks.log, at a slow health check under load), else the machine's /tmp.
+      { stdio: ['ignore', log.fd, log.fd], detached: true, env: { ...process.env, TMPDIR: tmp } },
     );
   } catch (err) {
     await log.close();
