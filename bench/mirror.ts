@@ -33,13 +33,12 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { EngineGuard } from '../src/engine/engine-guard.js';
-import { ping, type StorageDriver } from '../src/engine/rootless-engine.js';
-import { RegistryMirror } from '../src/engine/mirror.js';
-import { createLogger } from '../src/lib/log.js';
+import type { StorageDriver } from '../src/engine/rootless-engine.js';
+import type { RegistryMirror } from '../src/engine/mirror.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
-import { freePort, pushImage, startUpstream } from './registry-upstream.js';
-import { docker, makeEngineLab } from './lib/engine-lab.js';
+import { pushImage, startUpstream } from './registry-upstream.js';
+import { answeringSocket, benchGuardContext, docker, makeEngineLab, median, startBenchMirror, timedDocker } from './lib/engine-lab.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s. */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
@@ -51,26 +50,13 @@ const ENGINE_ANSWER_TIMEOUT_MS = 60_000;
 const execFileP = promisify(execFile);
 const out = (s: string): void => console.log(s);
 const ms = (n: number): string => `${(n / 1000).toFixed(2)} s`;
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0
-    ? NaN
-    : s.length % 2
-      ? (s[(s.length - 1) / 2] as number)
-      : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 
 async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 3);
   const lab = await makeEngineLab('mirror', 'rwm', CGROUP_PARENT);
   const { root, name, uid, gid } = lab;
   let n = 0;
-  const ctx = {
-    log: createLogger({ level: 'warn', destination: { write: (l: string) => void process.stderr.write(l) } }),
-    get signal(): AbortSignal {
-      return AbortSignal.timeout(600_000);
-    },
-  };
+  const ctx = benchGuardContext();
   const guard = new EngineGuard({ cgroupParent: CGROUP_PARENT });
   const guards: Record<StorageDriver, EngineGuard> = {
     vfs: new EngineGuard({ cgroupParent: CGROUP_PARENT, storageDriver: 'vfs' }),
@@ -108,35 +94,16 @@ async function main(): Promise<void> {
       const policy = structuredClone(base);
       policy.docker.mirror = mirror;
       const prepared = await g.prepare(job, policy, ctx);
-      const socket = (prepared.env?.DOCKER_HOST ?? '').replace(/^unix:\/\//, '');
-      const deadline = Date.now() + ENGINE_ANSWER_TIMEOUT_MS;
-      while (!(await ping(socket, 2_000))) {
-        if (Date.now() > deadline) throw new Error(`the job's engine did not answer in ${ENGINE_ANSWER_TIMEOUT_MS} ms`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      const socket = await answeringSocket(prepared.env?.DOCKER_HOST, ENGINE_ANSWER_TIMEOUT_MS);
       try {
         return await fn(socket);
       } finally {
         await g.release(job, policy, ctx);
       }
     };
-    const timed = async (socket: string, ...args: string[]): Promise<number> => {
-      const t = performance.now();
-      await docker(socket, ...args);
-      return performance.now() - t;
-    };
+    const timed = timedDocker;
 
-    const newMirror = async (dir: string): Promise<RegistryMirror> => {
-      const m = new RegistryMirror({
-        listen: `127.0.0.1:${await freePort()}`,
-        debugListen: `127.0.0.1:${await freePort()}`,
-        storage: path.join(root, dir, 'cache'),
-        upstream: upstream.url,
-        capBytes: 10 << 30,
-      });
-      await m.start();
-      return m;
-    };
+    const newMirror = (dir: string): Promise<RegistryMirror> => startBenchMirror(root, dir, upstream.url);
     if (process.argv[3] === 'drivers') {
       // Straight to the registry: the front's idle keep-alive can close while the rootfs is made.
       await pushImage(upstream.registryUrl, 'library/run', '1', await bigRootfs(root, IMAGE_BYTES, true));
@@ -144,14 +111,7 @@ async function main(): Promise<void> {
       return;
     }
     for (let round = 0; round < rounds; round++) {
-      const mirror = new RegistryMirror({
-        listen: `127.0.0.1:${await freePort()}`,
-        debugListen: `127.0.0.1:${await freePort()}`,
-        storage: path.join(root, `mirror-${round}`, 'cache'),
-        upstream: upstream.url,
-        capBytes: 10 << 30,
-      });
-      await mirror.start();
+      const mirror = await newMirror(`mirror-${round}`);
       try {
         const first = await withEngine(mirror.url, (s) => timed(s, 'pull', '-q', 'big:1'));
         const second = await withEngine(mirror.url, async (s) => {

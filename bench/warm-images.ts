@@ -23,14 +23,11 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { EngineGuard } from '../src/engine/engine-guard.js';
-import { ping } from '../src/engine/rootless-engine.js';
-import { RegistryMirror } from '../src/engine/mirror.js';
 import type { WarmPull } from '../src/engine/warm-images.js';
-import { createLogger } from '../src/lib/log.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
-import { freePort, pushImage, startUpstream } from './registry-upstream.js';
-import { docker, makeEngineLab } from './lib/engine-lab.js';
+import { pushImage, startUpstream } from './registry-upstream.js';
+import { answeringSocket, benchGuardContext, makeEngineLab, median, startBenchMirror, timedDocker } from './lib/engine-lab.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s (as bench/mirror.ts). */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
@@ -41,23 +38,13 @@ const WAIT_MS = 120_000;
 
 const out = (s: string): void => console.log(s);
 const ms = (n: number): string => `${(n / 1000).toFixed(2)} s`;
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 async function main(): Promise<void> {
   const rounds = Number(process.argv[2] ?? 3);
   const lab = await makeEngineLab('warm', 'rww', CGROUP_PARENT);
   const { root, name, uid, gid } = lab;
   let n = 0;
-  const ctx = {
-    log: createLogger({ level: 'warn', destination: { write: (l: string) => void process.stderr.write(l) } }),
-    get signal(): AbortSignal {
-      return AbortSignal.timeout(600_000);
-    },
-  };
+  const ctx = benchGuardContext();
   const upstream = await startUpstream(path.join(root, 'up'), UPSTREAM_BYTES_PER_SECOND);
   const f: Record<'first' | 'second' | 'warmup' | 'warmed' | 'joined' | 'joinedWarmup', number[]> = {
     first: [],
@@ -102,12 +89,7 @@ async function main(): Promise<void> {
       const warmed = new Promise<WarmPull>((r) => (pulled = r));
       const guard = new EngineGuard({ cgroupParent: CGROUP_PARENT, onWarmPull: (p) => pulled(p) });
       const prepared = await guard.prepare(job, policy, ctx);
-      const socket = (prepared.env?.DOCKER_HOST ?? '').replace(/^unix:\/\//, '');
-      const deadline = Date.now() + WAIT_MS;
-      while (!(await ping(socket, 2_000))) {
-        if (Date.now() > deadline) throw new Error(`the job's engine did not answer in ${WAIT_MS} ms`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      const socket = await answeringSocket(prepared.env?.DOCKER_HOST, WAIT_MS);
       const answeredAt = performance.now();
       try {
         return await fn(socket, answeredAt, warmed);
@@ -116,11 +98,7 @@ async function main(): Promise<void> {
         await guard.drain();
       }
     };
-    const timed = async (socket: string, ...args: string[]): Promise<number> => {
-      const t = performance.now();
-      await docker(socket, ...args);
-      return performance.now() - t;
-    };
+    const timed = timedDocker;
     const settled = async (warmed: Promise<WarmPull>): Promise<WarmPull> => {
       const p = await Promise.race([warmed, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no warm pull')), WAIT_MS))]);
       if (!p.ok) throw new Error(`the warm pull failed: ${p.error}`);
@@ -128,14 +106,7 @@ async function main(): Promise<void> {
     };
 
     for (let round = 0; round < rounds; round++) {
-      const mirror = new RegistryMirror({
-        listen: `127.0.0.1:${await freePort()}`,
-        debugListen: `127.0.0.1:${await freePort()}`,
-        storage: path.join(root, `mirror-${round}`, 'cache'),
-        upstream: upstream.url,
-        capBytes: 10 << 30,
-      });
-      await mirror.start();
+      const mirror = await startBenchMirror(root, `mirror-${round}`, upstream.url);
       const stateDir = path.join(root, `state-${round}`);
       await fsp.mkdir(stateDir, { mode: 0o700 });
       try {

@@ -1,6 +1,7 @@
 /**
  * What the engine and image-cache benches share: a throwaway runner user in a root of its own,
- * /dev/net/tun held for its rootless engines, and the docker CLI pointed at one engine's socket.
+ * /dev/net/tun held for its rootless engines, the docker CLI pointed at one engine's socket (and
+ * timed), a job's engine awaited until it answers, an image cache on free ports, medians.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -9,6 +10,10 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { openTun } from '../../src/sim/tun.js';
+import { ping } from '../../src/engine/rootless-engine.js';
+import { RegistryMirror } from '../../src/engine/mirror.js';
+import { createLogger } from '../../src/lib/log.js';
+import { freePort } from '../registry-upstream.js';
 
 const execFileP = promisify(execFile);
 
@@ -63,4 +68,55 @@ export async function docker(socket: string, ...args: string[]): Promise<string>
     maxBuffer: 1 << 26,
   });
   return stdout.trim();
+}
+
+/** The median of `xs` (NaN for none). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length === 0 ? NaN : s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** The guards' context for a bench: warnings to stderr, a fresh 10-minute signal at each read. */
+export function benchGuardContext(): { log: ReturnType<typeof createLogger>; readonly signal: AbortSignal } {
+  return {
+    log: createLogger({ level: 'warn', destination: { write: (l: string) => void process.stderr.write(l) } }),
+    get signal(): AbortSignal {
+      return AbortSignal.timeout(600_000);
+    },
+  };
+}
+
+/** How long one docker CLI call against `socket` takes, in ms. */
+export async function timedDocker(socket: string, ...args: string[]): Promise<number> {
+  const t = performance.now();
+  await docker(socket, ...args);
+  return performance.now() - t;
+}
+
+/**
+ * Waits until the engine on a prepared job's DOCKER_HOST answers (a bench's clock starts after
+ * the engine's start); returns its socket path. `timeoutMs` means the engine failed.
+ */
+export async function answeringSocket(dockerHost: string | undefined, timeoutMs: number): Promise<string> {
+  const socket = (dockerHost ?? '').replace(/^unix:\/\//, '');
+  const deadline = Date.now() + timeoutMs;
+  while (!(await ping(socket, 2_000))) {
+    if (Date.now() > deadline) throw new Error(`the job's engine did not answer in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return socket;
+}
+
+/** A started image cache in `<root>/<dir>/cache` in front of `upstream`, on free loopback ports. */
+export async function startBenchMirror(root: string, dir: string, upstream: string): Promise<RegistryMirror> {
+  const m = new RegistryMirror({
+    listen: `127.0.0.1:${await freePort()}`,
+    debugListen: `127.0.0.1:${await freePort()}`,
+    storage: path.join(root, dir, 'cache'),
+    upstream,
+    capBytes: 10 << 30,
+  });
+  await m.start();
+  return m;
 }
