@@ -37,8 +37,8 @@ import type { StorageDriver } from '../src/engine/rootless-engine.js';
 import type { RegistryMirror } from '../src/engine/mirror.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
-import { pushImage, startUpstream } from './registry-upstream.js';
-import { answeringSocket, benchGuardContext, docker, makeEngineLab, median, startBenchMirror, timedDocker } from './lib/engine-lab.js';
+import { pushImage, startMirror, startUpstream } from './registry-upstream.js';
+import { answeringSocket, benchGuardContext, docker, makeEngineLab, median, timedDocker } from './lib/engine-lab.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s. */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
     };
     const timed = timedDocker;
 
-    const newMirror = (dir: string): Promise<RegistryMirror> => startBenchMirror(root, dir, upstream.url);
+    const newMirror = (dir: string): Promise<RegistryMirror> => startMirror(path.join(root, dir, 'cache'), upstream.url);
     if (process.argv[3] === 'drivers') {
       // Straight to the registry: the front's idle keep-alive can close while the rootfs is made.
       await pushImage(upstream.registryUrl, 'library/run', '1', await bigRootfs(root, IMAGE_BYTES, true));

@@ -10,6 +10,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { RegistryMirror } from '../src/engine/mirror.js';
 
 /** A free loopback port (bound, then released). */
 export async function freePort(): Promise<number> {
@@ -144,4 +145,17 @@ export async function pushImage(
   });
   if (res.status !== 201) throw new Error(`manifest ${res.status}: ${await res.text()}`);
   return { layer: sha(layer), manifest: sha(manifest) };
+}
+
+/** A started image cache storing in `storage`, in front of `upstream`, on free loopback ports. */
+export async function startMirror(storage: string, upstream: string, capBytes = 10 << 30): Promise<RegistryMirror> {
+  const m = new RegistryMirror({
+    listen: `127.0.0.1:${await freePort()}`,
+    debugListen: `127.0.0.1:${await freePort()}`,
+    storage,
+    upstream,
+    capBytes,
+  });
+  await m.start();
+  return m;
 }

@@ -26,8 +26,8 @@ import { EngineGuard } from '../src/engine/engine-guard.js';
 import type { WarmPull } from '../src/engine/warm-images.js';
 import { DEFAULT_POLICY, type Policy } from '../src/policy/types.js';
 import type { GuardJob } from '../src/lib/job-guard.js';
-import { pushImage, startUpstream } from './registry-upstream.js';
-import { answeringSocket, benchGuardContext, makeEngineLab, median, startBenchMirror, timedDocker } from './lib/engine-lab.js';
+import { pushImage, startMirror, startUpstream } from './registry-upstream.js';
+import { answeringSocket, benchGuardContext, makeEngineLab, median, timedDocker } from './lib/engine-lab.js';
 
 /** A remote registry's bandwidth as seen from a cloud VM pulling from Docker Hub: 25 MB/s (as bench/mirror.ts). */
 const UPSTREAM_BYTES_PER_SECOND = 25 * 1024 * 1024;
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     };
 
     for (let round = 0; round < rounds; round++) {
-      const mirror = await startBenchMirror(root, `mirror-${round}`, upstream.url);
+      const mirror = await startMirror(path.join(root, `mirror-${round}`, 'cache'), upstream.url);
       const stateDir = path.join(root, `state-${round}`);
       await fsp.mkdir(stateDir, { mode: 0o700 });
       try {

@@ -1,7 +1,7 @@
 /**
  * What the engine and image-cache benches share: a throwaway runner user in a root of its own,
  * /dev/net/tun held for its rootless engines, the docker CLI pointed at one engine's socket (and
- * timed), a job's engine awaited until it answers, an image cache on free ports, medians.
+ * timed), a job's engine awaited until it answers, medians.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -11,9 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openTun } from '../../src/sim/tun.js';
 import { ping } from '../../src/engine/rootless-engine.js';
-import { RegistryMirror } from '../../src/engine/mirror.js';
 import { createLogger } from '../../src/lib/log.js';
-import { freePort } from '../registry-upstream.js';
 
 const execFileP = promisify(execFile);
 
@@ -106,17 +104,4 @@ export async function answeringSocket(dockerHost: string | undefined, timeoutMs:
     await new Promise((r) => setTimeout(r, 10));
   }
   return socket;
-}
-
-/** A started image cache in `<root>/<dir>/cache` in front of `upstream`, on free loopback ports. */
-export async function startBenchMirror(root: string, dir: string, upstream: string): Promise<RegistryMirror> {
-  const m = new RegistryMirror({
-    listen: `127.0.0.1:${await freePort()}`,
-    debugListen: `127.0.0.1:${await freePort()}`,
-    storage: path.join(root, dir, 'cache'),
-    upstream,
-    capBytes: 10 << 30,
-  });
-  await m.start();
-  return m;
 }

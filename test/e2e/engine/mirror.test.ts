@@ -21,7 +21,7 @@ import { listBlobs, PRUNE_TO_RATIO, sweepMirror } from '../../../src/engine/mirr
 import { mirrorProblems } from '../../../src/engine/mirror-checks.js';
 import { Registry } from 'prom-client';
 import { busyboxTar, dockerCli, dockerPolicy, dockerTry, guardCtx, makeJob, openTun } from './fixture.js';
-import { freePort, pushImage, startUpstream, type Upstream } from '../../../bench/registry-upstream.js';
+import { freePort, pushImage, startMirror, startUpstream, type Upstream } from '../../../bench/registry-upstream.js';
 
 let lab: Lab;
 let restoreTun: () => Promise<void>;
@@ -33,14 +33,7 @@ before(async () => {
   lab = await createLab('rw-mirror-');
   restoreTun = await openTun();
   upstream = await startUpstream(lab.root);
-  mirror = new RegistryMirror({
-    listen: `127.0.0.1:${await freePort()}`,
-    debugListen: `127.0.0.1:${await freePort()}`,
-    storage: path.join(lab.root, 'mirror', 'cache'),
-    upstream: upstream.url,
-    capBytes: 1 << 30,
-  });
-  await mirror.start();
+  mirror = await startMirror(path.join(lab.root, 'mirror', 'cache'), upstream.url, 1 << 30);
 });
 
 after(async () => {

@@ -18,7 +18,7 @@ import { Registry } from 'prom-client';
 import { createLab, type Lab } from '../../helpers/lab.js';
 import { EngineGuard } from '../../../src/engine/engine-guard.js';
 import { engineLayout } from '../../../src/engine/rootless-engine.js';
-import { RegistryMirror, mirrorStats } from '../../../src/engine/mirror.js';
+import { type RegistryMirror, mirrorStats } from '../../../src/engine/mirror.js';
 import { readLearned } from '../../../src/engine/warm-store.js';
 import { parseHubRef } from '../../../src/engine/image-ref.js';
 import { learnWarmImages } from '../../../src/engine/warm-learn.js';
@@ -29,7 +29,7 @@ import { createLogger } from '../../../src/lib/log.js';
 import type { GuardContext } from '../../../src/lib/job-guard.js';
 import type { Policy } from '../../../src/policy/types.js';
 import { busyboxTar, dockerCli, dockerPolicy, dockerTry, makeJob, openTun } from './fixture.js';
-import { freePort, pushImage, startUpstream, type Upstream } from '../../../bench/registry-upstream.js';
+import { pushImage, startMirror, startUpstream, type Upstream } from '../../../bench/registry-upstream.js';
 
 let lab: Lab;
 let restoreTun: () => Promise<void>;
@@ -61,14 +61,7 @@ before(async () => {
   lab = await createLab('rw-warm-');
   restoreTun = await openTun();
   upstream = await startUpstream(lab.root);
-  mirror = new RegistryMirror({
-    listen: `127.0.0.1:${await freePort()}`,
-    debugListen: `127.0.0.1:${await freePort()}`,
-    storage: path.join(lab.root, 'mirror', 'cache'),
-    upstream: upstream.url,
-    capBytes: 1 << 30,
-  });
-  await mirror.start();
+  mirror = await startMirror(path.join(lab.root, 'mirror', 'cache'), upstream.url, 1 << 30);
   const tar = await fsp.readFile(await busyboxTar(lab.root));
   busybox = `docker.io/library/busybox@${(await pushImage(upstream.url, 'library/busybox', '1', tar)).manifest}`;
   // Genuine upstream content no job pulled: what a forged entry can at most make an engine fetch.
